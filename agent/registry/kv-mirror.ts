@@ -1,0 +1,207 @@
+import { EventEmitter } from 'node:events';
+import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
+import { diffSnapshots, type SnapshotChange } from '../../common/snapshot-diff.js';
+import type { Logger } from '../log.js';
+
+export interface KvEntry {
+  value: string;
+  /** etcd lease ID as a decimal string; "0" when no lease is attached. */
+  lease: string;
+  modRevision: string;
+}
+
+export type KvChange = SnapshotChange<KvEntry>;
+
+export interface KvMirrorOptions {
+  client: Etcd3;
+  /** Mirror every key that starts with this prefix. */
+  prefix: string;
+  logger: Logger;
+  /** Delay before the first retry after a failure; doubles up to `maxBackoffMs`. */
+  initialBackoffMs?: number;
+  maxBackoffMs?: number;
+}
+
+export interface KvMirrorEvents {
+  change: [KvChange];
+  /** A full list was applied; `reason` says why it was taken. */
+  synced: [reason: string];
+  /** Whether the last etcd call succeeded. */
+  reachable: [boolean];
+}
+
+function sameEntry(a: KvEntry, b: KvEntry): boolean {
+  return a.value === b.value && a.lease === b.lease;
+}
+
+function toEntry(kv: IKeyValue): KvEntry {
+  return { value: kv.value.toString(), lease: String(kv.lease), modRevision: String(kv.mod_revision) };
+}
+
+/**
+ * A local copy of a key range that follows etcd: list, then watch from the list's revision. After any
+ * disruption of the watch (compaction, reconnect, cancellation) it lists again and emits only what
+ * differs from what it already emitted, so consumers see each real change exactly once and never a
+ * spurious removal.
+ */
+export class KvMirror extends EventEmitter<KvMirrorEvents> {
+  readonly entries = new Map<string, KvEntry>();
+  private readonly client: Etcd3;
+  private readonly prefix: string;
+  private readonly log: Logger;
+  private readonly initialBackoffMs: number;
+  private readonly maxBackoffMs: number;
+  private watcher: Watcher | undefined;
+  private stopped = false;
+  private resyncing: Promise<void> | undefined;
+  private pendingReason: string | undefined;
+  private wake: (() => void) | undefined;
+  private firstSync: Promise<void> | undefined;
+
+  constructor(options: KvMirrorOptions) {
+    super();
+    this.client = options.client;
+    this.prefix = options.prefix;
+    this.log = options.logger;
+    this.initialBackoffMs = options.initialBackoffMs ?? 100;
+    this.maxBackoffMs = options.maxBackoffMs ?? 2000;
+  }
+
+  /** Resolves after the first successful list (retrying until etcd answers or `stop()` is called). */
+  start(): Promise<void> {
+    this.firstSync ??= this.resync('initial list');
+    return this.firstSync;
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.wake?.();
+    await this.detachWatcher();
+    await this.resyncing?.catch(() => undefined);
+  }
+
+  private resync(reason: string): Promise<void> {
+    if (this.resyncing !== undefined) {
+      this.pendingReason ??= reason;
+      return this.resyncing;
+    }
+    this.resyncing = this.runResync(reason).finally(() => {
+      this.resyncing = undefined;
+      const next = this.pendingReason;
+      this.pendingReason = undefined;
+      if (next !== undefined && !this.stopped) void this.resync(next);
+    });
+    return this.resyncing;
+  }
+
+  private async runResync(reason: string): Promise<void> {
+    await this.detachWatcher();
+    let delay = this.initialBackoffMs;
+    while (!this.stopped) {
+      try {
+        const revision = await this.listAndApply(reason);
+        if (this.stopped) return;
+        this.attachWatcher(revision);
+        return;
+      } catch (err) {
+        this.emit('reachable', false);
+        this.log.warn({ err: (err as Error).message, prefix: this.prefix }, 'etcd list failed; retrying');
+        await this.sleep(delay);
+        delay = Math.min(delay * 2, this.maxBackoffMs);
+      }
+    }
+  }
+
+  private async listAndApply(reason: string): Promise<bigint> {
+    const prefix = Buffer.from(this.prefix);
+    const response = await this.client.kv.range({ key: prefix, range_end: rangeEndOf(prefix) });
+    this.emit('reachable', true);
+    const fresh = new Map<string, KvEntry>();
+    for (const kv of response.kvs) fresh.set(kv.key.toString(), toEntry(kv));
+    const changes = diffSnapshots(this.entries, fresh, sameEntry);
+    // Revisions still move on a same-content rewrite; keep them current without emitting anything.
+    for (const [key, entry] of fresh) this.entries.set(key, entry);
+    for (const change of changes) {
+      if (change.kind === 'removed') this.entries.delete(change.key);
+      this.emit('change', change);
+    }
+    this.log.debug({ prefix: this.prefix, reason, keys: fresh.size, changes: changes.length }, 'listed');
+    this.emit('synced', reason);
+    return BigInt(response.header.revision);
+  }
+
+  private attachWatcher(listRevision: bigint): void {
+    const watcher = this.client
+      .watch()
+      .prefix(this.prefix)
+      .startRevision(String(listRevision + 1n))
+      .watcher();
+    this.watcher = watcher;
+    watcher.on('put', (kv) => this.applyPut(kv));
+    watcher.on('delete', (kv) => this.applyDelete(kv.key.toString()));
+    watcher.on('connected', () => this.emit('reachable', true));
+    const disrupted = (why: string) => (err?: Error) => {
+      if (this.watcher !== watcher || this.stopped) return;
+      this.log.info({ prefix: this.prefix, why, err: err?.message }, 'watch disrupted; listing again');
+      void this.resync(why);
+    };
+    watcher.on('disconnected', disrupted('watch disconnected'));
+    watcher.on('error', disrupted('watch cancelled'));
+  }
+
+  private applyPut(kv: IKeyValue): void {
+    const key = kv.key.toString();
+    const entry = toEntry(kv);
+    const previous = this.entries.get(key);
+    this.entries.set(key, entry);
+    if (previous === undefined) this.emit('change', { kind: 'added', key, value: entry });
+    else if (!sameEntry(previous, entry)) this.emit('change', { kind: 'changed', key, value: entry, previous });
+  }
+
+  private applyDelete(key: string): void {
+    const previous = this.entries.get(key);
+    if (previous === undefined) return;
+    this.entries.delete(key);
+    this.emit('change', { kind: 'removed', key, previous });
+  }
+
+  private async detachWatcher(): Promise<void> {
+    const watcher = this.watcher;
+    this.watcher = undefined;
+    if (watcher === undefined) return;
+    watcher.removeAllListeners();
+    // A cancel on a dead stream may never be answered; the watch manager drops it on reconnect anyway.
+    watcher.on('error', () => undefined);
+    await Promise.race([watcher.cancel().catch(() => undefined), delay(1000)]);
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.wake = undefined;
+        resolve();
+      }, ms);
+      this.wake = () => {
+        clearTimeout(timer);
+        this.wake = undefined;
+        resolve();
+      };
+    });
+  }
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}
+
+/** The etcd range end that selects every key with `prefix` (the prefix with its last byte incremented). */
+export function rangeEndOf(prefix: Buffer): Buffer {
+  const end = Buffer.from(prefix);
+  for (let i = end.length - 1; i >= 0; i--) {
+    if (end[i]! < 0xff) {
+      end[i]! += 1;
+      return end.subarray(0, i + 1);
+    }
+  }
+  return Buffer.from([0]);
+}

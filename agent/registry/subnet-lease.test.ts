@@ -1,0 +1,224 @@
+import assert from 'node:assert/strict';
+import type { Etcd3 } from 'etcd3';
+import { IpAddress, Prefix } from '../../common/cidr.js';
+import { parseNetworkConfig, type NetworkConfig } from '../../common/config.js';
+import { parseLeaseAttrs, parseLeaseKey } from '../../common/lease.js';
+import { EtcdServer } from '../../test/etcd-server.js';
+import { captureLogger } from '../../test/log-capture.js';
+import { waitFor } from '../../test/wait.js';
+import { connectEtcd, NetworkKeys } from './etcd.js';
+import { NoFreeSubnetError } from './errors.js';
+import { SubnetLeaseManager, type LeaseRequest } from './subnet-lease.js';
+
+const CONFIG = parseNetworkConfig('{"Network":"198.18.0.0/16","Backend":{"Type":"vxlan"}}');
+
+function request(publicIP: string, mac = '0a:00:00:00:00:01'): LeaseRequest {
+  return {
+    publicIP: IpAddress.parse(publicIP),
+    publicIPv6: undefined,
+    backendType: 'vxlan',
+    backendData: { VNI: 1, VtepMAC: mac },
+    backendV6Data: undefined,
+  };
+}
+
+describe('SubnetLeaseManager against a real etcd', function () {
+  let etcd: EtcdServer;
+  let client: Etcd3;
+  let keys: NetworkKeys;
+  let testIndex = 0;
+  const managers: SubnetLeaseManager[] = [];
+  const clients: Etcd3[] = [];
+
+  function manager(options: { ttlSeconds?: number; renewMarginSeconds?: number; client?: Etcd3 } = {}): SubnetLeaseManager {
+    const created = new SubnetLeaseManager({ client, keys, logger: captureLogger().logger, ...options });
+    created.on('error', () => undefined);
+    managers.push(created);
+    return created;
+  }
+
+  async function keyInfo(name: string): Promise<{ value: string; lease: string } | undefined> {
+    const response = await client.kv.range({ key: Buffer.from(keys.lease(name)) });
+    const kv = response.kvs[0];
+    return kv === undefined ? undefined : { value: kv.value.toString(), lease: String(kv.lease) };
+  }
+
+  async function putLease(name: string, publicIP: string, ttl?: number): Promise<void> {
+    const value = JSON.stringify({ PublicIP: publicIP, PublicIPv6: null, BackendType: 'vxlan', BackendData: { VNI: 1, VtepMAC: '0a:00:00:00:00:99' } });
+    const put = client.put(keys.lease(name)).value(value);
+    if (ttl !== undefined) put.lease((await client.leaseClient.leaseGrant({ TTL: ttl })).ID);
+    await put;
+  }
+
+  before(async function () {
+    etcd = await EtcdServer.start();
+    client = connectEtcd({ endpoints: [etcd.endpoint] });
+  });
+
+  beforeEach(function () {
+    keys = new NetworkKeys(`/weft-test-${process.pid}/net-${testIndex++}`);
+  });
+
+  afterEach(async function () {
+    await Promise.all(managers.splice(0).map((m) => m.stop()));
+    for (const c of clients.splice(0)) c.close();
+  });
+
+  after(async function () {
+    client?.close();
+    await etcd?.destroy();
+  });
+
+  it('creates a lease inside SubnetMin..SubnetMax, attached to an etcd lease with the TTL', async function () {
+    const own = await manager({ ttlSeconds: 120, renewMarginSeconds: 10 }).acquire(CONFIG, request('198.19.0.1'));
+    const subnet = own.lease.subnets.ipv4!;
+    assert.ok(CONFIG.ipv4!.network.contains(subnet));
+    assert.equal(subnet.length, 24);
+    assert.notEqual(subnet.toString(), '198.18.0.0/24', 'the first subnet is never handed out');
+    const info = await keyInfo(own.lease.name);
+    assert.ok(info);
+    assert.notEqual(info.lease, '0');
+    const ttl = await client.leaseClient.leaseTimeToLive({ ID: info.lease });
+    assert.ok(Number(ttl.TTL) > 100 && Number(ttl.TTL) <= 120, `TTL ${ttl.TTL}`);
+    const attrs = parseLeaseAttrs(info.value, own.lease.name);
+    assert.equal(attrs.publicIP?.toString(), '198.19.0.1');
+    assert.deepEqual(attrs.backendData, { VNI: 1, VtepMAC: '0a:00:00:00:00:01' });
+  });
+
+  it('reuses the lease whose PublicIP is ours, keeping unknown fields and attaching a fresh TTL', async function () {
+    const value = JSON.stringify({ PublicIP: '198.19.0.2', BackendType: 'vxlan', BackendData: { VNI: 1, VtepMAC: '0a:00:00:00:00:02' }, Zone: 'b' });
+    const oldLease = (await client.leaseClient.leaseGrant({ TTL: 30 })).ID;
+    await client.put(keys.lease('198.18.77.0-24')).value(value).lease(oldLease);
+    const own = await manager({ ttlSeconds: 300, renewMarginSeconds: 10 }).acquire(CONFIG, request('198.19.0.2', '0a:00:00:00:00:03'));
+    assert.equal(own.lease.name, '198.18.77.0-24');
+    const info = await keyInfo('198.18.77.0-24');
+    assert.ok(info);
+    assert.notEqual(info.lease, '0');
+    assert.notEqual(info.lease, String(oldLease));
+    const parsed = JSON.parse(info.value) as Record<string, unknown>;
+    assert.equal(parsed.Zone, 'b');
+    assert.deepEqual(parsed.BackendData, { VNI: 1, VtepMAC: '0a:00:00:00:00:03' });
+  });
+
+  it('takes the subnet from the old subnet.env when it is free and valid, and not when it is taken', async function () {
+    const hint = { ipv4: Prefix.parse('198.18.200.0/24'), ipv6: undefined };
+    const first = await manager().acquire(CONFIG, request('198.19.0.3'), hint);
+    assert.equal(first.lease.name, '198.18.200.0-24');
+    const second = await manager().acquire(CONFIG, request('198.19.0.4'), hint);
+    assert.notEqual(second.lease.name, '198.18.200.0-24');
+    const outside = await manager().acquire(CONFIG, request('198.19.0.5'), { ipv4: Prefix.parse('198.18.0.0/24'), ipv6: undefined });
+    assert.notEqual(outside.lease.name, '198.18.0.0-24', 'a hint below SubnetMin is not valid for the config');
+  });
+
+  it('honours a reservation and never attaches a TTL to it, even across renewals', async function () {
+    await putLease('198.18.9.0-24', '198.19.0.6');
+    const leaser = manager({ ttlSeconds: 3, renewMarginSeconds: 2 });
+    const own = await leaser.acquire(CONFIG, request('198.19.0.6'));
+    assert.equal(own.lease.name, '198.18.9.0-24');
+    assert.equal(own.lease.reservation, true);
+    assert.equal(own.expiresAt, undefined);
+    await new Promise((resolve) => setTimeout(resolve, 3500));
+    const info = await keyInfo('198.18.9.0-24');
+    assert.equal(info?.lease, '0');
+    assert.deepEqual(parseLeaseAttrs(info.value, 'k').backendData, { VNI: 1, VtepMAC: '0a:00:00:00:00:01' });
+  });
+
+  it('lets 50 concurrent acquirers on one etcd all succeed with distinct subnets', async function () {
+    this.timeout(60_000);
+    const racers = Array.from({ length: 50 }, () => {
+      const own = connectEtcd({ endpoints: [etcd.endpoint] });
+      clients.push(own);
+      return manager({ client: own });
+    });
+    const leases = await Promise.all(racers.map((racer, i) => racer.acquire(CONFIG, request(`198.19.1.${i + 1}`))));
+    const names = new Set(leases.map((own) => own.lease.name));
+    assert.equal(names.size, 50);
+    const stored = await client.getAll().prefix(keys.subnets).strings();
+    assert.equal(Object.keys(stored).length, 50);
+    for (const own of leases) {
+      const attrs = parseLeaseAttrs(stored[keys.lease(own.lease.name)]!, own.lease.name);
+      assert.equal(attrs.publicIP?.toString(), own.lease.attrs.publicIP?.toString());
+    }
+  });
+
+  it('reports exhaustion with the range and how many subnets are leased and reserved', async function () {
+    // /28 split into four /30s; the first is never handed out, leaving three.
+    const small = parseNetworkConfig('{"Network":"198.18.0.0/28","Backend":{"Type":"vxlan"}}');
+    assert.equal(small.ipv4!.subnetLen, 30);
+    await putLease('198.18.0.4-30', '198.19.0.7');
+    await manager().acquire(small, request('198.19.0.8'));
+    await manager().acquire(small, request('198.19.0.9'));
+    await assert.rejects(manager().acquire(small, request('198.19.0.10')), (err: unknown) => {
+      assert.ok(err instanceof NoFreeSubnetError);
+      assert.equal(err.code, 'WEFT_NO_FREE_SUBNET');
+      assert.match(err.message, /198\.18\.0\.4\/30\.\.198\.18\.0\.12\/30/);
+      assert.match(err.message, /2 leased and 1 reserved/);
+      return true;
+    });
+  });
+
+  it('renews before expiry so the key outlives its first TTL', async function () {
+    this.timeout(20_000);
+    const leaser = manager({ ttlSeconds: 3, renewMarginSeconds: 2 });
+    let renewals = 0;
+    leaser.on('renewed', () => renewals++);
+    const own = await leaser.acquire(CONFIG, request('198.19.0.11'));
+    await new Promise((resolve) => setTimeout(resolve, 5000));
+    assert.ok(renewals >= 2, `renewed ${renewals} times`);
+    const info = await keyInfo(own.lease.name);
+    assert.ok(info, 'the key still exists after more than one TTL');
+    assert.equal(leaser.current?.etcdLeaseId, info.lease);
+  });
+
+  it('re-acquires the same subnet when its key is deleted', async function () {
+    const leaser = manager();
+    const own = await leaser.acquire(CONFIG, request('198.19.0.12'));
+    const reacquired = new Promise<string>((resolve) => leaser.once('acquired', (next) => resolve(next.lease.name)));
+    await client.delete().key(keys.lease(own.lease.name));
+    assert.equal(await reacquired, own.lease.name);
+    await waitFor(async () => (await keyInfo(own.lease.name)) !== undefined, 'the key to be written again');
+  });
+
+  it('never goes on with a subnet that names another PublicIP: it moves to another one', async function () {
+    const leaser = manager();
+    const own = await leaser.acquire(CONFIG, request('198.19.0.13'));
+    const lost = new Promise<string>((resolve) => leaser.once('lost', resolve));
+    const reacquired = new Promise<string>((resolve) => leaser.once('acquired', (next) => resolve(next.lease.name)));
+    await putLease(own.lease.name, '198.19.0.99', 60);
+    assert.match(await lost, /198\.19\.0\.99/);
+    const next = await reacquired;
+    assert.notEqual(next, own.lease.name);
+    const taken = await keyInfo(own.lease.name);
+    assert.equal(parseLeaseAttrs(taken!.value, own.lease.name).publicIP?.toString(), '198.19.0.99', 'the other host keeps its lease');
+  });
+
+  it('keeps the lease on stop and deletes it on release (never a reservation)', async function () {
+    const kept = manager();
+    const keptLease = await kept.acquire(CONFIG, request('198.19.0.14'));
+    await kept.stop();
+    assert.ok(await keyInfo(keptLease.lease.name));
+
+    const released = manager();
+    const releasedLease = await released.acquire(CONFIG, request('198.19.0.15'));
+    await released.release();
+    assert.equal(await keyInfo(releasedLease.lease.name), undefined);
+
+    await putLease('198.18.10.0-24', '198.19.0.16');
+    const reserved = manager();
+    await reserved.acquire(CONFIG, request('198.19.0.16'));
+    await reserved.release();
+    assert.ok(await keyInfo('198.18.10.0-24'), 'a reservation survives release');
+  });
+
+  it('allocates IPv4 and IPv6 subnets independently for a dual-stack config', async function () {
+    const dual: NetworkConfig = parseNetworkConfig(
+      '{"Network":"198.18.0.0/16","EnableIPv6":true,"IPv6Network":"2001:db8:100::/48","Backend":{"Type":"vxlan"}}',
+    );
+    const own = await manager().acquire(dual, { ...request('198.19.0.17'), publicIPv6: IpAddress.parse('2001:db8:0:1::17') });
+    const subnets = parseLeaseKey(own.lease.name);
+    assert.equal(subnets.ipv4?.length, 24);
+    assert.equal(subnets.ipv6?.length, 64);
+    assert.ok(dual.ipv6!.network.contains(subnets.ipv6!));
+    assert.match(own.lease.name, /^198\.18\.\d+\.0-24&2001:db8:100:[0-9a-f]+::-64$/);
+  });
+});

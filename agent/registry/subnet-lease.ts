@@ -1,0 +1,455 @@
+import { EventEmitter } from 'node:events';
+import type { Etcd3, IKeyValue, IRequestOp } from 'etcd3';
+import type { IpAddress, Prefix } from '../../common/cidr.js';
+import { candidateSubnets, isSubnetAllowed, type FamilyConfig, type NetworkConfig } from '../../common/config.js';
+import {
+  decodeLease,
+  formatLeaseAttrs,
+  formatLeaseKey,
+  type Lease,
+  type LeaseAttrs,
+  type LeaseSubnets,
+} from '../../common/lease.js';
+import type { Logger } from '../log.js';
+import type { NetworkKeys } from './etcd.js';
+import { LeaseContentionError, NoFreeSubnetError, RegistryStoppedError } from './errors.js';
+import { KvMirror, rangeEndOf, type KvChange } from './kv-mirror.js';
+
+/** What this host publishes about itself in its lease. */
+export interface LeaseRequest {
+  publicIP: IpAddress | undefined;
+  publicIPv6: IpAddress | undefined;
+  backendType: string;
+  backendData: Record<string, unknown> | undefined;
+  backendV6Data: Record<string, unknown> | undefined;
+}
+
+export interface OwnLease {
+  lease: Lease;
+  /** The etcd lease the key is attached to; "0" for a reservation. */
+  etcdLeaseId: string;
+  modRevision: string;
+  /** When the key expires unless renewed (ms since the epoch); undefined for a reservation. */
+  expiresAt: number | undefined;
+}
+
+export interface SubnetLeaseOptions {
+  client: Etcd3;
+  keys: NetworkKeys;
+  logger: Logger;
+  /** TTL of the etcd lease the key is attached to (flannel: 24 h). */
+  ttlSeconds?: number;
+  /** Renew this long before expiry (flannel's --subnet-lease-renew-margin: 60 min). */
+  renewMarginSeconds?: number;
+  /** Source of randomness for picking among free subnets; injectable for tests. */
+  random?: () => number;
+  /** Give up creating a lease after this many lost races in a row. */
+  maxAttempts?: number;
+}
+
+export interface SubnetLeaseEvents {
+  /** A lease is held: the first one, or a new one after a loss. */
+  acquired: [OwnLease];
+  renewed: [OwnLease];
+  /** The lease is no longer ours (deleted, expired or taken); a new one is being acquired. */
+  lost: [reason: string];
+  /** Renewing or re-acquiring failed; it is retried. */
+  error: [Error];
+}
+
+/** flannel picks at random among this many free subnets, which spreads concurrent hosts apart. */
+const RANDOM_POOL = 100;
+const DEFAULT_TTL_SECONDS = 24 * 3600;
+const DEFAULT_RENEW_MARGIN_SECONDS = 3600;
+/** setTimeout's longest delay; a longer wait is done in steps. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+interface Listing {
+  leases: { lease: Lease; kv: IKeyValue }[];
+}
+
+/**
+ * Acquires, renews and guards this host's subnet lease. The key is only ever created in a transaction
+ * that requires it not to exist, and only ever rewritten in one that requires it unchanged since we last
+ * wrote it, so the manager can never take over a lease that another host holds.
+ */
+export class SubnetLeaseManager extends EventEmitter<SubnetLeaseEvents> {
+  private readonly client: Etcd3;
+  private readonly keys: NetworkKeys;
+  private readonly log: Logger;
+  private readonly ttlSeconds: number;
+  private readonly renewMarginMs: number;
+  private readonly random: () => number;
+  private readonly maxAttempts: number;
+  private own: OwnLease | undefined;
+  private config: NetworkConfig | undefined;
+  private request: LeaseRequest | undefined;
+  private guard: KvMirror | undefined;
+  private renewTimer: NodeJS.Timeout | undefined;
+  private reacquiring: Promise<void> | undefined;
+  /** The etcd lease a renewal in flight is moving our key onto. */
+  private renewingOnto: string | undefined;
+  private stopped = false;
+
+  constructor(options: SubnetLeaseOptions) {
+    super();
+    this.client = options.client;
+    this.keys = options.keys;
+    this.log = options.logger;
+    this.ttlSeconds = options.ttlSeconds ?? DEFAULT_TTL_SECONDS;
+    this.renewMarginMs = (options.renewMarginSeconds ?? DEFAULT_RENEW_MARGIN_SECONDS) * 1000;
+    this.random = options.random ?? Math.random;
+    this.maxAttempts = options.maxAttempts ?? 100;
+    if (this.renewMarginMs >= this.ttlSeconds * 1000) {
+      throw new RangeError(`renew margin ${options.renewMarginSeconds}s must be shorter than the lease TTL ${this.ttlSeconds}s`);
+    }
+  }
+
+  get current(): OwnLease | undefined {
+    return this.own;
+  }
+
+  /**
+   * Takes a lease for this host: the one whose PublicIP is ours (reservations included), else `hint`
+   * (e.g. the subnet in the old subnet.env) if free and valid, else a random free subnet.
+   */
+  async acquire(config: NetworkConfig, request: LeaseRequest, hint?: LeaseSubnets): Promise<OwnLease> {
+    this.config = config;
+    this.request = request;
+    const own = await this.obtain(config, request, hint);
+    await this.hold(own);
+    this.emit('acquired', own);
+    return own;
+  }
+
+  /** Stops renewing and guarding; the key stays in etcd so that a restart gets the same subnet. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.renewTimer);
+    await this.guard?.stop();
+    this.guard = undefined;
+    await this.reacquiring?.catch(() => undefined);
+  }
+
+  /** Stops, then deletes our key (never a reservation) and revokes its etcd lease. */
+  async release(): Promise<void> {
+    await this.stop();
+    const own = this.own;
+    if (own === undefined || own.lease.reservation) return;
+    const key = Buffer.from(this.keys.lease(own.lease.name));
+    await this.client.kv.txn({
+      compare: [{ key, target: 'Mod', result: 'Equal', mod_revision: own.modRevision }],
+      success: [{ request_delete_range: { key } }],
+    });
+    await this.revokeQuietly(own.etcdLeaseId);
+    this.own = undefined;
+  }
+
+  private async obtain(config: NetworkConfig, request: LeaseRequest, hint: LeaseSubnets | undefined): Promise<OwnLease> {
+    let grantedLease: string | undefined;
+    try {
+      for (let attempt = 1; attempt <= this.maxAttempts; attempt++) {
+        if (this.stopped) throw new RegistryStoppedError();
+        const listing = await this.list();
+        const reused = await this.reuseOwn(config, request, listing);
+        if (reused !== undefined) return reused;
+        const subnets = this.chooseSubnets(config, listing, hint);
+        grantedLease ??= await this.grant();
+        const created = await this.create(subnets, request, grantedLease);
+        if (created !== undefined) {
+          grantedLease = undefined;
+          this.log.info({ lease: created.lease.name }, 'created a new subnet lease');
+          return created;
+        }
+        this.log.debug({ subnets: formatLeaseKey(subnets), attempt }, 'another host took the subnet first; trying again');
+        hint = undefined;
+      }
+      throw new LeaseContentionError(this.maxAttempts);
+    } finally {
+      if (grantedLease !== undefined) await this.revokeQuietly(grantedLease);
+    }
+  }
+
+  private async list(): Promise<Listing> {
+    const prefix = Buffer.from(this.keys.subnets);
+    const response = await this.client.kv.range({ key: prefix, range_end: rangeEndOf(prefix) });
+    const leases: Listing['leases'] = [];
+    for (const kv of response.kvs) {
+      const name = this.keys.leaseName(kv.key.toString());
+      if (name === undefined) continue;
+      try {
+        leases.push({ lease: decodeLease(name, kv.value.toString(), String(kv.lease) === '0'), kv });
+      } catch (err) {
+        this.log.warn({ key: kv.key.toString(), err: (err as Error).message }, 'ignoring a malformed lease');
+      }
+    }
+    return { leases };
+  }
+
+  private isOurs(lease: Lease, request: LeaseRequest): boolean {
+    const { publicIP, publicIPv6 } = lease.attrs;
+    if (request.publicIP !== undefined) return publicIP !== undefined && publicIP.equals(request.publicIP);
+    return request.publicIPv6 !== undefined && publicIPv6 !== undefined && publicIPv6.equals(request.publicIPv6);
+  }
+
+  /** Reuses a lease that names our public IP, rewriting its value if what we publish changed. */
+  private async reuseOwn(config: NetworkConfig, request: LeaseRequest, listing: Listing): Promise<OwnLease | undefined> {
+    const mine = listing.leases.filter(({ lease }) => this.isOurs(lease, request));
+    // A reservation wins over an ordinary lease: it is the operator's word.
+    mine.sort((a, b) => Number(b.lease.reservation) - Number(a.lease.reservation));
+    for (const { lease, kv } of mine) {
+      if (!fitsConfig(config, lease.subnets)) {
+        await this.dropIncompatible(lease, kv);
+        continue;
+      }
+      const attrs = withRequest(lease.attrs, request);
+      const value = formatLeaseAttrs(attrs);
+      const key = kv.key;
+      if (lease.reservation) {
+        let modRevision = String(kv.mod_revision);
+        if (value !== kv.value.toString()) {
+          const response = await this.client.kv.txn({
+            compare: [{ key, target: 'Mod', result: 'Equal', mod_revision: kv.mod_revision }],
+            success: [{ request_put: { key, value: Buffer.from(value) } }],
+          });
+          if (!response.succeeded) continue;
+          modRevision = String(response.header.revision);
+        }
+        this.log.info({ lease: lease.name }, 'using the reservation for our public IP');
+        return { lease: { ...lease, attrs }, etcdLeaseId: '0', modRevision, expiresAt: undefined };
+      }
+      const etcdLeaseId = await this.grant();
+      const response = await this.client.kv.txn({
+        compare: [{ key, target: 'Mod', result: 'Equal', mod_revision: kv.mod_revision }],
+        success: [{ request_put: { key, value: Buffer.from(value), lease: etcdLeaseId } }],
+      });
+      if (!response.succeeded) {
+        await this.revokeQuietly(etcdLeaseId);
+        continue;
+      }
+      await this.revokeQuietly(String(kv.lease));
+      this.log.info({ lease: lease.name }, 'reusing the lease that names our public IP');
+      return {
+        lease: { ...lease, attrs },
+        etcdLeaseId,
+        modRevision: String(response.header.revision),
+        expiresAt: Date.now() + this.ttlSeconds * 1000,
+      };
+    }
+    return undefined;
+  }
+
+  /** Deletes an ordinary lease of ours that the current config no longer allows (flannel does too). */
+  private async dropIncompatible(lease: Lease, kv: IKeyValue): Promise<void> {
+    if (lease.reservation) {
+      this.log.warn({ lease: lease.name }, 'a reservation names our public IP but does not fit the network config; ignoring it');
+      return;
+    }
+    this.log.warn({ lease: lease.name }, 'our old lease does not fit the network config; deleting it');
+    await this.client.kv.txn({
+      compare: [{ key: kv.key, target: 'Mod', result: 'Equal', mod_revision: kv.mod_revision }],
+      success: [{ request_delete_range: { key: kv.key } }],
+    });
+  }
+
+  private chooseSubnets(config: NetworkConfig, listing: Listing, hint: LeaseSubnets | undefined): LeaseSubnets {
+    const taken = listing.leases.map(({ lease }) => lease);
+    return {
+      ipv4: config.ipv4 === undefined ? undefined : this.chooseSubnet(config.ipv4, taken, hint?.ipv4),
+      ipv6: config.ipv6 === undefined ? undefined : this.chooseSubnet(config.ipv6, taken, hint?.ipv6),
+    };
+  }
+
+  private chooseSubnet(plan: FamilyConfig, leases: Lease[], hint: Prefix | undefined): Prefix {
+    const held = leases
+      .map((lease) => ({ subnet: plan.family === 4 ? lease.subnets.ipv4 : lease.subnets.ipv6, reservation: lease.reservation }))
+      .filter((entry): entry is { subnet: Prefix; reservation: boolean } => entry.subnet !== undefined);
+    const sameLength = new Set(held.filter(({ subnet }) => subnet.length === plan.subnetLen).map(({ subnet }) => subnet.base));
+    const otherLengths = held.filter(({ subnet }) => subnet.length !== plan.subnetLen).map(({ subnet }) => subnet);
+    const isFree = (candidate: Prefix) =>
+      !sameLength.has(candidate.base) && !otherLengths.some((subnet) => subnet.overlaps(candidate));
+
+    if (hint !== undefined && isSubnetAllowed(plan, hint) && isFree(hint)) return hint;
+    const pool: Prefix[] = [];
+    for (const candidate of candidateSubnets(plan)) {
+      if (!isFree(candidate)) continue;
+      pool.push(candidate);
+      if (pool.length === RANDOM_POOL) break;
+    }
+    if (pool.length === 0) {
+      const inRange = held.filter(({ subnet }) => isSubnetAllowed(plan, subnet));
+      const reserved = inRange.filter(({ reservation }) => reservation).length;
+      throw new NoFreeSubnetError(
+        `${plan.subnetMin}..${plan.subnetMax} of ${plan.network}`,
+        inRange.length - reserved,
+        reserved,
+      );
+    }
+    return pool[Math.floor(this.random() * pool.length)]!;
+  }
+
+  private async create(subnets: LeaseSubnets, request: LeaseRequest, etcdLeaseId: string): Promise<OwnLease | undefined> {
+    const name = formatLeaseKey(subnets);
+    const key = Buffer.from(this.keys.lease(name));
+    const attrs = withRequest(undefined, request);
+    const response = await this.client.kv.txn({
+      compare: [{ key, target: 'Create', result: 'Equal', create_revision: 0 }],
+      success: [{ request_put: { key, value: Buffer.from(formatLeaseAttrs(attrs)), lease: etcdLeaseId } }],
+    });
+    if (!response.succeeded) return undefined;
+    return {
+      lease: { name, subnets, attrs, reservation: false },
+      etcdLeaseId,
+      modRevision: String(response.header.revision),
+      expiresAt: Date.now() + this.ttlSeconds * 1000,
+    };
+  }
+
+  private async grant(): Promise<string> {
+    const response = await this.client.leaseClient.leaseGrant({ TTL: this.ttlSeconds });
+    return String(response.ID);
+  }
+
+  private async revokeQuietly(etcdLeaseId: string): Promise<void> {
+    if (etcdLeaseId === '0') return;
+    try {
+      await this.client.leaseClient.leaseRevoke({ ID: etcdLeaseId });
+    } catch (err) {
+      this.log.debug({ etcdLeaseId, err: (err as Error).message }, 'could not revoke an etcd lease; it will expire');
+    }
+  }
+
+  /** Starts renewing and guarding `own`. */
+  private async hold(own: OwnLease): Promise<void> {
+    this.own = own;
+    await this.guard?.stop();
+    const key = this.keys.lease(own.lease.name);
+    const guard = new KvMirror({ client: this.client, prefix: key, logger: this.log });
+    guard.on('change', (change) => {
+      if (change.key === key) this.onOwnKeyChange(change);
+    });
+    this.guard = guard;
+    await guard.start();
+    this.scheduleRenewal();
+  }
+
+  private onOwnKeyChange(change: KvChange): void {
+    const own = this.own;
+    const request = this.request;
+    if (own === undefined || request === undefined || this.reacquiring !== undefined) return;
+    if (change.kind === 'removed') {
+      this.lose(`our lease ${own.lease.name} was deleted or expired`);
+      return;
+    }
+    if (change.value.modRevision === own.modRevision) return;
+    let lease: Lease;
+    try {
+      lease = decodeLease(own.lease.name, change.value.value, change.value.lease === '0');
+    } catch (err) {
+      this.lose(`our lease ${own.lease.name} was overwritten with an invalid value (${(err as Error).message})`);
+      return;
+    }
+    if (!this.isOurs(lease, request)) {
+      const other = lease.attrs.publicIP ?? lease.attrs.publicIPv6;
+      this.lose(`our lease ${own.lease.name} now names public IP ${other?.toString() ?? '(none)'}`);
+      return;
+    }
+    // Our own renewal, or someone (an operator, weftctl) rewrote the lease and it still names us: adopt it.
+    const ownWrite = change.value.lease === own.etcdLeaseId || change.value.lease === this.renewingOnto;
+    this.own = {
+      lease,
+      etcdLeaseId: change.value.lease,
+      modRevision: change.value.modRevision,
+      expiresAt: lease.reservation ? undefined : own.expiresAt,
+    };
+    // A foreign etcd lease has an expiry we do not know: move the key onto one of ours right away.
+    if (!lease.reservation && !ownWrite) this.scheduleRenewal(0);
+    else this.scheduleRenewal();
+  }
+
+  private lose(reason: string): void {
+    this.log.warn({ reason }, 'lost our subnet lease; acquiring again');
+    clearTimeout(this.renewTimer);
+    this.emit('lost', reason);
+    const previous = this.own?.lease.subnets;
+    this.reacquiring = this.reacquire(previous).finally(() => {
+      this.reacquiring = undefined;
+    });
+  }
+
+  private async reacquire(previous: LeaseSubnets | undefined): Promise<void> {
+    let delay = 200;
+    while (!this.stopped && this.config !== undefined && this.request !== undefined) {
+      try {
+        const own = await this.obtain(this.config, this.request, previous);
+        await this.hold(own);
+        this.emit('acquired', own);
+        return;
+      } catch (err) {
+        if (err instanceof RegistryStoppedError) return;
+        this.emit('error', err as Error);
+        await new Promise((resolve) => setTimeout(resolve, delay).unref());
+        delay = Math.min(delay * 2, 10_000);
+      }
+    }
+  }
+
+  private scheduleRenewal(delayMs?: number): void {
+    clearTimeout(this.renewTimer);
+    const own = this.own;
+    if (own === undefined || own.expiresAt === undefined || this.stopped) return;
+    const wait = delayMs ?? Math.max(0, own.expiresAt - this.renewMarginMs - Date.now());
+    if (wait > MAX_TIMER_MS) {
+      this.renewTimer = setTimeout(() => this.scheduleRenewal(), MAX_TIMER_MS).unref();
+      return;
+    }
+    this.renewTimer = setTimeout(() => void this.renew(), wait).unref();
+  }
+
+  /** Moves our key onto a fresh etcd lease, provided nobody has touched it since we last wrote it. */
+  private async renew(): Promise<void> {
+    const own = this.own;
+    if (own === undefined || this.stopped || this.reacquiring !== undefined || this.renewingOnto !== undefined) return;
+    const key = Buffer.from(this.keys.lease(own.lease.name));
+    let etcdLeaseId: string | undefined;
+    try {
+      etcdLeaseId = await this.grant();
+      this.renewingOnto = etcdLeaseId;
+      const put: IRequestOp = { request_put: { key, value: Buffer.from(formatLeaseAttrs(own.lease.attrs)), lease: etcdLeaseId } };
+      const response = await this.client.kv.txn({
+        compare: [{ key, target: 'Mod', result: 'Equal', mod_revision: own.modRevision }],
+        success: [put],
+      });
+      if (!response.succeeded || this.own?.lease.name !== own.lease.name) {
+        await this.revokeQuietly(etcdLeaseId);
+        // The guard reports what happened to the key; check again shortly in case it missed nothing.
+        this.scheduleRenewal(1000);
+        return;
+      }
+      await this.revokeQuietly(own.etcdLeaseId);
+      // Not `...own`: the guard may already have adopted this very write.
+      this.own = { lease: own.lease, etcdLeaseId, modRevision: String(response.header.revision), expiresAt: Date.now() + this.ttlSeconds * 1000 };
+      this.log.debug({ lease: own.lease.name }, 'renewed the subnet lease');
+      this.emit('renewed', this.own);
+      this.scheduleRenewal();
+    } catch (err) {
+      if (etcdLeaseId !== undefined) await this.revokeQuietly(etcdLeaseId);
+      this.emit('error', err as Error);
+      const left = (own.expiresAt ?? Date.now()) - Date.now();
+      // Keep trying until the lease would expire; the guard takes over if it does.
+      this.scheduleRenewal(Math.min(Math.max(left / 10, 500), 30_000));
+    } finally {
+      this.renewingOnto = undefined;
+    }
+  }
+}
+
+function fitsConfig(config: NetworkConfig, subnets: LeaseSubnets): boolean {
+  const fits = (plan: FamilyConfig | undefined, subnet: Prefix | undefined) =>
+    plan === undefined ? subnet === undefined : subnet !== undefined && isSubnetAllowed(plan, subnet);
+  return fits(config.ipv4, subnets.ipv4) && fits(config.ipv6, subnets.ipv6);
+}
+
+function withRequest(existing: LeaseAttrs | undefined, request: LeaseRequest): LeaseAttrs {
+  return { ...request, extra: existing?.extra ?? {} };
+}

@@ -1,0 +1,188 @@
+import ipaddr from 'ipaddr.js';
+import { InvalidCidrError } from './errors.js';
+
+export type Family = 4 | 6;
+
+const BITS: Record<Family, number> = { 4: 32, 6: 128 };
+
+function bytesToBigInt(bytes: number[]): bigint {
+  let value = 0n;
+  for (const byte of bytes) value = (value << 8n) | BigInt(byte);
+  return value;
+}
+
+function bigIntToBytes(value: bigint, length: number): number[] {
+  const bytes = new Array<number>(length);
+  for (let i = length - 1; i >= 0; i--) {
+    bytes[i] = Number(value & 0xffn);
+    value >>= 8n;
+  }
+  return bytes;
+}
+
+/** An IPv4 or IPv6 address held as an integer, so that prefix math is plain arithmetic. */
+export class IpAddress {
+  private constructor(
+    readonly family: Family,
+    readonly value: bigint,
+  ) {}
+
+  /** Parses dotted-quad IPv4 (no shorthand such as "10" or hex parts) or any RFC 4291 IPv6 text. */
+  static parse(text: string): IpAddress {
+    if (typeof text !== 'string') throw new InvalidCidrError(`address ${JSON.stringify(text)} is not a string`);
+    if (ipaddr.IPv4.isValidFourPartDecimal(text)) {
+      return new IpAddress(4, bytesToBigInt(ipaddr.IPv4.parse(text).toByteArray()));
+    }
+    if (text.includes(':') && ipaddr.IPv6.isValid(text)) {
+      const parsed = ipaddr.IPv6.parse(text);
+      if (parsed.zoneId !== undefined) throw new InvalidCidrError(`address "${text}" has a zone`);
+      return new IpAddress(6, bytesToBigInt(parsed.toByteArray()));
+    }
+    throw new InvalidCidrError(`"${text}" is not an IPv4 or IPv6 address`);
+  }
+
+  static fromValue(family: Family, value: bigint): IpAddress {
+    if (value < 0n || value >= 1n << BigInt(BITS[family])) {
+      throw new InvalidCidrError(`value ${value} is out of range for IPv${family}`);
+    }
+    return new IpAddress(family, value);
+  }
+
+  get bits(): number {
+    return BITS[this.family];
+  }
+
+  equals(other: IpAddress): boolean {
+    return this.family === other.family && this.value === other.value;
+  }
+
+  toBytes(): Buffer {
+    return Buffer.from(bigIntToBytes(this.value, this.bits / 8));
+  }
+
+  /** Canonical text: dotted quad, or RFC 5952 compressed IPv6. */
+  toString(): string {
+    return ipaddr.fromByteArray(bigIntToBytes(this.value, this.bits / 8)).toString();
+  }
+}
+
+/** A network prefix (CIDR) whose host bits are all zero. */
+export class Prefix {
+  private constructor(
+    readonly family: Family,
+    readonly base: bigint,
+    readonly length: number,
+  ) {}
+
+  /**
+   * Parses "a.b.c.d/n" or "x::/n". Host bits must be zero unless `allowHostBits`, in which case they are
+   * masked off (for interface addresses such as "192.0.2.7/24").
+   */
+  static parse(text: string, options: { allowHostBits?: boolean } = {}): Prefix {
+    if (typeof text !== 'string') throw new InvalidCidrError(`prefix ${JSON.stringify(text)} is not a string`);
+    const slash = text.indexOf('/');
+    if (slash < 0) throw new InvalidCidrError(`"${text}" is not a prefix (no "/length")`);
+    const address = IpAddress.parse(text.slice(0, slash));
+    const lengthText = text.slice(slash + 1);
+    if (!/^\d{1,3}$/.test(lengthText)) throw new InvalidCidrError(`"${text}" has an invalid prefix length`);
+    const length = Number(lengthText);
+    if (length > address.bits) {
+      throw new InvalidCidrError(`"${text}": prefix length ${length} is longer than ${address.bits}`);
+    }
+    const prefix = Prefix.of(address, length);
+    if (prefix.base !== address.value && !options.allowHostBits) {
+      throw new InvalidCidrError(`"${text}" has host bits set (the network is ${prefix.toString()})`);
+    }
+    return prefix;
+  }
+
+  /** The prefix of the given length that contains `address`. */
+  static of(address: IpAddress, length: number): Prefix {
+    if (!Number.isInteger(length) || length < 0 || length > address.bits) {
+      throw new InvalidCidrError(`prefix length ${length} is invalid for IPv${address.family}`);
+    }
+    const hostBits = BigInt(address.bits - length);
+    return new Prefix(address.family, (address.value >> hostBits) << hostBits, length);
+  }
+
+  get bits(): number {
+    return BITS[this.family];
+  }
+
+  /** The number of addresses in the prefix. */
+  get size(): bigint {
+    return 1n << BigInt(this.bits - this.length);
+  }
+
+  get last(): bigint {
+    return this.base + this.size - 1n;
+  }
+
+  get network(): IpAddress {
+    return IpAddress.fromValue(this.family, this.base);
+  }
+
+  /** The address at offset `n` inside the prefix (n = 1 gives flannel's ".1" gateway address). */
+  host(n: bigint | number): IpAddress {
+    const offset = BigInt(n);
+    if (offset < 0n || offset >= this.size) throw new InvalidCidrError(`offset ${offset} is outside ${this}`);
+    return IpAddress.fromValue(this.family, this.base + offset);
+  }
+
+  contains(other: IpAddress | Prefix): boolean {
+    if (other.family !== this.family) return false;
+    if (other instanceof IpAddress) return other.value >= this.base && other.value <= this.last;
+    return other.length >= this.length && other.base >= this.base && other.last <= this.last;
+  }
+
+  overlaps(other: Prefix): boolean {
+    return other.family === this.family && other.base <= this.last && this.base <= other.last;
+  }
+
+  equals(other: Prefix): boolean {
+    return this.family === other.family && this.base === other.base && this.length === other.length;
+  }
+
+  /** How many subnets of `length` this prefix holds. */
+  subnetCount(length: number): bigint {
+    this.checkSubnetLength(length);
+    return 1n << BigInt(length - this.length);
+  }
+
+  /** The n-th (0-based) subnet of `length` inside this prefix. */
+  nthSubnet(length: number, n: bigint | number): Prefix {
+    const count = this.subnetCount(length);
+    const index = BigInt(n);
+    if (index < 0n || index >= count) {
+      throw new InvalidCidrError(`${this} has ${count} subnets of /${length}; index ${index} is out of range`);
+    }
+    return new Prefix(this.family, this.base + index * (1n << BigInt(this.bits - length)), length);
+  }
+
+  /** The index of `subnet` among this prefix's subnets of the same length. */
+  indexOf(subnet: Prefix): bigint {
+    if (!this.contains(subnet)) throw new InvalidCidrError(`${subnet} is not inside ${this}`);
+    return (subnet.base - this.base) >> BigInt(this.bits - subnet.length);
+  }
+
+  /** Subnets of `length` from `min` to `max` inclusive (both given as subnet network addresses). */
+  *subnetsBetween(length: number, min: IpAddress, max: IpAddress): Generator<Prefix> {
+    this.checkSubnetLength(length);
+    const step = 1n << BigInt(this.bits - length);
+    const first = Prefix.of(min, length);
+    const last = Prefix.of(max, length);
+    for (let base = first.base; base <= last.base; base += step) {
+      yield new Prefix(this.family, base, length);
+    }
+  }
+
+  toString(): string {
+    return `${this.network.toString()}/${this.length}`;
+  }
+
+  private checkSubnetLength(length: number): void {
+    if (!Number.isInteger(length) || length < this.length || length > this.bits) {
+      throw new InvalidCidrError(`subnet length /${length} does not fit in ${this}`);
+    }
+  }
+}

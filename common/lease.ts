@@ -1,0 +1,172 @@
+import { IpAddress, Prefix } from './cidr.js';
+import { InvalidCidrError, InvalidLeaseError } from './errors.js';
+
+/** The subnets a lease key names: IPv4, IPv6, or both (flannel's dual-stack "v4&v6" form). */
+export interface LeaseSubnets {
+  ipv4: Prefix | undefined;
+  ipv6: Prefix | undefined;
+}
+
+/** A lease value as flanneld writes it, plus every field weft does not know, kept for rewrites. */
+export interface LeaseAttrs {
+  publicIP: IpAddress | undefined;
+  publicIPv6: IpAddress | undefined;
+  backendType: string;
+  backendData: Record<string, unknown> | undefined;
+  backendV6Data: Record<string, unknown> | undefined;
+  /** Fields of the JSON object that weft does not interpret, in their original order. */
+  extra: Record<string, unknown>;
+}
+
+export interface VxlanBackendData {
+  vni: number;
+  vtepMac: string;
+}
+
+const IPV4_KEY_PART = /^(\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3})-(\d{1,2})$/;
+const IPV6_KEY_PART = /^([0-9a-fA-F:.]+)-(\d{1,3})$/;
+/** flannel writes an IPv6-only lease with this IPv4 placeholder before the "&". */
+const NO_IPV4 = '0.0.0.0-0';
+const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
+
+function keyPart(family: 4 | 6, text: string, key: string): Prefix {
+  const match = (family === 4 ? IPV4_KEY_PART : IPV6_KEY_PART).exec(text);
+  if (!match) throw new InvalidLeaseError(key, `"${text}" is not an IPv${family} subnet in "<address>-<length>" form`);
+  try {
+    const prefix = Prefix.parse(`${match[1]}/${match[2]}`);
+    if (prefix.family !== family) throw new InvalidCidrError(`"${text}" is not IPv${family}`);
+    return prefix;
+  } catch (err) {
+    throw new InvalidLeaseError(key, err instanceof Error ? err.message : String(err));
+  }
+}
+
+/** Parses the last path element of a lease key: "10.5.52.0-24", "10.5.52.0-24&2001:db8:100::-64", "0.0.0.0-0&…". */
+export function parseLeaseKey(name: string): LeaseSubnets {
+  const parts = name.split('&');
+  if (parts.length > 2 || parts[0] === undefined) throw new InvalidLeaseError(name, 'is not a lease key');
+  const ipv4 = parts.length === 2 && parts[0] === NO_IPV4 ? undefined : keyPart(4, parts[0], name);
+  const ipv6 = parts[1] === undefined ? undefined : keyPart(6, parts[1], name);
+  return { ipv4, ipv6 };
+}
+
+function keyPartText(prefix: Prefix): string {
+  return `${prefix.network}-${prefix.length}`;
+}
+
+export function formatLeaseKey(subnets: LeaseSubnets): string {
+  if (subnets.ipv6 === undefined) {
+    if (subnets.ipv4 === undefined) throw new InvalidCidrError('a lease names at least one subnet');
+    return keyPartText(subnets.ipv4);
+  }
+  return `${subnets.ipv4 === undefined ? NO_IPV4 : keyPartText(subnets.ipv4)}&${keyPartText(subnets.ipv6)}`;
+}
+
+const KNOWN_FIELDS = ['PublicIP', 'PublicIPv6', 'BackendType', 'BackendData', 'BackendV6Data'];
+
+function optionalAddress(obj: Record<string, unknown>, name: string, family: 4 | 6, key: string): IpAddress | undefined {
+  const value = obj[name];
+  // flanneld writes an absent IPv4 address as "0.0.0.0".
+  if (value === undefined || value === null || value === '' || value === '0.0.0.0') return undefined;
+  if (typeof value !== 'string') throw new InvalidLeaseError(key, `${name} ${JSON.stringify(value)} is not a string`);
+  let address: IpAddress;
+  try {
+    address = IpAddress.parse(value);
+  } catch {
+    throw new InvalidLeaseError(key, `${name} "${value}" is not an IP address`);
+  }
+  if (address.family !== family) throw new InvalidLeaseError(key, `${name} "${value}" is not an IPv${family} address`);
+  return address;
+}
+
+function optionalObject(obj: Record<string, unknown>, name: string, key: string): Record<string, unknown> | undefined {
+  const value = obj[name];
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'object' || Array.isArray(value)) {
+    throw new InvalidLeaseError(key, `${name} ${JSON.stringify(value)} is not an object`);
+  }
+  return value as Record<string, unknown>;
+}
+
+/** Decodes a lease value; `key` (the etcd key) is used only to name the lease in errors. */
+export function parseLeaseAttrs(text: string, key: string): LeaseAttrs {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    throw new InvalidLeaseError(key, 'value is not valid JSON');
+  }
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    throw new InvalidLeaseError(key, 'value is not a JSON object');
+  }
+  const obj = raw as Record<string, unknown>;
+  const backendType = obj.BackendType;
+  if (typeof backendType !== 'string' || backendType === '') {
+    throw new InvalidLeaseError(key, `BackendType ${JSON.stringify(backendType)} is not a backend name`);
+  }
+  const extra: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(obj)) if (!KNOWN_FIELDS.includes(name)) extra[name] = value;
+  return {
+    publicIP: optionalAddress(obj, 'PublicIP', 4, key),
+    publicIPv6: optionalAddress(obj, 'PublicIPv6', 6, key),
+    backendType,
+    backendData: optionalObject(obj, 'BackendData', key),
+    backendV6Data: optionalObject(obj, 'BackendV6Data', key),
+    extra,
+  };
+}
+
+/** Encodes a lease value in flanneld's field order; fields weft does not know follow unchanged. */
+export function formatLeaseAttrs(attrs: LeaseAttrs): string {
+  const obj: Record<string, unknown> = {
+    PublicIP: attrs.publicIP?.toString() ?? '0.0.0.0',
+    PublicIPv6: attrs.publicIPv6?.toString() ?? null,
+    BackendType: attrs.backendType,
+  };
+  if (attrs.backendData !== undefined) obj.BackendData = attrs.backendData;
+  if (attrs.backendV6Data !== undefined) obj.BackendV6Data = attrs.backendV6Data;
+  for (const [name, value] of Object.entries(attrs.extra)) obj[name] = value;
+  return JSON.stringify(obj);
+}
+
+/** Validates a VXLAN lease's BackendData (or BackendV6Data): `{"VNI": n, "VtepMAC": "aa:bb:…"}`. */
+export function parseVxlanBackendData(data: Record<string, unknown> | undefined, key: string, field = 'BackendData'): VxlanBackendData {
+  if (data === undefined) throw new InvalidLeaseError(key, `${field} is missing`);
+  const vni = data.VNI ?? 1;
+  if (typeof vni !== 'number' || !Number.isInteger(vni) || vni < 0 || vni > 0xffffff) {
+    throw new InvalidLeaseError(key, `${field}.VNI ${JSON.stringify(vni)} is not a VNI`);
+  }
+  const mac = data.VtepMAC;
+  if (typeof mac !== 'string' || !MAC.test(mac.toLowerCase())) {
+    throw new InvalidLeaseError(key, `${field}.VtepMAC ${JSON.stringify(mac)} is not a MAC address`);
+  }
+  return { vni, vtepMac: mac.toLowerCase() };
+}
+
+/** Two lease values carry the same information (field order and unknown fields included). */
+export function sameLeaseAttrs(a: LeaseAttrs, b: LeaseAttrs): boolean {
+  return formatLeaseAttrs(a) === formatLeaseAttrs(b);
+}
+
+/** A subnet lease as stored under `<prefix>/subnets/`: the key's subnets and the decoded value. */
+export interface Lease {
+  /** The key's last path element, e.g. "10.5.52.0-24". */
+  name: string;
+  subnets: LeaseSubnets;
+  attrs: LeaseAttrs;
+  /** A key with no etcd lease attached never expires: an operator's reservation. */
+  reservation: boolean;
+}
+
+/** Decodes a lease key name and value together; throws InvalidLeaseError naming the key. */
+export function decodeLease(name: string, value: string, reservation: boolean): Lease {
+  const subnets = parseLeaseKey(name);
+  const attrs = parseLeaseAttrs(value, name);
+  if (subnets.ipv4 !== undefined && attrs.publicIP === undefined) {
+    throw new InvalidLeaseError(name, 'PublicIP is missing for an IPv4 lease');
+  }
+  if (subnets.ipv6 !== undefined && subnets.ipv4 === undefined && attrs.publicIPv6 === undefined) {
+    throw new InvalidLeaseError(name, 'PublicIPv6 is missing for an IPv6-only lease');
+  }
+  return { name, subnets, attrs, reservation };
+}
