@@ -1,0 +1,156 @@
+import assert from 'node:assert/strict';
+import type { Etcd3 } from 'etcd3';
+import { EtcdServer } from '../../test/etcd-server.js';
+import { captureLogger, warnings, type LogRecord } from '../../test/log-capture.js';
+import { TcpProxy } from '../../test/tcp-proxy.js';
+import { sleep, waitFor } from '../../test/wait.js';
+import { connectEtcd, NetworkKeys } from './etcd.js';
+import { LeaseWatcher, type LeaseEvent } from './lease-watcher.js';
+
+function leaseValue(publicIP: string, mac: string): string {
+  return JSON.stringify({ PublicIP: publicIP, PublicIPv6: null, BackendType: 'vxlan', BackendData: { VNI: 1, VtepMAC: mac } });
+}
+
+describe('LeaseWatcher against a real etcd', function () {
+  let etcd: EtcdServer;
+  let admin: Etcd3;
+  let keys: NetworkKeys;
+  let testIndex = 0;
+  const cleanups: (() => Promise<void> | void)[] = [];
+
+  /** A watcher on its own client (optionally through a proxy), recording every event it emits. */
+  async function watch(endpoint = etcd.endpoint): Promise<{ watcher: LeaseWatcher; events: LeaseEvent[]; records: LogRecord[] }> {
+    const client = connectEtcd({ endpoints: [endpoint], callTimeoutMs: 1000 });
+    const { logger, records } = captureLogger();
+    const watcher = new LeaseWatcher({ client, keys, logger, maxBackoffMs: 300 });
+    const events: LeaseEvent[] = [];
+    watcher.on('lease', (event) => events.push(event));
+    cleanups.push(async () => {
+      await watcher.stop();
+      client.close();
+    });
+    await watcher.start();
+    return { watcher, events, records };
+  }
+
+  function put(name: string, value: string): Promise<unknown> {
+    return admin.put(keys.lease(name)).value(value).exec();
+  }
+
+  function macOf(watcher: LeaseWatcher, name: string): unknown {
+    return watcher.leases.get(name)?.attrs.backendData?.VtepMAC;
+  }
+
+  before(async function () {
+    etcd = await EtcdServer.start();
+    admin = connectEtcd({ endpoints: [etcd.endpoint] });
+  });
+
+  beforeEach(function () {
+    keys = new NetworkKeys(`/weft-test-${process.pid}/watch-${testIndex++}`);
+  });
+
+  afterEach(async function () {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  });
+
+  after(async function () {
+    admin?.close();
+    await etcd?.destroy();
+  });
+
+  it('lists existing leases, then follows additions and removals', async function () {
+    await put('198.18.1.0-24', leaseValue('198.19.0.1', '0a:00:00:00:01:01'));
+    const { watcher, events } = await watch();
+    assert.deepEqual([...watcher.leases.keys()], ['198.18.1.0-24']);
+    await put('198.18.2.0-24', leaseValue('198.19.0.2', '0a:00:00:00:01:02'));
+    await admin.delete().key(keys.lease('198.18.1.0-24'));
+    await waitFor(() => events.length === 3, 'three events');
+    assert.deepEqual(events.map((e) => `${e.kind} ${e.lease.name}`), ['added 198.18.1.0-24', 'added 198.18.2.0-24', 'removed 198.18.1.0-24']);
+  });
+
+  it("reports a peer's VtepMAC change as one changed event, and a same-content rewrite as none", async function () {
+    await put('198.18.3.0-24', leaseValue('198.19.0.3', '0a:00:00:00:03:01'));
+    const { watcher, events } = await watch();
+    await put('198.18.3.0-24', leaseValue('198.19.0.3', '0a:00:00:00:03:01'));
+    await put('198.18.3.0-24', leaseValue('198.19.0.3', '0a:00:00:00:03:02'));
+    await waitFor(() => events.length >= 2, 'the change event');
+    await sleep(200);
+    assert.deepEqual(events.map((e) => e.kind), ['added', 'changed']);
+    const change = events[1]!;
+    assert.ok(change.kind === 'changed');
+    assert.equal(change.previous.attrs.backendData?.VtepMAC, '0a:00:00:00:03:01');
+    assert.equal(macOf(watcher, '198.18.3.0-24'), '0a:00:00:00:03:02');
+  });
+
+  it('skips malformed values and stray keys with a warning naming the key, without disturbing other peers', async function () {
+    await put('198.18.4.0-24', leaseValue('198.19.0.4', '0a:00:00:00:04:01'));
+    await put('198.18.5.0-24', '{"PublicIP": "not-an-ip", "BackendType": "vxlan"}');
+    await put('not-a-subnet', leaseValue('198.19.0.6', '0a:00:00:00:06:01'));
+    await admin.put(`${keys.subnets}198.18.6.0-24/extra`).value('x');
+    const { watcher, events, records } = await watch();
+    assert.deepEqual([...watcher.leases.keys()], ['198.18.4.0-24']);
+    const warned = warnings(records).map((record) => String(record.key));
+    assert.ok(warned.includes(keys.lease('198.18.5.0-24')), `warned about ${warned.join(', ')}`);
+    assert.ok(warned.includes(keys.lease('not-a-subnet')));
+    assert.ok(warned.includes(`${keys.subnets}198.18.6.0-24/extra`));
+
+    // A valid peer that is then overwritten with garbage keeps its last valid lease.
+    await put('198.18.4.0-24', 'garbage');
+    await put('198.18.7.0-24', 'also garbage');
+    await put('198.18.8.0-24', leaseValue('198.19.0.8', '0a:00:00:00:08:01'));
+    await waitFor(() => watcher.leases.has('198.18.8.0-24'), 'the valid peer added after the bad writes');
+    assert.equal(macOf(watcher, '198.18.4.0-24'), '0a:00:00:00:04:01');
+    assert.deepEqual(events.map((e) => `${e.kind} ${e.lease.name}`), ['added 198.18.4.0-24', 'added 198.18.8.0-24']);
+    assert.ok(warnings(records).some((record) => record.key === keys.lease('198.18.4.0-24')));
+  });
+
+  it('after a partition and a compaction, ends with exactly the right peers and no removal of a surviving peer', async function () {
+    this.timeout(30_000);
+    const proxy = await TcpProxy.start(etcd.clientPort);
+    cleanups.push(() => proxy.close());
+    for (const n of [1, 2, 3, 4]) await put(`198.18.1${n}.0-24`, leaseValue(`198.19.0.1${n}`, `0a:00:00:00:1${n}:01`));
+    const { watcher, events } = await watch(proxy.endpoint);
+    let resyncs = 0;
+    watcher.on('synced', () => resyncs++);
+    assert.equal(watcher.leases.size, 4);
+
+    proxy.cut();
+    await admin.delete().key(keys.lease('198.18.14.0-24'));
+    await put('198.18.12.0-24', leaseValue('198.19.0.12', '0a:00:00:00:12:02'));
+    await put('198.18.15.0-24', leaseValue('198.19.0.15', '0a:00:00:00:15:01'));
+    // Churn on an unrelated key, then compact the history the watch would need to resume.
+    for (let i = 0; i < 20; i++) await admin.put(`/weft-test-${process.pid}/noise`).value(String(i));
+    const { header } = await admin.kv.range({ key: Buffer.from('/') });
+    await admin.kv.compact({ revision: header.revision, physical: true });
+    proxy.restore();
+
+    await waitFor(() => watcher.leases.size === 4 && watcher.leases.has('198.18.15.0-24'), 'the resync', 15_000);
+    assert.ok(resyncs >= 1);
+    assert.deepEqual([...watcher.leases.keys()].sort(), ['198.18.11.0-24', '198.18.12.0-24', '198.18.13.0-24', '198.18.15.0-24']);
+    assert.equal(macOf(watcher, '198.18.12.0-24'), '0a:00:00:00:12:02');
+    const afterCut = events.slice(4).map((e) => `${e.kind} ${e.lease.name}`).sort();
+    assert.deepEqual(afterCut, ['added 198.18.15.0-24', 'changed 198.18.12.0-24', 'removed 198.18.14.0-24']);
+
+    // The new watch is live after the resync.
+    await put('198.18.16.0-24', leaseValue('198.19.0.16', '0a:00:00:00:16:01'));
+    await waitFor(() => watcher.leases.has('198.18.16.0-24'), 'an event on the new watch');
+  });
+
+  it('rides out etcd being stopped and restarted under a live watch', async function () {
+    this.timeout(40_000);
+    await put('198.18.21.0-24', leaseValue('198.19.0.21', '0a:00:00:00:21:01'));
+    const { watcher, events } = await watch();
+    const reachability: boolean[] = [];
+    watcher.on('reachable', (ok) => reachability.push(ok));
+    await etcd.kill();
+    await sleep(1500);
+    assert.equal(watcher.leases.size, 1, 'an outage removes nobody');
+    await etcd.run();
+    await put('198.18.22.0-24', leaseValue('198.19.0.22', '0a:00:00:00:22:01'));
+    await waitFor(() => watcher.leases.has('198.18.22.0-24'), 'the peer added after the restart', 20_000);
+    assert.deepEqual(events.map((e) => `${e.kind} ${e.lease.name}`), ['added 198.18.21.0-24', 'added 198.18.22.0-24']);
+    assert.ok(reachability.includes(false), 'the outage was noticed');
+    assert.equal(reachability.at(-1), true);
+  });
+});
