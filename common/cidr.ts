@@ -1,3 +1,4 @@
+import { isIPv6 } from 'node:net';
 import ipaddr from 'ipaddr.js';
 import { InvalidCidrError } from './errors.js';
 
@@ -33,9 +34,11 @@ export class IpAddress {
     if (ipaddr.IPv4.isValidFourPartDecimal(text)) {
       return new IpAddress(4, bytesToBigInt(ipaddr.IPv4.parse(text).toByteArray()));
     }
-    if (text.includes(':') && ipaddr.IPv6.isValid(text)) {
-      const parsed = ipaddr.IPv6.parse(text);
-      if (parsed.zoneId !== undefined) throw new InvalidCidrError(`address "${text}" has a zone`);
+    // node:net checks the RFC 4291 grammar (ipaddr.js alone also takes "1::2:3:4:5:6:7:8" or "00001::").
+    if (isIPv6(text)) {
+      if (text.includes('%')) throw new InvalidCidrError(`address "${text}" has a zone`);
+      // ipaddr.js reads the deprecated "::a.b.c.d" as "::ffff:a.b.c.d"; RFC 4291 (and Go) read ::a.b.c.d.
+      const parsed = ipaddr.IPv6.parse(/^::\d+\.\d+\.\d+\.\d+$/.test(text) ? `::0:${text.slice(2)}` : text);
       return new IpAddress(6, bytesToBigInt(parsed.toByteArray()));
     }
     throw new InvalidCidrError(`"${text}" is not an IPv4 or IPv6 address`);
@@ -60,9 +63,23 @@ export class IpAddress {
     return Buffer.from(bigIntToBytes(this.value, this.bits / 8));
   }
 
-  /** Canonical text: dotted quad, or RFC 5952 compressed IPv6. */
+  /** Canonical text: dotted quad, or RFC 5952 compressed IPv6 (what Go's net.IP prints, so lease keys match). */
   toString(): string {
-    return ipaddr.fromByteArray(bigIntToBytes(this.value, this.bits / 8)).toString();
+    if (this.family === 4) return ipaddr.fromByteArray(bigIntToBytes(this.value, 4)).toString();
+    const groups = Array.from({ length: 8 }, (_, i) => Number((this.value >> BigInt(112 - 16 * i)) & 0xffffn));
+    // RFC 5952 §4.2: "::" replaces the first longest run of two or more zero groups (ipaddr.js may pick a later
+    // run of the same length, e.g. "0:0:1::1:2:3" for ::1:0:0:1:2:3).
+    let runStart = -1;
+    let runLength = 1;
+    for (let i = 0; i < 8; ) {
+      let j = i;
+      while (j < 8 && groups[j] === 0) j++;
+      if (j - i > runLength) [runStart, runLength] = [i, j - i];
+      i = Math.max(j, i + 1);
+    }
+    const hex = groups.map((group) => group.toString(16));
+    if (runStart < 0) return hex.join(':');
+    return `${hex.slice(0, runStart).join(':')}::${hex.slice(runStart + runLength).join(':')}`;
   }
 }
 

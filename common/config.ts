@@ -63,14 +63,15 @@ function isObject(value: unknown): value is JsonObject {
 }
 
 /**
- * Reads a field the way Go's encoding/json does (flannel's parser): an exact key match wins, otherwise a
- * case-insensitive one, so a config that flanneld accepts reads the same here.
+ * Reads a field the way Go's encoding/json does (flannel's parser): every key that matches the name
+ * case-insensitively sets the field in document order, so the last one wins (`{"Network":…,"network":…}`
+ * reads the second), and a config that flanneld accepts reads the same here.
  */
 function field(obj: JsonObject, name: string): unknown {
-  if (Object.prototype.hasOwnProperty.call(obj, name)) return obj[name];
   const lower = name.toLowerCase();
-  for (const key of Object.keys(obj)) if (key.toLowerCase() === lower) return obj[key];
-  return undefined;
+  let value: unknown;
+  for (const key of Object.keys(obj)) if (key.toLowerCase() === lower) value = obj[key];
+  return value;
 }
 
 function show(value: unknown): string {
@@ -162,8 +163,9 @@ function parseFamily(obj: JsonObject, keys: FamilyKeys): FamilyConfig {
   }
 
   const count = network.subnetCount(subnetLen);
-  const subnetMin = readBound(obj, keys.subnetMin, network, subnetLen) ?? network.nthSubnet(subnetLen, 1);
-  const subnetMax = readBound(obj, keys.subnetMax, network, subnetLen) ?? network.nthSubnet(subnetLen, count - 1n);
+  const subnetMin = readBound(obj, keys.subnetMin, keys.network, network, subnetLen) ?? network.nthSubnet(subnetLen, 1);
+  const subnetMax =
+    readBound(obj, keys.subnetMax, keys.network, network, subnetLen) ?? network.nthSubnet(subnetLen, count - 1n);
   if (subnetMin.base > subnetMax.base) {
     throw new InvalidConfigError(
       keys.subnetMin,
@@ -173,7 +175,13 @@ function parseFamily(obj: JsonObject, keys: FamilyKeys): FamilyConfig {
   return { family: keys.family, network, subnetLen, subnetMin, subnetMax };
 }
 
-function readBound(obj: JsonObject, name: string, network: Prefix, subnetLen: number): Prefix | undefined {
+function readBound(
+  obj: JsonObject,
+  name: string,
+  networkName: string,
+  network: Prefix,
+  subnetLen: number,
+): Prefix | undefined {
   const text = readString(obj, name, name);
   if (text === undefined || text === '') return undefined;
   let address: IpAddress;
@@ -182,7 +190,11 @@ function readBound(obj: JsonObject, name: string, network: Prefix, subnetLen: nu
   } catch {
     throw new InvalidConfigError(name, `${name} ${show(text)} is not an IP address`);
   }
-  if (!network.contains(address)) throw new InvalidConfigError(name, `${name} ${text} is outside Network ${network}`);
+  // flannel takes the zero address ("0.0.0.0", "::") as unset: what Go writes for a Config it never filled in.
+  if (address.family === network.family && address.value === 0n) return undefined;
+  if (!network.contains(address)) {
+    throw new InvalidConfigError(name, `${name} ${text} is outside ${networkName} ${network}`);
+  }
   const subnet = Prefix.of(address, subnetLen);
   if (subnet.base !== address.value) {
     throw new InvalidConfigError(name, `${name} ${text} is not on a /${subnetLen} boundary`);

@@ -104,8 +104,8 @@ export function parseLeaseAttrs(text: string, key: string): LeaseAttrs {
   if (typeof backendType !== 'string' || backendType === '') {
     throw new InvalidLeaseError(key, `BackendType ${JSON.stringify(backendType)} is not a backend name`);
   }
-  const extra: Record<string, unknown> = {};
-  for (const [name, value] of Object.entries(obj)) if (!KNOWN_FIELDS.includes(name)) extra[name] = value;
+  // fromEntries defines own properties, so even a field named "__proto__" is kept rather than eaten by a setter.
+  const extra = Object.fromEntries(Object.entries(obj).filter(([name]) => !KNOWN_FIELDS.includes(name)));
   return {
     publicIP: optionalAddress(obj, 'PublicIP', 4, key),
     publicIPv6: optionalAddress(obj, 'PublicIPv6', 6, key),
@@ -118,15 +118,15 @@ export function parseLeaseAttrs(text: string, key: string): LeaseAttrs {
 
 /** Encodes a lease value in flanneld's field order; fields weft does not know follow unchanged. */
 export function formatLeaseAttrs(attrs: LeaseAttrs): string {
-  const obj: Record<string, unknown> = {
-    PublicIP: attrs.publicIP?.toString() ?? '0.0.0.0',
-    PublicIPv6: attrs.publicIPv6?.toString() ?? null,
-    BackendType: attrs.backendType,
-  };
-  if (attrs.backendData !== undefined) obj.BackendData = attrs.backendData;
-  if (attrs.backendV6Data !== undefined) obj.BackendV6Data = attrs.backendV6Data;
-  for (const [name, value] of Object.entries(attrs.extra)) obj[name] = value;
-  return JSON.stringify(obj);
+  const entries: [string, unknown][] = [
+    ['PublicIP', attrs.publicIP?.toString() ?? '0.0.0.0'],
+    ['PublicIPv6', attrs.publicIPv6?.toString() ?? null],
+    ['BackendType', attrs.backendType],
+  ];
+  if (attrs.backendData !== undefined) entries.push(['BackendData', attrs.backendData]);
+  if (attrs.backendV6Data !== undefined) entries.push(['BackendV6Data', attrs.backendV6Data]);
+  entries.push(...Object.entries(attrs.extra));
+  return JSON.stringify(Object.fromEntries(entries));
 }
 
 /** Validates a VXLAN lease's BackendData (or BackendV6Data): `{"VNI": n, "VtepMAC": "aa:bb:…"}`. */

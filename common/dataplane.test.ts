@@ -1,0 +1,119 @@
+import assert from 'node:assert/strict';
+import { IpAddress, Prefix } from './cidr.js';
+import { parseNetworkConfig } from './config.js';
+import {
+  countOps,
+  desiredFamilyState,
+  diffFamilyState,
+  emptyFamilyState,
+  stableVtepMac,
+  vxlanOverhead,
+  type DesiredInput,
+} from './dataplane.js';
+import { decodeLease, type Lease } from './lease.js';
+
+function lease(name: string, publicIP: string, backend = 'vxlan', mac?: string): Lease {
+  const value: Record<string, unknown> = { PublicIP: publicIP, BackendType: backend };
+  if (mac !== undefined) value.BackendData = { VNI: 1, VtepMAC: mac };
+  return decodeLease(name, JSON.stringify(value), false);
+}
+
+const VXLAN = parseNetworkConfig('{"Network":"198.18.0.0/16","Backend":{"Type":"vxlan"}}');
+const DIRECT = parseNetworkConfig('{"Network":"198.18.0.0/16","Backend":{"Type":"vxlan","DirectRouting":true}}');
+const HOSTGW = parseNetworkConfig('{"Network":"198.18.0.0/16","Backend":{"Type":"host-gw"}}');
+const LOCAL = [Prefix.parse('192.0.2.0/24')];
+
+function input(overrides: Partial<DesiredInput>): DesiredInput {
+  return {
+    family: 4,
+    config: VXLAN,
+    own: lease('198.18.1.0-24', '192.0.2.11', 'vxlan', '0a:00:00:00:00:01'),
+    peers: [],
+    localPrefixes: LOCAL,
+    ...overrides,
+  };
+}
+
+describe('desired data-plane state', function () {
+  it('programs a vxlan peer as neighbour .0 → VtepMAC, FDB VtepMAC → PublicIP and an onlink route via .0', function () {
+    const { state, skipped } = desiredFamilyState(input({ peers: [lease('198.18.2.0-24', '192.0.2.12', 'vxlan', '0a:00:00:00:00:02')] }));
+    assert.deepEqual(skipped, []);
+    assert.deepEqual([...state.neighbours.values()], [{ ip: '198.18.2.0', mac: '0a:00:00:00:00:02' }]);
+    assert.deepEqual([...state.fdb.values()], [{ mac: '0a:00:00:00:00:02', dst: '192.0.2.12' }]);
+    assert.deepEqual([...state.routes.values()], [{ dst: '198.18.2.0/24', gateway: '198.18.2.0', device: 'overlay', onlink: true }]);
+  });
+
+  it('with DirectRouting routes a directly connected peer via its PublicIP and tunnels the others', function () {
+    const peers = [lease('198.18.2.0-24', '192.0.2.12', 'vxlan', '0a:00:00:00:00:02'), lease('198.18.3.0-24', '203.0.113.5', 'vxlan', '0a:00:00:00:00:03')];
+    const { state } = desiredFamilyState(input({ config: DIRECT, peers }));
+    assert.deepEqual(state.routes.get('198.18.2.0/24'), { dst: '198.18.2.0/24', gateway: '192.0.2.12', device: 'public', onlink: false });
+    assert.equal(state.routes.get('198.18.3.0/24')?.device, 'overlay');
+    assert.deepEqual([...state.fdb.keys()], ['0a:00:00:00:00:03']);
+  });
+
+  it('host-gw routes via the PublicIP and refuses a peer that is not directly connected, saying why', function () {
+    const own = lease('198.18.1.0-24', '192.0.2.11', 'host-gw');
+    const peers = [lease('198.18.2.0-24', '192.0.2.12', 'host-gw'), lease('198.18.3.0-24', '203.0.113.5', 'host-gw')];
+    const { state, skipped } = desiredFamilyState(input({ config: HOSTGW, own, peers }));
+    assert.deepEqual([...state.routes.keys()], ['198.18.2.0/24']);
+    assert.equal(state.routes.get('198.18.2.0/24')?.gateway, '192.0.2.12');
+    assert.equal(skipped.length, 1);
+    assert.match(skipped[0]!.reason, /203\.0\.113\.5 is not on a directly connected subnet/);
+  });
+
+  it('never programs our own lease, a peer claiming our public IP, an overlapping or foreign subnet, or another backend', function () {
+    const own = input({}).own;
+    const peers = [
+      own,
+      lease('198.18.4.0-24', '192.0.2.11', 'vxlan', '0a:00:00:00:00:04'),
+      lease('198.18.1.0-25', '192.0.2.13', 'vxlan', '0a:00:00:00:00:05'),
+      lease('198.51.100.0-24', '192.0.2.14', 'vxlan', '0a:00:00:00:00:06'),
+      lease('198.18.7.0-24', '192.0.2.15', 'host-gw'),
+      lease('198.18.8.0-24', '192.0.2.16', 'vxlan'),
+      lease('198.18.9.0-24', '192.0.2.17', 'vxlan', '0a:00:00:00:00:09'),
+      lease('198.18.10.0-24', '192.0.2.18', 'vxlan', '0a:00:00:00:00:09'),
+    ];
+    const { state, skipped } = desiredFamilyState(input({ peers }));
+    assert.deepEqual([...state.routes.keys()], ['198.18.9.0/24']);
+    const reasons = skipped.map((s) => `${s.lease.name}: ${s.reason}`);
+    assert.equal(reasons.length, 6, reasons.join('\n'));
+    assert.match(reasons[0]!, /198\.18\.4\.0-24: claims our own public IP/);
+    assert.match(reasons[1]!, /overlaps our subnet/);
+    assert.match(reasons[2]!, /outside the network/);
+    assert.match(reasons[3]!, /uses backend host-gw/);
+    assert.match(reasons[4]!, /BackendData is missing/);
+    assert.match(reasons[5]!, /VtepMAC 0a:00:00:00:00:09 is already used/);
+  });
+
+  it('diffs actual against desired into the minimal add, replace and remove operations', function () {
+    const desired = desiredFamilyState(input({
+      peers: [lease('198.18.2.0-24', '192.0.2.12', 'vxlan', '0a:00:00:00:00:02'), lease('198.18.3.0-24', '192.0.2.13', 'vxlan', '0a:00:00:00:00:03')],
+    })).state;
+    assert.equal(countOps(diffFamilyState(desired, desired)), 0);
+
+    const actual = emptyFamilyState();
+    actual.neighbours.set('198.18.2.0', { ip: '198.18.2.0', mac: '0a:00:00:00:00:ff' });
+    actual.fdb.set('0a:00:00:00:00:02', { mac: '0a:00:00:00:00:02', dst: '192.0.2.12' });
+    actual.routes.set('198.18.9.0/24', { dst: '198.18.9.0/24', gateway: '198.18.9.0', device: 'overlay', onlink: true });
+    const ops = diffFamilyState(actual, desired);
+    assert.deepEqual(ops.neighbours.replace, [{ ip: '198.18.2.0', mac: '0a:00:00:00:00:02' }]);
+    assert.deepEqual(ops.neighbours.add, [{ ip: '198.18.3.0', mac: '0a:00:00:00:00:03' }]);
+    assert.deepEqual(ops.fdb.add, [{ mac: '0a:00:00:00:00:03', dst: '192.0.2.13' }]);
+    assert.deepEqual(ops.fdb.replace, []);
+    assert.deepEqual(ops.routes.add.map((r) => r.dst), ['198.18.2.0/24', '198.18.3.0/24']);
+    assert.deepEqual(ops.routes.remove.map((r) => r.dst), ['198.18.9.0/24']);
+    assert.equal(countOps(ops), 6);
+  });
+
+  it('derives a stable, locally administered unicast VtepMAC per public IP and VNI', function () {
+    const a = stableVtepMac(IpAddress.parse('192.0.2.11'), 1);
+    assert.equal(a, stableVtepMac(IpAddress.parse('192.0.2.11'), 1));
+    assert.notEqual(a, stableVtepMac(IpAddress.parse('192.0.2.12'), 1));
+    assert.notEqual(a, stableVtepMac(IpAddress.parse('192.0.2.11'), 2));
+    assert.match(a, /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/);
+    const first = parseInt(a.slice(0, 2), 16);
+    assert.equal(first & 0x03, 0x02);
+    assert.equal(vxlanOverhead(4), 50);
+    assert.equal(vxlanOverhead(6), 70);
+  });
+});
