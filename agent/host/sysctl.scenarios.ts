@@ -1,0 +1,8 @@
+/** Run inside a network namespace by sysctl.test.ts (through test/netns.ts). */
+import { enableForwarding, IPV4_FORWARD, IPV6_FORWARD, readSysctl, type ForwardingResult } from './sysctl.js';
+
+export async function forwarding(arg: { ipv4: boolean; ipv6: boolean }): Promise<{ before: Record<string, string>; result: ForwardingResult }> {
+  const before = { [IPV4_FORWARD]: await readSysctl(IPV4_FORWARD), [IPV6_FORWARD]: await readSysctl(IPV6_FORWARD) };
+  const result = await enableForwarding(arg);
+  return { before, result };
+}

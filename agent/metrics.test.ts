@@ -1,0 +1,61 @@
+import assert from 'node:assert/strict';
+import { register as globalRegistry } from 'prom-client';
+import { WeftMetrics } from './metrics.js';
+
+describe('WeftMetrics', function () {
+  it('exports every weft metric with HELP and TYPE, plus process metrics, on its own registry', async function () {
+    const metrics = new WeftMetrics();
+    metrics.peers.set({ backend: 'vxlan' }, 3);
+    metrics.reconcileRuns.inc({ trigger: 'lease' });
+    metrics.netlinkOperations.inc({ op: 'route_add', result: 'ok' }, 2);
+    metrics.netlinkOperations.inc({ op: 'neigh_add', result: 'EEXIST' });
+    metrics.watchResyncs.inc();
+    metrics.leaseExpiry.set(1_700_000_000);
+    metrics.etcdReachable.set(1);
+    metrics.reconcileDuration.observe(0.02);
+    const text = await metrics.text();
+    for (const [name, type] of [
+      ['weft_peers', 'gauge'],
+      ['weft_reconcile_runs_total', 'counter'],
+      ['weft_reconcile_duration_seconds', 'histogram'],
+      ['weft_netlink_operations_total', 'counter'],
+      ['weft_watch_resyncs_total', 'counter'],
+      ['weft_lease_expiry_timestamp_seconds', 'gauge'],
+      ['weft_etcd_reachable', 'gauge'],
+    ]) {
+      assert.match(text, new RegExp(`^# HELP ${name} \\S`, 'm'), name);
+      assert.match(text, new RegExp(`^# TYPE ${name} ${type}$`, 'm'), name);
+    }
+    assert.match(text, /^weft_peers\{backend="vxlan"\} 3$/m);
+    assert.match(text, /^weft_reconcile_runs_total\{trigger="lease"\} 1$/m);
+    assert.match(text, /^weft_netlink_operations_total\{op="route_add",result="ok"\} 2$/m);
+    assert.match(text, /^weft_netlink_operations_total\{op="neigh_add",result="EEXIST"\} 1$/m);
+    assert.match(text, /^weft_watch_resyncs_total 1$/m);
+    assert.match(text, /^weft_lease_expiry_timestamp_seconds 1700000000$/m);
+    assert.match(text, /^weft_etcd_reachable 1$/m);
+    assert.match(text, /^weft_reconcile_duration_seconds_bucket\{le="0.025"\} 1$/m);
+    assert.match(text, /^process_cpu_user_seconds_total \d/m);
+    assert.match(text, /^nodejs_heap_size_used_bytes \d/m);
+    assert.equal(await globalRegistry.getSingleMetricAsString('weft_peers').catch(() => ''), '', 'nothing on the global registry');
+  });
+
+  it('lets two instances live side by side and can leave out default metrics', async function () {
+    const a = new WeftMetrics({ defaultMetrics: false });
+    const b = new WeftMetrics({ defaultMetrics: false });
+    a.watchResyncs.inc();
+    assert.match(await a.text(), /^weft_watch_resyncs_total 1$/m);
+    assert.match(await b.text(), /^weft_watch_resyncs_total 0$/m);
+    assert.doesNotMatch(await a.text(), /process_cpu/);
+    assert.match(a.contentType, /^text\/plain; version=0\.0\.4/);
+  });
+
+  it('times reconcile runs, also when they throw', async function () {
+    const metrics = new WeftMetrics({ defaultMetrics: false });
+    assert.equal(await metrics.timeReconcile('timer', async () => 7), 7);
+    await assert.rejects(metrics.timeReconcile('kernel', async () => Promise.reject(new Error('no'))), /no/);
+    const text = await metrics.text();
+    assert.match(text, /^weft_reconcile_runs_total\{trigger="timer"\} 1$/m);
+    assert.match(text, /^weft_reconcile_runs_total\{trigger="kernel"\} 1$/m);
+    assert.match(text, /^weft_reconcile_duration_seconds_count 2$/m);
+  });
+});
