@@ -1,0 +1,500 @@
+/**
+ * Encoding of rtnetlink request payloads (through the `netlink` package's formatters) and decoding of the
+ * kernel's messages into the plain types of ./types.ts. Pure: no sockets here.
+ *
+ * Fixed headers (ifinfomsg, ifaddrmsg, ndmsg, rtmsg) are decoded by hand rather than with the package's
+ * parsers, because those turn numbers into enum names ("BOOT", "LINK", ...) and the protocol / scope /
+ * table numbers are exactly what weft compares. Attributes are walked with the package's TLV parser and
+ * only the ones the shim reports are decoded, so an attribute a newer kernel adds cannot break a dump.
+ */
+import { isIPv4, isIPv6 } from 'node:net';
+import { endianness } from 'node:os';
+import ipaddr from 'ipaddr.js';
+import { AttrStream, ifla, parseAttributes, putString, putU32, rt, type NetlinkAttribute } from 'netlink';
+import { InvalidCidrError, WeftError } from '../../common/errors.js';
+import {
+  AF_BRIDGE,
+  AF_INET,
+  AF_INET6,
+  NTF_SELF,
+  NUD_PERMANENT,
+  RTNH_F_ONLINK,
+  type AddressInfo,
+  type FdbEntry,
+  type IpFamily,
+  type KernelChange,
+  type LinkChanges,
+  type LinkInfo,
+  type NeighbourInfo,
+  type RouteInfo,
+  type VxlanAttrs,
+  type VxlanSpec,
+} from './types.js';
+
+// ---------------------------------------------------------------------------------------------------
+// Host-order integers (netlink uses host byte order)
+
+const LE = endianness() === 'LE';
+export const readU16 = (b: Buffer, o: number): number => (LE ? b.readUInt16LE(o) : b.readUInt16BE(o));
+export const readU32 = (b: Buffer, o: number): number => (LE ? b.readUInt32LE(o) : b.readUInt32BE(o));
+export const readS32 = (b: Buffer, o: number): number => (LE ? b.readInt32LE(o) : b.readInt32BE(o));
+export const writeU16 = (b: Buffer, v: number, o: number): void => {
+  if (LE) b.writeUInt16LE(v, o);
+  else b.writeUInt16BE(v, o);
+};
+export const writeU32 = (b: Buffer, v: number, o: number): void => {
+  if (LE) b.writeUInt32LE(v, o);
+  else b.writeUInt32BE(v, o);
+};
+
+// ---------------------------------------------------------------------------------------------------
+// Addresses
+
+export interface IpBytes {
+  family: IpFamily;
+  bytes: Buffer;
+}
+
+export interface PrefixBytes extends IpBytes {
+  len: number;
+}
+
+export function afOf(family: IpFamily): number {
+  return family === 4 ? AF_INET : AF_INET6;
+}
+
+export function familyOfAf(af: number): IpFamily | null {
+  return af === AF_INET ? 4 : af === AF_INET6 ? 6 : null;
+}
+
+export function ipToBytes(text: string): IpBytes {
+  if (isIPv4(text)) return { family: 4, bytes: Buffer.from(text.split('.').map(Number)) };
+  if (isIPv6(text) && !text.includes('%')) {
+    return { family: 6, bytes: Buffer.from(ipaddr.IPv6.parse(text).toByteArray()) };
+  }
+  throw new InvalidCidrError(`"${text}" is not an IPv4 or IPv6 address`);
+}
+
+export function bytesToIp(bytes: Buffer): string {
+  if (bytes.length === 4) return `${bytes[0]}.${bytes[1]}.${bytes[2]}.${bytes[3]}`;
+  if (bytes.length === 16) return ipaddr.fromByteArray([...bytes]).toString();
+  throw new WeftError('WEFT_NETLINK_DECODE', `unexpected address length ${bytes.length}`);
+}
+
+export function prefixToBytes(text: string): PrefixBytes {
+  const slash = text.indexOf('/');
+  const addr = slash < 0 ? text : text.slice(0, slash);
+  const { family, bytes } = ipToBytes(addr);
+  const max = family === 4 ? 32 : 128;
+  const lenText = slash < 0 ? String(max) : text.slice(slash + 1);
+  const len = Number(lenText);
+  if (!/^\d{1,3}$/.test(lenText) || len > max) throw new InvalidCidrError(`"${text}" has an invalid prefix length`);
+  return { family, bytes, len };
+}
+
+/** Canonical text of a prefix ("198.18.2.0/24", "2001:db8:100::/64"); host bits are kept as given. */
+export function canonicalPrefix(text: string): string {
+  const p = prefixToBytes(text);
+  return `${bytesToIp(p.bytes)}/${p.len}`;
+}
+
+/** Canonical text of an address. */
+export function canonicalIp(text: string): string {
+  return bytesToIp(ipToBytes(text).bytes);
+}
+
+const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
+
+export function macToBytes(text: string): Buffer {
+  if (!MAC_RE.test(text)) throw new WeftError('WEFT_INVALID_MAC', `"${text}" is not a MAC address`);
+  return Buffer.from(text.replace(/:/g, ''), 'hex');
+}
+
+export function bytesToMac(bytes: Buffer): string {
+  const parts: string[] = [];
+  for (const b of bytes) parts.push(b.toString(16).padStart(2, '0'));
+  return parts.join(':');
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Attribute helpers
+
+const be16 = (n: number): Buffer => {
+  const b = Buffer.alloc(2);
+  b.writeUInt16BE(n, 0);
+  return b;
+};
+
+function streamToBuffer(fill: (s: AttrStream) => void): Buffer {
+  const s = new AttrStream();
+  fill(s);
+  return Buffer.concat(s.bufs);
+}
+
+/** Walks the attributes of `b` from `offset` into a map type → payload (last one wins). */
+function attrsOf(b: Buffer, offset: number): Map<number, Buffer> {
+  const map = new Map<number, Buffer>();
+  if (b.length > offset) parseAttributes(b.subarray(offset), (a: NetlinkAttribute) => map.set(a.type, a.data));
+  return map;
+}
+
+function cString(b: Buffer): string {
+  const nul = b.indexOf(0);
+  return b.toString('utf8', 0, nul < 0 ? b.length : nul);
+}
+
+const optU32 = (b: Buffer | undefined): number | null => (b && b.length >= 4 ? readU32(b, 0) : null);
+
+// ---------------------------------------------------------------------------------------------------
+// Links
+
+const IFF_UP = 0x1;
+const IFF_RUNNING = 0x40;
+const IFLA_ADDRESS = 1;
+const IFLA_IFNAME = 3;
+const IFLA_MTU = 4;
+const IFLA_LINK = 5;
+const IFLA_MASTER = 10;
+const IFLA_LINKINFO = 18;
+const IFLA_INFO_KIND = 1;
+const IFLA_INFO_DATA = 2;
+const IFLINKMSG_LEN = 16;
+
+/** ifinfomsg selecting a link by index (and/or family, for AF_BRIDGE FDB dumps), no attributes. */
+export function linkHeader(index: number, family = 0): Buffer {
+  return rt.formatLink({ family, index });
+}
+
+export function linkByNamePayload(name: string): Buffer {
+  return streamToBuffer((s) => rt.formatLinkMessage({ kind: 'link', data: {}, attrs: { ifname: name } }, s));
+}
+
+function vxlanData(spec: VxlanSpec): ifla.Vxlan {
+  const data: ifla.Vxlan = {
+    id: spec.vni,
+    port: be16(spec.port ?? 8472),
+    // absent IFLA_VXLAN_LEARNING means learning ON in the kernel, so always send it
+    learning: spec.learning ? 1 : 0,
+  };
+  if (spec.local !== undefined) {
+    const local = ipToBytes(spec.local);
+    if (local.family === 4) data.local = local.bytes;
+    else data.local6 = local.bytes;
+  }
+  if (spec.parentIndex !== undefined) data.link = spec.parentIndex;
+  // formatVxlan emits the GBP flag for any defined value, false included
+  if (spec.gbp) data.gbp = true;
+  return data;
+}
+
+export function createVxlanPayload(spec: VxlanSpec): Buffer {
+  const linkinfo = streamToBuffer((s) => {
+    s.push(IFLA_INFO_KIND, putString('vxlan'));
+    s.push(IFLA_INFO_DATA, ifla.formatVxlan(vxlanData(spec)));
+  });
+  const attrs: ifla.LinkAttrs = { ifname: spec.name, linkinfo };
+  if (spec.mtu !== undefined) attrs.mtu = spec.mtu;
+  if (spec.mac !== undefined) attrs.address = macToBytes(spec.mac);
+  const data: rt.Link = spec.up ? { flags: { up: true }, change: { up: true } } : {};
+  return streamToBuffer((s) => rt.formatLinkMessage({ kind: 'link', data, attrs }, s));
+}
+
+export function setLinkPayload(index: number, changes: LinkChanges): Buffer {
+  const data: rt.Link = { index };
+  if (changes.up !== undefined) {
+    data.flags = changes.up ? { up: true } : {};
+    data.change = { up: true };
+  }
+  const attrs: ifla.LinkAttrs = {};
+  if (changes.mtu !== undefined) attrs.mtu = changes.mtu;
+  if (changes.mac !== undefined) attrs.address = macToBytes(changes.mac);
+  return streamToBuffer((s) => rt.formatLinkMessage({ kind: 'link', data, attrs }, s));
+}
+
+function parseVxlanAttrs(data: Buffer): VxlanAttrs {
+  const v = ifla.parseVxlan(data);
+  const local = v.local ?? v.local6;
+  return {
+    vni: v.id ?? 0,
+    port: v.port && v.port.length === 2 ? v.port.readUInt16BE(0) : 8472,
+    local: local ? bytesToIp(local) : null,
+    parentIndex: v.link ? v.link : null,
+    learning: v.learning === 1,
+    gbp: v.gbp === true,
+  };
+}
+
+export function parseLink(b: Buffer): LinkInfo | null {
+  if (b.length < IFLINKMSG_LEN) return null;
+  const index = readS32(b, 4);
+  const flags = readU32(b, 8);
+  const a = attrsOf(b, IFLINKMSG_LEN);
+  let kind: string | null = null;
+  let vxlan: VxlanAttrs | null = null;
+  const linkinfo = a.get(IFLA_LINKINFO);
+  if (linkinfo) {
+    const info = attrsOf(linkinfo, 0);
+    const k = info.get(IFLA_INFO_KIND);
+    if (k) kind = cString(k);
+    const d = info.get(IFLA_INFO_DATA);
+    if (kind === 'vxlan' && d) vxlan = parseVxlanAttrs(d);
+  }
+  const mac = a.get(IFLA_ADDRESS);
+  const name = a.get(IFLA_IFNAME);
+  return {
+    index,
+    name: name ? cString(name) : '',
+    kind,
+    mtu: optU32(a.get(IFLA_MTU)) ?? 0,
+    up: (flags & IFF_UP) !== 0,
+    running: (flags & IFF_RUNNING) !== 0,
+    mac: mac && mac.length > 0 ? bytesToMac(mac) : null,
+    linkIndex: optU32(a.get(IFLA_LINK)),
+    masterIndex: optU32(a.get(IFLA_MASTER)),
+    vxlan,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Addresses
+
+const IFA_ADDRESS = 1;
+const IFA_LOCAL = 2;
+const IFA_LABEL = 3;
+const IFA_FLAGS = 8;
+const IFADDRMSG_LEN = 8;
+
+export function addressPayload(index: number, cidr: string): Buffer {
+  const p = prefixToBytes(cidr);
+  return streamToBuffer((s) =>
+    rt.formatAddressMessage(
+      { kind: 'address', data: { family: afOf(p.family), prefixlen: p.len, index }, attrs: { local: p.bytes, address: p.bytes } },
+      s,
+    ),
+  );
+}
+
+export function addressDumpPayload(family: IpFamily | undefined): Buffer {
+  return rt.formatAddress({ family: family ? afOf(family) : 0 });
+}
+
+export function parseAddress(b: Buffer): AddressInfo | null {
+  if (b.length < IFADDRMSG_LEN) return null;
+  const family = familyOfAf(b[0]!);
+  if (!family) return null;
+  const a = attrsOf(b, IFADDRMSG_LEN);
+  const addr = a.get(IFA_LOCAL) ?? a.get(IFA_ADDRESS);
+  if (!addr) return null;
+  const address = bytesToIp(addr);
+  const prefixLen = b[1]!;
+  const label = a.get(IFA_LABEL);
+  return {
+    index: readU32(b, 4),
+    family,
+    address,
+    prefixLen,
+    cidr: `${address}/${prefixLen}`,
+    scope: b[3]!,
+    flags: optU32(a.get(IFA_FLAGS)) ?? b[2]!,
+    label: label ? cString(label) : null,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Neighbours and FDB (both are RTM_*NEIGH; FDB is family AF_BRIDGE)
+
+const NDA_DST = 1;
+const NDA_LLADDR = 2;
+const NDA_PORT = 6;
+const NDA_VNI = 7;
+const NDA_MASTER = 9;
+const NDMSG_LEN = 12;
+
+export function neighbourPayload(index: number, ip: string, mac: string | null): Buffer {
+  const { family, bytes } = ipToBytes(ip);
+  const attrs: rt.NeighborAttrs = { dst: bytes };
+  if (mac !== null) attrs.lladdr = macToBytes(mac);
+  const data: rt.Neighbor = { family: afOf(family), ifindex: index };
+  if (mac !== null) data.state = { permanent: true };
+  return streamToBuffer((s) => rt.formatNeighborMessage({ kind: 'neighbor', data, attrs }, s));
+}
+
+/** A dump of family `af` (0 = IPv4 and IPv6) filtered in the kernel to one device when index is set. */
+export function neighbourDumpPayload(af: number, index: number | undefined): Buffer {
+  const attrs: rt.NeighborAttrs = {};
+  if (index !== undefined) attrs.ifindex = putU32(index);
+  return streamToBuffer((s) => rt.formatNeighborMessage({ kind: 'neighbor', data: { family: af }, attrs }, s));
+}
+
+export function fdbPayload(index: number, mac: string, dst: string | null, add: boolean): Buffer {
+  const attrs: rt.NeighborAttrs = { lladdr: macToBytes(mac) };
+  if (dst !== null) attrs.dst = ipToBytes(dst).bytes;
+  const data: rt.Neighbor = { family: AF_BRIDGE, ifindex: index, flags: { self: true } };
+  if (add) data.state = { permanent: true };
+  return streamToBuffer((s) => rt.formatNeighborMessage({ kind: 'neighbor', data, attrs }, s));
+}
+
+/**
+ * An AF_BRIDGE neighbour dump for one device. The kernel's legacy (non strict-check) parser only reads the
+ * port filter when the header is an ifinfomsg (16 bytes), which is what `bridge fdb show dev X` sends.
+ */
+export function fdbDumpPayload(index: number | undefined): Buffer {
+  return linkHeader(index ?? 0, AF_BRIDGE);
+}
+
+export function parseNeighbour(b: Buffer): NeighbourInfo | null {
+  if (b.length < NDMSG_LEN) return null;
+  const family = familyOfAf(b[0]!);
+  if (!family) return null;
+  const a = attrsOf(b, NDMSG_LEN);
+  const dst = a.get(NDA_DST);
+  if (!dst) return null;
+  const lladdr = a.get(NDA_LLADDR);
+  const state = readU16(b, 8);
+  return {
+    index: readS32(b, 4),
+    family,
+    ip: bytesToIp(dst),
+    mac: lladdr && lladdr.length > 0 ? bytesToMac(lladdr) : null,
+    state,
+    flags: b[10]!,
+    permanent: (state & NUD_PERMANENT) !== 0,
+  };
+}
+
+export function parseFdb(b: Buffer): FdbEntry | null {
+  if (b.length < NDMSG_LEN || b[0] !== AF_BRIDGE) return null;
+  const a = attrsOf(b, NDMSG_LEN);
+  const lladdr = a.get(NDA_LLADDR);
+  if (!lladdr) return null;
+  const dst = a.get(NDA_DST);
+  const port = a.get(NDA_PORT);
+  const state = readU16(b, 8);
+  const flags = b[10]!;
+  return {
+    index: readS32(b, 4),
+    mac: bytesToMac(lladdr),
+    dst: dst ? bytesToIp(dst) : null,
+    vni: optU32(a.get(NDA_VNI)),
+    port: port && port.length === 2 ? port.readUInt16BE(0) : null,
+    state,
+    flags,
+    permanent: (state & NUD_PERMANENT) !== 0,
+    self: (flags & NTF_SELF) !== 0,
+    masterIndex: optU32(a.get(NDA_MASTER)),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Routes
+
+const RTA_DST = 1;
+const RTA_OIF = 4;
+const RTA_GATEWAY = 5;
+const RTA_PRIORITY = 6;
+const RTA_PREFSRC = 7;
+const RTA_MULTIPATH = 9;
+const RTA_TABLE = 15;
+const RTMSG_LEN = 12;
+
+export interface RouteMessageFields {
+  family: IpFamily;
+  dst: PrefixBytes;
+  gateway?: Buffer;
+  ifindex?: number;
+  onlink?: boolean;
+  protocol: number;
+  table: number;
+  scope: number;
+  type: number;
+  metric?: number;
+}
+
+export function routePayload(r: RouteMessageFields): Buffer {
+  const attrs: rt.RouteAttrs = { table: r.table };
+  if (r.dst.len > 0) attrs.dst = r.dst.bytes;
+  if (r.gateway) attrs.gateway = r.gateway;
+  if (r.ifindex !== undefined) attrs.oif = r.ifindex;
+  if (r.metric !== undefined) attrs.priority = r.metric;
+  const data: rt.Route = {
+    family: afOf(r.family),
+    dstLen: r.dst.len,
+    // rtm_table is a u8: tables above 255 live only in RTA_TABLE (as iproute2 does)
+    table: r.table < 256 ? r.table : 0,
+    protocol: r.protocol,
+    scope: r.scope,
+    type: r.type,
+    // the package's RouteFlags has no `onlink`; RTNH_F_ONLINK goes through the raw bits
+    flags: r.onlink ? { __unknown: RTNH_F_ONLINK } : {},
+  };
+  return streamToBuffer((s) => rt.formatRouteMessage({ kind: 'route', data, attrs }, s));
+}
+
+export function routeDumpPayload(af: number): Buffer {
+  return rt.formatRoute({ family: af });
+}
+
+export function parseRoute(b: Buffer): RouteInfo | null {
+  if (b.length < RTMSG_LEN) return null;
+  const family = familyOfAf(b[0]!);
+  if (!family) return null;
+  const dstLen = b[1]!;
+  const flags = readU32(b, 8);
+  const a = attrsOf(b, RTMSG_LEN);
+  const dst = a.get(RTA_DST);
+  const gw = a.get(RTA_GATEWAY);
+  const prefsrc = a.get(RTA_PREFSRC);
+  return {
+    family,
+    dst: `${dst ? bytesToIp(dst) : family === 4 ? '0.0.0.0' : '::'}/${dstLen}`,
+    gateway: gw ? bytesToIp(gw) : null,
+    ifindex: optU32(a.get(RTA_OIF)),
+    onlink: (flags & RTNH_F_ONLINK) !== 0,
+    flags,
+    protocol: b[5]!,
+    scope: b[6]!,
+    table: optU32(a.get(RTA_TABLE)) ?? b[4]!,
+    type: b[7]!,
+    metric: optU32(a.get(RTA_PRIORITY)),
+    prefsrc: prefsrc ? bytesToIp(prefsrc) : null,
+    multipath: a.has(RTA_MULTIPATH),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Notifications
+
+const RTM = rt.MessageType;
+
+/** Decodes one rtnetlink notification, or null for message types / families the shim does not report. */
+export function decodeChange(type: number, data: Buffer): KernelChange | null {
+  switch (type) {
+    case RTM.NEWLINK:
+    case RTM.DELLINK: {
+      const link = parseLink(data);
+      return link && { kind: 'link', action: type === RTM.NEWLINK ? 'new' : 'del', link };
+    }
+    case RTM.NEWADDR:
+    case RTM.DELADDR: {
+      const address = parseAddress(data);
+      return address && { kind: 'address', action: type === RTM.NEWADDR ? 'new' : 'del', address };
+    }
+    case RTM.NEWNEIGH:
+    case RTM.DELNEIGH: {
+      const action = type === RTM.NEWNEIGH ? 'new' : 'del';
+      if (data[0] === AF_BRIDGE) {
+        const fdb = parseFdb(data);
+        return fdb && { kind: 'fdb', action, fdb };
+      }
+      const neighbour = parseNeighbour(data);
+      return neighbour && { kind: 'neighbour', action, neighbour };
+    }
+    case RTM.NEWROUTE:
+    case RTM.DELROUTE: {
+      const route = parseRoute(data);
+      return route && { kind: 'route', action: type === RTM.NEWROUTE ? 'new' : 'del', route };
+    }
+    default:
+      return null;
+  }
+}

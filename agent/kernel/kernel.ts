@@ -1,0 +1,387 @@
+/**
+ * The kernel shim: the only part of weft that talks rtnetlink (links, addresses, neighbours, FDB, routes).
+ *
+ * Every method sends its request right away (batched with the others made in the same tick) and returns a
+ * promise, so callers get throughput by issuing many calls before awaiting any:
+ *
+ *   await Promise.all(peers.map((p) => kernel.replaceNeighbour(dev, p.ip, p.mac)));
+ *
+ * Requests reach the kernel in call order. Listing calls are one dump each, filtered to a device in the
+ * kernel where it supports that (neighbours, FDB) and in the shim otherwise (routes, addresses).
+ * Kernel refusals reject with NetlinkError (code WEFT_NETLINK, errnoName EEXIST / ENOENT / ...).
+ */
+import { FlagsNew, rt } from 'netlink';
+import {
+  addressDumpPayload,
+  addressPayload,
+  canonicalIp,
+  canonicalPrefix,
+  createVxlanPayload,
+  fdbDumpPayload,
+  fdbPayload,
+  ipToBytes,
+  linkByNamePayload,
+  linkHeader,
+  neighbourDumpPayload,
+  neighbourPayload,
+  parseAddress,
+  parseFdb,
+  parseLink,
+  parseNeighbour,
+  parseRoute,
+  prefixToBytes,
+  routeDumpPayload,
+  routePayload,
+  setLinkPayload,
+} from './codec.js';
+import { InvalidCidrError } from '../../common/errors.js';
+import { NetlinkError, isNetlinkErrno } from './errors.js';
+import { RtnlSocket, type RtnlSocketOptions, type RtnlStats } from './socket.js';
+import {
+  AF_INET,
+  AF_INET6,
+  RTN_UNICAST,
+  RTPROT_BOOT,
+  RT_SCOPE_LINK,
+  RT_SCOPE_NOWHERE,
+  RT_SCOPE_UNIVERSE,
+  RT_TABLE_MAIN,
+  type AddressInfo,
+  type FdbEntry,
+  type IpFamily,
+  type LinkChanges,
+  type LinkInfo,
+  type NeighbourInfo,
+  type RouteFilter,
+  type RouteInfo,
+  type RouteSelector,
+  type RouteSpec,
+  type VxlanSpec,
+} from './types.js';
+
+const T = rt.MessageType;
+const CREATE_EXCL = FlagsNew.CREATE | FlagsNew.EXCL;
+const CREATE_REPLACE = FlagsNew.CREATE | FlagsNew.REPLACE;
+
+/** The kernel operations weft needs; the reconcile loop depends on this, tests may fake it. */
+export interface Kernel {
+  listLinks(): Promise<LinkInfo[]>;
+  getLink(nameOrIndex: string | number): Promise<LinkInfo | null>;
+  createVxlan(spec: VxlanSpec): Promise<LinkInfo>;
+  deleteLink(index: number): Promise<void>;
+  setLink(index: number, changes: LinkChanges): Promise<void>;
+
+  listAddresses(index?: number, family?: IpFamily): Promise<AddressInfo[]>;
+  addAddress(index: number, cidr: string): Promise<void>;
+  deleteAddress(index: number, cidr: string): Promise<void>;
+
+  listNeighbours(index?: number, family?: IpFamily): Promise<NeighbourInfo[]>;
+  replaceNeighbour(index: number, ip: string, mac: string): Promise<void>;
+  deleteNeighbour(index: number, ip: string): Promise<void>;
+
+  listFdb(index?: number): Promise<FdbEntry[]>;
+  replaceFdb(index: number, mac: string, dst: string): Promise<void>;
+  deleteFdb(index: number, mac: string, dst?: string): Promise<void>;
+
+  listRoutes(filter?: RouteFilter): Promise<RouteInfo[]>;
+  addRoute(route: RouteSpec): Promise<void>;
+  replaceRoute(route: RouteSpec): Promise<void>;
+  deleteRoute(route: RouteSelector): Promise<void>;
+
+  /** Waits for outstanding requests, then closes the socket. */
+  close(): Promise<void>;
+  /** Closes now; outstanding requests fail with NetlinkClosedError. */
+  destroy(): void;
+}
+
+export type KernelOptions = RtnlSocketOptions;
+
+/** Opens an rtnetlink socket in the calling process's network namespace. */
+export function openKernel(options: KernelOptions = {}): NetlinkKernel {
+  return new NetlinkKernel(new RtnlSocket(options));
+}
+
+/**
+ * Differences between an existing VXLAN device and the one weft wants, as attribute names
+ * ("kind", "vni", "port", "local", "parentIndex", "learning", "gbp", "mtu", "mac"); empty means the
+ * device can be adopted as is. Optional spec fields that are unset are not compared.
+ */
+export function vxlanMismatches(link: LinkInfo, spec: VxlanSpec): string[] {
+  const out: string[] = [];
+  const v = link.vxlan;
+  if (link.kind !== 'vxlan' || !v) return ['kind'];
+  if (v.vni !== spec.vni) out.push('vni');
+  if (v.port !== (spec.port ?? 8472)) out.push('port');
+  if (spec.local !== undefined && v.local !== canonicalIp(spec.local)) out.push('local');
+  if (spec.parentIndex !== undefined && v.parentIndex !== spec.parentIndex) out.push('parentIndex');
+  if (v.learning !== (spec.learning ?? false)) out.push('learning');
+  if (v.gbp !== (spec.gbp ?? false)) out.push('gbp');
+  if (spec.mtu !== undefined && link.mtu !== spec.mtu) out.push('mtu');
+  if (spec.mac !== undefined && link.mac !== spec.mac.toLowerCase()) out.push('mac');
+  return out;
+}
+
+export class NetlinkKernel implements Kernel {
+  /** ifindex → name, learned from link answers; used only to word error messages. */
+  private readonly names = new Map<number, string>();
+
+  constructor(private readonly sock: RtnlSocket) {}
+
+  /** Messages queued or unanswered. */
+  get outstanding(): number {
+    return this.sock.outstanding;
+  }
+
+  /** Counters of the request engine (messages, sendmsg batches, most messages in flight at once). */
+  stats(): RtnlStats {
+    return this.sock.stats();
+  }
+
+  close(): Promise<void> {
+    return this.sock.close();
+  }
+
+  destroy(): void {
+    this.sock.destroy();
+  }
+
+  // ------------------------------------------------------------------------------------------ links
+
+  async listLinks(): Promise<LinkInfo[]> {
+    const msgs = await this.sock.dump(T.GETLINK, linkHeader(0), () => 'list links');
+    const out: LinkInfo[] = [];
+    for (const m of msgs) {
+      if (m.type !== T.NEWLINK) continue;
+      const link = parseLink(m.data);
+      if (link) out.push(this.learn(link));
+    }
+    return out;
+  }
+
+  /** The link with that name or index, or null when there is none. */
+  async getLink(nameOrIndex: string | number): Promise<LinkInfo | null> {
+    const byName = typeof nameOrIndex === 'string';
+    const payload = byName ? linkByNamePayload(nameOrIndex) : linkHeader(nameOrIndex);
+    try {
+      const msgs = await this.sock.get(T.GETLINK, payload, () => `get link ${byName ? nameOrIndex : `ifindex ${nameOrIndex}`}`);
+      for (const m of msgs) {
+        const link = m.type === T.NEWLINK ? parseLink(m.data) : null;
+        if (link) return this.learn(link);
+      }
+      return null;
+    } catch (err) {
+      if (isNetlinkErrno(err, 'ENODEV')) return null;
+      throw err;
+    }
+  }
+
+  /** Creates a VXLAN device (fails with EEXIST when the name is taken) and returns it as the kernel reports it. */
+  async createVxlan(spec: VxlanSpec): Promise<LinkInfo> {
+    const payload = createVxlanPayload(spec);
+    const describe = (): string => {
+      const parts = [`create vxlan ${spec.name} id ${spec.vni} dstport ${spec.port ?? 8472}`];
+      if (spec.local !== undefined) parts.push(`local ${spec.local}`);
+      if (spec.parentIndex !== undefined) parts.push(`dev ${this.dev(spec.parentIndex)}`);
+      parts.push(spec.learning ? 'learning' : 'nolearning');
+      if (spec.gbp) parts.push('gbp');
+      if (spec.mtu !== undefined) parts.push(`mtu ${spec.mtu}`);
+      if (spec.mac !== undefined) parts.push(`address ${spec.mac}`);
+      return parts.join(' ');
+    };
+    await this.sock.write(T.NEWLINK, CREATE_EXCL, payload, describe);
+    const link = await this.getLink(spec.name);
+    if (!link) throw new NetlinkError(describe(), 19 /* ENODEV */, 'device vanished right after creation');
+    return link;
+  }
+
+  async deleteLink(index: number): Promise<void> {
+    return this.sock.write(T.DELLINK, 0, linkHeader(index), () => `delete link ${this.dev(index)}`);
+  }
+
+  async setLink(index: number, changes: LinkChanges): Promise<void> {
+    const payload = setLinkPayload(index, changes);
+    return this.sock.write(T.NEWLINK, 0, payload, () => {
+      const parts = [`set link ${this.dev(index)}`];
+      if (changes.up !== undefined) parts.push(changes.up ? 'up' : 'down');
+      if (changes.mtu !== undefined) parts.push(`mtu ${changes.mtu}`);
+      if (changes.mac !== undefined) parts.push(`address ${changes.mac}`);
+      return parts.join(' ');
+    });
+  }
+
+  // -------------------------------------------------------------------------------------- addresses
+
+  async listAddresses(index?: number, family?: IpFamily): Promise<AddressInfo[]> {
+    const msgs = await this.sock.dump(T.GETADDR, addressDumpPayload(family), () => 'list addresses');
+    const out: AddressInfo[] = [];
+    for (const m of msgs) {
+      if (m.type !== T.NEWADDR) continue;
+      const a = parseAddress(m.data);
+      if (a && (index === undefined || a.index === index) && (family === undefined || a.family === family)) out.push(a);
+    }
+    return out;
+  }
+
+  /** Adds `cidr` (e.g. "198.18.5.0/32") to the link; EEXIST when it is already there. */
+  async addAddress(index: number, cidr: string): Promise<void> {
+    const payload = addressPayload(index, cidr);
+    return this.sock.write(T.NEWADDR, CREATE_EXCL, payload, () => `add address ${cidr} dev ${this.dev(index)}`);
+  }
+
+  async deleteAddress(index: number, cidr: string): Promise<void> {
+    const payload = addressPayload(index, cidr);
+    return this.sock.write(T.DELADDR, 0, payload, () => `delete address ${cidr} dev ${this.dev(index)}`);
+  }
+
+  // ------------------------------------------------------------------------------------- neighbours
+
+  /** IPv4 and IPv6 neighbours (or one family), of one device when `index` is set (filtered in the kernel). */
+  async listNeighbours(index?: number, family?: IpFamily): Promise<NeighbourInfo[]> {
+    const af = family === 4 ? AF_INET : family === 6 ? AF_INET6 : 0;
+    const msgs = await this.sock.dump(T.GETNEIGH, neighbourDumpPayload(af, index), () =>
+      index === undefined ? 'list neighbours' : `list neighbours dev ${this.dev(index)}`,
+    );
+    const out: NeighbourInfo[] = [];
+    for (const m of msgs) {
+      if (m.type !== T.NEWNEIGH) continue;
+      const n = parseNeighbour(m.data);
+      if (n && (index === undefined || n.index === index)) out.push(n);
+    }
+    return out;
+  }
+
+  /** Creates or replaces a PERMANENT neighbour entry ip → mac (`ip neigh replace`). */
+  async replaceNeighbour(index: number, ip: string, mac: string): Promise<void> {
+    const payload = neighbourPayload(index, ip, mac);
+    return this.sock.write(T.NEWNEIGH, CREATE_REPLACE, payload, () => `replace neighbour ${ip} lladdr ${mac} dev ${this.dev(index)}`);
+  }
+
+  async deleteNeighbour(index: number, ip: string): Promise<void> {
+    const payload = neighbourPayload(index, ip, null);
+    return this.sock.write(T.DELNEIGH, 0, payload, () => `delete neighbour ${ip} dev ${this.dev(index)}`);
+  }
+
+  // -------------------------------------------------------------------------------------------- FDB
+
+  /** Forwarding entries (AF_BRIDGE neighbours) of one device when `index` is set, else of all devices. */
+  async listFdb(index?: number): Promise<FdbEntry[]> {
+    const msgs = await this.sock.dump(T.GETNEIGH, fdbDumpPayload(index), () =>
+      index === undefined ? 'list fdb' : `list fdb dev ${this.dev(index)}`,
+    );
+    const out: FdbEntry[] = [];
+    for (const m of msgs) {
+      if (m.type !== T.NEWNEIGH) continue;
+      const e = parseFdb(m.data);
+      if (e && (index === undefined || e.index === index)) out.push(e);
+    }
+    return out;
+  }
+
+  /** Creates or replaces a PERMANENT `self` entry mac → remote VTEP dst (`bridge fdb replace ... self permanent`). */
+  async replaceFdb(index: number, mac: string, dst: string): Promise<void> {
+    const payload = fdbPayload(index, mac, dst, true);
+    return this.sock.write(T.NEWNEIGH, CREATE_REPLACE, payload, () => `replace fdb ${mac} dst ${dst} dev ${this.dev(index)} self permanent`);
+  }
+
+  /** Deletes the entry for mac (only its remote `dst` when given). */
+  async deleteFdb(index: number, mac: string, dst?: string): Promise<void> {
+    const payload = fdbPayload(index, mac, dst ?? null, false);
+    return this.sock.write(T.DELNEIGH, 0, payload, () => `delete fdb ${mac}${dst ? ` dst ${dst}` : ''} dev ${this.dev(index)} self`);
+  }
+
+  // ----------------------------------------------------------------------------------------- routes
+
+  /** Routes of the main table by default (`table: null` for all), optionally of one family / device / protocol. */
+  async listRoutes(filter: RouteFilter = {}): Promise<RouteInfo[]> {
+    const families: IpFamily[] = filter.family ? [filter.family] : [4, 6];
+    const table = filter.table === undefined ? RT_TABLE_MAIN : filter.table;
+    const dumps = families.map((f) =>
+      this.sock.dump(T.GETROUTE, routeDumpPayload(f === 4 ? AF_INET : AF_INET6), () => `list routes (IPv${f})`),
+    );
+    const out: RouteInfo[] = [];
+    for (const msgs of await Promise.all(dumps)) {
+      for (const m of msgs) {
+        if (m.type !== T.NEWROUTE) continue;
+        const r = parseRoute(m.data);
+        if (!r) continue;
+        if (table !== null && r.table !== table) continue;
+        if (filter.ifindex !== undefined && r.ifindex !== filter.ifindex) continue;
+        if (filter.protocol !== undefined && r.protocol !== filter.protocol) continue;
+        out.push(r);
+      }
+    }
+    return out;
+  }
+
+  /** Adds a route; EEXIST when one to the same prefix (and metric) exists in the table. */
+  async addRoute(route: RouteSpec): Promise<void> {
+    return this.writeRoute('add', CREATE_EXCL, route);
+  }
+
+  /** Adds a route or replaces the one to the same prefix (and metric) (`ip route replace`). */
+  async replaceRoute(route: RouteSpec): Promise<void> {
+    return this.writeRoute('replace', CREATE_REPLACE, route);
+  }
+
+  async deleteRoute(sel: RouteSelector): Promise<void> {
+    const dst = prefixToBytes(sel.dst);
+    const payload = routePayload({
+      family: dst.family,
+      dst,
+      gateway: sel.gateway !== undefined ? this.gatewayBytes(sel.gateway, dst.family, sel.dst) : undefined,
+      ifindex: sel.ifindex,
+      protocol: sel.protocol ?? 0, // 0 and the scope / type below are wildcards for the kernel
+      table: sel.table ?? RT_TABLE_MAIN,
+      scope: RT_SCOPE_NOWHERE,
+      type: 0,
+      metric: sel.metric,
+    });
+    return this.sock.write(T.DELROUTE, 0, payload, () => `delete route ${this.describeRoute(sel)}`);
+  }
+
+  private writeRoute(verb: string, flags: number, route: RouteSpec): Promise<void> {
+    const dst = prefixToBytes(route.dst);
+    const gateway = route.gateway !== undefined ? this.gatewayBytes(route.gateway, dst.family, route.dst) : undefined;
+    const payload = routePayload({
+      family: dst.family,
+      dst,
+      gateway,
+      ifindex: route.ifindex,
+      onlink: route.onlink ?? false,
+      protocol: route.protocol ?? RTPROT_BOOT,
+      table: route.table ?? RT_TABLE_MAIN,
+      scope: route.scope ?? (gateway === undefined && route.ifindex !== undefined ? RT_SCOPE_LINK : RT_SCOPE_UNIVERSE),
+      type: route.type ?? RTN_UNICAST,
+      metric: route.metric,
+    });
+    return this.sock.write(T.NEWROUTE, flags, payload, () => `${verb} route ${this.describeRoute(route)}`);
+  }
+
+  private gatewayBytes(gateway: string, family: IpFamily, dst: string): Buffer {
+    const gw = ipToBytes(gateway);
+    if (gw.family !== family) throw new InvalidCidrError(`route ${dst}: gateway ${gateway} is not of the same family`);
+    return gw.bytes;
+  }
+
+  private describeRoute(r: RouteSpec | RouteSelector): string {
+    const parts = [canonicalPrefix(r.dst)];
+    if (r.gateway !== undefined) parts.push(`via ${r.gateway}`);
+    if (r.ifindex !== undefined) parts.push(`dev ${this.dev(r.ifindex)}`);
+    if ('onlink' in r && r.onlink) parts.push('onlink');
+    if (r.protocol !== undefined) parts.push(`proto ${r.protocol}`);
+    if (r.table !== undefined) parts.push(`table ${r.table}`);
+    if (r.metric !== undefined) parts.push(`metric ${r.metric}`);
+    return parts.join(' ');
+  }
+
+  // ---------------------------------------------------------------------------------------- helpers
+
+  private learn(link: LinkInfo): LinkInfo {
+    this.names.set(link.index, link.name);
+    return link;
+  }
+
+  private dev(index: number): string {
+    return this.names.get(index) ?? `ifindex ${index}`;
+  }
+}

@@ -1,0 +1,61 @@
+/**
+ * Child process of KernelMonitor (monitor.ts): owns the multicast rtnetlink socket, decodes notifications
+ * and writes one JSON line per event to stdout:
+ *   {"t":"ready"} once subscribed, {"t":"change","c":<KernelChange>}, {"t":"overrun"} when recvmsg reports
+ *   ENOBUFS (notifications were dropped).
+ * It exits when its stdin closes (the parent closed the monitor or died).
+ *
+ * Why a separate process: `netlink` 0.3.0 aborts the process (std::terminate from its poll handler) when
+ * a netlink socket overruns, and a notification socket overruns whenever the kernel changes state faster
+ * than the reader drains it, e.g. while weft itself programs thousands of peers. Here the abort only ends
+ * this child; the parent reports an overrun and starts a new one.
+ */
+import { Protocol, RawNetlinkSocket, parseMessages } from 'netlink';
+import { decodeChange } from './codec.js';
+
+interface ChildOptions {
+  groups: number[];
+  recvBufferSize: number;
+}
+
+const options = JSON.parse(process.argv[2] ?? '{}') as ChildOptions;
+const sock = new RawNetlinkSocket(Protocol.ROUTE, { recvBufferSize: options.recvBufferSize, sendBufferSize: 0 });
+for (const g of options.groups) sock.addMembership(g);
+
+function out(lines: string): void {
+  process.stdout.write(lines);
+}
+
+sock.on('message', (buf) => {
+  let lines = '';
+  try {
+    for (const m of parseMessages(buf)) {
+      const c = decodeChange(m.type, m.data);
+      if (c) lines += `${JSON.stringify({ t: 'change', c })}\n`;
+    }
+  } catch {
+    // an undecodable notification is skipped; the consumer's periodic resync covers it
+  }
+  try {
+    if (lines) out(lines);
+  } catch {
+    process.exit(1); // the parent is gone
+  }
+});
+
+sock.on('error', (err: Error & { code?: string }) => {
+  if (err.code === 'ENOBUFS') {
+    out(`${JSON.stringify({ t: 'overrun' })}\n`);
+    return;
+  }
+  process.stderr.write(`netlink monitor socket failed: ${err.message}\n`);
+  process.exit(1);
+});
+
+process.stdin.resume();
+process.stdin.on('close', () => {
+  sock.close();
+  process.exit(0);
+});
+
+out(`${JSON.stringify({ t: 'ready' })}\n`);

@@ -1,0 +1,178 @@
+/**
+ * Kernel change notifications: the link, address, neighbour and route multicast groups of rtnetlink,
+ * delivered as typed `change` events. The reconcile loop uses them to notice at once when someone deletes
+ * weft's routes, neighbours or FDB entries by hand.
+ *
+ * The socket lives in a small child process (monitor-child.ts, same network namespace as this process):
+ * `netlink` 0.3.0 aborts the whole process when a netlink socket overruns, and a notification socket does
+ * overrun when the kernel changes faster than it is read, e.g. while weft programs thousands of peers.
+ * When the child reports or dies of an overrun, the monitor emits `overrun` and starts a new child.
+ *
+ * Notifications are hints, not a replica: after `overrun` the consumer must re-read the kernel state, and
+ * the kernel does not notify every implied change (IPv4 routes flushed because their device went down or
+ * away produce no RTM_DELROUTE), so a periodic full resync is still needed.
+ */
+import { spawn, type ChildProcessByStdio } from 'node:child_process';
+import { EventEmitter } from 'node:events';
+import type { Socket } from 'node:net';
+import { createInterface } from 'node:readline';
+import type { Readable, Writable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import { rt } from 'netlink';
+import { WeftError } from '../../common/errors.js';
+import type { KernelChange } from './types.js';
+
+export type MonitorGroup = 'link' | 'address' | 'neighbour' | 'route';
+
+export interface MonitorOptions {
+  /** default: all four */
+  groups?: MonitorGroup[];
+  /** SO_RCVBUF to ask for (default 4 MiB, capped by net.core.rmem_max) */
+  recvBufferSize?: number;
+  /** keep the process alive while the monitor is open (default true) */
+  ref?: boolean;
+  /** give up opening after this long (default 10 s) */
+  startTimeoutMs?: number;
+}
+
+export interface MonitorEvents {
+  change: [KernelChange];
+  /** notifications were lost: resync from dumps */
+  overrun: [];
+  /** the monitor could not be restarted and is closed */
+  error: [WeftError];
+  close: [];
+}
+
+const G = rt.MulticastGroups;
+const GROUPS: Record<MonitorGroup, number[]> = {
+  link: [G.LINK],
+  address: [G.IPV4_IFADDR, G.IPV6_IFADDR],
+  neighbour: [G.NEIGH], // IPv4 / IPv6 neighbours and AF_BRIDGE (FDB) entries alike
+  route: [G.IPV4_ROUTE, G.IPV6_ROUTE],
+};
+
+const CHILD = fileURLToPath(new URL('./monitor-child.js', import.meta.url));
+const MAX_RESTARTS = 5;
+
+type Child = ChildProcessByStdio<Writable, Readable, Readable>;
+type ChildLine = { t: 'ready' } | { t: 'overrun' } | { t: 'change'; c: KernelChange };
+
+/** Opens a monitor in the calling process's network namespace; resolves once it is subscribed. */
+export async function openMonitor(options: MonitorOptions = {}): Promise<KernelMonitor> {
+  const monitor = new KernelMonitor(options);
+  await monitor.started;
+  return monitor;
+}
+
+export class KernelMonitor extends EventEmitter<MonitorEvents> {
+  /** resolves when the first child is subscribed, rejects if it cannot start */
+  readonly started: Promise<void>;
+  private child: Child | null = null;
+  private closed = false;
+  private failedStarts = 0;
+  private readonly args: string;
+
+  constructor(private readonly options: MonitorOptions = {}) {
+    super();
+    const groups = (options.groups ?? (Object.keys(GROUPS) as MonitorGroup[])).flatMap((g) => GROUPS[g]);
+    this.args = JSON.stringify({ groups, recvBufferSize: options.recvBufferSize ?? 4 * 1024 * 1024 });
+    this.started = this.start();
+    this.started.catch(() => undefined); // reported to openMonitor's caller
+  }
+
+  /** Number of times the child was replaced after an overrun or a crash. */
+  restarts = 0;
+  private everReady = false;
+  /** the previous child died: report `overrun` once the new one is subscribed */
+  private lostEvents = false;
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    const child = this.child;
+    this.child = null;
+    if (child) {
+      child.stdin.end();
+      child.kill('SIGTERM');
+    }
+    this.emit('close');
+  }
+
+  private start(): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      // no core dump when the package aborts the child
+      const child = spawn('/bin/sh', ['-c', 'ulimit -c 0; exec "$0" "$@"', process.execPath, CHILD, this.args], {
+        stdio: ['pipe', 'pipe', 'pipe'],
+      });
+      this.child = child;
+      if (this.options.ref === false) {
+        child.unref();
+        for (const s of [child.stdin, child.stdout, child.stderr]) (s as unknown as Socket).unref();
+      }
+      let ready = false;
+      let stderr = '';
+      const timer = setTimeout(() => {
+        if (!ready) child.kill('SIGKILL');
+      }, this.options.startTimeoutMs ?? 10_000);
+      timer.unref();
+      child.stderr.setEncoding('utf8').on('data', (d: string) => {
+        stderr = (stderr + d).slice(-2000);
+      });
+      child.stdin.on('error', () => undefined); // EPIPE when the child is gone
+      createInterface({ input: child.stdout }).on('line', (line) => {
+        if (this.child !== child || this.closed) return;
+        let msg: ChildLine;
+        try {
+          msg = JSON.parse(line) as ChildLine;
+        } catch {
+          return;
+        }
+        if (msg.t === 'change') this.emit('change', msg.c);
+        else if (msg.t === 'overrun') this.emit('overrun');
+        else if (msg.t === 'ready' && !ready) {
+          ready = true;
+          this.everReady = true;
+          this.failedStarts = 0;
+          clearTimeout(timer);
+          resolve();
+          if (this.lostEvents) {
+            this.lostEvents = false;
+            this.emit('overrun');
+          }
+        }
+      });
+      child.on('error', () => undefined); // spawn failures also end in 'close'
+      child.on('close', (code, signal) => {
+        clearTimeout(timer);
+        if (this.child !== child || this.closed) return;
+        this.child = null;
+        const why = `netlink monitor exited (code ${code}, signal ${signal})${stderr ? `: ${stderr.trim()}` : ''}`;
+        if (!ready) reject(new WeftError('WEFT_NETLINK_MONITOR', why));
+        if (!this.everReady) {
+          // never subscribed: openMonitor() reports it, nothing to keep alive
+          this.closed = true;
+          return;
+        }
+        // most likely the package's abort on overrun: notifications were lost
+        this.lostEvents = true;
+        if (!ready && ++this.failedStarts > MAX_RESTARTS) {
+          this.fail(why);
+          return;
+        }
+        this.restarts++;
+        const delay = setTimeout(() => {
+          if (!this.closed) this.start().catch(() => undefined); // a failed restart lands here again
+        }, 50 * this.failedStarts);
+        if (this.options.ref === false) delay.unref();
+      });
+    });
+  }
+
+  private fail(why: string): void {
+    if (this.closed) return;
+    const err = new WeftError('WEFT_NETLINK_MONITOR', `${why}; giving up after ${MAX_RESTARTS} restarts`);
+    if (this.listenerCount('error') > 0) this.emit('error', err);
+    this.close();
+  }
+}
