@@ -57,6 +57,7 @@ export class KvMirror extends EventEmitter<KvMirrorEvents> {
   private pendingReason: string | undefined;
   private wake: (() => void) | undefined;
   private firstSync: Promise<void> | undefined;
+  private unreachableLogged = false;
 
   constructor(options: KvMirrorOptions) {
     super();
@@ -104,8 +105,11 @@ export class KvMirror extends EventEmitter<KvMirrorEvents> {
         this.attachWatcher(revision);
         return;
       } catch (err) {
+        // One line per outage, not one per retry.
+        const level = this.unreachableLogged ? 'debug' : 'warn';
+        this.unreachableLogged = true;
+        this.log[level]({ err: (err as Error).message, prefix: this.prefix }, 'etcd list failed; retrying until it answers');
         this.emit('reachable', false);
-        this.log.warn({ err: (err as Error).message, prefix: this.prefix }, 'etcd list failed; retrying');
         await this.sleep(delay);
         delay = Math.min(delay * 2, this.maxBackoffMs);
       }
@@ -115,6 +119,8 @@ export class KvMirror extends EventEmitter<KvMirrorEvents> {
   private async listAndApply(reason: string): Promise<bigint> {
     const prefix = Buffer.from(this.prefix);
     const response = await this.client.kv.range({ key: prefix, range_end: rangeEndOf(prefix) });
+    if (this.unreachableLogged) this.log.info({ prefix: this.prefix }, 'etcd answers again');
+    this.unreachableLogged = false;
     this.emit('reachable', true);
     const fresh = new Map<string, KvEntry>();
     for (const kv of response.kvs) fresh.set(kv.key.toString(), toEntry(kv));

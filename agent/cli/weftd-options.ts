@@ -1,0 +1,157 @@
+import yargs from 'yargs';
+import { IpAddress } from '../../common/cidr.js';
+import { WeftError } from '../../common/errors.js';
+import { LOG_LEVELS } from '../log.js';
+import { adoptFlanneldEnvironment, ETCD_OPTIONS } from './env.js';
+
+/** A bad command-line flag or environment value; weftd exits with code 2. */
+export class UsageError extends WeftError {
+  readonly flag: string;
+  constructor(flag: string, message: string) {
+    super('WEFT_USAGE', `--${flag}: ${message}`);
+    this.flag = flag;
+  }
+}
+
+export interface WeftdOptions {
+  etcd: {
+    endpoints: string[];
+    prefix: string;
+    caFile: string | undefined;
+    certFile: string | undefined;
+    keyFile: string | undefined;
+    username: string | undefined;
+    password: string | undefined;
+  };
+  iface: string[];
+  ifaceRegex: RegExp[];
+  publicIP: IpAddress | undefined;
+  publicIPv6: IpAddress | undefined;
+  subnetFile: string;
+  ipMasq: boolean;
+  iptablesForwardRules: boolean;
+  iptablesResyncSeconds: number;
+  leaseTtlSeconds: number;
+  leaseRenewMarginSeconds: number;
+  healthzIP: string;
+  healthzPort: number;
+  resyncIntervalSeconds: number;
+  logLevel: (typeof LOG_LEVELS)[number];
+  releaseOnExit: boolean;
+}
+
+const WEFTD_OPTIONS = {
+  ...ETCD_OPTIONS,
+  iface: { type: 'string', array: true, default: [] as string[], describe: 'interface (name or IP) for inter-host traffic; repeatable, first match wins' },
+  'iface-regex': { type: 'string', array: true, default: [] as string[], describe: 'regex matched against interface names and IPs; repeatable' },
+  'public-ip': { type: 'string', describe: 'IPv4 address other hosts reach this one at (default: the interface address)' },
+  'public-ipv6': { type: 'string', describe: 'IPv6 address other hosts reach this one at' },
+  'subnet-file': { type: 'string', default: '/run/flannel/subnet.env', describe: 'where to write the subnet.env for CNI and docker' },
+  'ip-masq': { type: 'boolean', default: false, describe: 'masquerade traffic leaving the overlay network' },
+  'iptables-forward-rules': { type: 'boolean', default: true, describe: 'add FORWARD accept rules for the overlay network' },
+  'iptables-resync': { type: 'number', default: 5, describe: 'seconds between checks of weft\'s iptables rules' },
+  'subnet-lease-renew-margin': { type: 'number', default: 60, describe: 'minutes before expiry to renew the subnet lease' },
+  'subnet-lease-ttl': { type: 'number', default: 24 * 60, describe: 'minutes a subnet lease lives unless renewed' },
+  'healthz-ip': { type: 'string', default: '0.0.0.0', describe: 'address of the healthz/readyz/metrics endpoint' },
+  'healthz-port': { type: 'number', default: 0, describe: 'port of the healthz/readyz/metrics endpoint (0 = disabled)' },
+  'resync-interval': { type: 'number', default: 30, describe: 'seconds between full reconciles of the kernel state' },
+  'log-level': { type: 'string', default: 'info', describe: `log level (${LOG_LEVELS.join(', ')})` },
+  'release-on-exit': { type: 'boolean', default: false, describe: 'on exit, delete the lease and what weft created' },
+} as const;
+
+function positive(flag: string, value: number, { integer = false, min = 0 } = {}): number {
+  if (!Number.isFinite(value) || value < min || (integer && !Number.isInteger(value))) {
+    throw new UsageError(flag, `${String(value)} is not ${integer ? 'an integer' : 'a number'} ≥ ${min}`);
+  }
+  return value;
+}
+
+function address(flag: string, text: string | undefined, family: 4 | 6): IpAddress | undefined {
+  if (text === undefined || text === '') return undefined;
+  let parsed: IpAddress;
+  try {
+    parsed = IpAddress.parse(text);
+  } catch {
+    throw new UsageError(flag, `"${text}" is not an IP address`);
+  }
+  if (parsed.family !== family) throw new UsageError(flag, `"${text}" is not an IPv${family} address`);
+  return parsed;
+}
+
+function splitList(values: readonly string[]): string[] {
+  return values.flatMap((value) => value.split(',')).map((value) => value.trim()).filter((value) => value !== '');
+}
+
+/** Parses weftd's flags and the WEFTD_* / FLANNELD_* environment; throws UsageError naming the flag. */
+export async function parseWeftdOptions(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<WeftdOptions> {
+  adoptFlanneldEnvironment(Object.keys(WEFTD_OPTIONS), env);
+  const parser = yargs(argv)
+    .scriptName('weftd')
+    .usage('$0 [flags]\n\nThe weft agent: leases this host a subnet from etcd and routes the overlay to every other host.')
+    .options(WEFTD_OPTIONS)
+    .env('WEFTD')
+    .strict()
+    .example('$0 --etcd-endpoints=http://192.0.2.2:2379 --iface=eth1 --ip-masq', 'join the network seeded at /coreos.com/network')
+    .epilogue('Every flag can also be set as WEFTD_<FLAG> or, as for flanneld, FLANNELD_<FLAG> (e.g. FLANNELD_IFACE=eth1).')
+    .exitProcess(false)
+    .fail((message, err) => {
+      if (err !== undefined) throw err;
+      const unknown = /^Unknown arguments?: (.+)$/.exec(message);
+      if (unknown !== undefined && unknown !== null) throw new UsageError(unknown[1]!.split(', ')[0]!, 'unknown flag');
+      throw new UsageError(/--?([\w-]+)/.exec(message)?.[1] ?? 'flags', message);
+    });
+  const args = await parser.parseAsync();
+
+  const endpoints = splitList([args['etcd-endpoints']]);
+  if (endpoints.length === 0) throw new UsageError('etcd-endpoints', 'no endpoint given');
+  for (const endpoint of endpoints) {
+    if (!/^https?:\/\/[^/]+\/?$/.test(endpoint)) throw new UsageError('etcd-endpoints', `"${endpoint}" is not an http(s)://host:port URL`);
+  }
+  const logLevel = args['log-level'];
+  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
+    throw new UsageError('log-level', `"${logLevel}" is not one of ${LOG_LEVELS.join(', ')}`);
+  }
+  const ifaceRegex = splitList(args['iface-regex']).map((source) => {
+    try {
+      return new RegExp(source);
+    } catch (err) {
+      throw new UsageError('iface-regex', `"${source}" is not a regular expression: ${(err as Error).message}`);
+    }
+  });
+  const ttlMinutes = positive('subnet-lease-ttl', args['subnet-lease-ttl'], { min: 1 / 60 });
+  const marginMinutes = positive('subnet-lease-renew-margin', args['subnet-lease-renew-margin']);
+  if (marginMinutes >= ttlMinutes) {
+    throw new UsageError('subnet-lease-renew-margin', `${marginMinutes} minutes is not shorter than --subnet-lease-ttl ${ttlMinutes} minutes`);
+  }
+  const healthzPort = positive('healthz-port', args['healthz-port'], { integer: true });
+  if (healthzPort > 65535) throw new UsageError('healthz-port', `${healthzPort} is not a port number`);
+  const healthzIP = args['healthz-ip'];
+  address('healthz-ip', healthzIP, healthzIP.includes(':') ? 6 : 4);
+
+  return {
+    etcd: {
+      endpoints,
+      prefix: args['etcd-prefix'],
+      caFile: args['etcd-cafile'],
+      certFile: args['etcd-certfile'],
+      keyFile: args['etcd-keyfile'],
+      username: args['etcd-username'],
+      password: args['etcd-password'],
+    },
+    iface: splitList(args.iface),
+    ifaceRegex,
+    publicIP: address('public-ip', args['public-ip'], 4),
+    publicIPv6: address('public-ipv6', args['public-ipv6'], 6),
+    subnetFile: args['subnet-file'],
+    ipMasq: args['ip-masq'],
+    iptablesForwardRules: args['iptables-forward-rules'],
+    iptablesResyncSeconds: positive('iptables-resync', args['iptables-resync'], { min: 1 }),
+    leaseTtlSeconds: Math.round(ttlMinutes * 60),
+    leaseRenewMarginSeconds: Math.round(marginMinutes * 60),
+    healthzIP,
+    healthzPort,
+    resyncIntervalSeconds: positive('resync-interval', args['resync-interval'], { min: 0.1 }),
+    logLevel: logLevel as WeftdOptions['logLevel'],
+    releaseOnExit: args['release-on-exit'],
+  };
+}

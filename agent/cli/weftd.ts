@@ -1,0 +1,59 @@
+#!/usr/bin/env node
+import { Agent } from '../daemon.js';
+import { createLogger } from '../log.js';
+import { RegistryStoppedError } from '../registry/errors.js';
+import { parseWeftdOptions, UsageError } from './weftd-options.js';
+
+/** How long a SIGTERM may take before weftd exits anyway. */
+const STOP_TIMEOUT_MS = 10_000;
+
+async function main(): Promise<void> {
+  let options;
+  try {
+    options = await parseWeftdOptions(process.argv.slice(2));
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`weftd: ${err.message}\nRun weftd --help for the flags.\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  if (options === undefined) return;
+  const log = createLogger(options.logLevel);
+  const agent = new Agent(options, log);
+
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals) => {
+    signals++;
+    if (signals > 1) {
+      log.warn({ signal }, 'second signal: exiting now');
+      process.exit(1);
+    }
+    log.info({ signal }, 'shutting down');
+    setTimeout(() => {
+      log.error('shutdown timed out: exiting now');
+      process.exit(1);
+    }, STOP_TIMEOUT_MS).unref();
+    agent.stop().then(
+      () => process.exit(0),
+      (err: Error) => {
+        log.error({ err: err.message }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+
+  try {
+    await agent.start();
+    log.info('ready');
+  } catch (err) {
+    if (err instanceof RegistryStoppedError || agent.stopping) return;
+    log.fatal({ err: (err as Error).message, code: (err as { code?: string }).code }, 'weftd failed to start');
+    await agent.stop().catch(() => undefined);
+    process.exit(1);
+  }
+}
+
+void main();

@@ -1,0 +1,297 @@
+import type { Etcd3 } from 'etcd3';
+import type { NetworkConfig } from '../common/config.js';
+import { WeftError } from '../common/errors.js';
+import type { Lease, LeaseSubnets } from '../common/lease.js';
+import type { Backend, BackendContext } from './backend.js';
+import type { WeftdOptions } from './cli/weftd-options.js';
+import { IptablesRules } from './host/iptables.js';
+import { selectPublicInterface, type PublicInterface } from './host/interfaces.js';
+import { readSubnetEnv, writeSubnetEnv } from './host/subnet-env.js';
+import { enableForwarding } from './host/sysctl.js';
+import { HostGwBackend } from './hostgw/hostgw.js';
+import { HealthServer, Readiness } from './http.js';
+import { openKernel, openMonitor, type KernelMonitor, type NetlinkKernel } from './kernel/index.js';
+import type { Logger } from './log.js';
+import { WeftMetrics } from './metrics.js';
+import { Reconciler } from './reconciler.js';
+import { ConfigWatcher } from './registry/config-watcher.js';
+import { connectEtcd, NetworkKeys } from './registry/etcd.js';
+import { RegistryStoppedError } from './registry/errors.js';
+import { LeaseWatcher } from './registry/lease-watcher.js';
+import { SubnetLeaseManager, type OwnLease } from './registry/subnet-lease.js';
+import { VxlanBackend } from './vxlan/vxlan.js';
+
+/** The config names a backend this build of weft cannot run. */
+export class UnsupportedBackendError extends WeftError {
+  constructor(type: string) {
+    super('WEFT_UNSUPPORTED_BACKEND', `Backend.Type "${type}" is not available in this version of weftd (use vxlan or host-gw)`);
+  }
+}
+
+export function createBackend(context: BackendContext): Backend {
+  const backend = context.config.backend;
+  switch (backend.type) {
+    case 'vxlan':
+      return new VxlanBackend(context, backend);
+    case 'host-gw':
+      return new HostGwBackend(context);
+    default:
+      throw new UnsupportedBackendError(backend.type);
+  }
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    signal.addEventListener('abort', () => {
+      clearTimeout(timer);
+      resolve();
+    }, { once: true });
+  });
+}
+
+/**
+ * weftd: waits for a usable network config, leases this host a subnet, and keeps the kernel's data plane
+ * equal to what the leases say until it is stopped. Stopping keeps the lease and the data plane (traffic
+ * flows on while weftd restarts) unless `releaseOnExit` is set.
+ */
+export class Agent {
+  readonly metrics = new WeftMetrics();
+  readonly readiness = new Readiness();
+  private readonly abort = new AbortController();
+  private readonly log: Logger;
+  private readonly client: Etcd3;
+  private readonly keys: NetworkKeys;
+  private readonly configWatcher: ConfigWatcher;
+  private readonly leaseWatcher: LeaseWatcher;
+  private readonly leases: SubnetLeaseManager;
+  private http: HealthServer | undefined;
+  private kernel: NetlinkKernel | undefined;
+  private monitor: KernelMonitor | undefined;
+  private reconciler: Reconciler | undefined;
+  private backend: Backend | undefined;
+  private iptables: IptablesRules | undefined;
+  private config: NetworkConfig | undefined;
+  private publicInterface: PublicInterface | undefined;
+  private writtenSubnet: string | undefined;
+
+  constructor(
+    private readonly options: WeftdOptions,
+    logger: Logger,
+  ) {
+    this.log = logger;
+    this.client = connectEtcd(options.etcd);
+    this.keys = new NetworkKeys(options.etcd.prefix);
+    this.configWatcher = new ConfigWatcher({ client: this.client, keys: this.keys, logger: logger.child({ component: 'config' }) });
+    this.leaseWatcher = new LeaseWatcher({ client: this.client, keys: this.keys, logger: logger.child({ component: 'leases' }) });
+    this.leases = new SubnetLeaseManager({
+      client: this.client,
+      keys: this.keys,
+      logger: logger.child({ component: 'lease' }),
+      ttlSeconds: options.leaseTtlSeconds,
+      renewMarginSeconds: options.leaseRenewMarginSeconds,
+    });
+  }
+
+  get stopping(): boolean {
+    return this.abort.signal.aborted;
+  }
+
+  /** Brings the agent up; resolves once the data plane is programmed and subnet.env written. */
+  async start(): Promise<void> {
+    if (this.options.healthzPort > 0) {
+      this.http = await HealthServer.listen({
+        host: this.options.healthzIP,
+        port: this.options.healthzPort,
+        readiness: this.readiness,
+        metrics: this.metrics,
+        logger: this.log,
+      });
+      this.log.info({ url: this.http.url }, 'serving /healthz, /readyz and /metrics');
+    }
+    this.watchEtcdHealth();
+    const config = await this.waitForUsableConfig();
+    this.config = config;
+    const publicInterface = await selectPublicInterface({
+      iface: this.options.iface,
+      ifaceRegex: this.options.ifaceRegex.map((regex) => regex.source),
+      publicIp: this.options.publicIP?.toString(),
+      ipv4: config.ipv4 !== undefined,
+      ipv6: false,
+    });
+    this.publicInterface = publicInterface;
+    this.log.info({ iface: publicInterface.name, publicIP: publicInterface.publicAddress.toString(), mtu: publicInterface.mtu }, 'using the public interface');
+
+    this.kernel = openKernel();
+    const backend = createBackend({ kernel: this.kernel, log: this.log.child({ component: config.backend.type }), config, publicInterface });
+    this.backend = backend;
+    this.readiness.setInfo('backend', backend.type);
+
+    const own = await this.acquireLease(config, backend);
+    await enableForwarding({ ipv4: config.ipv4 !== undefined, logger: this.log });
+    await this.startIptables(config, own.lease);
+
+    await this.leaseWatcher.start();
+    this.reconciler = new Reconciler({
+      kernel: this.kernel,
+      backend,
+      family: 4,
+      publicInterface,
+      log: this.log.child({ component: 'reconcile' }),
+      resyncIntervalMs: this.options.resyncIntervalSeconds * 1000,
+    });
+    this.wireReconciler(this.reconciler, config, own.lease);
+    this.monitor = await openMonitor({ ref: false });
+    this.monitor.on('change', (change) => {
+      if (this.reconciler?.concerns(change)) void this.reconciler.trigger('kernel');
+    });
+    this.monitor.on('overrun', () => void this.reconciler?.trigger('kernel'));
+    this.monitor.on('error', (err) => this.log.error({ err: err.message }, 'kernel monitor failed; relying on the periodic resync'));
+
+    await this.reconciler.trigger('start');
+    await this.writeSubnetEnv(own.lease);
+  }
+
+  /** Stops; keeps the lease and the data plane unless `releaseOnExit`. */
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.abort.abort();
+    this.log.info({ release: this.options.releaseOnExit }, 'stopping');
+    await this.reconciler?.stop();
+    this.monitor?.close();
+    this.iptables?.stop();
+    await this.leaseWatcher.stop();
+    await this.configWatcher.stop();
+    if (this.options.releaseOnExit) {
+      await this.leases.release().catch((err: Error) => this.log.error({ err: err.message }, 'could not release the lease'));
+      await this.backend?.teardown().catch((err: Error) => this.log.error({ err: err.message }, 'could not remove the devices'));
+      await this.iptables?.remove().catch((err: Error) => this.log.error({ err: err.message }, 'could not remove the iptables rules'));
+    } else {
+      await this.leases.stop();
+    }
+    await this.kernel?.close();
+    await this.http?.close();
+    this.client.close();
+  }
+
+  private watchEtcdHealth(): void {
+    this.metrics.etcdReachable.set(0);
+    this.leaseWatcher.on('reachable', (ok) => this.metrics.etcdReachable.set(ok ? 1 : 0));
+    this.leaseWatcher.on('synced', (reason) => {
+      if (reason !== 'initial list') this.metrics.watchResyncs.inc();
+    });
+  }
+
+  /** Waits for a valid config naming a backend this agent can run; logs once per change, never exits. */
+  private async waitForUsableConfig(): Promise<NetworkConfig> {
+    let config = await this.configWatcher.waitForValid(this.abort.signal);
+    for (;;) {
+      try {
+        createBackend({ config } as BackendContext);
+        return config;
+      } catch (err) {
+        if (!(err instanceof UnsupportedBackendError)) return config;
+        this.log.error({ err: err.message }, 'waiting for a config with a supported backend');
+      }
+      config = await new Promise<NetworkConfig>((resolve, reject) => {
+        this.configWatcher.once('config', resolve);
+        this.abort.signal.addEventListener('abort', () => reject(new RegistryStoppedError()), { once: true });
+      });
+    }
+  }
+
+  private async acquireLease(config: NetworkConfig, backend: Backend): Promise<OwnLease> {
+    let hint: LeaseSubnets | undefined;
+    try {
+      const previous = await readSubnetEnv(this.options.subnetFile);
+      if (previous?.subnet !== undefined) hint = { ipv4: previous.subnet, ipv6: previous.ipv6Subnet };
+    } catch (err) {
+      this.log.warn({ file: this.options.subnetFile, err: (err as Error).message }, 'ignoring the old subnet.env');
+    }
+    const request = {
+      publicIP: this.publicInterface!.publicAddress,
+      publicIPv6: undefined,
+      backendType: backend.type,
+      backendData: backend.backendData,
+      backendV6Data: undefined,
+    };
+    this.leases.on('error', (err) => this.log.warn({ err: err.message }, 'subnet lease trouble; retrying'));
+    let delay = 500;
+    for (;;) {
+      try {
+        const own = await this.leases.acquire(config, request, hint);
+        this.readiness.setReady('lease', true);
+        this.log.info({ lease: own.lease.name, reservation: own.lease.reservation }, 'holding a subnet lease');
+        this.noteExpiry(own);
+        return own;
+      } catch (err) {
+        if (this.stopping) throw new RegistryStoppedError();
+        this.log.error({ err: (err as Error).message }, 'could not acquire a subnet lease; retrying');
+        await sleep(delay, this.abort.signal);
+        delay = Math.min(delay * 2, 30_000);
+      }
+    }
+  }
+
+  private noteExpiry(own: OwnLease): void {
+    this.metrics.leaseExpiry.set(own.expiresAt === undefined ? 0 : own.expiresAt / 1000);
+  }
+
+  private async startIptables(config: NetworkConfig, lease: Lease): Promise<void> {
+    if (config.ipv4 === undefined || lease.subnets.ipv4 === undefined) return;
+    this.iptables = new IptablesRules({
+      family: 4,
+      network: config.ipv4.network,
+      subnet: lease.subnets.ipv4,
+      ipMasq: this.options.ipMasq,
+      forwardRules: this.options.iptablesForwardRules,
+      logger: this.log.child({ component: 'iptables' }),
+      resyncSeconds: this.options.iptablesResyncSeconds,
+    });
+    await this.iptables.apply();
+    this.iptables.start();
+  }
+
+  private wireReconciler(reconciler: Reconciler, config: NetworkConfig, own: Lease): void {
+    reconciler.update({ config, own, peers: this.leaseWatcher.leases });
+    this.leaseWatcher.on('lease', () => void reconciler.trigger('lease'));
+    reconciler.on('reconciled', (result) => {
+      this.metrics.reconcileRuns.inc({ trigger: result.trigger });
+      this.metrics.reconcileDuration.observe(result.durationMs / 1000);
+      this.metrics.peers.set({ backend: config.backend.type }, result.programmed);
+      this.readiness.setReady('dataplane', result.failures === 0 || this.readiness.isReady('dataplane'));
+    });
+    reconciler.on('operation', (op, result) => this.metrics.netlinkOperations.inc({ op, result }));
+    this.leases.on('lost', (reason) => this.readiness.setReady('lease', false, reason));
+    this.leases.on('renewed', (next) => this.noteExpiry(next));
+    this.leases.on('acquired', (next) => {
+      this.readiness.setReady('lease', true);
+      this.noteExpiry(next);
+      reconciler.update({ own: next.lease });
+      void reconciler.trigger('lease').then(async () => {
+        await this.iptables?.update({ subnet: next.lease.subnets.ipv4 });
+        await this.writeSubnetEnv(next.lease);
+      });
+    });
+    this.configWatcher.on('config', (next) => {
+      if (JSON.stringify(next.raw) !== JSON.stringify(config.raw)) {
+        this.log.warn('the network config changed; restart weftd to apply it (running on with the config it started with)');
+      }
+    });
+  }
+
+  private async writeSubnetEnv(lease: Lease): Promise<void> {
+    const config = this.config!;
+    const text = lease.name;
+    if (this.writtenSubnet === text) return;
+    await writeSubnetEnv(this.options.subnetFile, {
+      network: config.ipv4?.network,
+      subnet: lease.subnets.ipv4,
+      mtu: this.backend!.mtu,
+      ipMasq: this.options.ipMasq,
+    });
+    this.writtenSubnet = text;
+    this.readiness.setReady('subnetEnv', true);
+    this.log.info({ file: this.options.subnetFile, subnet: lease.subnets.ipv4?.toString() }, 'wrote subnet.env');
+  }
+}

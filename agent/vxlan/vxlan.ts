@@ -1,0 +1,107 @@
+import type { VxlanBackendConfig } from '../../common/config.js';
+import { stableVtepMac, vxlanOverhead } from '../../common/dataplane.js';
+import { WeftError } from '../../common/errors.js';
+import type { Lease } from '../../common/lease.js';
+import { isNetlinkErrno, vxlanMismatches, type LinkInfo, type VxlanSpec } from '../kernel/index.js';
+import type { Backend, BackendContext, BackendDevices } from '../backend.js';
+
+export class VxlanDeviceError extends WeftError {
+  constructor(message: string, cause?: unknown) {
+    super('WEFT_VXLAN_DEVICE', message, { cause });
+  }
+}
+
+/**
+ * Kernel VXLAN, as flannel sets it up: one device per VNI bound to the public interface, learning off,
+ * the lease's network address (.0) as a /32, and a VtepMAC that survives restarts and reboots.
+ */
+export class VxlanBackend implements Backend {
+  readonly type = 'vxlan' as const;
+  readonly backendData: Record<string, unknown>;
+  readonly mtu: number;
+  readonly deviceName: string;
+  private readonly spec: VxlanSpec;
+
+  constructor(
+    private readonly context: BackendContext,
+    options: VxlanBackendConfig,
+  ) {
+    const { publicInterface } = context;
+    const mac = stableVtepMac(publicInterface.publicAddress, options.vni);
+    this.mtu = options.mtu ?? publicInterface.mtu - vxlanOverhead(publicInterface.address.family);
+    this.deviceName = `weft.${options.vni}`;
+    this.spec = {
+      name: this.deviceName,
+      vni: options.vni,
+      port: options.port,
+      local: publicInterface.address.toString(),
+      parentIndex: publicInterface.index,
+      learning: options.learning,
+      gbp: options.gbp,
+      mtu: this.mtu,
+      mac,
+      up: true,
+    };
+    this.backendData = { VNI: options.vni, VtepMAC: mac };
+  }
+
+  async ensureDevices(own: Lease): Promise<BackendDevices> {
+    const { kernel, log } = this.context;
+    let link = await kernel.getLink(this.deviceName);
+    if (link !== null) {
+      const wrong = vxlanMismatches(link, this.spec).filter((name) => name !== 'mtu' && name !== 'mac');
+      if (wrong.length > 0) {
+        log.warn({ device: this.deviceName, differs: wrong }, 'the VXLAN device does not match the config; recreating it');
+        await kernel.deleteLink(link.index);
+        link = null;
+      }
+    }
+    link = link === null ? await this.create() : await this.repair(link);
+    await this.ensureAddress(link.index, own);
+    return { overlayIndex: link.index };
+  }
+
+  async teardown(): Promise<void> {
+    const link = await this.context.kernel.getLink(this.deviceName);
+    if (link !== null) await this.context.kernel.deleteLink(link.index);
+  }
+
+  private async create(): Promise<LinkInfo> {
+    try {
+      const link = await this.context.kernel.createVxlan(this.spec);
+      this.context.log.info({ device: this.deviceName, vni: this.spec.vni, mac: this.spec.mac, mtu: this.mtu }, 'created the VXLAN device');
+      return link;
+    } catch (err) {
+      if (isNetlinkErrno(err, 'EEXIST')) {
+        throw new VxlanDeviceError(
+          `cannot create ${this.deviceName}: another device already uses VNI ${this.spec.vni} on port ${this.spec.port} ` +
+            `(a flannel.${this.spec.vni} left by flanneld? delete it with: ip link del flannel.${this.spec.vni})`,
+          err,
+        );
+      }
+      throw err;
+    }
+  }
+
+  private async repair(link: LinkInfo): Promise<LinkInfo> {
+    const changes: { mtu?: number; mac?: string; up?: boolean } = {};
+    if (link.mtu !== this.mtu) changes.mtu = this.mtu;
+    if (link.mac !== this.spec.mac) changes.mac = this.spec.mac!;
+    if (!link.up) changes.up = true;
+    if (Object.keys(changes).length === 0) return link;
+    this.context.log.info({ device: this.deviceName, changes }, 'repairing the VXLAN device');
+    await this.context.kernel.setLink(link.index, changes);
+    return { ...link, ...changes, up: true };
+  }
+
+  /** The lease's network address as a /32 (flannel's convention), and no other IPv4 address. */
+  private async ensureAddress(index: number, own: Lease): Promise<void> {
+    const { kernel } = this.context;
+    const subnet = own.subnets.ipv4;
+    if (subnet === undefined) return;
+    const wanted = `${subnet.network}/32`;
+    const present = await kernel.listAddresses(index, 4);
+    for (const address of present) if (address.cidr !== wanted) await kernel.deleteAddress(index, address.cidr);
+    if (!present.some((address) => address.cidr === wanted)) await kernel.addAddress(index, wanted);
+  }
+}
