@@ -1,0 +1,99 @@
+import assert from 'node:assert/strict';
+import { scenarioRunner, useNetns, type Netns } from '../test/netns.js';
+import type * as Scenarios from './reconciler.scenarios.js';
+
+const run = scenarioRunner<typeof Scenarios>(new URL('./reconciler.scenarios.js', import.meta.url));
+
+function lease(subnet: string, publicIP: string, mac: string, backend = 'vxlan'): { name: string; value: string } {
+  return {
+    name: subnet.replace('/', '-'),
+    value: JSON.stringify({ PublicIP: publicIP, BackendType: backend, BackendData: { VNI: 1, VtepMAC: mac } }),
+  };
+}
+
+interface Route {
+  dst: string;
+  gateway?: string;
+  dev: string;
+  protocol?: string | number;
+  flags?: string[];
+}
+
+function routes(ns: Netns): Route[] {
+  return ns.ipJson<Route[]>('route', 'show');
+}
+
+describe('reconcile loop with the VXLAN backend against the kernel', function () {
+  this.timeout(60_000);
+  const ns = useNetns();
+
+  beforeEach(function () {
+    ns().ip('link', 'add', 'pub0', 'type', 'veth', 'peer', 'name', 'pub1');
+    ns().ip('addr', 'add', '192.0.2.11/24', 'dev', 'pub0');
+    ns().ip('link', 'set', 'pub0', 'up');
+    ns().ip('link', 'set', 'pub1', 'up');
+  });
+
+  const own = lease('198.18.1.0/24', '192.0.2.11', '02:00:00:00:00:01');
+  const peerA = lease('198.18.2.0/24', '192.0.2.12', '0a:00:00:00:00:02');
+  const peerB = lease('198.18.3.0/24', '203.0.113.5', '0a:00:00:00:00:03');
+
+  it('replaces a device that differs from the config, programs every peer, and then has nothing left to do', async function () {
+    // A device left with the wrong port and MTU, e.g. by an earlier config.
+    ns().ip('link', 'add', 'weft.1', 'type', 'vxlan', 'id', '1', 'dstport', '4789', 'dev', 'pub0', 'local', '192.0.2.11');
+    const result = await run(ns(), 'reconcileTwice', {
+      config: '{"Network":"198.18.0.0/16","Backend":{"Type":"vxlan"}}',
+      iface: 'pub0',
+      own,
+      peers: [own, peerA, peerB],
+    });
+    assert.equal(result.first.failures, 0);
+    assert.equal(result.first.operations, 6);
+    assert.equal(result.second.operations, 0, 'the second run finds the kernel as desired');
+
+    const [device] = ns().ipJson<{ mtu: number; address: string; operstate: string; linkinfo: { info_data: { port: number; id: number; learning: boolean } } }[]>('-d', 'link', 'show', 'weft.1');
+    assert.equal(device!.linkinfo.info_data.port, 8472);
+    assert.equal(device!.linkinfo.info_data.learning, false);
+    assert.equal(device!.mtu, 1450);
+    assert.equal(device!.address, result.mac);
+    const addresses = ns().ipJson<{ addr_info: { local: string; prefixlen: number; family: string }[] }[]>('addr', 'show', 'weft.1');
+    assert.deepEqual(addresses[0]!.addr_info.filter((a) => a.family === 'inet').map((a) => `${a.local}/${a.prefixlen}`), ['198.18.1.0/32']);
+
+    const neighbours = ns().ipJson<{ dst: string; lladdr: string; state: string[] }[]>('neigh', 'show', 'dev', 'weft.1');
+    assert.deepEqual(neighbours.map((n) => `${n.dst} ${n.lladdr} ${n.state.join(',')}`).sort(), [
+      '198.18.2.0 0a:00:00:00:00:02 PERMANENT',
+      '198.18.3.0 0a:00:00:00:00:03 PERMANENT',
+    ]);
+    const fdb = ns().bridgeJson<{ mac: string; dst: string }[]>('fdb', 'show', 'dev', 'weft.1');
+    assert.deepEqual(fdb.map((f) => `${f.mac} ${f.dst}`).sort(), ['0a:00:00:00:00:02 192.0.2.12', '0a:00:00:00:00:03 203.0.113.5']);
+    const overlay = routes(ns()).filter((r) => r.dev === 'weft.1');
+    assert.deepEqual(overlay.map((r) => `${r.dst} via ${r.gateway} ${(r.flags ?? []).join(',')}`).sort(), [
+      '198.18.2.0/24 via 198.18.2.0 onlink',
+      '198.18.3.0/24 via 198.18.3.0 onlink',
+    ]);
+  });
+
+  it("removes an earlier run's leftovers and never touches what it does not own", async function () {
+    const config = '{"Network":"198.18.0.0/16","Backend":{"Type":"vxlan","DirectRouting":true}}';
+    await run(ns(), 'reconcileTwice', { config, iface: 'pub0', own, peers: [peerA, peerB, lease('198.18.9.0/24', '203.0.113.9', '0a:00:00:00:00:09')] });
+    // Someone else's route on the public interface, and one tagged with weft's protocol that no lease wants.
+    ns().ip('route', 'add', '198.51.100.0/24', 'via', '192.0.2.1', 'dev', 'pub0', 'proto', 'static');
+    ns().ip('route', 'add', '198.18.77.0/24', 'via', '192.0.2.77', 'dev', 'pub0', 'proto', '157');
+    const result = await run(ns(), 'reconcileTwice', { config, iface: 'pub0', own, peers: [peerA, peerB] });
+    assert.equal(result.first.failures, 0);
+    assert.equal(result.second.operations, 0);
+
+    const all = routes(ns());
+    assert.ok(all.some((r) => r.dst === '198.51.100.0/24'), 'a foreign route stays');
+    assert.ok(!all.some((r) => r.dst === '198.18.77.0/24'), 'an unwanted weft route goes');
+    assert.ok(!all.some((r) => r.dst === '198.18.9.0/24'), "the departed peer's route goes");
+    const direct = all.find((r) => r.dst === '198.18.2.0/24');
+    assert.equal(direct?.dev, 'pub0', 'DirectRouting: a directly connected peer is routed via its public IP');
+    assert.equal(direct?.gateway, '192.0.2.12');
+    assert.equal(all.find((r) => r.dst === '198.18.3.0/24')?.dev, 'weft.1', 'a peer on another subnet is tunnelled');
+    const fdb = ns().bridgeJson<{ mac: string }[]>('fdb', 'show', 'dev', 'weft.1').map((f) => f.mac);
+    assert.deepEqual(fdb, ['0a:00:00:00:00:03']);
+    const neighbours = ns().ipJson<{ dst: string }[]>('neigh', 'show', 'dev', 'weft.1').map((n) => n.dst);
+    assert.deepEqual(neighbours, ['198.18.3.0']);
+  });
+});
