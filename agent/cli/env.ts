@@ -16,13 +16,16 @@ function envName(prefix: string, flag: string): string {
 }
 
 /**
- * Copies flanneld's environment variables (`FLANNELD_IFACE`, ...) to weft's (`WEFTD_IFACE`, ...) where
- * weft's own is not set, so that weftd is a drop-in for an existing flanneld unit's environment file.
+ * Flags for every option set in the environment but not on the command line: `WEFTD_<FLAG>`, or for
+ * drop-in use of an existing flanneld unit's environment file, `FLANNELD_<FLAG>` (weft's own wins). A
+ * list flag takes a comma-separated value.
  */
-export function adoptFlanneldEnvironment(flags: Iterable<string>, env: NodeJS.ProcessEnv = process.env): void {
+export function flagsFromEnvironment(flags: Iterable<string>, argv: readonly string[], env: NodeJS.ProcessEnv): string[] {
+  const given = (flag: string) => argv.some((arg) => arg === `--${flag}` || arg.startsWith(`--${flag}=`) || arg === `--no-${flag}`);
+  const added: string[] = [];
   for (const flag of flags) {
-    const ours = envName('WEFTD', flag);
-    const theirs = envName('FLANNELD', flag);
-    if (env[ours] === undefined && env[theirs] !== undefined) env[ours] = env[theirs];
+    const value = env[envName('WEFTD', flag)] ?? env[envName('FLANNELD', flag)];
+    if (value !== undefined && !given(flag)) added.push(`--${flag}=${value}`);
   }
+  return added;
 }

@@ -8,7 +8,7 @@ import { WeftError } from '../../common/errors.js';
 import { decodeLease, formatLeaseAttrs, formatLeaseKey, type Lease } from '../../common/lease.js';
 import { connectEtcd, NetworkKeys } from '../registry/etcd.js';
 import { rangeEndOf } from '../registry/kv-mirror.js';
-import { adoptFlanneldEnvironment, ETCD_OPTIONS } from './env.js';
+import { ETCD_OPTIONS, flagsFromEnvironment } from './env.js';
 
 /** A refused command: weftctl prints the message and exits 1. */
 export class WeftctlError extends WeftError {
@@ -200,12 +200,11 @@ function commands(parser: Argv<EtcdArgs>): Argv<EtcdArgs> {
 }
 
 async function main(): Promise<void> {
-  adoptFlanneldEnvironment(Object.keys(ETCD_OPTIONS));
-  const parser = yargs(process.argv.slice(2))
+  const argv = process.argv.slice(2);
+  const parser = yargs([...flagsFromEnvironment(Object.keys(ETCD_OPTIONS), argv, process.env), ...argv])
     .scriptName('weftctl')
     .usage('$0 <command>\n\nSeeds weft\'s network config in etcd and manages subnet leases (flannel\'s etcd schema).')
     .options(ETCD_OPTIONS)
-    .env('WEFTD')
     .demandCommand(1, 'give a command')
     .strict()
     .recommendCommands()

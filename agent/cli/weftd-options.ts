@@ -2,7 +2,7 @@ import yargs from 'yargs';
 import { IpAddress } from '../../common/cidr.js';
 import { WeftError } from '../../common/errors.js';
 import { LOG_LEVELS } from '../log.js';
-import { adoptFlanneldEnvironment, ETCD_OPTIONS } from './env.js';
+import { ETCD_OPTIONS, flagsFromEnvironment } from './env.js';
 
 /** A bad command-line flag or environment value; weftd exits with code 2. */
 export class UsageError extends WeftError {
@@ -82,14 +82,15 @@ function splitList(values: readonly string[]): string[] {
   return values.flatMap((value) => value.split(',')).map((value) => value.trim()).filter((value) => value !== '');
 }
 
-/** Parses weftd's flags and the WEFTD_* / FLANNELD_* environment; throws UsageError naming the flag. */
-export async function parseWeftdOptions(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<WeftdOptions> {
-  adoptFlanneldEnvironment(Object.keys(WEFTD_OPTIONS), env);
-  const parser = yargs(argv)
+/**
+ * Parses weftd's flags and the WEFTD_* / FLANNELD_* environment; throws UsageError naming the flag.
+ * Resolves undefined when --help or --version was asked for (and printed).
+ */
+export async function parseWeftdOptions(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<WeftdOptions | undefined> {
+  const parse = () => yargs([...flagsFromEnvironment(Object.keys(WEFTD_OPTIONS), argv, env), ...argv])
     .scriptName('weftd')
     .usage('$0 [flags]\n\nThe weft agent: leases this host a subnet from etcd and routes the overlay to every other host.')
     .options(WEFTD_OPTIONS)
-    .env('WEFTD')
     .strict()
     .example('$0 --etcd-endpoints=http://192.0.2.2:2379 --iface=eth1 --ip-masq', 'join the network seeded at /coreos.com/network')
     .epilogue('Every flag can also be set as WEFTD_<FLAG> or, as for flanneld, FLANNELD_<FLAG> (e.g. FLANNELD_IFACE=eth1).')
@@ -99,8 +100,10 @@ export async function parseWeftdOptions(argv: string[], env: NodeJS.ProcessEnv =
       const unknown = /^Unknown arguments?: (.+)$/.exec(message);
       if (unknown !== undefined && unknown !== null) throw new UsageError(unknown[1]!.split(', ')[0]!, 'unknown flag');
       throw new UsageError(/--?([\w-]+)/.exec(message)?.[1] ?? 'flags', message);
-    });
-  const args = await parser.parseAsync();
+    })
+    .parseAsync();
+  const args = await parse();
+  if (args.help === true || args.version === true) return undefined;
 
   const endpoints = splitList([args['etcd-endpoints']]);
   if (endpoints.length === 0) throw new UsageError('etcd-endpoints', 'no endpoint given');
