@@ -73,6 +73,23 @@ describe('reconcile loop with the VXLAN backend against the kernel', function ()
     ]);
   });
 
+  it('applies the VNI, Port, MTU, GBP and Learning options, and keeps the VtepMAC when the device is recreated', async function () {
+    const config = '{"Network":"198.18.0.0/16","Backend":{"Type":"vxlan","VNI":7,"Port":4790,"MTU":1400,"GBP":true,"Learning":true}}';
+    const first = await run(ns(), 'reconcileTwice', { config, iface: 'pub0', own, peers: [peerA] });
+    const [device] = ns().ipJson<{ mtu: number; address: string; linkinfo: { info_data: { port: number; id: number; learning: boolean; gbp?: boolean } } }[]>('-d', 'link', 'show', 'weft.7');
+    assert.equal(device!.linkinfo.info_data.id, 7);
+    assert.equal(device!.linkinfo.info_data.port, 4790);
+    assert.equal(device!.linkinfo.info_data.learning, true);
+    assert.equal(device!.linkinfo.info_data.gbp, true);
+    assert.equal(device!.mtu, 1400);
+    // As after a reboot: the device is gone; it comes back with the same MAC, so peers' entries stay right.
+    ns().ip('link', 'del', 'weft.7');
+    const second = await run(ns(), 'reconcileTwice', { config, iface: 'pub0', own, peers: [peerA] });
+    assert.equal(second.mac, first.mac);
+    assert.equal(ns().ipJson<{ address: string }[]>('link', 'show', 'weft.7')[0]!.address, first.mac);
+    assert.equal(second.first.operations, 3, 'the peer is programmed again on the new device');
+  });
+
   it("removes an earlier run's leftovers and never touches what it does not own", async function () {
     const config = '{"Network":"198.18.0.0/16","Backend":{"Type":"vxlan","DirectRouting":true}}';
     await run(ns(), 'reconcileTwice', { config, iface: 'pub0', own, peers: [peerA, peerB, lease('198.18.9.0/24', '203.0.113.9', '0a:00:00:00:00:09')] });

@@ -15,6 +15,8 @@ export interface ClusterOptions {
   containers?: number;
   /** Start every agent at the same instant instead of one after another. */
   simultaneous?: boolean;
+  /** Hosts whose agent the scenario already started. */
+  hostsWithAgents?: readonly LabHost[];
 }
 
 export function agentArgs(options: ClusterOptions = {}): string[] {
@@ -25,8 +27,9 @@ export function agentArgs(options: ClusterOptions = {}): string[] {
 export async function startCluster(driver: ClusterDriver, options: ClusterOptions = {}): Promise<LabContainer[]> {
   await seedNetworkConfig(driver, { Network: '198.18.0.0/16', Backend: { Type: options.backend ?? 'vxlan' } });
   const args = agentArgs(options);
-  if (options.simultaneous) await Promise.all(driver.hosts.map((host) => driver.startAgent(host, args)));
-  else for (const host of driver.hosts) await driver.startAgent(host, args);
+  const hosts = driver.hosts.filter((host) => !(options.hostsWithAgents ?? []).includes(host));
+  if (options.simultaneous) await Promise.all(hosts.map((host) => driver.startAgent(host, args)));
+  else for (const host of hosts) await driver.startAgent(host, args);
   const containers: LabContainer[] = [];
   for (const host of driver.hosts) {
     await waitForSubnetEnv(driver, host);

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { netnsAvailable } from '../../test/netns.js';
 import { sleep, waitFor } from '../../test/wait.js';
 import { etcdGet, httpGet, leaseOf, NetnsLab, startPing, waitForSubnetEnv, type LabContainer, type LabHost } from '../lab/index.js';
-import { agentArgs, HEALTHZ_PORT, kernelState, meshFailures, peersProgrammed, startCluster } from './cluster.js';
+import { agentArgs, HEALTHZ_PORT, kernelState, meshFailures, metrics, metricValue, peersProgrammed, startCluster } from './cluster.js';
 
 /** Restoring or removing kernel state must come from events, not the periodic resync (5 s in scenarios). */
 const HEAL_DEADLINE_MS = 2000;
@@ -34,6 +34,15 @@ describe('e2e: kernel data plane in a namespace lab', function () {
       assert.equal(ready.status, 200, ready.body);
       const forwarding = await lab.exec(lab.hosts[0]!, 'cat /proc/sys/net/ipv4/ip_forward');
       assert.equal(forwarding.stdout.trim(), '1');
+      const rules = await lab.exec(lab.hosts[0]!, 'iptables -S WEFT-FORWARD');
+      assert.match(rules.stdout, /-A WEFT-FORWARD -s 198\.18\.0\.0\/16 .*-j ACCEPT/);
+      const text = await metrics(lab, lab.hosts[0]!);
+      for (const name of ['weft_peers', 'weft_reconcile_runs_total', 'weft_reconcile_duration_seconds_count', 'weft_netlink_operations_total',
+        'weft_watch_resyncs_total', 'weft_lease_expiry_timestamp_seconds', 'weft_etcd_reachable']) {
+        assert.match(text, new RegExp(`^${name}(\\{| )`, 'm'), `/metrics has ${name}`);
+      }
+      assert.equal(metricValue(text, 'weft_etcd_reachable'), 1);
+      assert.ok((metricValue(text, 'weft_lease_expiry_timestamp_seconds') ?? 0) > Date.now() / 1000 + 23 * 3600);
     });
   }
 
@@ -59,6 +68,7 @@ describe('e2e: kernel data plane in a namespace lab', function () {
     const [a, b] = (await startCluster(lab)) as [LabContainer, LabContainer];
     const h1 = lab.hosts[0]!;
     const before = await lab.readSubnetEnv(h1);
+    const macBefore = (await leaseOf(lab, h1.publicIp))?.attrs?.BackendData;
     const pinger = startPing(lab, a, b.ip, { interval: 0.01 });
     await sleep(500);
     lab.agent(h1)!.kill('SIGKILL');
@@ -71,6 +81,7 @@ describe('e2e: kernel data plane in a namespace lab', function () {
     assert.ok(result.transmitted > 150, `sent ${result.transmitted}`);
     assert.equal(result.transmitted - result.received, 0, `lost ${result.transmitted - result.received} of ${result.transmitted}`);
     assert.equal((await lab.readSubnetEnv(h1))?.subnet, before?.subnet, 'the same subnet after the restart');
+    assert.deepEqual((await leaseOf(lab, h1.publicIp))?.attrs?.BackendData, macBefore, 'the same VtepMAC after the restart');
   });
 
   it("removes a revoked peer's neighbour, FDB entry and route on every host within 2 s", async function () {
@@ -118,6 +129,26 @@ describe('e2e: kernel data plane in a namespace lab', function () {
       await waitFor(async () => restored(await kernelState(lab!, h1)), `"${command}" to be undone`, HEAL_DEADLINE_MS, 50);
     }
     assert.deepEqual(await meshFailures(lab, [a, b]), []);
+  });
+
+  it('waits for the network config, answering /readyz 503 until the data plane and subnet.env are ready', async function () {
+    lab = await NetnsLab.create({ hosts: 2 });
+    const h1 = lab.hosts[0]!;
+    await lab.startAgent(h1, agentArgs());
+    const notReady = await waitFor(async () => {
+      const response = await httpGet(lab!, h1, `http://127.0.0.1:${HEALTHZ_PORT}/readyz`);
+      return response.status === 0 ? undefined : response;
+    }, 'the health endpoint');
+    assert.equal(notReady.status, 503);
+    assert.deepEqual((JSON.parse(notReady.body) as { notReady: string[] }).notReady.sort(), ['dataplane', 'lease', 'subnetEnv']);
+    assert.equal((await httpGet(lab, h1, `http://127.0.0.1:${HEALTHZ_PORT}/healthz`)).status, 200);
+    await sleep(1500);
+    assert.equal(await lab.readSubnetEnv(h1), undefined, 'no subnet.env without a config');
+    assert.equal(lab.agent(h1)!.exit, undefined, 'still running, not exiting in a loop');
+    assert.equal(lab.agent(h1)!.log().split('\n').filter((line) => line.includes('network config is missing')).length, 1, 'one line, not one per retry');
+    const containers = await startCluster(lab, { hostsWithAgents: [h1] });
+    assert.equal((await httpGet(lab, h1, `http://127.0.0.1:${HEALTHZ_PORT}/readyz`)).status, 200);
+    assert.deepEqual(await meshFailures(lab, containers), []);
   });
 
   it('keeps pings flowing through a 20 s etcd outage and picks up a host that joined meanwhile', async function () {
