@@ -6,14 +6,11 @@
  *   npm run demo                  # vxlan, runs until Ctrl-C
  *   npm run demo -- --backend host-gw --hosts 4 --once
  */
+import { formatTable } from '../common/table.js';
 import yargs from 'yargs';
 import { NetnsLab, ping, seedNetworkConfig, waitForSubnetEnv, type ClusterDriver, type LabContainer, type LabHost } from './lab/index.js';
 import { peersProgrammed, HEALTHZ_PORT } from './scenarios/cluster.js';
 
-function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]!.length)));
-  return rows.map((row) => row.map((cell, column) => cell.padEnd(widths[column]!)).join('  ')).join('\n');
-}
 
 async function describeCluster(lab: ClusterDriver, hosts: readonly LabHost[], backend: string): Promise<string> {
   const rows = [['HOST', 'PUBLIC IP', 'SUBNET', 'BACKEND', 'PEERS PROGRAMMED']];
@@ -21,7 +18,7 @@ async function describeCluster(lab: ClusterDriver, hosts: readonly LabHost[], ba
     const env = await waitForSubnetEnv(lab, host);
     rows.push([host.name, host.publicIp, env.subnet?.toString() ?? '-', backend, String(await peersProgrammed(lab, host, backend))]);
   }
-  return table(rows);
+  return formatTable(rows);
 }
 
 async function main(): Promise<void> {

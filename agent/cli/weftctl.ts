@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { formatTable } from '../../common/table.js';
 import { readFileSync } from 'node:fs';
 import type { Etcd3 } from 'etcd3';
 import yargs, { type Argv } from 'yargs';
@@ -64,10 +65,6 @@ async function listLeases(client: Etcd3, keys: NetworkKeys): Promise<StoredLease
   return leases;
 }
 
-function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]!.length)));
-  return rows.map((row) => row.map((cell, column) => cell.padEnd(widths[column]!)).join('  ').trimEnd()).join('\n');
-}
 
 function formatRemaining(seconds: number): string {
   if (seconds < 0) return 'expired';
@@ -151,7 +148,7 @@ function commands(parser: Argv<EtcdArgs>): Argv<EtcdArgs> {
           process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
           return;
         }
-        process.stdout.write(`${table([
+        process.stdout.write(`${formatTable([
           ['SUBNET', 'PUBLIC IP', 'BACKEND', 'VTEP MAC', 'EXPIRES'],
           ...rows.map((row) => [row.subnet, row.publicIP, row.backend, row.vtepMac || '-', row.reserved ? 'reserved' : formatRemaining(row.ttlSeconds ?? 0)]),
         ])}\n`);
