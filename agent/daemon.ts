@@ -4,7 +4,9 @@ import { WeftError } from '../common/errors.js';
 import type { Lease, LeaseSubnets } from '../common/lease.js';
 import type { Backend, BackendContext } from './backend.js';
 import type { WeftdOptions } from './cli/weftd-options.js';
+import { IngressAllowList } from './host/ingress.js';
 import { IptablesRules } from './host/iptables.js';
+import { loadNodeId } from './host/node-id.js';
 import { selectPublicInterface, type PublicInterface } from './host/interfaces.js';
 import { readSubnetEnv, writeSubnetEnv } from './host/subnet-env.js';
 import { enableForwarding } from './host/sysctl.js';
@@ -16,7 +18,7 @@ import { WeftMetrics } from './metrics.js';
 import { Reconciler } from './reconciler.js';
 import { ConfigWatcher } from './registry/config-watcher.js';
 import { connectEtcd, NetworkKeys } from './registry/etcd.js';
-import { RegistryStoppedError } from './registry/errors.js';
+import { LeaseConflictError, RegistryStoppedError } from './registry/errors.js';
 import { LeaseWatcher } from './registry/lease-watcher.js';
 import { SubnetLeaseManager, type OwnLease } from './registry/subnet-lease.js';
 import { VxlanBackend } from './vxlan/vxlan.js';
@@ -71,6 +73,7 @@ export class Agent {
   private reconciler: Reconciler | undefined;
   private backend: Backend | undefined;
   private iptables: IptablesRules | undefined;
+  private ingress: IngressAllowList | undefined;
   private config: NetworkConfig | undefined;
   private publicInterface: PublicInterface | undefined;
   private writtenSubnet: string | undefined;
@@ -132,6 +135,7 @@ export class Agent {
     await this.startIptables(config, own.lease);
 
     await this.leaseWatcher.start();
+    await this.startIngressAllowList(config, own.lease);
     this.reconciler = new Reconciler({
       kernel: this.kernel,
       backend,
@@ -160,12 +164,14 @@ export class Agent {
     await this.reconciler?.stop();
     this.monitor?.close();
     this.iptables?.stop();
+    this.ingress?.stop();
     await this.leaseWatcher.stop();
     await this.configWatcher.stop();
     if (this.options.releaseOnExit) {
       await this.leases.release().catch((err: Error) => this.log.error({ err: err.message }, 'could not release the lease'));
       await this.backend?.teardown().catch((err: Error) => this.log.error({ err: err.message }, 'could not remove the devices'));
       await this.iptables?.remove().catch((err: Error) => this.log.error({ err: err.message }, 'could not remove the iptables rules'));
+      await this.ingress?.remove().catch((err: Error) => this.log.error({ err: err.message }, 'could not remove the ingress allow-list'));
     } else {
       await this.leases.stop();
     }
@@ -209,6 +215,7 @@ export class Agent {
       this.log.warn({ file: this.options.subnetFile, err: (err as Error).message }, 'ignoring the old subnet.env');
     }
     const request = {
+      nodeId: await loadNodeId(this.options.nodeIdFile),
       publicIP: this.publicInterface!.publicAddress,
       publicIPv6: undefined,
       backendType: backend.type,
@@ -226,6 +233,8 @@ export class Agent {
         return own;
       } catch (err) {
         if (this.stopping) throw new RegistryStoppedError();
+        // Retrying cannot fix a second host with our public IP: refuse to start and say which lease.
+        if (err instanceof LeaseConflictError) throw err;
         this.log.error({ err: (err as Error).message }, 'could not acquire a subnet lease; retrying');
         await sleep(delay, this.abort.signal);
         delay = Math.min(delay * 2, 30_000);
@@ -250,6 +259,34 @@ export class Agent {
     });
     await this.iptables.apply();
     this.iptables.start();
+  }
+
+  /** Lets tunnel datagrams in only from the current peers, following the leases as they come and go. */
+  private async startIngressAllowList(config: NetworkConfig, own: Lease): Promise<void> {
+    const port = config.backend.type === 'host-gw' ? undefined : config.backend.port;
+    if (!this.options.ingressAllowList || port === undefined) return;
+    const allowList = new IngressAllowList({
+      ports: [port],
+      logger: this.log.child({ component: 'ingress' }),
+      resyncSeconds: this.options.iptablesResyncSeconds,
+    });
+    this.ingress = allowList;
+    let ownName = own.name;
+    this.leases.on('acquired', (next) => (ownName = next.lease.name));
+    const peerIPs = () => [...this.leaseWatcher.leases.values()]
+      .filter((lease) => lease.name !== ownName)
+      .flatMap((lease) => [lease.attrs.publicIP, lease.attrs.publicIPv6].filter((ip) => ip !== undefined));
+    await allowList.apply(peerIPs());
+    allowList.start();
+    let scheduled = false;
+    this.leaseWatcher.on('lease', () => {
+      if (scheduled) return;
+      scheduled = true;
+      setImmediate(() => {
+        scheduled = false;
+        allowList.setPeers(peerIPs()).catch((err: Error) => this.log.error({ err: err.message }, 'could not update the ingress allow-list'));
+      });
+    });
   }
 
   private wireReconciler(reconciler: Reconciler, config: NetworkConfig, own: Lease): void {

@@ -1,6 +1,7 @@
 import yargs from 'yargs';
 import { IpAddress } from '../../common/cidr.js';
 import { WeftError } from '../../common/errors.js';
+import { DEFAULT_NODE_ID_FILE } from '../host/node-id.js';
 import { LOG_LEVELS } from '../log.js';
 import { ETCD_OPTIONS, flagsFromEnvironment } from './env.js';
 
@@ -38,9 +39,12 @@ export interface WeftdOptions {
   resyncIntervalSeconds: number;
   logLevel: (typeof LOG_LEVELS)[number];
   releaseOnExit: boolean;
+  nodeIdFile: string;
+  ingressAllowList: boolean;
 }
 
-const WEFTD_OPTIONS = {
+/** weftd's flags (weftctl reuses the node-level ones for `status` and `doctor`). */
+export const WEFTD_OPTIONS = {
   ...ETCD_OPTIONS,
   iface: { type: 'string', array: true, default: [] as string[], describe: 'interface (name or IP) for inter-host traffic; repeatable, first match wins' },
   'iface-regex': { type: 'string', array: true, default: [] as string[], describe: 'regex matched against interface names and IPs; repeatable' },
@@ -57,6 +61,8 @@ const WEFTD_OPTIONS = {
   'resync-interval': { type: 'number', default: 30, describe: 'seconds between full reconciles of the kernel state' },
   'log-level': { type: 'string', default: 'info', describe: `log level (${LOG_LEVELS.join(', ')})` },
   'release-on-exit': { type: 'boolean', default: false, describe: 'on exit, delete the lease and what weft created' },
+  'ingress-allow-list': { type: 'boolean', default: true, describe: 'accept tunnel (VXLAN, udp) datagrams only from current peers' },
+  'node-id-file': { type: 'string', default: DEFAULT_NODE_ID_FILE, describe: 'where this host keeps its identity (created on first start)' },
 } as const;
 
 function positive(flag: string, value: number, { integer = false, min = 0 } = {}): number {
@@ -156,5 +162,7 @@ export async function parseWeftdOptions(argv: string[], env: NodeJS.ProcessEnv =
     resyncIntervalSeconds: positive('resync-interval', args['resync-interval'], { min: 0.1 }),
     logLevel: logLevel as WeftdOptions['logLevel'],
     releaseOnExit: args['release-on-exit'],
+    nodeIdFile: args['node-id-file'],
+    ingressAllowList: args['ingress-allow-list'],
   };
 }

@@ -7,7 +7,7 @@ import { EtcdServer } from '../../test/etcd-server.js';
 import { captureLogger } from '../../test/log-capture.js';
 import { waitFor } from '../../test/wait.js';
 import { connectEtcd, NetworkKeys } from './etcd.js';
-import { NoFreeSubnetError } from './errors.js';
+import { LeaseConflictError, NoFreeSubnetError } from './errors.js';
 import { SubnetLeaseManager, type LeaseRequest } from './subnet-lease.js';
 
 const CONFIG = parseNetworkConfig('{"Network":"198.18.0.0/16","Backend":{"Type":"vxlan"}}');
@@ -208,6 +208,31 @@ describe('SubnetLeaseManager against a real etcd', function () {
     await reserved.acquire(CONFIG, request('198.19.0.16'));
     await reserved.release();
     assert.ok(await keyInfo('198.18.10.0-24'), 'a reservation survives release');
+  });
+
+  it('refuses the lease of another host (node ID) with the same public IP, naming the lease; a restart of the same node reuses it', async function () {
+    const first = await manager().acquire(CONFIG, { ...request('198.19.0.20'), nodeId: '11111111-1111-4111-8111-111111111111' });
+    const stored = JSON.parse((await keyInfo(first.lease.name))!.value) as Record<string, unknown>;
+    assert.equal(stored.WeftNodeID, '11111111-1111-4111-8111-111111111111');
+    await assert.rejects(
+      manager().acquire(CONFIG, { ...request('198.19.0.20'), nodeId: '22222222-2222-4222-8222-222222222222' }),
+      (err: unknown) => {
+        assert.ok(err instanceof LeaseConflictError);
+        assert.equal(err.code, 'WEFT_LEASE_CONFLICT');
+        assert.match(err.message, new RegExp(`lease ${first.lease.name.replace(/\./g, '\\.')} for public IP 198\\.19\\.0\\.20 belongs to another host`));
+        return true;
+      },
+    );
+    const restarted = await manager().acquire(CONFIG, { ...request('198.19.0.20'), nodeId: '11111111-1111-4111-8111-111111111111' });
+    assert.equal(restarted.lease.name, first.lease.name);
+  });
+
+  it("adopts a lease flanneld wrote for our public IP (no node ID) and marks it as this node's", async function () {
+    await putLease('198.18.33.0-24', '198.19.0.21', 60);
+    const own = await manager().acquire(CONFIG, { ...request('198.19.0.21'), nodeId: '33333333-3333-4333-8333-333333333333' });
+    assert.equal(own.lease.name, '198.18.33.0-24');
+    const stored = JSON.parse((await keyInfo('198.18.33.0-24'))!.value) as Record<string, unknown>;
+    assert.equal(stored.WeftNodeID, '33333333-3333-4333-8333-333333333333');
   });
 
   it('allocates IPv4 and IPv6 subnets independently for a dual-stack config', async function () {

@@ -12,7 +12,7 @@ import {
 } from '../../common/lease.js';
 import type { Logger } from '../log.js';
 import type { NetworkKeys } from './etcd.js';
-import { LeaseContentionError, NoFreeSubnetError, RegistryStoppedError } from './errors.js';
+import { LeaseConflictError, LeaseContentionError, NoFreeSubnetError, RegistryStoppedError } from './errors.js';
 import { KvMirror, rangeEndOf, type KvChange } from './kv-mirror.js';
 
 /** What this host publishes about itself in its lease. */
@@ -22,7 +22,12 @@ export interface LeaseRequest {
   backendType: string;
   backendData: Record<string, unknown> | undefined;
   backendV6Data: Record<string, unknown> | undefined;
+  /** This host's identity (agent/host/node-id.ts), written into the lease as WeftNodeID. */
+  nodeId?: string | undefined;
 }
+
+/** The lease field that names the host holding a lease; flanneld ignores it. */
+export const NODE_ID_FIELD = 'WeftNodeID';
 
 export interface OwnLease {
   lease: Lease;
@@ -198,6 +203,11 @@ export class SubnetLeaseManager extends EventEmitter<SubnetLeaseEvents> {
     // A reservation wins over an ordinary lease: it is the operator's word.
     mine.sort((a, b) => Number(b.lease.reservation) - Number(a.lease.reservation));
     for (const { lease, kv } of mine) {
+      const holder = otherNode(lease, request);
+      if (holder !== undefined) {
+        const publicIP = (request.publicIP ?? request.publicIPv6)!.toString();
+        throw new LeaseConflictError(lease.name, publicIP, holder);
+      }
       if (!fitsConfig(config, lease.subnets)) {
         await this.dropIncompatible(lease, kv);
         continue;
@@ -354,6 +364,11 @@ export class SubnetLeaseManager extends EventEmitter<SubnetLeaseEvents> {
       this.lose(`our lease ${own.lease.name} now names public IP ${other?.toString() ?? '(none)'}`);
       return;
     }
+    const holder = otherNode(lease, request);
+    if (holder !== undefined) {
+      this.lose(`our lease ${own.lease.name} was taken by node ${holder}`);
+      return;
+    }
     // Our own renewal, or someone (an operator, weftctl) rewrote the lease and it still names us: adopt it.
     const ownWrite = change.value.lease === own.etcdLeaseId || change.value.lease === this.renewingOnto;
     this.own = {
@@ -451,5 +466,14 @@ function fitsConfig(config: NetworkConfig, subnets: LeaseSubnets): boolean {
 }
 
 function withRequest(existing: LeaseAttrs | undefined, request: LeaseRequest): LeaseAttrs {
-  return { ...request, extra: existing?.extra ?? {} };
+  const { nodeId, ...published } = request;
+  const extra = { ...existing?.extra };
+  if (nodeId !== undefined) extra[NODE_ID_FIELD] = nodeId;
+  return { ...published, extra };
+}
+
+/** The node ID a lease names when it is not ours, else undefined (no ID, e.g. written by flanneld, counts as ours). */
+function otherNode(lease: Lease, request: LeaseRequest): string | undefined {
+  const holder = lease.attrs.extra[NODE_ID_FIELD];
+  return typeof holder === 'string' && request.nodeId !== undefined && holder !== request.nodeId ? holder : undefined;
 }

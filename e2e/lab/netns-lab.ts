@@ -3,11 +3,12 @@ import { randomBytes } from 'node:crypto';
 import { appendFileSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { constants, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ipv4Host, ipv6Host, parseIpv4Prefix } from './addr.js';
 import {
   parseSubnetEnv,
+  shellQuote,
   type AgentExit,
   type AgentHandle,
   type BackgroundCommand,
@@ -61,6 +62,8 @@ export interface NetnsLabOptions {
   repoRoot?: string;
   /** The agent's argv before its arguments. Default [node, <repoRoot>/dist/agent/cli/weftd.js]. */
   agentCommand?: readonly string[];
+  /** weftctl's argv before its arguments. Default [node, <repoRoot>/dist/agent/cli/weftctl.js]. */
+  ctlCommand?: readonly string[];
   /** Keep the temp dir (logs, subnet.env, etcd data) after destroy. Default: WEFT_LAB_KEEP=1 in the environment. */
   keepTemp?: boolean;
 }
@@ -240,6 +243,7 @@ export class NetnsLab implements ClusterDriver {
   readonly routerNetns: string;
   readonly segments: readonly SegmentName[];
   readonly agentCommand: readonly string[];
+  readonly ctlCommand: readonly string[];
 
   private readonly ipv6: boolean;
   private readonly keepTemp: boolean;
@@ -324,6 +328,7 @@ export class NetnsLab implements ClusterDriver {
 
     const repoRoot = options.repoRoot ?? fileURLToPath(new URL('../../..', import.meta.url));
     this.agentCommand = options.agentCommand ?? [process.execPath, join(repoRoot, 'dist', 'agent', 'cli', 'weftd.js')];
+    this.ctlCommand = options.ctlCommand ?? [process.execPath, join(repoRoot, 'dist', 'agent', 'cli', 'weftctl.js')];
 
     const specs: readonly HostSpec[] = typeof options.hosts === 'number' || options.hosts === undefined
       ? Array.from({ length: options.hosts ?? 3 }, () => ({}))
@@ -483,6 +488,12 @@ export class NetnsLab implements ClusterDriver {
 
   // ---- etcd ----
 
+  /** weftctl against this lab's etcd; `--env-file=` keeps this machine's /etc/weft/weftd.env (if any) out of it. */
+  weftctlCommand(args: readonly string[]): string {
+    const full = [...this.ctlCommand, '--env-file=', ...(hasFlag(args, '--etcd-endpoints') ? [] : [`--etcd-endpoints=${this.etcdEndpoint}`]), ...args];
+    return full.map(shellQuote).join(' ');
+  }
+
   etcdctl(args: readonly string[], options: ExecOptions = {}): Promise<ExecResult> {
     this.assertOpen();
     return run(
@@ -571,6 +582,7 @@ export class NetnsLab implements ClusterDriver {
     }
     const full = [...args];
     if (!hasFlag(full, '--subnet-file')) full.unshift(`--subnet-file=${this.subnetFile(host)}`);
+    if (!hasFlag(full, '--node-id-file')) full.unshift(`--node-id-file=${join(dirname(this.subnetFile(host)), 'node-id')}`);
     if (!hasFlag(full, '--etcd-endpoints')) full.unshift(`--etcd-endpoints=${this.etcdEndpoint}`);
     const logFile = this.agentLogFile(host);
     appendFileSync(logFile, `=== ${new Date().toISOString()} ${host.name}: ${[...this.agentCommand, ...full].join(' ')}\n`);

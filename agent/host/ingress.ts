@@ -1,0 +1,157 @@
+/**
+ * The ingress allow-list: weft's tunnel ports (VXLAN, udp backend) accept datagrams only from the current
+ * peers' public IPs, so that nobody else on the underlay can inject frames into the overlay.
+ *
+ * It lives in an nftables table of its own (`inet weft`) rather than in iptables rules: the peers are a set,
+ * so a join or a leave is one atomic set update whatever the cluster's size, and the drop rule's counter
+ * says how much was refused.
+ */
+import type { IpAddress } from '../../common/cidr.js';
+import type { Logger } from '../log.js';
+import { createCommandRunner, runChecked, type CommandRunner } from './command.js';
+
+export const INGRESS_TABLE = 'weft';
+
+export interface IngressOptions {
+  /** UDP ports to guard (the VXLAN port, the udp backend's port). */
+  ports: readonly number[];
+  runner?: CommandRunner;
+  logger?: Logger;
+  /** Seconds between checks that the table is still there and right (default 5). */
+  resyncSeconds?: number;
+}
+
+/** The parts of `nft -j list` output weft reads: set elements and rules. */
+interface NftListing {
+  nftables: { set?: { name: string; elem?: unknown[] }; rule?: { expr: unknown[] } }[];
+}
+
+/** Counted drops of the allow-list, per family. */
+export interface IngressCounters {
+  ipv4: number;
+  ipv6: number;
+}
+
+export class IngressAllowList {
+  private readonly ports: readonly number[];
+  private readonly runner: CommandRunner;
+  private readonly log: Logger | undefined;
+  private readonly resyncMs: number;
+  private peers: string[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private queue: Promise<void> = Promise.resolve();
+
+  constructor(options: IngressOptions) {
+    this.ports = options.ports;
+    this.runner = options.runner ?? createCommandRunner();
+    this.log = options.logger;
+    this.resyncMs = (options.resyncSeconds ?? 5) * 1000;
+  }
+
+  /** Creates (or re-creates) the table with the given peers allowed. */
+  apply(peers: Iterable<IpAddress>): Promise<void> {
+    this.peers = [...new Set([...peers].map((ip) => ip.toString()))].sort();
+    return this.serialize(() => this.writeTable());
+  }
+
+  /** Replaces the allowed peers in one atomic update; a no-op when they did not change. */
+  setPeers(peers: Iterable<IpAddress>): Promise<void> {
+    const next = [...new Set([...peers].map((ip) => ip.toString()))].sort();
+    if (next.length === this.peers.length && next.every((ip, i) => ip === this.peers[i])) return this.queue;
+    this.peers = next;
+    return this.serialize(() => this.writeSets());
+  }
+
+  /** Whether the table, its rules and its sets are as weft last wrote them. */
+  async check(): Promise<boolean> {
+    const result = await this.runner(['nft', '-j', 'list', 'table', 'inet', INGRESS_TABLE]);
+    if (result.code !== 0) return false;
+    const listing = JSON.parse(result.stdout) as NftListing;
+    const elements: string[] = [];
+    let rules = 0;
+    for (const entry of listing.nftables) {
+      for (const element of entry.set?.elem ?? []) if (typeof element === 'string') elements.push(element);
+      if (entry.rule !== undefined) rules++;
+    }
+    return rules === 2 && elements.sort().join(',') === this.peers.join(',');
+  }
+
+  /** Checks every resyncSeconds and rewrites the table when someone changed or removed it. */
+  start(): void {
+    this.timer = setInterval(() => {
+      void this.serialize(async () => {
+        if (await this.check()) return;
+        this.log?.warn({ table: `inet ${INGRESS_TABLE}` }, 'the ingress allow-list was changed or removed; restoring it');
+        await this.writeTable();
+      }).catch((err: Error) => this.log?.error({ err: err.message }, 'could not check the ingress allow-list'));
+    }, this.resyncMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  /** Deletes weft's table (and nothing else). */
+  async remove(): Promise<void> {
+    this.stop();
+    await this.serialize(async () => {
+      const result = await this.runner(['nft', 'delete', 'table', 'inet', INGRESS_TABLE]);
+      if (result.code !== 0 && !/No such file or directory/.test(result.stderr)) {
+        await runChecked(this.runner, ['nft', 'delete', 'table', 'inet', INGRESS_TABLE]);
+      }
+    });
+  }
+
+  /** Packets the allow-list dropped, read from its rules' counters. */
+  async counters(): Promise<IngressCounters> {
+    const stdout = await runChecked(this.runner, ['nft', '-j', 'list', 'chain', 'inet', INGRESS_TABLE, 'input']);
+    const counts: number[] = [];
+    for (const entry of (JSON.parse(stdout) as NftListing).nftables) {
+      if (entry.rule === undefined) continue;
+      const counter = entry.rule.expr.find((expr): expr is { counter: { packets: number } } => typeof expr === 'object' && expr !== null && 'counter' in expr);
+      counts.push(counter?.counter.packets ?? 0);
+    }
+    return { ipv4: counts[0] ?? 0, ipv6: counts[1] ?? 0 };
+  }
+
+  private serialize(step: () => Promise<void>): Promise<void> {
+    const next = this.queue.then(step);
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+
+  private elements(family: 4 | 6): string {
+    const ips = this.peers.filter((ip) => ip.includes(':') === (family === 6));
+    return ips.length === 0 ? '' : `elements = { ${ips.join(', ')} }`;
+  }
+
+  private async writeTable(): Promise<void> {
+    const ports = this.ports.length === 1 ? String(this.ports[0]) : `{ ${this.ports.join(', ')} }`;
+    // Declaring the table first makes the delete succeed on a fresh host; both happen in one transaction.
+    const script = [
+      `add table inet ${INGRESS_TABLE}`,
+      `delete table inet ${INGRESS_TABLE}`,
+      `table inet ${INGRESS_TABLE} {`,
+      `  set peers4 { type ipv4_addr; ${this.elements(4)} }`,
+      `  set peers6 { type ipv6_addr; ${this.elements(6)} }`,
+      '  chain input {',
+      '    type filter hook input priority filter - 1; policy accept;',
+      `    udp dport ${ports} ip saddr != @peers4 counter drop comment "weft: not a peer"`,
+      `    udp dport ${ports} ip6 saddr != @peers6 counter drop comment "weft: not a peer"`,
+      '  }',
+      '}',
+    ].join('\n');
+    await runChecked(this.runner, ['nft', '-f', '-'], { stdin: `${script}\n` });
+    this.log?.info({ table: `inet ${INGRESS_TABLE}`, ports: this.ports, peers: this.peers.length }, 'ingress allow-list in place');
+  }
+
+  private async writeSets(): Promise<void> {
+    const script = [4, 6].flatMap((family) => {
+      const elements = this.peers.filter((ip) => ip.includes(':') === (family === 6));
+      const set = `inet ${INGRESS_TABLE} peers${family}`;
+      return [`flush set ${set}`, ...(elements.length === 0 ? [] : [`add element ${set} { ${elements.join(', ')} }`])];
+    });
+    await runChecked(this.runner, ['nft', '-f', '-'], { stdin: `${script.join('\n')}\n` });
+  }
+}
