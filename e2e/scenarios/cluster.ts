@@ -15,6 +15,8 @@ export interface ClusterOptions {
   containers?: number;
   /** Start every agent at the same instant instead of one after another. */
   simultaneous?: boolean;
+  /** The network config to seed (default: 198.18.0.0/16 with `backend`). */
+  config?: object;
   /** Hosts whose agent the scenario already started. */
   hostsWithAgents?: readonly LabHost[];
 }
@@ -25,7 +27,7 @@ export function agentArgs(options: ClusterOptions = {}): string[] {
 
 /** Seeds the config, starts weftd on every host, waits for their subnet.env and adds containers. */
 export async function startCluster(driver: ClusterDriver, options: ClusterOptions = {}): Promise<LabContainer[]> {
-  await seedNetworkConfig(driver, { Network: '198.18.0.0/16', Backend: { Type: options.backend ?? 'vxlan' } });
+  await seedNetworkConfig(driver, options.config ?? { Network: '198.18.0.0/16', Backend: { Type: options.backend ?? 'vxlan' } });
   const args = agentArgs(options);
   const hosts = driver.hosts.filter((host) => !(options.hostsWithAgents ?? []).includes(host));
   if (options.simultaneous) await Promise.all(hosts.map((host) => driver.startAgent(host, args)));
@@ -57,11 +59,13 @@ export async function peersProgrammed(driver: ClusterDriver, host: LabHost, back
 }
 
 /** Every ordered pair of containers on different hosts that cannot ping each other (empty = full mesh). */
-export async function meshFailures(driver: ClusterDriver, containers: readonly LabContainer[], options: { count?: number } = {}): Promise<string[]> {
+export async function meshFailures(driver: ClusterDriver, containers: readonly LabContainer[], options: { count?: number; family?: 4 | 6 } = {}): Promise<string[]> {
   const pairs = containers.flatMap((from) => containers.filter((to) => to.host !== from.host).map((to) => [from, to] as const));
   const results = await Promise.all(pairs.map(async ([from, to]) => {
-    const result = await ping(driver, from, to.ip, { count: options.count ?? 2, interval: 0.05, deadline: 5 });
-    return result.received > 0 ? undefined : `${from.name} (${from.host.name}) -> ${to.ip} (${to.host.name})`;
+    const target = options.family === 6 ? to.ipv6 : to.ip;
+    if (target === undefined) return `${to.name} has no IPv${options.family ?? 4} address`;
+    const result = await ping(driver, from, target, { count: options.count ?? 2, interval: 0.05, deadline: 5 });
+    return result.received > 0 ? undefined : `${from.name} (${from.host.name}) -> ${target} (${to.host.name})`;
   }));
   return results.filter((failure): failure is string => failure !== undefined);
 }
