@@ -1,5 +1,6 @@
-import type { BackendType, NetworkConfig } from '../common/config.js';
+import type { BackendType, NetworkConfig, UserspaceMode } from '../common/config.js';
 import type { Lease } from '../common/lease.js';
+import type { PathCounters } from './userspace/protocol.js';
 import type { PublicInterface } from './host/interfaces.js';
 import type { Kernel } from './kernel/index.js';
 import type { Logger } from './log.js';
@@ -9,12 +10,44 @@ export interface BackendContext {
   log: Logger;
   config: NetworkConfig;
   publicInterface: PublicInterface;
+  /** This host's VXLAN data path (weftd --vxlan-userspace), overriding the config's Backend.Userspace. */
+  vxlanUserspace?: UserspaceMode | undefined;
 }
 
 /** The devices a reconcile run programs peers onto. */
 export interface BackendDevices {
   /** The overlay device (VXLAN); undefined for backends that route over the public interface only. */
   overlayIndex: number | undefined;
+  /**
+   * The overlay device takes routes only: weft programs no neighbour or FDB entries on it and owns none
+   * there (a userspace path's veth, where the kernel makes its own NOARP neighbours).
+   */
+  routesOnly?: boolean;
+  /**
+   * What the overlay device looks like once ensureDevices is done, so that the reconcile loop can tell the
+   * kernel's echo of that set-up from someone changing the device. Without it every link or address
+   * notification for the device makes a full reconcile.
+   */
+  overlayState?: OverlayState;
+}
+
+export interface OverlayState {
+  up: boolean;
+  mtu: number;
+  mac: string;
+  /** the addresses ensureDevices keeps on the device ("198.18.5.0/32") */
+  addresses: readonly string[];
+}
+
+/** Who forwards the overlay traffic: the kernel (a VXLAN device, plain routes) or weft's own processes. */
+export type DataPath = 'kernel' | 'userspace';
+
+/** What a userspace data path has carried and dropped, per direction. */
+export interface UserspaceCounters {
+  tx: PathCounters;
+  rx: PathCounters;
+  /** Times a data-path worker died and was restarted. */
+  restarts: number;
 }
 
 /**
@@ -31,4 +64,18 @@ export interface Backend {
   ensureDevices(own: Lease): Promise<BackendDevices>;
   /** Removes the devices this backend created (on --release-on-exit). */
   teardown(): Promise<void>;
+  readonly dataPath: DataPath;
+  /** Why this data path (e.g. 'Userspace "auto": kernel VXLAN is unavailable (…)'), for logs and /readyz. */
+  readonly dataPathReason?: string | undefined;
+  /** Settles what can be settled before the lease is known (vxlan "auto" picks its data path here). */
+  prepare?(): Promise<void>;
+  /**
+   * Userspace data paths: the peers the reconcile loop programs (the leases it did not skip), after every
+   * computation of the desired state. The backend encapsulates for and accepts from these only.
+   */
+  updatePeers?(own: Lease, peers: readonly Lease[]): void;
+  /** Userspace data paths: packets and drops so far, for /metrics. */
+  userspaceCounters?(): Promise<UserspaceCounters | undefined>;
+  /** Stops the backend's own processes (not its devices) when the agent stops. */
+  close?(): Promise<void>;
 }

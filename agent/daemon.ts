@@ -21,24 +21,30 @@ import { connectEtcd, NetworkKeys } from './registry/etcd.js';
 import { LeaseConflictError, RegistryStoppedError } from './registry/errors.js';
 import { LeaseWatcher } from './registry/lease-watcher.js';
 import { SubnetLeaseManager, type OwnLease } from './registry/subnet-lease.js';
-import { VxlanBackend } from './vxlan/vxlan.js';
+import { createUdpBackend } from './udp/udp.js';
+import { createVxlanBackend } from './vxlan/mode.js';
 
 /** The config names a backend this build of weft cannot run. */
 export class UnsupportedBackendError extends WeftError {
   constructor(type: string) {
-    super('WEFT_UNSUPPORTED_BACKEND', `Backend.Type "${type}" is not available in this version of weftd (use vxlan or host-gw)`);
+    super('WEFT_UNSUPPORTED_BACKEND', `Backend.Type "${type}" is not available in this version of weftd (use vxlan, host-gw or udp)`);
   }
 }
 
 export function createBackend(context: BackendContext): Backend {
   const backend = context.config.backend;
   switch (backend.type) {
-    case 'vxlan':
-      return new VxlanBackend(context, backend);
+    case 'vxlan': {
+      const override = context.vxlanUserspace;
+      return createVxlanBackend(context, backend, override ?? backend.userspace, override === undefined ? 'Backend.Userspace' : '--vxlan-userspace');
+    }
     case 'host-gw':
       return new HostGwBackend(context);
+    case 'udp':
+      return createUdpBackend(context, backend);
     default:
-      throw new UnsupportedBackendError(backend.type);
+      // Unreachable while every type the config parser accepts is implemented.
+      throw new UnsupportedBackendError((backend as { type: string }).type);
   }
 }
 
@@ -70,6 +76,7 @@ export class Agent {
   private http: HealthServer | undefined;
   private kernel: NetlinkKernel | undefined;
   private monitor: KernelMonitor | undefined;
+  private monitorStarting: Promise<KernelMonitor> | undefined;
   private reconciler: Reconciler | undefined;
   private backend: Backend | undefined;
   private iptables: IptablesRules | undefined;
@@ -102,6 +109,12 @@ export class Agent {
 
   /** Brings the agent up; resolves once the data plane is programmed and subnet.env written. */
   async start(): Promise<void> {
+    // The kernel monitor is a child process that takes a moment to start: it boots while etcd is asked for
+    // the config and our lease.
+    const monitorStarting = openMonitor({ ref: false });
+    this.monitorStarting = monitorStarting;
+    let monitorUp: KernelMonitor | undefined;
+    monitorStarting.then((monitor) => (monitorUp = monitor), () => undefined); // failure is reported where it is awaited
     if (this.options.healthzPort > 0) {
       this.http = await HealthServer.listen({
         host: this.options.healthzIP,
@@ -126,16 +139,20 @@ export class Agent {
     this.log.info({ iface: publicInterface.name, publicIP: publicInterface.publicAddress.toString(), mtu: publicInterface.mtu }, 'using the public interface');
 
     this.kernel = openKernel();
-    const backend = createBackend({ kernel: this.kernel, log: this.log.child({ component: config.backend.type }), config, publicInterface });
+    const backend = createBackend({
+      kernel: this.kernel,
+      log: this.log.child({ component: config.backend.type }),
+      config,
+      publicInterface,
+      vxlanUserspace: this.options.vxlanUserspace,
+    });
     this.backend = backend;
     this.readiness.setInfo('backend', backend.type);
+    await this.chooseDataPath(backend);
 
-    const own = await this.acquireLease(config, backend);
-    await enableForwarding({ ipv4: config.ipv4 !== undefined, logger: this.log });
-    await this.startIptables(config, own.lease);
-
-    await this.leaseWatcher.start();
-    await this.startIngressAllowList(config, own.lease);
+    // Independent start-up steps run side by side: etcd is asked for our lease and for everyone's at once;
+    // forwarding, iptables and the first reconcile then overlap too.
+    const [own] = await Promise.all([this.acquireLease(config, backend), this.leaseWatcher.start()]);
     this.reconciler = new Reconciler({
       kernel: this.kernel,
       backend,
@@ -143,16 +160,34 @@ export class Agent {
       publicInterface,
       log: this.log.child({ component: 'reconcile' }),
       resyncIntervalMs: this.options.resyncIntervalSeconds * 1000,
+      routeForm: this.options.nexthopObjects ? 'nexthop' : 'inline',
     });
     this.wireReconciler(this.reconciler, config, own.lease);
-    this.monitor = await openMonitor({ ref: false });
-    this.monitor.on('change', (change) => {
-      if (this.reconciler?.concerns(change)) void this.reconciler.trigger('kernel');
-    });
-    this.monitor.on('overrun', () => void this.reconciler?.trigger('kernel'));
-    this.monitor.on('error', (err) => this.log.error({ err: err.message }, 'kernel monitor failed; relying on the periodic resync'));
-
-    await this.reconciler.trigger('start');
+    const reconciler = this.reconciler;
+    const wire = (monitor: KernelMonitor): void => {
+      this.monitor = monitor;
+      monitor.on('change', (change) => reconciler.kernelChanged(change));
+      monitor.on('overrun', () => void reconciler.trigger('kernel', true));
+      monitor.on('error', (err) => this.log.error({ err: err.message }, 'kernel monitor failed; relying on the periodic resync'));
+      // while a full run programs (thousands of peers at start), its echoes wait rather than compete with it
+      reconciler.on('busy', (busy) => (busy ? monitor.hold() : monitor.release()));
+    };
+    // The first reconcile does not wait for the monitor: if it starts before the monitor is listening, one
+    // more full run once it is covers whatever changed in between.
+    const ready = monitorUp;
+    if (ready !== undefined) wire(ready);
+    const monitored = ready !== undefined ? Promise.resolve() : monitorStarting.then(wire);
+    const programmed = reconciler.trigger('start');
+    if (ready === undefined) void monitored.then(() => reconciler.trigger('kernel', true), () => undefined);
+    await Promise.all([
+      programmed,
+      monitored,
+      (async () => {
+        await enableForwarding({ ipv4: config.ipv4 !== undefined, logger: this.log });
+        await this.startIptables(config, own.lease);
+      })(),
+      this.startIngressAllowList(config, own.lease),
+    ]);
     await this.writeSubnetEnv(own.lease);
   }
 
@@ -162,7 +197,9 @@ export class Agent {
     this.abort.abort();
     this.log.info({ release: this.options.releaseOnExit }, 'stopping');
     await this.reconciler?.stop();
+    await this.backend?.close?.().catch((err: Error) => this.log.error({ err: err.message }, 'could not stop the data path'));
     this.monitor?.close();
+    void this.monitorStarting?.then((monitor) => monitor.close(), () => undefined);
     this.iptables?.stop();
     this.ingress?.stop();
     await this.leaseWatcher.stop();
@@ -178,6 +215,19 @@ export class Agent {
     await this.kernel?.close();
     await this.http?.close();
     this.client.close();
+  }
+
+  /** Lets the backend settle its data path (kernel or userspace) and reports it in the log, /readyz and /metrics. */
+  private async chooseDataPath(backend: Backend): Promise<void> {
+    await backend.prepare?.();
+    const { dataPath, dataPathReason } = backend;
+    this.log.info({ backend: backend.type, dataPath, reason: dataPathReason }, `overlay traffic is forwarded by ${dataPath === 'kernel' ? 'the kernel' : 'weft in userspace'}`);
+    this.readiness.setInfo('dataPath', dataPath);
+    this.readiness.setInfo('dataPathReason', dataPathReason);
+    this.metrics.dataPath.set({ backend: backend.type, path: dataPath }, 1);
+    if (dataPath === 'userspace' && backend.userspaceCounters !== undefined) {
+      this.metrics.setUserspaceSource(() => backend.userspaceCounters!());
+    }
   }
 
   private watchEtcdHealth(): void {
@@ -276,8 +326,7 @@ export class Agent {
     const peerIPs = () => [...this.leaseWatcher.leases.values()]
       .filter((lease) => lease.name !== ownName)
       .flatMap((lease) => [lease.attrs.publicIP, lease.attrs.publicIPv6].filter((ip) => ip !== undefined));
-    await allowList.apply(peerIPs());
-    allowList.start();
+    // Listen before the first write: a peer whose lease arrives while the table is being written must not be missed.
     let scheduled = false;
     this.leaseWatcher.on('lease', () => {
       if (scheduled) return;
@@ -287,18 +336,20 @@ export class Agent {
         allowList.setPeers(peerIPs()).catch((err: Error) => this.log.error({ err: err.message }, 'could not update the ingress allow-list'));
       });
     });
+    await allowList.apply(peerIPs());
+    allowList.start();
   }
 
   private wireReconciler(reconciler: Reconciler, config: NetworkConfig, own: Lease): void {
     reconciler.update({ config, own, peers: this.leaseWatcher.leases });
-    this.leaseWatcher.on('lease', () => void reconciler.trigger('lease'));
+    this.leaseWatcher.on('lease', (event) => void reconciler.leaseChanged(event));
     reconciler.on('reconciled', (result) => {
       this.metrics.reconcileRuns.inc({ trigger: result.trigger });
       this.metrics.reconcileDuration.observe(result.durationMs / 1000);
       this.metrics.peers.set({ backend: config.backend.type }, result.programmed);
       this.readiness.setReady('dataplane', result.failures === 0 || this.readiness.isReady('dataplane'));
     });
-    reconciler.on('operation', (op, result) => this.metrics.netlinkOperations.inc({ op, result }));
+    reconciler.on('operation', (op, result, count) => this.metrics.netlinkOperations.inc({ op, result }, count));
     this.leases.on('lost', (reason) => this.readiness.setReady('lease', false, reason));
     this.leases.on('renewed', (next) => this.noteExpiry(next));
     this.leases.on('acquired', (next) => {

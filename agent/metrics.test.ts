@@ -58,4 +58,34 @@ describe('WeftMetrics', function () {
     assert.match(text, /^weft_reconcile_runs_total\{trigger="kernel"\} 1$/m);
     assert.match(text, /^weft_reconcile_duration_seconds_count 2$/m);
   });
+
+  it('reports the userspace data path from its source, one fetch per scrape, every drop reason listed', async function () {
+    const metrics = new WeftMetrics({ defaultMetrics: false });
+    assert.doesNotMatch(await metrics.text(), /^weft_userspace_packets_total\{/m, 'nothing before a source is set');
+    let fetches = 0;
+    let packets = 10;
+    metrics.dataPath.set({ backend: 'vxlan', path: 'userspace' }, 1);
+    metrics.setUserspaceSource(async () => {
+      fetches++;
+      const tx = { packets, bytes: packets * 100, drops: { no_peer: 2 } };
+      const rx = { packets: 5, bytes: 500, drops: { unknown_peer: 3, inner_src: 1 } };
+      return { tx, rx, restarts: 1 };
+    });
+    const text = await metrics.text();
+    assert.equal(fetches, 1);
+    assert.match(text, /^weft_data_path\{backend="vxlan",path="userspace"\} 1$/m);
+    assert.match(text, /^weft_userspace_packets_total\{direction="tx"\} 10$/m);
+    assert.match(text, /^weft_userspace_bytes_total\{direction="rx"\} 500$/m);
+    assert.match(text, /^weft_userspace_dropped_packets_total\{direction="tx",reason="no_peer"\} 2$/m);
+    assert.match(text, /^weft_userspace_dropped_packets_total\{direction="rx",reason="unknown_peer"\} 3$/m);
+    assert.match(text, /^weft_userspace_dropped_packets_total\{direction="rx",reason="inner_src"\} 1$/m);
+    assert.match(text, /^weft_userspace_dropped_packets_total\{direction="rx",reason="vni"\} 0$/m, 'reasons not seen yet read 0');
+    assert.match(text, /^weft_userspace_worker_restarts_total 1$/m);
+    assert.match(text, /^# TYPE weft_userspace_dropped_packets_total counter$/m);
+    packets = 25;
+    assert.match(await metrics.text(), /^weft_userspace_packets_total\{direction="tx"\} 25$/m, 'a later scrape fetches again');
+    assert.equal(fetches, 2);
+    metrics.setUserspaceSource(async () => Promise.reject(new Error('worker gone')));
+    assert.match(await metrics.text(), /^weft_userspace_packets_total\{direction="tx"\} 25$/m, 'a failing source keeps the last figures and does not break the scrape');
+  });
 });

@@ -3,6 +3,11 @@
  * agents in one process (tests) do not collide.
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { UserspaceCounters } from './backend.js';
+import { RX_DROP_REASONS, TX_DROP_REASONS } from './userspace/protocol.js';
+
+/** Where the userspace data path's counters come from (the backend's worker); undefined: nothing to report. */
+export type UserspaceSource = () => Promise<UserspaceCounters | undefined>;
 
 export type ReconcileTrigger = 'lease' | 'kernel' | 'timer' | 'startup' | (string & {});
 
@@ -23,6 +28,16 @@ export class WeftMetrics {
   readonly watchResyncs: Counter;
   readonly leaseExpiry: Gauge;
   readonly etcdReachable: Gauge;
+  /** 1 for the data path in use ("kernel" or "userspace"), by backend. */
+  readonly dataPath: Gauge<'backend' | 'path'>;
+  /** The userspace data path: packets forwarded, bytes (inner IP), drops by reason, per direction; worker restarts. */
+  readonly userspacePackets: Counter<'direction'>;
+  readonly userspaceBytes: Counter<'direction'>;
+  readonly userspaceDrops: Counter<'direction' | 'reason'>;
+  readonly userspaceRestarts: Counter;
+  private userspaceSource: UserspaceSource | undefined;
+  /** One fetch from the worker serves every userspace metric of one scrape. */
+  private userspaceFetch: Promise<UserspaceCounters | undefined> | undefined;
 
   constructor(options: MetricsOptions = {}) {
     this.registry = new Registry();
@@ -44,7 +59,78 @@ export class WeftMetrics {
     this.watchResyncs = new Counter({ name: 'weft_watch_resyncs_total', help: 'Full resyncs of the etcd lease watch.', registers });
     this.leaseExpiry = new Gauge({ name: 'weft_lease_expiry_timestamp_seconds', help: 'When the own subnet lease expires (Unix seconds); 0 for a reservation.', registers });
     this.etcdReachable = new Gauge({ name: 'weft_etcd_reachable', help: '1 while etcd answers, 0 otherwise.', registers });
+    this.dataPath = new Gauge({ name: 'weft_data_path', help: 'The data path in use (1): kernel or userspace, by backend.', labelNames: ['backend', 'path'], registers });
+    const fetch = (): Promise<UserspaceCounters | undefined> => this.fetchUserspace();
+    this.userspacePackets = new Counter({
+      name: 'weft_userspace_packets_total',
+      help: 'Packets the userspace data path forwarded: tx = captured and sent to a peer, rx = received and delivered.',
+      labelNames: ['direction'],
+      registers,
+      async collect() {
+        const counters = await fetch();
+        if (counters === undefined) return;
+        this.reset();
+        this.inc({ direction: 'tx' }, counters.tx.packets);
+        this.inc({ direction: 'rx' }, counters.rx.packets);
+      },
+    });
+    this.userspaceBytes = new Counter({
+      name: 'weft_userspace_bytes_total',
+      help: 'Bytes of inner IP packets the userspace data path forwarded, by direction.',
+      labelNames: ['direction'],
+      registers,
+      async collect() {
+        const counters = await fetch();
+        if (counters === undefined) return;
+        this.reset();
+        this.inc({ direction: 'tx' }, counters.tx.bytes);
+        this.inc({ direction: 'rx' }, counters.rx.bytes);
+      },
+    });
+    this.userspaceDrops = new Counter({
+      name: 'weft_userspace_dropped_packets_total',
+      help: `Packets the userspace data path dropped, by direction and reason (rx: ${RX_DROP_REASONS.join(', ')}; tx: ${TX_DROP_REASONS.join(', ')}).`,
+      labelNames: ['direction', 'reason'],
+      registers,
+      async collect() {
+        const counters = await fetch();
+        if (counters === undefined) return;
+        this.reset();
+        for (const reason of TX_DROP_REASONS) this.inc({ direction: 'tx', reason }, counters.tx.drops[reason] ?? 0);
+        for (const reason of RX_DROP_REASONS) this.inc({ direction: 'rx', reason }, counters.rx.drops[reason] ?? 0);
+      },
+    });
+    this.userspaceRestarts = new Counter({
+      name: 'weft_userspace_worker_restarts_total',
+      help: 'Times a userspace data-path worker died and was restarted.',
+      registers,
+      async collect() {
+        const counters = await fetch();
+        if (counters === undefined) return;
+        this.reset();
+        this.inc(counters.restarts);
+      },
+    });
     if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** Reports the userspace data path's counters from `source` on every scrape. */
+  setUserspaceSource(source: UserspaceSource | undefined): void {
+    this.userspaceSource = source;
+  }
+
+  private fetchUserspace(): Promise<UserspaceCounters | undefined> {
+    const source = this.userspaceSource;
+    if (source === undefined) return Promise.resolve(undefined);
+    if (this.userspaceFetch === undefined) {
+      const fetching = source().catch(() => undefined);
+      this.userspaceFetch = fetching;
+      // prom-client calls every metric's collect() in the same turn of one scrape: they share this fetch.
+      queueMicrotask(() => {
+        if (this.userspaceFetch === fetching) this.userspaceFetch = undefined;
+      });
+    }
+    return this.userspaceFetch;
   }
 
   /** Times `fn` as one reconcile run started by `trigger`. */

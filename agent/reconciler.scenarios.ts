@@ -43,3 +43,135 @@ export async function reconcileTwice(arg: ReconcileArg): Promise<{ first: Reconc
     await kernel.close();
   }
 }
+
+/** What `ip` would list of weft's objects on weft.1, in a form easy to compare. */
+async function snapshot(kernel: ReturnType<typeof openKernel>): Promise<{ neighbours: string[]; fdb: string[]; routes: string[]; nexthops: string[] }> {
+  const link = await kernel.getLink('weft.1');
+  if (link === null) return { neighbours: [], fdb: [], routes: [], nexthops: [] };
+  const [neighbours, fdb, routes, nexthops] = await Promise.all([
+    kernel.listNeighbours(link.index, 4),
+    kernel.listFdb(link.index),
+    kernel.listRoutes({ family: 4, ifindex: link.index }),
+    kernel.listNexthops(link.index),
+  ]);
+  const byId = new Map(nexthops.map((n) => [n.id, n]));
+  return {
+    neighbours: neighbours.map((n) => `${n.ip} ${n.mac}${n.permanent ? '' : ' !permanent'}`).sort(),
+    fdb: fdb.filter((f) => f.self).map((f) => `${f.mac} ${f.dst}`).sort(),
+    routes: routes.filter((r) => r.protocol !== 2).map((r) => {
+      const nexthop = r.nexthopId === null ? undefined : byId.get(r.nexthopId);
+      const form = r.nexthopId === null ? 'inline' : nexthop === undefined ? `nhid ${r.nexthopId}?` : 'nhid';
+      return `${r.dst} via ${nexthop?.gateway ?? r.gateway}${(nexthop?.onlink ?? r.onlink) ? ' onlink' : ''} ${form}`;
+    }).sort(),
+    nexthops: nexthops.map((n) => `${n.gateway}${n.onlink ? ' onlink' : ''} proto ${n.protocol}`).sort(),
+  };
+}
+
+export interface EventsArg {
+  iface: string;
+  own: LeaseText;
+  peers: LeaseText[];
+}
+
+type Snapshot = Awaited<ReturnType<typeof snapshot>>;
+
+/**
+ * The event path against the kernel: a full start with peers[0], then lease events (add, change, remove),
+ * hand-made damage that only kernel notifications report (a route, a neighbour, a nexthop deleted; a
+ * neighbour changed), and finally a full run that must find nothing to do.
+ */
+export async function eventPath(arg: EventsArg): Promise<{
+  steps: { step: string; scope: string | undefined; operations: number; kernel: Snapshot }[];
+  final: ReconcileResult;
+}> {
+  const { execFileSync } = await import('node:child_process');
+  const { openMonitor } = await import('./kernel/index.js');
+  const config = parseNetworkConfig('{"Network":"198.18.0.0/16","Backend":{"Type":"vxlan"}}');
+  const publicInterface = await selectPublicInterface({ iface: [arg.iface] });
+  const kernel = openKernel();
+  const monitor = await openMonitor();
+  try {
+    const log = createLogger('silent');
+    const backend = createBackend({ kernel, log, config, publicInterface });
+    const reconciler = new Reconciler({ kernel, backend, family: 4, publicInterface, log, resyncIntervalMs: 600_000, retryDelayMs: 600_000 });
+    monitor.on('change', (change) => reconciler.kernelChanged(change));
+    const toLease = (lease: LeaseText) => decodeLease(lease.name, lease.value, false);
+    const peers = new Map([[arg.peers[0]!.name, toLease(arg.peers[0]!)]]);
+    reconciler.update({ config, own: toLease(arg.own), peers });
+    const results: ReconcileResult[] = [];
+    reconciler.on('reconciled', (result) => results.push(result));
+    const steps: { step: string; scope: string | undefined; operations: number; kernel: Snapshot }[] = [];
+    const settle = async (step: string, expectRun: boolean) => {
+      const before = results.length;
+      // runs triggered by notifications come a moment later; wait until the loop has been quiet for a while
+      for (let quiet = 0; quiet < 6; ) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        quiet = results.length === before && expectRun ? 0 : quiet + 1;
+        if (results.length > before) expectRun = false;
+      }
+      const runs = results.slice(before);
+      steps.push({
+        step,
+        scope: runs.map((run) => run.scope).join(',') || undefined,
+        operations: runs.reduce((sum, run) => sum + run.operations, 0),
+        kernel: await snapshot(kernel),
+      });
+    };
+    await reconciler.trigger('start');
+    await settle('start', false);
+    const sh = (...args: string[]) => execFileSync(args[0]!, args.slice(1), { stdio: 'ignore' });
+    const event = (kind: 'added' | 'changed' | 'removed', lease: LeaseText) => {
+      const decoded = toLease(lease);
+      if (kind === 'removed') peers.delete(lease.name);
+      else peers.set(lease.name, decoded);
+      void reconciler.leaseChanged({ kind, lease: decoded });
+    };
+    event('added', arg.peers[1]!);
+    await settle('add', true);
+    event('changed', arg.peers[2]!); // same subnet as peers[1], another host
+    await settle('change', true);
+    event('removed', arg.peers[0]!);
+    await settle('remove', true);
+    const survivor = toLease(arg.peers[2]!);
+    const subnet = survivor.subnets.ipv4!.toString();
+    const gateway = survivor.subnets.ipv4!.network.toString();
+    sh('ip', 'route', 'del', subnet);
+    await settle('route deleted by hand', true);
+    sh('ip', 'neigh', 'replace', gateway, 'lladdr', '0e:00:00:00:99:99', 'dev', 'weft.1', 'nud', 'permanent');
+    await settle('neighbour changed by hand', true);
+    sh('ip', 'nexthop', 'flush', 'proto', '157');
+    await settle('nexthops flushed by hand', true);
+    await reconciler.trigger('timer');
+    const final = results[results.length - 1]!;
+    await reconciler.stop();
+    return { steps, final };
+  } finally {
+    monitor.close();
+    await kernel.close();
+  }
+}
+
+/** Programs the peers in one route form, then switches to the other, then back. */
+export async function routeForms(arg: ReconcileArg): Promise<{ forms: { form: string; operations: number; kernel: Snapshot }[] }> {
+  const config = parseNetworkConfig(arg.config);
+  const publicInterface = await selectPublicInterface({ iface: [arg.iface] });
+  const kernel = openKernel();
+  try {
+    const log = createLogger('silent');
+    const toLease = (lease: LeaseText) => decodeLease(lease.name, lease.value, false);
+    const forms: { form: string; operations: number; kernel: Snapshot }[] = [];
+    for (const form of ['inline', 'nexthop', 'inline'] as const) {
+      const backend = createBackend({ kernel, log, config, publicInterface });
+      const reconciler = new Reconciler({ kernel, backend, family: 4, publicInterface, log, resyncIntervalMs: 600_000, routeForm: form });
+      reconciler.update({ config, own: toLease(arg.own), peers: new Map(arg.peers.map((peer) => [peer.name, toLease(peer)])) });
+      let operations = 0;
+      reconciler.on('reconciled', (result) => (operations += result.operations));
+      await reconciler.trigger('start');
+      await reconciler.stop();
+      forms.push({ form, operations, kernel: await snapshot(kernel) });
+    }
+    return { forms };
+  } finally {
+    await kernel.close();
+  }
+}

@@ -48,7 +48,8 @@ describe('reconcile loop with the VXLAN backend against the kernel', function ()
       peers: [own, peerA, peerB],
     });
     assert.equal(result.first.failures, 0);
-    assert.equal(result.first.operations, 6);
+    // per peer: neighbour, FDB entry, nexthop object, route
+    assert.equal(result.first.operations, 8);
     assert.equal(result.second.operations, 0, 'the second run finds the kernel as desired');
 
     const [device] = ns().ipJson<{ mtu: number; address: string; operstate: string; linkinfo: { info_data: { port: number; id: number; learning: boolean } } }[]>('-d', 'link', 'show', 'weft.1');
@@ -87,7 +88,7 @@ describe('reconcile loop with the VXLAN backend against the kernel', function ()
     const second = await run(ns(), 'reconcileTwice', { config, iface: 'pub0', own, peers: [peerA] });
     assert.equal(second.mac, first.mac);
     assert.equal(ns().ipJson<{ address: string }[]>('link', 'show', 'weft.7')[0]!.address, first.mac);
-    assert.equal(second.first.operations, 3, 'the peer is programmed again on the new device');
+    assert.equal(second.first.operations, 4, 'the peer is programmed again on the new device (neighbour, FDB, nexthop, route)');
   });
 
   it("removes an earlier run's leftovers and never touches what it does not own", async function () {
@@ -112,5 +113,69 @@ describe('reconcile loop with the VXLAN backend against the kernel', function ()
     assert.deepEqual(fdb, ['0a:00:00:00:00:03']);
     const neighbours = ns().ipJson<{ dst: string }[]>('neigh', 'show', 'dev', 'weft.1').map((n) => n.dst);
     assert.deepEqual(neighbours, ['198.18.3.0']);
+  });
+});
+
+describe('reconcile loop: event path, drift repair and route forms (real kernel, in a namespace)', function () {
+  this.timeout(60_000);
+  const ns = useNetns();
+
+  beforeEach(function () {
+    ns().ip('link', 'add', 'pub0', 'type', 'veth', 'peer', 'name', 'pub1');
+    ns().ip('addr', 'add', '192.0.2.11/24', 'dev', 'pub0');
+    ns().ip('link', 'set', 'pub0', 'up');
+    ns().ip('link', 'set', 'pub1', 'up');
+  });
+
+  const own = lease('198.18.1.0/24', '192.0.2.11', '02:00:00:00:00:01');
+  const peerA = lease('198.18.2.0/24', '192.0.2.12', '0a:00:00:00:00:02');
+  const peerB = lease('198.18.3.0/24', '203.0.113.5', '0a:00:00:00:00:03');
+  const peerB2 = lease('198.18.3.0/24', '203.0.113.6', '0a:00:00:00:00:33');
+
+  it('applies lease events one peer at a time and repairs what notifications report, without a full run', async function () {
+    const { steps, final } = await run(ns(), 'eventPath', { iface: 'pub0', own, peers: [peerA, peerB, peerB2] });
+    const step = (name: string) => steps.find((s) => s.step === name)!;
+    assert.deepEqual(step('start').kernel.routes, ['198.18.2.0/24 via 198.18.2.0 onlink nhid']);
+    // a new peer: neighbour, FDB entry, nexthop and route, and nothing else
+    assert.equal(step('add').scope, 'incremental');
+    assert.equal(step('add').operations, 4);
+    assert.deepEqual(step('add').kernel.routes, ['198.18.2.0/24 via 198.18.2.0 onlink nhid', '198.18.3.0/24 via 198.18.3.0 onlink nhid']);
+    // the same lease now names another host: neighbour and FDB entry move, the route stays
+    assert.equal(step('change').scope, 'incremental');
+    assert.deepEqual(step('change').kernel.neighbours, ['198.18.2.0 0a:00:00:00:00:02', '198.18.3.0 0a:00:00:00:00:33']);
+    assert.deepEqual(step('change').kernel.fdb, ['0a:00:00:00:00:02 192.0.2.12', '0a:00:00:00:00:33 203.0.113.6']);
+    // a peer leaves: its four objects go
+    assert.equal(step('remove').scope, 'incremental');
+    assert.equal(step('remove').operations, 4);
+    const alone = {
+      neighbours: ['198.18.3.0 0a:00:00:00:00:33'],
+      fdb: ['0a:00:00:00:00:33 203.0.113.6'],
+      routes: ['198.18.3.0/24 via 198.18.3.0 onlink nhid'],
+      nexthops: ['198.18.3.0 onlink proto 157'],
+    };
+    assert.deepEqual(step('remove').kernel, alone);
+    // damage reported only by the kernel's notifications is repaired by the event path
+    for (const damage of ['route deleted by hand', 'neighbour changed by hand', 'nexthops flushed by hand']) {
+      assert.equal(step(damage).scope?.split(',').every((scope) => scope === 'incremental'), true, `${damage}: ${step(damage).scope}`);
+      assert.deepEqual(step(damage).kernel, alone, damage);
+    }
+    assert.equal(final.scope, 'full');
+    assert.equal(final.operations, 0, 'a full run afterwards finds the kernel as desired');
+  });
+
+  it("installs flannel's inline routes or nexthop objects, converts between them, and leaves no unused nexthop", async function () {
+    const { forms } = await run(ns(), 'routeForms', {
+      config: '{"Network":"198.18.0.0/16","Backend":{"Type":"vxlan"}}', iface: 'pub0', own, peers: [own, peerA, peerB],
+    });
+    assert.deepEqual(forms.map((f) => f.form), ['inline', 'nexthop', 'inline']);
+    assert.deepEqual(forms[0]!.kernel.routes, ['198.18.2.0/24 via 198.18.2.0 onlink inline', '198.18.3.0/24 via 198.18.3.0 onlink inline']);
+    assert.deepEqual(forms[0]!.kernel.nexthops, []);
+    assert.deepEqual(forms[1]!.kernel.routes, ['198.18.2.0/24 via 198.18.2.0 onlink nhid', '198.18.3.0/24 via 198.18.3.0 onlink nhid']);
+    assert.deepEqual(forms[1]!.kernel.nexthops, ['198.18.2.0 onlink proto 157', '198.18.3.0 onlink proto 157']);
+    assert.equal(forms[1]!.operations, 4, 'two nexthops added, two routes replaced in place');
+    assert.deepEqual(forms[2]!.kernel.routes, forms[0]!.kernel.routes);
+    assert.deepEqual(forms[2]!.kernel.nexthops, []);
+    assert.equal(forms[2]!.operations, 4, 'two routes replaced, two nexthops deleted');
+    for (const form of forms) assert.equal(form.kernel.neighbours.length, 2);
   });
 });

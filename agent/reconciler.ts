@@ -1,26 +1,23 @@
 import { EventEmitter } from 'node:events';
 import type { Family } from '../common/cidr.js';
 import type { NetworkConfig } from '../common/config.js';
-import {
-  WEFT_ROUTE_PROTOCOL,
-  countOps,
-  desiredFamilyState,
-  diffFamilyState,
-  emptyFamilyState,
-  type FamilyOps,
-  type FamilyState,
-  type RouteSpec,
-} from '../common/dataplane.js';
+import { DesiredState, WEFT_ROUTE_PROTOCOL, type DirtyKeys, type RouteDevice } from '../common/dataplane.js';
 import type { Lease } from '../common/lease.js';
 import type { Backend } from './backend.js';
 import type { PublicInterface } from './host/interfaces.js';
-import { NetlinkError, RTPROT_KERNEL, type Kernel, type KernelChange } from './kernel/index.js';
+import { KernelView, opsCount, type PlannedOps, type RouteForm } from './kernel-view.js';
+import { NetlinkError, type Kernel, type KernelChange } from './kernel/index.js';
 import type { Logger } from './log.js';
 
 export type ReconcileTrigger = 'lease' | 'kernel' | 'timer' | 'start' | 'retry';
 
 export interface ReconcileResult {
   trigger: ReconcileTrigger;
+  /**
+   * 'full': the devices were checked, the kernel state re-read and every object compared;
+   * 'incremental': only the objects named by lease events and kernel notifications since the last run.
+   */
+  scope: 'full' | 'incremental';
   durationMs: number;
   operations: number;
   failures: number;
@@ -30,9 +27,20 @@ export interface ReconcileResult {
 
 export interface ReconcilerEvents {
   reconciled: [ReconcileResult];
-  /** One kernel operation: kind is e.g. "route.add", result "ok" or the errno name. */
-  operation: [kind: string, result: string];
+  /**
+   * A full run starts (true) or ends (false). Kernel notifications may be held back meanwhile (most are the
+   * echo of the run's own requests); the run itself covers what they report (KernelMonitor.hold / release).
+   */
+  busy: [boolean];
+  /** Kernel operations of one run: kind is e.g. "route.set", result "ok" or the errno name; `count` of them. */
+  operation: [kind: string, result: string, count: number];
 }
+
+/** A peer lease event as the lease watcher emits it. */
+export type PeerLeaseEvent =
+  | { kind: 'added'; lease: Lease }
+  | { kind: 'changed'; lease: Lease }
+  | { kind: 'removed'; lease: Lease };
 
 export interface ReconcilerOptions {
   kernel: Kernel;
@@ -44,13 +52,33 @@ export interface ReconcilerOptions {
   resyncIntervalMs: number;
   /** Delay before retrying after a run with failures. */
   retryDelayMs?: number;
+  /** Install routes through nexthop objects (default, where the kernel has them) or with inline gateways. */
+  routeForm?: RouteForm;
 }
+
+/** Requests one run keeps outstanding at most: twice what the kernel shim has in flight (1024), so it never waits for more. */
+const APPLY_WINDOW = 2048;
+
+/** Deleting something already gone is not a failure. */
+const GONE = new Set(['ENOENT', 'ESRCH', 'ENODEV']);
 
 /**
  * The data plane as a reconcile loop: desired state (a pure function of our lease, the peers' leases
- * and the config) is diffed against the kernel's actual state and only the difference is applied. Runs
- * on lease events, on kernel notifications about objects weft owns, and on a timer; runs never overlap,
- * and triggers that arrive during a run coalesce into one more run.
+ * and the config) is compared with the kernel's actual state and only the difference is applied. Runs
+ * never overlap, and triggers that arrive during a run coalesce into one more run.
+ *
+ * Two kinds of run. A full run (at start, on the resync timer, after a failure, after a kernel change it
+ * cannot attribute, e.g. to a device) checks the devices, rebuilds the desired state from every lease,
+ * re-reads weft's objects from the kernel with one dump per kind and compares everything. An incremental
+ * run (lease events, kernel notifications about single objects) compares only the objects those events
+ * named, against the view kept since the last full run: its cost does not grow with the number of peers.
+ * A notification that merely echoes what weft asked for costs nothing; one that contradicts the desired
+ * state (someone deleted or changed an object of weft's) is repaired by the next incremental run.
+ *
+ * Backends: ensureDevices' `routesOnly` makes vxlan peers routes only (no neighbours or FDB entries, and
+ * weft owns none on the device); a userspace data path's `updatePeers` hears the programmed leases after
+ * every change of the desired state; `overlayState` lets the kernel's echo of the device set-up pass
+ * without a full run.
  */
 export class Reconciler extends EventEmitter<ReconcilerEvents> {
   private readonly kernel: Kernel;
@@ -60,14 +88,24 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
   private readonly log: Logger;
   private readonly resyncIntervalMs: number;
   private readonly retryDelayMs: number;
+  private readonly routeForm: RouteForm;
   private config: NetworkConfig | undefined;
   private own: Lease | undefined;
   private peers: ReadonlyMap<string, Lease> = new Map();
   private overlayIndex: number | undefined;
+  /** Built by the first full run, then kept current by lease events. */
+  private desired: DesiredState | undefined;
+  /** Read by the last full run, then kept current by the runs' own operations and kernel notifications. */
+  private view: KernelView | undefined;
+  /** Notifications that arrived while a full run was reading the kernel: replayed onto the new view. */
+  private notedDuringRead: KernelChange[] | undefined;
+  private fullPending = true;
   private pending: ReconcileTrigger | undefined;
   private running: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
+  private timerDue = Infinity;
   private stopped = false;
+  private nexthopsReported = false;
   /** Skipped peers already reported, so that each reason is logged once, not on every run. */
   private reportedSkips = new Map<string, string>();
 
@@ -80,18 +118,73 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
     this.log = options.log;
     this.resyncIntervalMs = options.resyncIntervalMs;
     this.retryDelayMs = options.retryDelayMs ?? 1000;
+    this.routeForm = options.routeForm ?? 'nexthop';
   }
 
-  /** Sets the inputs of the desired state; the next run uses them. */
+  /**
+   * Sets the inputs of the desired state; the next run is a full one and uses them. `peers` may be a live
+   * map (the lease watcher's): report its changes with `leaseChanged` for the event path.
+   */
   update(inputs: { config?: NetworkConfig; own?: Lease; peers?: ReadonlyMap<string, Lease> }): void {
     if (inputs.config !== undefined) this.config = inputs.config;
     if (inputs.own !== undefined) this.own = inputs.own;
     if (inputs.peers !== undefined) this.peers = inputs.peers;
+    this.desired = undefined;
+    this.fullPending = true;
   }
 
-  /** Asks for a run; returns when a run that started after this call has finished. */
-  trigger(reason: ReconcileTrigger): Promise<void> {
+  /**
+   * One peer lease was added, changed or removed; call it for every event of the lease watcher, in order,
+   * right after the watcher applied it to its map. Schedules an incremental run.
+   */
+  leaseChanged(event: PeerLeaseEvent): Promise<void> {
+    if (this.desired !== undefined) {
+      try {
+        if (event.kind === 'removed') this.desired.delete(event.lease.name);
+        else this.desired.set(event.lease);
+      } catch (err) {
+        // never into the lease watcher; a full run rebuilds the desired state from every lease
+        this.log.error({ err: (err as Error).message, lease: event.lease.name }, 'could not take a lease change; resyncing');
+        this.desired = undefined;
+        return this.trigger('lease', true);
+      }
+    }
+    return this.trigger('lease');
+  }
+
+  /**
+   * A kernel notification. Echoes of weft's own requests and changes to objects weft does not own are
+   * ignored; the rest schedule an incremental run for the objects they name, or a full run.
+   */
+  kernelChanged(change: KernelChange): void {
+    if (this.stopped || !this.concerns(change)) return;
+    this.notedDuringRead?.push(change);
+    const view = this.view;
+    const desired = this.desired;
+    if (view === undefined || desired === undefined) {
+      void this.trigger('kernel');
+      return;
+    }
+    let seen: ReturnType<KernelView['observe']>;
+    try {
+      seen = view.observe(change, desired.state);
+    } catch (err) {
+      // never into the monitor; a full run re-reads the kernel
+      this.log.error({ err: (err as Error).message }, 'could not take a kernel change; resyncing');
+      seen = 'full';
+    }
+    if (seen === 'ignore') return;
+    if (this.log.isLevelEnabled('debug')) this.log.debug({ change, seen }, 'kernel change to act on');
+    void this.trigger('kernel', seen === 'full');
+  }
+
+  /**
+   * Asks for a run; returns when a run that started after this call has finished. The run is a full one
+   * unless `full` is false (default: false for 'lease' and 'kernel', which name what changed).
+   */
+  trigger(reason: ReconcileTrigger, full = reason !== 'lease' && reason !== 'kernel'): Promise<void> {
     if (this.stopped) return Promise.resolve();
+    if (full) this.fullPending = true;
     this.pending ??= reason;
     this.running ??= this.drain().finally(() => {
       this.running = undefined;
@@ -107,7 +200,11 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
       case 'fdb':
         return change.fdb.index === this.overlayIndex;
       case 'route':
-        return change.route.family === this.family && (change.route.ifindex === this.overlayIndex || change.route.protocol === WEFT_ROUTE_PROTOCOL);
+        return change.route.family === this.family && (
+          change.route.ifindex === this.overlayIndex || change.route.protocol === WEFT_ROUTE_PROTOCOL || change.route.nexthopId !== null
+        );
+      case 'nexthop':
+        return change.nexthop.protocol === WEFT_ROUTE_PROTOCOL || change.action === 'del';
       case 'link':
         return change.link.index === this.overlayIndex || change.link.index === this.publicInterface.index;
       case 'address':
@@ -125,117 +222,250 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
     while (this.pending !== undefined && !this.stopped) {
       const trigger = this.pending;
       this.pending = undefined;
-      clearTimeout(this.timer);
+      const full = this.fullPending || this.view === undefined || this.desired === undefined;
+      if (full) this.fullPending = false;
       let failures = 1;
+      if (full) this.emit('busy', true);
       try {
-        failures = (await this.runOnce(trigger)).failures;
+        failures = (await (full ? this.runFull(trigger) : this.runIncremental(trigger))).failures;
       } catch (err) {
         this.log.error({ err: (err as Error).message, trigger }, 'reconcile failed');
+      } finally {
+        if (full) this.emit('busy', false);
       }
       if (this.stopped) return;
-      const retry = failures > 0;
-      this.timer = setTimeout(() => void this.trigger(retry ? 'retry' : 'timer'), retry ? this.retryDelayMs : this.resyncIntervalMs);
-      this.timer.unref();
+      if (failures > 0) {
+        // Something may not be as the view says: re-read everything soon.
+        this.fullPending = true;
+        this.scheduleFull(this.retryDelayMs, 'retry', !full);
+      } else if (full) {
+        this.scheduleFull(this.resyncIntervalMs, 'timer', false);
+      }
     }
   }
 
-  private async runOnce(trigger: ReconcileTrigger): Promise<ReconcileResult> {
-    const started = performance.now();
-    const config = this.config;
-    const own = this.own;
+  /** Arms the timer for the next full run; `onlySooner` keeps an earlier one. */
+  private scheduleFull(delayMs: number, reason: ReconcileTrigger, onlySooner: boolean): void {
+    const due = Date.now() + delayMs;
+    if (onlySooner && due >= this.timerDue) return;
+    clearTimeout(this.timer);
+    this.timerDue = due;
+    this.timer = setTimeout(() => {
+      this.timerDue = Infinity;
+      void this.trigger(reason);
+    }, delayMs);
+    this.timer.unref();
+  }
+
+  private inputs(): { config: NetworkConfig; own: Lease } {
+    const { config, own } = this;
     if (config === undefined || own === undefined) throw new Error('reconcile before a config and a lease are known');
-    const { overlayIndex } = await this.backend.ensureDevices(own);
+    return { config, own };
+  }
+
+  private async runFull(trigger: ReconcileTrigger): Promise<ReconcileResult> {
+    const started = performance.now();
+    const { config, own } = this.inputs();
+    const devices = await this.backend.ensureDevices(own);
+    const { overlayIndex } = devices;
     this.overlayIndex = overlayIndex;
-    const { state: desired, skipped } = desiredFamilyState({
-      family: this.family,
-      config,
-      own,
-      peers: this.peers.values(),
-      localPrefixes: [this.publicInterface.prefix],
-    });
-    this.reportSkips(skipped.map(({ lease, reason }) => [lease.name, reason] as const));
-    const actual = await this.readActual(overlayIndex);
-    const ops = diffFamilyState(actual, desired);
+    const routesOnly = devices.routesOnly === true;
+    const desired = new DesiredState(
+      { family: this.family, config, own, localPrefixes: [this.publicInterface.prefix], routesOnly },
+      this.peers.values(),
+    );
+    this.desired = desired;
+    this.reportSkips();
+    this.notedDuringRead = [];
+    let read: Awaited<ReturnType<typeof KernelView.read>>;
+    try {
+      read = await KernelView.read(this.kernel, {
+        family: this.family,
+        overlayIndex,
+        publicIndex: this.publicInterface.index,
+        routesOnly,
+        ...(devices.overlayState === undefined ? {} : { overlayState: devices.overlayState }),
+      }, this.routeForm);
+    } catch (err) {
+      this.notedDuringRead = undefined;
+      throw err;
+    }
+    const noted = this.notedDuringRead;
+    this.notedDuringRead = undefined;
+    const { view, duplicates, nexthopsSupported } = read;
+    if (!nexthopsSupported && this.routeForm === 'nexthop' && !this.nexthopsReported) {
+      this.nexthopsReported = true;
+      this.log.info('this kernel has no nexthop objects: routes carry their gateway inline');
+    }
+    this.view = view;
+    // Lease events that came in while reading are part of desired.state already, and everything is planned.
+    desired.takeDirty();
+    const ops = view.plan(desired.state, 'all', duplicates);
+    this.tellBackend(own);
+    // Notifications from while the dumps ran may be newer than what the dumps saw: the next run sees to them.
+    for (const change of noted) view.observe(change, desired.state);
     const failures = await this.apply(ops, overlayIndex);
+    return this.finish(trigger, 'full', started, opsCount(ops), failures);
+  }
+
+  private async runIncremental(trigger: ReconcileTrigger): Promise<ReconcileResult> {
+    const started = performance.now();
+    const desired = this.desired!;
+    const view = this.view!;
+    const leaseKeys = desired.takeDirty();
+    const leasesChanged = leaseKeys.neighbours.size + leaseKeys.fdb.size + leaseKeys.routes.size > 0;
+    const keys = mergeDirty(leaseKeys, view.takeDirty());
+    this.reportSkips();
+    if (leasesChanged) this.tellBackend(this.inputs().own);
+    const ops = view.plan(desired.state, keys);
+    const failures = await this.apply(ops, this.overlayIndex);
+    return this.finish(trigger, 'incremental', started, opsCount(ops), failures);
+  }
+
+  private finish(trigger: ReconcileTrigger, scope: ReconcileResult['scope'], started: number, operations: number, failures: number): ReconcileResult {
     const result: ReconcileResult = {
       trigger,
+      scope,
       durationMs: performance.now() - started,
-      operations: countOps(ops),
+      operations,
       failures,
-      programmed: desired.routes.size,
+      programmed: this.desired?.state.routes.size ?? 0,
     };
     if (result.operations > 0) {
-      this.log.info({ trigger, operations: result.operations, failures, peers: result.programmed, ms: Math.round(result.durationMs) }, 'reconciled');
+      const fields = { trigger, scope, operations: result.operations, failures, peers: result.programmed, ms: Math.round(result.durationMs * 10) / 10 };
+      if (scope === 'full' || failures > 0) this.log.info(fields, 'reconciled');
+      else this.log.debug(fields, 'reconciled');
     }
     this.emit('reconciled', result);
     return result;
   }
 
-  private reportSkips(skips: readonly (readonly [string, string])[]): void {
-    const current = new Map(skips);
+  /**
+   * A userspace data path learns the programmed peers after every change. Only then: the list is O(peers)
+   * to make, and the event path must not be.
+   */
+  private tellBackend(own: Lease): void {
+    if (this.backend.updatePeers === undefined || this.backend.dataPath !== 'userspace' || this.desired === undefined) return;
+    this.backend.updatePeers(own, this.desired.programmedLeases());
+  }
+
+  private reportSkips(): void {
+    const current = new Map<string, string>();
+    for (const { lease, reason } of this.desired?.skipped() ?? []) current.set(lease.name, reason);
     for (const [name, reason] of current) {
       if (this.reportedSkips.get(name) !== reason) this.log.warn({ lease: name, reason }, 'not programming a peer lease');
     }
     this.reportedSkips = current;
   }
 
-  /** weft's objects as the kernel has them: everything on its overlay device, and its tagged routes. */
-  private async readActual(overlayIndex: number | undefined): Promise<FamilyState> {
-    const state = emptyFamilyState();
-    const [neighbours, fdb, routes] = await Promise.all([
-      overlayIndex === undefined ? [] : this.kernel.listNeighbours(overlayIndex, this.family),
-      overlayIndex === undefined ? [] : this.kernel.listFdb(overlayIndex),
-      this.kernel.listRoutes({ family: this.family }),
-    ]);
-    for (const entry of neighbours) state.neighbours.set(entry.ip, { ip: entry.ip, mac: entry.mac ?? '' });
-    for (const entry of fdb) if (entry.self) state.fdb.set(entry.mac, { mac: entry.mac, dst: entry.dst ?? '' });
-    for (const route of routes) {
-      const onOverlay = overlayIndex !== undefined && route.ifindex === overlayIndex && route.protocol !== RTPROT_KERNEL;
-      const tagged = route.protocol === WEFT_ROUTE_PROTOCOL && route.ifindex === this.publicInterface.index;
-      if (!onOverlay && !tagged) continue;
-      const spec: RouteSpec = { dst: route.dst, gateway: route.gateway ?? '', device: onOverlay ? 'overlay' : 'public', onlink: route.onlink };
-      if (state.routes.has(route.dst)) {
-        // A second route of ours to the same prefix (e.g. left by a backend switch): remove it outright.
-        await this.run('route.del', this.kernel.deleteRoute({ dst: route.dst, ifindex: route.ifindex ?? undefined, protocol: route.protocol }));
-        continue;
-      }
-      state.routes.set(route.dst, spec);
-    }
-    return state;
-  }
-
-  /** Removals first (routes, then FDB, then neighbours), then additions in the order that makes a route usable. */
-  private async apply(ops: FamilyOps, overlayIndex: number | undefined): Promise<number> {
-    const routeIndex = (route: RouteSpec) => (route.device === 'overlay' ? overlayIndex : this.publicInterface.index);
+  /**
+   * Sends the planned operations in the order that keeps each step valid: removals (routes, then the
+   * nexthops only they used, FDB entries, neighbours), then neighbours and FDB entries, the nexthops routes
+   * need, the routes, and last the nexthops that routes moved away from. The kernel shim pipelines them and
+   * the kernel applies them in that order. At most APPLY_WINDOW are outstanding at a time, which bounds the
+   * memory a run over thousands of peers takes without slowing it: the shim keeps fewer than that in flight.
+   */
+  private async apply(ops: PlannedOps, overlayIndex: number | undefined): Promise<number> {
+    const steps = this.steps(ops, overlayIndex).filter((step) => step.items.length > 0);
+    if (steps.length === 0) return 0;
     let failures = 0;
-    // Requests of one kind go out together (the kernel shim pipelines them); kinds go in order.
-    const all = async <T>(kind: string, items: readonly T[], operation: (item: T) => Promise<void>) => {
-      const results = await Promise.all(items.map((item) => this.run(kind, operation(item))));
-      failures += results.filter((ok) => !ok).length;
-    };
-    await all('route.del', ops.routes.remove, (route) => this.kernel.deleteRoute({ dst: route.dst, ifindex: routeIndex(route) }));
-    if (overlayIndex !== undefined) {
-      await all('fdb.del', ops.fdb.remove, (entry) => this.kernel.deleteFdb(overlayIndex, entry.mac));
-      await all('neighbour.del', ops.neighbours.remove, (entry) => this.kernel.deleteNeighbour(overlayIndex, entry.ip));
-      await all('neighbour.set', [...ops.neighbours.add, ...ops.neighbours.replace], (entry) =>
-        this.kernel.replaceNeighbour(overlayIndex, entry.ip, entry.mac));
-      await all('fdb.set', [...ops.fdb.add, ...ops.fdb.replace], (entry) => this.kernel.replaceFdb(overlayIndex, entry.mac, entry.dst));
-    }
-    const routes = [...ops.routes.add, ...ops.routes.replace].filter((route) => routeIndex(route) !== undefined);
-    await all('route.set', routes, (route) =>
-      this.kernel.replaceRoute({ dst: route.dst, gateway: route.gateway, ifindex: routeIndex(route)!, onlink: route.onlink, protocol: WEFT_ROUTE_PROTOCOL }));
+    await new Promise<void>((resolve) => {
+      let current = 0;
+      let next = 0;
+      let outstanding = 0;
+      const pump = (): void => {
+        while (outstanding < APPLY_WINDOW && current < steps.length) {
+          const step = steps[current]!;
+          if (next >= step.items.length) {
+            current++;
+            next = 0;
+            continue;
+          }
+          outstanding++;
+          step.start(step.items[next++]!).then(step.ok, step.failed);
+        }
+        if (current >= steps.length && outstanding === 0) resolve();
+      };
+      for (const step of steps) {
+        step.ok = () => {
+          step.counts.set('ok', (step.counts.get('ok') ?? 0) + 1);
+          outstanding--;
+          pump();
+        };
+        step.failed = (err: unknown) => {
+          const name = err instanceof NetlinkError ? err.errnoName : 'error';
+          if (step.removal && GONE.has(name)) {
+            step.ok();
+            return;
+          }
+          failures++;
+          step.counts.set(name, (step.counts.get(name) ?? 0) + 1);
+          this.log.warn({ kind: step.kind, err: (err as Error).message }, 'kernel operation failed; will retry');
+          outstanding--;
+          pump();
+        };
+      }
+      pump();
+    });
+    for (const step of steps) for (const [result, n] of step.counts) this.emit('operation', step.kind, result, n);
     return failures;
   }
 
-  private async run(kind: string, operation: Promise<void>): Promise<boolean> {
-    try {
-      await operation;
-      this.emit('operation', kind, 'ok');
-      return true;
-    } catch (err) {
-      this.emit('operation', kind, err instanceof NetlinkError ? err.errnoName : 'error');
-      this.log.warn({ kind, err: (err as Error).message }, 'kernel operation failed; will retry');
-      return false;
+  /**
+   * The kernel requests of a plan, one step per kind in the order they must reach the kernel: removals
+   * (routes, the nexthops only they used, FDB entries, neighbours), then neighbours and FDB entries, the
+   * nexthops routes need, the routes, and last the nexthops routes moved away from.
+   */
+  private steps(ops: PlannedOps, overlayIndex: number | undefined): ApplyStep[] {
+    const kernel = this.kernel;
+    const view = this.view!;
+    const step = <T>(kind: string, removal: boolean, items: readonly T[], start: (item: T) => Promise<void>): ApplyStep =>
+      ({ kind, removal, items, start: start as (item: unknown) => Promise<void>, counts: new Map(), ok: () => undefined, failed: () => undefined });
+    const steps: ApplyStep[] = [
+      step('route.del', true, ops.routeDel, (route) => {
+        const exactly = { dst: route.spec.dst, protocol: route.protocol, ...(route.metric === undefined ? {} : { metric: route.metric }) };
+        return route.nexthopId !== undefined
+          ? kernel.deleteRoute({ ...exactly, nexthopId: route.nexthopId })
+          : kernel.deleteRoute({ ...exactly, ifindex: route.ifindex });
+      }),
+      step('nexthop.del', true, ops.nexthopDel, (id) => kernel.deleteNexthop(id)),
+    ];
+    if (overlayIndex !== undefined) {
+      steps.push(
+        step('fdb.del', true, ops.fdbDel, (entry) => kernel.deleteFdb(overlayIndex, entry.mac)),
+        step('neighbour.del', true, ops.neighbourDel, (entry) => kernel.deleteNeighbour(overlayIndex, entry.ip)),
+        step('neighbour.set', false, ops.neighbourSet, (entry) => kernel.replaceNeighbour(overlayIndex, entry.ip, entry.mac)),
+        step('fdb.set', false, ops.fdbSet, (entry) => kernel.replaceFdb(overlayIndex, entry.mac, entry.dst)),
+      );
     }
+    const placed = <T extends { device: RouteDevice }>(items: readonly T[]) => items.filter((item) => view.indexOf(item.device) !== undefined);
+    steps.push(
+      step('nexthop.add', false, placed(ops.nexthopAdd), (nexthop) =>
+        kernel.addNexthop({ id: nexthop.id, gateway: nexthop.gateway, ifindex: view.indexOf(nexthop.device)!, onlink: nexthop.onlink, protocol: WEFT_ROUTE_PROTOCOL })),
+      step('route.set', false, ops.routeSet.filter((route) => view.indexOf(route.spec.device) !== undefined), ({ spec, nexthopId }) =>
+        nexthopId !== undefined
+          ? kernel.replaceRoute({ dst: spec.dst, nexthopId, protocol: WEFT_ROUTE_PROTOCOL })
+          : kernel.replaceRoute({ dst: spec.dst, gateway: spec.gateway, ifindex: view.indexOf(spec.device)!, onlink: spec.onlink, protocol: WEFT_ROUTE_PROTOCOL })),
+      step('nexthop.del', true, ops.nexthopDelLast, (id) => kernel.deleteNexthop(id)),
+    );
+    return steps;
   }
+}
+
+/** One kind of request of a run: its items, how to send one, and its tally by result. */
+interface ApplyStep {
+  kind: string;
+  removal: boolean;
+  items: readonly unknown[];
+  start: (item: unknown) => Promise<void>;
+  counts: Map<string, number>;
+  ok: () => void;
+  failed: (err: unknown) => void;
+}
+
+function mergeDirty(a: DirtyKeys, b: DirtyKeys): DirtyKeys {
+  for (const key of b.neighbours) a.neighbours.add(key);
+  for (const key of b.fdb) a.fdb.add(key);
+  for (const key of b.routes) a.routes.add(key);
+  return a;
 }

@@ -21,8 +21,41 @@ function bigIntToBytes(value: bigint, length: number): number[] {
   return bytes;
 }
 
+/**
+ * A strict dotted quad ("198.18.2.0": four decimal parts 0–255 without leading zeros, exactly what
+ * ipaddr.js's isValidFourPartDecimal accepts) as a number, or -1. A hand loop, because leases and the
+ * desired state parse and print addresses by the ten thousand.
+ */
+function fourPartDecimal(text: string): number {
+  let value = 0;
+  let part = 0;
+  let digits = 0;
+  let dots = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 46) {
+      if (digits === 0 || dots === 3) return -1;
+      value = value * 256 + part;
+      part = 0;
+      digits = 0;
+      dots++;
+    } else if (c >= 48 && c <= 57) {
+      if (digits === 1 && part === 0) return -1;
+      part = part * 10 + (c - 48);
+      if (part > 255) return -1;
+      digits++;
+    } else {
+      return -1;
+    }
+  }
+  return dots === 3 && digits > 0 ? value * 256 + part : -1;
+}
+
 /** An IPv4 or IPv6 address held as an integer, so that prefix math is plain arithmetic. */
 export class IpAddress {
+  /** toString's result, made once (a private field: not a property, so equal addresses stay deep-equal) */
+  #text: string | undefined;
+
   private constructor(
     readonly family: Family,
     readonly value: bigint,
@@ -31,6 +64,12 @@ export class IpAddress {
   /** Parses dotted-quad IPv4 (no shorthand such as "10" or hex parts) or any RFC 4291 IPv6 text. */
   static parse(text: string): IpAddress {
     if (typeof text !== 'string') throw new InvalidCidrError(`address ${JSON.stringify(text)} is not a string`);
+    const v4 = fourPartDecimal(text);
+    if (v4 >= 0) {
+      const address = new IpAddress(4, BigInt(v4));
+      address.#text = text;
+      return address;
+    }
     if (ipaddr.IPv4.isValidFourPartDecimal(text)) {
       return new IpAddress(4, bytesToBigInt(ipaddr.IPv4.parse(text).toByteArray()));
     }
@@ -65,7 +104,14 @@ export class IpAddress {
 
   /** Canonical text: dotted quad, or RFC 5952 compressed IPv6 (what Go's net.IP prints, so lease keys match). */
   toString(): string {
-    if (this.family === 4) return ipaddr.fromByteArray(bigIntToBytes(this.value, 4)).toString();
+    return (this.#text ??= this.format());
+  }
+
+  private format(): string {
+    if (this.family === 4) {
+      const v = Number(this.value);
+      return `${v >>> 24}.${(v >>> 16) & 255}.${(v >>> 8) & 255}.${v & 255}`;
+    }
     const groups = Array.from({ length: 8 }, (_, i) => Number((this.value >> BigInt(112 - 16 * i)) & 0xffffn));
     // RFC 5952 §4.2: "::" replaces the first longest run of two or more zero groups (ipaddr.js may pick a later
     // run of the same length, e.g. "0:0:1::1:2:3" for ::1:0:0:1:2:3).
@@ -85,6 +131,9 @@ export class IpAddress {
 
 /** A network prefix (CIDR) whose host bits are all zero. */
 export class Prefix {
+  #last: bigint | undefined;
+  #text: string | undefined;
+
   private constructor(
     readonly family: Family,
     readonly base: bigint,
@@ -132,7 +181,7 @@ export class Prefix {
   }
 
   get last(): bigint {
-    return this.base + this.size - 1n;
+    return (this.#last ??= this.base + this.size - 1n);
   }
 
   get network(): IpAddress {
@@ -194,7 +243,7 @@ export class Prefix {
   }
 
   toString(): string {
-    return `${this.network.toString()}/${this.length}`;
+    return (this.#text ??= `${this.network.toString()}/${this.length}`);
   }
 
   private checkSubnetLength(length: number): void {

@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
+import fc from 'fast-check';
 import { IpAddress, Prefix } from './cidr.js';
 import { parseNetworkConfig } from './config.js';
 import {
+  DesiredState,
   countOps,
   desiredFamilyState,
   diffFamilyState,
@@ -115,5 +117,68 @@ describe('desired data-plane state', function () {
     assert.equal(first & 0x03, 0x02);
     assert.equal(vxlanOverhead(4), 50);
     assert.equal(vxlanOverhead(6), 70);
+  });
+});
+
+describe('desired state kept one lease at a time (DesiredState)', function () {
+  function sorted<T>(map: ReadonlyMap<string, T>): [string, T][] {
+    return [...map.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  }
+
+  function assertSame(incremental: DesiredState, peers: ReadonlyMap<string, Lease>, context: Omit<DesiredInput, 'peers'>): void {
+    const reference = desiredFamilyState({ ...context, peers: peers.values() });
+    assert.deepEqual(sorted(incremental.state.neighbours), sorted(reference.state.neighbours));
+    assert.deepEqual(sorted(incremental.state.fdb), sorted(reference.state.fdb));
+    assert.deepEqual(sorted(incremental.state.routes), sorted(reference.state.routes));
+    const skips = (list: { lease: Lease; reason: string }[]) => list.map(({ lease: l, reason }) => `${l.name}: ${reason}`).sort();
+    assert.deepEqual(skips(incremental.skipped()), skips(reference.skipped));
+  }
+
+  it('equals desiredFamilyState over the lease map after every add, change and removal, clashes included', function () {
+    // A small pool of subnets, public IPs and MACs, so that random leases clash on VtepMAC, neighbour and route.
+    const subnets = ['198.18.2.0-24', '198.18.3.0-24', '198.18.2.0-25', '198.18.4.0-24', '198.18.1.0-25', '198.51.100.0-24', '198.18.5.0-24'];
+    const ips = ['192.0.2.12', '192.0.2.13', '203.0.113.5', '192.0.2.11'];
+    const macs = ['0a:00:00:00:00:02', '0a:00:00:00:00:03', '0a:00:00:00:00:04', undefined];
+    const backends = ['vxlan', 'vxlan', 'vxlan', 'host-gw'];
+    const op = fc.record({
+      remove: fc.boolean(),
+      subnet: fc.constantFrom(...subnets),
+      ip: fc.constantFrom(...ips),
+      mac: fc.constantFrom(...macs),
+      backend: fc.constantFrom(...backends),
+    });
+    fc.assert(fc.property(fc.constantFrom(VXLAN, DIRECT, HOSTGW), fc.array(op, { maxLength: 40 }), (config, ops) => {
+      const context = { family: 4 as const, config, own: input({}).own, localPrefixes: LOCAL };
+      const peers = new Map<string, Lease>();
+      const incremental = new DesiredState(context);
+      for (const step of ops) {
+        // the lease watcher's map: a change keeps its place, a removal and a new add goes last
+        if (step.remove) {
+          peers.delete(step.subnet);
+          incremental.delete(step.subnet);
+        } else {
+          const next = lease(step.subnet, step.ip, step.backend, step.mac);
+          peers.set(step.subnet, next);
+          incremental.set(next);
+        }
+        assertSame(incremental, peers, context);
+      }
+      // and built in one go from the same map
+      assertSame(new DesiredState(context, peers.values()), peers, context);
+    }), { numRuns: 300 });
+  });
+
+  it('reports the keys a change may touch, and only those', function () {
+    const context = { family: 4 as const, config: VXLAN, own: input({}).own, localPrefixes: LOCAL };
+    const incremental = new DesiredState(context, [lease('198.18.2.0-24', '192.0.2.12', 'vxlan', '0a:00:00:00:00:02')]);
+    incremental.takeDirty();
+    incremental.set(lease('198.18.3.0-24', '192.0.2.13', 'vxlan', '0a:00:00:00:00:03'));
+    const dirty = incremental.takeDirty();
+    assert.deepEqual([...dirty.neighbours], ['198.18.3.0']);
+    assert.deepEqual([...dirty.fdb], ['0a:00:00:00:00:03']);
+    assert.deepEqual([...dirty.routes], ['198.18.3.0/24']);
+    incremental.delete('198.18.2.0-24');
+    assert.deepEqual([...incremental.takeDirty().routes], ['198.18.2.0/24']);
+    assert.equal(incremental.state.routes.size, 1);
   });
 });

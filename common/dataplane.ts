@@ -52,6 +52,11 @@ export interface DesiredInput {
   peers: Iterable<Lease>;
   /** On-link prefixes of the public interface: peers inside them are directly reachable (host-gw, DirectRouting). */
   localPrefixes: readonly Prefix[];
+  /**
+   * The overlay device takes routes only (a userspace data path's veth): vxlan peers get their route but no
+   * kernel neighbour or FDB entry (and so no VtepMAC clash check, which guards the FDB).
+   */
+  routesOnly?: boolean;
 }
 
 export function emptyFamilyState(): FamilyState {
@@ -74,7 +79,7 @@ function isDirect(ip: IpAddress, localPrefixes: readonly Prefix[]): boolean {
  * Why a peer lease cannot be programmed for `family`, or undefined when it can. A lease that is ours,
  * claims our public IP or overlaps our subnet is never programmed: it would hijack our own traffic.
  */
-function rejectPeer(input: DesiredInput, peer: Lease, backend: BackendConfig): string | undefined {
+function rejectPeer(input: PeerContext, peer: Lease, backend: BackendConfig): string | undefined {
   const { family, config, own } = input;
   const plan = family === 4 ? config.ipv4 : config.ipv6;
   const subnet = subnetOf(peer, family);
@@ -96,46 +101,318 @@ function rejectPeer(input: DesiredInput, peer: Lease, backend: BackendConfig): s
   return undefined;
 }
 
-/** The desired kernel state for one family: a pure function of the config, our lease and the peers'. */
-export function desiredFamilyState(input: DesiredInput): { state: FamilyState; skipped: SkippedLease[] } {
-  const { family, config } = input;
+/** Everything a peer lease is judged against: a DesiredInput without the peers. */
+export type PeerContext = Omit<DesiredInput, 'peers'>;
+
+/**
+ * What one peer lease asks for on its own, before clashes with other peers are settled (see
+ * desiredFamilyState): the objects to program, or why it is refused (`quiet` for our own lease, which is
+ * not worth a warning).
+ */
+export type PeerPlan =
+  | { kind: 'program'; neighbour?: NeighbourSpec; fdb?: FdbSpec; route?: RouteSpec }
+  | { kind: 'skip'; reason: string; quiet: boolean };
+
+/** The objects one peer lease asks for: a pure function of the context and that lease alone. */
+export function peerPlan(context: PeerContext, peer: Lease): PeerPlan {
+  const { family, config } = context;
   const backend = config.backend;
+  const reason = rejectPeer(context, peer, backend);
+  if (reason !== undefined) return { kind: 'skip', reason, quiet: peer.name === context.own.name };
+  const subnet = subnetOf(peer, family)!;
+  const publicIP = publicIpOf(peer, family)!.toString();
+  const dst = subnet.toString();
+  if (backend.type === 'host-gw' || (backend.type === 'vxlan' && backend.directRouting && isDirect(publicIpOf(peer, family)!, context.localPrefixes))) {
+    return { kind: 'program', route: { dst, gateway: publicIP, device: 'public', onlink: false } };
+  }
+  // flannel's udp backend: weft's userspace path forwards, the peer needs only its route onto the overlay device.
+  if (backend.type === 'udp') return { kind: 'program', route: { dst, gateway: subnet.network.toString(), device: 'overlay', onlink: true } };
+  if (backend.type !== 'vxlan') return { kind: 'program' };
+  let vtepMac: string;
+  try {
+    const data = family === 4 ? peer.attrs.backendData : peer.attrs.backendV6Data;
+    vtepMac = parseVxlanBackendData(data, peer.name, family === 4 ? 'BackendData' : 'BackendV6Data').vtepMac;
+  } catch (err) {
+    return { kind: 'skip', reason: (err as Error).message, quiet: false };
+  }
+  const gateway = subnet.network.toString();
+  if (context.routesOnly === true) return { kind: 'program', route: { dst, gateway, device: 'overlay', onlink: true } };
+  return {
+    kind: 'program',
+    neighbour: { ip: gateway, mac: vtepMac },
+    fdb: { mac: vtepMac, dst: publicIP },
+    route: { dst, gateway, device: 'overlay', onlink: true },
+  };
+}
+
+function vtepClash(mac: string, holder: FdbSpec): string {
+  return `VtepMAC ${mac} is already used by the peer at ${holder.dst}`;
+}
+
+/**
+ * The desired kernel state for one family: a pure function of the config, our lease and the peers'.
+ * Clashes are settled in the order of `peers`: a VtepMAC stays with the first peer that claims it (one FDB
+ * entry can point at one host only; the later claimants are skipped whole), and of two peers that want the
+ * same neighbour or route, the later one's wins.
+ */
+export function desiredFamilyState(input: DesiredInput): { state: FamilyState; skipped: SkippedLease[] } {
   const state = emptyFamilyState();
   const skipped: SkippedLease[] = [];
   for (const peer of input.peers) {
-    const reason = rejectPeer(input, peer, backend);
-    if (reason !== undefined) {
-      if (peer.name !== input.own.name) skipped.push({ lease: peer, reason });
-      continue;
-    }
-    const subnet = subnetOf(peer, family)!;
-    const publicIP = publicIpOf(peer, family)!.toString();
-    const dst = subnet.toString();
-    if (backend.type === 'host-gw' || (backend.type === 'vxlan' && backend.directRouting && isDirect(publicIpOf(peer, family)!, input.localPrefixes))) {
-      state.routes.set(dst, { dst, gateway: publicIP, device: 'public', onlink: false });
-      continue;
-    }
-    if (backend.type !== 'vxlan') continue;
-    let vtepMac: string;
-    try {
-      const data = family === 4 ? peer.attrs.backendData : peer.attrs.backendV6Data;
-      vtepMac = parseVxlanBackendData(data, peer.name, family === 4 ? 'BackendData' : 'BackendV6Data').vtepMac;
-    } catch (err) {
-      skipped.push({ lease: peer, reason: (err as Error).message });
+    const plan = peerPlan(input, peer);
+    if (plan.kind === 'skip') {
+      if (!plan.quiet) skipped.push({ lease: peer, reason: plan.reason });
       continue;
     }
     // Two peers must never share a VtepMAC: one FDB entry can point at one host only.
-    const clash = state.fdb.get(vtepMac);
+    const clash = plan.fdb === undefined ? undefined : state.fdb.get(plan.fdb.mac);
     if (clash !== undefined) {
-      skipped.push({ lease: peer, reason: `VtepMAC ${vtepMac} is already used by the peer at ${clash.dst}` });
+      skipped.push({ lease: peer, reason: vtepClash(plan.fdb!.mac, clash) });
       continue;
     }
-    const gateway = subnet.network.toString();
-    state.neighbours.set(gateway, { ip: gateway, mac: vtepMac });
-    state.fdb.set(vtepMac, { mac: vtepMac, dst: publicIP });
-    state.routes.set(dst, { dst, gateway, device: 'overlay', onlink: true });
+    if (plan.neighbour !== undefined) state.neighbours.set(plan.neighbour.ip, plan.neighbour);
+    if (plan.fdb !== undefined) state.fdb.set(plan.fdb.mac, plan.fdb);
+    if (plan.route !== undefined) state.routes.set(plan.route.dst, plan.route);
   }
   return { state, skipped };
+}
+
+/** Keys of desired objects that may have changed: neighbour IPs, FDB MACs, route destinations. */
+export interface DirtyKeys {
+  neighbours: Set<string>;
+  fdb: Set<string>;
+  routes: Set<string>;
+}
+
+export function emptyDirtyKeys(): DirtyKeys {
+  return { neighbours: new Set(), fdb: new Set(), routes: new Set() };
+}
+
+interface PeerEntry {
+  name: string;
+  /** Position in the peers' order: kept when a lease changes, new when it is added (again). */
+  seq: number;
+  lease: Lease;
+  plan: PeerPlan;
+}
+
+/** Who claims each key: one peer (the usual case, kept without an array) or several. */
+type Claims = Map<string, PeerEntry | PeerEntry[]>;
+
+function claim(claims: Claims, key: string, entry: PeerEntry): void {
+  const held = claims.get(key);
+  if (held === undefined) claims.set(key, entry);
+  else if (Array.isArray(held)) held.push(entry);
+  else claims.set(key, [held, entry]);
+}
+
+function unclaim(claims: Claims, key: string, entry: PeerEntry): void {
+  const held = claims.get(key);
+  if (held === entry) {
+    claims.delete(key);
+  } else if (Array.isArray(held)) {
+    const at = held.indexOf(entry);
+    if (at >= 0) held.splice(at, 1);
+    if (held.length === 1) claims.set(key, held[0]!);
+  }
+}
+
+function claimants(claims: Claims, key: string): readonly PeerEntry[] {
+  const held = claims.get(key);
+  return held === undefined ? [] : Array.isArray(held) ? held : [held];
+}
+
+/**
+ * desiredFamilyState kept up to date one lease at a time, for the reconcile loop's event path: `set` and
+ * `delete` cost O(1) (plus the peers that clash with the one changed) instead of a pass over every peer,
+ * and report which objects may have changed. Peers are ordered the way a Map orders its keys (a changed
+ * lease keeps its place, a removed and re-added one goes last), so fed the lease watcher's events in
+ * order, `state` and `skipped()` equal desiredFamilyState over the watcher's map at every step.
+ */
+export class DesiredState {
+  readonly state: FamilyState = emptyFamilyState();
+  private readonly peers = new Map<string, PeerEntry>();
+  private readonly macClaims: Claims = new Map();
+  private readonly neighbourClaims: Claims = new Map();
+  private readonly routeClaims: Claims = new Map();
+  private readonly skips = new Map<string, SkippedLease>();
+  private dirty = emptyDirtyKeys();
+  /** scratch for one set() / delete(): the keys it touched */
+  private readonly touched = emptyDirtyKeys();
+  private seq = 0;
+
+  /** Builds the state for `peers` in one pass (as desiredFamilyState does); nothing is dirty afterwards. */
+  constructor(
+    readonly context: PeerContext,
+    peers: Iterable<Lease> = [],
+  ) {
+    const { state } = this;
+    for (const lease of peers) {
+      const plan = peerPlan(context, lease);
+      const entry: PeerEntry = { name: lease.name, seq: ++this.seq, lease, plan };
+      this.peers.set(lease.name, entry);
+      if (plan.kind === 'skip') {
+        if (!plan.quiet) this.skips.set(lease.name, { lease, reason: plan.reason });
+        continue;
+      }
+      if (plan.fdb !== undefined) claim(this.macClaims, plan.fdb.mac, entry);
+      if (plan.neighbour !== undefined) claim(this.neighbourClaims, plan.neighbour.ip, entry);
+      if (plan.route !== undefined) claim(this.routeClaims, plan.route.dst, entry);
+      const holder = plan.fdb === undefined ? undefined : state.fdb.get(plan.fdb.mac);
+      if (holder !== undefined) {
+        this.skips.set(lease.name, { lease, reason: vtepClash(plan.fdb!.mac, holder) });
+        continue;
+      }
+      if (plan.neighbour !== undefined) state.neighbours.set(plan.neighbour.ip, plan.neighbour);
+      if (plan.fdb !== undefined) state.fdb.set(plan.fdb.mac, plan.fdb);
+      if (plan.route !== undefined) state.routes.set(plan.route.dst, plan.route);
+    }
+  }
+
+  /** Number of peer leases known (programmed or not). */
+  get size(): number {
+    return this.peers.size;
+  }
+
+  /** Adds a lease or takes a new version of it. */
+  set(lease: Lease): void {
+    const previous = this.peers.get(lease.name);
+    const plan = peerPlan(this.context, lease);
+    const touched = this.touched;
+    if (previous !== undefined) this.release(previous, touched);
+    const entry: PeerEntry = { name: lease.name, seq: previous?.seq ?? ++this.seq, lease, plan };
+    this.peers.set(lease.name, entry);
+    this.hold(entry, touched);
+    this.settle(touched);
+  }
+
+  delete(name: string): void {
+    const previous = this.peers.get(name);
+    if (previous === undefined) return;
+    const touched = this.touched;
+    this.release(previous, touched);
+    this.peers.delete(name);
+    this.skips.delete(name);
+    this.settle(touched);
+  }
+
+  /** The leases that are programmed (neither refused nor clashing), in the peers' order. */
+  programmedLeases(): Lease[] {
+    const out: Lease[] = [];
+    for (const entry of this.peers.values()) if (this.active(entry) && entry.plan.kind === 'program' && entry.plan.route !== undefined) out.push(entry.lease);
+    return out;
+  }
+
+  /** Peers that are not programmed, and why. */
+  skipped(): SkippedLease[] {
+    return [...this.skips.values()];
+  }
+
+  /** The keys that may have changed since the last call (or since construction). */
+  takeDirty(): DirtyKeys {
+    const dirty = this.dirty;
+    this.dirty = emptyDirtyKeys();
+    return dirty;
+  }
+
+  private hold(entry: PeerEntry, touched: DirtyKeys): void {
+    const { plan } = entry;
+    if (plan.kind === 'skip') {
+      if (plan.quiet) this.skips.delete(entry.name);
+      else this.skips.set(entry.name, { lease: entry.lease, reason: plan.reason });
+      return;
+    }
+    this.skips.delete(entry.name);
+    if (plan.fdb !== undefined) {
+      claim(this.macClaims, plan.fdb.mac, entry);
+      touched.fdb.add(plan.fdb.mac);
+    }
+    if (plan.neighbour !== undefined) {
+      claim(this.neighbourClaims, plan.neighbour.ip, entry);
+      touched.neighbours.add(plan.neighbour.ip);
+    }
+    if (plan.route !== undefined) {
+      claim(this.routeClaims, plan.route.dst, entry);
+      touched.routes.add(plan.route.dst);
+    }
+  }
+
+  private release(entry: PeerEntry, touched: DirtyKeys): void {
+    const { plan } = entry;
+    if (plan.kind === 'skip') return;
+    if (plan.fdb !== undefined) {
+      unclaim(this.macClaims, plan.fdb.mac, entry);
+      touched.fdb.add(plan.fdb.mac);
+    }
+    if (plan.neighbour !== undefined) {
+      unclaim(this.neighbourClaims, plan.neighbour.ip, entry);
+      touched.neighbours.add(plan.neighbour.ip);
+    }
+    if (plan.route !== undefined) {
+      unclaim(this.routeClaims, plan.route.dst, entry);
+      touched.routes.add(plan.route.dst);
+    }
+  }
+
+  /** The peer a VtepMAC belongs to: the first claimant in the peers' order. */
+  private macHolder(mac: string): PeerEntry | undefined {
+    const held = this.macClaims.get(mac);
+    if (held === undefined || !Array.isArray(held)) return held;
+    let holder = held[0]!;
+    for (const entry of held) if (entry.seq < holder.seq) holder = entry;
+    return holder;
+  }
+
+  /** A peer is programmed unless refused or clashing with an earlier peer's VtepMAC. */
+  private active(entry: PeerEntry): boolean {
+    const { plan } = entry;
+    if (plan.kind === 'skip') return false;
+    return plan.fdb === undefined || this.macHolder(plan.fdb.mac) === entry;
+  }
+
+  /** The last active claimant in the peers' order. */
+  private lastActive(list: readonly PeerEntry[]): PeerEntry | undefined {
+    let winner: PeerEntry | undefined;
+    for (const entry of list) if ((winner === undefined || entry.seq > winner.seq) && this.active(entry)) winner = entry;
+    return winner;
+  }
+
+  private settle(touched: DirtyKeys): void {
+    const { state } = this;
+    // A VtepMAC changing hands switches its claimants on or off, and with them their neighbours and routes.
+    for (const mac of touched.fdb) {
+      const holder = this.macHolder(mac);
+      this.dirty.fdb.add(mac);
+      if (holder === undefined) {
+        state.fdb.delete(mac);
+        continue;
+      }
+      const fdb = (holder.plan as { fdb: FdbSpec }).fdb;
+      state.fdb.set(mac, fdb);
+      for (const entry of claimants(this.macClaims, mac)) {
+        const plan = entry.plan as { neighbour?: NeighbourSpec; route?: RouteSpec };
+        if (plan.neighbour !== undefined) touched.neighbours.add(plan.neighbour.ip);
+        if (plan.route !== undefined) touched.routes.add(plan.route.dst);
+        if (entry === holder) this.skips.delete(entry.name);
+        else this.skips.set(entry.name, { lease: entry.lease, reason: vtepClash(mac, fdb) });
+      }
+    }
+    for (const ip of touched.neighbours) {
+      this.dirty.neighbours.add(ip);
+      const winner = this.lastActive(claimants(this.neighbourClaims, ip));
+      if (winner === undefined) state.neighbours.delete(ip);
+      else state.neighbours.set(ip, (winner.plan as { neighbour: NeighbourSpec }).neighbour);
+    }
+    for (const dst of touched.routes) {
+      this.dirty.routes.add(dst);
+      const winner = this.lastActive(claimants(this.routeClaims, dst));
+      if (winner === undefined) state.routes.delete(dst);
+      else state.routes.set(dst, (winner.plan as { route: RouteSpec }).route);
+    }
+    touched.neighbours.clear();
+    touched.fdb.clear();
+    touched.routes.clear();
+  }
 }
 
 export interface ObjectOps<T> {

@@ -62,7 +62,7 @@ export function formatLeaseKey(subnets: LeaseSubnets): string {
   return `${subnets.ipv4 === undefined ? NO_IPV4 : keyPartText(subnets.ipv4)}&${keyPartText(subnets.ipv6)}`;
 }
 
-const KNOWN_FIELDS = ['PublicIP', 'PublicIPv6', 'BackendType', 'BackendData', 'BackendV6Data'];
+const KNOWN_FIELDS = new Set(['PublicIP', 'PublicIPv6', 'BackendType', 'BackendData', 'BackendV6Data']);
 
 function optionalAddress(obj: Record<string, unknown>, name: string, family: 4 | 6, key: string): IpAddress | undefined {
   const value = obj[name];
@@ -105,7 +105,9 @@ export function parseLeaseAttrs(text: string, key: string): LeaseAttrs {
     throw new InvalidLeaseError(key, `BackendType ${JSON.stringify(backendType)} is not a backend name`);
   }
   // fromEntries defines own properties, so even a field named "__proto__" is kept rather than eaten by a setter.
-  const extra = Object.fromEntries(Object.entries(obj).filter(([name]) => !KNOWN_FIELDS.includes(name)));
+  let unknown: [string, unknown][] | undefined;
+  for (const name of Object.keys(obj)) if (!KNOWN_FIELDS.has(name)) (unknown ??= []).push([name, obj[name]]);
+  const extra = unknown === undefined ? {} : Object.fromEntries(unknown);
   return {
     publicIP: optionalAddress(obj, 'PublicIP', 4, key),
     publicIPv6: optionalAddress(obj, 'PublicIPv6', 6, key),

@@ -8,6 +8,8 @@ declare -A package_of=(
   [etcd]=etcd-server [etcdctl]=etcd-client [ip]=iproute2 [iptables]=iptables [ip6tables]=iptables
   [iperf3]=iperf3 [ping]=iputils-ping [tcpdump]=tcpdump [sysctl]=procps [openssl]=openssl [nft]=nftables
 )
+# the tests run `vagrant validate` on e2e/vagrant/Vagrantfile (no VM is started)
+if [ "${1:-test}" = test ]; then package_of[vagrant]=vagrant; fi
 missing=()
 for command in "${!package_of[@]}"; do
   command -v "$command" >/dev/null 2>&1 || PATH="$PATH:/usr/sbin:/sbin" command -v "$command" >/dev/null 2>&1 || missing+=("${package_of[$command]}")

@@ -110,45 +110,7 @@ export class Netns {
    * resolves with its JSON result; rejects with ChildError when it throws, exits badly or hangs.
    */
   run(module: URL, fn: string, arg: unknown, options: RunOptions = {}): Promise<unknown> {
-    const timeoutMs = options.timeoutMs ?? 30_000;
-    return new Promise((resolve, reject) => {
-      const child = spawn('ip', ['netns', 'exec', this.name, process.execPath, CHILD, fileURLToPath(module), fn], {
-        stdio: ['pipe', 'pipe', 'pipe'],
-      });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-      child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-      child.stdin.end(JSON.stringify(arg ?? null));
-      let timedOut = false;
-      const timer = setTimeout(() => {
-        timedOut = true;
-        child.kill('SIGKILL');
-      }, timeoutMs);
-      child.on('error', (err) => {
-        clearTimeout(timer);
-        reject(err);
-      });
-      child.on('close', (code, signal) => {
-        clearTimeout(timer);
-        const line = stdout.split('\n').find((l) => l.startsWith(RESULT_MARKER));
-        const tail = `\n--- child stderr ---\n${stderr.trim()}`;
-        if (timedOut) {
-          const what = line ? 'returned but did not exit (something keeps its event loop alive)' : 'timed out';
-          reject(new ChildError(`${fn} in netns ${this.name} ${what} after ${timeoutMs} ms${tail}`, {}));
-          return;
-        }
-        if (!line) {
-          reject(new ChildError(`${fn} in netns ${this.name} exited (code ${code}, signal ${signal}) without a result${tail}`, {}));
-          return;
-        }
-        const parsed = JSON.parse(line.slice(RESULT_MARKER.length)) as
-          | { ok: true; value: unknown }
-          | { ok: false; error: { name?: string; message: string; code?: string; errnoName?: string; stack?: string } };
-        if (parsed.ok) resolve(parsed.value);
-        else reject(new ChildError(parsed.error.message, parsed.error));
-      });
-    });
+    return runInNamespace(this.name, module, fn, arg, options);
   }
 
   /** Removes the namespace (and with it every device in it); idempotent. */
@@ -160,21 +122,70 @@ export class Netns {
   }
 }
 
+/**
+ * Calls export `fn` of the ES module at `module` with `arg` in a child process inside the named network
+ * namespace (any, e.g. a lab host's) and resolves with its JSON result; rejects with ChildError when it
+ * throws, exits badly or hangs. `Netns.run` for namespaces this module made.
+ */
+export function runInNamespace(name: string, module: URL, fn: string, arg: unknown, options: RunOptions = {}): Promise<unknown> {
+  const timeoutMs = options.timeoutMs ?? 30_000;
+  return new Promise((resolve, reject) => {
+    const child = spawn('ip', ['netns', 'exec', name, process.execPath, CHILD, fileURLToPath(module), fn], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.stdin.end(JSON.stringify(arg ?? null));
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, timeoutMs);
+    child.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      const line = stdout.split('\n').find((l) => l.startsWith(RESULT_MARKER));
+      const tail = `\n--- child stderr ---\n${stderr.trim()}`;
+      if (timedOut) {
+        const what = line ? 'returned but did not exit (something keeps its event loop alive)' : 'timed out';
+        reject(new ChildError(`${fn} in netns ${name} ${what} after ${timeoutMs} ms${tail}`, {}));
+        return;
+      }
+      if (!line) {
+        reject(new ChildError(`${fn} in netns ${name} exited (code ${code}, signal ${signal}) without a result${tail}`, {}));
+        return;
+      }
+      const parsed = JSON.parse(line.slice(RESULT_MARKER.length)) as
+        | { ok: true; value: unknown }
+        | { ok: false; error: { name?: string; message: string; code?: string; errnoName?: string; stack?: string } };
+      if (parsed.ok) resolve(parsed.value);
+      else reject(new ChildError(parsed.error.message, parsed.error));
+    });
+  });
+}
+
 type ScenarioFn = (arg: never) => unknown;
 type ArgOf<F> = F extends (arg: infer A) => unknown ? A : never;
 type ResultOf<F> = F extends (...args: never[]) => infer R ? Awaited<R> : never;
 
 /**
  * A typed runner for the exports of one scenario module:
- * `scenarioRunner<typeof import('./x.scenarios.js')>(url)(ns, 'exportName', arg)`.
+ * `scenarioRunner<typeof import('./x.scenarios.js')>(url)(ns, 'exportName', arg)`; `ns` is a Netns or the
+ * name of any namespace.
  */
 export function scenarioRunner<M>(module: URL) {
   return <K extends keyof M & string>(
-    ns: Netns,
+    ns: Netns | string,
     name: K,
     arg: M[K] extends ScenarioFn ? ArgOf<M[K]> : never,
     options?: RunOptions,
-  ): Promise<ResultOf<M[K]>> => ns.run(module, name, arg, options) as Promise<ResultOf<M[K]>>;
+  ): Promise<ResultOf<M[K]>> =>
+    (typeof ns === 'string' ? runInNamespace(ns, module, name, arg, options) : ns.run(module, name, arg, options)) as Promise<ResultOf<M[K]>>;
 }
 
 /**

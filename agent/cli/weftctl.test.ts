@@ -1,8 +1,13 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Etcd3 } from 'etcd3';
-import { EtcdServer } from '../../test/etcd-server.js';
+import { EtcdServer, freePort } from '../../test/etcd-server.js';
+import { HealthServer, READINESS_CHECKS, Readiness } from '../http.js';
+import { WeftMetrics } from '../metrics.js';
 import { connectEtcd } from '../registry/etcd.js';
 
 const WEFTCTL = fileURLToPath(new URL('./weftctl.js', import.meta.url));
@@ -15,10 +20,13 @@ describe('weftctl against a real etcd', function () {
   let testIndex = 0;
 
   function weftctl(...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+    return run({ FLANNELD_ETCD_ENDPOINTS: etcd.endpoint, WEFTD_ETCD_PREFIX: prefix }, ['--environment-file=', ...args]);
+  }
+
+  /** weftctl with exactly this environment (and PATH). */
+  function run(env: Record<string, string>, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
     return new Promise((resolve) => {
-      const child = spawn(process.execPath, [WEFTCTL, ...args], {
-        env: { PATH: process.env.PATH, FLANNELD_ETCD_ENDPOINTS: etcd.endpoint, WEFTD_ETCD_PREFIX: prefix },
-      });
+      const child = spawn(process.execPath, [WEFTCTL, ...args], { env: { PATH: process.env.PATH, ...env } });
       let stdout = '';
       let stderr = '';
       child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
@@ -89,4 +97,91 @@ describe('weftctl against a real etcd', function () {
     assert.equal(missing.code, 1);
     assert.match(missing.stderr, /no lease 198\.18\.5\.0-24/);
   });
+
+  it('status lists the leases, joined with what each agent reports, and exits 1 naming a host with a problem', async function () {
+    // two agents on loopback addresses: 127.0.0.1 answers (a real HealthServer), 127.0.0.2 refuses
+    const port = await freePort();
+    const readiness = new Readiness();
+    for (const check of READINESS_CHECKS) readiness.setReady(check, true);
+    readiness.setInfo('backend', 'vxlan');
+    const metrics = new WeftMetrics({ defaultMetrics: false });
+    metrics.peers.set({ backend: 'vxlan' }, 1);
+    metrics.etcdReachable.set(1);
+    const server = await HealthServer.listen({ host: '127.0.0.1', port, readiness, metrics });
+    try {
+      const etcdLease = (await client.leaseClient.leaseGrant({ TTL: 3600 })).ID;
+      await client.put(`${prefix}/subnets/198.18.5.0-24`).value('{"PublicIP":"127.0.0.1","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0a:00:00:00:00:05"}}').lease(etcdLease);
+      await client.put(`${prefix}/subnets/198.18.6.0-24`).value('{"PublicIP":"127.0.0.2","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0a:00:00:00:00:06"}}').lease(etcdLease);
+
+      const leasesOnly = await weftctl('status');
+      assert.equal(leasesOnly.code, 0, leasesOnly.stderr);
+      assert.match(leasesOnly.stdout, /^198\.18\.5\.0\/24\s+127\.0\.0\.1\s+vxlan\s+(59m\d\ds|1h00m)\s+-\s+-\s+-$/m);
+      assert.match(leasesOnly.stderr, /agents not asked: give --healthz-port/);
+
+      const table = await weftctl('status', '--healthz-port', String(port));
+      assert.equal(table.code, 1);
+      assert.match(table.stdout, /^SUBNET\s+PUBLIC IP\s+BACKEND\s+EXPIRES\s+AGENT\s+PEERS\s+PROBLEMS$/m);
+      assert.match(table.stdout, /^198\.18\.5\.0\/24\s+127\.0\.0\.1\s+vxlan\s+\S+\s+ready\s+1\/1\s+-$/m);
+      assert.match(table.stdout, new RegExp(`^198\\.18\\.6\\.0/24\\s+127\\.0\\.0\\.2\\s+vxlan\\s+\\S+\\s+unreachable\\s+-\\s+agent unreachable at http://127\\.0\\.0\\.2:${port} \\(ECONNREFUSED\\)$`, 'm'));
+      assert.match(table.stderr, /^weftctl: 1 of 2 hosts have problems: 198\.18\.6\.0\/24 \(127\.0\.0\.2\)$/m);
+
+      // the port can come from weftd's environment variable, as on a node; not ready shows which checks
+      readiness.setReady('dataplane', false, 'netlink failing');
+      const json = await run({ FLANNELD_ETCD_ENDPOINTS: etcd.endpoint, WEFTD_ETCD_PREFIX: prefix, WEFTD_HEALTHZ_PORT: String(port) }, ['--environment-file=', 'status', '-o', 'json']);
+      const rows = JSON.parse(json.stdout) as { subnet: string; agent: { ready: boolean; peers: number; info: Record<string, unknown> }; problems: string[] }[];
+      assert.equal(rows[0]!.agent.ready, false);
+      assert.equal(rows[0]!.agent.peers, 1);
+      assert.deepEqual(rows[0]!.agent.info, { backend: 'vxlan' });
+      assert.deepEqual(rows[0]!.problems, ['not ready: dataplane']);
+    } finally {
+      await server.destroy();
+    }
+  });
+
+  it('reads etcd settings from the environment file; the environment and flags win over it', async function () {
+    const dir = mkdtempSync(join(tmpdir(), 'weftctl-env-'));
+    try {
+      const file = join(dir, 'weftd.env');
+      writeFileSync(file, `# as deploy/weftd.env\nWEFTD_ETCD_ENDPOINTS=${etcd.endpoint}\nexport FLANNELD_ETCD_PREFIX="${prefix}/from-file"\n`);
+      await client.put(`${prefix}/from-file/config`).value('{"Network":"198.18.0.0/16","Backend":{"Type":"host-gw"}}');
+      await client.put(`${prefix}/config`).value('{"Network":"198.18.0.0/16","Backend":{"Type":"vxlan"}}');
+      const fromFile = await run({}, [`--environment-file=${file}`, 'config', 'get']);
+      assert.equal(fromFile.code, 0, fromFile.stderr);
+      assert.match(fromFile.stdout, /host-gw/);
+      const envWins = await run({ WEFTD_ETCD_PREFIX: prefix }, ['--environment-file', file, 'config', 'get']);
+      assert.match(envWins.stdout, /vxlan/);
+      const flagWins = await run({}, [`--environment-file=${file}`, 'config', 'get', `--etcd-prefix=${prefix}`]);
+      assert.match(flagWins.stdout, /vxlan/);
+      const missing = await run({}, [`--environment-file=${join(dir, 'nope.env')}`, 'config', 'get']);
+      assert.equal(missing.code, 1);
+      assert.match(missing.stderr, /--environment-file .*nope\.env: no such file/);
+      writeFileSync(file, 'WEFTD_ETCD_ENDPOINTS\n');
+      const malformed = await run({}, [`--environment-file=${file}`, 'config', 'get']);
+      assert.equal(malformed.code, 1);
+      assert.match(malformed.stderr, /weftd\.env line 1: "WEFTD_ETCD_ENDPOINTS" is not a NAME=value line/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('names what is wrong: an unreachable etcd, an unknown flag, a missing command', async function () {
+    const port = await freePort();
+    const unreachable = await run({}, ['--environment-file=', 'leases', 'ls', `--etcd-endpoints=http://127.0.0.1:${port}`]);
+    assert.equal(unreachable.code, 1);
+    assert.match(unreachable.stderr, new RegExp(`^weftctl: etcd at http://127\\.0\\.0\\.1:${port}: .*UNAVAILABLE`));
+    const unknown = await weftctl('leases', 'ls', '--bogus');
+    assert.equal(unknown.code, 2);
+    assert.match(unknown.stderr, /^weftctl: Unknown argument: bogus\nRun weftctl --help/);
+    const none = await weftctl();
+    assert.equal(none.code, 2);
+    assert.match(none.stderr, /give a command/);
+  });
+
+  for (const command of [[], ['config'], ['leases', 'ls'], ['lease'], ['status'], ['doctor']]) {
+    it(`weftctl ${command.join(' ')} --help shows an example`.replace('  ', ' '), async function () {
+      const help = await weftctl(...command, '--help');
+      assert.equal(help.code, 0, help.stderr);
+      assert.match(help.stdout, /\nExamples:\n {2}(sudo )?weftctl /);
+    });
+  }
 });

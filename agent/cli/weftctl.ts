@@ -1,77 +1,32 @@
 #!/usr/bin/env node
 import { formatTable } from '../../common/table.js';
 import { readFileSync } from 'node:fs';
-import type { Etcd3 } from 'etcd3';
 import yargs, { type Argv } from 'yargs';
 import { Prefix, IpAddress } from '../../common/cidr.js';
 import { parseNetworkConfig, type NetworkConfig } from '../../common/config.js';
 import { WeftError } from '../../common/errors.js';
-import { decodeLease, formatLeaseAttrs, formatLeaseKey, type Lease } from '../../common/lease.js';
-import { connectEtcd, NetworkKeys } from '../registry/etcd.js';
-import { rangeEndOf } from '../registry/kv-mirror.js';
+import { formatLeaseAttrs, formatLeaseKey } from '../../common/lease.js';
+import { openKernel } from '../kernel/index.js';
+import { NetworkKeys } from '../registry/etcd.js';
+import {
+  WeftctlError,
+  formatRemaining,
+  leasePublicIp,
+  leaseSubnetText,
+  leaseVtepMac,
+  listLeases,
+  openEtcd,
+  remainingSeconds,
+  withEtcd,
+  type EtcdArgs,
+} from './ctl-common.js';
+import { formatFindings, runDoctor } from './doctor.js';
+import { DEFAULT_ENV_FILE, readEnvFile } from './env-file.js';
 import { ETCD_OPTIONS, flagsFromEnvironment } from './env.js';
+import { collectStatus, formatStatus } from './status.js';
+import { WEFTD_OPTIONS } from './weftd-options.js';
 
-/** A refused command: weftctl prints the message and exits 1. */
-export class WeftctlError extends WeftError {
-  constructor(message: string) {
-    super('WEFT_CTL', message);
-  }
-}
-
-interface EtcdArgs {
-  'etcd-endpoints': string;
-  'etcd-prefix': string;
-  'etcd-cafile'?: string | undefined;
-  'etcd-certfile'?: string | undefined;
-  'etcd-keyfile'?: string | undefined;
-  'etcd-username'?: string | undefined;
-  'etcd-password'?: string | undefined;
-}
-
-async function withEtcd<T>(args: EtcdArgs, fn: (client: Etcd3, keys: NetworkKeys) => Promise<T>): Promise<T> {
-  const client = connectEtcd({
-    endpoints: args['etcd-endpoints'].split(',').map((endpoint) => endpoint.trim()).filter((endpoint) => endpoint !== ''),
-    caFile: args['etcd-cafile'],
-    certFile: args['etcd-certfile'],
-    keyFile: args['etcd-keyfile'],
-    username: args['etcd-username'],
-    password: args['etcd-password'],
-  });
-  try {
-    return await fn(client, new NetworkKeys(args['etcd-prefix']));
-  } finally {
-    client.close();
-  }
-}
-
-interface StoredLease {
-  lease: Lease;
-  etcdLeaseId: string;
-}
-
-async function listLeases(client: Etcd3, keys: NetworkKeys): Promise<StoredLease[]> {
-  const prefix = Buffer.from(keys.subnets);
-  const response = await client.kv.range({ key: prefix, range_end: rangeEndOf(prefix) });
-  const leases: StoredLease[] = [];
-  for (const kv of response.kvs) {
-    const name = keys.leaseName(kv.key.toString());
-    if (name === undefined) continue;
-    try {
-      leases.push({ lease: decodeLease(name, kv.value.toString(), String(kv.lease) === '0'), etcdLeaseId: String(kv.lease) });
-    } catch (err) {
-      process.stderr.write(`weftctl: skipping ${kv.key.toString()}: ${(err as Error).message}\n`);
-    }
-  }
-  return leases;
-}
-
-
-function formatRemaining(seconds: number): string {
-  if (seconds < 0) return 'expired';
-  const hours = Math.floor(seconds / 3600);
-  const minutes = Math.floor((seconds % 3600) / 60);
-  return hours > 0 ? `${hours}h${String(minutes).padStart(2, '0')}m` : `${minutes}m${String(seconds % 60).padStart(2, '0')}s`;
-}
+export { WeftctlError };
 
 /** The part of a config that, once hosts hold leases, cannot change without re-addressing them. */
 function structural(config: NetworkConfig): string {
@@ -134,13 +89,12 @@ function commands(parser: Argv<EtcdArgs>): Argv<EtcdArgs> {
         .example('$0 leases ls -o json', 'machine-readable'),
       async (args) => withEtcd(args, async (client, keys) => {
         const leases = await listLeases(client, keys);
-        const remaining = await Promise.all(leases.map(async ({ etcdLeaseId }) =>
-          etcdLeaseId === '0' ? undefined : Number((await client.leaseClient.leaseTimeToLive({ ID: etcdLeaseId })).TTL)));
+        const remaining = await remainingSeconds(client, leases);
         const rows = leases.map(({ lease }, i) => ({
-          subnet: [lease.subnets.ipv4?.toString(), lease.subnets.ipv6?.toString()].filter(Boolean).join(','),
-          publicIP: (lease.attrs.publicIP ?? lease.attrs.publicIPv6)?.toString() ?? '',
+          subnet: leaseSubnetText(lease),
+          publicIP: leasePublicIp(lease),
           backend: lease.attrs.backendType,
-          vtepMac: typeof lease.attrs.backendData?.VtepMAC === 'string' ? lease.attrs.backendData.VtepMAC : '',
+          vtepMac: leaseVtepMac(lease),
           ttlSeconds: remaining[i],
           reserved: lease.reservation,
         }));
@@ -158,7 +112,7 @@ function commands(parser: Argv<EtcdArgs>): Argv<EtcdArgs> {
         .positional('action', { choices: ['reserve', 'revoke'] as const, demandOption: true })
         .positional('subnet', { type: 'string', demandOption: true, describe: 'e.g. 10.5.52.0/24' })
         .option('public-ip', { type: 'string', describe: 'reserve: the host the subnet is reserved for' })
-        .example('$0 lease reserve 10.5.52.0/24 --public-ip 192.168.64.3', 'pin a subnet to a host')
+        .example('$0 lease reserve 10.5.52.0/24 --public-ip 198.51.100.3', 'pin a subnet to a host')
         .example('$0 lease revoke 10.5.52.0/24', 'delete a lease (its host acquires a new one)'),
       async (args) => withEtcd(args, async (client, keys) => {
         let subnet: Prefix;
@@ -193,20 +147,122 @@ function commands(parser: Argv<EtcdArgs>): Argv<EtcdArgs> {
         const created = await client.if(key, 'Create', '==', 0).then(client.put(key).value(value)).commit();
         if (!created.succeeded) throw new WeftctlError(`${name} is already leased or reserved; revoke it first`);
         process.stdout.write(`reserved ${name} for ${publicIP}\n`);
-      }));
+      }))
+    .command('status', 'the cluster: every lease, joined with what its host\'s weftd reports on /readyz and /metrics', (sub) =>
+      sub
+        .option('healthz-port', { type: 'number', default: 0, describe: 'the port the agents serve /readyz and /metrics on (their --healthz-port); 0 lists the leases only' })
+        .option('timeout', { type: 'number', default: 2, describe: 'seconds to wait for each agent' })
+        .option('output', { alias: 'o', choices: ['table', 'json'] as const, default: 'table' as const })
+        .example('$0 status --healthz-port 9910', 'ask each lease\'s host at <PublicIP>:9910')
+        .example('$0 status -o json', 'machine-readable; the port comes from WEFTD_HEALTHZ_PORT in /etc/weft/weftd.env when set there')
+        .epilogue('Exits 1 when a host has a problem: its agent is unreachable or not ready, cannot reach etcd, or programs fewer peers than there are leases.'),
+      async (args) => withEtcd(args, async (client, keys) => {
+        const port = args['healthz-port'];
+        if (!Number.isInteger(port) || port < 0 || port > 65535) throw new WeftctlError(`--healthz-port: ${port} is not a port number`);
+        if (!(args.timeout > 0)) throw new WeftctlError(`--timeout: ${args.timeout} is not a positive number of seconds`);
+        const leases = await listLeases(client, keys);
+        const rows = await collectStatus(leases, await remainingSeconds(client, leases), { healthzPort: port, timeoutMs: args.timeout * 1000 });
+        process.stdout.write(args.output === 'json' ? `${JSON.stringify(rows, null, 2)}\n` : `${rows.length === 0 ? `no leases under ${keys.subnets}` : formatStatus(rows)}\n`);
+        if (port === 0 && args.output === 'table') process.stderr.write('weftctl: agents not asked: give --healthz-port (their --healthz-port)\n');
+        const troubled = rows.filter((row) => row.problems.length > 0);
+        if (troubled.length > 0) throw new WeftctlError(`${troubled.length} of ${rows.length} hosts have problems: ${troubled.map((row) => `${row.subnet} (${row.publicIP})`).join(', ')}`);
+      }))
+    .command('doctor', 'check this node: device, routes, FDB, neighbours, MTU, ip_forward, iptables, ingress allow-list, etcd and subnet.env against its lease', (sub) =>
+      sub
+        .option('subnet-file', { ...WEFTD_OPTIONS['subnet-file'], describe: 'the subnet.env weftd writes (its --subnet-file)' })
+        .option('iface', WEFTD_OPTIONS.iface)
+        .option('iface-regex', WEFTD_OPTIONS['iface-regex'])
+        .option('public-ip', WEFTD_OPTIONS['public-ip'])
+        .option('ip-masq', { type: 'boolean', describe: 'weftd runs with --ip-masq (default: what FLANNEL_IPMASQ in subnet.env says)' })
+        .option('iptables-forward-rules', WEFTD_OPTIONS['iptables-forward-rules'])
+        .option('ingress-allow-list', WEFTD_OPTIONS['ingress-allow-list'])
+        .option('vxlan-userspace', WEFTD_OPTIONS['vxlan-userspace'])
+        .option('healthz-ip', WEFTD_OPTIONS['healthz-ip'])
+        .option('healthz-port', { ...WEFTD_OPTIONS['healthz-port'], describe: 'weftd\'s --healthz-port, to check its /readyz (0 = do not)' })
+        .option('output', { alias: 'o', choices: ['text', 'json'] as const, default: 'text' as const })
+        .example('sudo $0 doctor', 'on a node: reads weftd\'s flags from /etc/weft/weftd.env')
+        .example('sudo $0 doctor --iface eth1 --healthz-port 9910 -o json', 'with weftd\'s flags given explicitly')
+        .epilogue('Give doctor the flags weftd runs with (the environment file does that on an installed node). Exits 1 when anything is wrong.'),
+      async (args) => {
+        const client = openEtcd(args, 3000);
+        const kernel = openKernel();
+        try {
+          const findings = await runDoctor({
+            client,
+            keys: new NetworkKeys(args['etcd-prefix']),
+            endpoints: args['etcd-endpoints'],
+            kernel,
+            subnetFile: args['subnet-file'],
+            iface: splitList(args.iface),
+            ifaceRegex: splitList(args['iface-regex']),
+            publicIp: args['public-ip'],
+            ipMasq: args['ip-masq'],
+            forwardRules: args['iptables-forward-rules'],
+            ingressAllowList: args['ingress-allow-list'],
+            vxlanUserspace: args['vxlan-userspace'],
+            healthzIP: args['healthz-ip'],
+            healthzPort: args['healthz-port'],
+          });
+          process.stdout.write(args.output === 'json' ? `${JSON.stringify(findings, null, 2)}\n` : `${formatFindings(findings)}\n`);
+          const failed = findings.filter((finding) => finding.severity === 'fail');
+          if (failed.length > 0) throw new WeftctlError(`${failed.length} problem${failed.length === 1 ? '' : 's'}: ${[...new Set(failed.map((finding) => finding.check))].join(', ')}`);
+        } finally {
+          await kernel.close();
+          client.close();
+        }
+      });
+}
+
+function splitList(values: readonly string[]): string[] {
+  return values.flatMap((value) => value.split(',')).map((value) => value.trim()).filter((value) => value !== '');
+}
+
+/** The commands that take node-level flags from the environment (file), and which flags. */
+const NODE_FLAGS: Record<string, readonly string[]> = {
+  status: ['healthz-port'],
+  doctor: ['subnet-file', 'iface', 'iface-regex', 'public-ip', 'ip-masq', 'iptables-forward-rules', 'ingress-allow-list', 'vxlan-userspace', 'healthz-ip', 'healthz-port'],
+};
+const COMMANDS = ['config', 'leases', 'lease', 'status', 'doctor'];
+
+/** A bad command line; weftctl exits 2. */
+class UsageError extends Error {}
+
+/** --environment-file's value on the command line, or undefined when not given. */
+function envFileArgument(argv: readonly string[]): string | undefined {
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg.startsWith('--environment-file=')) return arg.slice('--environment-file='.length);
+    if (arg === '--environment-file') return argv[i + 1] ?? '';
+  }
+  return undefined;
 }
 
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
-  const parser = yargs([...flagsFromEnvironment(Object.keys(ETCD_OPTIONS), argv, process.env), ...argv])
-    .scriptName('weftctl')
-    .usage('$0 <command>\n\nSeeds weft\'s network config in etcd and manages subnet leases (flannel\'s etcd schema).')
-    .options(ETCD_OPTIONS)
-    .demandCommand(1, 'give a command')
-    .strict()
-    .recommendCommands()
-    .epilogue('etcd flags can also be set as WEFTD_<FLAG> or FLANNELD_<FLAG>, as for weftd.');
   try {
+    const given = envFileArgument(argv);
+    // flags on the command line win over WEFTD_* / FLANNELD_* in the environment, which win over the file
+    const env = { ...readEnvFile(given ?? DEFAULT_ENV_FILE, given === undefined), ...process.env };
+    const command = argv.find((arg) => COMMANDS.includes(arg));
+    const fromEnv = flagsFromEnvironment([...Object.keys(ETCD_OPTIONS), ...(NODE_FLAGS[command ?? ''] ?? [])], argv, env);
+    const parser = yargs([...fromEnv, ...argv])
+      .scriptName('weftctl')
+      .usage('$0 <command>\n\nSeeds weft\'s network config in etcd, manages subnet leases (flannel\'s etcd schema) and checks a cluster and its nodes.')
+      .options(ETCD_OPTIONS)
+      .option('environment-file', { type: 'string', describe: `read WEFTD_* / FLANNELD_* settings from this file (default ${DEFAULT_ENV_FILE} when it exists; "" for none)` })
+      .demandCommand(1, 'give a command')
+      .strict()
+      .recommendCommands()
+      .fail((message, err) => {
+        // a command's own error goes to main's handler; a usage error names the flag and points at --help
+        if (err !== undefined && err !== null) throw err;
+        throw new UsageError(`${message}\nRun weftctl --help, or weftctl <command> --help, for the flags and examples.`);
+      })
+      .example('$0 config set --network 10.5.0.0/16', 'seed the network config')
+      .example('$0 leases ls', 'list the subnet leases')
+      .example('$0 status --healthz-port 9910', 'every lease and its agent\'s health')
+      .example('sudo $0 doctor', 'check this node')
+      .epilogue('etcd flags can also be set as WEFTD_<FLAG> or FLANNELD_<FLAG>, as for weftd, in the environment or the environment file.');
     await commands(parser).parseAsync();
   } catch (err) {
     process.stderr.write(`weftctl: ${(err as Error).message}\n`);

@@ -50,6 +50,24 @@ describe('weftd flags', function () {
     assert.deepEqual(options.ifaceRegex.map((regex) => regex.source), ['eth.*']);
   });
 
+  it('--vxlan-userspace overrides Backend.Userspace for this host only; unset, the config decides', async function () {
+    assert.equal((await parsed([])).vxlanUserspace, undefined);
+    assert.equal((await parsed(['--vxlan-userspace=always'])).vxlanUserspace, 'always');
+    assert.equal((await parsed([], { WEFTD_VXLAN_USERSPACE: 'never' })).vxlanUserspace, 'never');
+    const err = await usageError(['--vxlan-userspace=sometimes']);
+    assert.equal(err.flag, 'vxlan-userspace');
+    assert.match(err.message, /^--vxlan-userspace: Given: "sometimes", Choices: "auto", "always", "never"$/);
+    const help = spawnSync(process.execPath, [WEFTD, '--help'], { encoding: 'utf8', timeout: 10_000 });
+    assert.match(help.stdout, /--vxlan-userspace\s+this host's VXLAN data path, overriding the\s+network\s+config's\s+Backend\.Userspace/);
+    assert.match(help.stdout, /\[choices: "auto", "always", "never"\]/);
+  });
+
+  it('routes through nexthop objects unless --no-nexthop-objects (or WEFTD_NEXTHOP_OBJECTS=false) says otherwise', async function () {
+    assert.equal((await parsed([])).nexthopObjects, true);
+    assert.equal((await parsed(['--no-nexthop-objects'])).nexthopObjects, false);
+    assert.equal((await parsed([], { WEFTD_NEXTHOP_OBJECTS: 'false' })).nexthopObjects, false);
+  });
+
   it('names the flag in every bad value', async function () {
     const cases: [string[], NodeJS.ProcessEnv, string, RegExp][] = [
       [['--healthz-port', 'abc'], {}, 'healthz-port', /not an integer/],

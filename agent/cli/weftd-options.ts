@@ -1,5 +1,6 @@
 import yargs from 'yargs';
 import { IpAddress } from '../../common/cidr.js';
+import type { UserspaceMode } from '../../common/config.js';
 import { WeftError } from '../../common/errors.js';
 import { DEFAULT_NODE_ID_FILE } from '../host/node-id.js';
 import { LOG_LEVELS } from '../log.js';
@@ -39,8 +40,12 @@ export interface WeftdOptions {
   resyncIntervalSeconds: number;
   logLevel: (typeof LOG_LEVELS)[number];
   releaseOnExit: boolean;
+  /** Install peer routes through kernel nexthop objects (falls back to inline gateways on kernels without them). */
+  nexthopObjects: boolean;
   nodeIdFile: string;
   ingressAllowList: boolean;
+  /** This host's choice of VXLAN data path, overriding the config's Backend.Userspace; undefined: the config's. */
+  vxlanUserspace: UserspaceMode | undefined;
 }
 
 /** weftd's flags (weftctl reuses the node-level ones for `status` and `doctor`). */
@@ -61,7 +66,13 @@ export const WEFTD_OPTIONS = {
   'resync-interval': { type: 'number', default: 30, describe: 'seconds between full reconciles of the kernel state' },
   'log-level': { type: 'string', default: 'info', describe: `log level (${LOG_LEVELS.join(', ')})` },
   'release-on-exit': { type: 'boolean', default: false, describe: 'on exit, delete the lease and what weft created' },
+  'nexthop-objects': { type: 'boolean', default: true, describe: 'route peers through kernel nexthop objects (same routes, O(1) to add; Linux ≥ 5.3, else inline gateways as flannel)' },
   'ingress-allow-list': { type: 'boolean', default: true, describe: 'accept tunnel (VXLAN, udp) datagrams only from current peers' },
+  'vxlan-userspace': {
+    type: 'string',
+    choices: ['auto', 'always', 'never'] as const,
+    describe: 'this host\'s VXLAN data path, overriding the network config\'s Backend.Userspace: kernel VXLAN (never), weft\'s userspace path (always), or the kernel when it can (auto)',
+  },
   'node-id-file': { type: 'string', default: DEFAULT_NODE_ID_FILE, describe: 'where this host keeps its identity (created on first start)' },
 } as const;
 
@@ -105,6 +116,9 @@ export async function parseWeftdOptions(argv: string[], env: NodeJS.ProcessEnv =
       if (err !== undefined) throw err;
       const unknown = /^Unknown arguments?: (.+)$/.exec(message);
       if (unknown !== undefined && unknown !== null) throw new UsageError(unknown[1]!.split(', ')[0]!, 'unknown flag');
+      // A value outside a flag's choices: "Invalid values:\n  Argument: vxlan-userspace, Given: …, Choices: …".
+      const invalid = /Argument: ([\w-]+), (Given: .*)$/m.exec(message);
+      if (invalid !== null) throw new UsageError(invalid[1]!, invalid[2]!);
       throw new UsageError(/--?([\w-]+)/.exec(message)?.[1] ?? 'flags', message);
     })
     .parseAsync();
@@ -162,7 +176,9 @@ export async function parseWeftdOptions(argv: string[], env: NodeJS.ProcessEnv =
     resyncIntervalSeconds: positive('resync-interval', args['resync-interval'], { min: 0.1 }),
     logLevel: logLevel as WeftdOptions['logLevel'],
     releaseOnExit: args['release-on-exit'],
+    nexthopObjects: args['nexthop-objects'],
     nodeIdFile: args['node-id-file'],
     ingressAllowList: args['ingress-allow-list'],
+    vxlanUserspace: args['vxlan-userspace'],
   };
 }

@@ -155,3 +155,22 @@ export class IngressAllowList {
     await runChecked(this.runner, ['nft', '-f', '-'], { stdin: `${script.join('\n')}\n` });
   }
 }
+
+/**
+ * What the allow-list table holds now, read-only (for `weftctl doctor`): the allowed peer addresses and the
+ * number of rules, or undefined when the table does not exist.
+ */
+export async function readIngressAllowList(runner: CommandRunner = createCommandRunner()): Promise<{ peers: string[]; rules: number } | undefined> {
+  const result = await runner(['nft', '-j', 'list', 'table', 'inet', INGRESS_TABLE]);
+  if (result.code !== 0) {
+    if (/No such file or directory|does not exist/i.test(result.stderr)) return undefined;
+    await runChecked(runner, ['nft', '-j', 'list', 'table', 'inet', INGRESS_TABLE]);
+  }
+  const peers: string[] = [];
+  let rules = 0;
+  for (const entry of (JSON.parse(result.stdout) as NftListing).nftables) {
+    for (const element of entry.set?.elem ?? []) if (typeof element === 'string') peers.push(element);
+    if (entry.rule !== undefined) rules++;
+  }
+  return { peers: peers.sort(), rules };
+}

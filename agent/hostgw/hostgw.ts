@@ -6,6 +6,7 @@ import type { Backend, BackendContext, BackendDevices } from '../backend.js';
  */
 export class HostGwBackend implements Backend {
   readonly type = 'host-gw' as const;
+  readonly dataPath = 'kernel' as const;
   readonly backendData = undefined;
   readonly mtu: number;
 

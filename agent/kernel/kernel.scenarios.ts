@@ -235,6 +235,8 @@ function keyOf(c: KernelChange): string {
       return `${c.fdb.mac} ${c.fdb.dst ?? ''}`;
     case 'route':
       return `${c.route.dst} proto ${c.route.protocol}`;
+    case 'nexthop':
+      return `id ${c.nexthop.id}`;
   }
 }
 

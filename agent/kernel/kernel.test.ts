@@ -295,7 +295,7 @@ describe('agent/kernel: rtnetlink shim (real kernel, in a network namespace)', f
         fdb: { index: (r.sample.fdb as { index: number }).index, mac: '0e:01:00:00:07:d0', dst: '198.19.7.208', vni: null, port: null, state: NUD_PERMANENT, flags: 2, permanent: true, self: true, masterIndex: null },
         route: {
           family: 4, dst: '198.18.126.0/28', gateway: '198.18.126.0', ifindex: (r.sample.route as { ifindex: number }).ifindex, onlink: true,
-          flags: RTNH_F_ONLINK, protocol: PROTO, scope: 0, table: RT_TABLE_MAIN, type: 1, metric: null, prefsrc: null, multipath: false,
+          flags: RTNH_F_ONLINK, protocol: PROTO, scope: 0, table: RT_TABLE_MAIN, type: 1, metric: null, prefsrc: null, multipath: false, nexthopId: null,
         },
       });
 

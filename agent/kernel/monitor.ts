@@ -1,5 +1,5 @@
 /**
- * Kernel change notifications: the link, address, neighbour and route multicast groups of rtnetlink,
+ * Kernel change notifications: the link, address, neighbour, route and nexthop multicast groups of rtnetlink,
  * delivered as typed `change` events. The reconcile loop uses them to notice at once when someone deletes
  * weft's routes, neighbours or FDB entries by hand.
  *
@@ -15,17 +15,17 @@
 import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
-import { createInterface } from 'node:readline';
 import type { Readable, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { rt } from 'netlink';
 import { WeftError } from '../../common/errors.js';
+import { decodeLine } from './monitor-lines.js';
 import type { KernelChange } from './types.js';
 
-export type MonitorGroup = 'link' | 'address' | 'neighbour' | 'route';
+export type MonitorGroup = 'link' | 'address' | 'neighbour' | 'route' | 'nexthop';
 
 export interface MonitorOptions {
-  /** default: all four */
+  /** default: all five (nexthop only where the kernel has nexthop objects) */
   groups?: MonitorGroup[];
   /** SO_RCVBUF to ask for (default 4 MiB, capped by net.core.rmem_max) */
   recvBufferSize?: number;
@@ -50,13 +50,15 @@ const GROUPS: Record<MonitorGroup, number[]> = {
   address: [G.IPV4_IFADDR, G.IPV6_IFADDR],
   neighbour: [G.NEIGH], // IPv4 / IPv6 neighbours and AF_BRIDGE (FDB) entries alike
   route: [G.IPV4_ROUTE, G.IPV6_ROUTE],
+  nexthop: [G.NEXTHOP],
 };
+/** Groups a kernel may not have (nexthop objects came with Linux 5.3): joined when possible, skipped otherwise. */
+const OPTIONAL_GROUPS = new Set<number>([G.NEXTHOP]);
 
 const CHILD = fileURLToPath(new URL('./monitor-child.js', import.meta.url));
 const MAX_RESTARTS = 5;
 
 type Child = ChildProcessByStdio<Writable, Readable, Readable>;
-type ChildLine = { t: 'ready' } | { t: 'overrun' } | { t: 'change'; c: KernelChange };
 
 /** Opens a monitor in the calling process's network namespace; resolves once it is subscribed. */
 export async function openMonitor(options: MonitorOptions = {}): Promise<KernelMonitor> {
@@ -76,7 +78,11 @@ export class KernelMonitor extends EventEmitter<MonitorEvents> {
   constructor(private readonly options: MonitorOptions = {}) {
     super();
     const groups = (options.groups ?? (Object.keys(GROUPS) as MonitorGroup[])).flatMap((g) => GROUPS[g]);
-    this.args = JSON.stringify({ groups, recvBufferSize: options.recvBufferSize ?? 4 * 1024 * 1024 });
+    this.args = JSON.stringify({
+      groups,
+      optional: groups.filter((group) => OPTIONAL_GROUPS.has(group)),
+      recvBufferSize: options.recvBufferSize ?? 4 * 1024 * 1024,
+    });
     this.started = this.start();
     this.started.catch(() => undefined); // reported to openMonitor's caller
   }
@@ -86,6 +92,30 @@ export class KernelMonitor extends EventEmitter<MonitorEvents> {
   private everReady = false;
   /** the previous child died: report `overrun` once the new one is subscribed */
   private lostEvents = false;
+
+  private held = 0;
+  private backlog: string[] = [];
+
+  /**
+   * Holds notifications back (undecoded) until release(): for a consumer that is busy making thousands of
+   * changes itself, whose echoes it would otherwise decode while it works. Holds nest.
+   */
+  hold(): void {
+    this.held++;
+  }
+
+  /** Ends a hold: the notifications that came meanwhile are delivered now, in order. */
+  release(): void {
+    if (this.held === 0 || --this.held > 0) return;
+    const lines = this.backlog;
+    this.backlog = [];
+    for (const line of lines) {
+      if (this.closed) return;
+      const msg = decodeLine(line);
+      if (msg?.t === 'change') this.emit('change', msg.c);
+      else if (msg?.t === 'overrun') this.emit('overrun');
+    }
+  }
 
   close(): void {
     if (this.closed) return;
@@ -120,14 +150,20 @@ export class KernelMonitor extends EventEmitter<MonitorEvents> {
         stderr = (stderr + d).slice(-2000);
       });
       child.stdin.on('error', () => undefined); // EPIPE when the child is gone
-      createInterface({ input: child.stdout }).on('line', (line) => {
+      let partial = '';
+      child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+        const lines = (partial + chunk).split('\n');
+        partial = lines.pop()!;
+        for (const line of lines) onLine(line);
+      });
+      const onLine = (line: string): void => {
         if (this.child !== child || this.closed) return;
-        let msg: ChildLine;
-        try {
-          msg = JSON.parse(line) as ChildLine;
-        } catch {
+        if (this.held > 0 && ready) {
+          this.backlog.push(line);
           return;
         }
+        const msg = decodeLine(line);
+        if (msg === undefined) return;
         if (msg.t === 'change') this.emit('change', msg.c);
         else if (msg.t === 'overrun') this.emit('overrun');
         else if (msg.t === 'ready' && !ready) {
@@ -141,7 +177,7 @@ export class KernelMonitor extends EventEmitter<MonitorEvents> {
             this.emit('overrun');
           }
         }
-      });
+      };
       child.on('error', () => undefined); // spawn failures also end in 'close'
       child.on('close', (code, signal) => {
         clearTimeout(timer);

@@ -83,7 +83,8 @@ interface Pending {
   /** ask for an ACK even in the middle of a batch (requests with a data answer) */
   ack: boolean;
   describe: Describe;
-  messages: NetlinkMessage[];
+  /** answer messages of a dump or GET, made on the first one */
+  messages: NetlinkMessage[] | null;
   interrupted: boolean;
   batch: Pending[] | null;
   resolve: (reply: Reply) => void;
@@ -178,12 +179,13 @@ export class RtnlSocket {
    * `flags` are the request-specific NLM_F_* bits (CREATE, EXCL, REPLACE, ...).
    */
   write(type: number, flags: number, payload: Buffer, describe: Describe): Promise<void> {
-    return this.enqueue(type, flags, payload, describe, false, false).then(() => undefined);
+    if (this.closing) return Promise.reject(new NetlinkClosedError(describe()));
+    return new Promise<void>((resolve, reject) => this.enqueue(type, flags, payload, describe, false, false, () => resolve(), reject));
   }
 
   /** Sends a non-dump GET; resolves with the answer's messages (usually one). */
   get(type: number, payload: Buffer, describe: Describe): Promise<NetlinkMessage[]> {
-    return this.enqueue(type, 0, payload, describe, false, true).then((r) => r.messages);
+    return this.request(type, 0, payload, describe, false, true).then((r) => r.messages);
   }
 
   /** Sends a dump request; resolves with every message of the dump, retrying interrupted dumps. */
@@ -191,7 +193,7 @@ export class RtnlSocket {
     const attempts = 5;
     for (let attempt = 1; ; attempt++) {
       try {
-        const reply = await this.enqueue(type, FlagsGet.DUMP, payload, describe, true, false);
+        const reply = await this.request(type, FlagsGet.DUMP, payload, describe, true, false);
         if (!reply.interrupted) return reply.messages;
         if (attempt >= attempts) throw new NetlinkError(describe(), 4 /* EINTR */, 'dump kept being interrupted');
       } catch (err) {
@@ -224,6 +226,11 @@ export class RtnlSocket {
 
   // -------------------------------------------------------------------------------------------------
 
+  private request(type: number, flags: number, payload: Buffer, describe: Describe, dump: boolean, ack: boolean): Promise<Reply> {
+    if (this.closing) return Promise.reject(new NetlinkClosedError(describe()));
+    return new Promise<Reply>((resolve, reject) => this.enqueue(type, flags, payload, describe, dump, ack, resolve, reject));
+  }
+
   private enqueue(
     type: number,
     flags: number,
@@ -231,23 +238,23 @@ export class RtnlSocket {
     describe: Describe,
     dump: boolean,
     ack: boolean,
-  ): Promise<Reply> {
-    if (this.closing) return Promise.reject(new NetlinkClosedError(describe()));
+    resolve: (reply: Reply) => void,
+    reject: (err: Error) => void,
+  ): void {
     this.seq = this.seq >= 0xffffffff ? 1 : this.seq + 1;
     const seq = this.seq;
     const length = HEADER_LEN + payload.length;
-    const msg = Buffer.alloc(NLMSG_ALIGN(length));
+    const msg = Buffer.allocUnsafe(NLMSG_ALIGN(length));
+    if (msg.length > length) msg.fill(0, length);
     writeU32(msg, length, 0);
     writeU16(msg, type, 4);
     writeU16(msg, flags | Flags.REQUEST, 6);
     writeU32(msg, seq, 8);
-    // nlmsg_pid 0: the kernel does not look at it
+    writeU32(msg, 0, 12); // nlmsg_pid 0: the kernel does not look at it
     payload.copy(msg, HEADER_LEN);
-    return new Promise<Reply>((resolve, reject) => {
-      this.queue.push({ seq, msg, dump, ack, describe, messages: [], interrupted: false, batch: null, resolve, reject });
-      this.updateRef();
-      this.scheduleFlush();
-    });
+    this.queue.push({ seq, msg, dump, ack, describe, messages: null, interrupted: false, batch: null, resolve, reject });
+    this.updateRef();
+    this.scheduleFlush();
   }
 
   private scheduleFlush(): void {
@@ -340,7 +347,7 @@ export class RtnlSocket {
       const errno = m.data.length >= 4 ? -readS32(m.data, 0) : 0;
       this.settle(p, errno > 0 ? new NetlinkError(p.describe(), errno) : null);
     } else if (m.type !== MessageType.NOOP) {
-      p.messages.push(m);
+      (p.messages ??= []).push(m);
     }
   }
 
@@ -349,7 +356,7 @@ export class RtnlSocket {
     p.batch = null;
     if (p.dump) this.dumpInFlight = false;
     if (err) p.reject(err);
-    else p.resolve({ messages: p.messages, interrupted: p.interrupted });
+    else p.resolve({ messages: p.messages ?? [], interrupted: p.interrupted });
   }
 
   private onSocketError(err: Error & { errno?: number; code?: string }): void {

@@ -38,6 +38,7 @@ export const RTNH_F_LINKDOWN = 16;
 /** Neighbour states (NUD_*) and flags (NTF_*). */
 export const NUD_REACHABLE = 0x02;
 export const NUD_STALE = 0x04;
+export const NUD_FAILED = 0x20;
 export const NUD_NOARP = 0x40;
 export const NUD_PERMANENT = 0x80;
 export const NTF_SELF = 0x02;
@@ -170,6 +171,39 @@ export interface RouteInfo {
   prefsrc: string | null;
   /** RTA_MULTIPATH present (gateway / ifindex are then null) */
   multipath: boolean;
+  /**
+   * RTA_NH_ID: the route uses this nexthop object. The kernel still reports the nexthop's gateway, device and
+   * onlink flag on the route unless net.ipv4.nexthop_compat_mode is 0; read them from the nexthop to be sure.
+   */
+  nexthopId: number | null;
+}
+
+/** A nexthop object (`ip nexthop`, Linux 5.3+): routes refer to it by id instead of carrying a gateway. */
+export interface NexthopInfo {
+  id: number;
+  /** null for groups and blackholes (AF_UNSPEC) */
+  family: IpFamily | null;
+  gateway: string | null;
+  /** NHA_OIF, null for groups and blackholes */
+  ifindex: number | null;
+  onlink: boolean;
+  protocol: number;
+  blackhole: boolean;
+  /** a nexthop group (NHA_GROUP) rather than a single nexthop */
+  group: boolean;
+  /** an FDB nexthop (NHA_FDB) */
+  fdb: boolean;
+}
+
+/** A single gateway nexthop to create or replace. */
+export interface NexthopSpec {
+  /** 1 .. 2^32-1, unique in the network namespace */
+  id: number;
+  gateway: string;
+  ifindex: number;
+  onlink?: boolean;
+  /** default RTPROT_BOOT (3), as `ip nexthop` */
+  protocol?: number;
 }
 
 export interface RouteSpec {
@@ -188,6 +222,8 @@ export interface RouteSpec {
   metric?: number;
   /** default RTN_UNICAST */
   type?: number;
+  /** use this nexthop object (RTA_NH_ID) instead of gateway / ifindex / onlink */
+  nexthopId?: number;
 }
 
 /**
@@ -199,6 +235,8 @@ export interface RouteSelector {
   dst: string;
   gateway?: string;
   ifindex?: number;
+  /** the route's nexthop object (a route with one matches no gateway or ifindex) */
+  nexthopId?: number;
   protocol?: number;
   table?: number;
   metric?: number;
@@ -219,4 +257,5 @@ export type KernelChange =
   | { kind: 'address'; action: ChangeAction; address: AddressInfo }
   | { kind: 'neighbour'; action: ChangeAction; neighbour: NeighbourInfo }
   | { kind: 'fdb'; action: ChangeAction; fdb: FdbEntry }
-  | { kind: 'route'; action: ChangeAction; route: RouteInfo };
+  | { kind: 'route'; action: ChangeAction; route: RouteInfo }
+  | { kind: 'nexthop'; action: ChangeAction; nexthop: NexthopInfo };

@@ -70,7 +70,9 @@ const DEFAULT_RENEW_MARGIN_SECONDS = 3600;
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
 interface Listing {
-  leases: { lease: Lease; kv: IKeyValue }[];
+  kvs: IKeyValue[];
+  /** Every lease that decodes, decoded on first use: choosing a free subnet needs them all, reusing ours does not. */
+  all(): { lease: Lease; kv: IKeyValue }[];
 }
 
 /**
@@ -178,8 +180,16 @@ export class SubnetLeaseManager extends EventEmitter<SubnetLeaseEvents> {
   private async list(): Promise<Listing> {
     const prefix = Buffer.from(this.keys.subnets);
     const response = await this.client.kv.range({ key: prefix, range_end: rangeEndOf(prefix) });
-    const leases: Listing['leases'] = [];
-    for (const kv of response.kvs) {
+    let decoded: { lease: Lease; kv: IKeyValue }[] | undefined;
+    return {
+      kvs: response.kvs,
+      all: () => (decoded ??= this.decode(response.kvs)),
+    };
+  }
+
+  private decode(kvs: readonly IKeyValue[]): { lease: Lease; kv: IKeyValue }[] {
+    const leases: { lease: Lease; kv: IKeyValue }[] = [];
+    for (const kv of kvs) {
       const name = this.keys.leaseName(kv.key.toString());
       if (name === undefined) continue;
       try {
@@ -188,7 +198,20 @@ export class SubnetLeaseManager extends EventEmitter<SubnetLeaseEvents> {
         this.log.warn({ key: kv.key.toString(), err: (err as Error).message }, 'ignoring a malformed lease');
       }
     }
-    return { leases };
+    return leases;
+  }
+
+  /**
+   * The leases that name our public IP. With an IPv4 public IP only values that contain its text are
+   * decoded (a dotted quad has one spelling the decoder accepts; a value with escapes is decoded anyway):
+   * a restart among thousands of leases need not decode them all.
+   */
+  private ours(listing: Listing, request: LeaseRequest): { lease: Lease; kv: IKeyValue }[] {
+    if (request.publicIP === undefined) return listing.all().filter(({ lease }) => this.isOurs(lease, request));
+    const needle = Buffer.from(`"${request.publicIP.toString()}"`);
+    const backslash = 0x5c;
+    const candidates = listing.kvs.filter((kv) => kv.value.includes(needle) || kv.value.includes(backslash));
+    return this.decode(candidates).filter(({ lease }) => this.isOurs(lease, request));
   }
 
   private isOurs(lease: Lease, request: LeaseRequest): boolean {
@@ -199,7 +222,7 @@ export class SubnetLeaseManager extends EventEmitter<SubnetLeaseEvents> {
 
   /** Reuses a lease that names our public IP, rewriting its value if what we publish changed. */
   private async reuseOwn(config: NetworkConfig, request: LeaseRequest, listing: Listing): Promise<OwnLease | undefined> {
-    const mine = listing.leases.filter(({ lease }) => this.isOurs(lease, request));
+    const mine = this.ours(listing, request);
     // A reservation wins over an ordinary lease: it is the operator's word.
     mine.sort((a, b) => Number(b.lease.reservation) - Number(a.lease.reservation));
     for (const { lease, kv } of mine) {
@@ -263,7 +286,7 @@ export class SubnetLeaseManager extends EventEmitter<SubnetLeaseEvents> {
   }
 
   private chooseSubnets(config: NetworkConfig, listing: Listing, hint: LeaseSubnets | undefined): LeaseSubnets {
-    const taken = listing.leases.map(({ lease }) => lease);
+    const taken = listing.all().map(({ lease }) => lease);
     return {
       ipv4: config.ipv4 === undefined ? undefined : this.chooseSubnet(config.ipv4, taken, hint?.ipv4),
       ipv6: config.ipv6 === undefined ? undefined : this.chooseSubnet(config.ipv6, taken, hint?.ipv6),

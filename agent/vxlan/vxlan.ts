@@ -2,7 +2,7 @@ import type { VxlanBackendConfig } from '../../common/config.js';
 import { stableVtepMac, vxlanOverhead } from '../../common/dataplane.js';
 import { WeftError } from '../../common/errors.js';
 import type { Lease } from '../../common/lease.js';
-import { isNetlinkErrno, vxlanMismatches, type LinkInfo, type VxlanSpec } from '../kernel/index.js';
+import { isNetlinkErrno, vxlanMismatches, type Kernel, type LinkInfo, type VxlanSpec } from '../kernel/index.js';
 import type { Backend, BackendContext, BackendDevices } from '../backend.js';
 
 export class VxlanDeviceError extends WeftError {
@@ -17,6 +17,8 @@ export class VxlanDeviceError extends WeftError {
  */
 export class VxlanBackend implements Backend {
   readonly type = 'vxlan' as const;
+  readonly dataPath = 'kernel' as const;
+  dataPathReason: string | undefined = undefined;
   readonly backendData: Record<string, unknown>;
   readonly mtu: number;
   readonly deviceName: string;
@@ -46,6 +48,15 @@ export class VxlanBackend implements Backend {
   }
 
   async ensureDevices(own: Lease): Promise<BackendDevices> {
+    const link = await this.ensureLink();
+    await ensureNetworkAddress(this.context.kernel, link.index, own);
+    const subnet = own.subnets.ipv4;
+    const addresses = subnet === undefined ? [] : [`${subnet.network}/32`];
+    return { overlayIndex: link.index, overlayState: { up: true, mtu: this.mtu, mac: this.spec.mac!, addresses } };
+  }
+
+  /** Creates, repairs or adopts the VXLAN device (everything but the lease's address). */
+  async ensureLink(): Promise<LinkInfo> {
     const { kernel, log } = this.context;
     let link = await kernel.getLink(this.deviceName);
     if (link !== null) {
@@ -56,9 +67,7 @@ export class VxlanBackend implements Backend {
         link = null;
       }
     }
-    link = link === null ? await this.create() : await this.repair(link);
-    await this.ensureAddress(link.index, own);
-    return { overlayIndex: link.index };
+    return link === null ? await this.create() : await this.repair(link);
   }
 
   async teardown(): Promise<void> {
@@ -93,15 +102,14 @@ export class VxlanBackend implements Backend {
     await this.context.kernel.setLink(link.index, changes);
     return { ...link, ...changes, up: true };
   }
+}
 
-  /** The lease's network address as a /32 (flannel's convention), and no other IPv4 address. */
-  private async ensureAddress(index: number, own: Lease): Promise<void> {
-    const { kernel } = this.context;
-    const subnet = own.subnets.ipv4;
-    if (subnet === undefined) return;
-    const wanted = `${subnet.network}/32`;
-    const present = await kernel.listAddresses(index, 4);
-    for (const address of present) if (address.cidr !== wanted) await kernel.deleteAddress(index, address.cidr);
-    if (!present.some((address) => address.cidr === wanted)) await kernel.addAddress(index, wanted);
-  }
+/** The lease's network address as a /32 on the overlay device (flannel's convention), and no other IPv4 address. */
+export async function ensureNetworkAddress(kernel: Kernel, index: number, own: Lease): Promise<void> {
+  const subnet = own.subnets.ipv4;
+  if (subnet === undefined) return;
+  const wanted = `${subnet.network}/32`;
+  const present = await kernel.listAddresses(index, 4);
+  for (const address of present) if (address.cidr !== wanted) await kernel.deleteAddress(index, address.cidr);
+  if (!present.some((address) => address.cidr === wanted)) await kernel.addAddress(index, wanted);
 }

@@ -93,7 +93,7 @@ export interface SubnetEnv {
 export interface ClusterDriver {
   readonly runId: string;
   readonly hosts: readonly LabHost[];
-  /** The host running etcd (not in `hosts`; weftd is not run there). */
+  /** The host running etcd. In the namespace lab it is not in `hosts` and runs no weftd; a VM cluster may run etcd on one of its hosts. */
   readonly etcdHost: LabHost;
   /** etcd's client URL as the hosts reach it, e.g. http://192.0.2.2:2379. */
   readonly etcdEndpoint: string;
@@ -104,6 +104,13 @@ export interface ClusterDriver {
   resolve(name: string): LabHost | LabContainer;
   exec(target: ExecTarget, command: string, options?: ExecOptions): Promise<ExecResult>;
   background(target: ExecTarget, command: string, options?: { env?: Record<string, string> }): BackgroundCommand;
+
+  /**
+   * A shell command that runs weftctl with `args` on whichever host it is exec'd on, against the cluster's etcd:
+   * the driver adds `--etcd-endpoints` unless `args` has it, and makes weftctl read the node's settings the way
+   * the driver's agents get theirs (the lab: no environment file; a VM: its /etc/weft/weftd.env).
+   */
+  weftctlCommand(args: readonly string[]): string;
 
   /** Runs `etcdctl` (API v3) against the lab's etcd with these arguments (no shell). */
   etcdctl(args: readonly string[], options?: ExecOptions): Promise<ExecResult>;

@@ -207,7 +207,8 @@ describe('NetnsLab (network namespaces, needs root)', function () {
     const env = await waitForSubnetEnv(lab, host, { timeoutMs: 10_000 });
     assert.equal(env.subnet, '198.18.12.1/24');
     assert.equal(env.mtu, 1450);
-    assert.deepEqual(agent.args, [`--etcd-endpoints=${lab.etcdEndpoint}`, `--subnet-file=${lab.subnetFile(host)}`, '--iface', host.iface, '--log-level=debug']);
+    const nodeIdFile = lab.subnetFile(host).replace(/subnet\.env$/, 'node-id');
+    assert.deepEqual(agent.args, [`--etcd-endpoints=${lab.etcdEndpoint}`, `--node-id-file=${nodeIdFile}`, `--subnet-file=${lab.subnetFile(host)}`, '--iface', host.iface, '--log-level=debug']);
     const started = await waitFor(() => agent.log().split('\n').find((line) => line.startsWith('{')), 'agent output');
     const report = JSON.parse(started) as { addresses: string[]; etcd: string };
     assert.ok(report.addresses.includes(host.publicIp), 'the agent runs in its host namespace');

@@ -488,9 +488,9 @@ export class NetnsLab implements ClusterDriver {
 
   // ---- etcd ----
 
-  /** weftctl against this lab's etcd; `--env-file=` keeps this machine's /etc/weft/weftd.env (if any) out of it. */
+  /** weftctl against this lab's etcd; `--environment-file=` keeps this machine's /etc/weft/weftd.env (if any) out of it. */
   weftctlCommand(args: readonly string[]): string {
-    const full = [...this.ctlCommand, '--env-file=', ...(hasFlag(args, '--etcd-endpoints') ? [] : [`--etcd-endpoints=${this.etcdEndpoint}`]), ...args];
+    const full = [...this.ctlCommand, '--environment-file=', ...(hasFlag(args, '--etcd-endpoints') ? [] : [`--etcd-endpoints=${this.etcdEndpoint}`]), ...args];
     return full.map(shellQuote).join(' ');
   }
 

@@ -1,0 +1,104 @@
+/** What the weftctl commands share: the etcd connection, the lease listing, the refusal error. */
+import { ClientRuntimeError, EtcdError, GRPCGenericError, type Etcd3 } from 'etcd3';
+import { WeftError } from '../../common/errors.js';
+import { decodeLease, type Lease } from '../../common/lease.js';
+import { connectEtcd, NetworkKeys } from '../registry/etcd.js';
+import { rangeEndOf } from '../registry/kv-mirror.js';
+
+/** A refused command: weftctl prints the message and exits 1. */
+export class WeftctlError extends WeftError {
+  constructor(message: string) {
+    super('WEFT_CTL', message);
+  }
+}
+
+export interface EtcdArgs {
+  'etcd-endpoints': string;
+  'etcd-prefix': string;
+  'etcd-cafile'?: string | undefined;
+  'etcd-certfile'?: string | undefined;
+  'etcd-keyfile'?: string | undefined;
+  'etcd-username'?: string | undefined;
+  'etcd-password'?: string | undefined;
+}
+
+export function etcdEndpoints(args: EtcdArgs): string[] {
+  return args['etcd-endpoints'].split(',').map((endpoint) => endpoint.trim()).filter((endpoint) => endpoint !== '');
+}
+
+export function openEtcd(args: EtcdArgs, callTimeoutMs?: number): Etcd3 {
+  return connectEtcd({
+    endpoints: etcdEndpoints(args),
+    caFile: args['etcd-cafile'],
+    certFile: args['etcd-certfile'],
+    keyFile: args['etcd-keyfile'],
+    username: args['etcd-username'],
+    password: args['etcd-password'],
+    ...(callTimeoutMs === undefined ? {} : { callTimeoutMs }),
+  });
+}
+
+export async function withEtcd<T>(args: EtcdArgs, fn: (client: Etcd3, keys: NetworkKeys) => Promise<T>): Promise<T> {
+  const client = openEtcd(args);
+  try {
+    return await fn(client, new NetworkKeys(args['etcd-prefix']));
+  } catch (err) {
+    if (err instanceof EtcdError || err instanceof GRPCGenericError || err instanceof ClientRuntimeError) throw new WeftctlError(`etcd at ${etcdEndpoints(args).join(',')}: ${err.message.trim()}`);
+    throw err;
+  } finally {
+    client.close();
+  }
+}
+
+export interface StoredLease {
+  lease: Lease;
+  /** The etcd lease id as decimal text; "0" for a reservation. */
+  etcdLeaseId: string;
+}
+
+/** Every decodable lease under the prefix, in key order; undecodable ones are reported through `skip`. */
+export async function listLeases(client: Etcd3, keys: NetworkKeys, skip: (key: string, reason: string) => void = defaultSkip): Promise<StoredLease[]> {
+  const prefix = Buffer.from(keys.subnets);
+  const response = await client.kv.range({ key: prefix, range_end: rangeEndOf(prefix) });
+  const leases: StoredLease[] = [];
+  for (const kv of response.kvs) {
+    const name = keys.leaseName(kv.key.toString());
+    if (name === undefined) continue;
+    try {
+      leases.push({ lease: decodeLease(name, kv.value.toString(), String(kv.lease) === '0'), etcdLeaseId: String(kv.lease) });
+    } catch (err) {
+      skip(kv.key.toString(), (err as Error).message);
+    }
+  }
+  return leases;
+}
+
+function defaultSkip(key: string, reason: string): void {
+  process.stderr.write(`weftctl: skipping ${key}: ${reason}\n`);
+}
+
+/** Seconds left of each lease (undefined for reservations), in the order given. */
+export function remainingSeconds(client: Etcd3, leases: readonly StoredLease[]): Promise<(number | undefined)[]> {
+  return Promise.all(leases.map(async ({ etcdLeaseId }) =>
+    etcdLeaseId === '0' ? undefined : Number((await client.leaseClient.leaseTimeToLive({ ID: etcdLeaseId })).TTL)));
+}
+
+export function formatRemaining(seconds: number): string {
+  if (seconds < 0) return 'expired';
+  const hours = Math.floor(seconds / 3600);
+  const minutes = Math.floor((seconds % 3600) / 60);
+  return hours > 0 ? `${hours}h${String(minutes).padStart(2, '0')}m` : `${minutes}m${String(seconds % 60).padStart(2, '0')}s`;
+}
+
+/** "198.18.5.0/24", or both families joined by a comma. */
+export function leaseSubnetText(lease: Lease): string {
+  return [lease.subnets.ipv4?.toString(), lease.subnets.ipv6?.toString()].filter(Boolean).join(',');
+}
+
+export function leasePublicIp(lease: Lease): string {
+  return (lease.attrs.publicIP ?? lease.attrs.publicIPv6)?.toString() ?? '';
+}
+
+export function leaseVtepMac(lease: Lease): string {
+  return typeof lease.attrs.backendData?.VtepMAC === 'string' ? lease.attrs.backendData.VtepMAC : '';
+}

@@ -1,0 +1,86 @@
+import assert from 'node:assert/strict';
+import { diffFamilyState, emptyFamilyState, type FamilyState } from '../../common/dataplane.js';
+import { dataplaneFindings, formatFindings, type Finding } from './doctor.js';
+import { parseEnvFile } from './env-file.js';
+import { sumMetrics } from './status.js';
+
+function state(parts: { routes?: [string, string][]; fdb?: [string, string][]; neighbours?: [string, string][] }): FamilyState {
+  const result = emptyFamilyState();
+  for (const [dst, gateway] of parts.routes ?? []) result.routes.set(dst, { dst, gateway, device: 'overlay', onlink: true });
+  for (const [mac, dst] of parts.fdb ?? []) result.fdb.set(mac, { mac, dst });
+  for (const [ip, mac] of parts.neighbours ?? []) result.neighbours.set(ip, { ip, mac });
+  return result;
+}
+
+describe('weftctl doctor: findings (no root)', function () {
+  const names = { overlay: 'weft.1', public: 'eth1' };
+  const desired = state({
+    routes: [['198.18.2.0/24', '198.18.2.0'], ['198.18.3.0/24', '198.18.3.0']],
+    fdb: [['0a:00:00:00:00:02', '192.0.2.12'], ['0a:00:00:00:00:03', '192.0.2.13']],
+    neighbours: [['198.18.2.0', '0a:00:00:00:00:02'], ['198.18.3.0', '0a:00:00:00:00:03']],
+  });
+
+  it('reports nothing but one ok line when the kernel matches the leases', function () {
+    const findings = dataplaneFindings(diffFamilyState(desired, desired), desired, desired, [], names);
+    assert.deepEqual(findings, [{ check: 'dataplane', severity: 'ok', message: '2 routes, 2 FDB entries and 2 neighbours match the peers\' leases' }]);
+  });
+
+  it('names each missing, differing and left-over object with the command that fixes it', function () {
+    const actual = state({
+      routes: [['198.18.3.0/24', '198.18.3.0'], ['198.18.9.0/24', '198.18.9.0']],
+      fdb: [['0a:00:00:00:00:02', '192.0.2.99'], ['0a:00:00:00:00:03', '192.0.2.13']],
+      neighbours: [['198.18.3.0', '0a:00:00:00:00:03']],
+    });
+    const findings = dataplaneFindings(diffFamilyState(actual, desired), actual, desired, [], names);
+    const byCheck = (check: string): Finding[] => findings.filter((finding) => finding.check === check);
+    assert.ok(findings.every((finding) => finding.severity === 'fail'));
+    assert.deepEqual(byCheck('route').map((finding) => finding.message), [
+      '198.18.2.0/24 is missing: the lease wants 198.18.2.0/24 via 198.18.2.0 dev weft.1 onlink',
+      '198.18.9.0/24 via 198.18.9.0 dev weft.1 onlink is left over: no lease asks for it',
+    ]);
+    assert.match(byCheck('route')[0]!.fix!, /by hand: ip route replace 198\.18\.2\.0\/24 via 198\.18\.2\.0 dev weft\.1 onlink proto 157$/);
+    assert.match(byCheck('route')[1]!.fix!, /by hand: ip route del 198\.18\.9\.0\/24 dev weft\.1$/);
+    assert.deepEqual(byCheck('fdb').map((finding) => finding.message), ['0a:00:00:00:00:02 on weft.1 points at 192.0.2.99 but the lease says 192.0.2.12']);
+    assert.match(byCheck('fdb')[0]!.fix!, /bridge fdb replace 0a:00:00:00:00:02 dev weft\.1 dst 192\.0\.2\.12 self permanent$/);
+    assert.deepEqual(byCheck('neighbour').map((finding) => finding.message), ['198.18.2.0 (peer 192.0.2.12) is missing on weft.1: the lease wants lladdr 0a:00:00:00:00:02']);
+    assert.match(byCheck('neighbour')[0]!.fix!, /ip neigh replace 198\.18\.2\.0 lladdr 0a:00:00:00:00:02 dev weft\.1 nud permanent$/);
+  });
+
+  it('formats findings with the fix under each problem and a summary', function () {
+    const text = formatFindings([
+      { check: 'etcd', severity: 'ok', message: 'answers' },
+      { check: 'route', severity: 'fail', message: '198.18.2.0/24 is missing', fix: 'ip route replace …' },
+      { check: 'peer', severity: 'warn', message: 'lease skipped', fix: 'revoke it' },
+      { check: 'weftd', severity: 'skip', message: 'not asked' },
+    ]).split('\n');
+    assert.deepEqual(text.slice(1), [
+      'ok    etcd   answers',
+      'FAIL  route  198.18.2.0/24 is missing',
+      '             fix: ip route replace …',
+      'WARN  peer   lease skipped',
+      '             fix: revoke it',
+      'skip  weftd  not asked',
+      '',
+      '1 problem found, 1 warning',
+    ]);
+  });
+});
+
+describe('weftctl helpers (no root)', function () {
+  it('parses an environment file as systemd reads it', function () {
+    assert.deepEqual(parseEnvFile('# comment\n; also a comment\n\nWEFTD_IFACE=eth1\nexport FLANNELD_ETCD_PREFIX="/coreos.com/network"\nWEFTD_X=\'a b\'\nWEFTD_Y = "q\\"uote"\n'), {
+      WEFTD_IFACE: 'eth1',
+      FLANNELD_ETCD_PREFIX: '/coreos.com/network',
+      WEFTD_X: 'a b',
+      WEFTD_Y: 'q"uote',
+    });
+    assert.throws(() => parseEnvFile('WEFTD_IFACE=eth1\nnot an assignment\n', '/etc/weft/weftd.env'), /\/etc\/weft\/weftd\.env line 2: "not an assignment" is not a NAME=value line/);
+  });
+
+  it('sums Prometheus samples per metric name', function () {
+    const sums = sumMetrics('# HELP weft_peers x\n# TYPE weft_peers gauge\nweft_peers{backend="vxlan"} 2\nweft_peers{backend="host-gw"} 1\nweft_etcd_reachable 1\nbad line\n');
+    assert.equal(sums.get('weft_peers'), 3);
+    assert.equal(sums.get('weft_etcd_reachable'), 1);
+    assert.equal(sums.has('bad'), false);
+  });
+});

@@ -1,0 +1,596 @@
+/**
+ * `weftctl doctor`: checks one node against what etcd says it should be, the way weftd itself would build
+ * it — the desired kernel state comes from common/dataplane.ts, the device spec from the vxlan backend, the
+ * firewall comparison from IptablesRules.check(), the actual state from the kernel shim's dumps — and prints
+ * every finding with how to fix it.
+ */
+import type { Etcd3 } from 'etcd3';
+import { hostname } from 'node:os';
+import { parseNetworkConfig, type NetworkConfig, type UserspaceMode } from '../../common/config.js';
+import {
+  WEFT_ROUTE_PROTOCOL,
+  desiredFamilyState,
+  diffFamilyState,
+  emptyFamilyState,
+  vxlanOverhead,
+  type FamilyOps,
+  type FamilyState,
+  type RouteSpec,
+  type SkippedLease,
+} from '../../common/dataplane.js';
+import type { Lease } from '../../common/lease.js';
+import { gatewayCidr, type SubnetEnv } from '../../common/subnet-env.js';
+import type { Backend } from '../backend.js';
+import type { CommandRunner } from '../host/command.js';
+import { readIngressAllowList } from '../host/ingress.js';
+import { IptablesRules } from '../host/iptables.js';
+import { selectPublicInterface, type PublicInterface } from '../host/interfaces.js';
+import { readSubnetEnv } from '../host/subnet-env.js';
+import { IPV4_FORWARD, readSysctl } from '../host/sysctl.js';
+import { KernelView } from '../kernel-view.js';
+import { vxlanMismatches, type Kernel, type LinkInfo } from '../kernel/index.js';
+import { createLogger } from '../log.js';
+import type { NetworkKeys } from '../registry/etcd.js';
+import { HostGwBackend } from '../hostgw/hostgw.js';
+import { createUdpBackend, UDP_ENCAP_OVERHEAD } from '../udp/udp.js';
+import { VxlanBackend } from '../vxlan/vxlan.js';
+import { listLeases, type StoredLease } from './ctl-common.js';
+import { queryAgent } from './status.js';
+
+export type Severity = 'ok' | 'warn' | 'fail' | 'skip';
+
+export interface Finding {
+  /** What was checked: etcd, config, interface, lease, subnet.env, ip_forward, device, mtu, route, fdb, neighbour, peer, iptables, ingress, weftd. */
+  check: string;
+  severity: Severity;
+  message: string;
+  /** How to fix it (for warn and fail). */
+  fix?: string;
+}
+
+export interface DoctorOptions {
+  client: Etcd3;
+  keys: NetworkKeys;
+  /** For messages: the endpoints as given. */
+  endpoints: string;
+  kernel: Kernel;
+  subnetFile: string;
+  iface: readonly string[];
+  ifaceRegex: readonly string[];
+  publicIp: string | undefined;
+  /** --ip-masq as weftd runs; undefined: what subnet.env's FLANNEL_IPMASQ says. */
+  ipMasq: boolean | undefined;
+  forwardRules: boolean;
+  /** weftd's --ingress-allow-list (default on). */
+  ingressAllowList: boolean;
+  /** weftd's --vxlan-userspace; undefined: the config's Backend.Userspace. */
+  vxlanUserspace: UserspaceMode | undefined;
+  healthzIP: string;
+  /** 0: do not ask weftd's /readyz. */
+  healthzPort: number;
+  /** Runs ip and iptables (tests point it elsewhere). */
+  runner?: CommandRunner;
+  /** /proc/sys (tests point it elsewhere). */
+  sysctlRoot?: string;
+  timeoutMs?: number;
+}
+
+const RESTART = 'restart weftd (systemctl restart weftd) and look at its log (journalctl -u weftd)';
+const HEALS = 'a running weftd puts it back within seconds (on the kernel event, else on its --resync-interval); if it stays, weftd is not running or failing: systemctl status weftd, journalctl -u weftd';
+
+function message(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+// ---------------------------------------------------------------------------------- data plane
+
+/**
+ * weft's objects as the kernel has them, read by the reconcile loop's own reader (KernelView.read: one dump
+ * per kind, nexthop objects resolved), as a FamilyState to diff against the desired one.
+ */
+export async function readActualState(kernel: Kernel, overlayIndex: number | undefined, publicIndex: number, routesOnly = false): Promise<{ state: FamilyState; duplicates: string[] }> {
+  const { view, duplicates } = await KernelView.read(kernel, { family: 4, overlayIndex, publicIndex, ...(routesOnly ? { routesOnly } : {}) }, 'nexthop');
+  const state = emptyFamilyState();
+  for (const [ip, entry] of view.neighbours) state.neighbours.set(ip, entry);
+  for (const [mac, entry] of view.fdb) state.fdb.set(mac, entry);
+  for (const [dst, route] of view.routes) state.routes.set(dst, route.spec);
+  return { state, duplicates: duplicates.map((route) => route.spec.dst) };
+}
+
+export interface DeviceNames {
+  /** weft's VXLAN device (weft.<VNI>); undefined for host-gw. */
+  overlay: string | undefined;
+  /** The public interface. */
+  public: string;
+}
+
+function routeText(route: RouteSpec, names: DeviceNames): string {
+  const dev = route.device === 'overlay' ? (names.overlay ?? 'the overlay device') : names.public;
+  return `${route.dst} via ${route.gateway} dev ${dev}${route.onlink ? ' onlink' : ''}`;
+}
+
+/**
+ * Findings for the difference between the kernel and the leases: `ops` is diffFamilyState(actual, desired),
+ * so `add` is what is missing, `replace` what differs and `remove` what no lease asks for.
+ */
+export function dataplaneFindings(ops: FamilyOps, actual: FamilyState, desired: FamilyState, skipped: readonly SkippedLease[], names: DeviceNames): Finding[] {
+  const findings: Finding[] = [];
+  const dev = names.overlay ?? '';
+  const peerOf = (gateway: string): string => {
+    for (const entry of desired.fdb.values()) if (desired.neighbours.get(gateway)?.mac === entry.mac) return ` (peer ${entry.dst})`;
+    return '';
+  };
+  for (const route of ops.routes.add) {
+    findings.push({ check: 'route', severity: 'fail', message: `${route.dst} is missing: the lease wants ${routeText(route, names)}`,
+      fix: `${HEALS}; by hand: ip route replace ${routeText(route, names)} proto ${WEFT_ROUTE_PROTOCOL}` });
+  }
+  for (const route of ops.routes.replace) {
+    const have = actual.routes.get(route.dst)!;
+    findings.push({ check: 'route', severity: 'fail', message: `${route.dst} is ${routeText(have, names)} but the lease wants ${routeText(route, names)}`,
+      fix: `${HEALS}; by hand: ip route replace ${routeText(route, names)} proto ${WEFT_ROUTE_PROTOCOL}` });
+  }
+  for (const route of ops.routes.remove) {
+    findings.push({ check: 'route', severity: 'fail', message: `${routeText(route, names)} is left over: no lease asks for it`,
+      fix: `${HEALS}; by hand: ip route del ${route.dst} dev ${route.device === 'overlay' ? dev : names.public}` });
+  }
+  for (const entry of ops.fdb.add) {
+    findings.push({ check: 'fdb', severity: 'fail', message: `${entry.mac} (VtepMAC of ${entry.dst}) is missing on ${dev}`,
+      fix: `${HEALS}; by hand: bridge fdb replace ${entry.mac} dev ${dev} dst ${entry.dst} self permanent` });
+  }
+  for (const entry of ops.fdb.replace) {
+    findings.push({ check: 'fdb', severity: 'fail', message: `${entry.mac} on ${dev} points at ${actual.fdb.get(entry.mac)!.dst} but the lease says ${entry.dst}`,
+      fix: `${HEALS}; by hand: bridge fdb replace ${entry.mac} dev ${dev} dst ${entry.dst} self permanent` });
+  }
+  for (const entry of ops.fdb.remove) {
+    findings.push({ check: 'fdb', severity: 'fail', message: `${entry.mac} dst ${entry.dst} on ${dev} is left over: no lease has this VtepMAC`,
+      fix: `${HEALS}; by hand: bridge fdb del ${entry.mac} dev ${dev} self` });
+  }
+  for (const entry of ops.neighbours.add) {
+    findings.push({ check: 'neighbour', severity: 'fail', message: `${entry.ip}${peerOf(entry.ip)} is missing on ${dev}: the lease wants lladdr ${entry.mac}`,
+      fix: `${HEALS}; by hand: ip neigh replace ${entry.ip} lladdr ${entry.mac} dev ${dev} nud permanent` });
+  }
+  for (const entry of ops.neighbours.replace) {
+    findings.push({ check: 'neighbour', severity: 'fail', message: `${entry.ip} on ${dev} has lladdr ${actual.neighbours.get(entry.ip)!.mac || '(none)'} but the lease says ${entry.mac}`,
+      fix: `${HEALS}; by hand: ip neigh replace ${entry.ip} lladdr ${entry.mac} dev ${dev} nud permanent` });
+  }
+  for (const entry of ops.neighbours.remove) {
+    findings.push({ check: 'neighbour', severity: 'fail', message: `${entry.ip} lladdr ${entry.mac} on ${dev} is left over: no lease has this subnet`,
+      fix: `${HEALS}; by hand: ip neigh del ${entry.ip} dev ${dev}` });
+  }
+  for (const { lease, reason } of skipped) {
+    findings.push({ check: 'peer', severity: 'warn', message: `lease ${lease.name} is not programmed here: it ${reason}`,
+      fix: 'fix or revoke the lease (weftctl lease revoke <subnet>), or the config, so that every host can reach every other' });
+  }
+  if (findings.every((finding) => finding.severity !== 'fail')) {
+    findings.unshift({ check: 'dataplane', severity: 'ok',
+      message: `${desired.routes.size} routes, ${desired.fdb.size} FDB entries and ${desired.neighbours.size} neighbours match the peers' leases` });
+  }
+  return findings;
+}
+
+// ---------------------------------------------------------------------------------------- checks
+
+interface Context {
+  options: DoctorOptions;
+  findings: Finding[];
+  config: NetworkConfig | undefined;
+  leases: StoredLease[] | undefined;
+  subnetEnv: SubnetEnv | undefined;
+  iface: PublicInterface | undefined;
+  own: Lease | undefined;
+  backend: Backend | undefined;
+  overlay: LinkInfo | null | undefined;
+  /** The overlay device is a userspace path's veth: routes only, no neighbours or FDB entries of weft's. */
+  routesOnly: boolean;
+}
+
+function add(context: Context, check: string, severity: Severity, text: string, fix?: string): void {
+  context.findings.push(fix === undefined ? { check, severity, message: text } : { check, severity, message: text, fix });
+}
+
+async function checkEtcd(context: Context): Promise<void> {
+  const { client, keys, endpoints } = context.options;
+  let text: string | null;
+  try {
+    text = await client.get(keys.config).string();
+    context.leases = await listLeases(client, keys, (key, reason) => add(context, 'lease', 'warn', `${key} cannot be read: ${reason}`,
+      'every weftd skips it; delete or rewrite it with etcdctl'));
+  } catch (err) {
+    add(context, 'etcd', 'fail', `cannot reach etcd at ${endpoints}: ${message(err)}`,
+      `check --etcd-endpoints and the TLS flags (WEFTD_ETCD_* in the environment file), and that etcd is up: etcdctl --endpoints=${endpoints} endpoint health`);
+    return;
+  }
+  add(context, 'etcd', 'ok', `${endpoints} answers; ${context.leases.length} leases under ${keys.subnets}`);
+  if (text === null) {
+    add(context, 'config', 'fail', `no network config at ${keys.config}`, 'seed one: weftctl config set --network <cidr> (check --etcd-prefix if one was meant to be there)');
+    return;
+  }
+  try {
+    const config = parseNetworkConfig(text);
+    context.config = config;
+    if (config.ipv4 === undefined) {
+      add(context, 'config', 'fail', `${keys.config} has no IPv4 network; this version of weftd programs IPv4 only`, 'set Network in the config: weftctl config set --network <cidr>');
+      context.config = undefined;
+      return;
+    }
+    add(context, 'config', 'ok', `${config.ipv4.network}, SubnetLen ${config.ipv4.subnetLen}, backend ${config.backend.type}`);
+    for (const warning of config.warnings) add(context, 'config', 'warn', warning, 'rewrite the config with weftctl config set, which always writes an explicit Backend');
+  } catch (err) {
+    add(context, 'config', 'fail', `${keys.config} is not a usable config: ${message(err)}`, 'fix it with weftctl config set (it validates before writing)');
+  }
+}
+
+async function checkSubnetEnvFile(context: Context): Promise<void> {
+  const path = context.options.subnetFile;
+  try {
+    context.subnetEnv = await readSubnetEnv(path);
+  } catch (err) {
+    add(context, 'subnet.env', 'fail', message(err), `remove it and ${RESTART}`);
+    return;
+  }
+  if (context.subnetEnv === undefined) {
+    add(context, 'subnet.env', 'fail', `${path} does not exist`,
+      `weftd writes it once it holds a lease and the data plane is programmed: ${RESTART}; if weftd writes it elsewhere, give weftctl the same --subnet-file`);
+  }
+}
+
+async function checkInterface(context: Context): Promise<void> {
+  const { iface, ifaceRegex, publicIp, runner } = context.options;
+  try {
+    context.iface = await selectPublicInterface({ iface, ifaceRegex, publicIp, ipv4: true, ipv6: false, ...(runner === undefined ? {} : { runner }) });
+  } catch (err) {
+    add(context, 'interface', 'fail', `no public interface: ${message(err)}`,
+      'give weftctl the --iface / --iface-regex / --public-ip weftd runs with (they are read from the environment file, WEFTD_IFACE=…)');
+    return;
+  }
+  const chosen = context.iface;
+  const announced = chosen.publicAddress.equals(chosen.address) ? '' : `, announced as ${chosen.publicAddress}`;
+  add(context, 'interface', 'ok', `${chosen.name} ${chosen.address}${announced}, MTU ${chosen.mtu}`);
+}
+
+function checkLease(context: Context): void {
+  const { leases, iface, config } = context;
+  if (leases === undefined || iface === undefined) return;
+  const mine = leases.filter((stored) => stored.lease.attrs.publicIP?.equals(iface.publicAddress));
+  if (mine.length === 0) {
+    add(context, 'lease', 'fail', `no lease names this host's public IP ${iface.publicAddress}`,
+      `weftd acquires one within seconds of starting: ${RESTART}; if weftd announces another address, give weftctl its --iface / --public-ip`);
+    return;
+  }
+  const fromEnv = context.subnetEnv?.subnet;
+  const own = mine.find((stored) => fromEnv !== undefined && stored.lease.subnets.ipv4?.equals(fromEnv))?.lease ?? mine[0]!.lease;
+  context.own = own;
+  if (mine.length > 1) {
+    add(context, 'lease', 'warn', `${mine.length} leases name ${iface.publicAddress}: ${mine.map((stored) => stored.lease.name).join(', ')}; weftd uses one, the others waste subnets`,
+      'revoke the ones this host does not use: weftctl lease revoke <subnet>');
+  }
+  add(context, 'lease', 'ok', `${own.subnets.ipv4?.toString() ?? own.name}${own.reservation ? ' (a reservation)' : ''}, backend ${own.attrs.backendType}`);
+  if (config !== undefined) {
+    if (own.attrs.backendType !== config.backend.type) {
+      add(context, 'lease', 'fail', `the lease says backend ${own.attrs.backendType} but the config says ${config.backend.type}`,
+        `weftd reads the config when it starts: ${RESTART} (on every host, after a backend change)`);
+    }
+    if (own.subnets.ipv4 !== undefined && !config.ipv4!.network.contains(own.subnets.ipv4)) {
+      add(context, 'lease', 'fail', `the lease ${own.subnets.ipv4} is outside the network ${config.ipv4!.network}`,
+        `revoke it (weftctl lease revoke ${own.subnets.ipv4}) and ${RESTART}`);
+    }
+  }
+}
+
+function checkSubnetEnvContent(context: Context): void {
+  const { subnetEnv: env, own, config, backend } = context;
+  if (env === undefined) return;
+  const path = context.options.subnetFile;
+  const before = context.findings.length;
+  const rewrite = `${RESTART}; weftd rewrites it (containers created since keep their old addresses: recreate them)`;
+  if (own?.subnets.ipv4 !== undefined && !(env.subnet?.equals(own.subnets.ipv4) ?? false)) {
+    add(context, 'subnet.env', 'fail', `${path} has FLANNEL_SUBNET=${env.subnet === undefined ? '(none)' : gatewayCidr(env.subnet)} but the lease is ${own.subnets.ipv4}`, rewrite);
+  }
+  if (config?.ipv4 !== undefined && !(env.network?.equals(config.ipv4.network) ?? false)) {
+    add(context, 'subnet.env', 'fail', `${path} has FLANNEL_NETWORK=${env.network?.toString() ?? '(none)'} but the config says ${config.ipv4.network}`, rewrite);
+  }
+  if (backend !== undefined && env.mtu !== backend.mtu) {
+    add(context, 'subnet.env', 'fail', `${path} has FLANNEL_MTU=${env.mtu ?? '(none)'} but the ${backend.type} backend gives containers ${backend.mtu}`, rewrite);
+  }
+  if (context.findings.length === before) {
+    add(context, 'subnet.env', 'ok', `${path}: FLANNEL_SUBNET=${env.subnet === undefined ? '-' : gatewayCidr(env.subnet)} FLANNEL_MTU=${env.mtu ?? '-'} FLANNEL_IPMASQ=${env.ipMasq ?? '-'}`);
+  }
+}
+
+async function checkForwarding(context: Context): Promise<void> {
+  try {
+    const value = await readSysctl(IPV4_FORWARD, context.options.sysctlRoot);
+    if (value === '1') add(context, 'ip_forward', 'ok', `${IPV4_FORWARD} = 1`);
+    else {
+      add(context, 'ip_forward', 'fail', `${IPV4_FORWARD} = ${value}: this host does not forward the containers' packets`,
+        `sysctl -w ${IPV4_FORWARD}=1 (weftd sets it when it starts; something turned it off since — look in /etc/sysctl.d and at other network tools)`);
+    }
+  } catch (err) {
+    add(context, 'ip_forward', 'warn', message(err), 'run weftctl doctor where /proc/sys is readable');
+  }
+}
+
+/** The userspace data path's overlay device: the near end of a veth pair (`<name>.c` is the capture end). */
+async function checkUserspaceDevice(context: Context, links: readonly LinkInfo[], name: string, mtu: number, mac: string | undefined): Promise<void> {
+  const { own } = context;
+  context.routesOnly = true;
+  const link = links.find((candidate) => candidate.name === name) ?? null;
+  context.overlay = link;
+  if (link === null) {
+    add(context, 'device', 'fail', `${name} does not exist (the userspace data path's veth)`, `weftd creates it: ${RESTART}`);
+    return;
+  }
+  const before = context.findings.length;
+  if (link.kind !== 'veth') add(context, 'device', 'fail', `${name} is a ${link.kind ?? 'plain'} device, want the near end of a veth pair`, `ip link del ${name}, then ${RESTART}`);
+  if (!links.some((candidate) => candidate.name === `${name}.c`)) add(context, 'device', 'fail', `${name}.c, the capture end of ${name}, does not exist`, `weftd creates the pair: ${RESTART}`);
+  if (!link.up) add(context, 'device', 'fail', `${name} is down`, `${HEALS}; by hand: ip link set ${name} up`);
+  if (link.mtu !== mtu) add(context, 'device', 'fail', `${name} mtu is ${link.mtu}, want ${mtu}`, `${HEALS}; by hand: ip link set ${name} mtu ${mtu}`);
+  if (mac !== undefined && link.mac !== mac) add(context, 'device', 'fail', `${name} has MAC ${link.mac ?? '(none)'}, want the VtepMAC ${mac}`, `weftd sets it: ${RESTART}`);
+  await checkOverlayAddress(context, link, own);
+  if (context.findings.length === before) {
+    add(context, 'device', 'ok', `${name}: userspace data path (veth pair with ${name}.c), MTU ${link.mtu}${mac === undefined ? '' : `, VtepMAC ${link.mac}`}, up`);
+  }
+}
+
+/** The lease's network address as a /32, and no other IPv4 address, on the overlay device. */
+async function checkOverlayAddress(context: Context, link: LinkInfo, own: Lease | undefined): Promise<void> {
+  if (own?.subnets.ipv4 === undefined) return;
+  const want = `${own.subnets.ipv4.network}/32`;
+  const addresses = (await context.options.kernel.listAddresses(link.index, 4)).map((address) => address.cidr);
+  if (!addresses.includes(want) || addresses.length !== 1) {
+    add(context, 'device', 'fail', `${link.name} has IPv4 addresses [${addresses.join(', ')}], want exactly ${want}`, `${HEALS}; by hand: ip addr flush dev ${link.name}; ip addr add ${want} dev ${link.name}`);
+  }
+}
+
+async function checkDevice(context: Context): Promise<void> {
+  const { config, iface, own, options } = context;
+  if (config === undefined || iface === undefined) return;
+  const backendContext = { kernel: options.kernel, log: createLogger('silent'), config, publicInterface: iface };
+  if (config.backend.type === 'host-gw') {
+    context.backend = new HostGwBackend(backendContext);
+    return;
+  }
+  const links = await options.kernel.listLinks();
+  if (config.backend.type === 'udp') {
+    const udp = createUdpBackend(backendContext, config.backend);
+    context.backend = udp;
+    await checkUserspaceDevice(context, links, udp.deviceName, udp.mtu, undefined);
+    return;
+  }
+  const vxlan = config.backend;
+  const backend = new VxlanBackend(backendContext, vxlan);
+  context.backend = backend;
+  const name = backend.deviceName;
+  const vtepMac = typeof backend.backendData.VtepMAC === 'string' ? backend.backendData.VtepMAC : undefined;
+  const mode = options.vxlanUserspace ?? vxlan.userspace;
+  const link = links.find((candidate) => candidate.name === name) ?? null;
+  if (link !== null && link.kind === 'veth') {
+    // the userspace data path (Backend.Userspace always, or auto without kernel VXLAN)
+    if (mode === 'never') {
+      add(context, 'device', 'fail', `${name} is the userspace path's veth but Userspace is "never" (kernel VXLAN wanted)`, `ip link del ${name}, then ${RESTART}`);
+    }
+    await checkUserspaceDevice(context, links, name, backend.mtu, vtepMac);
+    return;
+  }
+  if (mode === 'always') {
+    if (link === null) {
+      add(context, 'device', 'fail', `${name} does not exist (the userspace data path's veth: Userspace is "always")`, `weftd creates it: ${RESTART}`);
+      context.overlay = null;
+      return;
+    }
+    add(context, 'device', 'fail', `Userspace is "always" but ${name} is a ${link.kind ?? 'plain'} device, not the userspace path's veth`, `ip link del ${name}, then ${RESTART}`);
+  }
+  const clash = links.filter((candidate) => candidate.name !== name && candidate.vxlan !== null && candidate.vxlan.vni === vxlan.vni && candidate.vxlan.port === vxlan.port);
+  for (const other of clash) {
+    add(context, 'device', 'fail', `${other.name} also uses VNI ${vxlan.vni} on UDP port ${vxlan.port}: the kernel delivers the port's packets to one device only`,
+      `delete it if it is a leftover of flanneld (ip link del ${other.name}), then ${RESTART}`);
+  }
+  context.overlay = link;
+  if (link === null) {
+    add(context, 'device', 'fail', `${name} does not exist`, `weftd creates it: ${RESTART}`);
+    return;
+  }
+  const before = context.findings.length;
+  const spec = {
+    name, vni: vxlan.vni, port: vxlan.port, local: iface.address.toString(), parentIndex: iface.index,
+    learning: vxlan.learning, gbp: vxlan.gbp, mtu: backend.mtu, ...(vtepMac === undefined ? {} : { mac: vtepMac }),
+  };
+  const actual: Record<string, unknown> = {
+    kind: link.kind, vni: link.vxlan?.vni, port: link.vxlan?.port, local: link.vxlan?.local, parentIndex: link.vxlan?.parentIndex,
+    learning: link.vxlan?.learning, gbp: link.vxlan?.gbp, mtu: link.mtu, mac: link.mac,
+  };
+  const wanted: Record<string, unknown> = { ...spec, kind: 'vxlan', parentIndex: `${iface.index} (${iface.name})` };
+  for (const field of vxlanMismatches(link, spec)) {
+    const fix = field === 'mtu' || field === 'mac'
+      ? `${HEALS}; by hand: ip link set ${name} ${field === 'mtu' ? `mtu ${backend.mtu}` : `address ${vtepMac}`}`
+      : `weftd recreates a device that does not match the config: ${RESTART} (or ip link del ${name} and let weftd create it)`;
+    add(context, 'device', 'fail', `${name} ${field} is ${JSON.stringify(actual[field])}, want ${JSON.stringify(wanted[field])}`, fix);
+  }
+  if (!link.up) add(context, 'device', 'fail', `${name} is down`, `${HEALS}; by hand: ip link set ${name} up`);
+  const leaseMac = own?.attrs.backendData?.VtepMAC;
+  if (typeof leaseMac === 'string' && link.mac !== null && leaseMac.toLowerCase() !== link.mac) {
+    add(context, 'device', 'fail', `the lease announces VtepMAC ${leaseMac} but ${name} has ${link.mac}: peers' frames are addressed to the wrong MAC`,
+      `weftd re-announces its VtepMAC when it starts: ${RESTART}`);
+  }
+  await checkOverlayAddress(context, link, own);
+  if (context.findings.length === before) {
+    add(context, 'device', 'ok', `${name}: VNI ${vxlan.vni}, port ${vxlan.port}, local ${iface.address} on ${iface.name}, MTU ${link.mtu}, VtepMAC ${link.mac}, up`);
+  }
+}
+
+function checkMtu(context: Context): void {
+  const { iface, backend, overlay, subnetEnv } = context;
+  if (iface === undefined || backend === undefined) return;
+  const before = context.findings.length;
+  const overhead = backend.type === 'vxlan' ? vxlanOverhead(iface.address.family) : backend.type === 'udp' ? UDP_ENCAP_OVERHEAD : 0;
+  const deviceMtu = overlay?.mtu ?? backend.mtu;
+  if (backend.type !== 'host-gw' && deviceMtu + overhead > iface.mtu) {
+    add(context, 'mtu', 'fail', `${overlay?.name ?? 'the overlay device'} MTU ${deviceMtu} + ${overhead} bytes of ${backend.type} encapsulation exceeds ${iface.name}'s MTU ${iface.mtu}: full-size packets are dropped`,
+      `remove Backend.MTU from the config (weft then uses ${iface.mtu - overhead}) or raise ${iface.name}'s MTU, then ${RESTART}`);
+  }
+  const containerMtu = subnetEnv?.mtu;
+  const limit = backend.type === 'host-gw' ? iface.mtu : deviceMtu;
+  if (containerMtu !== undefined && containerMtu > limit) {
+    add(context, 'mtu', 'fail', `containers get FLANNEL_MTU=${containerMtu} but the path allows ${limit}: their large packets are dropped`, `${RESTART}; then recreate the containers so that they take the new MTU`);
+  }
+  if (context.findings.length === before) {
+    add(context, 'mtu', 'ok', `${iface.name} ${iface.mtu}${backend.type === 'host-gw' ? '' : `, overlay ${deviceMtu}`}, containers ${containerMtu ?? '-'}`);
+  }
+}
+
+async function checkDataplane(context: Context): Promise<void> {
+  const { config, own, iface, leases, backend, options } = context;
+  if (config === undefined || own === undefined || iface === undefined || leases === undefined || backend === undefined) return;
+  if (backend.type !== 'host-gw' && context.overlay === null) return; // the device finding says it all
+  const routesOnly = context.routesOnly;
+  const { state: desired, skipped } = desiredFamilyState({
+    family: 4, config, own, peers: leases.map((stored) => stored.lease), localPrefixes: [iface.prefix], ...(routesOnly ? { routesOnly } : {}),
+  });
+  const { state: actual, duplicates } = await readActualState(options.kernel, context.overlay?.index, iface.index, routesOnly);
+  const ops = diffFamilyState(actual, desired);
+  const names = { overlay: context.overlay?.name, public: iface.name };
+  context.findings.push(...dataplaneFindings(ops, actual, desired, skipped, names));
+  for (const dst of duplicates) {
+    add(context, 'route', 'fail', `${dst} has a second route of weft's (left by a backend change?)`, `${HEALS}; by hand: ip route show ${dst} and delete the one that is not wanted`);
+  }
+}
+
+async function checkIptables(context: Context): Promise<void> {
+  const { options, config, own, subnetEnv } = context;
+  const network = config?.ipv4?.network ?? subnetEnv?.network;
+  const subnet = own?.subnets.ipv4 ?? subnetEnv?.subnet;
+  if (network === undefined || subnet === undefined) {
+    add(context, 'iptables', 'skip', 'not checked: neither etcd nor subnet.env tell the network and this host\'s subnet');
+    return;
+  }
+  const ipMasq = options.ipMasq ?? subnetEnv?.ipMasq ?? false;
+  const rules = new IptablesRules({
+    family: 4, network, subnet, ipMasq, forwardRules: options.forwardRules,
+    ...(options.runner === undefined ? {} : { runner: options.runner }),
+  });
+  let result;
+  try {
+    result = await rules.check();
+  } catch (err) {
+    add(context, 'iptables', 'warn', `could not read the rules: ${message(err)}`, 'run weftctl doctor as root on a host with iptables');
+    return;
+  }
+  const enabled = [options.forwardRules ? 'WEFT-FORWARD' : '', ipMasq ? 'WEFT-POSTRTG' : ''].filter(Boolean).join(' and ') || 'no chains (both disabled)';
+  if (result.ok) {
+    add(context, 'iptables', 'ok', `${enabled} as weftd writes ${enabled.includes(' and ') ? 'them' : 'it'}`);
+    return;
+  }
+  for (const problem of result.problems) {
+    add(context, 'iptables', 'fail', problem,
+      'weftd rewrites its chains every --iptables-resync seconds; if they stay wrong, weftd is not running, or was started with other --ip-masq / --iptables-forward-rules than weftctl was given, or another tool keeps rewriting the firewall');
+  }
+}
+
+async function checkIngress(context: Context): Promise<void> {
+  const { options, config, own, leases } = context;
+  if (config === undefined || config.backend.type === 'host-gw') return;
+  let table: Awaited<ReturnType<typeof readIngressAllowList>>;
+  try {
+    table = await readIngressAllowList(options.runner);
+  } catch (err) {
+    add(context, 'ingress', 'warn', `could not read the nftables table inet weft: ${message(err)}`, 'run weftctl doctor as root on a host with nft (nftables)');
+    return;
+  }
+  if (!options.ingressAllowList) {
+    if (table !== undefined) {
+      add(context, 'ingress', 'warn', 'the ingress allow-list (nftables table inet weft) is there although --ingress-allow-list is off',
+        'if weftd runs with --ingress-allow-list=false, remove it: nft delete table inet weft; else give weftctl the same flag');
+    }
+    return;
+  }
+  if (table === undefined) {
+    add(context, 'ingress', 'warn', 'the ingress allow-list (nftables table inet weft) is missing: the tunnel port accepts datagrams from anyone',
+      `weftd puts it back every --iptables-resync seconds; ${RESTART}`);
+    return;
+  }
+  if (own === undefined || leases === undefined) return;
+  // weftd allows every other lease's public addresses
+  const wanted = [...new Set(leases.filter((stored) => stored.lease.name !== own.name)
+    .flatMap((stored) => [stored.lease.attrs.publicIP, stored.lease.attrs.publicIPv6])
+    .filter((ip) => ip !== undefined).map((ip) => ip.toString()))].sort();
+  const missing = wanted.filter((ip) => !table.peers.includes(ip));
+  const extra = table.peers.filter((ip) => !wanted.includes(ip));
+  for (const ip of missing) {
+    add(context, 'ingress', 'fail', `peer ${ip} is not in the ingress allow-list: its VXLAN datagrams are dropped`, `weftd updates the list on every lease event and checks it every --iptables-resync seconds: ${RESTART}`);
+  }
+  for (const ip of extra) {
+    add(context, 'ingress', 'warn', `${ip} is in the ingress allow-list but no lease names it`, `weftd removes it on its next update: ${RESTART}`);
+  }
+  if (table.rules !== 2) {
+    add(context, 'ingress', 'fail', `the ingress allow-list has ${table.rules} rules, want 2 (one per family)`, `weftd rewrites the table when it finds it changed: ${RESTART}`);
+  }
+  if (missing.length === 0 && extra.length === 0 && table.rules === 2) {
+    add(context, 'ingress', 'ok', `the tunnel port accepts the ${wanted.length} peers' addresses only (nftables table inet weft)`);
+  }
+}
+
+async function checkAgent(context: Context): Promise<void> {
+  const { healthzPort, healthzIP, timeoutMs } = context.options;
+  if (healthzPort <= 0) {
+    add(context, 'weftd', 'skip', 'not asked: give --healthz-port (or WEFTD_HEALTHZ_PORT in the environment file) to check weftd\'s /readyz');
+    return;
+  }
+  const host = healthzIP === '0.0.0.0' || healthzIP === '' ? '127.0.0.1' : healthzIP === '::' ? '::1' : healthzIP;
+  const url = `http://${host.includes(':') ? `[${host}]` : host}:${healthzPort}`;
+  const report = await queryAgent(url, timeoutMs ?? 2000);
+  if (!report.reachable) {
+    add(context, 'weftd', 'fail', `weftd does not answer at ${url} (${report.error ?? 'no answer'})`, 'is it running? systemctl status weftd; journalctl -u weftd');
+  } else if (report.ready === undefined) {
+    add(context, 'weftd', 'fail', `${url}: ${report.error ?? 'no readiness report'}`, 'check --healthz-port: another program answers there');
+  } else if (!report.ready) {
+    add(context, 'weftd', 'fail', `weftd at ${url} is not ready: ${(report.notReady ?? []).join(', ')}`, 'journalctl -u weftd says why (lease: etcd or config trouble; dataplane: kernel operations failing; subnetEnv: not written yet)');
+  } else {
+    add(context, 'weftd', 'ok', `ready at ${url}${report.peers === undefined ? '' : `, ${report.peers} peers programmed`}${report.etcdReachable === false ? ', but it cannot reach etcd' : ''}`);
+  }
+}
+
+/** Runs every check; the findings come in the order they were made. */
+export async function runDoctor(options: DoctorOptions): Promise<Finding[]> {
+  const context: Context = {
+    options, findings: [], config: undefined, leases: undefined, subnetEnv: undefined, iface: undefined, own: undefined, backend: undefined, overlay: undefined,
+    routesOnly: false,
+  };
+  const guard = async (check: string, fn: () => Promise<void> | void): Promise<void> => {
+    try {
+      await fn();
+    } catch (err) {
+      add(context, check, 'fail', `could not check: ${message(err)}`, 'run weftctl doctor as root on the node itself');
+    }
+  };
+  await guard('etcd', () => checkEtcd(context));
+  await guard('subnet.env', () => checkSubnetEnvFile(context));
+  await guard('interface', () => checkInterface(context));
+  await guard('lease', () => checkLease(context));
+  await guard('ip_forward', () => checkForwarding(context));
+  await guard('device', () => checkDevice(context));
+  await guard('subnet.env', () => checkSubnetEnvContent(context));
+  await guard('mtu', () => checkMtu(context));
+  await guard('dataplane', () => checkDataplane(context));
+  await guard('iptables', () => checkIptables(context));
+  await guard('ingress', () => checkIngress(context));
+  await guard('weftd', () => checkAgent(context));
+  return context.findings;
+}
+
+const LABEL: Record<Severity, string> = { ok: 'ok', warn: 'WARN', fail: 'FAIL', skip: 'skip' };
+
+/** The findings as text: one line each, the fix indented below, then a summary line. */
+export function formatFindings(findings: readonly Finding[]): string {
+  const width = Math.max(...findings.map((finding) => finding.check.length), 5);
+  const lines = [`weftctl doctor on ${hostname()}`];
+  for (const finding of findings) {
+    lines.push(`${LABEL[finding.severity].padEnd(4)}  ${finding.check.padEnd(width)}  ${finding.message}`);
+    if (finding.fix !== undefined && (finding.severity === 'fail' || finding.severity === 'warn')) lines.push(`${' '.repeat(width + 8)}fix: ${finding.fix}`);
+  }
+  const failed = findings.filter((finding) => finding.severity === 'fail').length;
+  const warned = findings.filter((finding) => finding.severity === 'warn').length;
+  lines.push('', failed === 0
+    ? `no problems found${warned > 0 ? ` (${warned} warning${warned === 1 ? '' : 's'})` : ''}`
+    : `${failed} problem${failed === 1 ? '' : 's'} found${warned > 0 ? `, ${warned} warning${warned === 1 ? '' : 's'}` : ''}`);
+  return lines.join('\n');
+}

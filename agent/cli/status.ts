@@ -1,0 +1,190 @@
+/**
+ * `weftctl status`: the cluster as etcd and the agents see it. Every lease is listed; with the agents'
+ * health port (--healthz-port, or WEFTD_HEALTHZ_PORT from the node's environment file) each lease's host is
+ * asked for /readyz and /metrics at <PublicIP>:<port>, and what it answers is joined to its lease.
+ */
+import { formatTable } from '../../common/table.js';
+import type { Lease } from '../../common/lease.js';
+import type { ReadinessReport } from '../http.js';
+import { formatRemaining, leasePublicIp, leaseSubnetText, leaseVtepMac, type StoredLease } from './ctl-common.js';
+
+/** What one agent's endpoint said. */
+export interface AgentReport {
+  /** e.g. http://192.0.2.11:9910 */
+  url: string;
+  reachable: boolean;
+  /** Why it could not be asked (connection refused, timeout, HTTP status, …). */
+  error?: string;
+  ready?: boolean;
+  notReady?: string[];
+  /** /readyz info fields (backend mode, …). */
+  info?: Record<string, unknown>;
+  /** weft_peers: peers the agent has programmed. */
+  peers?: number;
+  /** weft_etcd_reachable == 1 */
+  etcdReachable?: boolean;
+  /** weft_lease_expiry_timestamp_seconds (0 for a reservation). */
+  leaseExpiry?: number;
+  /** weft_reconcile_runs_total, all triggers. */
+  reconcileRuns?: number;
+}
+
+export interface StatusRow {
+  subnet: string;
+  publicIP: string;
+  backend: string;
+  vtepMac: string;
+  /** Seconds left; undefined for a reservation. */
+  ttlSeconds: number | undefined;
+  reserved: boolean;
+  /** Other leases this host should program (same backend, with an address of the lease's family). */
+  expectedPeers: number;
+  /** Undefined when no health port was given. */
+  agent: AgentReport | undefined;
+  /** What is wrong with this host, in words; empty when nothing is. */
+  problems: string[];
+}
+
+/** Sums every sample of each metric name in a Prometheus text exposition (labels ignored). */
+export function sumMetrics(text: string): Map<string, number> {
+  const sums = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})?\s+(\S+)/.exec(line);
+    if (match === null) continue;
+    const value = Number(match[3]);
+    if (!Number.isFinite(value)) continue;
+    sums.set(match[1]!, (sums.get(match[1]!) ?? 0) + value);
+  }
+  return sums;
+}
+
+function agentUrl(publicIP: string, port: number): string {
+  return `http://${publicIP.includes(':') ? `[${publicIP}]` : publicIP}:${port}`;
+}
+
+function describeFetchError(err: unknown): string {
+  const error = err as Error & { cause?: { code?: string; message?: string } };
+  if (error.name === 'TimeoutError' || error.name === 'AbortError') return 'timed out';
+  return error.cause?.code ?? error.cause?.message ?? error.message;
+}
+
+/** Asks one agent for /readyz and /metrics. Never rejects. */
+export async function queryAgent(url: string, timeoutMs: number): Promise<AgentReport> {
+  const get = async (path: string): Promise<{ status: number; body: string }> => {
+    const response = await fetch(`${url}${path}`, { signal: AbortSignal.timeout(timeoutMs) });
+    return { status: response.status, body: await response.text() };
+  };
+  let readyz: { status: number; body: string };
+  try {
+    readyz = await get('/readyz');
+  } catch (err) {
+    return { url, reachable: false, error: describeFetchError(err) };
+  }
+  const report: AgentReport = { url, reachable: true };
+  try {
+    const body = JSON.parse(readyz.body) as Partial<ReadinessReport>;
+    report.ready = body.ready === true;
+    report.notReady = Array.isArray(body.notReady) ? body.notReady.map(String) : [];
+    if (body.info !== undefined && typeof body.info === 'object') report.info = body.info;
+  } catch {
+    return { url, reachable: true, error: `/readyz answered HTTP ${readyz.status} without a JSON body (is this a weftd?)` };
+  }
+  try {
+    const metrics = await get('/metrics');
+    if (metrics.status !== 200) {
+      report.error = `/metrics answered HTTP ${metrics.status}`;
+    } else {
+      const sums = sumMetrics(metrics.body);
+      report.peers = sums.get('weft_peers');
+      const etcd = sums.get('weft_etcd_reachable');
+      if (etcd !== undefined) report.etcdReachable = etcd === 1;
+      report.leaseExpiry = sums.get('weft_lease_expiry_timestamp_seconds');
+      report.reconcileRuns = sums.get('weft_reconcile_runs_total');
+    }
+  } catch (err) {
+    report.error = `/metrics: ${describeFetchError(err)}`;
+  }
+  return report;
+}
+
+/** Leases another host should program as peers of `lease` (same backend, an IPv4 subnet and public IP). */
+function expectedPeers(lease: Lease, all: readonly Lease[]): number {
+  return all.filter((other) =>
+    other.name !== lease.name
+    && other.attrs.backendType === lease.attrs.backendType
+    && other.subnets.ipv4 !== undefined
+    && other.attrs.publicIP !== undefined
+    && !(lease.attrs.publicIP !== undefined && other.attrs.publicIP.equals(lease.attrs.publicIP))).length;
+}
+
+function problemsOf(row: Omit<StatusRow, 'problems'>): string[] {
+  const problems: string[] = [];
+  if (row.ttlSeconds !== undefined && row.ttlSeconds < 0) problems.push('lease expired');
+  const agent = row.agent;
+  if (agent === undefined) return problems;
+  if (!agent.reachable) {
+    // a reservation may name a host that is not up yet: that is no fault
+    if (!row.reserved) problems.push(`agent unreachable at ${agent.url} (${agent.error ?? 'no answer'})`);
+    return problems;
+  }
+  if (agent.ready === undefined) {
+    problems.push(agent.error ?? 'no readiness report');
+    return problems;
+  }
+  if (!agent.ready) problems.push(`not ready: ${(agent.notReady ?? []).join(', ') || 'unknown'}`);
+  if (agent.etcdReachable === false) problems.push('agent cannot reach etcd');
+  if (agent.peers !== undefined && agent.ready && agent.peers < row.expectedPeers) {
+    problems.push(`programs ${agent.peers} of ${row.expectedPeers} peers (see its log for "not programming a peer lease")`);
+  }
+  if (agent.error !== undefined) problems.push(agent.error);
+  return problems;
+}
+
+export interface StatusOptions {
+  /** The agents' --healthz-port; 0 = do not contact them. */
+  healthzPort: number;
+  timeoutMs: number;
+}
+
+/** Joins the leases with their agents' reports; agents are asked in parallel. */
+export async function collectStatus(leases: readonly StoredLease[], remaining: readonly (number | undefined)[], options: StatusOptions): Promise<StatusRow[]> {
+  const all = leases.map((stored) => stored.lease);
+  return Promise.all(leases.map(async ({ lease }, i) => {
+    const publicIP = leasePublicIp(lease);
+    const agent = options.healthzPort > 0 && publicIP !== '' ? await queryAgent(agentUrl(publicIP, options.healthzPort), options.timeoutMs) : undefined;
+    const row = {
+      subnet: leaseSubnetText(lease),
+      publicIP,
+      backend: lease.attrs.backendType,
+      vtepMac: leaseVtepMac(lease),
+      ttlSeconds: remaining[i],
+      reserved: lease.reservation,
+      expectedPeers: expectedPeers(lease, all),
+      agent,
+    };
+    return { ...row, problems: problemsOf(row) };
+  }));
+}
+
+function agentState(agent: AgentReport | undefined): string {
+  if (agent === undefined) return '-';
+  if (!agent.reachable) return 'unreachable';
+  if (agent.ready === undefined) return 'unknown';
+  return agent.ready ? 'ready' : 'not ready';
+}
+
+export function formatStatus(rows: readonly StatusRow[]): string {
+  return formatTable([
+    ['SUBNET', 'PUBLIC IP', 'BACKEND', 'EXPIRES', 'AGENT', 'PEERS', 'PROBLEMS'],
+    ...rows.map((row) => [
+      row.subnet,
+      row.publicIP,
+      row.backend,
+      row.reserved ? 'reserved' : formatRemaining(row.ttlSeconds ?? 0),
+      agentState(row.agent),
+      row.agent?.peers === undefined ? '-' : `${row.agent.peers}/${row.expectedPeers}`,
+      row.problems.join('; ') || '-',
+    ]),
+  ]);
+}

@@ -1,0 +1,177 @@
+/**
+ * KernelView without a kernel: what it reads as weft's, what it plans, and how it takes notifications. The
+ * reconcile loop's tests (reconciler.test.ts) run the same code against the real kernel.
+ */
+import assert from 'node:assert/strict';
+import { emptyFamilyState, type FamilyState, type RouteSpec } from '../common/dataplane.js';
+import { KernelView, WEFT_NEXTHOP_ID_BASE, opsCount, type PlannedOps, type ViewDevices } from './kernel-view.js';
+import { NetlinkError, type FdbEntry, type Kernel, type KernelChange, type NeighbourInfo, type NexthopInfo, type RouteInfo } from './kernel/index.js';
+
+const OVERLAY = 7;
+const PUBLIC = 2;
+const DEVICES: ViewDevices = {
+  family: 4,
+  overlayIndex: OVERLAY,
+  publicIndex: PUBLIC,
+  overlayState: { up: true, mtu: 1450, mac: '02:00:00:00:00:01', addresses: ['198.18.1.0/32'] },
+};
+
+function route(fields: Partial<RouteInfo> & { dst: string }): RouteInfo {
+  return {
+    family: 4, gateway: null, ifindex: null, onlink: false, flags: 0, protocol: 157, scope: 0, table: 254, type: 1,
+    metric: null, prefsrc: null, multipath: false, nexthopId: null, ...fields,
+  };
+}
+
+function nexthop(fields: Partial<NexthopInfo> & { id: number }): NexthopInfo {
+  return { family: 4, gateway: null, ifindex: null, onlink: false, protocol: 157, blackhole: false, group: false, fdb: false, ...fields };
+}
+
+function neighbour(ip: string, mac: string | null, state = 0x80): NeighbourInfo {
+  return { index: OVERLAY, family: 4, ip, mac, state, flags: 0, permanent: (state & 0x80) !== 0 };
+}
+
+function fdb(mac: string, dst: string): FdbEntry {
+  return { index: OVERLAY, mac, dst, vni: null, port: null, state: 0x80, flags: 2, permanent: true, self: true, masterIndex: null };
+}
+
+/** A kernel that only answers the dumps KernelView.read makes. */
+function fakeKernel(state: { neighbours?: NeighbourInfo[]; fdb?: FdbEntry[]; routes?: RouteInfo[]; nexthops?: NexthopInfo[] | 'unsupported' }): Kernel {
+  const unused = (): never => {
+    throw new Error('not used by KernelView.read');
+  };
+  return {
+    listNeighbours: async () => state.neighbours ?? [],
+    listFdb: async () => state.fdb ?? [],
+    listRoutes: async () => state.routes ?? [],
+    listNexthops: async () => {
+      if (state.nexthops === 'unsupported') throw new NetlinkError('list nexthops', 95 /* EOPNOTSUPP */);
+      return state.nexthops ?? [];
+    },
+    listLinks: unused, getLink: unused, createVxlan: unused, deleteLink: unused, setLink: unused, listAddresses: unused,
+    addAddress: unused, deleteAddress: unused, replaceNeighbour: unused, deleteNeighbour: unused, replaceFdb: unused,
+    deleteFdb: unused, addRoute: unused, replaceRoute: unused, deleteRoute: unused, addNexthop: unused, replaceNexthop: unused,
+    deleteNexthop: unused, close: unused, destroy: unused,
+  };
+}
+
+/** The desired state for vxlan peers given as [subnet, gateway, mac, public IP]. */
+function desired(peers: [string, string, string, string][], direct: [string, string][] = []): FamilyState {
+  const state = emptyFamilyState();
+  for (const [dst, gateway, mac, publicIP] of peers) {
+    state.neighbours.set(gateway, { ip: gateway, mac });
+    state.fdb.set(mac, { mac, dst: publicIP });
+    state.routes.set(dst, { dst, gateway, device: 'overlay', onlink: true });
+  }
+  for (const [dst, publicIP] of direct) state.routes.set(dst, { dst, gateway: publicIP, device: 'public', onlink: false });
+  return state;
+}
+
+const A: [string, string, string, string] = ['198.18.2.0/24', '198.18.2.0', '0a:00:00:00:00:02', '192.0.2.12'];
+const B: [string, string, string, string] = ['198.18.3.0/24', '198.18.3.0', '0a:00:00:00:00:03', '203.0.113.5'];
+
+function kinds(ops: PlannedOps): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [kind, list] of Object.entries(ops)) if ((list as unknown[]).length > 0) out[kind] = (list as unknown[]).length;
+  return out;
+}
+
+describe('agent/kernel-view: the loop\'s picture of the kernel and its planner', function () {
+  it('plans neighbour, FDB entry, nexthop and route per peer on an empty device, then nothing', async function () {
+    const { view } = await KernelView.read(fakeKernel({}), DEVICES, 'nexthop');
+    const want = desired([A, B]);
+    const ops = view.plan(want, 'all');
+    assert.deepEqual(kinds(ops), { neighbourSet: 2, fdbSet: 2, nexthopAdd: 2, routeSet: 2 });
+    assert.deepEqual(ops.nexthopAdd.map((n) => [n.id, n.gateway, n.onlink]), [[WEFT_NEXTHOP_ID_BASE, '198.18.2.0', true], [WEFT_NEXTHOP_ID_BASE + 1, '198.18.3.0', true]]);
+    assert.deepEqual(ops.routeSet.map((r) => [r.spec.dst, r.nexthopId]), [['198.18.2.0/24', WEFT_NEXTHOP_ID_BASE], ['198.18.3.0/24', WEFT_NEXTHOP_ID_BASE + 1]]);
+    assert.equal(opsCount(view.plan(want, 'all')), 0, 'the view records what the plan does');
+  });
+
+  it('falls back to inline routes when the kernel has no nexthop objects', async function () {
+    const { view, nexthopsSupported } = await KernelView.read(fakeKernel({ nexthops: 'unsupported' }), DEVICES, 'nexthop');
+    assert.equal(nexthopsSupported, false);
+    assert.equal(view.form, 'inline');
+    const ops = view.plan(desired([A]), 'all');
+    assert.deepEqual(kinds(ops), { neighbourSet: 1, fdbSet: 1, routeSet: 1 });
+    assert.equal(ops.routeSet[0]!.nexthopId, undefined);
+  });
+
+  it('reads only what is weft\'s, resolves routes through their nexthop, and drops duplicates and unused nexthops', async function () {
+    const kernel = fakeKernel({
+      neighbours: [neighbour('198.18.2.0', '0a:00:00:00:00:02')],
+      fdb: [fdb('0a:00:00:00:00:02', '192.0.2.12')],
+      nexthops: [
+        nexthop({ id: 5, gateway: '198.18.2.0', ifindex: OVERLAY, onlink: true }),
+        nexthop({ id: 6, gateway: '198.18.9.0', ifindex: OVERLAY, onlink: true }), // weft's, unused
+        nexthop({ id: WEFT_NEXTHOP_ID_BASE, gateway: '192.0.2.1', ifindex: PUBLIC, protocol: 186 }), // someone else's
+      ],
+      routes: [
+        // compat mode off: the route carries only its nexthop id
+        route({ dst: '198.18.2.0/24', nexthopId: 5 }),
+        route({ dst: '198.18.2.0/24', gateway: '198.18.2.0', ifindex: OVERLAY, onlink: true, metric: 10 }), // a second one
+        route({ dst: '198.51.100.0/24', gateway: '192.0.2.1', ifindex: PUBLIC, protocol: 4 }), // not weft's
+        route({ dst: '198.18.1.0/32', ifindex: OVERLAY, protocol: 2, table: 255 }), // the kernel's own
+      ],
+    });
+    const { view, duplicates } = await KernelView.read(kernel, DEVICES, 'nexthop');
+    assert.deepEqual([...view.routes.values()].map((r) => [r.spec, r.nexthopId]), [
+      [{ dst: '198.18.2.0/24', gateway: '198.18.2.0', device: 'overlay', onlink: true }, 5],
+    ]);
+    assert.equal(duplicates.length, 1);
+    const ops = view.plan(desired([A, B]), 'all', duplicates);
+    assert.deepEqual(kinds(ops), { routeDel: 1, nexthopDel: 1, neighbourSet: 1, fdbSet: 1, nexthopAdd: 1, routeSet: 1 });
+    assert.deepEqual(ops.nexthopDel, [6]);
+    // a fresh id: the base is taken by someone else's nexthop
+    assert.equal(ops.nexthopAdd[0]!.id, WEFT_NEXTHOP_ID_BASE + 1);
+  });
+
+  it('plans only the keys it is given, and deletes a nexthop after its route, or after the route that moved off it', async function () {
+    const { view } = await KernelView.read(fakeKernel({}), DEVICES, 'nexthop');
+    view.plan(desired([A, B]), 'all');
+    const onlyB = desired([B]);
+    const gone = view.plan(onlyB, { neighbours: new Set([A[1]]), fdb: new Set([A[2]]), routes: new Set([A[0]]) });
+    assert.deepEqual(kinds(gone), { routeDel: 1, nexthopDel: 1, fdbDel: 1, neighbourDel: 1 });
+    // B's gateway moves to the public interface (DirectRouting): the route moves, its old nexthop goes last
+    const direct = desired([], [[B[0], '203.0.113.5']]);
+    const moved = view.plan(direct, { neighbours: new Set([B[1]]), fdb: new Set([B[2]]), routes: new Set([B[0]]) });
+    assert.deepEqual(kinds(moved), { fdbDel: 1, neighbourDel: 1, nexthopAdd: 1, routeSet: 1, nexthopDelLast: 1 });
+    assert.equal(moved.routeSet[0]!.spec.device, 'public');
+  });
+
+  it('takes its own echo as nothing to do and anything else as work', async function () {
+    const { view } = await KernelView.read(fakeKernel({}), DEVICES, 'nexthop');
+    const want = desired([A]);
+    const ops = view.plan(want, 'all');
+    const id = ops.nexthopAdd[0]!.id;
+    const spec: RouteSpec = want.routes.get(A[0])!;
+    const echo: KernelChange[] = [
+      { kind: 'neighbour', action: 'new', neighbour: neighbour(A[1], A[2]) },
+      { kind: 'fdb', action: 'new', fdb: fdb(A[2], A[3]) },
+      { kind: 'nexthop', action: 'new', nexthop: nexthop({ id, gateway: A[1], ifindex: OVERLAY, onlink: true }) },
+      { kind: 'route', action: 'new', route: route({ dst: spec.dst, gateway: A[1], ifindex: OVERLAY, onlink: true, nexthopId: id }) },
+      { kind: 'link', action: 'new', link: { index: OVERLAY, name: 'weft.1', kind: 'vxlan', mtu: 1450, up: true, running: true, mac: '02:00:00:00:00:01', linkIndex: null, masterIndex: null, vxlan: null } },
+      { kind: 'address', action: 'new', address: { index: OVERLAY, family: 4, address: '198.18.1.0', prefixLen: 32, cidr: '198.18.1.0/32', scope: 0, flags: 0, label: null } },
+      { kind: 'address', action: 'new', address: { index: OVERLAY, family: 6, address: 'fe80::1', prefixLen: 64, cidr: 'fe80::1/64', scope: 253, flags: 0, label: null } },
+      // deleting a permanent neighbour weft no longer wants: the kernel says FAILED first
+      { kind: 'neighbour', action: 'new', neighbour: neighbour('198.18.9.0', null, 0x20) },
+      { kind: 'route', action: 'new', route: route({ dst: '198.51.100.0/24', gateway: '192.0.2.1', ifindex: PUBLIC, protocol: 4 }) },
+    ];
+    for (const change of echo) assert.equal(view.observe(change, want), 'ignore', JSON.stringify(change));
+    assert.deepEqual(view.takeDirty(), { neighbours: new Set(), fdb: new Set(), routes: new Set() });
+
+    assert.equal(view.observe({ kind: 'route', action: 'del', route: route({ dst: spec.dst, ifindex: OVERLAY, nexthopId: id }) }, want), 'dirty');
+    assert.equal(view.observe({ kind: 'neighbour', action: 'new', neighbour: neighbour(A[1], '0e:00:00:00:99:99') }, want), 'dirty');
+    assert.equal(view.observe({ kind: 'fdb', action: 'del', fdb: fdb(A[2], A[3]) }, want), 'dirty');
+    const dirty = view.takeDirty();
+    assert.deepEqual([...dirty.routes, ...dirty.neighbours, ...dirty.fdb], [A[0], A[1], A[2]]);
+    assert.deepEqual(kinds(view.plan(want, dirty)), { neighbourSet: 1, fdbSet: 1, routeSet: 1 });
+
+    // someone deletes the nexthop: the kernel drops its routes without a word, so they are dirty
+    assert.equal(view.observe({ kind: 'nexthop', action: 'del', nexthop: nexthop({ id, gateway: A[1], ifindex: OVERLAY, onlink: true }) }, want), 'dirty');
+    assert.deepEqual([...view.takeDirty().routes], [A[0]]);
+    // and device changes that are not weft's own doing need a full run
+    assert.equal(view.observe({ kind: 'link', action: 'new', link: { index: OVERLAY, name: 'weft.1', kind: 'vxlan', mtu: 1400, up: true, running: true, mac: '02:00:00:00:00:01', linkIndex: null, masterIndex: null, vxlan: null } }, want), 'full');
+    assert.equal(view.observe({ kind: 'link', action: 'del', link: { index: OVERLAY, name: 'weft.1', kind: 'vxlan', mtu: 1450, up: false, running: false, mac: null, linkIndex: null, masterIndex: null, vxlan: null } }, want), 'full');
+    assert.equal(view.observe({ kind: 'address', action: 'del', address: { index: OVERLAY, family: 4, address: '198.18.1.0', prefixLen: 32, cidr: '198.18.1.0/32', scope: 0, flags: 0, label: null } }, want), 'full');
+  });
+});

@@ -1,0 +1,470 @@
+/**
+ * The reconcile loop's picture of weft's objects in the kernel, and the planner that turns the difference
+ * between desired state and that picture into kernel operations.
+ *
+ * A full run reads the picture from dumps (`KernelView.read`) and plans every key; between full runs the
+ * picture is kept by the planner itself (it records what each planned operation will leave behind) and by
+ * kernel notifications (`KernelView.observe`), so that an event path can plan only the keys that changed.
+ * Any failed operation makes the loop fall back to a full run, which re-reads everything.
+ *
+ * Route form. flannel installs `<subnet> via <subnet .0> dev flannel.1 onlink`, one route per peer, each
+ * with its own gateway. The kernel hashes a route's nexthop information (fib_info) by device, protocol,
+ * scope, source and metric but not by gateway, so all those routes land in one hash chain and adding the
+ * n-th costs O(n): 10000 peers take seconds of kernel time. weft installs the same route through a nexthop
+ * object instead (`ip nexthop add id N via <subnet .0> dev weft.1 onlink` + `ip route add <subnet> nhid N`):
+ * the packet path is identical (same gateway, device, onlink flag, neighbour and FDB lookups), `ip route`
+ * shows the same route with an extra `nhid N`, and nothing changes on the wire; the route hash then
+ * includes the nexthop id, so adding routes stays O(1). Kernels without nexthop objects (< 5.3) get the
+ * inline form. Nexthops are weft's when they carry its route protocol on its devices; ids are allocated
+ * from WEFT_NEXTHOP_ID_BASE up, skipping every id already used in the namespace.
+ */
+import type { Family } from '../common/cidr.js';
+import { WEFT_ROUTE_PROTOCOL, type DirtyKeys, type FamilyState, type FdbSpec, type NeighbourSpec, type RouteDevice, type RouteSpec } from '../common/dataplane.js';
+import type { OverlayState } from './backend.js';
+import { NUD_FAILED, RTPROT_KERNEL, RT_TABLE_MAIN, type Kernel, type KernelChange, type NexthopInfo, type RouteInfo } from './kernel/index.js';
+
+/** How routes are installed: through nexthop objects, or with the gateway in the route (flannel's form). */
+export type RouteForm = 'nexthop' | 'inline';
+
+/** First nexthop id weft hands out (ids are per namespace; others' ids are skipped). */
+export const WEFT_NEXTHOP_ID_BASE = 1_570_000_000;
+
+export interface ViewDevices {
+  family: Family;
+  /** weft's overlay device (VXLAN); undefined for backends without one */
+  overlayIndex: number | undefined;
+  publicIndex: number;
+  /** the overlay device takes routes only: its neighbours and FDB entries are not weft's */
+  routesOnly?: boolean;
+  /** the overlay device as ensureDevices left it: notifications that match it are echoes */
+  overlayState?: OverlayState;
+}
+
+/** A route of weft's as the kernel has it. */
+export interface ViewRoute {
+  spec: RouteSpec;
+  /** the nexthop object it uses; undefined for an inline route */
+  nexthopId: number | undefined;
+  /** for deleting exactly this route */
+  protocol: number;
+  ifindex: number | undefined;
+  metric: number | undefined;
+}
+
+interface ViewNexthop {
+  id: number;
+  key: string;
+  device: RouteDevice;
+  gateway: string;
+  onlink: boolean;
+}
+
+/** The kernel operations one run sends, in the order they must reach the kernel. */
+export interface PlannedOps {
+  routeDel: ViewRoute[];
+  fdbDel: FdbSpec[];
+  neighbourDel: NeighbourSpec[];
+  neighbourSet: NeighbourSpec[];
+  fdbSet: FdbSpec[];
+  nexthopAdd: ViewNexthop[];
+  routeSet: { spec: RouteSpec; nexthopId: number | undefined }[];
+  /**
+   * Nexthops no route uses any more (deleting one also removes the routes that use it): right after the
+   * route deletions when their routes went, last when their routes moved to another nexthop.
+   */
+  nexthopDel: number[];
+  nexthopDelLast: number[];
+}
+
+export function emptyOps(): PlannedOps {
+  return { routeDel: [], nexthopDel: [], fdbDel: [], neighbourDel: [], neighbourSet: [], fdbSet: [], nexthopAdd: [], routeSet: [], nexthopDelLast: [] };
+}
+
+export function opsCount(ops: PlannedOps): number {
+  return ops.routeDel.length + ops.nexthopDel.length + ops.fdbDel.length + ops.neighbourDel.length + ops.neighbourSet.length
+    + ops.fdbSet.length + ops.nexthopAdd.length + ops.routeSet.length + ops.nexthopDelLast.length;
+}
+
+/** What a kernel notification means for the loop. */
+export type Observation = 'ignore' | 'dirty' | 'full';
+
+function nexthopKey(device: RouteDevice, gateway: string, onlink: boolean): string {
+  return `${device} ${gateway}${onlink ? ' onlink' : ''}`;
+}
+
+const sameRouteSpec = (a: RouteSpec, b: RouteSpec): boolean =>
+  a.gateway === b.gateway && a.device === b.device && a.onlink === b.onlink;
+
+/** Errors that mean the kernel has no nexthop objects. */
+const NO_NEXTHOPS = new Set(['EOPNOTSUPP', 'ENOTSUP', 'EINVAL', 'EAFNOSUPPORT', 'EPROTONOSUPPORT']);
+
+export class KernelView {
+  readonly neighbours = new Map<string, NeighbourSpec>();
+  readonly fdb = new Map<string, FdbSpec>();
+  readonly routes = new Map<string, ViewRoute>();
+  /** weft's nexthops by id, and the one id per key that routes should use */
+  private readonly nexthops = new Map<number, ViewNexthop>();
+  private readonly nexthopByKey = new Map<string, number>();
+  /** routes (destinations) using each nexthop id */
+  private readonly nexthopUsers = new Map<number, Set<string>>();
+  /** every nexthop id in the namespace, weft's or not */
+  private readonly usedIds = new Set<number>();
+  private nextId = WEFT_NEXTHOP_ID_BASE;
+  /** dirty keys that observe() found */
+  readonly dirty: DirtyKeys = { neighbours: new Set(), fdb: new Set(), routes: new Set() };
+
+  private constructor(
+    readonly devices: ViewDevices,
+    readonly form: RouteForm,
+  ) {}
+
+  /**
+   * Reads weft's objects from the kernel with one dump per kind: everything on the overlay device, routes
+   * on it or tagged with weft's protocol on the public interface, and weft's nexthops. `form` is the wanted
+   * route form; the view's form is 'inline' when the kernel has no nexthop objects.
+   */
+  static async read(kernel: Kernel, devices: ViewDevices, form: RouteForm): Promise<{ view: KernelView; duplicates: ViewRoute[]; nexthopsSupported: boolean }> {
+    const { family, overlayIndex } = devices;
+    const l2 = overlayIndex !== undefined && devices.routesOnly !== true;
+    const [neighbours, fdb, routes, nexthops] = await Promise.all([
+      l2 ? kernel.listNeighbours(overlayIndex, family) : [],
+      l2 ? kernel.listFdb(overlayIndex) : [],
+      kernel.listRoutes({ family }),
+      kernel.listNexthops().then(
+        (list) => list as NexthopInfo[] | null,
+        (err: unknown) => {
+          if (NO_NEXTHOPS.has((err as { errnoName?: string }).errnoName ?? '')) return null;
+          throw err;
+        },
+      ),
+    ]);
+    const view = new KernelView(devices, nexthops === null ? 'inline' : form);
+    for (const entry of neighbours) view.neighbours.set(entry.ip, { ip: entry.ip, mac: entry.mac ?? '' });
+    for (const entry of fdb) if (entry.self) view.fdb.set(entry.mac, { mac: entry.mac, dst: entry.dst ?? '' });
+    const all = new Map<number, NexthopInfo>();
+    for (const nexthop of nexthops ?? []) {
+      all.set(nexthop.id, nexthop);
+      view.usedIds.add(nexthop.id);
+      view.adoptNexthop(nexthop);
+    }
+    const duplicates: ViewRoute[] = [];
+    for (const route of routes) {
+      const own = view.ownRoute(route, all);
+      if (own === undefined) continue;
+      if (view.routes.has(route.dst)) {
+        // A second route of ours to the same prefix (e.g. left by a backend switch): it goes.
+        duplicates.push(own);
+        continue;
+      }
+      view.setRoute(own);
+    }
+    return { view, duplicates, nexthopsSupported: nexthops !== null };
+  }
+
+  /**
+   * Plans the operations that make the kernel match `desired` for the given keys (every key of both sides
+   * for 'all'), and records their outcome in the view as if they succeeded.
+   */
+  plan(desired: FamilyState, keys: DirtyKeys | 'all', duplicates: readonly ViewRoute[] = []): PlannedOps {
+    const ops = emptyOps();
+    const { overlayIndex } = this.devices;
+    const all = keys === 'all';
+    const neighbourKeys = all ? union(desired.neighbours.keys(), this.neighbours.keys()) : keys.neighbours;
+    const fdbKeys = all ? union(desired.fdb.keys(), this.fdb.keys()) : keys.fdb;
+    const routeKeys = all ? union(desired.routes.keys(), this.routes.keys()) : keys.routes;
+    ops.routeDel.push(...duplicates);
+    if (overlayIndex !== undefined && this.devices.routesOnly !== true) {
+      for (const ip of neighbourKeys) {
+        const want = desired.neighbours.get(ip);
+        const have = this.neighbours.get(ip);
+        if (want !== undefined && (have === undefined || have.mac !== want.mac)) {
+          ops.neighbourSet.push(want);
+          this.neighbours.set(ip, want);
+        } else if (want === undefined && have !== undefined) {
+          ops.neighbourDel.push(have);
+          this.neighbours.delete(ip);
+        }
+      }
+      for (const mac of fdbKeys) {
+        const want = desired.fdb.get(mac);
+        const have = this.fdb.get(mac);
+        if (want !== undefined && (have === undefined || have.dst !== want.dst)) {
+          ops.fdbSet.push(want);
+          this.fdb.set(mac, want);
+        } else if (want === undefined && have !== undefined) {
+          ops.fdbDel.push(have);
+          this.fdb.delete(mac);
+        }
+      }
+    }
+    const released: number[] = [];
+    const moved: number[] = [];
+    for (const dst of routeKeys) {
+      let want = desired.routes.get(dst);
+      if (want !== undefined && want.device === 'overlay' && overlayIndex === undefined) want = undefined;
+      const have = this.routes.get(dst);
+      if (want === undefined) {
+        if (have === undefined) continue;
+        ops.routeDel.push(have);
+        this.deleteRoute(dst, released);
+        continue;
+      }
+      let nexthopId: number | undefined;
+      if (this.form === 'nexthop') nexthopId = this.nexthopFor(want, ops);
+      if (have !== undefined && sameRouteSpec(have.spec, want) && have.nexthopId === nexthopId) continue;
+      ops.routeSet.push({ spec: want, nexthopId });
+      this.deleteRoute(dst, moved);
+      this.setRoute({ spec: want, nexthopId, protocol: WEFT_ROUTE_PROTOCOL, ifindex: this.indexOf(want.device), metric: undefined });
+    }
+    // Nexthops no route uses any more, and in a full run every nexthop of ours that no route uses.
+    const unused = new Set(released);
+    if (all) for (const id of this.nexthops.keys()) if (!this.nexthopUsers.has(id)) unused.add(id);
+    for (const id of [...unused, ...moved]) {
+      if (this.nexthopUsers.has(id) || !this.nexthops.has(id)) continue;
+      (unused.has(id) ? ops.nexthopDel : ops.nexthopDelLast).push(id);
+      this.forgetNexthop(id);
+    }
+    return ops;
+  }
+
+  /**
+   * Takes a kernel notification into the view. Returns 'ignore' when it changes nothing weft needs to act on
+   * (typically the echo of weft's own request), 'dirty' when the keys it names were added to `dirty` for
+   * the event path to re-plan, 'full' when only a full run can tell what to do.
+   */
+  observe(change: KernelChange, desired: FamilyState): Observation {
+    const { family, overlayIndex, publicIndex } = this.devices;
+    switch (change.kind) {
+      case 'link': {
+        const link = change.link;
+        if (link.index === publicIndex) return 'full';
+        if (link.index !== overlayIndex) return 'ignore';
+        const expected = this.devices.overlayState;
+        // the device as weft set it up (a notification also comes for carrier and statistics changes)
+        if (change.action === 'new' && expected !== undefined && link.up === expected.up && link.mtu === expected.mtu && link.mac === expected.mac) return 'ignore';
+        return 'full';
+      }
+      case 'address': {
+        const address = change.address;
+        if (address.index !== overlayIndex) return 'ignore';
+        // the kernel's own IPv6 link-local address comes and goes with the device
+        if (address.family === 6 && address.address.toLowerCase().startsWith('fe80:')) return 'ignore';
+        const expected = this.devices.overlayState?.addresses;
+        if (expected === undefined) return 'full';
+        const ours = expected.includes(address.cidr);
+        // ours appearing, or another address going (ensureDevices removes them), is weft's own doing
+        return (change.action === 'new') === ours ? 'ignore' : 'full';
+      }
+      case 'neighbour': {
+        const n = change.neighbour;
+        if (n.index !== overlayIndex || overlayIndex === undefined || n.family !== family || this.devices.routesOnly === true) return 'ignore';
+        const want = desired.neighbours.get(n.ip);
+        if (change.action === 'del') {
+          this.neighbours.delete(n.ip);
+          return this.mark(this.dirty.neighbours, n.ip, want !== undefined);
+        }
+        if ((n.state & NUD_FAILED) !== 0 && want === undefined) {
+          // Deleting a permanent entry notifies it as FAILED first, then deleted: nothing to do.
+          this.neighbours.delete(n.ip);
+          return 'ignore';
+        }
+        const known = this.neighbours.get(n.ip);
+        // the echo of weft's own request: the view says so already, and so does the desired state
+        if (n.permanent && known !== undefined && known.mac === n.mac && want !== undefined && want.mac === n.mac) return 'ignore';
+        const have: NeighbourSpec = { ip: n.ip, mac: n.mac ?? '' };
+        this.neighbours.set(n.ip, have);
+        return this.mark(this.dirty.neighbours, n.ip, want === undefined || want.mac !== have.mac || !n.permanent);
+      }
+      case 'fdb': {
+        const f = change.fdb;
+        if (f.index !== overlayIndex || overlayIndex === undefined || !f.self || this.devices.routesOnly === true) return 'ignore';
+        const want = desired.fdb.get(f.mac);
+        if (change.action === 'del') {
+          this.fdb.delete(f.mac);
+          return this.mark(this.dirty.fdb, f.mac, want !== undefined);
+        }
+        const known = this.fdb.get(f.mac);
+        if (known !== undefined && known.dst === f.dst && want !== undefined && want.dst === f.dst) return 'ignore';
+        const have: FdbSpec = { mac: f.mac, dst: f.dst ?? '' };
+        this.fdb.set(f.mac, have);
+        return this.mark(this.dirty.fdb, f.mac, want === undefined || want.dst !== have.dst);
+      }
+      case 'route': {
+        const r = change.route;
+        if (r.family !== family || r.table !== RT_TABLE_MAIN) return 'ignore';
+        if (r.nexthopId !== null && r.ifindex === null && !this.nexthops.has(r.nexthopId)) {
+          // compat mode off and a nexthop we do not know: can't tell whose route this is
+          return r.protocol === WEFT_ROUTE_PROTOCOL ? 'full' : 'ignore';
+        }
+        const own = this.ownRoute(r, undefined);
+        if (own === undefined) return 'ignore';
+        const want = desired.routes.get(r.dst);
+        const expected = want === undefined || this.form !== 'nexthop' ? undefined : this.nexthopByKey.get(nexthopKey(want.device, want.gateway, want.onlink));
+        const same = want !== undefined && sameRouteSpec(own.spec, want) && own.nexthopId === expected;
+        const known = this.routes.get(r.dst);
+        if (change.action === 'new' && same && known !== undefined && sameRouteSpec(known.spec, own.spec) && known.nexthopId === own.nexthopId) return 'ignore';
+        // A nexthop this leaves unused stays until a plan reuses it or a full run removes it.
+        const released: number[] = [];
+        this.deleteRoute(r.dst, released);
+        if (change.action === 'del') return this.mark(this.dirty.routes, r.dst, want !== undefined);
+        this.setRoute(own);
+        return this.mark(this.dirty.routes, r.dst, !same);
+      }
+      case 'nexthop': {
+        const n = change.nexthop;
+        const known = this.nexthops.get(n.id);
+        if (change.action === 'del') {
+          this.usedIds.delete(n.id);
+          if (known === undefined) return 'ignore';
+          // The kernel removed every route using it, silently: they need adding again.
+          const users = [...(this.nexthopUsers.get(n.id) ?? [])];
+          for (const dst of users) {
+            this.routes.delete(dst);
+            this.dirty.routes.add(dst);
+          }
+          this.nexthopUsers.delete(n.id);
+          this.forgetNexthop(n.id);
+          return users.length > 0 ? 'dirty' : 'ignore';
+        }
+        this.usedIds.add(n.id);
+        if (known !== undefined) {
+          const device = this.deviceOf(n.ifindex);
+          return device === known.device && n.gateway === known.gateway && n.onlink === known.onlink ? 'ignore' : 'full';
+        }
+        return n.protocol === WEFT_ROUTE_PROTOCOL && this.deviceOf(n.ifindex) !== undefined ? 'full' : 'ignore';
+      }
+    }
+  }
+
+  /** Forgets the keys observe() marked dirty, handing them over. */
+  takeDirty(): DirtyKeys {
+    const taken: DirtyKeys = { neighbours: new Set(this.dirty.neighbours), fdb: new Set(this.dirty.fdb), routes: new Set(this.dirty.routes) };
+    this.dirty.neighbours.clear();
+    this.dirty.fdb.clear();
+    this.dirty.routes.clear();
+    return taken;
+  }
+
+  /** The ifindex of a route device. */
+  indexOf(device: RouteDevice): number | undefined {
+    return device === 'overlay' ? this.devices.overlayIndex : this.devices.publicIndex;
+  }
+
+  // ------------------------------------------------------------------------------------------------
+
+  private mark(set: Set<string>, key: string, dirty: boolean): Observation {
+    if (!dirty) return 'ignore';
+    set.add(key);
+    return 'dirty';
+  }
+
+  private deviceOf(ifindex: number | null | undefined): RouteDevice | undefined {
+    if (ifindex === null || ifindex === undefined) return undefined;
+    if (ifindex === this.devices.overlayIndex) return 'overlay';
+    if (ifindex === this.devices.publicIndex) return 'public';
+    return undefined;
+  }
+
+  /** The route as weft's, resolving a nexthop id (through `all` or the view), or undefined when it is not weft's. */
+  private ownRoute(route: RouteInfo, all: Map<number, NexthopInfo> | undefined): ViewRoute | undefined {
+    if (route.table !== RT_TABLE_MAIN || route.multipath) return undefined;
+    let ifindex = route.ifindex;
+    let gateway = route.gateway;
+    let onlink = route.onlink;
+    if (route.nexthopId !== null) {
+      const nexthop = all?.get(route.nexthopId) ?? this.nexthops.get(route.nexthopId);
+      if (nexthop !== undefined) {
+        const index = 'ifindex' in nexthop ? nexthop.ifindex : this.indexOf(nexthop.device);
+        ifindex = index ?? null;
+        gateway = nexthop.gateway;
+        onlink = nexthop.onlink;
+      }
+    }
+    const { overlayIndex, publicIndex } = this.devices;
+    const onOverlay = overlayIndex !== undefined && ifindex === overlayIndex && route.protocol !== RTPROT_KERNEL;
+    const tagged = route.protocol === WEFT_ROUTE_PROTOCOL && ifindex === publicIndex;
+    if (!onOverlay && !tagged) return undefined;
+    return {
+      spec: { dst: route.dst, gateway: gateway ?? '', device: onOverlay ? 'overlay' : 'public', onlink },
+      nexthopId: route.nexthopId ?? undefined,
+      protocol: route.protocol,
+      ifindex: ifindex ?? undefined,
+      metric: route.metric ?? undefined,
+    };
+  }
+
+  private adoptNexthop(n: NexthopInfo): void {
+    if (n.protocol !== WEFT_ROUTE_PROTOCOL || n.group || n.blackhole || n.fdb || n.gateway === null) return;
+    const device = this.deviceOf(n.ifindex);
+    if (device === undefined) return;
+    const key = nexthopKey(device, n.gateway, n.onlink);
+    this.nexthops.set(n.id, { id: n.id, key, device, gateway: n.gateway, onlink: n.onlink });
+    // one id per key: the lowest; routes on another one are moved to it and the other goes
+    const current = this.nexthopByKey.get(key);
+    if (current === undefined || n.id < current) this.nexthopByKey.set(key, n.id);
+  }
+
+  private forgetNexthop(id: number): void {
+    const nexthop = this.nexthops.get(id);
+    if (nexthop === undefined) return;
+    this.nexthops.delete(id);
+    this.usedIds.delete(id);
+    if (this.nexthopByKey.get(nexthop.key) === id) {
+      this.nexthopByKey.delete(nexthop.key);
+      for (const other of this.nexthops.values()) {
+        if (other.key !== nexthop.key) continue;
+        const current = this.nexthopByKey.get(other.key);
+        if (current === undefined || other.id < current) this.nexthopByKey.set(other.key, other.id);
+      }
+    }
+  }
+
+  /** The nexthop id a route should use, planning its creation when there is none. */
+  private nexthopFor(route: RouteSpec, ops: PlannedOps): number {
+    const key = nexthopKey(route.device, route.gateway, route.onlink);
+    const existing = this.nexthopByKey.get(key);
+    if (existing !== undefined) return existing;
+    while (this.usedIds.has(this.nextId)) this.nextId = this.nextId >= 0xffffffff ? WEFT_NEXTHOP_ID_BASE : this.nextId + 1;
+    const id = this.nextId;
+    const nexthop: ViewNexthop = { id, key, device: route.device, gateway: route.gateway, onlink: route.onlink };
+    this.usedIds.add(id);
+    this.nexthops.set(id, nexthop);
+    this.nexthopByKey.set(key, id);
+    ops.nexthopAdd.push(nexthop);
+    return id;
+  }
+
+  private setRoute(route: ViewRoute): void {
+    this.routes.set(route.spec.dst, route);
+    if (route.nexthopId !== undefined) this.addUser(route.nexthopId, route.spec.dst);
+  }
+
+  private deleteRoute(dst: string, released: number[]): void {
+    const route = this.routes.get(dst);
+    if (route === undefined) return;
+    this.routes.delete(dst);
+    if (route.nexthopId !== undefined) this.removeUser(route.nexthopId, dst, released);
+  }
+
+  private addUser(id: number, dst: string): void {
+    let users = this.nexthopUsers.get(id);
+    if (users === undefined) this.nexthopUsers.set(id, (users = new Set()));
+    users.add(dst);
+  }
+
+  private removeUser(id: number, dst: string, released: number[]): void {
+    const users = this.nexthopUsers.get(id);
+    if (users === undefined) return;
+    users.delete(dst);
+    if (users.size === 0) {
+      this.nexthopUsers.delete(id);
+      released.push(id);
+    }
+  }
+}
+
+function union(a: Iterable<string>, b: Iterable<string>): Set<string> {
+  const out = new Set(a);
+  for (const key of b) out.add(key);
+  return out;
+}

@@ -1,0 +1,317 @@
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import {
+  ETHERTYPE_IPV4,
+  ETHERTYPE_IPV6,
+  encodeVxlan,
+  parseMac,
+  transportChecksumValid,
+  vxlanPrefix,
+} from '../../common/packet.js';
+import { RxPath, TxPath, type DatagramSender } from './paths.js';
+import { RX_DROP_REASONS, TX_DROP_REASONS, type PathCounters, type WirePeer, type WorkerConfig } from './protocol.js';
+
+const OUR_MAC = '02:00:00:00:00:01';
+const PEER_MAC = '02:00:00:00:00:02';
+const OWN = { network: 0xc6120100, length: 24 }; // 198.18.1.0/24
+const PEER: WirePeer = { name: '198.18.2.0-24', publicIP: '192.0.2.12', subnet: { network: 0xc6120200, length: 24 }, vtepMac: PEER_MAC };
+
+function config(kind: 'vxlan' | 'udp' = 'vxlan'): WorkerConfig {
+  return {
+    encapsulation: kind === 'vxlan' ? { kind, vni: 1, localMac: OUR_MAC } : { kind },
+    localAddress: '192.0.2.11',
+    port: kind === 'vxlan' ? 8472 : 8285,
+    captureDevice: 'unused',
+    mtu: 1450,
+    socketBufferBytes: 1 << 20,
+    captureBufferBytes: 1 << 20,
+  };
+}
+
+const ip = (text: string): number[] => text.split('.').map(Number);
+
+function checksum(bytes: Uint8Array, start: number, end: number, initial = 0): number {
+  let sum = initial;
+  for (let i = start; i < end; i += 2) sum += (bytes[i]! << 8) + (i + 1 < end ? bytes[i + 1]! : 0);
+  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+  return ~sum & 0xffff;
+}
+
+/** An IPv4 packet; `transport` is the TCP or UDP header plus payload (its checksum field filled in here unless `partial`). */
+function ipv4(src: string, dst: string, protocol: number, transport: Buffer, options: { ttl?: number; partial?: boolean } = {}): Buffer {
+  const packet = Buffer.concat([Buffer.from([0x45, 0, 0, 0, 0, 7, 0x40, 0, options.ttl ?? 64, protocol, 0, 0, ...ip(src), ...ip(dst)]), transport]);
+  packet.writeUInt16BE(packet.length, 2);
+  packet.writeUInt16BE(checksum(packet, 0, 20), 10);
+  if (protocol === 6 || protocol === 17) {
+    const at = 20 + (protocol === 6 ? 16 : 6);
+    const length = transport.length;
+    const pseudo = ((packet.readUInt16BE(12) + packet.readUInt16BE(14) + packet.readUInt16BE(16) + packet.readUInt16BE(18) + protocol + length));
+    packet.writeUInt16BE(0, at);
+    if (options.partial === true) {
+      let sum = pseudo;
+      while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+      packet.writeUInt16BE(sum, at);
+    } else {
+      packet.writeUInt16BE(checksum(packet, 20, packet.length, pseudo), at);
+    }
+  }
+  return packet;
+}
+
+function udp(payload = 16): Buffer {
+  const out = Buffer.alloc(8 + payload, 0x61);
+  out.writeUInt16BE(40000, 0);
+  out.writeUInt16BE(9, 2);
+  out.writeUInt16BE(out.length, 4);
+  return out;
+}
+
+function tcp(payload: number, flags = 0x18): Buffer {
+  const out = Buffer.alloc(20 + payload);
+  for (let i = 20; i < out.length; i++) out[i] = i & 0xff;
+  out.writeUInt16BE(5201, 0);
+  out.writeUInt16BE(40000, 2);
+  out.writeUInt32BE(1000, 4);
+  out[12] = 0x50;
+  out[13] = flags;
+  out.writeUInt16BE(1024, 14);
+  return out;
+}
+
+const vxlan = (packet: Buffer, options: { vni?: number; dstMac?: string } = {}): Buffer =>
+  encodeVxlan({ vni: options.vni ?? 1, dstMac: parseMac(options.dstMac ?? OUR_MAC), srcMac: parseMac(PEER_MAC), packet });
+
+/** The one counter a datagram or frame moved: "forwarded" or a drop reason ("" when none did, "+n" when several). */
+function moved(before: PathCounters, after: PathCounters): string {
+  const changed = Object.keys(after.drops).filter((reason) => after.drops[reason] !== before.drops[reason]);
+  if (after.packets !== before.packets) changed.push('forwarded');
+  return changed.length === 1 ? changed[0]! : changed.length === 0 ? '' : `+${changed.join('+')}`;
+}
+
+interface Delivered {
+  packet: Buffer;
+  address: string;
+}
+
+function receiver(kind: 'vxlan' | 'udp' = 'vxlan', fail?: Error): { rx: RxPath; delivered: Delivered[] } {
+  const rx = new RxPath(config(kind), () => undefined);
+  const delivered: Delivered[] = [];
+  rx.attachDelivery({
+    send(buffer, offset, length, address, done) {
+      if (fail !== undefined) throw fail;
+      delivered.push({ packet: Buffer.from(buffer.subarray(offset, offset + length)), address });
+      done(length);
+    },
+  });
+  rx.setPeers(OWN, [PEER]);
+  return { rx, delivered };
+}
+
+describe('userspace receive path', () => {
+  it('delivers a peer\'s datagram for our subnet to its destination, TTL decremented', () => {
+    const { rx, delivered } = receiver();
+    const packet = ipv4('198.18.2.5', '198.18.1.7', 17, udp());
+    rx.onDatagram(vxlan(packet), '192.0.2.12');
+    assert.equal(delivered.length, 1);
+    assert.equal(delivered[0]!.address, '198.18.1.7');
+    const expected = Buffer.from(packet);
+    expected[8] = 63;
+    assert.deepEqual(delivered[0]!.packet, expected);
+    assert.deepEqual(rx.snapshot().packets, 1);
+    assert.equal(rx.snapshot().bytes, packet.length);
+  });
+
+  it('counts every refusal under its reason', () => {
+    const { rx, delivered } = receiver();
+    const good = vxlan(ipv4('198.18.2.5', '198.18.1.7', 17, udp()));
+    const v6 = Buffer.alloc(40 + 8);
+    v6[0] = 0x60;
+    v6.writeUInt16BE(8, 4);
+    const cases: [string, Buffer, string][] = [
+      ['unknown_peer', good, '192.0.2.99'],
+      ['short', good.subarray(0, 30), '192.0.2.12'],
+      ['vni_flag', Buffer.concat([Buffer.from([0]), good.subarray(1)]), '192.0.2.12'],
+      ['vni', vxlan(ipv4('198.18.2.5', '198.18.1.7', 17, udp()), { vni: 7 }), '192.0.2.12'],
+      ['ethertype', Buffer.concat([good.subarray(0, 20), Buffer.from([0x08, 0x06]), good.subarray(22)]), '192.0.2.12'],
+      ['inner_mac', vxlan(ipv4('198.18.2.5', '198.18.1.7', 17, udp()), { dstMac: '02:00:00:00:00:09' }), '192.0.2.12'],
+      ['ip_header', Buffer.concat([good.subarray(0, 22), Buffer.from([0x44]), good.subarray(23)]), '192.0.2.12'],
+      ['not_ipv4', Buffer.concat([vxlanPrefix(1, parseMac(OUR_MAC), parseMac(PEER_MAC), ETHERTYPE_IPV6), v6]), '192.0.2.12'],
+      ['inner_dst', vxlan(ipv4('198.18.2.5', '198.18.3.7', 17, udp())), '192.0.2.12'],
+      ['inner_src', vxlan(ipv4('198.18.3.5', '198.18.1.7', 17, udp())), '192.0.2.12'],
+      ['ttl', vxlan(ipv4('198.18.2.5', '198.18.1.7', 17, udp(), { ttl: 1 })), '192.0.2.12'],
+      ['oversize', vxlan(ipv4('198.18.2.5', '198.18.1.7', 17, udp(3000))), '192.0.2.12'],
+    ];
+    for (const [reason, datagram, source] of cases) {
+      const before = rx.snapshot();
+      rx.onDatagram(datagram, source);
+      assert.equal(moved(before, rx.snapshot()), reason, reason);
+    }
+    assert.equal(delivered.length, 0);
+    assert.deepEqual(Object.keys(rx.snapshot().drops), [...RX_DROP_REASONS]);
+  });
+
+  it('counts a refused delivery and goes on', () => {
+    const { rx } = receiver('vxlan', Object.assign(new Error('EPERM'), { code: 'EPERM' }));
+    rx.onDatagram(vxlan(ipv4('198.18.2.5', '198.18.1.7', 17, udp())), '192.0.2.12');
+    assert.equal(rx.snapshot().drops.deliver_error, 1);
+    assert.equal(rx.snapshot().packets, 0);
+  });
+
+  it('finishes a checksum left partial by an offloading sender', () => {
+    const { rx, delivered } = receiver();
+    rx.onDatagram(vxlan(ipv4('198.18.2.5', '198.18.1.7', 6, tcp(100), { partial: true })), '192.0.2.12');
+    assert.equal(delivered.length, 1);
+    assert.ok(transportChecksumValid(delivered[0]!.packet, 0, delivered[0]!.packet.length));
+  });
+
+  it('splits a TSO frame into segments of at most the MTU', () => {
+    const { rx, delivered } = receiver();
+    const packet = ipv4('198.18.2.5', '198.18.1.7', 6, tcp(5000, 0x19), { partial: true });
+    rx.onDatagram(vxlan(packet), '192.0.2.12');
+    assert.equal(delivered.length, Math.ceil(5000 / (1450 - 40)));
+    let payload = Buffer.alloc(0);
+    for (const [i, { packet: segment, address }] of delivered.entries()) {
+      assert.equal(address, '198.18.1.7');
+      assert.ok(segment.length <= 1450);
+      assert.ok(transportChecksumValid(segment, 0, segment.length), `segment ${i}`);
+      assert.equal(segment[33], i === delivered.length - 1 ? 0x19 : 0x10, 'FIN and PSH on the last segment only');
+      payload = Buffer.concat([payload, segment.subarray(40)]);
+    }
+    assert.deepEqual(payload, packet.subarray(40));
+    assert.equal(rx.snapshot().packets, delivered.length);
+  });
+
+  it("flannel's udp format: the datagram is the packet", () => {
+    const { rx, delivered } = receiver('udp');
+    const packet = ipv4('198.18.2.5', '198.18.1.7', 17, udp());
+    rx.onDatagram(packet, '192.0.2.12');
+    assert.equal(delivered.length, 1);
+    assert.deepEqual(delivered[0]!.packet.subarray(9), packet.subarray(9));
+    const before = rx.snapshot();
+    rx.onDatagram(vxlan(packet), '192.0.2.12');
+    assert.equal(moved(before, rx.snapshot()), 'ip_header');
+  });
+
+  it('never throws, and every datagram moves exactly one counter', () => {
+    const { rx } = receiver();
+    const good = vxlan(ipv4('198.18.2.5', '198.18.1.7', 6, tcp(200)));
+    const datagram = fc.oneof(
+      fc.uint8Array({ maxLength: 200 }).map((bytes) => Buffer.from(bytes)),
+      fc.tuple(fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { maxLength: 6 }), fc.nat()).map(([edits, cut]) => {
+        const copy = Buffer.from(good);
+        for (const [at, value] of edits) copy[at % copy.length] = value;
+        return copy.subarray(0, copy.length - (cut % 3 === 0 ? cut % copy.length : 0));
+      }),
+    );
+    fc.assert(
+      fc.property(datagram, fc.constantFrom('192.0.2.12', '192.0.2.99'), (bytes, source) => {
+        const before = rx.snapshot();
+        rx.onDatagram(bytes, source);
+        assert.doesNotMatch(moved(before, rx.snapshot()), /^(\+.*)?$/);
+      }),
+      { numRuns: 3000 },
+    );
+  });
+});
+
+interface Sent {
+  datagram: Buffer;
+  port: number;
+  address: string;
+}
+
+function transmitter(kind: 'vxlan' | 'udp' = 'vxlan', options: { queued?: number; fail?: 'throw' | 'callback' } = {}): { tx: TxPath; sent: Sent[] } {
+  const tx = new TxPath(config(kind), () => undefined);
+  const sent: Sent[] = [];
+  const sender: DatagramSender = {
+    send(buffer, offset, length, port, address, callback) {
+      if (options.fail === 'throw') throw new Error('EPERM');
+      sent.push({ datagram: Buffer.from(buffer.subarray(offset, offset + length)), port, address });
+      callback(options.fail === 'callback' ? new Error('ENETUNREACH') : null);
+    },
+    getSendQueueCount: () => options.queued ?? 0,
+  };
+  tx.attachSender(sender);
+  tx.setPeers([PEER]);
+  return { tx, sent };
+}
+
+/** Writes an Ethernet frame carrying `packet` to the capture buffer, as libpcap does, and hands it over. */
+function capture(tx: TxPath, packet: Buffer, etherType = ETHERTYPE_IPV4, truncated = false): void {
+  const frame = Buffer.concat([parseMac(OUR_MAC), parseMac(OUR_MAC), Buffer.from([etherType >> 8, etherType & 0xff]), packet]);
+  frame.copy(tx.captureBuffer);
+  tx.handleFrame(frame.length, truncated);
+}
+
+describe('userspace transmit path', () => {
+  it("prefixes the peer's VXLAN header and inner Ethernet header and sends to its PublicIP", () => {
+    const { tx, sent } = transmitter();
+    const packet = ipv4('198.18.1.7', '198.18.2.5', 17, udp());
+    capture(tx, packet);
+    assert.equal(sent.length, 1);
+    assert.deepEqual(sent[0], {
+      datagram: Buffer.concat([vxlanPrefix(1, parseMac(PEER_MAC), parseMac(OUR_MAC), ETHERTYPE_IPV4), packet]),
+      port: 8472,
+      address: '192.0.2.12',
+    });
+    assert.equal(tx.snapshot().packets, 1);
+  });
+
+  it("flannel's udp format: sends the bare packet to port 8285", () => {
+    const { tx, sent } = transmitter('udp');
+    const packet = ipv4('198.18.1.7', '198.18.2.5', 17, udp());
+    capture(tx, packet);
+    assert.deepEqual(sent, [{ datagram: packet, port: 8285, address: '192.0.2.12' }]);
+  });
+
+  it('finishes partial checksums and splits TSO frames', () => {
+    const { tx, sent } = transmitter();
+    capture(tx, ipv4('198.18.1.7', '198.18.2.5', 6, tcp(10), { partial: true }));
+    assert.ok(transportChecksumValid(sent[0]!.datagram, 22, sent[0]!.datagram.length - 22));
+    capture(tx, ipv4('198.18.1.7', '198.18.2.5', 6, tcp(4000), { partial: true }));
+    const segments = sent.slice(1);
+    assert.equal(segments.length, 3);
+    for (const { datagram } of segments) {
+      assert.ok(datagram.length - 22 <= 1450);
+      assert.ok(transportChecksumValid(datagram, 22, datagram.length - 22));
+    }
+    assert.equal(tx.snapshot().packets, 4);
+  });
+
+  it('counts every frame it does not send under its reason', () => {
+    const cases: [string, () => void][] = [];
+    const { tx, sent } = transmitter();
+    cases.push(['no_peer', () => capture(tx, ipv4('198.18.1.7', '198.18.9.5', 17, udp()))]);
+    cases.push(['not_ipv4', () => capture(tx, Buffer.alloc(40), ETHERTYPE_IPV6)]);
+    cases.push(['malformed', () => capture(tx, Buffer.from([0x45, 0, 0, 90, ...new Array<number>(30).fill(0)]))]);
+    cases.push(['oversize', () => capture(tx, ipv4('198.18.1.7', '198.18.2.5', 17, udp(2000)))]);
+    cases.push(['oversize', () => capture(tx, ipv4('198.18.1.7', '198.18.2.5', 17, udp()), ETHERTYPE_IPV4, true)]);
+    for (const [reason, run] of cases) {
+      const before = tx.snapshot();
+      run();
+      assert.equal(moved(before, tx.snapshot()), reason);
+    }
+    assert.equal(sent.length, 0);
+    assert.deepEqual(Object.keys(tx.snapshot().drops), [...TX_DROP_REASONS]);
+    const full = transmitter('vxlan', { queued: 512 });
+    capture(full.tx, ipv4('198.18.1.7', '198.18.2.5', 17, udp()));
+    assert.equal(full.tx.snapshot().drops.queue_full, 1);
+    const refused = transmitter('vxlan', { fail: 'throw' });
+    capture(refused.tx, ipv4('198.18.1.7', '198.18.2.5', 17, udp()));
+    assert.equal(refused.tx.snapshot().drops.send_error, 1);
+    const failed = transmitter('vxlan', { fail: 'callback' });
+    capture(failed.tx, ipv4('198.18.1.7', '198.18.2.5', 17, udp()));
+    assert.equal(failed.tx.snapshot().drops.send_error, 1);
+  });
+
+  it('never throws on any captured bytes', () => {
+    const { tx } = transmitter();
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 300 }), fc.boolean(), (bytes, truncated) => {
+        Buffer.from(bytes).copy(tx.captureBuffer);
+        tx.handleFrame(bytes.length, truncated);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+});

@@ -1,0 +1,143 @@
+import assert from 'node:assert/strict';
+import { constants } from 'node:os';
+import { IpAddress, Prefix } from '../../common/cidr.js';
+import { parseNetworkConfig, type VxlanBackendConfig } from '../../common/config.js';
+import { scenarioRunner, useNetns } from '../../test/netns.js';
+import type { BackendContext } from '../backend.js';
+import type { PublicInterface } from '../host/interfaces.js';
+import { NetlinkError, type Kernel } from '../kernel/index.js';
+import { createLogger } from '../log.js';
+import { createUdpBackend } from '../udp/udp.js';
+import { AutoVxlanBackend, createVxlanBackend, kernelVxlanUnavailable } from '../vxlan/mode.js';
+import { VxlanBackend, VxlanDeviceError } from '../vxlan/vxlan.js';
+import { vethPayload } from './link.js';
+import { UserspaceBackend } from './backend.js';
+import type * as Scenarios from './userspace.scenarios.js';
+
+const run = scenarioRunner<typeof Scenarios>(new URL('./userspace.scenarios.js', import.meta.url));
+
+const address = IpAddress.parse('192.0.2.11');
+const publicInterface: PublicInterface = {
+  name: 'eth1',
+  index: 2,
+  mtu: 1500,
+  mac: undefined,
+  address,
+  prefix: Prefix.parse('192.0.2.0/24'),
+  publicAddress: address,
+  ipv4: { address, prefix: Prefix.parse('192.0.2.0/24'), publicAddress: address },
+  ipv6: undefined,
+};
+
+function context(json: string, kernel: Partial<Kernel> = {}): { context: BackendContext; options: VxlanBackendConfig } {
+  const config = parseNetworkConfig(json);
+  return { context: { kernel: kernel as Kernel, log: createLogger('silent'), config, publicInterface }, options: config.backend as VxlanBackendConfig };
+}
+
+describe('vxlan backend data path choice', function () {
+  it('"never" is kernel VXLAN, "always" the userspace path: same lease data and MTU either way', function () {
+    const { context: ctx, options } = context('{"Network":"198.18.0.0/16","Backend":{"Type":"vxlan","VNI":4}}');
+    const kernel = createVxlanBackend(ctx, options, 'never', 'Backend.Userspace');
+    const userspace = createVxlanBackend(ctx, options, 'always', '--vxlan-userspace');
+    assert.ok(kernel instanceof VxlanBackend);
+    assert.ok(userspace instanceof UserspaceBackend);
+    assert.equal(kernel.dataPath, 'kernel');
+    assert.equal(userspace.dataPath, 'userspace');
+    assert.equal(kernel.dataPathReason, 'Backend.Userspace "never"');
+    assert.equal(userspace.dataPathReason, '--vxlan-userspace "always"');
+    assert.deepEqual(userspace.backendData, kernel.backendData);
+    assert.equal(userspace.mtu, 1450);
+    assert.equal(kernel.mtu, 1450);
+    assert.equal((userspace as UserspaceBackend).deviceName, 'weft.4');
+    assert.ok(createVxlanBackend(ctx, options, 'auto', 'Backend.Userspace') instanceof AutoVxlanBackend);
+  });
+
+  it('"auto" falls back only when the kernel refuses VXLAN devices, not on a clash', async function () {
+    const refuse = (errno: number) => context('{"Network":"198.18.0.0/16","Backend":{"Type":"vxlan"}}', {
+      getLink: () => Promise.resolve(null),
+      createVxlan: () => Promise.reject(new NetlinkError('create vxlan weft.1', errno)),
+    });
+    const unsupported = refuse(constants.errno.EOPNOTSUPP);
+    const auto = new AutoVxlanBackend(unsupported.context, unsupported.options);
+    await auto.prepare();
+    assert.equal(auto.dataPath, 'userspace');
+    assert.match(auto.dataPathReason, /^Userspace "auto": kernel VXLAN is unavailable \(create vxlan weft\.1: (EOPNOTSUPP|ENOTSUP)\)$/);
+    const clash = refuse(constants.errno.EEXIST);
+    await assert.rejects(new AutoVxlanBackend(clash.context, clash.options).prepare(), (err: unknown) => err instanceof VxlanDeviceError);
+    assert.equal(kernelVxlanUnavailable(new NetlinkError('x', constants.errno.EPERM)), true);
+    assert.equal(kernelVxlanUnavailable(new NetlinkError('x', constants.errno.ENOBUFS)), false);
+    assert.equal(kernelVxlanUnavailable(new Error('EOPNOTSUPP')), false);
+  });
+
+  it("udp backend: flannel's port and MTU, no BackendData", function () {
+    const { context: ctx } = context('{"Network":"198.18.0.0/16","Backend":{"Type":"udp"}}');
+    const backend = createUdpBackend(ctx, { type: 'udp', port: 8285, mtu: undefined });
+    assert.equal(backend.type, 'udp');
+    assert.equal(backend.dataPath, 'userspace');
+    assert.equal(backend.mtu, 1472);
+    assert.equal(backend.backendData, undefined);
+  });
+});
+
+describe('overlay veth pair', function () {
+  it('encodes `ip link add … type veth peer name …` with the near end ARP off', function () {
+    const payload = vethPayload({ name: 'weft.1', peerName: 'weft.1.c', mtu: 1450, mac: '02:00:00:00:00:01' });
+    const flags = payload.readUInt32LE(8);
+    assert.equal(flags & 0x80, 0x80, 'IFF_NOARP');
+    assert.equal(flags & 0x1, 0, 'not up in the request: the kernel opens the peer before linking it');
+    assert.ok(payload.includes(Buffer.from('veth\0')));
+    assert.ok(payload.includes(Buffer.from('weft.1.c\0')));
+    assert.ok(payload.includes(Buffer.from([2, 0, 0, 0, 0, 1])));
+  });
+
+  describe('against the kernel', function () {
+    this.timeout(60_000);
+    const ns = useNetns();
+
+    it('creates the pair, sets its offloads, repairs MTU, ARP and state in place, and is idempotent', async function () {
+      const result = await run(ns(), 'capturePair', {
+        breakWith: [['link', 'set', 'weft.1', 'mtu', '1400'], ['link', 'set', 'weft.1', 'arp', 'on'], ['link', 'set', 'weft.1.c', 'down']],
+      });
+      assert.deepEqual(result.created, [true, false]);
+      assert.deepEqual(result.unset, []);
+      const [near] = ns().ipJson<{ ifname: string; mtu: number; flags: string[]; address: string; link: string }[]>('link', 'show', 'weft.1');
+      assert.equal(near?.mtu, 1450);
+      assert.equal(near?.address, '02:00:00:00:00:01');
+      assert.ok(near?.flags.includes('NOARP') && near.flags.includes('UP'), JSON.stringify(near));
+      assert.equal(near?.link, 'weft.1.c');
+      const [far] = ns().ipJson<{ flags: string[] }[]>('link', 'show', 'weft.1.c');
+      assert.ok(far?.flags.includes('UP'));
+    });
+
+    it('replaces a kernel VXLAN device that has its name (the other mode left it)', async function () {
+      assert.deepEqual(await run(ns(), 'replaceVxlan', null), { created: true, kind: 'veth' });
+    });
+
+    describe('"auto" with a public interface', function () {
+      beforeEach(function () {
+        ns().ip('link', 'add', 'pub0', 'type', 'veth', 'peer', 'name', 'pub1');
+        ns().ip('addr', 'add', '192.0.2.11/24', 'dev', 'pub0');
+        ns().ip('link', 'set', 'pub0', 'up');
+        ns().ip('link', 'set', 'pub1', 'up');
+      });
+
+      it('uses kernel VXLAN where the kernel makes the device', async function () {
+        const result = await run(ns(), 'autoChoice', { iface: 'pub0' });
+        assert.equal(result.dataPath, 'kernel');
+        assert.equal(result.kind, 'vxlan');
+        assert.equal(result.routesOnly, false);
+        assert.equal(result.counters, null);
+      });
+
+      it('runs the userspace path, device and worker, where the kernel refuses VXLAN devices', async function () {
+        const result = await run(ns(), 'autoChoice', { iface: 'pub0', refuse: constants.errno.EOPNOTSUPP });
+        assert.equal(result.dataPath, 'userspace');
+        assert.match(result.reason, /EOPNOTSUPP|ENOTSUP/);
+        assert.equal(result.kind, 'veth');
+        assert.equal(result.routesOnly, true);
+        assert.deepEqual(result.counters, { tx: 0, rx: 0 }, 'the worker answers');
+        assert.match(result.udp, /192\.0\.2\.11:8472/, 'bound to the public IP and the VXLAN port');
+      });
+    });
+  });
+});

@@ -1,0 +1,117 @@
+import { ipBatch, type BatchTiming } from './ip-batch.js';
+import { labNamespace, withBenchLab } from './lab.js';
+import type { ColdStartRun } from './probe.js';
+import { figure } from './stats.js';
+import type { Benchmark, BenchmarkResult, Figure } from './types.js';
+
+const TARGET_SECONDS: Record<number, number> = { 2000: 0.75, 10000: 3 };
+
+interface SizeRuns {
+  peers: number;
+  weft: ColdStartRun[];
+  weftInline: ColdStartRun[];
+  batch: BatchTiming[];
+  batchInline: BatchTiming[];
+}
+
+export const benchmark: Benchmark = {
+  name: 'cold-start',
+  title: 'Cold start with N peers',
+  async run(context): Promise<BenchmarkResult> {
+    const sizes = context.quick ? [50] : [1000, 2000, 10000];
+    const all: SizeRuns[] = [];
+    await withBenchLab(context, async (bench) => {
+      for (const peers of sizes) {
+        const runs = context.quick ? 1 : peers >= 10000 ? Math.max(3, context.runs - 2) : context.runs;
+        const seeded = await bench.probe('seed', { etcd: bench.etcd, from: 0, count: peers }, 120_000);
+        context.log(`cold start: ${peers} leases written in ${seeded.ms.toFixed(0)} ms; ${runs} runs`);
+        const size: SizeRuns = { peers, weft: [], weftInline: [], batch: [], batchInline: [] };
+        const timeoutMs = 60_000 + peers * 10;
+        const weft = async (form: 'nexthop' | 'inline') => {
+          const run = await bench.probe('coldStart', {
+            agent: bench.agent(form === 'inline' ? ['--no-nexthop-objects'] : []),
+            peers,
+            timeoutMs,
+          }, timeoutMs + 30_000);
+          await bench.wipeDevice();
+          (form === 'inline' ? size.weftInline : size.weft).push(run);
+          return run;
+        };
+        const batch = (form: 'nexthop' | 'inline') => {
+          const timing = ipBatch(labNamespace(bench.lab, 'ipb'), peers, form);
+          (form === 'inline' ? size.batchInline : size.batch).push(timing);
+          return timing;
+        };
+        for (let r = 0; r < runs; r++) {
+          // alternate which goes first, so that a drift in the machine's load does not favour one side
+          const steps = [() => weft('nexthop'), async () => batch('nexthop'), () => weft('inline'), async () => batch('inline')];
+          if (r % 2 === 1) steps.reverse();
+          for (const step of steps) await step();
+          const last = size.weft[size.weft.length - 1]!;
+          context.log(`  n=${peers} run ${r + 1}: weft ${last.totalMs.toFixed(0)} ms (programming ${last.programmingMs.toFixed(0)} ms, ` +
+            `${(last.rssKb / 1024).toFixed(0)} MB), ip -batch ${size.batch[size.batch.length - 1]!.totalMs.toFixed(0)} ms; ` +
+            `inline form: weft ${size.weftInline[size.weftInline.length - 1]!.totalMs.toFixed(0)} ms, ip -batch ${size.batchInline[size.batchInline.length - 1]!.totalMs.toFixed(0)} ms`);
+        }
+        await bench.probe('unseed', { etcd: bench.etcd, leaseId: seeded.leaseId }, 60_000);
+        all.push(size);
+      }
+    });
+    return report(all);
+  },
+};
+
+function report(all: SizeRuns[]): BenchmarkResult {
+  const figures: Figure[] = [];
+  const notes: string[] = [];
+  for (const size of all) {
+    const n = size.peers;
+    const seconds = TARGET_SECONDS[n];
+    const id = `cold-start.n${n}`;
+    const ratio = (a: readonly number[], b: readonly number[]) => a.map((value, i) => value / b[i]!);
+    const weftTotal = size.weft.map((run) => run.totalMs);
+    const weftProgramming = size.weft.map((run) => run.programmingMs);
+    const batchTotal = size.batch.map((run) => run.totalMs);
+    figures.push(
+      figure({ id: `${id}.weft`, label: `N=${n}: weftd start → every peer programmed`, unit: 's', samples: weftTotal.map((ms) => ms / 1000),
+        ...(seconds === undefined ? {} : { target: { op: '<=', value: seconds, source: 'issue 7' } }) }),
+      figure({ id: `${id}.weft-programming`, label: `N=${n}: weft's programming phase (first peer object → last)`, unit: 's', samples: weftProgramming.map((ms) => ms / 1000) }),
+      figure({ id: `${id}.ip-batch`, label: `N=${n}: ip -batch, same operations`, unit: 's', samples: batchTotal.map((ms) => ms / 1000) }),
+      figure({ id: `${id}.ratio`, label: `N=${n}: weft whole cold start / ip -batch`, unit: '×', samples: ratio(weftTotal, batchTotal),
+        target: { op: '<=', value: 1.5, source: 'issue 7' } }),
+      figure({ id: `${id}.programming-ratio`, label: `N=${n}: weft programming phase / ip -batch`, unit: '×', samples: ratio(weftProgramming, batchTotal),
+        target: { op: '<=', value: 1.5, source: 'issue 7' } }),
+      figure({ id: `${id}.rss`, label: `N=${n}: weftd peak RSS (main process)`, unit: 'MB', samples: size.weft.map((run) => run.rssKb / 1024),
+        target: { op: '<=', value: 120, source: 'issue 7' } }),
+      figure({ id: `${id}.monitor-rss`, label: `N=${n}: peak RSS of weftd's kernel-monitor child`, unit: 'MB', samples: size.weft.map((run) => (run.monitorRssKb ?? NaN) / 1024) }),
+      figure({ id: `${id}.inline.weft`, label: `N=${n}, flannel's route form (--no-nexthop-objects): weftd cold start`, unit: 's', samples: size.weftInline.map((run) => run.totalMs / 1000) }),
+      figure({ id: `${id}.inline.ip-batch`, label: `N=${n}, flannel's route form: ip -batch`, unit: 's', samples: size.batchInline.map((run) => run.totalMs / 1000) }),
+      figure({ id: `${id}.inline.ratio`, label: `N=${n}, flannel's route form: weft / ip -batch`, unit: '×', samples: ratio(size.weftInline.map((run) => run.totalMs), size.batchInline.map((run) => run.totalMs)) }),
+    );
+    const overruns = size.weft.reduce((sum, run) => sum + run.overruns, 0) + size.weftInline.reduce((sum, run) => sum + run.overruns, 0);
+    if (overruns > 0) notes.push(`N=${n}: the observer's notification socket overran ${overruns} time(s); those runs were timed by polling dumps (±5 ms).`);
+    const inlineUsed = size.weft.filter((run) => run.nexthopRoutes < n).length;
+    if (inlineUsed > 0) notes.push(`N=${n}: ${inlineUsed} run(s) did not use nexthop objects for every route (kernel without them?).`);
+    const batchSplit = size.batch.map((b) => `${b.neighbourMs.toFixed(0)}/${b.fdbMs.toFixed(0)}/${b.routeMs.toFixed(0)}`).join(', ');
+    const inlineSplit = size.batchInline.map((b) => `${b.neighbourMs.toFixed(0)}/${b.fdbMs.toFixed(0)}/${b.routeMs.toFixed(0)}`).join(', ');
+    notes.push(`N=${n}: ip -batch neighbours/FDB/routes in ms per run: nexthop form ${batchSplit}; inline form ${inlineSplit}.`);
+  }
+  return {
+    name: 'cold-start',
+    title: 'Cold start with N peers',
+    method: [
+      'N synthetic peer leases (subnets /30 of 198.18.0.0/16, public IPs in 198.19.0.0/16, never contacted) are in etcd before',
+      'weftd starts on a lab host. A probe process in the host\'s namespace spawns weftd and watches the kernel through its own',
+      'rtnetlink notification socket; the time is from the spawn to the notification that completes the last peer\'s neighbour,',
+      'FDB entry and route (checked against dumps afterwards). It includes node\'s start, loading the modules, the etcd',
+      'round trips, iptables and the programming itself. The *programming phase* is from the first peer object to the last.',
+      'Peak RSS is VmHWM of the weftd process one second after the last peer is programmed (so it includes the follow-up resync).',
+      'Between runs the VXLAN device is deleted (taking every peer object with it); the host keeps its own lease, as after a reboot.',
+      'The baseline, in the same run and alternating order, is `ip -batch` (neighbours, nexthops + routes) and `bridge -batch` (FDB)',
+      'applying the same operations in a fresh namespace with the same VXLAN device, once in weft\'s route form (nexthop objects)',
+      'and once in flannel\'s (`via <gw> onlink` per route); weft is also run with `--no-nexthop-objects` against the latter.',
+    ].join(' '),
+    figures,
+    notes,
+    details: all,
+  };
+}

@@ -1,0 +1,699 @@
+/**
+ * The measuring side of the benchmarks. These functions run inside a lab host's network namespace (through
+ * test/netns.ts's runInNamespace), where one process does everything that is timed: it starts weftd, writes
+ * and deletes leases in etcd, and watches the host's kernel through its own rtnetlink notification socket,
+ * timestamping every event with process.hrtime (CLOCK_MONOTONIC). No figure compares clocks of two processes.
+ *
+ * Only what the benchmarks need is decoded from the notifications: route (IPv4, main table, weft's protocol),
+ * neighbour (IPv4) and FDB (AF_BRIDGE) additions and deletions, mapped back to the synthetic peer they belong to.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { appendFileSync, closeSync, openSync, readFileSync } from 'node:fs';
+import { Etcd3, type IRequestOp } from 'etcd3';
+import { Protocol, RawNetlinkSocket, parseMessages, rt } from 'netlink';
+import { readU16 } from '../../agent/kernel/codec.js';
+import { openKernel, type NetlinkKernel } from '../../agent/kernel/index.js';
+import { BENCH_NETWORK_CONFIG, BENCH_PREFIX, MAX_PEERS, leaseKey, leaseValue, syntheticPeer } from './peers.js';
+import { msBetween } from './stats.js';
+
+// ------------------------------------------------------------------------------------------- observer
+
+const RTM_NEWROUTE = 24;
+const RTM_DELROUTE = 25;
+const RTM_NEWNEIGH = 28;
+const RTM_DELNEIGH = 29;
+const AF_INET = 2;
+const AF_BRIDGE = 7;
+const WEFT_PROTOCOL = 157;
+const NUD_PERMANENT = 0x80;
+const PEER_BASE = ((198 << 24) >>> 0) + (18 << 16) + 256;
+
+export type ObjectKind = 'route' | 'neighbour' | 'fdb';
+export const OBJECT_KINDS: readonly ObjectKind[] = ['route', 'neighbour', 'fdb'];
+
+function peerOfAddress(value: number): number {
+  const offset = value - PEER_BASE;
+  if (offset < 0 || offset % 4 !== 0) return -1;
+  const index = offset / 4;
+  return index < MAX_PEERS ? index : -1;
+}
+
+/** Calls `visit(type, payload)` for each attribute from `offset`. */
+function attributes(b: Buffer, offset: number, visit: (type: number, start: number, length: number) => void): void {
+  while (offset + 4 <= b.length) {
+    const length = readU16(b, offset);
+    if (length < 4 || offset + length > b.length) return;
+    visit(readU16(b, offset + 2) & 0x3fff, offset + 4, length - 4);
+    offset += (length + 3) & ~3;
+  }
+}
+
+/**
+ * A kernel-side observer: an rtnetlink socket subscribed to route and neighbour notifications, reporting
+ * (kind, added?, peer index, time) for objects of synthetic peers. Not a module of weft: a stand-in for
+ * `ip monitor` with timestamps that costs almost nothing per event.
+ */
+class Observer {
+  private readonly sock: RawNetlinkSocket;
+  overruns = 0;
+  events = 0;
+
+  constructor(
+    groups: ('route' | 'neighbour')[],
+    private readonly onEvent: (kind: ObjectKind, added: boolean, peer: number, at: bigint) => void,
+  ) {
+    this.sock = new RawNetlinkSocket(Protocol.ROUTE, { recvBufferSize: 4 * 1024 * 1024, sendBufferSize: 0 });
+    const G = rt.MulticastGroups;
+    for (const group of groups) this.sock.addMembership(group === 'route' ? G.IPV4_ROUTE : G.NEIGH);
+    this.sock.on('message', (buf: Buffer) => {
+      const at = process.hrtime.bigint();
+      try {
+        for (const m of parseMessages(buf)) this.decode(m.type, m.data, at);
+      } catch {
+        // never into the native caller
+      }
+    });
+    this.sock.on('error', () => {
+      this.overruns++;
+    });
+  }
+
+  close(): void {
+    this.sock.close();
+  }
+
+  private decode(type: number, d: Buffer, at: bigint): void {
+    if (type === RTM_NEWROUTE || type === RTM_DELROUTE) {
+      if (d.length < 12 || d[0] !== AF_INET || d[1] !== 30 || d[5] !== WEFT_PROTOCOL) return;
+      let peer = -1;
+      attributes(d, 12, (attr, start, length) => {
+        if (attr === 1 /* RTA_DST */ && length === 4) peer = peerOfAddress(d.readUInt32BE(start));
+      });
+      if (peer >= 0) this.emit('route', type === RTM_NEWROUTE, peer, at);
+    } else if (type === RTM_NEWNEIGH || type === RTM_DELNEIGH) {
+      if (d.length < 12) return;
+      const added = type === RTM_NEWNEIGH;
+      // A neighbour notified as FAILED is being deleted (the kernel says FAILED, then deleted): not an addition.
+      if (added && (readU16(d, 8) & NUD_PERMANENT) === 0) return;
+      if (d[0] === AF_INET) {
+        let peer = -1;
+        attributes(d, 12, (attr, start, length) => {
+          if (attr === 1 /* NDA_DST */ && length === 4) peer = peerOfAddress(d.readUInt32BE(start));
+        });
+        if (peer >= 0) this.emit('neighbour', added, peer, at);
+      } else if (d[0] === AF_BRIDGE) {
+        let peer = -1;
+        attributes(d, 12, (attr, start, length) => {
+          if (attr === 2 /* NDA_LLADDR */ && length === 6 && d[start] === 0x02 && d[start + 1] === 0x19 && d[start + 2] === 0) {
+            peer = (d[start + 3]! << 16) | (d[start + 4]! << 8) | d[start + 5]!;
+          }
+        });
+        if (peer >= 0) this.emit('fdb', added, peer, at);
+      }
+    }
+  }
+
+  private emit(kind: ObjectKind, added: boolean, peer: number, at: bigint): void {
+    this.events++;
+    this.onEvent(kind, added, peer, at);
+  }
+}
+
+/** Per peer: when each of its objects was last seen added and deleted. */
+class PeerTimes {
+  readonly added = new Map<number, [bigint | undefined, bigint | undefined, bigint | undefined]>();
+  readonly deleted = new Map<number, [bigint | undefined, bigint | undefined, bigint | undefined]>();
+  /** peers with all three objects present, as the notifications tell */
+  readonly present = new Set<number>();
+  private readonly have = new Map<number, number>();
+  onChange: (() => void) | undefined;
+
+  record(kind: ObjectKind, added: boolean, peer: number, at: bigint): void {
+    const table = added ? this.added : this.deleted;
+    let times = table.get(peer);
+    if (times === undefined) table.set(peer, (times = [undefined, undefined, undefined]));
+    const slot = OBJECT_KINDS.indexOf(kind);
+    times[slot] = at;
+    const bit = 1 << slot;
+    const before = this.have.get(peer) ?? 0;
+    const after = added ? before | bit : before & ~bit;
+    this.have.set(peer, after);
+    if (after === 7) this.present.add(peer);
+    else this.present.delete(peer);
+    this.onChange?.();
+  }
+
+  /** When the last of the peer's three objects appeared (or went), if all did after `since`. */
+  complete(peer: number, added: boolean, since: bigint): bigint | undefined {
+    const times = (added ? this.added : this.deleted).get(peer);
+    if (times === undefined) return undefined;
+    let last: bigint | undefined;
+    for (const at of times) {
+      if (at === undefined || at < since) return undefined;
+      if (last === undefined || at > last) last = at;
+    }
+    return last;
+  }
+
+  /** Resolves when `done()` holds, checked after every event; rejects after timeoutMs. */
+  until(done: () => boolean, timeoutMs: number, what: string): Promise<void> {
+    if (done()) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.onChange = undefined;
+        reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`));
+      }, timeoutMs);
+      this.onChange = () => {
+        if (!done()) return;
+        clearTimeout(timer);
+        this.onChange = undefined;
+        resolve();
+      };
+    });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------- agent
+
+export interface AgentSpec {
+  /** argv before the flags, e.g. [node, dist/agent/cli/weftd.js] */
+  command: string[];
+  args: string[];
+  logFile: string;
+}
+
+interface RunningAgent {
+  child: ChildProcess;
+  pid: number;
+  startedAt: bigint;
+  exited: Promise<void>;
+}
+
+function startAgent(spec: AgentSpec): RunningAgent {
+  appendFileSync(spec.logFile, `=== ${new Date().toISOString()} (${Date.now()}) probe starts ${[...spec.command, ...spec.args].join(' ')}\n`);
+  const fd = openSync(spec.logFile, 'a');
+  let child: ChildProcess;
+  const startedAt = process.hrtime.bigint();
+  try {
+    child = spawn(spec.command[0]!, [...spec.command.slice(1), ...spec.args], { stdio: ['ignore', fd, fd] });
+  } finally {
+    closeSync(fd);
+  }
+  if (child.pid === undefined) throw new Error(`could not start ${spec.command.join(' ')}`);
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  return { child, pid: child.pid, startedAt, exited };
+}
+
+async function stopAgent(agent: RunningAgent): Promise<void> {
+  if (agent.child.exitCode !== null || agent.child.signalCode !== null) return;
+  agent.child.kill('SIGTERM');
+  const timer = setTimeout(() => agent.child.kill('SIGKILL'), 10_000);
+  await agent.exited;
+  clearTimeout(timer);
+}
+
+function statusKb(pid: number, field: string): number | undefined {
+  try {
+    const match = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return match === null ? undefined : Number(match[1]);
+  } catch {
+    return undefined;
+  }
+}
+
+/** CPU time (user + system) a process has used so far, ms (clock ticks of 10 ms). */
+function cpuMs(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) * 10;
+  } catch {
+    return undefined;
+  }
+}
+
+function childrenOf(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+// ----------------------------------------------------------------------------------------------- etcd
+
+function connect(endpoint: string): Etcd3 {
+  return new Etcd3({ hosts: endpoint });
+}
+
+async function grant(client: Etcd3, ttlSeconds: number): Promise<string> {
+  return String((await client.leaseClient.leaseGrant({ TTL: ttlSeconds })).ID);
+}
+
+export interface SeedArg {
+  etcd: string;
+  from: number;
+  count: number;
+  /** also write the network config */
+  config?: boolean;
+}
+
+/** Writes `count` synthetic leases (attached to one etcd lease, 128 keys a transaction); returns that lease. */
+export async function seed(arg: SeedArg): Promise<{ leaseId: string; ms: number }> {
+  const client = connect(arg.etcd);
+  try {
+    const started = process.hrtime.bigint();
+    if (arg.config === true) await client.put(`${BENCH_PREFIX}/config`).value(JSON.stringify(BENCH_NETWORK_CONFIG));
+    const leaseId = await grant(client, 24 * 3600);
+    const batches: Promise<unknown>[] = [];
+    for (let start = arg.from; start < arg.from + arg.count; start += 128) {
+      const success: IRequestOp[] = [];
+      for (let index = start; index < Math.min(arg.from + arg.count, start + 128); index++) {
+        const peer = syntheticPeer(index);
+        success.push({ request_put: { key: Buffer.from(leaseKey(peer)), value: Buffer.from(leaseValue(peer)), lease: leaseId } });
+      }
+      batches.push(client.kv.txn({ compare: [], success }));
+      if (batches.length >= 8) await Promise.all(batches.splice(0));
+    }
+    await Promise.all(batches);
+    return { leaseId, ms: msBetween(started, process.hrtime.bigint()) };
+  } finally {
+    client.close();
+  }
+}
+
+/** Deletes every synthetic lease attached to `leaseId` by revoking it (a mass expiry). */
+export async function unseed(arg: { etcd: string; leaseId: string }): Promise<void> {
+  const client = connect(arg.etcd);
+  try {
+    await client.leaseClient.leaseRevoke({ ID: arg.leaseId });
+  } finally {
+    client.close();
+  }
+}
+
+// ----------------------------------------------------------------------------------------- cold start
+
+export interface ColdStartArg {
+  agent: AgentSpec;
+  peers: number;
+  timeoutMs: number;
+}
+
+export interface ColdStartRun {
+  /** weftd spawned → the last peer's route (with its neighbour and FDB entry) in the kernel */
+  totalMs: number;
+  /** first synthetic-peer object → last one: the programming phase alone */
+  programmingMs: number;
+  /** weftd spawned → first synthetic-peer object */
+  firstObjectMs: number;
+  /** peak RSS (VmHWM) of weftd's main process and of its kernel-monitor child, kB */
+  rssKb: number;
+  monitorRssKb: number | undefined;
+  /** CPU time weftd's main process and its monitor child had used when the last peer was programmed, ms */
+  cpuMs: number;
+  monitorCpuMs: number;
+  /** notifications the observer lost (its socket overran); the timing is then from a dump */
+  overruns: number;
+  /** checked with dumps once the notifications said done */
+  verified: { neighbours: number; fdb: number; routes: number };
+  /** which route form weft used */
+  nexthopRoutes: number;
+}
+
+async function kernelCounts(kernel: NetlinkKernel, device: string): Promise<{ neighbours: number; fdb: number; routes: number; nexthopRoutes: number }> {
+  const link = await kernel.getLink(device);
+  if (link === null) return { neighbours: 0, fdb: 0, routes: 0, nexthopRoutes: 0 };
+  const [neighbours, fdb, routes] = await Promise.all([kernel.listNeighbours(link.index, 4), kernel.listFdb(link.index), kernel.listRoutes({ family: 4, protocol: WEFT_PROTOCOL })]);
+  const synthetic = routes.filter((route) => route.dst.endsWith('/30') && peerOfAddress(ipValue(route.dst.split('/')[0]!)) >= 0);
+  return {
+    neighbours: neighbours.filter((n) => n.permanent && peerOfAddress(ipValue(n.ip)) >= 0).length,
+    fdb: fdb.filter((f) => f.self && f.mac.startsWith('02:19:00:')).length,
+    routes: synthetic.length,
+    nexthopRoutes: synthetic.filter((route) => route.nexthopId !== null).length,
+  };
+}
+
+function ipValue(text: string): number {
+  return text.split('.').reduce((value, part) => value * 256 + Number(part), 0);
+}
+
+/** Starts weftd with `peers` synthetic leases in etcd and times it until every peer is programmed. */
+export async function coldStart(arg: ColdStartArg): Promise<ColdStartRun> {
+  const times = new PeerTimes();
+  let first: bigint | undefined;
+  let last: bigint | undefined;
+  const observer = new Observer(['route', 'neighbour'], (kind, added, peer, at) => {
+    first ??= at;
+    if (added) last = at;
+    times.record(kind, added, peer, at);
+  });
+  const kernel = openKernel();
+  const agent = startAgent(arg.agent);
+  try {
+    const exited = agent.exited.then(() => {
+      throw new Error(`weftd exited during the cold start; see ${arg.agent.logFile}`);
+    });
+    let overrunSeen = false;
+    await Promise.race([
+      times.until(() => times.present.size >= arg.peers || observer.overruns > 0, arg.timeoutMs, `${arg.peers} peers programmed`),
+      exited,
+    ]);
+    let done = last!;
+    // The notifications say done (or were lost): check with dumps, and if anything is missing wait for it.
+    let counts = await kernelCounts(kernel, 'weft.1');
+    const deadline = Date.now() + arg.timeoutMs;
+    while (counts.neighbours < arg.peers || counts.fdb < arg.peers || counts.routes < arg.peers) {
+      overrunSeen = true;
+      if (Date.now() > deadline) throw new Error(`cold start incomplete: ${JSON.stringify(counts)} of ${arg.peers}`);
+      await sleep(5);
+      counts = await kernelCounts(kernel, 'weft.1');
+      done = process.hrtime.bigint();
+    }
+    if (observer.overruns > 0 && !overrunSeen) done = process.hrtime.bigint();
+    const cpuAtDone = cpuMs(agent.pid) ?? NaN;
+    const monitorCpuAtDone = childrenOf(agent.pid).map((pid) => cpuMs(pid) ?? 0).reduce((a, b) => a + b, 0);
+    // Peak RSS includes what follows programming (the resync that the device's own notifications cause).
+    await sleep(1000);
+    const rssKb = statusKb(agent.pid, 'VmHWM') ?? NaN;
+    const monitor = childrenOf(agent.pid)[0];
+    const monitorRssKb = monitor === undefined ? undefined : statusKb(monitor, 'VmHWM');
+    return {
+      totalMs: msBetween(agent.startedAt, done),
+      programmingMs: msBetween(first!, done),
+      firstObjectMs: msBetween(agent.startedAt, first!),
+      rssKb,
+      monitorRssKb,
+      cpuMs: cpuAtDone,
+      monitorCpuMs: monitorCpuAtDone,
+      overruns: observer.overruns,
+      verified: { neighbours: counts.neighbours, fdb: counts.fdb, routes: counts.routes },
+      nexthopRoutes: counts.nexthopRoutes,
+    };
+  } finally {
+    await stopAgent(agent);
+    observer.close();
+    await kernel.close();
+  }
+}
+
+// ---------------------------------------------------------------------------------------- convergence
+
+export interface ConvergenceArg {
+  agent: AgentSpec;
+  etcd: string;
+  /** synthetic peers already in etcd (0 .. base-1) */
+  base: number;
+  joins: number;
+  /** pause between one join converging and the next put */
+  gapMs: number;
+  timeoutMs: number;
+}
+
+export interface ConvergenceRun {
+  /** per join: put acknowledged by etcd → route, neighbour and FDB entry all in the kernel (ms) */
+  joinFromAckMs: number[];
+  /** per join: put sent → the same */
+  joinFromSendMs: number[];
+  /** per join: put sent → acknowledged (etcd's own latency) */
+  putMs: number[];
+  /** per leave (the joined peers deleted again, one at a time): delete acknowledged → all three gone */
+  leaveFromAckMs: number[];
+  /**
+   * per join: the probe's own etcd watch delivering the put → all three in the kernel. The probe watches the
+   * same prefix as weftd, so this is close to weft's own share (receiving the event to the kernel having it).
+   */
+  joinFromWatchMs: number[];
+  timeouts: number;
+  overruns: number;
+}
+
+async function waitForBase(times: PeerTimes, agent: RunningAgent, base: number, timeoutMs: number): Promise<void> {
+  const exited = agent.exited.then(() => {
+    throw new Error('weftd exited before programming the base peers');
+  });
+  await Promise.race([times.until(() => times.present.size >= base, timeoutMs, `${base} base peers programmed`), exited]);
+}
+
+/** One join at a time: put a new lease, wait until its three objects are in the kernel, note the times. */
+export async function convergence(arg: ConvergenceArg): Promise<ConvergenceRun> {
+  const times = new PeerTimes();
+  const observer = new Observer(['route', 'neighbour'], (kind, added, peer, at) => times.record(kind, added, peer, at));
+  const client = connect(arg.etcd);
+  const agent = startAgent(arg.agent);
+  const out: ConvergenceRun = { joinFromAckMs: [], joinFromSendMs: [], putMs: [], leaveFromAckMs: [], joinFromWatchMs: [], timeouts: 0, overruns: 0 };
+  const watched = new Map<string, bigint>();
+  const watcher = await client.watch().prefix(`${BENCH_PREFIX}/subnets/`).create();
+  watcher.on('put', (kv) => {
+    const key = kv.key.toString();
+    if (!watched.has(key)) watched.set(key, process.hrtime.bigint());
+  });
+  try {
+    await waitForBase(times, agent, arg.base, arg.timeoutMs);
+    await sleep(1500); // let the follow-up of the start settle
+    const leaseId = await grant(client, 3600);
+    const joined: number[] = [];
+    for (let j = 0; j < arg.joins; j++) {
+      const peer = syntheticPeer(arg.base + j);
+      const sent = process.hrtime.bigint();
+      await client.kv.put({ key: Buffer.from(leaseKey(peer)), value: Buffer.from(leaseValue(peer)), lease: leaseId });
+      const acked = process.hrtime.bigint();
+      joined.push(peer.index);
+      try {
+        await times.until(() => times.complete(peer.index, true, sent) !== undefined, arg.timeoutMs, `peer ${peer.name}`);
+        const done = times.complete(peer.index, true, sent)!;
+        out.joinFromAckMs.push(msBetween(acked, done));
+        out.joinFromSendMs.push(msBetween(sent, done));
+        out.putMs.push(msBetween(sent, acked));
+        const seen = watched.get(leaseKey(peer));
+        if (seen !== undefined) out.joinFromWatchMs.push(msBetween(seen, done));
+      } catch {
+        out.timeouts++;
+      }
+      await sleep(arg.gapMs);
+    }
+    for (const index of joined) {
+      const peer = syntheticPeer(index);
+      const sent = process.hrtime.bigint();
+      await client.kv.deleteRange({ key: Buffer.from(leaseKey(peer)) });
+      const acked = process.hrtime.bigint();
+      try {
+        await times.until(() => times.complete(index, false, sent) !== undefined, arg.timeoutMs, `peer ${peer.name} removed`);
+        out.leaveFromAckMs.push(msBetween(acked, times.complete(index, false, sent)!));
+      } catch {
+        out.timeouts++;
+      }
+      await sleep(arg.gapMs);
+    }
+    await client.leaseClient.leaseRevoke({ ID: leaseId }).catch(() => undefined);
+    out.overruns = observer.overruns;
+    return out;
+  } finally {
+    await watcher.cancel().catch(() => undefined);
+    await stopAgent(agent);
+    observer.close();
+    client.close();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------- churn
+
+export interface ChurnArg {
+  agent: AgentSpec;
+  etcd: string;
+  /** synthetic peers already in etcd (0 .. base-1); the first to leave */
+  base: number;
+  /** joins per second, and as many leaves */
+  rate: number;
+  durationMs: number;
+  timeoutMs: number;
+}
+
+export interface ChurnRun {
+  joins: number;
+  leaves: number;
+  /** per join / leave: etcd acknowledged → the kernel has all three objects / none of them (ms) */
+  joinLagMs: number[];
+  leaveLagMs: number[];
+  /** operations whose kernel effect never showed within the timeout */
+  unconverged: number;
+  /** how far behind schedule the last operation was sent (etcd keeping up?) */
+  scheduleSlipMs: number;
+  /** the kernel state after the churn equals the desired state (the live leases), exactly */
+  finalEqual: boolean;
+  final: {
+    expected: number;
+    neighbours: number;
+    fdb: number;
+    routes: number;
+    nexthops: number;
+    missingCount: number;
+    extraCount: number;
+    /** up to 20 examples each */
+    missing: string[];
+    extra: string[];
+  };
+  etcdKeys: number;
+  overruns: number;
+  /** the five slowest operations: when each object showed, from the acknowledgement */
+  slowest: { peer: string; op: 'join' | 'leave'; lagMs: number; putMs: number; objectsMs: Record<string, number> }[];
+}
+
+/** `rate` joins and `rate` leaves per second against one agent, then a comparison of kernel and desired state. */
+export async function churn(arg: ChurnArg): Promise<ChurnRun> {
+  const times = new PeerTimes();
+  const observer = new Observer(['route', 'neighbour'], (kind, added, peer, at) => times.record(kind, added, peer, at));
+  const client = connect(arg.etcd);
+  const kernel = openKernel();
+  const agent = startAgent(arg.agent);
+  try {
+    await waitForBase(times, agent, arg.base, arg.timeoutMs);
+    await sleep(1500);
+    const leaseId = await grant(client, 3600);
+    const live: number[] = Array.from({ length: arg.base }, (_, index) => index);
+    let head = 0;
+    const joins: { index: number; sent: bigint; acked?: bigint }[] = [];
+    const leaves: { index: number; sent: bigint; acked?: bigint }[] = [];
+    const inflight: Promise<unknown>[] = [];
+    const interval = 1000 / arg.rate;
+    const operations = Math.round((arg.durationMs / 1000) * arg.rate);
+    const start = performance.now();
+    let slip = 0;
+    for (let k = 0; k < operations; k++) {
+      const due = start + k * interval;
+      const wait = due - performance.now();
+      if (wait > 1) await sleep(wait);
+      slip = Math.max(0, performance.now() - due);
+      const joiner = syntheticPeer(arg.base + k);
+      const join: (typeof joins)[number] = { index: joiner.index, sent: process.hrtime.bigint() };
+      joins.push(join);
+      inflight.push(client.kv.put({ key: Buffer.from(leaseKey(joiner)), value: Buffer.from(leaseValue(joiner)), lease: leaseId }).then(() => {
+        join.acked = process.hrtime.bigint();
+      }));
+      live.push(joiner.index);
+      const leaver = syntheticPeer(live[head++]!);
+      const leave: (typeof leaves)[number] = { index: leaver.index, sent: process.hrtime.bigint() };
+      leaves.push(leave);
+      inflight.push(client.kv.deleteRange({ key: Buffer.from(leaseKey(leaver)) }).then(() => {
+        leave.acked = process.hrtime.bigint();
+      }));
+      if (inflight.length > 256) await Promise.all(inflight.splice(0, 128));
+    }
+    await Promise.all(inflight);
+    const alive = new Set(live.slice(head));
+    const unsettled = () =>
+      joins.filter((op) => alive.has(op.index) && times.complete(op.index, true, op.sent) === undefined).length +
+      leaves.filter((op) => times.complete(op.index, false, op.sent) === undefined).length;
+    const settleBy = Date.now() + arg.timeoutMs;
+    while (unsettled() > 0 && Date.now() < settleBy) await sleep(20);
+    const joinLagMs: number[] = [];
+    const leaveLagMs: number[] = [];
+    const slowest: ChurnRun['slowest'] = [];
+    const note = (op: { index: number; sent: bigint; acked?: bigint }, added: boolean, lag: number) => {
+      if (slowest.length >= 5 && lag <= slowest[slowest.length - 1]!.lagMs) return;
+      const times = (added ? timesOf.added : timesOf.deleted).get(op.index) ?? [];
+      slowest.push({
+        peer: syntheticPeer(op.index).name,
+        op: added ? 'join' : 'leave',
+        lagMs: lag,
+        putMs: op.acked === undefined ? NaN : msBetween(op.sent, op.acked),
+        objectsMs: Object.fromEntries(OBJECT_KINDS.map((kind, i) => [kind, times[i] === undefined || op.acked === undefined ? NaN : msBetween(op.acked, times[i]!)])),
+      });
+      slowest.sort((a, b) => b.lagMs - a.lagMs);
+      slowest.length = Math.min(slowest.length, 5);
+    };
+    const timesOf = times;
+    let unconverged = 0;
+    for (const op of joins) {
+      // a peer that joined and left again before its join showed is not a lag sample
+      const done = times.complete(op.index, true, op.sent);
+      if (done !== undefined && op.acked !== undefined) {
+        joinLagMs.push(msBetween(op.acked, done));
+        note(op, true, msBetween(op.acked, done));
+      } else if (alive.has(op.index)) unconverged++;
+    }
+    for (const op of leaves) {
+      const done = times.complete(op.index, false, op.sent);
+      if (done !== undefined && op.acked !== undefined) {
+        leaveLagMs.push(msBetween(op.acked, done));
+        note(op, false, msBetween(op.acked, done));
+      } else unconverged++;
+    }
+    // Final state: what the kernel has against what the live leases ask for, compared object by object.
+    await sleep(500);
+    const final = await compareFinal(kernel, alive);
+    const keys = await client.getAll().prefix(`${BENCH_PREFIX}/subnets/198.18.`).keys();
+    const syntheticKeys = keys.filter((key) => !key.includes('/198.18.0.'));
+    await client.leaseClient.leaseRevoke({ ID: leaseId }).catch(() => undefined);
+    return {
+      joins: joins.length,
+      leaves: leaves.length,
+      joinLagMs,
+      leaveLagMs,
+      unconverged,
+      scheduleSlipMs: slip,
+      finalEqual: final.missingCount === 0 && final.extraCount === 0 && syntheticKeys.length === alive.size,
+      final,
+      etcdKeys: syntheticKeys.length,
+      overruns: observer.overruns,
+      slowest,
+    };
+  } finally {
+    await stopAgent(agent);
+    observer.close();
+    client.close();
+    await kernel.close();
+  }
+}
+
+async function compareFinal(kernel: NetlinkKernel, alive: ReadonlySet<number>): Promise<ChurnRun['final']> {
+  const link = await kernel.getLink('weft.1');
+  if (link === null) throw new Error('weft.1 is gone');
+  const [neighbours, fdb, routes, nexthops] = await Promise.all([
+    kernel.listNeighbours(link.index, 4),
+    kernel.listFdb(link.index),
+    kernel.listRoutes({ family: 4 }),
+    kernel.listNexthops().catch(() => []),
+  ]);
+  const nexthopById = new Map(nexthops.map((n) => [n.id, n]));
+  const have = new Set<string>();
+  for (const n of neighbours) have.add(`neigh ${n.ip} ${n.mac ?? '-'}${n.permanent ? '' : ' (not permanent)'}`);
+  for (const f of fdb) if (f.self) have.add(`fdb ${f.mac} ${f.dst ?? '-'}`);
+  for (const r of routes) {
+    if (r.ifindex !== link.index && r.protocol !== WEFT_PROTOCOL) continue;
+    if (r.protocol === 2 /* kernel */) continue;
+    const nh = r.nexthopId === null ? undefined : nexthopById.get(r.nexthopId);
+    const gateway = nh?.gateway ?? r.gateway ?? '-';
+    const onlink = nh?.onlink ?? r.onlink;
+    have.add(`route ${r.dst} via ${gateway}${onlink ? ' onlink' : ''}`);
+  }
+  const want = new Set<string>();
+  for (const index of alive) {
+    const peer = syntheticPeer(index);
+    want.add(`neigh ${peer.gateway} ${peer.vtepMac}`);
+    want.add(`fdb ${peer.vtepMac} ${peer.publicIP}`);
+    want.add(`route ${peer.subnet} via ${peer.gateway} onlink`);
+  }
+  // the agent's own subnet is not a peer: nothing of it belongs on weft.1
+  const missing = [...want].filter((entry) => !have.has(entry));
+  const extra = [...have].filter((entry) => !want.has(entry));
+  const weftNexthops = nexthops.filter((n) => n.protocol === WEFT_PROTOCOL && n.ifindex === link.index);
+  const used = new Set(routes.map((r) => r.nexthopId).filter((id) => id !== null));
+  const orphans = weftNexthops.filter((n) => !used.has(n.id));
+  for (const n of orphans) extra.push(`nexthop ${n.id} via ${n.gateway ?? '-'} (unused)`);
+  return {
+    expected: alive.size,
+    neighbours: neighbours.length,
+    fdb: fdb.filter((f) => f.self).length,
+    routes: [...have].filter((entry) => entry.startsWith('route ')).length,
+    nexthops: weftNexthops.length,
+    missingCount: missing.length,
+    extraCount: extra.length,
+    missing: missing.slice(0, 20),
+    extra: extra.slice(0, 20),
+  };
+}

@@ -1,0 +1,4 @@
+import { dataplaneScenarios } from './dataplane.scenarios.js';
+import { netnsFactory } from './suite.js';
+
+dataplaneScenarios(netnsFactory);

@@ -1,0 +1,43 @@
+/**
+ * The scenario suites take a DriverFactory, so that one suite runs on every driver: the namespace lab
+ * (e2e/scenarios/*.test.ts, part of `npm test`) and the Vagrant VMs (e2e/vagrant/vagrant.e2e.ts, `npm run e2e:vagrant`).
+ */
+import type { ClusterDriver } from '../lab/index.js';
+import { netnsAvailable } from '../../test/netns.js';
+import { NetnsLab } from '../lab/index.js';
+
+export interface DriverFactory {
+  /** Shown in the suite titles, e.g. "namespace lab". */
+  readonly name: string;
+  /** The most hosts one cluster can have (a scenario that needs more is skipped). */
+  readonly maxHosts: number;
+  /** Undefined when the driver can run here, else why not (the suites are then skipped). */
+  unavailable(): string | undefined;
+  /** A fresh cluster of `hosts` hosts with etcd running and empty; the scenario destroy()s it. */
+  create(options: { hosts: number }): Promise<ClusterDriver>;
+}
+
+/** The namespace lab on this machine (root needed). */
+export const netnsFactory: DriverFactory = {
+  name: 'namespace lab',
+  maxHosts: 99,
+  unavailable: () => (netnsAvailable() ? undefined : 'needs root and iproute2 to create network namespaces'),
+  create: ({ hosts }) => NetnsLab.create({ hosts }),
+};
+
+/** Skips the running test when the factory cannot give `hosts` hosts. */
+export function requireHosts(context: Mocha.Context, factory: DriverFactory, hosts: number): void {
+  if (hosts > factory.maxHosts) {
+    process.stderr.write(`      (skipped: needs ${hosts} hosts, the ${factory.name} has ${factory.maxHosts})\n`);
+    context.skip();
+  }
+}
+
+/** A `before` hook that skips the whole suite, saying why, when the driver cannot run here. */
+export function skipUnlessAvailable(context: Mocha.Context, factory: DriverFactory): void {
+  const why = factory.unavailable();
+  if (why !== undefined) {
+    process.stderr.write(`      (skipped: the ${factory.name} ${why})\n`);
+    context.skip();
+  }
+}
