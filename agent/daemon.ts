@@ -1,4 +1,5 @@
 import type { Etcd3 } from 'etcd3';
+import type { Family } from '../common/cidr.js';
 import type { NetworkConfig } from '../common/config.js';
 import { WeftError } from '../common/errors.js';
 import type { Lease, LeaseSubnets } from '../common/lease.js';
@@ -7,7 +8,7 @@ import type { WeftdOptions } from './cli/weftd-options.js';
 import { IngressAllowList } from './host/ingress.js';
 import { IptablesRules } from './host/iptables.js';
 import { loadNodeId } from './host/node-id.js';
-import { selectPublicInterface, type PublicInterface } from './host/interfaces.js';
+import { familyView, selectPublicInterface, type PublicInterface } from './host/interfaces.js';
 import { readSubnetEnv, writeSubnetEnv } from './host/subnet-env.js';
 import { enableForwarding } from './host/sysctl.js';
 import { HostGwBackend } from './hostgw/hostgw.js';
@@ -48,6 +49,17 @@ export function createBackend(context: BackendContext): Backend {
   }
 }
 
+interface FamilyPlane {
+  family: Family;
+  backend: Backend;
+  reconciler: Reconciler;
+  iptables: IptablesRules | undefined;
+}
+
+function enabledFamilies(config: NetworkConfig): Family[] {
+  return [...(config.ipv4 === undefined ? [] : [4 as const]), ...(config.ipv6 === undefined ? [] : [6 as const])];
+}
+
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     const timer = setTimeout(resolve, ms);
@@ -77,9 +89,8 @@ export class Agent {
   private kernel: NetlinkKernel | undefined;
   private monitor: KernelMonitor | undefined;
   private monitorStarting: Promise<KernelMonitor> | undefined;
-  private reconciler: Reconciler | undefined;
-  private backend: Backend | undefined;
-  private iptables: IptablesRules | undefined;
+  /** One data plane per enabled address family: IPv4 and/or IPv6. */
+  private planes: FamilyPlane[] = [];
   private ingress: IngressAllowList | undefined;
   private config: NetworkConfig | undefined;
   private publicInterface: PublicInterface | undefined;
@@ -128,63 +139,82 @@ export class Agent {
     this.watchEtcdHealth();
     const config = await this.waitForUsableConfig();
     this.config = config;
+    const families = enabledFamilies(config);
     const publicInterface = await selectPublicInterface({
       iface: this.options.iface,
       ifaceRegex: this.options.ifaceRegex.map((regex) => regex.source),
       publicIp: this.options.publicIP?.toString(),
-      ipv4: config.ipv4 !== undefined,
-      ipv6: false,
+      publicIpv6: this.options.publicIPv6?.toString(),
+      ipv4: families.includes(4),
+      ipv6: families.includes(6),
     });
     this.publicInterface = publicInterface;
-    this.log.info({ iface: publicInterface.name, publicIP: publicInterface.publicAddress.toString(), mtu: publicInterface.mtu }, 'using the public interface');
+    this.log.info({
+      iface: publicInterface.name,
+      publicIP: publicInterface.ipv4?.publicAddress.toString(),
+      publicIPv6: publicInterface.ipv6?.publicAddress.toString(),
+      mtu: publicInterface.mtu,
+    }, 'using the public interface');
 
-    this.kernel = openKernel();
-    const backend = createBackend({
-      kernel: this.kernel,
-      log: this.log.child({ component: config.backend.type }),
-      config,
-      publicInterface,
-      vxlanUserspace: this.options.vxlanUserspace,
+    const kernel = openKernel();
+    this.kernel = kernel;
+    const backends = families.map((family) => {
+      const view = familyView(publicInterface, family);
+      const backend = createBackend({
+        kernel,
+        log: this.log.child({ component: config.backend.type, family }),
+        config,
+        publicInterface: view,
+        vxlanUserspace: this.options.vxlanUserspace,
+      });
+      return { family, view, backend };
     });
-    this.backend = backend;
-    this.readiness.setInfo('backend', backend.type);
-    await this.chooseDataPath(backend);
+    this.readiness.setInfo('backend', config.backend.type);
+    for (const { backend } of backends) await this.chooseDataPath(backend);
 
     // Independent start-up steps run side by side: etcd is asked for our lease and for everyone's at once;
     // forwarding, iptables and the first reconcile then overlap too.
-    const [own] = await Promise.all([this.acquireLease(config, backend), this.leaseWatcher.start()]);
-    this.reconciler = new Reconciler({
-      kernel: this.kernel,
-      backend,
-      family: 4,
-      publicInterface,
-      log: this.log.child({ component: 'reconcile' }),
-      resyncIntervalMs: this.options.resyncIntervalSeconds * 1000,
-      routeForm: this.options.nexthopObjects ? 'nexthop' : 'inline',
-    });
-    this.wireReconciler(this.reconciler, config, own.lease);
-    const reconciler = this.reconciler;
+    const [own] = await Promise.all([this.acquireLease(config, backends), this.leaseWatcher.start()]);
+    for (const { family, view, backend } of backends) {
+      const reconciler = new Reconciler({
+        kernel,
+        backend,
+        family,
+        publicInterface: view,
+        log: this.log.child({ component: 'reconcile', family }),
+        resyncIntervalMs: this.options.resyncIntervalSeconds * 1000,
+        routeForm: this.options.nexthopObjects ? 'nexthop' : 'inline',
+      });
+      this.planes.push({ family, backend, reconciler, iptables: undefined });
+    }
+    this.wirePlanes(config, own.lease);
     const wire = (monitor: KernelMonitor): void => {
       this.monitor = monitor;
-      monitor.on('change', (change) => reconciler.kernelChanged(change));
-      monitor.on('overrun', () => void reconciler.trigger('kernel', true));
+      monitor.on('change', (change) => {
+        for (const { reconciler } of this.planes) reconciler.kernelChanged(change);
+      });
+      monitor.on('overrun', () => {
+        for (const { reconciler } of this.planes) void reconciler.trigger('kernel', true);
+      });
       monitor.on('error', (err) => this.log.error({ err: err.message }, 'kernel monitor failed; relying on the periodic resync'));
       // while a full run programs (thousands of peers at start), its echoes wait rather than compete with it
-      reconciler.on('busy', (busy) => (busy ? monitor.hold() : monitor.release()));
+      for (const { reconciler } of this.planes) reconciler.on('busy', (busy) => (busy ? monitor.hold() : monitor.release()));
     };
     // The first reconcile does not wait for the monitor: if it starts before the monitor is listening, one
     // more full run once it is covers whatever changed in between.
     const ready = monitorUp;
     if (ready !== undefined) wire(ready);
     const monitored = ready !== undefined ? Promise.resolve() : monitorStarting.then(wire);
-    const programmed = reconciler.trigger('start');
-    if (ready === undefined) void monitored.then(() => reconciler.trigger('kernel', true), () => undefined);
+    const programmed = Promise.all(this.planes.map(({ reconciler }) => reconciler.trigger('start')));
+    if (ready === undefined) {
+      void monitored.then(() => Promise.all(this.planes.map(({ reconciler }) => reconciler.trigger('kernel', true))), () => undefined);
+    }
     await Promise.all([
       programmed,
       monitored,
       (async () => {
-        await enableForwarding({ ipv4: config.ipv4 !== undefined, logger: this.log });
-        await this.startIptables(config, own.lease);
+        await enableForwarding({ ipv4: families.includes(4), ipv6: families.includes(6), logger: this.log });
+        for (const plane of this.planes) plane.iptables = await this.startIptables(config, own.lease, plane.family);
       })(),
       this.startIngressAllowList(config, own.lease),
     ]);
@@ -196,18 +226,20 @@ export class Agent {
     if (this.stopping) return;
     this.abort.abort();
     this.log.info({ release: this.options.releaseOnExit }, 'stopping');
-    await this.reconciler?.stop();
-    await this.backend?.close?.().catch((err: Error) => this.log.error({ err: err.message }, 'could not stop the data path'));
+    await Promise.all(this.planes.map(({ reconciler }) => reconciler.stop()));
+    for (const { backend } of this.planes) await backend.close?.().catch((err: Error) => this.log.error({ err: err.message }, 'could not stop the data path'));
     this.monitor?.close();
     void this.monitorStarting?.then((monitor) => monitor.close(), () => undefined);
-    this.iptables?.stop();
+    for (const { iptables } of this.planes) iptables?.stop();
     this.ingress?.stop();
     await this.leaseWatcher.stop();
     await this.configWatcher.stop();
     if (this.options.releaseOnExit) {
       await this.leases.release().catch((err: Error) => this.log.error({ err: err.message }, 'could not release the lease'));
-      await this.backend?.teardown().catch((err: Error) => this.log.error({ err: err.message }, 'could not remove the devices'));
-      await this.iptables?.remove().catch((err: Error) => this.log.error({ err: err.message }, 'could not remove the iptables rules'));
+      for (const { backend, iptables } of this.planes) {
+        await backend.teardown().catch((err: Error) => this.log.error({ err: err.message }, 'could not remove the devices'));
+        await iptables?.remove().catch((err: Error) => this.log.error({ err: err.message }, 'could not remove the iptables rules'));
+      }
       await this.ingress?.remove().catch((err: Error) => this.log.error({ err: err.message }, 'could not remove the ingress allow-list'));
     } else {
       await this.leases.stop();
@@ -256,7 +288,7 @@ export class Agent {
     }
   }
 
-  private async acquireLease(config: NetworkConfig, backend: Backend): Promise<OwnLease> {
+  private async acquireLease(config: NetworkConfig, backends: readonly { family: Family; backend: Backend }[]): Promise<OwnLease> {
     let hint: LeaseSubnets | undefined;
     try {
       const previous = await readSubnetEnv(this.options.subnetFile);
@@ -264,13 +296,14 @@ export class Agent {
     } catch (err) {
       this.log.warn({ file: this.options.subnetFile, err: (err as Error).message }, 'ignoring the old subnet.env');
     }
+    const ofFamily = (family: Family) => backends.find((entry) => entry.family === family)?.backend;
     const request = {
       nodeId: await loadNodeId(this.options.nodeIdFile),
-      publicIP: this.publicInterface!.publicAddress,
-      publicIPv6: undefined,
-      backendType: backend.type,
-      backendData: backend.backendData,
-      backendV6Data: undefined,
+      publicIP: this.publicInterface!.ipv4?.publicAddress,
+      publicIPv6: this.publicInterface!.ipv6?.publicAddress,
+      backendType: config.backend.type,
+      backendData: ofFamily(4)?.backendData,
+      backendV6Data: ofFamily(6)?.backendData,
     };
     this.leases.on('error', (err) => this.log.warn({ err: err.message }, 'subnet lease trouble; retrying'));
     let delay = 500;
@@ -296,19 +329,22 @@ export class Agent {
     this.metrics.leaseExpiry.set(own.expiresAt === undefined ? 0 : own.expiresAt / 1000);
   }
 
-  private async startIptables(config: NetworkConfig, lease: Lease): Promise<void> {
-    if (config.ipv4 === undefined || lease.subnets.ipv4 === undefined) return;
-    this.iptables = new IptablesRules({
-      family: 4,
-      network: config.ipv4.network,
-      subnet: lease.subnets.ipv4,
+  private async startIptables(config: NetworkConfig, lease: Lease, family: Family): Promise<IptablesRules | undefined> {
+    const plan = family === 4 ? config.ipv4 : config.ipv6;
+    const subnet = family === 4 ? lease.subnets.ipv4 : lease.subnets.ipv6;
+    if (plan === undefined || subnet === undefined) return undefined;
+    const iptables = new IptablesRules({
+      family,
+      network: plan.network,
+      subnet,
       ipMasq: this.options.ipMasq,
       forwardRules: this.options.iptablesForwardRules,
-      logger: this.log.child({ component: 'iptables' }),
+      logger: this.log.child({ component: 'iptables', family }),
       resyncSeconds: this.options.iptablesResyncSeconds,
     });
-    await this.iptables.apply();
-    this.iptables.start();
+    await iptables.apply();
+    iptables.start();
+    return iptables;
   }
 
   /** Lets tunnel datagrams in only from the current peers, following the leases as they come and go. */
@@ -340,26 +376,33 @@ export class Agent {
     allowList.start();
   }
 
-  private wireReconciler(reconciler: Reconciler, config: NetworkConfig, own: Lease): void {
-    reconciler.update({ config, own, peers: this.leaseWatcher.leases });
-    this.leaseWatcher.on('lease', (event) => void reconciler.leaseChanged(event));
-    reconciler.on('reconciled', (result) => {
-      this.metrics.reconcileRuns.inc({ trigger: result.trigger });
-      this.metrics.reconcileDuration.observe(result.durationMs / 1000);
-      this.metrics.peers.set({ backend: config.backend.type }, result.programmed);
-      this.readiness.setReady('dataplane', result.failures === 0 || this.readiness.isReady('dataplane'));
-    });
-    reconciler.on('operation', (op, result, count) => this.metrics.netlinkOperations.inc({ op, result }, count));
+  private wirePlanes(config: NetworkConfig, own: Lease): void {
+    const programmed = new Map<Family, number>();
+    const clean = new Set<Family>();
+    for (const { family, reconciler } of this.planes) {
+      reconciler.update({ config, own, peers: this.leaseWatcher.leases });
+      this.leaseWatcher.on('lease', (event) => void reconciler.leaseChanged(event));
+      reconciler.on('reconciled', (result) => {
+        this.metrics.reconcileRuns.inc({ trigger: result.trigger });
+        this.metrics.reconcileDuration.observe(result.durationMs / 1000);
+        // A peer counts once even when it is programmed for both families.
+        programmed.set(family, result.programmed);
+        this.metrics.peers.set({ backend: config.backend.type }, Math.max(...programmed.values()));
+        if (result.failures === 0) clean.add(family);
+        this.readiness.setReady('dataplane', clean.size === this.planes.length);
+      });
+      reconciler.on('operation', (op, result, count) => this.metrics.netlinkOperations.inc({ op, result }, count));
+    }
     this.leases.on('lost', (reason) => this.readiness.setReady('lease', false, reason));
     this.leases.on('renewed', (next) => this.noteExpiry(next));
     this.leases.on('acquired', (next) => {
       this.readiness.setReady('lease', true);
       this.noteExpiry(next);
-      reconciler.update({ own: next.lease });
-      void reconciler.trigger('lease').then(async () => {
-        await this.iptables?.update({ subnet: next.lease.subnets.ipv4 });
-        await this.writeSubnetEnv(next.lease);
-      });
+      void Promise.all(this.planes.map(async ({ family, reconciler, iptables }) => {
+        reconciler.update({ own: next.lease });
+        await reconciler.trigger('lease');
+        await iptables?.update({ subnet: family === 4 ? next.lease.subnets.ipv4 : next.lease.subnets.ipv6 });
+      })).then(() => this.writeSubnetEnv(next.lease));
     });
     this.configWatcher.on('config', (next) => {
       if (JSON.stringify(next.raw) !== JSON.stringify(config.raw)) {
@@ -375,11 +418,13 @@ export class Agent {
     await writeSubnetEnv(this.options.subnetFile, {
       network: config.ipv4?.network,
       subnet: lease.subnets.ipv4,
-      mtu: this.backend!.mtu,
+      ipv6Network: config.ipv6?.network,
+      ipv6Subnet: lease.subnets.ipv6,
+      mtu: Math.min(...this.planes.map(({ backend }) => backend.mtu)),
       ipMasq: this.options.ipMasq,
     });
     this.writtenSubnet = text;
     this.readiness.setReady('subnetEnv', true);
-    this.log.info({ file: this.options.subnetFile, subnet: lease.subnets.ipv4?.toString() }, 'wrote subnet.env');
+    this.log.info({ file: this.options.subnetFile, subnet: lease.subnets.ipv4?.toString(), ipv6Subnet: lease.subnets.ipv6?.toString() }, 'wrote subnet.env');
   }
 }

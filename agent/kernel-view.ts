@@ -21,7 +21,7 @@
 import type { Family } from '../common/cidr.js';
 import { WEFT_ROUTE_PROTOCOL, type DirtyKeys, type FamilyState, type FdbSpec, type NeighbourSpec, type RouteDevice, type RouteSpec } from '../common/dataplane.js';
 import type { OverlayState } from './backend.js';
-import { NUD_FAILED, RTPROT_KERNEL, RT_TABLE_MAIN, type Kernel, type KernelChange, type NexthopInfo, type RouteInfo } from './kernel/index.js';
+import { NUD_FAILED, NUD_NOARP, RTPROT_KERNEL, RT_TABLE_MAIN, type Kernel, type KernelChange, type NexthopInfo, type RouteInfo } from './kernel/index.js';
 
 /** How routes are installed: through nexthop objects, or with the gateway in the route (flannel's form). */
 export type RouteForm = 'nexthop' | 'inline';
@@ -139,7 +139,10 @@ export class KernelView {
       ),
     ]);
     const view = new KernelView(devices, nexthops === null ? 'inline' : form);
-    for (const entry of neighbours) view.neighbours.set(entry.ip, { ip: entry.ip, mac: entry.mac ?? '' });
+    // NOARP entries (multicast, broadcast; IPv6 creates them) are the kernel's own bookkeeping, never weft's.
+    for (const entry of neighbours) {
+      if ((entry.state & NUD_NOARP) === 0) view.neighbours.set(entry.ip, { ip: entry.ip, mac: entry.mac ?? '' });
+    }
     for (const entry of fdb) if (entry.self) view.fdb.set(entry.mac, { mac: entry.mac, dst: entry.dst ?? '' });
     const all = new Map<number, NexthopInfo>();
     for (const nexthop of nexthops ?? []) {

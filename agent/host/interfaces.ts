@@ -297,3 +297,10 @@ export async function isDirectlyConnected(ip: IpAddress, options: { runner?: Com
   const prefixes = options.prefixes ?? (await readOnLinkPrefixes(options.runner));
   return prefixes.some((prefix) => prefix.contains(ip));
 }
+
+/** The interface as one address family sees it: that family's address, on-link prefix and public address. */
+export function familyView(selected: PublicInterface, family: Family): PublicInterface {
+  const chosen = family === 4 ? selected.ipv4 : selected.ipv6;
+  if (chosen === undefined) throw new InterfaceError(`${selected.name} has no IPv${family} address`);
+  return { ...selected, address: chosen.address, prefix: chosen.prefix, publicAddress: chosen.publicAddress };
+}

@@ -1,8 +1,9 @@
+import type { Family } from '../../common/cidr.js';
 import type { VxlanBackendConfig } from '../../common/config.js';
 import { stableVtepMac, vxlanOverhead } from '../../common/dataplane.js';
 import { WeftError } from '../../common/errors.js';
 import type { Lease } from '../../common/lease.js';
-import { isNetlinkErrno, vxlanMismatches, type Kernel, type LinkInfo, type VxlanSpec } from '../kernel/index.js';
+import { isNetlinkErrno, RT_SCOPE_LINK, vxlanMismatches, type Kernel, type LinkInfo, type VxlanSpec } from '../kernel/index.js';
 import type { Backend, BackendContext, BackendDevices } from '../backend.js';
 
 export class VxlanDeviceError extends WeftError {
@@ -22,6 +23,7 @@ export class VxlanBackend implements Backend {
   readonly backendData: Record<string, unknown>;
   readonly mtu: number;
   readonly deviceName: string;
+  private readonly family: Family;
   private readonly spec: VxlanSpec;
 
   constructor(
@@ -31,7 +33,9 @@ export class VxlanBackend implements Backend {
     const { publicInterface } = context;
     const mac = stableVtepMac(publicInterface.publicAddress, options.vni);
     this.mtu = options.mtu ?? publicInterface.mtu - vxlanOverhead(publicInterface.address.family);
-    this.deviceName = `weft.${options.vni}`;
+    this.family = publicInterface.address.family;
+    // flannel names them flannel.<VNI> and flannel-v6.<VNI>.
+    this.deviceName = this.family === 4 ? `weft.${options.vni}` : `weft-v6.${options.vni}`;
     this.spec = {
       name: this.deviceName,
       vni: options.vni,
@@ -49,9 +53,9 @@ export class VxlanBackend implements Backend {
 
   async ensureDevices(own: Lease): Promise<BackendDevices> {
     const link = await this.ensureLink();
-    await ensureNetworkAddress(this.context.kernel, link.index, own);
-    const subnet = own.subnets.ipv4;
-    const addresses = subnet === undefined ? [] : [`${subnet.network}/32`];
+    await ensureNetworkAddress(this.context.kernel, link.index, own, this.family);
+    const subnet = this.family === 4 ? own.subnets.ipv4 : own.subnets.ipv6;
+    const addresses = subnet === undefined ? [] : [`${subnet.network}/${subnet.bits}`];
     return { overlayIndex: link.index, overlayState: { up: true, mtu: this.mtu, mac: this.spec.mac!, addresses } };
   }
 
@@ -104,12 +108,15 @@ export class VxlanBackend implements Backend {
   }
 }
 
-/** The lease's network address as a /32 on the overlay device (flannel's convention), and no other IPv4 address. */
-export async function ensureNetworkAddress(kernel: Kernel, index: number, own: Lease): Promise<void> {
-  const subnet = own.subnets.ipv4;
+/**
+ * The lease's network address as a host address on the overlay device (flannel's convention: .0/32, or
+ * ::/128), and no other address of the family (link-local IPv6 addresses are the kernel's and stay).
+ */
+export async function ensureNetworkAddress(kernel: Kernel, index: number, own: Lease, family: Family = 4): Promise<void> {
+  const subnet = family === 4 ? own.subnets.ipv4 : own.subnets.ipv6;
   if (subnet === undefined) return;
-  const wanted = `${subnet.network}/32`;
-  const present = await kernel.listAddresses(index, 4);
+  const wanted = `${subnet.network}/${subnet.bits}`;
+  const present = (await kernel.listAddresses(index, family)).filter((address) => address.scope !== RT_SCOPE_LINK);
   for (const address of present) if (address.cidr !== wanted) await kernel.deleteAddress(index, address.cidr);
   if (!present.some((address) => address.cidr === wanted)) await kernel.addAddress(index, wanted);
 }

@@ -27,7 +27,7 @@ export interface ExecOptions {
 export interface LabContainer {
   readonly name: string;
   readonly host: LabHost;
-  /** Overlay address, e.g. 198.18.5.2. */
+  /** Overlay address, e.g. 198.18.5.2 (the IPv6 one on an IPv6-only host). */
   readonly ip: string;
   /** Overlay IPv6 address when the host's subnet.env had FLANNEL_IPV6_SUBNET. */
   readonly ipv6: string | undefined;
@@ -79,9 +79,10 @@ export interface BackgroundCommand {
 
 /** flannel's subnet.env, as the CNI plugin reads it. */
 export interface SubnetEnv {
-  network: string;
+  /** Undefined on an IPv6-only host, as are subnet and the containers' IPv4 addresses. */
+  network: string | undefined;
   /** The host's lease with host part .1, e.g. 198.18.5.1/24. */
-  subnet: string;
+  subnet: string | undefined;
   mtu: number;
   ipmasq: boolean;
   ipv6Network: string | undefined;
@@ -160,17 +161,12 @@ export function parseSubnetEnv(text: string): SubnetEnv | undefined {
     if (match === null) continue;
     raw[match[1]!] = match[2]!.replace(/^(['"])(.*)\1$/, '$2');
   }
-  const network = raw.FLANNEL_NETWORK;
-  const subnet = raw.FLANNEL_SUBNET;
+  const network = raw.FLANNEL_NETWORK || undefined;
+  const subnet = raw.FLANNEL_SUBNET || undefined;
+  const ipv6Network = raw.FLANNEL_IPV6_NETWORK || undefined;
+  const ipv6Subnet = raw.FLANNEL_IPV6_SUBNET || undefined;
   const mtu = Number(raw.FLANNEL_MTU);
-  if (network === undefined || subnet === undefined || !Number.isInteger(mtu) || mtu <= 0) return undefined;
-  return {
-    network,
-    subnet,
-    mtu,
-    ipmasq: raw.FLANNEL_IPMASQ === 'true',
-    ipv6Network: raw.FLANNEL_IPV6_NETWORK || undefined,
-    ipv6Subnet: raw.FLANNEL_IPV6_SUBNET || undefined,
-    raw,
-  };
+  const complete = (network !== undefined && subnet !== undefined) || (ipv6Network !== undefined && ipv6Subnet !== undefined);
+  if (!complete || !Number.isInteger(mtu) || mtu <= 0) return undefined;
+  return { network, subnet, mtu, ipmasq: raw.FLANNEL_IPMASQ === 'true', ipv6Network, ipv6Subnet, raw };
 }

@@ -112,7 +112,8 @@ export function waitForSubnetEnv(driver: ClusterDriver, host: LabHost | string, 
   const name = typeof host === 'string' ? host : host.name;
   return waitFor(async () => {
     const env = await driver.readSubnetEnv(host);
-    return env !== undefined && env.subnet !== options.not ? env : undefined;
+    if (env === undefined) return undefined;
+    return options.not === undefined || (env.subnet ?? env.ipv6Subnet) !== options.not ? env : undefined;
   }, `subnet.env of ${name}`, options.timeoutMs ?? 20_000, 50);
 }
 

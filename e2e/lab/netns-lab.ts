@@ -70,7 +70,7 @@ export interface NetnsLabOptions {
 
 class Host implements LabHost {
   readonly containers: Container[] = [];
-  bridge: { name: string; subnet: string; ipv6Subnet: string | undefined; mtu: number } | undefined;
+  bridge: { name: string; subnet: string | undefined; ipv6Subnet: string | undefined; mtu: number } | undefined;
 
   constructor(
     readonly name: string,
@@ -634,13 +634,14 @@ export class NetnsLab implements ClusterDriver {
       throw new Error(`${host.name}'s subnet.env now says ${env.subnet} mtu ${env.mtu} but its containers use ${host.bridge.subnet} mtu ${host.bridge.mtu}: removeContainers first`);
     }
     const id = this.runId;
-    const subnet = parseIpv4Prefix(env.subnet);
-    const gateway = env.subnet.split('/')[0]!;
+    const subnet = env.subnet === undefined ? undefined : parseIpv4Prefix(env.subnet);
+    const gateway = env.subnet?.split('/')[0];
     const gateway6 = env.ipv6Subnet?.split('/')[0];
     const bridge = host.bridge?.name ?? `c${id}${host.name}`;
     const hostLines: string[] = [];
     if (host.bridge === undefined) {
-      hostLines.push(`link add ${bridge} type bridge`, `link set ${bridge} mtu ${env.mtu}`, `addr add ${env.subnet} dev ${bridge}`);
+      hostLines.push(`link add ${bridge} type bridge`, `link set ${bridge} mtu ${env.mtu}`);
+      if (env.subnet !== undefined) hostLines.push(`addr add ${env.subnet} dev ${bridge}`);
       if (env.ipv6Subnet !== undefined) hostLines.push(`addr add ${env.ipv6Subnet} dev ${bridge} nodad`);
       hostLines.push(`link set ${bridge} up`);
     }
@@ -652,17 +653,18 @@ export class NetnsLab implements ClusterDriver {
       const netns = `${this.prefix}-${name}`;
       const ifname = `e${id}${name}`;
       const hostSide = `v${id}${name}`;
-      const ip = ipv4Host(subnet, 1 + number);
+      const ipv4 = subnet === undefined ? undefined : ipv4Host(subnet, 1 + number);
       const ipv6 = env.ipv6Subnet === undefined ? undefined : ipv6Host(env.ipv6Subnet, 1 + number);
       hostLines.push(
         `link add ${hostSide} mtu ${env.mtu} type veth peer name ${ifname} mtu ${env.mtu} netns ${netns}`,
         `link set ${hostSide} master ${bridge}`,
         `link set ${hostSide} up`,
       );
-      const lines = ['link set lo up', `addr add ${ip}/${subnet.length} dev ${ifname}`, `link set ${ifname} up`, `route add default via ${gateway}`];
+      const lines = ['link set lo up', `link set ${ifname} up`];
+      if (ipv4 !== undefined) lines.push(`addr add ${ipv4}/${subnet!.length} dev ${ifname}`, `route add default via ${gateway}`);
       if (ipv6 !== undefined) lines.push(`addr add ${ipv6}/${env.ipv6Subnet!.split('/')[1]} dev ${ifname} nodad`, `route add ::/0 via ${gateway6}`);
       containerBatches.push([netns, lines]);
-      created.push(new Container(this, name, host, netns, ifname, ip, ipv6));
+      created.push(new Container(this, name, host, netns, ifname, (ipv4 ?? ipv6)!, ipv6));
     }
     await this.ip(undefined, containerBatches.map(([netns]) => `netns add ${netns}`));
     await this.ip(host.netns, hostLines);

@@ -120,7 +120,7 @@ export function dataplaneScenarios(factory: DriverFactory): void {
       lab = await create(this, 2);
       const [a, b] = (await startCluster(lab)) as [LabContainer, LabContainer];
       const [h1, h2] = [lab.hosts[0]!, lab.hosts[1]!];
-      const peerSubnet = subnetOfEnv((await lab.readSubnetEnv(h2))!.subnet);
+      const peerSubnet = subnetOfEnv((await lab.readSubnetEnv(h2))!.subnet!);
       const peerGateway = peerSubnet.replace(/\/\d+$/, '');
       const fdbLine = (await kernelState(lab, h1)).fdb.split('\n').find((line) => line.includes(`dst ${h2.publicIp}`));
       assert.ok(fdbLine, 'h1 has an FDB entry for h2');

@@ -240,8 +240,8 @@ export function userspaceScenarios(factory: DriverFactory): void {
       await assertMesh(lab, [c1, c2]);
       const mac = parseMac(await vtepMac(lab, h1));
       const h2Mac = parseMac(await vtepMac(lab, h2));
-      const h1Subnet = (await lab.readSubnetEnv(h1))!.subnet;
-      const h2Subnet = (await lab.readSubnetEnv(h2))!.subnet;
+      const h1Subnet = (await lab.readSubnetEnv(h1))!.subnet!;
+      const h2Subnet = (await lab.readSubnetEnv(h2))!.subnet!;
       const [a, b, c] = ipv4(h1Subnet.split('/')[0]!);
       const [, , c2third] = ipv4(h2Subnet.split('/')[0]!);
       const foreign = `198.18.${(c2third! + 1) % 256 === c ? (c2third! + 2) % 256 : (c2third! + 1) % 256}.7`;

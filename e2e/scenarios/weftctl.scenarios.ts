@@ -106,7 +106,7 @@ export function weftctlScenarios(factory: DriverFactory): void {
       // with weftd stopped (its data plane stays), a route deleted by hand stays deleted, and so does a peer
       // taken out of the ingress allow-list
       await cluster.stopAgent(h1);
-      const peerSubnet = (await cluster.readSubnetEnv(h2))!.subnet.replace(/\.1\//, '.0/');
+      const peerSubnet = (await cluster.readSubnetEnv(h2))!.subnet!.replace(/\.1\//, '.0/');
       const peerGateway = peerSubnet.replace(/\/\d+$/, '');
       const deleted = await cluster.exec(h1, `ip route del ${peerSubnet} && nft delete element inet weft peers4 '{ ${h2.publicIp} }'`);
       assert.equal(deleted.code, 0, deleted.stderr);

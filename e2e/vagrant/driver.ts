@@ -524,12 +524,13 @@ export class VagrantDriver implements ClusterDriver {
     if (!Number.isInteger(count) || count < 1) throw new Error(`container count must be a positive integer, got ${count}`);
     if (host.containers.length + count > 99) throw new Error('at most 99 containers per host');
     const env = await this.readSubnetEnv(host);
-    if (env === undefined) throw new Error(`${host.name} (${host.vm}) has no complete subnet.env at ${this.subnetFile(host)} yet`);
+    if (env?.subnet === undefined) throw new Error(`${host.name} (${host.vm}) has no complete IPv4 subnet.env at ${this.subnetFile(host)} yet`);
     if (host.bridge !== undefined && (host.bridge.subnet !== env.subnet || host.bridge.mtu !== env.mtu)) {
       throw new Error(`${host.name}'s subnet.env now says ${env.subnet} mtu ${env.mtu} but its containers use ${host.bridge.subnet} mtu ${host.bridge.mtu}: removeContainers first`);
     }
-    const subnet = parseIpv4Prefix(env.subnet);
-    const gateway = env.subnet.split('/')[0]!;
+    const envSubnet = env.subnet;
+    const subnet = parseIpv4Prefix(envSubnet);
+    const gateway = envSubnet.split('/')[0]!;
     const bridge = host.bridge?.name ?? `c${this.runId}${host.name}`;
     const lines: string[] = [];
     const namespaces: string[] = [];
@@ -558,7 +559,7 @@ export class VagrantDriver implements ClusterDriver {
     }
     const script = [...namespaces.map((netns) => `ip netns add ${netns}`), 'ip -batch -', ...inside].join(' && ');
     await this.exec(host, script, { input: `${lines.join('\n')}\n`, check: true });
-    host.bridge = { name: bridge, subnet: env.subnet, mtu: env.mtu };
+    host.bridge = { name: bridge, subnet: envSubnet, mtu: env.mtu };
     host.containers.push(...created);
     return created;
   }
