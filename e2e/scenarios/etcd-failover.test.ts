@@ -47,7 +47,7 @@ describe('e2e: a 3-member etcd cluster with TLS, and its failures', function () 
     await Promise.all([0, 1, 2].map((index) => etcd.restartMember(index)));
     await etcd.waitHealthy([0, 1, 2]);
     const outage = await pinger.stop();
-    assert.ok(outage.transmitted > 550, `sent ${outage.transmitted}`);
+    assert.ok(outage.transmitted > 300, `the ping ran through the outage (sent ${outage.transmitted})`);
     assert.equal(outage.transmitted - outage.received, 0, 'no ping lost while etcd was down');
     assert.equal(unreachable, 0, 'the agents noticed the outage');
 
