@@ -363,14 +363,16 @@ export class Agent {
       .filter((lease) => lease.name !== ownName)
       .flatMap((lease) => [lease.attrs.publicIP, lease.attrs.publicIPv6].filter((ip) => ip !== undefined));
     // Listen before the first write: a peer whose lease arrives while the table is being written must not be missed.
+    // Lease changes are gathered for a moment: listing every peer's address is O(peers), and churn brings
+    // hundreds of changes a second (the allow-list spaces its own updates further apart still).
     let scheduled = false;
     this.leaseWatcher.on('lease', () => {
       if (scheduled) return;
       scheduled = true;
-      setImmediate(() => {
+      setTimeout(() => {
         scheduled = false;
         allowList.setPeers(peerIPs()).catch((err: Error) => this.log.error({ err: err.message }, 'could not update the ingress allow-list'));
-      });
+      }, 50).unref();
     });
     await allowList.apply(peerIPs());
     allowList.start();

@@ -141,7 +141,8 @@ export class KernelView {
     const view = new KernelView(devices, nexthops === null ? 'inline' : form);
     // NOARP entries (multicast, broadcast; IPv6 creates them) are the kernel's own bookkeeping, never weft's.
     for (const entry of neighbours) {
-      if ((entry.state & NUD_NOARP) === 0) view.neighbours.set(entry.ip, { ip: entry.ip, mac: entry.mac ?? '' });
+      // an entry that is not permanent is not the one weft wants, whatever its MAC: it gets replaced
+      if ((entry.state & NUD_NOARP) === 0) view.neighbours.set(entry.ip, { ip: entry.ip, mac: entry.permanent ? entry.mac ?? '' : '' });
     }
     for (const entry of fdb) if (entry.self) view.fdb.set(entry.mac, { mac: entry.mac, dst: entry.dst ?? '' });
     const all = new Map<number, NexthopInfo>();
@@ -261,6 +262,7 @@ export class KernelView {
       case 'neighbour': {
         const n = change.neighbour;
         if (n.index !== overlayIndex || overlayIndex === undefined || n.family !== family || this.devices.routesOnly === true) return 'ignore';
+        if ((n.state & NUD_NOARP) !== 0) return 'ignore'; // the kernel's own (multicast, broadcast), as in read()
         const want = desired.neighbours.get(n.ip);
         if (change.action === 'del') {
           this.neighbours.delete(n.ip);
@@ -274,9 +276,9 @@ export class KernelView {
         const known = this.neighbours.get(n.ip);
         // the echo of weft's own request: the view says so already, and so does the desired state
         if (n.permanent && known !== undefined && known.mac === n.mac && want !== undefined && want.mac === n.mac) return 'ignore';
-        const have: NeighbourSpec = { ip: n.ip, mac: n.mac ?? '' };
+        const have: NeighbourSpec = { ip: n.ip, mac: n.permanent ? n.mac ?? '' : '' };
         this.neighbours.set(n.ip, have);
-        return this.mark(this.dirty.neighbours, n.ip, want === undefined || want.mac !== have.mac || !n.permanent);
+        return this.mark(this.dirty.neighbours, n.ip, want === undefined || want.mac !== have.mac);
       }
       case 'fdb': {
         const f = change.fdb;

@@ -21,6 +21,9 @@ export interface IngressOptions {
   resyncSeconds?: number;
 }
 
+/** Peer set updates are at least this far apart (a peer that just joined may wait that long to be let in). */
+const MIN_UPDATE_INTERVAL_MS = 200;
+
 /** The parts of `nft -j list` output weft reads: set elements and rules. */
 interface NftListing {
   nftables: { set?: { name: string; elem?: unknown[] }; rule?: { expr: unknown[] } }[];
@@ -38,6 +41,11 @@ export class IngressAllowList {
   private readonly log: Logger | undefined;
   private readonly resyncMs: number;
   private peers: string[] = [];
+  /** the peers as last written to the sets; undefined when unknown (nothing written yet, or a write failed) */
+  private written: Set<string> | undefined;
+  /** a sets update queued and not started yet */
+  private waiting: Promise<void> | undefined;
+  private lastUpdate = 0;
   private timer: NodeJS.Timeout | undefined;
   private queue: Promise<void> = Promise.resolve();
 
@@ -54,12 +62,24 @@ export class IngressAllowList {
     return this.serialize(() => this.writeTable());
   }
 
-  /** Replaces the allowed peers in one atomic update; a no-op when they did not change. */
+  /**
+   * Replaces the allowed peers in one atomic update; a no-op when they did not change. Updates coalesce:
+   * while one is being written at most one more waits, it starts no sooner than MIN_UPDATE_INTERVAL_MS after
+   * the one before and writes whatever the peers are by then, and only what changed. Hundreds of lease
+   * changes a second must not mean hundreds of nft runs: each spawn stalls the agent for milliseconds.
+   */
   setPeers(peers: Iterable<IpAddress>): Promise<void> {
     const next = [...new Set([...peers].map((ip) => ip.toString()))].sort();
     if (next.length === this.peers.length && next.every((ip, i) => ip === this.peers[i])) return this.queue;
     this.peers = next;
-    return this.serialize(() => this.writeSets());
+    this.waiting ??= this.serialize(async () => {
+      const wait = this.lastUpdate + MIN_UPDATE_INTERVAL_MS - Date.now();
+      if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+      this.waiting = undefined;
+      this.lastUpdate = Date.now();
+      await this.writeSets();
+    });
+    return this.waiting;
   }
 
   /** Whether the table, its rules and its sets are as weft last wrote them. */
@@ -142,17 +162,47 @@ export class IngressAllowList {
       '  }',
       '}',
     ].join('\n');
+    this.written = undefined;
     await runChecked(this.runner, ['nft', '-f', '-'], { stdin: `${script}\n` });
+    this.written = new Set(this.peers);
     this.log?.info({ table: `inet ${INGRESS_TABLE}`, ports: this.ports, peers: this.peers.length }, 'ingress allow-list in place');
   }
 
   private async writeSets(): Promise<void> {
+    const peers = this.peers;
+    const written = this.written;
+    this.written = undefined;
+    if (written !== undefined) {
+      // Only what changed, in one transaction; if the sets are not what we think, the whole of it fails.
+      const wanted = new Set(peers);
+      const added = peers.filter((ip) => !written.has(ip));
+      const removed = [...written].filter((ip) => !wanted.has(ip));
+      if (added.length + removed.length < peers.length) {
+        const script = [4, 6].flatMap((family) => {
+          const set = `inet ${INGRESS_TABLE} peers${family}`;
+          const of = (ips: string[]) => ips.filter((ip) => ip.includes(':') === (family === 6));
+          const gone = of(removed);
+          const come = of(added);
+          return [...(gone.length === 0 ? [] : [`delete element ${set} { ${gone.join(', ')} }`]), ...(come.length === 0 ? [] : [`add element ${set} { ${come.join(', ')} }`])];
+        });
+        if (script.length === 0) {
+          this.written = wanted;
+          return;
+        }
+        const result = await this.runner(['nft', '-f', '-'], { stdin: `${script.join('\n')}\n` });
+        if (result.code === 0) {
+          this.written = wanted;
+          return;
+        }
+      }
+    }
     const script = [4, 6].flatMap((family) => {
-      const elements = this.peers.filter((ip) => ip.includes(':') === (family === 6));
+      const elements = peers.filter((ip) => ip.includes(':') === (family === 6));
       const set = `inet ${INGRESS_TABLE} peers${family}`;
       return [`flush set ${set}`, ...(elements.length === 0 ? [] : [`add element ${set} { ${elements.join(', ')} }`])];
     });
     await runChecked(this.runner, ['nft', '-f', '-'], { stdin: `${script.join('\n')}\n` });
+    this.written = new Set(peers);
   }
 }
 

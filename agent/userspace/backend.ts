@@ -7,6 +7,7 @@
  * wire, so kernel-VXLAN peers need not know) and by the udp backend (flannel's udp format).
  */
 import type { BackendType } from '../../common/config.js';
+import { WeftError } from '../../common/errors.js';
 import type { Lease } from '../../common/lease.js';
 import type { Backend, BackendContext, BackendDevices, UserspaceCounters } from '../backend.js';
 import { ensureNetworkAddress } from '../vxlan/vxlan.js';
@@ -32,6 +33,13 @@ export interface UserspaceBackendOptions {
   captureBufferBytes?: number;
 }
 
+/** An IPv6 data plane was asked of the userspace path, which forwards IPv4 only. */
+export class UserspaceIpv4OnlyError extends WeftError {
+  constructor(message: string) {
+    super('WEFT_USERSPACE_IPV4_ONLY', message);
+  }
+}
+
 function wireNet(lease: Lease): WireNet | null {
   const subnet = lease.subnets.ipv4;
   return subnet === undefined ? null : { network: Number(subnet.base), length: subnet.length };
@@ -53,6 +61,12 @@ export class UserspaceBackend implements Backend {
     private readonly context: BackendContext,
     private readonly options: UserspaceBackendOptions,
   ) {
+    if (context.publicInterface.address.family !== 4) {
+      throw new UserspaceIpv4OnlyError(
+        `the userspace data path carries IPv4 only: the IPv6 overlay (EnableIPv6) needs ${options.type === 'udp' ? 'the vxlan backend with ' : ''}kernel VXLAN ` +
+          `on this host${options.type === 'vxlan' ? ' (Backend.Userspace "never", or --vxlan-userspace=never)' : ''}`,
+      );
+    }
     this.type = options.type;
     this.backendData = options.backendData;
     this.mtu = options.mtu;
@@ -67,9 +81,6 @@ export class UserspaceBackend implements Backend {
       captureBufferBytes: options.captureBufferBytes ?? 32 * 1024 * 1024,
     };
     this.worker = new DataPathWorker(config, context.log);
-    if (context.config.ipv6 !== undefined) {
-      context.log.warn('the userspace data path carries IPv4 only: the IPv6 overlay (EnableIPv6) needs kernel VXLAN on this host');
-    }
   }
 
   async ensureDevices(own: Lease): Promise<BackendDevices> {

@@ -11,7 +11,7 @@ import { createUdpBackend } from '../udp/udp.js';
 import { AutoVxlanBackend, createVxlanBackend, kernelVxlanUnavailable } from '../vxlan/mode.js';
 import { VxlanBackend, VxlanDeviceError } from '../vxlan/vxlan.js';
 import { vethPayload } from './link.js';
-import { UserspaceBackend } from './backend.js';
+import { UserspaceBackend, UserspaceIpv4OnlyError } from './backend.js';
 import type * as Scenarios from './userspace.scenarios.js';
 
 const run = scenarioRunner<typeof Scenarios>(new URL('./userspace.scenarios.js', import.meta.url));
@@ -67,6 +67,20 @@ describe('vxlan backend data path choice', function () {
     assert.equal(kernelVxlanUnavailable(new NetlinkError('x', constants.errno.EPERM)), true);
     assert.equal(kernelVxlanUnavailable(new NetlinkError('x', constants.errno.ENOBUFS)), false);
     assert.equal(kernelVxlanUnavailable(new Error('EOPNOTSUPP')), false);
+  });
+
+  it('refuses an IPv6 data plane: the userspace path carries IPv4 only', async function () {
+    const v6 = IpAddress.parse('2001:db8:0:1::11');
+    const view: PublicInterface = { ...publicInterface, address: v6, prefix: Prefix.parse('2001:db8:0:1::/64'), publicAddress: v6 };
+    const config = parseNetworkConfig('{"Network":"198.18.0.0/16","EnableIPv6":true,"IPv6Network":"2001:db8:100::/48","Backend":{"Type":"vxlan"}}');
+    const refusing: Partial<Kernel> = { getLink: () => Promise.resolve(null), createVxlan: () => Promise.reject(new NetlinkError('create vxlan weft-v6.1', constants.errno.EPERM)) };
+    const ctx: BackendContext = { kernel: refusing as Kernel, log: createLogger('silent'), config, publicInterface: view };
+    const ipv4Only = (err: unknown) => err instanceof UserspaceIpv4OnlyError && err.code === 'WEFT_USERSPACE_IPV4_ONLY';
+    assert.throws(() => createVxlanBackend(ctx, config.backend as VxlanBackendConfig, 'always', 'Backend.Userspace'), ipv4Only);
+    assert.throws(() => createUdpBackend(ctx, { type: 'udp', port: 8285, mtu: undefined }), ipv4Only);
+    await assert.rejects(new AutoVxlanBackend(ctx, config.backend as VxlanBackendConfig).prepare(), (err: unknown) =>
+      ipv4Only(err) && /^kernel VXLAN is unavailable \(create vxlan weft-v6\.1: EPERM\), and the userspace data path carries IPv4 only/.test((err as Error).message));
+    assert.equal(createVxlanBackend(ctx, config.backend as VxlanBackendConfig, 'never', 'Backend.Userspace').dataPath, 'kernel');
   });
 
   it("udp backend: flannel's port and MTU, no BackendData", function () {

@@ -9,7 +9,7 @@ import { stableVtepMac } from '../../common/dataplane.js';
 import type { Lease } from '../../common/lease.js';
 import type { Backend, BackendContext, BackendDevices, DataPath, UserspaceCounters } from '../backend.js';
 import { NetlinkError } from '../kernel/index.js';
-import { UserspaceBackend } from '../userspace/backend.js';
+import { UserspaceBackend, UserspaceIpv4OnlyError } from '../userspace/backend.js';
 import { VxlanBackend } from './vxlan.js';
 
 /** Errors that say this kernel will not make a VXLAN device here (no module, a locked-down or sandboxed kernel). */
@@ -73,8 +73,14 @@ export class AutoVxlanBackend implements Backend {
       this.reason = 'Userspace "auto": kernel VXLAN works';
     } catch (err) {
       if (!kernelVxlanUnavailable(err)) throw err;
-      this.chosen = userspaceVxlanBackend(this.context, this.options);
-      this.reason = `Userspace "auto": kernel VXLAN is unavailable (${err.message})`;
+      const reason = `kernel VXLAN is unavailable (${err.message})`;
+      try {
+        this.chosen = userspaceVxlanBackend(this.context, this.options);
+      } catch (fallback) {
+        if (fallback instanceof UserspaceIpv4OnlyError) throw new UserspaceIpv4OnlyError(`${reason}, and ${fallback.message}`);
+        throw fallback;
+      }
+      this.reason = `Userspace "auto": ${reason}`;
     }
   }
 
