@@ -64,4 +64,22 @@ describe('ingress allow-list (nftables) in namespaces', function () {
     await allowList.remove();
     assert.equal(host.exec('nft', ['list', 'tables']).includes('weft'), false);
   });
+
+  it('lets in a peer whose lease arrives while the table is being written', async function () {
+    const inNamespace = createCommandRunner({ netns: host.name });
+    let pending: Promise<void> | undefined;
+    const allowList: IngressAllowList = new IngressAllowList({
+      ports: [8472],
+      runner: (argv, options) => {
+        // the peer arrives once nft is already writing the table without it
+        pending ??= allowList.setPeers([IpAddress.parse('192.0.2.12')]);
+        return inNamespace(argv, options);
+      },
+    });
+    await allowList.apply([]);
+    await pending;
+    assert.match(host.exec('nft', ['list', 'set', 'inet', 'weft', 'peers4']), /elements = \{ 192\.0\.2\.12 \}/);
+    assert.equal(await allowList.check(), true);
+    await allowList.remove();
+  });
 });

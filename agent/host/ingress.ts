@@ -93,7 +93,9 @@ export class IngressAllowList {
       for (const element of entry.set?.elem ?? []) if (typeof element === 'string') elements.push(element);
       if (entry.rule !== undefined) rules++;
     }
-    return rules === 2 && elements.sort().join(',') === this.peers.join(',');
+    // against what was last written: a newer peer set may be waiting for its turn (setPeers spaces updates)
+    const expected = this.written === undefined ? this.peers : [...this.written].sort();
+    return rules === 2 && elements.sort().join(',') === expected.join(',');
   }
 
   /** Checks every resyncSeconds and rewrites the table when someone changed or removed it. */
@@ -141,20 +143,22 @@ export class IngressAllowList {
     return next;
   }
 
-  private elements(family: 4 | 6): string {
-    const ips = this.peers.filter((ip) => ip.includes(':') === (family === 6));
-    return ips.length === 0 ? '' : `elements = { ${ips.join(', ')} }`;
-  }
-
   private async writeTable(): Promise<void> {
+    // What this run writes: setPeers may change this.peers while nft runs, and `written` must say what the
+    // kernel holds, or the next set update would skip the difference.
+    const peers = this.peers;
+    const elements = (family: 4 | 6): string => {
+      const ips = peers.filter((ip) => ip.includes(':') === (family === 6));
+      return ips.length === 0 ? '' : `elements = { ${ips.join(', ')} }`;
+    };
     const ports = this.ports.length === 1 ? String(this.ports[0]) : `{ ${this.ports.join(', ')} }`;
     // Declaring the table first makes the delete succeed on a fresh host; both happen in one transaction.
     const script = [
       `add table inet ${INGRESS_TABLE}`,
       `delete table inet ${INGRESS_TABLE}`,
       `table inet ${INGRESS_TABLE} {`,
-      `  set peers4 { type ipv4_addr; ${this.elements(4)} }`,
-      `  set peers6 { type ipv6_addr; ${this.elements(6)} }`,
+      `  set peers4 { type ipv4_addr; ${elements(4)} }`,
+      `  set peers6 { type ipv6_addr; ${elements(6)} }`,
       '  chain input {',
       '    type filter hook input priority filter - 1; policy accept;',
       `    udp dport ${ports} ip saddr != @peers4 counter drop comment "weft: not a peer"`,
@@ -164,8 +168,8 @@ export class IngressAllowList {
     ].join('\n');
     this.written = undefined;
     await runChecked(this.runner, ['nft', '-f', '-'], { stdin: `${script}\n` });
-    this.written = new Set(this.peers);
-    this.log?.info({ table: `inet ${INGRESS_TABLE}`, ports: this.ports, peers: this.peers.length }, 'ingress allow-list in place');
+    this.written = new Set(peers);
+    this.log?.info({ table: `inet ${INGRESS_TABLE}`, ports: this.ports, peers: peers.length }, 'ingress allow-list in place');
   }
 
   private async writeSets(): Promise<void> {

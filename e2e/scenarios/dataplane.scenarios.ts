@@ -76,6 +76,7 @@ export function dataplaneScenarios(factory: DriverFactory): void {
       const h1 = lab.hosts[0]!;
       const before = await lab.readSubnetEnv(h1);
       const macBefore = (await leaseOf(lab, h1.publicIp))?.attrs?.BackendData;
+      assert.deepEqual(await meshFailures(lab, [a, b]), [], 'the containers reach each other before the kill');
       const pinger = startPing(lab, a, b.ip, { interval: 0.01 });
       await sleep(500);
       lab.agent(h1)!.kill('SIGKILL');
