@@ -83,6 +83,12 @@ export class IpAddress {
     throw new InvalidCidrError(`"${text}" is not an IPv4 or IPv6 address`);
   }
 
+  /** The address in 4 or 16 network-order bytes (as netlink carries it). */
+  static fromBytes(bytes: Uint8Array): IpAddress {
+    if (bytes.length !== 4 && bytes.length !== 16) throw new InvalidCidrError(`an address has 4 or 16 bytes, not ${bytes.length}`);
+    return new IpAddress(bytes.length === 4 ? 4 : 6, bytesToBigInt([...bytes]));
+  }
+
   static fromValue(family: Family, value: bigint): IpAddress {
     if (value < 0n || value >= 1n << BigInt(BITS[family])) {
       throw new InvalidCidrError(`value ${value} is out of range for IPv${family}`);
