@@ -23,10 +23,10 @@ function bigIntToBytes(value: bigint, length: number): number[] {
 
 /**
  * A strict dotted quad ("198.18.2.0": four decimal parts 0–255 without leading zeros, exactly what
- * ipaddr.js's isValidFourPartDecimal accepts) as a number, or -1. A hand loop, because leases and the
- * desired state parse and print addresses by the ten thousand.
+ * ipaddr.js's isValidFourPartDecimal accepts) as a number, or -1. A hand loop, because leases, the
+ * desired state and the kernel shim parse and print addresses by the ten thousand.
  */
-function fourPartDecimal(text: string): number {
+export function ipv4Value(text: string): number {
   let value = 0;
   let part = 0;
   let digits = 0;
@@ -64,7 +64,7 @@ export class IpAddress {
   /** Parses dotted-quad IPv4 (no shorthand such as "10" or hex parts) or any RFC 4291 IPv6 text. */
   static parse(text: string): IpAddress {
     if (typeof text !== 'string') throw new InvalidCidrError(`address ${JSON.stringify(text)} is not a string`);
-    const v4 = fourPartDecimal(text);
+    const v4 = ipv4Value(text);
     if (v4 >= 0) {
       const address = new IpAddress(4, BigInt(v4));
       address.#text = text;

@@ -10,7 +10,7 @@
 import { endianness } from 'node:os';
 import { AttrStream, ifla, putString, putU32, rt } from 'netlink';
 import { InvalidCidrError, WeftError } from '../../common/errors.js';
-import { IpAddress } from '../../common/cidr.js';
+import { IpAddress, ipv4Value } from '../../common/cidr.js';
 import {
   AF_BRIDGE,
   AF_INET,
@@ -71,38 +71,8 @@ export function familyOfAf(af: number): IpFamily | null {
   return af === AF_INET ? 4 : af === AF_INET6 ? 6 : null;
 }
 
-/**
- * The value of a strict dotted-quad IPv4 text ("198.18.2.0": four decimal parts 0–255, no leading zeros, what
- * node's isIPv4 accepts), or -1. A hand loop: the kernel shim parses an address for every request it encodes.
- */
-export function parseIpv4(text: string): number {
-  let value = 0;
-  let part = 0;
-  let digits = 0;
-  let dots = 0;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (c === 46 /* . */) {
-      if (digits === 0 || dots === 3) return -1;
-      value = value * 256 + part;
-      part = 0;
-      digits = 0;
-      dots++;
-    } else if (c >= 48 && c <= 57) {
-      if (digits === 3 || (digits === 1 && part === 0)) return -1;
-      part = part * 10 + (c - 48);
-      if (part > 255) return -1;
-      digits++;
-    } else {
-      return -1;
-    }
-  }
-  if (dots !== 3 || digits === 0) return -1;
-  return value * 256 + part;
-}
-
 export function ipToBytes(text: string): IpBytes {
-  const v4 = parseIpv4(text);
+  const v4 = ipv4Value(text);
   if (v4 >= 0) {
     const bytes = Buffer.allocUnsafe(4);
     bytes.writeUInt32BE(v4, 0);

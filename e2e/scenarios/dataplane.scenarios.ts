@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { sleep, waitFor } from '../../test/wait.js';
 import { etcdGet, httpGet, leaseOf, startPing, waitForSubnetEnv, type ClusterDriver, type LabContainer, type LabHost } from '../lab/index.js';
 import { agentArgs, HEALTHZ_PORT, kernelState, meshFailures, metrics, metricValue, peersProgrammed, startCluster } from './cluster.js';
-import { requireHosts, skipUnlessAvailable, type DriverFactory } from './suite.js';
+import { requireHosts, useLabs, type DriverFactory } from './suite.js';
 
 /** Restoring or removing kernel state must come from events, not the periodic resync (5 s in scenarios). */
 const HEAL_DEADLINE_MS = 2000;
@@ -15,25 +15,18 @@ function subnetOfEnv(subnet: string): string {
 export function dataplaneScenarios(factory: DriverFactory): void {
   describe(`e2e: kernel data plane in the ${factory.name}`, function () {
     this.timeout(180_000);
-    let lab: ClusterDriver | undefined;
 
-    before(function () {
-      skipUnlessAvailable(this, factory);
-    });
+    const track = useLabs(factory);
+
 
     async function create(context: Mocha.Context, hosts: number): Promise<ClusterDriver> {
       requireHosts(context, factory, hosts);
-      return factory.create({ hosts });
+      return track(factory.create({ hosts }));
     }
-
-    afterEach(async function () {
-      await lab?.destroy();
-      lab = undefined;
-    });
 
     for (const backend of ['vxlan', 'host-gw'] as const) {
       it(`full-mesh container ping on 3 hosts with ${backend}`, async function () {
-        lab = await create(this, 3);
+        const lab = await create(this, 3);
         const containers = await startCluster(lab, { backend, containers: 2 });
         assert.deepEqual(await meshFailures(lab, containers), []);
         for (const host of lab.hosts) assert.equal(await peersProgrammed(lab, host, backend), 2, `${host.name} programs both peers`);
@@ -56,22 +49,21 @@ export function dataplaneScenarios(factory: DriverFactory): void {
     it('converges to a full mesh when 6 agents start at the same instant, 5 times over', async function () {
       this.timeout(600_000);
       for (let round = 1; round <= 5; round++) {
-        lab = await create(this, 6);
+        const lab = await create(this, 6);
         const containers = await startCluster(lab, { simultaneous: true });
-        const subnets = new Set((await Promise.all(lab.hosts.map((host) => lab!.readSubnetEnv(host)))).map((env) => env?.subnet));
+        const subnets = new Set((await Promise.all(lab.hosts.map((host) => lab.readSubnetEnv(host)))).map((env) => env?.subnet));
         assert.equal(subnets.size, 6, `round ${round}: six distinct subnets`);
         await waitFor(async () => {
-          const counts = await Promise.all(lab!.hosts.map((host) => peersProgrammed(lab!, host, 'vxlan')));
+          const counts = await Promise.all(lab.hosts.map((host) => peersProgrammed(lab, host, 'vxlan')));
           return counts.every((count) => count === 5);
         }, `round ${round}: every host programs its 5 peers`, 10_000, 100);
         assert.deepEqual(await meshFailures(lab, containers), [], `round ${round}`);
         await lab.destroy();
-        lab = undefined;
       }
     });
 
     it('keeps a 10 ms ping flowing while an agent is killed with SIGKILL and restarted, and keeps its subnet', async function () {
-      lab = await create(this, 2);
+      const lab = await create(this, 2);
       const [a, b] = (await startCluster(lab)) as [LabContainer, LabContainer];
       const h1 = lab.hosts[0]!;
       const before = await lab.readSubnetEnv(h1);
@@ -83,7 +75,7 @@ export function dataplaneScenarios(factory: DriverFactory): void {
       await lab.agent(h1)!.exited;
       await sleep(1000);
       await lab.startAgent(h1, agentArgs());
-      await waitFor(async () => (await httpGet(lab!, h1, `http://127.0.0.1:${HEALTHZ_PORT}/readyz`)).status === 200, 'the restarted agent to be ready');
+      await waitFor(async () => (await httpGet(lab, h1, `http://127.0.0.1:${HEALTHZ_PORT}/readyz`)).status === 200, 'the restarted agent to be ready');
       await sleep(500);
       const result = await pinger.stop();
       assert.ok(result.transmitted > 150, `sent ${result.transmitted}`);
@@ -93,7 +85,7 @@ export function dataplaneScenarios(factory: DriverFactory): void {
     });
 
     it("removes a revoked peer's neighbour, FDB entry and route on every host within 2 s", async function () {
-      lab = await create(this, 3);
+      const lab = await create(this, 3);
       await startCluster(lab);
       const [h1, h2, h3] = [lab.hosts[0]!, lab.hosts[1]!, lab.hosts[2]!];
       const gone = await leaseOf(lab, h3.publicIp);
@@ -111,14 +103,14 @@ export function dataplaneScenarios(factory: DriverFactory): void {
       assert.equal(revoked.code, 0, revoked.stderr);
       for (const host of [h1, h2]) {
         await waitFor(async () => {
-          const state = await kernelState(lab!, host);
+          const state = await kernelState(lab, host);
           return !state.routes.includes(subnet) && !state.neighbours.includes(`${gateway} `) && !state.fdb.includes(`dst ${h3.publicIp}`);
         }, `${host.name} to drop ${subnet}`, HEAL_DEADLINE_MS, 50);
       }
     });
 
     it('restores a route, an FDB entry and a neighbour deleted by hand within 2 s each', async function () {
-      lab = await create(this, 2);
+      const lab = await create(this, 2);
       const [a, b] = (await startCluster(lab)) as [LabContainer, LabContainer];
       const [h1, h2] = [lab.hosts[0]!, lab.hosts[1]!];
       const peerSubnet = subnetOfEnv((await lab.readSubnetEnv(h2))!.subnet!);
@@ -134,17 +126,17 @@ export function dataplaneScenarios(factory: DriverFactory): void {
       for (const [command, restored] of breakages) {
         const result = await lab.exec(h1, command);
         assert.equal(result.code, 0, `${command}: ${result.stderr}`);
-        await waitFor(async () => restored(await kernelState(lab!, h1)), `"${command}" to be undone`, HEAL_DEADLINE_MS, 50);
+        await waitFor(async () => restored(await kernelState(lab, h1)), `"${command}" to be undone`, HEAL_DEADLINE_MS, 50);
       }
       assert.deepEqual(await meshFailures(lab, [a, b]), []);
     });
 
     it('waits for the network config, answering /readyz 503 until the data plane and subnet.env are ready', async function () {
-      lab = await create(this, 2);
+      const lab = await create(this, 2);
       const h1 = lab.hosts[0]!;
       await lab.startAgent(h1, agentArgs());
       const notReady = await waitFor(async () => {
-        const response = await httpGet(lab!, h1, `http://127.0.0.1:${HEALTHZ_PORT}/readyz`);
+        const response = await httpGet(lab, h1, `http://127.0.0.1:${HEALTHZ_PORT}/readyz`);
         return response.status === 0 ? undefined : response;
       }, 'the health endpoint');
       assert.equal(notReady.status, 503);
@@ -160,7 +152,7 @@ export function dataplaneScenarios(factory: DriverFactory): void {
     });
 
     it('keeps pings flowing through a 20 s etcd outage and picks up a host that joined meanwhile', async function () {
-      lab = await create(this, 3);
+      const lab = await create(this, 3);
       await seedAndStart(lab, lab.hosts.slice(0, 2));
       const [a, b] = [...(await lab.addContainers(lab.hosts[0]!, 1)), ...(await lab.addContainers(lab.hosts[1]!, 1))] as [LabContainer, LabContainer];
       const pinger = startPing(lab, a, b.ip, { interval: 0.05 });
@@ -174,7 +166,7 @@ export function dataplaneScenarios(factory: DriverFactory): void {
       assert.equal(result.transmitted - result.received, 0, 'no ping lost during the outage');
       await waitForSubnetEnv(lab, h3, { timeoutMs: 30_000 });
       const [c] = await lab.addContainers(h3, 1);
-      await waitFor(async () => (await meshFailures(lab!, [a, b, c!])).length === 0, 'a full mesh including the new host', 15_000, 200);
+      await waitFor(async () => (await meshFailures(lab, [a, b, c!])).length === 0, 'a full mesh including the new host', 15_000, 200);
       const leases = await etcdGet(lab, '/coreos.com/network/subnets/', { prefix: true });
       assert.equal(leases.length, 3);
     });

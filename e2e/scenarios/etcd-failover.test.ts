@@ -1,25 +1,16 @@
 import assert from 'node:assert/strict';
-import { netnsAvailable } from '../../test/netns.js';
 import { sleep, waitFor } from '../../test/wait.js';
 import { TlsEtcdCluster } from '../lab/etcd-cluster.js';
 import { NetnsLab, startPing, waitForSubnetEnv, type LabContainer } from '../lab/index.js';
+import { netnsFactory, useLabs } from './suite.js';
 import { agentArgs, kernelState, meshFailures, metrics, metricValue } from './cluster.js';
 
 describe('e2e: a 3-member etcd cluster with TLS, and its failures', function () {
   this.timeout(240_000);
-  let lab: NetnsLab | undefined;
-
-  before(function () {
-    if (!netnsAvailable()) this.skip();
-  });
-
-  afterEach(async function () {
-    await lab?.destroy();
-    lab = undefined;
-  });
+  const track = useLabs(netnsFactory);
 
   it('carries on when the member it talks to dies, rides out a 30 s outage of all members, and recovers by itself', async function () {
-    lab = await NetnsLab.create({ hosts: 3 });
+    const lab = await track(NetnsLab.create({ hosts: 3 }));
     const etcd = await TlsEtcdCluster.start(lab);
     const seeded = await etcd.etcdctl(`put /coreos.com/network/config '${JSON.stringify({ Network: '198.18.0.0/16', Backend: { Type: 'vxlan' } })}'`);
     assert.equal(seeded.code, 0, seeded.stderr);
@@ -35,7 +26,7 @@ describe('e2e: a 3-member etcd cluster with TLS, and its failures', function () 
     await lab.startAgent(h3, args);
     await waitForSubnetEnv(lab, h3, { timeoutMs: 30_000 });
     containers.push(...(await lab.addContainers(h3, 1)));
-    await waitFor(async () => (await meshFailures(lab!, containers)).length === 0, 'a full mesh with the new host', 20_000, 250);
+    await waitFor(async () => (await meshFailures(lab, containers)).length === 0, 'a full mesh with the new host', 20_000, 250);
     await etcd.restartMember(0);
     await etcd.waitHealthy([0, 1, 2]);
 
@@ -52,12 +43,12 @@ describe('e2e: a 3-member etcd cluster with TLS, and its failures', function () 
     assert.equal(unreachable, 0, 'the agents noticed the outage');
 
     // Recovered by themselves: they see etcd again and follow a change made after the outage.
-    await waitFor(async () => metricValue(await metrics(lab!, h1), 'weft_etcd_reachable') === 1, 'h1 to reach etcd again', 30_000, 250);
+    await waitFor(async () => metricValue(await metrics(lab, h1), 'weft_etcd_reachable') === 1, 'h1 to reach etcd again', 30_000, 250);
     const fake = JSON.stringify({ PublicIP: '198.19.7.7', BackendType: 'vxlan', BackendData: { VNI: 1, VtepMAC: '0a:00:00:07:07:07' } });
     const put = await etcd.etcdctl(`put /coreos.com/network/subnets/198.18.251.0-24 '${fake}'`);
     assert.equal(put.code, 0, put.stderr);
     for (const host of [h1, h2, h3]) {
-      await waitFor(async () => (await kernelState(lab!, host)).routes.includes('198.18.251.0/24'), `${host.name} to program a peer added after the outage`, 30_000, 250);
+      await waitFor(async () => (await kernelState(lab, host)).routes.includes('198.18.251.0/24'), `${host.name} to program a peer added after the outage`, 30_000, 250);
     }
   });
 });

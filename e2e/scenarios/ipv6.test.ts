@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
-import { netnsAvailable } from '../../test/netns.js';
 import { listSubnetLeases, NetnsLab } from '../lab/index.js';
+import { netnsFactory, useLabs } from './suite.js';
 import { kernelState, meshFailures, startCluster } from './cluster.js';
 
 const DUAL_STACK = (backend: string) => ({
@@ -12,20 +12,11 @@ const DUAL_STACK = (backend: string) => ({
 
 describe('e2e: IPv6, dual stack and IPv6-only', function () {
   this.timeout(180_000);
-  let lab: NetnsLab | undefined;
-
-  before(function () {
-    if (!netnsAvailable()) this.skip();
-  });
-
-  afterEach(async function () {
-    await lab?.destroy();
-    lab = undefined;
-  });
+  const track = useLabs(netnsFactory);
 
   for (const backend of ['vxlan', 'host-gw'] as const) {
     it(`dual stack with ${backend}: containers reach each other over IPv4 and IPv6`, async function () {
-      lab = await NetnsLab.create({ hosts: 3, ipv6: true });
+      const lab = await track(NetnsLab.create({ hosts: 3, ipv6: true }));
       const containers = await startCluster(lab, { config: DUAL_STACK(backend) });
       for (const container of containers) assert.match(container.ipv6 ?? '', /^2001:db8:100:/, `${container.name} has an overlay IPv6 address`);
       assert.deepEqual(await meshFailures(lab, containers, { family: 4 }), []);
@@ -46,7 +37,7 @@ describe('e2e: IPv6, dual stack and IPv6-only', function () {
   }
 
   it('IPv6-only: containers reach each other over IPv6', async function () {
-    lab = await NetnsLab.create({ hosts: 3, ipv6: true });
+    const lab = await track(NetnsLab.create({ hosts: 3, ipv6: true }));
     const containers = await startCluster(lab, { config: { EnableIPv4: false, EnableIPv6: true, IPv6Network: '2001:db8:100::/48', Backend: { Type: 'vxlan' } } });
     assert.deepEqual(await meshFailures(lab, containers, { family: 6 }), []);
     const leases = await listSubnetLeases(lab);

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
-import { netnsAvailable } from '../../test/netns.js';
 import { sleep, waitFor } from '../../test/wait.js';
 import { etcdPut, httpGet, leaseOf, NetnsLab, seedNetworkConfig, startPing, waitForSubnetEnv, type LabContainer, type LabHost } from '../lab/index.js';
+import { netnsFactory, useLabs } from './suite.js';
 import { agentArgs, HEALTHZ_PORT, kernelState, meshFailures, startCluster } from './cluster.js';
 
 const WEFTCTL = fileURLToPath(new URL('../../agent/cli/weftctl.js', import.meta.url));
@@ -32,33 +32,24 @@ function craftedVxlanEcho(dstMac: string, src: string, dst: string): Buffer {
 
 describe('e2e: reliability and security in a namespace lab', function () {
   this.timeout(180_000);
-  let lab: NetnsLab | undefined;
-
-  before(function () {
-    if (!netnsAvailable()) this.skip();
-  });
-
-  afterEach(async function () {
-    await lab?.destroy();
-    lab = undefined;
-  });
+  const track = useLabs(netnsFactory);
 
   /** ICMP echo requests the container's kernel received (its namespace's own SNMP counter). */
-  async function echoRequestsReceived(container: LabContainer): Promise<number> {
-    const lines = (await lab!.exec(container, 'cat /proc/net/snmp')).stdout.split('\n').filter((line) => line.startsWith('Icmp: '));
+  async function echoRequestsReceived(lab: NetnsLab, container: LabContainer): Promise<number> {
+    const lines = (await lab.exec(container, 'cat /proc/net/snmp')).stdout.split('\n').filter((line) => line.startsWith('Icmp: '));
     const [names, values] = lines.map((line) => line.split(/\s+/).slice(1));
     return Number(values![names!.indexOf('InEchos')]);
   }
 
-  async function sendFrom(from: LabHost, to: string, payload: Buffer, count: number): Promise<void> {
+  async function sendFrom(lab: NetnsLab, from: LabHost, to: string, payload: Buffer, count: number): Promise<void> {
     const script = `const s=require('dgram').createSocket('udp4');const p=Buffer.from('${payload.toString('hex')}','hex');let n=0;`
       + `const next=()=>{if(n++===${count})return s.close();s.send(p,8472,'${to}',next)};next();`;
-    const result = await lab!.exec(from, `node -e "${script}"`);
+    const result = await lab.exec(from, `node -e "${script}"`);
     assert.equal(result.code, 0, result.stderr);
   }
 
   it('lets VXLAN frames in only from peers: a non-peer on the underlay reaches no container', async function () {
-    lab = await NetnsLab.create({ hosts: 3 });
+    const lab = await track(NetnsLab.create({ hosts: 3 }));
     const [h1, h2, outsider] = [lab.hosts[0]!, lab.hosts[1]!, lab.hosts[2]!];
     await seedNetworkConfig(lab);
     await lab.startAgent(h1, agentArgs());
@@ -68,16 +59,16 @@ describe('e2e: reliability and security in a namespace lab', function () {
     const [c2] = await lab.addContainers(h2, 1);
     assert.deepEqual(await meshFailures(lab, [c1!, c2!]), [], 'peers still reach each other');
 
-    const macOf = async (host: LabHost) => (await leaseOf(lab!, host.publicIp))!.attrs!.BackendData as { VtepMAC: string };
+    const macOf = async (host: LabHost) => (await leaseOf(lab, host.publicIp))!.attrs!.BackendData as { VtepMAC: string };
     // Spoofed as coming from the other host's container, as an attacker would.
     const toH1 = craftedVxlanEcho((await macOf(h1)).VtepMAC, c2!.ip, c1!.ip);
     const toH2 = craftedVxlanEcho((await macOf(h2)).VtepMAC, c1!.ip, c2!.ip);
-    const before = { c1: await echoRequestsReceived(c1!), c2: await echoRequestsReceived(c2!) };
-    await sendFrom(outsider, h1.publicIp, toH1, 20);
-    await sendFrom(outsider, h2.publicIp, toH2, 20);
+    const before = { c1: await echoRequestsReceived(lab, c1!), c2: await echoRequestsReceived(lab, c2!) };
+    await sendFrom(lab, outsider, h1.publicIp, toH1, 20);
+    await sendFrom(lab, outsider, h2.publicIp, toH2, 20);
     await sleep(300);
-    assert.equal(await echoRequestsReceived(c1!), before.c1, `nothing reached h1's container; h1 ruleset:\n${(await lab.exec(h1, 'nft list ruleset')).stdout}`);
-    assert.ok((await echoRequestsReceived(c2!)) >= before.c2 + 20, 'without the allow-list (h2) the same frames do reach the container');
+    assert.equal(await echoRequestsReceived(lab, c1!), before.c1, `nothing reached h1's container; h1 ruleset:\n${(await lab.exec(h1, 'nft list ruleset')).stdout}`);
+    assert.ok((await echoRequestsReceived(lab, c2!)) >= before.c2 + 20, 'without the allow-list (h2) the same frames do reach the container');
     const counters = await lab.exec(h1, 'nft -j list chain inet weft input');
     const dropped = (JSON.parse(counters.stdout) as { nftables: { rule?: { expr: { counter?: { packets: number } }[] } }[] }).nftables
       .flatMap((entry) => entry.rule?.expr ?? []).flatMap((expr) => (expr.counter === undefined ? [] : [expr.counter.packets]));
@@ -85,7 +76,7 @@ describe('e2e: reliability and security in a namespace lab', function () {
   });
 
   it('refuses to start a second host with the same public IP, naming the lease, and never takes it over', async function () {
-    lab = await NetnsLab.create({ hosts: 2 });
+    const lab = await track(NetnsLab.create({ hosts: 2 }));
     const [h1, h2] = [lab.hosts[0]!, lab.hosts[1]!];
     await seedNetworkConfig(lab);
     await lab.startAgent(h1, agentArgs());
@@ -101,22 +92,22 @@ describe('e2e: reliability and security in a namespace lab', function () {
   });
 
   it('re-acquires after `weftctl lease revoke` of a live host, and its peers follow', async function () {
-    lab = await NetnsLab.create({ hosts: 2 });
+    const lab = await track(NetnsLab.create({ hosts: 2 }));
     const containers = await startCluster(lab);
     const [h1, h2] = [lab.hosts[0]!, lab.hosts[1]!];
     const held = await leaseOf(lab, h1.publicIp);
     const revoke = await lab.exec(h2, `node ${WEFTCTL} --etcd-endpoints=${lab.etcdEndpoint} lease revoke ${held!.subnet}`);
     assert.equal(revoke.code, 0, revoke.stderr);
-    await waitFor(async () => (await leaseOf(lab!, h1.publicIp))?.leaseId !== undefined, 'h1 to hold a lease again');
+    await waitFor(async () => (await leaseOf(lab, h1.publicIp))?.leaseId !== undefined, 'h1 to hold a lease again');
     const again = await leaseOf(lab, h1.publicIp);
     assert.equal(again?.subnet, held?.subnet, 'the same subnet, as it was free');
     assert.notEqual(again?.leaseId, held?.leaseId);
-    await waitFor(async () => (await kernelState(lab!, h2)).routes.includes(held!.subnet), "h2 routes h1's subnet again");
+    await waitFor(async () => (await kernelState(lab, h2)).routes.includes(held!.subnet), "h2 routes h1's subnet again");
     assert.deepEqual(await meshFailures(lab, containers), []);
   });
 
   it('keeps the last valid config when it turns invalid, and never programs a lease that claims our IP or overlaps our subnet', async function () {
-    lab = await NetnsLab.create({ hosts: 2 });
+    const lab = await track(NetnsLab.create({ hosts: 2 }));
     const containers = await startCluster(lab);
     const [h1] = [lab.hosts[0]!];
     await etcdPut(lab, '/coreos.com/network/config', '{"Network":"198.18.0.0/16","SubnetLen":40}');
@@ -126,7 +117,7 @@ describe('e2e: reliability and security in a namespace lab', function () {
     await etcdPut(lab, '/coreos.com/network/subnets/198.18.250.0-24', JSON.stringify({ PublicIP: h1.publicIp, BackendType: 'vxlan', BackendData: { VNI: 1, VtepMAC: '0a:00:00:00:fa:01' } }));
     await etcdPut(lab, `/coreos.com/network/subnets/${overlapping}`, JSON.stringify({ PublicIP: '192.0.2.99', BackendType: 'vxlan', BackendData: { VNI: 1, VtepMAC: '0a:00:00:00:fa:02' } }));
     await waitFor(() => {
-      const log = lab!.agent(h1)!.log();
+      const log = lab.agent(h1)!.log();
       return log.includes('keeping the last valid config') && log.includes('claims our own public IP') && log.includes('overlaps our subnet');
     }, 'h1 to say what it refused', 10_000, 100);
     const state = await kernelState(lab, h1);
@@ -137,7 +128,7 @@ describe('e2e: reliability and security in a namespace lab', function () {
   });
 
   it('keeps the data plane and the lease on SIGTERM; --release-on-exit removes the lease, device and rules', async function () {
-    lab = await NetnsLab.create({ hosts: 3 });
+    const lab = await track(NetnsLab.create({ hosts: 3 }));
     const containers = await startCluster(lab, { agentArgs: [] });
     const [h1, h2, h3] = [lab.hosts[0]!, lab.hosts[1]!, lab.hosts[2]!];
     const pinger = startPing(lab, containers[0]!, containers[1]!.ip, { interval: 0.02 });
@@ -152,13 +143,13 @@ describe('e2e: reliability and security in a namespace lab', function () {
     const h2Lease = (await leaseOf(lab, h2.publicIp))!;
     await lab.stopAgent(h2, 'SIGTERM');
     await lab.startAgent(h2, agentArgs({ agentArgs: ['--release-on-exit'] }));
-    await waitFor(async () => (await httpGet(lab!, h2, `http://127.0.0.1:${HEALTHZ_PORT}/readyz`)).status === 200, 'h2 to be ready again');
+    await waitFor(async () => (await httpGet(lab, h2, `http://127.0.0.1:${HEALTHZ_PORT}/readyz`)).status === 200, 'h2 to be ready again');
     const released = await lab.stopAgent(h2, 'SIGTERM');
     assert.equal(released?.code, 0, `exit ${JSON.stringify(released)}; log:\n${lab.agent(h2)!.log().slice(-3000)}`);
     assert.equal(await leaseOf(lab, h2.publicIp), undefined, 'the lease is gone');
     assert.notEqual((await lab.exec(h2, 'ip link show weft.1')).code, 0, 'the device is gone');
     assert.notEqual((await lab.exec(h2, 'iptables -S WEFT-FORWARD')).code, 0, 'the iptables chain is gone');
     assert.notEqual((await lab.exec(h2, 'nft list table inet weft')).code, 0, 'the allow-list is gone');
-    await waitFor(async () => !(await kernelState(lab!, h3)).routes.includes(h2Lease.subnet), "peers drop the released host's route");
+    await waitFor(async () => !(await kernelState(lab, h3)).routes.includes(h2Lease.subnet), "peers drop the released host's route");
   });
 });

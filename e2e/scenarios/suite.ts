@@ -34,10 +34,30 @@ export function requireHosts(context: Mocha.Context, factory: DriverFactory, hos
 }
 
 /** A `before` hook that skips the whole suite, saying why, when the driver cannot run here. */
-export function skipUnlessAvailable(context: Mocha.Context, factory: DriverFactory): void {
+export function skipUnlessAvailable(context: Mocha.Context, factory: Pick<DriverFactory, 'name' | 'unavailable'>): void {
   const why = factory.unavailable();
   if (why !== undefined) {
     process.stderr.write(`      (skipped: the ${factory.name} ${why})\n`);
     context.skip();
   }
+}
+
+/**
+ * The hooks every scenario suite needs, registered in the calling describe(): skip the suite (saying why) when
+ * the driver cannot run here, and destroy every lab a test made once the test is over, also when it failed.
+ * Returns what tests pass their lab's creation through.
+ */
+export function useLabs(factory: Pick<DriverFactory, 'name' | 'unavailable'>): <Lab extends { destroy(): Promise<void> }>(creating: Promise<Lab>) => Promise<Lab> {
+  const labs: { destroy(): Promise<void> }[] = [];
+  before(function () {
+    skipUnlessAvailable(this, factory);
+  });
+  afterEach(async function () {
+    await Promise.all(labs.splice(0).map((lab) => lab.destroy()));
+  });
+  return async (creating) => {
+    const lab = await creating;
+    labs.push(lab);
+    return lab;
+  };
 }

@@ -9,7 +9,7 @@ import { encodeVxlan, parseMac } from '../../common/packet.js';
 import { sleep, waitFor } from '../../test/wait.js';
 import { httpGet, leaseOf, seedNetworkConfig, shellQuote, waitForSubnetEnv, type ClusterDriver, type LabContainer, type LabHost } from '../lab/index.js';
 import { agentArgs, HEALTHZ_PORT, kernelState, meshFailures, metrics, metricValue } from './cluster.js';
-import { requireHosts, skipUnlessAvailable, type DriverFactory } from './suite.js';
+import { requireHosts, useLabs, type DriverFactory } from './suite.js';
 
 export interface IperfResult {
   /** Client to server, Mbit/s as the receiver counted it. */
@@ -156,24 +156,17 @@ const VXLAN_CONFIG = { Network: '198.18.0.0/16', Backend: { Type: 'vxlan' } };
 export function userspaceScenarios(factory: DriverFactory): void {
   describe(`e2e: userspace data path in the ${factory.name}`, function () {
     this.timeout(240_000);
-    let lab: ClusterDriver | undefined;
 
-    before(function () {
-      skipUnlessAvailable(this, factory);
-    });
+    const track = useLabs(factory);
+
 
     async function create(context: Mocha.Context, hosts: number): Promise<ClusterDriver> {
       requireHosts(context, factory, hosts);
-      return factory.create({ hosts });
+      return track(factory.create({ hosts }));
     }
 
-    afterEach(async function () {
-      await lab?.destroy();
-      lab = undefined;
-    });
-
     it('mixed cluster: a userspace host and two kernel-VXLAN hosts ping and carry TCP both ways between every pair', async function () {
-      lab = await create(this, 3);
+      const lab = await create(this, 3);
       const [h1, h2, h3] = [lab.hosts[0]!, lab.hosts[1]!, lab.hosts[2]!];
       const containers = await startHosts(lab, VXLAN_CONFIG, [['--vxlan-userspace=always'], [], ['--vxlan-userspace=never']]);
       await assertMesh(lab, containers);
@@ -202,7 +195,7 @@ export function userspaceScenarios(factory: DriverFactory): void {
     });
 
     it('all-userspace cluster: every pair pings and carries TCP both ways', async function () {
-      lab = await create(this, 3);
+      const lab = await create(this, 3);
       const always = ['--vxlan-userspace=always'];
       const containers = await startHosts(lab, { Network: '198.18.0.0/16', Backend: { Type: 'vxlan', Userspace: 'always' } }, [[], always, []]);
       for (const host of lab.hosts) assert.equal(metricValue(await metrics(lab, host), 'weft_data_path{backend="vxlan",path="userspace"}'), 1, host.name);
@@ -212,7 +205,7 @@ export function userspaceScenarios(factory: DriverFactory): void {
     });
 
     it("udp backend: flannel's udp format on port 8285, leases without BackendData, MTU 1472", async function () {
-      lab = await create(this, 3);
+      const lab = await create(this, 3);
       const containers = await startHosts(lab, { Network: '198.18.0.0/16', Backend: { Type: 'udp' } }, [[], [], []]);
       const h1 = lab.hosts[0]!;
       const lease = await leaseOf(lab, h1.publicIp);
@@ -233,7 +226,7 @@ export function userspaceScenarios(factory: DriverFactory): void {
     });
 
     it('drops and counts bad datagrams during a live iperf3 flow, which goes on, and the agent stays up', async function () {
-      lab = await create(this, 3);
+      const lab = await create(this, 3);
       const [h1, h2, outsider] = [lab.hosts[0]!, lab.hosts[1]!, lab.hosts[2]!];
       // No ingress allow-list on h1: what the userspace path itself refuses is under test (nftables would drop the outsider's frames first).
       const [c1, c2] = await startHosts(lab, VXLAN_CONFIG, [['--vxlan-userspace=always', '--no-ingress-allow-list'], ['--vxlan-userspace=never']]) as [LabContainer, LabContainer];
@@ -288,17 +281,17 @@ export function userspaceScenarios(factory: DriverFactory): void {
     });
 
     it('recreates the overlay veth deleted by hand and restarts the data-path worker; a killed worker comes back too', async function () {
-      lab = await create(this, 2);
+      const lab = await create(this, 2);
       const h1 = lab.hosts[0]!;
       const containers = await startHosts(lab, VXLAN_CONFIG, [['--vxlan-userspace=always'], []]);
       await assertMesh(lab, containers);
       const deleted = await lab.exec(h1, 'ip link del weft.1');
       assert.equal(deleted.code, 0, deleted.stderr);
-      await waitFor(async () => (await meshFailures(lab!, containers, { count: 1 })).length === 0, 'traffic to flow again after the veth was deleted', 20_000, 250);
+      await waitFor(async () => (await meshFailures(lab, containers, { count: 1 })).length === 0, 'traffic to flow again after the veth was deleted', 20_000, 250);
       // Workers are named weftd-dataplane; this host's shares its network namespace.
       const killed = await lab.exec(h1, 'for p in $(pgrep -x weftd-dataplane); do [ "$(readlink /proc/$p/ns/net)" = "$(readlink /proc/self/ns/net)" ] && kill -9 $p && echo $p; done | grep .');
       assert.equal(killed.code, 0, killed.stderr);
-      await waitFor(async () => (await meshFailures(lab!, containers, { count: 1 })).length === 0, 'traffic to flow again after the worker was killed', 20_000, 250);
+      await waitFor(async () => (await meshFailures(lab, containers, { count: 1 })).length === 0, 'traffic to flow again after the worker was killed', 20_000, 250);
       assert.equal(lab.agent(h1)!.exit, undefined, 'weftd is still running');
       assert.ok((metricValue(await metrics(lab, h1), 'weft_userspace_worker_restarts_total') ?? 0) >= 2);
       assert.match(lab.agent(h1)!.log(), /data-path worker died; restarting it/);
