@@ -61,32 +61,24 @@ export class WeftMetrics {
     this.etcdReachable = new Gauge({ name: 'weft_etcd_reachable', help: '1 while etcd answers, 0 otherwise.', registers });
     this.dataPath = new Gauge({ name: 'weft_data_path', help: 'The data path in use (1): kernel or userspace, by backend.', labelNames: ['backend', 'path'], registers });
     const fetch = (): Promise<UserspaceCounters | undefined> => this.fetchUserspace();
-    this.userspacePackets = new Counter({
-      name: 'weft_userspace_packets_total',
-      help: 'Packets the userspace data path forwarded: tx = captured and sent to a peer, rx = received and delivered.',
+    /** A counter by direction whose tx and rx values the userspace worker reports on each scrape. */
+    const directionCounter = (name: string, help: string, of: (side: UserspaceCounters['tx']) => number): Counter<'direction'> => new Counter({
+      name,
+      help,
       labelNames: ['direction'],
       registers,
       async collect() {
         const counters = await fetch();
         if (counters === undefined) return;
         this.reset();
-        this.inc({ direction: 'tx' }, counters.tx.packets);
-        this.inc({ direction: 'rx' }, counters.rx.packets);
+        this.inc({ direction: 'tx' }, of(counters.tx));
+        this.inc({ direction: 'rx' }, of(counters.rx));
       },
     });
-    this.userspaceBytes = new Counter({
-      name: 'weft_userspace_bytes_total',
-      help: 'Bytes of inner IP packets the userspace data path forwarded, by direction.',
-      labelNames: ['direction'],
-      registers,
-      async collect() {
-        const counters = await fetch();
-        if (counters === undefined) return;
-        this.reset();
-        this.inc({ direction: 'tx' }, counters.tx.bytes);
-        this.inc({ direction: 'rx' }, counters.rx.bytes);
-      },
-    });
+    this.userspacePackets = directionCounter('weft_userspace_packets_total',
+      'Packets the userspace data path forwarded: tx = captured and sent to a peer, rx = received and delivered.', (side) => side.packets);
+    this.userspaceBytes = directionCounter('weft_userspace_bytes_total',
+      'Bytes of inner IP packets the userspace data path forwarded, by direction.', (side) => side.bytes);
     this.userspaceDrops = new Counter({
       name: 'weft_userspace_dropped_packets_total',
       help: `Packets the userspace data path dropped, by direction and reason (rx: ${RX_DROP_REASONS.join(', ')}; tx: ${TX_DROP_REASONS.join(', ')}).`,

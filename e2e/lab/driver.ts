@@ -170,3 +170,18 @@ export function parseSubnetEnv(text: string): SubnetEnv | undefined {
   if (!complete || !Number.isInteger(mtu) || mtu <= 0) return undefined;
   return { network, subnet, mtu, ipmasq: raw.FLANNEL_IPMASQ === 'true', ipv6Network, ipv6Subnet, raw };
 }
+
+/** Sends `signal` to the agent, waits for its exit, and SIGKILLs it after timeoutMs (stopAgent of every driver). */
+export async function stopAgentHandle(agent: AgentHandle | undefined, signal: NodeJS.Signals, timeoutMs: number): Promise<AgentExit | undefined> {
+  if (agent === undefined) return undefined;
+  if (agent.exit !== undefined) return agent.exit;
+  agent.kill(signal);
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = await Promise.race([
+    agent.exited.then(() => false),
+    new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), timeoutMs))),
+  ]);
+  clearTimeout(timer);
+  if (timedOut) agent.kill('SIGKILL');
+  return agent.exited;
+}

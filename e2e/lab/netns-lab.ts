@@ -9,6 +9,7 @@ import { ipv4Host, ipv6Host, parseIpv4Prefix } from './addr.js';
 import {
   parseSubnetEnv,
   shellQuote,
+  stopAgentHandle,
   type AgentExit,
   type AgentHandle,
   type BackgroundCommand,
@@ -606,19 +607,8 @@ export class NetnsLab implements ClusterDriver {
     return this.agents.get(this.host(hostRef).name);
   }
 
-  async stopAgent(hostRef: LabHost | string, signal: NodeJS.Signals = 'SIGTERM', timeoutMs = 10_000): Promise<AgentExit | undefined> {
-    const agent = this.agents.get(this.host(hostRef).name);
-    if (agent === undefined) return undefined;
-    if (agent.exit !== undefined) return agent.exit;
-    agent.kill(signal);
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = await Promise.race([
-      agent.exited.then(() => false),
-      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), timeoutMs))),
-    ]);
-    clearTimeout(timer);
-    if (timedOut) agent.kill('SIGKILL');
-    return agent.exited;
+  stopAgent(hostRef: LabHost | string, signal: NodeJS.Signals = 'SIGTERM', timeoutMs = 10_000): Promise<AgentExit | undefined> {
+    return stopAgentHandle(this.agents.get(this.host(hostRef).name), signal, timeoutMs);
   }
 
   // ---- containers ----

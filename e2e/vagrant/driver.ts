@@ -18,6 +18,7 @@ import ipaddr from 'ipaddr.js';
 import { ipv4Host, parseIpv4Prefix } from '../lab/addr.js';
 import {
   parseSubnetEnv,
+  stopAgentHandle,
   shellQuote,
   type AgentExit,
   type AgentHandle,
@@ -496,19 +497,8 @@ export class VagrantDriver implements ClusterDriver {
     return this.agents.get(this.host(ref).name);
   }
 
-  async stopAgent(ref: LabHost | string, signal: NodeJS.Signals = 'SIGTERM', timeoutMs = 10_000): Promise<AgentExit | undefined> {
-    const agent = this.agents.get(this.host(ref).name);
-    if (agent === undefined) return undefined;
-    if (agent.exit !== undefined) return agent.exit;
-    agent.kill(signal);
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = await Promise.race([
-      agent.exited.then(() => false),
-      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), timeoutMs))),
-    ]);
-    clearTimeout(timer);
-    if (timedOut) agent.kill('SIGKILL');
-    return agent.exited;
+  stopAgent(ref: LabHost | string, signal: NodeJS.Signals = 'SIGTERM', timeoutMs = 10_000): Promise<AgentExit | undefined> {
+    return stopAgentHandle(this.agents.get(this.host(ref).name), signal, timeoutMs);
   }
 
   // ---- containers ----
