@@ -12,6 +12,8 @@ import {
   WeftctlError,
   formatRemaining,
   leasePublicIp,
+  leasePublicIps,
+  leasePublicIpv6,
   leaseSubnetText,
   leaseVtepMac,
   listLeases,
@@ -93,6 +95,7 @@ function commands(parser: Argv<EtcdArgs>): Argv<EtcdArgs> {
         const rows = leases.map(({ lease }, i) => ({
           subnet: leaseSubnetText(lease),
           publicIP: leasePublicIp(lease),
+          publicIPv6: leasePublicIpv6(lease),
           backend: lease.attrs.backendType,
           vtepMac: leaseVtepMac(lease),
           ttlSeconds: remaining[i],
@@ -104,7 +107,7 @@ function commands(parser: Argv<EtcdArgs>): Argv<EtcdArgs> {
         }
         process.stdout.write(`${formatTable([
           ['SUBNET', 'PUBLIC IP', 'BACKEND', 'VTEP MAC', 'EXPIRES'],
-          ...rows.map((row) => [row.subnet, row.publicIP, row.backend, row.vtepMac || '-', row.reserved ? 'reserved' : formatRemaining(row.ttlSeconds ?? 0)]),
+          ...rows.map((row, i) => [row.subnet, leasePublicIps(leases[i]!.lease), row.backend, row.vtepMac || '-', row.reserved ? 'reserved' : formatRemaining(row.ttlSeconds ?? 0)]),
         ])}\n`);
       }))
     .command('lease <action> <subnet>', 'reserve or revoke one subnet lease', (sub) =>
@@ -173,6 +176,7 @@ function commands(parser: Argv<EtcdArgs>): Argv<EtcdArgs> {
         .option('iface', WEFTD_OPTIONS.iface)
         .option('iface-regex', WEFTD_OPTIONS['iface-regex'])
         .option('public-ip', WEFTD_OPTIONS['public-ip'])
+        .option('public-ipv6', WEFTD_OPTIONS['public-ipv6'])
         .option('ip-masq', { type: 'boolean', describe: 'weftd runs with --ip-masq (default: what FLANNEL_IPMASQ in subnet.env says)' })
         .option('iptables-forward-rules', WEFTD_OPTIONS['iptables-forward-rules'])
         .option('ingress-allow-list', WEFTD_OPTIONS['ingress-allow-list'])
@@ -196,6 +200,7 @@ function commands(parser: Argv<EtcdArgs>): Argv<EtcdArgs> {
             iface: splitList(args.iface),
             ifaceRegex: splitList(args['iface-regex']),
             publicIp: args['public-ip'],
+            publicIpv6: args['public-ipv6'],
             ipMasq: args['ip-masq'],
             forwardRules: args['iptables-forward-rules'],
             ingressAllowList: args['ingress-allow-list'],
@@ -220,7 +225,7 @@ function splitList(values: readonly string[]): string[] {
 /** The commands that take node-level flags from the environment (file), and which flags. */
 const NODE_FLAGS: Record<string, readonly string[]> = {
   status: ['healthz-port'],
-  doctor: ['subnet-file', 'iface', 'iface-regex', 'public-ip', 'ip-masq', 'iptables-forward-rules', 'ingress-allow-list', 'vxlan-userspace', 'healthz-ip', 'healthz-port'],
+  doctor: ['subnet-file', 'iface', 'iface-regex', 'public-ip', 'public-ipv6', 'ip-masq', 'iptables-forward-rules', 'ingress-allow-list', 'vxlan-userspace', 'healthz-ip', 'healthz-port'],
 };
 const COMMANDS = ['config', 'leases', 'lease', 'status', 'doctor'];
 

@@ -24,7 +24,8 @@ export class VxlanBackend implements Backend {
   readonly mtu: number;
   readonly deviceName: string;
   private readonly family: Family;
-  private readonly spec: VxlanSpec;
+  /** The device as this backend creates it (weftctl doctor compares the kernel's with it). */
+  readonly spec: VxlanSpec;
 
   constructor(
     private readonly context: BackendContext,
