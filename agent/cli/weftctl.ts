@@ -116,7 +116,7 @@ function commands(parser: Argv<EtcdArgs>): Argv<EtcdArgs> {
         .positional('subnet', { type: 'string', demandOption: true, describe: 'e.g. 10.5.52.0/24' })
         .option('public-ip', { type: 'string', describe: 'reserve: the host the subnet is reserved for' })
         .example('$0 lease reserve 10.5.52.0/24 --public-ip 198.51.100.3', 'pin a subnet to a host')
-        .example('$0 lease revoke 10.5.52.0/24', 'delete a lease (its host acquires a new one)'),
+        .example('$0 lease revoke 10.5.52.0/24', 'delete a lease (its host acquires a new one); a dual-stack lease by either subnet'),
       async (args) => withEtcd(args, async (client, keys) => {
         let subnet: Prefix;
         try {
@@ -127,9 +127,12 @@ function commands(parser: Argv<EtcdArgs>): Argv<EtcdArgs> {
         const name = formatLeaseKey(subnet.family === 4 ? { ipv4: subnet, ipv6: undefined } : { ipv4: undefined, ipv6: subnet });
         const key = keys.lease(name);
         if (args.action === 'revoke') {
-          const deleted = await client.delete().key(key);
-          if (Number(deleted.deleted) === 0) throw new WeftctlError(`no lease ${name}`);
-          process.stdout.write(`revoked ${name}\n`);
+          // a dual-stack lease ("10.5.52.0-24&2001:db8:100:34::-64") is found by either of its subnets
+          const found = (await client.get(key).string()) !== null ? name
+            : (await listLeases(client, keys)).find(({ lease }) => (subnet.family === 4 ? lease.subnets.ipv4 : lease.subnets.ipv6)?.equals(subnet) ?? false)?.lease.name;
+          const deleted = found === undefined ? 0 : Number((await client.delete().key(keys.lease(found))).deleted);
+          if (deleted === 0) throw new WeftctlError(`no lease ${name}`);
+          process.stdout.write(`revoked ${found}\n`);
           return;
         }
         if (args['public-ip'] === undefined) throw new WeftctlError('reserve needs --public-ip');
