@@ -87,9 +87,10 @@ export class VxlanBackend implements Backend {
       return link;
     } catch (err) {
       if (isNetlinkErrno(err, 'EEXIST')) {
+        const flannel = `${this.family === 4 ? 'flannel' : 'flannel-v6'}.${this.spec.vni}`;
         throw new VxlanDeviceError(
           `cannot create ${this.deviceName}: another device already uses VNI ${this.spec.vni} on port ${this.spec.port} ` +
-            `(a flannel.${this.spec.vni} left by flanneld? delete it with: ip link del flannel.${this.spec.vni})`,
+            `(a ${flannel} left by flanneld? delete it with: ip link del ${flannel})`,
           err,
         );
       }
