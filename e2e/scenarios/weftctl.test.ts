@@ -110,4 +110,27 @@ describe('e2e: weftctl doctor, status and leases ls on a dual-stack cluster in t
     const again = await doctor(health);
     assert.equal(again.code, 0, again.stdout);
   });
+
+  it('checks an IPv6-only node: its lease found by PublicIPv6, the IPv6 plane only', async function () {
+    lab = await NetnsLab.create({ hosts: 2, ipv6: true });
+    const cluster = lab;
+    await startCluster(cluster, { config: { EnableIPv4: false, EnableIPv6: true, IPv6Network: '2001:db8:100::/48', Backend: { Type: 'vxlan' } } });
+    const h1: LabHost = cluster.hosts[0]!;
+    const doctor = () => cluster.exec(h1, cluster.weftctlCommand(['doctor', `--subnet-file=${cluster.subnetFile(h1)}`, `--healthz-port=${HEALTHZ_PORT}`]), { timeoutMs: 60_000 });
+    let healthy = await doctor();
+    for (let attempt = 0; attempt < 10 && healthy.code !== 0; attempt++) {
+      process.stderr.write(`      (doctor not clean yet:\n${healthy.stdout})\n`);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      healthy = await doctor();
+    }
+    const out = healthy.stdout;
+    assert.equal(healthy.code, 0, out + healthy.stderr);
+    assert.match(out, /^ok\s+lease\s+2001:db8:100:[0-9a-f]+::\/64, backend vxlan$/m, out);
+    assert.match(out, /^ok\s+ip_forward\s+net\.ipv6\.conf\.all\.forwarding = 1$/m, out);
+    assert.match(out, /^ok\s+device\s+weft-v6\.1: /m, out);
+    assert.match(out, /^ok\s+subnet\.env\s+\S+: FLANNEL_IPV6_SUBNET=2001:db8:100:[0-9a-f]+::1\/64 FLANNEL_MTU=/m, out);
+    assert.match(out, /^ok\s+dataplane\s+IPv6: 1 routes, 1 FDB entries and 1 neighbours match/m, out);
+    assert.match(out, /^ok\s+ip6tables\s/m, out);
+    assert.doesNotMatch(out, /weft\.1:|net\.ipv4\.ip_forward|^\S+\s+iptables\s/m, 'no IPv4 plane is checked');
+  });
 });
