@@ -95,10 +95,23 @@ export function leaseSubnetText(lease: Lease): string {
   return [lease.subnets.ipv4?.toString(), lease.subnets.ipv6?.toString()].filter(Boolean).join(',');
 }
 
+/** The address the host is reached at: its IPv4 PublicIP, or PublicIPv6 for an IPv6-only lease. */
 export function leasePublicIp(lease: Lease): string {
   return (lease.attrs.publicIP ?? lease.attrs.publicIPv6)?.toString() ?? '';
 }
 
+/** PublicIPv6, or "" when the lease has none. */
+export function leasePublicIpv6(lease: Lease): string {
+  return lease.attrs.publicIPv6?.toString() ?? '';
+}
+
+/** Both public addresses as a table shows them: "198.51.100.3", or joined by a comma for dual stack. */
+export function leasePublicIps(lease: Lease): string {
+  return [lease.attrs.publicIP?.toString(), lease.attrs.publicIPv6?.toString()].filter(Boolean).join(',');
+}
+
+/** The VtepMAC of BackendData, and of BackendV6Data when it differs, joined by a comma ("" for none). */
 export function leaseVtepMac(lease: Lease): string {
-  return typeof lease.attrs.backendData?.VtepMAC === 'string' ? lease.attrs.backendData.VtepMAC : '';
+  const macs = [lease.attrs.backendData?.VtepMAC, lease.attrs.backendV6Data?.VtepMAC].filter((mac): mac is string => typeof mac === 'string');
+  return [...new Set(macs)].join(',');
 }

@@ -46,6 +46,21 @@ describe('weftctl doctor: findings (no root)', function () {
     assert.match(byCheck('neighbour')[0]!.fix!, /ip neigh replace 198\.18\.2\.0 lladdr 0a:00:00:00:00:02 dev weft\.1 nud permanent$/);
   });
 
+  it('names the family of an IPv6 plane and gives IPv6 fixes on weft-v6.<VNI>', function () {
+    const v6 = state({
+      routes: [['2001:db8:100:2::/64', '2001:db8:100:2::']],
+      fdb: [['0a:00:00:00:00:12', '2001:db8:0:1::12']],
+      neighbours: [['2001:db8:100:2::', '0a:00:00:00:00:12']],
+    });
+    const names6 = { overlay: 'weft-v6.1', public: 'eth1', label: 'IPv6' };
+    assert.deepEqual(dataplaneFindings(diffFamilyState(v6, v6), v6, v6, [], names6).map((finding) => finding.message),
+      ['IPv6: 1 routes, 1 FDB entries and 1 neighbours match the peers\' leases']);
+    const actual = state({ fdb: [['0a:00:00:00:00:12', '2001:db8:0:1::12']], neighbours: [['2001:db8:100:2::', '0a:00:00:00:00:12']] });
+    const [missing] = dataplaneFindings(diffFamilyState(actual, v6), actual, v6, [], names6);
+    assert.equal(missing?.message, '2001:db8:100:2::/64 is missing: the lease wants 2001:db8:100:2::/64 via 2001:db8:100:2:: dev weft-v6.1 onlink');
+    assert.match(missing?.fix ?? '', /by hand: ip route replace 2001:db8:100:2::\/64 via 2001:db8:100:2:: dev weft-v6\.1 onlink proto 157$/);
+  });
+
   it('formats findings with the fix under each problem and a summary', function () {
     const text = formatFindings([
       { check: 'etcd', severity: 'ok', message: 'answers' },

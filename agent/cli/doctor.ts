@@ -6,6 +6,7 @@
  */
 import type { Etcd3 } from 'etcd3';
 import { hostname } from 'node:os';
+import type { Family } from '../../common/cidr.js';
 import { parseNetworkConfig, type NetworkConfig, type UserspaceMode } from '../../common/config.js';
 import {
   WEFT_ROUTE_PROTOCOL,
@@ -24,23 +25,25 @@ import type { Backend } from '../backend.js';
 import type { CommandRunner } from '../host/command.js';
 import { readIngressAllowList } from '../host/ingress.js';
 import { IptablesRules } from '../host/iptables.js';
-import { selectPublicInterface, type PublicInterface } from '../host/interfaces.js';
+import { familyView, selectPublicInterface, type PublicInterface } from '../host/interfaces.js';
 import { readSubnetEnv } from '../host/subnet-env.js';
-import { IPV4_FORWARD, readSysctl } from '../host/sysctl.js';
+import { IPV4_FORWARD, IPV6_FORWARD, readSysctl } from '../host/sysctl.js';
 import { KernelView } from '../kernel-view.js';
-import { vxlanMismatches, type Kernel, type LinkInfo } from '../kernel/index.js';
+import { RT_SCOPE_LINK, vxlanMismatches, type Kernel, type LinkInfo } from '../kernel/index.js';
 import { createLogger } from '../log.js';
 import type { NetworkKeys } from '../registry/etcd.js';
 import { HostGwBackend } from '../hostgw/hostgw.js';
 import { createUdpBackend, UDP_ENCAP_OVERHEAD } from '../udp/udp.js';
+import { UserspaceIpv4OnlyError } from '../userspace/backend.js';
+import { userspaceVxlanBackend } from '../vxlan/mode.js';
 import { VxlanBackend } from '../vxlan/vxlan.js';
-import { listLeases, type StoredLease } from './ctl-common.js';
+import { leaseSubnetText, listLeases, type StoredLease } from './ctl-common.js';
 import { queryAgent } from './status.js';
 
 export type Severity = 'ok' | 'warn' | 'fail' | 'skip';
 
 export interface Finding {
-  /** What was checked: etcd, config, interface, lease, subnet.env, ip_forward, device, mtu, route, fdb, neighbour, peer, iptables, ingress, weftd. */
+  /** What was checked: etcd, config, interface, lease, subnet.env, ip_forward, device, mtu, dataplane, route, fdb, neighbour, peer, iptables, ip6tables, ingress, weftd. */
   check: string;
   severity: Severity;
   message: string;
@@ -58,6 +61,8 @@ export interface DoctorOptions {
   iface: readonly string[];
   ifaceRegex: readonly string[];
   publicIp: string | undefined;
+  /** weftd's --public-ipv6 (dual stack and IPv6-only). */
+  publicIpv6?: string | undefined;
   /** --ip-masq as weftd runs; undefined: what subnet.env's FLANNEL_IPMASQ says. */
   ipMasq: boolean | undefined;
   forwardRules: boolean;
@@ -88,8 +93,8 @@ function message(err: unknown): string {
  * weft's objects as the kernel has them, read by the reconcile loop's own reader (KernelView.read: one dump
  * per kind, nexthop objects resolved), as a FamilyState to diff against the desired one.
  */
-export async function readActualState(kernel: Kernel, overlayIndex: number | undefined, publicIndex: number, routesOnly = false): Promise<{ state: FamilyState; duplicates: string[] }> {
-  const { view, duplicates } = await KernelView.read(kernel, { family: 4, overlayIndex, publicIndex, ...(routesOnly ? { routesOnly } : {}) }, 'nexthop');
+export async function readActualState(kernel: Kernel, family: Family, overlayIndex: number | undefined, publicIndex: number, routesOnly = false): Promise<{ state: FamilyState; duplicates: string[] }> {
+  const { view, duplicates } = await KernelView.read(kernel, { family, overlayIndex, publicIndex, ...(routesOnly ? { routesOnly } : {}) }, 'nexthop');
   const state = emptyFamilyState();
   for (const [ip, entry] of view.neighbours) state.neighbours.set(ip, entry);
   for (const [mac, entry] of view.fdb) state.fdb.set(mac, entry);
@@ -98,10 +103,12 @@ export async function readActualState(kernel: Kernel, overlayIndex: number | und
 }
 
 export interface DeviceNames {
-  /** weft's VXLAN device (weft.<VNI>); undefined for host-gw. */
+  /** weft's overlay device (weft.<VNI>, weft-v6.<VNI>, a userspace path's veth); undefined for host-gw. */
   overlay: string | undefined;
   /** The public interface. */
   public: string;
+  /** Names the address family in the summary and peer findings ("IPv6") when a node has more than one plane. */
+  label?: string;
 }
 
 function routeText(route: RouteSpec, names: DeviceNames): string {
@@ -158,17 +165,28 @@ export function dataplaneFindings(ops: FamilyOps, actual: FamilyState, desired: 
       fix: `${HEALS}; by hand: ip neigh del ${entry.ip} dev ${dev}` });
   }
   for (const { lease, reason } of skipped) {
-    findings.push({ check: 'peer', severity: 'warn', message: `lease ${lease.name} is not programmed here: it ${reason}`,
+    findings.push({ check: 'peer', severity: 'warn', message: `lease ${lease.name} is not programmed here${names.label === undefined ? '' : ` for ${names.label}`}: it ${reason}`,
       fix: 'fix or revoke the lease (weftctl lease revoke <subnet>), or the config, so that every host can reach every other' });
   }
   if (findings.every((finding) => finding.severity !== 'fail')) {
     findings.unshift({ check: 'dataplane', severity: 'ok',
-      message: `${desired.routes.size} routes, ${desired.fdb.size} FDB entries and ${desired.neighbours.size} neighbours match the peers' leases` });
+      message: `${names.label === undefined ? '' : `${names.label}: `}${desired.routes.size} routes, ${desired.fdb.size} FDB entries and ${desired.neighbours.size} neighbours match the peers' leases` });
   }
   return findings;
 }
 
 // ---------------------------------------------------------------------------------------- checks
+
+/** One address family's data plane, as weftd runs one per enabled family (weft.<VNI>, weft-v6.<VNI>). */
+interface Plane {
+  family: Family;
+  /** The public interface as this family sees it (familyView: that family's address, prefix, public address). */
+  view: PublicInterface;
+  backend: Backend | undefined;
+  overlay: LinkInfo | null | undefined;
+  /** The overlay device is a userspace path's veth: routes only, no neighbours or FDB entries of weft's. */
+  routesOnly: boolean;
+}
 
 interface Context {
   options: DoctorOptions;
@@ -176,16 +194,28 @@ interface Context {
   config: NetworkConfig | undefined;
   leases: StoredLease[] | undefined;
   subnetEnv: SubnetEnv | undefined;
+  /** The families weftd runs a data plane for: the config's, else those subnet.env has, else IPv4. */
+  families: Family[];
   iface: PublicInterface | undefined;
   own: Lease | undefined;
-  backend: Backend | undefined;
-  overlay: LinkInfo | null | undefined;
-  /** The overlay device is a userspace path's veth: routes only, no neighbours or FDB entries of weft's. */
-  routesOnly: boolean;
+  planes: Plane[];
 }
 
 function add(context: Context, check: string, severity: Severity, text: string, fix?: string): void {
   context.findings.push(fix === undefined ? { check, severity, message: text } : { check, severity, message: text, fix });
+}
+
+/** "IPv6" in findings when the node has an IPv6 plane (alone or beside IPv4); nothing for IPv4 alone. */
+function familyLabel(context: Context, family: Family): string | undefined {
+  return context.families.length > 1 || family === 6 ? `IPv${family}` : undefined;
+}
+
+function subnetOf(lease: Lease, family: Family) {
+  return family === 4 ? lease.subnets.ipv4 : lease.subnets.ipv6;
+}
+
+function planOf(config: NetworkConfig, family: Family) {
+  return family === 4 ? config.ipv4 : config.ipv6;
 }
 
 async function checkEtcd(context: Context): Promise<void> {
@@ -208,12 +238,9 @@ async function checkEtcd(context: Context): Promise<void> {
   try {
     const config = parseNetworkConfig(text);
     context.config = config;
-    if (config.ipv4 === undefined) {
-      add(context, 'config', 'fail', `${keys.config} has no IPv4 network; this version of weftd programs IPv4 only`, 'set Network in the config: weftctl config set --network <cidr>');
-      context.config = undefined;
-      return;
-    }
-    add(context, 'config', 'ok', `${config.ipv4.network}, SubnetLen ${config.ipv4.subnetLen}, backend ${config.backend.type}`);
+    const plans = [config.ipv4, config.ipv6].filter((plan) => plan !== undefined)
+      .map((plan) => `${plan.network}, ${plan.family === 4 ? 'SubnetLen' : 'IPv6SubnetLen'} ${plan.subnetLen}`);
+    add(context, 'config', 'ok', `${plans.join('; ')}, backend ${config.backend.type}`);
     for (const warning of config.warnings) add(context, 'config', 'warn', warning, 'rewrite the config with weftctl config set, which always writes an explicit Backend');
   } catch (err) {
     add(context, 'config', 'fail', `${keys.config} is not a usable config: ${message(err)}`, 'fix it with weftctl config set (it validates before writing)');
@@ -234,88 +261,141 @@ async function checkSubnetEnvFile(context: Context): Promise<void> {
   }
 }
 
+/** The families to check, as weftd picks them (the config's), else what subnet.env was written for. */
+function chooseFamilies(context: Context): void {
+  const { config, subnetEnv: env } = context;
+  const families: Family[] = config !== undefined
+    ? [...(config.ipv4 === undefined ? [] : [4 as const]), ...(config.ipv6 === undefined ? [] : [6 as const])]
+    : [...(env?.subnet === undefined ? [] : [4 as const]), ...(env?.ipv6Subnet === undefined ? [] : [6 as const])];
+  context.families = families.length === 0 ? [4] : families;
+}
+
 async function checkInterface(context: Context): Promise<void> {
-  const { iface, ifaceRegex, publicIp, runner } = context.options;
+  const { iface, ifaceRegex, publicIp, publicIpv6, runner } = context.options;
+  const { families } = context;
   try {
-    context.iface = await selectPublicInterface({ iface, ifaceRegex, publicIp, ipv4: true, ipv6: false, ...(runner === undefined ? {} : { runner }) });
+    context.iface = await selectPublicInterface({
+      iface, ifaceRegex, publicIp, publicIpv6, ipv4: families.includes(4), ipv6: families.includes(6), ...(runner === undefined ? {} : { runner }),
+    });
   } catch (err) {
     add(context, 'interface', 'fail', `no public interface: ${message(err)}`,
-      'give weftctl the --iface / --iface-regex / --public-ip weftd runs with (they are read from the environment file, WEFTD_IFACE=…)');
+      'give weftctl the --iface / --iface-regex / --public-ip / --public-ipv6 weftd runs with (they are read from the environment file, WEFTD_IFACE=…)');
     return;
   }
   const chosen = context.iface;
-  const announced = chosen.publicAddress.equals(chosen.address) ? '' : `, announced as ${chosen.publicAddress}`;
-  add(context, 'interface', 'ok', `${chosen.name} ${chosen.address}${announced}, MTU ${chosen.mtu}`);
+  context.planes = families.map((family) => ({ family, view: familyView(chosen, family), backend: undefined, overlay: undefined, routesOnly: false }));
+  const addresses = [chosen.ipv4, chosen.ipv6].filter((entry) => entry !== undefined)
+    .map((entry) => `${entry.address}${entry.publicAddress.equals(entry.address) ? '' : `, announced as ${entry.publicAddress}`}`);
+  add(context, 'interface', 'ok', `${chosen.name} ${addresses.join('; ')}, MTU ${chosen.mtu}`);
 }
 
 function checkLease(context: Context): void {
   const { leases, iface, config } = context;
   if (leases === undefined || iface === undefined) return;
-  const mine = leases.filter((stored) => stored.lease.attrs.publicIP?.equals(iface.publicAddress));
+  // weftd's own lease is the one naming its IPv4 public address, or with IPv4 off its IPv6 one (SubnetLeaseManager)
+  const byIpv4 = iface.ipv4 !== undefined;
+  const publicAddress = byIpv4 ? iface.ipv4!.publicAddress : iface.ipv6!.publicAddress;
+  const mine = leases.filter(({ lease }) => (byIpv4 ? lease.attrs.publicIP : lease.attrs.publicIPv6)?.equals(publicAddress) ?? false);
   if (mine.length === 0) {
-    add(context, 'lease', 'fail', `no lease names this host's public IP ${iface.publicAddress}`,
-      `weftd acquires one within seconds of starting: ${RESTART}; if weftd announces another address, give weftctl its --iface / --public-ip`);
+    add(context, 'lease', 'fail', `no lease names this host's public IP ${publicAddress}`,
+      `weftd acquires one within seconds of starting: ${RESTART}; if weftd announces another address, give weftctl its --iface / --public-ip${byIpv4 ? '' : 'v6'}`);
     return;
   }
-  const fromEnv = context.subnetEnv?.subnet;
-  const own = mine.find((stored) => fromEnv !== undefined && stored.lease.subnets.ipv4?.equals(fromEnv))?.lease ?? mine[0]!.lease;
+  const env = context.subnetEnv;
+  const named = (lease: Lease): boolean => (env?.subnet !== undefined && (lease.subnets.ipv4?.equals(env.subnet) ?? false))
+    || (env?.ipv6Subnet !== undefined && (lease.subnets.ipv6?.equals(env.ipv6Subnet) ?? false));
+  const own = (mine.find(({ lease }) => named(lease)) ?? mine.find(({ lease }) => lease.reservation) ?? mine[0]!).lease;
   context.own = own;
   if (mine.length > 1) {
-    add(context, 'lease', 'warn', `${mine.length} leases name ${iface.publicAddress}: ${mine.map((stored) => stored.lease.name).join(', ')}; weftd uses one, the others waste subnets`,
+    add(context, 'lease', 'warn', `${mine.length} leases name ${publicAddress}: ${mine.map((stored) => stored.lease.name).join(', ')}; weftd uses one, the others waste subnets`,
       'revoke the ones this host does not use: weftctl lease revoke <subnet>');
   }
-  add(context, 'lease', 'ok', `${own.subnets.ipv4?.toString() ?? own.name}${own.reservation ? ' (a reservation)' : ''}, backend ${own.attrs.backendType}`);
+  add(context, 'lease', 'ok', `${leaseSubnetText(own) || own.name}${own.reservation ? ' (a reservation)' : ''}, backend ${own.attrs.backendType}`);
   if (config !== undefined) {
     if (own.attrs.backendType !== config.backend.type) {
       add(context, 'lease', 'fail', `the lease says backend ${own.attrs.backendType} but the config says ${config.backend.type}`,
         `weftd reads the config when it starts: ${RESTART} (on every host, after a backend change)`);
     }
-    if (own.subnets.ipv4 !== undefined && !config.ipv4!.network.contains(own.subnets.ipv4)) {
-      add(context, 'lease', 'fail', `the lease ${own.subnets.ipv4} is outside the network ${config.ipv4!.network}`,
-        `revoke it (weftctl lease revoke ${own.subnets.ipv4}) and ${RESTART}`);
+    for (const family of [4, 6] as const) {
+      const plan = planOf(config, family);
+      const subnet = subnetOf(own, family);
+      const replace = `weftd replaces a lease that does not fit the config when it starts: ${RESTART}`;
+      if (plan === undefined && subnet !== undefined) {
+        add(context, 'lease', 'fail', `the lease has the IPv${family} subnet ${subnet} but the config does not enable IPv${family}`, replace);
+      } else if (plan !== undefined && subnet === undefined) {
+        add(context, 'lease', 'fail', `the lease ${own.name} has no IPv${family} subnet but the config enables IPv${family}`, replace);
+      } else if (plan !== undefined && subnet !== undefined && !plan.network.contains(subnet)) {
+        add(context, 'lease', 'fail', `the lease ${subnet} is outside the network ${plan.network}`, `revoke it (weftctl lease revoke ${subnet}) and ${RESTART}`);
+      }
     }
+  }
+  if (byIpv4 && iface.ipv6 !== undefined && !(own.attrs.publicIPv6?.equals(iface.ipv6.publicAddress) ?? false)) {
+    add(context, 'lease', 'fail', `the lease announces PublicIPv6 ${own.attrs.publicIPv6?.toString() ?? '(none)'} but this host's is ${iface.ipv6.publicAddress}: peers send its IPv6 overlay traffic elsewhere`,
+      `weftd rewrites its lease when it starts: ${RESTART}; if weftd announces another address, give weftctl its --public-ipv6`);
   }
 }
 
 function checkSubnetEnvContent(context: Context): void {
-  const { subnetEnv: env, own, config, backend } = context;
+  const { subnetEnv: env, own, config, planes } = context;
   if (env === undefined) return;
   const path = context.options.subnetFile;
   const before = context.findings.length;
   const rewrite = `${RESTART}; weftd rewrites it (containers created since keep their old addresses: recreate them)`;
-  if (own?.subnets.ipv4 !== undefined && !(env.subnet?.equals(own.subnets.ipv4) ?? false)) {
-    add(context, 'subnet.env', 'fail', `${path} has FLANNEL_SUBNET=${env.subnet === undefined ? '(none)' : gatewayCidr(env.subnet)} but the lease is ${own.subnets.ipv4}`, rewrite);
+  for (const family of [4, 6] as const) {
+    const [networkVar, subnetVar] = family === 4 ? ['FLANNEL_NETWORK', 'FLANNEL_SUBNET'] : ['FLANNEL_IPV6_NETWORK', 'FLANNEL_IPV6_SUBNET'];
+    const envNetwork = family === 4 ? env.network : env.ipv6Network;
+    const envSubnet = family === 4 ? env.subnet : env.ipv6Subnet;
+    const leased = own === undefined ? undefined : subnetOf(own, family);
+    const plan = config === undefined ? undefined : planOf(config, family);
+    if (leased !== undefined && !(envSubnet?.equals(leased) ?? false)) {
+      add(context, 'subnet.env', 'fail', `${path} has ${subnetVar}=${envSubnet === undefined ? '(none)' : gatewayCidr(envSubnet)} but the lease is ${leased}`, rewrite);
+    }
+    if (plan !== undefined && !(envNetwork?.equals(plan.network) ?? false)) {
+      add(context, 'subnet.env', 'fail', `${path} has ${networkVar}=${envNetwork?.toString() ?? '(none)'} but the config says ${plan.network}`, rewrite);
+    }
+    if (config !== undefined && plan === undefined && (envNetwork !== undefined || envSubnet !== undefined)) {
+      add(context, 'subnet.env', 'fail', `${path} has ${networkVar} and ${subnetVar} but the config does not enable IPv${family}`, rewrite);
+    }
   }
-  if (config?.ipv4 !== undefined && !(env.network?.equals(config.ipv4.network) ?? false)) {
-    add(context, 'subnet.env', 'fail', `${path} has FLANNEL_NETWORK=${env.network?.toString() ?? '(none)'} but the config says ${config.ipv4.network}`, rewrite);
-  }
-  if (backend !== undefined && env.mtu !== backend.mtu) {
-    add(context, 'subnet.env', 'fail', `${path} has FLANNEL_MTU=${env.mtu ?? '(none)'} but the ${backend.type} backend gives containers ${backend.mtu}`, rewrite);
+  // weftd writes the smallest MTU of its planes
+  const backends = planes.map((plane) => plane.backend).filter((backend) => backend !== undefined);
+  if (backends.length > 0 && backends.length === planes.length) {
+    const mtu = Math.min(...backends.map((backend) => backend.mtu));
+    if (env.mtu !== mtu) {
+      add(context, 'subnet.env', 'fail', `${path} has FLANNEL_MTU=${env.mtu ?? '(none)'} but the ${backends[0]!.type} backend gives containers ${mtu}`, rewrite);
+    }
   }
   if (context.findings.length === before) {
-    add(context, 'subnet.env', 'ok', `${path}: FLANNEL_SUBNET=${env.subnet === undefined ? '-' : gatewayCidr(env.subnet)} FLANNEL_MTU=${env.mtu ?? '-'} FLANNEL_IPMASQ=${env.ipMasq ?? '-'}`);
+    const subnets = [
+      ...(env.subnet !== undefined || env.ipv6Subnet === undefined ? [`FLANNEL_SUBNET=${env.subnet === undefined ? '-' : gatewayCidr(env.subnet)}`] : []),
+      ...(env.ipv6Subnet === undefined ? [] : [`FLANNEL_IPV6_SUBNET=${gatewayCidr(env.ipv6Subnet)}`]),
+    ];
+    add(context, 'subnet.env', 'ok', `${path}: ${subnets.join(' ')} FLANNEL_MTU=${env.mtu ?? '-'} FLANNEL_IPMASQ=${env.ipMasq ?? '-'}`);
   }
 }
 
 async function checkForwarding(context: Context): Promise<void> {
-  try {
-    const value = await readSysctl(IPV4_FORWARD, context.options.sysctlRoot);
-    if (value === '1') add(context, 'ip_forward', 'ok', `${IPV4_FORWARD} = 1`);
-    else {
-      add(context, 'ip_forward', 'fail', `${IPV4_FORWARD} = ${value}: this host does not forward the containers' packets`,
-        `sysctl -w ${IPV4_FORWARD}=1 (weftd sets it when it starts; something turned it off since — look in /etc/sysctl.d and at other network tools)`);
+  for (const family of context.families) {
+    const name = family === 4 ? IPV4_FORWARD : IPV6_FORWARD;
+    try {
+      const value = await readSysctl(name, context.options.sysctlRoot);
+      if (value === '1') add(context, 'ip_forward', 'ok', `${name} = 1`);
+      else {
+        add(context, 'ip_forward', 'fail', `${name} = ${value}: this host does not forward the containers' ${family === 4 ? 'IPv4' : 'IPv6'} packets`,
+          `sysctl -w ${name}=1 (weftd sets it when it starts; something turned it off since — look in /etc/sysctl.d and at other network tools)`);
+      }
+    } catch (err) {
+      add(context, 'ip_forward', 'warn', message(err), 'run weftctl doctor where /proc/sys is readable');
     }
-  } catch (err) {
-    add(context, 'ip_forward', 'warn', message(err), 'run weftctl doctor where /proc/sys is readable');
   }
 }
 
 /** The userspace data path's overlay device: the near end of a veth pair (`<name>.c` is the capture end). */
-async function checkUserspaceDevice(context: Context, links: readonly LinkInfo[], name: string, mtu: number, mac: string | undefined): Promise<void> {
+async function checkUserspaceDevice(context: Context, plane: Plane, links: readonly LinkInfo[], name: string, mtu: number, mac: string | undefined): Promise<void> {
   const { own } = context;
-  context.routesOnly = true;
+  plane.routesOnly = true;
   const link = links.find((candidate) => candidate.name === name) ?? null;
-  context.overlay = link;
+  plane.overlay = link;
   if (link === null) {
     add(context, 'device', 'fail', `${name} does not exist (the userspace data path's veth)`, `weftd creates it: ${RESTART}`);
     return;
@@ -326,80 +406,114 @@ async function checkUserspaceDevice(context: Context, links: readonly LinkInfo[]
   if (!link.up) add(context, 'device', 'fail', `${name} is down`, `${HEALS}; by hand: ip link set ${name} up`);
   if (link.mtu !== mtu) add(context, 'device', 'fail', `${name} mtu is ${link.mtu}, want ${mtu}`, `${HEALS}; by hand: ip link set ${name} mtu ${mtu}`);
   if (mac !== undefined && link.mac !== mac) add(context, 'device', 'fail', `${name} has MAC ${link.mac ?? '(none)'}, want the VtepMAC ${mac}`, `weftd sets it: ${RESTART}`);
-  await checkOverlayAddress(context, link, own);
+  await checkOverlayAddress(context, link, own, plane.family);
   if (context.findings.length === before) {
     add(context, 'device', 'ok', `${name}: userspace data path (veth pair with ${name}.c), MTU ${link.mtu}${mac === undefined ? '' : `, VtepMAC ${link.mac}`}, up`);
   }
 }
 
-/** The lease's network address as a /32, and no other IPv4 address, on the overlay device. */
-async function checkOverlayAddress(context: Context, link: LinkInfo, own: Lease | undefined): Promise<void> {
-  if (own?.subnets.ipv4 === undefined) return;
-  const want = `${own.subnets.ipv4.network}/32`;
-  const addresses = (await context.options.kernel.listAddresses(link.index, 4)).map((address) => address.cidr);
+/**
+ * The lease's network address as a host address (.0/32, or ::/128) and no other address of the family on
+ * the overlay device, as the backends' ensureNetworkAddress keeps it (link-local addresses are the kernel's).
+ */
+async function checkOverlayAddress(context: Context, link: LinkInfo, own: Lease | undefined, family: Family): Promise<void> {
+  const subnet = own === undefined ? undefined : subnetOf(own, family);
+  if (subnet === undefined) return;
+  const want = `${subnet.network}/${subnet.bits}`;
+  const addresses = (await context.options.kernel.listAddresses(link.index, family))
+    .filter((address) => address.scope !== RT_SCOPE_LINK).map((address) => address.cidr);
   if (!addresses.includes(want) || addresses.length !== 1) {
-    add(context, 'device', 'fail', `${link.name} has IPv4 addresses [${addresses.join(', ')}], want exactly ${want}`, `${HEALS}; by hand: ip addr flush dev ${link.name}; ip addr add ${want} dev ${link.name}`);
+    add(context, 'device', 'fail', `${link.name} has IPv${family} addresses [${addresses.join(', ')}], want exactly ${want}`,
+      `${HEALS}; by hand: ip -${family} addr flush dev ${link.name} scope global; ip addr add ${want} dev ${link.name}`);
   }
 }
 
-async function checkDevice(context: Context): Promise<void> {
-  const { config, iface, own, options } = context;
+async function checkDevices(context: Context): Promise<void> {
+  const { config, iface, options } = context;
   if (config === undefined || iface === undefined) return;
-  const backendContext = { kernel: options.kernel, log: createLogger('silent'), config, publicInterface: iface };
+  const links = config.backend.type === 'host-gw' ? [] : await options.kernel.listLinks();
+  for (const plane of context.planes) await checkDevice(context, config, plane, links);
+}
+
+async function checkDevice(context: Context, config: NetworkConfig, plane: Plane, links: readonly LinkInfo[]): Promise<void> {
+  const { own, options } = context;
+  const { view, family } = plane;
+  const backendContext = { kernel: options.kernel, log: createLogger('silent'), config, publicInterface: view };
+  // weftd refuses to start an IPv6 plane on the userspace path: say so with its words
+  const ipv4Only = (err: unknown): boolean => {
+    if (!(err instanceof UserspaceIpv4OnlyError)) return false;
+    add(context, 'device', 'fail', `weftd cannot run this node's IPv6 plane: ${err.message}`,
+      'weftd does not start like this: give the IPv6 plane kernel VXLAN as the message says, or turn IPv6 off in the config (EnableIPv6)');
+    plane.overlay = null;
+    return true;
+  };
   if (config.backend.type === 'host-gw') {
-    context.backend = new HostGwBackend(backendContext);
+    plane.backend = new HostGwBackend(backendContext);
     return;
   }
-  const links = await options.kernel.listLinks();
   if (config.backend.type === 'udp') {
-    const udp = createUdpBackend(backendContext, config.backend);
-    context.backend = udp;
-    await checkUserspaceDevice(context, links, udp.deviceName, udp.mtu, undefined);
+    let udp: ReturnType<typeof createUdpBackend>;
+    try {
+      udp = createUdpBackend(backendContext, config.backend);
+    } catch (err) {
+      if (ipv4Only(err)) return;
+      throw err;
+    }
+    plane.backend = udp;
+    await checkUserspaceDevice(context, plane, links, udp.deviceName, udp.mtu, undefined);
     return;
   }
   const vxlan = config.backend;
   const backend = new VxlanBackend(backendContext, vxlan);
-  context.backend = backend;
+  plane.backend = backend;
   const name = backend.deviceName;
   const vtepMac = typeof backend.backendData.VtepMAC === 'string' ? backend.backendData.VtepMAC : undefined;
   const mode = options.vxlanUserspace ?? vxlan.userspace;
+  if (family === 6 && mode === 'always') {
+    try {
+      userspaceVxlanBackend(backendContext, vxlan);
+    } catch (err) {
+      if (ipv4Only(err)) return;
+      throw err;
+    }
+  }
   const link = links.find((candidate) => candidate.name === name) ?? null;
   if (link !== null && link.kind === 'veth') {
     // the userspace data path (Backend.Userspace always, or auto without kernel VXLAN)
     if (mode === 'never') {
       add(context, 'device', 'fail', `${name} is the userspace path's veth but Userspace is "never" (kernel VXLAN wanted)`, `ip link del ${name}, then ${RESTART}`);
     }
-    await checkUserspaceDevice(context, links, name, backend.mtu, vtepMac);
+    await checkUserspaceDevice(context, plane, links, name, backend.mtu, vtepMac);
     return;
   }
   if (mode === 'always') {
     if (link === null) {
       add(context, 'device', 'fail', `${name} does not exist (the userspace data path's veth: Userspace is "always")`, `weftd creates it: ${RESTART}`);
-      context.overlay = null;
+      plane.overlay = null;
       return;
     }
     add(context, 'device', 'fail', `Userspace is "always" but ${name} is a ${link.kind ?? 'plain'} device, not the userspace path's veth`, `ip link del ${name}, then ${RESTART}`);
   }
-  const clash = links.filter((candidate) => candidate.name !== name && candidate.vxlan !== null && candidate.vxlan.vni === vxlan.vni && candidate.vxlan.port === vxlan.port);
+  // weft.<VNI> and weft-v6.<VNI> share VNI and port: the kernel tells them apart by the local address's family
+  const sameUnderlay = (local: string | null | undefined): boolean => local === null || local === undefined || local.includes(':') === (family === 6);
+  const clash = links.filter((candidate) => candidate.name !== name && candidate.vxlan !== null && candidate.vxlan.vni === vxlan.vni
+    && candidate.vxlan.port === vxlan.port && sameUnderlay(candidate.vxlan.local));
   for (const other of clash) {
     add(context, 'device', 'fail', `${other.name} also uses VNI ${vxlan.vni} on UDP port ${vxlan.port}: the kernel delivers the port's packets to one device only`,
       `delete it if it is a leftover of flanneld (ip link del ${other.name}), then ${RESTART}`);
   }
-  context.overlay = link;
+  plane.overlay = link;
   if (link === null) {
     add(context, 'device', 'fail', `${name} does not exist`, `weftd creates it: ${RESTART}`);
     return;
   }
   const before = context.findings.length;
-  const spec = {
-    name, vni: vxlan.vni, port: vxlan.port, local: iface.address.toString(), parentIndex: iface.index,
-    learning: vxlan.learning, gbp: vxlan.gbp, mtu: backend.mtu, ...(vtepMac === undefined ? {} : { mac: vtepMac }),
-  };
+  const spec = backend.spec;
   const actual: Record<string, unknown> = {
     kind: link.kind, vni: link.vxlan?.vni, port: link.vxlan?.port, local: link.vxlan?.local, parentIndex: link.vxlan?.parentIndex,
     learning: link.vxlan?.learning, gbp: link.vxlan?.gbp, mtu: link.mtu, mac: link.mac,
   };
-  const wanted: Record<string, unknown> = { ...spec, kind: 'vxlan', parentIndex: `${iface.index} (${iface.name})` };
+  const wanted: Record<string, unknown> = { ...spec, kind: 'vxlan', parentIndex: `${view.index} (${view.name})` };
   for (const field of vxlanMismatches(link, spec)) {
     const fix = field === 'mtu' || field === 'mac'
       ? `${HEALS}; by hand: ip link set ${name} ${field === 'mtu' ? `mtu ${backend.mtu}` : `address ${vtepMac}`}`
@@ -407,82 +521,99 @@ async function checkDevice(context: Context): Promise<void> {
     add(context, 'device', 'fail', `${name} ${field} is ${JSON.stringify(actual[field])}, want ${JSON.stringify(wanted[field])}`, fix);
   }
   if (!link.up) add(context, 'device', 'fail', `${name} is down`, `${HEALS}; by hand: ip link set ${name} up`);
-  const leaseMac = own?.attrs.backendData?.VtepMAC;
+  const leaseData = family === 4 ? own?.attrs.backendData : own?.attrs.backendV6Data;
+  const leaseMac = leaseData?.VtepMAC;
   if (typeof leaseMac === 'string' && link.mac !== null && leaseMac.toLowerCase() !== link.mac) {
-    add(context, 'device', 'fail', `the lease announces VtepMAC ${leaseMac} but ${name} has ${link.mac}: peers' frames are addressed to the wrong MAC`,
+    add(context, 'device', 'fail', `the lease announces ${family === 4 ? 'VtepMAC' : 'BackendV6Data.VtepMAC'} ${leaseMac} but ${name} has ${link.mac}: peers' frames are addressed to the wrong MAC`,
       `weftd re-announces its VtepMAC when it starts: ${RESTART}`);
   }
-  await checkOverlayAddress(context, link, own);
+  await checkOverlayAddress(context, link, own, family);
   if (context.findings.length === before) {
-    add(context, 'device', 'ok', `${name}: VNI ${vxlan.vni}, port ${vxlan.port}, local ${iface.address} on ${iface.name}, MTU ${link.mtu}, VtepMAC ${link.mac}, up`);
+    add(context, 'device', 'ok', `${name}: VNI ${vxlan.vni}, port ${vxlan.port}, local ${view.address} on ${view.name}, MTU ${link.mtu}, VtepMAC ${link.mac}, up`);
   }
 }
 
 function checkMtu(context: Context): void {
-  const { iface, backend, overlay, subnetEnv } = context;
-  if (iface === undefined || backend === undefined) return;
+  const { iface, planes, subnetEnv } = context;
+  if (iface === undefined || planes.length === 0 || planes.some((plane) => plane.backend === undefined)) return;
   const before = context.findings.length;
-  const overhead = backend.type === 'vxlan' ? vxlanOverhead(iface.address.family) : backend.type === 'udp' ? UDP_ENCAP_OVERHEAD : 0;
-  const deviceMtu = overlay?.mtu ?? backend.mtu;
-  if (backend.type !== 'host-gw' && deviceMtu + overhead > iface.mtu) {
-    add(context, 'mtu', 'fail', `${overlay?.name ?? 'the overlay device'} MTU ${deviceMtu} + ${overhead} bytes of ${backend.type} encapsulation exceeds ${iface.name}'s MTU ${iface.mtu}: full-size packets are dropped`,
-      `remove Backend.MTU from the config (weft then uses ${iface.mtu - overhead}) or raise ${iface.name}'s MTU, then ${RESTART}`);
+  const limits: number[] = [];
+  const overlays: string[] = [];
+  for (const { backend, overlay, view } of planes) {
+    const type = backend!.type;
+    const overhead = type === 'vxlan' ? vxlanOverhead(view.address.family) : type === 'udp' ? UDP_ENCAP_OVERHEAD : 0;
+    const deviceMtu = overlay?.mtu ?? backend!.mtu;
+    if (type !== 'host-gw' && deviceMtu + overhead > iface.mtu) {
+      add(context, 'mtu', 'fail', `${overlay?.name ?? 'the overlay device'} MTU ${deviceMtu} + ${overhead} bytes of ${type} encapsulation exceeds ${iface.name}'s MTU ${iface.mtu}: full-size packets are dropped`,
+        `remove Backend.MTU from the config (weft then uses ${iface.mtu - overhead}) or raise ${iface.name}'s MTU, then ${RESTART}`);
+    }
+    limits.push(type === 'host-gw' ? iface.mtu : deviceMtu);
+    if (type !== 'host-gw') overlays.push(planes.length > 1 ? `${overlay?.name ?? `IPv${view.address.family} overlay`} ${deviceMtu}` : `overlay ${deviceMtu}`);
   }
   const containerMtu = subnetEnv?.mtu;
-  const limit = backend.type === 'host-gw' ? iface.mtu : deviceMtu;
+  const limit = Math.min(...limits);
   if (containerMtu !== undefined && containerMtu > limit) {
     add(context, 'mtu', 'fail', `containers get FLANNEL_MTU=${containerMtu} but the path allows ${limit}: their large packets are dropped`, `${RESTART}; then recreate the containers so that they take the new MTU`);
   }
   if (context.findings.length === before) {
-    add(context, 'mtu', 'ok', `${iface.name} ${iface.mtu}${backend.type === 'host-gw' ? '' : `, overlay ${deviceMtu}`}, containers ${containerMtu ?? '-'}`);
+    add(context, 'mtu', 'ok', `${[`${iface.name} ${iface.mtu}`, ...overlays].join(', ')}, containers ${containerMtu ?? '-'}`);
   }
 }
 
 async function checkDataplane(context: Context): Promise<void> {
-  const { config, own, iface, leases, backend, options } = context;
-  if (config === undefined || own === undefined || iface === undefined || leases === undefined || backend === undefined) return;
-  if (backend.type !== 'host-gw' && context.overlay === null) return; // the device finding says it all
-  const routesOnly = context.routesOnly;
-  const { state: desired, skipped } = desiredFamilyState({
-    family: 4, config, own, peers: leases.map((stored) => stored.lease), localPrefixes: [iface.prefix], ...(routesOnly ? { routesOnly } : {}),
-  });
-  const { state: actual, duplicates } = await readActualState(options.kernel, context.overlay?.index, iface.index, routesOnly);
-  const ops = diffFamilyState(actual, desired);
-  const names = { overlay: context.overlay?.name, public: iface.name };
-  context.findings.push(...dataplaneFindings(ops, actual, desired, skipped, names));
-  for (const dst of duplicates) {
-    add(context, 'route', 'fail', `${dst} has a second route of weft's (left by a backend change?)`, `${HEALS}; by hand: ip route show ${dst} and delete the one that is not wanted`);
+  const { config, own, iface, leases, options } = context;
+  if (config === undefined || own === undefined || iface === undefined || leases === undefined) return;
+  for (const plane of context.planes) {
+    const { family, backend, view, routesOnly } = plane;
+    if (backend === undefined) continue;
+    if (backend.type !== 'host-gw' && plane.overlay === null) continue; // the device finding says it all
+    const { state: desired, skipped } = desiredFamilyState({
+      family, config, own, peers: leases.map((stored) => stored.lease), localPrefixes: [view.prefix], ...(routesOnly ? { routesOnly } : {}),
+    });
+    const { state: actual, duplicates } = await readActualState(options.kernel, family, plane.overlay?.index, view.index, routesOnly);
+    const ops = diffFamilyState(actual, desired);
+    const label = familyLabel(context, family);
+    const names = { overlay: plane.overlay?.name, public: view.name, ...(label === undefined ? {} : { label }) };
+    context.findings.push(...dataplaneFindings(ops, actual, desired, skipped, names));
+    for (const dst of duplicates) {
+      add(context, 'route', 'fail', `${dst} has a second route of weft's (left by a backend change?)`, `${HEALS}; by hand: ip route show ${dst} and delete the one that is not wanted`);
+    }
   }
 }
 
 async function checkIptables(context: Context): Promise<void> {
+  for (const family of context.families) await checkIptablesFamily(context, family);
+}
+
+async function checkIptablesFamily(context: Context, family: Family): Promise<void> {
   const { options, config, own, subnetEnv } = context;
-  const network = config?.ipv4?.network ?? subnetEnv?.network;
-  const subnet = own?.subnets.ipv4 ?? subnetEnv?.subnet;
+  const check = family === 4 ? 'iptables' : 'ip6tables';
+  const network = (config === undefined ? undefined : planOf(config, family)?.network) ?? (family === 4 ? subnetEnv?.network : subnetEnv?.ipv6Network);
+  const subnet = (own === undefined ? undefined : subnetOf(own, family)) ?? (family === 4 ? subnetEnv?.subnet : subnetEnv?.ipv6Subnet);
   if (network === undefined || subnet === undefined) {
-    add(context, 'iptables', 'skip', 'not checked: neither etcd nor subnet.env tell the network and this host\'s subnet');
+    add(context, check, 'skip', `not checked: neither etcd nor subnet.env tell the IPv${family} network and this host's subnet`);
     return;
   }
   const ipMasq = options.ipMasq ?? subnetEnv?.ipMasq ?? false;
   const rules = new IptablesRules({
-    family: 4, network, subnet, ipMasq, forwardRules: options.forwardRules,
+    family, network, subnet, ipMasq, forwardRules: options.forwardRules,
     ...(options.runner === undefined ? {} : { runner: options.runner }),
   });
   let result;
   try {
     result = await rules.check();
   } catch (err) {
-    add(context, 'iptables', 'warn', `could not read the rules: ${message(err)}`, 'run weftctl doctor as root on a host with iptables');
+    add(context, check, 'warn', `could not read the rules: ${message(err)}`, `run weftctl doctor as root on a host with ${check}`);
     return;
   }
   const enabled = [options.forwardRules ? 'WEFT-FORWARD' : '', ipMasq ? 'WEFT-POSTRTG' : ''].filter(Boolean).join(' and ') || 'no chains (both disabled)';
   if (result.ok) {
-    add(context, 'iptables', 'ok', `${enabled} as weftd writes ${enabled.includes(' and ') ? 'them' : 'it'}`);
+    add(context, check, 'ok', `${enabled} as weftd writes ${enabled.includes(' and ') ? 'them' : 'it'}`);
     return;
   }
   for (const problem of result.problems) {
-    add(context, 'iptables', 'fail', problem,
-      'weftd rewrites its chains every --iptables-resync seconds; if they stay wrong, weftd is not running, or was started with other --ip-masq / --iptables-forward-rules than weftctl was given, or another tool keeps rewriting the firewall');
+    add(context, check, 'fail', problem,
+      `weftd rewrites its chains every --iptables-resync seconds; if they stay wrong, weftd is not running, or was started with other --ip-masq / --iptables-forward-rules than weftctl was given, or another tool keeps rewriting the ${family === 4 ? 'firewall' : 'IPv6 firewall (ip6tables)'}`);
   }
 }
 
@@ -552,8 +683,7 @@ async function checkAgent(context: Context): Promise<void> {
 /** Runs every check; the findings come in the order they were made. */
 export async function runDoctor(options: DoctorOptions): Promise<Finding[]> {
   const context: Context = {
-    options, findings: [], config: undefined, leases: undefined, subnetEnv: undefined, iface: undefined, own: undefined, backend: undefined, overlay: undefined,
-    routesOnly: false,
+    options, findings: [], config: undefined, leases: undefined, subnetEnv: undefined, families: [4], iface: undefined, own: undefined, planes: [],
   };
   const guard = async (check: string, fn: () => Promise<void> | void): Promise<void> => {
     try {
@@ -564,10 +694,11 @@ export async function runDoctor(options: DoctorOptions): Promise<Finding[]> {
   };
   await guard('etcd', () => checkEtcd(context));
   await guard('subnet.env', () => checkSubnetEnvFile(context));
+  chooseFamilies(context);
   await guard('interface', () => checkInterface(context));
   await guard('lease', () => checkLease(context));
   await guard('ip_forward', () => checkForwarding(context));
-  await guard('device', () => checkDevice(context));
+  await guard('device', () => checkDevices(context));
   await guard('subnet.env', () => checkSubnetEnvContent(context));
   await guard('mtu', () => checkMtu(context));
   await guard('dataplane', () => checkDataplane(context));

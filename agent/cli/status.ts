@@ -6,7 +6,7 @@
 import { formatTable } from '../../common/table.js';
 import type { Lease } from '../../common/lease.js';
 import type { ReadinessReport } from '../http.js';
-import { formatRemaining, leasePublicIp, leaseSubnetText, leaseVtepMac, type StoredLease } from './ctl-common.js';
+import { formatRemaining, leasePublicIp, leasePublicIpv6, leaseSubnetText, leaseVtepMac, type StoredLease } from './ctl-common.js';
 
 /** What one agent's endpoint said. */
 export interface AgentReport {
@@ -30,14 +30,18 @@ export interface AgentReport {
 }
 
 export interface StatusRow {
+  /** "198.18.5.0/24", "198.18.5.0/24,2001:db8:100:5::/64" (dual stack) or the IPv6 subnet alone. */
   subnet: string;
+  /** The address its agent is asked at: PublicIP, or PublicIPv6 for an IPv6-only lease. */
   publicIP: string;
+  /** PublicIPv6; "" when the lease has none. */
+  publicIPv6: string;
   backend: string;
   vtepMac: string;
   /** Seconds left; undefined for a reservation. */
   ttlSeconds: number | undefined;
   reserved: boolean;
-  /** Other leases this host should program (same backend, with an address of the lease's family). */
+  /** Peers this host should program: per family, the other leases of its backend with a subnet and public IP of that family; the larger count (as weft_peers counts). */
   expectedPeers: number;
   /** Undefined when no health port was given. */
   agent: AgentReport | undefined;
@@ -108,14 +112,26 @@ export async function queryAgent(url: string, timeoutMs: number): Promise<AgentR
   return report;
 }
 
-/** Leases another host should program as peers of `lease` (same backend, an IPv4 subnet and public IP). */
+/**
+ * Peers `lease`'s host should program: per family it has, the other leases of its backend with a subnet and
+ * public IP of that family (not its own public IP). weft_peers is the larger of the per-family counts.
+ */
 function expectedPeers(lease: Lease, all: readonly Lease[]): number {
-  return all.filter((other) =>
-    other.name !== lease.name
-    && other.attrs.backendType === lease.attrs.backendType
-    && other.subnets.ipv4 !== undefined
-    && other.attrs.publicIP !== undefined
-    && !(lease.attrs.publicIP !== undefined && other.attrs.publicIP.equals(lease.attrs.publicIP))).length;
+  const count = (family: 4 | 6): number => {
+    const subnet = (of: Lease) => (family === 4 ? of.subnets.ipv4 : of.subnets.ipv6);
+    const publicIP = (of: Lease) => (family === 4 ? of.attrs.publicIP : of.attrs.publicIPv6);
+    if (subnet(lease) === undefined) return 0;
+    const own = publicIP(lease);
+    return all.filter((other) => {
+      const address = publicIP(other);
+      return other.name !== lease.name
+        && other.attrs.backendType === lease.attrs.backendType
+        && subnet(other) !== undefined
+        && address !== undefined
+        && !(own !== undefined && address.equals(own));
+    }).length;
+  };
+  return Math.max(count(4), count(6));
 }
 
 function problemsOf(row: Omit<StatusRow, 'problems'>): string[] {
@@ -156,6 +172,7 @@ export async function collectStatus(leases: readonly StoredLease[], remaining: r
     const row = {
       subnet: leaseSubnetText(lease),
       publicIP,
+      publicIPv6: leasePublicIpv6(lease),
       backend: lease.attrs.backendType,
       vtepMac: leaseVtepMac(lease),
       ttlSeconds: remaining[i],
@@ -179,7 +196,7 @@ export function formatStatus(rows: readonly StatusRow[]): string {
     ['SUBNET', 'PUBLIC IP', 'BACKEND', 'EXPIRES', 'AGENT', 'PEERS', 'PROBLEMS'],
     ...rows.map((row) => [
       row.subnet,
-      row.publicIP,
+      [row.publicIP, row.publicIPv6].filter((ip, i, both) => ip !== '' && both.indexOf(ip) === i).join(','),
       row.backend,
       row.reserved ? 'reserved' : formatRemaining(row.ttlSeconds ?? 0),
       agentState(row.agent),

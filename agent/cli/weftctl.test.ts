@@ -98,6 +98,35 @@ describe('weftctl against a real etcd', function () {
     assert.match(missing.stderr, /no lease 198\.18\.5\.0-24/);
   });
 
+  it('shows both families of a dual-stack lease and revokes it by either subnet', async function () {
+    const etcdLease = (await client.leaseClient.leaseGrant({ TTL: 3600 })).ID;
+    const value = JSON.stringify({
+      PublicIP: '192.0.2.11', PublicIPv6: '2001:db8:0:1::11', BackendType: 'vxlan',
+      BackendData: { VNI: 1, VtepMAC: '0a:00:00:00:00:05' }, BackendV6Data: { VNI: 1, VtepMAC: '0a:00:00:00:00:15' },
+    });
+    await client.put(`${prefix}/subnets/198.18.5.0-24&2001:db8:100:5::-64`).value(value).lease(etcdLease);
+    await client.put(`${prefix}/subnets/0.0.0.0-0&2001:db8:100:6::-64`).value(JSON.stringify({ PublicIP: null, PublicIPv6: '2001:db8:0:1::12', BackendType: 'vxlan', BackendV6Data: { VNI: 1, VtepMAC: '0a:00:00:00:00:16' } })).lease(etcdLease);
+    const table = (await weftctl('leases', 'ls')).stdout.trim().split('\n');
+    assert.match(table[1]!, /^2001:db8:100:6::\/64\s+2001:db8:0:1::12\s+vxlan\s+0a:00:00:00:00:16\s+\S+$/);
+    assert.match(table[2]!, /^198\.18\.5\.0\/24,2001:db8:100:5::\/64\s+192\.0\.2\.11,2001:db8:0:1::11\s+vxlan\s+0a:00:00:00:00:05,0a:00:00:00:00:15\s+\S+$/);
+    const json = JSON.parse((await weftctl('leases', 'ls', '-o', 'json')).stdout) as { subnet: string; publicIP: string; publicIPv6: string }[];
+    assert.deepEqual(json.map((row) => [row.subnet, row.publicIP, row.publicIPv6]), [
+      ['2001:db8:100:6::/64', '2001:db8:0:1::12', '2001:db8:0:1::12'],
+      ['198.18.5.0/24,2001:db8:100:5::/64', '192.0.2.11', '2001:db8:0:1::11'],
+    ]);
+    // status expects each host to program the other for the family they share (IPv6)
+    const status = JSON.parse((await weftctl('status', '-o', 'json')).stdout) as { subnet: string; expectedPeers: number }[];
+    assert.deepEqual(status.map((row) => row.expectedPeers), [1, 1]);
+
+    const byIpv6 = await weftctl('lease', 'revoke', '2001:db8:100:6::/64');
+    assert.equal(byIpv6.code, 0, byIpv6.stderr);
+    assert.equal(byIpv6.stdout, 'revoked 0.0.0.0-0&2001:db8:100:6::-64\n');
+    const byIpv4 = await weftctl('lease', 'revoke', '198.18.5.0/24');
+    assert.equal(byIpv4.code, 0, byIpv4.stderr);
+    assert.equal(byIpv4.stdout, 'revoked 198.18.5.0-24&2001:db8:100:5::-64\n');
+    assert.deepEqual(JSON.parse((await weftctl('leases', 'ls', '-o', 'json')).stdout), []);
+  });
+
   it('status lists the leases, joined with what each agent reports, and exits 1 naming a host with a problem', async function () {
     // two agents on loopback addresses: 127.0.0.1 answers (a real HealthServer), 127.0.0.2 refuses
     const port = await freePort();

@@ -12,6 +12,8 @@ import {
   WeftctlError,
   formatRemaining,
   leasePublicIp,
+  leasePublicIps,
+  leasePublicIpv6,
   leaseSubnetText,
   leaseVtepMac,
   listLeases,
@@ -93,6 +95,7 @@ function commands(parser: Argv<EtcdArgs>): Argv<EtcdArgs> {
         const rows = leases.map(({ lease }, i) => ({
           subnet: leaseSubnetText(lease),
           publicIP: leasePublicIp(lease),
+          publicIPv6: leasePublicIpv6(lease),
           backend: lease.attrs.backendType,
           vtepMac: leaseVtepMac(lease),
           ttlSeconds: remaining[i],
@@ -104,7 +107,7 @@ function commands(parser: Argv<EtcdArgs>): Argv<EtcdArgs> {
         }
         process.stdout.write(`${formatTable([
           ['SUBNET', 'PUBLIC IP', 'BACKEND', 'VTEP MAC', 'EXPIRES'],
-          ...rows.map((row) => [row.subnet, row.publicIP, row.backend, row.vtepMac || '-', row.reserved ? 'reserved' : formatRemaining(row.ttlSeconds ?? 0)]),
+          ...rows.map((row, i) => [row.subnet, leasePublicIps(leases[i]!.lease), row.backend, row.vtepMac || '-', row.reserved ? 'reserved' : formatRemaining(row.ttlSeconds ?? 0)]),
         ])}\n`);
       }))
     .command('lease <action> <subnet>', 'reserve or revoke one subnet lease', (sub) =>
@@ -113,7 +116,7 @@ function commands(parser: Argv<EtcdArgs>): Argv<EtcdArgs> {
         .positional('subnet', { type: 'string', demandOption: true, describe: 'e.g. 10.5.52.0/24' })
         .option('public-ip', { type: 'string', describe: 'reserve: the host the subnet is reserved for' })
         .example('$0 lease reserve 10.5.52.0/24 --public-ip 198.51.100.3', 'pin a subnet to a host')
-        .example('$0 lease revoke 10.5.52.0/24', 'delete a lease (its host acquires a new one)'),
+        .example('$0 lease revoke 10.5.52.0/24', 'delete a lease (its host acquires a new one); a dual-stack lease by either subnet'),
       async (args) => withEtcd(args, async (client, keys) => {
         let subnet: Prefix;
         try {
@@ -124,9 +127,12 @@ function commands(parser: Argv<EtcdArgs>): Argv<EtcdArgs> {
         const name = formatLeaseKey(subnet.family === 4 ? { ipv4: subnet, ipv6: undefined } : { ipv4: undefined, ipv6: subnet });
         const key = keys.lease(name);
         if (args.action === 'revoke') {
-          const deleted = await client.delete().key(key);
-          if (Number(deleted.deleted) === 0) throw new WeftctlError(`no lease ${name}`);
-          process.stdout.write(`revoked ${name}\n`);
+          // a dual-stack lease ("10.5.52.0-24&2001:db8:100:34::-64") is found by either of its subnets
+          const found = (await client.get(key).string()) !== null ? name
+            : (await listLeases(client, keys)).find(({ lease }) => (subnet.family === 4 ? lease.subnets.ipv4 : lease.subnets.ipv6)?.equals(subnet) ?? false)?.lease.name;
+          const deleted = found === undefined ? 0 : Number((await client.delete().key(keys.lease(found))).deleted);
+          if (deleted === 0) throw new WeftctlError(`no lease ${name}`);
+          process.stdout.write(`revoked ${found}\n`);
           return;
         }
         if (args['public-ip'] === undefined) throw new WeftctlError('reserve needs --public-ip');
@@ -173,6 +179,7 @@ function commands(parser: Argv<EtcdArgs>): Argv<EtcdArgs> {
         .option('iface', WEFTD_OPTIONS.iface)
         .option('iface-regex', WEFTD_OPTIONS['iface-regex'])
         .option('public-ip', WEFTD_OPTIONS['public-ip'])
+        .option('public-ipv6', WEFTD_OPTIONS['public-ipv6'])
         .option('ip-masq', { type: 'boolean', describe: 'weftd runs with --ip-masq (default: what FLANNEL_IPMASQ in subnet.env says)' })
         .option('iptables-forward-rules', WEFTD_OPTIONS['iptables-forward-rules'])
         .option('ingress-allow-list', WEFTD_OPTIONS['ingress-allow-list'])
@@ -196,6 +203,7 @@ function commands(parser: Argv<EtcdArgs>): Argv<EtcdArgs> {
             iface: splitList(args.iface),
             ifaceRegex: splitList(args['iface-regex']),
             publicIp: args['public-ip'],
+            publicIpv6: args['public-ipv6'],
             ipMasq: args['ip-masq'],
             forwardRules: args['iptables-forward-rules'],
             ingressAllowList: args['ingress-allow-list'],
@@ -220,7 +228,7 @@ function splitList(values: readonly string[]): string[] {
 /** The commands that take node-level flags from the environment (file), and which flags. */
 const NODE_FLAGS: Record<string, readonly string[]> = {
   status: ['healthz-port'],
-  doctor: ['subnet-file', 'iface', 'iface-regex', 'public-ip', 'ip-masq', 'iptables-forward-rules', 'ingress-allow-list', 'vxlan-userspace', 'healthz-ip', 'healthz-port'],
+  doctor: ['subnet-file', 'iface', 'iface-regex', 'public-ip', 'public-ipv6', 'ip-masq', 'iptables-forward-rules', 'ingress-allow-list', 'vxlan-userspace', 'healthz-ip', 'healthz-port'],
 };
 const COMMANDS = ['config', 'leases', 'lease', 'status', 'doctor'];
 

@@ -24,7 +24,8 @@ export class VxlanBackend implements Backend {
   readonly mtu: number;
   readonly deviceName: string;
   private readonly family: Family;
-  private readonly spec: VxlanSpec;
+  /** The device as this backend creates it (weftctl doctor compares the kernel's with it). */
+  readonly spec: VxlanSpec;
 
   constructor(
     private readonly context: BackendContext,
@@ -86,9 +87,10 @@ export class VxlanBackend implements Backend {
       return link;
     } catch (err) {
       if (isNetlinkErrno(err, 'EEXIST')) {
+        const flannel = `${this.family === 4 ? 'flannel' : 'flannel-v6'}.${this.spec.vni}`;
         throw new VxlanDeviceError(
           `cannot create ${this.deviceName}: another device already uses VNI ${this.spec.vni} on port ${this.spec.port} ` +
-            `(a flannel.${this.spec.vni} left by flanneld? delete it with: ip link del flannel.${this.spec.vni})`,
+            `(a ${flannel} left by flanneld? delete it with: ip link del ${flannel})`,
           err,
         );
       }
