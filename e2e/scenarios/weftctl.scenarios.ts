@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { waitFor } from '../../test/wait.js';
 import { httpGet, type ClusterDriver, type ExecResult, type LabHost } from '../lab/index.js';
 import { agentArgs, HEALTHZ_PORT, startCluster } from './cluster.js';
-import { requireHosts, skipUnlessAvailable, type DriverFactory } from './suite.js';
+import { requireHosts, useLabs, type DriverFactory } from './suite.js';
 
 interface StatusRow {
   subnet: string;
@@ -23,21 +23,13 @@ interface Finding {
 export function weftctlScenarios(factory: DriverFactory): void {
   describe(`e2e: weftctl status and doctor in the ${factory.name}`, function () {
     this.timeout(180_000);
-    let lab: ClusterDriver | undefined;
 
-    before(function () {
-      skipUnlessAvailable(this, factory);
-    });
+    const track = useLabs(factory);
 
-    afterEach(async function () {
-      await lab?.destroy();
-      lab = undefined;
-    });
 
     async function create(context: Mocha.Context, hosts: number): Promise<ClusterDriver> {
       requireHosts(context, factory, hosts);
-      lab = await factory.create({ hosts });
-      return lab;
+      return track(factory.create({ hosts }));
     }
 
     function weftctl(cluster: ClusterDriver, host: LabHost, args: readonly string[]): Promise<ExecResult> {

@@ -3,7 +3,7 @@ import { Prefix } from '../../common/cidr.js';
 import { waitFor } from '../../test/wait.js';
 import { httpGet, listSubnetLeases, NetnsLab, type LabHost } from '../lab/index.js';
 import { agentArgs, HEALTHZ_PORT, startCluster } from './cluster.js';
-import { netnsFactory, skipUnlessAvailable } from './suite.js';
+import { netnsFactory, useLabs } from './suite.js';
 import { weftctlScenarios } from './weftctl.scenarios.js';
 
 weftctlScenarios(netnsFactory);
@@ -14,19 +14,10 @@ function quote(text: string): string {
 
 describe('e2e: weftctl doctor, status and leases ls on a dual-stack cluster in the namespace lab', function () {
   this.timeout(180_000);
-  let lab: NetnsLab | undefined;
-
-  before(function () {
-    skipUnlessAvailable(this, netnsFactory);
-  });
-
-  afterEach(async function () {
-    await lab?.destroy();
-    lab = undefined;
-  });
+  const track = useLabs(netnsFactory);
 
   it('checks the IPv6 plane: a hand-deleted IPv6 route is found with its fix, and the fix clears it', async function () {
-    lab = await NetnsLab.create({ hosts: 2, ipv6: true });
+    const lab = await track(NetnsLab.create({ hosts: 2, ipv6: true }));
     const cluster = lab;
     await startCluster(cluster, { config: { Network: '198.18.0.0/16', EnableIPv6: true, IPv6Network: '2001:db8:100::/48', Backend: { Type: 'vxlan' } } });
     const h1: LabHost = cluster.hosts[0]!;
@@ -112,7 +103,7 @@ describe('e2e: weftctl doctor, status and leases ls on a dual-stack cluster in t
   });
 
   it('checks an IPv6-only node: its lease found by PublicIPv6, the IPv6 plane only', async function () {
-    lab = await NetnsLab.create({ hosts: 2, ipv6: true });
+    const lab = await track(NetnsLab.create({ hosts: 2, ipv6: true }));
     const cluster = lab;
     await startCluster(cluster, { config: { EnableIPv4: false, EnableIPv6: true, IPv6Network: '2001:db8:100::/48', Backend: { Type: 'vxlan' } } });
     const h1: LabHost = cluster.hosts[0]!;
