@@ -133,3 +133,102 @@ export async function soakGrant(arg: { etcd: string; ttlSeconds: number }): Prom
     client.close();
   }
 }
+
+export interface CollectGarbageArg {
+  /** the agent's inspector port on 127.0.0.1 (node opens 9229 on SIGUSR1) */
+  port: number;
+  timeoutMs: number;
+}
+
+/**
+ * Has the agent collect its garbage and give back what it can: the DevTools protocol's
+ * `HeapProfiler.collectGarbage`, which V8 runs as a low-memory notification (a full collection that also
+ * shrinks the heap, as V8's memory reducer does by itself some time after an idle agent's last collection).
+ * Speaks just enough WebSocket (RFC 6455) for one request, so that no client package is needed.
+ */
+export async function collectGarbage(arg: CollectGarbageArg): Promise<{ ms: number }> {
+  const started = performance.now();
+  const deadline = Date.now() + arg.timeoutMs;
+  let target: string | undefined;
+  while (target === undefined) {
+    try {
+      const list = (await (await fetch(`http://127.0.0.1:${arg.port}/json/list`, { signal: AbortSignal.timeout(2000) })).json()) as { webSocketDebuggerUrl?: string }[];
+      target = list.find((entry) => entry.webSocketDebuggerUrl !== undefined)?.webSocketDebuggerUrl;
+    } catch {
+      // not listening yet
+    }
+    if (target === undefined) {
+      if (Date.now() > deadline) throw new Error(`no inspector on 127.0.0.1:${arg.port}`);
+      await sleep(100);
+    }
+  }
+  const path = new URL(target).pathname;
+  const { connect } = await import('node:net');
+  const { randomBytes } = await import('node:crypto');
+  const socket = connect(arg.port, '127.0.0.1');
+  try {
+    const reply = await new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('the inspector did not answer HeapProfiler.collectGarbage')), Math.max(1000, deadline - Date.now()));
+      let buffer = Buffer.alloc(0);
+      let upgraded = false;
+      socket.on('error', (err) => {
+        clearTimeout(timer);
+        reject(err);
+      });
+      socket.on('connect', () => {
+        socket.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${arg.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+          `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\n\r\n`);
+      });
+      socket.on('data', (chunk: Buffer) => {
+        buffer = Buffer.concat([buffer, chunk]);
+        if (!upgraded) {
+          const end = buffer.indexOf('\r\n\r\n');
+          if (end < 0) return;
+          if (!/^HTTP\/1\.1 101/.test(buffer.subarray(0, end).toString())) {
+            clearTimeout(timer);
+            reject(new Error(`inspector refused the WebSocket: ${buffer.subarray(0, end).toString()}`));
+            return;
+          }
+          upgraded = true;
+          buffer = buffer.subarray(end + 4);
+          socket.write(frame(JSON.stringify({ id: 1, method: 'HeapProfiler.collectGarbage' })));
+        }
+        // server frames are unmasked; the answer is one text frame
+        while (buffer.length >= 2) {
+          let length = buffer[1]! & 0x7f;
+          let offset = 2;
+          if (length === 126) {
+            if (buffer.length < 4) return;
+            length = buffer.readUInt16BE(2);
+            offset = 4;
+          } else if (length === 127) {
+            if (buffer.length < 10) return;
+            length = Number(buffer.readBigUInt64BE(2));
+            offset = 10;
+          }
+          if (buffer.length < offset + length) return;
+          const text = buffer.subarray(offset, offset + length).toString();
+          buffer = buffer.subarray(offset + length);
+          if (text.includes('"id":1')) {
+            clearTimeout(timer);
+            resolve(text);
+            return;
+          }
+        }
+      });
+    });
+    if (!reply.includes('"result"')) throw new Error(`HeapProfiler.collectGarbage failed: ${reply}`);
+    return { ms: performance.now() - started };
+  } finally {
+    socket.destroy();
+  }
+}
+
+/** One masked text frame (a client must mask). */
+function frame(text: string): Buffer {
+  const payload = Buffer.from(text);
+  const mask = Buffer.from([0x5a, 0x3c, 0x96, 0xe1]);
+  const header = payload.length < 126 ? Buffer.from([0x81, 0x80 | payload.length]) : Buffer.from([0x81, 0x80 | 126, payload.length >> 8, payload.length & 255]);
+  const body = Buffer.from(payload.map((byte, i) => byte ^ mask[i % 4]!));
+  return Buffer.concat([header, mask, body]);
+}

@@ -38,13 +38,14 @@ describe('e2e: soak — one agent under peer churn', function () {
       warmupMs: 6_000,
       settleMs: 8_000,
       convergeTimeoutMs: 60_000,
+      ...(process.env.WEFT_SOAK_HEAP_SNAPSHOTS ? { heapSnapshotDir: process.env.WEFT_SOAK_HEAP_SNAPSHOTS } : {}),
       log: (line) => {
         lines.push(line);
         process.stderr.write(`      ${line}\n`);
       },
     });
     const { load } = result;
-    const measured = `measured ${load.achievedRate.toFixed(0)} events/s, RSS end/start ${result.rssRatio.toFixed(3)}`;
+    const measured = `measured ${load.achievedRate.toFixed(0)} events/s; RSS end/start ${result.rssAfterGcRatio.toFixed(3)} after GC, ${result.rssRatio.toFixed(3)} before`;
     this.test!.title += ` (${measured})`;
     const context = `\n${lines.join('\n')}\n${JSON.stringify({ final: result.final, start: result.start, end: result.end }, null, 1)}`;
 
@@ -56,7 +57,11 @@ describe('e2e: soak — one agent under peer churn', function () {
     assert.ok(result.convergeMs !== undefined, `the kernel never matched the leases${context}`);
     assert.ok(result.final.equal, `kernel and leases differ${context}`);
     assert.equal(result.final.expectedPeers, 500);
-    // (b) memory comes back: RSS after the churn and the settle period within 10 % of the start figure
-    assert.ok(result.end.rssKb <= result.start.rssKb * 1.1, `RSS ${result.start.rssKb} kB → ${result.end.rssKb} kB (${measured})${context}`);
+    // (b) memory comes back: after the churn and the settle period, what the agent retains (RSS and heap after a
+    // low-memory collection) is within 10 % of the start figure. The RSS before that collection is reported,
+    // not asserted: it is the V8 heap's high-water mark until V8's memory reducer happens to run, and on a
+    // loaded machine the churn's backlog (not a leak) decides it; it came back to 0.79–1.11 of the start here.
+    assert.ok(result.end.rssAfterGcKb <= result.start.rssAfterGcKb * 1.1, `RSS after GC ${result.start.rssAfterGcKb} kB → ${result.end.rssAfterGcKb} kB (${measured})${context}`);
+    assert.ok(result.heapRatio !== undefined && result.heapRatio <= 1.1, `heap used after GC ${result.start.heapUsedBytes} → ${result.end.heapUsedBytes} bytes${context}`);
   });
 });
