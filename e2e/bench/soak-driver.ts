@@ -17,8 +17,8 @@
  * converged, with the same number of live peers, as the median of the RSS samples of the last seconds of
  * that period: what differs between the two is the churn in between, which is the point.
  *
- * That RSS is still V8's high-water mark until its memory reducer runs, some 8–30 s after the agent's last
- * big collection depending on what the agent does meanwhile, and on a loaded machine the backlog of a churn
+ * That RSS is still V8's high-water mark until its memory reducer runs (seen 16–30 s after a churn ended;
+ * when depends on the agent's last big collection), and on a loaded machine the backlog of a churn
  * decides how high the mark went. So each figure is also taken a second time right after the agent ran a
  * low-memory collection (forced through its inspector: the same kind of collection the memory reducer
  * makes): RSS and heap used then are what the agent retains, and a leak shows there whatever the timing.
