@@ -102,7 +102,10 @@ export interface SoakResult {
   options: Omit<SoakOptions, 'log'>;
   warmup: SoakLoadResult;
   load: SoakLoadResult;
-  /** the kernel matched the leases this long after the churn's last acknowledged write (undefined: never within the timeout) */
+  /**
+   * the kernel matched the leases this long after the load generator finished (undefined: never within the
+   * timeout); an upper bound, as it includes reading the leases and the first dumps
+   */
   convergeMs: number | undefined;
   final: StateComparison;
   start: MemoryFigure;
@@ -340,7 +343,7 @@ export async function runSoak(lab: NetnsLab, options: SoakOptions): Promise<Soak
      * heap after a forced low-memory collection (see soak-load.ts collectGarbage), which takes out what
      * depends on when V8's memory reducer happens to run and leaves what the agent retains.
      */
-    const settle = async (phase: string): Promise<MemoryFigure> => {
+    const settle = async (figure: 'start' | 'end'): Promise<MemoryFigure> => {
       const from = performance.now();
       await guard(sleep(options.settleMs));
       const to = performance.now();
@@ -351,7 +354,7 @@ export async function runSoak(lab: NetnsLab, options: SoakOptions): Promise<Soak
       await guard(sleep(3_000));
       const text = await guard(agentMetrics(lab, host));
       const monitor = childrenOf(agent.pid)[0];
-      if (snapshots !== undefined) await guard(heapSnapshot(lab, host, agent.pid, snapshots, phase, log));
+      if (snapshots !== undefined) await guard(heapSnapshot(lab, host, agent.pid, snapshots, figure, log));
       return {
         rssKb,
         rssAfterGcKb: median(sampler.between(collected + 1_000, collected + 3_000)),
