@@ -23,6 +23,7 @@ export const BENCHMARK_MODULES: readonly string[] = [
   './convergence.js',
   './churn.js',
   './userspace.js',
+  './soak.js',
 ];
 
 export interface MachineInfo {
