@@ -1,9 +1,11 @@
 /**
- * The two halves of the userspace data path, each run in a worker process of its own (worker.ts).
+ * The two directions of the userspace data path, run together in the data-path worker (worker.ts).
  *
  * Transmit: libpcap captures the frames the kernel routed into the overlay veth; each IPv4 packet is looked
  * up by destination in the peers' subnets, prefixed with the peer's 22-byte VXLAN + inner Ethernet header
- * (nothing for flannel's udp format) and sent with dgram to the peer's PublicIP and port.
+ * (nothing for flannel's udp format) and sent with dgram to the peer's PublicIP and port. The overlay
+ * device keeps TCP segmentation offload on, so a TCP sender's 64 KiB frames arrive whole and are split here
+ * into MTU-sized segments, and checksums that offload left unfinished are finished here.
  *
  * Receive: a dgram socket bound to our PublicIP and the port takes the datagrams; one is delivered only when
  * it comes from a peer's PublicIP, is well-formed for our VNI and VtepMAC, its inner destination is in our
@@ -11,17 +13,17 @@
  * goes to the kernel through an IPPROTO_RAW socket, which routes it to the container.
  *
  * Per packet: no allocation of our own beyond the Buffer views dgram needs, fields read in place, headers
- * prebuilt per peer, one copy on transmit into a ring of send slots (libpcap reuses its buffer for the next
- * frame, and dgram may hold a send that the kernel could not take at once), no copy on receive. Every
- * packet that is not forwarded is counted under a drop reason; nothing a packet contains can throw out of
- * the handlers.
+ * prebuilt per peer, one copy on transmit (into a ring of send slots: libpcap reuses its buffer for the next
+ * frame, and dgram may hold a send that the kernel could not take at once), none on receive. Every packet
+ * that is not forwarded is counted under a drop reason; nothing a packet contains can throw out of the
+ * handlers.
  */
 import dgram from 'node:dgram';
 import {
-  Ipv4Net,
-  VXLAN_ENCAP_LENGTH,
   ETHERNET_HEADER_LENGTH,
   ETHERTYPE_IPV4,
+  Ipv4Net,
+  VXLAN_ENCAP_LENGTH,
   completePartialChecksum,
   formatIpv4,
   ipPacketLength,
@@ -63,6 +65,9 @@ export interface DatagramSender {
   send(buffer: Buffer, offset: number, length: number, port: number, address: string, callback: (err: Error | null) => void): void;
   getSendQueueCount(): number;
 }
+
+/** libpcap's snapshot length as cap sets it. */
+const SNAPSHOT_LENGTH = 65535;
 
 /** Send slots in the transmit ring; at most half of them may be waiting in dgram's queue. */
 const RING_SLOTS = 1024;
@@ -221,7 +226,8 @@ export class TxPath {
     try {
       const frame = this.captureBuffer;
       const drops = this.drops;
-      if (truncated) {
+      // Cut short by the buffer, or by libpcap's snapshot length (cap's, 65535) which `truncated` does not report.
+      if (truncated || bytes >= SNAPSHOT_LENGTH) {
         drops.oversize++;
         return;
       }
