@@ -6,6 +6,9 @@
  *   - recvmmsg(2) on a socket with UDP_GRO on (Linux >= 5.0): one call takes up to `slots` datagrams, and
  *     a GSO/GRO train of equal datagrams from one sender arrives as one, with its segment size.
  *
+ *   - getsockopt(PACKET_STATISTICS) on libpcap's packet socket: the frames the kernel dropped because the
+ *     capture ring was full, which `cap` does not report.
+ *
  * Everything else (addresses, framing, checks, counters) stays in TypeScript (agent/userspace/udp-native.ts).
  * Functions return a negative errno instead of throwing; only wrong argument types throw.
  */
@@ -13,6 +16,7 @@
 #include <node_api.h>
 #include <uv.h>
 #include <errno.h>
+#include <linux/if_packet.h>
 #include <netinet/in.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -309,6 +313,22 @@ static napi_value udp_stop(napi_env env, napi_callback_info info) {
   return int_value(env, 0);
 }
 
+/* captureDrops(fd) -> frames the kernel dropped on packet socket fd since the last call (the kernel resets the count) | -errno */
+static napi_value capture_drops(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  int32_t fd;
+  if (get_args(env, info, 1, argv) || napi_get_value_int32(env, argv[0], &fd) != napi_ok) {
+    napi_throw_type_error(env, NULL, "weft_udp.captureDrops: bad arguments");
+    return NULL;
+  }
+  /* tpacket_stats_v3 starts like tpacket_stats; the kernel copies what the socket's version has. */
+  struct tpacket_stats_v3 stats;
+  socklen_t length = sizeof stats;
+  memset(&stats, 0, sizeof stats);
+  if (getsockopt(fd, SOL_PACKET, PACKET_STATISTICS, &stats, &length) < 0) return int_value(env, -errno);
+  return int_value(env, stats.tp_drops);
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor properties[] = {
     { "open", NULL, udp_open, NULL, NULL, NULL, napi_enumerable, NULL },
@@ -316,6 +336,7 @@ static napi_value init(napi_env env, napi_value exports) {
     { "send", NULL, udp_send, NULL, NULL, NULL, napi_enumerable, NULL },
     { "receive", NULL, udp_receive, NULL, NULL, NULL, napi_enumerable, NULL },
     { "stop", NULL, udp_stop, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "captureDrops", NULL, capture_drops, NULL, NULL, NULL, napi_enumerable, NULL },
   };
   napi_define_properties(env, exports, sizeof properties / sizeof properties[0], properties);
   return exports;

@@ -48,6 +48,7 @@ import {
   MAX_UDP_PAYLOAD,
   ipv4Number,
   loadUdpNative,
+  packetSocketDescriptors,
   type ReceiverHandle,
   type UdpNative,
 } from './udp-native.js';
@@ -150,6 +151,8 @@ export class TxPath {
   private readonly scratch: Buffer;
   private readonly report: Report;
   private cap: CapHandle | undefined;
+  /** libpcap's packet socket(s), whose drop counts the native addon reads. */
+  private captureDescriptors: number[] = [];
   /** Peers by subnet network address, one map per prefix length in use (longest first). */
   private tables: { mask: number; peers: Map<number, TxPeer> }[] = [];
   private readonly localMac: Buffer | undefined;
@@ -208,6 +211,10 @@ export class TxPath {
     }
     cap.on('packet', (bytes, truncated) => this.handleFrame(bytes, truncated));
     this.cap = cap;
+    if (this.native !== undefined) {
+      this.captureDescriptors = packetSocketDescriptors();
+      if (this.captureDescriptors.length === 0) this.report('warn', 'cannot find the capture socket: frames dropped by a full capture ring are not counted');
+    }
   }
 
   /** Sends through `sender` (start() attaches its dgram socket when the native addon is not used). */
@@ -242,10 +249,17 @@ export class TxPath {
   }
 
   snapshot(): PathCounters {
+    if (this.native !== undefined) {
+      for (const fd of this.captureDescriptors) {
+        const drops = this.native.udp.captureDrops(fd);
+        if (drops > 0) this.drops.capture_full += drops;
+      }
+    }
     return { packets: this.counters.packets, bytes: this.counters.bytes, drops: { ...this.counters.drops } };
   }
 
   close(): void {
+    this.captureDescriptors = [];
     this.cap?.close();
     this.cap = undefined;
     this.closeSockets();

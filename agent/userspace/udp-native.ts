@@ -4,11 +4,12 @@
  * GSO: a TSO frame's segments leave in one system call and cross the host's stack as one packet) and
  * recvmmsg(2) on a socket with UDP_GRO (a batch of datagrams per system call; a train of equal datagrams
  * from one sender arrives as one). Node's dgram has neither, and no maintained npm package offers them
- * (docs/userspace.md). When the addon is missing or does not load, the data path uses dgram (paths.ts).
+ * (docs/userspace.md). It also reads the capture ring's drop count, which `cap` does not report. When the
+ * addon is missing or does not load, the data path uses dgram (paths.ts).
  *
  * The addon returns -errno instead of throwing; only wrong argument types throw.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 
@@ -28,6 +29,34 @@ export interface UdpNative {
   receive(fd: number, buffer: Buffer, slotSize: number, slots: number, meta: Int32Array, callback: (count: number) => void): ReceiverHandle | number;
   /** Stops a receiver (idempotent); close the fd afterwards. */
   stop(handle: ReceiverHandle): number;
+  /** Frames the kernel dropped on packet socket `fd` (a full capture ring) since the last call, or -errno. */
+  captureDrops(fd: number): number;
+}
+
+/**
+ * This process's AF_PACKET sockets (libpcap's, opened by `cap`, which does not expose its descriptor):
+ * the descriptors whose socket inode /proc/net/packet lists.
+ */
+export function packetSocketDescriptors(): number[] {
+  try {
+    const inodes = new Set(
+      readFileSync('/proc/net/packet', 'utf8').split('\n').slice(1).map((line) => line.trim().split(/\s+/)[8]).filter((inode) => inode !== undefined && inode !== ''),
+    );
+    const out: number[] = [];
+    for (const name of readdirSync('/proc/self/fd')) {
+      let target: string;
+      try {
+        target = readlinkSync(`/proc/self/fd/${name}`);
+      } catch {
+        continue;
+      }
+      const inode = /^socket:\[(\d+)\]$/.exec(target)?.[1];
+      if (inode !== undefined && inodes.has(inode)) out.push(Number(name));
+    }
+    return out;
+  } catch {
+    return [];
+  }
 }
 
 export const ADDON_PATH = fileURLToPath(new URL('../../../build/Release/weft_udp.node', import.meta.url));
