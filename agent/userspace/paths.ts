@@ -3,18 +3,22 @@
  *
  * Transmit: libpcap captures the frames the kernel routed into the overlay veth; each IPv4 packet is looked
  * up by destination in the peers' subnets, prefixed with the peer's 22-byte VXLAN + inner Ethernet header
- * (nothing for flannel's udp format) and sent with dgram to the peer's PublicIP and port. The overlay
- * device keeps TCP segmentation offload on, so a TCP sender's 64 KiB frames arrive whole and are split here
- * into MTU-sized segments, and checksums that offload left unfinished are finished here.
+ * (nothing for flannel's udp format) and sent to the peer's PublicIP and port: with weft's addon
+ * (udp-native.ts) in UDP GSO trains, the datagrams for one peer gathered until the event loop turns;
+ * without it, one dgram send per datagram. The overlay device keeps TCP segmentation offload on, so a TCP
+ * sender's 64 KiB frames arrive whole and are split here into MTU-sized segments, and checksums that
+ * offload left unfinished are finished here.
  *
- * Receive: a dgram socket bound to our PublicIP and the port takes the datagrams; one is delivered only when
- * it comes from a peer's PublicIP, is well-formed for our VNI and VtepMAC, its inner destination is in our
- * subnet and its inner source in that peer's subnet. The inner packet (TTL decremented, as a router would)
- * goes to the kernel through an IPPROTO_RAW socket, which routes it to the container.
+ * Receive: a socket bound to our PublicIP and the port takes the datagrams (with the addon in recvmmsg
+ * batches, UDP GRO trains split again; else with dgram); one is delivered only when it comes from a peer's
+ * PublicIP, is well-formed for our VNI and VtepMAC, its inner destination is in our subnet and its inner
+ * source in that peer's subnet. The inner packet (TTL decremented, as a router would) goes to the kernel
+ * through an IPPROTO_RAW socket, which routes it to the container.
  *
- * Per packet: no allocation of our own beyond the Buffer views dgram needs, fields read in place, headers
- * prebuilt per peer, one copy on transmit (into a ring of send slots: libpcap reuses its buffer for the next
- * frame, and dgram may hold a send that the kernel could not take at once), none on receive. Every packet
+ * Per packet: no allocation of our own (with dgram: beyond the Buffer views it needs), fields read in place,
+ * headers prebuilt per peer, one copy on transmit (into the train, or with dgram into a ring of send slots:
+ * libpcap reuses its buffer for the next frame, and dgram may hold a send that the kernel could not take at
+ * once), none on receive. Every packet
  * that is not forwarded is counted under a drop reason; nothing a packet contains can throw out of the
  * handlers.
  */
