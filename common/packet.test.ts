@@ -196,6 +196,9 @@ describe('common/packet: VXLAN', () => {
       fc.property(fc.oneof(fc.uint8Array({ maxLength: 120 }), mutated), vni, fc.boolean(), (input, id, checkMac) => {
         const options = checkMac ? { vni: id, localMac: OURS } : { vni: id };
         const problem = vxlanProblem(input, input.length, id, options.localMac);
+        // The same datagram inside a larger buffer (a GRO batch), with bytes of the next one after it.
+        const embedded = Buffer.concat([Buffer.alloc(7, 0xff), input, Buffer.alloc(40, 0x45)]);
+        assert.equal(vxlanProblem(embedded, input.length, id, options.localMac, 7), problem);
         try {
           const frame = decodeVxlan(input, options);
           assert.equal(problem, undefined);
@@ -240,6 +243,7 @@ describe("common/packet: flannel's udp format", () => {
     fc.assert(
       fc.property(fc.oneof(fc.uint8Array({ maxLength: 80 }), ipPacket.map((p) => p.subarray(0, p.length - 1))), (input) => {
         const problem = udpProblem(input, input.length);
+        assert.equal(udpProblem(Buffer.concat([Buffer.alloc(3), input, Buffer.alloc(40, 0x45)]), input.length, 3), problem);
         try {
           decodeUdp(input);
           assert.equal(problem, undefined);

@@ -155,19 +155,19 @@ export function ipPacketLength(buf: Uint8Array, offset: number): number {
 // VXLAN
 
 /**
- * What is wrong with the VXLAN UDP payload buf[0, length), or undefined when it carries an IP packet for
- * VNI `vni` (and, when `localMac` is given, addressed to that MAC).
+ * What is wrong with the VXLAN UDP payload buf[start, start + length), or undefined when it carries an IP
+ * packet for VNI `vni` (and, when `localMac` is given, addressed to that MAC).
  */
-export function vxlanProblem(buf: Uint8Array, length: number, vni: number, localMac?: Uint8Array): DecodeProblem | undefined {
+export function vxlanProblem(buf: Uint8Array, length: number, vni: number, localMac?: Uint8Array, start = 0): DecodeProblem | undefined {
   if (length < VXLAN_ENCAP_LENGTH) return 'short';
-  if ((buf[0]! & VXLAN_FLAG_VNI) === 0) return 'vni_flag';
-  if (((buf[4]! << 16) | (buf[5]! << 8) | buf[6]!) !== vni) return 'vni';
-  const etherType = (buf[20]! << 8) | buf[21]!;
+  if ((buf[start]! & VXLAN_FLAG_VNI) === 0) return 'vni_flag';
+  if (((buf[start + 4]! << 16) | (buf[start + 5]! << 8) | buf[start + 6]!) !== vni) return 'vni';
+  const etherType = (buf[start + 20]! << 8) | buf[start + 21]!;
   if (etherType !== ETHERTYPE_IPV4 && etherType !== ETHERTYPE_IPV6) return 'ethertype';
   if (localMac !== undefined) {
-    for (let i = 0; i < 6; i++) if (buf[VXLAN_HEADER_LENGTH + i] !== localMac[i]) return 'inner_mac';
+    for (let i = 0; i < 6; i++) if (buf[start + VXLAN_HEADER_LENGTH + i] !== localMac[i]) return 'inner_mac';
   }
-  return ipPacketProblem(buf, VXLAN_ENCAP_LENGTH, length, etherType === ETHERTYPE_IPV4 ? 4 : 6);
+  return ipPacketProblem(buf, start + VXLAN_ENCAP_LENGTH, start + length, etherType === ETHERTYPE_IPV4 ? 4 : 6);
 }
 
 export interface VxlanFrame {
@@ -267,9 +267,9 @@ export function encodeVxlan(options: VxlanEncodeOptions): Buffer {
 // ---------------------------------------------------------------------------------------------------
 // flannel's udp backend
 
-/** What is wrong with a flannel-udp UDP payload buf[0, length) (it must be one IP packet), or undefined. */
-export function udpProblem(buf: Uint8Array, length: number): DecodeProblem | undefined {
-  return ipPacketProblem(buf, 0, length);
+/** What is wrong with a flannel-udp UDP payload buf[start, start + length) (it must be one IP packet), or undefined. */
+export function udpProblem(buf: Uint8Array, length: number, start = 0): DecodeProblem | undefined {
+  return ipPacketProblem(buf, start, start + length);
 }
 
 /** Decodes a flannel-udp payload to its IP packet (a view, without trailing bytes); throws PacketDecodeError. */

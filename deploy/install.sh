@@ -84,6 +84,11 @@ cp -a "$source_dir/package.json" "$source_dir/package-lock.json" "$stage/"
 for part in agent common; do
   cp -a "$source_dir/dist/$part" "$stage/dist/"
 done
+# the userspace data path's UDP addon (npm run build makes it when a compiler is there; without it, dgram is used)
+if [ -f "$source_dir/build/Release/weft_udp.node" ]; then
+  mkdir -p "$stage/build/Release"
+  cp -a "$source_dir/build/Release/weft_udp.node" "$stage/build/Release/"
+fi
 find "$stage/dist" \( -name '*.test.js' -o -name '*.test.js.map' -o -name '*.scenarios.js' -o -name '*.scenarios.js.map' \) -delete
 cp -a "$source_dir/node_modules" "$stage/"
 if command -v npm >/dev/null 2>&1; then

@@ -22,6 +22,12 @@ const IFLA_ADDRESS = 1;
 const IFLA_IFNAME = 3;
 const IFLA_MTU = 4;
 const IFLA_LINKINFO = 18;
+const IFLA_GSO_MAX_SIZE = 41;
+/**
+ * Largest GSO frame the kernel may hand the overlay device: with the 14-byte Ethernet header it stays below
+ * libpcap's 65535-byte snapshot length (cap's, fixed), which would otherwise cut the largest TSO frames.
+ */
+export const OVERLAY_GSO_MAX_SIZE = 60_000;
 const IFLA_INFO_KIND = 1;
 const IFLA_INFO_DATA = 2;
 const VETH_INFO_PEER = 1;
@@ -91,6 +97,7 @@ export function vethPayload(spec: CapturePairSpec): Buffer {
     attr(IFLA_IFNAME, cString(spec.name)),
     attr(IFLA_MTU, u32(spec.mtu)),
     attr(IFLA_ADDRESS, macToBytes(spec.mac)),
+    attr(IFLA_GSO_MAX_SIZE, u32(OVERLAY_GSO_MAX_SIZE)),
     attr(IFLA_LINKINFO | NLA_F_NESTED, linkinfo),
   ]);
 }

@@ -1,27 +1,33 @@
 /**
- * The two halves of the userspace data path, each run in a worker process of its own (worker.ts).
+ * The two directions of the userspace data path, run together in the data-path worker (worker.ts).
  *
  * Transmit: libpcap captures the frames the kernel routed into the overlay veth; each IPv4 packet is looked
  * up by destination in the peers' subnets, prefixed with the peer's 22-byte VXLAN + inner Ethernet header
- * (nothing for flannel's udp format) and sent with dgram to the peer's PublicIP and port.
+ * (nothing for flannel's udp format) and sent to the peer's PublicIP and port: with weft's addon
+ * (udp-native.ts) in UDP GSO trains, the datagrams for one peer gathered until the event loop turns;
+ * without it, one dgram send per datagram. The overlay device keeps TCP segmentation offload on, so a TCP
+ * sender's 64 KiB frames arrive whole and are split here into MTU-sized segments, and checksums that
+ * offload left unfinished are finished here.
  *
- * Receive: a dgram socket bound to our PublicIP and the port takes the datagrams; one is delivered only when
- * it comes from a peer's PublicIP, is well-formed for our VNI and VtepMAC, its inner destination is in our
- * subnet and its inner source in that peer's subnet. The inner packet (TTL decremented, as a router would)
- * goes to the kernel through an IPPROTO_RAW socket, which routes it to the container.
+ * Receive: a socket bound to our PublicIP and the port takes the datagrams (with the addon in recvmmsg
+ * batches, UDP GRO trains split again; else with dgram); one is delivered only when it comes from a peer's
+ * PublicIP, is well-formed for our VNI and VtepMAC, its inner destination is in our subnet and its inner
+ * source in that peer's subnet. The inner packet (TTL decremented, as a router would) goes to the kernel
+ * through an IPPROTO_RAW socket, which routes it to the container.
  *
- * Per packet: no allocation of our own beyond the Buffer views dgram needs, fields read in place, headers
- * prebuilt per peer, one copy on transmit into a ring of send slots (libpcap reuses its buffer for the next
- * frame, and dgram may hold a send that the kernel could not take at once), no copy on receive. Every
- * packet that is not forwarded is counted under a drop reason; nothing a packet contains can throw out of
- * the handlers.
+ * Per packet: no allocation of our own (with dgram: beyond the Buffer views it needs), fields read in place,
+ * headers prebuilt per peer, one copy on transmit (into the train, or with dgram into a ring of send slots:
+ * libpcap reuses its buffer for the next frame, and dgram may hold a send that the kernel could not take at
+ * once), none on receive. Every packet
+ * that is not forwarded is counted under a drop reason; nothing a packet contains can throw out of the
+ * handlers.
  */
 import dgram from 'node:dgram';
 import {
-  Ipv4Net,
-  VXLAN_ENCAP_LENGTH,
   ETHERNET_HEADER_LENGTH,
   ETHERTYPE_IPV4,
+  Ipv4Net,
+  VXLAN_ENCAP_LENGTH,
   completePartialChecksum,
   formatIpv4,
   ipPacketLength,
@@ -37,6 +43,19 @@ import {
 } from '../../common/packet.js';
 import { WeftError } from '../../common/errors.js';
 import { IPPROTO_RAW, loadCap, loadRawSocket, type CapHandle, type RawSocket, type RawSocketWrap } from './native.js';
+import {
+  EAGAIN,
+  EINVAL,
+  EIO,
+  ENOBUFS,
+  MAX_GSO_SEGMENTS,
+  MAX_UDP_PAYLOAD,
+  ipv4Number,
+  loadUdpNative,
+  packetSocketDescriptors,
+  type ReceiverHandle,
+  type UdpNative,
+} from './udp-native.js';
 import {
   RX_DROP_REASONS,
   TX_DROP_REASONS,
@@ -63,6 +82,9 @@ export interface DatagramSender {
   send(buffer: Buffer, offset: number, length: number, port: number, address: string, callback: (err: Error | null) => void): void;
   getSendQueueCount(): number;
 }
+
+/** libpcap's snapshot length as cap sets it. */
+const SNAPSHOT_LENGTH = 65535;
 
 /** Send slots in the transmit ring; at most half of them may be waiting in dgram's queue. */
 const RING_SLOTS = 1024;
@@ -109,6 +131,8 @@ class ErrorNotes {
 
 interface TxPeer {
   address: string;
+  /** The same address as a number (the native addon's form). */
+  addressNumber: number;
   /** What goes in front of the IP packet: VXLAN header + inner Ethernet header, or nothing (udp). */
   prefix: Buffer;
 }
@@ -123,7 +147,16 @@ export class TxPath {
   private slot = 0;
   private socket: dgram.Socket | undefined;
   private sender: DatagramSender | undefined;
+  /** The native addon's socket (udp-native.ts), used instead of `sender` when the addon loads. */
+  private native: { udp: UdpNative; fd: number } | undefined;
+  /** Whether a send may carry several datagrams (UDP GSO); off for good after the kernel refuses one. */
+  private gso = true;
+  /** Where datagrams are assembled for a native send (synchronous: reused at once). */
+  private readonly scratch: Buffer;
+  private readonly report: Report;
   private cap: CapHandle | undefined;
+  /** libpcap's packet socket(s), whose drop counts the native addon reads. */
+  private captureDescriptors: number[] = [];
   /** Peers by subnet network address, one map per prefix length in use (longest first). */
   private tables: { mask: number; peers: Map<number, TxPeer> }[] = [];
   private readonly localMac: Buffer | undefined;
@@ -140,39 +173,63 @@ export class TxPath {
     report: Report,
   ) {
     this.errors = new ErrorNotes(report);
+    this.report = report;
     this.localMac = config.encapsulation.kind === 'vxlan' ? parseMac(config.encapsulation.localMac) : undefined;
     this.slotSize = (VXLAN_ENCAP_LENGTH + config.mtu + 63) & ~63;
     this.ring = Buffer.alloc(this.slotSize * RING_SLOTS);
+    this.scratch = Buffer.alloc(MAX_UDP_PAYLOAD + this.slotSize);
+  }
+
+  /** How datagrams leave: "native" (sendmsg, UDP GSO while the kernel takes it) or "dgram". */
+  get io(): string {
+    return this.native === undefined ? 'dgram' : this.gso ? 'native (UDP GSO)' : 'native';
   }
 
   async start(): Promise<void> {
-    const socket = dgram.createSocket({
-      type: 'udp4',
-      lookup: literalLookup,
-      sendBufferSize: this.config.socketBufferBytes,
-      recvBufferSize: 64 * 1024,
-    });
-    socket.on('error', (err) => this.errors.note('socket', err));
-    // Sent from our PublicIP (peers accept datagrams from our lease's PublicIP only), any source port.
-    await bind(socket, this.config.localAddress, 0);
-    this.socket = socket;
-    this.attachSender(socket);
+    const loaded = loadUdpNative();
+    if ('native' in loaded) {
+      // Sent from our PublicIP (peers accept datagrams from our lease's PublicIP only), any source port.
+      const fd = loaded.native.open(ipv4Number(this.config.localAddress), 0, this.config.socketBufferBytes, 0, 0);
+      if (fd < 0) throw new DataPathError('WEFT_USERSPACE_BIND', `cannot bind UDP ${this.config.localAddress}:0: errno ${-fd}`);
+      this.attachNative(loaded.native, fd);
+    } else {
+      const socket = dgram.createSocket({
+        type: 'udp4',
+        lookup: literalLookup,
+        sendBufferSize: this.config.socketBufferBytes,
+        recvBufferSize: 64 * 1024,
+      });
+      socket.on('error', (err) => this.errors.note('socket', err));
+      await bind(socket, this.config.localAddress, 0);
+      this.socket = socket;
+      this.attachSender(socket);
+    }
     const { Cap } = loadCap();
     const cap = new Cap();
     try {
       const linkType = cap.open(this.config.captureDevice, 'ip', this.config.captureBufferBytes, this.captureBuffer);
       if (linkType !== 'ETHERNET') throw new Error(`link type ${linkType}, expected ETHERNET`);
     } catch (err) {
-      socket.close();
+      this.closeSockets();
       throw new DataPathError('WEFT_USERSPACE_CAPTURE', `cannot capture on ${this.config.captureDevice}: ${(err as Error).message}`, err);
     }
     cap.on('packet', (bytes, truncated) => this.handleFrame(bytes, truncated));
     this.cap = cap;
+    if (this.native !== undefined) {
+      this.captureDescriptors = packetSocketDescriptors();
+      if (this.captureDescriptors.length === 0) this.report('warn', 'cannot find the capture socket: frames dropped by a full capture ring are not counted');
+    }
   }
 
-  /** Sends through `sender` (start() attaches its dgram socket). */
+  /** Sends through `sender` (start() attaches its dgram socket when the native addon is not used). */
   attachSender(sender: DatagramSender): void {
     this.sender = sender;
+    this.native = undefined;
+  }
+
+  /** Sends through the native addon's socket `fd` (start() opens it when the addon loads). */
+  attachNative(udp: UdpNative, fd: number): void {
+    this.native = { udp, fd };
   }
 
   setPeers(peers: readonly WirePeer[]): void {
@@ -188,7 +245,7 @@ export class TxPath {
       }
       let table = byLength.get(net.length);
       if (table === undefined) byLength.set(net.length, (table = new Map()));
-      table.set(net.network, { address: peer.publicIP, prefix });
+      table.set(net.network, { address: peer.publicIP, addressNumber: ipv4Number(peer.publicIP), prefix });
     }
     this.tables = [...byLength.entries()]
       .sort(([a], [b]) => b - a)
@@ -196,14 +253,28 @@ export class TxPath {
   }
 
   snapshot(): PathCounters {
+    if (this.native !== undefined) {
+      for (const fd of this.captureDescriptors) {
+        const drops = this.native.udp.captureDrops(fd);
+        if (drops > 0) this.drops.capture_full += drops;
+      }
+    }
     return { packets: this.counters.packets, bytes: this.counters.bytes, drops: { ...this.counters.drops } };
   }
 
   close(): void {
+    this.captureDescriptors = [];
     this.cap?.close();
     this.cap = undefined;
+    this.closeSockets();
+  }
+
+  private closeSockets(): void {
+    if (this.native !== undefined && this.train.count > 0) this.flush();
     this.socket?.close();
     this.socket = undefined;
+    if (this.native !== undefined) this.native.udp.close(this.native.fd);
+    this.native = undefined;
   }
 
   private lookup(destination: number): TxPeer | undefined {
@@ -221,7 +292,8 @@ export class TxPath {
     try {
       const frame = this.captureBuffer;
       const drops = this.drops;
-      if (truncated) {
+      // Cut short by the buffer, or by libpcap's snapshot length (cap's, 65535) which `truncated` does not report.
+      if (truncated || bytes >= SNAPSHOT_LENGTH) {
         drops.oversize++;
         return;
       }
@@ -238,6 +310,10 @@ export class TxPath {
       const peer = this.lookup(ipv4Destination(frame, ip));
       if (peer === undefined) {
         drops.no_peer++;
+        return;
+      }
+      if (this.native !== undefined) {
+        this.sendNative(frame, ip, length, peer);
         return;
       }
       const mtu = this.config.mtu;
@@ -272,6 +348,124 @@ export class TxPath {
     }
   }
 
+  /**
+   * Queues the packet at frame[ip, ip + length) for `peer` on the native socket: one datagram, or a TSO
+   * frame's segments. Datagrams are laid end to end in the scratch buffer while they can leave together as
+   * one UDP GSO train (same peer, same size, the last one may be shorter, at most 64 and 65507 bytes); the
+   * train is sent when the next datagram does not fit it, and at the latest once the event loop has
+   * handled what is ready now (setImmediate): libpcap hands over everything in its ring in one poll
+   * callback, so a burst of a TCP flow's segments, or of its ACKs, leaves in one system call.
+   */
+  private sendNative(frame: Buffer, ip: number, length: number, peer: TxPeer): void {
+    const mtu = this.config.mtu;
+    const prefixLength = peer.prefix.length;
+    if (length <= mtu) {
+      completePartialChecksum(frame, ip, length);
+      const at = this.reserve(peer, prefixLength + length);
+      peer.prefix.copy(this.scratch, at);
+      frame.copy(this.scratch, at + prefixLength, ip, ip + length);
+      this.append(prefixLength + length, length);
+      return;
+    }
+    const count = tcpSegmentCount(frame, ip, length, mtu);
+    if (count === 0) {
+      this.drops.oversize++;
+      return;
+    }
+    for (let i = 0; i < count; i++) {
+      // Every segment but the last is exactly `mtu` bytes long.
+      const at = this.reserve(peer, prefixLength + mtu);
+      peer.prefix.copy(this.scratch, at);
+      const segment = writeTcpSegment(frame, ip, length, mtu, i, this.scratch, at + prefixLength);
+      this.append(prefixLength + segment, segment);
+    }
+  }
+
+  /** The pending GSO train: its peer, datagram size, datagrams, bytes, inner bytes, and whether it is closed (a shorter last one). */
+  private train: { peer: TxPeer | undefined; size: number; count: number; bytes: number; packetBytes: number; closed: boolean } = {
+    peer: undefined, size: 0, count: 0, bytes: 0, packetBytes: 0, closed: false,
+  };
+  private flushScheduled = false;
+  private readonly flushNow = (): void => {
+    this.flushScheduled = false;
+    try {
+      this.flush();
+    } catch (err) {
+      this.errors.note('transmit', err);
+    }
+  };
+
+  /** Where in scratch a datagram of at most `size` bytes for `peer` goes: after the pending train if it can join it, else at 0 after sending the train. */
+  private reserve(peer: TxPeer, size: number): number {
+    const train = this.train;
+    if (train.count > 0) {
+      const joins = train.peer === peer && !train.closed && size <= train.size && train.count < MAX_GSO_SEGMENTS
+        && train.bytes + size <= MAX_UDP_PAYLOAD && this.gso;
+      if (!joins) this.flush();
+    }
+    if (train.count === 0) train.peer = peer;
+    return train.bytes;
+  }
+
+  /** Adds the datagram of `size` bytes just written at the train's end (see reserve). */
+  private append(size: number, packetBytes: number): void {
+    const train = this.train;
+    if (train.count === 0) train.size = size;
+    else if (size < train.size) train.closed = true;
+    train.count++;
+    train.bytes += size;
+    train.packetBytes += packetBytes;
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(this.flushNow);
+    }
+  }
+
+  /** Sends the pending train (one sendmsg, UDP GSO when it holds more than one datagram) and counts the outcome. */
+  flush(): void {
+    const train = this.train;
+    const peer = train.peer;
+    const count = train.count;
+    if (count === 0 || peer === undefined) return;
+    const { size, bytes, packetBytes } = train;
+    train.count = 0;
+    train.bytes = 0;
+    train.packetBytes = 0;
+    train.closed = false;
+    train.peer = undefined;
+    if (this.native === undefined) {
+      this.drops.send_error += count;
+      return;
+    }
+    const { udp, fd } = this.native;
+    const port = this.config.port;
+    const sent = udp.send(fd, this.scratch, 0, bytes, count > 1 ? size : 0, peer.addressNumber, port);
+    if (count > 1 && (sent === -EIO || sent === -EINVAL)) {
+      // The kernel does not take UDP GSO here (no checksum offload on the route's device, an old kernel):
+      // from now on one datagram per system call.
+      this.gso = false;
+      this.report('warn', `UDP GSO refused (errno ${-sent}): sending one datagram per system call`, { errno: -sent });
+      for (let offset = 0; offset < bytes; offset += size) {
+        const length = Math.min(size, bytes - offset);
+        this.account(udp.send(fd, this.scratch, offset, length, 0, peer.addressNumber, port), 1, length - peer.prefix.length);
+      }
+      return;
+    }
+    this.account(sent, count, packetBytes);
+  }
+
+  private account(result: number, count: number, packetBytes: number): void {
+    if (result >= 0) {
+      this.counters.packets += count;
+      this.counters.bytes += packetBytes;
+    } else if (result === -EAGAIN || result === -ENOBUFS) {
+      this.drops.queue_full += count;
+    } else {
+      this.drops.send_error += count;
+      this.errors.note('send', new Error(`sendmsg: errno ${-result}`));
+    }
+  }
+
   /** The ring offset of the next send slot, or -1 (counted) when dgram already holds too many unsent. */
   private nextSlot(): number {
     if (this.sender!.getSendQueueCount() >= MAX_QUEUED) {
@@ -297,13 +491,22 @@ interface RxPeer {
   subnet: Ipv4Net;
 }
 
+/** Receive slots per recvmmsg, and their size: a GRO train or a kernel sender's GSO frame takes up to 64 KiB + headers. */
+export const RECEIVE_SLOTS = 16;
+export const RECEIVE_SLOT_SIZE = 68 * 1024;
+
 export class RxPath {
   private readonly counters = emptyCounters(RX_DROP_REASONS);
   private readonly drops = this.counters.drops as Record<RxDropReason, number>;
   private socket: dgram.Socket | undefined;
+  private native: { udp: UdpNative; fd: number; receiver: ReceiverHandle | undefined; gro: boolean } | undefined;
+  /** Where recvmmsg puts datagrams (RECEIVE_SLOTS slots), and what it says of each (4 numbers a slot). */
+  batch: Buffer = Buffer.alloc(0);
+  readonly batchMeta = new Int32Array(RECEIVE_SLOTS * 4);
   private raw: RawSocket | undefined;
   private wrap: RawSocketWrap | undefined;
   private peers = new Map<string, RxPeer>();
+  private peersByAddress = new Map<number, RxPeer>();
   private own: Ipv4Net | undefined;
   /** Text of each destination address seen, for raw-socket's sendto (bounded by our subnet's size). */
   private readonly addresses = new Map<number, string>();
@@ -336,22 +539,52 @@ export class RxPath {
     } catch (err) {
       throw new DataPathError('WEFT_USERSPACE_RAW', `cannot open a raw IP socket: ${(err as Error).message}`, err);
     }
-    const socket = dgram.createSocket({
-      type: 'udp4',
-      recvBufferSize: this.config.socketBufferBytes,
-      sendBufferSize: 64 * 1024,
-    });
-    socket.on('error', (err) => this.errors.note('socket', err));
-    try {
-      await bind(socket, this.config.localAddress, this.config.port);
-    } catch (err) {
-      raw.close();
-      throw err;
+    const loaded = loadUdpNative();
+    if ('native' in loaded) {
+      const udp = loaded.native;
+      const address = ipv4Number(this.config.localAddress);
+      let gro = true;
+      let fd = udp.open(address, this.config.port, 0, this.config.socketBufferBytes, 1);
+      if (fd < 0 && fd !== -98 /* EADDRINUSE */) {
+        // A kernel without UDP_GRO (before 5.0): one datagram per slot, still a batch per system call.
+        gro = false;
+        fd = udp.open(address, this.config.port, 0, this.config.socketBufferBytes, 0);
+      }
+      if (fd < 0) {
+        raw.close();
+        throw new DataPathError('WEFT_USERSPACE_BIND', `cannot bind UDP ${this.config.localAddress}:${this.config.port}: errno ${-fd}`);
+      }
+      this.batch = Buffer.alloc(RECEIVE_SLOTS * RECEIVE_SLOT_SIZE);
+      const receiver = udp.receive(fd, this.batch, RECEIVE_SLOT_SIZE, RECEIVE_SLOTS, this.batchMeta, (count) => this.onBatch(count));
+      if (typeof receiver === 'number') {
+        udp.close(fd);
+        raw.close();
+        throw new DataPathError('WEFT_USERSPACE_BIND', `cannot poll UDP ${this.config.localAddress}:${this.config.port}: errno ${-receiver}`);
+      }
+      this.native = { udp, fd, receiver, gro };
+    } else {
+      const socket = dgram.createSocket({
+        type: 'udp4',
+        recvBufferSize: this.config.socketBufferBytes,
+        sendBufferSize: 64 * 1024,
+      });
+      socket.on('error', (err) => this.errors.note('socket', err));
+      try {
+        await bind(socket, this.config.localAddress, this.config.port);
+      } catch (err) {
+        raw.close();
+        throw err;
+      }
+      socket.on('message', (message, remote) => this.onDatagram(message, remote.address));
+      this.socket = socket;
     }
-    socket.on('message', (message, remote) => this.onDatagram(message, remote.address));
     this.raw = raw;
     this.attachDelivery(raw.wrap);
-    this.socket = socket;
+  }
+
+  /** How datagrams arrive: "native (recvmmsg, UDP GRO)", "native (recvmmsg)" or "dgram". */
+  get io(): string {
+    return this.native === undefined ? 'dgram' : this.native.gro ? 'native (recvmmsg, UDP GRO)' : 'native (recvmmsg)';
   }
 
   /** Delivers through `wrap` (start() attaches its raw socket's). */
@@ -361,8 +594,14 @@ export class RxPath {
 
   setPeers(own: WireNet | null, peers: readonly WirePeer[]): void {
     const next = new Map<string, RxPeer>();
-    for (const peer of peers) next.set(peer.publicIP, { subnet: toNet(peer.subnet) });
+    const byAddress = new Map<number, RxPeer>();
+    for (const peer of peers) {
+      const entry = { subnet: toNet(peer.subnet) };
+      next.set(peer.publicIP, entry);
+      byAddress.set(ipv4Number(peer.publicIP), entry);
+    }
     this.peers = next;
+    this.peersByAddress = byAddress;
     const ownNet = own === null ? undefined : toNet(own);
     if (ownNet?.toString() !== this.own?.toString()) this.addresses.clear();
     this.own = ownNet;
@@ -375,6 +614,11 @@ export class RxPath {
   close(): void {
     this.socket?.close();
     this.socket = undefined;
+    if (this.native !== undefined) {
+      if (this.native.receiver !== undefined) this.native.udp.stop(this.native.receiver);
+      this.native.udp.close(this.native.fd);
+      this.native = undefined;
+    }
     this.raw?.close();
     this.raw = undefined;
   }
@@ -410,31 +654,75 @@ export class RxPath {
     return text;
   }
 
+  /**
+   * Handles `count` datagrams that recvmmsg put in `batch` (slot i at i * RECEIVE_SLOT_SIZE), described by
+   * batchMeta[4i…4i+3]: length, source address, GRO segment size (0: one datagram), truncated. A GRO
+   * train is split back into its datagrams, each checked on its own. Never throws.
+   */
+  onBatch(count: number): void {
+    if (count < 0) {
+      this.errors.note('socket', new Error(`recvmmsg: errno ${-count}`));
+      return;
+    }
+    const meta = this.batchMeta;
+    const buffer = this.batch;
+    for (let i = 0; i < count; i++) {
+      try {
+        const length = meta[i * 4]!;
+        const source = meta[i * 4 + 1]! >>> 0;
+        const segment = meta[i * 4 + 2]!;
+        const start = i * RECEIVE_SLOT_SIZE;
+        const datagrams = segment > 0 && length > segment ? Math.ceil(length / segment) : 1;
+        if (meta[i * 4 + 3] !== 0) {
+          this.drops.oversize += datagrams;
+          continue;
+        }
+        const peer = this.peersByAddress.get(source);
+        if (peer === undefined) {
+          this.drops.unknown_peer += datagrams;
+          continue;
+        }
+        if (datagrams === 1) {
+          this.forward(buffer, start, length, peer);
+        } else {
+          for (let offset = 0; offset < length; offset += segment) this.forward(buffer, start + offset, Math.min(segment, length - offset), peer);
+        }
+      } catch (err) {
+        this.drops.deliver_error++;
+        this.errors.note('receive', err);
+      }
+    }
+  }
+
   /** Delivers one datagram's inner packet (split into segments when it is a TSO frame), or counts why not; `source` is the sender's IP. Never throws. */
   onDatagram(message: Buffer, source: string): void {
+    const peer = this.peers.get(source);
+    if (peer === undefined) {
+      this.drops.unknown_peer++;
+      return;
+    }
+    this.forward(message, 0, message.length, peer);
+  }
+
+  /** Delivers the inner packet of the datagram at message[start, start + length) from `peer`, or counts why not. Never throws. */
+  private forward(message: Buffer, start: number, length: number, peer: RxPeer): void {
     const drops = this.drops;
     try {
-      const peer = this.peers.get(source);
-      if (peer === undefined) {
-        drops.unknown_peer++;
-        return;
-      }
-      const length = message.length;
       let ip: number;
       if (this.localMac !== undefined) {
-        const problem = vxlanProblem(message, length, this.vni, this.localMac);
+        const problem = vxlanProblem(message, length, this.vni, this.localMac, start);
         if (problem !== undefined) {
           drops[problem]++;
           return;
         }
-        ip = VXLAN_ENCAP_LENGTH;
+        ip = start + VXLAN_ENCAP_LENGTH;
       } else {
-        const problem = udpProblem(message, length);
+        const problem = udpProblem(message, length, start);
         if (problem !== undefined) {
           drops[problem]++;
           return;
         }
-        ip = 0;
+        ip = start;
       }
       if (message[ip]! >> 4 !== 4) {
         drops.not_ipv4++;

@@ -32,6 +32,8 @@ export const TX_DROP_REASONS = [
   'not_ipv4',
   /** larger than the overlay MTU, or cut short by the capture */
   'oversize',
+  /** the kernel dropped the frame because the capture ring was full (read with the native addon only) */
+  'capture_full',
   /** the destination is in no peer's subnet (a route went stale) */
   'no_peer',
   /** the socket's send queue is full */

@@ -102,6 +102,8 @@ describe('overlay veth pair', function () {
     assert.ok(payload.includes(Buffer.from('veth\0')));
     assert.ok(payload.includes(Buffer.from('weft.1.c\0')));
     assert.ok(payload.includes(Buffer.from([2, 0, 0, 0, 0, 1])));
+    // IFLA_GSO_MAX_SIZE (41) = 60000: the largest TSO frame plus its Ethernet header fits libpcap's snapshot.
+    assert.ok(payload.includes(Buffer.from([8, 0, 41, 0, 0x60, 0xea, 0, 0])));
   });
 
   describe('against the kernel', function () {
@@ -119,6 +121,8 @@ describe('overlay veth pair', function () {
       assert.equal(near?.address, '02:00:00:00:00:01');
       assert.ok(near?.flags.includes('NOARP') && near.flags.includes('UP'), JSON.stringify(near));
       assert.equal(near?.link, 'weft.1.c');
+      const [detail] = ns().ipJson<{ gso_max_size?: number }[]>('-d', 'link', 'show', 'weft.1');
+      assert.equal(detail?.gso_max_size, 60_000);
       const [far] = ns().ipJson<{ flags: string[] }[]>('link', 'show', 'weft.1.c');
       assert.ok(far?.flags.includes('UP'));
     });

@@ -12,6 +12,7 @@
  */
 import type { ParentMessage, WorkerMessage } from './protocol.js';
 import { RxPath, TxPath, type Report } from './paths.js';
+import { loadUdpNative } from './udp-native.js';
 
 type PeersMessage = Extract<ParentMessage, { t: 'peers' }>;
 
@@ -50,6 +51,8 @@ process.on('message', (message: ParentMessage) => {
         () => {
           paths = created;
           applyPeers();
+          const loaded = loadUdpNative();
+          report('info', `data-path UDP I/O: send ${created.tx.io}, receive ${created.rx.io}`, 'error' in loaded ? { nativeAddon: loaded.error } : {});
           send({ t: 'ready' });
         },
         (err: Error & { code?: string }) => {

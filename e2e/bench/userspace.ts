@@ -9,7 +9,7 @@ import { NetnsLab, ping, seedNetworkConfig, waitForSubnetEnv, type LabContainer,
 import { figure, median, percentile } from './stats.js';
 import type { Benchmark, BenchContext, BenchmarkResult, Figure } from './types.js';
 
-export type PathName = 'underlay' | 'kernel' | 'userspace' | 'mixed-tx' | 'mixed-rx';
+export type PathName = 'underlay' | 'kernel' | 'userspace' | 'userspace-dgram' | 'mixed-tx' | 'mixed-rx';
 
 interface PathSpec {
   name: PathName;
@@ -17,12 +17,21 @@ interface PathSpec {
   backend: 'host-gw' | 'vxlan';
   /** --vxlan-userspace of the sending host (h1) and the receiving host (h2). */
   modes: [string, string];
+  /** Environment of both agents. */
+  env?: Record<string, string>;
 }
 
 const PATHS: readonly PathSpec[] = [
   { name: 'underlay', label: 'underlay, no overlay (host-gw)', backend: 'host-gw', modes: ['never', 'never'] },
   { name: 'kernel', label: 'kernel VXLAN', backend: 'vxlan', modes: ['never', 'never'] },
   { name: 'userspace', label: 'userspace path, both hosts', backend: 'vxlan', modes: ['always', 'always'] },
+  {
+    name: 'userspace-dgram',
+    label: 'userspace path, both hosts, without the UDP addon (dgram)',
+    backend: 'vxlan',
+    modes: ['always', 'always'],
+    env: { WEFT_USERSPACE_NATIVE_UDP: '0' },
+  },
   { name: 'mixed-tx', label: 'userspace sender → kernel-VXLAN receiver', backend: 'vxlan', modes: ['always', 'never'] },
   { name: 'mixed-rx', label: 'kernel-VXLAN sender → userspace receiver', backend: 'vxlan', modes: ['never', 'always'] },
 ];
@@ -56,8 +65,8 @@ async function measure(context: BenchContext, spec: PathSpec, seconds: number, p
   try {
     await seedNetworkConfig(lab, { Network: '198.18.0.0/16', Backend: { Type: spec.backend } });
     const [h1, h2] = [lab.hosts[0]!, lab.hosts[1]!];
-    await lab.startAgent(h1, [`--vxlan-userspace=${spec.modes[0]}`]);
-    await lab.startAgent(h2, [`--vxlan-userspace=${spec.modes[1]}`]);
+    await lab.startAgent(h1, [`--vxlan-userspace=${spec.modes[0]}`], spec.env);
+    await lab.startAgent(h2, [`--vxlan-userspace=${spec.modes[1]}`], spec.env);
     await waitForSubnetEnv(lab, h1, { timeoutMs: 60_000 });
     await waitForSubnetEnv(lab, h2, { timeoutMs: 60_000 });
     const [client] = await lab.addContainers(h1, 1) as [LabContainer];
@@ -139,6 +148,18 @@ export const benchmark: Benchmark = {
     }));
     figures.push(figure({ id: 'userspace.rtt.ratio.mixed', label: 'ping RTT p50, mixed pair ÷ kernel VXLAN', unit: '×', samples: ratio(rtt('mixed-tx'), rtt('kernel')) }));
     figures.push(figure({ id: 'userspace.tcp.ratio', label: 'TCP throughput, userspace path ÷ kernel VXLAN', unit: '×', samples: ratio(mbps('userspace'), mbps('kernel')) }));
+    figures.push(figure({
+      id: 'userspace.tcp.addon',
+      label: 'TCP throughput, userspace path with the UDP addon ÷ without (dgram)',
+      unit: '×',
+      samples: ratio(mbps('userspace'), mbps('userspace-dgram')),
+    }));
+    figures.push(figure({
+      id: 'userspace.rtt.ratio.dgram',
+      label: 'ping RTT p50, userspace path without the UDP addon ÷ kernel VXLAN',
+      unit: '×',
+      samples: ratio(rtt('userspace-dgram'), rtt('kernel')),
+    }));
     const perGbit = (path: PathName) => of(path).map((run) => (run.workerCpuSeconds / seconds) / (run.mbps / 1000));
     figures.push(figure({ id: 'userspace.cpu.per-gbit', label: 'data-path workers, CPU cores per Gbit/s (both hosts)', unit: 'cores', samples: perGbit('userspace') }));
     const notes = [
@@ -152,7 +173,9 @@ export const benchmark: Benchmark = {
         `${pings} pings at 10 ms intervals (after 20 to warm up) give the RTT, then iperf3 TCP for ${seconds} s from the first host's`,
         'container to the second\'s (one stream) gives the throughput. The paths run interleaved, one of each per round.',
         '"Underlay" is host-gw: routes over the underlay, no encapsulation. "Userspace" runs weftd --vxlan-userspace=always on both',
-        'hosts; the mixed rows put it on the sender or on the receiver only, the other host using kernel VXLAN.',
+        'hosts (with weft\'s UDP addon: UDP GSO trains out, recvmmsg with UDP GRO in; the "dgram" row turns the addon off with',
+        'WEFT_USERSPACE_NATIVE_UDP=0, which is what a host without the built addon runs); the mixed rows put it on the sender or on',
+        'the receiver only, the other host using kernel VXLAN.',
         'Worker CPU is the utime + stime of both hosts\' weftd-dataplane processes over the iperf3 run (kernel work done in their system',
         'calls included: on one machine that is much of the receiving side\'s stack too).',
       ].join(' '),

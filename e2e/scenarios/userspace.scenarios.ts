@@ -274,7 +274,12 @@ export function userspaceScenarios(factory: DriverFactory): void {
       assert.equal(lab.agent(h1)!.exit, undefined, 'weftd is still running');
       assert.equal(lab.agent(h1)!.pid, agentPid);
       const after = await dropCounters(lab, h1);
-      const deltas = Object.fromEntries([...after].map(([key, value]) => [key, value - (before.get(key) ?? 0)]).filter(([, delta]) => delta !== 0));
+      // A full capture ring or send buffer drops frames of the iperf3 flow itself when the worker falls behind
+      // (congestion, as a full router queue; it depends on the machine's load): counted, but not under test here.
+      const congestion = new Set(['tx/capture_full', 'tx/queue_full']);
+      const deltas = Object.fromEntries([...after]
+        .map(([key, value]): [string, number] => [key, value - (before.get(key) ?? 0)])
+        .filter(([key, delta]) => delta !== 0 && !congestion.has(key)));
       assert.deepEqual(deltas, Object.fromEntries(expected), 'every refused datagram is counted under its reason, and nothing else was dropped');
       assert.equal(metricValue(await metrics(lab, h1), 'weft_userspace_worker_restarts_total'), 0);
       await assertMesh(lab, [c1, c2]);

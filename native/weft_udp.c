@@ -1,0 +1,345 @@
+/*
+ * weft_udp: the two UDP system calls the userspace data path needs and Node's dgram does not offer.
+ *
+ *   - sendmsg(2) with a UDP_SEGMENT control message (UDP GSO, Linux >= 4.18): one call hands the kernel
+ *     up to 64 datagrams of equal size laid end to end, and they cross the host's stack as one packet.
+ *   - recvmmsg(2) on a socket with UDP_GRO on (Linux >= 5.0): one call takes up to `slots` datagrams, and
+ *     a GSO/GRO train of equal datagrams from one sender arrives as one, with its segment size.
+ *
+ *   - getsockopt(PACKET_STATISTICS) on libpcap's packet socket: the frames the kernel dropped because the
+ *     capture ring was full, which `cap` does not report.
+ *
+ * Everything else (addresses, framing, checks, counters) stays in TypeScript (agent/userspace/udp-native.ts).
+ * Functions return a negative errno instead of throwing; only wrong argument types throw.
+ */
+#define _GNU_SOURCE
+#include <node_api.h>
+#include <uv.h>
+#include <errno.h>
+#include <linux/if_packet.h>
+#include <netinet/in.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#ifndef SOL_UDP
+#define SOL_UDP 17
+#endif
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
+#ifndef UDP_GRO
+#define UDP_GRO 104
+#endif
+
+#define CHECK(call) do { if ((call) != napi_ok) { napi_throw_type_error(env, NULL, "weft_udp: bad argument"); return NULL; } } while (0)
+
+static napi_value int_value(napi_env env, int64_t value) {
+  napi_value out;
+  napi_create_int64(env, value, &out);
+  return out;
+}
+
+static int get_args(napi_env env, napi_callback_info info, size_t expected, napi_value *argv) {
+  size_t argc = expected;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < expected) return -1;
+  return 0;
+}
+
+static int get_u32(napi_env env, napi_value value, uint32_t *out) {
+  return napi_get_value_uint32(env, value, out) == napi_ok ? 0 : -1;
+}
+
+/* open(address: u32 host order, port, sndbuf, rcvbuf, gro: 0|1) -> fd | -errno */
+static napi_value udp_open(napi_env env, napi_callback_info info) {
+  napi_value argv[5];
+  uint32_t address, port, sndbuf, rcvbuf, gro;
+  if (get_args(env, info, 5, argv) || get_u32(env, argv[0], &address) || get_u32(env, argv[1], &port) ||
+      get_u32(env, argv[2], &sndbuf) || get_u32(env, argv[3], &rcvbuf) || get_u32(env, argv[4], &gro)) {
+    napi_throw_type_error(env, NULL, "weft_udp.open: bad arguments");
+    return NULL;
+  }
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return int_value(env, -errno);
+  int one = 1, size;
+  if (sndbuf > 0) { size = (int)sndbuf; setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size); }
+  if (rcvbuf > 0) { size = (int)rcvbuf; setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size); }
+  if (port != 0) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (gro && setsockopt(fd, SOL_UDP, UDP_GRO, &one, sizeof one) < 0) {
+    int err = errno;
+    close(fd);
+    return int_value(env, -err);
+  }
+  struct sockaddr_in sin;
+  memset(&sin, 0, sizeof sin);
+  sin.sin_family = AF_INET;
+  sin.sin_port = htons((uint16_t)port);
+  sin.sin_addr.s_addr = htonl(address);
+  if (bind(fd, (struct sockaddr *)&sin, sizeof sin) < 0) {
+    int err = errno;
+    close(fd);
+    return int_value(env, -err);
+  }
+  return int_value(env, fd);
+}
+
+/* close(fd) -> 0 | -errno */
+static napi_value udp_close(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  int32_t fd;
+  if (get_args(env, info, 1, argv) || napi_get_value_int32(env, argv[0], &fd) != napi_ok) {
+    napi_throw_type_error(env, NULL, "weft_udp.close: bad arguments");
+    return NULL;
+  }
+  return int_value(env, close(fd) < 0 ? -errno : 0);
+}
+
+/*
+ * send(fd, buffer, offset, length, segment, address: u32 host order, port) -> bytes sent | -errno.
+ * segment > 0 and length > segment: UDP GSO, datagrams of `segment` bytes (the last may be shorter).
+ */
+static napi_value udp_send(napi_env env, napi_callback_info info) {
+  napi_value argv[7];
+  int32_t fd;
+  uint32_t offset, length, segment, address, port;
+  void *data;
+  size_t size;
+  if (get_args(env, info, 7, argv) || napi_get_value_int32(env, argv[0], &fd) != napi_ok ||
+      napi_get_buffer_info(env, argv[1], &data, &size) != napi_ok || get_u32(env, argv[2], &offset) ||
+      get_u32(env, argv[3], &length) || get_u32(env, argv[4], &segment) || get_u32(env, argv[5], &address) ||
+      get_u32(env, argv[6], &port) || (size_t)offset + length > size) {
+    napi_throw_type_error(env, NULL, "weft_udp.send: bad arguments");
+    return NULL;
+  }
+  struct sockaddr_in sin;
+  memset(&sin, 0, sizeof sin);
+  sin.sin_family = AF_INET;
+  sin.sin_port = htons((uint16_t)port);
+  sin.sin_addr.s_addr = htonl(address);
+  struct iovec iov = { (char *)data + offset, length };
+  union { char buf[CMSG_SPACE(sizeof(uint16_t))]; struct cmsghdr align; } control;
+  struct msghdr msg;
+  memset(&msg, 0, sizeof msg);
+  msg.msg_name = &sin;
+  msg.msg_namelen = sizeof sin;
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  if (segment > 0 && length > segment) {
+    memset(&control, 0, sizeof control);
+    msg.msg_control = control.buf;
+    msg.msg_controllen = sizeof control.buf;
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+    cm->cmsg_level = SOL_UDP;
+    cm->cmsg_type = UDP_SEGMENT;
+    cm->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+    uint16_t gso = (uint16_t)segment;
+    memcpy(CMSG_DATA(cm), &gso, sizeof gso);
+  }
+  ssize_t sent = sendmsg(fd, &msg, MSG_DONTWAIT);
+  return int_value(env, sent < 0 ? -errno : sent);
+}
+
+/* A receiver: recvmmsg into `slots` slots of `slot_size` bytes of a JS Buffer whenever the socket polls readable. */
+typedef struct {
+  uv_poll_t poll;
+  napi_env env;
+  napi_ref buffer_ref, meta_ref, callback_ref;
+  napi_async_context context;
+  int fd;
+  unsigned slots;
+  struct mmsghdr *messages;
+  struct iovec *iovecs;
+  struct sockaddr_in *sources;
+  char *controls;
+  int32_t *meta;
+  int stopped;
+} receiver_t;
+
+#define CONTROL_SPACE CMSG_SPACE(sizeof(int))
+/* Batches taken per readiness event before the loop serves other handles (the capture, IPC). */
+#define BATCHES_PER_EVENT 4
+
+static void receiver_free(uv_handle_t *handle) {
+  receiver_t *r = (receiver_t *)handle->data;
+  free(r->messages);
+  free(r->iovecs);
+  free(r->sources);
+  free(r->controls);
+  free(r);
+}
+
+static void receiver_release(receiver_t *r) {
+  napi_delete_reference(r->env, r->buffer_ref);
+  napi_delete_reference(r->env, r->meta_ref);
+  napi_delete_reference(r->env, r->callback_ref);
+  napi_async_destroy(r->env, r->context);
+}
+
+static void receiver_call(receiver_t *r, int64_t value) {
+  napi_env env = r->env;
+  napi_handle_scope scope;
+  napi_open_handle_scope(env, &scope);
+  napi_value callback, recv, arg, result;
+  napi_get_reference_value(env, r->callback_ref, &callback);
+  napi_get_global(env, &recv);
+  napi_create_int64(env, value, &arg);
+  napi_make_callback(env, r->context, recv, callback, 1, &arg, &result);
+  napi_close_handle_scope(env, scope);
+}
+
+static void receiver_poll(uv_poll_t *handle, int status, int events) {
+  receiver_t *r = (receiver_t *)handle->data;
+  (void)events;
+  if (status < 0) {
+    receiver_call(r, status);
+    return;
+  }
+  for (int batch = 0; batch < BATCHES_PER_EVENT && !r->stopped; batch++) {
+    for (unsigned i = 0; i < r->slots; i++) {
+      r->messages[i].msg_hdr.msg_namelen = sizeof(struct sockaddr_in);
+      r->messages[i].msg_hdr.msg_controllen = CONTROL_SPACE;
+      r->messages[i].msg_hdr.msg_flags = 0;
+    }
+    int n = recvmmsg(r->fd, r->messages, r->slots, MSG_DONTWAIT, NULL);
+    if (n < 0) {
+      if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) receiver_call(r, -errno);
+      return;
+    }
+    for (int i = 0; i < n; i++) {
+      struct msghdr *h = &r->messages[i].msg_hdr;
+      int32_t segment = 0;
+      for (struct cmsghdr *cm = CMSG_FIRSTHDR(h); cm != NULL; cm = CMSG_NXTHDR(h, cm)) {
+        if (cm->cmsg_level == SOL_UDP && cm->cmsg_type == UDP_GRO) memcpy(&segment, CMSG_DATA(cm), sizeof segment);
+      }
+      r->meta[i * 4] = (int32_t)r->messages[i].msg_len;
+      r->meta[i * 4 + 1] = (int32_t)ntohl(r->sources[i].sin_addr.s_addr);
+      r->meta[i * 4 + 2] = segment;
+      r->meta[i * 4 + 3] = (h->msg_flags & MSG_TRUNC) ? 1 : 0;
+    }
+    receiver_call(r, n);
+    if ((unsigned)n < r->slots) return;
+  }
+}
+
+static void receiver_finalize_handle(napi_env env, void *data, void *hint) {
+  (void)env; (void)data; (void)hint;
+}
+
+/*
+ * receive(fd, buffer, slotSize, slots, meta: Int32Array(slots * 4), callback(count | -errno)) -> handle.
+ * Per datagram i: meta[4i] length, meta[4i+1] source address (u32 as i32), meta[4i+2] GRO segment size
+ * (0: one datagram), meta[4i+3] 1 when cut short by the slot. Its bytes are at buffer[i * slotSize...].
+ */
+static napi_value udp_receive(napi_env env, napi_callback_info info) {
+  napi_value argv[6];
+  int32_t fd;
+  uint32_t slot_size, slots;
+  void *data, *meta;
+  size_t size, meta_length;
+  napi_typedarray_type type;
+  napi_value arraybuffer;
+  size_t byte_offset;
+  napi_valuetype callback_type;
+  if (get_args(env, info, 6, argv) || napi_get_value_int32(env, argv[0], &fd) != napi_ok ||
+      napi_get_buffer_info(env, argv[1], &data, &size) != napi_ok || get_u32(env, argv[2], &slot_size) ||
+      get_u32(env, argv[3], &slots) || slots == 0 || slots > 1024 || (size_t)slot_size * slots > size ||
+      napi_get_typedarray_info(env, argv[4], &type, &meta_length, &meta, &arraybuffer, &byte_offset) != napi_ok ||
+      type != napi_int32_array || meta_length < (size_t)slots * 4 ||
+      napi_typeof(env, argv[5], &callback_type) != napi_ok || callback_type != napi_function) {
+    napi_throw_type_error(env, NULL, "weft_udp.receive: bad arguments");
+    return NULL;
+  }
+  uv_loop_t *loop;
+  CHECK(napi_get_uv_event_loop(env, &loop));
+  receiver_t *r = calloc(1, sizeof *r);
+  if (r == NULL) return int_value(env, -ENOMEM);
+  r->env = env;
+  r->fd = fd;
+  r->slots = slots;
+  r->meta = (int32_t *)meta;
+  r->messages = calloc(slots, sizeof *r->messages);
+  r->iovecs = calloc(slots, sizeof *r->iovecs);
+  r->sources = calloc(slots, sizeof *r->sources);
+  r->controls = calloc(slots, CONTROL_SPACE);
+  if (r->messages == NULL || r->iovecs == NULL || r->sources == NULL || r->controls == NULL) {
+    r->poll.data = r;
+    receiver_free((uv_handle_t *)&r->poll);
+    return int_value(env, -ENOMEM);
+  }
+  for (unsigned i = 0; i < slots; i++) {
+    r->iovecs[i].iov_base = (char *)data + (size_t)i * slot_size;
+    r->iovecs[i].iov_len = slot_size;
+    struct msghdr *h = &r->messages[i].msg_hdr;
+    h->msg_name = &r->sources[i];
+    h->msg_iov = &r->iovecs[i];
+    h->msg_iovlen = 1;
+    h->msg_control = r->controls + (size_t)i * CONTROL_SPACE;
+  }
+  if (uv_poll_init(loop, &r->poll, fd) != 0) {
+    r->poll.data = r;
+    receiver_free((uv_handle_t *)&r->poll);
+    return int_value(env, -EINVAL);
+  }
+  r->poll.data = r;
+  napi_create_reference(env, argv[1], 1, &r->buffer_ref);
+  napi_create_reference(env, argv[4], 1, &r->meta_ref);
+  napi_create_reference(env, argv[5], 1, &r->callback_ref);
+  napi_value name;
+  napi_create_string_utf8(env, "weft_udp.receive", NAPI_AUTO_LENGTH, &name);
+  napi_async_init(env, NULL, name, &r->context);
+  uv_poll_start(&r->poll, UV_READABLE, receiver_poll);
+  napi_value handle;
+  CHECK(napi_create_external(env, r, receiver_finalize_handle, NULL, &handle));
+  return handle;
+}
+
+/* stop(handle): stops polling and frees the receiver (the caller closes the fd afterwards). Idempotent. */
+static napi_value udp_stop(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  void *data;
+  if (get_args(env, info, 1, argv) || napi_get_value_external(env, argv[0], &data) != napi_ok) {
+    napi_throw_type_error(env, NULL, "weft_udp.stop: bad arguments");
+    return NULL;
+  }
+  receiver_t *r = (receiver_t *)data;
+  if (r != NULL && !r->stopped) {
+    r->stopped = 1;
+    uv_poll_stop(&r->poll);
+    receiver_release(r);
+    uv_close((uv_handle_t *)&r->poll, receiver_free);
+  }
+  return int_value(env, 0);
+}
+
+/* captureDrops(fd) -> frames the kernel dropped on packet socket fd since the last call (the kernel resets the count) | -errno */
+static napi_value capture_drops(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  int32_t fd;
+  if (get_args(env, info, 1, argv) || napi_get_value_int32(env, argv[0], &fd) != napi_ok) {
+    napi_throw_type_error(env, NULL, "weft_udp.captureDrops: bad arguments");
+    return NULL;
+  }
+  /* tpacket_stats_v3 starts like tpacket_stats; the kernel copies what the socket's version has. */
+  struct tpacket_stats_v3 stats;
+  socklen_t length = sizeof stats;
+  memset(&stats, 0, sizeof stats);
+  if (getsockopt(fd, SOL_PACKET, PACKET_STATISTICS, &stats, &length) < 0) return int_value(env, -errno);
+  return int_value(env, stats.tp_drops);
+}
+
+static napi_value init(napi_env env, napi_value exports) {
+  napi_property_descriptor properties[] = {
+    { "open", NULL, udp_open, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "close", NULL, udp_close, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "send", NULL, udp_send, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "receive", NULL, udp_receive, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "stop", NULL, udp_stop, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "captureDrops", NULL, capture_drops, NULL, NULL, NULL, napi_enumerable, NULL },
+  };
+  napi_define_properties(env, exports, sizeof properties / sizeof properties[0], properties);
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)
