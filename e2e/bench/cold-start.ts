@@ -102,8 +102,9 @@ function report(all: SizeRuns[]): BenchmarkResult {
     title: 'Cold start with N peers',
     method: [
       'N synthetic peer leases (subnets /30 of 198.18.0.0/16, public IPs in 198.19.0.0/16, never contacted) are in etcd before',
-      'weftd starts on a lab host. A probe process in the host\'s namespace spawns weftd and watches the kernel through its own',
-      'rtnetlink notification socket; the time is from the spawn to the notification that completes the last peer\'s neighbour,',
+      'weftd starts on a lab host. A probe process in the host\'s namespace spawns weftd and watches the kernel through an',
+      'rtnetlink notification socket of its own (a child that stamps each notification with CLOCK_MONOTONIC as it arrives); the',
+      'time is from the spawn to the notification that completes the last peer\'s neighbour,',
       'FDB entry and route (checked against dumps afterwards). It includes node\'s start, loading the modules, the etcd',
       'round trips, iptables and the programming itself. The *programming phase* is from the first peer object to the last.',
       'Peak RSS is VmHWM of the weftd process one second after the last peer is programmed; CPU time is utime + stime of the',
