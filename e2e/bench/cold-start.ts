@@ -83,6 +83,8 @@ function report(all: SizeRuns[]): BenchmarkResult {
       figure({ id: `${id}.rss`, label: `N=${n}: weftd peak RSS (main process)`, unit: 'MB', samples: size.weft.map((run) => run.rssKb / 1024),
         target: { op: '<=', value: 120, source: 'issue 7' } }),
       figure({ id: `${id}.monitor-rss`, label: `N=${n}: peak RSS of weftd's kernel-monitor child`, unit: 'MB', samples: size.weft.map((run) => (run.monitorRssKb ?? NaN) / 1024) }),
+      figure({ id: `${id}.total-rss`, label: `N=${n}: peak RSS of weftd and its kernel-monitor child together`, unit: 'MB',
+        samples: size.weft.map((run) => (run.rssKb + (run.monitorRssKb ?? NaN)) / 1024) }),
       figure({ id: `${id}.cpu`, label: `N=${n}: CPU time weftd had used when the last peer was programmed`, unit: 's', samples: size.weft.map((run) => run.cpuMs / 1000) }),
       figure({ id: `${id}.monitor-cpu`, label: `N=${n}: CPU time of the kernel-monitor child by then`, unit: 's', samples: size.weft.map((run) => run.monitorCpuMs / 1000) }),
       figure({ id: `${id}.inline.weft`, label: `N=${n}, flannel's route form (--no-nexthop-objects): weftd cold start`, unit: 's', samples: size.weftInline.map((run) => run.totalMs / 1000) }),
