@@ -5,7 +5,6 @@ import { WeftError } from '../common/errors.js';
 import type { Lease, LeaseSubnets } from '../common/lease.js';
 import type { Backend, BackendContext } from './backend.js';
 import type { WeftdOptions } from './cli/weftd-options.js';
-import { createThreadedCommandRunner } from './host/command-thread.js';
 import { IngressAllowList } from './host/ingress.js';
 import { IptablesRules } from './host/iptables.js';
 import { loadNodeId } from './host/node-id.js';
@@ -86,11 +85,6 @@ export class Agent {
   private readonly configWatcher: ConfigWatcher;
   private readonly leaseWatcher: LeaseWatcher;
   private readonly leases: SubnetLeaseManager;
-  /**
-   * iptables and nft run from a worker thread: starting a process blocks the starting thread until the
-   * child has exec'd, and these commands run while lease events arrive (command-thread.ts).
-   */
-  private readonly commands = createThreadedCommandRunner();
   private http: HealthServer | undefined;
   private kernel: NetlinkKernel | undefined;
   private monitor: KernelMonitor | undefined;
@@ -250,7 +244,6 @@ export class Agent {
     } else {
       await this.leases.stop();
     }
-    await this.commands.close();
     await this.kernel?.close();
     await this.http?.close();
     this.client.close();
@@ -348,7 +341,6 @@ export class Agent {
       forwardRules: this.options.iptablesForwardRules,
       logger: this.log.child({ component: 'iptables', family }),
       resyncSeconds: this.options.iptablesResyncSeconds,
-      runner: this.commands,
     });
     await iptables.apply();
     iptables.start();
@@ -363,7 +355,6 @@ export class Agent {
       ports: [port],
       logger: this.log.child({ component: 'ingress' }),
       resyncSeconds: this.options.iptablesResyncSeconds,
-      runner: this.commands,
     });
     this.ingress = allowList;
     let ownName = own.name;
