@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-import { setFlagsFromString } from 'node:v8';
+// first: V8's heap settings, before the other modules run (ES modules run in import order)
+import './heap-flags.js';
 import { Agent } from '../daemon.js';
 import { createLogger } from '../log.js';
 import { RegistryStoppedError } from '../registry/errors.js';
@@ -8,15 +9,6 @@ import { parseWeftdOptions, UsageError } from './weftd-options.js';
 /** How long a SIGTERM may take before weftd exits anyway. */
 const STOP_TIMEOUT_MS = 10_000;
 
-/**
- * weftd keeps little alive (some 25 MB for 10 000 peers) but allocates in bursts: thousands of leases from
- * etcd at start, tens of thousands of netlink requests and notifications while it programs them. With V8's
- * default heap growth the garbage of a burst pushes the heap far past what is live before a full collection
- * runs (about 190 MB RSS at 10 000 peers); growing the old generation by 15% at a time keeps it near the
- * live size (about 150 MB) at no measurable cost in time. The heap controller reads this at every
- * collection, so setting it here, after the modules loaded, is early enough.
- */
-setFlagsFromString('--heap-growing-percent=15');
 
 async function main(): Promise<void> {
   let options;

@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
+import type { Etcd3, IKeyValue, IRangeResponse, Watcher } from 'etcd3';
 import { diffSnapshots, type SnapshotChange } from '../../common/snapshot-diff.js';
 import type { Logger } from '../log.js';
 
@@ -117,8 +117,7 @@ export class KvMirror extends EventEmitter<KvMirrorEvents> {
   }
 
   private async listAndApply(reason: string): Promise<bigint> {
-    const prefix = Buffer.from(this.prefix);
-    const response = await this.client.kv.range({ key: prefix, range_end: rangeEndOf(prefix) });
+    const response = await listPrefix(this.client, this.prefix);
     if (this.unreachableLogged) this.log.info({ prefix: this.prefix }, 'etcd answers again');
     this.unreachableLogged = false;
     this.emit('reachable', true);
@@ -198,6 +197,27 @@ export class KvMirror extends EventEmitter<KvMirrorEvents> {
 
 function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}
+
+const inFlight = new WeakMap<Etcd3, Map<string, Promise<IRangeResponse>>>();
+
+/**
+ * Every key under `prefix`, with one range request. Callers that ask for the same prefix of the same client
+ * while a request is in flight share its answer: at start the lease manager and the lease watcher both list
+ * the subnets, and with thousands of leases one listing (etcd's work, the transfer, decoding it) is a good
+ * part of weftd's start-up. Sharing is safe for both: the answer was current when the request was sent,
+ * after either call began; the watcher watches from its revision on, and the lease manager's writes are
+ * transactions that compare revisions. The answer's objects are shared: read them, never change them.
+ */
+export function listPrefix(client: Etcd3, prefix: string): Promise<IRangeResponse> {
+  let requests = inFlight.get(client);
+  if (requests === undefined) inFlight.set(client, (requests = new Map()));
+  const pending = requests.get(prefix);
+  if (pending !== undefined) return pending;
+  const key = Buffer.from(prefix);
+  const request = client.kv.range({ key, range_end: rangeEndOf(key) }).finally(() => requests.delete(prefix));
+  requests.set(prefix, request);
+  return request;
 }
 
 /** The etcd range end that selects every key with `prefix` (the prefix with its last byte incremented). */

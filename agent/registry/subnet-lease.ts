@@ -13,7 +13,7 @@ import {
 import type { Logger } from '../log.js';
 import type { NetworkKeys } from './etcd.js';
 import { LeaseConflictError, LeaseContentionError, NoFreeSubnetError, RegistryStoppedError } from './errors.js';
-import { KvMirror, rangeEndOf, type KvChange } from './kv-mirror.js';
+import { KvMirror, listPrefix, type KvChange } from './kv-mirror.js';
 
 /** What this host publishes about itself in its lease. */
 export interface LeaseRequest {
@@ -178,8 +178,7 @@ export class SubnetLeaseManager extends EventEmitter<SubnetLeaseEvents> {
   }
 
   private async list(): Promise<Listing> {
-    const prefix = Buffer.from(this.keys.subnets);
-    const response = await this.client.kv.range({ key: prefix, range_end: rangeEndOf(prefix) });
+    const response = await listPrefix(this.client, this.keys.subnets);
     let decoded: { lease: Lease; kv: IKeyValue }[] | undefined;
     return {
       kvs: response.kvs,

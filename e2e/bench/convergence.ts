@@ -38,7 +38,8 @@ export const benchmark: Benchmark = {
       method: [
         `${base} peers are programmed; then ${joins} peers join one at a time (a lease put into etcd, the next one 10 ms after`,
         'the previous one converged) and leave again the same way. One probe process in the agent host\'s namespace does the puts',
-        'and watches the kernel through its own rtnetlink notification socket, so one clock times both ends: a join has converged',
+        'and watches the kernel through an rtnetlink notification socket of its own (a child stamping each notification with',
+        'CLOCK_MONOTONIC, the clock the probe reads too), so one clock times both ends: a join has converged',
         'when the notifications for its route, neighbour and FDB entry have all arrived. Times are from etcd acknowledging the put',
         '(the lease is committed and watchers are notified at that moment) and, for reference, from sending it and from the',
         'probe\'s own etcd watch on the same prefix delivering the put (about when weftd receives it: weft\'s own share).',

@@ -1,35 +1,31 @@
 /**
  * The measuring side of the benchmarks. These functions run inside a lab host's network namespace (through
- * test/netns.ts's runInNamespace), where one process does everything that is timed: it starts weftd, writes
- * and deletes leases in etcd, and watches the host's kernel through its own rtnetlink notification socket,
- * timestamping every event with process.hrtime (CLOCK_MONOTONIC). No figure compares clocks of two processes.
+ * test/netns.ts's runInNamespace), where the probe process does what is timed: it starts weftd, writes and
+ * deletes leases in etcd and reads etcd's answers, and takes the kernel's notifications from its observer
+ * child (observer-child.ts: an rtnetlink socket in the same namespace that stamps each notification as it
+ * arrives). Every time is process.hrtime (CLOCK_MONOTONIC, one clock for every process on the machine); the
+ * observer is a child only because `netlink` 0.3.0 aborts a process whose notification socket overruns.
  *
  * Only what the benchmarks need is decoded from the notifications: route (IPv4, main table, weft's protocol),
  * neighbour (IPv4) and FDB (AF_BRIDGE) additions and deletions, mapped back to the synthetic peer they belong to.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess, type ChildProcessByStdio } from 'node:child_process';
 import { appendFileSync, closeSync, openSync, readFileSync } from 'node:fs';
+import type { Readable, Writable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
 import { Etcd3, type IRequestOp } from 'etcd3';
-import { Protocol, RawNetlinkSocket, parseMessages, rt } from 'netlink';
-import { readU16 } from '../../agent/kernel/codec.js';
 import { openKernel, type NetlinkKernel } from '../../agent/kernel/index.js';
 import { BENCH_NETWORK_CONFIG, BENCH_PREFIX, MAX_PEERS, leaseKey, leaseValue, syntheticPeer } from './peers.js';
 import { msBetween } from './stats.js';
 
 // ------------------------------------------------------------------------------------------- observer
 
-const RTM_NEWROUTE = 24;
-const RTM_DELROUTE = 25;
-const RTM_NEWNEIGH = 28;
-const RTM_DELNEIGH = 29;
-const AF_INET = 2;
-const AF_BRIDGE = 7;
-const WEFT_PROTOCOL = 157;
-const NUD_PERMANENT = 0x80;
-const PEER_BASE = ((198 << 24) >>> 0) + (18 << 16) + 256;
-
 export type ObjectKind = 'route' | 'neighbour' | 'fdb';
 export const OBJECT_KINDS: readonly ObjectKind[] = ['route', 'neighbour', 'fdb'];
+const KIND_OF: Record<string, ObjectKind> = { r: 'route', n: 'neighbour', f: 'fdb' };
+const WEFT_PROTOCOL = 157;
+const PEER_BASE = ((198 << 24) >>> 0) + (18 << 16) + 256;
+const OBSERVER_CHILD = fileURLToPath(new URL('./observer-child.js', import.meta.url));
 
 function peerOfAddress(value: number): number {
   const offset = value - PEER_BASE;
@@ -38,84 +34,61 @@ function peerOfAddress(value: number): number {
   return index < MAX_PEERS ? index : -1;
 }
 
-/** Calls `visit(type, payload)` for each attribute from `offset`. */
-function attributes(b: Buffer, offset: number, visit: (type: number, start: number, length: number) => void): void {
-  while (offset + 4 <= b.length) {
-    const length = readU16(b, offset);
-    if (length < 4 || offset + length > b.length) return;
-    visit(readU16(b, offset + 2) & 0x3fff, offset + 4, length - 4);
-    offset += (length + 3) & ~3;
-  }
-}
-
 /**
- * A kernel-side observer: an rtnetlink socket subscribed to route and neighbour notifications, reporting
- * (kind, added?, peer index, time) for objects of synthetic peers. Not a module of weft: a stand-in for
+ * A kernel-side observer: route, neighbour and FDB notifications for the synthetic peers' objects, each
+ * with the CLOCK_MONOTONIC time it was received at (observer-child.ts, a child process: an overrun aborts
+ * `netlink` 0.3.0, so it is started again and the loss counted). Not a module of weft: a stand-in for
  * `ip monitor` with timestamps that costs almost nothing per event.
  */
 class Observer {
-  private readonly sock: RawNetlinkSocket;
   overruns = 0;
   events = 0;
+  private child: ChildProcessByStdio<Writable, Readable, null> | undefined;
+  private closed = false;
 
-  constructor(
-    groups: ('route' | 'neighbour')[],
-    private readonly onEvent: (kind: ObjectKind, added: boolean, peer: number, at: bigint) => void,
-  ) {
-    this.sock = new RawNetlinkSocket(Protocol.ROUTE, { recvBufferSize: 4 * 1024 * 1024, sendBufferSize: 0 });
-    const G = rt.MulticastGroups;
-    for (const group of groups) this.sock.addMembership(group === 'route' ? G.IPV4_ROUTE : G.NEIGH);
-    this.sock.on('message', (buf: Buffer) => {
-      const at = process.hrtime.bigint();
-      try {
-        for (const m of parseMessages(buf)) this.decode(m.type, m.data, at);
-      } catch {
-        // never into the native caller
-      }
-    });
-    this.sock.on('error', () => {
-      this.overruns++;
+  constructor(private readonly onEvent: (kind: ObjectKind, added: boolean, peer: number, at: bigint) => void) {}
+
+  /** Resolves once subscribed. */
+  start(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const child = spawn(process.execPath, [OBSERVER_CHILD], { stdio: ['pipe', 'pipe', 'inherit'] });
+      this.child = child;
+      child.stdin.on('error', () => undefined);
+      let partial = '';
+      let ready = false;
+      child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+        const lines = (partial + chunk).split('\n');
+        partial = lines.pop()!;
+        for (const line of lines) {
+          if (line === 'ready') {
+            ready = true;
+            resolve();
+          } else if (line === 'overrun') {
+            this.overruns++;
+          } else {
+            const [kind, added, peer, at] = line.split(' ');
+            this.events++;
+            this.onEvent(KIND_OF[kind!]!, added === '1', Number(peer), BigInt(at!));
+          }
+        }
+      });
+      child.on('exit', () => {
+        if (this.closed || this.child !== child) return;
+        if (!ready) {
+          reject(new Error('the kernel observer did not start'));
+          return;
+        }
+        // most likely the package's abort on overrun: notifications were lost; watch on
+        this.overruns++;
+        void this.start().catch(() => undefined);
+      });
     });
   }
 
   close(): void {
-    this.sock.close();
-  }
-
-  private decode(type: number, d: Buffer, at: bigint): void {
-    if (type === RTM_NEWROUTE || type === RTM_DELROUTE) {
-      if (d.length < 12 || d[0] !== AF_INET || d[1] !== 30 || d[5] !== WEFT_PROTOCOL) return;
-      let peer = -1;
-      attributes(d, 12, (attr, start, length) => {
-        if (attr === 1 /* RTA_DST */ && length === 4) peer = peerOfAddress(d.readUInt32BE(start));
-      });
-      if (peer >= 0) this.emit('route', type === RTM_NEWROUTE, peer, at);
-    } else if (type === RTM_NEWNEIGH || type === RTM_DELNEIGH) {
-      if (d.length < 12) return;
-      const added = type === RTM_NEWNEIGH;
-      // A neighbour notified as FAILED is being deleted (the kernel says FAILED, then deleted): not an addition.
-      if (added && (readU16(d, 8) & NUD_PERMANENT) === 0) return;
-      if (d[0] === AF_INET) {
-        let peer = -1;
-        attributes(d, 12, (attr, start, length) => {
-          if (attr === 1 /* NDA_DST */ && length === 4) peer = peerOfAddress(d.readUInt32BE(start));
-        });
-        if (peer >= 0) this.emit('neighbour', added, peer, at);
-      } else if (d[0] === AF_BRIDGE) {
-        let peer = -1;
-        attributes(d, 12, (attr, start, length) => {
-          if (attr === 2 /* NDA_LLADDR */ && length === 6 && d[start] === 0x02 && d[start + 1] === 0x19 && d[start + 2] === 0) {
-            peer = (d[start + 3]! << 16) | (d[start + 4]! << 8) | d[start + 5]!;
-          }
-        });
-        if (peer >= 0) this.emit('fdb', added, peer, at);
-      }
-    }
-  }
-
-  private emit(kind: ObjectKind, added: boolean, peer: number, at: bigint): void {
-    this.events++;
-    this.onEvent(kind, added, peer, at);
+    this.closed = true;
+    this.child?.stdin.end();
+    this.child?.kill('SIGTERM');
   }
 }
 
@@ -347,11 +320,12 @@ export async function coldStart(arg: ColdStartArg): Promise<ColdStartRun> {
   const times = new PeerTimes();
   let first: bigint | undefined;
   let last: bigint | undefined;
-  const observer = new Observer(['route', 'neighbour'], (kind, added, peer, at) => {
-    first ??= at;
-    if (added) last = at;
+  const observer = new Observer((kind, added, peer, at) => {
+    if (first === undefined || at < first) first = at;
+    if (added && (last === undefined || at > last)) last = at;
     times.record(kind, added, peer, at);
   });
+  await observer.start();
   const kernel = openKernel();
   const agent = startAgent(arg.agent);
   try {
@@ -442,7 +416,8 @@ async function waitForBase(times: PeerTimes, agent: RunningAgent, base: number, 
 /** One join at a time: put a new lease, wait until its three objects are in the kernel, note the times. */
 export async function convergence(arg: ConvergenceArg): Promise<ConvergenceRun> {
   const times = new PeerTimes();
-  const observer = new Observer(['route', 'neighbour'], (kind, added, peer, at) => times.record(kind, added, peer, at));
+  const observer = new Observer((kind, added, peer, at) => times.record(kind, added, peer, at));
+  await observer.start();
   const client = connect(arg.etcd);
   const agent = startAgent(arg.agent);
   const out: ConvergenceRun = { joinFromAckMs: [], joinFromSendMs: [], putMs: [], leaveFromAckMs: [], joinFromWatchMs: [], timeouts: 0, overruns: 0 };
@@ -519,6 +494,10 @@ export interface ChurnRun {
   /** per join / leave: etcd acknowledged → the kernel has all three objects / none of them (ms) */
   joinLagMs: number[];
   leaveLagMs: number[];
+  /** per operation: the probe's own etcd watch delivering it → done in the kernel (weft's own share) */
+  fromWatchMs: number[];
+  /** per operation: etcd's round trip for the put or delete */
+  putMs: number[];
   /** operations whose kernel effect never showed within the timeout */
   unconverged: number;
   /** how far behind schedule the last operation was sent (etcd keeping up?) */
@@ -539,6 +518,8 @@ export interface ChurnRun {
   };
   etcdKeys: number;
   overruns: number;
+  /** puts or deletes etcd refused or timed out (their operations are not lag samples) */
+  etcdErrors: number;
   /** the five slowest operations: when each object showed, from the acknowledgement */
   slowest: { peer: string; op: 'join' | 'leave'; lagMs: number; putMs: number; objectsMs: Record<string, number> }[];
 }
@@ -546,13 +527,26 @@ export interface ChurnRun {
 /** `rate` joins and `rate` leaves per second against one agent, then a comparison of kernel and desired state. */
 export async function churn(arg: ChurnArg): Promise<ChurnRun> {
   const times = new PeerTimes();
-  const observer = new Observer(['route', 'neighbour'], (kind, added, peer, at) => times.record(kind, added, peer, at));
+  const observer = new Observer((kind, added, peer, at) => times.record(kind, added, peer, at));
+  await observer.start();
   const client = connect(arg.etcd);
   const kernel = openKernel();
   const agent = startAgent(arg.agent);
   try {
     await waitForBase(times, agent, arg.base, arg.timeoutMs);
     await sleep(1500);
+    // the probe's own watch on the prefix: when etcd delivered each change to a watcher (as it does to weftd)
+    const watchedPut = new Map<string, bigint>();
+    const watchedDelete = new Map<string, bigint>();
+    const watcher = await client.watch().prefix(`${BENCH_PREFIX}/subnets/`).create();
+    watcher.on('put', (kv) => {
+      const key = kv.key.toString();
+      if (!watchedPut.has(key)) watchedPut.set(key, process.hrtime.bigint());
+    });
+    watcher.on('delete', (kv) => {
+      const key = kv.key.toString();
+      if (!watchedDelete.has(key)) watchedDelete.set(key, process.hrtime.bigint());
+    });
     const leaseId = await grant(client, 3600);
     const live: number[] = Array.from({ length: arg.base }, (_, index) => index);
     let head = 0;
@@ -563,6 +557,7 @@ export async function churn(arg: ChurnArg): Promise<ChurnRun> {
     const operations = Math.round((arg.durationMs / 1000) * arg.rate);
     const start = performance.now();
     let slip = 0;
+    let etcdErrors = 0;
     for (let k = 0; k < operations; k++) {
       const due = start + k * interval;
       const wait = due - performance.now();
@@ -573,6 +568,8 @@ export async function churn(arg: ChurnArg): Promise<ChurnRun> {
       joins.push(join);
       inflight.push(client.kv.put({ key: Buffer.from(leaseKey(joiner)), value: Buffer.from(leaseValue(joiner)), lease: leaseId }).then(() => {
         join.acked = process.hrtime.bigint();
+      }, () => {
+        etcdErrors++;
       }));
       live.push(joiner.index);
       const leaver = syntheticPeer(live[head++]!);
@@ -580,6 +577,8 @@ export async function churn(arg: ChurnArg): Promise<ChurnRun> {
       leaves.push(leave);
       inflight.push(client.kv.deleteRange({ key: Buffer.from(leaseKey(leaver)) }).then(() => {
         leave.acked = process.hrtime.bigint();
+      }, () => {
+        etcdErrors++;
       }));
       if (inflight.length > 256) await Promise.all(inflight.splice(0, 128));
     }
@@ -592,6 +591,8 @@ export async function churn(arg: ChurnArg): Promise<ChurnRun> {
     while (unsettled() > 0 && Date.now() < settleBy) await sleep(20);
     const joinLagMs: number[] = [];
     const leaveLagMs: number[] = [];
+    const fromWatchMs: number[] = [];
+    const putMs = [...joins, ...leaves].filter((op) => op.acked !== undefined).map((op) => msBetween(op.sent, op.acked!));
     const slowest: ChurnRun['slowest'] = [];
     const note = (op: { index: number; sent: bigint; acked?: bigint }, added: boolean, lag: number) => {
       if (slowest.length >= 5 && lag <= slowest[slowest.length - 1]!.lagMs) return;
@@ -614,6 +615,8 @@ export async function churn(arg: ChurnArg): Promise<ChurnRun> {
       if (done !== undefined && op.acked !== undefined) {
         joinLagMs.push(msBetween(op.acked, done));
         note(op, true, msBetween(op.acked, done));
+        const seen = watchedPut.get(leaseKey(syntheticPeer(op.index)));
+        if (seen !== undefined) fromWatchMs.push(msBetween(seen, done));
       } else if (alive.has(op.index)) unconverged++;
     }
     for (const op of leaves) {
@@ -621,6 +624,8 @@ export async function churn(arg: ChurnArg): Promise<ChurnRun> {
       if (done !== undefined && op.acked !== undefined) {
         leaveLagMs.push(msBetween(op.acked, done));
         note(op, false, msBetween(op.acked, done));
+        const seen = watchedDelete.get(leaseKey(syntheticPeer(op.index)));
+        if (seen !== undefined) fromWatchMs.push(msBetween(seen, done));
       } else unconverged++;
     }
     // Final state: what the kernel has against what the live leases ask for, compared object by object.
@@ -628,18 +633,22 @@ export async function churn(arg: ChurnArg): Promise<ChurnRun> {
     const final = await compareFinal(kernel, alive);
     const keys = await client.getAll().prefix(`${BENCH_PREFIX}/subnets/198.18.`).keys();
     const syntheticKeys = keys.filter((key) => !key.includes('/198.18.0.'));
+    await watcher.cancel().catch(() => undefined);
     await client.leaseClient.leaseRevoke({ ID: leaseId }).catch(() => undefined);
     return {
       joins: joins.length,
       leaves: leaves.length,
       joinLagMs,
       leaveLagMs,
+      fromWatchMs,
+      putMs,
       unconverged,
       scheduleSlipMs: slip,
       finalEqual: final.missingCount === 0 && final.extraCount === 0 && syntheticKeys.length === alive.size,
       final,
       etcdKeys: syntheticKeys.length,
       overruns: observer.overruns,
+      etcdErrors,
       slowest,
     };
   } finally {

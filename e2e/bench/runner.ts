@@ -5,11 +5,14 @@
  *
  *   node dist/e2e/bench/runner.js [--runs=N] [--only=name,name] [--quick] [--out-dir=DIR] [--no-write]
  *
+ * With --only the named benchmarks' sections replace theirs in the existing report; the others stay as the
+ * last run left them (each section says when it ran and under what load).
+ *
  * Adding a benchmark: write a module next to this one that exports `benchmark: Benchmark` (types.ts), and add
  * its path to BENCHMARK_MODULES below. Nothing else needs to change.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, release, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -104,8 +107,13 @@ export async function runBenchmarks(options: RunOptions = {}): Promise<BenchRepo
     if (options.only !== undefined && options.only.length > 0 && !options.only.includes(benchmark.name)) continue;
     log(`== ${benchmark.title}`);
     const t0 = performance.now();
+    const ranAt = new Date().toISOString();
+    const loadBefore = Math.round(loadavg()[0]! * 100) / 100;
     try {
       const result = await benchmark.run({ quick, runs, repoRoot: REPO_ROOT, log: (line) => log(`   ${line}`) });
+      result.ranAt = ranAt;
+      result.seconds = Math.round((performance.now() - t0) / 1000);
+      result.loadAverage = [loadBefore, Math.round(loadavg()[0]! * 100) / 100];
       results.push(result);
       for (const f of result.figures) log(`   ${describeFigure(f)}`);
       for (const note of result.notes) log(`   note: ${note}`);
@@ -121,7 +129,7 @@ export async function runBenchmarks(options: RunOptions = {}): Promise<BenchRepo
     startedAt: started.toISOString(),
     finishedAt: finished.toISOString(),
     durationSeconds: Math.round((finished.getTime() - started.getTime()) / 1000),
-    command: quick ? 'npm run bench -- --quick' : 'npm run bench',
+    command: `npm run bench${quick ? ' -- --quick' : ''}`,
     quick,
     runs,
     machine,
@@ -169,7 +177,9 @@ export function renderMarkdown(report: BenchReport): string {
     lines.push('');
   }
   for (const result of report.results) {
-    lines.push(`## ${result.title}`, '', result.method, '', row(['figure', 'median', 'min', 'max', 'runs', 'target']), row(['---', '---:', '---:', '---:', '---:', '---']));
+    const when = result.ranAt === undefined ? '' : `*Ran ${result.ranAt.slice(0, 16).replace('T', ' ')} UTC for ${result.seconds ?? '?'} s; ` +
+      `1-minute load average ${result.loadAverage?.[0] ?? '?'} before, ${result.loadAverage?.[1] ?? '?'} after (${m.cores} cores).*`;
+    lines.push(`## ${result.title}`, '', result.method, '', ...(when === '' ? [] : [when, '']), row(['figure', 'median', 'min', 'max', 'runs', 'target']), row(['---', '---:', '---:', '---:', '---:', '---']));
     for (const f of result.figures) {
       lines.push(row([f.label, `${formatNumber(f.median)} ${f.unit}`.trim(), formatNumber(f.min), formatNumber(f.max), String(f.samples.length),
         f.target === undefined ? '' : `${targetText(f)}${f.met ? '' : ' (not met)'}`]));
@@ -197,6 +207,24 @@ export function writeReport(report: BenchReport, outDir: string): { markdown: st
   return { markdown, json };
 }
 
+/** Keeps the results of benchmarks this run did not run from an earlier report, in BENCHMARK_MODULES order. */
+function mergeInto(report: BenchReport, jsonPath: string): void {
+  let earlier: BenchReport;
+  try {
+    earlier = JSON.parse(readFileSync(jsonPath, 'utf8')) as BenchReport;
+  } catch {
+    return;
+  }
+  const ran = new Set(report.results.map((result) => result.name));
+  const merged = [...earlier.results.filter((result) => !ran.has(result.name)), ...report.results];
+  const order = (name: string) => {
+    const at = earlier.results.findIndex((result) => result.name === name);
+    return at < 0 ? Number.MAX_SAFE_INTEGER : at;
+  };
+  report.results = merged.sort((a, b) => order(a.name) - order(b.name));
+  report.command = `${earlier.command}, then ${report.command} -- --only=${[...ran].join(',')}`;
+}
+
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
   const flag = (name: string) => args.find((arg) => arg === `--${name}` || arg.startsWith(`--${name}=`));
@@ -217,7 +245,10 @@ async function main(): Promise<void> {
     only: value('only')?.split(',').filter(Boolean) ?? [],
   });
   if (flag('no-write') === undefined) {
-    const written = writeReport(report, value('out-dir') ?? join(REPO_ROOT, 'docs'));
+    const outDir = value('out-dir') ?? join(REPO_ROOT, 'docs');
+    // A partial run (--only) replaces its benchmarks' sections and keeps the others from the last full run.
+    if (flag('only') !== undefined) mergeInto(report, join(outDir, 'benchmarks.json'));
+    const written = writeReport(report, outDir);
     process.stdout.write(`wrote ${written.markdown} and ${written.json}\n`);
   }
   if (report.failures.length > 0) {

@@ -44,6 +44,10 @@ export interface BenchmarkResult {
   notes: string[];
   /** raw per-run data worth keeping in the JSON (not rendered) */
   details?: unknown;
+  /** set by the runner: when the benchmark ran, how long, and the machine's 1-minute load average before and after */
+  ranAt?: string;
+  seconds?: number;
+  loadAverage?: [before: number, after: number];
 }
 
 export interface BenchContext {

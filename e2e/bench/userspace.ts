@@ -71,9 +71,9 @@ async function measure(context: BenchContext, spec: PathSpec, seconds: number, p
     await waitForSubnetEnv(lab, h2, { timeoutMs: 60_000 });
     const [client] = await lab.addContainers(h1, 1) as [LabContainer];
     const [server] = await lab.addContainers(h2, 1) as [LabContainer];
-    const warm = await ping(lab, client, server.ip, { count: 20, interval: 0.05, deadline: 15 });
+    const warm = await ping(lab, client, server.ip, { count: Math.min(20, pings), interval: 0.05, deadline: 15 });
     if (warm.received === 0) throw new Error(`${spec.name}: no ping from ${client.name} to ${server.ip}`);
-    const rtt = await ping(lab, client, server.ip, { count: pings, interval: 0.01, deadline: pings * 0.01 + 10 });
+    const rtt = await ping(lab, client, server.ip, { count: pings, interval: 0.01, deadline: Math.ceil(pings * 0.01) + 10 });
     const rttMs = [...rtt.output.matchAll(/time=([\d.]+) ms/g)].map((match) => Number(match[1]));
     const daemon = lab.background(server, 'iperf3 -s -1');
     try {
@@ -119,8 +119,8 @@ export const benchmark: Benchmark = {
   title: 'Data paths: underlay, kernel VXLAN and the userspace path',
   async run(context): Promise<BenchmarkResult> {
     const rounds = context.quick ? 1 : context.runs;
-    const seconds = context.quick ? 2 : 10;
-    const pings = context.quick ? 50 : 500;
+    const seconds = context.quick ? 1 : 10;
+    const pings = context.quick ? 10 : 500;
     const runs = await benchUserspacePaths(context, { rounds, seconds, pings });
     const of = (path: PathName) => runs.filter((run) => run.path === path);
     const mbps = (path: PathName) => of(path).map((run) => run.mbps);
@@ -170,7 +170,7 @@ export const benchmark: Benchmark = {
       title: 'Data paths: underlay, kernel VXLAN and the userspace path',
       method: [
         'For each path a fresh lab of two hosts with one container each (MTU: 1500 underlay, 1450 VXLAN overlay), weftd on both;',
-        `${pings} pings at 10 ms intervals (after 20 to warm up) give the RTT, then iperf3 TCP for ${seconds} s from the first host's`,
+        `${pings} pings at 10 ms intervals (after ${Math.min(20, pings)} to warm up) give the RTT, then iperf3 TCP for ${seconds} s from the first host's`,
         'container to the second\'s (one stream) gives the throughput. The paths run interleaved, one of each per round.',
         '"Underlay" is host-gw: routes over the underlay, no encapsulation. "Userspace" runs weftd --vxlan-userspace=always on both',
         'hosts (with weft\'s UDP addon: UDP GSO trains out, recvmmsg with UDP GRO in; the "dgram" row turns the addon off with',

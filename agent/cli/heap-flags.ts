@@ -1,0 +1,20 @@
+/** V8 heap settings for weftd, applied when this module runs (weftd.ts imports it first). */
+import { setFlagsFromString } from 'node:v8';
+
+/**
+ * weftd keeps little alive (some 25 MB for 10 000 peers) but allocates in bursts: thousands of leases from
+ * etcd at start, tens of thousands of netlink requests and notifications while it programs them. With V8's
+ * default heap growth the garbage of a burst pushes the heap far past what is live before a full collection
+ * runs (about 190 MB RSS at 10 000 peers); growing the old generation by 15% at a time keeps it near the
+ * live size (about 150 MB) at no measurable cost in time. The heap controller reads this at every
+ * collection.
+ */
+setFlagsFromString('--heap-growing-percent=15');
+/**
+ * The young generation: V8 doubles it, up to 2 × 16 MB, whenever many objects survive a scavenge, and a
+ * burst (the initial listing, the first full reconcile) makes it grow to the maximum, which stays resident.
+ * Keeping it at its initial size (2 × 1 MB) keeps some 25 MB off weftd's RSS at 10 000 peers;
+ * the extra scavenges cost no measurable time. Both flags are read when V8 decides, so setting them
+ * at run time works; weftd.ts imports this module before any other, so it applies to loading the modules too.
+ */
+setFlagsFromString('--semi-space-growth-factor=1');
