@@ -34,6 +34,7 @@ import { httpGet, seedNetworkConfig, type LabHost, type NetnsLab } from '../lab/
 import { BENCH_NETWORK_CONFIG, BENCH_PREFIX } from './peers.js';
 import type * as Probe from './probe.js';
 import type * as Load from './soak-load.js';
+import { childrenOf, statusKb } from './proc.js';
 import type { SoakLoadResult } from './soak-load.js';
 import { median } from './stats.js';
 
@@ -230,23 +231,6 @@ export async function compareState(lab: NetnsLab, host: LabHost, want: { objects
 }
 
 // ----------------------------------------------------------------------------------------- memory
-
-function statusKb(pid: number, field: string): number | undefined {
-  try {
-    const match = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return match === null ? undefined : Number(match[1]);
-  } catch {
-    return undefined;
-  }
-}
-
-function childrenOf(pid: number): number[] {
-  try {
-    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
-  } catch {
-    return [];
-  }
-}
 
 /** VmRSS of one process every `everyMs`, with the time of each sample. */
 class RssSampler {
