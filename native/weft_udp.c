@@ -48,6 +48,16 @@ static int get_args(napi_env env, napi_callback_info info, size_t expected, napi
   return 0;
 }
 
+/* The one argument of a call that takes only a file descriptor; throws (message `what`) and returns -1 if bad. */
+static int get_fd_only(napi_env env, napi_callback_info info, const char *what, int32_t *fd) {
+  napi_value argv[1];
+  if (get_args(env, info, 1, argv) || napi_get_value_int32(env, argv[0], fd) != napi_ok) {
+    napi_throw_type_error(env, NULL, what);
+    return -1;
+  }
+  return 0;
+}
+
 static int get_u32(napi_env env, napi_value value, uint32_t *out) {
   return napi_get_value_uint32(env, value, out) == napi_ok ? 0 : -1;
 }
@@ -87,12 +97,8 @@ static napi_value udp_open(napi_env env, napi_callback_info info) {
 
 /* close(fd) -> 0 | -errno */
 static napi_value udp_close(napi_env env, napi_callback_info info) {
-  napi_value argv[1];
   int32_t fd;
-  if (get_args(env, info, 1, argv) || napi_get_value_int32(env, argv[0], &fd) != napi_ok) {
-    napi_throw_type_error(env, NULL, "weft_udp.close: bad arguments");
-    return NULL;
-  }
+  if (get_fd_only(env, info, "weft_udp.close: bad arguments", &fd)) return NULL;
   return int_value(env, close(fd) < 0 ? -errno : 0);
 }
 
@@ -315,12 +321,8 @@ static napi_value udp_stop(napi_env env, napi_callback_info info) {
 
 /* captureDrops(fd) -> frames the kernel dropped on packet socket fd since the last call (the kernel resets the count) | -errno */
 static napi_value capture_drops(napi_env env, napi_callback_info info) {
-  napi_value argv[1];
   int32_t fd;
-  if (get_args(env, info, 1, argv) || napi_get_value_int32(env, argv[0], &fd) != napi_ok) {
-    napi_throw_type_error(env, NULL, "weft_udp.captureDrops: bad arguments");
-    return NULL;
-  }
+  if (get_fd_only(env, info, "weft_udp.captureDrops: bad arguments", &fd)) return NULL;
   /* tpacket_stats_v3 starts like tpacket_stats; the kernel copies what the socket's version has. */
   struct tpacket_stats_v3 stats;
   socklen_t length = sizeof stats;

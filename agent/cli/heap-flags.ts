@@ -6,7 +6,7 @@ import { setFlagsFromString } from 'node:v8';
  * etcd at start, tens of thousands of netlink requests and notifications while it programs them. With V8's
  * default heap growth the garbage of a burst pushes the heap far past what is live before a full collection
  * runs (about 190 MB RSS at 10 000 peers); growing the old generation by 15% at a time keeps it near the
- * live size (about 150 MB) at no measurable cost in time. The heap controller reads this at every
+ * live size (docs/benchmarks.md has the figures) at no measurable cost in time. The heap controller reads this at every
  * collection.
  */
 setFlagsFromString('--heap-growing-percent=15');

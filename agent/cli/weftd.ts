@@ -9,7 +9,6 @@ import { parseWeftdOptions, UsageError } from './weftd-options.js';
 /** How long a SIGTERM may take before weftd exits anyway. */
 const STOP_TIMEOUT_MS = 10_000;
 
-
 async function main(): Promise<void> {
   let options;
   try {
