@@ -1,8 +1,8 @@
 {
   "targets": [
     {
-      "target_name": "weft_udp",
-      "sources": ["native/weft_udp.c"],
+      "target_name": "weft_native",
+      "sources": ["native/weft_native.c"],
       "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"]
     }
   ]

@@ -120,9 +120,11 @@ export class Agent {
 
   /** Brings the agent up; resolves once the data plane is programmed and subnet.env written. */
   async start(): Promise<void> {
-    // The kernel monitor is a child process that takes a moment to start: it boots while etcd is asked for
-    // the config and our lease.
-    const monitorStarting = openMonitor({ ref: false });
+    const kernel = openKernel();
+    this.kernel = kernel;
+    // Without the addon the kernel monitor is a child process that takes a moment to start: it boots while
+    // etcd is asked for the config and our lease.
+    const monitorStarting = openMonitor({ ref: false, ignoreRequestsOf: kernel.portId });
     this.monitorStarting = monitorStarting;
     let monitorUp: KernelMonitor | undefined;
     monitorStarting.then((monitor) => (monitorUp = monitor), () => undefined); // failure is reported where it is awaited
@@ -156,8 +158,6 @@ export class Agent {
       mtu: publicInterface.mtu,
     }, 'using the public interface');
 
-    const kernel = openKernel();
-    this.kernel = kernel;
     const backends = families.map((family) => {
       const view = familyView(publicInterface, family);
       const backend = createBackend({

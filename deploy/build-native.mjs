@@ -1,11 +1,12 @@
 #!/usr/bin/env node
 /**
- * Builds weft's one native addon, build/Release/weft_udp.node (native/weft_udp.c, binding.gyp): batched and
- * segmented UDP I/O for the userspace data path (agent/userspace/udp-native.ts). Run by `npm run build`
- * after tsc. Uses the node-gyp that npm bundles and the headers of the running Node (no download).
+ * Builds weft's one native addon, build/Release/weft_native.node (native/weft_native.c, binding.gyp): batched
+ * and segmented UDP I/O for the userspace data path, and the kernel monitor's netlink socket
+ * (agent/native-addon.ts). Run by `npm run build` after tsc. Uses the node-gyp that npm bundles and the
+ * headers of the running Node (no download).
  *
  * A failure is reported and the build goes on (exit 0): the data path then uses Node's dgram, slower
- * (docs/userspace.md). WEFT_NATIVE_REQUIRED=1 makes a failure fatal.
+ * (docs/userspace.md), and the kernel monitor a child process. WEFT_NATIVE_REQUIRED=1 makes a failure fatal.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -24,7 +25,7 @@ function nodeGyp() {
 }
 
 function fail(message) {
-  console.error(`weft: native addon not built (${message}); the userspace data path will use dgram`);
+  console.error(`weft: native addon not built (${message}); the userspace data path will use dgram, the kernel monitor a child process`);
   process.exit(process.env.WEFT_NATIVE_REQUIRED === '1' ? 1 : 0);
 }
 
@@ -37,4 +38,4 @@ const nodedir = process.env.npm_config_nodedir ?? dirname(dirname(process.execPa
 if (existsSync(join(nodedir, 'include', 'node', 'node_api.h'))) args.push(`--nodedir=${nodedir}`);
 const run = spawnSync(process.execPath, args, { cwd: root, stdio: ['ignore', 'inherit', 'inherit'] });
 if (run.status !== 0) fail(`node-gyp exited with ${run.status ?? run.signal}`);
-if (!existsSync(join(root, 'build', 'Release', 'weft_udp.node'))) fail('node-gyp made no build/Release/weft_udp.node');
+if (!existsSync(join(root, 'build', 'Release', 'weft_native.node'))) fail('node-gyp made no build/Release/weft_native.node');

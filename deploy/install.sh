@@ -84,10 +84,10 @@ cp -a "$source_dir/package.json" "$source_dir/package-lock.json" "$stage/"
 for part in agent common; do
   cp -a "$source_dir/dist/$part" "$stage/dist/"
 done
-# the userspace data path's UDP addon (npm run build makes it when a compiler is there; without it, dgram is used)
-if [ -f "$source_dir/build/Release/weft_udp.node" ]; then
+# weft's addon (npm run build makes it when a compiler is there; without it the userspace path uses dgram and the kernel monitor a child process)
+if [ -f "$source_dir/build/Release/weft_native.node" ]; then
   mkdir -p "$stage/build/Release"
-  cp -a "$source_dir/build/Release/weft_udp.node" "$stage/build/Release/"
+  cp -a "$source_dir/build/Release/weft_native.node" "$stage/build/Release/"
 fi
 find "$stage/dist" \( -name '*.test.js' -o -name '*.test.js.map' -o -name '*.scenarios.js' -o -name '*.scenarios.js.map' \) -delete
 cp -a "$source_dir/node_modules" "$stage/"

@@ -18,6 +18,7 @@ import {
   type RtnlStats,
   type VxlanSpec,
 } from './index.js';
+import { NativeKernelMonitor } from './monitor-native.js';
 
 export interface ErrorSummary {
   name: string;
@@ -396,9 +397,10 @@ export async function smallBuffer(arg: { name: string; count: number }) {
 
 /**
  * A monitor with a tiny buffer while thousands of changes happen: it overruns, says so, recovers, and still
- * reports a route deleted afterwards; this process survives.
+ * reports a route deleted afterwards; this process survives. `child`: the monitor without the addon.
  */
-export async function monitorFlood(arg: { name: string; count: number; proto: number; recvBufferSize?: number }) {
+export async function monitorFlood(arg: { name: string; count: number; proto: number; recvBufferSize?: number; child: boolean }) {
+  if (arg.child) process.env['WEFT_KERNEL_MONITOR'] = 'child';
   const monitor = await openMonitor({ recvBufferSize: arg.recvBufferSize ?? 1, groups: ['neighbour', 'route'] });
   let overruns = 0;
   let changes = 0;
@@ -423,7 +425,7 @@ export async function monitorFlood(arg: { name: string; count: number; proto: nu
     const changesBefore = changes;
     execFileSync('ip', ['route', 'del', last.subnet, 'dev', arg.name]);
     const sawDeleteAfterOverrun = await deleted;
-    return { failures: flood.failures, overruns, restarts: monitor.restarts, changesBefore, sawDeleteAfterOverrun };
+    return { failures: flood.failures, overruns, restarts: monitor.restarts, changesBefore, sawDeleteAfterOverrun, inProcess: monitor instanceof NativeKernelMonitor };
   } finally {
     monitor.close();
   }

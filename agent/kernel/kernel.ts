@@ -160,6 +160,11 @@ export class NetlinkKernel implements Kernel {
     return this.sock.outstanding;
   }
 
+  /** The netlink port id of the shim's socket (MonitorOptions.ignoreRequestsOf). */
+  get portId(): number {
+    return this.sock.portId;
+  }
+
   /** Counters of the request engine (messages, sendmsg batches, most messages in flight at once). */
   stats(): RtnlStats {
     return this.sock.stats();

@@ -18,6 +18,8 @@ interface ChildOptions {
   /** groups an older kernel may lack: skipped when joining fails */
   optional?: number[];
   recvBufferSize: number;
+  /** the port whose requests' notifications are skipped (MonitorOptions.ignoreRequestsOf) */
+  ignoreRequestsOf?: number;
 }
 
 const options = JSON.parse(process.argv[2] ?? '{}') as ChildOptions;
@@ -52,6 +54,7 @@ function flush(): void {
 sock.on('message', (buf) => {
   try {
     for (const m of parseMessages(buf)) {
+      if (m.port === options.ignoreRequestsOf) continue;
       const c = decodeChange(m.type, m.data);
       if (c) pending += `${encodeChangeLine(c)}\n`;
     }

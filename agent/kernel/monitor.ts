@@ -3,10 +3,12 @@
  * delivered as typed `change` events. The reconcile loop uses them to notice at once when someone deletes
  * weft's routes, neighbours or FDB entries by hand.
  *
- * The socket lives in a small child process (monitor-child.ts, same network namespace as this process):
- * `netlink` 0.3.0 aborts the whole process when a netlink socket overruns, and a notification socket does
- * overrun when the kernel changes faster than it is read, e.g. while weft programs thousands of peers.
- * When the child reports or dies of an overrun, the monitor emits `overrun` and starts a new child.
+ * With weft's addon the socket is read in this process (monitor-native.ts). Without it, the socket lives in
+ * a small child process (monitor-child.ts, same network namespace as this process): `netlink` 0.3.0 aborts
+ * the whole process when a netlink socket overruns, and a notification socket does overrun when the kernel
+ * changes faster than it is read, e.g. while weft programs thousands of peers. When the child reports or
+ * dies of an overrun, the monitor emits `overrun` and starts a new child. WEFT_KERNEL_MONITOR=child picks
+ * the child even where the addon is built.
  *
  * Notifications are hints, not a replica: after `overrun` the consumer must re-read the kernel state, and
  * the kernel does not notify every implied change (IPv4 routes flushed because their device went down or
@@ -19,6 +21,8 @@ import type { Readable, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { rt } from 'netlink';
 import { WeftError } from '../../common/errors.js';
+import { loadNativeAddon } from '../native-addon.js';
+import { NativeKernelMonitor } from './monitor-native.js';
 import { decodeLine } from './monitor-lines.js';
 import type { KernelChange } from './types.js';
 
@@ -27,8 +31,15 @@ export type MonitorGroup = 'link' | 'address' | 'neighbour' | 'route' | 'nexthop
 export interface MonitorOptions {
   /** default: all five (nexthop only where the kernel has nexthop objects) */
   groups?: MonitorGroup[];
-  /** SO_RCVBUF to ask for (default 4 MiB, capped by net.core.rmem_max) */
+  /** SO_RCVBUF to ask for (default 4 MiB; for the child process, capped by net.core.rmem_max) */
   recvBufferSize?: number;
+  /**
+   * A netlink port id (NetlinkKernel.portId) whose requests' notifications are not delivered: weft's own
+   * requests, whose outcome it has from their answers. The kernel stamps a notification with the port of
+   * the socket whose request caused it (links, addresses, neighbours, routes, nexthops); VXLAN FDB
+   * notifications carry 0 whoever asked, and come through.
+   */
+  ignoreRequestsOf?: number;
   /** keep the process alive while the monitor is open (default true) */
   ref?: boolean;
   /** give up opening after this long (default 10 s) */
@@ -57,17 +68,44 @@ const OPTIONAL_GROUPS = new Set<number>([G.NEXTHOP]);
 
 const CHILD = fileURLToPath(new URL('./monitor-child.js', import.meta.url));
 const MAX_RESTARTS = 5;
+const DEFAULT_RECV_BUFFER = 4 * 1024 * 1024;
 
 type Child = ChildProcessByStdio<Writable, Readable, Readable>;
 
+/** A subscription to the kernel's change notifications. */
+export interface KernelMonitor extends EventEmitter<MonitorEvents> {
+  /** Number of times the socket was replaced after an overrun or a crash. */
+  readonly restarts: number;
+  /**
+   * Holds notifications back (undecoded) until release(): for a consumer that is busy making thousands of
+   * changes itself, whose echoes it would otherwise decode while it works. Holds nest.
+   */
+  hold(): void;
+  /** Ends a hold: the notifications that came meanwhile are delivered now, in order. */
+  release(): void;
+  close(): void;
+}
+
 /** Opens a monitor in the calling process's network namespace; resolves once it is subscribed. */
 export async function openMonitor(options: MonitorOptions = {}): Promise<KernelMonitor> {
-  const monitor = new KernelMonitor(options);
+  const groups = (options.groups ?? (Object.keys(GROUPS) as MonitorGroup[])).flatMap((g) => GROUPS[g]);
+  const recvBufferSize = options.recvBufferSize ?? DEFAULT_RECV_BUFFER;
+  const loaded = process.env['WEFT_KERNEL_MONITOR'] === 'child' ? undefined : loadNativeAddon();
+  if (loaded !== undefined && 'addon' in loaded) {
+    return new NativeKernelMonitor(loaded.addon, {
+      groups,
+      optional: OPTIONAL_GROUPS,
+      recvBufferSize,
+      ref: options.ref ?? true,
+      ...(options.ignoreRequestsOf === undefined ? {} : { ignoreRequestsOf: options.ignoreRequestsOf }),
+    });
+  }
+  const monitor = new ChildKernelMonitor(groups, recvBufferSize, options);
   await monitor.started;
   return monitor;
 }
 
-export class KernelMonitor extends EventEmitter<MonitorEvents> {
+class ChildKernelMonitor extends EventEmitter<MonitorEvents> implements KernelMonitor {
   /** resolves when the first child is subscribed, rejects if it cannot start */
   readonly started: Promise<void>;
   private child: Child | null = null;
@@ -75,19 +113,18 @@ export class KernelMonitor extends EventEmitter<MonitorEvents> {
   private failedStarts = 0;
   private readonly args: string;
 
-  constructor(private readonly options: MonitorOptions = {}) {
+  constructor(groups: number[], recvBufferSize: number, private readonly options: MonitorOptions) {
     super();
-    const groups = (options.groups ?? (Object.keys(GROUPS) as MonitorGroup[])).flatMap((g) => GROUPS[g]);
     this.args = JSON.stringify({
       groups,
       optional: groups.filter((group) => OPTIONAL_GROUPS.has(group)),
-      recvBufferSize: options.recvBufferSize ?? 4 * 1024 * 1024,
+      recvBufferSize,
+      ignoreRequestsOf: options.ignoreRequestsOf,
     });
     this.started = this.start();
     this.started.catch(() => undefined); // reported to openMonitor's caller
   }
 
-  /** Number of times the child was replaced after an overrun or a crash. */
   restarts = 0;
   private everReady = false;
   /** the previous child died: report `overrun` once the new one is subscribed */
@@ -96,15 +133,10 @@ export class KernelMonitor extends EventEmitter<MonitorEvents> {
   private held = 0;
   private backlog: string[] = [];
 
-  /**
-   * Holds notifications back (undecoded) until release(): for a consumer that is busy making thousands of
-   * changes itself, whose echoes it would otherwise decode while it works. Holds nest.
-   */
   hold(): void {
     this.held++;
   }
 
-  /** Ends a hold: the notifications that came meanwhile are delivered now, in order. */
   release(): void {
     if (this.held === 0 || --this.held > 0) return;
     const lines = this.backlog;

@@ -170,6 +170,11 @@ export class RtnlSocket {
     return this.queue.length + this.pending.size;
   }
 
+  /** The socket's netlink port id: the kernel stamps the notifications its requests cause with it. */
+  get portId(): number {
+    return this.raw.address().port;
+  }
+
   stats(): RtnlStats {
     return { ...this.counters, window: this.maxInFlight, recvBufferSize: this.recvBufferSize };
   }

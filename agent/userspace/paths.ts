@@ -53,9 +53,9 @@ import {
   ipv4Number,
   loadUdpNative,
   packetSocketDescriptors,
-  type ReceiverHandle,
   type UdpNative,
 } from './udp-native.js';
+import type { ReceiverHandle } from '../native-addon.js';
 import {
   RX_DROP_REASONS,
   TX_DROP_REASONS,

@@ -1,15 +1,19 @@
 /*
- * weft_udp: the two UDP system calls the userspace data path needs and Node's dgram does not offer.
+ * weft_native: the system calls weft needs and neither Node nor its npm dependencies offer.
  *
+ * For the userspace data path (agent/userspace/udp-native.ts):
  *   - sendmsg(2) with a UDP_SEGMENT control message (UDP GSO, Linux >= 4.18): one call hands the kernel
  *     up to 64 datagrams of equal size laid end to end, and they cross the host's stack as one packet.
  *   - recvmmsg(2) on a socket with UDP_GRO on (Linux >= 5.0): one call takes up to `slots` datagrams, and
  *     a GSO/GRO train of equal datagrams from one sender arrives as one, with its segment size.
- *
  *   - getsockopt(PACKET_STATISTICS) on libpcap's packet socket: the frames the kernel dropped because the
  *     capture ring was full, which `cap` does not report.
  *
- * Everything else (addresses, framing, checks, counters) stays in TypeScript (agent/userspace/udp-native.ts).
+ * For the kernel monitor (agent/kernel/monitor-native.ts): an rtnetlink socket joined to notification
+ * groups, read with the same recvmmsg receiver. `netlink` 0.3.0 aborts the process when such a socket
+ * overruns; here an overrun is just ENOBUFS from recvmmsg, handed to JavaScript like any other errno.
+ *
+ * Everything else (addresses, framing, decoding, checks, counters) stays in TypeScript.
  * Functions return a negative errno instead of throwing; only wrong argument types throw.
  */
 #define _GNU_SOURCE
@@ -17,6 +21,7 @@
 #include <uv.h>
 #include <errno.h>
 #include <linux/if_packet.h>
+#include <linux/netlink.h>
 #include <netinet/in.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -34,7 +39,7 @@
 #define UDP_GRO 104
 #endif
 
-#define CHECK(call) do { if ((call) != napi_ok) { napi_throw_type_error(env, NULL, "weft_udp: bad argument"); return NULL; } } while (0)
+#define CHECK(call) do { if ((call) != napi_ok) { napi_throw_type_error(env, NULL, "weft_native: bad argument"); return NULL; } } while (0)
 
 static napi_value int_value(napi_env env, int64_t value) {
   napi_value out;
@@ -68,7 +73,7 @@ static napi_value udp_open(napi_env env, napi_callback_info info) {
   uint32_t address, port, sndbuf, rcvbuf, gro;
   if (get_args(env, info, 5, argv) || get_u32(env, argv[0], &address) || get_u32(env, argv[1], &port) ||
       get_u32(env, argv[2], &sndbuf) || get_u32(env, argv[3], &rcvbuf) || get_u32(env, argv[4], &gro)) {
-    napi_throw_type_error(env, NULL, "weft_udp.open: bad arguments");
+    napi_throw_type_error(env, NULL, "weft_native.open: bad arguments");
     return NULL;
   }
   int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -98,7 +103,7 @@ static napi_value udp_open(napi_env env, napi_callback_info info) {
 /* close(fd) -> 0 | -errno */
 static napi_value udp_close(napi_env env, napi_callback_info info) {
   int32_t fd;
-  if (get_fd_only(env, info, "weft_udp.close: bad arguments", &fd)) return NULL;
+  if (get_fd_only(env, info, "weft_native.close: bad arguments", &fd)) return NULL;
   return int_value(env, close(fd) < 0 ? -errno : 0);
 }
 
@@ -116,7 +121,7 @@ static napi_value udp_send(napi_env env, napi_callback_info info) {
       napi_get_buffer_info(env, argv[1], &data, &size) != napi_ok || get_u32(env, argv[2], &offset) ||
       get_u32(env, argv[3], &length) || get_u32(env, argv[4], &segment) || get_u32(env, argv[5], &address) ||
       get_u32(env, argv[6], &port) || (size_t)offset + length > size) {
-    napi_throw_type_error(env, NULL, "weft_udp.send: bad arguments");
+    napi_throw_type_error(env, NULL, "weft_native.send: bad arguments");
     return NULL;
   }
   struct sockaddr_in sin;
@@ -199,6 +204,15 @@ static void receiver_poll(uv_poll_t *handle, int status, int events) {
   receiver_t *r = (receiver_t *)handle->data;
   (void)events;
   if (status < 0) {
+    /* libuv stops the handle on POLLERR and reports UV_EBADF. A pending socket error (a netlink socket's
+       ENOBUFS after an overrun) is read, which clears it, and reported; the socket itself is still good. */
+    int err = 0;
+    socklen_t length = sizeof err;
+    if (status == UV_EBADF && getsockopt(r->fd, SOL_SOCKET, SO_ERROR, &err, &length) == 0) {
+      if (err != 0) receiver_call(r, -err);
+      if (!r->stopped) uv_poll_start(&r->poll, UV_READABLE, receiver_poll);
+      return;
+    }
     receiver_call(r, status);
     return;
   }
@@ -235,8 +249,9 @@ static void receiver_finalize_handle(napi_env env, void *data, void *hint) {
 
 /*
  * receive(fd, buffer, slotSize, slots, meta: Int32Array(slots * 4), callback(count | -errno)) -> handle.
- * Per datagram i: meta[4i] length, meta[4i+1] source address (u32 as i32), meta[4i+2] GRO segment size
- * (0: one datagram), meta[4i+3] 1 when cut short by the slot. Its bytes are at buffer[i * slotSize...].
+ * Per datagram i: meta[4i] length, meta[4i+1] source address (u32 as i32; on a netlink socket the sender's
+ * port id, 0 for the kernel), meta[4i+2] GRO segment size (0: one datagram), meta[4i+3] 1 when cut short by
+ * the slot. Its bytes are at buffer[i * slotSize...].
  */
 static napi_value udp_receive(napi_env env, napi_callback_info info) {
   napi_value argv[6];
@@ -254,7 +269,7 @@ static napi_value udp_receive(napi_env env, napi_callback_info info) {
       napi_get_typedarray_info(env, argv[4], &type, &meta_length, &meta, &arraybuffer, &byte_offset) != napi_ok ||
       type != napi_int32_array || meta_length < (size_t)slots * 4 ||
       napi_typeof(env, argv[5], &callback_type) != napi_ok || callback_type != napi_function) {
-    napi_throw_type_error(env, NULL, "weft_udp.receive: bad arguments");
+    napi_throw_type_error(env, NULL, "weft_native.receive: bad arguments");
     return NULL;
   }
   uv_loop_t *loop;
@@ -293,7 +308,7 @@ static napi_value udp_receive(napi_env env, napi_callback_info info) {
   napi_create_reference(env, argv[4], 1, &r->meta_ref);
   napi_create_reference(env, argv[5], 1, &r->callback_ref);
   napi_value name;
-  napi_create_string_utf8(env, "weft_udp.receive", NAPI_AUTO_LENGTH, &name);
+  napi_create_string_utf8(env, "weft_native.receive", NAPI_AUTO_LENGTH, &name);
   napi_async_init(env, NULL, name, &r->context);
   uv_poll_start(&r->poll, UV_READABLE, receiver_poll);
   napi_value handle;
@@ -306,7 +321,7 @@ static napi_value udp_stop(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   void *data;
   if (get_args(env, info, 1, argv) || napi_get_value_external(env, argv[0], &data) != napi_ok) {
-    napi_throw_type_error(env, NULL, "weft_udp.stop: bad arguments");
+    napi_throw_type_error(env, NULL, "weft_native.stop: bad arguments");
     return NULL;
   }
   receiver_t *r = (receiver_t *)data;
@@ -319,10 +334,59 @@ static napi_value udp_stop(napi_env env, napi_callback_info info) {
   return int_value(env, 0);
 }
 
+/* netlinkOpen(receiveBuffer) -> fd | -errno: a non-blocking rtnetlink socket that has joined no group yet. */
+static napi_value netlink_open(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  uint32_t rcvbuf;
+  if (get_args(env, info, 1, argv) || get_u32(env, argv[0], &rcvbuf)) {
+    napi_throw_type_error(env, NULL, "weft_native.netlinkOpen: bad arguments");
+    return NULL;
+  }
+  int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, NETLINK_ROUTE);
+  if (fd < 0) return int_value(env, -errno);
+  /* FORCE (CAP_NET_ADMIN) is not capped by net.core.rmem_max; without the capability, the capped size. */
+  int size = (int)rcvbuf;
+  if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof size) < 0) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+  struct sockaddr_nl local;
+  memset(&local, 0, sizeof local);
+  local.nl_family = AF_NETLINK;
+  if (bind(fd, (struct sockaddr *)&local, sizeof local) < 0) {
+    int err = errno;
+    close(fd);
+    return int_value(env, -err);
+  }
+  return int_value(env, fd);
+}
+
+/* netlinkJoin(fd, group) -> 0 | -errno */
+static napi_value netlink_join(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  int32_t fd;
+  uint32_t group;
+  if (get_args(env, info, 2, argv) || napi_get_value_int32(env, argv[0], &fd) != napi_ok || get_u32(env, argv[1], &group)) {
+    napi_throw_type_error(env, NULL, "weft_native.netlinkJoin: bad arguments");
+    return NULL;
+  }
+  return int_value(env, setsockopt(fd, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, &group, sizeof group) < 0 ? -errno : 0);
+}
+
+/* unref(handle): the receiver no longer keeps the event loop alive. */
+static napi_value receiver_unref(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  void *data;
+  if (get_args(env, info, 1, argv) || napi_get_value_external(env, argv[0], &data) != napi_ok) {
+    napi_throw_type_error(env, NULL, "weft_native.unref: bad arguments");
+    return NULL;
+  }
+  receiver_t *r = (receiver_t *)data;
+  if (r != NULL && !r->stopped) uv_unref((uv_handle_t *)&r->poll);
+  return int_value(env, 0);
+}
+
 /* captureDrops(fd) -> frames the kernel dropped on packet socket fd since the last call (the kernel resets the count) | -errno */
 static napi_value capture_drops(napi_env env, napi_callback_info info) {
   int32_t fd;
-  if (get_fd_only(env, info, "weft_udp.captureDrops: bad arguments", &fd)) return NULL;
+  if (get_fd_only(env, info, "weft_native.captureDrops: bad arguments", &fd)) return NULL;
   /* tpacket_stats_v3 starts like tpacket_stats; the kernel copies what the socket's version has. */
   struct tpacket_stats_v3 stats;
   socklen_t length = sizeof stats;
@@ -338,7 +402,10 @@ static napi_value init(napi_env env, napi_value exports) {
     { "send", NULL, udp_send, NULL, NULL, NULL, napi_enumerable, NULL },
     { "receive", NULL, udp_receive, NULL, NULL, NULL, napi_enumerable, NULL },
     { "stop", NULL, udp_stop, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "unref", NULL, receiver_unref, NULL, NULL, NULL, napi_enumerable, NULL },
     { "captureDrops", NULL, capture_drops, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "netlinkOpen", NULL, netlink_open, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "netlinkJoin", NULL, netlink_join, NULL, NULL, NULL, napi_enumerable, NULL },
   };
   napi_define_properties(env, exports, sizeof properties / sizeof properties[0], properties);
   return exports;
