@@ -280,6 +280,40 @@ export async function monitorDeletes(arg: { name: string; proto: number }): Prom
   return { seen, route };
 }
 
+/**
+ * A monitor told to ignore the shim's requests: weft's own neighbour and route changes are not reported,
+ * a route added and one deleted by someone else are. `child`: the monitor without the addon.
+ */
+export async function monitorIgnoresOwnRequests(arg: { name: string; proto: number; child: boolean }): Promise<{ seen: Seen[]; inProcess: boolean }> {
+  if (arg.child) process.env['WEFT_KERNEL_MONITOR'] = 'child';
+  return withKernel(async (k) => {
+    const monitor = await openMonitor({ ignoreRequestsOf: k.portId, groups: ['neighbour', 'route'] });
+    const seen: Seen[] = [];
+    const deleted = new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`monitor saw only ${JSON.stringify(seen)}`)), 5000);
+      monitor.on('change', (c) => {
+        seen.push({ kind: c.kind, action: c.action, key: keyOf(c) });
+        if (c.kind === 'route' && c.action === 'del' && c.route.dst === '198.18.3.0/24') {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+    });
+    try {
+      const dev = (await mustGet(k, arg.name)).index;
+      await k.replaceNeighbour(dev, '198.18.3.0', '0e:00:00:00:00:03');
+      await k.replaceRoute({ dst: '198.18.3.0/24', gateway: '198.18.3.0', ifindex: dev, onlink: true, protocol: arg.proto });
+      execFileSync('ip', ['route', 'add', '198.18.4.0/24', 'via', '198.18.4.0', 'dev', arg.name, 'onlink', 'proto', String(arg.proto)]);
+      execFileSync('ip', ['route', 'del', '198.18.3.0/24', 'dev', arg.name]);
+      // notifications come in order: once the delete is reported, the echoes of the earlier requests would have been
+      await deleted;
+      return { seen, inProcess: monitor instanceof NativeKernelMonitor };
+    } finally {
+      monitor.close();
+    }
+  });
+}
+
 // ------------------------------------------------------------------------------------------ pipelining
 
 function peer(i: number): { subnet: string; gw: string; mac: string; publicIp: string } {

@@ -272,6 +272,16 @@ describe('agent/kernel: rtnetlink shim (real kernel, in a network namespace)', f
       assert.equal(r.sawDeleteAfterOverrun, true, JSON.stringify(r));
     });
 
+    for (const child of [false, true]) {
+      it(`${child ? 'in a child process' : 'in this process'}: leaves out the echoes of the shim's own requests, not others' changes`, async function () {
+        if (!child && !('addon' in loadNativeAddon())) this.skip();
+        const r = await run(ns(), 'monitorIgnoresOwnRequests', { name: DEV, proto: PROTO, child });
+        assert.equal(r.inProcess, !child);
+        const seen = r.seen.map((s) => `${s.kind} ${s.action} ${s.key}`);
+        assert.deepEqual(seen, [`route new 198.18.4.0/24 proto ${PROTO}`, `route del 198.18.3.0/24 proto ${PROTO}`]);
+      });
+    }
+
     it('reports the route, neighbour and FDB entry someone deletes by hand', async function () {
       const r = await run(ns(), 'monitorDeletes', { name: DEV, proto: PROTO });
       const dels = r.seen.filter((s) => s.action === 'del').map((s) => `${s.kind} ${s.key}`);
