@@ -23,8 +23,17 @@ export interface NativeAddon {
   send(fd: number, buffer: Buffer, offset: number, length: number, segment: number, address: number, port: number): number;
   /** Polls fd; on readable, recvmmsg into `slots` slots of `slotSize` bytes of `buffer`, then
    * callback(count) with meta[4i..4i+3] = length, source address, GRO segment size (0: one datagram),
-   * truncated (1); callback(-errno) on a socket error. */
-  receive(fd: number, buffer: Buffer, slotSize: number, slots: number, meta: Int32Array, callback: (count: number) => void): ReceiverHandle | number;
+   * truncated (1); callback(-errno) on a socket error. At most `batchesPerEvent` recvmmsg calls per
+   * readiness event before the event loop serves other handles. */
+  receive(
+    fd: number,
+    buffer: Buffer,
+    slotSize: number,
+    slots: number,
+    meta: Int32Array,
+    callback: (count: number) => void,
+    batchesPerEvent: number,
+  ): ReceiverHandle | number;
   /** The receiver no longer keeps the event loop alive. */
   unref(handle: ReceiverHandle): number;
   /** Stops a receiver (idempotent); close the fd afterwards. */

@@ -165,12 +165,11 @@ typedef struct {
   struct sockaddr_in *sources;
   char *controls;
   int32_t *meta;
+  unsigned batches_per_event;
   int stopped;
 } receiver_t;
 
 #define CONTROL_SPACE CMSG_SPACE(sizeof(int))
-/* Batches taken per readiness event before the loop serves other handles (the capture, IPC). */
-#define BATCHES_PER_EVENT 4
 
 static void receiver_free(uv_handle_t *handle) {
   receiver_t *r = (receiver_t *)handle->data;
@@ -216,7 +215,7 @@ static void receiver_poll(uv_poll_t *handle, int status, int events) {
     receiver_call(r, status);
     return;
   }
-  for (int batch = 0; batch < BATCHES_PER_EVENT && !r->stopped; batch++) {
+  for (unsigned batch = 0; batch < r->batches_per_event && !r->stopped; batch++) {
     for (unsigned i = 0; i < r->slots; i++) {
       r->messages[i].msg_hdr.msg_namelen = sizeof(struct sockaddr_in);
       r->messages[i].msg_hdr.msg_controllen = CONTROL_SPACE;
@@ -248,27 +247,29 @@ static void receiver_finalize_handle(napi_env env, void *data, void *hint) {
 }
 
 /*
- * receive(fd, buffer, slotSize, slots, meta: Int32Array(slots * 4), callback(count | -errno)) -> handle.
+ * receive(fd, buffer, slotSize, slots, meta: Int32Array(slots * 4), callback(count | -errno), batchesPerEvent)
+ * -> handle. At most batchesPerEvent recvmmsg calls per readiness event, then the loop serves other handles.
  * Per datagram i: meta[4i] length, meta[4i+1] source address (u32 as i32; on a netlink socket the sender's
  * port id, 0 for the kernel), meta[4i+2] GRO segment size (0: one datagram), meta[4i+3] 1 when cut short by
  * the slot. Its bytes are at buffer[i * slotSize...].
  */
 static napi_value udp_receive(napi_env env, napi_callback_info info) {
-  napi_value argv[6];
+  napi_value argv[7];
   int32_t fd;
-  uint32_t slot_size, slots;
+  uint32_t slot_size, slots, batches_per_event;
   void *data, *meta;
   size_t size, meta_length;
   napi_typedarray_type type;
   napi_value arraybuffer;
   size_t byte_offset;
   napi_valuetype callback_type;
-  if (get_args(env, info, 6, argv) || napi_get_value_int32(env, argv[0], &fd) != napi_ok ||
+  if (get_args(env, info, 7, argv) || napi_get_value_int32(env, argv[0], &fd) != napi_ok ||
       napi_get_buffer_info(env, argv[1], &data, &size) != napi_ok || get_u32(env, argv[2], &slot_size) ||
       get_u32(env, argv[3], &slots) || slots == 0 || slots > 1024 || (size_t)slot_size * slots > size ||
       napi_get_typedarray_info(env, argv[4], &type, &meta_length, &meta, &arraybuffer, &byte_offset) != napi_ok ||
       type != napi_int32_array || meta_length < (size_t)slots * 4 ||
-      napi_typeof(env, argv[5], &callback_type) != napi_ok || callback_type != napi_function) {
+      napi_typeof(env, argv[5], &callback_type) != napi_ok || callback_type != napi_function ||
+      get_u32(env, argv[6], &batches_per_event) || batches_per_event == 0) {
     napi_throw_type_error(env, NULL, "weft_native.receive: bad arguments");
     return NULL;
   }
@@ -279,6 +280,7 @@ static napi_value udp_receive(napi_env env, napi_callback_info info) {
   r->env = env;
   r->fd = fd;
   r->slots = slots;
+  r->batches_per_event = batches_per_event;
   r->meta = (int32_t *)meta;
   r->messages = calloc(slots, sizeof *r->messages);
   r->iovecs = calloc(slots, sizeof *r->iovecs);

@@ -15,6 +15,12 @@ import type { KernelMonitor, MonitorEvents } from './monitor.js';
 /** A notification is one skb of at most a page or two; a slot holds any of them whole. */
 const SLOT_SIZE = 16 * 1024;
 const SLOTS = 64;
+/**
+ * The socket is drained in one go (up to 64 × 64 notifications): while weft programs thousands of peers,
+ * each turn of the event loop causes about a thousand notifications, and reading only a few batches a turn
+ * would let the socket overrun, which costs a full resync.
+ */
+const BATCHES_PER_EVENT = 64;
 const ENOBUFS = 105;
 const NLMSG_HEADER = 16;
 
@@ -59,7 +65,7 @@ export class NativeKernelMonitor extends EventEmitter<MonitorEvents> implements 
         throw monitorError(`join rtnetlink group ${group}`, -joined);
       }
     }
-    const receiver = addon.receive(fd, this.buffer, SLOT_SIZE, SLOTS, this.meta, (count) => this.onBatch(count));
+    const receiver = addon.receive(fd, this.buffer, SLOT_SIZE, SLOTS, this.meta, (count) => this.onBatch(count), BATCHES_PER_EVENT);
     if (typeof receiver === 'number') {
       addon.close(fd);
       throw monitorError('poll the rtnetlink socket', -receiver);

@@ -8,7 +8,7 @@ import {
   transportChecksumValid,
   vxlanPrefix,
 } from '../../common/packet.js';
-import { RECEIVE_SLOT_SIZE, RECEIVE_SLOTS, RxPath, TxPath, type DatagramSender } from './paths.js';
+import { RECEIVE_BATCHES_PER_EVENT, RECEIVE_SLOT_SIZE, RECEIVE_SLOTS, RxPath, TxPath, type DatagramSender } from './paths.js';
 import { loadUdpNative } from './udp-native.js';
 import { RX_DROP_REASONS, TX_DROP_REASONS, type PathCounters, type WirePeer, type WorkerConfig } from './protocol.js';
 
@@ -412,7 +412,7 @@ describe('userspace transmit path', () => {
           got.push(Buffer.from(buffer.subarray(i * RECEIVE_SLOT_SIZE + offset, i * RECEIVE_SLOT_SIZE + Math.min(length, offset + segment))));
         }
       }
-    });
+    }, RECEIVE_BATCHES_PER_EVENT);
     assert.equal(typeof handle, 'object');
     try {
       const expected = transmitter();

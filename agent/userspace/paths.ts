@@ -494,6 +494,8 @@ interface RxPeer {
 /** Receive slots per recvmmsg, and their size: a GRO train or a kernel sender's GSO frame takes up to 64 KiB + headers. */
 export const RECEIVE_SLOTS = 16;
 export const RECEIVE_SLOT_SIZE = 68 * 1024;
+/** recvmmsg batches per readiness event, before the worker serves the capture and its IPC. */
+export const RECEIVE_BATCHES_PER_EVENT = 4;
 
 export class RxPath {
   private readonly counters = emptyCounters(RX_DROP_REASONS);
@@ -555,7 +557,7 @@ export class RxPath {
         throw new DataPathError('WEFT_USERSPACE_BIND', `cannot bind UDP ${this.config.localAddress}:${this.config.port}: errno ${-fd}`);
       }
       this.batch = Buffer.alloc(RECEIVE_SLOTS * RECEIVE_SLOT_SIZE);
-      const receiver = udp.receive(fd, this.batch, RECEIVE_SLOT_SIZE, RECEIVE_SLOTS, this.batchMeta, (count) => this.onBatch(count));
+      const receiver = udp.receive(fd, this.batch, RECEIVE_SLOT_SIZE, RECEIVE_SLOTS, this.batchMeta, (count) => this.onBatch(count), RECEIVE_BATCHES_PER_EVENT);
       if (typeof receiver === 'number') {
         udp.close(fd);
         raw.close();
