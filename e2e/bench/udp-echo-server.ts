@@ -2,7 +2,7 @@
  * The Node UDP echo servers of the wake-up benchmark (wakeup.ts), one process each:
  *
  *   node udp-echo-server.js addon PORT REPLY_PORT
- *       weft's UDP addon as the userspace data path uses it: one JavaScript callback per recvmmsg batch, a
+ *       weft's addon as the userspace data path uses it: one JavaScript callback per recvmmsg batch, a
  *       synchronous send per datagram. The addon reports a datagram's source address but not its port, so
  *       every answer goes to REPLY_PORT (the client binds it).
  *   node udp-echo-server.js dgram PORT
@@ -11,6 +11,7 @@
  * Prints "ready" once bound; runs until killed.
  */
 import dgram from 'node:dgram';
+import { RECEIVE_BATCHES_PER_EVENT } from '../../agent/userspace/paths.js';
 import { loadUdpNative } from '../../agent/userspace/udp-native.js';
 
 const SLOT_BYTES = 2048;
@@ -33,7 +34,7 @@ function serveAddon(listenPort: number, replyPort: number): void {
   const receiver = udp.receive(fd, buffer, SLOT_BYTES, SLOTS, meta, (count) => {
     if (count < 0) throw new Error(`udp-echo-server: receive: errno ${-count}`);
     for (let i = 0; i < count; i++) udp.send(fd, buffer, i * SLOT_BYTES, meta[i * 4]!, 0, meta[i * 4 + 1]! >>> 0, replyPort);
-  });
+  }, RECEIVE_BATCHES_PER_EVENT);
   if (typeof receiver === 'number') throw new Error(`udp-echo-server: receive: errno ${-receiver}`);
   process.stdout.write('ready\n');
 }
