@@ -2,9 +2,8 @@
  * weft's own N-API addon (native/weft_native.c, built by `npm run build` through node-gyp into
  * build/Release/weft_native.node): the system calls that neither Node nor weft's npm dependencies offer.
  * The userspace data path uses its batched and segmented UDP I/O (userspace/udp-native.ts), the kernel
- * shim and monitor its netlink sockets (kernel/transport.ts, kernel/monitor-native.ts). All work without it,
- * slower: the data path with dgram, the shim with the `netlink` package's socket, the monitor in a child
- * process.
+ * monitor its netlink notification socket (kernel/monitor-native.ts). Both work without it, slower: the data
+ * path with dgram, the monitor in a child process.
  *
  * The addon returns -errno instead of throwing; only wrong argument types throw.
  */
@@ -35,8 +34,7 @@ export interface NativeAddon {
     callback: (count: number) => void,
     batchesPerEvent: number,
   ): ReceiverHandle | number;
-  /** Whether the receiver keeps the event loop alive (it does when made). */
-  ref(handle: ReceiverHandle): number;
+  /** The receiver no longer keeps the event loop alive. */
   unref(handle: ReceiverHandle): number;
   /** Stops a receiver (idempotent); close the fd afterwards. */
   stop(handle: ReceiverHandle): number;
@@ -47,13 +45,6 @@ export interface NativeAddon {
   netlinkOpen(receiveBuffer: number): number;
   /** Joins a multicast group (RTNLGRP_*); 0 or -errno. */
   netlinkJoin(fd: number, group: number): number;
-  /** One sendmsg of `buffer` to the kernel on a libuv pool thread, then done(bytes sent | -errno); 0 or
-   * -errno. Sends on one socket must not overlap: the next only after the previous has called back. */
-  netlinkSend(fd: number, buffer: Buffer, done: (result: number) => void): number;
-  /** The netlink port id the kernel gave the socket, or -errno. */
-  netlinkPortId(fd: number): number;
-  /** SO_RCVBUF as the kernel granted it, or -errno. */
-  receiveBufferSize(fd: number): number;
 }
 
 export const ADDON_PATH = fileURLToPath(new URL('../../build/Release/weft_native.node', import.meta.url));

@@ -9,10 +9,9 @@
  *   - getsockopt(PACKET_STATISTICS) on libpcap's packet socket: the frames the kernel dropped because the
  *     capture ring was full, which `cap` does not report.
  *
- * For the kernel shim and monitor (agent/kernel/): rtnetlink sockets, read with the same recvmmsg
- * receiver; the monitor's joined to notification groups, the shim's sending its requests from a libuv pool
- * thread, because the kernel handles them inside sendmsg. `netlink` 0.3.0 aborts the process when a
- * socket overruns; here an overrun is just ENOBUFS from recvmmsg, handed to JavaScript like any other errno.
+ * For the kernel monitor (agent/kernel/monitor-native.ts): an rtnetlink socket joined to notification
+ * groups, read with the same recvmmsg receiver. `netlink` 0.3.0 aborts the process when such a socket
+ * overruns; here an overrun is just ENOBUFS from recvmmsg, handed to JavaScript like any other errno.
  *
  * Everything else (addresses, framing, decoding, checks, counters) stays in TypeScript.
  * Functions return a negative errno instead of throwing; only wrong argument types throw.
@@ -361,16 +360,6 @@ static napi_value netlink_open(napi_env env, napi_callback_info info) {
   return int_value(env, fd);
 }
 
-/* netlinkPortId(fd) -> the port id the kernel gave the socket when it was bound | -errno */
-static napi_value netlink_port_id(napi_env env, napi_callback_info info) {
-  int32_t fd;
-  if (get_fd_only(env, info, "weft_native.netlinkPortId: bad arguments", &fd)) return NULL;
-  struct sockaddr_nl local;
-  socklen_t length = sizeof local;
-  if (getsockname(fd, (struct sockaddr *)&local, &length) < 0) return int_value(env, -errno);
-  return int_value(env, local.nl_pid);
-}
-
 /* netlinkJoin(fd, group) -> 0 | -errno */
 static napi_value netlink_join(napi_env env, napi_callback_info info) {
   napi_value argv[2];
@@ -383,127 +372,17 @@ static napi_value netlink_join(napi_env env, napi_callback_info info) {
   return int_value(env, setsockopt(fd, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, &group, sizeof group) < 0 ? -errno : 0);
 }
 
-/* A netlink request datagram being sent on a libuv pool thread. */
-typedef struct {
-  uv_work_t work;
-  napi_env env;
-  napi_ref buffer_ref, callback_ref;
-  napi_async_context context;
-  int fd;
-  const void *data;
-  size_t length;
-  int result;
-} netlink_send_t;
-
-static void netlink_send_work(uv_work_t *work) {
-  netlink_send_t *s = (netlink_send_t *)work->data;
-  struct sockaddr_nl kernel;
-  memset(&kernel, 0, sizeof kernel);
-  kernel.nl_family = AF_NETLINK;
-  struct iovec iov = { (void *)s->data, s->length };
-  struct msghdr msg;
-  memset(&msg, 0, sizeof msg);
-  msg.msg_name = &kernel;
-  msg.msg_namelen = sizeof kernel;
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  ssize_t sent;
-  do sent = sendmsg(s->fd, &msg, 0); while (sent < 0 && errno == EINTR);
-  s->result = sent < 0 ? -errno : (int)sent;
-}
-
-static void netlink_send_done(uv_work_t *work, int status) {
-  netlink_send_t *s = (netlink_send_t *)work->data;
-  napi_env env = s->env;
-  napi_handle_scope scope;
-  napi_open_handle_scope(env, &scope);
-  napi_value callback, recv, arg, result;
-  napi_get_reference_value(env, s->callback_ref, &callback);
-  napi_get_global(env, &recv);
-  napi_create_int32(env, status < 0 ? status : s->result, &arg);
-  napi_make_callback(env, s->context, recv, callback, 1, &arg, &result);
-  napi_close_handle_scope(env, scope);
-  napi_delete_reference(env, s->buffer_ref);
-  napi_delete_reference(env, s->callback_ref);
-  napi_async_destroy(env, s->context);
-  free(s);
-}
-
-/*
- * netlinkSend(fd, buffer, callback(bytes sent | -errno)) -> 0 | -errno: one sendmsg of the buffer to the
- * kernel on a libuv pool thread. The kernel handles rtnetlink requests inside sendmsg, so this lets the
- * event loop go on (reading answers, making the next requests) meanwhile. Sends on one socket must not
- * overlap (pool threads run in any order): send the next when the previous has called back.
- */
-static napi_value netlink_send(napi_env env, napi_callback_info info) {
-  napi_value argv[3];
-  int32_t fd;
-  void *data;
-  size_t length;
-  napi_valuetype callback_type;
-  if (get_args(env, info, 3, argv) || napi_get_value_int32(env, argv[0], &fd) != napi_ok ||
-      napi_get_buffer_info(env, argv[1], &data, &length) != napi_ok ||
-      napi_typeof(env, argv[2], &callback_type) != napi_ok || callback_type != napi_function) {
-    napi_throw_type_error(env, NULL, "weft_native.netlinkSend: bad arguments");
-    return NULL;
-  }
-  uv_loop_t *loop;
-  CHECK(napi_get_uv_event_loop(env, &loop));
-  netlink_send_t *s = calloc(1, sizeof *s);
-  if (s == NULL) return int_value(env, -ENOMEM);
-  s->env = env;
-  s->fd = fd;
-  s->data = data;
-  s->length = length;
-  s->work.data = s;
-  napi_create_reference(env, argv[1], 1, &s->buffer_ref);
-  napi_create_reference(env, argv[2], 1, &s->callback_ref);
-  napi_value name;
-  napi_create_string_utf8(env, "weft_native.netlinkSend", NAPI_AUTO_LENGTH, &name);
-  napi_async_init(env, NULL, name, &s->context);
-  int err = uv_queue_work(loop, &s->work, netlink_send_work, netlink_send_done);
-  if (err != 0) {
-    napi_delete_reference(env, s->buffer_ref);
-    napi_delete_reference(env, s->callback_ref);
-    napi_async_destroy(env, s->context);
-    free(s);
-    return int_value(env, err);
-  }
-  return int_value(env, 0);
-}
-
-/* receiveBufferSize(fd) -> SO_RCVBUF as the kernel granted it | -errno */
-static napi_value receive_buffer_size(napi_env env, napi_callback_info info) {
-  int32_t fd;
-  if (get_fd_only(env, info, "weft_native.receiveBufferSize: bad arguments", &fd)) return NULL;
-  int size = 0;
-  socklen_t length = sizeof size;
-  if (getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, &length) < 0) return int_value(env, -errno);
-  return int_value(env, size);
-}
-
-/* ref(handle) / unref(handle): whether the receiver keeps the event loop alive. */
-static napi_value receiver_set_ref(napi_env env, napi_callback_info info, int ref, const char *what) {
+/* unref(handle): the receiver no longer keeps the event loop alive. */
+static napi_value receiver_unref(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   void *data;
   if (get_args(env, info, 1, argv) || napi_get_value_external(env, argv[0], &data) != napi_ok) {
-    napi_throw_type_error(env, NULL, what);
+    napi_throw_type_error(env, NULL, "weft_native.unref: bad arguments");
     return NULL;
   }
   receiver_t *r = (receiver_t *)data;
-  if (r != NULL && !r->stopped) {
-    if (ref) uv_ref((uv_handle_t *)&r->poll);
-    else uv_unref((uv_handle_t *)&r->poll);
-  }
+  if (r != NULL && !r->stopped) uv_unref((uv_handle_t *)&r->poll);
   return int_value(env, 0);
-}
-
-static napi_value receiver_ref(napi_env env, napi_callback_info info) {
-  return receiver_set_ref(env, info, 1, "weft_native.ref: bad arguments");
-}
-
-static napi_value receiver_unref(napi_env env, napi_callback_info info) {
-  return receiver_set_ref(env, info, 0, "weft_native.unref: bad arguments");
 }
 
 /* captureDrops(fd) -> frames the kernel dropped on packet socket fd since the last call (the kernel resets the count) | -errno */
@@ -525,14 +404,10 @@ static napi_value init(napi_env env, napi_value exports) {
     { "send", NULL, udp_send, NULL, NULL, NULL, napi_enumerable, NULL },
     { "receive", NULL, udp_receive, NULL, NULL, NULL, napi_enumerable, NULL },
     { "stop", NULL, udp_stop, NULL, NULL, NULL, napi_enumerable, NULL },
-    { "ref", NULL, receiver_ref, NULL, NULL, NULL, napi_enumerable, NULL },
     { "unref", NULL, receiver_unref, NULL, NULL, NULL, napi_enumerable, NULL },
     { "captureDrops", NULL, capture_drops, NULL, NULL, NULL, napi_enumerable, NULL },
     { "netlinkOpen", NULL, netlink_open, NULL, NULL, NULL, napi_enumerable, NULL },
     { "netlinkJoin", NULL, netlink_join, NULL, NULL, NULL, napi_enumerable, NULL },
-    { "netlinkSend", NULL, netlink_send, NULL, NULL, NULL, napi_enumerable, NULL },
-    { "netlinkPortId", NULL, netlink_port_id, NULL, NULL, NULL, napi_enumerable, NULL },
-    { "receiveBufferSize", NULL, receive_buffer_size, NULL, NULL, NULL, napi_enumerable, NULL },
   };
   napi_define_properties(env, exports, sizeof properties / sizeof properties[0], properties);
   return exports;

@@ -12,8 +12,7 @@
  * Callbacks from the package's native code must never throw either: an exception there also ends in
  * std::terminate. The handlers below catch everything.
  *
- * So this module uses the package's message framing over a transport of its own choosing (transport.ts: weft's
- * addon, which sends from a pool thread, or the package's RawNetlinkSocket), and does its own bookkeeping:
+ * So this module uses the package's RawNetlinkSocket and message framing, and does its own bookkeeping:
  * - requests are queued FIFO and sent in batches: several netlink messages in one sendmsg(). The kernel
  *   processes them in order, synchronously inside sendmsg, and answers on this socket in the same order.
  * - only the last message of a batch carries NLM_F_ACK. A failing message is answered with an error even
@@ -31,10 +30,9 @@
  * - should recvmsg() still report ENOBUFS, every unanswered request fails with errno ENOBUFS: its outcome
  *   is unknown and the caller should re-read the kernel state (the reconcile loop does).
  */
-import { Flags, FlagsGet, MessageType, parseMessages, type NetlinkMessage } from 'netlink';
+import { Flags, FlagsGet, MessageType, Protocol, RawNetlinkSocket, parseMessages, type NetlinkMessage } from 'netlink';
 import { readS32, readU16, writeU16, writeU32 } from './codec.js';
 import { NetlinkClosedError, NetlinkError } from './errors.js';
-import { openTransport, type RtnlTransport, type TransportError, type TransportKind } from './transport.js';
 
 export interface RtnlSocketOptions {
   /** Upper bound on unanswered messages (default 1024). */
@@ -43,10 +41,8 @@ export interface RtnlSocketOptions {
   maxBatchMessages?: number;
   /** Upper bound on bytes per sendmsg (default 32 KiB). */
   maxBatchBytes?: number;
-  /** SO_RCVBUF to ask for (default 4 MiB, at least 256 KiB; without privileges the kernel caps it at net.core.rmem_max). */
+  /** SO_RCVBUF to ask for (default 4 MiB, at least 256 KiB; the kernel caps it at net.core.rmem_max). */
   recvBufferSize?: number;
-  /** default: the addon's when it loads */
-  transport?: TransportKind;
 }
 
 /**
@@ -69,7 +65,6 @@ export interface RtnlStats {
   window: number;
   /** the receive buffer the kernel granted (SO_RCVBUF as read back) */
   recvBufferSize: number;
-  transport: TransportKind;
 }
 
 /** A lazily built description of a request, e.g. "add route 198.18.2.0/24 via ... dev weft.1". */
@@ -132,7 +127,7 @@ class Queue<T> {
 }
 
 export class RtnlSocket {
-  private readonly transport: RtnlTransport;
+  private readonly raw: RawNetlinkSocket;
   private readonly maxInFlight: number;
   private readonly maxBatchMessages: number;
   private readonly maxBatchBytes: number;
@@ -149,22 +144,24 @@ export class RtnlSocket {
   private readonly recvBufferSize: number;
 
   constructor(options: RtnlSocketOptions = {}) {
-    this.transport = openTransport(Math.max(MIN_RECV_BUFFER, options.recvBufferSize ?? 4 * 1024 * 1024), {
-      data: (datagram) => this.onData(datagram),
-      error: (err) => {
-        try {
-          this.onSocketError(err);
-        } catch {
-          // never into the native caller
-        }
-      },
-    }, options.transport);
+    this.raw = new RawNetlinkSocket(Protocol.ROUTE, {
+      recvBufferSize: Math.max(MIN_RECV_BUFFER, options.recvBufferSize ?? 4 * 1024 * 1024),
+      sendBufferSize: 0, // keep the default
+    });
     // what the kernel granted (doubled, capped by net.core.rmem_max) decides how much may be in flight
-    this.recvBufferSize = this.transport.recvBufferSize;
+    this.recvBufferSize = this.raw.getRecvBufferSize();
     const fits = Math.floor((this.recvBufferSize - RESERVED_BYTES) / BYTES_PER_ANSWER);
     this.maxInFlight = Math.max(1, Math.min(options.maxInFlight ?? 1024, fits));
     this.maxBatchMessages = Math.max(1, options.maxBatchMessages ?? 256);
     this.maxBatchBytes = Math.max(4096, options.maxBatchBytes ?? 32 * 1024);
+    this.raw.on('message', (buf) => this.onData(buf));
+    this.raw.on('error', (err) => {
+      try {
+        this.onSocketError(err);
+      } catch {
+        // never into the native caller
+      }
+    });
     this.updateRef();
   }
 
@@ -175,11 +172,11 @@ export class RtnlSocket {
 
   /** The socket's netlink port id: the kernel stamps the notifications its requests cause with it. */
   get portId(): number {
-    return this.transport.portId;
+    return this.raw.address().port;
   }
 
   stats(): RtnlStats {
-    return { ...this.counters, window: this.maxInFlight, recvBufferSize: this.recvBufferSize, transport: this.transport.kind };
+    return { ...this.counters, window: this.maxInFlight, recvBufferSize: this.recvBufferSize };
   }
 
   /**
@@ -225,7 +222,7 @@ export class RtnlSocket {
     if (this.closed) return;
     this.closed = true;
     this.closing = true;
-    this.transport.close();
+    this.raw.close();
     const victims = [...this.pending.values(), ...this.queue.drain()];
     this.pending.clear();
     for (const p of victims) p.reject(new NetlinkClosedError(p.describe()));
@@ -311,11 +308,11 @@ export class RtnlSocket {
     this.counters.batches += 1;
     if (this.pending.size > this.counters.maxPending) this.counters.maxPending = this.pending.size;
     const data = batch.length === 1 ? last.msg : Buffer.concat(batch.map((p) => p.msg));
-    this.transport.send(data, (errno) => {
-      if (errno === 0) return;
+    this.raw.send(data, { port: 0 }, (err) => {
+      if (!err) return;
       try {
         for (const p of batch) {
-          if (this.pending.get(p.seq) === p) this.settle(p, new NetlinkError(p.describe(), errno, 'sendmsg failed'));
+          if (this.pending.get(p.seq) === p) this.settle(p, new NetlinkError(p.describe(), err.errno, 'sendmsg failed'));
         }
         this.afterReplies();
       } catch (e) {
@@ -367,7 +364,7 @@ export class RtnlSocket {
     else p.resolve({ messages: p.messages ?? [], interrupted: p.interrupted });
   }
 
-  private onSocketError(err: TransportError): void {
+  private onSocketError(err: Error & { errno?: number; code?: string }): void {
     if (this.closed) return;
     if (err.errno === ENOBUFS || err.code === 'ENOBUFS') {
       // answers were dropped; we cannot know which, so nothing unanswered can be trusted
@@ -384,7 +381,7 @@ export class RtnlSocket {
     this.closed = true;
     this.closing = true;
     try {
-      this.transport.close();
+      this.raw.close();
     } catch {
       // already closed by the native side
     }
@@ -410,7 +407,7 @@ export class RtnlSocket {
     const want = this.outstanding > 0;
     if (want === this.referenced) return;
     this.referenced = want;
-    if (want) this.transport.ref();
-    else this.transport.unref();
+    if (want) this.raw.ref();
+    else this.raw.unref();
   }
 }
