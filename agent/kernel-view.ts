@@ -53,10 +53,11 @@ export interface ViewRoute {
 
 interface ViewNexthop {
   id: number;
-  key: string;
   device: RouteDevice;
   gateway: string;
   onlink: boolean;
+  /** destinations of the routes using it: one (the usual case, kept without a Set), several, or none */
+  users: string | Set<string> | undefined;
 }
 
 /** The kernel operations one run sends, in the order they must reach the kernel. */
@@ -88,10 +89,6 @@ export function opsCount(ops: PlannedOps): number {
 /** What a kernel notification means for the loop. */
 export type Observation = 'ignore' | 'dirty' | 'full';
 
-function nexthopKey(device: RouteDevice, gateway: string, onlink: boolean): string {
-  return `${device} ${gateway}${onlink ? ' onlink' : ''}`;
-}
-
 const sameRouteSpec = (a: RouteSpec, b: RouteSpec): boolean =>
   a.gateway === b.gateway && a.device === b.device && a.onlink === b.onlink;
 
@@ -102,13 +99,15 @@ export class KernelView {
   readonly neighbours = new Map<string, NeighbourSpec>();
   readonly fdb = new Map<string, FdbSpec>();
   readonly routes = new Map<string, ViewRoute>();
-  /** weft's nexthops by id, and the one id per key that routes should use */
+  /** weft's nexthops by id */
   private readonly nexthops = new Map<number, ViewNexthop>();
-  private readonly nexthopByKey = new Map<string, number>();
-  /** routes (destinations) using each nexthop id */
-  private readonly nexthopUsers = new Map<number, Set<string>>();
-  /** every nexthop id in the namespace, weft's or not */
-  private readonly usedIds = new Set<number>();
+  /**
+   * The one nexthop id routes should use, by gateway, one map per device and onlink flag (see idsFor): keyed
+   * by the gateways' own strings, with thousands of peers there is no key string to make per nexthop.
+   */
+  private readonly nexthopIds: Map<string, number>[] = [new Map(), new Map(), new Map(), new Map()];
+  /** nexthop ids in the namespace that are not weft's */
+  private readonly foreignIds = new Set<number>();
   private nextId = WEFT_NEXTHOP_ID_BASE;
   /** dirty keys that observe() found */
   readonly dirty: DirtyKeys = { neighbours: new Set(), fdb: new Set(), routes: new Set() };
@@ -148,8 +147,7 @@ export class KernelView {
     const all = new Map<number, NexthopInfo>();
     for (const nexthop of nexthops ?? []) {
       all.set(nexthop.id, nexthop);
-      view.usedIds.add(nexthop.id);
-      view.adoptNexthop(nexthop);
+      if (!view.adoptNexthop(nexthop)) view.foreignIds.add(nexthop.id);
     }
     const duplicates: ViewRoute[] = [];
     for (const route of routes) {
@@ -222,9 +220,10 @@ export class KernelView {
     }
     // Nexthops no route uses any more, and in a full run every nexthop of ours that no route uses.
     const unused = new Set(released);
-    if (all) for (const id of this.nexthops.keys()) if (!this.nexthopUsers.has(id)) unused.add(id);
+    if (all) for (const nexthop of this.nexthops.values()) if (nexthop.users === undefined) unused.add(nexthop.id);
     for (const id of [...unused, ...moved]) {
-      if (this.nexthopUsers.has(id) || !this.nexthops.has(id)) continue;
+      const nexthop = this.nexthops.get(id);
+      if (nexthop === undefined || nexthop.users !== undefined) continue;
       (unused.has(id) ? ops.nexthopDel : ops.nexthopDelLast).push(id);
       this.forgetNexthop(id);
     }
@@ -304,7 +303,7 @@ export class KernelView {
         const own = this.ownRoute(r, undefined);
         if (own === undefined) return 'ignore';
         const want = desired.routes.get(r.dst);
-        const expected = want === undefined || this.form !== 'nexthop' ? undefined : this.nexthopByKey.get(nexthopKey(want.device, want.gateway, want.onlink));
+        const expected = want === undefined || this.form !== 'nexthop' ? undefined : this.idsFor(want.device, want.onlink).get(want.gateway);
         const same = want !== undefined && sameRouteSpec(own.spec, want) && own.nexthopId === expected;
         const known = this.routes.get(r.dst);
         if (change.action === 'new' && same && known !== undefined && sameRouteSpec(known.spec, own.spec) && known.nexthopId === own.nexthopId) return 'ignore';
@@ -319,23 +318,23 @@ export class KernelView {
         const n = change.nexthop;
         const known = this.nexthops.get(n.id);
         if (change.action === 'del') {
-          this.usedIds.delete(n.id);
+          this.foreignIds.delete(n.id);
           if (known === undefined) return 'ignore';
           // The kernel removed every route using it, silently: they need adding again.
-          const users = [...(this.nexthopUsers.get(n.id) ?? [])];
+          const users = known.users === undefined ? [] : typeof known.users === 'string' ? [known.users] : [...known.users];
           for (const dst of users) {
             this.routes.delete(dst);
             this.dirty.routes.add(dst);
           }
-          this.nexthopUsers.delete(n.id);
+          known.users = undefined;
           this.forgetNexthop(n.id);
           return users.length > 0 ? 'dirty' : 'ignore';
         }
-        this.usedIds.add(n.id);
         if (known !== undefined) {
           const device = this.deviceOf(n.ifindex);
           return device === known.device && n.gateway === known.gateway && n.onlink === known.onlink ? 'ignore' : 'full';
         }
+        this.foreignIds.add(n.id);
         return n.protocol === WEFT_ROUTE_PROTOCOL && this.deviceOf(n.ifindex) !== undefined ? 'full' : 'ignore';
       }
     }
@@ -398,73 +397,78 @@ export class KernelView {
     };
   }
 
-  private adoptNexthop(n: NexthopInfo): void {
-    if (n.protocol !== WEFT_ROUTE_PROTOCOL || n.group || n.blackhole || n.fdb || n.gateway === null) return;
+  /** The nexthop ids routes should use, by gateway, for one device and onlink flag. */
+  private idsFor(device: RouteDevice, onlink: boolean): Map<string, number> {
+    return this.nexthopIds[(device === 'overlay' ? 0 : 2) + (onlink ? 1 : 0)]!;
+  }
+
+  /** Takes the nexthop into the view if it is weft's; says whether it is. */
+  private adoptNexthop(n: NexthopInfo): boolean {
+    if (n.protocol !== WEFT_ROUTE_PROTOCOL || n.group || n.blackhole || n.fdb || n.gateway === null) return false;
     const device = this.deviceOf(n.ifindex);
-    if (device === undefined) return;
-    const key = nexthopKey(device, n.gateway, n.onlink);
-    this.nexthops.set(n.id, { id: n.id, key, device, gateway: n.gateway, onlink: n.onlink });
-    // one id per key: the lowest; routes on another one are moved to it and the other goes
-    const current = this.nexthopByKey.get(key);
-    if (current === undefined || n.id < current) this.nexthopByKey.set(key, n.id);
+    if (device === undefined) return false;
+    this.nexthops.set(n.id, { id: n.id, device, gateway: n.gateway, onlink: n.onlink, users: undefined });
+    // one id per gateway: the lowest; routes on another one are moved to it and the other goes
+    const ids = this.idsFor(device, n.onlink);
+    const current = ids.get(n.gateway);
+    if (current === undefined || n.id < current) ids.set(n.gateway, n.id);
+    return true;
   }
 
   private forgetNexthop(id: number): void {
     const nexthop = this.nexthops.get(id);
     if (nexthop === undefined) return;
     this.nexthops.delete(id);
-    this.usedIds.delete(id);
-    if (this.nexthopByKey.get(nexthop.key) === id) {
-      this.nexthopByKey.delete(nexthop.key);
+    const ids = this.idsFor(nexthop.device, nexthop.onlink);
+    if (ids.get(nexthop.gateway) === id) {
+      ids.delete(nexthop.gateway);
       for (const other of this.nexthops.values()) {
-        if (other.key !== nexthop.key) continue;
-        const current = this.nexthopByKey.get(other.key);
-        if (current === undefined || other.id < current) this.nexthopByKey.set(other.key, other.id);
+        if (other.gateway !== nexthop.gateway || other.device !== nexthop.device || other.onlink !== nexthop.onlink) continue;
+        const current = ids.get(other.gateway);
+        if (current === undefined || other.id < current) ids.set(other.gateway, other.id);
       }
     }
   }
 
   /** The nexthop id a route should use, planning its creation when there is none. */
   private nexthopFor(route: RouteSpec, ops: PlannedOps): number {
-    const key = nexthopKey(route.device, route.gateway, route.onlink);
-    const existing = this.nexthopByKey.get(key);
+    const ids = this.idsFor(route.device, route.onlink);
+    const existing = ids.get(route.gateway);
     if (existing !== undefined) return existing;
-    while (this.usedIds.has(this.nextId)) this.nextId = this.nextId >= 0xffffffff ? WEFT_NEXTHOP_ID_BASE : this.nextId + 1;
+    while (this.nexthops.has(this.nextId) || this.foreignIds.has(this.nextId)) {
+      this.nextId = this.nextId >= 0xffffffff ? WEFT_NEXTHOP_ID_BASE : this.nextId + 1;
+    }
     const id = this.nextId;
-    const nexthop: ViewNexthop = { id, key, device: route.device, gateway: route.gateway, onlink: route.onlink };
-    this.usedIds.add(id);
+    const nexthop: ViewNexthop = { id, device: route.device, gateway: route.gateway, onlink: route.onlink, users: undefined };
     this.nexthops.set(id, nexthop);
-    this.nexthopByKey.set(key, id);
+    ids.set(route.gateway, id);
     ops.nexthopAdd.push(nexthop);
     return id;
   }
 
   private setRoute(route: ViewRoute): void {
-    this.routes.set(route.spec.dst, route);
-    if (route.nexthopId !== undefined) this.addUser(route.nexthopId, route.spec.dst);
+    const dst = route.spec.dst;
+    this.routes.set(dst, route);
+    const nexthop = route.nexthopId === undefined ? undefined : this.nexthops.get(route.nexthopId);
+    if (nexthop === undefined) return;
+    const users = nexthop.users;
+    if (users === undefined) nexthop.users = dst;
+    else if (typeof users !== 'string') users.add(dst);
+    else if (users !== dst) nexthop.users = new Set([users, dst]);
   }
 
+  /** Forgets the route to `dst`; a nexthop of weft's that no route uses any more goes into `released`. */
   private deleteRoute(dst: string, released: number[]): void {
     const route = this.routes.get(dst);
     if (route === undefined) return;
     this.routes.delete(dst);
-    if (route.nexthopId !== undefined) this.removeUser(route.nexthopId, dst, released);
-  }
-
-  private addUser(id: number, dst: string): void {
-    let users = this.nexthopUsers.get(id);
-    if (users === undefined) this.nexthopUsers.set(id, (users = new Set()));
-    users.add(dst);
-  }
-
-  private removeUser(id: number, dst: string, released: number[]): void {
-    const users = this.nexthopUsers.get(id);
-    if (users === undefined) return;
-    users.delete(dst);
-    if (users.size === 0) {
-      this.nexthopUsers.delete(id);
-      released.push(id);
-    }
+    const nexthop = route.nexthopId === undefined ? undefined : this.nexthops.get(route.nexthopId);
+    if (nexthop === undefined) return;
+    const users = nexthop.users;
+    if (users === dst) nexthop.users = undefined;
+    else if (typeof users === 'object' && users.delete(dst) && users.size === 0) nexthop.users = undefined;
+    else return;
+    released.push(nexthop.id);
   }
 }
 
