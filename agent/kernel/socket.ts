@@ -98,7 +98,7 @@ const EBUSY = 16;
 
 /** A FIFO with O(1) shift. */
 class Queue<T> {
-  private items: T[] = [];
+  private items: (T | undefined)[] = [];
   private head = 0;
   get length(): number {
     return this.items.length - this.head;
@@ -111,7 +111,9 @@ class Queue<T> {
   }
   shift(): T | undefined {
     if (this.head >= this.items.length) return undefined;
-    const item = this.items[this.head++];
+    const item = this.items[this.head];
+    // a request taken out must not stay reachable from here: a dump's holds every message of its answer
+    this.items[this.head++] = undefined;
     if (this.head > 1024 && this.head * 2 > this.items.length) {
       this.items = this.items.slice(this.head);
       this.head = 0;
@@ -119,7 +121,7 @@ class Queue<T> {
     return item;
   }
   drain(): T[] {
-    const rest = this.items.slice(this.head);
+    const rest = this.items.slice(this.head) as T[];
     this.items = [];
     this.head = 0;
     return rest;
