@@ -260,6 +260,12 @@ describe('agent/kernel: rtnetlink shim (real kernel, in a network namespace)', f
       assert.equal(r.sawDeleteAfterOverrun, true, JSON.stringify(r));
     });
 
+    it('holds notifications back until the last release, then delivers every one in order', async function () {
+      const r = await run(ns(), 'monitorHold', { name: DEV, count: 2000 }, { timeoutMs: 60_000 });
+      assert.equal(r.beforeRelease, 0);
+      assert.deepEqual(r.ips, r.expected);
+    });
+
     it('reports the route, neighbour and FDB entry someone deletes by hand', async function () {
       const r = await run(ns(), 'monitorDeletes', { name: DEV, proto: PROTO });
       const dels = r.seen.filter((s) => s.action === 'del').map((s) => `${s.kind} ${s.key}`);

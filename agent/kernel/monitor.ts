@@ -59,6 +59,7 @@ const CHILD = fileURLToPath(new URL('./monitor-child.js', import.meta.url));
 const MAX_RESTARTS = 5;
 
 type Child = ChildProcessByStdio<Writable, Readable, Readable>;
+type Feed = (text: string, holdable: boolean) => void;
 
 /** Opens a monitor in the calling process's network namespace; resolves once it is subscribed. */
 export async function openMonitor(options: MonitorOptions = {}): Promise<KernelMonitor> {
@@ -94,7 +95,11 @@ export class KernelMonitor extends EventEmitter<MonitorEvents> {
   private lostEvents = false;
 
   private held = 0;
-  private backlog: string[] = [];
+  /**
+   * What the child wrote during a hold, as it came (one string per read, not one per line: echoes of a full
+   * run come by the ten thousand), with the line splitter of the child that wrote it.
+   */
+  private backlog: { feed: Feed; text: string }[] = [];
 
   /**
    * Holds notifications back (undecoded) until release(): for a consumer that is busy making thousands of
@@ -107,13 +112,11 @@ export class KernelMonitor extends EventEmitter<MonitorEvents> {
   /** Ends a hold: the notifications that came meanwhile are delivered now, in order. */
   release(): void {
     if (this.held === 0 || --this.held > 0) return;
-    const lines = this.backlog;
+    const backlog = this.backlog;
     this.backlog = [];
-    for (const line of lines) {
+    for (const { feed, text } of backlog) {
       if (this.closed) return;
-      const msg = decodeLine(line);
-      if (msg?.t === 'change') this.emit('change', msg.c);
-      else if (msg?.t === 'overrun') this.emit('overrun');
+      feed(text, false);
     }
   }
 
@@ -151,17 +154,28 @@ export class KernelMonitor extends EventEmitter<MonitorEvents> {
       });
       child.stdin.on('error', () => undefined); // EPIPE when the child is gone
       let partial = '';
+      /** Splits what the child wrote into lines and handles them; under a hold (`holdable`) keeps the rest for release(). */
+      const feed: Feed = (text, holdable) => {
+        const all = partial + text;
+        partial = '';
+        let start = 0;
+        for (;;) {
+          if (holdable && this.held > 0 && ready) {
+            this.backlog.push({ feed, text: all.slice(start) });
+            return;
+          }
+          const end = all.indexOf('\n', start);
+          if (end < 0) break;
+          onLine(all.slice(start, end));
+          start = end + 1;
+        }
+        partial = all.slice(start);
+      };
       child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
-        const lines = (partial + chunk).split('\n');
-        partial = lines.pop()!;
-        for (const line of lines) onLine(line);
+        if (this.child === child && !this.closed) feed(chunk, true);
       });
       const onLine = (line: string): void => {
-        if (this.child !== child || this.closed) return;
-        if (this.held > 0 && ready) {
-          this.backlog.push(line);
-          return;
-        }
+        if (this.closed) return;
         const msg = decodeLine(line);
         if (msg === undefined) return;
         if (msg.t === 'change') this.emit('change', msg.c);
