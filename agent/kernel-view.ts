@@ -68,7 +68,8 @@ export interface PlannedOps {
   neighbourSet: NeighbourSpec[];
   fdbSet: FdbSpec[];
   nexthopAdd: ViewNexthop[];
-  routeSet: { spec: RouteSpec; nexthopId: number | undefined }[];
+  /** routes to add or replace, the very objects the view now holds */
+  routeSet: ViewRoute[];
   /**
    * Nexthops no route uses any more (deleting one also removes the routes that use it): right after the
    * route deletions when their routes went, last when their routes moved to another nexthop.
@@ -214,9 +215,10 @@ export class KernelView {
       let nexthopId: number | undefined;
       if (this.form === 'nexthop') nexthopId = this.nexthopFor(want, ops);
       if (have !== undefined && sameRouteSpec(have.spec, want) && have.nexthopId === nexthopId) continue;
-      ops.routeSet.push({ spec: want, nexthopId });
+      const route: ViewRoute = { spec: want, nexthopId, protocol: WEFT_ROUTE_PROTOCOL, ifindex: this.indexOf(want.device), metric: undefined };
+      ops.routeSet.push(route);
       this.deleteRoute(dst, moved);
-      this.setRoute({ spec: want, nexthopId, protocol: WEFT_ROUTE_PROTOCOL, ifindex: this.indexOf(want.device), metric: undefined });
+      this.setRoute(route);
     }
     // Nexthops no route uses any more, and in a full run every nexthop of ours that no route uses.
     const unused = new Set(released);
