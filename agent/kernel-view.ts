@@ -19,7 +19,7 @@
  * from WEFT_NEXTHOP_ID_BASE up, skipping every id already used in the namespace.
  */
 import type { Family } from '../common/cidr.js';
-import { WEFT_ROUTE_PROTOCOL, type DirtyKeys, type FamilyState, type FdbSpec, type NeighbourSpec, type RouteDevice, type RouteSpec } from '../common/dataplane.js';
+import { WEFT_ROUTE_PROTOCOL, type DesiredObjects, type DirtyKeys, type FdbSpec, type NeighbourSpec, type RouteDevice, type RouteSpec } from '../common/dataplane.js';
 import type { OverlayState } from './backend.js';
 import { NUD_FAILED, NUD_NOARP, RTPROT_KERNEL, RT_TABLE_MAIN, type Kernel, type KernelChange, type NexthopInfo, type RouteInfo } from './kernel/index.js';
 
@@ -168,7 +168,7 @@ export class KernelView {
    * Plans the operations that make the kernel match `desired` for the given keys (every key of both sides
    * for 'all'), and records their outcome in the view as if they succeeded.
    */
-  plan(desired: FamilyState, keys: DirtyKeys | 'all', duplicates: readonly ViewRoute[] = []): PlannedOps {
+  plan(desired: DesiredObjects, keys: DirtyKeys | 'all', duplicates: readonly ViewRoute[] = []): PlannedOps {
     const ops = emptyOps();
     const { overlayIndex } = this.devices;
     const all = keys === 'all';
@@ -237,7 +237,7 @@ export class KernelView {
    * (typically the echo of weft's own request), 'dirty' when the keys it names were added to `dirty` for
    * the event path to re-plan, 'full' when only a full run can tell what to do.
    */
-  observe(change: KernelChange, desired: FamilyState): Observation {
+  observe(change: KernelChange, desired: DesiredObjects): Observation {
     const { family, overlayIndex, publicIndex } = this.devices;
     switch (change.kind) {
       case 'link': {
