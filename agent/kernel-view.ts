@@ -176,6 +176,8 @@ export class KernelView {
     const fdbKeys = all ? union(desired.fdb.keys(), this.fdb.keys()) : keys.fdb;
     const routeKeys = all ? union(desired.routes.keys(), this.routes.keys()) : keys.routes;
     ops.routeDel.push(...duplicates);
+    // An object the kernel has as wanted is recorded as the desired object itself, not the copy a dump made:
+    // after a full run re-read thousands of them, the view shares them with the desired state again.
     if (overlayIndex !== undefined && this.devices.routesOnly !== true) {
       for (const ip of neighbourKeys) {
         const want = desired.neighbours.get(ip);
@@ -186,6 +188,8 @@ export class KernelView {
         } else if (want === undefined && have !== undefined) {
           ops.neighbourDel.push(have);
           this.neighbours.delete(ip);
+        } else if (want !== undefined && have !== want) {
+          this.neighbours.set(ip, want);
         }
       }
       for (const mac of fdbKeys) {
@@ -197,6 +201,8 @@ export class KernelView {
         } else if (want === undefined && have !== undefined) {
           ops.fdbDel.push(have);
           this.fdb.delete(mac);
+        } else if (want !== undefined && have !== want) {
+          this.fdb.set(mac, want);
         }
       }
     }
@@ -214,7 +220,10 @@ export class KernelView {
       }
       let nexthopId: number | undefined;
       if (this.form === 'nexthop') nexthopId = this.nexthopFor(want, ops);
-      if (have !== undefined && sameRouteSpec(have.spec, want) && have.nexthopId === nexthopId) continue;
+      if (have !== undefined && sameRouteSpec(have.spec, want) && have.nexthopId === nexthopId) {
+        have.spec = want;
+        continue;
+      }
       const route: ViewRoute = { spec: want, nexthopId, protocol: WEFT_ROUTE_PROTOCOL, ifindex: this.indexOf(want.device), metric: undefined };
       ops.routeSet.push(route);
       this.deleteRoute(dst, moved);
