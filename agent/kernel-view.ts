@@ -126,33 +126,34 @@ export class KernelView {
   static async read(kernel: Kernel, devices: ViewDevices, form: RouteForm): Promise<{ view: KernelView; duplicates: ViewRoute[]; nexthopsSupported: boolean }> {
     const { family, overlayIndex } = devices;
     const l2 = overlayIndex !== undefined && devices.routesOnly !== true;
-    const [neighbours, fdb, routes, nexthops] = await Promise.all([
-      l2 ? kernel.listNeighbours(overlayIndex, family) : [],
-      l2 ? kernel.listFdb(overlayIndex) : [],
-      kernel.listRoutes({ family }),
-      kernel.listNexthops().then(
-        (list) => list as NexthopInfo[] | null,
-        (err: unknown) => {
-          if (NO_NEXTHOPS.has((err as { errnoName?: string }).errnoName ?? '')) return null;
-          throw err;
-        },
-      ),
-    ]);
+    // One dump at a time, each taken into the view before the next: with thousands of peers, holding all
+    // four answers at once took several MB more. Nexthops come first: routes are resolved through them.
+    const nexthops = await kernel.listNexthops().then(
+      (list) => list as NexthopInfo[] | null,
+      (err: unknown) => {
+        if (NO_NEXTHOPS.has((err as { errnoName?: string }).errnoName ?? '')) return null;
+        throw err;
+      },
+    );
     const view = new KernelView(devices, nexthops === null ? 'inline' : form);
-    // NOARP entries (multicast, broadcast; IPv6 creates them) are the kernel's own bookkeeping, never weft's.
-    for (const entry of neighbours) {
-      // an entry that is not permanent is not the one weft wants, whatever its MAC: it gets replaced
-      if ((entry.state & NUD_NOARP) === 0) view.neighbours.set(entry.ip, { ip: entry.ip, mac: entry.permanent ? entry.mac ?? '' : '' });
-    }
-    for (const entry of fdb) if (entry.self) view.fdb.set(entry.mac, { mac: entry.mac, dst: entry.dst ?? '' });
-    const all = new Map<number, NexthopInfo>();
+    /** others' nexthops (weft's are in the view) */
+    const foreign = new Map<number, NexthopInfo>();
     for (const nexthop of nexthops ?? []) {
-      all.set(nexthop.id, nexthop);
-      if (!view.adoptNexthop(nexthop)) view.foreignIds.add(nexthop.id);
+      if (view.adoptNexthop(nexthop)) continue;
+      foreign.set(nexthop.id, nexthop);
+      view.foreignIds.add(nexthop.id);
+    }
+    if (l2) {
+      // NOARP entries (multicast, broadcast; IPv6 creates them) are the kernel's own bookkeeping, never weft's.
+      for (const entry of await kernel.listNeighbours(overlayIndex, family)) {
+        // an entry that is not permanent is not the one weft wants, whatever its MAC: it gets replaced
+        if ((entry.state & NUD_NOARP) === 0) view.neighbours.set(entry.ip, { ip: entry.ip, mac: entry.permanent ? entry.mac ?? '' : '' });
+      }
+      for (const entry of await kernel.listFdb(overlayIndex)) if (entry.self) view.fdb.set(entry.mac, { mac: entry.mac, dst: entry.dst ?? '' });
     }
     const duplicates: ViewRoute[] = [];
-    for (const route of routes) {
-      const own = view.ownRoute(route, all);
+    for (const route of await kernel.listRoutes({ family })) {
+      const own = view.ownRoute(route, foreign);
       if (own === undefined) continue;
       if (view.routes.has(route.dst)) {
         // A second route of ours to the same prefix (e.g. left by a backend switch): it goes.
@@ -380,14 +381,14 @@ export class KernelView {
     return undefined;
   }
 
-  /** The route as weft's, resolving a nexthop id (through `all` or the view), or undefined when it is not weft's. */
-  private ownRoute(route: RouteInfo, all: Map<number, NexthopInfo> | undefined): ViewRoute | undefined {
+  /** The route as weft's, resolving a nexthop id (through the view's nexthops or `foreign`), or undefined when it is not weft's. */
+  private ownRoute(route: RouteInfo, foreign: Map<number, NexthopInfo> | undefined): ViewRoute | undefined {
     if (route.table !== RT_TABLE_MAIN || route.multipath) return undefined;
     let ifindex = route.ifindex;
     let gateway = route.gateway;
     let onlink = route.onlink;
     if (route.nexthopId !== null) {
-      const nexthop = all?.get(route.nexthopId) ?? this.nexthops.get(route.nexthopId);
+      const nexthop = this.nexthops.get(route.nexthopId) ?? foreign?.get(route.nexthopId);
       if (nexthop !== undefined) {
         const index = 'ifindex' in nexthop ? nexthop.ifindex : this.indexOf(nexthop.device);
         ifindex = index ?? null;
