@@ -270,6 +270,10 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
     const { overlayIndex } = devices;
     this.overlayIndex = overlayIndex;
     const routesOnly = devices.routesOnly === true;
+    // The last run's desired state and view are replaced: let go of them first, so that with thousands of
+    // peers the old ones need not stay reachable while the new ones are made.
+    this.desired = undefined;
+    this.view = undefined;
     const desired = new DesiredState(
       { family: this.family, config, own, localPrefixes: [this.publicInterface.prefix], routesOnly },
       this.peers.values(),
