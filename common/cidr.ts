@@ -142,7 +142,6 @@ export class IpAddress {
 
 /** A network prefix (CIDR) whose host bits are all zero. */
 export class Prefix {
-  #last: bigint | undefined;
   #text: string | undefined;
 
   private constructor(
@@ -191,8 +190,9 @@ export class Prefix {
     return 1n << BigInt(this.bits - this.length);
   }
 
+  /** Computed each time, not kept: prefixes are kept by the ten thousand (one per lease), and this is needed only while a lease is judged. */
   get last(): bigint {
-    return (this.#last ??= this.base + this.size - 1n);
+    return this.base + this.size - 1n;
   }
 
   get network(): IpAddress {
