@@ -45,7 +45,7 @@ export class ConfigWatcher extends EventEmitter<ConfigWatcherEvents> {
 
   async start(): Promise<void> {
     await this.mirror.start();
-    if (!this.mirror.entries.has(this.key)) this.onMissing();
+    if (!this.mirror.has(this.key)) this.onMissing();
   }
 
   stop(): Promise<void> {

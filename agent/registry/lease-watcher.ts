@@ -53,7 +53,7 @@ export class LeaseWatcher extends EventEmitter<LeaseWatcherEvents> {
       client: options.client,
       prefix: options.keys.subnets,
       codec: {
-        decode: (key, kv) => this.decode(key, kv),
+        decode: (_key, name, kv) => this.decode(name, kv),
         same: (a, b) => (isLease(a) ? isLease(b) && sameLease(a, b) : !isLease(b) && a.value === b.value),
       },
       logger: options.logger,
@@ -72,10 +72,10 @@ export class LeaseWatcher extends EventEmitter<LeaseWatcherEvents> {
     return this.mirror.stop();
   }
 
-  private decode(key: string, kv: IKeyValue): KeyEntry {
-    const name = this.keys.leaseName(key);
+  /** `name`: the key without the subnets prefix, the mirror's own string, which the lease keeps as its name. */
+  private decode(name: string, kv: IKeyValue): KeyEntry {
     const value = kv.value.toString();
-    if (name === undefined || name === '' || name.includes('/')) return { value, error: undefined };
+    if (name === '' || name.includes('/')) return { value, error: undefined };
     try {
       return decodeLease(name, value, String(kv.lease) === '0');
     } catch (err) {
