@@ -173,9 +173,9 @@ export class KernelView {
     const ops = emptyOps();
     const { overlayIndex } = this.devices;
     const all = keys === 'all';
-    const neighbourKeys = all ? union(desired.neighbours.keys(), this.neighbours.keys()) : keys.neighbours;
-    const fdbKeys = all ? union(desired.fdb.keys(), this.fdb.keys()) : keys.fdb;
-    const routeKeys = all ? union(desired.routes.keys(), this.routes.keys()) : keys.routes;
+    const neighbourKeys = all ? everyKey(desired.neighbours, this.neighbours) : keys.neighbours;
+    const fdbKeys = all ? everyKey(desired.fdb, this.fdb) : keys.fdb;
+    const routeKeys = all ? everyKey(desired.routes, this.routes) : keys.routes;
     ops.routeDel.push(...duplicates);
     // An object the kernel has as wanted is recorded as the desired object itself, not the copy a dump made:
     // after a full run re-read thousands of them, the view shares them with the desired state again.
@@ -484,8 +484,11 @@ export class KernelView {
   }
 }
 
-function union(a: Iterable<string>, b: Iterable<string>): Set<string> {
-  const out = new Set(a);
-  for (const key of b) out.add(key);
-  return out;
+/**
+ * Every key of `desired`, then every other key `have` holds when it gets there, each once (without a set of
+ * them all: thousands). The planner may change `have` meanwhile: a Map's iterator takes that in its stride.
+ */
+function* everyKey(desired: ReadonlyMap<string, unknown>, have: ReadonlyMap<string, unknown>): Generator<string> {
+  yield* desired.keys();
+  for (const key of have.keys()) if (!desired.has(key)) yield key;
 }
