@@ -19,7 +19,7 @@
  * from WEFT_NEXTHOP_ID_BASE up, skipping every id already used in the namespace.
  */
 import type { Family } from '../common/cidr.js';
-import { WEFT_ROUTE_PROTOCOL, type DirtyKeys, type FamilyState, type FdbSpec, type NeighbourSpec, type RouteDevice, type RouteSpec } from '../common/dataplane.js';
+import { WEFT_ROUTE_PROTOCOL, type DesiredObjects, type DirtyKeys, type FdbSpec, type NeighbourSpec, type RouteDevice, type RouteSpec } from '../common/dataplane.js';
 import type { OverlayState } from './backend.js';
 import { NUD_FAILED, NUD_NOARP, RTPROT_KERNEL, RT_TABLE_MAIN, type Kernel, type KernelChange, type NexthopInfo, type RouteInfo } from './kernel/index.js';
 
@@ -53,10 +53,11 @@ export interface ViewRoute {
 
 interface ViewNexthop {
   id: number;
-  key: string;
   device: RouteDevice;
   gateway: string;
   onlink: boolean;
+  /** destinations of the routes using it: one (the usual case, kept without a Set), several, or none */
+  users: string | Set<string> | undefined;
 }
 
 /** The kernel operations one run sends, in the order they must reach the kernel. */
@@ -67,7 +68,8 @@ export interface PlannedOps {
   neighbourSet: NeighbourSpec[];
   fdbSet: FdbSpec[];
   nexthopAdd: ViewNexthop[];
-  routeSet: { spec: RouteSpec; nexthopId: number | undefined }[];
+  /** routes to add or replace, the very objects the view now holds */
+  routeSet: ViewRoute[];
   /**
    * Nexthops no route uses any more (deleting one also removes the routes that use it): right after the
    * route deletions when their routes went, last when their routes moved to another nexthop.
@@ -88,10 +90,6 @@ export function opsCount(ops: PlannedOps): number {
 /** What a kernel notification means for the loop. */
 export type Observation = 'ignore' | 'dirty' | 'full';
 
-function nexthopKey(device: RouteDevice, gateway: string, onlink: boolean): string {
-  return `${device} ${gateway}${onlink ? ' onlink' : ''}`;
-}
-
 const sameRouteSpec = (a: RouteSpec, b: RouteSpec): boolean =>
   a.gateway === b.gateway && a.device === b.device && a.onlink === b.onlink;
 
@@ -102,13 +100,15 @@ export class KernelView {
   readonly neighbours = new Map<string, NeighbourSpec>();
   readonly fdb = new Map<string, FdbSpec>();
   readonly routes = new Map<string, ViewRoute>();
-  /** weft's nexthops by id, and the one id per key that routes should use */
+  /** weft's nexthops by id */
   private readonly nexthops = new Map<number, ViewNexthop>();
-  private readonly nexthopByKey = new Map<string, number>();
-  /** routes (destinations) using each nexthop id */
-  private readonly nexthopUsers = new Map<number, Set<string>>();
-  /** every nexthop id in the namespace, weft's or not */
-  private readonly usedIds = new Set<number>();
+  /**
+   * The one nexthop id routes should use, by gateway, one map per device and onlink flag (see idsFor): keyed
+   * by the gateways' own strings, with thousands of peers there is no key string to make per nexthop.
+   */
+  private readonly nexthopIds: Map<string, number>[] = [new Map(), new Map(), new Map(), new Map()];
+  /** nexthop ids in the namespace that are not weft's */
+  private readonly foreignIds = new Set<number>();
   private nextId = WEFT_NEXTHOP_ID_BASE;
   /** dirty keys that observe() found */
   readonly dirty: DirtyKeys = { neighbours: new Set(), fdb: new Set(), routes: new Set() };
@@ -126,34 +126,34 @@ export class KernelView {
   static async read(kernel: Kernel, devices: ViewDevices, form: RouteForm): Promise<{ view: KernelView; duplicates: ViewRoute[]; nexthopsSupported: boolean }> {
     const { family, overlayIndex } = devices;
     const l2 = overlayIndex !== undefined && devices.routesOnly !== true;
-    const [neighbours, fdb, routes, nexthops] = await Promise.all([
-      l2 ? kernel.listNeighbours(overlayIndex, family) : [],
-      l2 ? kernel.listFdb(overlayIndex) : [],
-      kernel.listRoutes({ family }),
-      kernel.listNexthops().then(
-        (list) => list as NexthopInfo[] | null,
-        (err: unknown) => {
-          if (NO_NEXTHOPS.has((err as { errnoName?: string }).errnoName ?? '')) return null;
-          throw err;
-        },
-      ),
-    ]);
+    // One dump at a time, each taken into the view before the next: with thousands of peers, holding all
+    // four answers at once took several MB more. Nexthops come first: routes are resolved through them.
+    const nexthops = await kernel.listNexthops().then(
+      (list) => list as NexthopInfo[] | null,
+      (err: unknown) => {
+        if (NO_NEXTHOPS.has((err as { errnoName?: string }).errnoName ?? '')) return null;
+        throw err;
+      },
+    );
     const view = new KernelView(devices, nexthops === null ? 'inline' : form);
-    // NOARP entries (multicast, broadcast; IPv6 creates them) are the kernel's own bookkeeping, never weft's.
-    for (const entry of neighbours) {
-      // an entry that is not permanent is not the one weft wants, whatever its MAC: it gets replaced
-      if ((entry.state & NUD_NOARP) === 0) view.neighbours.set(entry.ip, { ip: entry.ip, mac: entry.permanent ? entry.mac ?? '' : '' });
-    }
-    for (const entry of fdb) if (entry.self) view.fdb.set(entry.mac, { mac: entry.mac, dst: entry.dst ?? '' });
-    const all = new Map<number, NexthopInfo>();
+    /** others' nexthops (weft's are in the view) */
+    const foreign = new Map<number, NexthopInfo>();
     for (const nexthop of nexthops ?? []) {
-      all.set(nexthop.id, nexthop);
-      view.usedIds.add(nexthop.id);
-      view.adoptNexthop(nexthop);
+      if (view.adoptNexthop(nexthop)) continue;
+      foreign.set(nexthop.id, nexthop);
+      view.foreignIds.add(nexthop.id);
+    }
+    if (l2) {
+      // NOARP entries (multicast, broadcast; IPv6 creates them) are the kernel's own bookkeeping, never weft's.
+      for (const entry of await kernel.listNeighbours(overlayIndex, family)) {
+        // an entry that is not permanent is not the one weft wants, whatever its MAC: it gets replaced
+        if ((entry.state & NUD_NOARP) === 0) view.neighbours.set(entry.ip, { ip: entry.ip, mac: entry.permanent ? entry.mac ?? '' : '' });
+      }
+      for (const entry of await kernel.listFdb(overlayIndex)) if (entry.self) view.fdb.set(entry.mac, { mac: entry.mac, dst: entry.dst ?? '' });
     }
     const duplicates: ViewRoute[] = [];
-    for (const route of routes) {
-      const own = view.ownRoute(route, all);
+    for (const route of await kernel.listRoutes({ family })) {
+      const own = view.ownRoute(route, foreign);
       if (own === undefined) continue;
       if (view.routes.has(route.dst)) {
         // A second route of ours to the same prefix (e.g. left by a backend switch): it goes.
@@ -169,14 +169,16 @@ export class KernelView {
    * Plans the operations that make the kernel match `desired` for the given keys (every key of both sides
    * for 'all'), and records their outcome in the view as if they succeeded.
    */
-  plan(desired: FamilyState, keys: DirtyKeys | 'all', duplicates: readonly ViewRoute[] = []): PlannedOps {
+  plan(desired: DesiredObjects, keys: DirtyKeys | 'all', duplicates: readonly ViewRoute[] = []): PlannedOps {
     const ops = emptyOps();
     const { overlayIndex } = this.devices;
     const all = keys === 'all';
-    const neighbourKeys = all ? union(desired.neighbours.keys(), this.neighbours.keys()) : keys.neighbours;
-    const fdbKeys = all ? union(desired.fdb.keys(), this.fdb.keys()) : keys.fdb;
-    const routeKeys = all ? union(desired.routes.keys(), this.routes.keys()) : keys.routes;
+    const neighbourKeys = all ? everyKey(desired.neighbours, this.neighbours) : keys.neighbours;
+    const fdbKeys = all ? everyKey(desired.fdb, this.fdb) : keys.fdb;
+    const routeKeys = all ? everyKey(desired.routes, this.routes) : keys.routes;
     ops.routeDel.push(...duplicates);
+    // An object the kernel has as wanted is recorded as the desired object itself, not the copy a dump made:
+    // after a full run re-read thousands of them, the view shares them with the desired state again.
     if (overlayIndex !== undefined && this.devices.routesOnly !== true) {
       for (const ip of neighbourKeys) {
         const want = desired.neighbours.get(ip);
@@ -187,6 +189,8 @@ export class KernelView {
         } else if (want === undefined && have !== undefined) {
           ops.neighbourDel.push(have);
           this.neighbours.delete(ip);
+        } else if (want !== undefined && have !== want) {
+          this.neighbours.set(ip, want);
         }
       }
       for (const mac of fdbKeys) {
@@ -198,6 +202,8 @@ export class KernelView {
         } else if (want === undefined && have !== undefined) {
           ops.fdbDel.push(have);
           this.fdb.delete(mac);
+        } else if (want !== undefined && have !== want) {
+          this.fdb.set(mac, want);
         }
       }
     }
@@ -215,16 +221,21 @@ export class KernelView {
       }
       let nexthopId: number | undefined;
       if (this.form === 'nexthop') nexthopId = this.nexthopFor(want, ops);
-      if (have !== undefined && sameRouteSpec(have.spec, want) && have.nexthopId === nexthopId) continue;
-      ops.routeSet.push({ spec: want, nexthopId });
+      if (have !== undefined && sameRouteSpec(have.spec, want) && have.nexthopId === nexthopId) {
+        have.spec = want;
+        continue;
+      }
+      const route: ViewRoute = { spec: want, nexthopId, protocol: WEFT_ROUTE_PROTOCOL, ifindex: this.indexOf(want.device), metric: undefined };
+      ops.routeSet.push(route);
       this.deleteRoute(dst, moved);
-      this.setRoute({ spec: want, nexthopId, protocol: WEFT_ROUTE_PROTOCOL, ifindex: this.indexOf(want.device), metric: undefined });
+      this.setRoute(route);
     }
     // Nexthops no route uses any more, and in a full run every nexthop of ours that no route uses.
     const unused = new Set(released);
-    if (all) for (const id of this.nexthops.keys()) if (!this.nexthopUsers.has(id)) unused.add(id);
+    if (all) for (const nexthop of this.nexthops.values()) if (nexthop.users === undefined) unused.add(nexthop.id);
     for (const id of [...unused, ...moved]) {
-      if (this.nexthopUsers.has(id) || !this.nexthops.has(id)) continue;
+      const nexthop = this.nexthops.get(id);
+      if (nexthop === undefined || nexthop.users !== undefined) continue;
       (unused.has(id) ? ops.nexthopDel : ops.nexthopDelLast).push(id);
       this.forgetNexthop(id);
     }
@@ -236,7 +247,7 @@ export class KernelView {
    * (typically the echo of weft's own request), 'dirty' when the keys it names were added to `dirty` for
    * the event path to re-plan, 'full' when only a full run can tell what to do.
    */
-  observe(change: KernelChange, desired: FamilyState): Observation {
+  observe(change: KernelChange, desired: DesiredObjects): Observation {
     const { family, overlayIndex, publicIndex } = this.devices;
     switch (change.kind) {
       case 'link': {
@@ -304,7 +315,7 @@ export class KernelView {
         const own = this.ownRoute(r, undefined);
         if (own === undefined) return 'ignore';
         const want = desired.routes.get(r.dst);
-        const expected = want === undefined || this.form !== 'nexthop' ? undefined : this.nexthopByKey.get(nexthopKey(want.device, want.gateway, want.onlink));
+        const expected = want === undefined || this.form !== 'nexthop' ? undefined : this.idsFor(want.device, want.onlink).get(want.gateway);
         const same = want !== undefined && sameRouteSpec(own.spec, want) && own.nexthopId === expected;
         const known = this.routes.get(r.dst);
         if (change.action === 'new' && same && known !== undefined && sameRouteSpec(known.spec, own.spec) && known.nexthopId === own.nexthopId) return 'ignore';
@@ -319,23 +330,23 @@ export class KernelView {
         const n = change.nexthop;
         const known = this.nexthops.get(n.id);
         if (change.action === 'del') {
-          this.usedIds.delete(n.id);
+          this.foreignIds.delete(n.id);
           if (known === undefined) return 'ignore';
           // The kernel removed every route using it, silently: they need adding again.
-          const users = [...(this.nexthopUsers.get(n.id) ?? [])];
+          const users = known.users === undefined ? [] : typeof known.users === 'string' ? [known.users] : [...known.users];
           for (const dst of users) {
             this.routes.delete(dst);
             this.dirty.routes.add(dst);
           }
-          this.nexthopUsers.delete(n.id);
+          known.users = undefined;
           this.forgetNexthop(n.id);
           return users.length > 0 ? 'dirty' : 'ignore';
         }
-        this.usedIds.add(n.id);
         if (known !== undefined) {
           const device = this.deviceOf(n.ifindex);
           return device === known.device && n.gateway === known.gateway && n.onlink === known.onlink ? 'ignore' : 'full';
         }
+        this.foreignIds.add(n.id);
         return n.protocol === WEFT_ROUTE_PROTOCOL && this.deviceOf(n.ifindex) !== undefined ? 'full' : 'ignore';
       }
     }
@@ -370,14 +381,14 @@ export class KernelView {
     return undefined;
   }
 
-  /** The route as weft's, resolving a nexthop id (through `all` or the view), or undefined when it is not weft's. */
-  private ownRoute(route: RouteInfo, all: Map<number, NexthopInfo> | undefined): ViewRoute | undefined {
+  /** The route as weft's, resolving a nexthop id (through the view's nexthops or `foreign`), or undefined when it is not weft's. */
+  private ownRoute(route: RouteInfo, foreign: Map<number, NexthopInfo> | undefined): ViewRoute | undefined {
     if (route.table !== RT_TABLE_MAIN || route.multipath) return undefined;
     let ifindex = route.ifindex;
     let gateway = route.gateway;
     let onlink = route.onlink;
     if (route.nexthopId !== null) {
-      const nexthop = all?.get(route.nexthopId) ?? this.nexthops.get(route.nexthopId);
+      const nexthop = this.nexthops.get(route.nexthopId) ?? foreign?.get(route.nexthopId);
       if (nexthop !== undefined) {
         const index = 'ifindex' in nexthop ? nexthop.ifindex : this.indexOf(nexthop.device);
         ifindex = index ?? null;
@@ -398,78 +409,86 @@ export class KernelView {
     };
   }
 
-  private adoptNexthop(n: NexthopInfo): void {
-    if (n.protocol !== WEFT_ROUTE_PROTOCOL || n.group || n.blackhole || n.fdb || n.gateway === null) return;
+  /** The nexthop ids routes should use, by gateway, for one device and onlink flag. */
+  private idsFor(device: RouteDevice, onlink: boolean): Map<string, number> {
+    return this.nexthopIds[(device === 'overlay' ? 0 : 2) + (onlink ? 1 : 0)]!;
+  }
+
+  /** Takes the nexthop into the view if it is weft's; says whether it is. */
+  private adoptNexthop(n: NexthopInfo): boolean {
+    if (n.protocol !== WEFT_ROUTE_PROTOCOL || n.group || n.blackhole || n.fdb || n.gateway === null) return false;
     const device = this.deviceOf(n.ifindex);
-    if (device === undefined) return;
-    const key = nexthopKey(device, n.gateway, n.onlink);
-    this.nexthops.set(n.id, { id: n.id, key, device, gateway: n.gateway, onlink: n.onlink });
-    // one id per key: the lowest; routes on another one are moved to it and the other goes
-    const current = this.nexthopByKey.get(key);
-    if (current === undefined || n.id < current) this.nexthopByKey.set(key, n.id);
+    if (device === undefined) return false;
+    this.nexthops.set(n.id, { id: n.id, device, gateway: n.gateway, onlink: n.onlink, users: undefined });
+    // one id per gateway: the lowest; routes on another one are moved to it and the other goes
+    const ids = this.idsFor(device, n.onlink);
+    const current = ids.get(n.gateway);
+    if (current === undefined || n.id < current) ids.set(n.gateway, n.id);
+    return true;
   }
 
   private forgetNexthop(id: number): void {
     const nexthop = this.nexthops.get(id);
     if (nexthop === undefined) return;
     this.nexthops.delete(id);
-    this.usedIds.delete(id);
-    if (this.nexthopByKey.get(nexthop.key) === id) {
-      this.nexthopByKey.delete(nexthop.key);
+    const ids = this.idsFor(nexthop.device, nexthop.onlink);
+    if (ids.get(nexthop.gateway) === id) {
+      ids.delete(nexthop.gateway);
       for (const other of this.nexthops.values()) {
-        if (other.key !== nexthop.key) continue;
-        const current = this.nexthopByKey.get(other.key);
-        if (current === undefined || other.id < current) this.nexthopByKey.set(other.key, other.id);
+        if (other.gateway !== nexthop.gateway || other.device !== nexthop.device || other.onlink !== nexthop.onlink) continue;
+        const current = ids.get(other.gateway);
+        if (current === undefined || other.id < current) ids.set(other.gateway, other.id);
       }
     }
   }
 
   /** The nexthop id a route should use, planning its creation when there is none. */
   private nexthopFor(route: RouteSpec, ops: PlannedOps): number {
-    const key = nexthopKey(route.device, route.gateway, route.onlink);
-    const existing = this.nexthopByKey.get(key);
+    const ids = this.idsFor(route.device, route.onlink);
+    const existing = ids.get(route.gateway);
     if (existing !== undefined) return existing;
-    while (this.usedIds.has(this.nextId)) this.nextId = this.nextId >= 0xffffffff ? WEFT_NEXTHOP_ID_BASE : this.nextId + 1;
+    while (this.nexthops.has(this.nextId) || this.foreignIds.has(this.nextId)) {
+      this.nextId = this.nextId >= 0xffffffff ? WEFT_NEXTHOP_ID_BASE : this.nextId + 1;
+    }
     const id = this.nextId;
-    const nexthop: ViewNexthop = { id, key, device: route.device, gateway: route.gateway, onlink: route.onlink };
-    this.usedIds.add(id);
+    const nexthop: ViewNexthop = { id, device: route.device, gateway: route.gateway, onlink: route.onlink, users: undefined };
     this.nexthops.set(id, nexthop);
-    this.nexthopByKey.set(key, id);
+    ids.set(route.gateway, id);
     ops.nexthopAdd.push(nexthop);
     return id;
   }
 
   private setRoute(route: ViewRoute): void {
-    this.routes.set(route.spec.dst, route);
-    if (route.nexthopId !== undefined) this.addUser(route.nexthopId, route.spec.dst);
+    const dst = route.spec.dst;
+    this.routes.set(dst, route);
+    const nexthop = route.nexthopId === undefined ? undefined : this.nexthops.get(route.nexthopId);
+    if (nexthop === undefined) return;
+    const users = nexthop.users;
+    if (users === undefined) nexthop.users = dst;
+    else if (typeof users !== 'string') users.add(dst);
+    else if (users !== dst) nexthop.users = new Set([users, dst]);
   }
 
+  /** Forgets the route to `dst`; a nexthop of weft's that no route uses any more goes into `released`. */
   private deleteRoute(dst: string, released: number[]): void {
     const route = this.routes.get(dst);
     if (route === undefined) return;
     this.routes.delete(dst);
-    if (route.nexthopId !== undefined) this.removeUser(route.nexthopId, dst, released);
-  }
-
-  private addUser(id: number, dst: string): void {
-    let users = this.nexthopUsers.get(id);
-    if (users === undefined) this.nexthopUsers.set(id, (users = new Set()));
-    users.add(dst);
-  }
-
-  private removeUser(id: number, dst: string, released: number[]): void {
-    const users = this.nexthopUsers.get(id);
-    if (users === undefined) return;
-    users.delete(dst);
-    if (users.size === 0) {
-      this.nexthopUsers.delete(id);
-      released.push(id);
-    }
+    const nexthop = route.nexthopId === undefined ? undefined : this.nexthops.get(route.nexthopId);
+    if (nexthop === undefined) return;
+    const users = nexthop.users;
+    if (users === dst) nexthop.users = undefined;
+    else if (typeof users === 'object' && users.delete(dst) && users.size === 0) nexthop.users = undefined;
+    else return;
+    released.push(nexthop.id);
   }
 }
 
-function union(a: Iterable<string>, b: Iterable<string>): Set<string> {
-  const out = new Set(a);
-  for (const key of b) out.add(key);
-  return out;
+/**
+ * Every key of `desired`, then every other key `have` holds when it gets there, each once (without a set of
+ * them all: thousands). The planner may change `have` meanwhile: a Map's iterator takes that in its stride.
+ */
+function* everyKey(desired: ReadonlyMap<string, unknown>, have: ReadonlyMap<string, unknown>): Generator<string> {
+  yield* desired.keys();
+  for (const key of have.keys()) if (!desired.has(key)) yield key;
 }

@@ -56,8 +56,13 @@ export interface ReconcilerOptions {
   routeForm?: RouteForm;
 }
 
-/** Requests one run keeps outstanding at most: twice what the kernel shim has in flight (1024), so it never waits for more. */
-const APPLY_WINDOW = 2048;
+/**
+ * Requests one run keeps outstanding at most: one batch of the kernel shim (256 messages to a sendmsg). The
+ * kernel applies a batch before sendmsg returns, so waiting for its answer before making the next costs no
+ * throughput; and requests that live no longer than that mostly die in V8's young generation, where a
+ * window of thousands kept each alive long enough to be promoted and to swell the old one.
+ */
+const APPLY_WINDOW = 256;
 
 /** Deleting something already gone is not a failure. */
 const GONE = new Set(['ENOENT', 'ESRCH', 'ENODEV']);
@@ -270,6 +275,10 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
     const { overlayIndex } = devices;
     this.overlayIndex = overlayIndex;
     const routesOnly = devices.routesOnly === true;
+    // The last run's desired state and view are replaced: let go of them first, so that with thousands of
+    // peers the old ones need not stay reachable while the new ones are made.
+    this.desired = undefined;
+    this.view = undefined;
     const desired = new DesiredState(
       { family: this.family, config, own, localPrefixes: [this.publicInterface.prefix], routesOnly },
       this.peers.values(),
@@ -363,7 +372,7 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
    * nexthops only they used, FDB entries, neighbours), then neighbours and FDB entries, the nexthops routes
    * need, the routes, and last the nexthops that routes moved away from. The kernel shim pipelines them and
    * the kernel applies them in that order. At most APPLY_WINDOW are outstanding at a time, which bounds the
-   * memory a run over thousands of peers takes without slowing it: the shim keeps fewer than that in flight.
+   * memory a run over thousands of peers takes without slowing it (see APPLY_WINDOW).
    */
   private async apply(ops: PlannedOps, overlayIndex: number | undefined): Promise<number> {
     const steps = this.steps(ops, overlayIndex).filter((step) => step.items.length > 0);

@@ -113,10 +113,15 @@ export class IpAddress {
     return (this.#text ??= this.format());
   }
 
+  /**
+   * Built with join(), which makes one flat string: a template literal of 13 characters or more makes a tree
+   * of string pieces (V8's cons strings) that takes nearly twice the memory, and these texts are kept by the
+   * ten thousand (leases, desired and kernel state).
+   */
   private format(): string {
     if (this.family === 4) {
       const v = Number(this.value);
-      return `${v >>> 24}.${(v >>> 16) & 255}.${(v >>> 8) & 255}.${v & 255}`;
+      return [v >>> 24, (v >>> 16) & 255, (v >>> 8) & 255, v & 255].join('.');
     }
     const groups = Array.from({ length: 8 }, (_, i) => Number((this.value >> BigInt(112 - 16 * i)) & 0xffffn));
     // RFC 5952 §4.2: "::" replaces the first longest run of two or more zero groups (ipaddr.js may pick a later
@@ -131,13 +136,12 @@ export class IpAddress {
     }
     const hex = groups.map((group) => group.toString(16));
     if (runStart < 0) return hex.join(':');
-    return `${hex.slice(0, runStart).join(':')}::${hex.slice(runStart + runLength).join(':')}`;
+    return [hex.slice(0, runStart).join(':'), hex.slice(runStart + runLength).join(':')].join('::');
   }
 }
 
 /** A network prefix (CIDR) whose host bits are all zero. */
 export class Prefix {
-  #last: bigint | undefined;
   #text: string | undefined;
 
   private constructor(
@@ -186,8 +190,9 @@ export class Prefix {
     return 1n << BigInt(this.bits - this.length);
   }
 
+  /** Computed each time, not kept: prefixes are kept by the ten thousand (one per lease), and this is needed only while a lease is judged. */
   get last(): bigint {
-    return (this.#last ??= this.base + this.size - 1n);
+    return this.base + this.size - 1n;
   }
 
   get network(): IpAddress {
@@ -248,8 +253,9 @@ export class Prefix {
     }
   }
 
+  /** Built with join() for the reason given at IpAddress.format. */
   toString(): string {
-    return (this.#text ??= `${this.network.toString()}/${this.length}`);
+    return (this.#text ??= [this.network.toString(), this.length].join('/'));
   }
 
   private checkSubnetLength(length: number): void {

@@ -130,6 +130,10 @@ describe('desired state kept one lease at a time (DesiredState)', function () {
     assert.deepEqual(sorted(incremental.state.neighbours), sorted(reference.state.neighbours));
     assert.deepEqual(sorted(incremental.state.fdb), sorted(reference.state.fdb));
     assert.deepEqual(sorted(incremental.state.routes), sorted(reference.state.routes));
+    for (const kind of ['neighbours', 'fdb', 'routes'] as const) {
+      assert.equal(incremental.state[kind].size, reference.state[kind].size, `${kind}.size`);
+      for (const [key, value] of reference.state[kind]) assert.deepEqual(incremental.state[kind].get(key), value);
+    }
     const skips = (list: { lease: Lease; reason: string }[]) => list.map(({ lease: l, reason }) => `${l.name}: ${reason}`).sort();
     assert.deepEqual(skips(incremental.skipped()), skips(reference.skipped));
   }

@@ -63,6 +63,8 @@ export function formatLeaseKey(subnets: LeaseSubnets): string {
 }
 
 const KNOWN_FIELDS = new Set(['PublicIP', 'PublicIPv6', 'BackendType', 'BackendData', 'BackendV6Data']);
+/** The `extra` of every lease without unknown fields (nearly all of them): one object, not one per lease. */
+const NO_EXTRA: Record<string, unknown> = Object.freeze({});
 
 function optionalAddress(obj: Record<string, unknown>, name: string, family: 4 | 6, key: string): IpAddress | undefined {
   const value = obj[name];
@@ -107,7 +109,7 @@ export function parseLeaseAttrs(text: string, key: string): LeaseAttrs {
   // fromEntries defines own properties, so even a field named "__proto__" is kept rather than eaten by a setter.
   let unknown: [string, unknown][] | undefined;
   for (const name of Object.keys(obj)) if (!KNOWN_FIELDS.has(name)) (unknown ??= []).push([name, obj[name]]);
-  const extra = unknown === undefined ? {} : Object.fromEntries(unknown);
+  const extra = unknown === undefined ? NO_EXTRA : Object.fromEntries(unknown);
   return {
     publicIP: optionalAddress(obj, 'PublicIP', 4, key),
     publicIPv6: optionalAddress(obj, 'PublicIPv6', 6, key),

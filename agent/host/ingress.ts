@@ -41,8 +41,11 @@ export class IngressAllowList {
   private readonly log: Logger | undefined;
   private readonly resyncMs: number;
   private peers: string[] = [];
-  /** the peers as last written to the sets; undefined when unknown (nothing written yet, or a write failed) */
-  private written: Set<string> | undefined;
+  /**
+   * the peers as last written to the sets (the sorted array `peers` was then, not a copy); undefined when
+   * unknown (nothing written yet, or a write failed)
+   */
+  private written: readonly string[] | undefined;
   /** a sets update queued and not started yet */
   private waiting: Promise<void> | undefined;
   private lastUpdate = 0;
@@ -94,7 +97,7 @@ export class IngressAllowList {
       if (entry.rule !== undefined) rules++;
     }
     // against what was last written: a newer peer set may be waiting for its turn (setPeers spaces updates)
-    const expected = this.written === undefined ? this.peers : [...this.written].sort();
+    const expected = this.written ?? this.peers;
     return rules === 2 && elements.sort().join(',') === expected.join(',');
   }
 
@@ -168,7 +171,7 @@ export class IngressAllowList {
     ].join('\n');
     this.written = undefined;
     await runChecked(this.runner, ['nft', '-f', '-'], { stdin: `${script}\n` });
-    this.written = new Set(peers);
+    this.written = peers;
     this.log?.info({ table: `inet ${INGRESS_TABLE}`, ports: this.ports, peers: peers.length }, 'ingress allow-list in place');
   }
 
@@ -178,9 +181,8 @@ export class IngressAllowList {
     this.written = undefined;
     if (written !== undefined) {
       // Only what changed, in one transaction; if the sets are not what we think, the whole of it fails.
-      const wanted = new Set(peers);
-      const added = peers.filter((ip) => !written.has(ip));
-      const removed = [...written].filter((ip) => !wanted.has(ip));
+      const added = missingFrom(peers, written);
+      const removed = missingFrom(written, peers);
       if (added.length + removed.length < peers.length) {
         const script = [4, 6].flatMap((family) => {
           const set = `inet ${INGRESS_TABLE} peers${family}`;
@@ -190,12 +192,12 @@ export class IngressAllowList {
           return [...(gone.length === 0 ? [] : [`delete element ${set} { ${gone.join(', ')} }`]), ...(come.length === 0 ? [] : [`add element ${set} { ${come.join(', ')} }`])];
         });
         if (script.length === 0) {
-          this.written = wanted;
+          this.written = peers;
           return;
         }
         const result = await this.runner(['nft', '-f', '-'], { stdin: `${script.join('\n')}\n` });
         if (result.code === 0) {
-          this.written = wanted;
+          this.written = peers;
           return;
         }
       }
@@ -206,8 +208,19 @@ export class IngressAllowList {
       return [`flush set ${set}`, ...(elements.length === 0 ? [] : [`add element ${set} { ${elements.join(', ')} }`])];
     });
     await runChecked(this.runner, ['nft', '-f', '-'], { stdin: `${script.join('\n')}\n` });
-    this.written = new Set(peers);
+    this.written = peers;
   }
+}
+
+/** The addresses of `list` that `other` lacks; both sorted as sort() sorts strings. */
+function missingFrom(list: readonly string[], other: readonly string[]): string[] {
+  const missing: string[] = [];
+  let j = 0;
+  for (const ip of list) {
+    while (j < other.length && other[j]! < ip) j++;
+    if (other[j] !== ip) missing.push(ip);
+  }
+  return missing;
 }
 
 /**

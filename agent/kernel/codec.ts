@@ -84,8 +84,9 @@ export function ipToBytes(text: string): IpBytes {
   return { family: address.family, bytes: address.toBytes() };
 }
 
+/** Texts of dumps and notifications are built with join(), as in IpAddress.format: a full run keeps them by the ten thousand. */
 export function bytesToIp(bytes: Buffer): string {
-  if (bytes.length === 4) return `${bytes[0]}.${bytes[1]}.${bytes[2]}.${bytes[3]}`;
+  if (bytes.length === 4) return [bytes[0], bytes[1], bytes[2], bytes[3]].join('.');
   if (bytes.length === 16) return IpAddress.fromBytes(bytes).toString();
   throw new WeftError('WEFT_NETLINK_DECODE', `unexpected address length ${bytes.length}`);
 }
@@ -125,7 +126,7 @@ const HEX_BYTE = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2
 
 export function bytesToMac(bytes: Buffer): string {
   if (bytes.length === 6) {
-    return `${HEX_BYTE[bytes[0]!]}:${HEX_BYTE[bytes[1]!]}:${HEX_BYTE[bytes[2]!]}:${HEX_BYTE[bytes[3]!]}:${HEX_BYTE[bytes[4]!]}:${HEX_BYTE[bytes[5]!]}`;
+    return [HEX_BYTE[bytes[0]!], HEX_BYTE[bytes[1]!], HEX_BYTE[bytes[2]!], HEX_BYTE[bytes[3]!], HEX_BYTE[bytes[4]!], HEX_BYTE[bytes[5]!]].join(':');
   }
   const parts: string[] = [];
   for (const b of bytes) parts.push(HEX_BYTE[b]!);
@@ -511,7 +512,7 @@ export function parseRoute(b: Buffer): RouteInfo | null {
   const prefsrc = a.get(RTA_PREFSRC);
   return {
     family,
-    dst: `${dst ? bytesToIp(dst) : family === 4 ? '0.0.0.0' : '::'}/${dstLen}`,
+    dst: [dst ? bytesToIp(dst) : family === 4 ? '0.0.0.0' : '::', dstLen].join('/'),
     gateway: gw ? bytesToIp(gw) : null,
     ifindex: optU32(a.get(RTA_OIF)),
     onlink: (flags & RTNH_F_ONLINK) !== 0,

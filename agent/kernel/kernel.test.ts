@@ -280,6 +280,13 @@ describe('agent/kernel: rtnetlink shim (real kernel, in a network namespace)', f
         const seen = r.seen.map((s) => `${s.kind} ${s.action} ${s.key}`);
         assert.deepEqual(seen, [`route new 198.18.4.0/24 proto ${PROTO}`, `route del 198.18.3.0/24 proto ${PROTO}`]);
       });
+
+      it(`${child ? 'in a child process' : 'in this process'}: holds notifications back until the last release, then delivers every one in order`, async function () {
+        if (!child && !('addon' in loadNativeAddon())) this.skip();
+        const r = await run(ns(), 'monitorHold', { name: DEV, count: 2000, child }, { timeoutMs: 60_000 });
+        assert.equal(r.beforeRelease, 0);
+        assert.deepEqual(r.ips, r.expected);
+      });
     }
 
     it('reports the route, neighbour and FDB entry someone deletes by hand', async function () {

@@ -10,7 +10,7 @@
  * kernel where it supports that (neighbours, FDB) and in the shim otherwise (routes, addresses).
  * Kernel refusals reject with NetlinkError (code WEFT_NETLINK, errnoName EEXIST / ENOENT / ...).
  */
-import { FlagsNew, rt } from 'netlink';
+import { FlagsNew, rt, type NetlinkMessage } from 'netlink';
 import {
   addressDumpPayload,
   addressPayload,
@@ -181,14 +181,10 @@ export class NetlinkKernel implements Kernel {
   // ------------------------------------------------------------------------------------------ links
 
   async listLinks(): Promise<LinkInfo[]> {
-    const msgs = await this.sock.dump(T.GETLINK, linkHeader(0), () => 'list links');
-    const out: LinkInfo[] = [];
-    for (const m of msgs) {
-      if (m.type !== T.NEWLINK) continue;
-      const link = parseLink(m.data);
-      if (link) out.push(this.learn(link));
-    }
-    return out;
+    return this.sock.dump(T.GETLINK, linkHeader(0), () => 'list links', (m) => {
+      const link = m.type === T.NEWLINK ? parseLink(m.data) : null;
+      return link && this.learn(link);
+    });
   }
 
   /** The link with that name or index, or null when there is none. */
@@ -245,14 +241,10 @@ export class NetlinkKernel implements Kernel {
   // -------------------------------------------------------------------------------------- addresses
 
   async listAddresses(index?: number, family?: IpFamily): Promise<AddressInfo[]> {
-    const msgs = await this.sock.dump(T.GETADDR, addressDumpPayload(family), () => 'list addresses');
-    const out: AddressInfo[] = [];
-    for (const m of msgs) {
-      if (m.type !== T.NEWADDR) continue;
-      const a = parseAddress(m.data);
-      if (a && (index === undefined || a.index === index) && (family === undefined || a.family === family)) out.push(a);
-    }
-    return out;
+    return this.sock.dump(T.GETADDR, addressDumpPayload(family), () => 'list addresses', (m) => {
+      const a = m.type === T.NEWADDR ? parseAddress(m.data) : null;
+      return a && (index === undefined || a.index === index) && (family === undefined || a.family === family) ? a : null;
+    });
   }
 
   /** Adds `cidr` (e.g. "198.18.5.0/32") to the link; EEXIST when it is already there. */
@@ -271,16 +263,11 @@ export class NetlinkKernel implements Kernel {
   /** IPv4 and IPv6 neighbours (or one family), of one device when `index` is set (filtered in the kernel). */
   async listNeighbours(index?: number, family?: IpFamily): Promise<NeighbourInfo[]> {
     const af = family === 4 ? AF_INET : family === 6 ? AF_INET6 : 0;
-    const msgs = await this.sock.dump(T.GETNEIGH, neighbourDumpPayload(af, index), () =>
-      index === undefined ? 'list neighbours' : `list neighbours dev ${this.dev(index)}`,
-    );
-    const out: NeighbourInfo[] = [];
-    for (const m of msgs) {
-      if (m.type !== T.NEWNEIGH) continue;
-      const n = parseNeighbour(m.data);
-      if (n && (index === undefined || n.index === index)) out.push(n);
-    }
-    return out;
+    const describe = () => (index === undefined ? 'list neighbours' : `list neighbours dev ${this.dev(index)}`);
+    return this.sock.dump(T.GETNEIGH, neighbourDumpPayload(af, index), describe, (m) => {
+      const n = m.type === T.NEWNEIGH ? parseNeighbour(m.data) : null;
+      return n && (index === undefined || n.index === index) ? n : null;
+    });
   }
 
   /** Creates or replaces a PERMANENT neighbour entry ip → mac (`ip neigh replace`). */
@@ -302,16 +289,11 @@ export class NetlinkKernel implements Kernel {
 
   /** Forwarding entries (AF_BRIDGE neighbours) of one device when `index` is set, else of all devices. */
   async listFdb(index?: number): Promise<FdbEntry[]> {
-    const msgs = await this.sock.dump(T.GETNEIGH, fdbDumpPayload(index), () =>
-      index === undefined ? 'list fdb' : `list fdb dev ${this.dev(index)}`,
-    );
-    const out: FdbEntry[] = [];
-    for (const m of msgs) {
-      if (m.type !== T.NEWNEIGH) continue;
-      const e = parseFdb(m.data);
-      if (e && (index === undefined || e.index === index)) out.push(e);
-    }
-    return out;
+    const describe = () => (index === undefined ? 'list fdb' : `list fdb dev ${this.dev(index)}`);
+    return this.sock.dump(T.GETNEIGH, fdbDumpPayload(index), describe, (m) => {
+      const e = m.type === T.NEWNEIGH ? parseFdb(m.data) : null;
+      return e && (index === undefined || e.index === index) ? e : null;
+    });
   }
 
   /** Creates or replaces a PERMANENT `self` entry mac → remote VTEP dst (`bridge fdb replace ... self permanent`). */
@@ -336,22 +318,18 @@ export class NetlinkKernel implements Kernel {
   async listRoutes(filter: RouteFilter = {}): Promise<RouteInfo[]> {
     const families: IpFamily[] = filter.family ? [filter.family] : [4, 6];
     const table = filter.table === undefined ? RT_TABLE_MAIN : filter.table;
+    const take = (m: NetlinkMessage): RouteInfo | null => {
+      const r = m.type === T.NEWROUTE ? parseRoute(m.data) : null;
+      if (!r) return null;
+      if (table !== null && r.table !== table) return null;
+      if (filter.ifindex !== undefined && r.ifindex !== filter.ifindex) return null;
+      if (filter.protocol !== undefined && r.protocol !== filter.protocol) return null;
+      return r;
+    };
     const dumps = families.map((f) =>
-      this.sock.dump(T.GETROUTE, routeDumpPayload(f === 4 ? AF_INET : AF_INET6), () => `list routes (IPv${f})`),
+      this.sock.dump(T.GETROUTE, routeDumpPayload(f === 4 ? AF_INET : AF_INET6), () => `list routes (IPv${f})`, take),
     );
-    const out: RouteInfo[] = [];
-    for (const msgs of await Promise.all(dumps)) {
-      for (const m of msgs) {
-        if (m.type !== T.NEWROUTE) continue;
-        const r = parseRoute(m.data);
-        if (!r) continue;
-        if (table !== null && r.table !== table) continue;
-        if (filter.ifindex !== undefined && r.ifindex !== filter.ifindex) continue;
-        if (filter.protocol !== undefined && r.protocol !== filter.protocol) continue;
-        out.push(r);
-      }
-    }
-    return out;
+    return (await Promise.all(dumps)).flat();
   }
 
   /** Adds a route; EEXIST when one to the same prefix (and metric) exists in the table. */
@@ -430,16 +408,11 @@ export class NetlinkKernel implements Kernel {
   // --------------------------------------------------------------------------------------- nexthops
 
   async listNexthops(index?: number): Promise<NexthopInfo[]> {
-    const msgs = await this.sock.dump(T.GETNEXTHOP, nexthopDumpPayload(index), () =>
-      index === undefined ? 'list nexthops' : `list nexthops dev ${this.dev(index)}`,
-    );
-    const out: NexthopInfo[] = [];
-    for (const m of msgs) {
-      if (m.type !== T.NEWNEXTHOP) continue;
-      const n = parseNexthop(m.data);
-      if (n && (index === undefined || n.ifindex === index)) out.push(n);
-    }
-    return out;
+    const describe = () => (index === undefined ? 'list nexthops' : `list nexthops dev ${this.dev(index)}`);
+    return this.sock.dump(T.GETNEXTHOP, nexthopDumpPayload(index), describe, (m) => {
+      const n = m.type === T.NEWNEXTHOP ? parseNexthop(m.data) : null;
+      return n && (index === undefined || n.ifindex === index) ? n : null;
+    });
   }
 
   addNexthop(nexthop: NexthopSpec): Promise<void> {

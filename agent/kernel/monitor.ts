@@ -71,6 +71,7 @@ const MAX_RESTARTS = 5;
 const DEFAULT_RECV_BUFFER = 4 * 1024 * 1024;
 
 type Child = ChildProcessByStdio<Writable, Readable, Readable>;
+type Feed = (text: string, holdable: boolean) => void;
 
 /** A subscription to the kernel's change notifications. */
 export interface KernelMonitor extends EventEmitter<MonitorEvents> {
@@ -131,7 +132,11 @@ class ChildKernelMonitor extends EventEmitter<MonitorEvents> implements KernelMo
   private lostEvents = false;
 
   private held = 0;
-  private backlog: string[] = [];
+  /**
+   * What the child wrote during a hold, as it came (one string per read, not one per line: echoes of a full
+   * run come by the ten thousand), with the line splitter of the child that wrote it.
+   */
+  private backlog: { feed: Feed; text: string }[] = [];
 
   hold(): void {
     this.held++;
@@ -139,13 +144,11 @@ class ChildKernelMonitor extends EventEmitter<MonitorEvents> implements KernelMo
 
   release(): void {
     if (this.held === 0 || --this.held > 0) return;
-    const lines = this.backlog;
+    const backlog = this.backlog;
     this.backlog = [];
-    for (const line of lines) {
+    for (const { feed, text } of backlog) {
       if (this.closed) return;
-      const msg = decodeLine(line);
-      if (msg?.t === 'change') this.emit('change', msg.c);
-      else if (msg?.t === 'overrun') this.emit('overrun');
+      feed(text, false);
     }
   }
 
@@ -183,17 +186,28 @@ class ChildKernelMonitor extends EventEmitter<MonitorEvents> implements KernelMo
       });
       child.stdin.on('error', () => undefined); // EPIPE when the child is gone
       let partial = '';
+      /** Splits what the child wrote into lines and handles them; under a hold (`holdable`) keeps the rest for release(). */
+      const feed: Feed = (text, holdable) => {
+        const all = partial + text;
+        partial = '';
+        let start = 0;
+        for (;;) {
+          if (holdable && this.held > 0 && ready) {
+            this.backlog.push({ feed, text: all.slice(start) });
+            return;
+          }
+          const end = all.indexOf('\n', start);
+          if (end < 0) break;
+          onLine(all.slice(start, end));
+          start = end + 1;
+        }
+        partial = all.slice(start);
+      };
       child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
-        const lines = (partial + chunk).split('\n');
-        partial = lines.pop()!;
-        for (const line of lines) onLine(line);
+        if (this.child === child && !this.closed) feed(chunk, true);
       });
       const onLine = (line: string): void => {
-        if (this.child !== child || this.closed) return;
-        if (this.held > 0 && ready) {
-          this.backlog.push(line);
-          return;
-        }
+        if (this.closed) return;
         const msg = decodeLine(line);
         if (msg === undefined) return;
         if (msg.t === 'change') this.emit('change', msg.c);

@@ -83,8 +83,10 @@ interface Pending {
   /** ask for an ACK even in the middle of a batch (requests with a data answer) */
   ack: boolean;
   describe: Describe;
-  /** answer messages of a dump or GET, made on the first one */
+  /** answer messages of a GET, made on the first one */
   messages: NetlinkMessage[] | null;
+  /** a dump's answer messages go here as they come, and are not kept */
+  each: ((m: NetlinkMessage) => void) | null;
   interrupted: boolean;
   batch: Pending[] | null;
   resolve: (reply: Reply) => void;
@@ -98,7 +100,7 @@ const EBUSY = 16;
 
 /** A FIFO with O(1) shift. */
 class Queue<T> {
-  private items: T[] = [];
+  private items: (T | undefined)[] = [];
   private head = 0;
   get length(): number {
     return this.items.length - this.head;
@@ -111,7 +113,9 @@ class Queue<T> {
   }
   shift(): T | undefined {
     if (this.head >= this.items.length) return undefined;
-    const item = this.items[this.head++];
+    const item = this.items[this.head];
+    // a request taken out must not stay reachable from here: a dump's holds every message of its answer
+    this.items[this.head++] = undefined;
     if (this.head > 1024 && this.head * 2 > this.items.length) {
       this.items = this.items.slice(this.head);
       this.head = 0;
@@ -119,7 +123,7 @@ class Queue<T> {
     return item;
   }
   drain(): T[] {
-    const rest = this.items.slice(this.head);
+    const rest = this.items.slice(this.head) as T[];
     this.items = [];
     this.head = 0;
     return rest;
@@ -193,13 +197,32 @@ export class RtnlSocket {
     return this.request(type, 0, payload, describe, false, true).then((r) => r.messages);
   }
 
-  /** Sends a dump request; resolves with every message of the dump, retrying interrupted dumps. */
-  async dump(type: number, payload: Buffer, describe: Describe): Promise<NetlinkMessage[]> {
+  /**
+   * Sends a dump request; resolves with what `take` makes of each message of the dump (in order, nulls left
+   * out), retrying interrupted dumps. Each message is taken as it comes and not kept: a dump of tens of
+   * thousands of objects would otherwise hold all their messages until the last one came.
+   */
+  async dump<T>(type: number, payload: Buffer, describe: Describe, take: (m: NetlinkMessage) => T | null): Promise<T[]> {
     const attempts = 5;
     for (let attempt = 1; ; attempt++) {
+      const taken: T[] = [];
+      let failed = false;
+      let failure: unknown;
+      const each = (m: NetlinkMessage): void => {
+        if (failed) return;
+        try {
+          const item = take(m);
+          if (item !== null) taken.push(item);
+        } catch (err) {
+          // never into the socket's reader: the dump is read to its end, then fails
+          failed = true;
+          failure = err;
+        }
+      };
       try {
-        const reply = await this.request(type, FlagsGet.DUMP, payload, describe, true, false);
-        if (!reply.interrupted) return reply.messages;
+        const reply = await this.request(type, FlagsGet.DUMP, payload, describe, true, false, each);
+        if (failed) throw failure;
+        if (!reply.interrupted) return taken;
         if (attempt >= attempts) throw new NetlinkError(describe(), 4 /* EINTR */, 'dump kept being interrupted');
       } catch (err) {
         // EBUSY: the kernel is still finishing a dump whose answer we dropped after an overrun
@@ -231,9 +254,9 @@ export class RtnlSocket {
 
   // -------------------------------------------------------------------------------------------------
 
-  private request(type: number, flags: number, payload: Buffer, describe: Describe, dump: boolean, ack: boolean): Promise<Reply> {
+  private request(type: number, flags: number, payload: Buffer, describe: Describe, dump: boolean, ack: boolean, each: Pending['each'] = null): Promise<Reply> {
     if (this.closing) return Promise.reject(new NetlinkClosedError(describe()));
-    return new Promise<Reply>((resolve, reject) => this.enqueue(type, flags, payload, describe, dump, ack, resolve, reject));
+    return new Promise<Reply>((resolve, reject) => this.enqueue(type, flags, payload, describe, dump, ack, resolve, reject, each));
   }
 
   private enqueue(
@@ -245,6 +268,7 @@ export class RtnlSocket {
     ack: boolean,
     resolve: (reply: Reply) => void,
     reject: (err: Error) => void,
+    each: Pending['each'] = null,
   ): void {
     this.seq = this.seq >= 0xffffffff ? 1 : this.seq + 1;
     const seq = this.seq;
@@ -257,7 +281,7 @@ export class RtnlSocket {
     writeU32(msg, seq, 8);
     writeU32(msg, 0, 12); // nlmsg_pid 0: the kernel does not look at it
     payload.copy(msg, HEADER_LEN);
-    this.queue.push({ seq, msg, dump, ack, describe, messages: null, interrupted: false, batch: null, resolve, reject });
+    this.queue.push({ seq, msg, dump, ack, describe, messages: null, each, interrupted: false, batch: null, resolve, reject });
     this.updateRef();
     this.scheduleFlush();
   }
@@ -352,7 +376,8 @@ export class RtnlSocket {
       const errno = m.data.length >= 4 ? -readS32(m.data, 0) : 0;
       this.settle(p, errno > 0 ? new NetlinkError(p.describe(), errno) : null);
     } else if (m.type !== MessageType.NOOP) {
-      (p.messages ??= []).push(m);
+      if (p.each !== null) p.each(m);
+      else (p.messages ??= []).push(m);
     }
   }
 

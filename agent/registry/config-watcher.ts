@@ -3,7 +3,7 @@ import type { Etcd3 } from 'etcd3';
 import { parseNetworkConfig, type NetworkConfig } from '../../common/config.js';
 import { WeftError } from '../../common/errors.js';
 import type { Logger } from '../log.js';
-import { KvMirror } from './kv-mirror.js';
+import { KvMirror, kvEntries } from './kv-mirror.js';
 import type { NetworkKeys } from './etcd.js';
 import { RegistryStoppedError } from './errors.js';
 
@@ -31,7 +31,7 @@ export class ConfigWatcher extends EventEmitter<ConfigWatcherEvents> {
     super();
     this.key = options.keys.config;
     this.log = options.logger;
-    this.mirror = new KvMirror({ client: options.client, prefix: this.key, logger: options.logger });
+    this.mirror = new KvMirror({ client: options.client, prefix: this.key, codec: kvEntries, logger: options.logger });
     this.mirror.on('change', (change) => {
       if (change.key !== this.key) return;
       if (change.kind === 'removed') this.onMissing();
@@ -45,7 +45,7 @@ export class ConfigWatcher extends EventEmitter<ConfigWatcherEvents> {
 
   async start(): Promise<void> {
     await this.mirror.start();
-    if (!this.mirror.entries.has(this.key)) this.onMissing();
+    if (!this.mirror.has(this.key)) this.onMissing();
   }
 
   stop(): Promise<void> {

@@ -10,44 +10,55 @@ export interface KvEntry {
   modRevision: string;
 }
 
-export type KvChange = SnapshotChange<KvEntry>;
+export type KvChange<T = KvEntry> = SnapshotChange<T>;
 
-export interface KvMirrorOptions {
+/**
+ * What a mirror keeps of each key (and emits), and when a new version of a key is no change. `name` is the
+ * key without the mirror's prefix: the string the mirror keeps the entry under.
+ */
+export interface KvCodec<T> {
+  decode(key: string, name: string, kv: IKeyValue): T;
+  same(a: T, b: T): boolean;
+}
+
+/** The key's value, etcd lease and revision as they are; a rewrite with the same value and etcd lease is no change. */
+export const kvEntries: KvCodec<KvEntry> = {
+  decode: (_key, _name, kv) => ({ value: kv.value.toString(), lease: String(kv.lease), modRevision: String(kv.mod_revision) }),
+  same: (a, b) => a.value === b.value && a.lease === b.lease,
+};
+
+export interface KvMirrorOptions<T> {
   client: Etcd3;
   /** Mirror every key that starts with this prefix. */
   prefix: string;
+  codec: KvCodec<T>;
   logger: Logger;
   /** Delay before the first retry after a failure; doubles up to `maxBackoffMs`. */
   initialBackoffMs?: number;
   maxBackoffMs?: number;
 }
 
-export interface KvMirrorEvents {
-  change: [KvChange];
+export interface KvMirrorEvents<T = KvEntry> {
+  change: [KvChange<T>];
   /** A full list was applied; `reason` says why it was taken. */
   synced: [reason: string];
   /** Whether the last etcd call succeeded. */
   reachable: [boolean];
 }
 
-function sameEntry(a: KvEntry, b: KvEntry): boolean {
-  return a.value === b.value && a.lease === b.lease;
-}
-
-function toEntry(kv: IKeyValue): KvEntry {
-  return { value: kv.value.toString(), lease: String(kv.lease), modRevision: String(kv.mod_revision) };
-}
-
 /**
  * A local copy of a key range that follows etcd: list, then watch from the list's revision. After any
  * disruption of the watch (compaction, reconnect, cancellation) it lists again and emits only what
  * differs from what it already emitted, so consumers see each real change exactly once and never a
- * spurious removal.
+ * spurious removal. An entry the codec finds the same as the one kept is not taken: the kept one stays.
  */
-export class KvMirror extends EventEmitter<KvMirrorEvents> {
-  readonly entries = new Map<string, KvEntry>();
+export class KvMirror<T = KvEntry> extends EventEmitter<KvMirrorEvents<T>> {
+  /** by key without the prefix: with thousands of keys under it, the prefix is not kept once per key */
+  private readonly entries = new Map<string, T>();
   private readonly client: Etcd3;
   private readonly prefix: string;
+  private readonly prefixBytes: number;
+  private readonly codec: KvCodec<T>;
   private readonly log: Logger;
   private readonly initialBackoffMs: number;
   private readonly maxBackoffMs: number;
@@ -59,13 +70,20 @@ export class KvMirror extends EventEmitter<KvMirrorEvents> {
   private firstSync: Promise<void> | undefined;
   private unreachableLogged = false;
 
-  constructor(options: KvMirrorOptions) {
+  constructor(options: KvMirrorOptions<T>) {
     super();
     this.client = options.client;
     this.prefix = options.prefix;
+    this.prefixBytes = Buffer.byteLength(options.prefix);
+    this.codec = options.codec;
     this.log = options.logger;
     this.initialBackoffMs = options.initialBackoffMs ?? 100;
     this.maxBackoffMs = options.maxBackoffMs ?? 2000;
+  }
+
+  /** Whether the mirror holds `key`. */
+  has(key: string): boolean {
+    return key.startsWith(this.prefix) && this.entries.has(key.slice(this.prefix.length));
   }
 
   /** Resolves after the first successful list (retrying until etcd answers or `stop()` is called). */
@@ -121,16 +139,19 @@ export class KvMirror extends EventEmitter<KvMirrorEvents> {
     if (this.unreachableLogged) this.log.info({ prefix: this.prefix }, 'etcd answers again');
     this.unreachableLogged = false;
     this.emit('reachable', true);
-    const fresh = new Map<string, KvEntry>();
-    for (const kv of response.kvs) fresh.set(kv.key.toString(), toEntry(kv));
-    const changes = diffSnapshots(this.entries, fresh, sameEntry);
-    // Revisions still move on a same-content rewrite; keep them current without emitting anything.
-    for (const [key, entry] of fresh) this.entries.set(key, entry);
+    const fresh = new Map<string, T>();
+    for (const kv of response.kvs) {
+      const name = this.nameOf(kv);
+      fresh.set(name, this.codec.decode(kv.key.toString(), name, kv));
+    }
+    const changes = diffSnapshots(this.entries, fresh, this.codec.same);
+    fresh.clear(); // its table is as big as the listing; the changes hold what is still needed
+    for (const change of changes) if (change.kind !== 'removed') this.entries.set(change.key, change.value);
     for (const change of changes) {
       if (change.kind === 'removed') this.entries.delete(change.key);
-      this.emit('change', change);
+      this.emit('change', { ...change, key: this.prefix + change.key });
     }
-    this.log.debug({ prefix: this.prefix, reason, keys: fresh.size, changes: changes.length }, 'listed');
+    this.log.debug({ prefix: this.prefix, reason, keys: response.kvs.length, changes: changes.length }, 'listed');
     this.emit('synced', reason);
     return BigInt(response.header.revision);
   }
@@ -143,7 +164,7 @@ export class KvMirror extends EventEmitter<KvMirrorEvents> {
       .watcher();
     this.watcher = watcher;
     watcher.on('put', (kv) => this.applyPut(kv));
-    watcher.on('delete', (kv) => this.applyDelete(kv.key.toString()));
+    watcher.on('delete', (kv) => this.applyDelete(kv));
     watcher.on('connected', () => this.emit('reachable', true));
     const disrupted = (why: string) => (err?: Error) => {
       if (this.watcher !== watcher || this.stopped) return;
@@ -154,20 +175,28 @@ export class KvMirror extends EventEmitter<KvMirrorEvents> {
     watcher.on('error', disrupted('watch cancelled'));
   }
 
-  private applyPut(kv: IKeyValue): void {
-    const key = kv.key.toString();
-    const entry = toEntry(kv);
-    const previous = this.entries.get(key);
-    this.entries.set(key, entry);
-    if (previous === undefined) this.emit('change', { kind: 'added', key, value: entry });
-    else if (!sameEntry(previous, entry)) this.emit('change', { kind: 'changed', key, value: entry, previous });
+  /** The key without the prefix, as a string of its own (a slice of the whole key would keep the whole key). */
+  private nameOf(kv: IKeyValue): string {
+    return kv.key.toString('utf8', this.prefixBytes);
   }
 
-  private applyDelete(key: string): void {
-    const previous = this.entries.get(key);
+  private applyPut(kv: IKeyValue): void {
+    const key = kv.key.toString();
+    const name = this.nameOf(kv);
+    const entry = this.codec.decode(key, name, kv);
+    const previous = this.entries.get(name);
+    if (previous !== undefined && this.codec.same(previous, entry)) return;
+    this.entries.set(name, entry);
+    if (previous === undefined) this.emit('change', { kind: 'added', key, value: entry });
+    else this.emit('change', { kind: 'changed', key, value: entry, previous });
+  }
+
+  private applyDelete(kv: IKeyValue): void {
+    const name = this.nameOf(kv);
+    const previous = this.entries.get(name);
     if (previous === undefined) return;
-    this.entries.delete(key);
-    this.emit('change', { kind: 'removed', key, previous });
+    this.entries.delete(name);
+    this.emit('change', { kind: 'removed', key: kv.key.toString(), previous });
   }
 
   private async detachWatcher(): Promise<void> {

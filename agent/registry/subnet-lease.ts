@@ -13,7 +13,7 @@ import {
 import type { Logger } from '../log.js';
 import type { NetworkKeys } from './etcd.js';
 import { LeaseConflictError, LeaseContentionError, NoFreeSubnetError, RegistryStoppedError } from './errors.js';
-import { KvMirror, listPrefix, type KvChange } from './kv-mirror.js';
+import { KvMirror, kvEntries, listPrefix, type KvChange } from './kv-mirror.js';
 
 /** What this host publishes about itself in its lease. */
 export interface LeaseRequest {
@@ -356,7 +356,7 @@ export class SubnetLeaseManager extends EventEmitter<SubnetLeaseEvents> {
     this.own = own;
     await this.guard?.stop();
     const key = this.keys.lease(own.lease.name);
-    const guard = new KvMirror({ client: this.client, prefix: key, logger: this.log });
+    const guard = new KvMirror({ client: this.client, prefix: key, codec: kvEntries, logger: this.log });
     guard.on('change', (change) => {
       if (change.key === key) this.onOwnKeyChange(change);
     });
