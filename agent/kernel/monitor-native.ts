@@ -10,6 +10,7 @@ import { WeftError } from '../../common/errors.js';
 import type { NativeAddon, ReceiverHandle } from '../native-addon.js';
 import { decodeChange } from './codec.js';
 import { errnoName } from './errors.js';
+import { HoldBacklog } from './hold-backlog.js';
 import type { KernelMonitor, MonitorEvents } from './monitor.js';
 
 /** A notification is one skb of at most a page or two; a slot holds any of them whole. */
@@ -47,9 +48,8 @@ export class NativeKernelMonitor extends EventEmitter<MonitorEvents> implements 
   /** -1: none (a port id is never negative) */
   private readonly ignoredPort: number;
   private closed = false;
-  private held = 0;
   /** while held: the notifications' bytes, a message per entry, and overruns, in order */
-  private backlog: (Buffer | 'overrun')[] = [];
+  private readonly backlog = new HoldBacklog<Buffer | 'overrun'>();
 
   constructor(
     private readonly addon: NativeAddon,
@@ -77,24 +77,22 @@ export class NativeKernelMonitor extends EventEmitter<MonitorEvents> implements 
   }
 
   hold(): void {
-    this.held++;
+    this.backlog.hold();
   }
 
   release(): void {
-    if (this.held === 0 || --this.held > 0) return;
-    const backlog = this.backlog;
-    this.backlog = [];
-    for (const entry of backlog) {
-      if (this.closed) return;
+    this.backlog.release((entry) => {
+      if (this.closed) return false;
       if (entry === 'overrun') this.emit('overrun');
       else this.emitChanges(entry);
-    }
+      return true;
+    });
   }
 
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    this.backlog = [];
+    this.backlog.clear();
     this.addon.stop(this.receiver);
     this.addon.close(this.fd);
     this.emit('close');
@@ -116,7 +114,7 @@ export class NativeKernelMonitor extends EventEmitter<MonitorEvents> implements 
         continue;
       }
       const datagram = this.buffer.subarray(i * SLOT_SIZE, i * SLOT_SIZE + meta[i * 4]!);
-      if (this.held > 0) this.keep(datagram);
+      if (this.backlog.holding) this.keep(datagram);
       else this.emitChanges(datagram);
     }
     if (lost) this.overrun();
@@ -129,7 +127,7 @@ export class NativeKernelMonitor extends EventEmitter<MonitorEvents> implements 
       const length = datagram.readUInt32LE(offset);
       const end = offset + ((length + 3) & ~3);
       if (length < NLMSG_HEADER || end > datagram.length + 3) break;
-      if (datagram.readUInt32LE(offset + 12) !== this.ignoredPort) this.backlog.push(Buffer.from(datagram.subarray(offset, Math.min(end, datagram.length))));
+      if (datagram.readUInt32LE(offset + 12) !== this.ignoredPort) this.backlog.keep(Buffer.from(datagram.subarray(offset, Math.min(end, datagram.length))));
       offset = end;
     }
   }
@@ -156,7 +154,7 @@ export class NativeKernelMonitor extends EventEmitter<MonitorEvents> implements 
   }
 
   private overrun(): void {
-    if (this.held > 0) this.backlog.push('overrun');
+    if (this.backlog.holding) this.backlog.keep('overrun');
     else this.emit('overrun');
   }
 

@@ -22,6 +22,7 @@ import { fileURLToPath } from 'node:url';
 import { rt } from 'netlink';
 import { WeftError } from '../../common/errors.js';
 import { loadNativeAddon } from '../native-addon.js';
+import { HoldBacklog } from './hold-backlog.js';
 import { NativeKernelMonitor } from './monitor-native.js';
 import { decodeLine } from './monitor-lines.js';
 import type { KernelChange } from './types.js';
@@ -131,25 +132,22 @@ class ChildKernelMonitor extends EventEmitter<MonitorEvents> implements KernelMo
   /** the previous child died: report `overrun` once the new one is subscribed */
   private lostEvents = false;
 
-  private held = 0;
   /**
    * What the child wrote during a hold, as it came (one string per read, not one per line: echoes of a full
    * run come by the ten thousand), with the line splitter of the child that wrote it.
    */
-  private backlog: { feed: Feed; text: string }[] = [];
+  private readonly backlog = new HoldBacklog<{ feed: Feed; text: string }>();
 
   hold(): void {
-    this.held++;
+    this.backlog.hold();
   }
 
   release(): void {
-    if (this.held === 0 || --this.held > 0) return;
-    const backlog = this.backlog;
-    this.backlog = [];
-    for (const { feed, text } of backlog) {
-      if (this.closed) return;
+    this.backlog.release(({ feed, text }) => {
+      if (this.closed) return false;
       feed(text, false);
-    }
+      return true;
+    });
   }
 
   close(): void {
@@ -192,8 +190,8 @@ class ChildKernelMonitor extends EventEmitter<MonitorEvents> implements KernelMo
         partial = '';
         let start = 0;
         for (;;) {
-          if (holdable && this.held > 0 && ready) {
-            this.backlog.push({ feed, text: all.slice(start) });
+          if (holdable && this.backlog.holding && ready) {
+            this.backlog.keep({ feed, text: all.slice(start) });
             return;
           }
           const end = all.indexOf('\n', start);
