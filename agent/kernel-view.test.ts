@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { emptyFamilyState, type FamilyState, type RouteSpec } from '../common/dataplane.js';
-import { KernelView, WEFT_NEXTHOP_ID_BASE, opsCount, type PlannedOps, type ViewDevices } from './kernel-view.js';
+import { KernelView, WEFT_NEXTHOP_ID_BASE, WEFT_NEXTHOP_ID_BASE_IPV6, opsCount, type PlannedOps, type ViewDevices } from './kernel-view.js';
 import { NetlinkError, type FdbEntry, type Kernel, type KernelChange, type NeighbourInfo, type NexthopInfo, type RouteInfo } from './kernel/index.js';
 
 const OVERLAY = 7;
@@ -123,6 +123,20 @@ describe('agent/kernel-view: the loop\'s picture of the kernel and its planner',
     assert.deepEqual(ops.nexthopDel, [6]);
     // a fresh id: the base is taken by someone else's nexthop
     assert.equal(ops.nexthopAdd[0]!.id, WEFT_NEXTHOP_ID_BASE + 1);
+  });
+
+  it('keeps to its own family\'s nexthops: the IPv6 plane of a dual-stack host-gw host leaves the IPv4 plane\'s alone', async function () {
+    const devices: ViewDevices = { family: 6, overlayIndex: undefined, publicIndex: PUBLIC };
+    const ipv4 = nexthop({ id: WEFT_NEXTHOP_ID_BASE, gateway: '192.0.2.12', ifindex: PUBLIC });
+    const unusedIpv6 = nexthop({ id: WEFT_NEXTHOP_ID_BASE_IPV6, family: 6, gateway: '2001:db8:0:1::13', ifindex: PUBLIC });
+    const { view } = await KernelView.read(fakeKernel({ nexthops: [ipv4, unusedIpv6] }), devices, 'nexthop');
+    const ops = view.plan(desired([], [['2001:db8:100:2::/64', '2001:db8:0:1::12']]), 'all');
+    assert.deepEqual(kinds(ops), { nexthopAdd: 1, routeSet: 1, nexthopDel: 1 });
+    assert.deepEqual(ops.nexthopDel, [WEFT_NEXTHOP_ID_BASE_IPV6]);
+    // its ids come from its own base, past the ones taken
+    assert.equal(ops.nexthopAdd[0]!.id, WEFT_NEXTHOP_ID_BASE_IPV6 + 1);
+    // the other plane's new nexthop is nothing to act on
+    assert.equal(view.observe({ kind: 'nexthop', action: 'new', nexthop: { ...ipv4, id: WEFT_NEXTHOP_ID_BASE + 1 } }, desired([])), 'ignore');
   });
 
   it('plans only the keys it is given, and deletes a nexthop after its route, or after the route that moved off it', async function () {

@@ -15,8 +15,9 @@
  * the packet path is identical (same gateway, device, onlink flag, neighbour and FDB lookups), `ip route`
  * shows the same route with an extra `nhid N`, and nothing changes on the wire; the route hash then
  * includes the nexthop id, so adding routes stays O(1). Kernels without nexthop objects (< 5.3) get the
- * inline form. Nexthops are weft's when they carry its route protocol on its devices; ids are allocated
- * from WEFT_NEXTHOP_ID_BASE up, skipping every id already used in the namespace.
+ * inline form. Nexthops are weft's when they carry its route protocol on its devices and are of the plane's
+ * family; ids are allocated from WEFT_NEXTHOP_ID_BASE (IPv6: WEFT_NEXTHOP_ID_BASE_IPV6) up, skipping every id
+ * already used in the namespace.
  */
 import type { Family } from '../common/cidr.js';
 import { WEFT_ROUTE_PROTOCOL, type DesiredObjects, type DirtyKeys, type FdbSpec, type NeighbourSpec, type RouteDevice, type RouteSpec } from '../common/dataplane.js';
@@ -26,8 +27,13 @@ import { NUD_FAILED, NUD_NOARP, RTPROT_KERNEL, RT_TABLE_MAIN, type Kernel, type 
 /** How routes are installed: through nexthop objects, or with the gateway in the route (flannel's form). */
 export type RouteForm = 'nexthop' | 'inline';
 
-/** First nexthop id weft hands out (ids are per namespace; others' ids are skipped). */
+/** First nexthop id weft hands out for IPv4 (ids are per namespace; others' ids are skipped). */
 export const WEFT_NEXTHOP_ID_BASE = 1_570_000_000;
+/**
+ * Where the IPv6 plane's ids start: the two planes of a dual-stack host allocate at the same time, and
+ * from one base they would pick the same free id.
+ */
+export const WEFT_NEXTHOP_ID_BASE_IPV6 = 1_580_000_000;
 
 export interface ViewDevices {
   family: Family;
@@ -109,14 +115,18 @@ export class KernelView {
   private readonly nexthopIds: Map<string, number>[] = [new Map(), new Map(), new Map(), new Map()];
   /** nexthop ids in the namespace that are not weft's */
   private readonly foreignIds = new Set<number>();
-  private nextId = WEFT_NEXTHOP_ID_BASE;
+  private readonly idBase: number;
+  private nextId: number;
   /** dirty keys that observe() found */
   readonly dirty: DirtyKeys = { neighbours: new Set(), fdb: new Set(), routes: new Set() };
 
   private constructor(
     readonly devices: ViewDevices,
     readonly form: RouteForm,
-  ) {}
+  ) {
+    this.idBase = devices.family === 6 ? WEFT_NEXTHOP_ID_BASE_IPV6 : WEFT_NEXTHOP_ID_BASE;
+    this.nextId = this.idBase;
+  }
 
   /**
    * Reads weft's objects from the kernel with one dump per kind: everything on the overlay device, routes
@@ -347,7 +357,7 @@ export class KernelView {
           return device === known.device && n.gateway === known.gateway && n.onlink === known.onlink ? 'ignore' : 'full';
         }
         this.foreignIds.add(n.id);
-        return n.protocol === WEFT_ROUTE_PROTOCOL && this.deviceOf(n.ifindex) !== undefined ? 'full' : 'ignore';
+        return this.isOwnFamilyNexthop(n) && this.deviceOf(n.ifindex) !== undefined ? 'full' : 'ignore';
       }
     }
   }
@@ -416,7 +426,7 @@ export class KernelView {
 
   /** Takes the nexthop into the view if it is weft's; says whether it is. */
   private adoptNexthop(n: NexthopInfo): boolean {
-    if (n.protocol !== WEFT_ROUTE_PROTOCOL || n.group || n.blackhole || n.fdb || n.gateway === null) return false;
+    if (!this.isOwnFamilyNexthop(n) || n.group || n.blackhole || n.fdb || n.gateway === null) return false;
     const device = this.deviceOf(n.ifindex);
     if (device === undefined) return false;
     this.nexthops.set(n.id, { id: n.id, device, gateway: n.gateway, onlink: n.onlink, users: undefined });
@@ -425,6 +435,14 @@ export class KernelView {
     const current = ids.get(n.gateway);
     if (current === undefined || n.id < current) ids.set(n.gateway, n.id);
     return true;
+  }
+
+  /**
+   * Weft's, and this plane's: a dual-stack host-gw host has both planes' nexthops on the public interface,
+   * and each plane leaves the other's alone (to it they are others' ids).
+   */
+  private isOwnFamilyNexthop(n: NexthopInfo): boolean {
+    return n.protocol === WEFT_ROUTE_PROTOCOL && n.family === this.devices.family;
   }
 
   private forgetNexthop(id: number): void {
@@ -448,7 +466,7 @@ export class KernelView {
     const existing = ids.get(route.gateway);
     if (existing !== undefined) return existing;
     while (this.nexthops.has(this.nextId) || this.foreignIds.has(this.nextId)) {
-      this.nextId = this.nextId >= 0xffffffff ? WEFT_NEXTHOP_ID_BASE : this.nextId + 1;
+      this.nextId = this.nextId >= 0xffffffff ? this.idBase : this.nextId + 1;
     }
     const id = this.nextId;
     const nexthop: ViewNexthop = { id, device: route.device, gateway: route.gateway, onlink: route.onlink, users: undefined };
