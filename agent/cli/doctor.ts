@@ -545,7 +545,7 @@ function checkMtu(context: Context): void {
     const deviceMtu = overlay?.mtu ?? backend!.mtu;
     if (type !== 'host-gw' && deviceMtu + overhead > iface.mtu) {
       add(context, 'mtu', 'fail', `${overlay?.name ?? 'the overlay device'} MTU ${deviceMtu} + ${overhead} bytes of ${type} encapsulation exceeds ${iface.name}'s MTU ${iface.mtu}: full-size packets are dropped`,
-        `remove Backend.MTU from the config (weft then uses ${iface.mtu - overhead}) or raise ${iface.name}'s MTU, then ${RESTART}`);
+        `lower Backend.MTU (the underlay's MTU, as in flanneld) to ${iface.mtu} or less, or remove it (weft then gives the device ${iface.mtu - overhead}), or raise ${iface.name}'s MTU, then ${RESTART}`);
     }
     limits.push(type === 'host-gw' ? iface.mtu : deviceMtu);
     if (type !== 'host-gw') overlays.push(planes.length > 1 ? `${overlay?.name ?? `IPv${view.address.family} overlay`} ${deviceMtu}` : `overlay ${deviceMtu}`);
