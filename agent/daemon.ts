@@ -336,7 +336,7 @@ export class Agent {
         : ', which wrote no WeftNodeID (flanneld, or an edit by hand)';
     const text = `our lease ${takeover.lease} was taken over by ${by}${who}; containers addressed from it lost their network — weftd takes a new subnet, recreate them`;
     this.log.error({ lease: takeover.lease, publicIP: takeover.publicIP, nodeId: takeover.nodeId }, text);
-    this.readiness.setInfo('leaseTakenOver', `${new Date().toISOString()} ${text}`);
+    this.readiness.setInfo('leaseTakenOver', `${text} (at ${new Date().toISOString()})`);
   }
 
   private noteExpiry(own: OwnLease): void {
