@@ -242,7 +242,7 @@ async function checkEtcd(context: Context): Promise<void> {
     const plans = [config.ipv4, config.ipv6].filter((plan) => plan !== undefined)
       .map((plan) => `${plan.network}, ${plan.family === 4 ? 'SubnetLen' : 'IPv6SubnetLen'} ${plan.subnetLen}`);
     add(context, 'config', 'ok', `${plans.join('; ')}, backend ${config.backend.type}`);
-    for (const warning of config.warnings) add(context, 'config', 'warn', warning, 'rewrite the config with weftctl config set, which always writes an explicit Backend');
+    for (const warning of config.warnings) add(context, 'config', 'warn', warning, 'rewrite the config as the warning says with weftctl config set (it writes an explicit Backend and refuses a VNI flanneld cannot read)');
   } catch (err) {
     add(context, 'config', 'fail', `${keys.config} is not a usable config: ${message(err)}`, 'fix it with weftctl config set (it validates before writing)');
   }

@@ -237,7 +237,7 @@ describe('SubnetLeaseManager against a real etcd', function () {
 
   it("reuses the subnet of a host moving from flanneld's udp backend (its lease has no BackendType) and writes flanneld's udp bytes", async function () {
     const udp = parseNetworkConfig('{"Network":"198.18.0.0/16","Backend":{"Type":"udp"}}');
-    // exactly what flanneld's udp backend writes (design: only PublicIP set, BackendType omitempty)
+    // exactly what flanneld's udp backend writes (flannel's udp backend sets only PublicIP; BackendType is omitempty)
     const etcdLease = (await client.leaseClient.leaseGrant({ TTL: 60 })).ID;
     await client.put(keys.lease('198.18.44.0-24')).value('{"PublicIP":"198.19.0.22","PublicIPv6":null}').lease(etcdLease);
     const nodeId = '44444444-4444-4444-8444-444444444444';
