@@ -2,7 +2,7 @@ import type { Etcd3 } from 'etcd3';
 import type { Family } from '../common/cidr.js';
 import type { NetworkConfig } from '../common/config.js';
 import { WeftError } from '../common/errors.js';
-import type { Lease, LeaseSubnets } from '../common/lease.js';
+import { leaseBackendTypeFor, type Lease, type LeaseSubnets } from '../common/lease.js';
 import type { Backend, BackendContext } from './backend.js';
 import type { WeftdOptions } from './cli/weftd-options.js';
 import { IngressAllowList } from './host/ingress.js';
@@ -21,7 +21,7 @@ import { ConfigWatcher } from './registry/config-watcher.js';
 import { connectEtcd, NetworkKeys } from './registry/etcd.js';
 import { LeaseConflictError, RegistryStoppedError } from './registry/errors.js';
 import { LeaseWatcher } from './registry/lease-watcher.js';
-import { SubnetLeaseManager, type OwnLease } from './registry/subnet-lease.js';
+import { SubnetLeaseManager, type LeaseTakeover, type OwnLease } from './registry/subnet-lease.js';
 import { createUdpBackend } from './udp/udp.js';
 import { createVxlanBackend } from './vxlan/mode.js';
 
@@ -301,11 +301,12 @@ export class Agent {
       nodeId: await loadNodeId(this.options.nodeIdFile),
       publicIP: this.publicInterface!.ipv4?.publicAddress,
       publicIPv6: this.publicInterface!.ipv6?.publicAddress,
-      backendType: config.backend.type,
+      backendType: leaseBackendTypeFor(config.backend.type),
       backendData: ofFamily(4)?.backendData,
       backendV6Data: ofFamily(6)?.backendData,
     };
     this.leases.on('error', (err) => this.log.warn({ err: err.message }, 'subnet lease trouble; retrying'));
+    this.leases.on('takenOver', (takeover) => this.reportTakeover(config, takeover));
     let delay = 500;
     for (;;) {
       try {
@@ -323,6 +324,19 @@ export class Agent {
         delay = Math.min(delay * 2, 30_000);
       }
     }
+  }
+
+  /** Says loudly (log, /readyz until restarted) that another host took our subnet; the lease manager acquires a new one. */
+  private reportTakeover(config: NetworkConfig, takeover: LeaseTakeover): void {
+    const by = takeover.publicIP === undefined ? 'a host that names no public IP' : `the host at ${takeover.publicIP}`;
+    const who = takeover.nodeId !== undefined
+      ? ` (weft node ${takeover.nodeId})`
+      : config.ipv4 === undefined
+        ? ', which wrote no WeftNodeID: a flanneld host (in an IPv6-only network flanneld takes over the first IPv6-only lease it finds; flanneld and weftd hosts cannot share an IPv6-only network)'
+        : ', which wrote no WeftNodeID (flanneld, or an edit by hand)';
+    const text = `our lease ${takeover.lease} was taken over by ${by}${who}; containers addressed from it lost their network — weftd takes a new subnet, recreate them`;
+    this.log.error({ lease: takeover.lease, publicIP: takeover.publicIP, nodeId: takeover.nodeId }, text);
+    this.readiness.setInfo('leaseTakenOver', `${text} (at ${new Date().toISOString()})`);
   }
 
   private noteExpiry(own: OwnLease): void {

@@ -261,8 +261,16 @@ describe('config', () => {
       rejects({ Network: '2001:db8:100::/48', Backend: VXLAN }, 'Network', 'Network 2001:db8:100::/48 is not an IPv4 prefix');
     });
 
-    it('rejects host bits in Network (flannel would mask them; weft asks for the network address)', () => {
-      rejects({ Network: '10.5.1.0/16', Backend: VXLAN }, 'Network', /^Network "10\.5\.1\.0\/16" is invalid: .*host bits/);
+    it('masks host bits off Network and IPv6Network as flanneld does (Go\'s net.ParseCIDR), with a warning', () => {
+      const config = parse({ Network: '198.18.1.0/16', EnableIPv6: true, IPv6Network: '2001:db8:100:7::/48', Backend: VXLAN });
+      assert.equal(ipv4(config).network.toString(), '198.18.0.0/16');
+      assert.equal(ipv4(config).subnetMin.toString(), '198.18.1.0/24');
+      assert.equal(ipv6(config).network.toString(), '2001:db8:100::/48');
+      assert.deepEqual(config.warnings, [
+        'Network 198.18.1.0/16 has host bits set: using 198.18.0.0/16 (as flanneld does); write 198.18.0.0/16 in the config',
+        'IPv6Network 2001:db8:100:7::/48 has host bits set: using 2001:db8:100::/48 (as flanneld does); write 2001:db8:100::/48 in the config',
+      ]);
+      assert.deepEqual(parse({ Network: '198.18.0.0/16', Backend: VXLAN }).warnings, []);
     });
   });
 
@@ -439,10 +447,9 @@ describe('config', () => {
       assert.match(config.warnings[0]!, /udp/);
     });
 
-    it('null Backend is taken as missing', () => {
-      const config = parse({ ...net, Backend: null });
-      assert.equal(config.backend.type, 'udp');
-      assert.equal(config.warnings.length, 1);
+    it('refuses a null Backend, as flanneld does (it keeps the literal null, finds no Type and exits), rather than taking udp', () => {
+      rejects({ ...net, Backend: null }, 'Backend', /^Backend is null: flanneld refuses it \(unknown backend type ""\)/);
+      rejects('{"Network":"198.18.0.0/16","Backend":{"Type":"vxlan"},"backend":null}', 'Backend', /^Backend is null/);
     });
 
     it('an explicit backend gives no warning', () => {
@@ -473,6 +480,13 @@ describe('config', () => {
       });
     }
 
+    it('warns about a VNI above 65535, which flanneld before v0.24 reads as 16 bits and so skips the host', () => {
+      const vni = (value: number) => parse({ ...net, Backend: { Type: 'vxlan', VNI: value } });
+      assert.deepEqual(vni(65535).warnings, []);
+      assert.equal((vni(65536).backend as { vni: number }).vni, 65536);
+      assert.deepEqual(vni(65536).warnings, ['Backend.VNI 65536 is above 65535: flanneld before v0.24 reads a peer\'s VNI as a 16-bit number and skips this network\'s hosts']);
+    });
+
     it('vxlan options and their bounds', () => {
       const vxlan = (options: Record<string, unknown>) => parse({ ...net, Backend: { Type: 'vxlan', ...options } }).backend;
       assert.deepEqual(vxlan({ VNI: 0 }), { ...vxlan({}), vni: 0 });
@@ -480,7 +494,7 @@ describe('config', () => {
       assert.equal((vxlan({ Port: 0 }) as { port: number }).port, 8472);
       assert.equal((vxlan({ Port: 4789 }) as { port: number }).port, 4789);
       assert.equal((vxlan({ Port: 65535 }) as { port: number }).port, 65535);
-      assert.equal((vxlan({ MTU: 68 }) as { mtu: number }).mtu, 68);
+      assert.equal((vxlan({ MTU: 138 }) as { mtu: number }).mtu, 138);
       assert.equal((vxlan({ Userspace: 'always' }) as { userspace: string }).userspace, 'always');
       assert.equal((vxlan({ Userspace: 'auto' }) as { userspace: string }).userspace, 'auto');
       assert.equal((vxlan({ GBP: null }) as { gbp: boolean }).gbp, false);
@@ -489,7 +503,7 @@ describe('config', () => {
       rejects({ ...net, Backend: { Type: 'vxlan', VNI: -1 } }, path, 'Backend.VNI -1 is outside 0-16777215');
       rejects({ ...net, Backend: { Type: 'vxlan', VNI: '1' } }, path, 'Backend.VNI "1" is not an integer');
       rejects({ ...net, Backend: { Type: 'vxlan', Port: 65536 } }, 'Backend.Port', 'Backend.Port 65536 is outside 0-65535');
-      rejects({ ...net, Backend: { Type: 'vxlan', MTU: 67 } }, 'Backend.MTU', 'Backend.MTU 67 is outside 68-65535');
+      rejects({ ...net, Backend: { Type: 'vxlan', MTU: 137 } }, 'Backend.MTU', 'Backend.MTU 137 is outside 138-65535');
       rejects({ ...net, Backend: { Type: 'vxlan', GBP: 'true' } }, 'Backend.GBP', 'Backend.GBP "true" is not true or false');
       rejects({ ...net, Backend: { Type: 'vxlan', Learning: 0 } }, 'Backend.Learning', 'Backend.Learning 0 is not true or false');
       rejects({ ...net, Backend: { Type: 'vxlan', DirectRouting: 'yes' } }, 'Backend.DirectRouting', /^Backend\.DirectRouting "yes"/);

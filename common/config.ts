@@ -20,7 +20,10 @@ export interface VxlanBackendConfig {
   gbp: boolean;
   learning: boolean;
   directRouting: boolean;
-  /** Device MTU; undefined means the public interface's MTU minus the encapsulation overhead. */
+  /**
+   * The underlay MTU to assume instead of the public interface's (flanneld's Backend.MTU since v0.21.3): the
+   * device gets it minus the encapsulation overhead. Undefined: the public interface's MTU.
+   */
   mtu: number | undefined;
   userspace: UserspaceMode;
 }
@@ -32,6 +35,7 @@ export interface HostGwBackendConfig {
 export interface UdpBackendConfig {
   type: 'udp';
   port: number;
+  /** As VxlanBackendConfig's (flanneld's udp backend has no such option and always uses the public interface's). */
   mtu: number | undefined;
 }
 
@@ -45,6 +49,10 @@ const FLANNEL_ONLY_BACKENDS = ['ipip', 'wireguard', 'ipsec', 'alloc', 'extension
 export const DEFAULT_VXLAN_PORT = 8472;
 export const DEFAULT_UDP_PORT = 8285;
 export const DEFAULT_VNI = 1;
+/** flanneld before v0.24 reads a peer's VNI as a 16-bit number and skips a peer whose VNI does not fit. */
+export const MAX_FLANNEL_VNI = 0xffff;
+/** Backend.MTU is the underlay's: the largest encapsulation (VXLAN over IPv6, 70 bytes) must leave IPv4's minimum, 68. */
+const MIN_UNDERLAY_MTU = 138;
 
 export interface NetworkConfig {
   ipv4: FamilyConfig | undefined;
@@ -123,7 +131,7 @@ const IPV6_KEYS: FamilyKeys = {
   longestSubnet: 126, defaultSubnetLen: 64,
 };
 
-function parseFamily(obj: JsonObject, keys: FamilyKeys): FamilyConfig {
+function parseFamily(obj: JsonObject, keys: FamilyKeys, warnings: string[]): FamilyConfig {
   const bits = keys.family === 4 ? 32 : 128;
   const networkText = readString(obj, keys.network, keys.network);
   if (networkText === undefined || networkText === '') {
@@ -131,10 +139,14 @@ function parseFamily(obj: JsonObject, keys: FamilyKeys): FamilyConfig {
   }
   let network: Prefix;
   try {
-    network = Prefix.parse(networkText);
+    // flanneld masks host bits off (Go's net.ParseCIDR): "10.5.1.0/16" is 10.5.0.0/16 there, and so here.
+    network = Prefix.parse(networkText, { allowHostBits: true });
   } catch (err) {
     const reason = err instanceof InvalidCidrError ? err.message : String(err);
     throw new InvalidConfigError(keys.network, `${keys.network} ${show(networkText)} is invalid: ${reason}`);
+  }
+  if (IpAddress.parse(networkText.slice(0, networkText.indexOf('/'))).value !== network.base) {
+    warnings.push(`${keys.network} ${networkText} has host bits set: using ${network} (as flanneld does); write ${network} in the config`);
   }
   if (network.family !== keys.family) {
     throw new InvalidConfigError(keys.network, `${keys.network} ${networkText} is not an IPv${keys.family} prefix`);
@@ -210,33 +222,42 @@ function parseUserspace(value: string | undefined): UserspaceMode {
 
 function parseBackend(obj: JsonObject, warnings: string[]): BackendConfig {
   const rawBackend = field(obj, 'Backend');
-  if (rawBackend === undefined || rawBackend === null) {
+  if (rawBackend === undefined) {
     // flannel's code (not its docs) treats a missing Backend as udp; a mixed cluster must agree.
     warnings.push('Backend is missing: using "udp" as flanneld does; set Backend.Type explicitly (weftctl config set does)');
     return { type: 'udp', port: DEFAULT_UDP_PORT, mtu: undefined };
+  }
+  if (rawBackend === null) {
+    // flanneld keeps the literal null (a json.RawMessage), finds no Type in it and exits: "unknown backend type".
+    throw new InvalidConfigError('Backend', 'Backend is null: flanneld refuses it (unknown backend type ""); give Backend.Type, or leave Backend out for udp');
   }
   if (!isObject(rawBackend)) throw new InvalidConfigError('Backend', `Backend ${show(rawBackend)} is not an object`);
   const type = readString(rawBackend, 'Type', 'Backend.Type');
   if (type === undefined || type === '') throw new InvalidConfigError('Backend.Type', 'Backend.Type is missing');
   switch (type) {
-    case 'vxlan':
+    case 'vxlan': {
+      const vni = readInt(rawBackend, 'VNI', 'Backend.VNI', 0, 0xffffff) ?? DEFAULT_VNI;
+      if (vni > MAX_FLANNEL_VNI) {
+        warnings.push(`Backend.VNI ${vni} is above ${MAX_FLANNEL_VNI}: flanneld before v0.24 reads a peer's VNI as a 16-bit number and skips this network's hosts`);
+      }
       return {
         type,
-        vni: readInt(rawBackend, 'VNI', 'Backend.VNI', 0, 0xffffff) ?? DEFAULT_VNI,
+        vni,
         port: readInt(rawBackend, 'Port', 'Backend.Port', 0, 65535) || DEFAULT_VXLAN_PORT,
         gbp: readBool(rawBackend, 'GBP', 'Backend.GBP', false),
         learning: readBool(rawBackend, 'Learning', 'Backend.Learning', false),
         directRouting: readBool(rawBackend, 'DirectRouting', 'Backend.DirectRouting', false),
-        mtu: readInt(rawBackend, 'MTU', 'Backend.MTU', 68, 65535),
+        mtu: readInt(rawBackend, 'MTU', 'Backend.MTU', MIN_UNDERLAY_MTU, 65535),
         userspace: parseUserspace(readString(rawBackend, 'Userspace', 'Backend.Userspace')),
       };
+    }
     case 'host-gw':
       return { type };
     case 'udp':
       return {
         type,
         port: readInt(rawBackend, 'Port', 'Backend.Port', 0, 65535) || DEFAULT_UDP_PORT,
-        mtu: readInt(rawBackend, 'MTU', 'Backend.MTU', 68, 65535),
+        mtu: readInt(rawBackend, 'MTU', 'Backend.MTU', MIN_UNDERLAY_MTU, 65535),
       };
     default:
       if (FLANNEL_ONLY_BACKENDS.includes(type)) {
@@ -265,8 +286,8 @@ export function parseNetworkConfig(text: string): NetworkConfig {
   }
   const warnings: string[] = [];
   return {
-    ipv4: enableIPv4 ? parseFamily(raw, IPV4_KEYS) : undefined,
-    ipv6: enableIPv6 ? parseFamily(raw, IPV6_KEYS) : undefined,
+    ipv4: enableIPv4 ? parseFamily(raw, IPV4_KEYS, warnings) : undefined,
+    ipv6: enableIPv6 ? parseFamily(raw, IPV6_KEYS, warnings) : undefined,
     backend: parseBackend(raw, warnings),
     warnings,
     raw,

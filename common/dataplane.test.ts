@@ -15,7 +15,7 @@ import {
 import { decodeLease, type Lease } from './lease.js';
 
 function lease(name: string, publicIP: string, backend = 'vxlan', mac?: string): Lease {
-  const value: Record<string, unknown> = { PublicIP: publicIP, BackendType: backend };
+  const value: Record<string, unknown> = { PublicIP: publicIP, ...(backend === '' ? {} : { BackendType: backend }) };
   if (mac !== undefined) value.BackendData = { VNI: 1, VtepMAC: mac };
   return decodeLease(name, JSON.stringify(value), false);
 }
@@ -23,6 +23,7 @@ function lease(name: string, publicIP: string, backend = 'vxlan', mac?: string):
 const VXLAN = parseNetworkConfig('{"Network":"198.18.0.0/16","Backend":{"Type":"vxlan"}}');
 const DIRECT = parseNetworkConfig('{"Network":"198.18.0.0/16","Backend":{"Type":"vxlan","DirectRouting":true}}');
 const HOSTGW = parseNetworkConfig('{"Network":"198.18.0.0/16","Backend":{"Type":"host-gw"}}');
+const UDP = parseNetworkConfig('{"Network":"198.18.0.0/16","Backend":{"Type":"udp"}}');
 const LOCAL = [Prefix.parse('192.0.2.0/24')];
 
 function input(overrides: Partial<DesiredInput>): DesiredInput {
@@ -51,6 +52,16 @@ describe('desired data-plane state', function () {
     assert.deepEqual(state.routes.get('198.18.2.0/24'), { dst: '198.18.2.0/24', gateway: '192.0.2.12', device: 'public', onlink: false });
     assert.equal(state.routes.get('198.18.3.0/24')?.device, 'overlay');
     assert.deepEqual([...state.fdb.keys()], ['0a:00:00:00:00:03']);
+  });
+
+  it("udp programs flanneld's udp leases (no BackendType) like its own; vxlan skips them, saying why", function () {
+    const flanneldUdp = decodeLease('198.18.2.0-24', '{"PublicIP":"192.0.2.12","PublicIPv6":null}', false);
+    const own = decodeLease('198.18.1.0-24', '{"PublicIP":"192.0.2.11","PublicIPv6":null}', false);
+    const udp = desiredFamilyState(input({ config: UDP, own, peers: [flanneldUdp, lease('198.18.3.0-24', '192.0.2.13', 'udp')] }));
+    assert.deepEqual(udp.skipped, []);
+    assert.deepEqual([...udp.state.routes.keys()], ['198.18.2.0/24', '198.18.3.0/24']);
+    const vxlan = desiredFamilyState(input({ peers: [flanneldUdp] }));
+    assert.deepEqual(vxlan.skipped.map(({ reason }) => reason), ['names no BackendType (a flanneld udp lease), not vxlan']);
   });
 
   it('host-gw routes via the PublicIP and refuses a peer that is not directly connected, saying why', function () {

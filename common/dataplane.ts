@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Family, IpAddress, Prefix } from './cidr.js';
 import type { BackendConfig, NetworkConfig } from './config.js';
-import { parseVxlanBackendData, type Lease } from './lease.js';
+import { leaseBackend, parseVxlanBackendData, type Lease } from './lease.js';
 import { diffSnapshots } from './snapshot-diff.js';
 
 /**
@@ -92,8 +92,9 @@ function rejectPeer(input: PeerContext, peer: Lease, backend: BackendConfig): st
   if (ownPublicIP !== undefined && publicIP.equals(ownPublicIP)) return `claims our own public IP ${publicIP}`;
   if (subnet.overlaps(ownSubnet)) return `overlaps our subnet ${ownSubnet}`;
   if (!plan.network.contains(subnet)) return `is outside the network ${plan.network}`;
-  if (peer.attrs.backendType !== backend.type) {
-    return `uses backend ${peer.attrs.backendType}, not ${backend.type}`;
+  const peerBackend = leaseBackend(peer.attrs, backend.type);
+  if (peerBackend !== backend.type) {
+    return peerBackend === '' ? `names no BackendType (a flanneld udp lease), not ${backend.type}` : `uses backend ${peerBackend}, not ${backend.type}`;
   }
   if (backend.type === 'host-gw' && !isDirect(publicIP, input.localPrefixes)) {
     return `public IP ${publicIP} is not on a directly connected subnet; host-gw needs L2 adjacency (use vxlan)`;

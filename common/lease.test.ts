@@ -3,8 +3,11 @@ import fc from 'fast-check';
 import { IpAddress, Prefix } from './cidr.js';
 import { InvalidCidrError, InvalidLeaseError, WeftError } from './errors.js';
 import {
+  decodeLease,
   formatLeaseAttrs,
   formatLeaseKey,
+  leaseBackend,
+  leaseBackendTypeFor,
   parseLeaseAttrs,
   parseLeaseKey,
   parseVxlanBackendData,
@@ -29,6 +32,8 @@ function throwsLease(fn: () => unknown, key: string, message?: RegExp | string):
 
 /** flanneld's own lease value for a vxlan host (the format weft must read and write byte for byte). */
 const FLANNELD_VXLAN = '{"PublicIP":"192.168.64.3","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"c6:d2:32:6f:8f:44"}}';
+/** flanneld's udp backend sets only PublicIP, and BackendType is omitempty: its lease value, exactly. */
+const FLANNELD_UDP = '{"PublicIP":"192.168.64.4","PublicIPv6":null}';
 const KEY = '/coreos.com/network/subnets/10.5.52.0-24';
 const KNOWN = ['PublicIP', 'PublicIPv6', 'BackendType', 'BackendData', 'BackendV6Data'];
 
@@ -187,7 +192,38 @@ describe('lease', () => {
       assert.equal(formatLeaseAttrs(parseLeaseAttrs(FLANNELD_VXLAN, KEY)), FLANNELD_VXLAN);
     });
 
+    it("reads flanneld's udp value (no BackendType) and writes it back byte for byte", () => {
+      const attrs = parseLeaseAttrs(FLANNELD_UDP, KEY);
+      assert.equal(attrs.publicIP?.toString(), '192.168.64.4');
+      assert.equal(attrs.backendType, '');
+      assert.equal(formatLeaseAttrs(attrs), FLANNELD_UDP);
+      assert.deepEqual(decodeLease('10.5.52.0-24', FLANNELD_UDP, false).subnets.ipv4?.toString(), '10.5.52.0/24');
+    });
+
+    it('writes a udp host\'s lease as flanneld does: no BackendType, no BackendData', () => {
+      const attrs: LeaseAttrs = {
+        publicIP: IpAddress.parse('192.168.64.4'), publicIPv6: undefined, backendType: leaseBackendTypeFor('udp'),
+        backendData: undefined, backendV6Data: undefined, extra: {},
+      };
+      assert.equal(formatLeaseAttrs(attrs), FLANNELD_UDP);
+      assert.equal(leaseBackendTypeFor('vxlan'), 'vxlan');
+      assert.equal(leaseBackendTypeFor('host-gw'), 'host-gw');
+    });
+
+    it('takes an absent, null or empty BackendType as "" (Go\'s zero value), which reads as udp in a udp network only', () => {
+      for (const text of [FLANNELD_UDP, '{"PublicIP":"192.0.2.3","BackendType":null}', '{"PublicIP":"192.0.2.3","BackendType":""}']) {
+        const attrs = parseLeaseAttrs(text, KEY);
+        assert.equal(attrs.backendType, '');
+        assert.equal(leaseBackend(attrs, 'udp'), 'udp');
+        assert.equal(leaseBackend(attrs, 'vxlan'), '');
+        assert.equal(leaseBackend(attrs, undefined), '');
+      }
+      assert.equal(leaseBackend(parseLeaseAttrs(FLANNELD_VXLAN, KEY), 'udp'), 'vxlan');
+      assert.equal(leaseBackend(parseLeaseAttrs('{"PublicIP":"192.0.2.3","BackendType":"udp"}', KEY), 'vxlan'), 'udp');
+    });
+
     for (const text of [
+      FLANNELD_UDP,
       '{"PublicIP":"192.0.2.10","PublicIPv6":null,"BackendType":"host-gw"}',
       '{"PublicIP":"192.0.2.11","PublicIPv6":null,"BackendType":"udp"}',
       '{"PublicIP":"192.0.2.12","PublicIPv6":"2001:db8:0:1::12","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"c6:d2:32:6f:8f:44"},"BackendV6Data":{"VNI":1,"VtepMAC":"c6:d2:32:6f:8f:45"}}',
@@ -240,11 +276,8 @@ describe('lease', () => {
       ['[]', 'value is not a JSON object'],
       ['"vxlan"', 'value is not a JSON object'],
       ['42', 'value is not a JSON object'],
-      ['{}', 'BackendType undefined is not a backend name'],
-      ['{"PublicIP":"192.0.2.3"}', 'BackendType undefined is not a backend name'],
-      ['{"PublicIP":"192.0.2.3","BackendType":""}', 'BackendType "" is not a backend name'],
       ['{"PublicIP":"192.0.2.3","BackendType":7}', 'BackendType 7 is not a backend name'],
-      ['{"PublicIP":"192.0.2.3","BackendType":null}', 'BackendType null is not a backend name'],
+      ['{"PublicIP":"192.0.2.3","BackendType":{}}', 'BackendType {} is not a backend name'],
       ['{"PublicIP":3221225987,"BackendType":"vxlan"}', 'PublicIP 3221225987 is not a string'],
       ['{"PublicIP":"192.0.2.256","BackendType":"vxlan"}', 'PublicIP "192.0.2.256" is not an IP address'],
       ['{"PublicIP":"2001:db8::3","BackendType":"vxlan"}', 'PublicIP "2001:db8::3" is not an IPv4 address'],
@@ -321,7 +354,7 @@ describe('lease', () => {
         { nil: undefined },
       ),
       publicIPv6: fc.option(v6Subnet.map((p) => p.network), { nil: undefined }),
-      backendType: fc.oneof(fc.constantFrom('vxlan', 'host-gw', 'udp', 'wireguard'), fc.string({ minLength: 1 })),
+      backendType: fc.oneof(fc.constantFrom('vxlan', 'host-gw', 'udp', 'wireguard', ''), fc.string()),
       backendData: fc.option(jsonObject, { nil: undefined }),
       backendV6Data: fc.option(jsonObject, { nil: undefined }),
       extra: fc.dictionary(extraKey, fc.jsonValue({ maxDepth: 2 }), { maxKeys: 5 }),
@@ -351,8 +384,8 @@ describe('lease', () => {
         const entries: [string, unknown][] = [
           ['PublicIP', attrs.publicIP?.toString() ?? '0.0.0.0'],
           ['PublicIPv6', attrs.publicIPv6?.toString() ?? null],
-          ['BackendType', attrs.backendType],
         ];
+        if (attrs.backendType !== '') entries.push(['BackendType', attrs.backendType]);
         if (attrs.backendData) entries.push(['BackendData', attrs.backendData]);
         if (attrs.backendV6Data) entries.push(['BackendV6Data', attrs.backendV6Data]);
         entries.push(...Object.entries(attrs.extra));

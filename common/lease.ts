@@ -11,6 +11,7 @@ export interface LeaseSubnets {
 export interface LeaseAttrs {
   publicIP: IpAddress | undefined;
   publicIPv6: IpAddress | undefined;
+  /** "" when the value has none: flanneld's udp backend writes no BackendType (Go's omitempty). */
   backendType: string;
   backendData: Record<string, unknown> | undefined;
   backendV6Data: Record<string, unknown> | undefined;
@@ -102,8 +103,9 @@ export function parseLeaseAttrs(text: string, key: string): LeaseAttrs {
     throw new InvalidLeaseError(key, 'value is not a JSON object');
   }
   const obj = raw as Record<string, unknown>;
-  const backendType = obj.BackendType;
-  if (typeof backendType !== 'string' || backendType === '') {
+  // flanneld reads an absent or null BackendType as "" (its udp backend writes none).
+  const backendType = obj.BackendType ?? '';
+  if (typeof backendType !== 'string') {
     throw new InvalidLeaseError(key, `BackendType ${JSON.stringify(backendType)} is not a backend name`);
   }
   // fromEntries defines own properties, so even a field named "__proto__" is kept rather than eaten by a setter.
@@ -120,17 +122,35 @@ export function parseLeaseAttrs(text: string, key: string): LeaseAttrs {
   };
 }
 
-/** Encodes a lease value in flanneld's field order; fields weft does not know follow unchanged. */
+/**
+ * Encodes a lease value as flanneld does: its field order, BackendType left out when empty (Go's omitempty);
+ * fields weft does not know follow unchanged.
+ */
 export function formatLeaseAttrs(attrs: LeaseAttrs): string {
   const entries: [string, unknown][] = [
     ['PublicIP', attrs.publicIP?.toString() ?? '0.0.0.0'],
     ['PublicIPv6', attrs.publicIPv6?.toString() ?? null],
-    ['BackendType', attrs.backendType],
   ];
+  if (attrs.backendType !== '') entries.push(['BackendType', attrs.backendType]);
   if (attrs.backendData !== undefined) entries.push(['BackendData', attrs.backendData]);
   if (attrs.backendV6Data !== undefined) entries.push(['BackendV6Data', attrs.backendV6Data]);
   entries.push(...Object.entries(attrs.extra));
   return JSON.stringify(Object.fromEntries(entries));
+}
+
+/** The BackendType a host running `backend` writes into its lease: flanneld's udp backend writes none. */
+export function leaseBackendTypeFor(backend: string): string {
+  return backend === 'udp' ? '' : backend;
+}
+
+/**
+ * The backend a lease announces, read against the network's backend: a lease without BackendType is a
+ * flanneld udp host's when the network's backend is udp (flanneld's alloc and tencent-vpc backends write none
+ * either); otherwise it names no backend (""), and no host of the network programs it.
+ */
+export function leaseBackend(attrs: LeaseAttrs, networkBackend: string | undefined): string {
+  if (attrs.backendType !== '') return attrs.backendType;
+  return networkBackend === 'udp' ? 'udp' : '';
 }
 
 /** Validates a VXLAN lease's BackendData (or BackendV6Data): `{"VNI": n, "VtepMAC": "aa:bb:…"}`. */

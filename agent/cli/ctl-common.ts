@@ -1,5 +1,6 @@
 /** What the weftctl commands share: the etcd connection, the lease listing, the refusal error. */
 import { ClientRuntimeError, EtcdError, GRPCGenericError, type Etcd3 } from 'etcd3';
+import { parseNetworkConfig } from '../../common/config.js';
 import { WeftError } from '../../common/errors.js';
 import { decodeLease, type Lease } from '../../common/lease.js';
 import { connectEtcd, NetworkKeys } from '../registry/etcd.js';
@@ -71,6 +72,17 @@ export async function listLeases(client: Etcd3, keys: NetworkKeys, skip: (key: s
     }
   }
   return leases;
+}
+
+/** The network config's Backend.Type, or undefined when there is no usable config (to read leases by). */
+export async function networkBackendType(client: Etcd3, keys: NetworkKeys): Promise<string | undefined> {
+  const text = await client.get(keys.config).string();
+  if (text === null) return undefined;
+  try {
+    return parseNetworkConfig(text).backend.type;
+  } catch {
+    return undefined;
+  }
 }
 
 function defaultSkip(key: string, reason: string): void {

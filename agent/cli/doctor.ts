@@ -19,7 +19,7 @@ import {
   type RouteSpec,
   type SkippedLease,
 } from '../../common/dataplane.js';
-import type { Lease } from '../../common/lease.js';
+import { leaseBackend, type Lease } from '../../common/lease.js';
 import { gatewayCidr, type SubnetEnv } from '../../common/subnet-env.js';
 import type { Backend } from '../backend.js';
 import type { CommandRunner } from '../host/command.js';
@@ -32,6 +32,7 @@ import { KernelView } from '../kernel-view.js';
 import { RT_SCOPE_LINK, vxlanMismatches, type Kernel, type LinkInfo } from '../kernel/index.js';
 import { createLogger } from '../log.js';
 import type { NetworkKeys } from '../registry/etcd.js';
+import { NODE_ID_FIELD } from '../registry/subnet-lease.js';
 import { HostGwBackend } from '../hostgw/hostgw.js';
 import { createUdpBackend, UDP_ENCAP_OVERHEAD } from '../udp/udp.js';
 import { UserspaceIpv4OnlyError } from '../userspace/backend.js';
@@ -241,7 +242,7 @@ async function checkEtcd(context: Context): Promise<void> {
     const plans = [config.ipv4, config.ipv6].filter((plan) => plan !== undefined)
       .map((plan) => `${plan.network}, ${plan.family === 4 ? 'SubnetLen' : 'IPv6SubnetLen'} ${plan.subnetLen}`);
     add(context, 'config', 'ok', `${plans.join('; ')}, backend ${config.backend.type}`);
-    for (const warning of config.warnings) add(context, 'config', 'warn', warning, 'rewrite the config with weftctl config set, which always writes an explicit Backend');
+    for (const warning of config.warnings) add(context, 'config', 'warn', warning, 'rewrite the config as the warning says with weftctl config set (it writes an explicit Backend and refuses a VNI flanneld cannot read)');
   } catch (err) {
     add(context, 'config', 'fail', `${keys.config} is not a usable config: ${message(err)}`, 'fix it with weftctl config set (it validates before writing)');
   }
@@ -310,10 +311,11 @@ function checkLease(context: Context): void {
     add(context, 'lease', 'warn', `${mine.length} leases name ${publicAddress}: ${mine.map((stored) => stored.lease.name).join(', ')}; weftd uses one, the others waste subnets`,
       'revoke the ones this host does not use: weftctl lease revoke <subnet>');
   }
-  add(context, 'lease', 'ok', `${leaseSubnetText(own) || own.name}${own.reservation ? ' (a reservation)' : ''}, backend ${own.attrs.backendType}`);
+  const backend = leaseBackend(own.attrs, config?.backend.type);
+  add(context, 'lease', 'ok', `${leaseSubnetText(own) || own.name}${own.reservation ? ' (a reservation)' : ''}, backend ${backend || '(none)'}`);
   if (config !== undefined) {
-    if (own.attrs.backendType !== config.backend.type) {
-      add(context, 'lease', 'fail', `the lease says backend ${own.attrs.backendType} but the config says ${config.backend.type}`,
+    if (backend !== config.backend.type) {
+      add(context, 'lease', 'fail', `the lease says backend ${backend || '(none)'} but the config says ${config.backend.type}`,
         `weftd reads the config when it starts: ${RESTART} (on every host, after a backend change)`);
     }
     for (const family of [4, 6] as const) {
@@ -332,6 +334,35 @@ function checkLease(context: Context): void {
   if (byIpv4 && iface.ipv6 !== undefined && !(own.attrs.publicIPv6?.equals(iface.ipv6.publicAddress) ?? false)) {
     add(context, 'lease', 'fail', `the lease announces PublicIPv6 ${own.attrs.publicIPv6?.toString() ?? '(none)'} but this host's is ${iface.ipv6.publicAddress}: peers send its IPv6 overlay traffic elsewhere`,
       `weftd rewrites its lease when it starts: ${RESTART}; if weftd announces another address, give weftctl its --public-ipv6`);
+  }
+}
+
+const IPV6_ONLY_FLANNELD = 'in an IPv6-only network flanneld takes over the first IPv6-only lease it finds, whoever holds it: flanneld and weftd hosts cannot share one';
+const TAKEN_OVER_FIX = 'run weftd (or only flanneld) on every host of an IPv6-only network; recreate this host\'s containers (their old subnet belongs to another host now); weftd reports this until it restarts';
+
+/**
+ * Another host rewrote this host's lease (flanneld does in IPv6-only networks): subnet.env still names a
+ * subnet whose lease names another host, weftd says so on /readyz, or flanneld hosts share an IPv6-only network.
+ */
+function checkTakeover(context: Context): void {
+  const { leases, iface, config, subnetEnv: env } = context;
+  if (leases === undefined || iface === undefined) return;
+  const ours = (lease: Lease) => (lease.attrs.publicIP !== undefined && iface.ipv4 !== undefined && lease.attrs.publicIP.equals(iface.ipv4.publicAddress))
+    || (lease.attrs.publicIP === undefined && lease.attrs.publicIPv6 !== undefined && iface.ipv6 !== undefined && lease.attrs.publicIPv6.equals(iface.ipv6.publicAddress));
+  for (const { lease } of leases) {
+    const named = (env?.subnet !== undefined && (lease.subnets.ipv4?.equals(env.subnet) ?? false))
+      || (env?.ipv6Subnet !== undefined && (lease.subnets.ipv6?.equals(env.ipv6Subnet) ?? false));
+    if (!named || ours(lease)) continue;
+    const other = (lease.attrs.publicIP ?? lease.attrs.publicIPv6)?.toString() ?? '(no public IP)';
+    const flanneld = lease.attrs.extra[NODE_ID_FIELD] === undefined && config !== undefined && config.ipv4 === undefined;
+    add(context, 'lease', 'fail', `this host's subnet ${leaseSubnetText(lease)} (subnet.env) is now leased to the host at ${other}${flanneld ? `, which wrote no WeftNodeID: a flanneld host (${IPV6_ONLY_FLANNELD})` : ''}`,
+      TAKEN_OVER_FIX);
+  }
+  if (config === undefined || config.ipv4 !== undefined) return;
+  const flanneldHosts = leases.filter(({ lease }) => !lease.reservation && lease.attrs.extra[NODE_ID_FIELD] === undefined && !ours(lease));
+  if (flanneldHosts.length > 0) {
+    add(context, 'lease', 'warn', `${flanneldHosts.map(({ lease }) => lease.attrs.publicIPv6?.toString() ?? lease.name).join(', ')} wrote leases without WeftNodeID (flanneld): ${IPV6_ONLY_FLANNELD}`,
+      'move those hosts to weftd (docs/operations.md, migrating from flanneld)');
   }
 }
 
@@ -545,7 +576,7 @@ function checkMtu(context: Context): void {
     const deviceMtu = overlay?.mtu ?? backend!.mtu;
     if (type !== 'host-gw' && deviceMtu + overhead > iface.mtu) {
       add(context, 'mtu', 'fail', `${overlay?.name ?? 'the overlay device'} MTU ${deviceMtu} + ${overhead} bytes of ${type} encapsulation exceeds ${iface.name}'s MTU ${iface.mtu}: full-size packets are dropped`,
-        `remove Backend.MTU from the config (weft then uses ${iface.mtu - overhead}) or raise ${iface.name}'s MTU, then ${RESTART}`);
+        `lower Backend.MTU (the underlay's MTU, as in flanneld) to ${iface.mtu} or less, or remove it (weft then gives the device ${iface.mtu - overhead}), or raise ${iface.name}'s MTU, then ${RESTART}`);
     }
     limits.push(type === 'host-gw' ? iface.mtu : deviceMtu);
     if (type !== 'host-gw') overlays.push(planes.length > 1 ? `${overlay?.name ?? `IPv${view.address.family} overlay`} ${deviceMtu}` : `overlay ${deviceMtu}`);
@@ -678,6 +709,8 @@ async function checkAgent(context: Context): Promise<void> {
   } else {
     add(context, 'weftd', 'ok', `ready at ${url}${report.peers === undefined ? '' : `, ${report.peers} peers programmed`}${report.etcdReachable === false ? ', but it cannot reach etcd' : ''}`);
   }
+  const takeover = report.info?.leaseTakenOver;
+  if (typeof takeover === 'string') add(context, 'lease', 'fail', `weftd reports: ${takeover}`, TAKEN_OVER_FIX);
 }
 
 /** Runs every check; the findings come in the order they were made. */
@@ -697,6 +730,7 @@ export async function runDoctor(options: DoctorOptions): Promise<Finding[]> {
   chooseFamilies(context);
   await guard('interface', () => checkInterface(context));
   await guard('lease', () => checkLease(context));
+  await guard('lease', () => checkTakeover(context));
   await guard('ip_forward', () => checkForwarding(context));
   await guard('device', () => checkDevices(context));
   await guard('subnet.env', () => checkSubnetEnvContent(context));

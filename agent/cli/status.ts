@@ -4,7 +4,7 @@
  * asked for /readyz and /metrics at <PublicIP>:<port>, and what it answers is joined to its lease.
  */
 import { formatTable } from '../../common/table.js';
-import type { Lease } from '../../common/lease.js';
+import { leaseBackend, type Lease } from '../../common/lease.js';
 import type { ReadinessReport } from '../http.js';
 import { formatRemaining, leasePublicIp, leasePublicIpv6, leaseSubnetText, leaseVtepMac, type StoredLease } from './ctl-common.js';
 
@@ -36,6 +36,7 @@ export interface StatusRow {
   publicIP: string;
   /** PublicIPv6; "" when the lease has none. */
   publicIPv6: string;
+  /** The backend the lease announces ("" for none: a lease without BackendType outside a udp network). */
   backend: string;
   vtepMac: string;
   /** Seconds left; undefined for a reservation. */
@@ -116,7 +117,8 @@ export async function queryAgent(url: string, timeoutMs: number): Promise<AgentR
  * Peers `lease`'s host should program: per family it has, the other leases of its backend with a subnet and
  * public IP of that family (not its own public IP). weft_peers is the larger of the per-family counts.
  */
-function expectedPeers(lease: Lease, all: readonly Lease[]): number {
+function expectedPeers(lease: Lease, all: readonly Lease[], networkBackend: string | undefined): number {
+  const backend = leaseBackend(lease.attrs, networkBackend);
   const count = (family: 4 | 6): number => {
     const subnet = (of: Lease) => (family === 4 ? of.subnets.ipv4 : of.subnets.ipv6);
     const publicIP = (of: Lease) => (family === 4 ? of.attrs.publicIP : of.attrs.publicIPv6);
@@ -125,7 +127,7 @@ function expectedPeers(lease: Lease, all: readonly Lease[]): number {
     return all.filter((other) => {
       const address = publicIP(other);
       return other.name !== lease.name
-        && other.attrs.backendType === lease.attrs.backendType
+        && leaseBackend(other.attrs, networkBackend) === backend
         && subnet(other) !== undefined
         && address !== undefined
         && !(own !== undefined && address.equals(own));
@@ -150,6 +152,8 @@ function problemsOf(row: Omit<StatusRow, 'problems'>): string[] {
   }
   if (!agent.ready) problems.push(`not ready: ${(agent.notReady ?? []).join(', ') || 'unknown'}`);
   if (agent.etcdReachable === false) problems.push('agent cannot reach etcd');
+  const takeover = agent.info?.leaseTakenOver;
+  if (typeof takeover === 'string') problems.push(takeover);
   if (agent.peers !== undefined && agent.ready && agent.peers < row.expectedPeers) {
     problems.push(`programs ${agent.peers} of ${row.expectedPeers} peers (see its log for "not programming a peer lease")`);
   }
@@ -161,6 +165,8 @@ export interface StatusOptions {
   /** The agents' --healthz-port; 0 = do not contact them. */
   healthzPort: number;
   timeoutMs: number;
+  /** The config's Backend.Type (a lease without BackendType is a udp host's in a udp network). */
+  networkBackend: string | undefined;
 }
 
 /** Joins the leases with their agents' reports; agents are asked in parallel. */
@@ -173,11 +179,11 @@ export async function collectStatus(leases: readonly StoredLease[], remaining: r
       subnet: leaseSubnetText(lease),
       publicIP,
       publicIPv6: leasePublicIpv6(lease),
-      backend: lease.attrs.backendType,
+      backend: leaseBackend(lease.attrs, options.networkBackend),
       vtepMac: leaseVtepMac(lease),
       ttlSeconds: remaining[i],
       reserved: lease.reservation,
-      expectedPeers: expectedPeers(lease, all),
+      expectedPeers: expectedPeers(lease, all, options.networkBackend),
       agent,
     };
     return { ...row, problems: problemsOf(row) };
@@ -197,7 +203,7 @@ export function formatStatus(rows: readonly StatusRow[]): string {
     ...rows.map((row) => [
       row.subnet,
       [row.publicIP, row.publicIPv6].filter((ip, i, both) => ip !== '' && both.indexOf(ip) === i).join(','),
-      row.backend,
+      row.backend || '-',
       row.reserved ? 'reserved' : formatRemaining(row.ttlSeconds ?? 0),
       agentState(row.agent),
       row.agent?.peers === undefined ? '-' : `${row.agent.peers}/${row.expectedPeers}`,

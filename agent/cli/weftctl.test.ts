@@ -73,6 +73,7 @@ describe('weftctl against a real etcd', function () {
   });
 
   it('lists, reserves and revokes leases', async function () {
+    await weftctl('config', 'set', '--network', '198.18.0.0/16');
     const etcdLease = (await client.leaseClient.leaseGrant({ TTL: 3600 })).ID;
     await client.put(`${prefix}/subnets/198.18.5.0-24`).value('{"PublicIP":"192.0.2.11","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0a:00:00:00:00:05"}}').lease(etcdLease);
     const reserve = await weftctl('lease', 'reserve', '198.18.9.0/24', '--public-ip', '192.0.2.19');
@@ -96,6 +97,85 @@ describe('weftctl against a real etcd', function () {
     const missing = await weftctl('lease', 'revoke', '198.18.5.0/24');
     assert.equal(missing.code, 1);
     assert.match(missing.stderr, /no lease 198\.18\.5\.0-24/);
+  });
+
+  it('writes IPv6 configs from flags: dual stack, IPv6 only; refuses IPv6 flags without IPv6', async function () {
+    const dual = await weftctl('config', 'set', '--network', '198.18.0.0/16', '--ipv6-network', '2001:db8:100::/48', '--ipv6-subnet-len', '64',
+      '--ipv6-subnet-min', '2001:db8:100:10::', '--ipv6-subnet-max', '2001:db8:100:20::', '--subnet-min', '198.18.10.0');
+    assert.equal(dual.code, 0, dual.stderr);
+    assert.deepEqual(JSON.parse((await weftctl('config', 'get')).stdout), {
+      Network: '198.18.0.0/16', SubnetMin: '198.18.10.0', EnableIPv6: true, IPv6Network: '2001:db8:100::/48', IPv6SubnetLen: 64,
+      IPv6SubnetMin: '2001:db8:100:10::', IPv6SubnetMax: '2001:db8:100:20::', Backend: { Type: 'vxlan' },
+    });
+    const only6 = await weftctl('config', 'set', '--enable-ipv4=false', '--ipv6-network', '2001:db8:100::/48', '--force');
+    assert.equal(only6.code, 0, only6.stderr);
+    assert.deepEqual(JSON.parse((await weftctl('config', 'get')).stdout), { EnableIPv4: false, EnableIPv6: true, IPv6Network: '2001:db8:100::/48', Backend: { Type: 'vxlan' } });
+    const without = await weftctl('config', 'set', '--network', '198.18.0.0/16', '--enable-ipv6=false', '--ipv6-network', '2001:db8:100::/48');
+    assert.equal(without.code, 1);
+    assert.match(without.stderr, /--ipv6-network need IPv6: drop --enable-ipv6=false/);
+    const missing = await weftctl('config', 'set', '--enable-ipv6');
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /give --network/);
+  });
+
+  it('refuses a VNI above 65535 (flanneld before v0.24 would skip every host) and warns about host bits it masks', async function () {
+    const big = await weftctl('config', 'set', '--network', '198.18.0.0/16', '--vni', '65536');
+    assert.equal(big.code, 1);
+    assert.match(big.stderr, /Backend\.VNI 65536 is above 65535: flanneld before v0\.24 reads a peer's VNI as a 16-bit number/);
+    assert.equal(await client.get(`${prefix}/config`).string(), null, 'nothing written');
+    const top = await weftctl('config', 'set', '--network', '198.18.0.0/16', '--vni', '65535');
+    assert.equal(top.code, 0, top.stderr);
+    const masked = await weftctl('config', 'set', '--network', '198.18.1.0/16', '--vni', '65535');
+    assert.equal(masked.code, 0, masked.stderr);
+    assert.match(masked.stderr, /warning: Network 198\.18\.1\.0\/16 has host bits set: using 198\.18\.0\.0\/16/);
+  });
+
+  it('reserves in the key form of the network: both families in a dual-stack network, never one alone; --backend', async function () {
+    await weftctl('config', 'set', '--network', '198.18.0.0/16', '--ipv6-network', '2001:db8:100::/48');
+    const single = await weftctl('lease', 'reserve', '198.18.9.0/24', '--public-ip', '192.0.2.19');
+    assert.equal(single.code, 1);
+    assert.match(single.stderr, /the network is dual-stack: a reservation names an IPv4 and an IPv6 subnet in one key \(flanneld crashes on a single-family key there\)/);
+    const v6alone = await weftctl('lease', 'reserve', '2001:db8:100:9::/64', '--public-ipv6', '2001:db8:0:1::19');
+    assert.equal(v6alone.code, 1);
+    const reserve = await weftctl('lease', 'reserve', '198.18.9.0/24', '--ipv6-subnet', '2001:db8:100:9::/64', '--public-ip', '192.0.2.19', '--public-ipv6', '2001:db8:0:1::19');
+    assert.equal(reserve.code, 0, reserve.stderr);
+    assert.equal(reserve.stdout, 'reserved 198.18.9.0-24&2001:db8:100:9::-64 for 192.0.2.19 and 2001:db8:0:1::19\n');
+    const stored = await client.get(`${prefix}/subnets/198.18.9.0-24&2001:db8:100:9::-64`).string();
+    assert.equal(stored, '{"PublicIP":"192.0.2.19","PublicIPv6":"2001:db8:0:1::19","BackendType":"vxlan"}');
+    const overlap = await weftctl('lease', 'reserve', '198.18.9.0/24', '--ipv6-subnet', '2001:db8:100:a::/64', '--public-ip', '192.0.2.20', '--public-ipv6', '2001:db8:0:1::20');
+    assert.equal(overlap.code, 1);
+    assert.match(overlap.stderr, /overlaps 198\.18\.9\.0-24&2001:db8:100:9::-64, already leased or reserved/);
+    const outside = await weftctl('lease', 'reserve', '198.18.0.0/24', '--ipv6-subnet', '2001:db8:100:a::/64', '--public-ip', '192.0.2.20', '--public-ipv6', '2001:db8:0:1::20');
+    assert.equal(outside.code, 1);
+    assert.match(outside.stderr, /198\.18\.0\.0\/24 is not a subnet this network hands out: \/24 subnets of 198\.18\.0\.0\/16 from 198\.18\.1\.0 to 198\.18\.255\.0/);
+    const hostgw = await weftctl('lease', 'reserve', '198.18.10.0/24', '--ipv6-subnet', '2001:db8:100:a::/64', '--public-ip', '192.0.2.20', '--public-ipv6', '2001:db8:0:1::20', '--backend', 'host-gw');
+    assert.equal(hostgw.code, 0, hostgw.stderr);
+    assert.match((await client.get(`${prefix}/subnets/198.18.10.0-24&2001:db8:100:a::-64`).string())!, /"BackendType":"host-gw"/);
+  });
+
+  it('reserves IPv6-only and udp keys as flanneld writes them', async function () {
+    await weftctl('config', 'set', '--enable-ipv4=false', '--ipv6-network', '2001:db8:100::/48');
+    const v4 = await weftctl('lease', 'reserve', '198.18.9.0/24', '--public-ip', '192.0.2.19');
+    assert.equal(v4.code, 1);
+    assert.match(v4.stderr, /the network is IPv6-only: give an IPv6 subnet and --public-ipv6/);
+    const v6 = await weftctl('lease', 'reserve', '2001:db8:100:9::/64', '--public-ipv6', '2001:db8:0:1::19');
+    assert.equal(v6.code, 0, v6.stderr);
+    assert.equal(await client.get(`${prefix}/subnets/0.0.0.0-0&2001:db8:100:9::-64`).string(), '{"PublicIP":"0.0.0.0","PublicIPv6":"2001:db8:0:1::19","BackendType":"vxlan"}');
+
+    prefix = `${prefix}-udp`;
+    await weftctl('config', 'set', '--network', '198.18.0.0/16', '--backend', 'udp');
+    const udp = await weftctl('lease', 'reserve', '198.18.9.0/24', '--public-ip', '192.0.2.19');
+    assert.equal(udp.code, 0, udp.stderr);
+    // flanneld's udp backend writes no BackendType
+    assert.equal(await client.get(`${prefix}/subnets/198.18.9.0-24`).string(), '{"PublicIP":"192.0.2.19","PublicIPv6":null}');
+    const table = (await weftctl('leases', 'ls')).stdout.trim().split('\n');
+    assert.match(table[1]!, /^198\.18\.9\.0\/24\s+192\.0\.2\.19\s+udp\s+-\s+reserved$/);
+  });
+
+  it('refuses to reserve without a network config, which decides the key form', async function () {
+    const none = await weftctl('lease', 'reserve', '198.18.9.0/24', '--public-ip', '192.0.2.19');
+    assert.equal(none.code, 1);
+    assert.match(none.stderr, /no config at .*: a reservation takes its key form \(IPv4, IPv6 or both\) from it/);
   });
 
   it('shows both families of a dual-stack lease and revokes it by either subnet', async function () {

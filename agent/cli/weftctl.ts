@@ -1,11 +1,12 @@
 #!/usr/bin/env node
 import { formatTable } from '../../common/table.js';
 import { readFileSync } from 'node:fs';
+import type { Etcd3 } from 'etcd3';
 import yargs, { type Argv } from 'yargs';
 import { Prefix, IpAddress } from '../../common/cidr.js';
-import { parseNetworkConfig, type NetworkConfig } from '../../common/config.js';
+import { isSubnetAllowed, MAX_FLANNEL_VNI, parseNetworkConfig, SUPPORTED_BACKENDS, type NetworkConfig } from '../../common/config.js';
 import { WeftError } from '../../common/errors.js';
-import { formatLeaseAttrs, formatLeaseKey } from '../../common/lease.js';
+import { formatLeaseAttrs, formatLeaseKey, leaseBackend, leaseBackendTypeFor, type LeaseAttrs, type LeaseSubnets } from '../../common/lease.js';
 import { openKernel } from '../kernel/index.js';
 import { NetworkKeys } from '../registry/etcd.js';
 import {
@@ -17,6 +18,7 @@ import {
   leaseSubnetText,
   leaseVtepMac,
   listLeases,
+  networkBackendType,
   openEtcd,
   remainingSeconds,
   withEtcd,
@@ -35,14 +37,123 @@ function structural(config: NetworkConfig): string {
   return JSON.stringify([config.ipv4?.network.toString(), config.ipv4?.subnetLen, config.ipv6?.network.toString(), config.ipv6?.subnetLen, config.backend.type]);
 }
 
-function buildConfig(args: { file?: string | undefined; network?: string | undefined; 'subnet-len'?: number | undefined; backend: string; vni?: number | undefined; port?: number | undefined; 'direct-routing'?: boolean | undefined }): string {
+interface ConfigArgs {
+  file?: string | undefined;
+  network?: string | undefined;
+  'subnet-len'?: number | undefined;
+  'subnet-min'?: string | undefined;
+  'subnet-max'?: string | undefined;
+  'enable-ipv4'?: boolean | undefined;
+  'enable-ipv6'?: boolean | undefined;
+  'ipv6-network'?: string | undefined;
+  'ipv6-subnet-len'?: number | undefined;
+  'ipv6-subnet-min'?: string | undefined;
+  'ipv6-subnet-max'?: string | undefined;
+  backend: string;
+  vni?: number | undefined;
+  port?: number | undefined;
+  'direct-routing'?: boolean | undefined;
+}
+
+const IPV6_FLAGS = ['ipv6-network', 'ipv6-subnet-len', 'ipv6-subnet-min', 'ipv6-subnet-max'] as const;
+const IPV4_FLAGS = ['network', 'subnet-len', 'subnet-min', 'subnet-max'] as const;
+
+function buildConfig(args: ConfigArgs): string {
   if (args.file !== undefined) return readFileSync(args.file === '-' ? 0 : args.file, 'utf8');
-  if (args.network === undefined) throw new WeftctlError('give --network (and optionally --subnet-len, --backend) or --file');
+  const ipv4 = args['enable-ipv4'] ?? true;
+  const ipv6 = args['enable-ipv6'] ?? args['ipv6-network'] !== undefined;
+  if (ipv4 && args.network === undefined) {
+    throw new WeftctlError('give --network (and optionally --subnet-len, --ipv6-network, --backend), --enable-ipv4=false --ipv6-network for IPv6 only, or --file');
+  }
+  const given = (flags: readonly (keyof ConfigArgs)[]) => flags.filter((flag) => args[flag] !== undefined).map((flag) => `--${flag}`);
+  if (!ipv6 && given(IPV6_FLAGS).length > 0) throw new WeftctlError(`${given(IPV6_FLAGS).join(', ')} need IPv6: drop --enable-ipv6=false`);
+  if (!ipv4 && given(IPV4_FLAGS).length > 0) throw new WeftctlError(`${given(IPV4_FLAGS).join(', ')} need IPv4: drop --enable-ipv4=false`);
+  const config: Record<string, unknown> = {};
+  const put = (field: string, value: unknown) => {
+    if (value !== undefined) config[field] = value;
+  };
+  put('Network', args.network);
+  put('SubnetLen', args['subnet-len']);
+  put('SubnetMin', args['subnet-min']);
+  put('SubnetMax', args['subnet-max']);
+  if (!ipv4) config.EnableIPv4 = false;
+  if (ipv6) config.EnableIPv6 = true;
+  put('IPv6Network', args['ipv6-network']);
+  put('IPv6SubnetLen', args['ipv6-subnet-len']);
+  put('IPv6SubnetMin', args['ipv6-subnet-min']);
+  put('IPv6SubnetMax', args['ipv6-subnet-max']);
   const backend: Record<string, unknown> = { Type: args.backend };
   if (args.vni !== undefined) backend.VNI = args.vni;
   if (args.port !== undefined) backend.Port = args.port;
   if (args['direct-routing'] !== undefined) backend.DirectRouting = args['direct-routing'];
-  return JSON.stringify({ Network: args.network, ...(args['subnet-len'] === undefined ? {} : { SubnetLen: args['subnet-len'] }), Backend: backend });
+  config.Backend = backend;
+  return JSON.stringify(config);
+}
+
+/** The network config as stored, parsed; refuses when there is none or it does not parse. */
+async function readConfig(client: Etcd3, keys: NetworkKeys, purpose: string): Promise<NetworkConfig> {
+  const text = await client.get(keys.config).string();
+  if (text === null) throw new WeftctlError(`no config at ${keys.config}: ${purpose}; seed one with: weftctl config set --network <cidr>`);
+  try {
+    return parseNetworkConfig(text);
+  } catch (err) {
+    throw new WeftctlError(`${keys.config} is not a usable config (${(err as Error).message}): ${purpose}`);
+  }
+}
+
+function parseFlag<T>(flag: string, value: string, parse: (text: string) => T): T {
+  try {
+    return parse(value);
+  } catch (err) {
+    throw new WeftctlError(`${flag}: ${(err as Error).message}`);
+  }
+}
+
+interface ReserveArgs {
+  subnet: string;
+  'ipv6-subnet'?: string | undefined;
+  'public-ip'?: string | undefined;
+  'public-ipv6'?: string | undefined;
+  backend?: string | undefined;
+}
+
+/**
+ * The key and value of a reservation, in the form the network's config asks for: flanneld's allocator
+ * parses every key under subnets/ and breaks on a key without a family it needs (a dual-stack network's
+ * IPv4-only key crashes it, an IPv6-only key reads as 0.0.0.0/0 and overlaps every candidate).
+ */
+function reservation(config: NetworkConfig, args: ReserveArgs): { subnets: LeaseSubnets; attrs: LeaseAttrs } {
+  const first = parseFlag('subnet', args.subnet, (text) => Prefix.parse(text));
+  const second = args['ipv6-subnet'] === undefined ? undefined : parseFlag('--ipv6-subnet', args['ipv6-subnet'], (text) => Prefix.parse(text));
+  const publicIP = args['public-ip'] === undefined ? undefined : parseFlag('--public-ip', args['public-ip'], (text) => IpAddress.parse(text));
+  const publicIPv6 = args['public-ipv6'] === undefined ? undefined : parseFlag('--public-ipv6', args['public-ipv6'], (text) => IpAddress.parse(text));
+  const families = config.ipv4 !== undefined && config.ipv6 !== undefined ? 'dual-stack' : config.ipv4 !== undefined ? 'IPv4-only' : 'IPv6-only';
+  const ipv4 = config.ipv4 === undefined ? undefined : first;
+  const ipv6 = config.ipv4 === undefined ? first : second;
+  if (families === 'dual-stack' && (first.family !== 4 || second === undefined || publicIP === undefined || publicIPv6 === undefined)) {
+    throw new WeftctlError('the network is dual-stack: a reservation names an IPv4 and an IPv6 subnet in one key (flanneld crashes on a single-family key there); '
+      + 'give <IPv4 subnet> --ipv6-subnet <IPv6 subnet> --public-ip <IPv4> --public-ipv6 <IPv6>');
+  }
+  if (families === 'IPv4-only' && (first.family !== 4 || second !== undefined || publicIPv6 !== undefined || publicIP === undefined)) {
+    throw new WeftctlError('the network is IPv4-only: give an IPv4 subnet and --public-ip, no --ipv6-subnet or --public-ipv6');
+  }
+  if (families === 'IPv6-only' && (first.family !== 6 || second !== undefined || publicIP !== undefined || publicIPv6 === undefined)) {
+    throw new WeftctlError('the network is IPv6-only: give an IPv6 subnet and --public-ipv6, no --ipv6-subnet or --public-ip');
+  }
+  for (const [plan, subnet] of [[config.ipv4, ipv4], [config.ipv6, ipv6]] as const) {
+    if (plan === undefined || subnet === undefined) continue;
+    if (subnet.family !== plan.family) throw new WeftctlError(`${subnet} is not an IPv${plan.family} subnet`);
+    if (!isSubnetAllowed(plan, subnet)) {
+      throw new WeftctlError(`${subnet} is not a subnet this network hands out: /${plan.subnetLen} subnets of ${plan.network} from ${plan.subnetMin.network} to ${plan.subnetMax.network}`);
+    }
+  }
+  if (publicIP !== undefined && publicIP.family !== 4) throw new WeftctlError(`--public-ip: ${publicIP} is not an IPv4 address`);
+  if (publicIPv6 !== undefined && publicIPv6.family !== 6) throw new WeftctlError(`--public-ipv6: ${publicIPv6} is not an IPv6 address`);
+  const backend = args.backend ?? config.backend.type;
+  return {
+    subnets: { ipv4, ipv6 },
+    attrs: { publicIP, publicIPv6, backendType: leaseBackendTypeFor(backend), backendData: undefined, backendV6Data: undefined, extra: {} },
+  };
 }
 
 function commands(parser: Argv<EtcdArgs>): Argv<EtcdArgs> {
@@ -53,12 +164,21 @@ function commands(parser: Argv<EtcdArgs>): Argv<EtcdArgs> {
         .option('file', { type: 'string', describe: 'set: the config JSON from this file (- for stdin)' })
         .option('network', { type: 'string', describe: 'set: the overlay IPv4 CIDR' })
         .option('subnet-len', { type: 'number', describe: 'set: prefix length of each host subnet' })
+        .option('subnet-min', { type: 'string', describe: 'set: the first IPv4 subnet handed out' })
+        .option('subnet-max', { type: 'string', describe: 'set: the last IPv4 subnet handed out' })
+        .option('enable-ipv4', { type: 'boolean', describe: 'set: an IPv4 overlay (default true; false with --ipv6-network for IPv6 only)' })
+        .option('enable-ipv6', { type: 'boolean', describe: 'set: an IPv6 overlay (default: true when --ipv6-network is given)' })
+        .option('ipv6-network', { type: 'string', describe: 'set: the overlay IPv6 CIDR (dual stack, or IPv6 only with --enable-ipv4=false)' })
+        .option('ipv6-subnet-len', { type: 'number', describe: 'set: prefix length of each host IPv6 subnet' })
+        .option('ipv6-subnet-min', { type: 'string', describe: 'set: the first IPv6 subnet handed out' })
+        .option('ipv6-subnet-max', { type: 'string', describe: 'set: the last IPv6 subnet handed out' })
         .option('backend', { type: 'string', default: 'vxlan', describe: 'set: vxlan, host-gw or udp' })
         .option('vni', { type: 'number', describe: 'set: VXLAN network identifier' })
         .option('port', { type: 'number', describe: 'set: VXLAN UDP port' })
         .option('direct-routing', { type: 'boolean', describe: 'set: route directly to peers on the same subnet' })
         .option('force', { type: 'boolean', default: false, describe: 'set: change Network, SubnetLen or Backend.Type under live leases' })
         .example('$0 config set --network 10.5.0.0/16 --backend vxlan', 'seed a new network')
+        .example('$0 config set --network 10.5.0.0/16 --ipv6-network 2001:db8:100::/48', 'a dual-stack network')
         .example('$0 config get', 'print the config as stored'),
       async (args) => withEtcd(args, async (client, keys) => {
         const current = await client.get(keys.config).string();
@@ -69,6 +189,9 @@ function commands(parser: Argv<EtcdArgs>): Argv<EtcdArgs> {
         }
         const text = buildConfig(args);
         const next = parseNetworkConfig(text);
+        if (next.backend.type === 'vxlan' && next.backend.vni > MAX_FLANNEL_VNI) {
+          throw new WeftctlError(`Backend.VNI ${next.backend.vni} is above ${MAX_FLANNEL_VNI}: flanneld before v0.24 reads a peer's VNI as a 16-bit number and would skip every host of this network`);
+        }
         for (const warning of next.warnings) process.stderr.write(`weftctl: warning: ${warning}\n`);
         if (current !== null && !args.force) {
           let previous: NetworkConfig | undefined;
@@ -92,11 +215,12 @@ function commands(parser: Argv<EtcdArgs>): Argv<EtcdArgs> {
       async (args) => withEtcd(args, async (client, keys) => {
         const leases = await listLeases(client, keys);
         const remaining = await remainingSeconds(client, leases);
+        const networkBackend = await networkBackendType(client, keys);
         const rows = leases.map(({ lease }, i) => ({
           subnet: leaseSubnetText(lease),
           publicIP: leasePublicIp(lease),
           publicIPv6: leasePublicIpv6(lease),
-          backend: lease.attrs.backendType,
+          backend: leaseBackend(lease.attrs, networkBackend),
           vtepMac: leaseVtepMac(lease),
           ttlSeconds: remaining[i],
           reserved: lease.reservation,
@@ -107,52 +231,43 @@ function commands(parser: Argv<EtcdArgs>): Argv<EtcdArgs> {
         }
         process.stdout.write(`${formatTable([
           ['SUBNET', 'PUBLIC IP', 'BACKEND', 'VTEP MAC', 'EXPIRES'],
-          ...rows.map((row, i) => [row.subnet, leasePublicIps(leases[i]!.lease), row.backend, row.vtepMac || '-', row.reserved ? 'reserved' : formatRemaining(row.ttlSeconds ?? 0)]),
+          ...rows.map((row, i) => [row.subnet, leasePublicIps(leases[i]!.lease), row.backend || '-', row.vtepMac || '-', row.reserved ? 'reserved' : formatRemaining(row.ttlSeconds ?? 0)]),
         ])}\n`);
       }))
     .command('lease <action> <subnet>', 'reserve or revoke one subnet lease', (sub) =>
       sub
         .positional('action', { choices: ['reserve', 'revoke'] as const, demandOption: true })
-        .positional('subnet', { type: 'string', demandOption: true, describe: 'e.g. 10.5.52.0/24' })
-        .option('public-ip', { type: 'string', describe: 'reserve: the host the subnet is reserved for' })
+        .positional('subnet', { type: 'string', demandOption: true, describe: 'e.g. 10.5.52.0/24 (the IPv6 subnet in an IPv6-only network)' })
+        .option('public-ip', { type: 'string', describe: 'reserve: the host the subnet is reserved for (its IPv4 address)' })
+        .option('ipv6-subnet', { type: 'string', describe: 'reserve, dual stack: the IPv6 subnet that goes with <subnet> in one key' })
+        .option('public-ipv6', { type: 'string', describe: 'reserve, dual stack and IPv6 only: the host\'s IPv6 address' })
+        .option('backend', { type: 'string', choices: SUPPORTED_BACKENDS, describe: 'reserve: the BackendType to write (default: the config\'s Backend.Type)' })
         .example('$0 lease reserve 10.5.52.0/24 --public-ip 198.51.100.3', 'pin a subnet to a host')
+        .example('$0 lease reserve 10.5.52.0/24 --ipv6-subnet 2001:db8:100:34::/64 --public-ip 198.51.100.3 --public-ipv6 2001:db8::3', 'the same in a dual-stack network')
         .example('$0 lease revoke 10.5.52.0/24', 'delete a lease (its host acquires a new one); a dual-stack lease by either subnet'),
       async (args) => withEtcd(args, async (client, keys) => {
-        let subnet: Prefix;
-        try {
-          subnet = Prefix.parse(args.subnet);
-        } catch (err) {
-          throw new WeftctlError(`subnet: ${(err as Error).message}`);
-        }
-        const name = formatLeaseKey(subnet.family === 4 ? { ipv4: subnet, ipv6: undefined } : { ipv4: undefined, ipv6: subnet });
-        const key = keys.lease(name);
         if (args.action === 'revoke') {
+          const subnet = parseFlag('subnet', args.subnet, (text) => Prefix.parse(text));
+          const name = formatLeaseKey(subnet.family === 4 ? { ipv4: subnet, ipv6: undefined } : { ipv4: undefined, ipv6: subnet });
           // a dual-stack lease ("10.5.52.0-24&2001:db8:100:34::-64") is found by either of its subnets
-          const found = (await client.get(key).string()) !== null ? name
+          const found = (await client.get(keys.lease(name)).string()) !== null ? name
             : (await listLeases(client, keys)).find(({ lease }) => (subnet.family === 4 ? lease.subnets.ipv4 : lease.subnets.ipv6)?.equals(subnet) ?? false)?.lease.name;
           const deleted = found === undefined ? 0 : Number((await client.delete().key(keys.lease(found))).deleted);
           if (deleted === 0) throw new WeftctlError(`no lease ${name}`);
           process.stdout.write(`revoked ${found}\n`);
           return;
         }
-        if (args['public-ip'] === undefined) throw new WeftctlError('reserve needs --public-ip');
-        let publicIP: IpAddress;
-        try {
-          publicIP = IpAddress.parse(args['public-ip']);
-        } catch (err) {
-          throw new WeftctlError(`--public-ip: ${(err as Error).message}`);
-        }
-        const value = formatLeaseAttrs({
-          publicIP: publicIP.family === 4 ? publicIP : undefined,
-          publicIPv6: publicIP.family === 6 ? publicIP : undefined,
-          backendType: 'vxlan',
-          backendData: undefined,
-          backendV6Data: undefined,
-          extra: {},
-        });
-        const created = await client.if(key, 'Create', '==', 0).then(client.put(key).value(value)).commit();
+        const config = await readConfig(client, keys, 'a reservation takes its key form (IPv4, IPv6 or both) from it');
+        const { subnets, attrs } = reservation(config, args);
+        const name = formatLeaseKey(subnets);
+        const clash = (await listLeases(client, keys, () => undefined)).find(({ lease }) =>
+          (subnets.ipv4 !== undefined && (lease.subnets.ipv4?.overlaps(subnets.ipv4) ?? false))
+          || (subnets.ipv6 !== undefined && (lease.subnets.ipv6?.overlaps(subnets.ipv6) ?? false)));
+        if (clash !== undefined) throw new WeftctlError(`${name} overlaps ${clash.lease.name}, already leased or reserved; revoke it first`);
+        const key = keys.lease(name);
+        const created = await client.if(key, 'Create', '==', 0).then(client.put(key).value(formatLeaseAttrs(attrs))).commit();
         if (!created.succeeded) throw new WeftctlError(`${name} is already leased or reserved; revoke it first`);
-        process.stdout.write(`reserved ${name} for ${publicIP}\n`);
+        process.stdout.write(`reserved ${name} for ${[attrs.publicIP, attrs.publicIPv6].filter((ip) => ip !== undefined).join(' and ')}\n`);
       }))
     .command('status', 'the cluster: every lease, joined with what its host\'s weftd reports on /readyz and /metrics', (sub) =>
       sub
@@ -167,7 +282,9 @@ function commands(parser: Argv<EtcdArgs>): Argv<EtcdArgs> {
         if (!Number.isInteger(port) || port < 0 || port > 65535) throw new WeftctlError(`--healthz-port: ${port} is not a port number`);
         if (!(args.timeout > 0)) throw new WeftctlError(`--timeout: ${args.timeout} is not a positive number of seconds`);
         const leases = await listLeases(client, keys);
-        const rows = await collectStatus(leases, await remainingSeconds(client, leases), { healthzPort: port, timeoutMs: args.timeout * 1000 });
+        const rows = await collectStatus(leases, await remainingSeconds(client, leases), {
+          healthzPort: port, timeoutMs: args.timeout * 1000, networkBackend: await networkBackendType(client, keys),
+        });
         process.stdout.write(args.output === 'json' ? `${JSON.stringify(rows, null, 2)}\n` : `${rows.length === 0 ? `no leases under ${keys.subnets}` : formatStatus(rows)}\n`);
         if (port === 0 && args.output === 'table') process.stderr.write('weftctl: agents not asked: give --healthz-port (their --healthz-port)\n');
         const troubled = rows.filter((row) => row.problems.length > 0);

@@ -2,13 +2,13 @@ import assert from 'node:assert/strict';
 import type { Etcd3 } from 'etcd3';
 import { IpAddress, Prefix } from '../../common/cidr.js';
 import { parseNetworkConfig, type NetworkConfig } from '../../common/config.js';
-import { parseLeaseAttrs, parseLeaseKey } from '../../common/lease.js';
+import { leaseBackendTypeFor, parseLeaseAttrs, parseLeaseKey } from '../../common/lease.js';
 import { EtcdServer } from '../../test/etcd-server.js';
 import { captureLogger } from '../../test/log-capture.js';
 import { waitFor } from '../../test/wait.js';
 import { connectEtcd, NetworkKeys } from './etcd.js';
 import { LeaseConflictError, NoFreeSubnetError } from './errors.js';
-import { SubnetLeaseManager, type LeaseRequest } from './subnet-lease.js';
+import { SubnetLeaseManager, type LeaseRequest, type LeaseTakeover } from './subnet-lease.js';
 
 const CONFIG = parseNetworkConfig('{"Network":"198.18.0.0/16","Backend":{"Type":"vxlan"}}');
 
@@ -233,6 +233,43 @@ describe('SubnetLeaseManager against a real etcd', function () {
     assert.equal(own.lease.name, '198.18.33.0-24');
     const stored = JSON.parse((await keyInfo('198.18.33.0-24'))!.value) as Record<string, unknown>;
     assert.equal(stored.WeftNodeID, '33333333-3333-4333-8333-333333333333');
+  });
+
+  it("reuses the subnet of a host moving from flanneld's udp backend (its lease has no BackendType) and writes flanneld's udp bytes", async function () {
+    const udp = parseNetworkConfig('{"Network":"198.18.0.0/16","Backend":{"Type":"udp"}}');
+    // exactly what flanneld's udp backend writes (flannel's udp backend sets only PublicIP; BackendType is omitempty)
+    const etcdLease = (await client.leaseClient.leaseGrant({ TTL: 60 })).ID;
+    await client.put(keys.lease('198.18.44.0-24')).value('{"PublicIP":"198.19.0.22","PublicIPv6":null}').lease(etcdLease);
+    const nodeId = '44444444-4444-4444-8444-444444444444';
+    const udpRequest: LeaseRequest = { publicIP: IpAddress.parse('198.19.0.22'), publicIPv6: undefined, backendType: leaseBackendTypeFor('udp'), backendData: undefined, backendV6Data: undefined, nodeId };
+    const own = await manager().acquire(udp, udpRequest);
+    assert.equal(own.lease.name, '198.18.44.0-24', 'the host keeps its subnet');
+    // flanneld's bytes, then weft's node ID (flanneld's decoder ignores unknown fields)
+    assert.equal((await keyInfo('198.18.44.0-24'))!.value, `{"PublicIP":"198.19.0.22","PublicIPv6":null,"WeftNodeID":"${nodeId}"}`);
+    // a new weftd udp host writes the same form
+    const fresh = await manager().acquire(udp, { ...udpRequest, publicIP: IpAddress.parse('198.19.0.23'), nodeId: undefined });
+    assert.equal((await keyInfo(fresh.lease.name))!.value, '{"PublicIP":"198.19.0.23","PublicIPv6":null}');
+  });
+
+  it('says which host took over its IPv6-only lease when flanneld rewrites it (flanneld finds "its" lease by PublicIP 0.0.0.0)', async function () {
+    const v6only = parseNetworkConfig('{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"2001:db8:100::/48","Backend":{"Type":"vxlan"}}');
+    const leaser = manager();
+    const own = await leaser.acquire(v6only, {
+      publicIP: undefined, publicIPv6: IpAddress.parse('2001:db8:0:1::24'), backendType: 'vxlan',
+      backendData: undefined, backendV6Data: { VNI: 1, VtepMAC: '0a:00:00:00:00:24' }, nodeId: '55555555-5555-4555-8555-555555555555',
+    });
+    assert.match(own.lease.name, /^0\.0\.0\.0-0&2001:db8:100:[0-9a-f]+::-64$/);
+    const takenOver = new Promise<LeaseTakeover>((resolve) => leaser.once('takenOver', resolve));
+    const lost = new Promise<string>((resolve) => leaser.once('lost', resolve));
+    const reacquired = new Promise<string>((resolve) => leaser.once('acquired', (next) => resolve(next.lease.name)));
+    // what flanneld writes over the first IPv6-only lease it finds, with its own etcd lease
+    const flanneldLease = (await client.leaseClient.leaseGrant({ TTL: 60 })).ID;
+    await client.put(keys.lease(own.lease.name))
+      .value('{"PublicIP":"0.0.0.0","PublicIPv6":"2001:db8:0:1::25","BackendType":"vxlan","BackendV6Data":{"VNI":1,"VtepMAC":"c6:d2:32:6f:8f:25"}}')
+      .lease(flanneldLease);
+    assert.deepEqual(await takenOver, { lease: own.lease.name, publicIP: '2001:db8:0:1::25', nodeId: undefined });
+    assert.match(await lost, /now names public IP 2001:db8:0:1::25/);
+    assert.notEqual(await reacquired, own.lease.name, 'weftd moves to a free subnet and leaves flanneld the one it took');
   });
 
   it('allocates IPv4 and IPv6 subnets independently for a dual-stack config', async function () {

@@ -52,10 +52,22 @@ export interface SubnetLeaseOptions {
   maxAttempts?: number;
 }
 
+/** Another host rewrote our lease with its own address or node ID (and so took our subnet). */
+export interface LeaseTakeover {
+  /** The key's last path element, e.g. "0.0.0.0-0&2001:db8:100:5::-64". */
+  lease: string;
+  /** The public IP the rewritten lease names (PublicIPv6 for an IPv6-only lease), if any. */
+  publicIP: string | undefined;
+  /** The WeftNodeID the rewritten lease names; undefined when it has none (flanneld writes none). */
+  nodeId: string | undefined;
+}
+
 export interface SubnetLeaseEvents {
   /** A lease is held: the first one, or a new one after a loss. */
   acquired: [OwnLease];
   renewed: [OwnLease];
+  /** Another host took our lease over; `lost` follows, and a new lease is acquired. */
+  takenOver: [LeaseTakeover];
   /** The lease is no longer ours (deleted, expired or taken); a new one is being acquired. */
   lost: [reason: string];
   /** Renewing or re-acquiring failed; it is retried. */
@@ -381,14 +393,14 @@ export class SubnetLeaseManager extends EventEmitter<SubnetLeaseEvents> {
       this.lose(`our lease ${own.lease.name} was overwritten with an invalid value (${(err as Error).message})`);
       return;
     }
-    if (!this.isOurs(lease, request)) {
-      const other = lease.attrs.publicIP ?? lease.attrs.publicIPv6;
-      this.lose(`our lease ${own.lease.name} now names public IP ${other?.toString() ?? '(none)'}`);
-      return;
-    }
     const holder = otherNode(lease, request);
-    if (holder !== undefined) {
-      this.lose(`our lease ${own.lease.name} was taken by node ${holder}`);
+    if (!this.isOurs(lease, request) || holder !== undefined) {
+      const publicIP = (request.publicIP === undefined ? lease.attrs.publicIPv6 : lease.attrs.publicIP)?.toString();
+      const nodeId = lease.attrs.extra[NODE_ID_FIELD];
+      this.emit('takenOver', { lease: own.lease.name, publicIP, nodeId: typeof nodeId === 'string' ? nodeId : undefined });
+      this.lose(holder !== undefined
+        ? `our lease ${own.lease.name} was taken by node ${holder}`
+        : `our lease ${own.lease.name} now names public IP ${publicIP ?? '(none)'}`);
       return;
     }
     // Our own renewal, or someone (an operator, weftctl) rewrote the lease and it still names us: adopt it.

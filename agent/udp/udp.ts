@@ -19,7 +19,7 @@ export function createUdpBackend(context: BackendContext, options: UdpBackendCon
     deviceName: 'weft.udp',
     captureName: 'weft.udp.c',
     port: options.port,
-    mtu: options.mtu ?? publicInterface.mtu - UDP_ENCAP_OVERHEAD,
+    mtu: (options.mtu ?? publicInterface.mtu) - UDP_ENCAP_OVERHEAD,
     // Never on the wire (the format has no Ethernet header); stable so that restarts do not change the device.
     mac: stableVtepMac(publicInterface.publicAddress, options.port),
     encapsulation: { kind: 'udp' },

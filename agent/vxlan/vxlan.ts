@@ -33,7 +33,7 @@ export class VxlanBackend implements Backend {
   ) {
     const { publicInterface } = context;
     const mac = stableVtepMac(publicInterface.publicAddress, options.vni);
-    this.mtu = options.mtu ?? publicInterface.mtu - vxlanOverhead(publicInterface.address.family);
+    this.mtu = (options.mtu ?? publicInterface.mtu) - vxlanOverhead(publicInterface.address.family);
     this.family = publicInterface.address.family;
     // flannel names them flannel.<VNI> and flannel-v6.<VNI>.
     this.deviceName = this.family === 4 ? `weft.${options.vni}` : `weft-v6.${options.vni}`;

@@ -204,12 +204,12 @@ export function userspaceScenarios(factory: DriverFactory): void {
       await iperfEveryPair(lab, containers);
     });
 
-    it("udp backend: flannel's udp format on port 8285, leases without BackendData, MTU 1472", async function () {
+    it("udp backend: flannel's udp format on port 8285, leases as flanneld's udp backend writes them (no BackendType, no BackendData), MTU 1472", async function () {
       const lab = await create(this, 3);
       const containers = await startHosts(lab, { Network: '198.18.0.0/16', Backend: { Type: 'udp' } }, [[], [], []]);
       const h1 = lab.hosts[0]!;
       const lease = await leaseOf(lab, h1.publicIp);
-      assert.equal(lease?.attrs?.BackendType, 'udp');
+      assert.equal(lease?.attrs?.BackendType, undefined);
       assert.equal(lease?.attrs?.BackendData, undefined);
       assert.equal((await lab.readSubnetEnv(h1))?.mtu, 1472);
       assert.equal(metricValue(await metrics(lab, h1), 'weft_data_path{backend="udp",path="userspace"}'), 1);
