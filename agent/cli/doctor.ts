@@ -22,9 +22,9 @@ import {
 import type { Lease } from '../../common/lease.js';
 import { gatewayCidr, type SubnetEnv } from '../../common/subnet-env.js';
 import type { Backend } from '../backend.js';
-import type { CommandRunner } from '../host/command.js';
+import { createCommandRunner, type CommandRunner } from '../host/command.js';
 import { readIngressAllowList } from '../host/ingress.js';
-import { IptablesRules } from '../host/iptables.js';
+import { chainRemovalCommands, IptablesRules, readTable, type TableState } from '../host/iptables.js';
 import { familyView, selectPublicInterface, type PublicInterface } from '../host/interfaces.js';
 import { readSubnetEnv } from '../host/subnet-env.js';
 import { IPV4_FORWARD, IPV6_FORWARD, readSysctl } from '../host/sysctl.js';
@@ -43,7 +43,7 @@ import { queryAgent } from './status.js';
 export type Severity = 'ok' | 'warn' | 'fail' | 'skip';
 
 export interface Finding {
-  /** What was checked: etcd, config, interface, lease, subnet.env, ip_forward, device, mtu, dataplane, route, fdb, neighbour, peer, iptables, ip6tables, ingress, weftd. */
+  /** What was checked: etcd, config, interface, lease, subnet.env, ip_forward, device, mtu, dataplane, route, fdb, neighbour, peer, iptables, ip6tables, flanneld, ingress, weftd. */
   check: string;
   severity: Severity;
   message: string;
@@ -617,6 +617,44 @@ async function checkIptablesFamily(context: Context, family: Family): Promise<vo
   }
 }
 
+/** Devices flanneld creates and leaves behind when it stops: VXLAN `flannel.<VNI>`, `flannel-v6.<VNI>`; WireGuard `flannel-wg`, `flannel-wg-v6`. */
+const FLANNELD_DEVICE = /^flannel(?:(?:-v6)?\.\d+|-wg(?:-v6)?)$/;
+/** flanneld's chains are FLANNEL-POSTRTG (nat) and FLANNEL-FWD (filter), in iptables and ip6tables. */
+const FLANNELD_CHAIN = /^FLANNEL-/;
+const IF_FLANNELD_IS_GONE = 'if flanneld no longer runs on this host (systemctl disable --now flanneld), remove it';
+
+/** `argv` as one shell command, single-quoting what the shell would otherwise change. */
+function shellCommand(argv: readonly string[]): string {
+  return argv.map((arg) => (/^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`)).join(' ');
+}
+
+/** What flanneld leaves on a host it ran on: its chains (with the jumps to them) and its devices. */
+async function checkFlanneldLeftovers(context: Context): Promise<void> {
+  const { options } = context;
+  const runner = options.runner ?? createCommandRunner();
+  for (const family of [4, 6] as const) {
+    const command = family === 4 ? 'iptables' : 'ip6tables';
+    for (const table of ['nat', 'filter'] as const) {
+      let state: TableState;
+      try {
+        state = await readTable(runner, family, table);
+      } catch {
+        continue; // the iptables check reports a firewall it cannot read; an IPv4-only host may have no ip6tables
+      }
+      for (const chain of [...state.chains].filter((name) => FLANNELD_CHAIN.test(name)).sort()) {
+        const removal = chainRemovalCommands(family, table, chain, state);
+        const jumps = removal.length - 2;
+        add(context, 'flanneld', 'warn',
+          `${command} ${table} chain ${chain} is left over from flanneld${jumps > 0 ? ` and still jumped to (${jumps} rule${jumps === 1 ? '' : 's'}): its rules apply besides weft's` : ''}`,
+          `${IF_FLANNELD_IS_GONE}: ${removal.map(shellCommand).join(' && ')}`);
+      }
+    }
+  }
+  for (const link of (await options.kernel.listLinks()).filter((candidate) => FLANNELD_DEVICE.test(candidate.name))) {
+    add(context, 'flanneld', 'warn', `device ${link.name} is left over from flanneld`, `${IF_FLANNELD_IS_GONE}: ip link del ${link.name}`);
+  }
+}
+
 async function checkIngress(context: Context): Promise<void> {
   const { options, config, own, leases } = context;
   if (config === undefined || config.backend.type === 'host-gw') return;
@@ -703,6 +741,7 @@ export async function runDoctor(options: DoctorOptions): Promise<Finding[]> {
   await guard('mtu', () => checkMtu(context));
   await guard('dataplane', () => checkDataplane(context));
   await guard('iptables', () => checkIptables(context));
+  await guard('flanneld', () => checkFlanneldLeftovers(context));
   await guard('ingress', () => checkIngress(context));
   await guard('weftd', () => checkAgent(context));
   return context.findings;

@@ -157,6 +157,30 @@ function jumpsTo(state: TableState, chain: string): [string, string[]][] {
   return found;
 }
 
+function iptablesCommand(family: Family): 'iptables' | 'ip6tables' {
+  return family === 4 ? 'iptables' : 'ip6tables';
+}
+
+/** One table of one family as `iptables -S` (ip6tables for IPv6) lists it. */
+export async function readTable(runner: CommandRunner, family: Family, table: IptablesTable): Promise<TableState> {
+  const argv = [iptablesCommand(family), '-w', '5', '-t', table, '-S'];
+  const result = await runner(argv);
+  if (result.code !== 0) throw new IptablesError(argv, result.code, result.stderr);
+  return parseTableListing(result.stdout);
+}
+
+/**
+ * The commands (argv each, in order) that delete a chain found in `state` (one table's listing): every jump
+ * to it, then its rules and the chain itself.
+ */
+export function chainRemovalCommands(family: Family, table: IptablesTable, chain: string, state: TableState): string[][] {
+  const command = [iptablesCommand(family), '-w', '5', '-t', table];
+  return [
+    ...jumpsTo(state, chain).map(([from, rule]) => [...command, '-D', from, ...rule]),
+    ...(state.chains.has(chain) ? [[...command, '-F', chain], [...command, '-X', chain]] : []),
+  ];
+}
+
 export interface IptablesCheck {
   ok: boolean;
   /** Human-readable differences, e.g. "nat POSTROUTING: no jump to WEFT-POSTRTG". */
@@ -230,7 +254,7 @@ export class IptablesRules {
     if (!(seconds > 0)) throw new RangeError(`resyncSeconds must be positive, got ${seconds}`);
     this.resyncMs = seconds * 1000;
     this.onRestore = options.onRestore;
-    this.iptables = this.family === 4 ? 'iptables' : 'ip6tables';
+    this.iptables = iptablesCommand(this.family);
     this.restore = `${this.iptables}-restore`;
   }
 
@@ -345,11 +369,8 @@ export class IptablesRules {
     return this.randomFully;
   }
 
-  private async list(table: IptablesTable): Promise<TableState> {
-    const argv = [this.iptables, '-w', '5', '-t', table, '-S'];
-    const result = await this.runner(argv);
-    if (result.code !== 0) throw new IptablesError(argv, result.code, result.stderr);
-    return parseTableListing(result.stdout);
+  private list(table: IptablesTable): Promise<TableState> {
+    return readTable(this.runner, this.family, table);
   }
 
   private async restoreTable(table: IptablesTable, lines: string[]): Promise<void> {
