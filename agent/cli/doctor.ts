@@ -65,6 +65,8 @@ export interface DoctorOptions {
   publicIpv6?: string | undefined;
   /** --ip-masq as weftd runs; undefined: what subnet.env's FLANNEL_IPMASQ says. */
   ipMasq: boolean | undefined;
+  /** weftd's --ip-masq-fully-random-disable. */
+  ipMasqRandomFullyDisable?: boolean;
   forwardRules: boolean;
   /** weftd's --ingress-allow-list (default on). */
   ingressAllowList: boolean;
@@ -597,6 +599,7 @@ async function checkIptablesFamily(context: Context, family: Family): Promise<vo
   const ipMasq = options.ipMasq ?? subnetEnv?.ipMasq ?? false;
   const rules = new IptablesRules({
     family, network, subnet, ipMasq, forwardRules: options.forwardRules,
+    ...(options.ipMasqRandomFullyDisable === true ? { randomFully: false } : {}),
     ...(options.runner === undefined ? {} : { runner: options.runner }),
   });
   let result;
