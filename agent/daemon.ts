@@ -352,6 +352,7 @@ export class Agent {
       network: plan.network,
       subnet,
       ipMasq: this.options.ipMasq,
+      ...(this.options.ipMasqRandomFullyDisable ? { randomFully: false } : {}),
       forwardRules: this.options.iptablesForwardRules,
       logger: this.log.child({ component: 'iptables', family }),
       resyncSeconds: this.options.iptablesResyncSeconds,

@@ -5,6 +5,7 @@ import { WeftError } from '../../common/errors.js';
 import { decodeLease, type Lease } from '../../common/lease.js';
 import { connectEtcd, NetworkKeys } from '../registry/etcd.js';
 import { rangeEndOf } from '../registry/kv-mirror.js';
+import { etcdTlsFiles } from './env.js';
 
 /** A refused command: weftctl prints the message and exits 1. */
 export class WeftctlError extends WeftError {
@@ -30,9 +31,7 @@ export function etcdEndpoints(args: EtcdArgs): string[] {
 export function openEtcd(args: EtcdArgs, callTimeoutMs?: number): Etcd3 {
   return connectEtcd({
     endpoints: etcdEndpoints(args),
-    caFile: args['etcd-cafile'],
-    certFile: args['etcd-certfile'],
-    keyFile: args['etcd-keyfile'],
+    ...etcdTlsFiles(args),
     username: args['etcd-username'],
     password: args['etcd-password'],
     ...(callTimeoutMs === undefined ? {} : { callTimeoutMs }),

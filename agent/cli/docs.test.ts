@@ -7,14 +7,17 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { WeftMetrics } from '../metrics.js';
-import { ETCD_OPTIONS } from './env.js';
+import { ETCD_OPTIONS, FLANNELD_ONLY_FLAGS } from './env.js';
 import { WEFTD_OPTIONS } from './weftd-options.js';
 
 const REPO = fileURLToPath(new URL('../../..', import.meta.url));
 const DOCS = ['README.md', 'docs/README.md', 'docs/architecture.md', 'docs/etcd-schema.md', 'docs/operations.md'];
 
-/** Flags of other programs the docs show in commands (iptables-restore, systemctl, dockerd, etcdctl, kube-*). */
-const OTHER_TOOLS = new Set(['noflush', 'now', 'bip', 'mtu', 'ipv6', 'fixed-cidr-v6', 'lease', 'kube-subnet-mgr', 'allocate-node-cidrs', 'cluster-cidr', 'random-fully']);
+/**
+ * Flags of other programs the docs show in commands (iptables-restore, systemctl, dockerd, etcdctl, kube-*),
+ * and flanneld's flags weftd ignores (and names when it does).
+ */
+const OTHER_TOOLS = new Set(['noflush', 'now', 'bip', 'mtu', 'ipv6', 'fixed-cidr-v6', 'lease', 'allocate-node-cidrs', 'cluster-cidr', 'random-fully', ...FLANNELD_ONLY_FLAGS.keys()]);
 
 function read(path: string): string {
   return readFileSync(join(REPO, path), 'utf8');
@@ -45,8 +48,8 @@ describe('docs: what the operator docs name exists in the code (no root)', funct
     }
   });
 
-  it('every WEFTD_* / FLANNELD_* variable in the docs sets a weftd flag', function () {
-    const flags = new Set(Object.keys(WEFTD_OPTIONS));
+  it('every WEFTD_* / FLANNELD_* variable in the docs sets a weftd flag or is a flanneld one weftd warns about', function () {
+    const flags = new Set([...Object.keys(WEFTD_OPTIONS), ...FLANNELD_ONLY_FLAGS.keys()]);
     for (const doc of DOCS) {
       for (const [, variable] of read(doc).matchAll(/\b((?:WEFTD|FLANNELD)_[A-Z0-9_]+)\b/g)) {
         if (variable === 'WEFTD_' || variable === 'FLANNELD_' || variable!.endsWith('_FLAG')) continue;

@@ -1,5 +1,11 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { diffFamilyState, emptyFamilyState, type FamilyState } from '../../common/dataplane.js';
+import { useNetns, type Netns } from '../../test/netns.js';
 import { dataplaneFindings, formatFindings, type Finding } from './doctor.js';
 import { parseEnvFile } from './env-file.js';
 import { sumMetrics } from './status.js';
@@ -97,5 +103,105 @@ describe('weftctl helpers (no root)', function () {
     assert.equal(sums.get('weft_peers'), 3);
     assert.equal(sums.get('weft_etcd_reachable'), 1);
     assert.equal(sums.has('bad'), false);
+  });
+});
+
+describe('weftctl doctor on a host flanneld ran on (network namespace)', function () {
+  this.timeout(60_000);
+  const ns = useNetns();
+  const WEFTCTL = fileURLToPath(new URL('./weftctl.js', import.meta.url));
+  let dir: string;
+
+  beforeEach(function () {
+    dir = mkdtempSync(join(tmpdir(), 'weft-doctor-'));
+  });
+
+  afterEach(function () {
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** Writes `lines` into `table` in one iptables-restore --noflush, as flanneld does. */
+  function restore(space: Netns, command: 'iptables' | 'ip6tables', table: string, lines: readonly string[]): void {
+    space.exec('sh', ['-c', `printf '%s\\n' '*${table}' ${lines.map((line) => `'${line}'`).join(' ')} COMMIT | ${command}-restore --noflush`]);
+  }
+
+  /** weftctl doctor -o json in the namespace; etcd is not there (nothing listens on its loopback's port 9). */
+  function doctor(space: Netns): Promise<Finding[]> {
+    return new Promise((resolve, reject) => {
+      const child = spawn('ip', ['netns', 'exec', space.name, process.execPath, WEFTCTL, '--environment-file=', 'doctor', '--etcd-endpoints=http://127.0.0.1:9',
+        `--subnet-file=${join(dir, 'subnet.env')}`, '-o', 'json'], { env: { PATH: process.env.PATH }, stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+      child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+      child.on('close', () => {
+        try {
+          resolve(JSON.parse(stdout) as Finding[]);
+        } catch {
+          reject(new Error(`weftctl doctor printed no findings:\n${stdout}\n${stderr}`));
+        }
+      });
+    });
+  }
+
+  it("finds flanneld's chains and devices, and the commands it prints remove them and nothing else", async function () {
+    const space = ns();
+    const c = (text: string) => `-m comment --comment "${text}"`;
+    for (const [command, net, subnet, multicast] of [
+      ['iptables', '198.18.0.0/16', '198.18.5.0/24', '224.0.0.0/4'],
+      ['ip6tables', '2001:db8:100::/48', '2001:db8:100:5::/64', 'ff00::/8'],
+    ] as const) {
+      restore(space, command, 'nat', [
+        ':FLANNEL-POSTRTG - [0:0]',
+        `-I POSTROUTING 1 ${c('flanneld masq')} -j FLANNEL-POSTRTG`,
+        `-A FLANNEL-POSTRTG -m mark --mark 0x4000/0x4000 ${c('flanneld masq')} -j RETURN`,
+        `-A FLANNEL-POSTRTG -s ${net} -d ${net} ${c('flanneld masq')} -j RETURN`,
+        `-A FLANNEL-POSTRTG -s ${net} ! -d ${multicast} ${c('flanneld masq')} -j MASQUERADE --random-fully`,
+        `-A FLANNEL-POSTRTG ! -s ${net} -d ${subnet} ${c('flanneld masq')} -j RETURN`,
+        `-A FLANNEL-POSTRTG ! -s ${net} -d ${net} ${c('flanneld masq')} -j MASQUERADE --random-fully`,
+      ]);
+    }
+    restore(space, 'iptables', 'filter', [
+      ':FLANNEL-FWD - [0:0]',
+      `-I FORWARD 1 ${c('flanneld forward')} -j FLANNEL-FWD`,
+      `-A FLANNEL-FWD -s 198.18.0.0/16 ${c('flanneld forward')} -j ACCEPT`,
+      `-A FLANNEL-FWD -d 198.18.0.0/16 ${c('flanneld forward')} -j ACCEPT`,
+    ]);
+    // what is not flanneld's stays
+    space.exec('iptables', ['-t', 'nat', '-A', 'POSTROUTING', '-d', '203.0.113.0/24', '-j', 'ACCEPT']);
+    space.exec('iptables', ['-N', 'OTHER']);
+    space.exec('iptables', ['-A', 'FORWARD', '-j', 'OTHER']);
+    space.ip('link', 'add', 've0', 'type', 'veth', 'peer', 'name', 've1');
+    space.ip('addr', 'add', '192.0.2.1/24', 'dev', 've0');
+    space.ip('addr', 'add', '2001:db8:0:1::1/64', 'dev', 've0', 'nodad');
+    space.ip('link', 'add', 'flannel.1', 'type', 'vxlan', 'id', '1', 'local', '192.0.2.1', 'dev', 've0', 'dstport', '8472', 'nolearning');
+    space.ip('link', 'add', 'flannel-v6.1', 'type', 'vxlan', 'id', '1', 'local', '2001:db8:0:1::1', 'dev', 've0', 'dstport', '8472', 'nolearning');
+
+    const leftovers = (await doctor(space)).filter((finding) => finding.check === 'flanneld');
+    assert.deepEqual(leftovers.map((finding) => [finding.severity, finding.message]), [
+      ['warn', "iptables nat chain FLANNEL-POSTRTG is left over from flanneld and still jumped to (1 rule): its rules apply besides weft's"],
+      ['warn', "iptables filter chain FLANNEL-FWD is left over from flanneld and still jumped to (1 rule): its rules apply besides weft's"],
+      ['warn', "ip6tables nat chain FLANNEL-POSTRTG is left over from flanneld and still jumped to (1 rule): its rules apply besides weft's"],
+      ['warn', 'device flannel.1 is left over from flanneld'],
+      ['warn', 'device flannel-v6.1 is left over from flanneld'],
+    ]);
+    const prefix = 'if flanneld no longer runs on this host (systemctl disable --now flanneld), remove it: ';
+    assert.equal(leftovers[0]!.fix, `${prefix}iptables -w 5 -t nat -D POSTROUTING -m comment --comment 'flanneld masq' -j FLANNEL-POSTRTG`
+      + ' && iptables -w 5 -t nat -F FLANNEL-POSTRTG && iptables -w 5 -t nat -X FLANNEL-POSTRTG');
+    assert.equal(leftovers[3]!.fix, `${prefix}ip link del flannel.1`);
+
+    // the fixes as printed
+    for (const { fix = '' } of leftovers) {
+      assert.ok(fix.startsWith(prefix), fix);
+      space.exec('sh', ['-c', fix.slice(prefix.length)]);
+    }
+    const listed = (command: string, table: string) => space.exec(command, ['-t', table, '-S']).trim().split('\n').filter((line) => !line.startsWith('-P '));
+    assert.deepEqual(listed('iptables', 'nat'), ['-A POSTROUTING -d 203.0.113.0/24 -j ACCEPT']);
+    assert.deepEqual(listed('iptables', 'filter'), ['-N OTHER', '-A FORWARD -j OTHER']);
+    assert.deepEqual(listed('ip6tables', 'nat'), []);
+    const links = space.ipJson<{ ifname: string }[]>('link', 'show').map((link) => link.ifname);
+    assert.deepEqual(links.filter((name) => name.startsWith('flannel')), []);
+    assert.ok(links.includes('ve0') && links.includes('ve1'), links.join(' '));
+    assert.deepEqual((await doctor(space)).filter((finding) => finding.check === 'flanneld'), []);
   });
 });

@@ -22,9 +22,9 @@ import {
 import { leaseBackend, type Lease } from '../../common/lease.js';
 import { gatewayCidr, type SubnetEnv } from '../../common/subnet-env.js';
 import type { Backend } from '../backend.js';
-import type { CommandRunner } from '../host/command.js';
+import { createCommandRunner, type CommandRunner } from '../host/command.js';
 import { readIngressAllowList } from '../host/ingress.js';
-import { IptablesRules } from '../host/iptables.js';
+import { chainRemovalCommands, IptablesRules, readTable, type TableState } from '../host/iptables.js';
 import { familyView, selectPublicInterface, type PublicInterface } from '../host/interfaces.js';
 import { readSubnetEnv } from '../host/subnet-env.js';
 import { IPV4_FORWARD, IPV6_FORWARD, readSysctl } from '../host/sysctl.js';
@@ -44,7 +44,7 @@ import { queryAgent } from './status.js';
 export type Severity = 'ok' | 'warn' | 'fail' | 'skip';
 
 export interface Finding {
-  /** What was checked: etcd, config, interface, lease, subnet.env, ip_forward, device, mtu, dataplane, route, fdb, neighbour, peer, iptables, ip6tables, ingress, weftd. */
+  /** What was checked: etcd, config, interface, lease, subnet.env, ip_forward, device, mtu, dataplane, route, fdb, neighbour, peer, iptables, ip6tables, flanneld, ingress, weftd. */
   check: string;
   severity: Severity;
   message: string;
@@ -66,6 +66,8 @@ export interface DoctorOptions {
   publicIpv6?: string | undefined;
   /** --ip-masq as weftd runs; undefined: what subnet.env's FLANNEL_IPMASQ says. */
   ipMasq: boolean | undefined;
+  /** weftd's --ip-masq-fully-random-disable. */
+  ipMasqRandomFullyDisable?: boolean;
   forwardRules: boolean;
   /** weftd's --ingress-allow-list (default on). */
   ingressAllowList: boolean;
@@ -628,6 +630,7 @@ async function checkIptablesFamily(context: Context, family: Family): Promise<vo
   const ipMasq = options.ipMasq ?? subnetEnv?.ipMasq ?? false;
   const rules = new IptablesRules({
     family, network, subnet, ipMasq, forwardRules: options.forwardRules,
+    ...(options.ipMasqRandomFullyDisable === true ? { randomFully: false } : {}),
     ...(options.runner === undefined ? {} : { runner: options.runner }),
   });
   let result;
@@ -645,6 +648,44 @@ async function checkIptablesFamily(context: Context, family: Family): Promise<vo
   for (const problem of result.problems) {
     add(context, check, 'fail', problem,
       `weftd rewrites its chains every --iptables-resync seconds; if they stay wrong, weftd is not running, or was started with other --ip-masq / --iptables-forward-rules than weftctl was given, or another tool keeps rewriting the ${family === 4 ? 'firewall' : 'IPv6 firewall (ip6tables)'}`);
+  }
+}
+
+/** Devices flanneld creates and leaves behind when it stops: VXLAN `flannel.<VNI>`, `flannel-v6.<VNI>`; WireGuard `flannel-wg`, `flannel-wg-v6`. */
+const FLANNELD_DEVICE = /^flannel(?:(?:-v6)?\.\d+|-wg(?:-v6)?)$/;
+/** flanneld's chains are FLANNEL-POSTRTG (nat) and FLANNEL-FWD (filter), in iptables and ip6tables. */
+const FLANNELD_CHAIN = /^FLANNEL-/;
+const IF_FLANNELD_IS_GONE = 'if flanneld no longer runs on this host (systemctl disable --now flanneld), remove it';
+
+/** `argv` as one shell command, single-quoting what the shell would otherwise change. */
+function shellCommand(argv: readonly string[]): string {
+  return argv.map((arg) => (/^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`)).join(' ');
+}
+
+/** What flanneld leaves on a host it ran on: its chains (with the jumps to them) and its devices. */
+async function checkFlanneldLeftovers(context: Context): Promise<void> {
+  const { options } = context;
+  const runner = options.runner ?? createCommandRunner();
+  for (const family of [4, 6] as const) {
+    const command = family === 4 ? 'iptables' : 'ip6tables';
+    for (const table of ['nat', 'filter'] as const) {
+      let state: TableState;
+      try {
+        state = await readTable(runner, family, table);
+      } catch {
+        continue; // the iptables check reports a firewall it cannot read; an IPv4-only host may have no ip6tables
+      }
+      for (const chain of [...state.chains].filter((name) => FLANNELD_CHAIN.test(name)).sort()) {
+        const removal = chainRemovalCommands(family, table, chain, state);
+        const jumps = removal.length - 2;
+        add(context, 'flanneld', 'warn',
+          `${command} ${table} chain ${chain} is left over from flanneld${jumps > 0 ? ` and still jumped to (${jumps} rule${jumps === 1 ? '' : 's'}): its rules apply besides weft's` : ''}`,
+          `${IF_FLANNELD_IS_GONE}: ${removal.map(shellCommand).join(' && ')}`);
+      }
+    }
+  }
+  for (const link of (await options.kernel.listLinks()).filter((candidate) => FLANNELD_DEVICE.test(candidate.name))) {
+    add(context, 'flanneld', 'warn', `device ${link.name} is left over from flanneld`, `${IF_FLANNELD_IS_GONE}: ip link del ${link.name}`);
   }
 }
 
@@ -737,6 +778,7 @@ export async function runDoctor(options: DoctorOptions): Promise<Finding[]> {
   await guard('mtu', () => checkMtu(context));
   await guard('dataplane', () => checkDataplane(context));
   await guard('iptables', () => checkIptables(context));
+  await guard('flanneld', () => checkFlanneldLeftovers(context));
   await guard('ingress', () => checkIngress(context));
   await guard('weftd', () => checkAgent(context));
   return context.findings;

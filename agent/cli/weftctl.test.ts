@@ -286,6 +286,41 @@ describe('weftctl against a real etcd', function () {
     assert.match(none.stderr, /give a command/);
   });
 
+  it("reads flanneld-style command lines and variables: one-dash flags, Go's booleans", async function () {
+    const set = await run({}, ['-environment-file=', `-etcd-endpoints=${etcd.endpoint}`, `-etcd-prefix=${prefix}`, 'config', 'set', '-network', '198.18.0.0/16', '-direct-routing=T']);
+    assert.equal(set.code, 0, set.stderr);
+    assert.deepEqual(JSON.parse((await weftctl('config', 'get')).stdout).Backend, { Type: 'vxlan', DirectRouting: true });
+    const off = await weftctl('config', 'set', '--network', '198.18.0.0/16', '--direct-routing=0');
+    assert.equal(off.code, 0, off.stderr);
+    assert.deepEqual(JSON.parse((await weftctl('config', 'get')).stdout).Backend, { Type: 'vxlan', DirectRouting: false });
+    const bad = await weftctl('config', 'set', '--network', '198.18.0.0/16', '--direct-routing=yes');
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /^weftctl: --direct-routing: "yes" is not a boolean/);
+    // doctor reads weftd's booleans from the environment (file) the same way
+    const badEnv = await run({ FLANNELD_IP_MASQ: 'on' }, ['--environment-file=', 'doctor']);
+    assert.equal(badEnv.code, 2);
+    assert.match(badEnv.stderr, /^weftctl: --ip-masq: FLANNELD_IP_MASQ="on" is not a boolean/);
+    const certOnly = await weftctl('config', 'get', '--etcd-certfile=/nonexistent/client.crt');
+    assert.equal(certOnly.code, 2);
+    assert.match(certOnly.stderr, /^weftctl: --etcd-keyfile: missing/);
+  });
+
+  it('reads every boolean flag of every command as Go does', async function () {
+    for (const command of [['config', 'get'], ['leases', 'ls'], ['lease', 'revoke', '198.18.5.0/24'], ['status'], ['doctor']]) {
+      const help = await weftctl(...command, '--help');
+      // one entry per option: its line and the continuation lines (which may hold the [boolean])
+      const entries = help.stdout.split(/\n(?=\s+(?:-\w, )?--[a-z])/);
+      const booleans = entries.filter((entry) => entry.includes('[boolean]')).map((entry) => /--([a-z][a-z0-9-]*)/.exec(entry)![1]!)
+        .filter((flag) => flag !== 'help' && flag !== 'version');
+      assert.ok(command[0] !== 'doctor' || booleans.includes('ip-masq'), help.stdout);
+      for (const flag of booleans) {
+        const result = await weftctl(...command, `--${flag}=maybe`, '--help');
+        assert.equal(result.code, 2, `weftctl ${command.join(' ')} --${flag}=maybe: ${result.stdout}`);
+        assert.match(result.stderr, new RegExp(`^weftctl: --${flag}: "maybe" is not a boolean`));
+      }
+    }
+  });
+
   for (const command of [[], ['config'], ['leases', 'ls'], ['lease'], ['status'], ['doctor']]) {
     it(`weftctl ${command.join(' ')} --help shows an example`.replace('  ', ' '), async function () {
       const help = await weftctl(...command, '--help');

@@ -26,7 +26,7 @@ import {
 } from './ctl-common.js';
 import { formatFindings, runDoctor } from './doctor.js';
 import { DEFAULT_ENV_FILE, readEnvFile } from './env-file.js';
-import { ETCD_OPTIONS, flagsFromEnvironment } from './env.js';
+import { ETCD_OPTIONS, flagKinds, flagsFromEnvironment, normalizeArgv, UsageError, type FlagKind } from './env.js';
 import { collectStatus, formatStatus } from './status.js';
 import { WEFTD_OPTIONS } from './weftd-options.js';
 
@@ -298,6 +298,7 @@ function commands(parser: Argv<EtcdArgs>): Argv<EtcdArgs> {
         .option('public-ip', WEFTD_OPTIONS['public-ip'])
         .option('public-ipv6', WEFTD_OPTIONS['public-ipv6'])
         .option('ip-masq', { type: 'boolean', describe: 'weftd runs with --ip-masq (default: what FLANNEL_IPMASQ in subnet.env says)' })
+        .option('ip-masq-fully-random-disable', WEFTD_OPTIONS['ip-masq-fully-random-disable'])
         .option('iptables-forward-rules', WEFTD_OPTIONS['iptables-forward-rules'])
         .option('ingress-allow-list', WEFTD_OPTIONS['ingress-allow-list'])
         .option('vxlan-userspace', WEFTD_OPTIONS['vxlan-userspace'])
@@ -322,6 +323,7 @@ function commands(parser: Argv<EtcdArgs>): Argv<EtcdArgs> {
             publicIp: args['public-ip'],
             publicIpv6: args['public-ipv6'],
             ipMasq: args['ip-masq'],
+            ipMasqRandomFullyDisable: args['ip-masq-fully-random-disable'],
             forwardRules: args['iptables-forward-rules'],
             ingressAllowList: args['ingress-allow-list'],
             vxlanUserspace: args['vxlan-userspace'],
@@ -345,12 +347,22 @@ function splitList(values: readonly string[]): string[] {
 /** The commands that take node-level flags from the environment (file), and which flags. */
 const NODE_FLAGS: Record<string, readonly string[]> = {
   status: ['healthz-port'],
-  doctor: ['subnet-file', 'iface', 'iface-regex', 'public-ip', 'public-ipv6', 'ip-masq', 'iptables-forward-rules', 'ingress-allow-list', 'vxlan-userspace', 'healthz-ip', 'healthz-port'],
+  doctor: ['subnet-file', 'iface', 'iface-regex', 'public-ip', 'public-ipv6', 'ip-masq', 'ip-masq-fully-random-disable', 'iptables-forward-rules', 'ingress-allow-list', 'vxlan-userspace', 'healthz-ip', 'healthz-port'],
 };
 const COMMANDS = ['config', 'leases', 'lease', 'status', 'doctor'];
 
-/** A bad command line; weftctl exits 2. */
-class UsageError extends Error {}
+/**
+ * The kinds of weftctl's flags, to read its command line as Go's flag package would (normalizeArgv): the
+ * etcd and node-level ones are weftd's; these are its own.
+ */
+const FLAG_KINDS: ReadonlyMap<string, FlagKind> = new Map([
+  ...flagKinds({ ...ETCD_OPTIONS, ...WEFTD_OPTIONS }),
+  ...(['direct-routing', 'force'] as const).map((flag) => [flag, 'boolean'] as const),
+  ...(['environment-file', 'file', 'network', 'subnet-len', 'backend', 'vni', 'port', 'timeout', 'output'] as const).map((flag) => [flag, 'value'] as const),
+]);
+
+/** A command line yargs refused; weftctl exits 2. */
+class CommandLineError extends Error {}
 
 /** --environment-file's value on the command line, or undefined when not given. */
 function envFileArgument(argv: readonly string[]): string | undefined {
@@ -363,13 +375,14 @@ function envFileArgument(argv: readonly string[]): string | undefined {
 }
 
 async function main(): Promise<void> {
-  const argv = process.argv.slice(2);
   try {
+    const { argv } = normalizeArgv(process.argv.slice(2), FLAG_KINDS);
     const given = envFileArgument(argv);
     // flags on the command line win over WEFTD_* / FLANNELD_* in the environment, which win over the file
     const env = { ...readEnvFile(given ?? DEFAULT_ENV_FILE, given === undefined), ...process.env };
     const command = argv.find((arg) => COMMANDS.includes(arg));
-    const fromEnv = flagsFromEnvironment([...Object.keys(ETCD_OPTIONS), ...(NODE_FLAGS[command ?? ''] ?? [])], argv, env);
+    const fromEnvKinds = new Map([...FLAG_KINDS].filter(([flag]) => flag in ETCD_OPTIONS || (NODE_FLAGS[command ?? ''] ?? []).includes(flag)));
+    const fromEnv = flagsFromEnvironment(fromEnvKinds, argv, env);
     const parser = yargs([...fromEnv, ...argv])
       .scriptName('weftctl')
       .usage('$0 <command>\n\nSeeds weft\'s network config in etcd, manages subnet leases (flannel\'s etcd schema) and checks a cluster and its nodes.')
@@ -381,17 +394,18 @@ async function main(): Promise<void> {
       .fail((message, err) => {
         // a command's own error goes to main's handler; a usage error names the flag and points at --help
         if (err !== undefined && err !== null) throw err;
-        throw new UsageError(`${message}\nRun weftctl --help, or weftctl <command> --help, for the flags and examples.`);
+        throw new CommandLineError(`${message}\nRun weftctl --help, or weftctl <command> --help, for the flags and examples.`);
       })
       .example('$0 config set --network 10.5.0.0/16', 'seed the network config')
       .example('$0 leases ls', 'list the subnet leases')
       .example('$0 status --healthz-port 9910', 'every lease and its agent\'s health')
       .example('sudo $0 doctor', 'check this node')
-      .epilogue('etcd flags can also be set as WEFTD_<FLAG> or FLANNELD_<FLAG>, as for weftd, in the environment or the environment file.');
+      .epilogue('etcd flags can also be set as WEFTD_<FLAG> or FLANNELD_<FLAG>, as for weftd, in the environment or the environment file. '
+        + 'As for weftd (and flanneld), -flag works as --flag and booleans are 1, t, T, TRUE, true, True or 0, f, F, FALSE, false, False.');
     await commands(parser).parseAsync();
   } catch (err) {
     process.stderr.write(`weftctl: ${(err as Error).message}\n`);
-    process.exitCode = err instanceof WeftError ? 1 : 2;
+    process.exitCode = err instanceof WeftError && !(err instanceof UsageError) ? 1 : 2;
   }
 }
 

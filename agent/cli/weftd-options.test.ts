@@ -1,6 +1,10 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Netns, netnsAvailable } from '../../test/netns.js';
 import { parseWeftdOptions, UsageError } from './weftd-options.js';
 
 const WEFTD = fileURLToPath(new URL('./weftd.js', import.meta.url));
@@ -66,6 +70,100 @@ describe('weftd flags', function () {
     assert.equal((await parsed([])).nexthopObjects, true);
     assert.equal((await parsed(['--no-nexthop-objects'])).nexthopObjects, false);
     assert.equal((await parsed([], { WEFTD_NEXTHOP_OBJECTS: 'false' })).nexthopObjects, false);
+  });
+
+  it("reads flanneld's command lines: one-dash flags, Go's booleans", async function () {
+    const options = await parsed(['-etcd-endpoints=http://192.0.2.2:2379', '-ip-masq', '-iptables-forward-rules=false', '-iface', 'eth1', '-subnet-file=/tmp/s.env']);
+    assert.deepEqual(options.etcd.endpoints, ['http://192.0.2.2:2379']);
+    assert.equal(options.ipMasq, true);
+    assert.equal(options.iptablesForwardRules, false);
+    assert.deepEqual(options.iface, ['eth1']);
+    assert.equal(options.subnetFile, '/tmp/s.env');
+    for (const [text, value] of [['1', true], ['t', true], ['TRUE', true], ['True', true], ['0', false], ['F', false], ['FALSE', false]] as const) {
+      assert.equal((await parsed([`--ip-masq=${text}`])).ipMasq, value, `--ip-masq=${text}`);
+      assert.equal((await parsed([`-ip-masq=${text}`])).ipMasq, value, `-ip-masq=${text}`);
+    }
+    const err = await usageError(['--ip-masq=yes']);
+    assert.equal(err.flag, 'ip-masq');
+    assert.match(err.message, /"yes" is not a boolean/);
+  });
+
+  it("reads flanneld's environment files: FLANNELD_IP_MASQ=1 is true, other spellings are refused, empty is unset", async function () {
+    assert.equal((await parsed([], { FLANNELD_IP_MASQ: '1' })).ipMasq, true);
+    assert.equal((await parsed([], { FLANNELD_IP_MASQ: 't', WEFTD_IPTABLES_FORWARD_RULES: '0' })).iptablesForwardRules, false);
+    assert.equal((await parsed(['--no-ip-masq'], { FLANNELD_IP_MASQ: 'TRUE' })).ipMasq, false, 'the command line wins');
+    assert.equal((await parsed([], { WEFTD_IP_MASQ: '', FLANNELD_IP_MASQ: 'True' })).ipMasq, true, 'an empty WEFTD_ variable is unset');
+    assert.deepEqual((await parsed([], { FLANNELD_ETCD_ENDPOINTS: '' })).etcd.endpoints, ['http://127.0.0.1:2379']);
+    const err = await usageError([], { FLANNELD_IP_MASQ: 'yes' });
+    assert.equal(err.flag, 'ip-masq');
+    assert.match(err.message, /^--ip-masq: FLANNELD_IP_MASQ="yes" is not a boolean/);
+  });
+
+  it('uses an etcd client certificate without a CA file, and refuses a certificate without its key', async function () {
+    const options = await parsed(['--etcd-certfile=/pki/client.crt'], { FLANNELD_ETCD_KEYFILE: '/pki/client.key' });
+    assert.deepEqual([options.etcd.caFile, options.etcd.certFile, options.etcd.keyFile], [undefined, '/pki/client.crt', '/pki/client.key']);
+    assert.equal((await usageError(['--etcd-certfile=/pki/client.crt'])).flag, 'etcd-keyfile');
+  });
+
+  it('names every flanneld flag and WEFTD_* / FLANNELD_* variable it ignores, and why', async function () {
+    const options = await parsed(['-kube-subnet-mgr', '--kubeconfig-file', '/etc/kubeconfig', '-v=2', '--ip-masq'], {
+      FLANNELD_KUBE_SUBNET_MGR: 'true',
+      FLANNELD_IP_BLACKHOLE_ROUTE: 'true',
+      FLANNELD_IPMASQ: 'true',
+      FLANNELD_IFACE: 'eth1',
+    });
+    assert.equal(options.ipMasq, true);
+    assert.deepEqual(options.iface, ['eth1']);
+    assert.deepEqual(options.ignored.map((entry) => entry.setting), [
+      '--kube-subnet-mgr', '--kubeconfig-file', '--v', 'FLANNELD_IPMASQ', 'FLANNELD_IP_BLACKHOLE_ROUTE', 'FLANNELD_KUBE_SUBNET_MGR',
+    ]);
+    assert.match(options.ignored.find((entry) => entry.setting === 'FLANNELD_KUBE_SUBNET_MGR')!.reason, /weft has no Kubernetes subnet manager/);
+    assert.deepEqual((await parsed([], { FLANNELD_IFACE: 'eth1' })).ignored, []);
+  });
+
+  it('turns --random-fully off with flanneld\'s --ip-masq-fully-random-disable', async function () {
+    assert.equal((await parsed([])).ipMasqRandomFullyDisable, false);
+    assert.equal((await parsed([], { FLANNELD_IP_MASQ_FULLY_RANDOM_DISABLE: 'true' })).ipMasqRandomFullyDisable, true);
+  });
+
+  it('logs a warning for each ignored setting when it starts (in a network namespace)', async function () {
+    if (!netnsAvailable()) this.skip();
+    this.timeout(30_000);
+    const ns = Netns.create();
+    const dir = mkdtempSync(join(tmpdir(), 'weft-ignored-'));
+    try {
+      // etcd never answers on the namespace's own loopback: weftd logs its warnings, then waits for it
+      const child = spawn('ip', ['netns', 'exec', ns.name, process.execPath, WEFTD, '-kube-subnet-mgr', '--etcd-endpoints=http://127.0.0.1:9',
+        `--node-id-file=${join(dir, 'node-id')}`, `--subnet-file=${join(dir, 'subnet.env')}`], {
+        env: { PATH: process.env.PATH, FLANNELD_KUBE_API_URL: 'https://198.51.100.7:6443' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let output = '';
+      const exited = new Promise<void>((resolve) => child.once('close', () => resolve()));
+      const warned = new Promise<void>((resolve, reject) => {
+        const onData = (chunk: Buffer) => {
+          output += chunk.toString();
+          if (output.includes('FLANNELD_KUBE_API_URL')) resolve();
+        };
+        child.stdout.on('data', onData);
+        child.stderr.on('data', onData);
+        child.once('close', () => reject(new Error(`weftd exited:\n${output}`)));
+      });
+      try {
+        await warned;
+      } finally {
+        child.kill('SIGTERM');
+        await exited;
+      }
+      const records = output.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as { level: number; msg: string; setting?: string });
+      const ignored = records.filter((record) => record.msg.startsWith('ignoring '));
+      assert.deepEqual(ignored.map((record) => record.setting), ['--kube-subnet-mgr', 'FLANNELD_KUBE_API_URL'], output);
+      assert.ok(ignored.every((record) => record.level === 40), 'warnings');
+      assert.match(ignored[0]!.msg, /^ignoring --kube-subnet-mgr: weft has no Kubernetes subnet manager/);
+    } finally {
+      ns.destroy();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('names the flag in every bad value', async function () {

@@ -1,19 +1,21 @@
 import yargs from 'yargs';
 import { IpAddress } from '../../common/cidr.js';
 import type { UserspaceMode } from '../../common/config.js';
-import { WeftError } from '../../common/errors.js';
 import { DEFAULT_NODE_ID_FILE } from '../host/node-id.js';
 import { LOG_LEVELS } from '../log.js';
-import { ETCD_OPTIONS, flagsFromEnvironment } from './env.js';
+import {
+  ETCD_OPTIONS,
+  etcdTlsFiles,
+  FLANNELD_ONLY_FLAGS,
+  flagKinds,
+  flagsFromEnvironment,
+  ignoredEnvironment,
+  normalizeArgv,
+  UsageError,
+  type IgnoredSetting,
+} from './env.js';
 
-/** A bad command-line flag or environment value; weftd exits with code 2. */
-export class UsageError extends WeftError {
-  readonly flag: string;
-  constructor(flag: string, message: string) {
-    super('WEFT_USAGE', `--${flag}: ${message}`);
-    this.flag = flag;
-  }
-}
+export { UsageError };
 
 export interface WeftdOptions {
   etcd: {
@@ -31,6 +33,8 @@ export interface WeftdOptions {
   publicIPv6: IpAddress | undefined;
   subnetFile: string;
   ipMasq: boolean;
+  /** MASQUERADE without --random-fully even where iptables has it (flanneld's --ip-masq-fully-random-disable). */
+  ipMasqRandomFullyDisable: boolean;
   iptablesForwardRules: boolean;
   iptablesResyncSeconds: number;
   leaseTtlSeconds: number;
@@ -46,6 +50,8 @@ export interface WeftdOptions {
   ingressAllowList: boolean;
   /** This host's choice of VXLAN data path, overriding the config's Backend.Userspace; undefined: the config's. */
   vxlanUserspace: UserspaceMode | undefined;
+  /** flanneld flags and WEFTD_* / FLANNELD_* variables weftd does not use, to warn about. */
+  ignored: IgnoredSetting[];
 }
 
 /** weftd's flags (weftctl reuses the node-level ones for `status` and `doctor`). */
@@ -57,6 +63,7 @@ export const WEFTD_OPTIONS = {
   'public-ipv6': { type: 'string', describe: 'IPv6 address other hosts reach this one at' },
   'subnet-file': { type: 'string', default: '/run/flannel/subnet.env', describe: 'where to write the subnet.env for CNI and docker' },
   'ip-masq': { type: 'boolean', default: false, describe: 'masquerade traffic leaving the overlay network' },
+  'ip-masq-fully-random-disable': { type: 'boolean', default: false, describe: 'masquerade without --random-fully, also where iptables has it' },
   'iptables-forward-rules': { type: 'boolean', default: true, describe: 'add FORWARD accept rules for the overlay network' },
   'iptables-resync': { type: 'number', default: 5, describe: 'seconds between checks of weft\'s iptables rules' },
   'subnet-lease-renew-margin': { type: 'number', default: 60, describe: 'minutes before expiry to renew the subnet lease' },
@@ -100,17 +107,21 @@ function splitList(values: readonly string[]): string[] {
 }
 
 /**
- * Parses weftd's flags and the WEFTD_* / FLANNELD_* environment; throws UsageError naming the flag.
- * Resolves undefined when --help or --version was asked for (and printed).
+ * Parses weftd's flags and the WEFTD_* / FLANNELD_* environment as flanneld reads its own (see env.ts);
+ * throws UsageError naming the flag. Resolves undefined when --help or --version was asked for (and printed).
  */
 export async function parseWeftdOptions(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<WeftdOptions | undefined> {
-  const parse = () => yargs([...flagsFromEnvironment(Object.keys(WEFTD_OPTIONS), argv, env), ...argv])
+  const kinds = flagKinds(WEFTD_OPTIONS);
+  const command = normalizeArgv(argv, kinds, FLANNELD_ONLY_FLAGS);
+  const ignored = [...command.ignored, ...ignoredEnvironment(kinds, env)];
+  const parse = () => yargs([...flagsFromEnvironment(kinds, command.argv, env), ...command.argv])
     .scriptName('weftd')
     .usage('$0 [flags]\n\nThe weft agent: leases this host a subnet from etcd and routes the overlay to every other host.')
     .options(WEFTD_OPTIONS)
     .strict()
     .example('$0 --etcd-endpoints=http://192.0.2.2:2379 --iface=eth1 --ip-masq', 'join the network seeded at /coreos.com/network')
-    .epilogue('Every flag can also be set as WEFTD_<FLAG> or, as for flanneld, FLANNELD_<FLAG> (e.g. FLANNELD_IFACE=eth1).')
+    .epilogue('Every flag can also be set as WEFTD_<FLAG> or, as for flanneld, FLANNELD_<FLAG> (e.g. FLANNELD_IFACE=eth1). '
+      + 'As in flanneld, -flag works as --flag, booleans are 1, t, T, TRUE, true, True or 0, f, F, FALSE, false, False, and an empty variable is unset.')
     .exitProcess(false)
     .fail((message, err) => {
       if (err !== undefined) throw err;
@@ -155,9 +166,7 @@ export async function parseWeftdOptions(argv: string[], env: NodeJS.ProcessEnv =
     etcd: {
       endpoints,
       prefix: args['etcd-prefix'],
-      caFile: args['etcd-cafile'],
-      certFile: args['etcd-certfile'],
-      keyFile: args['etcd-keyfile'],
+      ...etcdTlsFiles(args),
       username: args['etcd-username'],
       password: args['etcd-password'],
     },
@@ -167,6 +176,7 @@ export async function parseWeftdOptions(argv: string[], env: NodeJS.ProcessEnv =
     publicIPv6: address('public-ipv6', args['public-ipv6'], 6),
     subnetFile: args['subnet-file'],
     ipMasq: args['ip-masq'],
+    ipMasqRandomFullyDisable: args['ip-masq-fully-random-disable'],
     iptablesForwardRules: args['iptables-forward-rules'],
     iptablesResyncSeconds: positive('iptables-resync', args['iptables-resync'], { min: 1 }),
     leaseTtlSeconds: Math.round(ttlMinutes * 60),
@@ -180,5 +190,6 @@ export async function parseWeftdOptions(argv: string[], env: NodeJS.ProcessEnv =
     nodeIdFile: args['node-id-file'],
     ingressAllowList: args['ingress-allow-list'],
     vxlanUserspace: args['vxlan-userspace'],
+    ignored,
   };
 }

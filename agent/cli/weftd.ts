@@ -22,6 +22,7 @@ async function main(): Promise<void> {
   }
   if (options === undefined) return;
   const log = createLogger(options.logLevel);
+  for (const { setting, reason } of options.ignored) log.warn({ setting }, `ignoring ${setting}: ${reason}`);
   const agent = new Agent(options, log);
 
   let signals = 0;

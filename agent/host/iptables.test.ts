@@ -21,6 +21,30 @@ const SUBNET = Prefix.parse('198.18.5.0/24');
 const NETWORK6 = Prefix.parse('2001:db8:100::/48');
 const SUBNET6 = Prefix.parse('2001:db8:100:5::/64');
 
+/**
+ * flanneld's --ip-masq rules for Network 198.18.0.0/16 and lease 198.18.5.0/24 (IPv6: 2001:db8:100::/48,
+ * 2001:db8:100:5::/64) on an iptables with --random-fully, written out by hand from flannel's code: the jump
+ * inserted first in POSTROUTING, then its chain in order.
+ */
+function flanneldMasqRules(net: string, subnet: string, multicast: string): string[] {
+  const c = '-m comment --comment "flanneld masq"';
+  return [
+    `-I POSTROUTING 1 ${c} -j FLANNEL-POSTRTG`,
+    `-A FLANNEL-POSTRTG -m mark --mark 0x4000/0x4000 ${c} -j RETURN`,
+    `-A FLANNEL-POSTRTG -s ${net} -d ${net} ${c} -j RETURN`,
+    `-A FLANNEL-POSTRTG -s ${net} ! -d ${multicast} ${c} -j MASQUERADE --random-fully`,
+    `-A FLANNEL-POSTRTG ! -s ${net} -d ${subnet} ${c} -j RETURN`,
+    `-A FLANNEL-POSTRTG ! -s ${net} -d ${net} ${c} -j MASQUERADE --random-fully`,
+  ];
+}
+const FLANNELD_MASQ = flanneldMasqRules('198.18.0.0/16', '198.18.5.0/24', '224.0.0.0/4');
+const FLANNELD_MASQ6 = flanneldMasqRules('2001:db8:100::/48', '2001:db8:100:5::/64', 'ff00::/8');
+
+/** weft's rules in flanneld's names, to compare with flanneld's as the kernel lists them. */
+function asFlanneld(line: string): string {
+  return line.replaceAll('WEFT-POSTRTG', 'FLANNEL-POSTRTG').replaceAll('"weft masq"', '"flanneld masq"');
+}
+
 describe('iptables rules', function () {
   describe('pure parts', function () {
     it('tokenizes iptables -S lines with quoted comments', function () {
@@ -40,18 +64,19 @@ describe('iptables rules', function () {
       assert.equal(state.rules.get('EMPTY'), undefined);
     });
 
-    it("builds flannel's four masquerade rules, with ff00::/8 as multicast for IPv6", function () {
+    it("builds flanneld's five masquerade rules, kube-proxy's mark first, with ff00::/8 as multicast for IPv6", function () {
       const spec = masqChainSpec(NETWORK, SUBNET, true);
       assert.deepEqual(
         spec.rules.map((rule) => rule.join(' ')),
         [
+          '-m mark --mark 0x4000/0x4000 -m comment --comment weft masq -j RETURN',
           '-s 198.18.0.0/16 -d 198.18.0.0/16 -m comment --comment weft masq -j RETURN',
           '-s 198.18.0.0/16 ! -d 224.0.0.0/4 -m comment --comment weft masq -j MASQUERADE --random-fully',
           '! -s 198.18.0.0/16 -d 198.18.5.0/24 -m comment --comment weft masq -j RETURN',
           '! -s 198.18.0.0/16 -d 198.18.0.0/16 -m comment --comment weft masq -j MASQUERADE --random-fully',
         ],
       );
-      assert.ok(masqChainSpec(NETWORK6, SUBNET6, false).rules[1]!.join(' ').includes('! -d ff00::/8'));
+      assert.ok(masqChainSpec(NETWORK6, SUBNET6, false).rules[2]!.join(' ').includes('! -d ff00::/8'));
       assert.ok(!masqChainSpec(NETWORK, SUBNET, false).rules.some((rule) => rule.includes('--random-fully')));
     });
 
@@ -146,6 +171,7 @@ describe('iptables rules', function () {
       assert.deepEqual(save('iptables', 'nat'), [
         '-N WEFT-POSTRTG',
         '-A POSTROUTING -m comment --comment "weft masq" -j WEFT-POSTRTG',
+        '-A WEFT-POSTRTG -m mark --mark 0x4000/0x4000 -m comment --comment "weft masq" -j RETURN',
         '-A WEFT-POSTRTG -s 198.18.0.0/16 -d 198.18.0.0/16 -m comment --comment "weft masq" -j RETURN',
         '-A WEFT-POSTRTG -s 198.18.0.0/16 ! -d 224.0.0.0/4 -m comment --comment "weft masq" -j MASQUERADE --random-fully',
         '-A WEFT-POSTRTG ! -s 198.18.0.0/16 -d 198.18.5.0/24 -m comment --comment "weft masq" -j RETURN',
@@ -158,6 +184,25 @@ describe('iptables rules', function () {
         '-A WEFT-FORWARD -d 198.18.0.0/16 -m comment --comment "weft forward" -j ACCEPT',
       ]);
       assert.deepEqual(await rules.check(), { ok: true, problems: [] });
+    });
+
+    it("writes flanneld's masquerade rules in flanneld's order, its jump inserted first, for IPv4 and IPv6", async function () {
+      for (const [family, command, flanneld, network, subnet] of [
+        [4, 'iptables', FLANNELD_MASQ, NETWORK, SUBNET],
+        [6, 'ip6tables', FLANNELD_MASQ6, NETWORK6, SUBNET6],
+      ] as const) {
+        // flanneld's rules as flanneld writes them (iptables-restore --noflush), then weft's beside them
+        ns().exec('sh', ['-c', `printf '%s\\n' '*nat' ':FLANNEL-POSTRTG - [0:0]' ${flanneld.map((line) => `'${line}'`).join(' ')} COMMIT | ${command}-restore --noflush`]);
+        await make({ family, network, subnet, forwardRules: false }).apply();
+        const listed = save(command, 'nat');
+        const chain = (name: string) => listed.filter((line) => line.startsWith(`-A ${name} `));
+        assert.deepEqual(chain('WEFT-POSTRTG').map(asFlanneld), chain('FLANNEL-POSTRTG'), `${command}: weft's rules are flanneld's`);
+        assert.equal(chain('FLANNEL-POSTRTG').length, 5);
+        assert.deepEqual(chain('POSTROUTING'), [
+          '-A POSTROUTING -m comment --comment "weft masq" -j WEFT-POSTRTG',
+          '-A POSTROUTING -m comment --comment "flanneld masq" -j FLANNEL-POSTRTG',
+        ], `${command}: weft's jump inserted before the rules already there`);
+      }
     });
 
     it('puts its jump first and keeps rules that are not its own, also through remove()', async function () {
@@ -179,7 +224,7 @@ describe('iptables rules', function () {
       const rules = make();
       await rules.apply();
       const x = (...args: string[]): string => ns().exec('iptables', args);
-      x('-t', 'nat', '-D', MASQ_CHAIN, '2');
+      x('-t', 'nat', '-D', MASQ_CHAIN, '3');
       x('-t', 'nat', '-A', MASQ_CHAIN, '-s', '192.0.2.0/24', '-j', 'RETURN');
       x('-t', 'nat', '-A', 'POSTROUTING', '-j', MASQ_CHAIN);
       x('-D', 'FORWARD', '1');
@@ -246,6 +291,7 @@ describe('iptables rules', function () {
       const rules = make({ family: 6, network: NETWORK6, subnet: SUBNET6 });
       await rules.apply();
       assert.deepEqual(save('ip6tables', 'nat').slice(2), [
+        '-A WEFT-POSTRTG -m mark --mark 0x4000/0x4000 -m comment --comment "weft masq" -j RETURN',
         '-A WEFT-POSTRTG -s 2001:db8:100::/48 -d 2001:db8:100::/48 -m comment --comment "weft masq" -j RETURN',
         '-A WEFT-POSTRTG -s 2001:db8:100::/48 ! -d ff00::/8 -m comment --comment "weft masq" -j MASQUERADE --random-fully',
         '-A WEFT-POSTRTG ! -s 2001:db8:100::/48 -d 2001:db8:100:5::/64 -m comment --comment "weft masq" -j RETURN',
@@ -261,17 +307,8 @@ describe('iptables rules', function () {
   });
 
   describe('on real traffic (host, container and outside namespaces)', function () {
-    const spaces: Netns[] = [];
-
-    beforeEach(function () {
-      if (!netnsAvailable()) this.skip();
-    });
-
-    afterEach(function () {
-      for (const space of spaces.splice(0)) space.destroy();
-    });
-
-    it('forwards and masquerades a container leaving the overlay, and stops when removed', async function () {
+    /** host between container (198.18.5.2, in the overlay) and outside (192.0.2.2); forwarding on, FORWARD DROP. */
+    function topology(): { host: Netns; container: Netns; outside: Netns } {
       const host = Netns.create();
       spaces.push(host);
       const container = Netns.create();
@@ -288,9 +325,25 @@ describe('iptables rules', function () {
       container.ip('link', 'set', 'c0', 'up');
       container.ip('route', 'add', 'default', 'via', '198.18.5.1');
       outside.ip('addr', 'add', '192.0.2.2/24', 'dev', 'o0');
-      outside.ip('link', 'set', 'o0', 'up'); // no route back to 198.18.0.0/16: only masqueraded packets get answers
+      outside.ip('link', 'set', 'o0', 'up');
       host.exec('sysctl', ['-qw', 'net.ipv4.ip_forward=1']);
       host.exec('iptables', ['-P', 'FORWARD', 'DROP']);
+      return { host, container, outside };
+    }
+
+    const spaces: Netns[] = [];
+
+    beforeEach(function () {
+      if (!netnsAvailable()) this.skip();
+    });
+
+    afterEach(function () {
+      for (const space of spaces.splice(0)) space.destroy();
+    });
+
+    it('forwards and masquerades a container leaving the overlay, and stops when removed', async function () {
+      // outside has no route back to 198.18.0.0/16: only masqueraded packets get answers
+      const { host, container } = topology();
       const ping = (): boolean => {
         try {
           container.exec('ping', ['-c', '1', '-W', '1', '192.0.2.2']);
@@ -307,6 +360,33 @@ describe('iptables rules', function () {
       assert.match(counters, /^\s+[1-9]\d*\s+\d+\s+MASQUERADE\s+.*198\.18\.0\.0\/16\s+!224\.0\.0\.0\/4/m);
       await rules.remove();
       assert.equal(ping(), false, 'dropped again once removed (a new ping is a new flow)');
+    });
+
+    it("leaves a packet carrying kube-proxy's mark 0x4000 to kube-proxy: not masqueraded", async function () {
+      const { host, container, outside } = topology();
+      outside.ip('route', 'add', '198.18.0.0/16', 'via', '192.0.2.1'); // answers reach the container either way
+      // outside counts the echo requests it gets by source address
+      outside.exec('iptables', ['-A', 'INPUT', '-p', 'icmp', '--icmp-type', 'echo-request', '-s', '198.18.5.2']);
+      outside.exec('iptables', ['-A', 'INPUT', '-p', 'icmp', '--icmp-type', 'echo-request', '-s', '192.0.2.1']);
+      const seenFrom = (): Record<string, number> => {
+        const counts: Record<string, number> = {};
+        for (const line of outside.exec('iptables', ['-S', 'INPUT', '-v']).split('\n')) {
+          const match = /^-A INPUT -s ([\d.]+)\/32 .* -c (\d+) \d+$/.exec(line);
+          if (match) counts[match[1]!] = Number(match[2]);
+        }
+        return counts;
+      };
+      const rules = new IptablesRules({ family: 4, network: NETWORK, subnet: SUBNET, ipMasq: true, runner: createCommandRunner({ netns: host.name }) });
+      await rules.apply();
+      // each ping is a flow of its own (its own ICMP id), so conntrack decides anew whether to masquerade it
+      container.exec('ping', ['-c', '1', '-W', '2', '192.0.2.2']);
+      assert.deepEqual(seenFrom(), { '198.18.5.2': 0, '192.0.2.1': 1 }, 'an unmarked packet is masqueraded');
+      // what kube-proxy does for a packet it will masquerade itself (KUBE-MARK-MASQ)
+      host.exec('iptables', ['-t', 'mangle', '-A', 'PREROUTING', '-s', '198.18.5.2', '-p', 'icmp', '-j', 'MARK', '--set-xmark', '0x4000/0x4000']);
+      container.exec('ping', ['-c', '1', '-W', '2', '192.0.2.2']);
+      assert.deepEqual(seenFrom(), { '198.18.5.2': 1, '192.0.2.1': 1 }, 'the marked packet keeps its source address');
+      const counters = host.exec('iptables', ['-t', 'nat', '-L', MASQ_CHAIN, '-v', '-n', '-x']);
+      assert.match(counters, /^\s+1\s+\d+\s+RETURN\s+.*mark match 0x4000\/0x4000/m, counters);
     });
   });
 });

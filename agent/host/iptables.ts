@@ -3,16 +3,18 @@
  *
  *   filter FORWARD     → WEFT-FORWARD   (--iptables-forward-rules)   -s <Network> ACCEPT, -d <Network> ACCEPT
  *   nat    POSTROUTING → WEFT-POSTRTG   (--ip-masq)
+ *        -m mark --mark 0x4000/0x4000       RETURN       kube-proxy masquerades what it marked: no double NAT
  *        -s <Network>   -d <Network>        RETURN       traffic inside the overlay keeps its addresses
  *        -s <Network> ! -d 224.0.0.0/4      MASQUERADE   containers leaving the overlay (not multicast)
  *      ! -s <Network>   -d <own subnet>     RETURN       outside → local containers, untouched
  *      ! -s <Network>   -d <Network>        MASQUERADE   host → remote containers get the host's address
  *
+ * MASQUERADE carries --random-fully where iptables has it (1.6.2 and newer), as flanneld's rules do.
  * Each chain is applied in one `iptables-restore --noflush` transaction that declares the chain (so the
- * kernel replaces its rules as a whole) and fixes the jump to it, which must exist exactly once. check()
- * compares with `iptables -S`; start() resyncs periodically (flanneld's --iptables-resync) and logs what it
- * restored; remove() deletes weft's chains and the jumps to them and nothing else. IPv6 is the same code
- * with ip6tables (multicast is ff00::/8 there).
+ * kernel replaces its rules as a whole) and fixes the jump to it, which must exist exactly once (inserted
+ * first in the built-in chain, as flanneld's). check() compares with `iptables -S`; start() resyncs
+ * periodically (flanneld's --iptables-resync) and logs what it restored; remove() deletes weft's chains
+ * and the jumps to them and nothing else. IPv6 is the same code with ip6tables (multicast is ff00::/8 there).
  */
 import type { Family, Prefix } from '../../common/cidr.js';
 import type { Logger } from '../log.js';
@@ -38,6 +40,8 @@ export const DEFAULT_RESYNC_SECONDS = 5;
 const FORWARD_COMMENT = 'weft forward';
 const MASQ_COMMENT = 'weft masq';
 const MULTICAST: Record<Family, string> = { 4: '224.0.0.0/4', 6: 'ff00::/8' };
+/** The mark kube-proxy puts on packets it masquerades itself (its --iptables-masquerade-bit, 14). */
+export const KUBE_PROXY_MARK = '0x4000/0x4000';
 
 function comment(text: string): string[] {
   return ['-m', 'comment', '--comment', text];
@@ -68,6 +72,7 @@ export function masqChainSpec(network: Prefix, subnet: Prefix, randomFully: bool
     hook: 'POSTROUTING',
     jump: [...comment(MASQ_COMMENT), '-j', MASQ_CHAIN],
     rules: [
+      ['-m', 'mark', '--mark', KUBE_PROXY_MARK, ...comment(MASQ_COMMENT), '-j', 'RETURN'],
       ['-s', net, '-d', net, ...comment(MASQ_COMMENT), '-j', 'RETURN'],
       ['-s', net, '!', '-d', MULTICAST[network.family], ...comment(MASQ_COMMENT), ...masquerade],
       ['!', '-s', net, '-d', subnet.toString(), ...comment(MASQ_COMMENT), '-j', 'RETURN'],
@@ -152,6 +157,30 @@ function jumpsTo(state: TableState, chain: string): [string, string[]][] {
   return found;
 }
 
+function iptablesCommand(family: Family): 'iptables' | 'ip6tables' {
+  return family === 4 ? 'iptables' : 'ip6tables';
+}
+
+/** One table of one family as `iptables -S` (ip6tables for IPv6) lists it. */
+export async function readTable(runner: CommandRunner, family: Family, table: IptablesTable): Promise<TableState> {
+  const argv = [iptablesCommand(family), '-w', '5', '-t', table, '-S'];
+  const result = await runner(argv);
+  if (result.code !== 0) throw new IptablesError(argv, result.code, result.stderr);
+  return parseTableListing(result.stdout);
+}
+
+/**
+ * The commands (argv each, in order) that delete a chain found in `state` (one table's listing): every jump
+ * to it, then its rules and the chain itself.
+ */
+export function chainRemovalCommands(family: Family, table: IptablesTable, chain: string, state: TableState): string[][] {
+  const command = [iptablesCommand(family), '-w', '5', '-t', table];
+  return [
+    ...jumpsTo(state, chain).map(([from, rule]) => [...command, '-D', from, ...rule]),
+    ...(state.chains.has(chain) ? [[...command, '-F', chain], [...command, '-X', chain]] : []),
+  ];
+}
+
 export interface IptablesCheck {
   ok: boolean;
   /** Human-readable differences, e.g. "nat POSTROUTING: no jump to WEFT-POSTRTG". */
@@ -225,7 +254,7 @@ export class IptablesRules {
     if (!(seconds > 0)) throw new RangeError(`resyncSeconds must be positive, got ${seconds}`);
     this.resyncMs = seconds * 1000;
     this.onRestore = options.onRestore;
-    this.iptables = this.family === 4 ? 'iptables' : 'ip6tables';
+    this.iptables = iptablesCommand(this.family);
     this.restore = `${this.iptables}-restore`;
   }
 
@@ -340,11 +369,8 @@ export class IptablesRules {
     return this.randomFully;
   }
 
-  private async list(table: IptablesTable): Promise<TableState> {
-    const argv = [this.iptables, '-w', '5', '-t', table, '-S'];
-    const result = await this.runner(argv);
-    if (result.code !== 0) throw new IptablesError(argv, result.code, result.stderr);
-    return parseTableListing(result.stdout);
+  private list(table: IptablesTable): Promise<TableState> {
+    return readTable(this.runner, this.family, table);
   }
 
   private async restoreTable(table: IptablesTable, lines: string[]): Promise<void> {

@@ -40,9 +40,12 @@ export function connectEtcd(options: EtcdConnectionOptions): Etcd3 {
       watchBackoff: new ExponentialBackoff({ initialDelay: 100, maxDelay: 2000 }).next(),
     },
   };
-  if (options.caFile !== undefined) {
+  if (options.caFile !== undefined || options.certFile !== undefined || options.keyFile !== undefined) {
+    // A client certificate is used with or without a CA file, as flanneld does. Without one the server is
+    // verified against the default CA store: etcd3 types rootCertificate as a Buffer, but hands it to grpc's
+    // createSsl, where null means exactly that.
     config.credentials = {
-      rootCertificate: readFileSync(options.caFile),
+      rootCertificate: options.caFile === undefined ? (null as unknown as Buffer) : readFileSync(options.caFile),
       ...(options.keyFile === undefined ? {} : { privateKey: readFileSync(options.keyFile) }),
       ...(options.certFile === undefined ? {} : { certChain: readFileSync(options.certFile) }),
     };
