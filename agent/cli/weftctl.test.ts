@@ -308,8 +308,8 @@ describe('weftctl against a real etcd', function () {
   it('reads every boolean flag of every command as Go does', async function () {
     for (const command of [['config', 'get'], ['leases', 'ls'], ['lease', 'revoke', '198.18.5.0/24'], ['status'], ['doctor']]) {
       const help = await weftctl(...command, '--help');
-      // one entry per option: its line and the continuation lines (which may hold the [boolean])
-      const entries = help.stdout.split(/\n(?=\s+(?:-\w, )?--[a-z])/);
+      // one entry per option: its line (two spaces in, six when some flag has a short alias) and the continuation lines (which may hold the [boolean])
+      const entries = help.stdout.split(/\n(?= {2}(?:-\w, | {4})?--[a-z])/);
       const booleans = entries.filter((entry) => entry.includes('[boolean]')).map((entry) => /--([a-z][a-z0-9-]*)/.exec(entry)![1]!)
         .filter((flag) => flag !== 'help' && flag !== 'version');
       assert.ok(command[0] !== 'doctor' || booleans.includes('ip-masq'), help.stdout);

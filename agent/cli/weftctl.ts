@@ -357,8 +357,11 @@ const COMMANDS = ['config', 'leases', 'lease', 'status', 'doctor'];
  */
 const FLAG_KINDS: ReadonlyMap<string, FlagKind> = new Map([
   ...flagKinds({ ...ETCD_OPTIONS, ...WEFTD_OPTIONS }),
-  ...(['direct-routing', 'force'] as const).map((flag) => [flag, 'boolean'] as const),
-  ...(['environment-file', 'file', 'network', 'subnet-len', 'backend', 'vni', 'port', 'timeout', 'output'] as const).map((flag) => [flag, 'value'] as const),
+  ...(['direct-routing', 'enable-ipv4', 'enable-ipv6', 'force'] as const).map((flag) => [flag, 'boolean'] as const),
+  ...([
+    'environment-file', 'file', 'network', 'subnet-len', 'subnet-min', 'subnet-max', 'ipv6-network', 'ipv6-subnet', 'ipv6-subnet-len',
+    'ipv6-subnet-min', 'ipv6-subnet-max', 'backend', 'vni', 'port', 'timeout', 'output',
+  ] as const).map((flag) => [flag, 'value'] as const),
 ]);
 
 /** A command line yargs refused; weftctl exits 2. */
