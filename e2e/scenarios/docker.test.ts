@@ -1,0 +1,4 @@
+import { dockerScenarios } from './docker.scenarios.js';
+import { netnsDockerFactory } from './suite.js';
+
+dockerScenarios(netnsDockerFactory);
