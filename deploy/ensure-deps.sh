@@ -15,6 +15,13 @@ for command in "${!package_of[@]}"; do
   command -v "$command" >/dev/null 2>&1 || PATH="$PATH:/usr/sbin:/sbin" command -v "$command" >/dev/null 2>&1 || missing+=("${package_of[$command]}")
 done
 [ -f /usr/include/pcap/pcap.h ] || [ -f /usr/include/pcap.h ] || missing+=(libpcap-dev)
+# docker hosts (the docker scenarios, npm run demo -- --docker): dockerd under systemd (Debian's docker.io, its
+# containerd and runc), and busybox-static, the one binary of the containers' image
+if [ "${1:-test}" != bench ]; then
+  [ -x /usr/sbin/dockerd ] || [ -x /usr/bin/dockerd ] || missing+=(docker.io)
+  [ -x /lib/systemd/systemd ] || missing+=(systemd)
+  dpkg-query -W -f '${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || missing+=(busybox-static)
+fi
 if [ "${#missing[@]}" -gt 0 ]; then
   mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
   if [ "$(id -u)" -ne 0 ]; then

@@ -14,7 +14,7 @@ const REPO = fileURLToPath(new URL('../../..', import.meta.url));
 const DOCS = ['README.md', 'docs/README.md', 'docs/architecture.md', 'docs/etcd-schema.md', 'docs/operations.md'];
 
 /** Flags of other programs the docs show in commands (iptables-restore, systemctl, dockerd, etcdctl, kube-*). */
-const OTHER_TOOLS = new Set(['noflush', 'now', 'bip', 'mtu', 'ipv6', 'fixed-cidr-v6', 'lease', 'kube-subnet-mgr', 'allocate-node-cidrs', 'cluster-cidr', 'random-fully']);
+const OTHER_TOOLS = new Set(['noflush', 'now', 'bip', 'mtu', 'ipv6', 'fixed-cidr-v6', 'lease', 'kube-subnet-mgr', 'allocate-node-cidrs', 'cluster-cidr', 'random-fully', 'docker', 'iptables']);
 
 function read(path: string): string {
   return readFileSync(join(REPO, path), 'utf8');

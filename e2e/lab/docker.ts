@@ -26,7 +26,7 @@
  * Commands run on the machine through `nsenter --target <PID 1> --mount --net --pid`: `docker ps` there is what a
  * user types on the host.
  */
-import { spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, readSync, closeSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -36,9 +36,9 @@ import { CGROUP_PREFIX, type NetnsLab } from './netns-lab.js';
 import { ChildSet, run, startBackground } from './process.js';
 
 const REPO = fileURLToPath(new URL('../../..', import.meta.url));
-/** Debian's docker.io: the daemon in /usr/sbin, its client and docker-init (tini) in /usr/bin. */
-export const DOCKERD = '/usr/sbin/dockerd';
-export const DOCKER_CLI = '/usr/bin/docker';
+/** Debian's docker.io: the daemon in /usr/sbin (docker-ce's is in /usr/bin), its client and docker-init (tini) in /usr/bin. */
+const DOCKERDS = ['/usr/sbin/dockerd', '/usr/bin/dockerd'];
+const DOCKER_CLI = '/usr/bin/docker';
 const DOCKER_INIT = '/usr/bin/docker-init';
 const SYSTEMD = '/lib/systemd/systemd';
 const SYSTEMCTL = '/usr/bin/systemctl';
@@ -53,7 +53,8 @@ const RUNTIME_DIR = '/run/user/0';
 
 /** Why docker hosts cannot run here, or undefined when they can. */
 export function dockerUnavailable(): string | undefined {
-  const missing = [DOCKERD, DOCKER_CLI, DOCKER_INIT, SYSTEMD, SYSTEMCTL, ...DEBIAN_UNITS, '/etc/docker'].filter((path) => !existsSync(path));
+  const missing = [DOCKER_CLI, DOCKER_INIT, SYSTEMD, SYSTEMCTL, ...DEBIAN_UNITS, '/etc/docker'].filter((path) => !existsSync(path));
+  if (!DOCKERDS.some((path) => existsSync(path))) missing.unshift('dockerd');
   if (missing.length > 0) return `needs Debian's docker.io and systemd (missing ${missing.join(', ')}; deploy/ensure-deps.sh installs them)`;
   if (!isStaticExecutable(BUSYBOX)) return `needs Debian's busybox-static (${BUSYBOX} is missing or dynamically linked)`;
   return undefined;
@@ -139,15 +140,10 @@ RemainAfterExit=yes
 ExecStart=/bin/true
 `;
 
-class Machine {
-  /** The PID (as this process sees it) of the machine's PID 1, docker-init. */
+interface Machine {
+  readonly host: LabHost;
+  /** The PID (as this process sees it) of the machine's PID 1, docker-init; undefined while it starts. */
   init: number | undefined;
-
-  constructor(
-    readonly host: LabHost,
-    readonly dir: string,
-    readonly child: ChildProcess,
-  ) {}
 }
 
 /** Docker hosts for the hosts of a NetnsLab. The lab's destroy() removes everything they made. */
@@ -222,14 +218,14 @@ export class NetnsDocker implements DockerHosts {
       'unshare', '--pid', '--fork', '--kill-child', '--mount', '--propagation', 'private', '--mount-proc',
       DOCKER_INIT, '--', 'sh', '-c', MACHINE_SCRIPT, 'sh', dir, this.cgroup(host), flannelDir,
     ], this.logFile(host));
-    const machine = new Machine(host, dir, child);
+    const machine: Machine = { host, init: undefined };
     this.machines.set(host.name, machine);
     machine.init = await waitFor(() => {
       if (child.exitCode !== null || child.signalCode !== null) throw new Error(`the machine of ${host.name} exited: ${this.logTail(host)}`);
       const children = readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8').trim();
       return children === '' ? undefined : Number(children.split(' ')[0]);
     }, `the machine of ${host.name} to start`, 10_000, 20);
-    await waitFor(async () => (await this.systemctl(host, ['show-environment'])).code === 0, `the service manager of ${host.name}: ${this.logTail(host)}`, 20_000, 50);
+    await waitFor(async () => (await this.systemctl(host, ['show-environment'])).code === 0, `the service manager of ${host.name} (log: ${this.logFile(host)})`, 20_000, 50);
     return machine;
   }
 
@@ -249,6 +245,11 @@ export class NetnsDocker implements DockerHosts {
   /** Runs argv on the host's machine. */
   runOn(hostRef: LabHost | string, argv: readonly string[], options?: ExecOptions): Promise<ExecResult> {
     return run(this.machineArgv(this.machine(hostRef), argv), this.children, options);
+  }
+
+  /** The shell prefix that runs a command on the host's machine, e.g. `<prefix> docker ps` (for people exploring a lab). */
+  enterCommand(hostRef: LabHost | string): string {
+    return this.machineArgv(this.machine(hostRef), []).map(shellQuote).join(' ');
   }
 
   async startDocker(hostRef: LabHost | string, options: DockerHostOptions = {}): Promise<void> {

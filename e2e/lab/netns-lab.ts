@@ -231,10 +231,11 @@ function cgroupsOf(runId: string): string[] {
   } catch {
     return [];
   }
-  for (const hierarchy of hierarchies) {
+  // cgroup v1 (and hybrid): one hierarchy per directory of /sys/fs/cgroup; cgroup v2: /sys/fs/cgroup itself
+  for (const hierarchy of [CGROUP_ROOT, ...hierarchies.map((name) => join(CGROUP_ROOT, name))]) {
     try {
-      for (const entry of readdirSync(join(CGROUP_ROOT, hierarchy))) {
-        if (entry.startsWith(`${CGROUP_PREFIX}-${runId}-`)) found.push(join(CGROUP_ROOT, hierarchy, entry));
+      for (const entry of readdirSync(hierarchy)) {
+        if (entry.startsWith(`${CGROUP_PREFIX}-${runId}-`)) found.push(join(hierarchy, entry));
       }
     } catch {
       // not a directory (a file of the cgroup2 root), or not a cgroup hierarchy

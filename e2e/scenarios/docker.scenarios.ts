@@ -257,10 +257,10 @@ export function dockerScenarios(factory: DockerClusterFactory): void {
           if (host === h1) {
             assert.equal(before.docker, undefined, 'docker has no MASQUERADE rule with --ip-masq=false');
             assert.equal(after.docker, undefined);
-            assert.ok(after.weft !== undefined && before.weft !== undefined && after.weft - before.weft === 1, `weft masqueraded the connection (WEFT-POSTRTG counter ${before.weft} -> ${after.weft})`);
+            assert.ok(after.weft !== undefined && before.weft !== undefined && after.weft > before.weft, `weft masqueraded the connection (WEFT-POSTRTG counter ${before.weft} -> ${after.weft})`);
           } else {
             assert.equal(after.weftChain, false, 'weft has no masquerade chain without --ip-masq');
-            assert.ok(after.docker !== undefined && before.docker !== undefined && after.docker - before.docker === 1, `docker masqueraded the connection (POSTROUTING counter ${before.docker} -> ${after.docker})`);
+            assert.ok(after.docker !== undefined && before.docker !== undefined && after.docker > before.docker, `docker masqueraded the connection (POSTROUTING counter ${before.docker} -> ${after.docker})`);
           }
         }
       } finally {
