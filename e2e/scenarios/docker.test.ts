@@ -9,23 +9,28 @@ import { netnsDockerFactory, skipUnlessAvailable } from './suite.js';
 
 dockerScenarios(netnsDockerFactory);
 
-/** Every process, with its cgroups, network namespace and mount namespace (unreadable ones left out). */
-function processes(): { pid: number; cgroups: string; net: string; mnt: string }[] {
-  const out: { pid: number; cgroups: string; net: string; mnt: string }[] = [];
+/** Every process with its start time (which tells a reused PID apart), cgroups and network namespace. */
+function processes(): { pid: number; started: string; cgroups: string; net: string }[] {
+  const out: { pid: number; started: string; cgroups: string; net: string }[] = [];
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
     try {
-      out.push({
-        pid: Number(entry),
-        cgroups: readFileSync(`/proc/${entry}/cgroup`, 'utf8'),
-        net: readlinkSync(`/proc/${entry}/ns/net`),
-        mnt: readlinkSync(`/proc/${entry}/ns/mnt`),
-      });
+      out.push({ pid: Number(entry), started: startTime(Number(entry)) ?? '', cgroups: readFileSync(`/proc/${entry}/cgroup`, 'utf8'), net: readlinkSync(`/proc/${entry}/ns/net`) });
     } catch {
       // exited meanwhile, or a kernel thread
     }
   }
   return out;
+}
+
+/** Field 22 of /proc/<pid>/stat (after the command name, which may hold spaces), or undefined once the process is gone. */
+function startTime(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+  } catch {
+    return undefined;
+  }
 }
 
 /** The run's cgroups left in any hierarchy. */
@@ -61,17 +66,16 @@ describe('e2e: docker hosts in the namespace lab leave nothing behind', function
       const run = await docker.docker(h1, ['run', '--detach', '--name=c1', docker.image, 'sleep', '1d']);
       assert.equal(run.code, 0, run.stderr);
       const hostNet = `net:[${statSync(`/run/netns/${lab.namespaceOf(h1)}`).ino}]`;
-      const ownMnt = readlinkSync('/proc/self/ns/mnt');
+      // The docker host's processes: in the host's network namespace (the machine's PID 1 and service manager,
+      // dockerd, containerd, the shims) or in the run's cgroups (the containers, which have namespaces of their own).
       const machine = processes().filter((proc) => proc.net === hostNet || proc.cgroups.includes(`/weft-lab-${lab.runId}-`));
       const names = machine.map((proc) => readFileSync(`/proc/${proc.pid}/comm`, 'utf8').trim());
-      for (const name of ['systemd', 'dockerd', 'containerd', 'containerd-shim', 'sleep']) assert.ok(names.includes(name), `${name} runs: ${names.join(' ')}`);
-      const mountNamespaces = new Set(machine.map((proc) => proc.mnt).filter((mnt) => mnt !== ownMnt));
-      assert.ok(mountNamespaces.size >= 2, 'the machine and its container have mount namespaces of their own');
+      for (const name of ['docker-init', 'systemd', 'dockerd', 'containerd', 'containerd-shim', 'sleep']) assert.ok(names.includes(name), `${name} runs: ${names.join(' ')}`);
       assert.ok(cgroupsOfRun(lab.runId).length > 0);
 
       await lab.destroy();
-      await waitFor(() => machine.every((proc) => !existsSync(`/proc/${proc.pid}`)), 'every process of the docker host to be gone', 5_000, 50);
-      assert.deepEqual(processes().filter((proc) => mountNamespaces.has(proc.mnt)).map((proc) => proc.pid), [], 'no process keeps a mount namespace of the docker host');
+      // Their mounts were in mount namespaces of their own, which end with their last process.
+      await waitFor(() => machine.every((proc) => startTime(proc.pid) !== proc.started), 'every process of the docker host to be gone', 5_000, 50);
       assert.deepEqual(cgroupsOfRun(lab.runId), []);
       assert.ok(!existsSync(lab.tempDir));
       assert.equal(readFileSync('/proc/self/mountinfo', 'utf8').includes(lab.tempDir), false);
