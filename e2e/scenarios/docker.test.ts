@@ -55,7 +55,7 @@ describe('e2e: docker hosts in the namespace lab leave nothing behind', function
     skipUnlessAvailable(this, netnsDockerFactory);
   });
 
-  it("destroy() ends every daemon and container of the docker hosts, their mount namespaces, cgroups and files", async function () {
+  it('destroy() ends every daemon and container of the docker hosts and removes their cgroups and files', async function () {
     const lab = await NetnsLab.create({ hosts: 1 });
     try {
       const h1 = lab.hosts[0]!;
