@@ -46,7 +46,7 @@ const BUSYBOX = '/bin/busybox';
 /** Units the docker.io and containerd packages install, loaded unchanged. */
 const DEBIAN_UNITS = ['/lib/systemd/system/docker.service', '/lib/systemd/system/docker.socket', '/lib/systemd/system/containerd.service'];
 /** The image every docker host imports: Debian's busybox-static with a link per applet. */
-export const LAB_IMAGE = 'weft/busybox';
+const LAB_IMAGE = 'weft/busybox';
 /** The environment a system manager gives its services (a user manager would pass on its own). */
 const MACHINE_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 const RUNTIME_DIR = '/run/user/0';
@@ -116,11 +116,13 @@ export interface DockerHosts {
 const MACHINE_SCRIPT = `set -eu
 dir=$1 cgroup=$2 flannel=$3
 mount -n -t tmpfs -o mode=755 weft-lab /run
+# /run/systemd/system: systemd --user runs only on a machine that says it was booted with systemd
 mkdir -p /run/systemd/system ${RUNTIME_DIR} /run/flannel
 mount -n -t tmpfs -o mode=755 weft-lab /var/lib
 if [ -d /opt ]; then mount -n -t tmpfs -o mode=755 weft-lab /opt; fi
 mount -n --bind "$dir/etc" /etc/docker
 mount -n --bind "$flannel" /run/flannel
+# the service manager needs a cgroup subtree of its own: one named after the run, which the lab removes
 if [ -f /sys/fs/cgroup/cgroup.controllers ]; then hierarchies=/sys/fs/cgroup; else hierarchies="/sys/fs/cgroup/systemd /sys/fs/cgroup/unified"; fi
 for hierarchy in $hierarchies; do
   if [ -d "$hierarchy" ]; then mkdir -p "$hierarchy/$cgroup"; echo $$ > "$hierarchy/$cgroup/cgroup.procs"; fi
