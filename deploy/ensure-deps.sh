@@ -15,6 +15,13 @@ for command in "${!package_of[@]}"; do
   command -v "$command" >/dev/null 2>&1 || PATH="$PATH:/usr/sbin:/sbin" command -v "$command" >/dev/null 2>&1 || missing+=("${package_of[$command]}")
 done
 [ -f /usr/include/pcap/pcap.h ] || [ -f /usr/include/pcap.h ] || missing+=(libpcap-dev)
+# docker hosts (the docker scenarios, npm run demo -- --docker): dockerd under systemd (Debian's docker.io, its
+# containerd and runc), and busybox-static, the one binary of the containers' image
+if [ "${1:-test}" != bench ]; then
+  [ -x /usr/sbin/dockerd ] || [ -x /usr/bin/dockerd ] || missing+=(docker.io)
+  [ -x /lib/systemd/systemd ] || missing+=(systemd)
+  dpkg-query -W -f '${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || missing+=(busybox-static)
+fi
 if [ "${#missing[@]}" -gt 0 ]; then
   mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
   if [ "$(id -u)" -ne 0 ]; then
@@ -23,8 +30,18 @@ if [ "${#missing[@]}" -gt 0 ]; then
   fi
   echo "weft: installing ${missing[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
+  # Debian starts a package's daemons on installation; docker.io's dockerd would give this machine a docker0 with
+  # 172.17.0.1/16 (the lab runs dockerd of its own on each lab host). policy-rc.d is Debian's way to say "not now".
+  policy=""
+  if [[ " ${missing[*]} " == *" docker.io "* ]] && [ ! -e /usr/sbin/policy-rc.d ]; then
+    policy=/usr/sbin/policy-rc.d
+    trap 'rm -f "$policy"' EXIT
+    printf '#!/bin/sh\n# weft: no daemon starts while deploy/ensure-deps.sh installs packages\nexit 101\n' > "$policy"
+    chmod 755 "$policy"
+  fi
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  if [ -n "$policy" ]; then rm -f "$policy"; trap - EXIT; fi
 fi
 
 # npm ci when node_modules is absent or older than the lockfile (a fresh clone, or a changed dependency).

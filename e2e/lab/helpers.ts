@@ -29,13 +29,15 @@ export interface PingResult {
 }
 
 /**
- * Parses iputils ping output (without -q: one line per reply, then the summary). With `inFlightAtEnd`, a last
- * request that had no answer yet is not counted (a ping stopped with SIGINT has usually just sent one).
+ * Parses iputils ping output (without -q: one line per reply, then the summary), or busybox ping's (in containers
+ * of docker hosts: `seq=` counted from 0, "N packets received"). With `inFlightAtEnd`, a last request that had no
+ * answer yet is not counted (a ping stopped with SIGINT has usually just sent one).
  */
 export function parsePing(output: string, options: { inFlightAtEnd?: boolean } = {}): PingResult {
   const seqs = new Set<number>();
   for (const match of output.matchAll(/bytes from .*?icmp_seq=(\d+)/g)) seqs.add(Number(match[1]));
-  const summary = /(\d+) packets transmitted, (\d+) received/.exec(output);
+  for (const match of output.matchAll(/bytes from .*? seq=(\d+)/g)) seqs.add(Number(match[1]) + 1);
+  const summary = /(\d+) packets transmitted, (\d+) (?:packets )?received/.exec(output);
   let transmitted = summary === null ? Math.max(0, ...seqs) : Number(summary[1]);
   let received = summary === null ? seqs.size : Number(summary[2]);
   if (options.inFlightAtEnd === true && transmitted > 0 && !seqs.has(transmitted) && seqs.size === received) transmitted--;

@@ -70,6 +70,12 @@ describe('lab address helpers and parsers (no root)', function () {
     assert.equal(parsePing('2 packets transmitted, 0 received, +2 errors, 100% packet loss').lossPercent, 100);
   });
 
+  it("parses busybox ping's output (sequence numbers from 0)", function () {
+    const replies = [0, 1, 5, 6].map((seq) => `64 bytes from 198.18.5.2: seq=${seq} ttl=62 time=0.112 ms`).join('\n');
+    const result = parsePing(`PING 198.18.5.2 (198.18.5.2): 56 data bytes\n${replies}\n\n--- 198.18.5.2 ping statistics ---\n8 packets transmitted, 4 packets received, 50% packet loss\n`);
+    assert.deepEqual({ ...result, output: undefined }, { transmitted: 8, received: 4, lossPercent: 50, longestLossRun: 3, output: undefined });
+  });
+
   it('quotes shell arguments', function () {
     assert.equal(shellQuote(`{"a":'b'}`), `'{"a":'\\''b'\\''}'`);
     assert.equal(shellQuote('/coreos.com/network'), '/coreos.com/network');

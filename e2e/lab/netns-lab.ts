@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { appendFileSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { appendFileSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { constants, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -44,6 +44,9 @@ export const IPV6_UNDERLAY = { cidr: '2001:db8:0:1::/64', gateway: '2001:db8:0:1
 /** Namespaces are `wlab-<runId>-<role>`. */
 export const NAMESPACE_PREFIX = 'wlab';
 const NETNS_DIR = '/run/netns';
+const CGROUP_ROOT = '/sys/fs/cgroup';
+/** Cgroups a lab's processes create (docker hosts' service managers and containers) are `weft-lab-<runId>-…`. */
+export const CGROUP_PREFIX = 'weft-lab';
 const MAX_HOSTS = 99;
 const MAX_CONTAINERS_PER_HOST = 99;
 
@@ -219,6 +222,84 @@ function killPids(pids: readonly number[]): void {
   }
 }
 
+/** Top-level cgroups of run `runId` in every mounted hierarchy (cgroup v1 controllers and the unified one). */
+function cgroupsOf(runId: string): string[] {
+  const found: string[] = [];
+  let hierarchies: string[];
+  try {
+    hierarchies = readdirSync(CGROUP_ROOT);
+  } catch {
+    return [];
+  }
+  // cgroup v1 (and hybrid): one hierarchy per directory of /sys/fs/cgroup; cgroup v2: /sys/fs/cgroup itself
+  for (const hierarchy of [CGROUP_ROOT, ...hierarchies.map((name) => join(CGROUP_ROOT, name))]) {
+    try {
+      for (const entry of readdirSync(hierarchy)) {
+        if (entry.startsWith(`${CGROUP_PREFIX}-${runId}-`)) found.push(join(hierarchy, entry));
+      }
+    } catch {
+      // not a directory (a file of the cgroup2 root), or not a cgroup hierarchy
+    }
+  }
+  return found;
+}
+
+/** Directories under `dir` (itself included), deepest first. */
+function directoriesDeepestFirst(dir: string): string[] {
+  const out: string[] = [];
+  try {
+    for (const entry of readdirSync(dir, { withFileTypes: true })) {
+      if (entry.isDirectory()) out.push(...directoriesDeepestFirst(join(dir, entry.name)));
+    }
+  } catch {
+    return out;
+  }
+  out.push(dir);
+  return out;
+}
+
+/**
+ * One pass over run `runId`'s cgroups, deepest first: kills the processes still in them and removes the empty ones.
+ * A cgroup can only be removed once its last process has been reaped, a moment after SIGKILL; returns those left.
+ */
+function removeCgroupsOnce(runId: string): string[] {
+  const left: string[] = [];
+  for (const top of cgroupsOf(runId)) {
+    for (const dir of directoriesDeepestFirst(top)) {
+      try {
+        killPids(readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number));
+      } catch {
+        // gone meanwhile
+      }
+      try {
+        rmdirSync(dir);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') left.push(dir);
+      }
+    }
+  }
+  return left;
+}
+
+/** removeCgroupsOnce until nothing is left or `timeoutMs` passed, blocking (for exit handlers); returns what is left. */
+function removeCgroupsSync(runId: string, timeoutMs: number): string[] {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const left = removeCgroupsOnce(runId);
+    if (left.length === 0 || Date.now() > deadline) return left;
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+  }
+}
+
+async function removeCgroups(runId: string, timeoutMs: number): Promise<string[]> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const left = removeCgroupsOnce(runId);
+    if (left.length === 0 || Date.now() > deadline) return left;
+    await sleep(20);
+  }
+}
+
 function hasFlag(args: readonly string[], flag: string): boolean {
   return args.some((arg) => arg === flag || arg.startsWith(`${flag}=`));
 }
@@ -303,6 +384,7 @@ export class NetnsLab implements ClusterDriver {
       if (alive) continue;
       killPids(pidsInNamespaces(namespaces));
       if (namespaces.length > 0) runSync(['ip', '-force', '-batch', '-'], namespaces.map((ns) => `netns del ${ns}\n`).join(''));
+      removeCgroupsSync(runId, 2_000);
       for (const dir of runDirs) rmSync(dir, { recursive: true, force: true });
       removed.push(runId);
     }
@@ -475,6 +557,24 @@ export class NetnsLab implements ClusterDriver {
   background(target: ExecTarget, command: string, options: { env?: Record<string, string> } = {}): BackgroundCommand {
     this.assertOpen();
     return startBackground(['ip', 'netns', 'exec', this.namespaceOf(target), 'sh', '-c', command], this.children, options.env);
+  }
+
+  /**
+   * Starts a long-running command in the network namespace of a host and nothing else (`nsenter --net`: `ip netns
+   * exec` also mounts the namespace's own sysfs over /sys, which hides the cgroup mounts that service managers and
+   * container runtimes need). Output is appended to `logFile`; destroy() kills it with everything in the namespace.
+   */
+  spawnInNetns(target: ExecTarget, argv: readonly string[], logFile: string): ChildProcess {
+    this.assertOpen();
+    const fd = openSync(logFile, 'a');
+    let child: ChildProcess;
+    try {
+      child = spawn('nsenter', [`--net=${join(NETNS_DIR, this.namespaceOf(target))}`, ...argv], { stdio: ['ignore', fd, fd], env: labEnv(), detached: true });
+    } finally {
+      closeSync(fd);
+    }
+    this.children.add(child);
+    return child;
   }
 
   /**
@@ -700,6 +800,8 @@ export class NetnsLab implements ClusterDriver {
     if (namespaces.length > 0) {
       await run(['ip', '-force', '-batch', '-'], new ChildSet(), { input: namespaces.map((ns) => `netns del ${ns}\n`).join('') }).catch(() => undefined);
     }
+    const cgroupsLeft = await removeCgroups(this.runId, 5_000);
+    if (cgroupsLeft.length > 0) process.stderr.write(`weft lab ${this.runId}: could not remove cgroups ${cgroupsLeft.join(' ')}\n`);
     if (!this.keepTemp) rmSync(this.tempDir, { recursive: true, force: true });
     untrack(this);
   }
@@ -715,6 +817,7 @@ export class NetnsLab implements ClusterDriver {
     }
     const namespaces = this.namespaces();
     if (namespaces.length > 0) runSync(['ip', '-force', '-batch', '-'], namespaces.map((ns) => `netns del ${ns}\n`).join(''));
+    removeCgroupsSync(this.runId, 2_000);
     if (!this.keepTemp) rmSync(this.tempDir, { recursive: true, force: true });
     untrack(this);
   }

@@ -5,6 +5,7 @@
 import type { ClusterDriver } from '../lab/index.js';
 import { netnsAvailable } from '../../test/netns.js';
 import { NetnsLab } from '../lab/index.js';
+import { dockerUnavailable, NetnsDocker, type DockerHosts } from '../lab/docker.js';
 
 export interface DriverFactory {
   /** Shown in the suite titles, e.g. "namespace lab". */
@@ -26,7 +27,7 @@ export const netnsFactory: DriverFactory = {
 };
 
 /** Skips the running test when the factory cannot give `hosts` hosts. */
-export function requireHosts(context: Mocha.Context, factory: DriverFactory, hosts: number): void {
+export function requireHosts(context: Mocha.Context, factory: Pick<DriverFactory, 'name' | 'maxHosts'>, hosts: number): void {
   if (hosts > factory.maxHosts) {
     process.stderr.write(`      (skipped: needs ${hosts} hosts, the ${factory.name} has ${factory.maxHosts})\n`);
     context.skip();
@@ -61,3 +62,28 @@ export function useLabs(factory: Pick<DriverFactory, 'name' | 'unavailable'>): <
     return lab;
   };
 }
+
+/** A cluster whose hosts can run docker (see e2e/lab/docker.ts). */
+export interface DockerCluster {
+  readonly driver: ClusterDriver;
+  readonly docker: DockerHosts;
+  destroy(): Promise<void>;
+}
+
+export interface DockerClusterFactory {
+  readonly name: string;
+  readonly maxHosts: number;
+  unavailable(): string | undefined;
+  create(options: { hosts: number }): Promise<DockerCluster>;
+}
+
+/** The namespace lab with a docker machine per host (root, Debian's docker.io, systemd and busybox-static needed). */
+export const netnsDockerFactory: DockerClusterFactory = {
+  name: 'namespace lab',
+  maxHosts: 99,
+  unavailable: () => netnsFactory.unavailable() ?? dockerUnavailable(),
+  async create({ hosts }) {
+    const lab = await NetnsLab.create({ hosts });
+    return { driver: lab, docker: new NetnsDocker(lab), destroy: () => lab.destroy() };
+  },
+};
