@@ -8,8 +8,15 @@ declare -A package_of=(
   [etcd]=etcd-server [etcdctl]=etcd-client [ip]=iproute2 [iptables]=iptables [ip6tables]=iptables
   [iperf3]=iperf3 [ping]=iputils-ping [tcpdump]=tcpdump [sysctl]=procps [openssl]=openssl [nft]=nftables
 )
-# the tests run `vagrant validate` on e2e/vagrant/Vagrantfile (no VM is started)
-if [ "${1:-test}" = test ]; then package_of[vagrant]=vagrant; fi
+# the tests run `vagrant validate` on e2e/vagrant/Vagrantfile (no VM is started), `systemd-analyze verify` on
+# the unit and the docker drop-in, `promtool` on the alert rules (Debian ships it in the prometheus package),
+# and read systemd notifications with a python3 listener
+if [ "${1:-test}" = test ]; then
+  package_of[vagrant]=vagrant
+  package_of[systemd-analyze]=systemd
+  package_of[promtool]=prometheus
+  package_of[python3]=python3
+fi
 missing=()
 for command in "${!package_of[@]}"; do
   command -v "$command" >/dev/null 2>&1 || PATH="$PATH:/usr/sbin:/sbin" command -v "$command" >/dev/null 2>&1 || missing+=("${package_of[$command]}")
@@ -25,6 +32,10 @@ if [ "${#missing[@]}" -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # only promtool is wanted: the Prometheus server the package starts on a systemd host is not
+  if [[ " ${missing[*]} " == *" prometheus "* ]] && [ -d /run/systemd/system ]; then
+    systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+  fi
 fi
 
 # npm ci when node_modules is absent or older than the lockfile (a fresh clone, or a changed dependency).
