@@ -95,6 +95,9 @@ export class Agent {
   private config: NetworkConfig | undefined;
   private publicInterface: PublicInterface | undefined;
   private writtenSubnet: string | undefined;
+  /** Undefined until the lease watcher has talked to etcd. */
+  private etcdReachable: boolean | undefined;
+  private peersProgrammed = 0;
 
   constructor(
     private readonly options: WeftdOptions,
@@ -112,10 +115,30 @@ export class Agent {
       ttlSeconds: options.leaseTtlSeconds,
       renewMarginSeconds: options.leaseRenewMarginSeconds,
     });
+    this.readiness.setReady('lease', false, 'waiting for a usable network config in etcd');
   }
 
   get stopping(): boolean {
     return this.abort.signal.aborted;
+  }
+
+  /** Whether every data plane's reconcile loop makes progress (Reconciler.isAlive), for systemd's watchdog. */
+  alive(maxRunMs: number): boolean {
+    return !this.stopping && this.planes.length > 0 && this.planes.every(({ reconciler }) => reconciler.isAlive(maxRunMs));
+  }
+
+  /** Where the agent is, in one line (systemd's STATUS=): what is not ready and why, else its lease and peers. */
+  statusLine(): string {
+    const report = this.readiness.report();
+    const etcd = this.etcdReachable === false ? '; etcd unreachable' : '';
+    if (!report.ready) {
+      const waiting = report.notReady.map((check) => {
+        const reason = report.checks[check].reason;
+        return reason === undefined ? check : `${check} (${reason})`;
+      });
+      return `not ready: ${waiting.join(', ')}${etcd}`;
+    }
+    return `ready: lease ${this.writtenSubnet}, ${this.peersProgrammed} peers programmed${etcd}`;
   }
 
   /** Brings the agent up; resolves once the data plane is programmed and subnet.env written. */
@@ -141,6 +164,7 @@ export class Agent {
     this.watchEtcdHealth();
     const config = await this.waitForUsableConfig();
     this.config = config;
+    this.readiness.setReady('lease', false, 'acquiring a subnet lease');
     const families = enabledFamilies(config);
     const publicInterface = await selectPublicInterface({
       iface: this.options.iface,
@@ -264,7 +288,10 @@ export class Agent {
 
   private watchEtcdHealth(): void {
     this.metrics.etcdReachable.set(0);
-    this.leaseWatcher.on('reachable', (ok) => this.metrics.etcdReachable.set(ok ? 1 : 0));
+    this.leaseWatcher.on('reachable', (ok) => {
+      this.etcdReachable = ok;
+      this.metrics.etcdReachable.set(ok ? 1 : 0);
+    });
     this.leaseWatcher.on('synced', (reason) => {
       if (reason !== 'initial list') this.metrics.watchResyncs.inc();
     });
@@ -404,11 +431,14 @@ export class Agent {
         this.metrics.reconcileDuration.observe(result.durationMs / 1000);
         // A peer counts once even when it is programmed for both families.
         programmed.set(family, result.programmed);
-        this.metrics.peers.set({ backend: config.backend.type }, Math.max(...programmed.values()));
+        this.peersProgrammed = Math.max(...programmed.values());
+        this.metrics.peers.set({ backend: config.backend.type }, this.peersProgrammed);
         if (result.failures === 0) clean.add(family);
+        else this.metrics.reconcileFailures.inc();
         this.readiness.setReady('dataplane', clean.size === this.planes.length);
       });
       reconciler.on('operation', (op, result, count) => this.metrics.netlinkOperations.inc({ op, result }, count));
+      reconciler.on('aborted', () => this.metrics.reconcileFailures.inc());
     }
     this.leases.on('lost', (reason) => this.readiness.setReady('lease', false, reason));
     this.leases.on('renewed', (next) => this.noteExpiry(next));

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { register as globalRegistry } from 'prom-client';
 import { WeftMetrics } from './metrics.js';
 
@@ -22,6 +23,7 @@ describe('WeftMetrics', function () {
       ['weft_watch_resyncs_total', 'counter'],
       ['weft_lease_expiry_timestamp_seconds', 'gauge'],
       ['weft_etcd_reachable', 'gauge'],
+      ['weft_reconcile_failures_total', 'counter'],
     ]) {
       assert.match(text, new RegExp(`^# HELP ${name} \\S`, 'm'), name);
       assert.match(text, new RegExp(`^# TYPE ${name} ${type}$`, 'm'), name);
@@ -37,6 +39,17 @@ describe('WeftMetrics', function () {
     assert.match(text, /^process_cpu_user_seconds_total \d/m);
     assert.match(text, /^nodejs_heap_size_used_bytes \d/m);
     assert.equal(await globalRegistry.getSingleMetricAsString('weft_peers').catch(() => ''), '', 'nothing on the global registry');
+  });
+
+  it('says which build runs: weft_build_info with the version, commit and Node.js version npm run build recorded', async function () {
+    const recorded = JSON.parse(readFileSync(new URL('../build-info.json', import.meta.url), 'utf8')) as { version: string; revision: string };
+    const version = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+    assert.equal(recorded.version, version);
+    assert.match(recorded.revision, /^([0-9a-f]{40}(-dirty)?|unknown)$/);
+    const text = await new WeftMetrics({ defaultMetrics: false }).text();
+    assert.match(text, /^# TYPE weft_build_info gauge$/m);
+    const line = `weft_build_info{version="${version}",revision="${recorded.revision}",nodejs_version="${process.version}"} 1`;
+    assert.ok(text.split('\n').includes(line), `${line} in\n${text}`);
   });
 
   it('lets two instances live side by side and can leave out default metrics', async function () {

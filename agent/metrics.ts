@@ -4,6 +4,7 @@
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { UserspaceCounters } from './backend.js';
+import { buildInfo } from './build-info.js';
 import { RX_DROP_REASONS, TX_DROP_REASONS } from './userspace/protocol.js';
 
 /** Where the userspace data path's counters come from (the backend's worker); undefined: nothing to report. */
@@ -21,6 +22,8 @@ export class WeftMetrics {
   /** Peers programmed into the dataplane, per backend. */
   readonly peers: Gauge<'backend'>;
   readonly reconcileRuns: Counter<'trigger'>;
+  /** Runs that left something undone: a kernel operation failed, or the run ended in an error. */
+  readonly reconcileFailures: Counter;
   readonly reconcileDuration: Histogram;
   /** Netlink requests by operation ("route_add", …) and result ("ok" or an errno name). */
   readonly netlinkOperations: Counter<'op' | 'result'>;
@@ -44,6 +47,11 @@ export class WeftMetrics {
     const registers = [this.registry];
     this.peers = new Gauge({ name: 'weft_peers', help: 'Peers currently programmed, by backend.', labelNames: ['backend'], registers });
     this.reconcileRuns = new Counter({ name: 'weft_reconcile_runs_total', help: 'Reconcile runs, by what triggered them.', labelNames: ['trigger'], registers });
+    this.reconcileFailures = new Counter({
+      name: 'weft_reconcile_failures_total',
+      help: 'Reconcile runs that left the data plane short of the desired state (a failed kernel operation or an error); retried soon.',
+      registers,
+    });
     this.reconcileDuration = new Histogram({
       name: 'weft_reconcile_duration_seconds',
       help: 'Duration of a reconcile run.',
@@ -103,6 +111,13 @@ export class WeftMetrics {
         this.inc(counters.restarts);
       },
     });
+    const build = buildInfo();
+    new Gauge({
+      name: 'weft_build_info',
+      help: 'Always 1; the labels say which weft runs: version, git revision ("unknown" when not built from a git checkout) and Node.js version.',
+      labelNames: ['version', 'revision', 'nodejs_version'],
+      registers,
+    }).set({ version: build.version, revision: build.revision, nodejs_version: process.version }, 1);
     if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry });
   }
 

@@ -3,7 +3,7 @@
  * build/Release/weft_native.node): the system calls that neither Node nor weft's npm dependencies offer.
  * The userspace data path uses its batched and segmented UDP I/O (userspace/udp-native.ts), the kernel
  * monitor its netlink notification socket (kernel/monitor-native.ts). Both work without it, slower: the data
- * path with dgram, the monitor in a child process.
+ * path with dgram, the monitor in a child process. systemd's notifications (host/systemd-notify.ts) need it.
  *
  * The addon returns -errno instead of throwing; only wrong argument types throw.
  */
@@ -45,6 +45,9 @@ export interface NativeAddon {
   netlinkOpen(receiveBuffer: number): number;
   /** Joins a multicast group (RTNLGRP_*); 0 or -errno. */
   netlinkJoin(fd: number, group: number): number;
+  /** One datagram to an AF_UNIX datagram socket: `address` is sun_path's bytes (a path, or a NUL and an
+   * abstract name); bytes sent or -errno (-EAGAIN when the receiver's queue is full). */
+  unixDatagram(address: Buffer, message: Buffer): number;
 }
 
 export const ADDON_PATH = fileURLToPath(new URL('../../build/Release/weft_native.node', import.meta.url));

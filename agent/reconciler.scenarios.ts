@@ -44,6 +44,39 @@ export async function reconcileTwice(arg: ReconcileArg): Promise<{ first: Reconc
   }
 }
 
+/**
+ * The loop's liveness, as the watchdog reads it: alive after a run and after a run that failed with an error
+ * (reported as `aborted`); not alive once a run has hung for longer than the bound (a kernel call that never
+ * answers, here the backend's device step).
+ */
+export async function liveness(arg: ReconcileArg): Promise<{ afterRun: boolean; aborted: string[]; afterAbortedRun: boolean; hangingAtOnce: boolean; hangingLater: boolean }> {
+  const config = parseNetworkConfig(arg.config);
+  const publicInterface = await selectPublicInterface({ iface: [arg.iface] });
+  const kernel = openKernel();
+  try {
+    const log = createLogger('silent');
+    const backend = createBackend({ kernel, log, config, publicInterface });
+    const reconciler = new Reconciler({ kernel, backend, family: 4, publicInterface, log, resyncIntervalMs: 60_000 });
+    const toLease = (lease: LeaseText) => decodeLease(lease.name, lease.value, false);
+    reconciler.update({ config, own: toLease(arg.own), peers: new Map(arg.peers.map((peer) => [peer.name, toLease(peer)])) });
+    const aborted: string[] = [];
+    reconciler.on('aborted', (trigger, err) => aborted.push(`${trigger}: ${err.message}`));
+    const bound = 300;
+    await reconciler.trigger('start');
+    const afterRun = reconciler.isAlive(bound);
+    backend.ensureDevices = () => Promise.reject(new Error('the device cannot be made'));
+    await reconciler.trigger('timer');
+    const afterAbortedRun = reconciler.isAlive(bound);
+    backend.ensureDevices = () => new Promise(() => undefined);
+    void reconciler.trigger('timer');
+    const hangingAtOnce = reconciler.isAlive(bound);
+    await new Promise((resolve) => setTimeout(resolve, bound + 200));
+    return { afterRun, aborted, afterAbortedRun, hangingAtOnce, hangingLater: reconciler.isAlive(bound) };
+  } finally {
+    await kernel.close();
+  }
+}
+
 /** What `ip` would list of weft's objects on weft.1, in a form easy to compare. */
 async function snapshot(kernel: ReturnType<typeof openKernel>): Promise<{ neighbours: string[]; fdb: string[]; routes: string[]; nexthops: string[] }> {
   const link = await kernel.getLink('weft.1');

@@ -74,6 +74,11 @@ describe('reconcile loop with the VXLAN backend against the kernel', function ()
     ]);
   });
 
+  it('is alive for the watchdog while runs end, also in an error (reported as aborted), and not once a run hangs', async function () {
+    const result = await run(ns(), 'liveness', { config: '{"Network":"198.18.0.0/16","Backend":{"Type":"vxlan"}}', iface: 'pub0', own, peers: [own, peerA] });
+    assert.deepEqual(result, { afterRun: true, aborted: ['timer: the device cannot be made'], afterAbortedRun: true, hangingAtOnce: true, hangingLater: false });
+  });
+
   it('applies the VNI, Port, MTU, GBP and Learning options, and keeps the VtepMAC when the device is recreated', async function () {
     const config = '{"Network":"198.18.0.0/16","Backend":{"Type":"vxlan","VNI":7,"Port":4790,"MTU":1400,"GBP":true,"Learning":true}}';
     const first = await run(ns(), 'reconcileTwice', { config, iface: 'pub0', own, peers: [peerA] });

@@ -34,6 +34,8 @@ export interface ReconcilerEvents {
   busy: [boolean];
   /** Kernel operations of one run: kind is e.g. "route.set", result "ok" or the errno name; `count` of them. */
   operation: [kind: string, result: string, count: number];
+  /** A run ended in an error before it finished (no `reconciled` for it); a full run is retried soon. */
+  aborted: [trigger: ReconcileTrigger, err: Error];
 }
 
 /** A peer lease event as the lease watcher emits it. */
@@ -110,6 +112,9 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
   private timer: NodeJS.Timeout | undefined;
   private timerDue = Infinity;
   private stopped = false;
+  /** performance.now() when the run in progress started, and when the last run ended (or the loop was made). */
+  private runStarted: number | undefined;
+  private runEnded = performance.now();
   private nexthopsReported = false;
   /** Skipped peers already reported, so that each reason is logged once, not on every run. */
   private reportedSkips = new Map<string, string>();
@@ -217,6 +222,18 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
     }
   }
 
+  /**
+   * Whether the loop makes progress, for a watchdog: no run has gone on for longer than `maxRunMs`, and
+   * when idle, a run ended within the resync interval plus `maxRunMs` (the resync timer starts one at least
+   * that often).
+   */
+  isAlive(maxRunMs: number): boolean {
+    if (this.stopped) return false;
+    const now = performance.now();
+    if (this.runStarted !== undefined) return now - this.runStarted <= maxRunMs;
+    return now - this.runEnded <= this.resyncIntervalMs + maxRunMs;
+  }
+
   stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
@@ -231,11 +248,15 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
       if (full) this.fullPending = false;
       let failures = 1;
       if (full) this.emit('busy', true);
+      this.runStarted = performance.now();
       try {
         failures = (await (full ? this.runFull(trigger) : this.runIncremental(trigger))).failures;
       } catch (err) {
         this.log.error({ err: (err as Error).message, trigger }, 'reconcile failed');
+        this.emit('aborted', trigger, err as Error);
       } finally {
+        this.runStarted = undefined;
+        this.runEnded = performance.now();
         if (full) this.emit('busy', false);
       }
       if (this.stopped) return;

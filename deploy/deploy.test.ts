@@ -1,23 +1,29 @@
 /**
  * The deployment artifacts: the docker options script against subnet.env files written by weft itself, the
- * install script into a temporary root, and the unit, environment file, CNI conflist and DaemonSet checked
- * against the code they configure.
+ * install script into a temporary root, the unit and the docker drop-in through systemd-analyze verify (and
+ * a real start where systemd is PID 1), and the environment file, CNI conflist and DaemonSet checked against
+ * the code they configure.
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Prefix } from '../common/cidr.js';
 import { DEFAULT_SUBNET_ENV_PATH, writeSubnetEnv } from '../agent/host/subnet-env.js';
 import { WEFTD_OPTIONS } from '../agent/cli/weftd-options.js';
 import { DEFAULT_ENV_FILE, parseEnvFile } from '../agent/cli/env-file.js';
+import { NetnsLab, seedNetworkConfig } from '../e2e/lab/index.js';
+import { sleep } from '../test/wait.js';
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
 const DEPLOY = join(REPO, 'deploy');
 const DOCKER_OPTS = join(DEPLOY, 'docker', 'weft-docker-opts.sh');
+const WEFTD_JS = join(REPO, 'dist', 'agent', 'cli', 'weftd.js');
+/** sd_booted(3): systemd is PID 1 here. */
+const SYSTEMD_RUNS = existsSync('/run/systemd/system');
 
 function run(argv: readonly string[], options: { cwd?: string } = {}): { code: number; stdout: string; stderr: string } {
   const result = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8', cwd: options.cwd, timeout: 120_000 });
@@ -148,7 +154,11 @@ describe('deploy/: install.sh into a temporary root', function () {
     assert.equal(statSync(join(root, DEFAULT_ENV_FILE)).mode & 0o777, 0o600, 'the environment file may hold etcd credentials');
     assert.equal(readFileSync(join(root, DEFAULT_ENV_FILE), 'utf8'), readFileSync(join(DEPLOY, 'weftd.env'), 'utf8'));
     assert.match(readFileSync(join(root, 'usr/local/share/weft/docker/docker-weft.conf'), 'utf8'), /^ExecStartPre=\/usr\/local\/bin\/weft-docker-opts /m);
-    for (const file of ['cni/10-weft.conflist', 'kubernetes/weft-daemonset.yaml']) assert.ok(existsSync(join(root, 'usr/local/share/weft', file)), file);
+    for (const file of ['cni/10-weft.conflist', 'kubernetes/weft-daemonset.yaml', 'monitoring/weft-dashboard.json', 'monitoring/weft-alerts.yml']) {
+      assert.ok(existsSync(join(root, 'usr/local/share/weft', file)), file);
+    }
+    // weft_build_info and the Vagrant driver read the build's facts from beside dist/agent
+    assert.deepEqual(JSON.parse(readFileSync(join(lib, 'dist/build-info.json'), 'utf8')), JSON.parse(readFileSync(join(REPO, 'dist/build-info.json'), 'utf8')));
     assert.ok(existsSync(join(root, 'usr/local/share/doc/weft/README.md')));
   });
 
@@ -176,19 +186,25 @@ describe('deploy/: install.sh into a temporary root', function () {
     assert.match(relative.stderr, /--prefix must be an absolute path/);
   });
 
-  it('installs a unit that systemd-analyze verifies', function () {
-    if (!has('systemd-analyze')) {
-      process.stderr.write('      (skipped: systemd-analyze is not installed)\n');
-      this.skip();
-    }
-    // verify checks that ExecStart exists: point it at the staged binary
+  it('installs a unit and a docker drop-in that systemd-analyze verifies', function () {
+    assert.ok(has('systemd-analyze'), 'systemd-analyze is not installed: deploy/ensure-deps.sh test installs it (Debian\'s systemd package)');
+    // verify checks that ExecStart exists: point it at the staged binaries. docker.service is a stand-in
+    // beside weftd.service with the drop-in in docker.service.d/, as systemd finds drop-ins.
     const dir = join(root, 'verify');
-    mkdirSync(dir, { recursive: true });
-    const unit = readFileSync(join(root, 'etc/systemd/system/weftd.service'), 'utf8').replace('/usr/local/bin/weftd', join(root, 'usr/local/bin/weftd'));
-    writeFileSync(join(dir, 'weftd.service'), unit);
-    const result = run(['systemd-analyze', 'verify', join(dir, 'weftd.service')]);
-    assert.equal(result.code, 0, result.stderr);
-    assert.equal(result.stderr.trim(), '', 'no warnings');
+    mkdirSync(join(dir, 'docker.service.d'), { recursive: true });
+    const staged = (text: string) => text.replaceAll('/usr/local/bin/', `${join(root, 'usr/local/bin')}/`);
+    writeFileSync(join(dir, 'weftd.service'), staged(readFileSync(join(root, 'etc/systemd/system/weftd.service'), 'utf8')));
+    writeFileSync(join(dir, 'docker.service'), '[Unit]\nDescription=stand-in for docker.service\n\n[Service]\nExecStart=/bin/true\n');
+    writeFileSync(join(dir, 'docker.service.d', 'weft.conf'),
+      staged(readFileSync(join(root, 'usr/local/share/weft/docker/docker-weft.conf'), 'utf8')).replace('/usr/bin/dockerd ', '/bin/true '));
+    for (const unit of ['weftd.service', 'docker.service']) {
+      const result = run(['systemd-analyze', 'verify', join(dir, unit)]);
+      assert.equal(result.code, 0, `${unit}: ${result.stderr}`);
+      assert.equal(result.stderr.trim(), '', `${unit}: no warnings`);
+    }
+    // the drop-in is read: a bad line in it is reported
+    writeFileSync(join(dir, 'docker.service.d', 'weft.conf'), `${readFileSync(join(dir, 'docker.service.d', 'weft.conf'), 'utf8')}NotAKey=1\n`);
+    assert.match(run(['systemd-analyze', 'verify', join(dir, 'docker.service')]).stderr, /weft\.conf:\d+: Unknown key 'NotAKey'/);
   });
 });
 
@@ -196,13 +212,23 @@ describe('deploy/: unit, environment file, CNI conflist and DaemonSet match the 
   const require = createRequire(import.meta.url);
   const yaml = require('js-yaml') as { loadAll(text: string): unknown[] };
 
-  it('the unit starts after network-online, restarts on failure and reads the environment file', function () {
+  it('the unit starts after network-online, is ready when weftd says so, has a watchdog, restarts on failure and reads the environment file', function () {
     const unit = readFileSync(join(DEPLOY, 'weftd.service'), 'utf8');
     assert.match(unit, /^Wants=network-online\.target$/m);
     assert.match(unit, /^After=network-online\.target$/m);
-    assert.match(unit, /^Restart=on-failure$/m);
+    assert.match(unit, /^Type=notify$/m);
+    assert.match(unit, /^NotifyAccess=main$/m, 'only weftd\'s own process notifies');
+    assert.match(unit, /^WatchdogSec=\d+s$/m);
+    assert.match(unit, /^Restart=on-failure$/m, 'also after a watchdog timeout');
     assert.match(unit, new RegExp(`^EnvironmentFile=-${DEFAULT_ENV_FILE}$`, 'm'));
     assert.match(unit, /^WantedBy=multi-user\.target$/m);
+  });
+
+  it('the docker drop-in orders docker after weftd without stopping or restarting it with weftd', function () {
+    const dropIn = readFileSync(join(DEPLOY, 'docker', 'docker-weft.conf'), 'utf8');
+    assert.match(dropIn, /^After=weftd\.service$/m);
+    assert.match(dropIn, /^Wants=weftd\.service$/m);
+    assert.doesNotMatch(dropIn, /^(Requires|BindsTo|PartOf|Requisite)=/m, 'these stop or restart docker with weftd');
   });
 
   it('every variable in the environment file template and the DaemonSet is a weftd flag', function () {
@@ -238,5 +264,61 @@ describe('deploy/: unit, environment file, CNI conflist and DaemonSet match the 
     const mounted = new Map(weftd.volumeMounts.map((mount) => [mount.mountPath, hostPaths.get(mount.name)]));
     assert.equal(mounted.get('/run/flannel'), '/run/flannel');
     assert.equal(mounted.get('/var/lib/weft'), '/var/lib/weft', 'the node id survives pod restarts');
+  });
+});
+
+describe('deploy/: weftd.service under systemd', function () {
+  this.timeout(180_000);
+  const title = 'starts for real: active once weftd is ready (subnet.env written), kept running by its watchdog pings, stops clean';
+
+  it(SYSTEMD_RUNS ? title : `${title}; not run here: PID 1 is not systemd`, async function () {
+    if (!SYSTEMD_RUNS) {
+      process.stderr.write('      (not run: PID 1 is not systemd; declared in test/declared-skips.cjs)\n');
+      this.skip();
+    }
+    assert.ok(existsSync(WEFTD_JS), 'weft is built');
+    const lab = await NetnsLab.create({ hosts: 1 });
+    const host = lab.hosts[0]!;
+    const unit = `weft-test-${lab.runId}.service`;
+    const unitPath = join('/run/systemd/system', unit);
+    const journal = () => run(['journalctl', '--no-pager', '-n', '40', '-u', unit]).stdout;
+    const show = () => Object.fromEntries(run(['systemctl', 'show', unit, '-p', 'ActiveState,SubState,Result,StatusText,MainPID,NRestarts,WatchdogTimestampMonotonic'])
+      .stdout.trim().split('\n').map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]));
+    try {
+      await seedNetworkConfig(lab);
+      // the installed unit, run inside the lab host's network namespace against the lab's etcd
+      const text = readFileSync(join(DEPLOY, 'weftd.service'), 'utf8')
+        .replace(/^EnvironmentFile=.*$/m, [
+          `Environment=WEFTD_ETCD_ENDPOINTS=${lab.etcdEndpoint}`,
+          `Environment=WEFTD_SUBNET_FILE=${lab.subnetFile(host)}`,
+          `Environment=WEFTD_NODE_ID_FILE=${join(dirname(lab.subnetFile(host)), 'node-id')}`,
+          `NetworkNamespacePath=/run/netns/${host.netns}`,
+        ].join('\n'))
+        .replace(/^ExecStart=.*$/m, `ExecStart=${process.execPath} ${WEFTD_JS}`)
+        .replace(/^WatchdogSec=.*$/m, 'WatchdogSec=4s')
+        .replaceAll('@DOCDIR@', '/usr/share/doc/weft');
+      writeFileSync(unitPath, text);
+      assert.equal(run(['systemctl', 'daemon-reload']).code, 0);
+      // Type=notify: systemctl start returns once weftd sent READY=1
+      const start = run(['systemctl', 'start', unit]);
+      assert.equal(start.code, 0, `${start.stderr}\n${journal()}`);
+      assert.ok((await lab.readSubnetEnv(host))?.subnet !== undefined, 'subnet.env is written when the start completes');
+      const started = show();
+      assert.equal(started.ActiveState, 'active', journal());
+      assert.match(started.StatusText ?? '', /^ready: lease 198\.18\.\d+\.0-24, /);
+      // two watchdog periods later the same process runs, and pinged
+      await sleep(9_000);
+      const later = show();
+      assert.deepEqual([later.ActiveState, later.MainPID, later.NRestarts], ['active', started.MainPID, '0'], journal());
+      assert.ok(Number(later.WatchdogTimestampMonotonic) > Number(started.WatchdogTimestampMonotonic), 'weftd pinged the watchdog');
+      const stop = run(['systemctl', 'stop', unit]);
+      assert.equal(stop.code, 0, stop.stderr);
+      assert.deepEqual([show().ActiveState, show().Result], ['inactive', 'success'], journal());
+    } finally {
+      run(['systemctl', 'stop', unit]);
+      rmSync(unitPath, { force: true });
+      run(['systemctl', 'daemon-reload']);
+      await lab.destroy();
+    }
   });
 });

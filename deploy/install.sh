@@ -7,7 +7,8 @@
 #   /etc/systemd/system/weftd.service  the unit (deploy/weftd.service)
 #   /etc/weft/weftd.env                the settings (deploy/weftd.env), only when there is none yet;
 #                                      weftd.env.example is always refreshed
-#   <prefix>/share/weft/               CNI conflist, docker drop-in and Kubernetes DaemonSet examples
+#   <prefix>/share/weft/               CNI conflist, docker drop-in, Kubernetes DaemonSet examples, and the
+#                                      Grafana dashboard and Prometheus alert rules (monitoring/)
 #   <prefix>/share/doc/weft/           README and docs
 #
 # Re-running it upgrades in place: the new tree replaces the old one at the end, the settings are kept.
@@ -84,6 +85,8 @@ cp -a "$source_dir/package.json" "$source_dir/package-lock.json" "$stage/"
 for part in agent common; do
   cp -a "$source_dir/dist/$part" "$stage/dist/"
 done
+# version, commit and source fingerprint of the build (weft_build_info; the Vagrant driver compares them)
+if [ -f "$source_dir/dist/build-info.json" ]; then cp -a "$source_dir/dist/build-info.json" "$stage/dist/"; fi
 # weft's addon (npm run build makes it when a compiler is there; without it the userspace path uses dgram and the kernel monitor a child process)
 if [ -f "$source_dir/build/Release/weft_native.node" ]; then
   mkdir -p "$stage/build/Release"
@@ -131,10 +134,11 @@ else
   kept="wrote /etc/weft/weftd.env: set WEFTD_ETCD_ENDPOINTS (and WEFTD_IFACE) there"
 fi
 
-install -d "$root$sharedir/cni" "$root$sharedir/docker" "$root$sharedir/kubernetes" "$root$docdir"
+install -d "$root$sharedir/cni" "$root$sharedir/docker" "$root$sharedir/kubernetes" "$root$sharedir/monitoring" "$root$docdir"
 install -m 0644 "$source_dir/deploy/cni/10-weft.conflist" "$root$sharedir/cni/"
 substitute "$source_dir/deploy/docker/docker-weft.conf" > "$root$sharedir/docker/docker-weft.conf"
 install -m 0644 "$source_dir"/deploy/kubernetes/*.yaml "$root$sharedir/kubernetes/"
+install -m 0644 "$source_dir/deploy/monitoring/weft-dashboard.json" "$source_dir/deploy/monitoring/weft-alerts.yml" "$root$sharedir/monitoring/"
 install -m 0644 "$source_dir/README.md" "$root$docdir/"
 if [ -d "$source_dir/docs" ]; then
   find "$source_dir/docs" -maxdepth 1 -name '*.md' -exec install -m 0644 {} "$root$docdir/" \;

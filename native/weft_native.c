@@ -13,6 +13,9 @@
  * groups, read with the same recvmmsg receiver. `netlink` 0.3.0 aborts the process when such a socket
  * overruns; here an overrun is just ENOBUFS from recvmmsg, handed to JavaScript like any other errno.
  *
+ * For systemd's notification protocol (agent/host/systemd-notify.ts): one datagram sent from the calling
+ * process to an AF_UNIX datagram socket, by path or in the abstract namespace.
+ *
  * Everything else (addresses, framing, decoding, checks, counters) stays in TypeScript.
  * Functions return a negative errno instead of throwing; only wrong argument types throw.
  */
@@ -26,7 +29,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stddef.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #ifndef SOL_UDP
@@ -372,6 +377,36 @@ static napi_value netlink_join(napi_env env, napi_callback_info info) {
   return int_value(env, setsockopt(fd, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, &group, sizeof group) < 0 ? -errno : 0);
 }
 
+/* unixDatagram(address, message) -> bytes sent | -errno. `address` is sun_path's bytes as they are: a path
+ * (no terminating NUL needed), or a NUL and the name for the abstract namespace. The socket is non-blocking,
+ * so a receiver that does not read costs EAGAIN rather than a stalled event loop. */
+static napi_value unix_datagram(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  void *address;
+  size_t address_length;
+  void *message;
+  size_t message_length;
+  if (get_args(env, info, 2, argv)
+      || napi_get_buffer_info(env, argv[0], &address, &address_length) != napi_ok
+      || napi_get_buffer_info(env, argv[1], &message, &message_length) != napi_ok) {
+    napi_throw_type_error(env, NULL, "weft_native.unixDatagram: bad arguments");
+    return NULL;
+  }
+  struct sockaddr_un to;
+  if (address_length == 0 || address_length > sizeof to.sun_path) return int_value(env, -EINVAL);
+  memset(&to, 0, sizeof to);
+  to.sun_family = AF_UNIX;
+  memcpy(to.sun_path, address, address_length);
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return int_value(env, -errno);
+  ssize_t sent;
+  do sent = sendto(fd, message, message_length, MSG_NOSIGNAL, (struct sockaddr *)&to, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + address_length));
+  while (sent < 0 && errno == EINTR);
+  int err = sent < 0 ? errno : 0;
+  close(fd);
+  return int_value(env, sent < 0 ? -err : sent);
+}
+
 /* unref(handle): the receiver no longer keeps the event loop alive. */
 static napi_value receiver_unref(napi_env env, napi_callback_info info) {
   napi_value argv[1];
@@ -408,6 +443,7 @@ static napi_value init(napi_env env, napi_value exports) {
     { "captureDrops", NULL, capture_drops, NULL, NULL, NULL, napi_enumerable, NULL },
     { "netlinkOpen", NULL, netlink_open, NULL, NULL, NULL, napi_enumerable, NULL },
     { "netlinkJoin", NULL, netlink_join, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "unixDatagram", NULL, unix_datagram, NULL, NULL, NULL, napi_enumerable, NULL },
   };
   napi_define_properties(env, exports, sizeof properties / sizeof properties[0], properties);
   return exports;

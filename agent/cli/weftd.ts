@@ -2,6 +2,7 @@
 // first: V8's heap settings, before the other modules run (ES modules run in import order)
 import './heap-flags.js';
 import { Agent } from '../daemon.js';
+import { SystemdNotifier, SystemdNotifyError } from '../host/systemd-notify.js';
 import { createLogger } from '../log.js';
 import { RegistryStoppedError } from '../registry/errors.js';
 import { parseWeftdOptions, UsageError } from './weftd-options.js';
@@ -23,7 +24,22 @@ async function main(): Promise<void> {
   if (options === undefined) return;
   const log = createLogger(options.logLevel);
   for (const { setting, reason } of options.ignored) log.warn({ setting }, `ignoring ${setting}: ${reason}`);
+  // before anything starts a child: the notifier takes systemd's variables out of the environment
+  let notifier: SystemdNotifier | undefined;
+  try {
+    notifier = SystemdNotifier.fromEnvironment(log.child({ component: 'systemd' }));
+  } catch (err) {
+    if (!(err instanceof SystemdNotifyError)) throw err;
+    log.fatal({ err: err.message, code: err.code }, 'weftd failed to start');
+    process.exit(1);
+  }
   const agent = new Agent(options, log);
+  let lastStatus = '';
+  const status = (line = agent.statusLine()) => {
+    if (line !== lastStatus && notifier?.status(line) === true) lastStatus = line;
+  };
+  // systemd's STATUS= follows the start every second
+  const starting = notifier === undefined ? undefined : setInterval(status, 1000).unref();
 
   let signals = 0;
   const onSignal = (signal: NodeJS.Signals) => {
@@ -33,6 +49,8 @@ async function main(): Promise<void> {
       process.exit(1);
     }
     log.info({ signal }, 'shutting down');
+    clearInterval(starting);
+    notifier?.stopping(`stopping (${signal})`);
     setTimeout(() => {
       log.error('shutdown timed out: exiting now');
       process.exit(1);
@@ -49,13 +67,24 @@ async function main(): Promise<void> {
   process.on('SIGINT', onSignal);
 
   try {
+    status();
     await agent.start();
+    clearInterval(starting);
+    if (notifier !== undefined && !agent.stopping) {
+      // systemd starts the units ordered after weftd (docker) now: the data plane is programmed and subnet.env written
+      lastStatus = agent.statusLine();
+      await notifier.ready(lastStatus);
+      const watchdogMs = notifier.watchdogMs;
+      notifier.startWatchdog({ alive: () => watchdogMs !== undefined && agent.alive(watchdogMs), tick: () => status() });
+    }
     const memory = process.memoryUsage();
     const mb = (bytes: number) => Math.round(bytes / 2 ** 20);
     log.info({ rssMB: mb(memory.rss), heapMB: mb(memory.heapUsed), heapTotalMB: mb(memory.heapTotal), externalMB: mb(memory.external) }, 'ready');
   } catch (err) {
+    clearInterval(starting);
     if (err instanceof RegistryStoppedError || agent.stopping) return;
     log.fatal({ err: (err as Error).message, code: (err as { code?: string }).code }, 'weftd failed to start');
+    notifier?.status(`failed to start: ${(err as Error).message}`);
     await agent.stop().catch(() => undefined);
     process.exit(1);
   }

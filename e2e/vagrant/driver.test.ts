@@ -8,9 +8,12 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, wr
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { VagrantDriver, VAGRANT_DIR, machineReadableError, parseVagrantStatus } from './driver.js';
+import { buildInfo } from '../../agent/build-info.js';
+import { prepareVagrantCluster, VagrantDriver, VagrantSetupError, VAGRANT_DIR, machineReadableError, parseVagrantStatus } from './driver.js';
 
 const FAKE = fileURLToPath(new URL('./fixtures/fake-vagrant.js', import.meta.url));
+const REPO = fileURLToPath(new URL('../../..', import.meta.url));
+const INSTALLED_BUILD_INFO = '/usr/local/lib/weft/dist/build-info.json';
 const CONFIG = '{"Network":"198.18.0.0/16","Backend":{"Type":"vxlan"}}';
 
 function addrJson(ifname: string, address: string): object {
@@ -21,6 +24,22 @@ interface Call {
   argv: string[];
   cwd: string;
   vagrantCwd: string | undefined;
+}
+
+interface Rule {
+  match: string;
+  stdout?: string;
+  stdoutFile?: string;
+  code?: number;
+  touch?: string;
+  content?: string;
+  agent?: { pid: number; output?: string };
+  background?: { pid: number; output?: string };
+}
+
+/** `vagrant status --machine-readable` for these machine states. */
+function status(states: Record<string, string>): string {
+  return `${Object.entries(states).map(([vm, state]) => `1700000000,${vm},state,${state}`).join('\n')}\n1700000000,,ui,info,Current machine states:\n`;
 }
 
 describe('e2e/vagrant: the driver over a fake vagrant', function () {
@@ -38,6 +57,13 @@ describe('e2e/vagrant: the driver over a fake vagrant', function () {
     return calls().filter((call) => call.argv[0] === 'ssh' && call.argv[1] === vm).map((call) => call.argv[3]!);
   }
 
+  let rules: Rule[];
+
+  /** Puts `first` before the test's standard rules (the first matching rule answers). */
+  function answer(...first: Rule[]): void {
+    writeFileSync(join(dir, 'rules.json'), JSON.stringify([...first, ...rules]));
+  }
+
   beforeEach(function () {
     dir = mkdtempSync(join(tmpdir(), 'weft-fake-vagrant-'));
     const bin = join(dir, 'bin');
@@ -47,7 +73,7 @@ describe('e2e/vagrant: the driver over a fake vagrant', function () {
     // a sudo that runs its command, to evaluate recorded remote commands locally
     writeFileSync(join(bin, 'sudo'), '#!/bin/sh\n[ "$1" = -n ] && shift\nexec "$@"\n');
     chmodSync(join(bin, 'sudo'), 0o755);
-    const rules = [
+    rules = [
       { match: '^status --machine-readable$', stdout: [
         '1700000000,weft1,metadata,provider,libvirt', '1700000000,weft1,provider-name,libvirt', '1700000000,weft1,state,running',
         '1700000000,weft2,state,running', '1700000000,weft3,state,shutoff', '1700000000,,ui,info,Current machine states:', ''].join('\n') },
@@ -64,7 +90,9 @@ describe('e2e/vagrant: the driver over a fake vagrant', function () {
     writeFileSync(join(dir, 'rules.json'), JSON.stringify(rules));
     writeFileSync(join(dir, 'calls.log'), '');
     savedPath = process.env.PATH;
-    for (const name of ['FAKE_VAGRANT_LOG', 'FAKE_VAGRANT_RULES']) savedEnv[name] = process.env[name];
+    for (const name of ['FAKE_VAGRANT_LOG', 'FAKE_VAGRANT_RULES', 'WEFT_VAGRANT_SUBNET', 'WEFT_VAGRANT_SYNC']) savedEnv[name] = process.env[name];
+    delete process.env.WEFT_VAGRANT_SUBNET;
+    delete process.env.WEFT_VAGRANT_SYNC;
     process.env.PATH = `${bin}:${process.env.PATH ?? ''}`;
     process.env.FAKE_VAGRANT_LOG = join(dir, 'calls.log');
     process.env.FAKE_VAGRANT_RULES = join(dir, 'rules.json');
@@ -186,6 +214,97 @@ describe('e2e/vagrant: the driver over a fake vagrant', function () {
   it('says what is missing: too few VMs, no vagrant', async function () {
     await assert.rejects(VagrantDriver.create({ hosts: 3 }), /3 hosts wanted but only 2 VMs run \(weft1, weft2\): WEFT_VAGRANT_HOSTS=3 vagrant up/);
     await assert.rejects(VagrantDriver.create({ vagrant: join(dir, 'no-such-vagrant') }), /no-such-vagrant not found: install Vagrant/);
+  });
+
+  it('takes the private network from WEFT_VAGRANT_SUBNET, as the Vagrantfile does, and names the variable when it is bad', async function () {
+    const vm = (name: string, address: string) => ({ match: `^ssh ${name} -c ip -j -4 addr show$`, stdout: JSON.stringify([addrJson('eth1', '192.0.2.99'), addrJson('eth2', address)]) });
+    answer(vm('weft1', '198.51.100.11'), vm('weft2', '198.51.100.12'));
+    process.env.WEFT_VAGRANT_SUBNET = '198.51.100';
+    const driver = await VagrantDriver.create({ runId: 'sn1' });
+    try {
+      assert.deepEqual(driver.hosts.map((host) => [host.vm, host.publicIp, host.iface]), [['weft1', '198.51.100.11', 'eth2'], ['weft2', '198.51.100.12', 'eth2']], 'not the 192.0.2 addresses');
+      assert.equal(driver.etcdEndpoint, 'http://198.51.100.11:2379');
+      const agent = await driver.startAgent('h2');
+      assert.deepEqual(agent.args.slice(0, 1), ['--etcd-endpoints=http://198.51.100.11:2379']);
+      assert.ok(agent.args.includes('--iface=198.51.100.12'));
+    } finally {
+      await driver.destroy();
+    }
+    process.env.WEFT_VAGRANT_SUBNET = '203.0.113';
+    await assert.rejects(VagrantDriver.create(), /weft1 has no address in 203\.0\.113\.0\/24: is it on the Vagrantfile's private network \(WEFT_VAGRANT_SUBNET the same as at vagrant up\)\?/);
+    process.env.WEFT_VAGRANT_SUBNET = '198.51';
+    await assert.rejects(VagrantDriver.create(), (err: unknown) => err instanceof VagrantSetupError && /^WEFT_VAGRANT_SUBNET must be three octets such as 192\.0\.2, not "198\.51"$/.test(err.message));
+  });
+
+  it('finds the etcd VM by its name, also when it is not one of the hosts, and says so when it is not running', async function () {
+    answer({ match: '^ssh weft3 -c ip -j -4 addr show$', stdout: JSON.stringify([addrJson('eth1', '192.0.2.13')]) },
+      { match: '^status --machine-readable$', stdout: status({ weft1: 'running', weft2: 'running', weft3: 'running' }) });
+    const driver = await VagrantDriver.create({ runId: 'et1', hosts: 1, etcdVm: 'weft3' });
+    try {
+      assert.deepEqual(driver.hosts.map((host) => host.vm), ['weft1']);
+      assert.equal(driver.etcdEndpoint, 'http://192.0.2.13:2379');
+      assert.ok(remote('weft3').some((command) => command.includes('etcdctl --endpoints=http://192.0.2.13:2379 del --prefix /coreos.com/network/')), 'etcd is cleared on its own VM');
+      assert.ok(!remote('weft1').some((command) => command.includes('etcdctl')), 'and not asked on the first host');
+    } finally {
+      await driver.destroy();
+    }
+    answer({ match: '^status --machine-readable$', stdout: status({ weft1: 'poweroff', weft2: 'running', weft3: 'running' }) });
+    await assert.rejects(VagrantDriver.create(), /^VagrantSetupError: weft1, the VM that runs etcd, is not running \(running: weft2, weft3\): cd e2e\/vagrant && vagrant up weft1$/);
+  });
+
+  it('fails a run with no VM running with one failed test saying what to do, not "0 passed, 0 failed"', function () {
+    answer({ match: '^status --machine-readable$', stdout: status({ weft1: 'poweroff', weft2: 'not_created', weft3: 'not_created' }) });
+    const run = spawnSync(process.execPath, [join(REPO, 'node_modules', 'mocha', 'bin', 'mocha.js'), '--no-config', '--reporter', join(REPO, 'test', 'summary-reporter.cjs'), '--exit',
+      join(REPO, 'dist', 'e2e', 'vagrant', 'vagrant.e2e.js')], { cwd: REPO, encoding: 'utf8', env: { ...process.env, CI: '' }, timeout: 60_000 });
+    const output = `${run.stdout}${run.stderr}`;
+    assert.notEqual(run.status, 0, output);
+    assert.match(output, /no Vagrant VM is running in .*e2e\/vagrant\/?: cd e2e\/vagrant && vagrant up \(see e2e\/vagrant\/README\.md\)/);
+    assert.equal(output.trim().split('\n').at(-1), '0 passed, 1 failed');
+  });
+
+  describe('the VMs run the checkout\'s weft', function () {
+    const local = (): string => buildInfo().source;
+    const installed = (vm: string, source: string | undefined): Rule => ({
+      match: `^ssh ${vm} -c cat ${INSTALLED_BUILD_INFO}`,
+      stdout: source === undefined ? '' : JSON.stringify({ version: '0.1.0', revision: 'unknown', source }),
+    });
+    const lines: string[] = [];
+    const report = (line: string) => lines.push(line);
+
+    beforeEach(function () {
+      lines.length = 0;
+      assert.notEqual(local(), 'unknown', 'the checkout is built (dist/build-info.json)');
+    });
+
+    it('goes ahead when every running VM runs this build', async function () {
+      answer(installed('weft1', local()), installed('weft2', local()));
+      assert.deepEqual(await prepareVagrantCluster({ report }), ['weft1', 'weft2']);
+      assert.ok(!calls().some((call) => ['rsync', 'provision'].includes(call.argv[0]!)), 'nothing re-provisioned');
+      assert.deepEqual(lines, []);
+    });
+
+    it('syncs and re-provisions the VMs that run another build or none, then checks again', async function () {
+      const answerFile = join(dir, 'weft2-build-info.json');
+      answer(installed('weft1', local()),
+        { match: `^ssh weft2 -c cat ${INSTALLED_BUILD_INFO}`, stdoutFile: answerFile },
+        { match: '^provision weft2$', touch: answerFile, content: JSON.stringify({ source: local() }) });
+      assert.deepEqual(await prepareVagrantCluster({ report, sync: true }), ['weft1', 'weft2']);
+      const steps = calls().filter((call) => ['rsync', 'provision'].includes(call.argv[0]!)).map((call) => call.argv.join(' '));
+      assert.deepEqual(steps, ['rsync weft2', 'provision weft2']);
+      assert.match(lines.join('\n'), /^weft2 runs a weft built from other sources than this checkout: syncing the checkout and re-provisioning \(vagrant rsync weft2; vagrant provision weft2\)/);
+    });
+
+    it('fails saying what to run when told not to sync (WEFT_VAGRANT_SYNC=0), or when provisioning did not help', async function () {
+      answer(installed('weft1', 'f'.repeat(64)), installed('weft2', local()));
+      process.env.WEFT_VAGRANT_SYNC = '0';
+      await assert.rejects(prepareVagrantCluster({ report }),
+        /^VagrantSetupError: weft1 runs a weft built from other sources than this checkout: cd e2e\/vagrant && vagrant rsync && vagrant provision/);
+      assert.ok(!calls().some((call) => call.argv[0] === 'provision'));
+      delete process.env.WEFT_VAGRANT_SYNC;
+      await assert.rejects(prepareVagrantCluster({ report }), /^VagrantSetupError: weft1 still runs another build after vagrant provision/);
+      answer(installed('weft1', undefined), installed('weft2', local()), { match: '^provision', code: 1, stdout: '1,,ui,error,The SSH connection was unexpectedly closed.\\n' });
+      await assert.rejects(prepareVagrantCluster({ report }), /^VagrantSetupError: vagrant provision weft1 failed \(exit 1\)/);
+    });
   });
 });
 

@@ -8,13 +8,18 @@
  * --iface set to the VM's private address). destroy() removes what the run made and gives the VMs back:
  * weft's state cleared again, the saved network config restored and weftd.service started where it ran.
  *
- * The first VM (weft1) runs etcd and is also a host, as in the Vagrantfile. Containers are network namespaces
- * on the VMs, wired exactly as in the namespace lab (a bridge with FLANNEL_SUBNET, veth pairs).
+ * The VM named weft1 runs etcd and is also a host, as in the Vagrantfile. The hosts' private network is the
+ * Vagrantfile's (WEFT_VAGRANT_SUBNET, default 192.0.2). Containers are network namespaces on the VMs, wired
+ * exactly as in the namespace lab (a bridge with FLANNEL_SUBNET, veth pairs).
+ *
+ * prepareVagrantCluster() checks, once before a run, that the VMs are up and run the weft this checkout
+ * builds (syncing and re-provisioning them when not).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import ipaddr from 'ipaddr.js';
+import { buildInfo } from '../../agent/build-info.js';
 import { ipv4Host, parseIpv4Prefix } from '../lab/addr.js';
 import {
   parseSubnetEnv,
@@ -40,6 +45,25 @@ const RUN_ROOT = '/run/weft-e2e';
 const AGENT_PID = 'WEFT_AGENT_PID=';
 const AGENT_EXIT = 'WEFT_AGENT_EXIT=';
 const BACKGROUND_PID = 'WEFT_BG_PID=';
+/** The Vagrantfile's VM that runs etcd. */
+const ETCD_VM = 'weft1';
+/** Where provision.sh installs weft (deploy/install.sh's default prefix): its build's facts. */
+const INSTALLED_BUILD_INFO = '/usr/local/lib/weft/dist/build-info.json';
+
+/** The Vagrant cluster cannot be used as it is; the message says what to do. */
+export class VagrantSetupError extends Error {
+  readonly code = 'WEFT_VAGRANT_SETUP';
+  override readonly name = 'VagrantSetupError';
+}
+
+/** The hosts' private network: WEFT_VAGRANT_SUBNET (three octets, as the Vagrantfile reads it) with .0/24. */
+function vagrantNetwork(env: NodeJS.ProcessEnv = process.env): string {
+  const subnet = env.WEFT_VAGRANT_SUBNET === undefined || env.WEFT_VAGRANT_SUBNET === '' ? '192.0.2' : env.WEFT_VAGRANT_SUBNET;
+  if (!/^\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(subnet) || subnet.split('.').some((octet) => Number(octet) > 255)) {
+    throw new VagrantSetupError(`WEFT_VAGRANT_SUBNET must be three octets such as 192.0.2, not ${JSON.stringify(subnet)}`);
+  }
+  return `${subnet}.0/24`;
+}
 
 export interface VagrantDriverOptions {
   /** The directory with the Vagrantfile (default: e2e/vagrant of this checkout). */
@@ -48,8 +72,10 @@ export interface VagrantDriverOptions {
   vagrant?: string;
   /** How many VMs to use as hosts, from the first (default: every running one). */
   hosts?: number;
-  /** The private network the hosts talk over; each VM's address in it is its public IP (default 192.0.2.0/24). */
+  /** The private network the hosts talk over; each VM's address in it is its public IP (default: vagrantNetwork()). */
   network?: string;
+  /** The VM that runs etcd (default weft1, as in the Vagrantfile). */
+  etcdVm?: string;
   /** 1–5 characters [a-z0-9]; part of every name the run makes. Default: random. */
   runId?: string;
   /** The agent on the VMs (default "weftd", installed by deploy/install.sh). */
@@ -124,12 +150,76 @@ export function machineReadableError(text: string): string | undefined {
   return line.split(',').slice(4).join(',').split('\\n')[0]!.replace(/%!\(VAGRANT_COMMA\)/g, ',').trim();
 }
 
-/** The names of the running VMs, in order; rejects naming the problem when vagrant cannot tell. */
-export async function runningMachines(options: { vagrant?: string; vagrantDir?: string } = {}): Promise<string[]> {
-  const vagrant = new Vagrant(options.vagrant ?? 'vagrant', options.vagrantDir ?? VAGRANT_DIR);
+async function listRunning(vagrant: Vagrant): Promise<string[]> {
   const status = await vagrant.run(['status', '--machine-readable'], 60_000);
-  if (status.code !== 0) throw new Error(`vagrant status failed (exit ${status.code}): ${machineReadableError(status.stdout) ?? status.stderr.trim()}`);
+  if (status.code !== 0) throw new VagrantSetupError(`vagrant status failed (exit ${status.code}): ${machineReadableError(status.stdout) ?? status.stderr.trim()}`);
   return parseVagrantStatus(status.stdout).filter((machine) => machine.state === 'running').map((machine) => machine.name);
+}
+
+/** The running VMs, in the Vagrantfile's order; rejects when none runs or the etcd VM does not. */
+async function requireRunning(vagrant: Vagrant, etcdVm: string): Promise<string[]> {
+  const running = await listRunning(vagrant);
+  if (running.length === 0) throw new VagrantSetupError(`no Vagrant VM is running in ${vagrant.dir}: cd e2e/vagrant && vagrant up (see e2e/vagrant/README.md)`);
+  if (!running.includes(etcdVm)) {
+    throw new VagrantSetupError(`${etcdVm}, the VM that runs etcd, is not running (running: ${running.join(', ')}): cd e2e/vagrant && vagrant up ${etcdVm}`);
+  }
+  return running;
+}
+
+/** The `source` fingerprint of the weft installed on each VM ("none" where there is none). */
+async function installedSources(vagrant: Vagrant, vms: readonly string[]): Promise<Map<string, string>> {
+  const read = await Promise.all(vms.map(async (vm): Promise<[string, string]> => {
+    const result = await vagrant.ssh(vm, `cat ${INSTALLED_BUILD_INFO} 2>/dev/null || true`);
+    if (result.code !== 0) throw new VagrantSetupError(`${vm}: vagrant ssh failed (exit ${result.code}): ${result.stderr.trim()}`);
+    try {
+      const source = (JSON.parse(result.stdout) as { source?: unknown }).source;
+      return [vm, typeof source === 'string' ? source : 'none'];
+    } catch {
+      return [vm, 'none'];
+    }
+  }));
+  return new Map(read);
+}
+
+export interface PrepareOptions {
+  vagrant?: string;
+  vagrantDir?: string;
+  etcdVm?: string;
+  /** Sync the checkout to VMs running another build and re-provision them (default: unless WEFT_VAGRANT_SYNC=0). */
+  sync?: boolean;
+  /** Progress messages (default: standard error). */
+  report?: (line: string) => void;
+}
+
+/**
+ * Before a run: the VMs are up, the etcd VM among them, and every running VM runs the weft this checkout
+ * built (the source fingerprint of dist/build-info.json, `npm run build`). VMs that do not are synced
+ * (`vagrant rsync`) and re-provisioned (`vagrant provision`: rebuild and reinstall), unless `sync` is
+ * false. Resolves with the running VMs; rejects with a VagrantSetupError that says what to do.
+ */
+export async function prepareVagrantCluster(options: PrepareOptions = {}): Promise<string[]> {
+  const vagrant = new Vagrant(options.vagrant ?? 'vagrant', options.vagrantDir ?? VAGRANT_DIR);
+  const report = options.report ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const running = await requireRunning(vagrant, options.etcdVm ?? ETCD_VM);
+  const wanted = buildInfo().source;
+  if (wanted === 'unknown') throw new VagrantSetupError('this checkout has no dist/build-info.json: build it first (npm run build)');
+  const stale = async () => [...(await installedSources(vagrant, running))].filter(([, source]) => source !== wanted).map(([vm]) => vm);
+  const behind = await stale();
+  if (behind.length === 0) return running;
+  const sync = options.sync ?? process.env.WEFT_VAGRANT_SYNC !== '0';
+  const what = `${behind.join(', ')} ${behind.length === 1 ? 'runs' : 'run'} a weft built from other sources than this checkout`;
+  if (!sync) throw new VagrantSetupError(`${what}: cd e2e/vagrant && vagrant rsync && vagrant provision (or unset WEFT_VAGRANT_SYNC to let the run do it)`);
+  report(`${what}: syncing the checkout and re-provisioning (vagrant rsync ${behind.join(' ')}; vagrant provision ${behind.join(' ')}); WEFT_VAGRANT_SYNC=0 fails instead`);
+  for (const step of ['rsync', 'provision']) {
+    const result = await vagrant.run([step, ...behind], 60 * 60_000);
+    if (result.code !== 0) {
+      const why = machineReadableError(result.stdout) ?? (result.stderr.trim() || result.stdout.slice(-2000).trim());
+      throw new VagrantSetupError(`vagrant ${step} ${behind.join(' ')} failed (exit ${result.code}): ${why}`);
+    }
+  }
+  const still = await stale();
+  if (still.length > 0) throw new VagrantSetupError(`${still.join(', ')} still ${still.length === 1 ? 'runs' : 'run'} another build after vagrant provision: run vagrant provision ${still.join(' ')} in e2e/vagrant and read its output`);
+  return running;
 }
 
 interface IpAddrJson {
@@ -274,12 +364,12 @@ export class VagrantDriver implements ClusterDriver {
   static async create(options: VagrantDriverOptions = {}): Promise<VagrantDriver> {
     const vagrantDir = options.vagrantDir ?? VAGRANT_DIR;
     const vagrant = new Vagrant(options.vagrant ?? 'vagrant', vagrantDir);
-    const running = await runningMachines({ vagrant: vagrant.executable, vagrantDir });
+    const etcdVm = options.etcdVm ?? ETCD_VM;
+    const network = options.network ?? vagrantNetwork();
+    const running = await requireRunning(vagrant, etcdVm);
     const wanted = options.hosts ?? running.length;
-    if (running.length === 0) throw new Error(`no Vagrant VM is running in ${vagrantDir}: vagrant up first (see e2e/vagrant/README.md)`);
-    if (wanted > running.length) throw new Error(`${wanted} hosts wanted but only ${running.length} VMs run (${running.join(', ')}): WEFT_VAGRANT_HOSTS=${wanted} vagrant up`);
-    const network = options.network ?? '192.0.2.0/24';
-    const hosts = await Promise.all(running.slice(0, wanted).map(async (vm, i) => {
+    if (wanted > running.length) throw new VagrantSetupError(`${wanted} hosts wanted but only ${running.length} VMs run (${running.join(', ')}): WEFT_VAGRANT_HOSTS=${wanted} vagrant up`);
+    const privateAddress = async (vm: string): Promise<{ address: string; iface: string }> => {
       const facts = await vagrant.ssh(vm, 'ip -j -4 addr show');
       if (facts.code !== 0) throw new Error(`${vm}: ip -j -4 addr show failed (exit ${facts.code}): ${facts.stderr.trim()}`);
       let links: IpAddrJson[];
@@ -291,15 +381,22 @@ export class VagrantDriver implements ClusterDriver {
       for (const link of links) {
         for (const address of link.addr_info ?? []) {
           if (address.family === 'inet' && address.local !== undefined && link.ifname !== undefined && inPrefix(address.local, network)) {
-            return new VmHost(`h${i + 1}`, vm, address.local, link.ifname);
+            return { address: address.local, iface: link.ifname };
           }
         }
       }
-      throw new Error(`${vm} has no address in ${network}: is it on the Vagrantfile's private network?`);
+      throw new VagrantSetupError(`${vm} has no address in ${network}: is it on the Vagrantfile's private network (WEFT_VAGRANT_SUBNET the same as at vagrant up)?`);
+    };
+    const hostVms = running.slice(0, wanted);
+    const hosts = await Promise.all(hostVms.map(async (vm, i) => {
+      const { address, iface } = await privateAddress(vm);
+      return new VmHost(`h${i + 1}`, vm, address, iface);
     }));
+    const etcdHost = hosts.find((host) => host.vm === etcdVm);
+    const etcd = etcdHost === undefined ? await privateAddress(etcdVm) : { address: etcdHost.publicIp, iface: etcdHost.iface };
     const runId = options.runId ?? randomBytes(4).readUInt32BE(0).toString(36).slice(-5);
     if (!/^[a-z0-9]{1,5}$/.test(runId)) throw new Error(`runId must be 1-5 characters [a-z0-9], got ${JSON.stringify(runId)}`);
-    const driver = new VagrantDriver(vagrant, hosts, runId, options.weftd ?? 'weftd', options.weftctl ?? 'weftctl');
+    const driver = new VagrantDriver(vagrant, hosts, new VmHost('etcd', etcdVm, etcd.address, etcd.iface), runId, options.weftd ?? 'weftd', options.weftctl ?? 'weftctl');
     try {
       await driver.takeOver();
     } catch (err) {
@@ -309,15 +406,14 @@ export class VagrantDriver implements ClusterDriver {
     return driver;
   }
 
-  private constructor(vagrant: Vagrant, hosts: VmHost[], runId: string, weftd: string, weftctl: string) {
+  private constructor(vagrant: Vagrant, hosts: VmHost[], etcdHost: VmHost, runId: string, weftd: string, weftctl: string) {
     this.vagrant = vagrant;
     this.hosts = hosts;
     this.runId = runId;
     this.weftd = weftd;
     this.weftctl = weftctl;
-    const first = hosts[0]!;
-    this.etcdHost = new VmHost('etcd', first.vm, first.publicIp, first.iface);
-    this.etcdEndpoint = `http://${first.publicIp}:2379`;
+    this.etcdHost = etcdHost;
+    this.etcdEndpoint = `http://${etcdHost.publicIp}:2379`;
     this.runDir = `${RUN_ROOT}/${runId}`;
   }
 

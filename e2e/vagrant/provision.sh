@@ -4,14 +4,16 @@
 # Re-running it (vagrant provision) rebuilds and reinstalls weft from the current checkout.
 #
 # Environment (set by the Vagrantfile): WEFT_IP (this VM's private address), WEFT_ETCD_IP, WEFT_RUNS_ETCD
-# (true on the etcd VM), WEFT_NODE_VERSION (major version, default 20).
+# (true on the etcd VM), WEFT_NODE_VERSION (major version, default 20), WEFT_REVISION (the checkout's git
+# commit, for weft_build_info: the VM's copy has no .git).
 set -euo pipefail
 : "${WEFT_IP:?} ${WEFT_ETCD_IP:?}"
 runs_etcd=${WEFT_RUNS_ETCD:-false}
 node_major=${WEFT_NODE_VERSION:-20}
 export DEBIAN_FRONTEND=noninteractive
 
-packages=(ca-certificates curl xz-utils rsync python3 make g++ libpcap-dev iproute2 iptables nftables iputils-ping tcpdump procps etcd-client)
+# iperf3: the userspace scenarios measure TCP through the overlay
+packages=(ca-certificates curl xz-utils rsync python3 make g++ libpcap-dev iproute2 iptables nftables iputils-ping tcpdump procps iperf3 etcd-client)
 if [ "$runs_etcd" = true ]; then packages+=(etcd-server); fi
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
