@@ -31,7 +31,7 @@ describe('e2e: weftd speaks systemd\'s notification protocol (no systemd needed)
     const host = lab.hosts[0]!;
     listener = await NotifyListener.start(join(lab.tempDir, 'notify.sock'), lab.subnetFile(host));
     const messages = listener.messages;
-    const agent = await lab.startAgent(host, ['--healthz-port=9910'], { NOTIFY_SOCKET: listener.address, WATCHDOG_USEC: '1000000' });
+    const agent = await lab.startAgent(host, ['--healthz-port=9910'], { NOTIFY_SOCKET: listener.address, WATCHDOG_USEC: '3000000' });
 
     // no network config in etcd yet: weftd waits, says so, and is not ready
     await listener.waitFor((message) => /^not ready: lease \(waiting for a usable network config in etcd\)/.test(message.fields.STATUS ?? ''), 'a status saying weftd waits for the config');
@@ -46,7 +46,8 @@ describe('e2e: weftd speaks systemd\'s notification protocol (no systemd needed)
     const readyAt = messages.indexOf(ready);
     assert.ok(messages.slice(0, readyAt).every((message) => !('WATCHDOG' in message.fields)), 'no ping before READY=1');
 
-    await listener.waitFor(() => messages.slice(readyAt).filter((message) => message.fields.WATCHDOG === '1').length >= 3, 'three watchdog pings after READY=1');
+    // a ping every 1.5 s; the loop counts as stalled only after a run of 3 s, which a loaded CI machine must not reach
+    await listener.waitFor(() => messages.slice(readyAt).filter((message) => message.fields.WATCHDOG === '1').length >= 3, 'three watchdog pings after READY=1', 30_000);
     await lab.stopAgent(host);
     await listener.waitFor((message) => message.fields.STOPPING === '1', 'STOPPING=1');
     assert.ok(agent.pid > 0);
