@@ -345,6 +345,23 @@ function checkDeviceNames(backend: BackendConfig, ipv4: boolean, ipv6: boolean):
   }
 }
 
+/**
+ * Why a host whose underlay addresses (its public interface's address and the public address it announces,
+ * per family) are `addresses` cannot use `config`, or undefined when it can: a Network (IPv6Network) that
+ * contains one of them would route the host's own underlay traffic, the tunnel's included, into the overlay.
+ */
+export function underlayAddressClash(config: NetworkConfig, addresses: readonly IpAddress[]): string | undefined {
+  for (const plan of [config.ipv4, config.ipv6]) {
+    if (plan === undefined) continue;
+    const inside = addresses.find((address) => plan.network.contains(address));
+    if (inside !== undefined) {
+      const name = plan.family === 4 ? 'Network' : 'IPv6Network';
+      return `${name} ${plan.network} contains ${inside}, an underlay address of this host: its routes would pull the host's own (and the tunnel's) traffic into the overlay`;
+    }
+  }
+  return undefined;
+}
+
 /** Every candidate subnet between SubnetMin and SubnetMax, in address order. */
 export function* candidateSubnets(plan: FamilyConfig): Generator<Prefix> {
   yield* plan.network.subnetsBetween(plan.subnetLen, plan.subnetMin.network, plan.subnetMax.network);

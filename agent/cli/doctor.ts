@@ -7,7 +7,7 @@
 import type { Etcd3 } from 'etcd3';
 import { hostname } from 'node:os';
 import type { Family } from '../../common/cidr.js';
-import { parseNetworkConfig, type NetworkConfig, type UserspaceMode } from '../../common/config.js';
+import { isWellKnownPort, parseNetworkConfig, type NetworkConfig, type UserspaceMode } from '../../common/config.js';
 import {
   WEFT_ROUTE_PROTOCOL,
   desiredFamilyState,
@@ -625,6 +625,13 @@ async function checkIngress(context: Context): Promise<void> {
     table = await readIngressAllowList(options.runner);
   } catch (err) {
     add(context, 'ingress', 'warn', `could not read the nftables table inet weft: ${message(err)}`, 'run weftctl doctor as root on a host with nft (nftables)');
+    return;
+  }
+  const port = config.backend.port;
+  if (options.ingressAllowList && isWellKnownPort(port)) {
+    const off = `weftd keeps no ingress allow-list: Backend.Port ${port} is below 1024, where a well-known service would lose its datagrams`;
+    if (table === undefined) add(context, 'ingress', 'skip', off);
+    else add(context, 'ingress', 'warn', `${off}, yet the nftables table inet weft is there`, 'unless another program keeps it there on purpose: nft delete table inet weft');
     return;
   }
   if (!options.ingressAllowList) {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Etcd3 } from 'etcd3';
 import { EtcdServer, freePort } from '../../test/etcd-server.js';
@@ -70,6 +70,30 @@ describe('weftctl against a real etcd', function () {
     assert.match(refused.stderr, /1 hosts hold leases; use --force/);
     const forced = await weftctl('config', 'set', '--network', '198.18.0.0/16', '--backend', 'host-gw', '--force');
     assert.equal(forced.code, 0, forced.stderr);
+  });
+
+  it('refuses a tunnel port below 1024 unless --force, naming Backend.Port; refuses a device name Linux cannot hold', async function () {
+    for (const [backend, port] of [['vxlan', '53'], ['udp', '123']]) {
+      const refused = await weftctl('config', 'set', '--network', '198.18.0.0/16', '--backend', backend!, '--port', port!);
+      assert.equal(refused.code, 1, refused.stderr);
+      assert.match(refused.stderr, new RegExp(`refusing to write the config: Backend\\.Port ${port} is below 1024.*Use --force`));
+      assert.equal(await client.get(`${prefix}/config`).string(), null, 'nothing written');
+    }
+    const forced = await weftctl('config', 'set', '--network', '198.18.0.0/16', '--port', '53', '--force');
+    assert.equal(forced.code, 0, forced.stderr);
+    assert.match(forced.stderr, /warning: Backend\.Port 53 is below 1024/);
+    assert.deepEqual(JSON.parse((await weftctl('config', 'get')).stdout).Backend, { Type: 'vxlan', Port: 53 });
+    assert.equal((await weftctl('config', 'set', '--network', '198.18.0.0/16', '--port', '1024')).code, 0);
+
+    const file = join(mkdtempSync(join(tmpdir(), 'weftctl-')), 'config.json');
+    try {
+      writeFileSync(file, JSON.stringify({ Network: '198.18.0.0/16', EnableIPv6: true, IPv6Network: '2001:db8:100::/48', Backend: { Type: 'vxlan', VNI: 12_345_678 } }));
+      const named = await weftctl('config', 'set', '--file', file, '--force');
+      assert.equal(named.code, 1);
+      assert.match(named.stderr, /Backend\.VNI 12345678 makes the device name "weft-v6\.12345678" 16 characters long; Linux allows 15/);
+    } finally {
+      rmSync(dirname(file), { recursive: true, force: true });
+    }
   });
 
   it('lists, reserves and revokes leases', async function () {

@@ -3,9 +3,10 @@ import { formatTable } from '../../common/table.js';
 import { readFileSync } from 'node:fs';
 import yargs, { type Argv } from 'yargs';
 import { Prefix, IpAddress } from '../../common/cidr.js';
-import { parseNetworkConfig, type NetworkConfig } from '../../common/config.js';
+import { isWellKnownPort, parseNetworkConfig, underlayAddressClash, type NetworkConfig } from '../../common/config.js';
 import { WeftError } from '../../common/errors.js';
 import { formatLeaseAttrs, formatLeaseKey } from '../../common/lease.js';
+import { selectPublicInterface, underlayAddresses } from '../host/interfaces.js';
 import { openKernel } from '../kernel/index.js';
 import { NetworkKeys } from '../registry/etcd.js';
 import {
@@ -45,6 +46,37 @@ function buildConfig(args: { file?: string | undefined; network?: string | undef
   return JSON.stringify({ Network: args.network, ...(args['subnet-len'] === undefined ? {} : { SubnetLen: args['subnet-len'] }), Backend: backend });
 }
 
+/** The node flags that tell which interface weftd on this host uses (config set checks its addresses). */
+interface NodeInterfaceArgs {
+  iface: string[];
+  'iface-regex': string[];
+  'public-ip'?: string | undefined;
+  'public-ipv6'?: string | undefined;
+}
+
+/**
+ * Why weftd on this host would refuse `config`: its Network contains the underlay address weftd would use
+ * here (its public interface chosen as weftd chooses it, from the same flags). Undefined when it would
+ * not, or when no interface here qualifies (this host is no node).
+ */
+async function underlayRisk(config: NetworkConfig, node: NodeInterfaceArgs): Promise<string | undefined> {
+  let addresses: IpAddress[];
+  try {
+    addresses = underlayAddresses(await selectPublicInterface({
+      iface: splitList(node.iface),
+      ifaceRegex: splitList(node['iface-regex']),
+      publicIp: node['public-ip'],
+      publicIpv6: node['public-ipv6'],
+      ipv4: config.ipv4 !== undefined,
+      ipv6: config.ipv6 !== undefined,
+    }));
+  } catch {
+    return undefined;
+  }
+  const clash = underlayAddressClash(config, addresses);
+  return clash === undefined ? undefined : `${clash}; weftd on this host would refuse the config`;
+}
+
 function commands(parser: Argv<EtcdArgs>): Argv<EtcdArgs> {
   return parser
     .command('config <action>', 'read or write the network config', (sub) =>
@@ -57,7 +89,11 @@ function commands(parser: Argv<EtcdArgs>): Argv<EtcdArgs> {
         .option('vni', { type: 'number', describe: 'set: VXLAN network identifier' })
         .option('port', { type: 'number', describe: 'set: VXLAN UDP port' })
         .option('direct-routing', { type: 'boolean', describe: 'set: route directly to peers on the same subnet' })
-        .option('force', { type: 'boolean', default: false, describe: 'set: change Network, SubnetLen or Backend.Type under live leases' })
+        .option('force', { type: 'boolean', default: false, describe: 'set: write a risky config: Network, SubnetLen or Backend.Type changed under live leases, a Backend.Port below 1024, a Network holding this host\'s underlay address' })
+        .option('iface', { ...WEFTD_OPTIONS.iface, describe: 'set: weftd\'s --iface on this host, to check the config against its address' })
+        .option('iface-regex', { ...WEFTD_OPTIONS['iface-regex'], describe: 'set: weftd\'s --iface-regex on this host' })
+        .option('public-ip', { ...WEFTD_OPTIONS['public-ip'], describe: 'set: weftd\'s --public-ip on this host' })
+        .option('public-ipv6', { ...WEFTD_OPTIONS['public-ipv6'], describe: 'set: weftd\'s --public-ipv6 on this host' })
         .example('$0 config set --network 10.5.0.0/16 --backend vxlan', 'seed a new network')
         .example('$0 config get', 'print the config as stored'),
       async (args) => withEtcd(args, async (client, keys) => {
@@ -69,7 +105,15 @@ function commands(parser: Argv<EtcdArgs>): Argv<EtcdArgs> {
         }
         const text = buildConfig(args);
         const next = parseNetworkConfig(text);
-        for (const warning of next.warnings) process.stderr.write(`weftctl: warning: ${warning}\n`);
+        const underlay = await underlayRisk(next, args);
+        const risks = [
+          ...(next.backend.type !== 'host-gw' && isWellKnownPort(next.backend.port)
+            ? [`Backend.Port ${next.backend.port} is below 1024, where well-known services listen (DNS 53, DHCP 67/68, NTP 123, …): the tunnel would share the port with one, and weftd would leave it without the ingress allow-list`]
+            : []),
+          ...(underlay === undefined ? [] : [underlay]),
+        ];
+        if (risks.length > 0 && !args.force) throw new WeftctlError(`refusing to write the config: ${risks.join('; ')}. Use --force to write it anyway`);
+        for (const warning of [...next.warnings, ...(underlay === undefined ? [] : [underlay])]) process.stderr.write(`weftctl: warning: ${warning}\n`);
         if (current !== null && !args.force) {
           let previous: NetworkConfig | undefined;
           try {
@@ -227,6 +271,7 @@ function splitList(values: readonly string[]): string[] {
 
 /** The commands that take node-level flags from the environment (file), and which flags. */
 const NODE_FLAGS: Record<string, readonly string[]> = {
+  config: ['iface', 'iface-regex', 'public-ip', 'public-ipv6'],
   status: ['healthz-port'],
   doctor: ['subnet-file', 'iface', 'iface-regex', 'public-ip', 'public-ipv6', 'ip-masq', 'iptables-forward-rules', 'ingress-allow-list', 'vxlan-userspace', 'healthz-ip', 'healthz-port'],
 };

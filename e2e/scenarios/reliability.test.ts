@@ -127,6 +127,48 @@ describe('e2e: reliability and security in a namespace lab', function () {
     assert.deepEqual(await meshFailures(lab, containers), [], 'traffic flows on with the last valid config');
   });
 
+  it('waits, saying why on /readyz, while the Network holds its public IP; weftctl on the host refuses that config and a port below 1024 unless --force; such a port gets no allow-list', async function () {
+    const lab = await track(NetnsLab.create({ hosts: 1 }));
+    const h1 = lab.hosts[0]!;
+    const weftctl = (args: string) => lab.exec(h1, `node ${WEFTCTL} --etcd-endpoints=${lab.etcdEndpoint} --environment-file= ${args}`);
+    // The underlay's own range as the overlay: h1's public IP lies in it.
+    await etcdPut(lab, '/coreos.com/network/config', JSON.stringify({ Network: '192.0.2.0/24', SubnetLen: 26, Backend: { Type: 'vxlan' } }));
+    await lab.startAgent(h1, agentArgs());
+    const why = new RegExp(`^waiting for a usable network config: Network 192\\.0\\.2\\.0/24 contains ${h1.publicIp.replace(/\./g, '\\.')}, an underlay address of this host`);
+    const report = await waitFor(async () => {
+      const response = await httpGet(lab, h1, `http://127.0.0.1:${HEALTHZ_PORT}/readyz`);
+      if (response.status !== 503) return undefined;
+      const body = JSON.parse(response.body) as { checks: { lease: { reason?: string } } };
+      return why.test(body.checks.lease.reason ?? '') ? body : undefined;
+    }, '/readyz to say why weftd waits', 15_000, 100).catch(async (err: Error) => {
+      throw new Error(`${err.message}\n/readyz: ${(await httpGet(lab, h1, `http://127.0.0.1:${HEALTHZ_PORT}/readyz`)).body}\n${lab.agent(h1)!.log()}`);
+    });
+    assert.ok(report);
+    await sleep(1500);
+    assert.equal(await lab.readSubnetEnv(h1), undefined, 'nothing programmed, no subnet.env');
+    assert.equal(await leaseOf(lab, h1.publicIp), undefined, 'no lease taken in that network');
+    assert.equal((await lab.exec(h1, 'ip -o link show weft.1')).code, 1, 'no VXLAN device');
+    assert.equal(lab.agent(h1)!.exit, undefined, 'still running, waiting');
+    assert.equal(lab.agent(h1)!.log().split('\n').filter((line) => line.includes("leaves this host's underlay addresses outside the overlay")).length, 1, 'logged once');
+
+    const refused = await weftctl('config set --network 192.0.2.0/24 --subnet-len 26');
+    assert.equal(refused.code, 1, refused.stdout);
+    assert.match(refused.stderr, new RegExp(`contains ${h1.publicIp.replace(/\./g, '\\.')}, an underlay address of this host.*weftd on this host would refuse the config.*--force`));
+    const port = await weftctl('config set --network 198.18.0.0/16 --port 123');
+    assert.equal(port.code, 1, port.stdout);
+    assert.match(port.stderr, /Backend\.Port 123 is below 1024/);
+    const forced = await weftctl('config set --network 198.18.0.0/16 --port 123 --force');
+    assert.equal(forced.code, 0, forced.stderr);
+
+    await waitForSubnetEnv(lab, h1);
+    const ready = await httpGet(lab, h1, `http://127.0.0.1:${HEALTHZ_PORT}/readyz`);
+    assert.equal(ready.status, 200, ready.body);
+    assert.equal((JSON.parse(ready.body) as { info: Record<string, unknown> }).info.ingressAllowList, 'off: Backend.Port 123 is below 1024');
+    assert.match((await lab.exec(h1, 'ip -d link show weft.1')).stdout, /dstport 123 /);
+    assert.doesNotMatch((await lab.exec(h1, 'nft list tables')).stdout, /inet weft/, 'no allow-list on a well-known port (NTP here)');
+    assert.match(lab.agent(h1)!.log(), /no ingress allow-list: Backend\.Port is below 1024/);
+  });
+
   it('keeps the data plane and the lease on SIGTERM; --release-on-exit removes the lease, device and rules', async function () {
     const lab = await track(NetnsLab.create({ hosts: 3 }));
     const containers = await startCluster(lab, { agentArgs: [] });
