@@ -169,6 +169,31 @@ describe('e2e: reliability and security in a namespace lab', function () {
     assert.match(lab.agent(h1)!.log(), /no ingress allow-list: Backend\.Port is below 1024/);
   });
 
+  it('keeps etcd settings out of the processes it starts: the data-path worker and the kernel monitor', async function () {
+    const lab = await track(NetnsLab.create({ hosts: 1 }));
+    const h1 = lab.hosts[0]!;
+    await seedNetworkConfig(lab);
+    // Settings weftd ignores or that are harmless here (the default prefix), as stand-ins for a password and key paths.
+    const etcd = { ETCDCTL_PASSWORD: 'weft-test-secret', ETCD_PEER_KEY_FILE: '/nonexistent/peer-key.pem', WEFTD_ETCD_PREFIX: '/coreos.com/network' };
+    await lab.startAgent(h1, agentArgs({ agentArgs: ['--vxlan-userspace=always'] }), { ...etcd, WEFT_KERNEL_MONITOR: 'child', WEFT_TEST_MARKER: 'kept' });
+    await waitForSubnetEnv(lab, h1);
+    const pid = lab.agent(h1)!.pid;
+    const environ = async (process: number): Promise<Map<string, string>> => {
+      const text = (await lab.exec(h1, `tr '\\0' '\\n' < /proc/${process}/environ`)).stdout;
+      return new Map(text.split('\n').filter(Boolean).map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]));
+    };
+    const children = (await lab.exec(h1, `pgrep -P ${pid}`)).stdout.trim().split('\n').filter(Boolean).map(Number);
+    const commands = await Promise.all(children.map(async (child) => (await lab.exec(h1, `tr '\\0' ' ' < /proc/${child}/cmdline`)).stdout));
+    assert.ok(commands.some((command) => command.includes('monitor-child')), commands.join('\n'));
+    assert.ok(commands.some((command) => command.startsWith('weftd-dataplane')), commands.join('\n'));
+    assert.equal((await environ(pid)).get('ETCDCTL_PASSWORD'), 'weft-test-secret', 'weftd itself was given them');
+    for (const [i, child] of children.entries()) {
+      const env = await environ(child);
+      assert.equal(env.get('WEFT_TEST_MARKER'), 'kept', commands[i]);
+      for (const name of Object.keys(etcd)) assert.equal(env.has(name), false, `${name} reached ${commands[i]}`);
+    }
+  });
+
   it('keeps the data plane and the lease on SIGTERM; --release-on-exit removes the lease, device and rules', async function () {
     const lab = await track(NetnsLab.create({ hosts: 3 }));
     const containers = await startCluster(lab, { agentArgs: [] });
