@@ -8,6 +8,7 @@ import type { Etcd3 } from 'etcd3';
 import { hostname } from 'node:os';
 import type { Family } from '../../common/cidr.js';
 import { isWellKnownPort, parseNetworkConfig, type NetworkConfig, type UserspaceMode } from '../../common/config.js';
+import { escapeControls } from '../../common/terminal.js';
 import {
   WEFT_ROUTE_PROTOCOL,
   desiredFamilyState,
@@ -721,9 +722,10 @@ const LABEL: Record<Severity, string> = { ok: 'ok', warn: 'WARN', fail: 'FAIL', 
 export function formatFindings(findings: readonly Finding[]): string {
   const width = Math.max(...findings.map((finding) => finding.check.length), 5);
   const lines = [`weftctl doctor on ${hostname()}`];
+  // A finding's text may quote etcd or the kernel: one line each, whatever it holds.
   for (const finding of findings) {
-    lines.push(`${LABEL[finding.severity].padEnd(4)}  ${finding.check.padEnd(width)}  ${finding.message}`);
-    if (finding.fix !== undefined && (finding.severity === 'fail' || finding.severity === 'warn')) lines.push(`${' '.repeat(width + 8)}fix: ${finding.fix}`);
+    lines.push(`${LABEL[finding.severity].padEnd(4)}  ${finding.check.padEnd(width)}  ${escapeControls(finding.message)}`);
+    if (finding.fix !== undefined && (finding.severity === 'fail' || finding.severity === 'warn')) lines.push(`${' '.repeat(width + 8)}fix: ${escapeControls(finding.fix)}`);
   }
   const failed = findings.filter((finding) => finding.severity === 'fail').length;
   const warned = findings.filter((finding) => finding.severity === 'warn').length;

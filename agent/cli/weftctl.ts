@@ -19,6 +19,8 @@ import {
   leaseVtepMac,
   listLeases,
   openEtcd,
+  print,
+  printError,
   remainingSeconds,
   withEtcd,
   type EtcdArgs,
@@ -100,7 +102,7 @@ function commands(parser: Argv<EtcdArgs>): Argv<EtcdArgs> {
         const current = await client.get(keys.config).string();
         if (args.action === 'get') {
           if (current === null) throw new WeftctlError(`no config at ${keys.config}; seed one with: weftctl config set --network <cidr>`);
-          process.stdout.write(`${current}\n`);
+          print(`${current}\n`);
           return;
         }
         const text = buildConfig(args);
@@ -113,7 +115,7 @@ function commands(parser: Argv<EtcdArgs>): Argv<EtcdArgs> {
           ...(underlay === undefined ? [] : [underlay]),
         ];
         if (risks.length > 0 && !args.force) throw new WeftctlError(`refusing to write the config: ${risks.join('; ')}. Use --force to write it anyway`);
-        for (const warning of [...next.warnings, ...(underlay === undefined ? [] : [underlay])]) process.stderr.write(`weftctl: warning: ${warning}\n`);
+        for (const warning of [...next.warnings, ...(underlay === undefined ? [] : [underlay])]) printError(`weftctl: warning: ${warning}\n`);
         if (current !== null && !args.force) {
           let previous: NetworkConfig | undefined;
           try {
@@ -127,7 +129,7 @@ function commands(parser: Argv<EtcdArgs>): Argv<EtcdArgs> {
           }
         }
         await client.put(keys.config).value(JSON.stringify(next.raw));
-        process.stdout.write(`wrote ${keys.config}\n`);
+        print(`wrote ${keys.config}\n`);
       }))
     .command('leases ls', 'list the subnet leases', (sub) =>
       sub
@@ -146,10 +148,10 @@ function commands(parser: Argv<EtcdArgs>): Argv<EtcdArgs> {
           reserved: lease.reservation,
         }));
         if (args.output === 'json') {
-          process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
+          print(`${JSON.stringify(rows, null, 2)}\n`);
           return;
         }
-        process.stdout.write(`${formatTable([
+        print(`${formatTable([
           ['SUBNET', 'PUBLIC IP', 'BACKEND', 'VTEP MAC', 'EXPIRES'],
           ...rows.map((row, i) => [row.subnet, leasePublicIps(leases[i]!.lease), row.backend, row.vtepMac || '-', row.reserved ? 'reserved' : formatRemaining(row.ttlSeconds ?? 0)]),
         ])}\n`);
@@ -176,7 +178,7 @@ function commands(parser: Argv<EtcdArgs>): Argv<EtcdArgs> {
             : (await listLeases(client, keys)).find(({ lease }) => (subnet.family === 4 ? lease.subnets.ipv4 : lease.subnets.ipv6)?.equals(subnet) ?? false)?.lease.name;
           const deleted = found === undefined ? 0 : Number((await client.delete().key(keys.lease(found))).deleted);
           if (deleted === 0) throw new WeftctlError(`no lease ${name}`);
-          process.stdout.write(`revoked ${found}\n`);
+          print(`revoked ${found}\n`);
           return;
         }
         if (args['public-ip'] === undefined) throw new WeftctlError('reserve needs --public-ip');
@@ -196,7 +198,7 @@ function commands(parser: Argv<EtcdArgs>): Argv<EtcdArgs> {
         });
         const created = await client.if(key, 'Create', '==', 0).then(client.put(key).value(value)).commit();
         if (!created.succeeded) throw new WeftctlError(`${name} is already leased or reserved; revoke it first`);
-        process.stdout.write(`reserved ${name} for ${publicIP}\n`);
+        print(`reserved ${name} for ${publicIP}\n`);
       }))
     .command('status', 'the cluster: every lease, joined with what its host\'s weftd reports on /readyz and /metrics', (sub) =>
       sub
@@ -212,8 +214,8 @@ function commands(parser: Argv<EtcdArgs>): Argv<EtcdArgs> {
         if (!(args.timeout > 0)) throw new WeftctlError(`--timeout: ${args.timeout} is not a positive number of seconds`);
         const leases = await listLeases(client, keys);
         const rows = await collectStatus(leases, await remainingSeconds(client, leases), { healthzPort: port, timeoutMs: args.timeout * 1000 });
-        process.stdout.write(args.output === 'json' ? `${JSON.stringify(rows, null, 2)}\n` : `${rows.length === 0 ? `no leases under ${keys.subnets}` : formatStatus(rows)}\n`);
-        if (port === 0 && args.output === 'table') process.stderr.write('weftctl: agents not asked: give --healthz-port (their --healthz-port)\n');
+        print(args.output === 'json' ? `${JSON.stringify(rows, null, 2)}\n` : `${rows.length === 0 ? `no leases under ${keys.subnets}` : formatStatus(rows)}\n`);
+        if (port === 0 && args.output === 'table') printError('weftctl: agents not asked: give --healthz-port (their --healthz-port)\n');
         const troubled = rows.filter((row) => row.problems.length > 0);
         if (troubled.length > 0) throw new WeftctlError(`${troubled.length} of ${rows.length} hosts have problems: ${troubled.map((row) => `${row.subnet} (${row.publicIP})`).join(', ')}`);
       }))
@@ -255,7 +257,7 @@ function commands(parser: Argv<EtcdArgs>): Argv<EtcdArgs> {
             healthzIP: args['healthz-ip'],
             healthzPort: args['healthz-port'],
           });
-          process.stdout.write(args.output === 'json' ? `${JSON.stringify(findings, null, 2)}\n` : `${formatFindings(findings)}\n`);
+          print(args.output === 'json' ? `${JSON.stringify(findings, null, 2)}\n` : `${formatFindings(findings)}\n`);
           const failed = findings.filter((finding) => finding.severity === 'fail');
           if (failed.length > 0) throw new WeftctlError(`${failed.length} problem${failed.length === 1 ? '' : 's'}: ${[...new Set(failed.map((finding) => finding.check))].join(', ')}`);
         } finally {
@@ -318,7 +320,7 @@ async function main(): Promise<void> {
       .epilogue('etcd flags can also be set as WEFTD_<FLAG> or FLANNELD_<FLAG>, as for weftd, in the environment or the environment file.');
     await commands(parser).parseAsync();
   } catch (err) {
-    process.stderr.write(`weftctl: ${(err as Error).message}\n`);
+    printError(`weftctl: ${(err as Error).message}\n`);
     process.exitCode = err instanceof WeftError ? 1 : 2;
   }
 }
