@@ -388,7 +388,7 @@ export function userspaceScenarios(factory: DriverFactory): void {
       const [h1, h2] = [lab.hosts[0]!, lab.hosts[1]!];
       const [c1, c2] = await startHosts(lab, VXLAN_CONFIG, [['--vxlan-userspace=always'], ['--vxlan-userspace=never']]) as [LabContainer, LabContainer];
       await assertMesh(lab, [c1, c2]);
-      const chains = ['raw/PREROUTING', 'mangle/PREROUTING', 'filter/INPUT', 'filter/FORWARD', 'raw/OUTPUT', 'filter/OUTPUT', 'mangle/POSTROUTING'];
+      const chains = ['raw/PREROUTING', 'mangle/PREROUTING', 'mangle/INPUT', 'filter/INPUT', 'mangle/FORWARD', 'filter/FORWARD', 'raw/OUTPUT', 'mangle/OUTPUT', 'filter/OUTPUT', 'mangle/POSTROUTING'];
       /** Counts, on `host`, the echo requests from `from` to `to` in each chain (rules inserted first, without a target). */
       const measure = async (host: LabHost, from: LabContainer, to: LabContainer): Promise<Record<string, number>> => {
         for (const entry of chains) {
@@ -400,7 +400,10 @@ export function userspaceScenarios(factory: DriverFactory): void {
         assert.equal(result.received, 5, `${from.name} -> ${to.name}`);
         return firstRuleCounts(lab, host, chains);
       };
-      const expected = { 'raw/PREROUTING': 5, 'mangle/PREROUTING': 5, 'filter/INPUT': 0, 'filter/FORWARD': 5, 'raw/OUTPUT': 0, 'filter/OUTPUT': 0, 'mangle/POSTROUTING': 5 };
+      const expected = {
+        'raw/PREROUTING': 5, 'mangle/PREROUTING': 5, 'mangle/INPUT': 0, 'filter/INPUT': 0, 'mangle/FORWARD': 5, 'filter/FORWARD': 5,
+        'raw/OUTPUT': 0, 'mangle/OUTPUT': 0, 'filter/OUTPUT': 0, 'mangle/POSTROUTING': 5,
+      };
       assert.deepEqual(await measure(h2, c1, c2), expected, 'kernel VXLAN (h2) receiving from h1');
       assert.deepEqual(await measure(h1, c2, c1), expected, 'the userspace path (h1) receiving from h2: the same chains');
       // The FORWARD chain decides: weft's WEFT-FORWARD accepts overlay traffic under a DROP policy; a rule of
