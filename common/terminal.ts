@@ -4,7 +4,7 @@
  * some terminals) and the bidirectional-text controls, which reorder what is shown.
  */
 const CONTROLS = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
-const CONTROLS_BUT_NEWLINE = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+const CONTROLS_BUT_LAYOUT = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
 
 function escape(character: string): string {
   return `\\u${character.charCodeAt(0).toString(16).padStart(4, '0')}`;
@@ -12,8 +12,9 @@ function escape(character: string): string {
 
 /**
  * `text` (from etcd or a peer) safe to print: every control character becomes a \uXXXX escape, which JSON
- * reads as the same character. With `newlines`, "\n" stays (for whole outputs whose lines weft made).
+ * reads as the same character. With `layout`, newline and tab stay (for whole outputs whose lines weft made,
+ * and JSON texts, where both are whitespace): they move the cursor on but overwrite nothing.
  */
-export function escapeControls(text: string, options: { newlines?: boolean } = {}): string {
-  return text.replace(options.newlines === true ? CONTROLS_BUT_NEWLINE : CONTROLS, escape);
+export function escapeControls(text: string, options: { layout?: boolean } = {}): string {
+  return text.replace(options.layout === true ? CONTROLS_BUT_LAYOUT : CONTROLS, escape);
 }

@@ -14,15 +14,15 @@ export class WeftctlError extends WeftError {
 }
 
 /**
- * What weftctl prints goes through these: control characters are escaped (newlines kept), so that text
+ * What weftctl prints goes through these: control characters are escaped (newlines and tabs kept), so that text
  * from etcd or from a peer's agent never reaches the terminal raw, whatever prints it.
  */
 export function print(text: string): void {
-  process.stdout.write(escapeControls(text, { newlines: true }));
+  process.stdout.write(escapeControls(text, { layout: true }));
 }
 
 export function printError(text: string): void {
-  process.stderr.write(escapeControls(text, { newlines: true }));
+  process.stderr.write(escapeControls(text, { layout: true }));
 }
 
 export interface EtcdArgs {

@@ -670,18 +670,17 @@ export class RxPath {
     return undefined;
   }
 
-  /** Sends frame[0, length) to the kernel and counts it; false (counted) when the kernel refused it. */
-  private deliver(buffer: Buffer, offset: number, length: number): boolean {
+  /** Hands buffer[offset, offset + length), a frame, to the kernel and counts its packet, or counts the refusal. */
+  private deliver(buffer: Buffer, offset: number, length: number): void {
     try {
       this.sink!.send(buffer, offset, length);
     } catch (err) {
       this.drops.deliver_error++;
       this.errors.note('deliver', err);
-      return false;
+      return;
     }
     this.counters.packets++;
     this.counters.bytes += length - ETHERNET_HEADER_LENGTH;
-    return true;
   }
 
   private deliverSegmented(message: Buffer, ip: number, length: number): void {
