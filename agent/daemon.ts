@@ -1,6 +1,6 @@
 import type { Etcd3 } from 'etcd3';
 import type { Family } from '../common/cidr.js';
-import type { NetworkConfig } from '../common/config.js';
+import { isWellKnownPort, underlayAddressClash, type NetworkConfig } from '../common/config.js';
 import { WeftError } from '../common/errors.js';
 import { leaseBackendTypeFor, type Lease, type LeaseSubnets } from '../common/lease.js';
 import type { Backend, BackendContext } from './backend.js';
@@ -8,7 +8,7 @@ import type { WeftdOptions } from './cli/weftd-options.js';
 import { IngressAllowList } from './host/ingress.js';
 import { IptablesRules } from './host/iptables.js';
 import { loadNodeId } from './host/node-id.js';
-import { familyView, selectPublicInterface, type PublicInterface } from './host/interfaces.js';
+import { familyView, selectPublicInterface, underlayAddresses, type PublicInterface } from './host/interfaces.js';
 import { readSubnetEnv, writeSubnetEnv } from './host/subnet-env.js';
 import { enableForwarding } from './host/sysctl.js';
 import { HostGwBackend } from './hostgw/hostgw.js';
@@ -47,6 +47,16 @@ export function createBackend(context: BackendContext): Backend {
       // Unreachable while every type the config parser accepts is implemented.
       throw new UnsupportedBackendError((backend as { type: string }).type);
   }
+}
+
+/** Why this build cannot run the config's backend, or undefined when it can. */
+function unsupportedBackend(config: NetworkConfig): string | undefined {
+  try {
+    createBackend({ config } as BackendContext);
+  } catch (err) {
+    if (err instanceof UnsupportedBackendError) return err.message;
+  }
+  return undefined;
 }
 
 interface FamilyPlane {
@@ -162,18 +172,10 @@ export class Agent {
       this.log.info({ url: this.http.url }, 'serving /healthz, /readyz and /metrics');
     }
     this.watchEtcdHealth();
-    const config = await this.waitForUsableConfig();
+    const { config, publicInterface } = await this.waitForUsableConfig();
     this.config = config;
     this.readiness.setReady('lease', false, 'acquiring a subnet lease');
     const families = enabledFamilies(config);
-    const publicInterface = await selectPublicInterface({
-      iface: this.options.iface,
-      ifaceRegex: this.options.ifaceRegex.map((regex) => regex.source),
-      publicIp: this.options.publicIP?.toString(),
-      publicIpv6: this.options.publicIPv6?.toString(),
-      ipv4: families.includes(4),
-      ipv6: families.includes(6),
-    });
     this.publicInterface = publicInterface;
     this.log.info({
       iface: publicInterface.name,
@@ -297,17 +299,37 @@ export class Agent {
     });
   }
 
-  /** Waits for a valid config naming a backend this agent can run; logs once per change, never exits. */
-  private async waitForUsableConfig(): Promise<NetworkConfig> {
+  /**
+   * Waits for a valid config that this agent can run: a backend it has, and a Network (IPv6Network) that
+   * leaves the public interface's addresses outside. Says why it waits in the log (once per config) and on
+   * /readyz (the lease check), never exits.
+   */
+  private async waitForUsableConfig(): Promise<{ config: NetworkConfig; publicInterface: PublicInterface }> {
+    const waiting = (reason: string): void => {
+      if (this.config === undefined) this.readiness.setReady('lease', false, `waiting for a usable network config: ${reason}`);
+    };
+    this.configWatcher.on('missing', () => waiting('there is none'));
+    this.configWatcher.on('invalid', (err) => waiting(err.message));
     let config = await this.configWatcher.waitForValid(this.abort.signal);
     for (;;) {
-      try {
-        createBackend({ config } as BackendContext);
-        return config;
-      } catch (err) {
-        if (!(err instanceof UnsupportedBackendError)) return config;
-        this.log.error({ err: err.message }, 'waiting for a config with a supported backend');
+      let problem = unsupportedBackend(config);
+      if (problem === undefined) {
+        const families = enabledFamilies(config);
+        const publicInterface = await selectPublicInterface({
+          iface: this.options.iface,
+          ifaceRegex: this.options.ifaceRegex.map((regex) => regex.source),
+          publicIp: this.options.publicIP?.toString(),
+          publicIpv6: this.options.publicIPv6?.toString(),
+          ipv4: families.includes(4),
+          ipv6: families.includes(6),
+        });
+        problem = underlayAddressClash(config, underlayAddresses(publicInterface));
+        if (problem === undefined) return { config, publicInterface };
+        this.log.error({ err: problem, iface: publicInterface.name }, 'waiting for a network config that leaves this host\'s underlay addresses outside the overlay');
+      } else {
+        this.log.error({ err: problem }, 'waiting for a config with a supported backend');
       }
+      waiting(problem);
       config = await new Promise<NetworkConfig>((resolve, reject) => {
         this.configWatcher.once('config', resolve);
         this.abort.signal.addEventListener('abort', () => reject(new RegistryStoppedError()), { once: true });
@@ -393,6 +415,13 @@ export class Agent {
   private async startIngressAllowList(config: NetworkConfig, own: Lease): Promise<void> {
     const port = config.backend.type === 'host-gw' ? undefined : config.backend.port;
     if (!this.options.ingressAllowList || port === undefined) return;
+    if (isWellKnownPort(port)) {
+      // The allow-list would drop the datagrams of the service that owns the port (DNS, DHCP, NTP, …) from
+      // everyone but the peers: the port stays open, as it is on flanneld's hosts.
+      this.log.warn({ port }, 'no ingress allow-list: Backend.Port is below 1024, where well-known services listen');
+      this.readiness.setInfo('ingressAllowList', `off: Backend.Port ${port} is below 1024`);
+      return;
+    }
     const allowList = new IngressAllowList({
       ports: [port],
       logger: this.log.child({ component: 'ingress' }),

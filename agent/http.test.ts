@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
+import { connect, type Socket } from 'node:net';
 import { Gauge } from 'prom-client';
 import { WeftError } from '../common/errors.js';
-import { HealthServer, Readiness, type ReadinessReport } from './http.js';
+import { HealthServer, MAX_CONNECTIONS, MAX_HEADER_BYTES, Readiness, type ReadinessReport } from './http.js';
 import { WeftMetrics } from './metrics.js';
 
 interface Reply {
@@ -12,16 +13,16 @@ interface Reply {
 }
 
 /** One request on a fresh connection (no keep-alive pool), so that tests see the server's own behaviour. */
-function call(server: HealthServer, path: string, method = 'GET'): Promise<Reply> {
+function call(server: HealthServer, path: string, method = 'GET', options: { headers?: Record<string, string>; body?: string } = {}): Promise<Reply> {
   return new Promise((resolve, reject) => {
-    const req = request({ host: server.host, port: server.port, path, method, agent: false }, (res) => {
+    const req = request({ host: server.host, port: server.port, path, method, agent: false, headers: options.headers ?? {} }, (res) => {
       let body = '';
       res.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
       res.on('error', reject);
     });
     req.on('error', reject);
-    req.end();
+    req.end(options.body);
   });
 }
 
@@ -164,6 +165,34 @@ describe('HTTP endpoint (/healthz, /readyz, /metrics)', function () {
     await slow.close();
     assert.ok(Date.now() - t1 < 2000);
     assert.equal(await stuck, 'ECONNRESET');
+  });
+
+  it(`serves at most ${MAX_CONNECTIONS} connections at a time, and takes requests again once some close`, async function () {
+    const idle: Socket[] = [];
+    try {
+      for (let i = 0; i < MAX_CONNECTIONS; i++) {
+        idle.push(await new Promise<Socket>((resolve, reject) => {
+          const socket = connect(server!.port, server!.host, () => resolve(socket));
+          socket.on('error', reject);
+        }));
+      }
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      await assert.rejects(call(server!, '/healthz'), /ECONNRESET|socket hang up/);
+      for (const socket of idle.splice(0, 8)) socket.destroy();
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      assert.equal((await call(server!, '/healthz')).status, 200);
+    } finally {
+      for (const socket of idle) socket.destroy();
+    }
+  });
+
+  it('refuses request heads over the size limit (431) and requests with a body (413)', async function () {
+    assert.equal((await call(server!, '/healthz', 'GET', { headers: { 'x-filler': 'a'.repeat(MAX_HEADER_BYTES) } })).status, 431);
+    assert.equal((await call(server!, '/healthz', 'GET', { headers: { 'x-filler': 'a'.repeat(MAX_HEADER_BYTES / 2) } })).status, 200);
+    const withBody = await call(server!, '/readyz', 'GET', { headers: { 'content-length': '100000' }, body: 'x'.repeat(100_000) });
+    assert.equal(withBody.status, 413);
+    assert.equal(withBody.headers.connection, 'close');
+    assert.equal((await call(server!, '/healthz')).status, 200);
   });
 
   it('reports a port in use as a typed error', async function () {

@@ -8,6 +8,12 @@
  *
  * close() stops accepting, lets requests in flight finish (up to drainTimeoutMs) and ends keep-alive
  * connections; destroy() drops every connection at once.
+ *
+ * flanneld listens on --healthz-ip (default 0.0.0.0, every address) with Go's default server: no limit on
+ * connections. This endpoint is reachable from the network in the same way, so it keeps what a client can
+ * hold small: at most MAX_CONNECTIONS connections at a time (more are closed on arrival), headers of at most
+ * MAX_HEADER_BYTES (431 beyond), no request bodies (413), and a request must arrive whole within
+ * REQUEST_TIMEOUT_MS.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -16,6 +22,12 @@ import type { Logger } from './log.js';
 import type { WeftMetrics } from './metrics.js';
 
 export const READINESS_CHECKS = ['lease', 'dataplane', 'subnetEnv'] as const;
+/** Connections served at once; Prometheus, a kubelet probe and weftctl need a handful. */
+export const MAX_CONNECTIONS = 64;
+/** The largest request head (request line and headers) taken. */
+export const MAX_HEADER_BYTES = 8 * 1024;
+/** How long a client has to send a whole request (its head: these requests have no body). */
+export const REQUEST_TIMEOUT_MS = 10_000;
 export type ReadinessCheck = (typeof READINESS_CHECKS)[number];
 export type InfoValue = string | number | boolean | null;
 
@@ -81,6 +93,8 @@ export interface HttpServerOptions {
   logger?: Logger;
   /** How long close() waits for requests in flight before dropping them (default 5 s). */
   drainTimeoutMs?: number;
+  /** Connections served at once (default MAX_CONNECTIONS). */
+  maxConnections?: number;
 }
 
 export class HealthServer {
@@ -99,7 +113,7 @@ export class HealthServer {
   static async listen(options: HttpServerOptions): Promise<HealthServer> {
     const host = options.host ?? '0.0.0.0';
     const state = { draining: false };
-    const server = createServer((req, res) => {
+    const server = createServer({ maxHeaderSize: MAX_HEADER_BYTES, requestTimeout: REQUEST_TIMEOUT_MS, headersTimeout: REQUEST_TIMEOUT_MS }, (req, res) => {
       if (state.draining) res.setHeader('Connection', 'close');
       handle(req, res, options).catch((err: unknown) => {
         options.logger?.error({ err, url: req.url }, 'HTTP handler failed');
@@ -107,6 +121,7 @@ export class HealthServer {
         else res.destroy();
       });
     });
+    server.maxConnections = options.maxConnections ?? MAX_CONNECTIONS;
     await new Promise<void>((resolve, reject) => {
       const onError = (err: Error): void => reject(new WeftError('WEFT_HTTP_LISTEN', `cannot listen on ${host}:${options.port}: ${err.message}`, { cause: err }));
       server.once('error', onError);
@@ -166,6 +181,12 @@ async function handle(req: IncomingMessage, res: ServerResponse, options: HttpSe
   if (req.method !== 'GET' && req.method !== 'HEAD') {
     res.setHeader('Allow', 'GET, HEAD');
     send(res, 405, 'text/plain; charset=utf-8', 'method not allowed\n');
+    return;
+  }
+  if ((req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0') || req.headers['transfer-encoding'] !== undefined) {
+    // Not read: the connection ends with the answer.
+    res.setHeader('Connection', 'close');
+    send(res, 413, 'text/plain; charset=utf-8', 'requests take no body\n');
     return;
   }
   const head = req.method === 'HEAD';

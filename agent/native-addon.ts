@@ -34,12 +34,15 @@ export interface NativeAddon {
     callback: (count: number) => void,
     batchesPerEvent: number,
   ): ReceiverHandle | number;
-  /** The receiver no longer keeps the event loop alive. */
+  /** The receiver no longer keeps the event loop alive; nothing once it is stopped. */
   unref(handle: ReceiverHandle): number;
-  /** Stops a receiver (idempotent); close the fd afterwards. */
+  /** Stops a receiver; close the fd afterwards. Safe to call again, and the handle stays safe to pass. */
   stop(handle: ReceiverHandle): number;
   /** Frames the kernel dropped on packet socket `fd` (a full capture ring) since the last call, or -errno. */
   captureDrops(fd: number): number;
+  /** send(2) of buffer[offset, offset + length), a whole Ethernet frame, on packet socket `fd` (out of the
+   * device it is bound to); bytes sent or -errno. */
+  sendFrame(fd: number, buffer: Buffer, offset: number, length: number): number;
   /** A non-blocking rtnetlink socket with the receive buffer asked for (beyond net.core.rmem_max when
    * privileged), bound, in no group yet; fd or -errno. */
   netlinkOpen(receiveBuffer: number): number;

@@ -3,6 +3,9 @@ import fc from 'fast-check';
 import { IpAddress, Prefix } from './cidr.js';
 import {
   candidateSubnets,
+  captureDeviceName,
+  isWellKnownPort,
+  vxlanDeviceName,
   DEFAULT_UDP_PORT,
   DEFAULT_VNI,
   DEFAULT_VXLAN_PORT,
@@ -57,6 +60,9 @@ function plan(family: FamilyConfig): Record<string, string | number> {
 }
 
 const VXLAN = { Type: 'vxlan' };
+/** What no overlay Network may overlap ("this network", loopback, link-local, multicast; ::, ::1). */
+const SPECIAL_IPV4 = ['0.0.0.0/8', '127.0.0.0/8', '169.254.0.0/16', '224.0.0.0/4'].map((text) => Prefix.parse(text));
+const SPECIAL_IPV6 = ['::/128', '::1/128', 'fe80::/10', 'ff00::/8'].map((text) => Prefix.parse(text));
 
 describe('config', () => {
   describe('parseNetworkConfig: a typical flannel config', () => {
@@ -272,6 +278,29 @@ describe('config', () => {
       ]);
       assert.deepEqual(parse({ Network: '198.18.0.0/16', Backend: VXLAN }).warnings, []);
     });
+
+    it('refuses a Network that covers every address, or overlaps loopback, link-local, multicast or "this network"', () => {
+      rejects({ Network: '0.0.0.0/0', Backend: VXLAN }, 'Network', /^Network 0\.0\.0\.0\/0 covers every address/);
+      const table: [string, string][] = [
+        ['127.0.0.0/8', 'the loopback range 127.0.0.0/8'],
+        ['127.5.0.0/16', 'the loopback range 127.0.0.0/8'],
+        ['0.0.0.0/1', 'the "this network" range 0.0.0.0/8'],
+        ['96.0.0.0/3', 'the loopback range 127.0.0.0/8'],
+        ['169.254.0.0/16', 'the link-local range 169.254.0.0/16'],
+        ['169.254.169.0/24', 'the link-local range 169.254.0.0/16'],
+        ['128.0.0.0/1', 'the link-local range 169.254.0.0/16'],
+        ['224.0.0.0/4', 'the multicast range 224.0.0.0/4'],
+        ['239.1.0.0/16', 'the multicast range 224.0.0.0/4'],
+        ['0.5.0.0/16', 'the "this network" range 0.0.0.0/8'],
+      ];
+      for (const [network, range] of table) {
+        rejects({ Network: network, Backend: VXLAN }, 'Network', `Network ${network} overlaps ${range}: those addresses cannot be routed through an overlay`);
+      }
+      // next to them, and flannel's usual ranges, are fine
+      for (const network of ['1.0.0.0/8', '126.0.0.0/8', '128.0.0.0/8', '169.253.0.0/16', '169.255.0.0/16', '208.0.0.0/4', '240.0.0.0/8', '10.0.0.0/8', '198.18.0.0/15']) {
+        assert.equal(ipv4(parse({ Network: network, Backend: VXLAN })).network.toString(), network);
+      }
+    });
   });
 
   describe('EnableIPv4 and EnableIPv6', () => {
@@ -341,6 +370,20 @@ describe('config', () => {
 
     it('rejects an IPv6Network smaller than /124', () => {
       rejects(v6({ IPv6Network: '2001:db8:100::/125' }), 'IPv6Network', 'IPv6Network 2001:db8:100::/125 is smaller than /124');
+    });
+
+    it('refuses an IPv6Network that covers every address, or overlaps loopback, link-local, multicast or ::', () => {
+      rejects(v6({ IPv6Network: '::/0' }), 'IPv6Network', /^IPv6Network ::\/0 covers every address/);
+      const table: [string, string][] = [
+        ['::/64', 'the unspecified-address range ::/128'],
+        ['fe80::/64', 'the link-local range fe80::/10'],
+        ['fe80::/9', 'the link-local range fe80::/10'],
+        ['ff02::/16', 'the multicast range ff00::/8'],
+        ['8000::/1', 'the link-local range fe80::/10'],
+      ];
+      for (const [network, range] of table) rejects(v6({ IPv6Network: network }), 'IPv6Network', `IPv6Network ${network} overlaps ${range}: those addresses cannot be routed through an overlay`);
+      assert.equal(ipv6(parse(v6({ IPv6Network: 'fec0::/10' }))).network.toString(), 'fec0::/10');
+      assert.equal(ipv6(parse(v6({ IPv6Network: '::100/120' }))).network.toString(), '::100/120');
     });
 
     it('requires IPv6Network and an IPv6 prefix in it', () => {
@@ -514,6 +557,34 @@ describe('config', () => {
       );
     });
 
+    it('refuses a VNI whose device name Linux cannot hold (15 characters): weft-v6.<VNI>, or weft.<VNI>.c', () => {
+      const dual = { ...net, EnableIPv6: true, IPv6Network: '2001:db8:100::/48' };
+      assert.equal((parse({ ...dual, Backend: { Type: 'vxlan', VNI: 9_999_999 } }).backend as { vni: number }).vni, 9_999_999);
+      rejects({ ...dual, Backend: { Type: 'vxlan', VNI: 10_000_000 } }, 'Backend.VNI',
+        'Backend.VNI 10000000 makes the device name "weft-v6.10000000" 16 characters long; Linux allows 15 (use a VNI below 10000000)');
+      rejects({ EnableIPv4: false, EnableIPv6: true, IPv6Network: '2001:db8:100::/48', Backend: { Type: 'vxlan', VNI: 0xffffff } }, 'Backend.VNI',
+        /^Backend\.VNI 16777215 makes the device name "weft-v6\.16777215" 16 characters long/);
+      // IPv4 alone: weft.16777215.c (the userspace path's capture end) is 15 characters
+      assert.equal((parse({ ...net, Backend: { Type: 'vxlan', VNI: 0xffffff } }).backend as { vni: number }).vni, 0xffffff);
+      assert.equal(vxlanDeviceName(4, 0xffffff), 'weft.16777215');
+      assert.equal(captureDeviceName(vxlanDeviceName(4, 0xffffff)).length, 15);
+      // other backends have fixed names
+      assert.equal(parse({ ...dual, Backend: { Type: 'host-gw', VNI: 10_000_000 } }).backend.type, 'host-gw');
+    });
+
+    it('warns of a tunnel port below 1024, where well-known services listen', () => {
+      for (const [type, port] of [['vxlan', 53], ['vxlan', 123], ['udp', 67], ['udp', 1023]] as const) {
+        const config = parse({ ...net, Backend: { Type: type, Port: port } });
+        assert.equal((config.backend as { port: number }).port, port);
+        assert.equal(config.warnings.length, 1, `${type} ${port}`);
+        assert.match(config.warnings[0]!, new RegExp(`^Backend\\.Port ${port} is below 1024.*leaves the port without its ingress allow-list`));
+      }
+      assert.deepEqual(parse({ ...net, Backend: { Type: 'vxlan', Port: 1024 } }).warnings, []);
+      assert.deepEqual(parse({ ...net, Backend: { Type: 'vxlan', Port: 0 } }).warnings, [], 'Port 0 is the default, 8472');
+      assert.equal(isWellKnownPort(1023), true);
+      assert.equal(isWellKnownPort(1024), false);
+    });
+
     it('host-gw takes no options', () => {
       assert.deepEqual(parse({ ...net, Backend: { Type: 'host-gw', VNI: 'ignored' } }).backend, { type: 'host-gw' });
     });
@@ -576,7 +647,8 @@ describe('config', () => {
     it('default SubnetLen, SubnetMin and SubnetMax follow flannel for every usable IPv4 Network', () => {
       const arb = fc
         .tuple(fc.bigInt({ min: 0n, max: (1n << 32n) - 1n }), fc.integer({ min: 1, max: 28 }))
-        .map(([value, length]) => Prefix.of(IpAddress.fromValue(4, value), length));
+        .map(([value, length]) => Prefix.of(IpAddress.fromValue(4, value), length))
+        .filter((network) => !SPECIAL_IPV4.some((special) => special.overlaps(network)));
       fc.assert(
         fc.property(arb, (network) => {
           const family = ipv4(parse({ Network: network.toString(), Backend: VXLAN }));
@@ -595,7 +667,8 @@ describe('config', () => {
     it('default IPv6SubnetLen, IPv6SubnetMin and IPv6SubnetMax follow flannel for every usable IPv6Network', () => {
       const arb = fc
         .tuple(fc.bigInt({ min: 0n, max: (1n << 128n) - 1n }), fc.integer({ min: 1, max: 124 }))
-        .map(([value, length]) => Prefix.of(IpAddress.fromValue(6, value), length));
+        .map(([value, length]) => Prefix.of(IpAddress.fromValue(6, value), length))
+        .filter((network) => !SPECIAL_IPV6.some((special) => special.overlaps(network)));
       fc.assert(
         fc.property(arb, (network) => {
           const family = ipv6(parse({ EnableIPv4: false, EnableIPv6: true, IPv6Network: network.toString(), Backend: VXLAN }));
@@ -681,6 +754,7 @@ describe('config', () => {
             if (family === undefined) continue;
             const bits = family.family === 4 ? 32 : 128;
             assert.ok(family.network.length <= bits - 4);
+            assert.ok(![...SPECIAL_IPV4, ...SPECIAL_IPV6].some((special) => special.overlaps(family.network)), `${family.network}`);
             assert.ok(family.subnetLen >= family.network.length + 2);
             assert.ok(family.subnetLen <= bits - 2);
             assert.ok(family.network.contains(family.subnetMin));

@@ -53,6 +53,27 @@ export const DEFAULT_VNI = 1;
 export const MAX_FLANNEL_VNI = 0xffff;
 /** Backend.MTU is the underlay's: the largest encapsulation (VXLAN over IPv6, 70 bytes) must leave IPv4's minimum, 68. */
 const MIN_UNDERLAY_MTU = 138;
+/** Linux interface names hold at most 15 characters (IFNAMSIZ, 16 with the terminating NUL). */
+export const MAX_DEVICE_NAME_LENGTH = 15;
+
+/** weft's VXLAN device for `family` (the userspace path's overlay veth has the same name). */
+export function vxlanDeviceName(family: Family, vni: number): string {
+  return family === 4 ? `weft.${vni}` : `weft-v6.${vni}`;
+}
+
+/** The capture end of the userspace path's veth pair whose overlay end is `deviceName`. */
+export function captureDeviceName(deviceName: string): string {
+  return `${deviceName}.c`;
+}
+
+/**
+ * Ports below 1024 belong to well-known services (DNS 53, DHCP 67/68, NTP 123, …). A tunnel on one shares
+ * it with that service; weftd then leaves the port without its ingress allow-list, which would drop the
+ * service's datagrams from everyone but the peers.
+ */
+export function isWellKnownPort(port: number): boolean {
+  return port < 1024;
+}
 
 export interface NetworkConfig {
   ipv4: FamilyConfig | undefined;
@@ -126,6 +147,34 @@ const IPV4_KEYS: FamilyKeys = {
   family: 4, network: 'Network', subnetLen: 'SubnetLen', subnetMin: 'SubnetMin', subnetMax: 'SubnetMax',
   longestSubnet: 30, defaultSubnetLen: 24,
 };
+/** Address ranges with a meaning of their own, which an overlay network must not overlap. */
+const SPECIAL_RANGES: Record<Family, readonly { prefix: Prefix; what: string }[]> = {
+  4: [
+    { prefix: Prefix.parse('0.0.0.0/8'), what: '"this network"' },
+    { prefix: Prefix.parse('127.0.0.0/8'), what: 'loopback' },
+    { prefix: Prefix.parse('169.254.0.0/16'), what: 'link-local' },
+    { prefix: Prefix.parse('224.0.0.0/4'), what: 'multicast' },
+  ],
+  6: [
+    { prefix: Prefix.parse('::/128'), what: 'unspecified-address' },
+    { prefix: Prefix.parse('::1/128'), what: 'loopback' },
+    { prefix: Prefix.parse('fe80::/10'), what: 'link-local' },
+    { prefix: Prefix.parse('ff00::/8'), what: 'multicast' },
+  ],
+};
+
+/** Refuses a network that covers every address or overlaps loopback, link-local, multicast or "this network". */
+function checkSpecialRanges(network: Prefix, name: string): void {
+  if (network.length === 0) {
+    throw new InvalidConfigError(name, `${name} ${network} covers every address: the overlay would take over all of the host's traffic`);
+  }
+  for (const { prefix, what } of SPECIAL_RANGES[network.family]) {
+    if (network.overlaps(prefix)) {
+      throw new InvalidConfigError(name, `${name} ${network} overlaps the ${what} range ${prefix}: those addresses cannot be routed through an overlay`);
+    }
+  }
+}
+
 const IPV6_KEYS: FamilyKeys = {
   family: 6, network: 'IPv6Network', subnetLen: 'IPv6SubnetLen', subnetMin: 'IPv6SubnetMin', subnetMax: 'IPv6SubnetMax',
   longestSubnet: 126, defaultSubnetLen: 64,
@@ -151,6 +200,7 @@ function parseFamily(obj: JsonObject, keys: FamilyKeys, warnings: string[]): Fam
   if (network.family !== keys.family) {
     throw new InvalidConfigError(keys.network, `${keys.network} ${networkText} is not an IPv${keys.family} prefix`);
   }
+  checkSpecialRanges(network, keys.network);
   // The smallest useful network holds four subnets of four addresses each.
   const smallest = bits - 4;
   if (network.length > smallest) {
@@ -285,13 +335,52 @@ export function parseNetworkConfig(text: string): NetworkConfig {
     throw new InvalidConfigError('EnableIPv4', 'EnableIPv4 and EnableIPv6 are both false: nothing to route');
   }
   const warnings: string[] = [];
-  return {
-    ipv4: enableIPv4 ? parseFamily(raw, IPV4_KEYS, warnings) : undefined,
-    ipv6: enableIPv6 ? parseFamily(raw, IPV6_KEYS, warnings) : undefined,
-    backend: parseBackend(raw, warnings),
-    warnings,
-    raw,
-  };
+  const ipv4 = enableIPv4 ? parseFamily(raw, IPV4_KEYS, warnings) : undefined;
+  const ipv6 = enableIPv6 ? parseFamily(raw, IPV6_KEYS, warnings) : undefined;
+  const backend = parseBackend(raw, warnings);
+  checkDeviceNames(backend, ipv4 !== undefined, ipv6 !== undefined);
+  if (backend.type !== 'host-gw' && isWellKnownPort(backend.port)) {
+    warnings.push(
+      `Backend.Port ${backend.port} is below 1024, where well-known services listen (DNS 53, DHCP 67/68, NTP 123, …): ` +
+        'the tunnel shares the port with such a service, and weftd leaves the port without its ingress allow-list',
+    );
+  }
+  return { ipv4, ipv6, backend, warnings, raw };
+}
+
+/** Refuses a VNI whose device names (weft.<VNI>, its capture end weft.<VNI>.c, weft-v6.<VNI>) Linux cannot hold. */
+function checkDeviceNames(backend: BackendConfig, ipv4: boolean, ipv6: boolean): void {
+  if (backend.type !== 'vxlan') return;
+  const ipv4Name = vxlanDeviceName(4, backend.vni);
+  // the userspace path, which adds the capture end, carries IPv4 only
+  const names = [...(ipv4 ? [captureDeviceName(ipv4Name)] : []), ...(ipv6 ? [vxlanDeviceName(6, backend.vni)] : [])];
+  for (const name of names) {
+    if (name.length > MAX_DEVICE_NAME_LENGTH) {
+      const digits = MAX_DEVICE_NAME_LENGTH - (name.length - String(backend.vni).length);
+      throw new InvalidConfigError(
+        'Backend.VNI',
+        `Backend.VNI ${backend.vni} makes the device name "${name}" ${name.length} characters long; Linux allows ${MAX_DEVICE_NAME_LENGTH} ` +
+          `(use a VNI below ${10 ** digits})`,
+      );
+    }
+  }
+}
+
+/**
+ * Why a host whose underlay addresses (its public interface's address and the public address it announces,
+ * per family) are `addresses` cannot use `config`, or undefined when it can: a Network (IPv6Network) that
+ * contains one of them would route the host's own underlay traffic, the tunnel's included, into the overlay.
+ */
+export function underlayAddressClash(config: NetworkConfig, addresses: readonly IpAddress[]): string | undefined {
+  for (const plan of [config.ipv4, config.ipv6]) {
+    if (plan === undefined) continue;
+    const inside = addresses.find((address) => plan.network.contains(address));
+    if (inside !== undefined) {
+      const name = plan.family === 4 ? 'Network' : 'IPv6Network';
+      return `${name} ${plan.network} contains ${inside}, an underlay address of this host: its routes would pull the host's own (and the tunnel's) traffic into the overlay`;
+    }
+  }
+  return undefined;
 }
 
 /** Every candidate subnet between SubnetMin and SubnetMax, in address order. */

@@ -8,6 +8,7 @@
  *     a GSO/GRO train of equal datagrams from one sender arrives as one, with its segment size.
  *   - getsockopt(PACKET_STATISTICS) on libpcap's packet socket: the frames the kernel dropped because the
  *     capture ring was full, which `cap` does not report.
+ *   - send(2) of an Ethernet frame on that packet socket: the receive path's delivery into the capture end.
  *
  * For the kernel monitor (agent/kernel/monitor-native.ts): an rtnetlink socket joined to notification
  * groups, read with the same recvmmsg receiver. `netlink` 0.3.0 aborts the process when such a socket
@@ -172,17 +173,25 @@ typedef struct {
   int32_t *meta;
   unsigned batches_per_event;
   int stopped;
+  /* Holders of this struct: the poll handle until its close callback, the JS handle until it is collected.
+     The last one frees it, so stop() and unref() on a stopped receiver read live memory. */
+  int holders;
 } receiver_t;
 
 #define CONTROL_SPACE CMSG_SPACE(sizeof(int))
 
-static void receiver_free(uv_handle_t *handle) {
-  receiver_t *r = (receiver_t *)handle->data;
+static void receiver_release_holder(receiver_t *r) {
+  if (--r->holders > 0) return;
   free(r->messages);
   free(r->iovecs);
   free(r->sources);
   free(r->controls);
   free(r);
+}
+
+/* The poll handle's close callback, and the way out of a receiver that never got a handle. */
+static void receiver_free(uv_handle_t *handle) {
+  receiver_release_holder((receiver_t *)handle->data);
 }
 
 static void receiver_release(receiver_t *r) {
@@ -248,7 +257,8 @@ static void receiver_poll(uv_poll_t *handle, int status, int events) {
 }
 
 static void receiver_finalize_handle(napi_env env, void *data, void *hint) {
-  (void)env; (void)data; (void)hint;
+  (void)env; (void)hint;
+  receiver_release_holder((receiver_t *)data);
 }
 
 /*
@@ -283,6 +293,7 @@ static napi_value udp_receive(napi_env env, napi_callback_info info) {
   receiver_t *r = calloc(1, sizeof *r);
   if (r == NULL) return int_value(env, -ENOMEM);
   r->env = env;
+  r->holders = 1;
   r->fd = fd;
   r->slots = slots;
   r->batches_per_event = batches_per_event;
@@ -319,11 +330,20 @@ static napi_value udp_receive(napi_env env, napi_callback_info info) {
   napi_async_init(env, NULL, name, &r->context);
   uv_poll_start(&r->poll, UV_READABLE, receiver_poll);
   napi_value handle;
-  CHECK(napi_create_external(env, r, receiver_finalize_handle, NULL, &handle));
+  if (napi_create_external(env, r, receiver_finalize_handle, NULL, &handle) != napi_ok) {
+    r->stopped = 1;
+    uv_poll_stop(&r->poll);
+    receiver_release(r);
+    uv_close((uv_handle_t *)&r->poll, receiver_free);
+    napi_throw_error(env, NULL, "weft_native.receive: cannot make the handle");
+    return NULL;
+  }
+  r->holders++;
   return handle;
 }
 
-/* stop(handle): stops polling and frees the receiver (the caller closes the fd afterwards). Idempotent. */
+/* stop(handle): stops polling and lets go of the receiver (the caller closes the fd afterwards). Idempotent;
+   unref() after it does nothing. */
 static napi_value udp_stop(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   void *data;
@@ -420,6 +440,26 @@ static napi_value receiver_unref(napi_env env, napi_callback_info info) {
   return int_value(env, 0);
 }
 
+/*
+ * sendFrame(fd, buffer, offset, length) -> bytes sent | -errno: buffer[offset, offset + length), a whole
+ * Ethernet frame, out of the device the packet socket fd is bound to.
+ */
+static napi_value send_frame(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  int32_t fd;
+  uint32_t offset, length;
+  void *data;
+  size_t size;
+  if (get_args(env, info, 4, argv) || napi_get_value_int32(env, argv[0], &fd) != napi_ok ||
+      napi_get_buffer_info(env, argv[1], &data, &size) != napi_ok || get_u32(env, argv[2], &offset) ||
+      get_u32(env, argv[3], &length) || (size_t)offset + length > size) {
+    napi_throw_type_error(env, NULL, "weft_native.sendFrame: bad arguments");
+    return NULL;
+  }
+  ssize_t sent = send(fd, (char *)data + offset, length, MSG_DONTWAIT);
+  return int_value(env, sent < 0 ? -errno : sent);
+}
+
 /* captureDrops(fd) -> frames the kernel dropped on packet socket fd since the last call (the kernel resets the count) | -errno */
 static napi_value capture_drops(napi_env env, napi_callback_info info) {
   int32_t fd;
@@ -441,6 +481,7 @@ static napi_value init(napi_env env, napi_value exports) {
     { "stop", NULL, udp_stop, NULL, NULL, NULL, napi_enumerable, NULL },
     { "unref", NULL, receiver_unref, NULL, NULL, NULL, napi_enumerable, NULL },
     { "captureDrops", NULL, capture_drops, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "sendFrame", NULL, send_frame, NULL, NULL, NULL, napi_enumerable, NULL },
     { "netlinkOpen", NULL, netlink_open, NULL, NULL, NULL, napi_enumerable, NULL },
     { "netlinkJoin", NULL, netlink_join, NULL, NULL, NULL, napi_enumerable, NULL },
     { "unixDatagram", NULL, unix_datagram, NULL, NULL, NULL, napi_enumerable, NULL },

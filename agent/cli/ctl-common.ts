@@ -3,6 +3,7 @@ import { ClientRuntimeError, EtcdError, GRPCGenericError, type Etcd3 } from 'etc
 import { parseNetworkConfig } from '../../common/config.js';
 import { WeftError } from '../../common/errors.js';
 import { decodeLease, type Lease } from '../../common/lease.js';
+import { escapeControls } from '../../common/terminal.js';
 import { connectEtcd, NetworkKeys } from '../registry/etcd.js';
 import { rangeEndOf } from '../registry/kv-mirror.js';
 import { etcdTlsFiles } from './env.js';
@@ -12,6 +13,18 @@ export class WeftctlError extends WeftError {
   constructor(message: string) {
     super('WEFT_CTL', message);
   }
+}
+
+/**
+ * What weftctl prints goes through these: control characters are escaped (newlines and tabs kept), so that text
+ * from etcd or from a peer's agent never reaches the terminal raw, whatever prints it.
+ */
+export function print(text: string): void {
+  process.stdout.write(escapeControls(text, { layout: true }));
+}
+
+export function printError(text: string): void {
+  process.stderr.write(escapeControls(text, { layout: true }));
 }
 
 export interface EtcdArgs {
@@ -85,7 +98,7 @@ export async function networkBackendType(client: Etcd3, keys: NetworkKeys): Prom
 }
 
 function defaultSkip(key: string, reason: string): void {
-  process.stderr.write(`weftctl: skipping ${key}: ${reason}\n`);
+  printError(`weftctl: skipping ${escapeControls(key)}: ${escapeControls(reason)}\n`);
 }
 
 /** Seconds left of each lease (undefined for reservations), in the order given. */

@@ -85,6 +85,17 @@ describe('weftctl doctor: findings (no root)', function () {
       '1 problem found, 1 warning',
     ]);
   });
+
+  it('keeps each finding on its line and escapes control characters quoted from etcd', function () {
+    const text = formatFindings([
+      { check: 'peer', severity: 'warn', message: 'lease 198.18.2.0-24 uses backend vxlan\u001b[31m\nok    etcd   forged', fix: 'revoke it\r\u009b' },
+    ]);
+    assert.doesNotMatch(text, /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/);
+    assert.deepEqual(text.split('\n').slice(1, 3), [
+      'WARN  peer   lease 198.18.2.0-24 uses backend vxlan\\u001b[31m\\u000aok    etcd   forged',
+      '             fix: revoke it\\u000d\\u009b',
+    ]);
+  });
 });
 
 describe('weftctl helpers (no root)', function () {

@@ -7,7 +7,8 @@
 import type { Etcd3 } from 'etcd3';
 import { hostname } from 'node:os';
 import type { Family } from '../../common/cidr.js';
-import { parseNetworkConfig, type NetworkConfig, type UserspaceMode } from '../../common/config.js';
+import { isWellKnownPort, parseNetworkConfig, type NetworkConfig, type UserspaceMode } from '../../common/config.js';
+import { escapeControls } from '../../common/terminal.js';
 import {
   WEFT_ROUTE_PROTOCOL,
   desiredFamilyState,
@@ -699,6 +700,13 @@ async function checkIngress(context: Context): Promise<void> {
     add(context, 'ingress', 'warn', `could not read the nftables table inet weft: ${message(err)}`, 'run weftctl doctor as root on a host with nft (nftables)');
     return;
   }
+  const port = config.backend.port;
+  if (options.ingressAllowList && isWellKnownPort(port)) {
+    const off = `weftd keeps no ingress allow-list: Backend.Port ${port} is below 1024, where a well-known service would lose its datagrams`;
+    if (table === undefined) add(context, 'ingress', 'skip', off);
+    else add(context, 'ingress', 'warn', `${off}, yet the nftables table inet weft is there`, 'unless another program keeps it there on purpose: nft delete table inet weft');
+    return;
+  }
   if (!options.ingressAllowList) {
     if (table !== undefined) {
       add(context, 'ingress', 'warn', 'the ingress allow-list (nftables table inet weft) is there although --ingress-allow-list is off',
@@ -790,9 +798,10 @@ const LABEL: Record<Severity, string> = { ok: 'ok', warn: 'WARN', fail: 'FAIL', 
 export function formatFindings(findings: readonly Finding[]): string {
   const width = Math.max(...findings.map((finding) => finding.check.length), 5);
   const lines = [`weftctl doctor on ${hostname()}`];
+  // A finding's text may quote etcd or the kernel: one line each, whatever it holds.
   for (const finding of findings) {
-    lines.push(`${LABEL[finding.severity].padEnd(4)}  ${finding.check.padEnd(width)}  ${finding.message}`);
-    if (finding.fix !== undefined && (finding.severity === 'fail' || finding.severity === 'warn')) lines.push(`${' '.repeat(width + 8)}fix: ${finding.fix}`);
+    lines.push(`${LABEL[finding.severity].padEnd(4)}  ${finding.check.padEnd(width)}  ${escapeControls(finding.message)}`);
+    if (finding.fix !== undefined && (finding.severity === 'fail' || finding.severity === 'warn')) lines.push(`${' '.repeat(width + 8)}fix: ${escapeControls(finding.fix)}`);
   }
   const failed = findings.filter((finding) => finding.severity === 'fail').length;
   const warned = findings.filter((finding) => finding.severity === 'warn').length;

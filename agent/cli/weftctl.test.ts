@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Etcd3 } from 'etcd3';
 import { EtcdServer, freePort } from '../../test/etcd-server.js';
@@ -70,6 +70,30 @@ describe('weftctl against a real etcd', function () {
     assert.match(refused.stderr, /1 hosts hold leases; use --force/);
     const forced = await weftctl('config', 'set', '--network', '198.18.0.0/16', '--backend', 'host-gw', '--force');
     assert.equal(forced.code, 0, forced.stderr);
+  });
+
+  it('refuses a tunnel port below 1024 unless --force, naming Backend.Port; refuses a device name Linux cannot hold', async function () {
+    for (const [backend, port] of [['vxlan', '53'], ['udp', '123']]) {
+      const refused = await weftctl('config', 'set', '--network', '198.18.0.0/16', '--backend', backend!, '--port', port!);
+      assert.equal(refused.code, 1, refused.stderr);
+      assert.match(refused.stderr, new RegExp(`refusing to write the config: Backend\\.Port ${port} is below 1024.*Use --force`));
+      assert.equal(await client.get(`${prefix}/config`).string(), null, 'nothing written');
+    }
+    const forced = await weftctl('config', 'set', '--network', '198.18.0.0/16', '--port', '53', '--force');
+    assert.equal(forced.code, 0, forced.stderr);
+    assert.match(forced.stderr, /warning: Backend\.Port 53 is below 1024/);
+    assert.deepEqual(JSON.parse((await weftctl('config', 'get')).stdout).Backend, { Type: 'vxlan', Port: 53 });
+    assert.equal((await weftctl('config', 'set', '--network', '198.18.0.0/16', '--port', '1024')).code, 0);
+
+    const file = join(mkdtempSync(join(tmpdir(), 'weftctl-')), 'config.json');
+    try {
+      writeFileSync(file, JSON.stringify({ Network: '198.18.0.0/16', EnableIPv6: true, IPv6Network: '2001:db8:100::/48', Backend: { Type: 'vxlan', VNI: 12_345_678 } }));
+      const named = await weftctl('config', 'set', '--file', file, '--force');
+      assert.equal(named.code, 1);
+      assert.match(named.stderr, /Backend\.VNI 12345678 makes the device name "weft-v6\.12345678" 16 characters long; Linux allows 15/);
+    } finally {
+      rmSync(dirname(file), { recursive: true, force: true });
+    }
   });
 
   it('lists, reserves and revokes leases', async function () {
@@ -176,6 +200,47 @@ describe('weftctl against a real etcd', function () {
     const none = await weftctl('lease', 'reserve', '198.18.9.0/24', '--public-ip', '192.0.2.19');
     assert.equal(none.code, 1);
     assert.match(none.stderr, /no config at .*: a reservation takes its key form \(IPv4, IPv6 or both\) from it/);
+  });
+
+  it('never prints control characters from etcd or a peer raw: leases ls, status and config get escape them', async function () {
+    const hostile = '\u001b[2J\u001b]0;pwned\u0007\r\n198.18.99.0/24  192.0.2.99  vxlan\u009b31m\u202e';
+    const etcdLease = (await client.leaseClient.leaseGrant({ TTL: 3600 })).ID;
+    await client.put(`${prefix}/subnets/198.18.5.0-24`).value(JSON.stringify({
+      PublicIP: '192.0.2.11', BackendType: `vxlan${hostile}`, BackendData: { VNI: 1, VtepMAC: hostile }, [`Note${hostile}`]: hostile,
+    })).lease(etcdLease);
+    await client.put(`${prefix}/config`).value(JSON.stringify({ Network: '198.18.0.0/16', Backend: { Type: 'vxlan' }, [`Comment${hostile}`]: hostile }));
+    // an agent that answers with the same in its /readyz
+    const readiness = new Readiness();
+    readiness.setInfo('backend', hostile);
+    readiness.setReady('lease', false, hostile);
+    const agent = await HealthServer.listen({ host: '127.0.0.1', port: 0, readiness, metrics: new WeftMetrics() });
+    await client.put(`${prefix}/subnets/198.18.6.0-24`).value(JSON.stringify({ PublicIP: '127.0.0.1', BackendType: 'vxlan', BackendData: { VNI: 1, VtepMAC: '0a:00:00:00:00:06' } })).lease(etcdLease);
+    try {
+      const outputs = {
+        'leases ls': await weftctl('leases', 'ls'),
+        'leases ls -o json': await weftctl('leases', 'ls', '-o', 'json'),
+        status: await weftctl('status', `--healthz-port=${agent.port}`),
+        'status -o json': await weftctl('status', `--healthz-port=${agent.port}`, '-o', 'json'),
+        'config get': await weftctl('config', 'get'),
+      };
+      for (const [command, { stdout, stderr }] of Object.entries(outputs)) {
+        assert.doesNotMatch(stdout + stderr, /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e]/, command);
+      }
+      for (const command of ['leases ls', 'status'] as const) {
+        const lines = outputs[command].stdout.trimEnd().split('\n');
+        assert.equal(lines.length, 3, `${command}: a header and one line per lease, no forged line:\n${outputs[command].stdout}`);
+        assert.match(lines[2]!, /^198\.18\.6\.0\/24/);
+      }
+      assert.match(outputs['leases ls'].stdout, /vxlan\\u001b\[2J\\u001b\]0;pwned\\u0007\\u000d\\u000a198\.18\.99\.0\/24/);
+      // JSON reads the escapes as the characters they stand for
+      const rows = JSON.parse(outputs['leases ls -o json'].stdout) as { backend: string; vtepMac: string }[];
+      assert.equal(rows[0]!.backend, `vxlan${hostile}`);
+      assert.equal(rows[0]!.vtepMac, hostile);
+      assert.equal((JSON.parse(outputs['status -o json'].stdout) as { agent?: { info?: Record<string, unknown> } }[])[1]!.agent?.info?.backend, hostile);
+      assert.equal((JSON.parse(outputs['config get'].stdout) as Record<string, unknown>)[`Comment${hostile}`], hostile);
+    } finally {
+      await agent.destroy();
+    }
   });
 
   it('shows both families of a dual-stack lease and revokes it by either subnet', async function () {

@@ -4,9 +4,10 @@ import { readFileSync } from 'node:fs';
 import type { Etcd3 } from 'etcd3';
 import yargs, { type Argv } from 'yargs';
 import { Prefix, IpAddress } from '../../common/cidr.js';
-import { isSubnetAllowed, MAX_FLANNEL_VNI, parseNetworkConfig, SUPPORTED_BACKENDS, type NetworkConfig } from '../../common/config.js';
+import { isSubnetAllowed, isWellKnownPort, MAX_FLANNEL_VNI, parseNetworkConfig, SUPPORTED_BACKENDS, underlayAddressClash, type NetworkConfig } from '../../common/config.js';
 import { WeftError } from '../../common/errors.js';
 import { formatLeaseAttrs, formatLeaseKey, leaseBackend, leaseBackendTypeFor, type LeaseAttrs, type LeaseSubnets } from '../../common/lease.js';
+import { selectPublicInterface, underlayAddresses } from '../host/interfaces.js';
 import { openKernel } from '../kernel/index.js';
 import { NetworkKeys } from '../registry/etcd.js';
 import {
@@ -20,6 +21,8 @@ import {
   listLeases,
   networkBackendType,
   openEtcd,
+  print,
+  printError,
   remainingSeconds,
   withEtcd,
   type EtcdArgs,
@@ -156,6 +159,37 @@ function reservation(config: NetworkConfig, args: ReserveArgs): { subnets: Lease
   };
 }
 
+/** The node flags that tell which interface weftd on this host uses (config set checks its addresses). */
+interface NodeInterfaceArgs {
+  iface: string[];
+  'iface-regex': string[];
+  'public-ip'?: string | undefined;
+  'public-ipv6'?: string | undefined;
+}
+
+/**
+ * Why weftd on this host would refuse `config`: its Network contains the underlay address weftd would use
+ * here (its public interface chosen as weftd chooses it, from the same flags). Undefined when it would
+ * not, or when no interface here qualifies (this host is no node).
+ */
+async function underlayRisk(config: NetworkConfig, node: NodeInterfaceArgs): Promise<string | undefined> {
+  let addresses: IpAddress[];
+  try {
+    addresses = underlayAddresses(await selectPublicInterface({
+      iface: splitList(node.iface),
+      ifaceRegex: splitList(node['iface-regex']),
+      publicIp: node['public-ip'],
+      publicIpv6: node['public-ipv6'],
+      ipv4: config.ipv4 !== undefined,
+      ipv6: config.ipv6 !== undefined,
+    }));
+  } catch {
+    return undefined;
+  }
+  const clash = underlayAddressClash(config, addresses);
+  return clash === undefined ? undefined : `${clash}; weftd on this host would refuse the config`;
+}
+
 function commands(parser: Argv<EtcdArgs>): Argv<EtcdArgs> {
   return parser
     .command('config <action>', 'read or write the network config', (sub) =>
@@ -176,7 +210,11 @@ function commands(parser: Argv<EtcdArgs>): Argv<EtcdArgs> {
         .option('vni', { type: 'number', describe: 'set: VXLAN network identifier' })
         .option('port', { type: 'number', describe: 'set: VXLAN UDP port' })
         .option('direct-routing', { type: 'boolean', describe: 'set: route directly to peers on the same subnet' })
-        .option('force', { type: 'boolean', default: false, describe: 'set: change Network, SubnetLen or Backend.Type under live leases' })
+        .option('force', { type: 'boolean', default: false, describe: 'set: write a risky config: Network, SubnetLen or Backend.Type changed under live leases, a Backend.Port below 1024, a Network holding this host\'s underlay address' })
+        .option('iface', { ...WEFTD_OPTIONS.iface, describe: 'set: weftd\'s --iface on this host, to check the config against its address' })
+        .option('iface-regex', { ...WEFTD_OPTIONS['iface-regex'], describe: 'set: weftd\'s --iface-regex on this host' })
+        .option('public-ip', { ...WEFTD_OPTIONS['public-ip'], describe: 'set: weftd\'s --public-ip on this host' })
+        .option('public-ipv6', { ...WEFTD_OPTIONS['public-ipv6'], describe: 'set: weftd\'s --public-ipv6 on this host' })
         .example('$0 config set --network 10.5.0.0/16 --backend vxlan', 'seed a new network')
         .example('$0 config set --network 10.5.0.0/16 --ipv6-network 2001:db8:100::/48', 'a dual-stack network')
         .example('$0 config get', 'print the config as stored'),
@@ -184,7 +222,7 @@ function commands(parser: Argv<EtcdArgs>): Argv<EtcdArgs> {
         const current = await client.get(keys.config).string();
         if (args.action === 'get') {
           if (current === null) throw new WeftctlError(`no config at ${keys.config}; seed one with: weftctl config set --network <cidr>`);
-          process.stdout.write(`${current}\n`);
+          print(`${current}\n`);
           return;
         }
         const text = buildConfig(args);
@@ -192,7 +230,15 @@ function commands(parser: Argv<EtcdArgs>): Argv<EtcdArgs> {
         if (next.backend.type === 'vxlan' && next.backend.vni > MAX_FLANNEL_VNI) {
           throw new WeftctlError(`Backend.VNI ${next.backend.vni} is above ${MAX_FLANNEL_VNI}: flanneld before v0.24 reads a peer's VNI as a 16-bit number and would skip every host of this network`);
         }
-        for (const warning of next.warnings) process.stderr.write(`weftctl: warning: ${warning}\n`);
+        const underlay = await underlayRisk(next, args);
+        const risks = [
+          ...(next.backend.type !== 'host-gw' && isWellKnownPort(next.backend.port)
+            ? [`Backend.Port ${next.backend.port} is below 1024, where well-known services listen (DNS 53, DHCP 67/68, NTP 123, …): the tunnel would share the port with one, and weftd would leave it without the ingress allow-list`]
+            : []),
+          ...(underlay === undefined ? [] : [underlay]),
+        ];
+        if (risks.length > 0 && !args.force) throw new WeftctlError(`refusing to write the config: ${risks.join('; ')}. Use --force to write it anyway`);
+        for (const warning of [...next.warnings, ...(underlay === undefined ? [] : [underlay])]) printError(`weftctl: warning: ${warning}\n`);
         if (current !== null && !args.force) {
           let previous: NetworkConfig | undefined;
           try {
@@ -206,7 +252,7 @@ function commands(parser: Argv<EtcdArgs>): Argv<EtcdArgs> {
           }
         }
         await client.put(keys.config).value(JSON.stringify(next.raw));
-        process.stdout.write(`wrote ${keys.config}\n`);
+        print(`wrote ${keys.config}\n`);
       }))
     .command('leases ls', 'list the subnet leases', (sub) =>
       sub
@@ -226,10 +272,10 @@ function commands(parser: Argv<EtcdArgs>): Argv<EtcdArgs> {
           reserved: lease.reservation,
         }));
         if (args.output === 'json') {
-          process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
+          print(`${JSON.stringify(rows, null, 2)}\n`);
           return;
         }
-        process.stdout.write(`${formatTable([
+        print(`${formatTable([
           ['SUBNET', 'PUBLIC IP', 'BACKEND', 'VTEP MAC', 'EXPIRES'],
           ...rows.map((row, i) => [row.subnet, leasePublicIps(leases[i]!.lease), row.backend || '-', row.vtepMac || '-', row.reserved ? 'reserved' : formatRemaining(row.ttlSeconds ?? 0)]),
         ])}\n`);
@@ -254,7 +300,7 @@ function commands(parser: Argv<EtcdArgs>): Argv<EtcdArgs> {
             : (await listLeases(client, keys)).find(({ lease }) => (subnet.family === 4 ? lease.subnets.ipv4 : lease.subnets.ipv6)?.equals(subnet) ?? false)?.lease.name;
           const deleted = found === undefined ? 0 : Number((await client.delete().key(keys.lease(found))).deleted);
           if (deleted === 0) throw new WeftctlError(`no lease ${name}`);
-          process.stdout.write(`revoked ${found}\n`);
+          print(`revoked ${found}\n`);
           return;
         }
         const config = await readConfig(client, keys, 'a reservation takes its key form (IPv4, IPv6 or both) from it');
@@ -267,7 +313,7 @@ function commands(parser: Argv<EtcdArgs>): Argv<EtcdArgs> {
         const key = keys.lease(name);
         const created = await client.if(key, 'Create', '==', 0).then(client.put(key).value(formatLeaseAttrs(attrs))).commit();
         if (!created.succeeded) throw new WeftctlError(`${name} is already leased or reserved; revoke it first`);
-        process.stdout.write(`reserved ${name} for ${[attrs.publicIP, attrs.publicIPv6].filter((ip) => ip !== undefined).join(' and ')}\n`);
+        print(`reserved ${name} for ${[attrs.publicIP, attrs.publicIPv6].filter((ip) => ip !== undefined).join(' and ')}\n`);
       }))
     .command('status', 'the cluster: every lease, joined with what its host\'s weftd reports on /readyz and /metrics', (sub) =>
       sub
@@ -285,8 +331,8 @@ function commands(parser: Argv<EtcdArgs>): Argv<EtcdArgs> {
         const rows = await collectStatus(leases, await remainingSeconds(client, leases), {
           healthzPort: port, timeoutMs: args.timeout * 1000, networkBackend: await networkBackendType(client, keys),
         });
-        process.stdout.write(args.output === 'json' ? `${JSON.stringify(rows, null, 2)}\n` : `${rows.length === 0 ? `no leases under ${keys.subnets}` : formatStatus(rows)}\n`);
-        if (port === 0 && args.output === 'table') process.stderr.write('weftctl: agents not asked: give --healthz-port (their --healthz-port)\n');
+        print(args.output === 'json' ? `${JSON.stringify(rows, null, 2)}\n` : `${rows.length === 0 ? `no leases under ${keys.subnets}` : formatStatus(rows)}\n`);
+        if (port === 0 && args.output === 'table') printError('weftctl: agents not asked: give --healthz-port (their --healthz-port)\n');
         const troubled = rows.filter((row) => row.problems.length > 0);
         if (troubled.length > 0) throw new WeftctlError(`${troubled.length} of ${rows.length} hosts have problems: ${troubled.map((row) => `${row.subnet} (${row.publicIP})`).join(', ')}`);
       }))
@@ -330,7 +376,7 @@ function commands(parser: Argv<EtcdArgs>): Argv<EtcdArgs> {
             healthzIP: args['healthz-ip'],
             healthzPort: args['healthz-port'],
           });
-          process.stdout.write(args.output === 'json' ? `${JSON.stringify(findings, null, 2)}\n` : `${formatFindings(findings)}\n`);
+          print(args.output === 'json' ? `${JSON.stringify(findings, null, 2)}\n` : `${formatFindings(findings)}\n`);
           const failed = findings.filter((finding) => finding.severity === 'fail');
           if (failed.length > 0) throw new WeftctlError(`${failed.length} problem${failed.length === 1 ? '' : 's'}: ${[...new Set(failed.map((finding) => finding.check))].join(', ')}`);
         } finally {
@@ -346,6 +392,7 @@ function splitList(values: readonly string[]): string[] {
 
 /** The commands that take node-level flags from the environment (file), and which flags. */
 const NODE_FLAGS: Record<string, readonly string[]> = {
+  config: ['iface', 'iface-regex', 'public-ip', 'public-ipv6'],
   status: ['healthz-port'],
   doctor: ['subnet-file', 'iface', 'iface-regex', 'public-ip', 'public-ipv6', 'ip-masq', 'ip-masq-fully-random-disable', 'iptables-forward-rules', 'ingress-allow-list', 'vxlan-userspace', 'healthz-ip', 'healthz-port'],
 };
@@ -407,7 +454,7 @@ async function main(): Promise<void> {
         + 'As for weftd (and flanneld), -flag works as --flag and booleans are 1, t, T, TRUE, true, True or 0, f, F, FALSE, false, False.');
     await commands(parser).parseAsync();
   } catch (err) {
-    process.stderr.write(`weftctl: ${(err as Error).message}\n`);
+    printError(`weftctl: ${(err as Error).message}\n`);
     process.exitCode = err instanceof WeftError && !(err instanceof UsageError) ? 1 : 2;
   }
 }

@@ -30,9 +30,23 @@ export interface CommandRunnerOptions {
   timeoutMs?: number;
 }
 
+/** Variables holding etcd settings: weftd's and flanneld's (password, TLS key and certificate paths), etcdctl's, etcd's own. */
+const ETCD_SETTING = /^(WEFTD_ETCD_|FLANNELD_ETCD_|ETCDCTL_|ETCD_)/i;
+
+/**
+ * The environment of a process weft starts (host tools, its own helper processes): this process's
+ * without the etcd settings, which carry the etcd password and the paths of the client key. No tool needs
+ * them, and a child would pass them on to its own children and show them in /proc/<pid>/environ.
+ */
+export function childEnvironment(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [name, value] of Object.entries(process.env)) if (!ETCD_SETTING.test(name)) env[name] = value;
+  return { ...env, ...extra };
+}
+
 const SIGNALS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGKILL: 9, SIGSEGV: 11, SIGPIPE: 13, SIGTERM: 15 };
 
-/** The default runner: spawns the command with LC_ALL=C (stable messages), optionally in a namespace. */
+/** The default runner: spawns the command with LC_ALL=C (stable messages) and no etcd settings in its environment, optionally in a namespace. */
 export function createCommandRunner(options: CommandRunnerOptions = {}): CommandRunner {
   const timeoutMs = options.timeoutMs ?? 30_000;
   const prefix = options.netns === undefined ? [] : ['ip', 'netns', 'exec', options.netns];
@@ -45,7 +59,7 @@ export function createCommandRunner(options: CommandRunnerOptions = {}): Command
       const full = [...prefix, ...argv];
       const child = spawn(full[0]!, full.slice(1), {
         stdio: ['pipe', 'pipe', 'pipe'],
-        env: { ...process.env, LC_ALL: 'C' },
+        env: childEnvironment({ LC_ALL: 'C' }),
       });
       let stdout = '';
       let stderr = '';

@@ -275,6 +275,12 @@ export async function selectPublicInterface(selection: InterfaceSelection = {}):
   return result;
 }
 
+/** The underlay addresses the host uses on `selected`: per family the interface's address and the public address it announces. */
+export function underlayAddresses(selected: PublicInterface): IpAddress[] {
+  const all = [selected.ipv4?.address, selected.ipv4?.publicAddress, selected.ipv6?.address, selected.ipv6?.publicAddress];
+  return all.filter((address, i): address is IpAddress => address !== undefined && all.findIndex((other) => other?.equals(address) === true) === i);
+}
+
 /** The on-link prefixes of every interface that is up (loopback and single-address /32, /128 excluded). */
 export async function readOnLinkPrefixes(runner: CommandRunner = createCommandRunner()): Promise<Prefix[]> {
   const prefixes: Prefix[] = [];

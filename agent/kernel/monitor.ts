@@ -21,6 +21,7 @@ import type { Readable, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { rt } from 'netlink';
 import { WeftError } from '../../common/errors.js';
+import { childEnvironment } from '../host/command.js';
 import { loadNativeAddon } from '../native-addon.js';
 import { HoldBacklog } from './hold-backlog.js';
 import { NativeKernelMonitor } from './monitor-native.js';
@@ -167,6 +168,7 @@ class ChildKernelMonitor extends EventEmitter<MonitorEvents> implements KernelMo
       // no core dump when the package aborts the child
       const child = spawn('/bin/sh', ['-c', 'ulimit -c 0; exec "$0" "$@"', process.execPath, CHILD, this.args], {
         stdio: ['pipe', 'pipe', 'pipe'],
+        env: childEnvironment(),
       });
       this.child = child;
       if (this.options.ref === false) {

@@ -76,6 +76,7 @@ export class UserspaceBackend implements Backend {
       localAddress: context.publicInterface.publicAddress.toString(),
       port: options.port,
       captureDevice: options.captureName,
+      overlayMac: options.mac,
       mtu: options.mtu,
       socketBufferBytes: options.socketBufferBytes ?? 4 * 1024 * 1024,
       captureBufferBytes: options.captureBufferBytes ?? 32 * 1024 * 1024,

@@ -4,6 +4,7 @@ import {
   ETHERTYPE_IPV4,
   ETHERTYPE_IPV6,
   encodeVxlan,
+  formatMac,
   parseMac,
   transportChecksumValid,
   vxlanPrefix,
@@ -14,8 +15,11 @@ import { RX_DROP_REASONS, TX_DROP_REASONS, type PathCounters, type WirePeer, typ
 
 const OUR_MAC = '02:00:00:00:00:01';
 const PEER_MAC = '02:00:00:00:00:02';
+const THIRD_MAC = '02:00:00:00:00:03';
+const UDP_DEVICE_MAC = '02:00:00:00:00:0a';
 const OWN = { network: 0xc6120100, length: 24 }; // 198.18.1.0/24
 const PEER: WirePeer = { name: '198.18.2.0-24', publicIP: '192.0.2.12', subnet: { network: 0xc6120200, length: 24 }, vtepMac: PEER_MAC };
+const THIRD: WirePeer = { name: '198.18.3.0-24', publicIP: '192.0.2.13', subnet: { network: 0xc6120300, length: 24 }, vtepMac: THIRD_MAC };
 
 function config(kind: 'vxlan' | 'udp' = 'vxlan'): WorkerConfig {
   return {
@@ -23,6 +27,7 @@ function config(kind: 'vxlan' | 'udp' = 'vxlan'): WorkerConfig {
     localAddress: '192.0.2.11',
     port: kind === 'vxlan' ? 8472 : 8285,
     captureDevice: 'unused',
+    overlayMac: kind === 'vxlan' ? OUR_MAC : UDP_DEVICE_MAC,
     mtu: 1450,
     socketBufferBytes: 1 << 20,
     captureBufferBytes: 1 << 20,
@@ -79,8 +84,8 @@ function tcp(payload: number, flags = 0x18): Buffer {
   return out;
 }
 
-const vxlan = (packet: Buffer, options: { vni?: number; dstMac?: string } = {}): Buffer =>
-  encodeVxlan({ vni: options.vni ?? 1, dstMac: parseMac(options.dstMac ?? OUR_MAC), srcMac: parseMac(PEER_MAC), packet });
+const vxlan = (packet: Buffer, options: { vni?: number; dstMac?: string; srcMac?: string } = {}): Buffer =>
+  encodeVxlan({ vni: options.vni ?? 1, dstMac: parseMac(options.dstMac ?? OUR_MAC), srcMac: parseMac(options.srcMac ?? PEER_MAC), packet });
 
 /** The one counter a datagram or frame moved: "forwarded" or a drop reason ("" when none did, "+n" when several). */
 function moved(before: PathCounters, after: PathCounters): string {
@@ -89,41 +94,40 @@ function moved(before: PathCounters, after: PathCounters): string {
   return changed.length === 1 ? changed[0]! : changed.length === 0 ? '' : `+${changed.join('+')}`;
 }
 
+/** A frame the receive path handed to the kernel: its Ethernet header and the IP packet behind it. */
 interface Delivered {
+  dstMac: string;
+  srcMac: string;
+  etherType: number;
   packet: Buffer;
-  address: string;
 }
 
-function receiver(kind: 'vxlan' | 'udp' = 'vxlan', fail?: Error): { rx: RxPath; delivered: Delivered[] } {
+function receiver(kind: 'vxlan' | 'udp' = 'vxlan', options: { fail?: Error; peers?: WirePeer[] } = {}): { rx: RxPath; delivered: Delivered[] } {
   const rx = new RxPath(config(kind), () => undefined);
   const delivered: Delivered[] = [];
   rx.attachDelivery({
-    send(buffer, offset, length, address, done) {
-      if (fail !== undefined) throw fail;
-      delivered.push({ packet: Buffer.from(buffer.subarray(offset, offset + length)), address });
-      done(length);
+    send(buffer, offset, length) {
+      if (options.fail !== undefined) throw options.fail;
+      const frame = buffer.subarray(offset, offset + length);
+      delivered.push({ dstMac: formatMac(frame, 0), srcMac: formatMac(frame, 6), etherType: frame.readUInt16BE(12), packet: Buffer.from(frame.subarray(14)) });
     },
   });
-  rx.setPeers(OWN, [PEER]);
+  rx.setPeers(OWN, options.peers ?? [PEER]);
   return { rx, delivered };
 }
 
 describe('userspace receive path', () => {
-  it('delivers a peer\'s datagram for our subnet to its destination, TTL decremented', () => {
+  it("delivers a peer's datagram for our subnet as a frame from the peer's VtepMAC to ours, the packet untouched", () => {
     const { rx, delivered } = receiver();
     const packet = ipv4('198.18.2.5', '198.18.1.7', 17, udp());
     rx.onDatagram(vxlan(packet), '192.0.2.12');
-    assert.equal(delivered.length, 1);
-    assert.equal(delivered[0]!.address, '198.18.1.7');
-    const expected = Buffer.from(packet);
-    expected[8] = 63;
-    assert.deepEqual(delivered[0]!.packet, expected);
+    assert.deepEqual(delivered, [{ dstMac: OUR_MAC, srcMac: PEER_MAC, etherType: ETHERTYPE_IPV4, packet }]);
     assert.deepEqual(rx.snapshot().packets, 1);
     assert.equal(rx.snapshot().bytes, packet.length);
   });
 
   it('counts every refusal under its reason', () => {
-    const { rx, delivered } = receiver();
+    const { rx, delivered } = receiver('vxlan', { peers: [PEER, THIRD] });
     const good = vxlan(ipv4('198.18.2.5', '198.18.1.7', 17, udp()));
     const v6 = Buffer.alloc(40 + 8);
     v6[0] = 0x60;
@@ -138,8 +142,11 @@ describe('userspace receive path', () => {
       ['ip_header', Buffer.concat([good.subarray(0, 22), Buffer.from([0x44]), good.subarray(23)]), '192.0.2.12'],
       ['not_ipv4', Buffer.concat([vxlanPrefix(1, parseMac(OUR_MAC), parseMac(PEER_MAC), ETHERTYPE_IPV6), v6]), '192.0.2.12'],
       ['inner_dst', vxlan(ipv4('198.18.2.5', '198.18.3.7', 17, udp())), '192.0.2.12'],
-      ['inner_src', vxlan(ipv4('198.18.3.5', '198.18.1.7', 17, udp())), '192.0.2.12'],
-      ['ttl', vxlan(ipv4('198.18.2.5', '198.18.1.7', 17, udp(), { ttl: 1 })), '192.0.2.12'],
+      ['inner_src', vxlan(ipv4('198.18.9.5', '198.18.1.7', 17, udp())), '192.0.2.12'],
+      // from one peer's PublicIP with another peer's inner source (and its VtepMAC): spoofed
+      ['inner_src', vxlan(ipv4('198.18.3.5', '198.18.1.7', 17, udp()), { srcMac: THIRD_MAC }), '192.0.2.12'],
+      // the right inner source, but not from the sending peer's VtepMAC
+      ['inner_src_mac', vxlan(ipv4('198.18.2.5', '198.18.1.7', 17, udp()), { srcMac: THIRD_MAC }), '192.0.2.12'],
       ['oversize', vxlan(ipv4('198.18.2.5', '198.18.1.7', 17, udp(3000))), '192.0.2.12'],
     ];
     for (const [reason, datagram, source] of cases) {
@@ -151,8 +158,41 @@ describe('userspace receive path', () => {
     assert.deepEqual(Object.keys(rx.snapshot().drops), [...RX_DROP_REASONS]);
   });
 
+  it("takes an inner source from a peer only if that peer's subnet is the most specific one holding it (an oversized lease cannot vouch for another host's subnet)", () => {
+    // a second lease of PEER's host that covers THIRD's subnet as well as its own
+    const oversized: WirePeer = { name: '198.18.2.0-23', publicIP: PEER.publicIP, subnet: { network: 0xc6120200, length: 23 }, vtepMac: PEER_MAC };
+    for (const peers of [[PEER, THIRD, oversized], [oversized, THIRD, PEER], [THIRD, oversized]]) {
+      const { rx, delivered } = receiver('vxlan', { peers });
+      const spoofed = vxlan(ipv4('198.18.3.5', '198.18.1.7', 17, udp()));
+      let before = rx.snapshot();
+      rx.onDatagram(spoofed, PEER.publicIP);
+      assert.equal(moved(before, rx.snapshot()), 'inner_src', peers.map((peer) => peer.name).join(' '));
+      before = rx.snapshot();
+      rx.onDatagram(vxlan(ipv4('198.18.3.5', '198.18.1.7', 17, udp()), { srcMac: THIRD_MAC }), THIRD.publicIP);
+      assert.equal(moved(before, rx.snapshot()), 'forwarded', 'the owner itself is let through');
+      before = rx.snapshot();
+      rx.onDatagram(vxlan(ipv4('198.18.2.5', '198.18.1.7', 17, udp())), PEER.publicIP);
+      assert.equal(moved(before, rx.snapshot()), 'forwarded');
+      assert.equal(delivered.length, 2);
+    }
+  });
+
+  it('takes nothing from a VXLAN peer without a usable VtepMAC', () => {
+    const { rx } = receiver('vxlan', { peers: [{ ...PEER, vtepMac: 'not a mac' }, { ...THIRD, vtepMac: undefined }] });
+    rx.onDatagram(vxlan(ipv4('198.18.2.5', '198.18.1.7', 17, udp())), PEER.publicIP);
+    rx.onDatagram(vxlan(ipv4('198.18.3.5', '198.18.1.7', 17, udp()), { srcMac: THIRD_MAC }), THIRD.publicIP);
+    assert.equal(rx.snapshot().drops.unknown_peer, 2);
+  });
+
+  it('leaves TTL expiry to the kernel, which forwards the frame (and answers time exceeded)', () => {
+    const { rx, delivered } = receiver();
+    const packet = ipv4('198.18.2.5', '198.18.1.7', 17, udp(), { ttl: 1 });
+    rx.onDatagram(vxlan(packet), '192.0.2.12');
+    assert.deepEqual(delivered.map((frame) => frame.packet), [packet]);
+  });
+
   it('counts a refused delivery and goes on', () => {
-    const { rx } = receiver('vxlan', Object.assign(new Error('EPERM'), { code: 'EPERM' }));
+    const { rx } = receiver('vxlan', { fail: Object.assign(new Error('ENOBUFS'), { code: 'ENOBUFS' }) });
     rx.onDatagram(vxlan(ipv4('198.18.2.5', '198.18.1.7', 17, udp())), '192.0.2.12');
     assert.equal(rx.snapshot().drops.deliver_error, 1);
     assert.equal(rx.snapshot().packets, 0);
@@ -165,14 +205,15 @@ describe('userspace receive path', () => {
     assert.ok(transportChecksumValid(delivered[0]!.packet, 0, delivered[0]!.packet.length));
   });
 
-  it('splits a TSO frame into segments of at most the MTU', () => {
+  it('splits a TSO frame into segments of at most the MTU, each in a frame to the overlay device', () => {
     const { rx, delivered } = receiver();
     const packet = ipv4('198.18.2.5', '198.18.1.7', 6, tcp(5000, 0x19), { partial: true });
     rx.onDatagram(vxlan(packet), '192.0.2.12');
     assert.equal(delivered.length, Math.ceil(5000 / (1450 - 40)));
     let payload = Buffer.alloc(0);
-    for (const [i, { packet: segment, address }] of delivered.entries()) {
-      assert.equal(address, '198.18.1.7');
+    for (const [i, { packet: segment, dstMac, etherType }] of delivered.entries()) {
+      assert.equal(dstMac, OUR_MAC);
+      assert.equal(etherType, ETHERTYPE_IPV4);
       assert.ok(segment.length <= 1450);
       assert.ok(transportChecksumValid(segment, 0, segment.length), `segment ${i}`);
       assert.equal(segment[33], i === delivered.length - 1 ? 0x19 : 0x10, 'FIN and PSH on the last segment only');
@@ -182,15 +223,17 @@ describe('userspace receive path', () => {
     assert.equal(rx.snapshot().packets, delivered.length);
   });
 
-  it("flannel's udp format: the datagram is the packet", () => {
-    const { rx, delivered } = receiver('udp');
+  it("flannel's udp format: the datagram is the packet, delivered behind a header to the overlay device's MAC", () => {
+    const { rx, delivered } = receiver('udp', { peers: [{ ...PEER, vtepMac: undefined }, { ...THIRD, vtepMac: undefined }] });
     const packet = ipv4('198.18.2.5', '198.18.1.7', 17, udp());
     rx.onDatagram(packet, '192.0.2.12');
-    assert.equal(delivered.length, 1);
-    assert.deepEqual(delivered[0]!.packet.subarray(9), packet.subarray(9));
-    const before = rx.snapshot();
+    assert.deepEqual(delivered, [{ dstMac: UDP_DEVICE_MAC, srcMac: UDP_DEVICE_MAC, etherType: ETHERTYPE_IPV4, packet }]);
+    let before = rx.snapshot();
     rx.onDatagram(vxlan(packet), '192.0.2.12');
     assert.equal(moved(before, rx.snapshot()), 'ip_header');
+    before = rx.snapshot();
+    rx.onDatagram(ipv4('198.18.3.5', '198.18.1.7', 17, udp()), '192.0.2.12');
+    assert.equal(moved(before, rx.snapshot()), 'inner_src');
   });
 
   it('never throws, and every datagram moves exactly one counter', () => {
@@ -245,9 +288,10 @@ describe('userspace receive path, batches from recvmmsg', () => {
     assert.equal(rx.snapshot().packets, 6);
     assert.equal(rx.snapshot().drops.inner_src, 1);
     assert.equal(delivered[2]!.packet.length, 40 + 910);
-    for (const { packet, address } of delivered) {
-      assert.equal(address, '198.18.1.7');
-      assert.equal(packet[8], 63);
+    for (const { packet, dstMac } of delivered) {
+      assert.equal(dstMac, OUR_MAC);
+      assert.equal(packet.readUInt32BE(16), 0xc6120107);
+      assert.equal(packet[8], 64);
     }
   });
 

@@ -12,24 +12,29 @@
  * Receive: a socket bound to our PublicIP and the port takes the datagrams (with the addon in recvmmsg
  * batches, UDP GRO trains split again; else with dgram); one is delivered only when it comes from a peer's
  * PublicIP, is well-formed for our VNI and VtepMAC, its inner destination is in our subnet and its inner
- * source in that peer's subnet. The inner packet (TTL decremented, as a router would) goes to the kernel
- * through an IPPROTO_RAW socket, which routes it to the container.
+ * source belongs to that peer (the most specific peer subnet holding it is the sender's, and for VXLAN the
+ * inner frame comes from the sender's VtepMAC). The inner packet goes back to the kernel as an Ethernet
+ * frame sent out of the capture end: the overlay device receives it as a kernel VXLAN device receives a
+ * decapsulated packet, so it passes PREROUTING, the forwarding decision (FORWARD, TTL) and POSTROUTING on
+ * its way to the container, like kernel VXLAN traffic.
  *
  * Per packet: no allocation of our own (with dgram: beyond the Buffer views it needs), fields read in place,
  * headers prebuilt per peer, one copy on transmit (into the train, or with dgram into a ring of send slots:
  * libpcap reuses its buffer for the next frame, and dgram may hold a send that the kernel could not take at
- * once), none on receive. Every packet
+ * once), none on receive for VXLAN (the inner Ethernet header is the delivered frame's; flannel's udp format
+ * has none, and its packets are copied behind one). Every packet
  * that is not forwarded is counted under a drop reason; nothing a packet contains can throw out of the
  * handlers.
  */
 import dgram from 'node:dgram';
+import { ipv4Value } from '../../common/cidr.js';
 import {
   ETHERNET_HEADER_LENGTH,
   ETHERTYPE_IPV4,
   Ipv4Net,
   VXLAN_ENCAP_LENGTH,
+  VXLAN_HEADER_LENGTH,
   completePartialChecksum,
-  formatIpv4,
   ipPacketLength,
   ipPacketProblem,
   ipv4Destination,
@@ -42,7 +47,7 @@ import {
   writeTcpSegment,
 } from '../../common/packet.js';
 import { WeftError } from '../../common/errors.js';
-import { IPPROTO_RAW, loadCap, loadRawSocket, type CapHandle, type RawSocket, type RawSocketWrap } from './native.js';
+import { loadCap, type CapHandle } from './native.js';
 import {
   EAGAIN,
   EINVAL,
@@ -230,6 +235,28 @@ export class TxPath {
   /** Sends through the native addon's socket `fd` (start() opens it when the addon loads). */
   attachNative(udp: UdpNative, fd: number): void {
     this.native = { udp, fd };
+  }
+
+  /**
+   * Where the receive path delivers (see FrameSink): out of the capture end through libpcap's own packet
+   * socket, whose capture does not see what it sends itself. With the addon, send(2) on that socket
+   * straight from the receive buffer; without it, through `cap`, which takes a buffer from its start.
+   */
+  deliverySink(): FrameSink {
+    const cap = this.cap;
+    if (cap === undefined) throw new DataPathError('WEFT_USERSPACE_CAPTURE', 'the capture is not open');
+    const device = this.config.captureDevice;
+    if (this.native !== undefined && this.captureDescriptors.length === 1) {
+      const { udp } = this.native;
+      const fd = this.captureDescriptors[0]!;
+      return {
+        send(buffer, offset, length) {
+          const sent = udp.sendFrame(fd, buffer, offset, length);
+          if (sent < 0) throw new Error(`send on ${device}: errno ${-sent}`);
+        },
+      };
+    }
+    return { send: (buffer, offset, length) => cap.send(buffer.subarray(offset, offset + length)) };
   }
 
   setPeers(peers: readonly WirePeer[]): void {
@@ -487,8 +514,22 @@ export class TxPath {
 // ---------------------------------------------------------------------------------------------------
 // Receive
 
-interface RxPeer {
-  subnet: Ipv4Net;
+/** Where the receive path hands decapsulated packets back to the kernel. */
+export interface FrameSink {
+  /**
+   * Sends buffer[offset, offset + length), an Ethernet frame addressed to the overlay device, out of the
+   * capture end: the overlay device receives it as a kernel VXLAN device receives a decapsulated packet.
+   * Throws when the kernel refuses it.
+   */
+  send(buffer: Buffer, offset: number, length: number): void;
+}
+
+/** The sending host a subnet belongs to, as the receive path checks it. */
+interface RxOwner {
+  /** Its PublicIP. */
+  address: number;
+  /** Its VtepMAC (VXLAN): the source MAC of the frames it sends. */
+  mac: Buffer | undefined;
 }
 
 /** Receive slots per recvmmsg, and their size: a GRO train or a kernel sender's GSO frame takes up to 64 KiB + headers. */
@@ -505,19 +546,20 @@ export class RxPath {
   /** Where recvmmsg puts datagrams (RECEIVE_SLOTS slots), and what it says of each (4 numbers a slot). */
   batch: Buffer = Buffer.alloc(0);
   readonly batchMeta = new Int32Array(RECEIVE_SLOTS * 4);
-  private raw: RawSocket | undefined;
-  private wrap: RawSocketWrap | undefined;
-  private peers = new Map<string, RxPeer>();
-  private peersByAddress = new Map<number, RxPeer>();
+  private sink: FrameSink | undefined;
+  /** The peers' PublicIPs: datagrams from anywhere else are not looked at. */
+  private senders = new Set<number>();
+  /** Who owns each peer subnet, by network address, one map per prefix length in use (longest first). */
+  private owners: { mask: number; peers: Map<number, RxOwner> }[] = [];
   private own: Ipv4Net | undefined;
-  /** Text of each destination address seen, for raw-socket's sendto (bounded by our subnet's size). */
-  private readonly addresses = new Map<number, string>();
   private readonly vni: number;
   private readonly localMac: Buffer | undefined;
   private readonly errors: ErrorNotes;
-  private readonly sent = (): void => undefined;
-  /** Where TSO frames are split into segments of at most the MTU. */
-  private readonly segment: Buffer;
+  /**
+   * Where a frame is assembled behind an Ethernet header addressed to the overlay device: a segment of a
+   * TSO frame, or a packet in flannel's udp format (which carries no Ethernet header).
+   */
+  private readonly frame: Buffer;
 
   constructor(
     private readonly config: WorkerConfig,
@@ -527,20 +569,14 @@ export class RxPath {
     const encapsulation = config.encapsulation;
     this.vni = encapsulation.kind === 'vxlan' ? encapsulation.vni : -1;
     this.localMac = encapsulation.kind === 'vxlan' ? parseMac(encapsulation.localMac) : undefined;
-    this.segment = Buffer.alloc(config.mtu);
+    this.frame = Buffer.alloc(ETHERNET_HEADER_LENGTH + config.mtu);
+    const overlayMac = parseMac(config.overlayMac);
+    overlayMac.copy(this.frame, 0);
+    overlayMac.copy(this.frame, 6);
+    this.frame.writeUInt16BE(ETHERTYPE_IPV4, 12);
   }
 
   async start(): Promise<void> {
-    const { createSocket, SocketLevel, SocketOption } = loadRawSocket();
-    let raw: RawSocket;
-    try {
-      raw = createSocket({ protocol: IPPROTO_RAW });
-      raw.on('error', (err: Error) => this.errors.note('raw socket', err));
-      // Creates the socket now, so that a missing CAP_NET_RAW shows at start.
-      raw.setOption(SocketLevel.SOL_SOCKET, SocketOption.SO_SNDBUF, this.config.socketBufferBytes);
-    } catch (err) {
-      throw new DataPathError('WEFT_USERSPACE_RAW', `cannot open a raw IP socket: ${(err as Error).message}`, err);
-    }
     const loaded = loadUdpNative();
     if ('native' in loaded) {
       const udp = loaded.native;
@@ -552,15 +588,11 @@ export class RxPath {
         gro = false;
         fd = udp.open(address, this.config.port, 0, this.config.socketBufferBytes, 0);
       }
-      if (fd < 0) {
-        raw.close();
-        throw new DataPathError('WEFT_USERSPACE_BIND', `cannot bind UDP ${this.config.localAddress}:${this.config.port}: errno ${-fd}`);
-      }
+      if (fd < 0) throw new DataPathError('WEFT_USERSPACE_BIND', `cannot bind UDP ${this.config.localAddress}:${this.config.port}: errno ${-fd}`);
       this.batch = Buffer.alloc(RECEIVE_SLOTS * RECEIVE_SLOT_SIZE);
       const receiver = udp.receive(fd, this.batch, RECEIVE_SLOT_SIZE, RECEIVE_SLOTS, this.batchMeta, (count) => this.onBatch(count), RECEIVE_BATCHES_PER_EVENT);
       if (typeof receiver === 'number') {
         udp.close(fd);
-        raw.close();
         throw new DataPathError('WEFT_USERSPACE_BIND', `cannot poll UDP ${this.config.localAddress}:${this.config.port}: errno ${-receiver}`);
       }
       this.native = { udp, fd, receiver, gro };
@@ -571,17 +603,10 @@ export class RxPath {
         sendBufferSize: 64 * 1024,
       });
       socket.on('error', (err) => this.errors.note('socket', err));
-      try {
-        await bind(socket, this.config.localAddress, this.config.port);
-      } catch (err) {
-        raw.close();
-        throw err;
-      }
+      await bind(socket, this.config.localAddress, this.config.port);
       socket.on('message', (message, remote) => this.onDatagram(message, remote.address));
       this.socket = socket;
     }
-    this.raw = raw;
-    this.attachDelivery(raw.wrap);
   }
 
   /** How datagrams arrive: "native (recvmmsg, UDP GRO)", "native (recvmmsg)" or "dgram". */
@@ -589,24 +614,35 @@ export class RxPath {
     return this.native === undefined ? 'dgram' : this.native.gro ? 'native (recvmmsg, UDP GRO)' : 'native (recvmmsg)';
   }
 
-  /** Delivers through `wrap` (start() attaches its raw socket's). */
-  attachDelivery(wrap: RawSocketWrap): void {
-    this.wrap = wrap;
+  /** Delivers through `sink` (the worker attaches the transmit path's capture, TxPath.deliverySink); until then every packet counts as deliver_error. */
+  attachDelivery(sink: FrameSink): void {
+    this.sink = sink;
   }
 
   setPeers(own: WireNet | null, peers: readonly WirePeer[]): void {
-    const next = new Map<string, RxPeer>();
-    const byAddress = new Map<number, RxPeer>();
+    const senders = new Set<number>();
+    const byLength = new Map<number, Map<number, RxOwner>>();
     for (const peer of peers) {
-      const entry = { subnet: toNet(peer.subnet) };
-      next.set(peer.publicIP, entry);
-      byAddress.set(ipv4Number(peer.publicIP), entry);
+      const address = ipv4Value(peer.publicIP);
+      let mac: Buffer | undefined;
+      try {
+        mac = this.localMac === undefined || peer.vtepMac === undefined ? undefined : parseMac(peer.vtepMac);
+      } catch {
+        mac = undefined;
+      }
+      // A VXLAN peer without a usable VtepMAC cannot be checked: none of its datagrams are taken.
+      if (address < 0 || (this.localMac !== undefined && mac === undefined)) continue;
+      senders.add(address);
+      const net = toNet(peer.subnet);
+      let table = byLength.get(net.length);
+      if (table === undefined) byLength.set(net.length, (table = new Map()));
+      table.set(net.network, { address, mac });
     }
-    this.peers = next;
-    this.peersByAddress = byAddress;
-    const ownNet = own === null ? undefined : toNet(own);
-    if (ownNet?.toString() !== this.own?.toString()) this.addresses.clear();
-    this.own = ownNet;
+    this.senders = senders;
+    this.owners = [...byLength.entries()]
+      .sort(([a], [b]) => b - a)
+      .map(([length, table]) => ({ mask: new Ipv4Net(0, length).mask, peers: table }));
+    this.own = own === null ? undefined : toNet(own);
   }
 
   snapshot(): PathCounters {
@@ -621,39 +657,44 @@ export class RxPath {
       this.native.udp.close(this.native.fd);
       this.native = undefined;
     }
-    this.raw?.close();
-    this.raw = undefined;
   }
 
-  private deliverSegmented(message: Buffer, ip: number, length: number, address: string): void {
+  /** The peer whose most specific subnet holds `source`: the one host that may send from that address. */
+  private owner(source: number): RxOwner | undefined {
+    const owners = this.owners;
+    for (let i = 0; i < owners.length; i++) {
+      const table = owners[i]!;
+      const owner = table.peers.get((source & table.mask) >>> 0);
+      if (owner !== undefined) return owner;
+    }
+    return undefined;
+  }
+
+  /** Hands buffer[offset, offset + length), a frame, to the kernel and counts its packet, or counts the refusal. */
+  private deliver(buffer: Buffer, offset: number, length: number): void {
+    try {
+      this.sink!.send(buffer, offset, length);
+    } catch (err) {
+      this.drops.deliver_error++;
+      this.errors.note('deliver', err);
+      return;
+    }
+    this.counters.packets++;
+    this.counters.bytes += length - ETHERNET_HEADER_LENGTH;
+  }
+
+  private deliverSegmented(message: Buffer, ip: number, length: number): void {
     const mtu = this.config.mtu;
     const count = tcpSegmentCount(message, ip, length, mtu);
     if (count === 0) {
       this.drops.oversize++;
       return;
     }
-    const segment = this.segment;
+    const frame = this.frame;
     for (let i = 0; i < count; i++) {
-      const segmentLength = writeTcpSegment(message, ip, length, mtu, i, segment, 0);
-      try {
-        this.wrap!.send(segment, 0, segmentLength, address, this.sent);
-      } catch (err) {
-        this.drops.deliver_error++;
-        this.errors.note('deliver', err);
-        continue;
-      }
-      this.counters.packets++;
-      this.counters.bytes += segmentLength;
+      const segmentLength = writeTcpSegment(message, ip, length, mtu, i, frame, ETHERNET_HEADER_LENGTH);
+      this.deliver(frame, 0, ETHERNET_HEADER_LENGTH + segmentLength);
     }
-  }
-
-  private address(destination: number): string {
-    let text = this.addresses.get(destination);
-    if (text === undefined) {
-      text = formatIpv4(destination);
-      this.addresses.set(destination, text);
-    }
-    return text;
   }
 
   /**
@@ -679,15 +720,14 @@ export class RxPath {
           this.drops.oversize += datagrams;
           continue;
         }
-        const peer = this.peersByAddress.get(source);
-        if (peer === undefined) {
+        if (!this.senders.has(source)) {
           this.drops.unknown_peer += datagrams;
           continue;
         }
         if (datagrams === 1) {
-          this.forward(buffer, start, length, peer);
+          this.forward(buffer, start, length, source);
         } else {
-          for (let offset = 0; offset < length; offset += segment) this.forward(buffer, start + offset, Math.min(segment, length - offset), peer);
+          for (let offset = 0; offset < length; offset += segment) this.forward(buffer, start + offset, Math.min(segment, length - offset), source);
         }
       } catch (err) {
         this.drops.deliver_error++;
@@ -698,16 +738,20 @@ export class RxPath {
 
   /** Delivers one datagram's inner packet (split into segments when it is a TSO frame), or counts why not; `source` is the sender's IP. Never throws. */
   onDatagram(message: Buffer, source: string): void {
-    const peer = this.peers.get(source);
-    if (peer === undefined) {
+    const address = ipv4Value(source);
+    if (!this.senders.has(address)) {
       this.drops.unknown_peer++;
       return;
     }
-    this.forward(message, 0, message.length, peer);
+    this.forward(message, 0, message.length, address);
   }
 
-  /** Delivers the inner packet of the datagram at message[start, start + length) from `peer`, or counts why not. Never throws. */
-  private forward(message: Buffer, start: number, length: number, peer: RxPeer): void {
+  /**
+   * Delivers the inner packet of the datagram at message[start, start + length) from the peer at `source`,
+   * or counts why not. The inner source must belong to that peer: its most specific subnet among the
+   * peers' is the sender's own, and (VXLAN) the inner frame comes from the sender's VtepMAC. Never throws.
+   */
+  private forward(message: Buffer, start: number, length: number, source: number): void {
     const drops = this.drops;
     try {
       let ip: number;
@@ -730,42 +774,36 @@ export class RxPath {
         drops.not_ipv4++;
         return;
       }
-      const destination = ipv4Destination(message, ip);
       const own = this.own;
-      if (own === undefined || !own.contains(destination)) {
+      if (own === undefined || !own.contains(ipv4Destination(message, ip))) {
         drops.inner_dst++;
         return;
       }
-      if (!peer.subnet.contains(ipv4Source(message, ip))) {
+      const owner = this.owner(ipv4Source(message, ip));
+      if (owner === undefined || owner.address !== source) {
         drops.inner_src++;
         return;
       }
-      const ttl = message[ip + 8]!;
-      if (ttl <= 1) {
-        drops.ttl++;
+      if (owner.mac !== undefined && owner.mac.compare(message, start + VXLAN_HEADER_LENGTH + 6, start + VXLAN_HEADER_LENGTH + 12) !== 0) {
+        drops.inner_src_mac++;
         return;
       }
-      // Forwarding decrements the TTL; the kernel recomputes the header checksum of an IP_HDRINCL send.
-      message[ip + 8] = ttl - 1;
       const packetLength = ipPacketLength(message, ip);
-      const address = this.address(destination);
       if (packetLength > this.config.mtu) {
         // A TSO frame: kernel-VXLAN senders whose underlay is a veth (nested containers, this lab) hand their
         // GSO frames over unsegmented, and the socket receives them whole. Split them as the NIC would have.
-        this.deliverSegmented(message, ip, packetLength, address);
+        this.deliverSegmented(message, ip, packetLength);
         return;
       }
       // The same senders also leave TCP/UDP checksums unfinished (offload); the container would drop them.
       completePartialChecksum(message, ip, packetLength);
-      try {
-        this.wrap!.send(message, ip, packetLength, address, this.sent);
-      } catch (err) {
-        drops.deliver_error++;
-        this.errors.note('deliver', err);
+      if (this.localMac !== undefined) {
+        // The inner Ethernet header, checked above, is the frame's: to our VtepMAC (the overlay device's) from the peer's.
+        this.deliver(message, ip - ETHERNET_HEADER_LENGTH, ETHERNET_HEADER_LENGTH + packetLength);
         return;
       }
-      this.counters.packets++;
-      this.counters.bytes += packetLength;
+      message.copy(this.frame, ETHERNET_HEADER_LENGTH, ip, ip + packetLength);
+      this.deliver(this.frame, 0, ETHERNET_HEADER_LENGTH + packetLength);
     } catch (err) {
       drops.deliver_error++;
       this.errors.note('receive', err);

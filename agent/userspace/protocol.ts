@@ -13,13 +13,13 @@ export const RX_DROP_REASONS = [
   'not_ipv4',
   /** the inner destination is not in our subnet */
   'inner_dst',
-  /** the inner source is not in the sending peer's subnet (spoofed) */
+  /** the inner source does not belong to the sender: the most specific peer subnet holding it is another host's, or there is none (spoofed) */
   'inner_src',
-  /** the inner packet's TTL ran out */
-  'ttl',
+  /** the inner frame's source MAC is not the sending peer's VtepMAC (VXLAN) */
+  'inner_src_mac',
   /** larger than the overlay MTU and not a TCP segment that could be split (TSO frames are split) */
   'oversize',
-  /** the kernel refused the decapsulated packet (raw socket send failed) */
+  /** the kernel refused the decapsulated packet (the send into the capture end failed) */
   'deliver_error',
 ] as const;
 export type RxDropReason = (typeof RX_DROP_REASONS)[number];
@@ -67,8 +67,10 @@ export interface WorkerConfig {
   localAddress: string;
   /** The receive port, and the port datagrams are sent to. */
   port: number;
-  /** The capture end of the overlay veth pair (transmit path). */
+  /** The capture end of the overlay veth pair: the transmit path captures there, the receive path delivers through it. */
   captureDevice: string;
+  /** The overlay device's MAC, to which delivered frames are addressed (the VtepMAC for VXLAN). */
+  overlayMac: string;
   /** The overlay MTU: the largest inner packet. */
   mtu: number;
   /** SO_SNDBUF / SO_RCVBUF to ask for (the kernel caps it at net.core.[rw]mem_max). */

@@ -7,6 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { WeftError } from '../../common/errors.js';
+import { childEnvironment } from '../host/command.js';
 import type { Logger } from '../log.js';
 import {
   addDataPathCounters,
@@ -148,6 +149,7 @@ export class DataPathWorker {
       const child = spawn('/bin/sh', ['-c', 'ulimit -c 0; exec "$0" "$@"', process.execPath, WORKER], {
         stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
         serialization: 'json',
+        env: childEnvironment(),
       });
       const running: Running = { child, ready: false, startedAt: Date.now(), counters: emptyDataPathCounters(), stderr: '' };
       this.running = running;

@@ -12,7 +12,7 @@ import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { loadNativeAddon, type NativeAddon } from '../native-addon.js';
 
 /** What the data path uses of the addon. */
-export type UdpNative = Pick<NativeAddon, 'open' | 'close' | 'send' | 'receive' | 'stop' | 'captureDrops'>;
+export type UdpNative = Pick<NativeAddon, 'open' | 'close' | 'send' | 'receive' | 'stop' | 'captureDrops' | 'sendFrame'>;
 
 /**
  * This process's AF_PACKET sockets (libpcap's, opened by `cap`, which does not expose its descriptor):

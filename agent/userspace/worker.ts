@@ -5,10 +5,11 @@
  *
  * Why a process of its own: libpcap's poll callback in `cap` asserts on a socket error, which aborts the
  * process (deleting the capture device does it), and a native addon's fault must not take the agent down;
- * a worker that dies is restarted by the agent. Why one process for both directions: delivering a packet
- * to a container runs the container's stack inside the raw socket's sendto(2), so its answer (an echo
- * reply, a TCP ACK) is in the capture ring when sendto returns, and the same event-loop turn sends it on,
- * with no process to wake up in between.
+ * a worker that dies is restarted by the agent. Why one process for both directions: the receive path
+ * delivers through the transmit path's capture (a frame sent out of the capture end), and delivering a
+ * packet to a container runs the container's stack inside that send(2), so its answer (an echo reply, a
+ * TCP ACK) is in the capture ring when the send returns, and the same event-loop turn sends it on, with no
+ * process to wake up in between.
  */
 import type { ParentMessage, WorkerMessage } from './protocol.js';
 import { RxPath, TxPath, type Report } from './paths.js';
@@ -49,6 +50,7 @@ process.on('message', (message: ParentMessage) => {
         throw err;
       })).then(
         () => {
+          created.rx.attachDelivery(created.tx.deliverySink());
           paths = created;
           applyPeers();
           const loaded = loadUdpNative();

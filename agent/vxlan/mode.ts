@@ -4,7 +4,7 @@
  * kernel VXLAN when the device can be created and the userspace path otherwise. Both publish the same
  * lease (BackendType vxlan, the same stable VtepMAC) and use the same MTU, so peers cannot tell them apart.
  */
-import type { UserspaceMode, VxlanBackendConfig } from '../../common/config.js';
+import { captureDeviceName, type UserspaceMode, type VxlanBackendConfig } from '../../common/config.js';
 import { stableVtepMac } from '../../common/dataplane.js';
 import type { Lease } from '../../common/lease.js';
 import type { Backend, BackendContext, BackendDevices, DataPath, UserspaceCounters } from '../backend.js';
@@ -27,7 +27,7 @@ export function userspaceVxlanBackend(context: BackendContext, options: VxlanBac
   return new UserspaceBackend(context, {
     type: 'vxlan',
     deviceName: kernel.deviceName,
-    captureName: `${kernel.deviceName}.c`,
+    captureName: captureDeviceName(kernel.deviceName),
     port: options.port,
     mtu: kernel.mtu,
     mac,

@@ -1,5 +1,5 @@
 import type { Family } from '../../common/cidr.js';
-import type { VxlanBackendConfig } from '../../common/config.js';
+import { vxlanDeviceName, type VxlanBackendConfig } from '../../common/config.js';
 import { stableVtepMac, vxlanOverhead } from '../../common/dataplane.js';
 import { WeftError } from '../../common/errors.js';
 import type { Lease } from '../../common/lease.js';
@@ -36,7 +36,7 @@ export class VxlanBackend implements Backend {
     this.mtu = (options.mtu ?? publicInterface.mtu) - vxlanOverhead(publicInterface.address.family);
     this.family = publicInterface.address.family;
     // flannel names them flannel.<VNI> and flannel-v6.<VNI>.
-    this.deviceName = this.family === 4 ? `weft.${options.vni}` : `weft-v6.${options.vni}`;
+    this.deviceName = vxlanDeviceName(this.family, options.vni);
     this.spec = {
       name: this.deviceName,
       vni: options.vni,

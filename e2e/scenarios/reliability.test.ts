@@ -63,16 +63,20 @@ describe('e2e: reliability and security in a namespace lab', function () {
     // Spoofed as coming from the other host's container, as an attacker would.
     const toH1 = craftedVxlanEcho((await macOf(h1)).VtepMAC, c2!.ip, c1!.ip);
     const toH2 = craftedVxlanEcho((await macOf(h2)).VtepMAC, c1!.ip, c2!.ip);
+    // Counted since the table was made: h2's own first datagrams may have come before h1 let it in.
+    const dropped = async (): Promise<number> => {
+      const counters = await lab.exec(h1, 'nft -j list chain inet weft input');
+      return (JSON.parse(counters.stdout) as { nftables: { rule?: { expr: { counter?: { packets: number } }[] } }[] }).nftables
+        .flatMap((entry) => entry.rule?.expr ?? []).flatMap((expr) => (expr.counter === undefined ? [] : [expr.counter.packets]))[0]!;
+    };
+    const droppedBefore = await dropped();
     const before = { c1: await echoRequestsReceived(lab, c1!), c2: await echoRequestsReceived(lab, c2!) };
     await sendFrom(lab, outsider, h1.publicIp, toH1, 20);
     await sendFrom(lab, outsider, h2.publicIp, toH2, 20);
     await sleep(300);
     assert.equal(await echoRequestsReceived(lab, c1!), before.c1, `nothing reached h1's container; h1 ruleset:\n${(await lab.exec(h1, 'nft list ruleset')).stdout}`);
     assert.ok((await echoRequestsReceived(lab, c2!)) >= before.c2 + 20, 'without the allow-list (h2) the same frames do reach the container');
-    const counters = await lab.exec(h1, 'nft -j list chain inet weft input');
-    const dropped = (JSON.parse(counters.stdout) as { nftables: { rule?: { expr: { counter?: { packets: number } }[] } }[] }).nftables
-      .flatMap((entry) => entry.rule?.expr ?? []).flatMap((expr) => (expr.counter === undefined ? [] : [expr.counter.packets]));
-    assert.equal(dropped[0], 20, 'the kernel counted the 20 refused datagrams');
+    assert.equal(await dropped() - droppedBefore, 20, 'the kernel counted the 20 refused datagrams');
   });
 
   it('refuses to start a second host with the same public IP, naming the lease, and never takes it over', async function () {
@@ -125,6 +129,73 @@ describe('e2e: reliability and security in a namespace lab', function () {
     assert.ok(!state.routes.includes(overlapping.replace('-', '/')));
     assert.equal(lab.agent(h1)!.exit, undefined);
     assert.deepEqual(await meshFailures(lab, containers), [], 'traffic flows on with the last valid config');
+  });
+
+  it('waits, saying why on /readyz, while the Network holds its public IP; weftctl on the host refuses that config and a port below 1024 unless --force; such a port gets no allow-list', async function () {
+    const lab = await track(NetnsLab.create({ hosts: 1 }));
+    const h1 = lab.hosts[0]!;
+    const weftctl = (args: string) => lab.exec(h1, `node ${WEFTCTL} --etcd-endpoints=${lab.etcdEndpoint} --environment-file= ${args}`);
+    // The underlay's own range as the overlay: h1's public IP lies in it.
+    await etcdPut(lab, '/coreos.com/network/config', JSON.stringify({ Network: '192.0.2.0/24', SubnetLen: 26, Backend: { Type: 'vxlan' } }));
+    await lab.startAgent(h1, agentArgs());
+    const why = new RegExp(`^waiting for a usable network config: Network 192\\.0\\.2\\.0/24 contains ${h1.publicIp.replace(/\./g, '\\.')}, an underlay address of this host`);
+    const report = await waitFor(async () => {
+      const response = await httpGet(lab, h1, `http://127.0.0.1:${HEALTHZ_PORT}/readyz`);
+      if (response.status !== 503) return undefined;
+      const body = JSON.parse(response.body) as { checks: { lease: { reason?: string } } };
+      return why.test(body.checks.lease.reason ?? '') ? body : undefined;
+    }, '/readyz to say why weftd waits', 15_000, 100).catch(async (err: Error) => {
+      throw new Error(`${err.message}\n/readyz: ${(await httpGet(lab, h1, `http://127.0.0.1:${HEALTHZ_PORT}/readyz`)).body}\n${lab.agent(h1)!.log()}`);
+    });
+    assert.ok(report);
+    await sleep(1500);
+    assert.equal(await lab.readSubnetEnv(h1), undefined, 'nothing programmed, no subnet.env');
+    assert.equal(await leaseOf(lab, h1.publicIp), undefined, 'no lease taken in that network');
+    assert.equal((await lab.exec(h1, 'ip -o link show weft.1')).code, 1, 'no VXLAN device');
+    assert.equal(lab.agent(h1)!.exit, undefined, 'still running, waiting');
+    assert.equal(lab.agent(h1)!.log().split('\n').filter((line) => line.includes("leaves this host's underlay addresses outside the overlay")).length, 1, 'logged once');
+
+    const refused = await weftctl('config set --network 192.0.2.0/24 --subnet-len 26');
+    assert.equal(refused.code, 1, refused.stdout);
+    assert.match(refused.stderr, new RegExp(`contains ${h1.publicIp.replace(/\./g, '\\.')}, an underlay address of this host.*weftd on this host would refuse the config.*--force`));
+    const port = await weftctl('config set --network 198.18.0.0/16 --port 123');
+    assert.equal(port.code, 1, port.stdout);
+    assert.match(port.stderr, /Backend\.Port 123 is below 1024/);
+    const forced = await weftctl('config set --network 198.18.0.0/16 --port 123 --force');
+    assert.equal(forced.code, 0, forced.stderr);
+
+    await waitForSubnetEnv(lab, h1);
+    const ready = await httpGet(lab, h1, `http://127.0.0.1:${HEALTHZ_PORT}/readyz`);
+    assert.equal(ready.status, 200, ready.body);
+    assert.equal((JSON.parse(ready.body) as { info: Record<string, unknown> }).info.ingressAllowList, 'off: Backend.Port 123 is below 1024');
+    assert.match((await lab.exec(h1, 'ip -d link show weft.1')).stdout, /dstport 123 /);
+    assert.doesNotMatch((await lab.exec(h1, 'nft list tables')).stdout, /inet weft/, 'no allow-list on a well-known port (NTP here)');
+    assert.match(lab.agent(h1)!.log(), /no ingress allow-list: Backend\.Port is below 1024/);
+  });
+
+  it('keeps etcd settings out of the processes it starts: the data-path worker and the kernel monitor', async function () {
+    const lab = await track(NetnsLab.create({ hosts: 1 }));
+    const h1 = lab.hosts[0]!;
+    await seedNetworkConfig(lab);
+    // Settings weftd ignores or that are harmless here (the default prefix), as stand-ins for a password and key paths.
+    const etcd = { ETCDCTL_PASSWORD: 'weft-test-secret', ETCD_PEER_KEY_FILE: '/nonexistent/peer-key.pem', WEFTD_ETCD_PREFIX: '/coreos.com/network' };
+    await lab.startAgent(h1, agentArgs({ agentArgs: ['--vxlan-userspace=always'] }), { ...etcd, WEFT_KERNEL_MONITOR: 'child', WEFT_TEST_MARKER: 'kept' });
+    await waitForSubnetEnv(lab, h1);
+    const pid = lab.agent(h1)!.pid;
+    const environ = async (process: number): Promise<Map<string, string>> => {
+      const text = (await lab.exec(h1, `tr '\\0' '\\n' < /proc/${process}/environ`)).stdout;
+      return new Map(text.split('\n').filter(Boolean).map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]));
+    };
+    const children = (await lab.exec(h1, `pgrep -P ${pid}`)).stdout.trim().split('\n').filter(Boolean).map(Number);
+    const commands = await Promise.all(children.map(async (child) => (await lab.exec(h1, `tr '\\0' ' ' < /proc/${child}/cmdline`)).stdout));
+    assert.ok(commands.some((command) => command.includes('monitor-child')), commands.join('\n'));
+    assert.ok(commands.some((command) => command.startsWith('weftd-dataplane')), commands.join('\n'));
+    assert.equal((await environ(pid)).get('ETCDCTL_PASSWORD'), 'weft-test-secret', 'weftd itself was given them');
+    for (const [i, child] of children.entries()) {
+      const env = await environ(child);
+      assert.equal(env.get('WEFT_TEST_MARKER'), 'kept', commands[i]);
+      for (const name of Object.keys(etcd)) assert.equal(env.has(name), false, `${name} reached ${commands[i]}`);
+    }
   });
 
   it('keeps the data plane and the lease on SIGTERM; --release-on-exit removes the lease, device and rules', async function () {

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { encodeVxlan, parseMac } from '../../common/packet.js';
 import { sleep, waitFor } from '../../test/wait.js';
-import { httpGet, leaseOf, seedNetworkConfig, shellQuote, waitForSubnetEnv, type ClusterDriver, type LabContainer, type LabHost } from '../lab/index.js';
+import { etcdPut, httpGet, leaseOf, ping, seedNetworkConfig, shellQuote, waitForSubnetEnv, type ClusterDriver, type LabContainer, type LabHost } from '../lab/index.js';
 import { agentArgs, HEALTHZ_PORT, kernelState, meshFailures, metrics, metricValue } from './cluster.js';
 import { requireHosts, useLabs, type DriverFactory } from './suite.js';
 
@@ -71,6 +71,65 @@ async function sendDatagrams(driver: ClusterDriver, from: LabHost, to: string, p
   const result = await driver.exec(from, `node -e ${shellQuote(script)} ${shellQuote(hex)}`, { timeoutMs: 30_000 });
   assert.equal(result.code, 0, result.stderr);
   return Number(result.stdout.trim());
+}
+
+/**
+ * Sends each payload once as a UDP datagram to `to`:`port` from `from`, with the outer IPv4 source `source`
+ * (another host's address: a raw IPv4 socket, header included, which the kernel routes as it is).
+ */
+async function sendSpoofed(driver: ClusterDriver, from: LabHost, source: string, to: string, port: number, payloads: readonly Buffer[]): Promise<number> {
+  const script = [
+    'import socket, struct, sys',
+    'source, to, port = sys.argv[1], sys.argv[2], int(sys.argv[3])',
+    's = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)',
+    'n = 0',
+    "for payload in (bytes.fromhex(h) for h in sys.argv[4].split(',')):",
+    "    udp = struct.pack('!HHHH', 40000, port, 8 + len(payload), 0) + payload",
+    "    ip = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + len(udp), n, 0, 64, 17, 0, socket.inet_aton(source), socket.inet_aton(to))",
+    '    s.sendto(ip + udp, (to, 0))',
+    '    n += 1',
+    'print(n)',
+  ].join('\n');
+  const result = await driver.exec(from, `python3 -c ${shellQuote(script)} ${source} ${to} ${port} ${payloads.map((payload) => payload.toString('hex')).join(',')}`, { timeoutMs: 30_000 });
+  assert.equal(result.code, 0, result.stderr);
+  return Number(result.stdout.trim());
+}
+
+/** ICMP echo requests the container's kernel received (its namespace's own SNMP counter). */
+async function echoRequestsReceived(driver: ClusterDriver, container: LabContainer): Promise<number> {
+  const lines = (await driver.exec(container, 'cat /proc/net/snmp')).stdout.split('\n').filter((line) => line.startsWith('Icmp: '));
+  const [names, values] = lines.map((line) => line.split(/\s+/).slice(1));
+  return Number(values![names!.indexOf('InEchos')]);
+}
+
+/** An IPv4 ICMP echo request with valid checksums. */
+function echoPacket(src: string, dst: string, sequence: number): Buffer {
+  const icmp = Buffer.from([8, 0, 0, 0, 0x77, 0x66, 0, 0, ...Buffer.from('weft spoof test')]);
+  icmp.writeUInt16BE(sequence, 6);
+  icmp.writeUInt16BE(internetChecksum(icmp), 2);
+  const ip = Buffer.from([0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, 1, 0, 0, ...ipv4(src), ...ipv4(dst)]);
+  ip.writeUInt16BE(20 + icmp.length, 2);
+  ip.writeUInt16BE(internetChecksum(ip), 10);
+  return Buffer.concat([ip, icmp]);
+}
+
+function internetChecksum(bytes: Buffer): number {
+  let sum = 0;
+  for (let i = 0; i < bytes.length; i += 2) sum += (bytes[i]! << 8) | (bytes[i + 1] ?? 0);
+  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+  return ~sum & 0xffff;
+}
+
+/** Packets counted by the first rule of each `table/chain` (a rule without a target, inserted to count). */
+async function firstRuleCounts(driver: ClusterDriver, host: LabHost, chains: readonly string[]): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  for (const entry of chains) {
+    const [table, chain] = entry.split('/') as [string, string];
+    const listing = await driver.exec(host, `iptables -t ${table} -L ${chain} 1 -v -n -x`);
+    assert.equal(listing.code, 0, listing.stderr);
+    out[entry] = Number(listing.stdout.trim().split(/\s+/)[0]);
+  }
+  return out;
 }
 
 function ipv4(text: string): number[] {
@@ -283,6 +342,79 @@ export function userspaceScenarios(factory: DriverFactory): void {
       assert.deepEqual(deltas, Object.fromEntries(expected), 'every refused datagram is counted under its reason, and nothing else was dropped');
       assert.equal(metricValue(await metrics(lab, h1), 'weft_userspace_worker_restarts_total'), 0);
       await assertMesh(lab, [c1, c2]);
+    });
+
+    it("refuses a forged datagram with a real peer's PublicIP as its source and another peer's inner source, even past an oversized lease of that peer", async function () {
+      const lab = await create(this, 4);
+      const [h1, h2, h3, forger] = [lab.hosts[0]!, lab.hosts[1]!, lab.hosts[2]!, lab.hosts[3]!];
+      // Each host's subnet is reserved beforehand, so that a /23 can cover h2's and h3's and leave h1's out.
+      await seedNetworkConfig(lab, VXLAN_CONFIG);
+      for (const [host, third] of [[h1, 1], [h2, 2], [h3, 3]] as const) {
+        await etcdPut(lab, `/coreos.com/network/subnets/198.18.${third}.0-24`, JSON.stringify({ PublicIP: host.publicIp, BackendType: 'vxlan' }));
+      }
+      const [c1, c2] = await startHosts(lab, VXLAN_CONFIG, [['--vxlan-userspace=always'], [], []]) as [LabContainer, LabContainer, LabContainer];
+      assert.equal((await lab.readSubnetEnv(h1))?.subnet, '198.18.1.1/24');
+      await assertMesh(lab, [c1, c2]);
+      const [mac1, mac2, mac3] = [await vtepMac(lab, h1), await vtepMac(lab, h2), await vtepMac(lab, h3)];
+      // A second lease naming h2's PublicIP and VtepMAC that covers h3's subnet too. h1 may program it (its
+      // /24s stay more specific) or refuse it for the overlap; either way h2 must not pass for h3.
+      await etcdPut(lab, '/coreos.com/network/subnets/198.18.2.0-23', JSON.stringify({ PublicIP: h2.publicIp, BackendType: 'vxlan', BackendData: { VNI: 1, VtepMAC: mac2 } }));
+      await waitFor(async () => (await lab.exec(h1, 'ip route show proto 157 dev weft.1')).stdout.includes('198.18.2.0/23') || lab.agent(h1)!.log().includes('198.18.2.0-23'),
+        'h1 to take up or refuse the oversized lease', 10_000, 100);
+
+      const frame = (src: string, srcMac: string, count: number): Buffer[] =>
+        Array.from({ length: count }, (_, i) => encodeVxlan({ vni: 1, dstMac: parseMac(mac1), srcMac: parseMac(srcMac), packet: echoPacket(src, c1.ip, i) }));
+      const before = await dropCounters(lab, h1);
+      const echoes = await echoRequestsReceived(lab, c1);
+      // From the forger with h2's PublicIP (which the ingress allow-list lets in): h3's inner source; h2's inner source from h3's VtepMAC.
+      assert.equal(await sendSpoofed(lab, forger, h2.publicIp, h1.publicIp, 8472, frame('198.18.3.7', mac2, 10)), 10);
+      assert.equal(await sendSpoofed(lab, forger, h2.publicIp, h1.publicIp, 8472, frame('198.18.2.7', mac3, 10)), 10);
+      await waitFor(async () => ((await dropCounters(lab, h1)).get('rx/inner_src_mac') ?? 0) >= (before.get('rx/inner_src_mac') ?? 0) + 10, 'the counters to move', 10_000, 100)
+        .catch(async (err: Error) => assert.fail(`${err.message}\n${await diagnostics(lab)}`));
+      const after = await dropCounters(lab, h1);
+      const deltas = Object.fromEntries([...after].map(([key, value]): [string, number] => [key, value - (before.get(key) ?? 0)]).filter(([, delta]) => delta !== 0));
+      assert.deepEqual(deltas, { 'rx/inner_src': 10, 'rx/inner_src_mac': 10 }, 'dropped and counted, nothing else');
+      assert.equal(await echoRequestsReceived(lab, c1), echoes, 'none reached the container');
+      // What a forger can still do, as with any unauthenticated tunnel: speak for h2 with h2's own subnet and
+      // VtepMAC (which shows the forged datagrams do reach the check).
+      assert.equal(await sendSpoofed(lab, forger, h2.publicIp, h1.publicIp, 8472, frame('198.18.2.7', mac2, 10)), 10);
+      await waitFor(async () => (await echoRequestsReceived(lab, c1)) === echoes + 10, "h2's own subnet to get through", 10_000, 100);
+      assert.equal(lab.agent(h1)!.exit, undefined);
+      assert.equal(metricValue(await metrics(lab, h1), 'weft_userspace_worker_restarts_total'), 0);
+    });
+
+    it('delivers into the overlay device, so received packets pass PREROUTING and FORWARD (not OUTPUT) as with kernel VXLAN, and obey the FORWARD chain', async function () {
+      const lab = await create(this, 2);
+      const [h1, h2] = [lab.hosts[0]!, lab.hosts[1]!];
+      const [c1, c2] = await startHosts(lab, VXLAN_CONFIG, [['--vxlan-userspace=always'], ['--vxlan-userspace=never']]) as [LabContainer, LabContainer];
+      await assertMesh(lab, [c1, c2]);
+      const chains = ['raw/PREROUTING', 'mangle/PREROUTING', 'mangle/INPUT', 'filter/INPUT', 'mangle/FORWARD', 'filter/FORWARD', 'raw/OUTPUT', 'mangle/OUTPUT', 'filter/OUTPUT', 'mangle/POSTROUTING'];
+      /** Counts, on `host`, the echo requests from `from` to `to` in each chain (rules inserted first, without a target). */
+      const measure = async (host: LabHost, from: LabContainer, to: LabContainer): Promise<Record<string, number>> => {
+        for (const entry of chains) {
+          const [table, chain] = entry.split('/') as [string, string];
+          const added = await lab.exec(host, `iptables -t ${table} -I ${chain} 1 -s ${from.ip} -d ${to.ip} -p icmp --icmp-type echo-request`);
+          assert.equal(added.code, 0, added.stderr);
+        }
+        const result = await ping(lab, from, to.ip, { count: 5, interval: 0.05 });
+        assert.equal(result.received, 5, `${from.name} -> ${to.name}`);
+        return firstRuleCounts(lab, host, chains);
+      };
+      const expected = {
+        'raw/PREROUTING': 5, 'mangle/PREROUTING': 5, 'mangle/INPUT': 0, 'filter/INPUT': 0, 'mangle/FORWARD': 5, 'filter/FORWARD': 5,
+        'raw/OUTPUT': 0, 'mangle/OUTPUT': 0, 'filter/OUTPUT': 0, 'mangle/POSTROUTING': 5,
+      };
+      assert.deepEqual(await measure(h2, c1, c2), expected, 'kernel VXLAN (h2) receiving from h1');
+      assert.deepEqual(await measure(h1, c2, c1), expected, 'the userspace path (h1) receiving from h2: the same chains');
+      // The FORWARD chain decides: weft's WEFT-FORWARD accepts overlay traffic under a DROP policy; a rule of
+      // the operator's ahead of it drops what it names, for the userspace path as for kernel VXLAN.
+      assert.equal((await lab.exec(h1, 'iptables -P FORWARD DROP')).code, 0);
+      assert.equal((await ping(lab, c2, c1.ip, { count: 3, interval: 0.05 })).received, 3, 'accepted by WEFT-FORWARD');
+      const echoes = await echoRequestsReceived(lab, c1);
+      assert.equal((await lab.exec(h1, `iptables -I FORWARD 1 -i weft.1 -s ${c2.ip} -d ${c1.ip} -j DROP`)).code, 0);
+      assert.equal((await ping(lab, c2, c1.ip, { count: 5, interval: 0.05 })).received, 0);
+      assert.equal(await echoRequestsReceived(lab, c1), echoes, 'the dropped requests never reached the container');
+      assert.ok((await firstRuleCounts(lab, h1, ['filter/FORWARD']))['filter/FORWARD']! >= 5, 'counted by the dropping rule');
     });
 
     it('recreates the overlay veth deleted by hand and restarts the data-path worker; a killed worker comes back too', async function () {
