@@ -14,10 +14,10 @@ const REPO = fileURLToPath(new URL('../../..', import.meta.url));
 const DOCS = ['README.md', 'docs/README.md', 'docs/architecture.md', 'docs/etcd-schema.md', 'docs/operations.md'];
 
 /**
- * Flags of other programs the docs show in commands (iptables-restore, systemctl, dockerd, etcdctl, kube-*,
+ * Flags of other programs the docs show in commands (iptables, iptables-restore, systemctl, dockerd, etcdctl, kube-*,
  * npm run demo), and flanneld's flags weftd ignores (and names when it does).
  */
-const OTHER_TOOLS = new Set(['noflush', 'now', 'bip', 'mtu', 'ipv6', 'fixed-cidr-v6', 'lease', 'allocate-node-cidrs', 'cluster-cidr', 'random-fully', 'docker', 'iptables', ...FLANNELD_ONLY_FLAGS.keys()]);
+const OTHER_TOOLS = new Set(['noflush', 'comment', 'mark', 'now', 'bip', 'mtu', 'ipv6', 'fixed-cidr-v6', 'lease', 'allocate-node-cidrs', 'cluster-cidr', 'random-fully', 'docker', 'iptables', ...FLANNELD_ONLY_FLAGS.keys()]);
 
 function read(path: string): string {
   return readFileSync(join(REPO, path), 'utf8');
