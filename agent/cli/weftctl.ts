@@ -11,6 +11,7 @@ import { NetworkKeys } from '../registry/etcd.js';
 import {
   WeftctlError,
   formatRemaining,
+  ignoredLeases,
   leasePublicIp,
   leasePublicIps,
   leasePublicIpv6,
@@ -18,6 +19,7 @@ import {
   leaseVtepMac,
   listLeases,
   openEtcd,
+  readConfig,
   remainingSeconds,
   withEtcd,
   type EtcdArgs,
@@ -90,7 +92,10 @@ function commands(parser: Argv<EtcdArgs>): Argv<EtcdArgs> {
         .option('output', { alias: 'o', choices: ['table', 'json'] as const, default: 'table' as const })
         .example('$0 leases ls -o json', 'machine-readable'),
       async (args) => withEtcd(args, async (client, keys) => {
+        const config = await readConfig(client, keys);
+        if (config === undefined) process.stderr.write(`weftctl: no valid config at ${keys.config}: cannot tell which leases the agents ignore\n`);
         const leases = await listLeases(client, keys);
+        const ignored = ignoredLeases(config, leases);
         const remaining = await remainingSeconds(client, leases);
         const rows = leases.map(({ lease }, i) => ({
           subnet: leaseSubnetText(lease),
@@ -100,14 +105,18 @@ function commands(parser: Argv<EtcdArgs>): Argv<EtcdArgs> {
           vtepMac: leaseVtepMac(lease),
           ttlSeconds: remaining[i],
           reserved: lease.reservation,
+          ignored: ignored.has(lease.name) ? { reason: ignored.get(lease.name)!.reason, detail: ignored.get(lease.name)!.detail } : null,
         }));
         if (args.output === 'json') {
           process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
           return;
         }
         process.stdout.write(`${formatTable([
-          ['SUBNET', 'PUBLIC IP', 'BACKEND', 'VTEP MAC', 'EXPIRES'],
-          ...rows.map((row, i) => [row.subnet, leasePublicIps(leases[i]!.lease), row.backend, row.vtepMac || '-', row.reserved ? 'reserved' : formatRemaining(row.ttlSeconds ?? 0)]),
+          ['SUBNET', 'PUBLIC IP', 'BACKEND', 'VTEP MAC', 'EXPIRES', 'STATUS'],
+          ...rows.map((row, i) => [
+            row.subnet, leasePublicIps(leases[i]!.lease), row.backend, row.vtepMac || '-', row.reserved ? 'reserved' : formatRemaining(row.ttlSeconds ?? 0),
+            row.ignored === null ? 'in use' : `ignored: ${row.ignored.detail}`,
+          ]),
         ])}\n`);
       }))
     .command('lease <action> <subnet>', 'reserve or revoke one subnet lease', (sub) =>
@@ -167,7 +176,8 @@ function commands(parser: Argv<EtcdArgs>): Argv<EtcdArgs> {
         if (!Number.isInteger(port) || port < 0 || port > 65535) throw new WeftctlError(`--healthz-port: ${port} is not a port number`);
         if (!(args.timeout > 0)) throw new WeftctlError(`--timeout: ${args.timeout} is not a positive number of seconds`);
         const leases = await listLeases(client, keys);
-        const rows = await collectStatus(leases, await remainingSeconds(client, leases), { healthzPort: port, timeoutMs: args.timeout * 1000 });
+        const ignored = ignoredLeases(await readConfig(client, keys), leases);
+        const rows = await collectStatus(leases, await remainingSeconds(client, leases), { healthzPort: port, timeoutMs: args.timeout * 1000 }, ignored);
         process.stdout.write(args.output === 'json' ? `${JSON.stringify(rows, null, 2)}\n` : `${rows.length === 0 ? `no leases under ${keys.subnets}` : formatStatus(rows)}\n`);
         if (port === 0 && args.output === 'table') process.stderr.write('weftctl: agents not asked: give --healthz-port (their --healthz-port)\n');
         const troubled = rows.filter((row) => row.problems.length > 0);
