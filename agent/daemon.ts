@@ -19,7 +19,7 @@ import { WeftMetrics } from './metrics.js';
 import { Reconciler } from './reconciler.js';
 import { ConfigWatcher } from './registry/config-watcher.js';
 import { connectEtcd, NetworkKeys } from './registry/etcd.js';
-import { LeaseConflictError, RegistryStoppedError } from './registry/errors.js';
+import { RegistryStoppedError } from './registry/errors.js';
 import { LeaseWatcher } from './registry/lease-watcher.js';
 import { SubnetLeaseManager, type LeaseTakeover, type OwnLease } from './registry/subnet-lease.js';
 import { createUdpBackend } from './udp/udp.js';
@@ -200,7 +200,7 @@ export class Agent {
 
     // Independent start-up steps run side by side: etcd is asked for our lease and for everyone's at once;
     // forwarding, iptables and the first reconcile then overlap too.
-    const [own] = await Promise.all([this.acquireLease(config, backends), this.leaseWatcher.start()]);
+    const [own] = await Promise.all([this.acquireLease(config, backends), this.leaseWatcher.start(config)]);
     for (const { family, view, backend } of backends) {
       const reconciler = new Reconciler({
         kernel,
@@ -290,6 +290,7 @@ export class Agent {
 
   private watchEtcdHealth(): void {
     this.metrics.etcdReachable.set(0);
+    this.metrics.setIgnoredLeasesSource(() => this.leaseWatcher.ignoredCounts());
     this.leaseWatcher.on('reachable', (ok) => {
       this.etcdReachable = ok;
       this.metrics.etcdReachable.set(ok ? 1 : 0);
@@ -366,8 +367,6 @@ export class Agent {
         return own;
       } catch (err) {
         if (this.stopping) throw new RegistryStoppedError();
-        // Retrying cannot fix a second host with our public IP: refuse to start and say which lease.
-        if (err instanceof LeaseConflictError) throw err;
         this.log.error({ err: (err as Error).message }, 'could not acquire a subnet lease; retrying');
         await sleep(delay, this.abort.signal);
         delay = Math.min(delay * 2, 30_000);
@@ -461,6 +460,7 @@ export class Agent {
         // A peer counts once even when it is programmed for both families.
         programmed.set(family, result.programmed);
         this.peersProgrammed = Math.max(...programmed.values());
+        this.metrics.routesBlocked.set({ family: String(family) }, result.blockedRoutes);
         this.metrics.peers.set({ backend: config.backend.type }, this.peersProgrammed);
         if (result.failures === 0) clean.add(family);
         else this.metrics.reconcileFailures.inc();

@@ -81,9 +81,9 @@ describe('agent/kernel-view: the loop\'s picture of the kernel and its planner',
     const { view } = await KernelView.read(fakeKernel({}), DEVICES, 'nexthop');
     const want = desired([A, B]);
     const ops = view.plan(want, 'all');
-    assert.deepEqual(kinds(ops), { neighbourSet: 2, fdbSet: 2, nexthopAdd: 2, routeSet: 2 });
+    assert.deepEqual(kinds(ops), { neighbourSet: 2, fdbSet: 2, nexthopAdd: 2, routeAdd: 2 });
     assert.deepEqual(ops.nexthopAdd.map((n) => [n.id, n.gateway, n.onlink]), [[WEFT_NEXTHOP_ID_BASE, '198.18.2.0', true], [WEFT_NEXTHOP_ID_BASE + 1, '198.18.3.0', true]]);
-    assert.deepEqual(ops.routeSet.map((r) => [r.spec.dst, r.nexthopId]), [['198.18.2.0/24', WEFT_NEXTHOP_ID_BASE], ['198.18.3.0/24', WEFT_NEXTHOP_ID_BASE + 1]]);
+    assert.deepEqual(ops.routeAdd.map((r) => [r.spec.dst, r.nexthopId]), [['198.18.2.0/24', WEFT_NEXTHOP_ID_BASE], ['198.18.3.0/24', WEFT_NEXTHOP_ID_BASE + 1]]);
     assert.equal(opsCount(view.plan(want, 'all')), 0, 'the view records what the plan does');
   });
 
@@ -92,8 +92,8 @@ describe('agent/kernel-view: the loop\'s picture of the kernel and its planner',
     assert.equal(nexthopsSupported, false);
     assert.equal(view.form, 'inline');
     const ops = view.plan(desired([A]), 'all');
-    assert.deepEqual(kinds(ops), { neighbourSet: 1, fdbSet: 1, routeSet: 1 });
-    assert.equal(ops.routeSet[0]!.nexthopId, undefined);
+    assert.deepEqual(kinds(ops), { neighbourSet: 1, fdbSet: 1, routeAdd: 1 });
+    assert.equal(ops.routeAdd[0]!.nexthopId, undefined);
   });
 
   it('reads only what is weft\'s, resolves routes through their nexthop, and drops duplicates and unused nexthops', async function () {
@@ -119,7 +119,7 @@ describe('agent/kernel-view: the loop\'s picture of the kernel and its planner',
     ]);
     assert.equal(duplicates.length, 1);
     const ops = view.plan(desired([A, B]), 'all', duplicates);
-    assert.deepEqual(kinds(ops), { routeDel: 1, nexthopDel: 1, neighbourSet: 1, fdbSet: 1, nexthopAdd: 1, routeSet: 1 });
+    assert.deepEqual(kinds(ops), { routeDel: 1, nexthopDel: 1, neighbourSet: 1, fdbSet: 1, nexthopAdd: 1, routeAdd: 1 });
     assert.deepEqual(ops.nexthopDel, [6]);
     // a fresh id: the base is taken by someone else's nexthop
     assert.equal(ops.nexthopAdd[0]!.id, WEFT_NEXTHOP_ID_BASE + 1);
@@ -131,7 +131,7 @@ describe('agent/kernel-view: the loop\'s picture of the kernel and its planner',
     const unusedIpv6 = nexthop({ id: WEFT_NEXTHOP_ID_BASE_IPV6, family: 6, gateway: '2001:db8:0:1::13', ifindex: PUBLIC });
     const { view } = await KernelView.read(fakeKernel({ nexthops: [ipv4, unusedIpv6] }), devices, 'nexthop');
     const ops = view.plan(desired([], [['2001:db8:100:2::/64', '2001:db8:0:1::12']]), 'all');
-    assert.deepEqual(kinds(ops), { nexthopAdd: 1, routeSet: 1, nexthopDel: 1 });
+    assert.deepEqual(kinds(ops), { nexthopAdd: 1, routeAdd: 1, nexthopDel: 1 });
     assert.deepEqual(ops.nexthopDel, [WEFT_NEXTHOP_ID_BASE_IPV6]);
     // its ids come from its own base, past the ones taken
     assert.equal(ops.nexthopAdd[0]!.id, WEFT_NEXTHOP_ID_BASE_IPV6 + 1);
@@ -178,7 +178,7 @@ describe('agent/kernel-view: the loop\'s picture of the kernel and its planner',
     assert.equal(view.observe({ kind: 'fdb', action: 'del', fdb: fdb(A[2], A[3]) }, want), 'dirty');
     const dirty = view.takeDirty();
     assert.deepEqual([...dirty.routes, ...dirty.neighbours, ...dirty.fdb], [A[0], A[1], A[2]]);
-    assert.deepEqual(kinds(view.plan(want, dirty)), { neighbourSet: 1, fdbSet: 1, routeSet: 1 });
+    assert.deepEqual(kinds(view.plan(want, dirty)), { neighbourSet: 1, fdbSet: 1, routeAdd: 1 });
 
     // someone deletes the nexthop: the kernel drops its routes without a word, so they are dirty
     assert.equal(view.observe({ kind: 'nexthop', action: 'del', nexthop: nexthop({ id, gateway: A[1], ifindex: OVERLAY, onlink: true }) }, want), 'dirty');
@@ -187,5 +187,30 @@ describe('agent/kernel-view: the loop\'s picture of the kernel and its planner',
     assert.equal(view.observe({ kind: 'link', action: 'new', link: { index: OVERLAY, name: 'weft.1', kind: 'vxlan', mtu: 1400, up: true, running: true, mac: '02:00:00:00:00:01', linkIndex: null, masterIndex: null, vxlan: null } }, want), 'full');
     assert.equal(view.observe({ kind: 'link', action: 'del', link: { index: OVERLAY, name: 'weft.1', kind: 'vxlan', mtu: 1450, up: false, running: false, mac: null, linkIndex: null, masterIndex: null, vxlan: null } }, want), 'full');
     assert.equal(view.observe({ kind: 'address', action: 'del', address: { index: OVERLAY, family: 4, address: '198.18.1.0', prefixLen: 32, cidr: '198.18.1.0/32', scope: 0, flags: 0, label: null } }, want), 'full');
+  });
+
+  it('leaves a prefix alone where a route that is not weft\'s is, and takes it once that route goes', async function () {
+    const foreign = route({ dst: A[0], gateway: '192.0.2.1', ifindex: PUBLIC, protocol: 4 });
+    const want = desired([A, B]);
+    const { view } = await KernelView.read(fakeKernel({ routes: [foreign] }), DEVICES, 'nexthop', want.routes);
+    assert.deepEqual([...view.foreignRoutes], [A[0]]);
+    const ops = view.plan(want, 'all');
+    assert.deepEqual(ops.routeAdd.map((r) => r.spec.dst), [B[0]], 'no route to the other\'s prefix, not even a create');
+    assert.deepEqual(ops.nexthopAdd.map((n) => n.gateway), [B[1]]);
+    assert.deepEqual([...view.blocked], [A[0]]);
+    // its route changing or going is someone else's doing at a prefix weft wants: a full run looks again
+    assert.equal(view.observe({ kind: 'route', action: 'del', route: foreign }, want), 'full');
+    assert.equal(view.observe({ kind: 'route', action: 'new', route: route({ dst: B[0], gateway: '192.0.2.1', ifindex: PUBLIC, protocol: 4 }) }, want), 'full');
+    const { view: after } = await KernelView.read(fakeKernel({}), DEVICES, 'nexthop', want.routes);
+    assert.deepEqual(after.plan(want, 'all').routeAdd.map((r) => r.spec.dst), [A[0], B[0]]);
+    assert.equal(after.blocked.size, 0);
+  });
+
+  it('replaces only routes of its own and creates the others exclusively', async function () {
+    const ours = route({ dst: A[0], gateway: '198.18.2.99', ifindex: OVERLAY, onlink: true });
+    const { view } = await KernelView.read(fakeKernel({ routes: [ours] }), DEVICES, 'inline', desired([A, B]).routes);
+    const ops = view.plan(desired([A, B]), 'all');
+    assert.deepEqual(ops.routeSet.map((r) => r.spec.dst), [A[0]]);
+    assert.deepEqual(ops.routeAdd.map((r) => r.spec.dst), [B[0]]);
   });
 });

@@ -74,7 +74,12 @@ export interface PlannedOps {
   neighbourSet: NeighbourSpec[];
   fdbSet: FdbSpec[];
   nexthopAdd: ViewNexthop[];
-  /** routes to add or replace, the very objects the view now holds */
+  /**
+   * routes to create where weft has none (refused by the kernel if another route to the prefix appeared
+   * meanwhile: weft never replaces a route it does not own), and routes of weft's to replace; the very
+   * objects the view now holds
+   */
+  routeAdd: ViewRoute[];
   routeSet: ViewRoute[];
   /**
    * Nexthops no route uses any more (deleting one also removes the routes that use it): right after the
@@ -85,12 +90,12 @@ export interface PlannedOps {
 }
 
 export function emptyOps(): PlannedOps {
-  return { routeDel: [], nexthopDel: [], fdbDel: [], neighbourDel: [], neighbourSet: [], fdbSet: [], nexthopAdd: [], routeSet: [], nexthopDelLast: [] };
+  return { routeDel: [], nexthopDel: [], fdbDel: [], neighbourDel: [], neighbourSet: [], fdbSet: [], nexthopAdd: [], routeAdd: [], routeSet: [], nexthopDelLast: [] };
 }
 
 export function opsCount(ops: PlannedOps): number {
   return ops.routeDel.length + ops.nexthopDel.length + ops.fdbDel.length + ops.neighbourDel.length + ops.neighbourSet.length
-    + ops.fdbSet.length + ops.nexthopAdd.length + ops.routeSet.length + ops.nexthopDelLast.length;
+    + ops.fdbSet.length + ops.nexthopAdd.length + ops.routeAdd.length + ops.routeSet.length + ops.nexthopDelLast.length;
 }
 
 /** What a kernel notification means for the loop. */
@@ -119,6 +124,10 @@ export class KernelView {
   private nextId: number;
   /** dirty keys that observe() found */
   readonly dirty: DirtyKeys = { neighbours: new Set(), fdb: new Set(), routes: new Set() };
+  /** Prefixes weft wants a route to where the main table has a route that is not weft's (read by `read`). */
+  readonly foreignRoutes = new Set<string>();
+  /** Of those, the ones weft leaves alone: it has no route there, and never replaces another's (kept by `plan`). */
+  readonly blocked = new Set<string>();
 
   private constructor(
     readonly devices: ViewDevices,
@@ -130,10 +139,16 @@ export class KernelView {
 
   /**
    * Reads weft's objects from the kernel with one dump per kind: everything on the overlay device, routes
-   * on it or tagged with weft's protocol on the public interface, and weft's nexthops. `form` is the wanted
-   * route form; the view's form is 'inline' when the kernel has no nexthop objects.
+   * on it or tagged with weft's protocol on the public interface, and weft's nexthops; and which prefixes of
+   * `wanted` (the routes weft wants) have a route of someone else's. `form` is the wanted route form; the
+   * view's form is 'inline' when the kernel has no nexthop objects.
    */
-  static async read(kernel: Kernel, devices: ViewDevices, form: RouteForm): Promise<{ view: KernelView; duplicates: ViewRoute[]; nexthopsSupported: boolean }> {
+  static async read(
+    kernel: Kernel,
+    devices: ViewDevices,
+    form: RouteForm,
+    wanted: ReadonlyMap<string, unknown> = new Map(),
+  ): Promise<{ view: KernelView; duplicates: ViewRoute[]; nexthopsSupported: boolean }> {
     const { family, overlayIndex } = devices;
     const l2 = overlayIndex !== undefined && devices.routesOnly !== true;
     // One dump at a time, each taken into the view before the next: with thousands of peers, holding all
@@ -164,7 +179,10 @@ export class KernelView {
     const duplicates: ViewRoute[] = [];
     for (const route of await kernel.listRoutes({ family })) {
       const own = view.ownRoute(route, foreign);
-      if (own === undefined) continue;
+      if (own === undefined) {
+        if (wanted.has(route.dst)) view.foreignRoutes.add(route.dst);
+        continue;
+      }
       if (view.routes.has(route.dst)) {
         // A second route of ours to the same prefix (e.g. left by a backend switch): it goes.
         duplicates.push(own);
@@ -224,11 +242,17 @@ export class KernelView {
       if (want !== undefined && want.device === 'overlay' && overlayIndex === undefined) want = undefined;
       const have = this.routes.get(dst);
       if (want === undefined) {
+        this.blocked.delete(dst);
         if (have === undefined) continue;
         ops.routeDel.push(have);
         this.deleteRoute(dst, released);
         continue;
       }
+      if (have === undefined && this.foreignRoutes.has(dst)) {
+        this.blocked.add(dst);
+        continue;
+      }
+      this.blocked.delete(dst);
       let nexthopId: number | undefined;
       if (this.form === 'nexthop') nexthopId = this.nexthopFor(want, ops);
       if (have !== undefined && sameRouteSpec(have.spec, want) && have.nexthopId === nexthopId) {
@@ -236,7 +260,7 @@ export class KernelView {
         continue;
       }
       const route: ViewRoute = { spec: want, nexthopId, protocol: WEFT_ROUTE_PROTOCOL, ifindex: this.indexOf(want.device), metric: undefined };
-      ops.routeSet.push(route);
+      (have === undefined ? ops.routeAdd : ops.routeSet).push(route);
       this.deleteRoute(dst, moved);
       this.setRoute(route);
     }
@@ -323,7 +347,8 @@ export class KernelView {
           return r.protocol === WEFT_ROUTE_PROTOCOL ? 'full' : 'ignore';
         }
         const own = this.ownRoute(r, undefined);
-        if (own === undefined) return 'ignore';
+        // someone else's route to a prefix weft wants came or went: a full run sees whether weft may route it
+        if (own === undefined) return desired.routes.has(r.dst) || this.foreignRoutes.has(r.dst) ? 'full' : 'ignore';
         const want = desired.routes.get(r.dst);
         const expected = want === undefined || this.form !== 'nexthop' ? undefined : this.idsFor(want.device, want.onlink).get(want.gateway);
         const same = want !== undefined && sameRouteSpec(own.spec, want) && own.nexthopId === expected;

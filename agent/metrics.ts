@@ -38,7 +38,12 @@ export class WeftMetrics {
   readonly userspaceBytes: Counter<'direction'>;
   readonly userspaceDrops: Counter<'direction' | 'reason'>;
   readonly userspaceRestarts: Counter;
+  /** Keys under subnets/ that the agent does not use, by reason (the lease watcher's count, read on each scrape). */
+  readonly leasesIgnored: Gauge<'reason'>;
+  /** Peer routes left out because a route weft does not own has the same prefix, by address family. */
+  readonly routesBlocked: Gauge<'family'>;
   private userspaceSource: UserspaceSource | undefined;
+  private ignoredSource: (() => ReadonlyMap<string, number>) | undefined;
   /** One fetch from the worker serves every userspace metric of one scrape. */
   private userspaceFetch: Promise<UserspaceCounters | undefined> | undefined;
 
@@ -118,12 +123,35 @@ export class WeftMetrics {
       labelNames: ['version', 'revision', 'nodejs_version'],
       registers,
     }).set({ version: build.version, revision: build.revision, nodejs_version: process.version }, 1);
+    const ignored = (): ReadonlyMap<string, number> | undefined => this.ignoredSource?.();
+    this.leasesIgnored = new Gauge({
+      name: 'weft_leases_ignored',
+      help: 'Keys under subnets/ this agent does not use, by reason: malformed, invalid-subnet (not a subnet the config hands out), subnet-conflict or vtep-mac-conflict (an older lease holds it).',
+      labelNames: ['reason'],
+      registers,
+      collect() {
+        const counts = ignored();
+        if (counts === undefined) return;
+        for (const [reason, count] of counts) this.set({ reason }, count);
+      },
+    });
+    this.routesBlocked = new Gauge({
+      name: 'weft_routes_blocked',
+      help: 'Peer routes weft leaves out because a route it does not own has the same prefix, by address family.',
+      labelNames: ['family'],
+      registers,
+    });
     if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry });
   }
 
   /** Reports the userspace data path's counters from `source` on every scrape. */
   setUserspaceSource(source: UserspaceSource | undefined): void {
     this.userspaceSource = source;
+  }
+
+  /** Reports the ignored lease keys from `source` on every scrape. */
+  setIgnoredLeasesSource(source: () => ReadonlyMap<string, number>): void {
+    this.ignoredSource = source;
   }
 
   private fetchUserspace(): Promise<UserspaceCounters | undefined> {

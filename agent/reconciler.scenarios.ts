@@ -208,3 +208,45 @@ export async function routeForms(arg: ReconcileArg): Promise<{ forms: { form: st
     await kernel.close();
   }
 }
+
+/**
+ * A peer's prefix already has a route weft does not own (`foreign`, an `ip route add` argument list): the
+ * first run must leave it alone and report it; once it is deleted, the kernel's notification brings weft's.
+ */
+export async function foreignRoute(arg: EventsArg & { foreign: string[] }): Promise<{
+  first: ReconcileResult;
+  whileBlocked: string;
+  afterDelete: ReconcileResult;
+  kernel: Snapshot;
+}> {
+  const { execFileSync } = await import('node:child_process');
+  const { openMonitor } = await import('./kernel/index.js');
+  const config = parseNetworkConfig('{"Network":"198.18.0.0/16","Backend":{"Type":"vxlan"}}');
+  const publicInterface = await selectPublicInterface({ iface: [arg.iface] });
+  const kernel = openKernel();
+  const monitor = await openMonitor();
+  try {
+    const log = createLogger('silent');
+    const backend = createBackend({ kernel, log, config, publicInterface });
+    const reconciler = new Reconciler({ kernel, backend, family: 4, publicInterface, log, resyncIntervalMs: 600_000, retryDelayMs: 600_000 });
+    monitor.on('change', (change) => reconciler.kernelChanged(change));
+    const toLease = (lease: LeaseText) => decodeLease(lease.name, lease.value, false);
+    reconciler.update({ config, own: toLease(arg.own), peers: new Map(arg.peers.map((peer) => [peer.name, toLease(peer)])) });
+    const results: ReconcileResult[] = [];
+    reconciler.on('reconciled', (result) => results.push(result));
+    execFileSync('ip', ['route', 'add', ...arg.foreign]);
+    await reconciler.trigger('start');
+    const first = results[0]!;
+    const dst = arg.foreign[0]!;
+    const whileBlocked = execFileSync('ip', ['route', 'show', dst], { encoding: 'utf8' }).trim();
+    execFileSync('ip', ['route', 'del', dst]);
+    const deadline = Date.now() + 10_000;
+    // runs for the echoes of the first one's requests may come first: wait for one that sees the route gone
+    while (results.at(-1)!.blockedRoutes > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+    await reconciler.stop();
+    return { first, whileBlocked, afterDelete: results.at(-1)!, kernel: await snapshot(kernel) };
+  } finally {
+    monitor.close();
+    await kernel.close();
+  }
+}

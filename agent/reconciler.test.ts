@@ -183,4 +183,15 @@ describe('reconcile loop: event path, drift repair and route forms (real kernel,
     assert.equal(forms[2]!.operations, 4, 'two routes replaced, two nexthops deleted');
     for (const form of forms) assert.equal(form.kernel.neighbours.length, 2);
   });
+
+  it('never replaces a route it does not own: a peer\'s prefix held by another protocol\'s route is left alone until that route goes', async function () {
+    const result = await run(ns(), 'foreignRoute', {
+      iface: 'pub0', own, peers: [peerA, peerB], foreign: ['198.18.2.0/24', 'via', '192.0.2.1', 'dev', 'pub0', 'proto', 'static'],
+    });
+    assert.equal(result.whileBlocked, '198.18.2.0/24 via 192.0.2.1 dev pub0 proto static', 'the other route is untouched');
+    assert.equal(result.first.failures, 0);
+    assert.equal(result.first.blockedRoutes, 1);
+    assert.equal(result.afterDelete.blockedRoutes, 0);
+    assert.deepEqual(result.kernel.routes, ['198.18.2.0/24 via 198.18.2.0 onlink nhid', '198.18.3.0/24 via 198.18.3.0 onlink nhid'], 'weft routes the prefix once it is free');
+  });
 });

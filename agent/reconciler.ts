@@ -23,6 +23,8 @@ export interface ReconcileResult {
   failures: number;
   /** Peers programmed (routes in the desired state). */
   programmed: number;
+  /** Peer routes left out because a route weft does not own has the same prefix. */
+  blockedRoutes: number;
 }
 
 export interface ReconcilerEvents {
@@ -118,6 +120,8 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
   private nexthopsReported = false;
   /** Skipped peers already reported, so that each reason is logged once, not on every run. */
   private reportedSkips = new Map<string, string>();
+  /** Peer routes reported as left out for another's route. */
+  private reportedBlocked = new Set<string>();
 
   constructor(options: ReconcilerOptions) {
     super();
@@ -212,6 +216,7 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
       case 'route':
         return change.route.family === this.family && (
           change.route.ifindex === this.overlayIndex || change.route.protocol === WEFT_ROUTE_PROTOCOL || change.route.nexthopId !== null
+          || this.desired?.state.routes.has(change.route.dst) === true || this.view?.foreignRoutes.has(change.route.dst) === true
         );
       case 'nexthop':
         return change.nexthop.protocol === WEFT_ROUTE_PROTOCOL || change.action === 'del';
@@ -315,7 +320,7 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
         publicIndex: this.publicInterface.index,
         routesOnly,
         ...(devices.overlayState === undefined ? {} : { overlayState: devices.overlayState }),
-      }, this.routeForm);
+      }, this.routeForm, desired.state.routes);
     } catch (err) {
       this.notedDuringRead = undefined;
       throw err;
@@ -360,6 +365,7 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
       operations,
       failures,
       programmed: this.desired?.state.routes.size ?? 0,
+      blockedRoutes: this.reportBlocked(),
     };
     if (result.operations > 0) {
       const fields = { trigger, scope, operations: result.operations, failures, peers: result.programmed, ms: Math.round(result.durationMs * 10) / 10 };
@@ -377,6 +383,19 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
   private tellBackend(own: Lease): void {
     if (this.backend.updatePeers === undefined || this.backend.dataPath !== 'userspace' || this.desired === undefined) return;
     this.backend.updatePeers(own, this.desired.programmedLeases());
+  }
+
+  /** Logs the peer routes newly left out for another's route (and those no longer), once each; returns how many are. */
+  private reportBlocked(): number {
+    const blocked = this.view?.blocked ?? new Set<string>();
+    for (const dst of blocked) {
+      if (!this.reportedBlocked.has(dst)) {
+        this.log.warn({ dst }, 'not programming a peer route: a route weft does not own has this prefix; leaving it alone');
+      }
+    }
+    for (const dst of this.reportedBlocked) if (!blocked.has(dst)) this.log.info({ dst }, 'a peer route is no longer left out');
+    this.reportedBlocked = new Set(blocked);
+    return blocked.size;
   }
 
   private reportSkips(): void {
@@ -472,6 +491,10 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
     steps.push(
       step('nexthop.add', false, placed(ops.nexthopAdd), (nexthop) =>
         kernel.addNexthop({ id: nexthop.id, gateway: nexthop.gateway, ifindex: view.indexOf(nexthop.device)!, onlink: nexthop.onlink, protocol: WEFT_ROUTE_PROTOCOL })),
+      step('route.add', false, ops.routeAdd.filter((route) => view.indexOf(route.spec.device) !== undefined), ({ spec, nexthopId }) =>
+        nexthopId !== undefined
+          ? kernel.addRoute({ dst: spec.dst, nexthopId, protocol: WEFT_ROUTE_PROTOCOL })
+          : kernel.addRoute({ dst: spec.dst, gateway: spec.gateway, ifindex: view.indexOf(spec.device)!, onlink: spec.onlink, protocol: WEFT_ROUTE_PROTOCOL })),
       step('route.set', false, ops.routeSet.filter((route) => view.indexOf(route.spec.device) !== undefined), ({ spec, nexthopId }) =>
         nexthopId !== undefined
           ? kernel.replaceRoute({ dst: spec.dst, nexthopId, protocol: WEFT_ROUTE_PROTOCOL })

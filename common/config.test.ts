@@ -10,6 +10,7 @@ import {
   DEFAULT_VNI,
   DEFAULT_VXLAN_PORT,
   isSubnetAllowed,
+  MAX_CONFIG_BYTES,
   parseNetworkConfig,
   subnetRangeSize,
   SUPPORTED_BACKENDS,
@@ -808,6 +809,44 @@ describe('config', () => {
         }),
         { numRuns: 500 },
       );
+    });
+  });
+
+  describe('bounds on what is read (the config key may hold anything)', () => {
+    const nested = (depth: number) => `${'['.repeat(depth)}${']'.repeat(depth)}`;
+    const MAX_CONFIG_DEPTH = 32;
+
+    it('drops a field it does not know that nests deeper than MAX_CONFIG_DEPTH, with a warning, and keeps the rest', () => {
+      const config = parseNetworkConfig(`{"Network":"198.18.0.0/16","Junk":${nested(5000)},"Backend":{"Type":"vxlan"},"Kept":${nested(MAX_CONFIG_DEPTH)}}`);
+      assert.deepEqual(Object.keys(config.raw), ['Network', 'Backend', 'Kept']);
+      assert.deepEqual(config.warnings, ['ignoring the config field "Junk": it nests deeper than 32 levels']);
+      assert.doesNotThrow(() => JSON.stringify(config.raw));
+    });
+
+    it('rejects a field it reads that nests too deep, a config that is too deep itself, and one over MAX_CONFIG_BYTES', () => {
+      const rejects = (text: string, field: string, message: string) => assert.throws(() => parseNetworkConfig(text), (err: unknown) => {
+        assert.ok(err instanceof InvalidConfigError);
+        assert.equal(err.field, field);
+        assert.equal(err.message, message);
+        return true;
+      });
+      rejects(`{"Network":"198.18.0.0/16","Backend":{"Type":"vxlan","X":${nested(5000)}}}`, 'Backend', 'Backend nests deeper than 32 levels');
+      rejects(`{"Network":"198.18.0.0/16","backend":${nested(40)}}`, 'backend', 'backend nests deeper than 32 levels');
+      rejects(nested(5000), 'config', 'config nested deeper than 32 levels is not a JSON object');
+      const big = JSON.stringify({ Network: '198.18.0.0/16', Backend: { Type: 'vxlan' }, Pad: 'x'.repeat(MAX_CONFIG_BYTES) });
+      rejects(big, 'config', `config is ${big.length} bytes, more than the 65536 weft reads`);
+    });
+
+    it('never throws anything but InvalidConfigError, and what it accepts can be written out again', () => {
+      fc.assert(fc.property(fc.jsonValue(), fc.string(), (value, field) => {
+        try {
+          const config = parseNetworkConfig(JSON.stringify({ Network: '198.18.0.0/16', [field]: value }));
+          JSON.stringify(config.raw);
+          return true;
+        } catch (err) {
+          return err instanceof InvalidConfigError;
+        }
+      }));
     });
   });
 });

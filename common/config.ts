@@ -1,5 +1,6 @@
 import { IpAddress, Prefix, type Family } from './cidr.js';
 import { InvalidCidrError, InvalidConfigError } from './errors.js';
+import { excerpt, jsonDepth } from './json.js';
 
 /** The address plan for one family, with every default of flannel filled in. */
 export interface FamilyConfig {
@@ -104,7 +105,7 @@ function field(obj: JsonObject, name: string): unknown {
 }
 
 function show(value: unknown): string {
-  return typeof value === 'string' ? `"${value}"` : JSON.stringify(value);
+  return excerpt(typeof value === 'string' ? `"${value}"` : JSON.stringify(value));
 }
 
 function readBool(obj: JsonObject, name: string, path: string, fallback: boolean): boolean {
@@ -320,21 +321,55 @@ function parseBackend(obj: JsonObject, warnings: string[]): BackendConfig {
   }
 }
 
+/** The largest config weft reads, in bytes (flannel's are a few hundred). */
+export const MAX_CONFIG_BYTES = 64 * 1024;
+/** The deepest nesting of a config field weft keeps (flannel's nest 2 levels). */
+const MAX_CONFIG_DEPTH = 32;
+const CONFIG_FIELDS = new Set([IPV4_KEYS, IPV6_KEYS].flatMap((keys) => [keys.network, keys.subnetLen, keys.subnetMin, keys.subnetMax])
+  .concat('EnableIPv4', 'EnableIPv6', 'Backend').map((name) => name.toLowerCase()));
+
+/**
+ * The config without the fields weft does not know that nest deeper than MAX_CONFIG_DEPTH (each dropped with
+ * a warning: flanneld ignores them too, and kept they would overflow the stack of whoever writes the config
+ * out again); a field weft reads that nests that deep makes the config invalid.
+ */
+function boundedFields(obj: JsonObject, warnings: string[]): JsonObject {
+  let kept: [string, unknown][] | undefined;
+  const entries = Object.entries(obj);
+  entries.forEach(([name, value], i) => {
+    if (jsonDepth(value, MAX_CONFIG_DEPTH) <= MAX_CONFIG_DEPTH) {
+      kept?.push([name, value]);
+      return;
+    }
+    if (CONFIG_FIELDS.has(name.toLowerCase())) throw new InvalidConfigError(name, `${name} nests deeper than ${MAX_CONFIG_DEPTH} levels`);
+    warnings.push(`ignoring the config field "${excerpt(name)}": it nests deeper than ${MAX_CONFIG_DEPTH} levels`);
+    kept ??= entries.slice(0, i);
+  });
+  // fromEntries defines own properties, so even a field named "__proto__" is kept as a field
+  return kept === undefined ? obj : Object.fromEntries(kept);
+}
+
 /** Parses and validates flannel's network config JSON (`<prefix>/config`), filling in flannel's defaults. */
 export function parseNetworkConfig(text: string): NetworkConfig {
-  let raw: unknown;
+  const bytes = Buffer.byteLength(text);
+  if (bytes > MAX_CONFIG_BYTES) throw new InvalidConfigError('config', `config is ${bytes} bytes, more than the ${MAX_CONFIG_BYTES} weft reads`);
+  let parsed: unknown;
   try {
-    raw = JSON.parse(text);
+    parsed = JSON.parse(text);
   } catch (err) {
     throw new InvalidConfigError('config', `config is not valid JSON: ${(err as Error).message}`);
   }
-  if (!isObject(raw)) throw new InvalidConfigError('config', `config ${show(raw)} is not a JSON object`);
+  if (!isObject(parsed)) {
+    const what = jsonDepth(parsed, MAX_CONFIG_DEPTH) > MAX_CONFIG_DEPTH ? `nested deeper than ${MAX_CONFIG_DEPTH} levels` : show(parsed);
+    throw new InvalidConfigError('config', `config ${what} is not a JSON object`);
+  }
+  const warnings: string[] = [];
+  const raw = boundedFields(parsed, warnings);
   const enableIPv4 = readBool(raw, 'EnableIPv4', 'EnableIPv4', true);
   const enableIPv6 = readBool(raw, 'EnableIPv6', 'EnableIPv6', false);
   if (!enableIPv4 && !enableIPv6) {
     throw new InvalidConfigError('EnableIPv4', 'EnableIPv4 and EnableIPv6 are both false: nothing to route');
   }
-  const warnings: string[] = [];
   const ipv4 = enableIPv4 ? parseFamily(raw, IPV4_KEYS, warnings) : undefined;
   const ipv6 = enableIPv6 ? parseFamily(raw, IPV6_KEYS, warnings) : undefined;
   const backend = parseBackend(raw, warnings);

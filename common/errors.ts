@@ -1,3 +1,5 @@
+import { excerpt } from './json.js';
+
 /**
  * Every error weft raises on purpose is a WeftError with a stable `code`, so callers, logs and tests can
  * tell failures apart without parsing messages (the undici convention).
@@ -31,7 +33,7 @@ export class InvalidConfigError extends WeftError {
 export class InvalidLeaseError extends WeftError {
   readonly key: string;
   constructor(key: string, message: string) {
-    super('WEFT_INVALID_LEASE', `${key}: ${message}`);
+    super('WEFT_INVALID_LEASE', `${excerpt(key)}: ${message}`);
     this.key = key;
   }
 }

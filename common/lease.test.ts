@@ -457,4 +457,38 @@ describe('lease', () => {
       );
     });
   });
+
+  describe('bounds on what is read (a value in etcd may be anything)', () => {
+    const MAX_LEASE_VALUE_BYTES = 4096;
+    const MAX_LEASE_DEPTH = 16;
+    it('rejects a value over MAX_LEASE_VALUE_BYTES, naming its size', () => {
+      const big = JSON.stringify({ PublicIP: '192.0.2.1', BackendType: 'vxlan', Pad: 'x'.repeat(MAX_LEASE_VALUE_BYTES) });
+      throwsLease(() => parseLeaseAttrs(big, KEY), KEY, `value is ${Buffer.byteLength(big)} bytes, more than the 4096 a lease may have`);
+      const multibyte = JSON.stringify({ PublicIP: '192.0.2.1', BackendType: 'vxlan', Pad: 'é'.repeat(MAX_LEASE_VALUE_BYTES / 2) });
+      throwsLease(() => parseLeaseAttrs(multibyte, KEY), KEY, /bytes, more than the 4096/);
+    });
+
+    it('rejects a value nested deeper than MAX_LEASE_DEPTH, and everything it accepts can be written out again', () => {
+      const nest = (depth: number) => `{"PublicIP":"192.0.2.1","BackendType":"vxlan","X":${'['.repeat(depth - 1)}${']'.repeat(depth - 1)}}`;
+      assert.equal(parseLeaseAttrs(nest(MAX_LEASE_DEPTH), KEY).extra.X !== undefined, true);
+      throwsLease(() => parseLeaseAttrs(nest(MAX_LEASE_DEPTH + 1), KEY), KEY, 'value nests deeper than 16 levels');
+      throwsLease(() => parseLeaseAttrs(nest(1500), KEY), KEY, 'value nests deeper than 16 levels');
+      fc.assert(fc.property(fc.jsonValue(), fc.string(), (value, field) => {
+        const text = JSON.stringify({ PublicIP: '192.0.2.1', BackendType: 'vxlan', [field]: value });
+        let attrs: LeaseAttrs;
+        try {
+          attrs = parseLeaseAttrs(text, KEY);
+        } catch (err) {
+          return err instanceof InvalidLeaseError;
+        }
+        formatLeaseAttrs(attrs);
+        return true;
+      }));
+    });
+
+    it('names an over-long key by its beginning only', () => {
+      const key = `10.5.52.0-24${'x'.repeat(100_000)}`;
+      assert.throws(() => parseLeaseKey(key), (err: unknown) => err instanceof InvalidLeaseError && err.key === key && err.message.length < 400);
+    });
+  });
 });

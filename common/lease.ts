@@ -1,5 +1,6 @@
 import { IpAddress, Prefix } from './cidr.js';
 import { InvalidCidrError, InvalidLeaseError } from './errors.js';
+import { excerpt, jsonDepth } from './json.js';
 
 /** The subnets a lease key names: IPv4, IPv6, or both (flannel's dual-stack "v4&v6" form). */
 export interface LeaseSubnets {
@@ -30,9 +31,17 @@ const IPV6_KEY_PART = /^([0-9a-fA-F:.]+)-(\d{1,3})$/;
 const NO_IPV4 = '0.0.0.0-0';
 const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
 
+/**
+ * The largest lease value weft reads, in bytes. flanneld's are about 150 bytes; anything far bigger was not
+ * written by an agent, and every host would otherwise hold and decode it.
+ */
+const MAX_LEASE_VALUE_BYTES = 4096;
+/** The deepest nesting of a lease value weft reads (flanneld's nest 2 levels). */
+const MAX_LEASE_DEPTH = 16;
+
 function keyPart(family: 4 | 6, text: string, key: string): Prefix {
   const match = (family === 4 ? IPV4_KEY_PART : IPV6_KEY_PART).exec(text);
-  if (!match) throw new InvalidLeaseError(key, `"${text}" is not an IPv${family} subnet in "<address>-<length>" form`);
+  if (!match) throw new InvalidLeaseError(key, `"${excerpt(text)}" is not an IPv${family} subnet in "<address>-<length>" form`);
   try {
     const prefix = Prefix.parse(`${match[1]}/${match[2]}`);
     if (prefix.family !== family) throw new InvalidCidrError(`"${text}" is not IPv${family}`);
@@ -92,7 +101,13 @@ function optionalObject(obj: Record<string, unknown>, name: string, key: string)
 }
 
 /** Decodes a lease value; `key` (the etcd key) is used only to name the lease in errors. */
+function tooLarge(bytes: number): string {
+  return `value is ${bytes} bytes, more than the ${MAX_LEASE_VALUE_BYTES} a lease may have`;
+}
+
 export function parseLeaseAttrs(text: string, key: string): LeaseAttrs {
+  const bytes = Buffer.byteLength(text);
+  if (bytes > MAX_LEASE_VALUE_BYTES) throw new InvalidLeaseError(key, tooLarge(bytes));
   let raw: unknown;
   try {
     raw = JSON.parse(text);
@@ -102,6 +117,7 @@ export function parseLeaseAttrs(text: string, key: string): LeaseAttrs {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
     throw new InvalidLeaseError(key, 'value is not a JSON object');
   }
+  if (jsonDepth(raw, MAX_LEASE_DEPTH) > MAX_LEASE_DEPTH) throw new InvalidLeaseError(key, `value nests deeper than ${MAX_LEASE_DEPTH} levels`);
   const obj = raw as Record<string, unknown>;
   // flanneld reads an absent or null BackendType as "" (its udp backend writes none).
   const backendType = obj.BackendType ?? '';
@@ -193,4 +209,10 @@ export function decodeLease(name: string, value: string, reservation: boolean): 
     throw new InvalidLeaseError(name, 'PublicIPv6 is missing for an IPv6-only lease');
   }
   return { name, subnets, attrs, reservation };
+}
+
+/** decodeLease of a value as etcd returns it: one over MAX_LEASE_VALUE_BYTES is refused before it is made text. */
+export function decodeLeaseValue(name: string, value: Buffer, reservation: boolean): Lease {
+  if (value.length > MAX_LEASE_VALUE_BYTES) throw new InvalidLeaseError(name, tooLarge(value.length));
+  return decodeLease(name, value.toString(), reservation);
 }

@@ -1,11 +1,13 @@
 /** What the weftctl commands share: the etcd connection, the lease listing, the refusal error. */
 import { ClientRuntimeError, EtcdError, GRPCGenericError, type Etcd3 } from 'etcd3';
-import { parseNetworkConfig } from '../../common/config.js';
+import { parseNetworkConfig, type NetworkConfig } from '../../common/config.js';
 import { WeftError } from '../../common/errors.js';
-import { decodeLease, type Lease } from '../../common/lease.js';
+import { excerpt } from '../../common/json.js';
+import { arbitrate, type IgnoredLease } from '../../common/lease-arbiter.js';
+import { decodeLeaseValue, type Lease } from '../../common/lease.js';
 import { escapeControls } from '../../common/terminal.js';
 import { connectEtcd, NetworkKeys } from '../registry/etcd.js';
-import { rangeEndOf } from '../registry/kv-mirror.js';
+import { listPrefix } from '../registry/kv-mirror.js';
 import { etcdTlsFiles } from './env.js';
 
 /** A refused command: weftctl prints the message and exits 1. */
@@ -67,34 +69,47 @@ export interface StoredLease {
   lease: Lease;
   /** The etcd lease id as decimal text; "0" for a reservation. */
   etcdLeaseId: string;
+  /** The etcd revision the key was created at: of two leases claiming one subnet, the older keeps it. */
+  createRevision: bigint;
 }
 
 /** Every decodable lease under the prefix, in key order; undecodable ones are reported through `skip`. */
 export async function listLeases(client: Etcd3, keys: NetworkKeys, skip: (key: string, reason: string) => void = defaultSkip): Promise<StoredLease[]> {
-  const prefix = Buffer.from(keys.subnets);
-  const response = await client.kv.range({ key: prefix, range_end: rangeEndOf(prefix) });
+  const listing = await listPrefix(client, keys.subnets);
   const leases: StoredLease[] = [];
-  for (const kv of response.kvs) {
-    const name = keys.leaseName(kv.key.toString());
+  for (const kv of listing.kvs) {
+    const key = kv.key.toString();
+    const name = keys.leaseName(key);
     if (name === undefined) continue;
     try {
-      leases.push({ lease: decodeLease(name, kv.value.toString(), String(kv.lease) === '0'), etcdLeaseId: String(kv.lease) });
+      leases.push({
+        lease: decodeLeaseValue(name, kv.value, String(kv.lease) === '0'),
+        etcdLeaseId: String(kv.lease),
+        createRevision: BigInt(kv.create_revision),
+      });
     } catch (err) {
-      skip(kv.key.toString(), (err as Error).message);
+      skip(excerpt(key), (err as Error).message);
     }
   }
   return leases;
 }
 
-/** The network config's Backend.Type, or undefined when there is no usable config (to read leases by). */
-export async function networkBackendType(client: Etcd3, keys: NetworkKeys): Promise<string | undefined> {
+/** The network config, or undefined when it is missing or invalid. */
+export async function readConfig(client: Etcd3, keys: NetworkKeys): Promise<NetworkConfig | undefined> {
   const text = await client.get(keys.config).string();
   if (text === null) return undefined;
   try {
-    return parseNetworkConfig(text).backend.type;
+    return parseNetworkConfig(text);
   } catch {
     return undefined;
   }
+}
+
+/** The leases every weftd ignores (LeaseArbiter), by name; none without a config to judge them by. */
+export function ignoredLeases(config: NetworkConfig | undefined, leases: readonly StoredLease[]): Map<string, IgnoredLease> {
+  if (config === undefined) return new Map();
+  const { ignored } = arbitrate(config, leases.map(({ lease, createRevision }) => ({ lease, createRevision })));
+  return new Map(ignored.map((entry) => [entry.lease.name, entry]));
 }
 
 function defaultSkip(key: string, reason: string): void {

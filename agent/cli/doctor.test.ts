@@ -52,6 +52,16 @@ describe('weftctl doctor: findings (no root)', function () {
     assert.match(byCheck('neighbour')[0]!.fix!, /ip neigh replace 198\.18\.2\.0 lladdr 0a:00:00:00:00:02 dev weft\.1 nud permanent$/);
   });
 
+  it('tells a prefix held by a route weft does not own from a missing route', function () {
+    const actual = state({ routes: [['198.18.3.0/24', '198.18.3.0']], fdb: [...desired.fdb].map(([mac, entry]) => [mac, entry.dst] as [string, string]),
+      neighbours: [...desired.neighbours].map(([ip, entry]) => [ip, entry.mac] as [string, string]) });
+    const findings = dataplaneFindings(diffFamilyState(actual, desired), actual, desired, [], names, new Set(['198.18.2.0/24']));
+    assert.deepEqual(findings.map((finding) => [finding.severity, finding.message]), [
+      ['fail', '198.18.2.0/24 is held by a route weft does not own: weft leaves it alone, and the lease\'s host is unreachable from here'],
+    ]);
+    assert.match(findings[0]!.fix!, /^ip route show 198\.18\.2\.0\/24 tells whose it is/);
+  });
+
   it('names the family of an IPv6 plane and gives IPv6 fixes on weft-v6.<VNI>', function () {
     const v6 = state({
       routes: [['2001:db8:100:2::/64', '2001:db8:100:2::']],

@@ -20,6 +20,7 @@ import {
   type RouteSpec,
   type SkippedLease,
 } from '../../common/dataplane.js';
+import type { IgnoredLease } from '../../common/lease-arbiter.js';
 import { leaseBackend, type Lease } from '../../common/lease.js';
 import { gatewayCidr, type SubnetEnv } from '../../common/subnet-env.js';
 import type { Backend } from '../backend.js';
@@ -39,7 +40,7 @@ import { createUdpBackend, UDP_ENCAP_OVERHEAD } from '../udp/udp.js';
 import { UserspaceIpv4OnlyError } from '../userspace/backend.js';
 import { userspaceVxlanBackend } from '../vxlan/mode.js';
 import { VxlanBackend } from '../vxlan/vxlan.js';
-import { leaseSubnetText, listLeases, type StoredLease } from './ctl-common.js';
+import { ignoredLeases, leaseSubnetText, listLeases, type StoredLease } from './ctl-common.js';
 import { queryAgent } from './status.js';
 
 export type Severity = 'ok' | 'warn' | 'fail' | 'skip';
@@ -97,13 +98,20 @@ function message(err: unknown): string {
  * weft's objects as the kernel has them, read by the reconcile loop's own reader (KernelView.read: one dump
  * per kind, nexthop objects resolved), as a FamilyState to diff against the desired one.
  */
-export async function readActualState(kernel: Kernel, family: Family, overlayIndex: number | undefined, publicIndex: number, routesOnly = false): Promise<{ state: FamilyState; duplicates: string[] }> {
-  const { view, duplicates } = await KernelView.read(kernel, { family, overlayIndex, publicIndex, ...(routesOnly ? { routesOnly } : {}) }, 'nexthop');
+export async function readActualState(
+  kernel: Kernel,
+  family: Family,
+  overlayIndex: number | undefined,
+  publicIndex: number,
+  routesOnly = false,
+  wanted: ReadonlyMap<string, RouteSpec> = new Map(),
+): Promise<{ state: FamilyState; duplicates: string[]; foreignRoutes: ReadonlySet<string> }> {
+  const { view, duplicates } = await KernelView.read(kernel, { family, overlayIndex, publicIndex, ...(routesOnly ? { routesOnly } : {}) }, 'nexthop', wanted);
   const state = emptyFamilyState();
   for (const [ip, entry] of view.neighbours) state.neighbours.set(ip, entry);
   for (const [mac, entry] of view.fdb) state.fdb.set(mac, entry);
   for (const [dst, route] of view.routes) state.routes.set(dst, route.spec);
-  return { state, duplicates: duplicates.map((route) => route.spec.dst) };
+  return { state, duplicates: duplicates.map((route) => route.spec.dst), foreignRoutes: view.foreignRoutes };
 }
 
 export interface DeviceNames {
@@ -124,7 +132,14 @@ function routeText(route: RouteSpec, names: DeviceNames): string {
  * Findings for the difference between the kernel and the leases: `ops` is diffFamilyState(actual, desired),
  * so `add` is what is missing, `replace` what differs and `remove` what no lease asks for.
  */
-export function dataplaneFindings(ops: FamilyOps, actual: FamilyState, desired: FamilyState, skipped: readonly SkippedLease[], names: DeviceNames): Finding[] {
+export function dataplaneFindings(
+  ops: FamilyOps,
+  actual: FamilyState,
+  desired: FamilyState,
+  skipped: readonly SkippedLease[],
+  names: DeviceNames,
+  foreignRoutes: ReadonlySet<string> = new Set(),
+): Finding[] {
   const findings: Finding[] = [];
   const dev = names.overlay ?? '';
   const peerOf = (gateway: string): string => {
@@ -132,6 +147,11 @@ export function dataplaneFindings(ops: FamilyOps, actual: FamilyState, desired: 
     return '';
   };
   for (const route of ops.routes.add) {
+    if (foreignRoutes.has(route.dst)) {
+      findings.push({ check: 'route', severity: 'fail', message: `${route.dst} is held by a route weft does not own: weft leaves it alone, and the lease's host is unreachable from here`,
+        fix: `ip route show ${route.dst} tells whose it is; remove it if it is stale (weftd then adds ${routeText(route, names)} within seconds), or revoke the lease if the prefix belongs to that route` });
+      continue;
+    }
     findings.push({ check: 'route', severity: 'fail', message: `${route.dst} is missing: the lease wants ${routeText(route, names)}`,
       fix: `${HEALS}; by hand: ip route replace ${routeText(route, names)} proto ${WEFT_ROUTE_PROTOCOL}` });
   }
@@ -197,6 +217,8 @@ interface Context {
   findings: Finding[];
   config: NetworkConfig | undefined;
   leases: StoredLease[] | undefined;
+  /** The leases every weftd ignores, by name (LeaseArbiter). */
+  ignored: Map<string, IgnoredLease>;
   subnetEnv: SubnetEnv | undefined;
   /** The families weftd runs a data plane for: the config's, else those subnet.env has, else IPv4. */
   families: Family[];
@@ -246,6 +268,11 @@ async function checkEtcd(context: Context): Promise<void> {
       .map((plan) => `${plan.network}, ${plan.family === 4 ? 'SubnetLen' : 'IPv6SubnetLen'} ${plan.subnetLen}`);
     add(context, 'config', 'ok', `${plans.join('; ')}, backend ${config.backend.type}`);
     for (const warning of config.warnings) add(context, 'config', 'warn', warning, 'rewrite the config as the warning says with weftctl config set (it writes an explicit Backend and refuses a VNI flanneld cannot read)');
+    context.ignored = ignoredLeases(config, context.leases);
+    for (const { lease, detail } of context.ignored.values()) {
+      add(context, 'lease', 'warn', `every weftd ignores the lease ${lease.name}: ${detail}`,
+        `if no host should hold it, delete exactly that key: etcdctl del '${keys.lease(lease.name)}'`);
+    }
   } catch (err) {
     add(context, 'config', 'fail', `${keys.config} is not a usable config: ${message(err)}`, 'fix it with weftctl config set (it validates before writing)');
   }
@@ -315,7 +342,13 @@ function checkLease(context: Context): void {
       'revoke the ones this host does not use: weftctl lease revoke <subnet>');
   }
   const backend = leaseBackend(own.attrs, config?.backend.type);
-  add(context, 'lease', 'ok', `${leaseSubnetText(own) || own.name}${own.reservation ? ' (a reservation)' : ''}, backend ${backend || '(none)'}`);
+  const ignored = context.ignored.get(own.name);
+  if (ignored !== undefined) {
+    add(context, 'lease', 'fail', `this host's lease ${own.name} is ignored by every weftd: ${ignored.detail}`,
+      `revoke it (weftctl lease revoke ${leaseSubnetText(own).split(',')[0]}) and ${RESTART}: weftd then takes a subnet nobody holds`);
+  } else {
+    add(context, 'lease', 'ok', `${leaseSubnetText(own) || own.name}${own.reservation ? ' (a reservation)' : ''}, backend ${backend || '(none)'}`);
+  }
   if (config !== undefined) {
     if (backend !== config.backend.type) {
       add(context, 'lease', 'fail', `the lease says backend ${backend || '(none)'} but the config says ${config.backend.type}`,
@@ -601,14 +634,16 @@ async function checkDataplane(context: Context): Promise<void> {
     const { family, backend, view, routesOnly } = plane;
     if (backend === undefined) continue;
     if (backend.type !== 'host-gw' && plane.overlay === null) continue; // the device finding says it all
+    // weftd programs the leases it does not ignore
+    const peers = leases.map((stored) => stored.lease).filter((lease) => !context.ignored.has(lease.name));
     const { state: desired, skipped } = desiredFamilyState({
-      family, config, own, peers: leases.map((stored) => stored.lease), localPrefixes: [view.prefix], ...(routesOnly ? { routesOnly } : {}),
+      family, config, own, peers, localPrefixes: [view.prefix], ...(routesOnly ? { routesOnly } : {}),
     });
-    const { state: actual, duplicates } = await readActualState(options.kernel, family, plane.overlay?.index, view.index, routesOnly);
+    const { state: actual, duplicates, foreignRoutes } = await readActualState(options.kernel, family, plane.overlay?.index, view.index, routesOnly, desired.routes);
     const ops = diffFamilyState(actual, desired);
     const label = familyLabel(context, family);
     const names = { overlay: plane.overlay?.name, public: view.name, ...(label === undefined ? {} : { label }) };
-    context.findings.push(...dataplaneFindings(ops, actual, desired, skipped, names));
+    context.findings.push(...dataplaneFindings(ops, actual, desired, skipped, names, foreignRoutes));
     for (const dst of duplicates) {
       add(context, 'route', 'fail', `${dst} has a second route of weft's (left by a backend change?)`, `${HEALS}; by hand: ip route show ${dst} and delete the one that is not wanted`);
     }
@@ -720,8 +755,8 @@ async function checkIngress(context: Context): Promise<void> {
     return;
   }
   if (own === undefined || leases === undefined) return;
-  // weftd allows every other lease's public addresses
-  const wanted = [...new Set(leases.filter((stored) => stored.lease.name !== own.name)
+  // weftd allows the public addresses of every other lease it does not ignore
+  const wanted = [...new Set(leases.filter((stored) => stored.lease.name !== own.name && !context.ignored.has(stored.lease.name))
     .flatMap((stored) => [stored.lease.attrs.publicIP, stored.lease.attrs.publicIPv6])
     .filter((ip) => ip !== undefined).map((ip) => ip.toString()))].sort();
   const missing = wanted.filter((ip) => !table.peers.includes(ip));
@@ -765,7 +800,7 @@ async function checkAgent(context: Context): Promise<void> {
 /** Runs every check; the findings come in the order they were made. */
 export async function runDoctor(options: DoctorOptions): Promise<Finding[]> {
   const context: Context = {
-    options, findings: [], config: undefined, leases: undefined, subnetEnv: undefined, families: [4], iface: undefined, own: undefined, planes: [],
+    options, findings: [], config: undefined, leases: undefined, ignored: new Map(), subnetEnv: undefined, families: [4], iface: undefined, own: undefined, planes: [],
   };
   const guard = async (check: string, fn: () => Promise<void> | void): Promise<void> => {
     try {

@@ -4,6 +4,7 @@
  * asked for /readyz and /metrics at <PublicIP>:<port>, and what it answers is joined to its lease.
  */
 import { formatTable } from '../../common/table.js';
+import type { IgnoredLease } from '../../common/lease-arbiter.js';
 import { leaseBackend, type Lease } from '../../common/lease.js';
 import type { ReadinessReport } from '../http.js';
 import { formatRemaining, leasePublicIp, leasePublicIpv6, leaseSubnetText, leaseVtepMac, type StoredLease } from './ctl-common.js';
@@ -169,12 +170,22 @@ export interface StatusOptions {
   networkBackend: string | undefined;
 }
 
-/** Joins the leases with their agents' reports; agents are asked in parallel. */
-export async function collectStatus(leases: readonly StoredLease[], remaining: readonly (number | undefined)[], options: StatusOptions): Promise<StatusRow[]> {
-  const all = leases.map((stored) => stored.lease);
+/**
+ * Joins the leases with their agents' reports; agents are asked in parallel. A lease every weftd ignores
+ * (`ignored`) counts as nobody's peer, and its row has that as its problem (its agent is not asked).
+ */
+export async function collectStatus(
+  leases: readonly StoredLease[],
+  remaining: readonly (number | undefined)[],
+  options: StatusOptions,
+  ignored: ReadonlyMap<string, IgnoredLease> = new Map(),
+): Promise<StatusRow[]> {
+  const all = leases.map((stored) => stored.lease).filter((lease) => !ignored.has(lease.name));
   return Promise.all(leases.map(async ({ lease }, i) => {
     const publicIP = leasePublicIp(lease);
-    const agent = options.healthzPort > 0 && publicIP !== '' ? await queryAgent(agentUrl(publicIP, options.healthzPort), options.timeoutMs) : undefined;
+    const unused = ignored.get(lease.name);
+    const asked = options.healthzPort > 0 && publicIP !== '' && unused === undefined;
+    const agent = asked ? await queryAgent(agentUrl(publicIP, options.healthzPort), options.timeoutMs) : undefined;
     const row = {
       subnet: leaseSubnetText(lease),
       publicIP,
@@ -183,10 +194,10 @@ export async function collectStatus(leases: readonly StoredLease[], remaining: r
       vtepMac: leaseVtepMac(lease),
       ttlSeconds: remaining[i],
       reserved: lease.reservation,
-      expectedPeers: expectedPeers(lease, all, options.networkBackend),
+      expectedPeers: unused === undefined ? expectedPeers(lease, all, options.networkBackend) : 0,
       agent,
     };
-    return { ...row, problems: problemsOf(row) };
+    return { ...row, problems: unused === undefined ? problemsOf(row) : [`every weftd ignores this lease: ${unused.detail}`] };
   }));
 }
 

@@ -109,9 +109,10 @@ describe('weftctl against a real etcd', function () {
     const table = await weftctl('leases', 'ls');
     assert.equal(table.code, 0, table.stderr);
     const lines = table.stdout.trim().split('\n');
-    assert.match(lines[0]!, /^SUBNET\s+PUBLIC IP\s+BACKEND\s+VTEP MAC\s+EXPIRES$/);
-    assert.match(lines[1]!, /^198\.18\.5\.0\/24\s+192\.0\.2\.11\s+vxlan\s+0a:00:00:00:00:05\s+(59m\d\ds|1h00m)$/);
-    assert.match(lines[2]!, /^198\.18\.9\.0\/24\s+192\.0\.2\.19\s+vxlan\s+-\s+reserved$/);
+    assert.match(lines[0]!, /^SUBNET\s+PUBLIC IP\s+BACKEND\s+VTEP MAC\s+EXPIRES\s+STATUS$/);
+    assert.match(lines[1]!, /^198\.18\.5\.0\/24\s+192\.0\.2\.11\s+vxlan\s+0a:00:00:00:00:05\s+(59m\d\ds|1h00m)\s+in use$/);
+    assert.match(lines[2]!, /^198\.18\.9\.0\/24\s+192\.0\.2\.19\s+vxlan\s+-\s+reserved\s+in use$/);
+    assert.match(table.stderr, /no valid config .*: cannot tell which leases the agents ignore/);
     const json = JSON.parse((await weftctl('leases', 'ls', '-o', 'json')).stdout) as { subnet: string; reserved: boolean }[];
     assert.deepEqual(json.map((row) => [row.subnet, row.reserved]), [['198.18.5.0/24', false], ['198.18.9.0/24', true]]);
 
@@ -193,7 +194,7 @@ describe('weftctl against a real etcd', function () {
     // flanneld's udp backend writes no BackendType
     assert.equal(await client.get(`${prefix}/subnets/198.18.9.0-24`).string(), '{"PublicIP":"192.0.2.19","PublicIPv6":null}');
     const table = (await weftctl('leases', 'ls')).stdout.trim().split('\n');
-    assert.match(table[1]!, /^198\.18\.9\.0\/24\s+192\.0\.2\.19\s+udp\s+-\s+reserved$/);
+    assert.match(table[1]!, /^198\.18\.9\.0\/24\s+192\.0\.2\.19\s+udp\s+-\s+reserved\s+in use$/);
   });
 
   it('refuses to reserve without a network config, which decides the key form', async function () {
@@ -243,6 +244,27 @@ describe('weftctl against a real etcd', function () {
     }
   });
 
+  it('shows which leases every weftd ignores, and why; status counts them as nobody\'s peers', async function () {
+    await weftctl('config', 'set', '--network', '198.18.0.0/16');
+    const etcdLease = (await client.leaseClient.leaseGrant({ TTL: 3600 })).ID;
+    const value = (ip: string, mac: string) => JSON.stringify({ PublicIP: ip, BackendType: 'vxlan', BackendData: { VNI: 1, VtepMAC: mac } });
+    await client.put(`${prefix}/subnets/198.18.5.0-24`).value(value('192.0.2.11', '0a:00:00:00:00:05')).lease(etcdLease);
+    await client.put(`${prefix}/subnets/198.18.5.0-24&2001:db8:100:5::-64`).value(value('198.19.0.66', '0a:00:00:00:00:66')).lease(etcdLease);
+    await client.put(`${prefix}/subnets/198.18.0.0-16`).value(value('198.19.0.67', '0a:00:00:00:00:67')).lease(etcdLease);
+    await client.put(`${prefix}/subnets/198.18.6.0-24`).value(value('192.0.2.12', '0a:00:00:00:00:05')).lease(etcdLease);
+    const json = JSON.parse((await weftctl('leases', 'ls', '-o', 'json')).stdout) as { subnet: string; ignored: { reason: string; detail: string } | null }[];
+    assert.deepEqual(json.map((row) => [row.subnet, row.ignored?.reason ?? null]), [
+      ['198.18.0.0/16', 'invalid-subnet'],
+      ['198.18.5.0/24', null],
+      ['198.18.5.0/24,2001:db8:100:5::/64', 'subnet-conflict'],
+      ['198.18.6.0/24', 'vtep-mac-conflict'],
+    ]);
+    const table = (await weftctl('leases', 'ls')).stdout.trim().split('\n');
+    assert.match(table[3]!, /\s+ignored: 198\.18\.5\.0\/24 is held by 198\.18\.5\.0-24, whose key is older$/);
+    const status = JSON.parse((await weftctl('status', '-o', 'json')).stdout) as { subnet: string; expectedPeers: number; problems: string[] }[];
+    assert.deepEqual(status.map((row) => [row.expectedPeers, row.problems.length]), [[0, 1], [0, 0], [0, 1], [0, 1]]);
+  });
+
   it('shows both families of a dual-stack lease and revokes it by either subnet', async function () {
     const etcdLease = (await client.leaseClient.leaseGrant({ TTL: 3600 })).ID;
     const value = JSON.stringify({
@@ -252,8 +274,8 @@ describe('weftctl against a real etcd', function () {
     await client.put(`${prefix}/subnets/198.18.5.0-24&2001:db8:100:5::-64`).value(value).lease(etcdLease);
     await client.put(`${prefix}/subnets/0.0.0.0-0&2001:db8:100:6::-64`).value(JSON.stringify({ PublicIP: null, PublicIPv6: '2001:db8:0:1::12', BackendType: 'vxlan', BackendV6Data: { VNI: 1, VtepMAC: '0a:00:00:00:00:16' } })).lease(etcdLease);
     const table = (await weftctl('leases', 'ls')).stdout.trim().split('\n');
-    assert.match(table[1]!, /^2001:db8:100:6::\/64\s+2001:db8:0:1::12\s+vxlan\s+0a:00:00:00:00:16\s+\S+$/);
-    assert.match(table[2]!, /^198\.18\.5\.0\/24,2001:db8:100:5::\/64\s+192\.0\.2\.11,2001:db8:0:1::11\s+vxlan\s+0a:00:00:00:00:05,0a:00:00:00:00:15\s+\S+$/);
+    assert.match(table[1]!, /^2001:db8:100:6::\/64\s+2001:db8:0:1::12\s+vxlan\s+0a:00:00:00:00:16\s+\S+\s+in use$/);
+    assert.match(table[2]!, /^198\.18\.5\.0\/24,2001:db8:100:5::\/64\s+192\.0\.2\.11,2001:db8:0:1::11\s+vxlan\s+0a:00:00:00:00:05,0a:00:00:00:00:15\s+\S+\s+in use$/);
     const json = JSON.parse((await weftctl('leases', 'ls', '-o', 'json')).stdout) as { subnet: string; publicIP: string; publicIPv6: string }[];
     assert.deepEqual(json.map((row) => [row.subnet, row.publicIP, row.publicIPv6]), [
       ['2001:db8:100:6::/64', '2001:db8:0:1::12', '2001:db8:0:1::12'],

@@ -13,16 +13,17 @@ import { NetworkKeys } from '../registry/etcd.js';
 import {
   WeftctlError,
   formatRemaining,
+  ignoredLeases,
   leasePublicIp,
   leasePublicIps,
   leasePublicIpv6,
   leaseSubnetText,
   leaseVtepMac,
   listLeases,
-  networkBackendType,
   openEtcd,
   print,
   printError,
+  readConfig,
   remainingSeconds,
   withEtcd,
   type EtcdArgs,
@@ -94,7 +95,7 @@ function buildConfig(args: ConfigArgs): string {
 }
 
 /** The network config as stored, parsed; refuses when there is none or it does not parse. */
-async function readConfig(client: Etcd3, keys: NetworkKeys, purpose: string): Promise<NetworkConfig> {
+async function requireConfig(client: Etcd3, keys: NetworkKeys, purpose: string): Promise<NetworkConfig> {
   const text = await client.get(keys.config).string();
   if (text === null) throw new WeftctlError(`no config at ${keys.config}: ${purpose}; seed one with: weftctl config set --network <cidr>`);
   try {
@@ -259,9 +260,12 @@ function commands(parser: Argv<EtcdArgs>): Argv<EtcdArgs> {
         .option('output', { alias: 'o', choices: ['table', 'json'] as const, default: 'table' as const })
         .example('$0 leases ls -o json', 'machine-readable'),
       async (args) => withEtcd(args, async (client, keys) => {
+        const config = await readConfig(client, keys);
+        if (config === undefined) printError(`weftctl: no valid config at ${keys.config}: cannot tell which leases the agents ignore\n`);
         const leases = await listLeases(client, keys);
+        const ignored = ignoredLeases(config, leases);
         const remaining = await remainingSeconds(client, leases);
-        const networkBackend = await networkBackendType(client, keys);
+        const networkBackend = config?.backend.type;
         const rows = leases.map(({ lease }, i) => ({
           subnet: leaseSubnetText(lease),
           publicIP: leasePublicIp(lease),
@@ -270,14 +274,18 @@ function commands(parser: Argv<EtcdArgs>): Argv<EtcdArgs> {
           vtepMac: leaseVtepMac(lease),
           ttlSeconds: remaining[i],
           reserved: lease.reservation,
+          ignored: ignored.has(lease.name) ? { reason: ignored.get(lease.name)!.reason, detail: ignored.get(lease.name)!.detail } : null,
         }));
         if (args.output === 'json') {
           print(`${JSON.stringify(rows, null, 2)}\n`);
           return;
         }
         print(`${formatTable([
-          ['SUBNET', 'PUBLIC IP', 'BACKEND', 'VTEP MAC', 'EXPIRES'],
-          ...rows.map((row, i) => [row.subnet, leasePublicIps(leases[i]!.lease), row.backend || '-', row.vtepMac || '-', row.reserved ? 'reserved' : formatRemaining(row.ttlSeconds ?? 0)]),
+          ['SUBNET', 'PUBLIC IP', 'BACKEND', 'VTEP MAC', 'EXPIRES', 'STATUS'],
+          ...rows.map((row, i) => [
+            row.subnet, leasePublicIps(leases[i]!.lease), row.backend || '-', row.vtepMac || '-', row.reserved ? 'reserved' : formatRemaining(row.ttlSeconds ?? 0),
+            row.ignored === null ? 'in use' : `ignored: ${row.ignored.detail}`,
+          ]),
         ])}\n`);
       }))
     .command('lease <action> <subnet>', 'reserve or revoke one subnet lease', (sub) =>
@@ -303,7 +311,7 @@ function commands(parser: Argv<EtcdArgs>): Argv<EtcdArgs> {
           print(`revoked ${found}\n`);
           return;
         }
-        const config = await readConfig(client, keys, 'a reservation takes its key form (IPv4, IPv6 or both) from it');
+        const config = await requireConfig(client, keys, 'a reservation takes its key form (IPv4, IPv6 or both) from it');
         const { subnets, attrs } = reservation(config, args);
         const name = formatLeaseKey(subnets);
         const clash = (await listLeases(client, keys, () => undefined)).find(({ lease }) =>
@@ -328,9 +336,11 @@ function commands(parser: Argv<EtcdArgs>): Argv<EtcdArgs> {
         if (!Number.isInteger(port) || port < 0 || port > 65535) throw new WeftctlError(`--healthz-port: ${port} is not a port number`);
         if (!(args.timeout > 0)) throw new WeftctlError(`--timeout: ${args.timeout} is not a positive number of seconds`);
         const leases = await listLeases(client, keys);
+        const config = await readConfig(client, keys);
+        const ignored = ignoredLeases(config, leases);
         const rows = await collectStatus(leases, await remainingSeconds(client, leases), {
-          healthzPort: port, timeoutMs: args.timeout * 1000, networkBackend: await networkBackendType(client, keys),
-        });
+          healthzPort: port, timeoutMs: args.timeout * 1000, networkBackend: config?.backend.type,
+        }, ignored);
         print(args.output === 'json' ? `${JSON.stringify(rows, null, 2)}\n` : `${rows.length === 0 ? `no leases under ${keys.subnets}` : formatStatus(rows)}\n`);
         if (port === 0 && args.output === 'table') printError('weftctl: agents not asked: give --healthz-port (their --healthz-port)\n');
         const troubled = rows.filter((row) => row.problems.length > 0);

@@ -77,4 +77,44 @@ describe('ConfigWatcher against a real etcd', function () {
     assert.deepEqual(seen, ['vxlan', 'WEFT_INVALID_CONFIG', 'udp']);
     assert.ok(warnings(records).some((record) => /Backend is missing/.test(record.msg)), 'the missing Backend is taken as udp, with a warning');
   });
+
+  it('reads the config key alone: megabytes under keys it is a prefix of change nothing', async function () {
+    this.timeout(30_000);
+    const junk = 'x'.repeat(1.4 * 1024 * 1024);
+    for (const suffix of ['-a', '-b', '-c', '/x']) await client.put(`${keys.config}${suffix}`).value(junk);
+    await client.put(keys.config).value('{"Network":"198.18.0.0/16","Backend":{"Type":"vxlan"}}');
+    const { logger, records } = captureLogger();
+    watcher = new ConfigWatcher({ client, keys, logger });
+    const events: string[] = [];
+    watcher.on('config', () => events.push('config'));
+    watcher.on('invalid', () => events.push('invalid'));
+    const config = await Promise.race([
+      watcher.waitForValid(),
+      new Promise<never>((_, reject) => setTimeout(() => reject(new Error('no config within 10 s')), 10_000)),
+    ]);
+    assert.equal(config.backend.type, 'vxlan');
+    await client.put(`${keys.config}-d`).value('{"Network":"not a network"}');
+    await client.put(keys.config).value('{"Network":"198.18.0.0/16","Backend":{"Type":"host-gw"}}');
+    await waitFor(() => events.length === 2, 'the change of the config key');
+    assert.deepEqual(events, ['config', 'config']);
+    assert.deepEqual(warnings(records), []);
+  });
+
+  it('survives a config nested thousands of levels deep, written twice: the deep field is dropped with a warning', async function () {
+    const { logger, records } = captureLogger();
+    watcher = new ConfigWatcher({ client, keys, logger });
+    const deep = '['.repeat(5000) + ']'.repeat(5000);
+    await client.put(keys.config).value(`{"Network":"198.18.0.0/16","Backend":{"Type":"vxlan"},"Junk":${deep}}`);
+    const config = await watcher.waitForValid();
+    assert.deepEqual(config.raw, { Network: '198.18.0.0/16', Backend: { Type: 'vxlan' } });
+    assert.ok(warnings(records).some((record) => /ignoring the config field "Junk": it nests deeper than 32 levels/.test(record.msg)));
+    const invalid: string[] = [];
+    watcher.on('invalid', (err) => invalid.push(err.message));
+    await client.put(keys.config).value(`{"Network":"198.18.0.0/16","Backend":{"Type":"vxlan","X":${deep}}}`);
+    await client.put(keys.config).value(`{"Network":"198.18.0.0/16","Backend":{"Type":"vxlan","X":${deep}}}`);
+    await client.put(keys.config).value(deep);
+    await waitFor(() => invalid.length === 2, 'the two invalid configs');
+    assert.deepEqual(invalid, ['Backend nests deeper than 32 levels', 'config nested deeper than 32 levels is not a JSON object']);
+    assert.equal(watcher.current, config, 'the last valid config stays');
+  });
 });

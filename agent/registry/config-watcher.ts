@@ -1,9 +1,10 @@
+import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { Etcd3 } from 'etcd3';
-import { parseNetworkConfig, type NetworkConfig } from '../../common/config.js';
-import { WeftError } from '../../common/errors.js';
-import type { Logger } from '../log.js';
-import { KvMirror, kvEntries } from './kv-mirror.js';
+import { MAX_CONFIG_BYTES, parseNetworkConfig, type NetworkConfig } from '../../common/config.js';
+import { InvalidConfigError, WeftError } from '../../common/errors.js';
+import { RateLimitedLog, type Logger } from '../log.js';
+import { KvMirror } from './kv-mirror.js';
 import type { NetworkKeys } from './etcd.js';
 import { RegistryStoppedError } from './errors.js';
 
@@ -17,25 +18,54 @@ export interface ConfigWatcherEvents {
 }
 
 /**
- * Follows `<prefix>/config`. It never acts on an invalid config: it logs one line per change of the key
- * and keeps the last valid config until a valid one appears.
+ * What the watcher keeps of the config key: what parsing it gave, and a digest of the value (not the value:
+ * it may be anything anyone wrote) to tell a rewrite with the same content from a change.
+ */
+interface ConfigVersion {
+  digest: string;
+  outcome: NetworkConfig | WeftError;
+}
+
+function readConfig(value: Buffer): NetworkConfig | WeftError {
+  if (value.length > MAX_CONFIG_BYTES) return new InvalidConfigError('config', `config is ${value.length} bytes, more than the ${MAX_CONFIG_BYTES} weft reads`);
+  try {
+    return parseNetworkConfig(value.toString());
+  } catch (err) {
+    return err instanceof WeftError ? err : new InvalidConfigError('config', `config cannot be read: ${(err as Error).message}`);
+  }
+}
+
+/**
+ * Follows `<prefix>/config`: that key alone, not every key it is a prefix of. It never acts on an invalid
+ * config: it logs one line per change of the key (a few a minute at most) and keeps the last valid config
+ * until a valid one appears.
  */
 export class ConfigWatcher extends EventEmitter<ConfigWatcherEvents> {
-  private readonly mirror: KvMirror;
+  private readonly mirror: KvMirror<ConfigVersion>;
   private readonly key: string;
   private readonly log: Logger;
+  private readonly invalidLog: RateLimitedLog;
   private valid: NetworkConfig | undefined;
-  private validText: string | undefined;
+  private validDigest: string | undefined;
 
   constructor(options: { client: Etcd3; keys: NetworkKeys; logger: Logger }) {
     super();
     this.key = options.keys.config;
     this.log = options.logger;
-    this.mirror = new KvMirror({ client: options.client, prefix: this.key, codec: kvEntries, logger: options.logger });
+    this.invalidLog = new RateLimitedLog(options.logger, 3);
+    this.mirror = new KvMirror<ConfigVersion>({
+      client: options.client,
+      key: this.key,
+      prefix: false,
+      codec: {
+        decode: (_key, _name, kv) => ({ digest: createHash('sha256').update(kv.value).digest('base64'), outcome: readConfig(kv.value) }),
+        same: (a, b) => a.digest === b.digest,
+      },
+      logger: options.logger,
+    });
     this.mirror.on('change', (change) => {
-      if (change.key !== this.key) return;
       if (change.kind === 'removed') this.onMissing();
-      else this.onValue(change.value.value);
+      else this.onValue(change.value);
     });
   }
 
@@ -80,23 +110,20 @@ export class ConfigWatcher extends EventEmitter<ConfigWatcherEvents> {
     this.emit('missing');
   }
 
-  private onValue(text: string): void {
-    if (text === this.validText) return;
-    let config: NetworkConfig;
-    try {
-      config = parseNetworkConfig(text);
-    } catch (err) {
-      if (!(err instanceof WeftError)) throw err;
-      this.log.error(
-        { key: this.key, err: err.message },
+  private onValue({ digest, outcome }: ConfigVersion): void {
+    if (digest === this.validDigest) return;
+    if (outcome instanceof WeftError) {
+      this.invalidLog.write(
+        'error',
+        { key: this.key, err: outcome.message },
         this.valid === undefined ? 'network config is invalid; waiting for a valid one' : 'network config is invalid; keeping the last valid config',
       );
-      this.emit('invalid', err);
+      this.emit('invalid', outcome);
       return;
     }
-    for (const warning of config.warnings) this.log.warn({ key: this.key }, warning);
-    this.valid = config;
-    this.validText = text;
-    this.emit('config', config);
+    for (const warning of outcome.warnings) this.log.warn({ key: this.key }, warning);
+    this.valid = outcome;
+    this.validDigest = digest;
+    this.emit('config', outcome);
   }
 }

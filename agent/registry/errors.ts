@@ -23,14 +23,3 @@ export class RegistryStoppedError extends WeftError {
     super('WEFT_REGISTRY_STOPPED', 'the registry was stopped');
   }
 }
-
-/** Another host (another node ID) holds the lease for our public IP: we refuse to take it over. */
-export class LeaseConflictError extends WeftError {
-  constructor(lease: string, publicIP: string, otherNode: string) {
-    super(
-      'WEFT_LEASE_CONFLICT',
-      `lease ${lease} for public IP ${publicIP} belongs to another host (node ${otherNode}); two hosts are configured with the same ` +
-        `public IP. Fix --public-ip/--iface, or if that host is gone for good: weftctl lease revoke ${lease.replace(/-(\d+)(&|$)/, '/$1$2')}`,
-    );
-  }
-}

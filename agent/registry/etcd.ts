@@ -8,10 +8,22 @@ import type { Etcd3, IOptions } from 'etcd3';
 // they re-export) for the names they export; loaded with require() they skip that scan, about 80 ms of
 // weftd's start. They are the same module instances an `import` elsewhere gets.
 const requireCjs = createRequire(import.meta.url);
-const { Etcd3: Etcd3Client, isRecoverableError } = requireCjs('etcd3') as typeof EtcdClient;
+const { Etcd3: Etcd3Client, GRPCResourceExhastedError, isRecoverableError } = requireCjs('etcd3') as typeof EtcdClient;
 const { ConsecutiveBreaker, ExponentialBackoff, circuitBreaker, handleWhen, retry } = requireCjs('cockatiel') as typeof Cockatiel;
 
 export const DEFAULT_PREFIX = '/coreos.com/network';
+
+/**
+ * The largest gRPC message weft takes from etcd, set explicitly rather than left at gRPC's 4 MiB default:
+ * above etcd's largest request (1.5 MiB by default), so that a watch response carrying a few large values
+ * still arrives; listings are paginated (listPrefix), so their size does not grow with the cluster.
+ */
+export const MAX_RECEIVE_BYTES = 16 * 1024 * 1024;
+
+/** etcd's answer did not fit MAX_RECEIVE_BYTES (gRPC RESOURCE_EXHAUSTED). */
+export function isResourceExhausted(err: unknown): boolean {
+  return err instanceof GRPCResourceExhastedError;
+}
 
 export interface EtcdConnectionOptions {
   endpoints: string[];
@@ -33,6 +45,7 @@ export function connectEtcd(options: EtcdConnectionOptions): Etcd3 {
   const config: IOptions = {
     hosts: options.endpoints,
     dialTimeout: callTimeoutMs,
+    grpcOptions: { 'grpc.max_receive_message_length': MAX_RECEIVE_BYTES },
     defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + callTimeoutMs }),
     faultHandling: {
       host: () => circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: 1000, breaker: new ConsecutiveBreaker(3) }),

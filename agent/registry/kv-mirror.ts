@@ -1,36 +1,27 @@
 import { EventEmitter } from 'node:events';
 import type { Etcd3, IKeyValue, IRangeResponse, Watcher } from 'etcd3';
+import { excerpt } from '../../common/json.js';
 import { diffSnapshots, type SnapshotChange } from '../../common/snapshot-diff.js';
 import type { Logger } from '../log.js';
+import { isResourceExhausted } from './etcd.js';
 
-export interface KvEntry {
-  value: string;
-  /** etcd lease ID as a decimal string; "0" when no lease is attached. */
-  lease: string;
-  modRevision: string;
-}
-
-export type KvChange<T = KvEntry> = SnapshotChange<T>;
+export type KvChange<T> = SnapshotChange<T>;
 
 /**
  * What a mirror keeps of each key (and emits), and when a new version of a key is no change. `name` is the
- * key without the mirror's prefix: the string the mirror keeps the entry under.
+ * key without the mirror's prefix: the string the mirror keeps the entry under. Neither may throw (the mirror
+ * logs and skips a key if one does): they see whatever anyone wrote.
  */
 export interface KvCodec<T> {
   decode(key: string, name: string, kv: IKeyValue): T;
   same(a: T, b: T): boolean;
 }
 
-/** The key's value, etcd lease and revision as they are; a rewrite with the same value and etcd lease is no change. */
-export const kvEntries: KvCodec<KvEntry> = {
-  decode: (_key, _name, kv) => ({ value: kv.value.toString(), lease: String(kv.lease), modRevision: String(kv.mod_revision) }),
-  same: (a, b) => a.value === b.value && a.lease === b.lease,
-};
-
 export interface KvMirrorOptions<T> {
   client: Etcd3;
-  /** Mirror every key that starts with this prefix. */
-  prefix: string;
+  /** The key to mirror, or with `prefix` every key that starts with it. */
+  key: string;
+  prefix: boolean;
   codec: KvCodec<T>;
   logger: Logger;
   /** Delay before the first retry after a failure; doubles up to `maxBackoffMs`. */
@@ -38,7 +29,7 @@ export interface KvMirrorOptions<T> {
   maxBackoffMs?: number;
 }
 
-export interface KvMirrorEvents<T = KvEntry> {
+export interface KvMirrorEvents<T> {
   change: [KvChange<T>];
   /** A full list was applied; `reason` says why it was taken. */
   synced: [reason: string];
@@ -52,12 +43,13 @@ export interface KvMirrorEvents<T = KvEntry> {
  * differs from what it already emitted, so consumers see each real change exactly once and never a
  * spurious removal. An entry the codec finds the same as the one kept is not taken: the kept one stays.
  */
-export class KvMirror<T = KvEntry> extends EventEmitter<KvMirrorEvents<T>> {
+export class KvMirror<T> extends EventEmitter<KvMirrorEvents<T>> {
   /** by key without the prefix: with thousands of keys under it, the prefix is not kept once per key */
   private readonly entries = new Map<string, T>();
   private readonly client: Etcd3;
-  private readonly prefix: string;
-  private readonly prefixBytes: number;
+  private readonly key: string;
+  private readonly isPrefix: boolean;
+  private readonly keyBytes: number;
   private readonly codec: KvCodec<T>;
   private readonly log: Logger;
   private readonly initialBackoffMs: number;
@@ -73,8 +65,9 @@ export class KvMirror<T = KvEntry> extends EventEmitter<KvMirrorEvents<T>> {
   constructor(options: KvMirrorOptions<T>) {
     super();
     this.client = options.client;
-    this.prefix = options.prefix;
-    this.prefixBytes = Buffer.byteLength(options.prefix);
+    this.key = options.key;
+    this.isPrefix = options.prefix;
+    this.keyBytes = Buffer.byteLength(options.key);
     this.codec = options.codec;
     this.log = options.logger;
     this.initialBackoffMs = options.initialBackoffMs ?? 100;
@@ -83,7 +76,7 @@ export class KvMirror<T = KvEntry> extends EventEmitter<KvMirrorEvents<T>> {
 
   /** Whether the mirror holds `key`. */
   has(key: string): boolean {
-    return key.startsWith(this.prefix) && this.entries.has(key.slice(this.prefix.length));
+    return key.startsWith(this.key) && this.entries.has(key.slice(this.key.length));
   }
 
   /** Resolves after the first successful list (retrying until etcd answers or `stop()` is called). */
@@ -126,7 +119,7 @@ export class KvMirror<T = KvEntry> extends EventEmitter<KvMirrorEvents<T>> {
         // One line per outage, not one per retry.
         const level = this.unreachableLogged ? 'debug' : 'warn';
         this.unreachableLogged = true;
-        this.log[level]({ err: (err as Error).message, prefix: this.prefix }, 'etcd list failed; retrying until it answers');
+        this.log[level]({ err: (err as Error).message, key: this.key }, 'etcd list failed; retrying until it answers');
         this.emit('reachable', false);
         await this.sleep(delay);
         delay = Math.min(delay * 2, this.maxBackoffMs);
@@ -135,31 +128,31 @@ export class KvMirror<T = KvEntry> extends EventEmitter<KvMirrorEvents<T>> {
   }
 
   private async listAndApply(reason: string): Promise<bigint> {
-    const response = await listPrefix(this.client, this.prefix);
-    if (this.unreachableLogged) this.log.info({ prefix: this.prefix }, 'etcd answers again');
+    const listing = this.isPrefix ? await listPrefix(this.client, this.key) : await listKey(this.client, this.key);
+    if (this.unreachableLogged) this.log.info({ key: this.key }, 'etcd answers again');
     this.unreachableLogged = false;
     this.emit('reachable', true);
     const fresh = new Map<string, T>();
-    for (const kv of response.kvs) {
+    for (const kv of listing.kvs) {
       const name = this.nameOf(kv);
-      fresh.set(name, this.codec.decode(kv.key.toString(), name, kv));
+      const entry = this.decode(kv, name);
+      if (entry !== undefined) fresh.set(name, entry);
     }
-    const changes = diffSnapshots(this.entries, fresh, this.codec.same);
+    const changes = diffSnapshots(this.entries, fresh, (a, b) => this.same(a, b));
     fresh.clear(); // its table is as big as the listing; the changes hold what is still needed
     for (const change of changes) if (change.kind !== 'removed') this.entries.set(change.key, change.value);
     for (const change of changes) {
       if (change.kind === 'removed') this.entries.delete(change.key);
-      this.emit('change', { ...change, key: this.prefix + change.key });
+      this.emitChange({ ...change, key: this.key + change.key });
     }
-    this.log.debug({ prefix: this.prefix, reason, keys: response.kvs.length, changes: changes.length }, 'listed');
+    this.log.debug({ key: this.key, reason, keys: listing.kvs.length, changes: changes.length }, 'listed');
     this.emit('synced', reason);
-    return BigInt(response.header.revision);
+    return BigInt(listing.revision);
   }
 
   private attachWatcher(listRevision: bigint): void {
-    const watcher = this.client
-      .watch()
-      .prefix(this.prefix)
+    const builder = this.client.watch();
+    const watcher = (this.isPrefix ? builder.prefix(this.key) : builder.key(this.key))
       .startRevision(String(listRevision + 1n))
       .watcher();
     this.watcher = watcher;
@@ -168,7 +161,7 @@ export class KvMirror<T = KvEntry> extends EventEmitter<KvMirrorEvents<T>> {
     watcher.on('connected', () => this.emit('reachable', true));
     const disrupted = (why: string) => (err?: Error) => {
       if (this.watcher !== watcher || this.stopped) return;
-      this.log.info({ prefix: this.prefix, why, err: err?.message }, 'watch disrupted; listing again');
+      this.log.info({ key: this.key, why, err: err?.message }, 'watch disrupted; listing again');
       void this.resync(why);
     };
     watcher.on('disconnected', disrupted('watch disconnected'));
@@ -177,18 +170,19 @@ export class KvMirror<T = KvEntry> extends EventEmitter<KvMirrorEvents<T>> {
 
   /** The key without the prefix, as a string of its own (a slice of the whole key would keep the whole key). */
   private nameOf(kv: IKeyValue): string {
-    return kv.key.toString('utf8', this.prefixBytes);
+    return kv.key.toString('utf8', this.keyBytes);
   }
 
   private applyPut(kv: IKeyValue): void {
-    const key = kv.key.toString();
     const name = this.nameOf(kv);
-    const entry = this.codec.decode(key, name, kv);
+    const entry = this.decode(kv, name);
+    if (entry === undefined) return;
     const previous = this.entries.get(name);
-    if (previous !== undefined && this.codec.same(previous, entry)) return;
+    if (previous !== undefined && this.same(previous, entry)) return;
     this.entries.set(name, entry);
-    if (previous === undefined) this.emit('change', { kind: 'added', key, value: entry });
-    else this.emit('change', { kind: 'changed', key, value: entry, previous });
+    const key = this.key + name;
+    if (previous === undefined) this.emitChange({ kind: 'added', key, value: entry });
+    else this.emitChange({ kind: 'changed', key, value: entry, previous });
   }
 
   private applyDelete(kv: IKeyValue): void {
@@ -196,7 +190,35 @@ export class KvMirror<T = KvEntry> extends EventEmitter<KvMirrorEvents<T>> {
     const previous = this.entries.get(name);
     if (previous === undefined) return;
     this.entries.delete(name);
-    this.emit('change', { kind: 'removed', key: kv.key.toString(), previous });
+    this.emitChange({ kind: 'removed', key: this.key + name, previous });
+  }
+
+  // Nothing that comes from etcd may throw into the watch stream or the listing: one key that trips a codec or
+  // a listener is logged and skipped, and the mirror goes on with every other key.
+
+  private decode(kv: IKeyValue, name: string): T | undefined {
+    try {
+      return this.codec.decode(this.key + name, name, kv);
+    } catch (err) {
+      this.log.error({ key: excerpt(this.key + name), err: (err as Error).message }, 'could not take a key from etcd; skipping it');
+      return undefined;
+    }
+  }
+
+  private same(a: T, b: T): boolean {
+    try {
+      return this.codec.same(a, b);
+    } catch {
+      return false;
+    }
+  }
+
+  private emitChange(change: KvChange<T>): void {
+    try {
+      this.emit('change', change);
+    } catch (err) {
+      this.log.error({ key: excerpt(change.key), err: (err as Error).message }, 'could not apply a change from etcd; skipping it');
+    }
   }
 
   private async detachWatcher(): Promise<void> {
@@ -228,29 +250,76 @@ function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }
 
-const inFlight = new WeakMap<Etcd3, Map<string, Promise<IRangeResponse>>>();
+/** Every key of a range at one revision. */
+export interface Listing {
+  kvs: IKeyValue[];
+  /** The revision the whole listing was read at. */
+  revision: string;
+}
+
+/** Keys one range request asks for: about 200 KB of ordinary leases. */
+const PAGE_KEYS = 1000;
+
+const inFlight = new WeakMap<Etcd3, Map<string, Promise<Listing>>>();
 
 /**
- * Every key under `prefix`, with one range request. Callers that ask for the same prefix of the same client
- * while a request is in flight share its answer: at start the lease manager and the lease watcher both list
- * the subnets, and with thousands of leases one listing (etcd's work, the transfer, decoding it) is a good
- * part of weftd's start-up. Sharing is safe for both: the answer was current when the request was sent,
- * after either call began; the watcher watches from its revision on, and the lease manager's writes are
- * transactions that compare revisions. The answer's objects are shared: read them, never change them.
+ * Every key under `prefix`, read in pages of at most PAGE_KEYS keys at the revision of the first page (so the
+ * pages make one consistent listing): a single range of every key would be one gRPC message, and past the
+ * receive limit (a few MB: tens of thousands of leases, or a few large junk values) no agent could list at
+ * all. A page too large for the limit is asked for again in halves.
+ *
+ * Callers that ask for the same prefix of the same client while a listing is in flight share its answer: at
+ * start the lease manager and the lease watcher both list the subnets, and with thousands of leases one
+ * listing (etcd's work, the transfer, decoding it) is a good part of weftd's start-up. Sharing is safe for
+ * both: the answer was current when the listing began, after either call began; the watcher watches from its
+ * revision on, and the lease manager's writes are transactions that compare revisions. The answer's objects
+ * are shared: read them, never change them.
  */
-export function listPrefix(client: Etcd3, prefix: string): Promise<IRangeResponse> {
+export function listPrefix(client: Etcd3, prefix: string): Promise<Listing> {
   let requests = inFlight.get(client);
   if (requests === undefined) inFlight.set(client, (requests = new Map()));
   const pending = requests.get(prefix);
   if (pending !== undefined) return pending;
-  const key = Buffer.from(prefix);
-  const request = client.kv.range({ key, range_end: rangeEndOf(key) }).finally(() => requests.delete(prefix));
+  const request = listPages(client, Buffer.from(prefix)).finally(() => requests.delete(prefix));
   requests.set(prefix, request);
   return request;
 }
 
+async function listPages(client: Etcd3, prefix: Buffer): Promise<Listing> {
+  const rangeEnd = rangeEndOf(prefix);
+  const kvs: IKeyValue[] = [];
+  let revision: string | undefined;
+  let from = prefix;
+  let limit = PAGE_KEYS;
+  for (;;) {
+    let page: IRangeResponse;
+    try {
+      page = await client.kv.range({ key: from, range_end: rangeEnd, limit, ...(revision === undefined ? {} : { revision }) });
+    } catch (err) {
+      if (limit > 1 && isResourceExhausted(err)) {
+        limit = Math.ceil(limit / 2);
+        continue;
+      }
+      throw err;
+    }
+    revision ??= page.header.revision;
+    for (const kv of page.kvs) kvs.push(kv);
+    const last = page.kvs.at(-1);
+    if (!page.more || last === undefined) return { kvs, revision };
+    // the smallest key after the last one
+    from = Buffer.concat([last.key, Buffer.from([0])]);
+    limit = Math.min(PAGE_KEYS, limit * 2);
+  }
+}
+
+/** The one key `key` (or none), as a Listing. */
+export async function listKey(client: Etcd3, key: string): Promise<Listing> {
+  const response = await client.kv.range({ key: Buffer.from(key) });
+  return { kvs: response.kvs, revision: response.header.revision };
+}
+
 /** The etcd range end that selects every key with `prefix` (the prefix with its last byte incremented). */
-export function rangeEndOf(prefix: Buffer): Buffer {
+function rangeEndOf(prefix: Buffer): Buffer {
   const end = Buffer.from(prefix);
   for (let i = end.length - 1; i >= 0; i--) {
     if (end[i]! < 0xff) {

@@ -1,11 +1,17 @@
 import assert from 'node:assert/strict';
 import type { Etcd3 } from 'etcd3';
+import { parseNetworkConfig } from '../../common/config.js';
+import { stableVtepMac } from '../../common/dataplane.js';
+import { IpAddress } from '../../common/cidr.js';
 import { EtcdServer } from '../../test/etcd-server.js';
 import { captureLogger, warnings, type LogRecord } from '../../test/log-capture.js';
 import { TcpProxy } from '../../test/tcp-proxy.js';
 import { sleep, waitFor } from '../../test/wait.js';
 import { connectEtcd, NetworkKeys } from './etcd.js';
 import { LeaseWatcher, type LeaseEvent } from './lease-watcher.js';
+
+const CONFIG = parseNetworkConfig('{"Network":"198.18.0.0/16","Backend":{"Type":"vxlan"}}');
+const DEEP = '['.repeat(5000) + ']'.repeat(5000);
 
 function leaseValue(publicIP: string, mac: string): string {
   return JSON.stringify({ PublicIP: publicIP, PublicIPv6: null, BackendType: 'vxlan', BackendData: { VNI: 1, VtepMAC: mac } });
@@ -29,7 +35,7 @@ describe('LeaseWatcher against a real etcd', function () {
       await watcher.stop();
       client.close();
     });
-    await watcher.start();
+    await watcher.start(CONFIG);
     return { watcher, events, records };
   }
 
@@ -152,5 +158,106 @@ describe('LeaseWatcher against a real etcd', function () {
     assert.deepEqual(events.map((e) => `${e.kind} ${e.lease.name}`), ['added 198.18.21.0-24', 'added 198.18.22.0-24']);
     assert.ok(reachability.includes(false), 'the outage was noticed');
     assert.equal(reachability.at(-1), true);
+  });
+
+  it('takes a lease nested thousands of levels deep, written twice, as a malformed key and goes on', async function () {
+    await put('198.18.31.0-24', leaseValue('198.19.0.31', '0a:00:00:00:31:01'));
+    const { watcher, events, records } = await watch();
+    const nested = `{"PublicIP":"198.19.0.32","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0a:00:00:00:32:01"},"X":${DEEP}}`;
+    // small enough for the size limit, too deep for the depth limit
+    const shallower = nested.replace(DEEP, '['.repeat(1000) + ']'.repeat(1000));
+    for (const [name, value] of [['198.18.32.0-24', nested], ['198.18.33.0-24', shallower]]) {
+      await put(name!, value!);
+      await put(name!, value!);
+    }
+    await put('198.18.34.0-24', leaseValue('198.19.0.34', '0a:00:00:00:34:01'));
+    await waitFor(() => watcher.leases.has('198.18.34.0-24'), 'the lease written after the nested ones');
+    assert.deepEqual(events.map((e) => `${e.kind} ${e.lease.name}`), ['added 198.18.31.0-24', 'added 198.18.34.0-24']);
+    const errors = warnings(records).map((record) => `${String(record.key).split('/').at(-1)}: ${String(record.err)}`);
+    assert.ok(errors.includes('198.18.32.0-24: 198.18.32.0-24: value is 10107 bytes, more than the 4096 a lease may have'), errors.join('\n'));
+    assert.ok(errors.includes('198.18.33.0-24: 198.18.33.0-24: value nests deeper than 16 levels'), errors.join('\n'));
+    assert.equal(watcher.ignoredCounts().get('malformed'), 2);
+  });
+
+  it('never lets a listener that throws out into the watch stream', async function () {
+    const { watcher, records } = await watch();
+    watcher.on('lease', () => {
+      throw new Error('a listener bug');
+    });
+    await put('198.18.35.0-24', leaseValue('198.19.0.35', '0a:00:00:00:35:01'));
+    await put('198.18.36.0-24', leaseValue('198.19.0.36', '0a:00:00:00:36:01'));
+    await waitFor(() => watcher.leases.has('198.18.36.0-24'), 'the second lease');
+    assert.equal(records.filter((record) => /could not apply a change/.test(record.msg)).length, 2);
+  });
+
+  it('ignores a second key for a live subnet (a dual-stack form with another host) and a subnet of another length; the older key wins everywhere', async function () {
+    await put('198.18.40.0-24', leaseValue('198.19.0.40', '0a:00:00:00:40:01'));
+    const first = await watch();
+    await put('198.18.40.0-24&2001:db8:100:28::-64', JSON.stringify({
+      PublicIP: '198.19.0.66', PublicIPv6: '2001:db8:0:1::66', BackendType: 'vxlan',
+      BackendData: { VNI: 1, VtepMAC: '0a:00:00:00:66:01' }, BackendV6Data: { VNI: 1, VtepMAC: '0a:00:00:00:66:02' },
+    }));
+    await put('198.18.40.128-25', leaseValue('198.19.0.67', '0a:00:00:00:67:01'));
+    await put('198.18.0.0-16', leaseValue('198.19.0.68', '0a:00:00:00:68:01'));
+    await put('198.18.41.0-24', leaseValue('198.19.0.41', '0a:00:00:00:41:01'));
+    await waitFor(() => first.watcher.leases.has('198.18.41.0-24'), 'the lease after the hostile ones');
+    // a host that starts now lists them all at once, in key order
+    const second = await watch();
+    for (const { watcher } of [first, second]) {
+      assert.deepEqual([...watcher.leases.keys()].sort(), ['198.18.40.0-24', '198.18.41.0-24']);
+      assert.equal(watcher.leases.get('198.18.40.0-24')?.attrs.publicIP?.toString(), '198.19.0.40');
+      assert.deepEqual(Object.fromEntries(watcher.ignoredCounts()), { 'invalid-subnet': 2, 'subnet-conflict': 1, 'vtep-mac-conflict': 0, malformed: 0 });
+      const hijack = watcher.ignored().find((entry) => entry.lease.name.includes('&'));
+      assert.match(hijack?.detail ?? '', /198\.18\.40\.0\/24 is held by 198\.18\.40\.0-24, whose key is older/);
+    }
+    assert.deepEqual(first.events.map((e) => `${e.kind} ${e.lease.name}`), ['added 198.18.40.0-24', 'added 198.18.41.0-24']);
+    assert.ok(warnings(first.records).some((record) => record.msg === 'ignoring a lease' && record.reason === 'subnet-conflict'));
+
+    // once the older key is gone, the other one is the only claimant: every host takes it
+    await admin.delete().key(keys.lease('198.18.40.0-24'));
+    await waitFor(() => first.watcher.leases.has('198.18.40.0-24&2001:db8:100:28::-64'), 'the remaining claimant');
+    assert.deepEqual(first.events.slice(2).map((e) => `${e.kind} ${e.lease.name}`), ['removed 198.18.40.0-24', 'added 198.18.40.0-24&2001:db8:100:28::-64']);
+  });
+
+  it('gives a VtepMAC to the lease whose public IP derives it, else to the older key', async function () {
+    const derived = stableVtepMac(IpAddress.parse('198.19.0.51'), 1);
+    // written before its host exists, in a key that sorts first
+    await put('198.18.50.0-24', leaseValue('198.19.0.50', derived));
+    await put('198.18.51.0-24', leaseValue('198.19.0.51', derived));
+    await put('198.18.52.0-24', leaseValue('198.19.0.52', '0a:00:00:00:52:01'));
+    await put('198.18.49.0-24', leaseValue('198.19.0.49', '0a:00:00:00:52:01'));
+    const { watcher } = await watch();
+    assert.deepEqual([...watcher.leases.keys()].sort(), ['198.18.51.0-24', '198.18.52.0-24']);
+    const details = watcher.ignored().map((entry) => `${entry.lease.name}: ${entry.detail}`).sort();
+    assert.deepEqual(details, [
+      '198.18.49.0-24: VtepMAC 0a:00:00:00:52:01 belongs to 198.18.52.0-24: its key is older',
+      `198.18.50.0-24: VtepMAC ${derived} belongs to 198.18.51.0-24: its public IP derives it`,
+    ]);
+  });
+
+  it('lists past the gRPC message limit: megabytes of junk under the prefix do not stop it', async function () {
+    this.timeout(30_000);
+    const junk = 'x'.repeat(1.4 * 1024 * 1024);
+    for (const name of ['junk-1', 'junk-2', 'junk-3']) await put(name, junk);
+    await put('198.18.60.0-24', leaseValue('198.19.0.60', '0a:00:00:00:60:01'));
+    const { watcher, records } = await Promise.race([
+      watch(),
+      new Promise<never>((_, reject) => setTimeout(() => reject(new Error('the watcher did not list within 10 s')), 10_000)),
+    ]);
+    assert.deepEqual([...watcher.leases.keys()], ['198.18.60.0-24']);
+    assert.equal(watcher.ignoredCounts().get('malformed'), 3);
+    assert.ok(warnings(records).some((record) => /1468006 bytes, more than the 4096/.test(String(record.err))));
+    await put('junk-4', junk);
+    await put('198.18.61.0-24', leaseValue('198.19.0.61', '0a:00:00:00:61:01'));
+    await waitFor(() => watcher.leases.has('198.18.61.0-24'), 'the lease written after more junk');
+  });
+
+  it('warns about at most 10 bad keys a minute, counting them all', async function () {
+    for (let i = 0; i < 40; i++) await put(`198.18.${70 + i}.0-24`, `junk ${i}`);
+    const { watcher, records } = await watch();
+    assert.equal(watcher.ignoredCounts().get('malformed'), 40);
+    assert.equal(warnings(records).length, 10);
+    await put('198.18.110.0-24', leaseValue('198.19.0.110', '0a:00:00:00:6e:01'));
+    await waitFor(() => watcher.leases.has('198.18.110.0-24'), 'a valid lease');
   });
 });

@@ -1,60 +1,76 @@
+import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { Etcd3, IKeyValue } from 'etcd3';
-import { decodeLease, sameLeaseAttrs, type Lease } from '../../common/lease.js';
-import type { Logger } from '../log.js';
+import type { NetworkConfig } from '../../common/config.js';
+import { excerpt } from '../../common/json.js';
+import { LeaseArbiter, type IgnoredLease, type LeaseChange, type LeaseVersion } from '../../common/lease-arbiter.js';
+import { decodeLeaseValue, sameLeaseAttrs, type Lease } from '../../common/lease.js';
+import { RateLimitedLog, type Logger } from '../log.js';
 import { KvMirror, type KvChange, type KvMirrorEvents } from './kv-mirror.js';
 import type { NetworkKeys } from './etcd.js';
 
-export type LeaseEvent =
-  | { kind: 'added'; lease: Lease }
-  | { kind: 'changed'; lease: Lease; previous: Lease }
-  | { kind: 'removed'; lease: Lease };
+export type LeaseEvent = LeaseChange;
 
 export interface LeaseWatcherEvents {
   lease: [LeaseEvent];
-  synced: KvMirrorEvents['synced'];
-  reachable: KvMirrorEvents['reachable'];
+  synced: KvMirrorEvents<KeyEntry>['synced'];
+  reachable: KvMirrorEvents<KeyEntry>['reachable'];
 }
 
 function sameLease(a: Lease, b: Lease): boolean {
   return a.reservation === b.reservation && sameLeaseAttrs(a.attrs, b.attrs);
 }
 
-/** A key under the subnets prefix that holds no valid lease: its value, and why (undefined: not a lease key). */
+/**
+ * A key under the subnets prefix that holds no valid lease: a digest of its value (not the value: it may be
+ * megabytes of anything), and why (undefined: not a lease key).
+ */
 interface InvalidKey {
-  value: string;
+  digest: string;
   error: string | undefined;
 }
 
 /**
  * What the mirror keeps of each key: the decoded lease itself (the same object the watcher's map holds, and
- * no copy of the raw value), or the value that is not one.
+ * no copy of the raw value) with its key's create revision, or what is wrong with the key.
  */
-type KeyEntry = Lease | InvalidKey;
+type KeyEntry = LeaseVersion | InvalidKey;
 
-const isLease = (entry: KeyEntry): entry is Lease => 'attrs' in entry;
+const isLease = (entry: KeyEntry): entry is LeaseVersion => 'lease' in entry;
+
+function digestOf(value: Buffer): string {
+  return createHash('sha256').update(value).digest('base64');
+}
 
 /**
- * Every valid lease of the network, kept current from etcd. A key whose value does not decode is
+ * The leases of the network that weft uses, kept current from etcd. A key whose value does not decode is
  * skipped with a warning naming it; if it held a valid lease before, that lease stays as it was, so a
- * bad write never tears down a working peer.
+ * bad write never tears down a working peer. Of the leases that decode, only those the LeaseArbiter accepts
+ * are in `leases` and reported as events: a lease with a subnet the config does not hand out, or one that
+ * claims a subnet or VtepMAC an older lease holds, is ignored (and counted in `ignoredCounts`). Warnings
+ * about keys are rate-limited.
  */
 export class LeaseWatcher extends EventEmitter<LeaseWatcherEvents> {
-  readonly leases = new Map<string, Lease>();
   private readonly mirror: KvMirror<KeyEntry>;
   private readonly keys: NetworkKeys;
-  private readonly log: Logger;
+  private readonly warnings: RateLimitedLog;
+  private arbiter: LeaseArbiter | undefined;
+  /** Keys under the prefix that hold no valid lease now, and why. */
+  private readonly malformed = new Map<string, string>();
 
   constructor(options: { client: Etcd3; keys: NetworkKeys; logger: Logger; maxBackoffMs?: number }) {
     super();
     this.keys = options.keys;
-    this.log = options.logger;
+    this.warnings = new RateLimitedLog(options.logger);
     this.mirror = new KvMirror<KeyEntry>({
       client: options.client,
-      prefix: options.keys.subnets,
+      key: options.keys.subnets,
+      prefix: true,
       codec: {
         decode: (_key, name, kv) => this.decode(name, kv),
-        same: (a, b) => (isLease(a) ? isLease(b) && sameLease(a, b) : !isLease(b) && a.value === b.value),
+        same: (a, b) => isLease(a)
+          ? isLease(b) && a.createRevision === b.createRevision && sameLease(a.lease, b.lease)
+          : !isLease(b) && a.digest === b.digest && a.error === b.error,
       },
       logger: options.logger,
       ...(options.maxBackoffMs === undefined ? {} : { maxBackoffMs: options.maxBackoffMs }),
@@ -64,7 +80,26 @@ export class LeaseWatcher extends EventEmitter<LeaseWatcherEvents> {
     this.mirror.on('reachable', (ok) => this.emit('reachable', ok));
   }
 
-  start(): Promise<void> {
+  /** The leases in use, by name: one live map (the same object from start on). */
+  get leases(): ReadonlyMap<string, Lease> {
+    return this.arbiter?.accepted ?? new Map();
+  }
+
+  /** The leases that decode but are not used, and why. */
+  ignored(): IgnoredLease[] {
+    return [...(this.arbiter?.ignored.values() ?? [])];
+  }
+
+  /** How many keys under the prefix are not used, by reason: the arbiter's reasons, and "malformed" for keys that hold no lease. */
+  ignoredCounts(): Map<string, number> {
+    const counts = new Map<string, number>(this.arbiter?.ignoredCounts() ?? []);
+    counts.set('malformed', this.malformed.size);
+    return counts;
+  }
+
+  /** Lists and follows the leases, judged against `config` (the one the agent runs with). */
+  start(config: NetworkConfig): Promise<void> {
+    this.arbiter ??= new LeaseArbiter(config);
     return this.mirror.start();
   }
 
@@ -74,41 +109,54 @@ export class LeaseWatcher extends EventEmitter<LeaseWatcherEvents> {
 
   /** `name`: the key without the subnets prefix, the mirror's own string, which the lease keeps as its name. */
   private decode(name: string, kv: IKeyValue): KeyEntry {
-    const value = kv.value.toString();
-    if (name === '' || name.includes('/')) return { value, error: undefined };
+    if (name === '' || name.includes('/')) return { digest: digestOf(kv.value), error: undefined };
     try {
-      return decodeLease(name, value, String(kv.lease) === '0');
+      return { lease: decodeLeaseValue(name, kv.value, String(kv.lease) === '0'), createRevision: BigInt(kv.create_revision) };
     } catch (err) {
-      return { value, error: (err as Error).message };
+      return { digest: digestOf(kv.value), error: (err as Error).message };
     }
   }
 
   private apply(change: KvChange<KeyEntry>): void {
+    const arbiter = this.arbiter!;
+    const name = this.keys.leaseName(change.key) ?? change.key;
     if (change.kind === 'removed') {
-      const name = this.keys.leaseName(change.key);
-      const known = name === undefined ? undefined : this.leases.get(name);
-      if (known === undefined) return;
-      this.leases.delete(known.name);
-      this.emit('lease', { kind: 'removed', lease: known });
+      this.malformed.delete(name);
+      this.publish(arbiter.delete(name));
       return;
     }
     const entry = change.value;
     if (!isLease(entry)) {
+      this.malformed.set(name, entry.error ?? 'not a lease key');
       if (entry.error === undefined) {
-        this.log.warn({ key: change.key }, 'skipping a key that is not a lease');
+        this.warnings.write('warn', { key: excerpt(change.key) }, 'skipping a key that is not a lease');
         return;
       }
-      const name = this.keys.leaseName(change.key);
-      const known = name === undefined ? undefined : this.leases.get(name);
-      this.log.warn(
-        { key: change.key, err: entry.error },
-        known === undefined ? 'skipping a malformed lease' : 'skipping a malformed update; keeping the last valid lease',
+      this.warnings.write(
+        'warn',
+        { key: excerpt(change.key), err: entry.error },
+        arbiter.accepted.has(name) ? 'skipping a malformed update; keeping the last valid lease' : 'skipping a malformed lease',
       );
       return;
     }
-    const known = this.leases.get(entry.name);
-    this.leases.set(entry.name, entry);
-    if (known === undefined) this.emit('lease', { kind: 'added', lease: entry });
-    else if (!sameLease(known, entry)) this.emit('lease', { kind: 'changed', lease: entry, previous: known });
+    this.malformed.delete(name);
+    const changes = arbiter.set(entry);
+    this.reportIgnored(entry.lease.name);
+    for (const other of changes) if (other.kind === 'removed' && other.lease.name !== name) this.reportIgnored(other.lease.name);
+    this.publish(changes);
+  }
+
+  private reportIgnored(name: string): void {
+    const ignored = this.arbiter!.ignored.get(name);
+    if (ignored === undefined) return;
+    this.warnings.write('warn', { key: excerpt(this.keys.lease(name)), reason: ignored.reason, detail: ignored.detail }, 'ignoring a lease');
+  }
+
+  private publish(changes: readonly LeaseChange[]): void {
+    for (const change of changes) {
+      // a key written again with what it held (a renewal onto a new etcd lease) is no change to anyone
+      if (change.kind === 'changed' && sameLease(change.previous, change.lease)) continue;
+      this.emit('lease', change);
+    }
   }
 }

@@ -4,10 +4,10 @@ import { IpAddress, Prefix } from '../../common/cidr.js';
 import { parseNetworkConfig, type NetworkConfig } from '../../common/config.js';
 import { leaseBackendTypeFor, parseLeaseAttrs, parseLeaseKey } from '../../common/lease.js';
 import { EtcdServer } from '../../test/etcd-server.js';
-import { captureLogger } from '../../test/log-capture.js';
+import { captureLogger, warnings } from '../../test/log-capture.js';
 import { waitFor } from '../../test/wait.js';
 import { connectEtcd, NetworkKeys } from './etcd.js';
-import { LeaseConflictError, NoFreeSubnetError } from './errors.js';
+import { NoFreeSubnetError } from './errors.js';
 import { SubnetLeaseManager, type LeaseRequest, type LeaseTakeover } from './subnet-lease.js';
 
 const CONFIG = parseNetworkConfig('{"Network":"198.18.0.0/16","Backend":{"Type":"vxlan"}}');
@@ -210,21 +210,61 @@ describe('SubnetLeaseManager against a real etcd', function () {
     assert.ok(await keyInfo('198.18.10.0-24'), 'a reservation survives release');
   });
 
-  it('refuses the lease of another host (node ID) with the same public IP, naming the lease; a restart of the same node reuses it', async function () {
-    const first = await manager().acquire(CONFIG, { ...request('198.19.0.20'), nodeId: '11111111-1111-4111-8111-111111111111' });
-    const stored = JSON.parse((await keyInfo(first.lease.name))!.value) as Record<string, unknown>;
-    assert.equal(stored.WeftNodeID, '11111111-1111-4111-8111-111111111111');
-    await assert.rejects(
-      manager().acquire(CONFIG, { ...request('198.19.0.20'), nodeId: '22222222-2222-4222-8222-222222222222' }),
-      (err: unknown) => {
-        assert.ok(err instanceof LeaseConflictError);
-        assert.equal(err.code, 'WEFT_LEASE_CONFLICT');
-        assert.match(err.message, new RegExp(`lease ${first.lease.name.replace(/\./g, '\\.')} for public IP 198\\.19\\.0\\.20 belongs to another host`));
-        return true;
-      },
+  it('leaves the lease of another host (node ID) with the same public IP alone, reports it and takes a free subnet; a restart of each node reuses its own', async function () {
+    const nodeA = '11111111-1111-4111-8111-111111111111';
+    const nodeB = '22222222-2222-4222-8222-222222222222';
+    const first = await manager().acquire(CONFIG, { ...request('198.19.0.20'), nodeId: nodeA });
+    const held = (await keyInfo(first.lease.name))!;
+    assert.equal((JSON.parse(held.value) as Record<string, unknown>).WeftNodeID, nodeA);
+    const { logger, records } = captureLogger();
+    const other = new SubnetLeaseManager({ client, keys, logger });
+    managers.push(other);
+    const second = await other.acquire(CONFIG, { ...request('198.19.0.20'), nodeId: nodeB });
+    assert.notEqual(second.lease.name, first.lease.name);
+    assert.deepEqual(await keyInfo(first.lease.name), held, "the other node's lease is untouched");
+    const reported = warnings(records).find((record) => record.lease === first.lease.name);
+    assert.match(reported?.msg ?? '', /belongs to another node/);
+    assert.equal(reported?.node, nodeA);
+    assert.equal((await manager().acquire(CONFIG, { ...request('198.19.0.20'), nodeId: nodeA })).lease.name, first.lease.name);
+    assert.equal((await manager().acquire(CONFIG, { ...request('198.19.0.20'), nodeId: nodeB })).lease.name, second.lease.name);
+  });
+
+  it('takes no key of another length for a lease: a /16 over the whole network or a /25 inside a subnet blocks nothing', async function () {
+    await putLease('198.18.0.0-16', '198.19.0.30', 60);
+    await putLease('198.18.1.128-25', '198.19.0.31', 60);
+    const small = parseNetworkConfig('{"Network":"198.18.0.0/16","SubnetMin":"198.18.1.0","SubnetMax":"198.18.2.0","Backend":{"Type":"vxlan"}}');
+    const own = await manager().acquire(small, request('198.19.0.32'), { ipv4: Prefix.parse('198.18.1.0/24'), ipv6: undefined });
+    assert.equal(own.lease.name, '198.18.1.0-24', 'the /25 inside it does not make the subnet taken');
+    const next = await manager().acquire(small, request('198.19.0.33'));
+    assert.equal(next.lease.name, '198.18.2.0-24');
+  });
+
+  it('finds a free IPv6 subnet past a key covering the whole network and thousands of leased ones', async function () {
+    this.timeout(60_000);
+    const v6 = parseNetworkConfig(
+      '{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"2001:db8:100::/48","IPv6SubnetLen":120,"IPv6SubnetMax":"2001:db8:100::f:f000","Backend":{"Type":"vxlan"}}',
     );
-    const restarted = await manager().acquire(CONFIG, { ...request('198.19.0.20'), nodeId: '11111111-1111-4111-8111-111111111111' });
-    assert.equal(restarted.lease.name, first.lease.name);
+    const plan = v6.ipv6!;
+    const value = (n: number) => JSON.stringify({ PublicIP: null, PublicIPv6: `2001:db8:0:1::${(n + 0x1000).toString(16)}`, BackendType: 'vxlan' });
+    const leased = Array.from({ length: 3000 }, (_, i) => plan.network.nthSubnet(120, i + 1));
+    const names = ['0.0.0.0-0&2001:db8:100::-48', ...leased.map((subnet) => `0.0.0.0-0&${subnet.network}-120`)];
+    for (let i = 0; i < names.length; i += 100) {
+      await client.kv.txn({ success: names.slice(i, i + 100).map((name, j) => ({ request_put: { key: Buffer.from(keys.lease(name)), value: Buffer.from(value(i + j)) } })) });
+    }
+    const own = await manager().acquire(v6, { ...request('198.19.0.34'), publicIP: undefined, publicIPv6: IpAddress.parse('2001:db8:0:1::34') });
+    const subnet = parseLeaseKey(own.lease.name).ipv6!;
+    assert.equal(subnet.length, 120);
+    assert.ok(subnet.base > leased.at(-1)!.base && subnet.base <= plan.subnetMax.base, `${subnet} is past the 3000 leased subnets`);
+  });
+
+  it('creates a lease while the subnets hold more than a gRPC message of junk (the listing is paginated)', async function () {
+    this.timeout(60_000);
+    const junk = 'x'.repeat(1.4 * 1024 * 1024);
+    for (const name of ['junk-1', 'junk-2', 'junk-3']) await client.put(keys.lease(name)).value(junk);
+    await client.put(keys.lease('198.18.40.0-24')).value('{"PublicIP":"198.19.0.40","BackendType":"vxlan","X":' + '['.repeat(5000) + ']'.repeat(5000) + '}');
+    const own = await manager().acquire(CONFIG, request('198.19.0.41'));
+    assert.notEqual(own.lease.name, '198.18.40.0-24', 'a key whose name is a valid subnet is taken, whatever its value');
+    assert.ok(CONFIG.ipv4!.network.contains(own.lease.subnets.ipv4!));
   });
 
   it("adopts a lease flanneld wrote for our public IP (no node ID) and marks it as this node's", async function () {

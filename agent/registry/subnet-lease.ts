@@ -1,19 +1,22 @@
 import { EventEmitter } from 'node:events';
+import { setImmediate as yieldToEvents } from 'node:timers/promises';
 import type { Etcd3, IKeyValue, IRequestOp } from 'etcd3';
 import type { IpAddress, Prefix } from '../../common/cidr.js';
 import { candidateSubnets, isSubnetAllowed, type FamilyConfig, type NetworkConfig } from '../../common/config.js';
+import { excerpt } from '../../common/json.js';
 import {
-  decodeLease,
+  decodeLeaseValue,
   formatLeaseAttrs,
   formatLeaseKey,
+  parseLeaseKey,
   type Lease,
   type LeaseAttrs,
   type LeaseSubnets,
 } from '../../common/lease.js';
-import type { Logger } from '../log.js';
+import { RateLimitedLog, type Logger } from '../log.js';
 import type { NetworkKeys } from './etcd.js';
-import { LeaseConflictError, LeaseContentionError, NoFreeSubnetError, RegistryStoppedError } from './errors.js';
-import { KvMirror, kvEntries, listPrefix, type KvChange } from './kv-mirror.js';
+import { LeaseContentionError, NoFreeSubnetError, RegistryStoppedError } from './errors.js';
+import { KvMirror, listPrefix, type KvChange } from './kv-mirror.js';
 
 /** What this host publishes about itself in its lease. */
 export interface LeaseRequest {
@@ -80,10 +83,34 @@ const DEFAULT_TTL_SECONDS = 24 * 3600;
 const DEFAULT_RENEW_MARGIN_SECONDS = 3600;
 /** setTimeout's longest delay; a longer wait is done in steps. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
+/** Keys looked at, or candidate subnets passed, between two turns of the event loop while choosing a subnet. */
+const STEPS_PER_TURN = 2048;
+
+/** What the guard keeps of our own key: the lease it holds (or why it holds none), its etcd lease and revision. */
+interface OwnKeyVersion {
+  lease: Lease | undefined;
+  error: string | undefined;
+  etcdLease: string;
+  modRevision: string;
+}
+
+function readOwnKey(name: string, kv: IKeyValue): OwnKeyVersion {
+  const version = { lease: undefined, error: undefined, etcdLease: String(kv.lease), modRevision: String(kv.mod_revision) };
+  try {
+    return { ...version, lease: decodeLeaseValue(name, kv.value, version.etcdLease === '0') };
+  } catch (err) {
+    return { ...version, error: (err as Error).message };
+  }
+}
+
+function sameOwnKey(a: OwnKeyVersion, b: OwnKeyVersion): boolean {
+  if (a.etcdLease !== b.etcdLease || a.error !== b.error) return false;
+  return a.lease === undefined || b.lease === undefined ? a.lease === b.lease : formatLeaseAttrs(a.lease.attrs) === formatLeaseAttrs(b.lease.attrs);
+}
 
 interface Listing {
   kvs: IKeyValue[];
-  /** Every lease that decodes, decoded on first use: choosing a free subnet needs them all, reusing ours does not. */
+  /** Every lease that decodes, decoded on first use: finding ours by an IPv6 public IP needs them all; choosing a free subnet needs only the keys. */
   all(): { lease: Lease; kv: IKeyValue }[];
 }
 
@@ -100,10 +127,11 @@ export class SubnetLeaseManager extends EventEmitter<SubnetLeaseEvents> {
   private readonly renewMarginMs: number;
   private readonly random: () => number;
   private readonly maxAttempts: number;
+  private readonly warnings: RateLimitedLog;
   private own: OwnLease | undefined;
   private config: NetworkConfig | undefined;
   private request: LeaseRequest | undefined;
-  private guard: KvMirror | undefined;
+  private guard: KvMirror<OwnKeyVersion> | undefined;
   private renewTimer: NodeJS.Timeout | undefined;
   private reacquiring: Promise<void> | undefined;
   /** The etcd lease a renewal in flight is moving our key onto. */
@@ -119,6 +147,7 @@ export class SubnetLeaseManager extends EventEmitter<SubnetLeaseEvents> {
     this.renewMarginMs = (options.renewMarginSeconds ?? DEFAULT_RENEW_MARGIN_SECONDS) * 1000;
     this.random = options.random ?? Math.random;
     this.maxAttempts = options.maxAttempts ?? 100;
+    this.warnings = new RateLimitedLog(options.logger);
     if (this.renewMarginMs >= this.ttlSeconds * 1000) {
       throw new RangeError(`renew margin ${options.renewMarginSeconds}s must be shorter than the lease TTL ${this.ttlSeconds}s`);
     }
@@ -172,7 +201,7 @@ export class SubnetLeaseManager extends EventEmitter<SubnetLeaseEvents> {
         const listing = await this.list();
         const reused = await this.reuseOwn(config, request, listing);
         if (reused !== undefined) return reused;
-        const subnets = this.chooseSubnets(config, listing, hint);
+        const subnets = await this.chooseSubnets(config, listing, hint);
         grantedLease ??= await this.grant();
         const created = await this.create(subnets, request, grantedLease);
         if (created !== undefined) {
@@ -204,9 +233,9 @@ export class SubnetLeaseManager extends EventEmitter<SubnetLeaseEvents> {
       const name = this.keys.leaseName(kv.key.toString());
       if (name === undefined) continue;
       try {
-        leases.push({ lease: decodeLease(name, kv.value.toString(), String(kv.lease) === '0'), kv });
+        leases.push({ lease: decodeLeaseValue(name, kv.value, String(kv.lease) === '0'), kv });
       } catch (err) {
-        this.log.warn({ key: kv.key.toString(), err: (err as Error).message }, 'ignoring a malformed lease');
+        this.warnings.write('warn', { key: excerpt(kv.key.toString()), err: (err as Error).message }, 'ignoring a malformed lease');
       }
     }
     return leases;
@@ -231,7 +260,10 @@ export class SubnetLeaseManager extends EventEmitter<SubnetLeaseEvents> {
     return request.publicIPv6 !== undefined && publicIPv6 !== undefined && publicIPv6.equals(request.publicIPv6);
   }
 
-  /** Reuses a lease that names our public IP, rewriting its value if what we publish changed. */
+  /**
+   * Reuses a lease that names our public IP, rewriting its value if what we publish changed. A lease that
+   * names our public IP but another node (two hosts configured with one address) is left alone and reported.
+   */
   private async reuseOwn(config: NetworkConfig, request: LeaseRequest, listing: Listing): Promise<OwnLease | undefined> {
     const mine = this.ours(listing, request);
     // A reservation wins over an ordinary lease: it is the operator's word.
@@ -239,8 +271,11 @@ export class SubnetLeaseManager extends EventEmitter<SubnetLeaseEvents> {
     for (const { lease, kv } of mine) {
       const holder = otherNode(lease, request);
       if (holder !== undefined) {
-        const publicIP = (request.publicIP ?? request.publicIPv6)!.toString();
-        throw new LeaseConflictError(lease.name, publicIP, holder);
+        this.log.warn(
+          { lease: lease.name, publicIP: (request.publicIP ?? request.publicIPv6)?.toString(), node: holder },
+          'a lease names our public IP but belongs to another node: two hosts are configured with the same public IP; leaving it alone',
+        );
+        continue;
       }
       if (!fitsConfig(config, lease.subnets)) {
         await this.dropIncompatible(lease, kv);
@@ -296,38 +331,53 @@ export class SubnetLeaseManager extends EventEmitter<SubnetLeaseEvents> {
     });
   }
 
-  private chooseSubnets(config: NetworkConfig, listing: Listing, hint: LeaseSubnets | undefined): LeaseSubnets {
-    const taken = listing.all().map(({ lease }) => lease);
+  /**
+   * A free subnet of each enabled family. Only keys whose name is a subnet the config hands out count as
+   * taken, whatever their value (its key exists, a key for the same subnet would clash): a key of another
+   * length (a /16 over the whole network, a /25 inside a subnet) is no lease anyone uses and blocks nothing.
+   * All taken subnets are then of one length and aligned, so the search passes each at most once: linear in
+   * the keys, whatever the size of the range (an IPv6 one has billions of candidates), and it yields to the
+   * event loop as it goes (/healthz answers throughout).
+   */
+  private async chooseSubnets(config: NetworkConfig, listing: Listing, hint: LeaseSubnets | undefined): Promise<LeaseSubnets> {
+    const taken = { 4: new Set<bigint>(), 6: new Set<bigint>() };
+    const reserved = { 4: 0, 6: 0 };
+    let steps = 0;
+    for (const kv of listing.kvs) {
+      if (++steps % STEPS_PER_TURN === 0) await yieldToEvents();
+      const name = this.keys.leaseName(kv.key.toString());
+      let subnets: LeaseSubnets;
+      try {
+        subnets = parseLeaseKey(name ?? '');
+      } catch {
+        continue;
+      }
+      for (const plan of [config.ipv4, config.ipv6]) {
+        const subnet = plan === undefined ? undefined : plan.family === 4 ? subnets.ipv4 : subnets.ipv6;
+        if (plan === undefined || subnet === undefined || !isSubnetAllowed(plan, subnet) || taken[plan.family].has(subnet.base)) continue;
+        taken[plan.family].add(subnet.base);
+        if (String(kv.lease) === '0') reserved[plan.family]++;
+      }
+    }
     return {
-      ipv4: config.ipv4 === undefined ? undefined : this.chooseSubnet(config.ipv4, taken, hint?.ipv4),
-      ipv6: config.ipv6 === undefined ? undefined : this.chooseSubnet(config.ipv6, taken, hint?.ipv6),
+      ipv4: config.ipv4 === undefined ? undefined : await this.chooseSubnet(config.ipv4, taken[4], reserved[4], hint?.ipv4),
+      ipv6: config.ipv6 === undefined ? undefined : await this.chooseSubnet(config.ipv6, taken[6], reserved[6], hint?.ipv6),
     };
   }
 
-  private chooseSubnet(plan: FamilyConfig, leases: Lease[], hint: Prefix | undefined): Prefix {
-    const held = leases
-      .map((lease) => ({ subnet: plan.family === 4 ? lease.subnets.ipv4 : lease.subnets.ipv6, reservation: lease.reservation }))
-      .filter((entry): entry is { subnet: Prefix; reservation: boolean } => entry.subnet !== undefined);
-    const sameLength = new Set(held.filter(({ subnet }) => subnet.length === plan.subnetLen).map(({ subnet }) => subnet.base));
-    const otherLengths = held.filter(({ subnet }) => subnet.length !== plan.subnetLen).map(({ subnet }) => subnet);
-    const isFree = (candidate: Prefix) =>
-      !sameLength.has(candidate.base) && !otherLengths.some((subnet) => subnet.overlaps(candidate));
-
-    if (hint !== undefined && isSubnetAllowed(plan, hint) && isFree(hint)) return hint;
+  private async chooseSubnet(plan: FamilyConfig, taken: ReadonlySet<bigint>, reserved: number, hint: Prefix | undefined): Promise<Prefix> {
+    if (hint !== undefined && isSubnetAllowed(plan, hint) && !taken.has(hint.base)) return hint;
     const pool: Prefix[] = [];
+    let steps = 0;
+    // each candidate is either taken (at most taken.size of them) or goes into the pool (at most RANDOM_POOL)
     for (const candidate of candidateSubnets(plan)) {
-      if (!isFree(candidate)) continue;
+      if (++steps % STEPS_PER_TURN === 0) await yieldToEvents();
+      if (taken.has(candidate.base)) continue;
       pool.push(candidate);
       if (pool.length === RANDOM_POOL) break;
     }
     if (pool.length === 0) {
-      const inRange = held.filter(({ subnet }) => isSubnetAllowed(plan, subnet));
-      const reserved = inRange.filter(({ reservation }) => reservation).length;
-      throw new NoFreeSubnetError(
-        `${plan.subnetMin}..${plan.subnetMax} of ${plan.network}`,
-        inRange.length - reserved,
-        reserved,
-      );
+      throw new NoFreeSubnetError(`${plan.subnetMin}..${plan.subnetMax} of ${plan.network}`, taken.size - reserved, reserved);
     }
     return pool[Math.floor(this.random() * pool.length)]!;
   }
@@ -368,7 +418,14 @@ export class SubnetLeaseManager extends EventEmitter<SubnetLeaseEvents> {
     this.own = own;
     await this.guard?.stop();
     const key = this.keys.lease(own.lease.name);
-    const guard = new KvMirror({ client: this.client, prefix: key, codec: kvEntries, logger: this.log });
+    const name = own.lease.name;
+    const guard = new KvMirror<OwnKeyVersion>({
+      client: this.client,
+      key,
+      prefix: false,
+      codec: { decode: (_key, _name, kv) => readOwnKey(name, kv), same: sameOwnKey },
+      logger: this.log,
+    });
     guard.on('change', (change) => {
       if (change.key === key) this.onOwnKeyChange(change);
     });
@@ -377,7 +434,7 @@ export class SubnetLeaseManager extends EventEmitter<SubnetLeaseEvents> {
     this.scheduleRenewal();
   }
 
-  private onOwnKeyChange(change: KvChange): void {
+  private onOwnKeyChange(change: KvChange<OwnKeyVersion>): void {
     const own = this.own;
     const request = this.request;
     if (own === undefined || request === undefined || this.reacquiring !== undefined) return;
@@ -386,11 +443,9 @@ export class SubnetLeaseManager extends EventEmitter<SubnetLeaseEvents> {
       return;
     }
     if (change.value.modRevision === own.modRevision) return;
-    let lease: Lease;
-    try {
-      lease = decodeLease(own.lease.name, change.value.value, change.value.lease === '0');
-    } catch (err) {
-      this.lose(`our lease ${own.lease.name} was overwritten with an invalid value (${(err as Error).message})`);
+    const lease = change.value.lease;
+    if (lease === undefined) {
+      this.lose(`our lease ${own.lease.name} was overwritten with an invalid value (${change.value.error})`);
       return;
     }
     const holder = otherNode(lease, request);
@@ -404,10 +459,10 @@ export class SubnetLeaseManager extends EventEmitter<SubnetLeaseEvents> {
       return;
     }
     // Our own renewal, or someone (an operator, weftctl) rewrote the lease and it still names us: adopt it.
-    const ownWrite = change.value.lease === own.etcdLeaseId || change.value.lease === this.renewingOnto;
+    const ownWrite = change.value.etcdLease === own.etcdLeaseId || change.value.etcdLease === this.renewingOnto;
     this.own = {
       lease,
-      etcdLeaseId: change.value.lease,
+      etcdLeaseId: change.value.etcdLease,
       modRevision: change.value.modRevision,
       expiresAt: lease.reservation ? undefined : own.expiresAt,
     };

@@ -1,8 +1,8 @@
 /** What every benchmark does first: a namespace lab with etcd and one host, and a probe in that host. */
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { scenarioRunner } from '../../test/netns.js';
 import { NetnsLab, seedNetworkConfig } from '../lab/index.js';
-import { BENCH_NETWORK_CONFIG } from './peers.js';
+import { BENCH_AGENT_SUBNET_ENV, BENCH_NETWORK_CONFIG } from './peers.js';
 import type * as Probe from './probe.js';
 import type { AgentSpec } from './probe.js';
 import type { BenchContext } from './types.js';
@@ -32,6 +32,7 @@ export async function withBenchLab<T>(context: BenchContext, body: (bench: Bench
   try {
     await seedNetworkConfig(lab, BENCH_NETWORK_CONFIG);
     const host = lab.hosts[0]!;
+    writeFileSync(lab.subnetFile(host), BENCH_AGENT_SUBNET_ENV);
     const netns = lab.namespaceOf(host);
     const bench: BenchLab = {
       lab,

@@ -1,18 +1,27 @@
 /**
  * Synthetic peers for the benchmarks (design §3): overlay subnets are /30s of 198.18.0.0/16 from 198.18.1.0
- * up (the agent under test leases one of 198.18.0.4–198.18.0.252), public IPs come from 198.19.0.0/16 and
- * are never contacted: a VXLAN FDB entry sends nothing unless traffic is routed to its subnet, and nothing
- * in the benchmark namespaces does that.
+ * up (the agent under test leases 198.18.0.4/30, see BENCH_AGENT_SUBNET_ENV), public IPs come from
+ * 198.19.0.0/16 and are never contacted: a VXLAN FDB entry sends nothing unless traffic is routed to its
+ * subnet, and nothing in the benchmark namespaces does that.
  */
 
-/** The network config the benchmarks seed: /30 subnets, so that 16 320 synthetic peers fit in 198.18.0.0/16. */
+/**
+ * The network config the benchmarks seed: /30 subnets, so that 16 320 synthetic peers fit in 198.18.0.0/16.
+ * SubnetMin..SubnetMax spans them all: agents use only leases inside the range.
+ */
 export const BENCH_NETWORK_CONFIG = {
   Network: '198.18.0.0/16',
   SubnetLen: 30,
   SubnetMin: '198.18.0.4',
-  SubnetMax: '198.18.0.252',
+  SubnetMax: '198.18.255.252',
   Backend: { Type: 'vxlan' },
 } as const;
+
+/**
+ * The subnet.env the agent under test finds from an earlier run before it starts: it then leases that
+ * subnet (still by creating the key, as on a first start), below every synthetic peer that joins later.
+ */
+export const BENCH_AGENT_SUBNET_ENV = 'FLANNEL_NETWORK=198.18.0.0/16\nFLANNEL_SUBNET=198.18.0.5/30\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n';
 
 export const BENCH_PREFIX = '/coreos.com/network';
 /** Peers 0 .. MAX_PEERS-1 exist. */

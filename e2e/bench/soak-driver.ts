@@ -27,11 +27,11 @@
  * (soak.ts). Synthetic peers and their addresses are peers.ts's (198.18.0.0/16 subnets, public IPs in
  * 198.19.0.0/16 that nothing ever sends to).
  */
-import { readdirSync, readFileSync, renameSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { scenarioRunner } from '../../test/netns.js';
 import { httpGet, seedNetworkConfig, type LabHost, type NetnsLab } from '../lab/index.js';
-import { BENCH_NETWORK_CONFIG, BENCH_PREFIX } from './peers.js';
+import { BENCH_AGENT_SUBNET_ENV, BENCH_NETWORK_CONFIG, BENCH_PREFIX } from './peers.js';
 import type * as Probe from './probe.js';
 import type * as Load from './soak-load.js';
 import { childrenOf, statusKb } from './proc.js';
@@ -291,6 +291,7 @@ export async function runSoak(lab: NetnsLab, options: SoakOptions): Promise<Soak
   const netns = lab.namespaceOf(host);
   const etcd = lab.etcdEndpoint;
   await seedNetworkConfig(lab, BENCH_NETWORK_CONFIG);
+  writeFileSync(lab.subnetFile(host), BENCH_AGENT_SUBNET_ENV);
   await runProbe(netns, 'seed', { etcd, from: 0, count: options.population }, { timeoutMs: 120_000 });
   const allowList = !(options.agentArgs ?? []).some((arg) => arg === '--no-ingress-allow-list' || arg === '--ingress-allow-list=false');
   const snapshots = options.heapSnapshotDir;

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
 import { sleep, waitFor } from '../../test/wait.js';
-import { etcdPut, httpGet, leaseOf, NetnsLab, seedNetworkConfig, startPing, waitForSubnetEnv, type LabContainer, type LabHost } from '../lab/index.js';
+import { etcdGet, etcdPut, httpGet, leaseOf, NetnsLab, seedNetworkConfig, startPing, waitForSubnetEnv, type LabContainer, type LabHost } from '../lab/index.js';
 import { netnsFactory, useLabs } from './suite.js';
 import { agentArgs, HEALTHZ_PORT, kernelState, meshFailures, startCluster } from './cluster.js';
 
@@ -79,20 +79,21 @@ describe('e2e: reliability and security in a namespace lab', function () {
     assert.equal(await dropped() - droppedBefore, 20, 'the kernel counted the 20 refused datagrams');
   });
 
-  it('refuses to start a second host with the same public IP, naming the lease, and never takes it over', async function () {
+  it('starts a second host with the same public IP on a free subnet, saying so, and never touches the first one\'s lease', async function () {
     const lab = await track(NetnsLab.create({ hosts: 2 }));
     const [h1, h2] = [lab.hosts[0]!, lab.hosts[1]!];
     await seedNetworkConfig(lab);
     await lab.startAgent(h1, agentArgs());
     await waitForSubnetEnv(lab, h1);
-    const held = await leaseOf(lab, h1.publicIp);
+    const held = (await leaseOf(lab, h1.publicIp))!;
     await lab.startAgent(h2, agentArgs({ agentArgs: [`--public-ip=${h1.publicIp}`] }));
-    const exit = await lab.agent(h2)!.exited;
-    assert.equal(exit.code, 1);
-    const subnet = held!.subnet.replace('/', '-');
-    assert.match(lab.agent(h2)!.log(), new RegExp(`lease ${subnet.replace(/\./g, '\\.')} for public IP ${h1.publicIp.replace(/\./g, '\\.')} belongs to another host`));
-    const after = await leaseOf(lab, h1.publicIp);
-    assert.equal(after?.value, held?.value, "h1's lease is untouched");
+    const env = await waitForSubnetEnv(lab, h2);
+    assert.notEqual(env.subnet, held.subnet.replace(/0\/(\d+)$/, '1/$1'), 'another subnet');
+    assert.match(lab.agent(h2)!.log(), new RegExp(`"lease":"${held.subnet.replace('/', '-').replace(/\./g, '\\.')}".*belongs to another node`));
+    const [after] = await etcdGet(lab, held.key);
+    assert.equal(after?.value, held.value, "h1's lease is untouched");
+    assert.equal(after?.leaseId, held.leaseId);
+    assert.equal(lab.agent(h2)!.exit, undefined);
   });
 
   it('re-acquires after `weftctl lease revoke` of a live host, and its peers follow', async function () {
@@ -122,7 +123,8 @@ describe('e2e: reliability and security in a namespace lab', function () {
     await etcdPut(lab, `/coreos.com/network/subnets/${overlapping}`, JSON.stringify({ PublicIP: '192.0.2.99', BackendType: 'vxlan', BackendData: { VNI: 1, VtepMAC: '0a:00:00:00:fa:02' } }));
     await waitFor(() => {
       const log = lab.agent(h1)!.log();
-      return log.includes('keeping the last valid config') && log.includes('claims our own public IP') && log.includes('overlaps our subnet');
+      return log.includes('keeping the last valid config') && log.includes('claims our own public IP')
+        && log.includes(`"key":"/coreos.com/network/subnets/${overlapping}","reason":"invalid-subnet"`);
     }, 'h1 to say what it refused', 10_000, 100);
     const state = await kernelState(lab, h1);
     assert.ok(!state.routes.includes('198.18.250.0/24'));
