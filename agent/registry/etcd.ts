@@ -9,7 +9,16 @@ import type { Etcd3, IOptions } from 'etcd3';
 // weftd's start. They are the same module instances an `import` elsewhere gets.
 const requireCjs = createRequire(import.meta.url);
 const { Etcd3: Etcd3Client, GRPCResourceExhastedError, isRecoverableError } = requireCjs('etcd3') as typeof EtcdClient;
-const { ConsecutiveBreaker, ExponentialBackoff, circuitBreaker, handleWhen, retry } = requireCjs('cockatiel') as typeof Cockatiel;
+const { ConsecutiveBreaker, ExponentialBackoff, circuitBreaker, decorrelatedJitterGenerator, handleWhen, retry } = requireCjs('cockatiel') as typeof Cockatiel;
+
+/**
+ * Delays between retries that grow from `initialDelayMs` to at most `maxDelayMs`, each drawn at random
+ * (cockatiel's decorrelated jitter): the agents of a cluster that lost etcd together do not come back to
+ * it together.
+ */
+export function retryBackoff(initialDelayMs: number, maxDelayMs: number): Cockatiel.IBackoffFactory<unknown> {
+  return new ExponentialBackoff({ generator: decorrelatedJitterGenerator, initialDelay: initialDelayMs, maxDelay: maxDelayMs });
+}
 
 export const DEFAULT_PREFIX = '/coreos.com/network';
 
@@ -50,7 +59,7 @@ export function connectEtcd(options: EtcdConnectionOptions): Etcd3 {
     faultHandling: {
       host: () => circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: 1000, breaker: new ConsecutiveBreaker(3) }),
       global: retry(handleWhen(isRecoverableError), { maxAttempts: Math.max(2, options.endpoints.length) }),
-      watchBackoff: new ExponentialBackoff({ initialDelay: 100, maxDelay: 2000 }).next(),
+      watchBackoff: retryBackoff(100, 2000).next(undefined),
     },
   };
   if (options.caFile !== undefined || options.certFile !== undefined || options.keyFile !== undefined) {
