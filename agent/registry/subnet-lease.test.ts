@@ -141,6 +141,34 @@ describe('SubnetLeaseManager against a real etcd', function () {
     }
   });
 
+  it('after losing a create race picks again among twice as many free subnets, without listing every lease again', async function () {
+    const own = connectEtcd({ endpoints: [etcd.endpoint] });
+    clients.push(own);
+    let listings = 0;
+    const range = own.kv.range.bind(own.kv);
+    own.kv.range = (req, options) => {
+      if (req.range_end !== undefined) listings++;
+      return range(req, options);
+    };
+    const txn = own.kv.txn.bind(own.kv);
+    let raced: string | undefined;
+    own.kv.txn = async (req, options) => {
+      if (raced === undefined) {
+        // another host creates the very key first
+        raced = keys.leaseName(Buffer.from(req.compare![0]!.key!).toString())!;
+        await putLease(raced, '198.19.9.9');
+      }
+      return txn(req, options);
+    };
+    const leaser = new SubnetLeaseManager({ client: own, keys, logger: captureLogger().logger, random: () => 0.999 });
+    managers.push(leaser);
+    const held = await leaser.acquire(CONFIG, request('198.19.0.10'));
+    assert.equal(raced, '198.18.100.0-24', 'the first pick is among the first 100 free subnets, as flanneld\'s');
+    assert.equal(held.lease.name, '198.18.201.0-24', 'the second among the first 200 still free');
+    assert.equal(listings, 1);
+    assert.match((await keyInfo(raced))!.value, /198\.19\.9\.9/, 'the winner keeps its lease');
+  });
+
   it('reports exhaustion with the range and how many subnets are leased and reserved', async function () {
     // /28 split into four /30s; the first is never handed out, leaving three.
     const small = parseNetworkConfig('{"Network":"198.18.0.0/28","Backend":{"Type":"vxlan"}}');
