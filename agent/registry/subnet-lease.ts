@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { setImmediate as yieldToEvents } from 'node:timers/promises';
-import type { Etcd3, IKeyValue, IRequestOp, ITxnResponse } from 'etcd3';
+import type { Etcd3, ICompare, IKeyValue } from 'etcd3';
 import type { IpAddress, Prefix } from '../../common/cidr.js';
 import { candidateSubnets, isSubnetAllowed, type FamilyConfig, type NetworkConfig } from '../../common/config.js';
 import { excerpt } from '../../common/json.js';
@@ -326,18 +326,8 @@ export class SubnetLeaseManager extends EventEmitter<SubnetLeaseEvents> {
         return { lease: { ...lease, attrs }, etcdLeaseId: '0', modRevision, expiresAt: undefined };
       }
       const etcdLeaseId = await this.grant();
-      let response: ITxnResponse;
-      try {
-        response = await this.client.kv.txn({
-          compare: [{ key, target: 'Mod', result: 'Equal', mod_revision: kv.mod_revision }],
-          success: [{ request_put: { key, value: Buffer.from(value), lease: etcdLeaseId } }],
-        });
-      } catch (err) {
-        // whether or not the write happened, the key must not stay on a lease nobody renews
-        await this.revokeQuietly(etcdLeaseId);
-        throw err;
-      }
-      if (!response.succeeded) {
+      const modRevision = await this.putGuarded(key, Buffer.from(value), etcdLeaseId, { key, target: 'Mod', result: 'Equal', mod_revision: kv.mod_revision });
+      if (modRevision === undefined) {
         await this.revokeQuietly(etcdLeaseId);
         continue;
       }
@@ -346,7 +336,7 @@ export class SubnetLeaseManager extends EventEmitter<SubnetLeaseEvents> {
       return {
         lease: { ...lease, attrs },
         etcdLeaseId,
-        modRevision: String(response.header.revision),
+        modRevision,
         expiresAt: Date.now() + this.ttlSeconds * 1000,
       };
     }
@@ -428,17 +418,32 @@ export class SubnetLeaseManager extends EventEmitter<SubnetLeaseEvents> {
     const name = formatLeaseKey(subnets);
     const key = Buffer.from(this.keys.lease(name));
     const attrs = withRequest(undefined, request);
-    const response = await this.client.kv.txn({
-      compare: [{ key, target: 'Create', result: 'Equal', create_revision: 0 }],
-      success: [{ request_put: { key, value: Buffer.from(formatLeaseAttrs(attrs)), lease: etcdLeaseId } }],
-    });
-    if (!response.succeeded) return undefined;
+    const modRevision = await this.putGuarded(key, Buffer.from(formatLeaseAttrs(attrs)), etcdLeaseId, { key, target: 'Create', result: 'Equal', create_revision: 0 });
+    if (modRevision === undefined) return undefined;
     return {
       lease: { name, subnets, attrs, reservation: false },
       etcdLeaseId,
-      modRevision: String(response.header.revision),
+      modRevision,
       expiresAt: Date.now() + this.ttlSeconds * 1000,
     };
+  }
+
+  /**
+   * Puts our key onto `etcdLeaseId` in a transaction guarded by `compare`; the key's mod revision when written,
+   * else undefined. "Written" includes an answer that says the guard failed because an earlier try of this very
+   * transaction was applied: the etcd client tries a call again on another member when the answer to the first
+   * try is lost, and the second try then finds the key changed (or created). The key then holds our value on
+   * the etcd lease granted for this write, which no one else knows: that write is ours.
+   */
+  private async putGuarded(key: Buffer, value: Buffer, etcdLeaseId: string, compare: ICompare): Promise<string | undefined> {
+    const response = await this.client.kv.txn({
+      compare: [compare],
+      success: [{ request_put: { key, value, lease: etcdLeaseId } }],
+      failure: [{ request_range: { key } }],
+    });
+    if (response.succeeded) return String(response.header.revision);
+    const current = response.responses[0]?.response_range?.kvs[0];
+    return current !== undefined && String(current.lease) === etcdLeaseId && current.value.equals(value) ? String(current.mod_revision) : undefined;
   }
 
   private async grant(): Promise<string> {
@@ -557,29 +562,25 @@ export class SubnetLeaseManager extends EventEmitter<SubnetLeaseEvents> {
     const own = this.own;
     if (own === undefined || this.stopped || this.reacquiring !== undefined || this.renewingOnto !== undefined) return;
     const key = Buffer.from(this.keys.lease(own.lease.name));
-    let etcdLeaseId: string | undefined;
     try {
-      etcdLeaseId = await this.grant();
-      this.renewingOnto = etcdLeaseId;
-      const put: IRequestOp = { request_put: { key, value: Buffer.from(formatLeaseAttrs(own.lease.attrs)), lease: etcdLeaseId } };
-      const response = await this.client.kv.txn({
-        compare: [{ key, target: 'Mod', result: 'Equal', mod_revision: own.modRevision }],
-        success: [put],
-      });
-      if (!response.succeeded || this.own?.lease.name !== own.lease.name) {
-        await this.revokeQuietly(etcdLeaseId);
+      const granted = await this.grant();
+      this.renewingOnto = granted;
+      const modRevision = await this.putGuarded(key, Buffer.from(formatLeaseAttrs(own.lease.attrs)), granted, { key, target: 'Mod', result: 'Equal', mod_revision: own.modRevision });
+      if (modRevision === undefined || this.own?.lease.name !== own.lease.name) {
+        await this.revokeQuietly(granted);
         // The guard reports what happened to the key; check again shortly in case it missed nothing.
         this.scheduleRenewal(1000);
         return;
       }
       await this.revokeQuietly(own.etcdLeaseId);
       // Not `...own`: the guard may already have adopted this very write.
-      this.own = { lease: own.lease, etcdLeaseId, modRevision: String(response.header.revision), expiresAt: Date.now() + this.ttlSeconds * 1000 };
+      this.own = { lease: own.lease, etcdLeaseId: granted, modRevision, expiresAt: Date.now() + this.ttlSeconds * 1000 };
       this.log.debug({ lease: own.lease.name }, 'renewed the subnet lease');
       this.emit('renewed', this.own);
       this.scheduleRenewal();
     } catch (err) {
-      if (etcdLeaseId !== undefined) await this.revokeQuietly(etcdLeaseId);
+      // The new etcd lease is not revoked: the write may have been applied all the same (its answer lost), and
+      // revoking would delete our key. Then the guard sees our key on it and adopts it; else it expires empty.
       this.emit('error', err as Error);
       const left = (own.expiresAt ?? Date.now()) - Date.now();
       // Keep trying until the lease would expire; the guard takes over if it does.
