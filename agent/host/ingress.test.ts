@@ -121,15 +121,25 @@ describe('ingress allow-list (nftables) in namespaces', function () {
     try {
       await allowList.apply([]);
       const peers = (count: number) => Array.from({ length: count }, (_, i) => IpAddress.parse(`198.19.0.${i + 1}`));
+      /** The addresses in the kernel's peers4 set, read with a separate nft (not through the session). */
+      const inKernel = () => [...host.exec('nft', ['list', 'set', 'inet', 'weft', 'peers4']).matchAll(/198\.19\.0\.\d+/g)].map((m) => m[0]).sort();
+      const expected = (count: number) => peers(count).map(String).sort();
+      const [session] = nftChildren();
+      assert.ok(session !== undefined, 'an nft process runs');
+      const seen: string[][] = [];
       const started = await processesStartedDuring(async () => {
         // peers join one at a time, then some leave: what the daemon asks for on each lease event
-        for (let count = 1; count <= 6; count++) await allowList.setPeers(peers(count));
-        for (const count of [4, 5, 2]) await allowList.setPeers(peers(count));
+        for (const count of [1, 2, 3, 4, 5, 6, 4, 5, 2]) {
+          await allowList.setPeers(peers(count));
+          seen.push(inKernel());
+        }
         assert.equal(await allowList.check(), true);
         assert.deepEqual(await allowList.counters(), { ipv4: 0, ipv6: 0 });
       });
+      // (inKernel's own nft is started with execFileSync, which the count does not see)
       assert.deepEqual(started, [], 'no process started for the lease events');
-      assert.match(host.exec('nft', ['list', 'set', 'inet', 'weft', 'peers4']), /elements = \{ 198\.19\.0\.1, 198\.19\.0\.2 \}/);
+      assert.deepEqual(seen, [1, 2, 3, 4, 5, 6, 4, 5, 2].map(expected), 'each update is in the kernel when setPeers resolves');
+      assert.deepEqual(nftChildren(), [session], 'the same nft process carried every update');
 
       const [nft] = nftChildren();
       assert.ok(nft !== undefined, 'an nft process runs');

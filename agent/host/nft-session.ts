@@ -9,7 +9,8 @@
  * and whether it failed, every line is followed by a marker line that nft can never accept: its error, which
  * echoes the marker, closes the answer, and whatever nft wrote to stderr before it is the line's own error.
  * Output (`list …`, JSON because of -j) arrives on stdout before the marker's error. A process that dies is
- * started again by the next line; one that does not answer in time is killed.
+ * started again by the next line (a line it died on without answering is sent again, to the new process); one
+ * that does not answer in time is killed.
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import type { Socket } from 'node:net';
@@ -19,7 +20,10 @@ import { CommandError } from './errors.js';
 
 /** A way to run nft command lines; NftSession is the real one. */
 export interface NftChannel {
-  /** Runs one line of nft commands (`;` between them) as one transaction. Resolves with code 0 when nft reported no error. */
+  /**
+   * Runs one line of nft commands (`;` between them) as one transaction. Resolves with code 0 when nft reported
+   * no error. A line may be applied twice (again after an nft process that died without answering it).
+   */
   run(line: string): Promise<CommandResult>;
   /** Lets the nft process go; a later run() starts another. */
   close(): void;
@@ -42,6 +46,9 @@ interface Pending {
 }
 
 const NFT_ARGV = ['nft', '-j', '-i'] as const;
+
+/** nft exited while a line was pending and before it said anything about it. */
+class ExitedWithoutAnswer extends CommandError {}
 
 export class NftSession implements NftChannel {
   private readonly argv: readonly string[];
@@ -70,7 +77,19 @@ export class NftSession implements NftChannel {
     child?.stdin.end();
   }
 
-  private exchange(line: string): Promise<CommandResult> {
+  private async exchange(line: string): Promise<CommandResult> {
+    try {
+      return await this.send(line);
+    } catch (err) {
+      // A process that died while idle (its exit not yet seen when the line was written to it) never read the
+      // line; one that died in the middle of it applied all of it or nothing (a line is one transaction). Either
+      // way the line goes once more, to a new process: weft's lines are safe to apply twice.
+      if (!(err instanceof ExitedWithoutAnswer)) throw err;
+      return this.send(line);
+    }
+  }
+
+  private send(line: string): Promise<CommandResult> {
     const child = this.child ?? this.start();
     const marker = `weft-sync-${++this.sequence}`;
     return new Promise<CommandResult>((resolve, reject) => {
@@ -115,13 +134,15 @@ export class NftSession implements NftChannel {
       pending.stderr += chunk;
       this.answered(pending);
     });
-    const gone = (why: string) => {
+    const gone = (why: string, exited: boolean) => {
       if (this.child === child) this.child = undefined;
       const pending = pendingOf();
-      pending?.settle(new CommandError([...this.argv], child.exitCode ?? undefined, pending.stderr, why));
+      if (pending === undefined) return;
+      const silent = exited && pending.stdout === '' && pending.stderr === '';
+      pending.settle(new (silent ? ExitedWithoutAnswer : CommandError)([...this.argv], child.exitCode ?? undefined, pending.stderr, why));
     };
-    child.on('error', (err) => gone(`cannot run: ${err.message}`));
-    child.on('exit', (code, signal) => gone(`nft exited (${signal ?? `exit ${code}`})`));
+    child.on('error', (err) => gone(`cannot run: ${err.message}`, false));
+    child.on('exit', (code, signal) => gone(`nft exited (${signal ?? `exit ${code}`})`, true));
     return child;
   }
 
