@@ -204,6 +204,8 @@ describe('e2e: reliability and security in a namespace lab', function () {
     const lab = await track(NetnsLab.create({ hosts: 3 }));
     const containers = await startCluster(lab, { agentArgs: [] });
     const [h1, h2, h3] = [lab.hosts[0]!, lab.hosts[1]!, lab.hosts[2]!];
+    // the agents come up one after the other: the pair must reach each other before the stop is the test's cause
+    assert.deepEqual(await meshFailures(lab, containers.slice(0, 2)), [], 'the containers reach each other before the stop');
     const pinger = startPing(lab, containers[0]!, containers[1]!.ip, { interval: 0.02 });
     const exit = await lab.stopAgent(h1, 'SIGTERM');
     assert.equal(exit?.code, 0, `exit ${JSON.stringify(exit)}; log:\n${lab.agent(h1)!.log().slice(-3000)}`);
