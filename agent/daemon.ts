@@ -24,6 +24,7 @@ import { LeaseWatcher } from './registry/lease-watcher.js';
 import { SubnetLeaseManager, type LeaseTakeover, type OwnLease } from './registry/subnet-lease.js';
 import { createUdpBackend } from './udp/udp.js';
 import { createVxlanBackend } from './vxlan/mode.js';
+import { WireguardBackend } from './wireguard/wireguard.js';
 
 /** The config names a backend this build of weft cannot run. */
 export class UnsupportedBackendError extends WeftError {
@@ -43,6 +44,8 @@ export function createBackend(context: BackendContext): Backend {
       return new HostGwBackend(context);
     case 'udp':
       return createUdpBackend(context, backend);
+    case 'wireguard':
+      return new WireguardBackend(context, backend);
     default:
       // Unreachable while every type the config parser accepts is implemented.
       throw new UnsupportedBackendError((backend as { type: string }).type);
@@ -54,6 +57,21 @@ interface FamilyPlane {
   backend: Backend;
   reconciler: Reconciler;
   iptables: IptablesRules | undefined;
+}
+
+/** The UDP ports the overlay's datagrams arrive on (none for host-gw). */
+function tunnelPorts(config: NetworkConfig): number[] {
+  const backend = config.backend;
+  switch (backend.type) {
+    case 'host-gw':
+      return [];
+    case 'wireguard':
+      return backend.mode === 'separate' && config.ipv4 !== undefined && config.ipv6 !== undefined
+        ? [backend.listenPort, backend.listenPortV6]
+        : [backend.mode === 'separate' && config.ipv4 === undefined ? backend.listenPortV6 : backend.listenPort];
+    default:
+      return [backend.port];
+  }
 }
 
 function enabledFamilies(config: NetworkConfig): Family[] {
@@ -166,6 +184,7 @@ export class Agent {
         config,
         publicInterface: view,
         vxlanUserspace: this.options.vxlanUserspace,
+        wireguard: this.options.wireguard,
       });
       return { family, view, backend };
     });
@@ -363,10 +382,10 @@ export class Agent {
 
   /** Lets tunnel datagrams in only from the current peers, following the leases as they come and go. */
   private async startIngressAllowList(config: NetworkConfig, own: Lease): Promise<void> {
-    const port = config.backend.type === 'host-gw' ? undefined : config.backend.port;
-    if (!this.options.ingressAllowList || port === undefined) return;
+    const ports = tunnelPorts(config);
+    if (!this.options.ingressAllowList || ports.length === 0) return;
     const allowList = new IngressAllowList({
-      ports: [port],
+      ports,
       logger: this.log.child({ component: 'ingress' }),
       resyncSeconds: this.options.iptablesResyncSeconds,
     });

@@ -7,7 +7,7 @@
 import type { Etcd3 } from 'etcd3';
 import { hostname } from 'node:os';
 import type { Family } from '../../common/cidr.js';
-import { parseNetworkConfig, type NetworkConfig, type UserspaceMode } from '../../common/config.js';
+import { parseNetworkConfig, WIREGUARD_OVERHEAD, type NetworkConfig, type UserspaceMode } from '../../common/config.js';
 import {
   WEFT_ROUTE_PROTOCOL,
   desiredFamilyState,
@@ -38,6 +38,8 @@ import { createUdpBackend, UDP_ENCAP_OVERHEAD } from '../udp/udp.js';
 import { UserspaceIpv4OnlyError } from '../userspace/backend.js';
 import { userspaceVxlanBackend } from '../vxlan/mode.js';
 import { VxlanBackend } from '../vxlan/vxlan.js';
+import { wireguardFindings } from '../wireguard/doctor.js';
+import { DEFAULT_WIREGUARD_HOST_OPTIONS, WireguardBackend, type WireguardHostOptions } from '../wireguard/wireguard.js';
 import { leaseSubnetText, listLeases, type StoredLease } from './ctl-common.js';
 import { queryAgent } from './status.js';
 
@@ -71,6 +73,8 @@ export interface DoctorOptions {
   ingressAllowList: boolean;
   /** weftd's --vxlan-userspace; undefined: the config's Backend.Userspace. */
   vxlanUserspace: UserspaceMode | undefined;
+  /** weftd's --wireguard-key-file and --wireguard-socket-dir; undefined: the defaults. */
+  wireguard?: WireguardHostOptions | undefined;
   healthzIP: string;
   /** 0: do not ask weftd's /readyz. */
   healthzPort: number;
@@ -82,6 +86,7 @@ export interface DoctorOptions {
 }
 
 const RESTART = 'restart weftd (systemctl restart weftd) and look at its log (journalctl -u weftd)';
+const WIREGUARD_HEALS = 'a running weftd puts it back on its next full reconcile (--resync-interval); if it stays, weftd is not running or failing: systemctl status weftd, journalctl -u weftd';
 const HEALS = 'a running weftd puts it back within seconds (on the kernel event, else on its --resync-interval); if it stays, weftd is not running or failing: systemctl status weftd, journalctl -u weftd';
 
 function message(err: unknown): string {
@@ -482,6 +487,16 @@ async function checkDevice(context: Context, config: NetworkConfig, plane: Plane
     plane.backend = new HostGwBackend(backendContext);
     return;
   }
+  if (config.backend.type === 'wireguard') {
+    plane.backend = new WireguardBackend(backendContext, config.backend);
+    const { findings, device } = await wireguardFindings({
+      kernel: options.kernel, config, backend: config.backend, family, view, own, leases: (context.leases ?? []).map((stored) => stored.lease),
+      host: options.wireguard ?? DEFAULT_WIREGUARD_HOST_OPTIONS, restart: RESTART, heals: WIREGUARD_HEALS, ...(options.runner === undefined ? {} : { runner: options.runner }),
+    });
+    context.findings.push(...findings);
+    plane.overlay = device;
+    return;
+  }
   if (config.backend.type === 'udp') {
     let udp: ReturnType<typeof createUdpBackend>;
     try {
@@ -572,7 +587,7 @@ function checkMtu(context: Context): void {
   const overlays: string[] = [];
   for (const { backend, overlay, view } of planes) {
     const type = backend!.type;
-    const overhead = type === 'vxlan' ? vxlanOverhead(view.address.family) : type === 'udp' ? UDP_ENCAP_OVERHEAD : 0;
+    const overhead = type === 'vxlan' ? vxlanOverhead(view.address.family) : type === 'udp' ? UDP_ENCAP_OVERHEAD : type === 'wireguard' ? WIREGUARD_OVERHEAD : 0;
     const deviceMtu = overlay?.mtu ?? backend!.mtu;
     if (type !== 'host-gw' && deviceMtu + overhead > iface.mtu) {
       add(context, 'mtu', 'fail', `${overlay?.name ?? 'the overlay device'} MTU ${deviceMtu} + ${overhead} bytes of ${type} encapsulation exceeds ${iface.name}'s MTU ${iface.mtu}: full-size packets are dropped`,
@@ -598,6 +613,7 @@ async function checkDataplane(context: Context): Promise<void> {
     const { family, backend, view, routesOnly } = plane;
     if (backend === undefined) continue;
     if (backend.type !== 'host-gw' && plane.overlay === null) continue; // the device finding says it all
+    if (backend.type === 'wireguard') continue; // its peers were compared with the device's
     const { state: desired, skipped } = desiredFamilyState({
       family, config, own, peers: leases.map((stored) => stored.lease), localPrefixes: [view.prefix], ...(routesOnly ? { routesOnly } : {}),
     });

@@ -29,6 +29,7 @@ import { DEFAULT_ENV_FILE, readEnvFile } from './env-file.js';
 import { ETCD_OPTIONS, flagsFromEnvironment } from './env.js';
 import { collectStatus, formatStatus } from './status.js';
 import { WEFTD_OPTIONS } from './weftd-options.js';
+import { DEFAULT_WIREGUARD_KEY_FILE } from '../wireguard/keys.js';
 
 export { WeftctlError };
 
@@ -301,6 +302,8 @@ function commands(parser: Argv<EtcdArgs>): Argv<EtcdArgs> {
         .option('iptables-forward-rules', WEFTD_OPTIONS['iptables-forward-rules'])
         .option('ingress-allow-list', WEFTD_OPTIONS['ingress-allow-list'])
         .option('vxlan-userspace', WEFTD_OPTIONS['vxlan-userspace'])
+        .option('wireguard-key-file', WEFTD_OPTIONS['wireguard-key-file'])
+        .option('wireguard-socket-dir', WEFTD_OPTIONS['wireguard-socket-dir'])
         .option('healthz-ip', WEFTD_OPTIONS['healthz-ip'])
         .option('healthz-port', { ...WEFTD_OPTIONS['healthz-port'], describe: 'weftd\'s --healthz-port, to check its /readyz (0 = do not)' })
         .option('output', { alias: 'o', choices: ['text', 'json'] as const, default: 'text' as const })
@@ -325,6 +328,11 @@ function commands(parser: Argv<EtcdArgs>): Argv<EtcdArgs> {
             forwardRules: args['iptables-forward-rules'],
             ingressAllowList: args['ingress-allow-list'],
             vxlanUserspace: args['vxlan-userspace'],
+            wireguard: {
+              implementation: 'auto',
+              keyFile: args['wireguard-key-file'] ?? process.env.WIREGUARD_KEY_FILE ?? DEFAULT_WIREGUARD_KEY_FILE,
+              socketDir: args['wireguard-socket-dir'],
+            },
             healthzIP: args['healthz-ip'],
             healthzPort: args['healthz-port'],
           });
@@ -345,7 +353,7 @@ function splitList(values: readonly string[]): string[] {
 /** The commands that take node-level flags from the environment (file), and which flags. */
 const NODE_FLAGS: Record<string, readonly string[]> = {
   status: ['healthz-port'],
-  doctor: ['subnet-file', 'iface', 'iface-regex', 'public-ip', 'public-ipv6', 'ip-masq', 'iptables-forward-rules', 'ingress-allow-list', 'vxlan-userspace', 'healthz-ip', 'healthz-port'],
+  doctor: ['subnet-file', 'iface', 'iface-regex', 'public-ip', 'public-ipv6', 'ip-masq', 'iptables-forward-rules', 'ingress-allow-list', 'vxlan-userspace', 'wireguard-key-file', 'wireguard-socket-dir', 'healthz-ip', 'healthz-port'],
 };
 const COMMANDS = ['config', 'leases', 'lease', 'status', 'doctor'];
 
