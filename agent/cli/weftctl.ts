@@ -16,6 +16,7 @@ import {
   leasePublicIps,
   leasePublicIpv6,
   leaseSubnetText,
+  leasePublicKey,
   leaseVtepMac,
   listLeases,
   networkBackendType,
@@ -223,6 +224,7 @@ function commands(parser: Argv<EtcdArgs>): Argv<EtcdArgs> {
           publicIPv6: leasePublicIpv6(lease),
           backend: leaseBackend(lease.attrs, networkBackend),
           vtepMac: leaseVtepMac(lease),
+          publicKey: leasePublicKey(lease),
           ttlSeconds: remaining[i],
           reserved: lease.reservation,
         }));
@@ -230,9 +232,14 @@ function commands(parser: Argv<EtcdArgs>): Argv<EtcdArgs> {
           process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
           return;
         }
+        // WireGuard leases carry a public key: a column for it when any lease has one
+        const withKeys = rows.some((row) => row.publicKey !== '');
         process.stdout.write(`${formatTable([
-          ['SUBNET', 'PUBLIC IP', 'BACKEND', 'VTEP MAC', 'EXPIRES'],
-          ...rows.map((row, i) => [row.subnet, leasePublicIps(leases[i]!.lease), row.backend || '-', row.vtepMac || '-', row.reserved ? 'reserved' : formatRemaining(row.ttlSeconds ?? 0)]),
+          ['SUBNET', 'PUBLIC IP', 'BACKEND', 'VTEP MAC', ...(withKeys ? ['PUBLIC KEY'] : []), 'EXPIRES'],
+          ...rows.map((row, i) => [
+            row.subnet, leasePublicIps(leases[i]!.lease), row.backend || '-', row.vtepMac || '-', ...(withKeys ? [row.publicKey || '-'] : []),
+            row.reserved ? 'reserved' : formatRemaining(row.ttlSeconds ?? 0),
+          ]),
         ])}\n`);
       }))
     .command('lease <action> <subnet>', 'reserve or revoke one subnet lease', (sub) =>

@@ -33,7 +33,7 @@ async function wg(lab: NetnsLab, host: LabHost, args: string): Promise<string> {
 
 async function startWireguardCluster(lab: NetnsLab, config: object, extra: (host: LabHost) => string[] = () => []): Promise<LabContainer[]> {
   await seedNetworkConfig(lab, config);
-  for (const host of lab.hosts) await lab.startAgent(host, [...agentArgs({ agentArgs: [`--resync-interval=${RESYNC_SECONDS}`] }), ...wireguardArgs(lab, host), ...extra(host)]);
+  for (const host of lab.hosts) await lab.startAgent(host, [...agentArgs(), ...wireguardArgs(lab, host), ...extra(host)]);
   const containers: LabContainer[] = [];
   for (const host of lab.hosts) {
     await waitForSubnetEnv(lab, host);
@@ -93,10 +93,9 @@ describe('e2e: the wireguard backend (wireguard-go)', function () {
     assert.match((await lab.exec(h0, 'ip route show dev weft-wg', { check: true })).stdout, /198\.18\.0\.0\/16 .*scope link/);
     assert.match((await lab.exec(h0, 'ip link show weft-wg', { check: true })).stdout, /mtu 1420/);
 
-    // capture everything on the underlay switch while containers talk, then look for clear text
-    const bridge = `b${lab.runId}a`;
-    const pcap = join(lab.tempDir, 'underlay.pcap');
-    const capture = lab.background(lab.switchNetns, `exec tcpdump -i ${bridge} -U -s 0 -w ${pcap} 'not (tcp port 2379 or arp or icmp6)'`);
+    // capture everything on every host's underlay interface while containers talk, then look for clear text
+    const pcaps = lab.hosts.map((host) => join(hostDir(lab, host), 'underlay.pcap'));
+    const captures = lab.hosts.map((host, i) => lab.background(host, `exec tcpdump -i ${host.iface} -U -s 0 -w ${pcaps[i]} 'not (tcp port 2379 or arp or ip6 src net fe80::/10)'`));
     await new Promise((done) => setTimeout(done, 1000));
     assert.deepEqual(await meshFailures(lab, containers), []);
     assert.deepEqual(await tcpFailures(lab, containers), []);
@@ -113,19 +112,20 @@ describe('e2e: the wireguard backend (wireguard-go)', function () {
       "const transport = Buffer.concat([Buffer.from([4, 0, 0, 0]), Buffer.alloc(12), ip, Buffer.alloc(16)]);",
       "let n = 0; const send = () => { for (const p of [ip, transport]) s.send(p, 51820, process.argv[1]); if (++n < 20) setTimeout(send, 50); else s.close(); }; send();",
     ].join('\n');
-    await lab.exec(lab.etcdHost.netns, `node -e ${shellQuote(forge)} ${lab.hosts[1]!.publicIp}`, { check: true });
+    await lab.execIn(lab.etcdHost.netns, `node -e ${shellQuote(forge)} ${lab.hosts[1]!.publicIp}`, { check: true });
     await new Promise((done) => setTimeout(done, 1500));
     const sniffed = await sniff.stop('SIGTERM');
     assert.doesNotMatch(sniffed.stdout, /198\.18\.200\.9/, 'a forged packet reached the container');
 
-    await capture.stop('SIGINT');
-    const dump = await lab.exec(lab.switchNetns, `tcpdump -r ${pcap} -nn 2>/dev/null`, { check: true });
+    await Promise.all(captures.map((capture) => capture.stop('SIGINT')));
+    const dump = await lab.exec(h0, pcaps.map((pcap) => `tcpdump -r ${pcap} -nn 2>/dev/null`).join('; '), { check: true });
     const lines = dump.stdout.split('\n').filter((line) => line.trim() !== '');
     assert.ok(lines.length > 50, `the capture holds the containers' traffic (${lines.length} packets)`);
-    const clear = lines.filter((line) => !/\.51820[ :]/.test(line) && !/198\.18\.200\.9|> 192\.0\.2\.\d+\.51820/.test(line));
-    assert.deepEqual(clear.filter((line) => !line.includes('192.0.2.2.')), [], 'every packet between the hosts is a WireGuard datagram');
+    // between hosts: WireGuard port to WireGuard port; from the outsider (etcd, 192.0.2.2): its forged datagrams
+    const wireguard = /^\S+ IP (192\.0\.2\.1\d\.51820 > 192\.0\.2\.1\d\.51820|192\.0\.2\.2\.\d+ > 192\.0\.2\.1\d\.51820): /;
+    assert.deepEqual(lines.filter((line) => !wireguard.test(line)), [], 'every packet between the hosts is a WireGuard datagram');
     assert.deepEqual(lines.filter((line) => /198\.18\./.test(line) && !line.includes('198.18.200.9')), [], 'no overlay address on the underlay');
-    const raw = await lab.exec(lab.switchNetns, `tcpdump -r ${pcap} -A 2>/dev/null | grep -c ${MARKER} || true`);
+    const raw = await lab.exec(h0, `for f in ${pcaps.join(' ')}; do tcpdump -nn -r $f -A 2>/dev/null; done | grep -c ${MARKER} || true`);
     assert.equal(raw.stdout.trim(), '0', 'the TCP payload never crosses the underlay in clear');
 
     // /readyz and /metrics say which implementation runs
@@ -154,7 +154,8 @@ describe('e2e: the wireguard backend (wireguard-go)', function () {
     const lab = await track(NetnsLab.create({ hosts: 3 }));
     const containers = await startWireguardCluster(lab, { Network: '198.18.0.0/16', Backend: { Type: 'wireguard', PersistentKeepaliveInterval: 25 } });
     assert.deepEqual(await meshFailures(lab, containers), []);
-    const [h0, h1] = lab.hosts as [LabHost, LabHost];
+    const h0 = lab.hosts[0]!;
+    const h1 = lab.hosts[1]!;
     const keyOf = (host: LabHost): string => readFileSync(join(hostDir(lab, host), 'wgkey'), 'utf8').trim();
     const peersOf = async (host: LabHost): Promise<string> => wg(lab, host, 'show weft-wg dump');
     const h1Public = (await wg(lab, h1, 'show weft-wg public-key')).trim();
@@ -173,7 +174,7 @@ describe('e2e: the wireguard backend (wireguard-go)', function () {
     const before = keyOf(h1);
     await lab.stopAgent(h1);
     await lab.exec(h1, `rm ${join(hostDir(lab, h1), 'wgkey')}`, { check: true });
-    await lab.startAgent(h1, [...agentArgs({ agentArgs: [`--resync-interval=${RESYNC_SECONDS}`] }), ...wireguardArgs(lab, h1)]);
+    await lab.startAgent(h1, [...agentArgs(), ...wireguardArgs(lab, h1)]);
     await waitFor(async () => keyOf(h1) !== before, 'a new key on h1');
     const rotated = (await wg(lab, h1, 'show weft-wg public-key')).trim();
     assert.notEqual(rotated, h1Public);
