@@ -4,7 +4,7 @@
  * removed by hand coming back, key rotation, and the private key kept out of logs and weftctl.
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { keyToHex } from '../../agent/wireguard/keys.js';
 import { inSocketDir } from '../../agent/wireguard/wireguard-go.js';
@@ -175,7 +175,8 @@ describe('e2e: the wireguard backend (wireguard-go)', function () {
     await lab.stopAgent(h1);
     await lab.exec(h1, `rm ${join(hostDir(lab, h1), 'wgkey')}`, { check: true });
     await lab.startAgent(h1, [...agentArgs(), ...wireguardArgs(lab, h1)]);
-    await waitFor(async () => keyOf(h1) !== before, 'a new key on h1');
+    await waitForSubnetEnv(lab, h1);
+    await waitFor(async () => existsSync(join(hostDir(lab, h1), 'wgkey')) && keyOf(h1) !== before, 'a new key on h1');
     const rotated = (await wg(lab, h1, 'show weft-wg public-key')).trim();
     assert.notEqual(rotated, h1Public);
     await waitFor(async () => (await peersOf(h0)).includes(rotated) && !(await peersOf(h0)).includes(h1Public), 'h0 to take h1\'s new key');
