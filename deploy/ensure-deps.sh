@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 declare -A package_of=(
   [etcd]=etcd-server [etcdctl]=etcd-client [ip]=iproute2 [iptables]=iptables [ip6tables]=iptables
   [iperf3]=iperf3 [ping]=iputils-ping [tcpdump]=tcpdump [sysctl]=procps [openssl]=openssl [nft]=nftables
+  [wireguard-go]=wireguard-go [wg]=wireguard-tools
 )
 # the tests run `vagrant validate` on e2e/vagrant/Vagrantfile (no VM is started)
 if [ "${1:-test}" = test ]; then package_of[vagrant]=vagrant; fi

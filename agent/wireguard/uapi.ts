@@ -66,7 +66,7 @@ export function canonicalPrefix(text: string): string {
 }
 
 /** Parses the answer to `get=1` (without its final errno line check, done by the caller). */
-export function parseGet(text: string): DeviceState {
+function parseGet(text: string): DeviceState {
   const state: DeviceState = { publicKey: undefined, listenPort: 0, peers: new Map() };
   let peer: DevicePeer | undefined;
   for (const line of text.split('\n')) {
@@ -116,7 +116,7 @@ export function parseGet(text: string): DeviceState {
 }
 
 /** The `set=1` request for a change. */
-export function formatSet(change: DeviceChange): string {
+function formatSet(change: DeviceChange): string {
   const lines = ['set=1'];
   if (change.privateKeyHex !== undefined) lines.push(`private_key=${change.privateKeyHex}`);
   if (change.listenPort !== undefined) lines.push(`listen_port=${change.listenPort}`);

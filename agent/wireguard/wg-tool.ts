@@ -12,7 +12,7 @@ import { inSocketDir } from './wireguard-go.js';
 import type { WireguardControl } from './peers.js';
 
 /** Parses `wg show <dev> dump`: the device line, then one line per peer, fields separated by tabs. */
-export function parseDump(text: string): DeviceState {
+function parseDump(text: string): DeviceState {
   const lines = text.split('\n').filter((line) => line !== '');
   const device = lines.shift()?.split('\t') ?? [];
   const state: DeviceState = { publicKey: device[1] === undefined || device[1] === '(none)' ? undefined : device[1], listenPort: Number(device[2] ?? 0), peers: new Map() };
@@ -63,12 +63,15 @@ export class WgToolControl implements WireguardControl {
       args.push('endpoint', peer.endpoint, 'persistent-keepalive', peer.persistentKeepalive === 0 ? 'off' : String(peer.persistentKeepalive));
       args.push('allowed-ips', peer.allowedIPs.join(','));
       if (peer.presharedKeyHex === undefined) args.push('preshared-key', '/dev/null');
-      else secrets.push('[Peer]', `PublicKey = ${peer.publicKey}`, `PresharedKey = ${keyFromHex(peer.presharedKeyHex)}`);
+      // a [Peer] of addconf sets its AllowedIPs too: without the line they would be emptied
+      else secrets.push('[Peer]', `PublicKey = ${peer.publicKey}`, `PresharedKey = ${keyFromHex(peer.presharedKeyHex)}`, `AllowedIPs = ${peer.allowedIPs.join(', ')}`);
     }
     if (args.length > 0) await runChecked(this.run, this.wg(['set', this.device, ...args]));
     if (change.privateKeyHex !== undefined) secrets.unshift('[Interface]', `PrivateKey = ${keyFromHex(change.privateKeyHex)}`);
     if (secrets.length === 0) return;
-    const result = await this.run(this.wg(['addconf', this.device, '/dev/stdin']), { stdin: `${secrets.join('\n')}\n` });
+    // Node hands a child's stdin over as a socket, which wg cannot open as /dev/stdin: cat makes it a pipe
+    const addconf = inSocketDir(this.socketDir, ['sh', '-c', 'cat | wg addconf "$0" /dev/stdin', this.device]);
+    const result = await this.run(addconf, { stdin: `${secrets.join('\n')}\n` });
     // wg quotes the line it could not take, which may hold a key: its output is not passed on
     if (result.code !== 0) throw new UapiError(`wg addconf ${this.device} (the keys) failed with exit ${result.code}`);
   }
