@@ -171,7 +171,7 @@ describe('agent/kernel-view: the loop\'s picture of the kernel and its planner',
       { kind: 'route', action: 'new', route: route({ dst: '198.51.100.0/24', gateway: '192.0.2.1', ifindex: PUBLIC, protocol: 4 }) },
     ];
     for (const change of echo) assert.equal(view.observe(change, want), 'ignore', JSON.stringify(change));
-    assert.deepEqual(view.takeDirty(), { neighbours: new Set(), fdb: new Set(), routes: new Set() });
+    assert.deepEqual(view.takeDirty(), { neighbours: new Set(), fdb: new Set(), routes: new Set(), wireguardPeers: new Set() });
 
     assert.equal(view.observe({ kind: 'route', action: 'del', route: route({ dst: spec.dst, ifindex: OVERLAY, nexthopId: id }) }, want), 'dirty');
     assert.equal(view.observe({ kind: 'neighbour', action: 'new', neighbour: neighbour(A[1], '0e:00:00:00:99:99') }, want), 'dirty');

@@ -6,6 +6,8 @@ import {
   DEFAULT_UDP_PORT,
   DEFAULT_VNI,
   DEFAULT_VXLAN_PORT,
+  DEFAULT_WIREGUARD_PORT,
+  DEFAULT_WIREGUARD_PORT_V6,
   isSubnetAllowed,
   parseNetworkConfig,
   subnetRangeSize,
@@ -88,7 +90,8 @@ describe('config', () => {
       assert.equal(DEFAULT_VXLAN_PORT, 8472);
       assert.equal(DEFAULT_UDP_PORT, 8285);
       assert.equal(DEFAULT_VNI, 1);
-      assert.deepEqual([...SUPPORTED_BACKENDS].sort(), ['host-gw', 'udp', 'vxlan']);
+      assert.deepEqual([DEFAULT_WIREGUARD_PORT, DEFAULT_WIREGUARD_PORT_V6], [51820, 51821]);
+      assert.deepEqual([...SUPPORTED_BACKENDS].sort(), ['host-gw', 'udp', 'vxlan', 'wireguard']);
     });
 
     it('keeps fields it does not know in raw', () => {
