@@ -174,7 +174,7 @@ function commands(parser: Argv<EtcdArgs>): Argv<EtcdArgs> {
         .option('ipv6-subnet-len', { type: 'number', describe: 'set: prefix length of each host IPv6 subnet' })
         .option('ipv6-subnet-min', { type: 'string', describe: 'set: the first IPv6 subnet handed out' })
         .option('ipv6-subnet-max', { type: 'string', describe: 'set: the last IPv6 subnet handed out' })
-        .option('backend', { type: 'string', default: 'vxlan', describe: 'set: vxlan, host-gw or udp' })
+        .option('backend', { type: 'string', default: 'vxlan', describe: 'set: vxlan, host-gw, udp or wireguard' })
         .option('vni', { type: 'number', describe: 'set: VXLAN network identifier' })
         .option('port', { type: 'number', describe: 'set: VXLAN UDP port' })
         .option('direct-routing', { type: 'boolean', describe: 'set: route directly to peers on the same subnet' })

@@ -5,6 +5,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { inspect } from 'node:util';
 import { scenarioRunner, useNetns } from '../../test/netns.js';
+import { IpAddress } from '../../common/cidr.js';
+import { parseNetworkConfig, type WireguardBackendConfig } from '../../common/config.js';
+import { formatLeaseAttrs, parseLeaseAttrs } from '../../common/lease.js';
+import { wireguardBackendData } from './wireguard.js';
 import { keyFromHex, keyToHex, loadOrCreateKeys, WireguardKeyError, WireguardKeys } from './keys.js';
 import { UapiClient, UapiError } from './uapi.js';
 import { inSocketDir } from './wireguard-go.js';
@@ -68,6 +72,21 @@ describe('wireguard keys', function () {
     const keys = WireguardKeys.generate();
     assert.equal(keyFromHex(keyToHex(keys.publicKey)), keys.publicKey);
     assert.match(keyToHex(keys.publicKey), /^[0-9a-f]{64}$/);
+  });
+});
+
+describe('wireguard lease', function () {
+  const KEY = 'xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=';
+
+  it('writes flanneld\'s wireguard lease value byte for byte (IPv4, and dual stack with Mode separate)', function () {
+    // as flanneld v0.27 marshals its LeaseAttrs and wireguardLeaseAttrs{PublicKey, Port}
+    const flanneld = `{"PublicIP":"192.0.2.12","PublicIPv6":null,"BackendType":"wireguard","BackendData":{"PublicKey":"${KEY}","Port":51820}}`;
+    const v4 = parseNetworkConfig('{"Network":"198.18.0.0/16","Backend":{"Type":"wireguard"}}').backend as WireguardBackendConfig;
+    const attrs = { publicIP: IpAddress.parse('192.0.2.12'), publicIPv6: undefined, backendType: 'wireguard', backendData: wireguardBackendData(KEY, v4, 4), backendV6Data: undefined, extra: {} };
+    assert.equal(formatLeaseAttrs(attrs), flanneld);
+    const dual = `{"PublicIP":"192.0.2.12","PublicIPv6":"2001:db8:0:1::12","BackendType":"wireguard","BackendData":{"PublicKey":"${KEY}","Port":51820},"BackendV6Data":{"PublicKey":"${KEY}","Port":51821}}`;
+    assert.equal(formatLeaseAttrs({ ...attrs, publicIPv6: IpAddress.parse('2001:db8:0:1::12'), backendV6Data: wireguardBackendData(KEY, v4, 6) }), dual);
+    assert.equal(formatLeaseAttrs(parseLeaseAttrs(dual, 'k')), dual);
   });
 });
 
