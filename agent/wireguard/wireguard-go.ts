@@ -81,10 +81,7 @@ export class WireguardGo {
     if (this.running) return;
     const { device, socketDir, log } = this.options;
     mkdirSync(socketDir, { recursive: true, mode: 0o755 });
-    if (existsSync(this.socketPath)) {
-      log.warn({ device, socket: this.socketPath }, 'removing the socket of a wireguard-go weftd does not supervise (it exits)');
-      unlinkSync(this.socketPath);
-    }
+    this.dismissOrphan();
     const argv = inSocketDir(socketDir, [this.options.command ?? 'wireguard-go', '-f', device]);
     const child = spawn(argv[0]!, argv.slice(1), {
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -128,6 +125,17 @@ export class WireguardGo {
       await new Promise((done) => setTimeout(done, 20));
     }
     log.info({ device, pid: child.pid, socket: this.socketPath }, 'started wireguard-go');
+  }
+
+  /**
+   * Removes the socket of a wireguard-go weftd does not supervise (left by a weftd that was killed), which
+   * makes that wireguard-go exit: it watches its socket. Says whether there was one.
+   */
+  dismissOrphan(): boolean {
+    if (this.running || !existsSync(this.socketPath)) return false;
+    this.options.log.warn({ device: this.options.device, socket: this.socketPath }, 'removing the socket of a wireguard-go weftd does not supervise (it exits)');
+    unlinkSync(this.socketPath);
+    return true;
   }
 
   /** Stops wireguard-go (its TUN device goes with it). */

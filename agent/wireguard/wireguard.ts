@@ -228,10 +228,14 @@ export class WireguardBackend implements Backend {
   private async ensureUserspaceLink(): Promise<LinkInfo> {
     const { kernel } = this.context;
     if (!this.wireguardGo.running) {
+      // an orphaned wireguard-go (weftd was killed) exits when its socket goes, and takes its device along
+      if (this.wireguardGo.dismissOrphan()) {
+        for (let attempt = 0; attempt < 120 && (await kernel.getLink(this.deviceName)) !== null; attempt++) await new Promise((done) => setTimeout(done, 25));
+      }
       const stale = await kernel.getLink(this.deviceName);
       if (stale !== null) {
         this.context.log.warn({ device: this.deviceName, kind: stale.kind }, 'a device weftd does not supervise has the WireGuard device\'s name; replacing it');
-        await kernel.deleteLink(stale.index).catch(() => undefined);
+        await kernel.deleteLink(stale.index);
       }
       await this.wireguardGo.start();
     }

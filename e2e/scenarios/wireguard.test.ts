@@ -170,6 +170,24 @@ describe('e2e: the wireguard backend (wireguard-go)', function () {
     await waitFor(async () => (await peersOf(h0)).includes(`${h1.publicIp}:51820`), 'the changed peer to be repaired', (RESYNC_SECONDS + 5) * 1000);
     assert.deepEqual(await meshFailures(lab, containers), []);
 
+    // the network route deleted by hand is back on the kernel's notification
+    await lab.exec(h0, 'ip route del 198.18.0.0/16 dev weft-wg', { check: true });
+    await waitFor(async () => (await lab.exec(h0, 'ip route show dev weft-wg')).stdout.includes('198.18.0.0/16'), 'the network route to come back');
+
+    // weftd killed: its wireguard-go is orphaned; the next weftd dismisses it and starts its own
+    const h2 = lab.hosts[2]!;
+    // the wireguard-go of this host's network namespace (pgrep alone sees every lab's)
+    const ownWireguardGo = async (): Promise<string> => (await lab.exec(h2,
+      'for p in $(pgrep -x wireguard-go); do [ "$(readlink /proc/$p/ns/net)" = "$(readlink /proc/self/ns/net)" ] && echo $p; done; true')).stdout.trim();
+    const orphan = await ownWireguardGo();
+    assert.match(orphan, /^\d+$/);
+    await lab.stopAgent(h2, 'SIGKILL');
+    await lab.startAgent(h2, [...agentArgs(), ...wireguardArgs(lab, h2)]);
+    await waitFor(async () => {
+      const now = await ownWireguardGo();
+      return /^\d+$/.test(now) && now !== orphan && (await meshFailures(lab, containers)).length === 0;
+    }, 'the restarted weftd\'s own wireguard-go to carry the mesh', 30_000);
+
     // rotate h1's key: delete the file and restart h1's weftd only
     const before = keyOf(h1);
     await lab.stopAgent(h1);
