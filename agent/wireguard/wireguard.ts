@@ -131,7 +131,11 @@ export class WireguardBackend implements Backend {
       return;
     }
     const { implementation } = this.host;
-    if (implementation !== 'userspace') {
+    const existing = await this.context.kernel.getLink(this.deviceName);
+    if (implementation === 'auto' && existing?.kind === 'tun') {
+      // an earlier weftd's wireguard-go (weftd was killed): the userspace path again, without disturbing it first
+      this.reason = `--wireguard-implementation "auto": ${this.deviceName} is wireguard-go's TUN device from an earlier start, wireguard-go again`;
+    } else if (implementation !== 'userspace') {
       try {
         await this.ensureKernelLink();
         this.choose('kernel', `--wireguard-implementation "${implementation}"${implementation === 'auto' ? ': kernel WireGuard works' : ''}`);
@@ -143,8 +147,8 @@ export class WireguardBackend implements Backend {
     } else {
       this.reason = '--wireguard-implementation "userspace": wireguard-go on TUN';
     }
-    await this.wireguardGo.start();
     this.choose('userspace', this.reason);
+    await this.ensureUserspaceLink();
   }
 
   async ensureDevices(own: Lease): Promise<BackendDevices> {
