@@ -157,7 +157,7 @@ export class WireguardBackend implements Backend {
     let link: LinkInfo | null;
     if (!this.ownsDevice) {
       link = await kernel.getLink(this.deviceName);
-      if (link === null) throw new WireguardDeviceError(`${this.deviceName} is not there yet: the IPv4 plane makes it (Backend.Mode ${this.options.mode})`);
+      if (link === null || !link.up) throw new WireguardDeviceError(`${this.deviceName} is not set up yet: the IPv4 plane makes it (Backend.Mode ${this.options.mode})`);
     } else {
       link = this.implementation === 'kernel' ? await this.ensureKernelLink() : await this.ensureUserspaceLink();
       await this.ensureDeviceKeyAndPort();

@@ -39,6 +39,9 @@ async function startWireguardCluster(lab: NetnsLab, config: object, extra: (host
     await waitForSubnetEnv(lab, host);
     containers.push(...(await lab.addContainers(host, 1)));
   }
+  // A handshake sent before the peer's device listened (or while its IPv6 address was still tentative) is
+  // retried by WireGuard 5 s later: the first ping may miss it.
+  await waitFor(async () => (await meshFailures(lab, containers, { count: 1 })).length === 0, 'the first handshakes', 30_000);
   return containers;
 }
 
@@ -219,5 +222,20 @@ describe('e2e: the wireguard backend (wireguard-go)', function () {
     const h0 = lab.hosts[0]!;
     assert.match(await wg(lab, h0, 'show weft-wg-v6 dump'), /\[2001:db8:0:1::[0-9a-f]+\]:51821\t2001:db8:100:[0-9a-f]+::\/64/);
     assert.match((await lab.exec(h0, 'ip -6 route show dev weft-wg-v6', { check: true })).stdout, /2001:db8:100::\/48/);
+  });
+
+  it('dual stack with Mode ipv6: one device for both families, every peer reached over IPv6 at the port it listens on', async function () {
+    const lab = await track(NetnsLab.create({ hosts: 3, ipv6: true }));
+    const containers = await startWireguardCluster(lab, {
+      Network: '198.18.0.0/16', EnableIPv6: true, IPv6Network: '2001:db8:100::/48', Backend: { Type: 'wireguard', Mode: 'ipv6' },
+    });
+    assert.deepEqual(await meshFailures(lab, containers, { family: 4 }), []);
+    assert.deepEqual(await meshFailures(lab, containers, { family: 6 }), []);
+    const h0 = lab.hosts[0]!;
+    assert.equal((await lab.exec(h0, 'ip link show weft-wg-v6')).code, 1, 'no second device');
+    const dump = await wg(lab, h0, 'show weft-wg dump');
+    assert.match(dump, /\[2001:db8:0:1::[0-9a-f]+\]:51820\t198\.18\.\d+\.0\/24,2001:db8:100:[0-9a-f]+::\/64\t/);
+    assert.match((await lab.exec(h0, 'ip route show dev weft-wg; ip -6 route show dev weft-wg', { check: true })).stdout, /198\.18\.0\.0\/16[\s\S]*2001:db8:100::\/48/);
+    for (const lease of await listSubnetLeases(lab)) assert.equal((lease.attrs?.BackendV6Data as { Port?: number }).Port, 51820);
   });
 });
