@@ -45,6 +45,8 @@ export interface ControlRun {
   viaWg: SeenDevice;
   /** after `wg` changed one peer and removed the other, read over the UAPI */
   afterWg: SeenDevice;
+  /** after wg set the device's key and port */
+  wgDevice: { keyMatches: boolean; listenPort: number; peers: number };
   /** the peer table's full sync after a peer was removed and another changed by hand */
   repair: { operations: number; failures: number; device: SeenDevice };
   /** an incremental sync of one key only */
@@ -82,6 +84,11 @@ export async function controls(arg: { peers: string[]; psk: string }): Promise<C
       { kind: 'set', publicKey: c, endpoint: '192.0.2.14:51820', allowedIPs: ['198.18.4.0/24'], presharedKeyHex: keyToHex(arg.psk), persistentKeepalive: 5 },
     ] });
     const afterWg = seen(await uapi.get());
+    // the device's own key and port through wg (the private key on stdin)
+    const rekeyed = WireguardKeys.generate();
+    await wg.set({ privateKeyHex: rekeyed.privateKeyHex(), listenPort: 4000, peers: [] });
+    const device = await uapi.get();
+    const wgDevice = { keyMatches: device.publicKey === rekeyed.publicKey, listenPort: device.listenPort, peers: device.peers.size };
 
     const control: WireguardControl = uapi;
     const table = new WireguardPeerTable(control, { presharedKeyHex: keyToHex(arg.psk), persistentKeepalive: 25 }, log);
@@ -96,7 +103,7 @@ export async function controls(arg: { peers: string[]; psk: string }): Promise<C
     const changed = await table.sync(desired, new Set([b]));
     const incremental = { operations: changed.operations, device: seen(await uapi.get()) };
     const idle = await table.sync(desired, 'all');
-    return { ownPublicKey: own.publicKey, viaUapi, viaWg, afterWg, repair, incremental, idle: { operations: idle.operations }, socketPath: go.socketPath };
+    return { ownPublicKey: own.publicKey, viaUapi, viaWg, afterWg, wgDevice, repair, incremental, idle: { operations: idle.operations }, socketPath: go.socketPath };
   } finally {
     await go.stop();
     rmSync(dir, { recursive: true, force: true });
@@ -120,7 +127,7 @@ export interface DeviceRun {
 }
 
 /** The backend's device in a namespace with an underlay veth: wireguard-go, address, route, MTU, key. */
-export async function device(arg: { keyFile: string; socketDir: string; implementation: 'auto' | 'userspace' }): Promise<DeviceRun> {
+export async function device(arg: { keyFile: string; socketDir: string; implementation: 'auto' | 'kernel' | 'userspace' }): Promise<DeviceRun> {
   execFileSync('ip', ['link', 'add', 'eth1', 'mtu', '1500', 'type', 'veth', 'peer', 'name', 'eth1p']);
   execFileSync('ip', ['addr', 'add', '192.0.2.11/24', 'dev', 'eth1']);
   execFileSync('ip', ['link', 'set', 'eth1', 'up']);

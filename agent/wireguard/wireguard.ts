@@ -141,7 +141,11 @@ export class WireguardBackend implements Backend {
         this.choose('kernel', `--wireguard-implementation "${implementation}"${implementation === 'auto' ? ': kernel WireGuard works' : ''}`);
         return;
       } catch (err) {
-        if (implementation === 'kernel' || !(err instanceof NetlinkError) || !KERNEL_UNAVAILABLE.has(err.errnoName)) throw err;
+        const unavailable = err instanceof NetlinkError && KERNEL_UNAVAILABLE.has(err.errnoName);
+        if (unavailable && implementation === 'kernel') {
+          throw new WireguardDeviceError(`--wireguard-implementation "kernel": kernel WireGuard is unavailable (${err.message}); load the wireguard module (Linux ≥ 5.6) or use --wireguard-implementation=auto or userspace (wireguard-go)`, err);
+        }
+        if (!unavailable) throw err;
         this.reason = `--wireguard-implementation "auto": kernel WireGuard is unavailable (${err.message}), wireguard-go on TUN instead`;
       }
     } else {
