@@ -27,7 +27,7 @@ export interface VxlanBackendData {
 export interface WireguardBackendData {
   /** base64, as `wg` writes it */
   publicKey: string;
-  /** undefined when the lease names none (flanneld before v0.27 writes none) or 0: the network's ListenPort then */
+  /** undefined when the lease names none (flanneld before v0.26.6 writes none) or 0: the network's ListenPort then */
   port: number | undefined;
 }
 

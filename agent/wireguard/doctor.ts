@@ -3,8 +3,11 @@
  * the network), its key and listen port against the key file and the lease, its peers against the leases
  * (as the reconcile loop would program them), and the key file's mode. Nothing here shows a private key.
  */
+import { existsSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { Family } from '../../common/cidr.js';
-import type { NetworkConfig, WireguardBackendConfig } from '../../common/config.js';
+import { WIREGUARD_OVERHEAD, type NetworkConfig, type WireguardBackendConfig } from '../../common/config.js';
 import { desiredFamilyState, wireguardDeviceFamily, wireguardListenPort } from '../../common/dataplane.js';
 import type { Lease } from '../../common/lease.js';
 import type { PublicInterface } from '../host/interfaces.js';
@@ -14,9 +17,6 @@ import { keyToHex, loadOrCreateKeys } from './keys.js';
 import { UapiClient, type DeviceState } from './uapi.js';
 import { WgToolControl } from './wg-tool.js';
 import { wireguardDeviceName, type WireguardHostOptions } from './wireguard.js';
-import { existsSync } from 'node:fs';
-import { stat } from 'node:fs/promises';
-import { join } from 'node:path';
 
 export interface WireguardFinding {
   check: string;
@@ -63,7 +63,7 @@ export async function wireguardFindings(input: WireguardDoctorInput): Promise<{ 
   const { kernel, config, backend, family, view, own } = input;
   const findings: WireguardFinding[] = [];
   const name = wireguardDeviceName(family, backend);
-  const mtu = (backend.mtu ?? view.mtu) - 80;
+  const mtu = (backend.mtu ?? view.mtu) - WIREGUARD_OVERHEAD;
   const publicKey = await keyFileFindings(input, findings);
   const link = await kernel.getLink(name);
   if (link === null) {

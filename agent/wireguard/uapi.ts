@@ -22,8 +22,6 @@ export interface DevicePeer {
   allowedIPs: string[];
   /** seconds since the epoch of the last handshake, 0 for none */
   lastHandshake: number;
-  rxBytes: number;
-  txBytes: number;
 }
 
 export interface DeviceState {
@@ -83,7 +81,7 @@ function parseGet(text: string): DeviceState {
         state.listenPort = Number(value);
         break;
       case 'public_key':
-        peer = { publicKey: keyFromHex(value), presharedKeyHex: undefined, endpoint: undefined, persistentKeepalive: 0, allowedIPs: [], lastHandshake: 0, rxBytes: 0, txBytes: 0 };
+        peer = { publicKey: keyFromHex(value), presharedKeyHex: undefined, endpoint: undefined, persistentKeepalive: 0, allowedIPs: [], lastHandshake: 0 };
         state.peers.set(peer.publicKey, peer);
         break;
       case 'preshared_key':
@@ -101,14 +99,8 @@ function parseGet(text: string): DeviceState {
       case 'last_handshake_time_sec':
         if (peer !== undefined) peer.lastHandshake = Number(value);
         break;
-      case 'rx_bytes':
-        if (peer !== undefined) peer.rxBytes = Number(value);
-        break;
-      case 'tx_bytes':
-        if (peer !== undefined) peer.txBytes = Number(value);
-        break;
       default:
-        break; // fwmark, protocol_version, last_handshake_time_nsec, errno, and whatever comes next
+        break; // fwmark, protocol_version, last_handshake_time_nsec, rx_bytes, tx_bytes, errno, and whatever comes next
     }
   }
   for (const each of state.peers.values()) each.allowedIPs.sort();

@@ -17,7 +17,7 @@ function parseDump(text: string): DeviceState {
   const device = lines.shift()?.split('\t') ?? [];
   const state: DeviceState = { publicKey: device[1] === undefined || device[1] === '(none)' ? undefined : device[1], listenPort: Number(device[2] ?? 0), peers: new Map() };
   for (const line of lines) {
-    const [publicKey, psk, endpoint, allowed, handshake, rx, tx, keepalive] = line.split('\t');
+    const [publicKey, psk, endpoint, allowed, handshake, , , keepalive] = line.split('\t');
     if (publicKey === undefined) continue;
     const peer: DevicePeer = {
       publicKey,
@@ -26,8 +26,6 @@ function parseDump(text: string): DeviceState {
       persistentKeepalive: keepalive === undefined || keepalive === 'off' ? 0 : Number(keepalive),
       allowedIPs: allowed === undefined || allowed === '(none)' ? [] : allowed.split(',').map(canonicalPrefix).sort(),
       lastHandshake: Number(handshake ?? 0),
-      rxBytes: Number(rx ?? 0),
-      txBytes: Number(tx ?? 0),
     };
     state.peers.set(publicKey, peer);
   }

@@ -24,7 +24,7 @@ export class WireguardGoError extends WeftError {
 }
 
 /** Whether `dir` is the system's socket directory (so no private mount namespace is needed). */
-export function isSystemSocketDir(dir: string): boolean {
+function isSystemSocketDir(dir: string): boolean {
   const full = resolve(dir);
   return full === WIREGUARD_SOCKET_DIR || full === '/run/wireguard';
 }
@@ -56,8 +56,6 @@ export class WireguardGo {
   private child: ChildProcess | undefined;
   private exited: Promise<void> | undefined;
   private stopping = false;
-  /** Times it was started (1 at first; more after it died). */
-  starts = 0;
 
   constructor(private readonly options: WireguardGoOptions) {}
 
@@ -67,10 +65,6 @@ export class WireguardGo {
 
   get running(): boolean {
     return this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null;
-  }
-
-  get pid(): number | undefined {
-    return this.running ? this.child!.pid : undefined;
   }
 
   /**
@@ -88,7 +82,6 @@ export class WireguardGo {
       env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', WG_PROCESS_FOREGROUND: '1', LOG_LEVEL: 'error' },
     });
     this.child = child;
-    this.starts++;
     const forward = (stream: NodeJS.ReadableStream): void => {
       let pending = '';
       stream.setEncoding('utf8');

@@ -149,7 +149,7 @@ export async function device(arg: { keyFile: string; socketDir: string; implemen
     const state = await new UapiClient(join(arg.socketDir, 'weft-wg.sock')).get();
     const result = {
       kind: link.kind, mtu: link.mtu, up: link.up, addresses: ip(['-4', 'addr', 'show', 'dev', 'weft-wg']), routes: ip(['route', 'show', 'dev', 'weft-wg']),
-      listenPort: state.listenPort, publicKeyMatches: state.publicKey === backend.publicKey && devices.overlayIndex === link.index,
+      listenPort: state.listenPort, publicKeyMatches: state.publicKey === backend.backendData?.PublicKey && devices.overlayIndex === link.index,
       dataPath: backend.dataPath, reason: backend.dataPathReason,
     };
     ip(['route', 'del', '198.18.0.0/16', 'dev', 'weft-wg']);

@@ -79,7 +79,7 @@ describe('wireguard lease', function () {
   const KEY = 'xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=';
 
   it('writes flanneld\'s wireguard lease value byte for byte (IPv4, and dual stack with Mode separate)', function () {
-    // as flanneld v0.27 marshals its LeaseAttrs and wireguardLeaseAttrs{PublicKey, Port}
+    // as flanneld v0.26.6 and later marshal its LeaseAttrs and wireguardLeaseAttrs{PublicKey, Port}
     const flanneld = `{"PublicIP":"192.0.2.12","PublicIPv6":null,"BackendType":"wireguard","BackendData":{"PublicKey":"${KEY}","Port":51820}}`;
     const v4 = parseNetworkConfig('{"Network":"198.18.0.0/16","Backend":{"Type":"wireguard"}}').backend as WireguardBackendConfig;
     const attrs = { publicIP: IpAddress.parse('192.0.2.12'), publicIPv6: undefined, backendType: 'wireguard', backendData: wireguardBackendData(KEY, v4, 4), backendV6Data: undefined, extra: {} };
@@ -107,6 +107,20 @@ describe('wireguard-go socket directory', function () {
 
 describe('wireguard-go in a namespace', function () {
   this.timeout(60_000);
+  // Registered before useNetns' hook, so that it runs first: a scenario that timed out leaves its
+  // wireguard-go behind, which must not outlive the namespace.
+  afterEach(function () {
+    for (const name of spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout.split('\n').map((line) => line.split(' ')[0]!)) {
+      if (!name.startsWith(`weft-wg-${process.pid}-`)) continue;
+      for (const pid of spawnSync('ip', ['netns', 'pids', name], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean)) {
+        try {
+          process.kill(Number(pid), 'SIGKILL');
+        } catch {
+          // gone already
+        }
+      }
+    }
+  });
   const ns = useNetns('weft-wg');
   before(function () {
     if (!wireguardGo) {

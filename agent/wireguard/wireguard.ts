@@ -111,11 +111,6 @@ export class WireguardBackend implements Backend {
     return this.reason;
   }
 
-  /** The public key this host announces (after prepare). */
-  get publicKey(): string | undefined {
-    return this.keys?.publicKey;
-  }
-
   /** Loads (or makes) the key and settles the implementation, making the device to find out whether the kernel can. */
   async prepare(): Promise<void> {
     if (this.keys === undefined) {

@@ -153,7 +153,7 @@ describe('e2e: the wireguard backend (wireguard-go)', function () {
     }
   });
 
-  it('a peer removed or changed with wg comes back within the resync period; a rotated key reaches every peer without restarting it', async function () {
+  it('a peer removed or changed with wg comes back within the resync period; the route, a dead wireguard-go and a killed weftd heal; a rotated key reaches every peer without restarting it', async function () {
     const lab = await track(NetnsLab.create({ hosts: 3 }));
     const containers = await startWireguardCluster(lab, { Network: '198.18.0.0/16', Backend: { Type: 'wireguard', PersistentKeepaliveInterval: 25 } });
     assert.deepEqual(await meshFailures(lab, containers), []);
@@ -177,17 +177,27 @@ describe('e2e: the wireguard backend (wireguard-go)', function () {
     await lab.exec(h0, 'ip route del 198.18.0.0/16 dev weft-wg', { check: true });
     await waitFor(async () => (await lab.exec(h0, 'ip route show dev weft-wg')).stdout.includes('198.18.0.0/16'), 'the network route to come back');
 
+    // the wireguard-go of a host's network namespace (pgrep alone sees every lab's)
+    const ownWireguardGo = async (host: LabHost): Promise<string> => (await lab.exec(host,
+      'for p in $(pgrep -x wireguard-go); do [ "$(readlink /proc/$p/ns/net)" = "$(readlink /proc/self/ns/net)" ] && echo $p; done; true')).stdout.trim();
+
+    // wireguard-go dies: weftd starts another (the TUN device went with it) and configures it again
+    const died = await ownWireguardGo(h0);
+    assert.match(died, /^\d+$/);
+    await lab.exec(h0, `kill -9 ${died}`, { check: true });
+    await waitFor(async () => {
+      const now = await ownWireguardGo(h0);
+      return /^\d+$/.test(now) && now !== died && (await meshFailures(lab, containers, { count: 1 })).length === 0;
+    }, 'a new wireguard-go on h0 to carry the mesh', 30_000);
+
     // weftd killed: its wireguard-go is orphaned; the next weftd dismisses it and starts its own
     const h2 = lab.hosts[2]!;
-    // the wireguard-go of this host's network namespace (pgrep alone sees every lab's)
-    const ownWireguardGo = async (): Promise<string> => (await lab.exec(h2,
-      'for p in $(pgrep -x wireguard-go); do [ "$(readlink /proc/$p/ns/net)" = "$(readlink /proc/self/ns/net)" ] && echo $p; done; true')).stdout.trim();
-    const orphan = await ownWireguardGo();
+    const orphan = await ownWireguardGo(h2);
     assert.match(orphan, /^\d+$/);
     await lab.stopAgent(h2, 'SIGKILL');
     await lab.startAgent(h2, [...agentArgs(), ...wireguardArgs(lab, h2)]);
     await waitFor(async () => {
-      const now = await ownWireguardGo();
+      const now = await ownWireguardGo(h2);
       return /^\d+$/.test(now) && now !== orphan && (await meshFailures(lab, containers)).length === 0;
     }, 'the restarted weftd\'s own wireguard-go to carry the mesh', 30_000);
 
