@@ -1,6 +1,6 @@
 import type { Etcd3 } from 'etcd3';
 import type { Family } from '../common/cidr.js';
-import { isWellKnownPort, underlayAddressClash, type NetworkConfig } from '../common/config.js';
+import { isWellKnownPort, tunnelPorts, underlayAddressClash, type NetworkConfig } from '../common/config.js';
 import { WeftError } from '../common/errors.js';
 import { leaseBackendTypeFor, type Lease, type LeaseSubnets } from '../common/lease.js';
 import type { Backend, BackendContext } from './backend.js';
@@ -24,6 +24,7 @@ import { LeaseWatcher } from './registry/lease-watcher.js';
 import { SubnetLeaseManager, type LeaseTakeover, type OwnLease } from './registry/subnet-lease.js';
 import { createUdpBackend } from './udp/udp.js';
 import { createVxlanBackend } from './vxlan/mode.js';
+import { WireguardBackend } from './wireguard/wireguard.js';
 
 /** The config names a backend this build of weft cannot run. */
 export class UnsupportedBackendError extends WeftError {
@@ -43,6 +44,8 @@ export function createBackend(context: BackendContext): Backend {
       return new HostGwBackend(context);
     case 'udp':
       return createUdpBackend(context, backend);
+    case 'wireguard':
+      return new WireguardBackend(context, backend);
     default:
       // Unreachable while every type the config parser accepts is implemented.
       throw new UnsupportedBackendError((backend as { type: string }).type);
@@ -192,6 +195,7 @@ export class Agent {
         config,
         publicInterface: view,
         vxlanUserspace: this.options.vxlanUserspace,
+        wireguard: this.options.wireguard,
       });
       return { family, view, backend };
     });
@@ -412,17 +416,18 @@ export class Agent {
 
   /** Lets tunnel datagrams in only from the current peers, following the leases as they come and go. */
   private async startIngressAllowList(config: NetworkConfig, own: Lease): Promise<void> {
-    const port = config.backend.type === 'host-gw' ? undefined : config.backend.port;
-    if (!this.options.ingressAllowList || port === undefined) return;
-    if (isWellKnownPort(port)) {
+    const ports = tunnelPorts(config);
+    if (!this.options.ingressAllowList || ports.length === 0) return;
+    const wellKnown = ports.find(({ port }) => isWellKnownPort(port));
+    if (wellKnown !== undefined) {
       // The allow-list would drop the datagrams of the service that owns the port (DNS, DHCP, NTP, …) from
       // everyone but the peers: the port stays open, as it is on flanneld's hosts.
-      this.log.warn({ port }, 'no ingress allow-list: Backend.Port is below 1024, where well-known services listen');
-      this.readiness.setInfo('ingressAllowList', `off: Backend.Port ${port} is below 1024`);
+      this.log.warn({ port: wellKnown.port }, `no ingress allow-list: ${wellKnown.field} is below 1024, where well-known services listen`);
+      this.readiness.setInfo('ingressAllowList', `off: ${wellKnown.field} ${wellKnown.port} is below 1024`);
       return;
     }
     const allowList = new IngressAllowList({
-      ports: [port],
+      ports: ports.map(({ port }) => port),
       logger: this.log.child({ component: 'ingress' }),
       resyncSeconds: this.options.iptablesResyncSeconds,
     });

@@ -149,6 +149,12 @@ export function leasePublicIps(lease: Lease): string {
   return [lease.attrs.publicIP?.toString(), lease.attrs.publicIPv6?.toString()].filter(Boolean).join(',');
 }
 
+/** The WireGuard PublicKey of BackendData, and of BackendV6Data when it differs, joined by a comma ("" for none). */
+export function leasePublicKey(lease: Lease): string {
+  const keys = [lease.attrs.backendData?.PublicKey, lease.attrs.backendV6Data?.PublicKey].filter((key): key is string => typeof key === 'string');
+  return [...new Set(keys)].join(',');
+}
+
 /** The VtepMAC of BackendData, and of BackendV6Data when it differs, joined by a comma ("" for none). */
 export function leaseVtepMac(lease: Lease): string {
   const macs = [lease.attrs.backendData?.VtepMAC, lease.attrs.backendV6Data?.VtepMAC].filter((mac): mac is string => typeof mac === 'string');

@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import type { Etcd3 } from 'etcd3';
 import yargs, { type Argv } from 'yargs';
 import { Prefix, IpAddress } from '../../common/cidr.js';
-import { isSubnetAllowed, isWellKnownPort, MAX_FLANNEL_VNI, parseNetworkConfig, SUPPORTED_BACKENDS, underlayAddressClash, type NetworkConfig } from '../../common/config.js';
+import { isSubnetAllowed, isWellKnownPort, MAX_FLANNEL_VNI, parseNetworkConfig, SUPPORTED_BACKENDS, tunnelPorts, underlayAddressClash, type NetworkConfig } from '../../common/config.js';
 import { WeftError } from '../../common/errors.js';
 import { formatLeaseAttrs, formatLeaseKey, leaseBackend, leaseBackendTypeFor, type LeaseAttrs, type LeaseSubnets } from '../../common/lease.js';
 import { selectPublicInterface, underlayAddresses } from '../host/interfaces.js';
@@ -18,6 +18,7 @@ import {
   leasePublicIps,
   leasePublicIpv6,
   leaseSubnetText,
+  leasePublicKey,
   leaseVtepMac,
   listLeases,
   openEtcd,
@@ -33,6 +34,7 @@ import { DEFAULT_ENV_FILE, readEnvFile } from './env-file.js';
 import { ETCD_OPTIONS, flagKinds, flagsFromEnvironment, normalizeArgv, UsageError, type FlagKind } from './env.js';
 import { collectStatus, formatStatus } from './status.js';
 import { WEFTD_OPTIONS } from './weftd-options.js';
+import { DEFAULT_WIREGUARD_KEY_FILE } from '../wireguard/keys.js';
 
 export { WeftctlError };
 
@@ -207,7 +209,7 @@ function commands(parser: Argv<EtcdArgs>): Argv<EtcdArgs> {
         .option('ipv6-subnet-len', { type: 'number', describe: 'set: prefix length of each host IPv6 subnet' })
         .option('ipv6-subnet-min', { type: 'string', describe: 'set: the first IPv6 subnet handed out' })
         .option('ipv6-subnet-max', { type: 'string', describe: 'set: the last IPv6 subnet handed out' })
-        .option('backend', { type: 'string', default: 'vxlan', describe: 'set: vxlan, host-gw or udp' })
+        .option('backend', { type: 'string', default: 'vxlan', describe: 'set: vxlan, host-gw, udp or wireguard' })
         .option('vni', { type: 'number', describe: 'set: VXLAN network identifier' })
         .option('port', { type: 'number', describe: 'set: VXLAN UDP port' })
         .option('direct-routing', { type: 'boolean', describe: 'set: route directly to peers on the same subnet' })
@@ -233,9 +235,8 @@ function commands(parser: Argv<EtcdArgs>): Argv<EtcdArgs> {
         }
         const underlay = await underlayRisk(next, args);
         const risks = [
-          ...(next.backend.type !== 'host-gw' && isWellKnownPort(next.backend.port)
-            ? [`Backend.Port ${next.backend.port} is below 1024, where well-known services listen (DNS 53, DHCP 67/68, NTP 123, …): the tunnel would share the port with one, and weftd would leave it without the ingress allow-list`]
-            : []),
+          ...tunnelPorts(next).filter(({ port }) => isWellKnownPort(port)).map(({ field, port }) =>
+            `${field} ${port} is below 1024, where well-known services listen (DNS 53, DHCP 67/68, NTP 123, …): the tunnel would share the port with one, and weftd would leave it without the ingress allow-list`),
           ...(underlay === undefined ? [] : [underlay]),
         ];
         if (risks.length > 0 && !args.force) throw new WeftctlError(`refusing to write the config: ${risks.join('; ')}. Use --force to write it anyway`);
@@ -272,6 +273,7 @@ function commands(parser: Argv<EtcdArgs>): Argv<EtcdArgs> {
           publicIPv6: leasePublicIpv6(lease),
           backend: leaseBackend(lease.attrs, networkBackend),
           vtepMac: leaseVtepMac(lease),
+          publicKey: leasePublicKey(lease),
           ttlSeconds: remaining[i],
           reserved: lease.reservation,
           ignored: ignored.has(lease.name) ? { reason: ignored.get(lease.name)!.reason, detail: ignored.get(lease.name)!.detail } : null,
@@ -280,10 +282,13 @@ function commands(parser: Argv<EtcdArgs>): Argv<EtcdArgs> {
           print(`${JSON.stringify(rows, null, 2)}\n`);
           return;
         }
+        // WireGuard leases carry a public key: a column for it when any lease has one
+        const withKeys = rows.some((row) => row.publicKey !== '');
         print(`${formatTable([
-          ['SUBNET', 'PUBLIC IP', 'BACKEND', 'VTEP MAC', 'EXPIRES', 'STATUS'],
+          ['SUBNET', 'PUBLIC IP', 'BACKEND', 'VTEP MAC', ...(withKeys ? ['PUBLIC KEY'] : []), 'EXPIRES', 'STATUS'],
           ...rows.map((row, i) => [
-            row.subnet, leasePublicIps(leases[i]!.lease), row.backend || '-', row.vtepMac || '-', row.reserved ? 'reserved' : formatRemaining(row.ttlSeconds ?? 0),
+            row.subnet, leasePublicIps(leases[i]!.lease), row.backend || '-', row.vtepMac || '-', ...(withKeys ? [row.publicKey || '-'] : []),
+            row.reserved ? 'reserved' : formatRemaining(row.ttlSeconds ?? 0),
             row.ignored === null ? 'in use' : `ignored: ${row.ignored.detail}`,
           ]),
         ])}\n`);
@@ -358,6 +363,8 @@ function commands(parser: Argv<EtcdArgs>): Argv<EtcdArgs> {
         .option('iptables-forward-rules', WEFTD_OPTIONS['iptables-forward-rules'])
         .option('ingress-allow-list', WEFTD_OPTIONS['ingress-allow-list'])
         .option('vxlan-userspace', WEFTD_OPTIONS['vxlan-userspace'])
+        .option('wireguard-key-file', WEFTD_OPTIONS['wireguard-key-file'])
+        .option('wireguard-socket-dir', WEFTD_OPTIONS['wireguard-socket-dir'])
         .option('healthz-ip', WEFTD_OPTIONS['healthz-ip'])
         .option('healthz-port', { ...WEFTD_OPTIONS['healthz-port'], describe: 'weftd\'s --healthz-port, to check its /readyz (0 = do not)' })
         .option('output', { alias: 'o', choices: ['text', 'json'] as const, default: 'text' as const })
@@ -383,6 +390,11 @@ function commands(parser: Argv<EtcdArgs>): Argv<EtcdArgs> {
             forwardRules: args['iptables-forward-rules'],
             ingressAllowList: args['ingress-allow-list'],
             vxlanUserspace: args['vxlan-userspace'],
+            wireguard: {
+              implementation: 'auto',
+              keyFile: args['wireguard-key-file'] ?? process.env.WIREGUARD_KEY_FILE ?? DEFAULT_WIREGUARD_KEY_FILE,
+              socketDir: args['wireguard-socket-dir'],
+            },
             healthzIP: args['healthz-ip'],
             healthzPort: args['healthz-port'],
           });
@@ -404,7 +416,7 @@ function splitList(values: readonly string[]): string[] {
 const NODE_FLAGS: Record<string, readonly string[]> = {
   config: ['iface', 'iface-regex', 'public-ip', 'public-ipv6'],
   status: ['healthz-port'],
-  doctor: ['subnet-file', 'iface', 'iface-regex', 'public-ip', 'public-ipv6', 'ip-masq', 'ip-masq-fully-random-disable', 'iptables-forward-rules', 'ingress-allow-list', 'vxlan-userspace', 'healthz-ip', 'healthz-port'],
+  doctor: ['subnet-file', 'iface', 'iface-regex', 'public-ip', 'public-ipv6', 'ip-masq', 'ip-masq-fully-random-disable', 'iptables-forward-rules', 'ingress-allow-list', 'vxlan-userspace', 'wireguard-key-file', 'wireguard-socket-dir', 'healthz-ip', 'healthz-port'],
 };
 const COMMANDS = ['config', 'leases', 'lease', 'status', 'doctor'];
 

@@ -66,6 +66,17 @@ describe('weftd flags', function () {
     assert.match(help.stdout, /\[choices: "auto", "always", "never"\]/);
   });
 
+  it('WireGuard: the implementation (auto, kernel, userspace), the key file (flag, WEFTD_*, flanneld\'s WIREGUARD_KEY_FILE, /run/flannel/wgkey) and the socket directory', async function () {
+    assert.deepEqual((await parsed([])).wireguard, { implementation: 'auto', keyFile: '/run/flannel/wgkey', socketDir: '/var/run/wireguard' });
+    assert.equal((await parsed(['--wireguard-implementation=userspace'])).wireguard.implementation, 'userspace');
+    assert.equal((await parsed([], { WIREGUARD_KEY_FILE: '/etc/flannel/wgkey' })).wireguard.keyFile, '/etc/flannel/wgkey');
+    assert.equal((await parsed([], { WIREGUARD_KEY_FILE: '/etc/flannel/wgkey', WEFTD_WIREGUARD_KEY_FILE: '/etc/weft/wgkey' })).wireguard.keyFile, '/etc/weft/wgkey');
+    assert.equal((await parsed(['--wireguard-key-file=/k'], { WEFTD_WIREGUARD_KEY_FILE: '/etc/weft/wgkey' })).wireguard.keyFile, '/k');
+    assert.equal((await parsed(['--wireguard-socket-dir=/run/weft/wg'])).wireguard.socketDir, '/run/weft/wg');
+    const err = await usageError(['--wireguard-implementation=fast']);
+    assert.equal(err.flag, 'wireguard-implementation');
+  });
+
   it('routes through nexthop objects unless --no-nexthop-objects (or WEFTD_NEXTHOP_OBJECTS=false) says otherwise', async function () {
     assert.equal((await parsed([])).nexthopObjects, true);
     assert.equal((await parsed(['--no-nexthop-objects'])).nexthopObjects, false);

@@ -3,6 +3,9 @@ import { IpAddress } from '../../common/cidr.js';
 import type { UserspaceMode } from '../../common/config.js';
 import { DEFAULT_NODE_ID_FILE } from '../host/node-id.js';
 import { LOG_LEVELS } from '../log.js';
+import { DEFAULT_WIREGUARD_KEY_FILE } from '../wireguard/keys.js';
+import { WIREGUARD_IMPLEMENTATIONS, type WireguardHostOptions, type WireguardImplementation } from '../wireguard/wireguard.js';
+import { WIREGUARD_SOCKET_DIR } from '../wireguard/wireguard-go.js';
 import {
   ETCD_OPTIONS,
   etcdTlsFiles,
@@ -52,6 +55,7 @@ export interface WeftdOptions {
   vxlanUserspace: UserspaceMode | undefined;
   /** flanneld flags and WEFTD_* / FLANNELD_* variables weftd does not use, to warn about. */
   ignored: IgnoredSetting[];
+  wireguard: WireguardHostOptions;
 }
 
 /** weftd's flags (weftctl reuses the node-level ones for `status` and `doctor`). */
@@ -81,6 +85,14 @@ export const WEFTD_OPTIONS = {
     describe: 'this host\'s VXLAN data path, overriding the network config\'s Backend.Userspace: kernel VXLAN (never), weft\'s userspace path (always), or the kernel when it can (auto)',
   },
   'node-id-file': { type: 'string', default: DEFAULT_NODE_ID_FILE, describe: 'where this host keeps its identity (created on first start)' },
+  'wireguard-implementation': {
+    type: 'string',
+    choices: WIREGUARD_IMPLEMENTATIONS,
+    default: 'auto',
+    describe: 'the WireGuard device: kernel WireGuard, wireguard-go on TUN (userspace), or the kernel when it can (auto)',
+  },
+  'wireguard-key-file': { type: 'string', describe: `this host's WireGuard private key, made on first start (default: $WIREGUARD_KEY_FILE as for flanneld, else ${DEFAULT_WIREGUARD_KEY_FILE})` },
+  'wireguard-socket-dir': { type: 'string', default: WIREGUARD_SOCKET_DIR, describe: 'where wireguard-go\'s UAPI sockets are (another directory runs wireguard-go in a private mount namespace)' },
 } as const;
 
 function positive(flag: string, value: number, { integer = false, min = 0 } = {}): number {
@@ -191,5 +203,11 @@ export async function parseWeftdOptions(argv: string[], env: NodeJS.ProcessEnv =
     ingressAllowList: args['ingress-allow-list'],
     vxlanUserspace: args['vxlan-userspace'],
     ignored,
+    wireguard: {
+      implementation: args['wireguard-implementation'] as WireguardImplementation,
+      // flanneld's variable, below weft's own flag and WEFTD_WIREGUARD_KEY_FILE
+      keyFile: args['wireguard-key-file'] ?? env.WIREGUARD_KEY_FILE ?? DEFAULT_WIREGUARD_KEY_FILE,
+      socketDir: args['wireguard-socket-dir'],
+    },
   };
 }

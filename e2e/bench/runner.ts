@@ -26,6 +26,7 @@ export const BENCHMARK_MODULES: readonly string[] = [
   './convergence.js',
   './churn.js',
   './userspace.js',
+  './wireguard.js',
   './wakeup.js',
   './soak.js',
 ];
