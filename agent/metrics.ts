@@ -126,7 +126,7 @@ export class WeftMetrics {
     const ignored = (): ReadonlyMap<string, number> | undefined => this.ignoredSource?.();
     this.leasesIgnored = new Gauge({
       name: 'weft_leases_ignored',
-      help: 'Keys under subnets/ this agent does not use, by reason: malformed, invalid-subnet (not a subnet the config hands out), subnet-conflict or vtep-mac-conflict (an older lease holds it).',
+      help: 'Keys under subnets/ this agent does not use, by reason: malformed, invalid-subnet (not a subnet the config hands out), subnet-conflict, vtep-mac-conflict or public-key-conflict (another lease holds it).',
       labelNames: ['reason'],
       registers,
       collect() {
