@@ -9,6 +9,7 @@ import {
   transportChecksumValid,
   vxlanPrefix,
 } from '../../common/packet.js';
+import { skipOrFail } from '../../test/requirements.js';
 import { RECEIVE_BATCHES_PER_EVENT, RECEIVE_SLOT_SIZE, RECEIVE_SLOTS, RxPath, TxPath, type DatagramSender } from './paths.js';
 import { loadUdpNative } from './udp-native.js';
 import { RX_DROP_REASONS, TX_DROP_REASONS, type PathCounters, type WirePeer, type WorkerConfig } from './protocol.js';
@@ -433,7 +434,7 @@ describe('userspace transmit path', () => {
 
   it('native addon: sends a TSO frame as one UDP GSO train that arrives as the same datagrams dgram would send', async function () {
     const loaded = loadUdpNative();
-    if (!('native' in loaded)) this.skip();
+    if ('error' in loaded) skipOrFail(this, `needs weft's native addon for UDP (${loaded.error})`);
     const addon = loaded.native;
     const loopback = 0x7f000001;
     let port = 0;

@@ -3,6 +3,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
+import { requireOrSkip } from '../../test/requirements.js';
 import { waitFor } from '../../test/wait.js';
 import { ipv6Host, parseIpv4Prefix, ipv4Host } from './addr.js';
 import { parseSubnetEnv, shellQuote } from './driver.js';
@@ -25,9 +26,11 @@ import { NetnsLab } from './netns-lab.js';
 const fakeAgent = fileURLToPath(new URL('./fixtures/fake-weftd.js', import.meta.url));
 const labChild = fileURLToPath(new URL('./fixtures/lab-child.js', import.meta.url));
 
-function canRunLab(): boolean {
-  if (process.getuid?.() !== 0) return false;
-  return ['ip', 'etcd', 'etcdctl', 'ping'].every((command) => spawnSync('sh', ['-c', `command -v ${command} || PATH=$PATH:/usr/sbin:/sbin command -v ${command}`]).status === 0);
+/** What the lab needs and this machine lacks, if anything. */
+function labUnmet(): string | undefined {
+  if (process.getuid?.() !== 0) return 'needs root';
+  const missing = ['ip', 'etcd', 'etcdctl', 'ping'].filter((command) => spawnSync('sh', ['-c', `command -v ${command} || PATH=$PATH:/usr/sbin:/sbin command -v ${command}`]).status !== 0);
+  return missing.length === 0 ? undefined : `needs ${missing.join(', ')} (deploy/ensure-deps.sh installs them)`;
 }
 
 function rootLinks(): string[] {
@@ -89,7 +92,7 @@ describe('NetnsLab (network namespaces, needs root)', function () {
   let createMs: number;
 
   before(async function () {
-    if (!canRunLab()) this.skip();
+    requireOrSkip(this, labUnmet());
     linksBefore = rootLinks();
     const start = Date.now();
     lab = await NetnsLab.create({ hosts: 3, agentCommand: [process.execPath, fakeAgent] });
