@@ -197,8 +197,22 @@ describe('NetnsLab (network namespaces, needs root)', function () {
     assert.equal(third!.ip, '198.18.5.4');
     assert.equal(host.containers.length, 3);
 
-    // Without the agent nothing leaves the host: ip_forward stays 0.
-    assert.equal((await ping(lab, third!, '198.18.6.2', { count: 1, deadline: 1 })).received, 0);
+    // Without the agent nothing leaves the host: ip_forward stays 0. h2 routes the containers' subnet back to h1,
+    // so the ping would be answered the moment h1 forwarded it (checked by turning forwarding on for a moment).
+    const h2 = lab.host('h2');
+    await lab.exec(h2, `ip route add 198.18.5.0/24 via ${host.publicIp}`, { check: true });
+    try {
+      assert.equal((await lab.exec(host, 'cat /proc/sys/net/ipv4/ip_forward', { check: true })).stdout.trim(), '0');
+      assert.equal((await ping(lab, third!, h2.publicIp, { count: 1, deadline: 1 })).received, 0, 'h1 does not forward');
+      await lab.exec(host, 'echo 1 > /proc/sys/net/ipv4/ip_forward', { check: true });
+      try {
+        assert.equal((await ping(lab, third!, h2.publicIp, { count: 1, deadline: 2 })).received, 1, 'answered once h1 forwards');
+      } finally {
+        await lab.exec(host, 'echo 0 > /proc/sys/net/ipv4/ip_forward', { check: true });
+      }
+    } finally {
+      await lab.exec(h2, 'ip route del 198.18.5.0/24', { check: true });
+    }
 
     writeFileSync(lab.subnetFile(host), 'FLANNEL_NETWORK=198.18.0.0/16\nFLANNEL_SUBNET=198.18.8.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n');
     await assert.rejects(lab.addContainers(host, 1), /removeContainers first/);
