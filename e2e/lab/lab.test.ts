@@ -349,7 +349,7 @@ describe('NetnsLab (network namespaces, needs root)', function () {
     const pids = [agent.pid, sleeper.pid, stream.pid];
     assert.ok(pids.every(alive));
     // Partial damage: a namespace already gone, etcd already dead.
-    spawnSync('ip', ['netns', 'del', `${doomed.prefix}-h2`]);
+    assert.equal(spawnSync('ip', ['netns', 'del', `${doomed.prefix}-h2`]).status, 0);
     await doomed.stopEtcd();
     await Promise.all([doomed.destroy(), doomed.destroy()]);
     await doomed.destroy();
