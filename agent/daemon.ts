@@ -2,6 +2,7 @@ import type { Etcd3 } from 'etcd3';
 import type { Family } from '../common/cidr.js';
 import type { NetworkConfig } from '../common/config.js';
 import { WeftError } from '../common/errors.js';
+import type { PeersReport } from '../common/reachability.js';
 import { leaseBackendTypeFor, type Lease, type LeaseSubnets } from '../common/lease.js';
 import type { Backend, BackendContext } from './backend.js';
 import type { WeftdOptions } from './cli/weftd-options.js';
@@ -12,7 +13,8 @@ import { familyView, selectPublicInterface, type PublicInterface } from './host/
 import { readSubnetEnv, writeSubnetEnv } from './host/subnet-env.js';
 import { enableForwarding } from './host/sysctl.js';
 import { HostGwBackend } from './hostgw/hostgw.js';
-import { HealthServer, Readiness } from './http.js';
+import { PeerProbing } from './health/peer-health.js';
+import { HealthServer, Readiness, type PeersFilter } from './http.js';
 import { openKernel, openMonitor, type KernelMonitor, type NetlinkKernel } from './kernel/index.js';
 import type { Logger } from './log.js';
 import { WeftMetrics } from './metrics.js';
@@ -76,7 +78,7 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
  * flows on while weftd restarts) unless `releaseOnExit` is set.
  */
 export class Agent {
-  readonly metrics = new WeftMetrics();
+  readonly metrics: WeftMetrics;
   readonly readiness = new Readiness();
   private readonly abort = new AbortController();
   private readonly log: Logger;
@@ -98,12 +100,14 @@ export class Agent {
   /** Undefined until the lease watcher has talked to etcd. */
   private etcdReachable: boolean | undefined;
   private peersProgrammed = 0;
+  private probing: PeerProbing | undefined;
 
   constructor(
     private readonly options: WeftdOptions,
     logger: Logger,
   ) {
     this.log = logger;
+    this.metrics = new WeftMetrics({ perPeerProbes: options.probeMetricsPerPeer });
     this.client = connectEtcd(options.etcd);
     this.keys = new NetworkKeys(options.etcd.prefix);
     this.configWatcher = new ConfigWatcher({ client: this.client, keys: this.keys, logger: logger.child({ component: 'config' }) });
@@ -157,6 +161,7 @@ export class Agent {
         port: this.options.healthzPort,
         readiness: this.readiness,
         metrics: this.metrics,
+        peers: (filter) => this.peersReport(filter),
         logger: this.log,
       });
       this.log.info({ url: this.http.url }, 'serving /healthz, /readyz and /metrics');
@@ -212,6 +217,7 @@ export class Agent {
       this.planes.push({ family, backend, reconciler, iptables: undefined });
     }
     this.wirePlanes(config, own.lease);
+    this.startProbing(config, own.lease);
     const wire = (monitor: KernelMonitor): void => {
       this.monitor = monitor;
       monitor.on('change', (change) => {
@@ -250,6 +256,7 @@ export class Agent {
     if (this.stopping) return;
     this.abort.abort();
     this.log.info({ release: this.options.releaseOnExit }, 'stopping');
+    this.probing?.stop();
     await Promise.all(this.planes.map(({ reconciler }) => reconciler.stop()));
     for (const { backend } of this.planes) await backend.close?.().catch((err: Error) => this.log.error({ err: err.message }, 'could not stop the data path'));
     this.monitor?.close();
@@ -418,6 +425,34 @@ export class Agent {
     });
     await allowList.apply(peerIPs());
     allowList.start();
+  }
+
+  /** Probes every peer over the IPv4 overlay (--probe-interval); a host that cannot open the socket runs on without. */
+  private startProbing(config: NetworkConfig, own: Lease): void {
+    const plane = this.planes.find((candidate) => candidate.family === 4);
+    if (this.options.probeIntervalSeconds === 0 || plane === undefined) return;
+    try {
+      this.probing = new PeerProbing({
+        intervalSeconds: this.options.probeIntervalSeconds,
+        maxProbesPerSecond: this.options.probeRate,
+        backend: config.backend.type,
+        mtu: plane.backend.mtu,
+        log: this.log.child({ component: 'probe' }),
+        metrics: this.metrics.probes,
+        leases: this.leaseWatcher.leases,
+      });
+    } catch (err) {
+      this.log.error({ err }, 'not probing peers');
+      return;
+    }
+    const probing = this.probing;
+    probing.setOwn(own);
+    this.leaseWatcher.on('lease', () => probing.leasesChanged());
+    this.leases.on('acquired', (next) => probing.setOwn(next.lease));
+  }
+
+  private peersReport(filter: PeersFilter): PeersReport | undefined {
+    return this.probing?.report(filter);
   }
 
   private wirePlanes(config: NetworkConfig, own: Lease): void {

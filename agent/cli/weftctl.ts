@@ -27,7 +27,7 @@ import {
 import { formatFindings, runDoctor } from './doctor.js';
 import { DEFAULT_ENV_FILE, readEnvFile } from './env-file.js';
 import { ETCD_OPTIONS, flagKinds, flagsFromEnvironment, normalizeArgv, UsageError, type FlagKind } from './env.js';
-import { collectStatus, formatStatus } from './status.js';
+import { collectStatus, formatReachability, formatStatus } from './status.js';
 import { WEFTD_OPTIONS } from './weftd-options.js';
 
 export { WeftctlError };
@@ -285,7 +285,7 @@ function commands(parser: Argv<EtcdArgs>): Argv<EtcdArgs> {
         const rows = await collectStatus(leases, await remainingSeconds(client, leases), {
           healthzPort: port, timeoutMs: args.timeout * 1000, networkBackend: await networkBackendType(client, keys),
         });
-        process.stdout.write(args.output === 'json' ? `${JSON.stringify(rows, null, 2)}\n` : `${rows.length === 0 ? `no leases under ${keys.subnets}` : formatStatus(rows)}\n`);
+        process.stdout.write(args.output === 'json' ? `${JSON.stringify(rows, null, 2)}\n` : `${rows.length === 0 ? `no leases under ${keys.subnets}` : `${formatStatus(rows)}${formatReachability(rows)}`}\n`);
         if (port === 0 && args.output === 'table') process.stderr.write('weftctl: agents not asked: give --healthz-port (their --healthz-port)\n');
         const troubled = rows.filter((row) => row.problems.length > 0);
         if (troubled.length > 0) throw new WeftctlError(`${troubled.length} of ${rows.length} hosts have problems: ${troubled.map((row) => `${row.subnet} (${row.publicIP})`).join(', ')}`);

@@ -50,6 +50,12 @@ export interface WeftdOptions {
   ingressAllowList: boolean;
   /** This host's choice of VXLAN data path, overriding the config's Backend.Userspace; undefined: the config's. */
   vxlanUserspace: UserspaceMode | undefined;
+  /** Seconds between two probes of a peer over the overlay; 0: no probing. */
+  probeIntervalSeconds: number;
+  /** At most this many probe packets per second, all peers together. */
+  probeRate: number;
+  /** Probe metrics with a series per peer. */
+  probeMetricsPerPeer: boolean;
   /** flanneld flags and WEFTD_* / FLANNELD_* variables weftd does not use, to warn about. */
   ignored: IgnoredSetting[];
 }
@@ -81,6 +87,9 @@ export const WEFTD_OPTIONS = {
     describe: 'this host\'s VXLAN data path, overriding the network config\'s Backend.Userspace: kernel VXLAN (never), weft\'s userspace path (always), or the kernel when it can (auto)',
   },
   'node-id-file': { type: 'string', default: DEFAULT_NODE_ID_FILE, describe: 'where this host keeps its identity (created on first start)' },
+  'probe-interval': { type: 'number', default: 10, describe: 'seconds between two probes of each peer over the overlay, spread over the interval (0 = no probing; see /peers and weftctl status)' },
+  'probe-rate': { type: 'number', default: 500, describe: 'at most this many probe packets per second, all peers together: with many peers a round takes longer than --probe-interval' },
+  'probe-metrics-per-peer': { type: 'boolean', default: false, describe: 'label the probe RTT histogram and a probe state gauge by peer (a series per peer)' },
 } as const;
 
 function positive(flag: string, value: number, { integer = false, min = 0 } = {}): number {
@@ -159,6 +168,8 @@ export async function parseWeftdOptions(argv: string[], env: NodeJS.ProcessEnv =
   }
   const healthzPort = positive('healthz-port', args['healthz-port'], { integer: true });
   if (healthzPort > 65535) throw new UsageError('healthz-port', `${healthzPort} is not a port number`);
+  const probeInterval = positive('probe-interval', args['probe-interval']);
+  if (probeInterval > 0 && probeInterval < 0.5) throw new UsageError('probe-interval', `${probeInterval} is below 0.5 seconds (0 turns probing off)`);
   const healthzIP = args['healthz-ip'];
   address('healthz-ip', healthzIP, healthzIP.includes(':') ? 6 : 4);
 
@@ -190,6 +201,9 @@ export async function parseWeftdOptions(argv: string[], env: NodeJS.ProcessEnv =
     nodeIdFile: args['node-id-file'],
     ingressAllowList: args['ingress-allow-list'],
     vxlanUserspace: args['vxlan-userspace'],
+    probeIntervalSeconds: probeInterval,
+    probeRate: positive('probe-rate', args['probe-rate'], { min: 1 }),
+    probeMetricsPerPeer: args['probe-metrics-per-peer'],
     ignored,
   };
 }
