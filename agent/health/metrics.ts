@@ -48,19 +48,17 @@ export class ProbeMetrics {
       labelNames: ['size', 'result'],
       registers,
     });
-    if (perPeer) {
-      const states = () => this.prober?.states() ?? [];
-      new Gauge({
-        name: 'weft_peer_probe_state',
-        help: 'Each peer\'s probe state (1), by peer public IP and state (--probe-metrics-per-peer).',
-        labelNames: ['peer', 'state'],
-        registers,
-        collect() {
-          this.reset();
-          for (const [target, state] of states()) this.set({ peer: target.publicIP, state }, 1);
-        },
-      });
-    }
+    const states = () => (perPeer ? this.prober?.states() : undefined) ?? [];
+    new Gauge({
+      name: 'weft_peer_probe_state',
+      help: 'Each peer\'s probe state (1), by peer public IP and state; only with --probe-metrics-per-peer.',
+      labelNames: ['peer', 'state'],
+      registers,
+      collect() {
+        this.reset();
+        for (const [target, state] of states()) this.set({ peer: target.publicIP, state }, 1);
+      },
+    });
   }
 
   /** Reports `prober`'s peers from now on. */
