@@ -226,7 +226,7 @@ export class Agent {
       monitor.on('overrun', () => {
         for (const { reconciler } of this.planes) void reconciler.trigger('kernel', true);
       });
-      monitor.on('error', (err) => this.log.error({ err: err.message }, 'kernel monitor failed; relying on the periodic resync'));
+      monitor.on('error', (err) => this.log.error({ err }, 'kernel monitor failed; relying on the periodic resync'));
       // while a full run programs (thousands of peers at start), its echoes wait rather than compete with it
       for (const { reconciler } of this.planes) reconciler.on('busy', (busy) => (busy ? monitor.hold() : monitor.release()));
     };
@@ -258,7 +258,7 @@ export class Agent {
     this.log.info({ release: this.options.releaseOnExit }, 'stopping');
     this.probing?.stop();
     await Promise.all(this.planes.map(({ reconciler }) => reconciler.stop()));
-    for (const { backend } of this.planes) await backend.close?.().catch((err: Error) => this.log.error({ err: err.message }, 'could not stop the data path'));
+    for (const { backend } of this.planes) await backend.close?.().catch((err: Error) => this.log.error({ err }, 'could not stop the data path'));
     this.monitor?.close();
     void this.monitorStarting?.then((monitor) => monitor.close(), () => undefined);
     for (const { iptables } of this.planes) iptables?.stop();
@@ -266,12 +266,12 @@ export class Agent {
     await this.leaseWatcher.stop();
     await this.configWatcher.stop();
     if (this.options.releaseOnExit) {
-      await this.leases.release().catch((err: Error) => this.log.error({ err: err.message }, 'could not release the lease'));
+      await this.leases.release().catch((err: Error) => this.log.error({ err }, 'could not release the lease'));
       for (const { backend, iptables } of this.planes) {
-        await backend.teardown().catch((err: Error) => this.log.error({ err: err.message }, 'could not remove the devices'));
-        await iptables?.remove().catch((err: Error) => this.log.error({ err: err.message }, 'could not remove the iptables rules'));
+        await backend.teardown().catch((err: Error) => this.log.error({ err }, 'could not remove the devices'));
+        await iptables?.remove().catch((err: Error) => this.log.error({ err }, 'could not remove the iptables rules'));
       }
-      await this.ingress?.remove().catch((err: Error) => this.log.error({ err: err.message }, 'could not remove the ingress allow-list'));
+      await this.ingress?.remove().catch((err: Error) => this.log.error({ err }, 'could not remove the ingress allow-list'));
     } else {
       await this.leases.stop();
     }
@@ -313,7 +313,7 @@ export class Agent {
         return config;
       } catch (err) {
         if (!(err instanceof UnsupportedBackendError)) return config;
-        this.log.error({ err: err.message }, 'waiting for a config with a supported backend');
+        this.log.error({ err }, 'waiting for a config with a supported backend');
       }
       config = await new Promise<NetworkConfig>((resolve, reject) => {
         this.configWatcher.once('config', resolve);
@@ -328,7 +328,7 @@ export class Agent {
       const previous = await readSubnetEnv(this.options.subnetFile);
       if (previous?.subnet !== undefined) hint = { ipv4: previous.subnet, ipv6: previous.ipv6Subnet };
     } catch (err) {
-      this.log.warn({ file: this.options.subnetFile, err: (err as Error).message }, 'ignoring the old subnet.env');
+      this.log.warn({ file: this.options.subnetFile, err }, 'ignoring the old subnet.env');
     }
     const ofFamily = (family: Family) => backends.find((entry) => entry.family === family)?.backend;
     const request = {
@@ -339,7 +339,7 @@ export class Agent {
       backendData: ofFamily(4)?.backendData,
       backendV6Data: ofFamily(6)?.backendData,
     };
-    this.leases.on('error', (err) => this.log.warn({ err: err.message }, 'subnet lease trouble; retrying'));
+    this.leases.on('error', (err) => this.log.warn({ err }, 'subnet lease trouble; retrying'));
     this.leases.on('takenOver', (takeover) => this.reportTakeover(config, takeover));
     let delay = 500;
     for (;;) {
@@ -353,7 +353,7 @@ export class Agent {
         if (this.stopping) throw new RegistryStoppedError();
         // Retrying cannot fix a second host with our public IP: refuse to start and say which lease.
         if (err instanceof LeaseConflictError) throw err;
-        this.log.error({ err: (err as Error).message }, 'could not acquire a subnet lease; retrying');
+        this.log.error({ err }, 'could not acquire a subnet lease; retrying');
         await sleep(delay, this.abort.signal);
         delay = Math.min(delay * 2, 30_000);
       }
@@ -420,7 +420,7 @@ export class Agent {
       scheduled = true;
       setTimeout(() => {
         scheduled = false;
-        allowList.setPeers(peerIPs()).catch((err: Error) => this.log.error({ err: err.message }, 'could not update the ingress allow-list'));
+        allowList.setPeers(peerIPs()).catch((err: Error) => this.log.error({ err }, 'could not update the ingress allow-list'));
       }, 50).unref();
     });
     await allowList.apply(peerIPs());

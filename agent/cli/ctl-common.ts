@@ -6,6 +6,7 @@ import { decodeLease, type Lease } from '../../common/lease.js';
 import { connectEtcd, NetworkKeys } from '../registry/etcd.js';
 import { rangeEndOf } from '../registry/kv-mirror.js';
 import { etcdTlsFiles } from './env.js';
+import { checkReadable } from './error-text.js';
 
 /** A refused command: weftctl prints the message and exits 1. */
 export class WeftctlError extends WeftError {
@@ -29,9 +30,11 @@ export function etcdEndpoints(args: EtcdArgs): string[] {
 }
 
 export function openEtcd(args: EtcdArgs, callTimeoutMs?: number): Etcd3 {
+  const files = etcdTlsFiles(args);
+  checkReadable({ 'etcd-cafile': files.caFile, 'etcd-certfile': files.certFile, 'etcd-keyfile': files.keyFile }, 'weftctl');
   return connectEtcd({
     endpoints: etcdEndpoints(args),
-    ...etcdTlsFiles(args),
+    ...files,
     username: args['etcd-username'],
     password: args['etcd-password'],
     ...(callTimeoutMs === undefined ? {} : { callTimeoutMs }),

@@ -63,7 +63,7 @@ export interface WeftdOptions {
 /** weftd's flags (weftctl reuses the node-level ones for `status` and `doctor`). */
 export const WEFTD_OPTIONS = {
   ...ETCD_OPTIONS,
-  iface: { type: 'string', array: true, default: [] as string[], describe: 'interface (name or IP) for inter-host traffic; repeatable, first match wins' },
+  iface: { type: 'string', array: true, default: [] as string[], describe: 'interface (name or IP) for inter-host traffic; repeatable, first match wins (default: the interface of the default route, the IPv6 one for an IPv6-only network)' },
   'iface-regex': { type: 'string', array: true, default: [] as string[], describe: 'regex matched against interface names and IPs; repeatable' },
   'public-ip': { type: 'string', describe: 'IPv4 address other hosts reach this one at (default: the interface address)' },
   'public-ipv6': { type: 'string', describe: 'IPv6 address other hosts reach this one at' },

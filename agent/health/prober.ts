@@ -42,6 +42,9 @@ export interface ProberOptions {
 
 /** Unanswered probes in a row that change a peer's state. */
 export const LOST_AFTER = 2;
+/** The log sums up failing peers at most this often, naming this many. */
+const SUMMARY_EVERY_MS = 10_000;
+const SUMMARY_PEERS = 10;
 
 interface Outstanding {
   round: number;
@@ -105,6 +108,9 @@ export class PeerProber extends EventEmitter<ProberEvents> {
   private readonly timeoutMs: number;
   private readonly tickMs: number;
   private lastSendError = '';
+  /** Peers entered or left a failing state since the last summary in the log. */
+  private summaryDue = false;
+  private lastSummary = -Infinity;
 
   constructor(private readonly options: ProberOptions) {
     super();
@@ -203,6 +209,7 @@ export class PeerProber extends EventEmitter<ProberEvents> {
     const elapsed = now - this.lastTick;
     this.lastTick = now;
     this.expire(now);
+    if (this.summaryDue && now - this.lastSummary >= SUMMARY_EVERY_MS) this.logSummary(now);
     if (this.source === undefined || this.order.length === 0) {
       this.credit = 0;
       return;
@@ -214,6 +221,23 @@ export class PeerProber extends EventEmitter<ProberEvents> {
       this.cursor = (this.cursor + 1) % this.order.length;
       this.probe(peer, now);
     }
+  }
+
+  /** One line for all peers that changed (thousands may at once): how many fail, and some of them. */
+  private logSummary(now: number): void {
+    this.summaryDue = false;
+    this.lastSummary = now;
+    const failing = [...this.peers.values()].filter((peer) => peer.state === 'unreachable' || peer.state === 'mtu');
+    if (failing.length === 0) {
+      this.options.log.info('every peer answers probes over the overlay');
+      return;
+    }
+    const counts = this.counts();
+    this.options.log.warn({
+      unreachable: counts.unreachable,
+      mtu: counts.mtu,
+      peers: failing.slice(0, SUMMARY_PEERS).map((peer) => `${peer.target.publicIP} ${peer.state}`),
+    }, 'peers do not answer probes over the overlay (mtu: only small probes are answered); weftctl status says which way');
   }
 
   private probe(peer: PeerHealth, now: number): void {
@@ -308,12 +332,8 @@ export class PeerProber extends EventEmitter<ProberEvents> {
     const previous = peer.state;
     peer.state = state;
     peer.since = Date.now();
-    const fields = { peer: peer.target.publicIP, lease: peer.target.lease, state, previous };
-    if (state === 'unreachable' || state === 'mtu') {
-      this.options.log.warn(fields, state === 'mtu' ? 'only small probes reach this peer over the overlay: MTU black hole' : 'a peer does not answer probes over the overlay');
-    } else if (previous !== 'unknown') {
-      this.options.log.info(fields, 'a peer answers probes over the overlay again');
-    }
+    this.options.log.debug({ peer: peer.target.publicIP, lease: peer.target.lease, state, previous }, 'peer probe state');
+    if (state === 'unreachable' || state === 'mtu' || previous === 'unreachable' || previous === 'mtu') this.summaryDue = true;
     this.emit('state', peer.target, state, previous);
   }
 }

@@ -88,7 +88,7 @@ export class ConfigWatcher extends EventEmitter<ConfigWatcherEvents> {
     } catch (err) {
       if (!(err instanceof WeftError)) throw err;
       this.log.error(
-        { key: this.key, err: err.message },
+        { key: this.key, err },
         this.valid === undefined ? 'network config is invalid; waiting for a valid one' : 'network config is invalid; keeping the last valid config',
       );
       this.emit('invalid', err);

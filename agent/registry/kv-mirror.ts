@@ -126,7 +126,7 @@ export class KvMirror<T = KvEntry> extends EventEmitter<KvMirrorEvents<T>> {
         // One line per outage, not one per retry.
         const level = this.unreachableLogged ? 'debug' : 'warn';
         this.unreachableLogged = true;
-        this.log[level]({ err: (err as Error).message, prefix: this.prefix }, 'etcd list failed; retrying until it answers');
+        this.log[level]({ err, prefix: this.prefix }, 'etcd list failed; retrying until it answers');
         this.emit('reachable', false);
         await this.sleep(delay);
         delay = Math.min(delay * 2, this.maxBackoffMs);
@@ -168,7 +168,7 @@ export class KvMirror<T = KvEntry> extends EventEmitter<KvMirrorEvents<T>> {
     watcher.on('connected', () => this.emit('reachable', true));
     const disrupted = (why: string) => (err?: Error) => {
       if (this.watcher !== watcher || this.stopped) return;
-      this.log.info({ prefix: this.prefix, why, err: err?.message }, 'watch disrupted; listing again');
+      this.log.info({ prefix: this.prefix, why, err }, 'watch disrupted; listing again');
       void this.resync(why);
     };
     watcher.on('disconnected', disrupted('watch disconnected'));

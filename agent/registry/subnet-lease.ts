@@ -206,7 +206,7 @@ export class SubnetLeaseManager extends EventEmitter<SubnetLeaseEvents> {
       try {
         leases.push({ lease: decodeLease(name, kv.value.toString(), String(kv.lease) === '0'), kv });
       } catch (err) {
-        this.log.warn({ key: kv.key.toString(), err: (err as Error).message }, 'ignoring a malformed lease');
+        this.log.warn({ key: kv.key.toString(), err }, 'ignoring a malformed lease');
       }
     }
     return leases;
@@ -359,7 +359,7 @@ export class SubnetLeaseManager extends EventEmitter<SubnetLeaseEvents> {
     try {
       await this.client.leaseClient.leaseRevoke({ ID: etcdLeaseId });
     } catch (err) {
-      this.log.debug({ etcdLeaseId, err: (err as Error).message }, 'could not revoke an etcd lease; it will expire');
+      this.log.debug({ etcdLeaseId, err }, 'could not revoke an etcd lease; it will expire');
     }
   }
 

@@ -28,6 +28,7 @@ export const BENCHMARK_MODULES: readonly string[] = [
   './userspace.js',
   './wakeup.js',
   './soak.js',
+  './probing.js',
 ];
 
 export interface MachineInfo {
