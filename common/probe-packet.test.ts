@@ -79,7 +79,8 @@ describe('common/probe-packet: weft\'s ICMP probes', function () {
       const copy = Buffer.from(packet);
       copy[at] = value;
       const decoded = decodeProbe(copy);
-      if (decoded !== undefined) assert.equal(decoded.length, SMALL_PROBE_BYTES);
+      // a shorter total length can still check out: the padding it cuts off is zeros
+      if (decoded !== undefined) assert.ok(decoded.length >= MIN_PROBE_BYTES && decoded.length <= SMALL_PROBE_BYTES);
     }));
   });
 });

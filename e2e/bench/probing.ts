@@ -2,8 +2,9 @@
  * What probing every peer costs: weftd's CPU with thousands of synthetic peers, probing on (the defaults:
  * every 10 s, at most 500 probes/s) against probing off, in the same lab, over the same window.
  *
- * The synthetic peers' public IPs (198.19.0.0/16) are routed into a blackhole in the agent host's namespace:
- * the kernel encapsulates every probe and drops it there, so nothing is sent to them and none answers.
+ * The synthetic peers' public IPs (198.19.0.0/16) are routed into a blackhole in the agent host's namespace
+ * (the lab does that on every host): the kernel encapsulates every probe and drops it there, so nothing is
+ * sent to them and none answers.
  */
 import { httpGet } from '../lab/index.js';
 import { withBenchLab } from './lab.js';
@@ -42,7 +43,9 @@ export const benchmark: Benchmark = {
       const { lab } = bench;
       const host = lab.hosts[0]!;
       await bench.probe('seed', { etcd: bench.etcd, from: 0, count: peers }, 120_000);
-      await lab.exec(host, 'ip route add blackhole 198.19.0.0/16', { check: true });
+      // the lab routes 198.19.0.0/16 into a blackhole on every host: nothing reaches the synthetic peers
+      const blackhole = await lab.exec(host, 'ip route show type blackhole 198.19.0.0/16', { check: true });
+      if (blackhole.stdout.trim() === '') throw new Error('the lab host has no blackhole route for the synthetic peers');
       const metricsText = async () => (await httpGet(lab, host, `http://127.0.0.1:${HEALTHZ_PORT}/metrics`)).body;
       const measure = async (probing: boolean): Promise<Window> => {
         const agent = await lab.startAgent(host, [...QUIET, `--probe-interval=${probing ? 10 : 0}`]);
