@@ -10,7 +10,7 @@
  * neighbour (IPv4) and FDB (AF_BRIDGE) additions and deletions, mapped back to the synthetic peer they belong to.
  */
 import { spawn, type ChildProcess, type ChildProcessByStdio } from 'node:child_process';
-import { appendFileSync, closeSync, openSync } from 'node:fs';
+import { appendFileSync, closeSync, openSync, readFileSync, statSync } from 'node:fs';
 import type { Readable, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { Etcd3, type IRequestOp } from 'etcd3';
@@ -160,13 +160,19 @@ interface RunningAgent {
   child: ChildProcess;
   pid: number;
   startedAt: bigint;
+  /** Date.now() at the spawn, to compare with the times in weftd's log lines */
+  startedAtEpochMs: number;
+  /** where this run's lines start in the log file */
+  logOffset: number;
   exited: Promise<void>;
 }
 
 function startAgent(spec: AgentSpec): RunningAgent {
   appendFileSync(spec.logFile, `=== ${new Date().toISOString()} (${Date.now()}) probe starts ${[...spec.command, ...spec.args].join(' ')}\n`);
+  const logOffset = statSync(spec.logFile).size;
   const fd = openSync(spec.logFile, 'a');
   let child: ChildProcess;
+  const startedAtEpochMs = Date.now();
   const startedAt = process.hrtime.bigint();
   try {
     child = spawn(spec.command[0]!, [...spec.command.slice(1), ...spec.args], { stdio: ['ignore', fd, fd] });
@@ -175,7 +181,33 @@ function startAgent(spec: AgentSpec): RunningAgent {
   }
   if (child.pid === undefined) throw new Error(`could not start ${spec.command.join(' ')}`);
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  return { child, pid: child.pid, startedAt, exited };
+  return { child, pid: child.pid, startedAt, startedAtEpochMs, logOffset, exited };
+}
+
+/** What weftd's log says about one run: when each message was first logged, and the memory its 'ready' line reports. */
+export interface AgentLogTimeline {
+  /** message → ms from the spawn to its first line (pino's time, ms resolution) */
+  firstMs: Record<string, number>;
+  /** the 'ready' line's process.memoryUsage(), MB */
+  ready?: { rssMB: number; heapMB: number; heapTotalMB: number; externalMB: number };
+}
+
+function agentLogTimeline(spec: AgentSpec, agent: RunningAgent): AgentLogTimeline {
+  const timeline: AgentLogTimeline = { firstMs: {} };
+  for (const line of readFileSync(spec.logFile).subarray(agent.logOffset).toString('utf8').split('\n')) {
+    let entry: { time?: unknown; msg?: unknown; rssMB?: unknown; heapMB?: unknown; heapTotalMB?: unknown; externalMB?: unknown };
+    try {
+      entry = JSON.parse(line) as typeof entry;
+    } catch {
+      continue;
+    }
+    if (typeof entry.time !== 'number' || typeof entry.msg !== 'string') continue;
+    timeline.firstMs[entry.msg] ??= entry.time - agent.startedAtEpochMs;
+    if (entry.msg === 'ready' && timeline.ready === undefined) {
+      timeline.ready = { rssMB: Number(entry.rssMB), heapMB: Number(entry.heapMB), heapTotalMB: Number(entry.heapTotalMB), externalMB: Number(entry.externalMB) };
+    }
+  }
+  return timeline;
 }
 
 async function stopAgent(agent: RunningAgent): Promise<void> {
@@ -269,6 +301,8 @@ export interface ColdStartRun {
   verified: { neighbours: number; fdb: number; routes: number };
   /** which route form weft used */
   nexthopRoutes: number;
+  /** the phases weftd logs ('weftd starting' once its modules are loaded, 'using the public interface' once etcd gave it the config, ...) */
+  log: AgentLogTimeline;
 }
 
 async function kernelCounts(kernel: NetlinkKernel, device: string): Promise<{ neighbours: number; fdb: number; routes: number; nexthopRoutes: number }> {
@@ -340,6 +374,7 @@ export async function coldStart(arg: ColdStartArg): Promise<ColdStartRun> {
       overruns: observer.overruns,
       verified: { neighbours: counts.neighbours, fdb: counts.fdb, routes: counts.routes },
       nexthopRoutes: counts.nexthopRoutes,
+      log: agentLogTimeline(arg.agent, agent),
     };
   } finally {
     await stopAgent(agent);
