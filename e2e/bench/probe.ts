@@ -9,7 +9,7 @@
  * Only what the benchmarks need is decoded from the notifications: route (IPv4, main table, weft's protocol),
  * neighbour (IPv4) and FDB (AF_BRIDGE) additions and deletions, mapped back to the synthetic peer they belong to.
  */
-import { spawn, type ChildProcess, type ChildProcessByStdio } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess, type ChildProcessByStdio } from 'node:child_process';
 import { appendFileSync, closeSync, openSync, readFileSync, statSync } from 'node:fs';
 import type { Readable, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
@@ -272,6 +272,77 @@ export async function unseed(arg: { etcd: string; leaseId: string }): Promise<vo
   } finally {
     client.close();
   }
+}
+
+// ------------------------------------------------------------------------------------------ start-up
+
+export interface StartTimesArg {
+  /** weftd as it ships, and weftd from tsc's per-module output: argv before the flags */
+  shipped: string[];
+  modules: string[];
+  /** flags for a run that loads everything and then only waits: an etcd endpoint where nothing listens */
+  args: string[];
+  rounds: number;
+}
+
+/** Start-up alone, side by side in each round (the order rotating, so that a drift in load favours none); ms. */
+export interface StartTimes {
+  /** `node -e 0` */
+  node: number[];
+  /** `weftd --version` as it ships: node starting, loading weftd, reading its flags */
+  version: number[];
+  /** the same from tsc's per-module output */
+  versionModules: number[];
+  /** spawned → 'weftd starting' logged (every module a run uses is loaded then; no work done yet), as it ships */
+  loaded: number[];
+  /** the same from tsc's per-module output */
+  loadedModules: number[];
+}
+
+function timeExit(argv: readonly string[]): number {
+  const started = process.hrtime.bigint();
+  const run = spawnSync(argv[0]!, argv.slice(1), { stdio: 'ignore' });
+  if (run.status !== 0) throw new Error(`${argv.join(' ')} exited with ${run.status ?? run.signal}`);
+  return msBetween(started, process.hrtime.bigint());
+}
+
+/** Spawns weftd, and kills it once it logs 'weftd starting'; ms from the spawn to that line's timestamp. */
+async function timeLoaded(argv: readonly string[]): Promise<number> {
+  const startedAtEpochMs = Date.now();
+  const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
+  try {
+    return await new Promise<number>((resolve, reject) => {
+      let text = '';
+      child.stderr.setEncoding('utf8');
+      child.stderr.on('data', (chunk: string) => {
+        text += chunk;
+        const line = text.split('\n').find((candidate) => candidate.includes('"msg":"weftd starting"'));
+        if (line !== undefined) resolve((JSON.parse(line) as { time: number }).time - startedAtEpochMs);
+      });
+      child.once('exit', (code, signal) => reject(new Error(`${argv.join(' ')} exited (${code ?? signal}) before 'weftd starting': ${text.slice(-500)}`)));
+    });
+  } finally {
+    child.kill('SIGKILL');
+    if (child.exitCode === null && child.signalCode === null) await new Promise((resolve) => child.once('exit', resolve));
+  }
+}
+
+export async function startTimes(arg: StartTimesArg): Promise<StartTimes> {
+  const steps: [keyof StartTimes, () => number | Promise<number>][] = [
+    ['node', () => timeExit([process.execPath, '-e', '0'])],
+    ['version', () => timeExit([...arg.shipped, '--version'])],
+    ['versionModules', () => timeExit([...arg.modules, '--version'])],
+    ['loaded', () => timeLoaded([...arg.shipped, ...arg.args])],
+    ['loadedModules', () => timeLoaded([...arg.modules, ...arg.args])],
+  ];
+  const times: StartTimes = { node: [], version: [], versionModules: [], loaded: [], loadedModules: [] };
+  for (let round = 0; round < arg.rounds; round++) {
+    for (let i = 0; i < steps.length; i++) {
+      const [name, step] = steps[(round + i) % steps.length]!;
+      times[name].push(await step());
+    }
+  }
+  return times;
 }
 
 // ----------------------------------------------------------------------------------------- cold start
