@@ -84,6 +84,7 @@ function logged(runs: readonly ColdStartRun[], message: string): number[] {
 function report(all: SizeRuns[], starts: StartTimes): BenchmarkResult {
   const inSeconds = (ms: readonly number[]) => ms.map((value) => value / 1000);
   const perNode = (ms: readonly number[]) => ms.map((value, i) => value / starts.node[i]!);
+  const perNodeCpu = (ms: readonly number[]) => ms.map((value, i) => value / starts.cpu.node[i]!);
   const figures: Figure[] = [
     figure({ id: 'cold-start.node', label: 'node -e 0: a bare node starting', unit: 's', samples: inSeconds(starts.node) }),
     figure({ id: 'cold-start.version', label: 'weftd --version as it ships (dist/bin): node starting, loading weftd and reading its flags', unit: 's',
@@ -99,6 +100,14 @@ function report(all: SizeRuns[], starts: StartTimes): BenchmarkResult {
       target: { op: '<=', value: START_TARGET_RATIO, source: 'issue 16' } }),
     figure({ id: 'cold-start.module-loading-modules', label: 'weftd spawned → \'weftd starting\', from tsc\'s per-module output (how weftd ran before the bundle; its --version loaded as much)', unit: 's', samples: inSeconds(starts.loadedModules) }),
     figure({ id: 'cold-start.module-loading-modules-ratio', label: 'weftd spawned → \'weftd starting\', from tsc\'s output / node -e 0', unit: '×', samples: perNode(starts.loadedModules) }),
+    // the same runs' CPU time, which the other processes on the machine disturb less than the wall time
+    figure({ id: 'cold-start.cpu.node', label: 'CPU time: node -e 0', unit: 's', samples: inSeconds(starts.cpu.node) }),
+    figure({ id: 'cold-start.cpu.version', label: 'CPU time: weftd --version as it ships', unit: 's', samples: inSeconds(starts.cpu.version) }),
+    figure({ id: 'cold-start.cpu.version-ratio', label: 'CPU time: weftd --version as it ships / node -e 0', unit: '×', samples: perNodeCpu(starts.cpu.version) }),
+    figure({ id: 'cold-start.cpu.module-loading', label: 'CPU time: weftd until \'weftd starting\', as it ships', unit: 's', samples: inSeconds(starts.cpu.loaded) }),
+    figure({ id: 'cold-start.cpu.module-loading-ratio', label: 'CPU time: weftd until \'weftd starting\', as it ships / node -e 0', unit: '×', samples: perNodeCpu(starts.cpu.loaded) }),
+    figure({ id: 'cold-start.cpu.module-loading-modules-ratio', label: 'CPU time: weftd until \'weftd starting\', from tsc\'s output / node -e 0', unit: '×',
+      samples: perNodeCpu(starts.cpu.loadedModules) }),
   ];
   const notes: string[] = [];
   for (const size of all) {
@@ -174,7 +183,9 @@ function report(all: SizeRuns[], starts: StartTimes): BenchmarkResult {
       '(node, weftd and its flags: the agent\'s modules load only for a run); and the time from the spawn to weftd\'s',
       '\'weftd starting\' line, logged once every module a run uses is loaded and before any work (pino\'s timestamp, ms',
       'resolution; weftd is pointed at an etcd port where nothing listens, and killed at that line). The last two both as weftd',
-      'ships and from tsc\'s per-module output (dist/agent/cli/weftd.js), which is how it shipped before the bundle. The phases',
+      'ships and from tsc\'s per-module output (dist/agent/cli/weftd.js), which is how it shipped before the bundle. With each',
+      'the CPU time (user + system) it used: reported by the process itself as it exits (a preloaded `node -r` hook), or read',
+      'from /proc at the \'weftd starting\' line (10 ms ticks). The phases',
       'of the cold-start runs are likewise taken from weftd\'s log lines, and its heap from the \'ready\' line.',
       'Peak RSS is VmHWM of the weftd process one second after the last peer is programmed; CPU time is utime + stime of the',
       'weftd process (and separately of its kernel-monitor child, which it has only without weft\'s addon) when the last peer was programmed.',

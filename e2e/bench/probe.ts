@@ -10,7 +10,9 @@
  * neighbour (IPv4) and FDB (AF_BRIDGE) additions and deletions, mapped back to the synthetic peer they belong to.
  */
 import { spawn, spawnSync, type ChildProcess, type ChildProcessByStdio } from 'node:child_process';
-import { appendFileSync, closeSync, openSync, readFileSync, statSync } from 'node:fs';
+import { appendFileSync, closeSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { Etcd3, type IRequestOp } from 'etcd3';
@@ -297,27 +299,33 @@ export interface StartTimes {
   loaded: number[];
   /** the same from tsc's per-module output */
   loadedModules: number[];
+  /** the CPU time (user + system) of the same runs: less at the mercy of the machine's load than the wall time */
+  cpu: { node: number[]; version: number[]; versionModules: number[]; loaded: number[]; loadedModules: number[] };
 }
 
-function timeExit(argv: readonly string[]): number {
+/** Preloaded (node -r) into the processes that exit by themselves: reports their CPU time on fd 3 as they exit. */
+const CPU_AT_EXIT = "process.on('exit', () => { const u = process.cpuUsage(); require('node:fs').writeSync(3, String((u.user + u.system) / 1000)); });\n";
+
+function timeExit(argv: readonly string[], preload: string): { wallMs: number; cpuMs: number } {
   const started = process.hrtime.bigint();
-  const run = spawnSync(argv[0]!, argv.slice(1), { stdio: 'ignore' });
+  const run = spawnSync(argv[0]!, ['-r', preload, ...argv.slice(1)], { stdio: ['ignore', 'ignore', 'ignore', 'pipe'] });
+  const wallMs = msBetween(started, process.hrtime.bigint());
   if (run.status !== 0) throw new Error(`${argv.join(' ')} exited with ${run.status ?? run.signal}`);
-  return msBetween(started, process.hrtime.bigint());
+  return { wallMs, cpuMs: Number(run.output[3]?.toString()) };
 }
 
-/** Spawns weftd, and kills it once it logs 'weftd starting'; ms from the spawn to that line's timestamp. */
-async function timeLoaded(argv: readonly string[]): Promise<number> {
+/** Spawns weftd, and kills it once it logs 'weftd starting': ms from the spawn to that line's timestamp, and its CPU time then. */
+async function timeLoaded(argv: readonly string[]): Promise<{ wallMs: number; cpuMs: number }> {
   const startedAtEpochMs = Date.now();
   const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
   try {
-    return await new Promise<number>((resolve, reject) => {
+    return await new Promise((resolve, reject) => {
       let text = '';
       child.stderr.setEncoding('utf8');
       child.stderr.on('data', (chunk: string) => {
         text += chunk;
         const line = text.split('\n').find((candidate) => candidate.includes('"msg":"weftd starting"'));
-        if (line !== undefined) resolve((JSON.parse(line) as { time: number }).time - startedAtEpochMs);
+        if (line !== undefined) resolve({ wallMs: (JSON.parse(line) as { time: number }).time - startedAtEpochMs, cpuMs: cpuMs(child.pid!) ?? NaN });
       });
       child.once('exit', (code, signal) => reject(new Error(`${argv.join(' ')} exited (${code ?? signal}) before 'weftd starting': ${text.slice(-500)}`)));
     });
@@ -328,21 +336,33 @@ async function timeLoaded(argv: readonly string[]): Promise<number> {
 }
 
 export async function startTimes(arg: StartTimesArg): Promise<StartTimes> {
-  const steps: [keyof StartTimes, () => number | Promise<number>][] = [
-    ['node', () => timeExit([process.execPath, '-e', '0'])],
-    ['version', () => timeExit([...arg.shipped, '--version'])],
-    ['versionModules', () => timeExit([...arg.modules, '--version'])],
-    ['loaded', () => timeLoaded([...arg.shipped, ...arg.args])],
-    ['loadedModules', () => timeLoaded([...arg.modules, ...arg.args])],
-  ];
-  const times: StartTimes = { node: [], version: [], versionModules: [], loaded: [], loadedModules: [] };
-  for (let round = 0; round < arg.rounds; round++) {
-    for (let i = 0; i < steps.length; i++) {
-      const [name, step] = steps[(round + i) % steps.length]!;
-      times[name].push(await step());
+  const dir = mkdtempSync(join(tmpdir(), 'weft-bench-start-'));
+  const preload = join(dir, 'cpu-at-exit.cjs');
+  writeFileSync(preload, CPU_AT_EXIT);
+  try {
+    const steps: [Exclude<keyof StartTimes, 'cpu'>, () => { wallMs: number; cpuMs: number } | Promise<{ wallMs: number; cpuMs: number }>][] = [
+      ['node', () => timeExit([process.execPath, '-e', '0'], preload)],
+      ['version', () => timeExit([...arg.shipped, '--version'], preload)],
+      ['versionModules', () => timeExit([...arg.modules, '--version'], preload)],
+      ['loaded', () => timeLoaded([...arg.shipped, ...arg.args])],
+      ['loadedModules', () => timeLoaded([...arg.modules, ...arg.args])],
+    ];
+    const times: StartTimes = {
+      node: [], version: [], versionModules: [], loaded: [], loadedModules: [],
+      cpu: { node: [], version: [], versionModules: [], loaded: [], loadedModules: [] },
+    };
+    for (let round = 0; round < arg.rounds; round++) {
+      for (let i = 0; i < steps.length; i++) {
+        const [name, step] = steps[(round + i) % steps.length]!;
+        const { wallMs, cpuMs: cpu } = await step();
+        times[name].push(wallMs);
+        times.cpu[name].push(cpu);
+      }
     }
+    return times;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
-  return times;
 }
 
 // ----------------------------------------------------------------------------------------- cold start
