@@ -11,10 +11,11 @@
  */
 import { spawn, spawnSync, type ChildProcess, type ChildProcessByStdio } from 'node:child_process';
 import { appendFileSync, closeSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Etcd3, type IRequestOp } from 'etcd3';
 import { openKernel, type NetlinkKernel } from '../../agent/kernel/index.js';
 import { BENCH_NETWORK_CONFIG, BENCH_PREFIX, MAX_PEERS, leaseKey, leaseValue, syntheticPeer } from './peers.js';
@@ -284,6 +285,9 @@ export interface StartTimesArg {
   modules: string[];
   /** flags for a run that loads everything and then only waits: an etcd endpoint where nothing listens */
   args: string[];
+  /** packages whose memory is measured alone: each loaded by a bare node, resolved from this directory */
+  dependencies: string[];
+  repoRoot: string;
   rounds: number;
 }
 
@@ -301,21 +305,39 @@ export interface StartTimes {
   loadedModules: number[];
   /** the CPU time (user + system) of the same runs: less at the mercy of the machine's load than the wall time */
   cpu: { node: number[]; version: number[]; versionModules: number[]; loaded: number[]; loadedModules: number[] };
+  /** their peak RSS (VmHWM), kB: as they exit, or at 'weftd starting' */
+  peakRssKb: { node: number[]; version: number[]; versionModules: number[]; loaded: number[]; loadedModules: number[] };
+  /** peak RSS (kB) of a bare node that loaded only that package, per dependency */
+  dependencyRssKb: Record<string, number[]>;
 }
 
-/** Preloaded (node -r) into the processes that exit by themselves: reports their CPU time on fd 3 as they exit. */
-const CPU_AT_EXIT = "process.on('exit', () => { const u = process.cpuUsage(); require('node:fs').writeSync(3, String((u.user + u.system) / 1000)); });\n";
+/**
+ * Preloaded (node -r) into the processes that exit by themselves: reports their CPU time (ms) and peak RSS
+ * (VmHWM, kB) on fd 3 as they exit.
+ */
+const AT_EXIT = [
+  "process.on('exit', () => { const fs = require('node:fs'); const u = process.cpuUsage();",
+  "const hwm = /VmHWM:\\s+(\\d+)/.exec(fs.readFileSync('/proc/self/status', 'utf8'));",
+  "fs.writeSync(3, `${(u.user + u.system) / 1000} ${hwm === null ? NaN : hwm[1]}`); });\n",
+].join(' ');
 
-function timeExit(argv: readonly string[], preload: string): { wallMs: number; cpuMs: number } {
+interface StartRun {
+  wallMs: number;
+  cpuMs: number;
+  peakRssKb: number;
+}
+
+function timeExit(argv: readonly string[], preload: string): StartRun {
   const started = process.hrtime.bigint();
-  const run = spawnSync(argv[0]!, ['-r', preload, ...argv.slice(1)], { stdio: ['ignore', 'ignore', 'ignore', 'pipe'] });
+  const run = spawnSync(argv[0]!, ['-r', preload, ...argv.slice(1)], { stdio: ['ignore', 'ignore', 'pipe', 'pipe'] });
   const wallMs = msBetween(started, process.hrtime.bigint());
-  if (run.status !== 0) throw new Error(`${argv.join(' ')} exited with ${run.status ?? run.signal}`);
-  return { wallMs, cpuMs: Number(run.output[3]?.toString()) };
+  if (run.status !== 0) throw new Error(`${argv.join(' ')} exited with ${run.status ?? run.signal}: ${run.stderr?.toString().slice(-500)}`);
+  const [cpu, hwm] = (run.output[3]?.toString() ?? '').split(' ');
+  return { wallMs, cpuMs: Number(cpu), peakRssKb: Number(hwm) };
 }
 
-/** Spawns weftd, and kills it once it logs 'weftd starting': ms from the spawn to that line's timestamp, and its CPU time then. */
-async function timeLoaded(argv: readonly string[]): Promise<{ wallMs: number; cpuMs: number }> {
+/** Spawns weftd, and kills it once it logs 'weftd starting': ms from the spawn to that line's timestamp, its CPU time and peak RSS then. */
+async function timeLoaded(argv: readonly string[]): Promise<StartRun> {
   const startedAtEpochMs = Date.now();
   const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
   try {
@@ -325,7 +347,9 @@ async function timeLoaded(argv: readonly string[]): Promise<{ wallMs: number; cp
       child.stderr.on('data', (chunk: string) => {
         text += chunk;
         const line = text.split('\n').find((candidate) => candidate.includes('"msg":"weftd starting"'));
-        if (line !== undefined) resolve({ wallMs: (JSON.parse(line) as { time: number }).time - startedAtEpochMs, cpuMs: cpuMs(child.pid!) ?? NaN });
+        if (line !== undefined) {
+          resolve({ wallMs: (JSON.parse(line) as { time: number }).time - startedAtEpochMs, cpuMs: cpuMs(child.pid!) ?? NaN, peakRssKb: statusKb(child.pid!, 'VmHWM') ?? NaN });
+        }
       });
       child.once('exit', (code, signal) => reject(new Error(`${argv.join(' ')} exited (${code ?? signal}) before 'weftd starting': ${text.slice(-500)}`)));
     });
@@ -337,10 +361,11 @@ async function timeLoaded(argv: readonly string[]): Promise<{ wallMs: number; cp
 
 export async function startTimes(arg: StartTimesArg): Promise<StartTimes> {
   const dir = mkdtempSync(join(tmpdir(), 'weft-bench-start-'));
-  const preload = join(dir, 'cpu-at-exit.cjs');
-  writeFileSync(preload, CPU_AT_EXIT);
+  const preload = join(dir, 'at-exit.cjs');
+  writeFileSync(preload, AT_EXIT);
+  const resolveFromRepo = createRequire(join(arg.repoRoot, 'package.json')).resolve;
   try {
-    const steps: [Exclude<keyof StartTimes, 'cpu'>, () => { wallMs: number; cpuMs: number } | Promise<{ wallMs: number; cpuMs: number }>][] = [
+    const steps: [Exclude<keyof StartTimes, 'cpu' | 'peakRssKb' | 'dependencyRssKb'>, () => StartRun | Promise<StartRun>][] = [
       ['node', () => timeExit([process.execPath, '-e', '0'], preload)],
       ['version', () => timeExit([...arg.shipped, '--version'], preload)],
       ['versionModules', () => timeExit([...arg.modules, '--version'], preload)],
@@ -350,13 +375,20 @@ export async function startTimes(arg: StartTimesArg): Promise<StartTimes> {
     const times: StartTimes = {
       node: [], version: [], versionModules: [], loaded: [], loadedModules: [],
       cpu: { node: [], version: [], versionModules: [], loaded: [], loadedModules: [] },
+      peakRssKb: { node: [], version: [], versionModules: [], loaded: [], loadedModules: [] },
+      dependencyRssKb: Object.fromEntries(arg.dependencies.map((name) => [name, []])),
     };
     for (let round = 0; round < arg.rounds; round++) {
       for (let i = 0; i < steps.length; i++) {
         const [name, step] = steps[(round + i) % steps.length]!;
-        const { wallMs, cpuMs: cpu } = await step();
-        times[name].push(wallMs);
-        times.cpu[name].push(cpu);
+        const run = await step();
+        times[name].push(run.wallMs);
+        times.cpu[name].push(run.cpuMs);
+        times.peakRssKb[name].push(run.peakRssKb);
+      }
+      for (const name of arg.dependencies) {
+        const entry = pathToFileURL(resolveFromRepo(name)).href;
+        times.dependencyRssKb[name]!.push(timeExit([process.execPath, '-e', `import(${JSON.stringify(entry)})`], preload).peakRssKb);
       }
     }
     return times;
