@@ -36,6 +36,13 @@ describe('container MTU (subnet.env FLANNEL_MTU) per backend, as flanneld writes
     assert.equal(containerMtu({ Type: 'udp' }, jumbo), 8972);
   });
 
+  it('wireguard: the public interface MTU − 80, Backend.MTU the underlay\'s, as flanneld', function () {
+    assert.equal(containerMtu({ Type: 'wireguard' }, eth1), 1420);
+    assert.equal(containerMtu({ Type: 'wireguard' }, jumbo), 8920);
+    assert.equal(containerMtu({ Type: 'wireguard', MTU: 1400 }, eth1), 1320);
+    assert.equal(containerMtu({ Type: 'wireguard' }, publicInterface('2001:db8:0:1::11', '2001:db8:0:1::/64', 1500), true), 1420);
+  });
+
   it('host-gw: the public interface MTU', function () {
     assert.equal(containerMtu({ Type: 'host-gw' }, eth1), 1500);
   });

@@ -1,6 +1,8 @@
 import type { BackendType, NetworkConfig, UserspaceMode } from '../common/config.js';
+import type { DesiredObjects } from '../common/dataplane.js';
 import type { Lease } from '../common/lease.js';
 import type { PathCounters } from './userspace/protocol.js';
+import type { WireguardHostOptions } from './wireguard/wireguard.js';
 import type { PublicInterface } from './host/interfaces.js';
 import type { Kernel } from './kernel/index.js';
 import type { Logger } from './log.js';
@@ -12,6 +14,8 @@ export interface BackendContext {
   publicInterface: PublicInterface;
   /** This host's VXLAN data path (weftd --vxlan-userspace), overriding the config's Backend.Userspace. */
   vxlanUserspace?: UserspaceMode | undefined;
+  /** This host's WireGuard settings (weftd --wireguard-*); undefined: the defaults. */
+  wireguard?: WireguardHostOptions | undefined;
 }
 
 /** The devices a reconcile run programs peers onto. */
@@ -29,12 +33,18 @@ export interface BackendDevices {
    * notification for the device makes a full reconcile.
    */
   overlayState?: OverlayState;
+  /**
+   * Destinations of routes on the overlay device that ensureDevices keeps itself (WireGuard's route for the
+   * whole network): not peers' routes, left alone by the reconcile loop, and a full run when one goes.
+   */
+  deviceRoutes?: readonly string[];
 }
 
 export interface OverlayState {
   up: boolean;
   mtu: number;
-  mac: string;
+  /** null for a device without one (TUN) */
+  mac: string | null;
   /** the addresses ensureDevices keeps on the device ("198.18.5.0/32") */
   addresses: readonly string[];
 }
@@ -78,4 +88,21 @@ export interface Backend {
   userspaceCounters?(): Promise<UserspaceCounters | undefined>;
   /** Stops the backend's own processes (not its devices) when the agent stops. */
   close?(): Promise<void>;
+  /** Backends whose device holds peers of its own (WireGuard): the reconcile loop keeps them as the desired state says. */
+  readonly devicePeers?: DevicePeers;
+}
+
+/** What one sync of a device's peers did: operations sent (a set of many peers counts once per peer) and failed. */
+export interface DevicePeersResult {
+  operations: number;
+  failures: number;
+}
+
+/**
+ * The peers a backend's device holds, kept equal to the desired state's `wireguardPeers` by the reconcile
+ * loop: a full run re-reads the device and compares every peer, an incremental one only the keys that
+ * changed. Peers on the device the desired state does not name are removed: the device is weft's.
+ */
+export interface DevicePeers {
+  sync(desired: DesiredObjects['wireguardPeers'], keys: ReadonlySet<string> | 'all'): Promise<DevicePeersResult>;
 }

@@ -1,7 +1,8 @@
 import type { Etcd3 } from 'etcd3';
 import type { Family } from '../common/cidr.js';
-import { isWellKnownPort, underlayAddressClash, type NetworkConfig } from '../common/config.js';
+import { isWellKnownPort, tunnelPorts, underlayAddressClash, type NetworkConfig } from '../common/config.js';
 import { WeftError } from '../common/errors.js';
+import type { PeersReport } from '../common/reachability.js';
 import { leaseBackendTypeFor, type Lease, type LeaseSubnets } from '../common/lease.js';
 import type { Backend, BackendContext } from './backend.js';
 import type { WeftdOptions } from './cli/weftd-options.js';
@@ -12,7 +13,8 @@ import { familyView, selectPublicInterface, underlayAddresses, type PublicInterf
 import { readSubnetEnv, writeSubnetEnv } from './host/subnet-env.js';
 import { enableForwarding } from './host/sysctl.js';
 import { HostGwBackend } from './hostgw/hostgw.js';
-import { HealthServer, Readiness } from './http.js';
+import { PeerProbing } from './health/peer-health.js';
+import { HealthServer, Readiness, type PeersFilter } from './http.js';
 import { openKernel, openMonitor, type KernelMonitor, type NetlinkKernel } from './kernel/index.js';
 import type { Logger } from './log.js';
 import { WeftMetrics } from './metrics.js';
@@ -24,6 +26,7 @@ import { LeaseWatcher } from './registry/lease-watcher.js';
 import { SubnetLeaseManager, type LeaseTakeover, type OwnLease } from './registry/subnet-lease.js';
 import { createUdpBackend } from './udp/udp.js';
 import { createVxlanBackend } from './vxlan/mode.js';
+import { WireguardBackend } from './wireguard/wireguard.js';
 
 /** The config names a backend this build of weft cannot run. */
 export class UnsupportedBackendError extends WeftError {
@@ -43,6 +46,8 @@ export function createBackend(context: BackendContext): Backend {
       return new HostGwBackend(context);
     case 'udp':
       return createUdpBackend(context, backend);
+    case 'wireguard':
+      return new WireguardBackend(context, backend);
     default:
       // Unreachable while every type the config parser accepts is implemented.
       throw new UnsupportedBackendError((backend as { type: string }).type);
@@ -86,7 +91,7 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
  * flows on while weftd restarts) unless `releaseOnExit` is set.
  */
 export class Agent {
-  readonly metrics = new WeftMetrics();
+  readonly metrics: WeftMetrics;
   readonly readiness = new Readiness();
   private readonly abort = new AbortController();
   private readonly log: Logger;
@@ -108,12 +113,14 @@ export class Agent {
   /** Undefined until the lease watcher has talked to etcd. */
   private etcdReachable: boolean | undefined;
   private peersProgrammed = 0;
+  private probing: PeerProbing | undefined;
 
   constructor(
     private readonly options: WeftdOptions,
     logger: Logger,
   ) {
     this.log = logger;
+    this.metrics = new WeftMetrics({ perPeerProbes: options.probeMetricsPerPeer });
     this.client = connectEtcd(options.etcd);
     this.keys = new NetworkKeys(options.etcd.prefix);
     this.configWatcher = new ConfigWatcher({ client: this.client, keys: this.keys, logger: logger.child({ component: 'config' }) });
@@ -167,6 +174,7 @@ export class Agent {
         port: this.options.healthzPort,
         readiness: this.readiness,
         metrics: this.metrics,
+        peers: (filter) => this.peersReport(filter),
         logger: this.log,
       });
       this.log.info({ url: this.http.url }, 'serving /healthz, /readyz and /metrics');
@@ -192,6 +200,7 @@ export class Agent {
         config,
         publicInterface: view,
         vxlanUserspace: this.options.vxlanUserspace,
+        wireguard: this.options.wireguard,
       });
       return { family, view, backend };
     });
@@ -214,6 +223,7 @@ export class Agent {
       this.planes.push({ family, backend, reconciler, iptables: undefined });
     }
     this.wirePlanes(config, own.lease);
+    this.startProbing(config, own.lease);
     const wire = (monitor: KernelMonitor): void => {
       this.monitor = monitor;
       monitor.on('change', (change) => {
@@ -222,7 +232,7 @@ export class Agent {
       monitor.on('overrun', () => {
         for (const { reconciler } of this.planes) void reconciler.trigger('kernel', true);
       });
-      monitor.on('error', (err) => this.log.error({ err: err.message }, 'kernel monitor failed; relying on the periodic resync'));
+      monitor.on('error', (err) => this.log.error({ err }, 'kernel monitor failed; relying on the periodic resync'));
       // while a full run programs (thousands of peers at start), its echoes wait rather than compete with it
       for (const { reconciler } of this.planes) reconciler.on('busy', (busy) => (busy ? monitor.hold() : monitor.release()));
     };
@@ -252,8 +262,9 @@ export class Agent {
     if (this.stopping) return;
     this.abort.abort();
     this.log.info({ release: this.options.releaseOnExit }, 'stopping');
+    this.probing?.stop();
     await Promise.all(this.planes.map(({ reconciler }) => reconciler.stop()));
-    for (const { backend } of this.planes) await backend.close?.().catch((err: Error) => this.log.error({ err: err.message }, 'could not stop the data path'));
+    for (const { backend } of this.planes) await backend.close?.().catch((err: Error) => this.log.error({ err }, 'could not stop the data path'));
     this.monitor?.close();
     void this.monitorStarting?.then((monitor) => monitor.close(), () => undefined);
     for (const { iptables } of this.planes) iptables?.stop();
@@ -261,12 +272,12 @@ export class Agent {
     await this.leaseWatcher.stop();
     await this.configWatcher.stop();
     if (this.options.releaseOnExit) {
-      await this.leases.release().catch((err: Error) => this.log.error({ err: err.message }, 'could not release the lease'));
+      await this.leases.release().catch((err: Error) => this.log.error({ err }, 'could not release the lease'));
       for (const { backend, iptables } of this.planes) {
-        await backend.teardown().catch((err: Error) => this.log.error({ err: err.message }, 'could not remove the devices'));
-        await iptables?.remove().catch((err: Error) => this.log.error({ err: err.message }, 'could not remove the iptables rules'));
+        await backend.teardown().catch((err: Error) => this.log.error({ err }, 'could not remove the devices'));
+        await iptables?.remove().catch((err: Error) => this.log.error({ err }, 'could not remove the iptables rules'));
       }
-      await this.ingress?.remove().catch((err: Error) => this.log.error({ err: err.message }, 'could not remove the ingress allow-list'));
+      await this.ingress?.remove().catch((err: Error) => this.log.error({ err }, 'could not remove the ingress allow-list'));
     } else {
       await this.leases.stop();
     }
@@ -344,7 +355,7 @@ export class Agent {
       const previous = await readSubnetEnv(this.options.subnetFile);
       if (previous?.subnet !== undefined) hint = { ipv4: previous.subnet, ipv6: previous.ipv6Subnet };
     } catch (err) {
-      this.log.warn({ file: this.options.subnetFile, err: (err as Error).message }, 'ignoring the old subnet.env');
+      this.log.warn({ file: this.options.subnetFile, err }, 'ignoring the old subnet.env');
     }
     const ofFamily = (family: Family) => backends.find((entry) => entry.family === family)?.backend;
     const request = {
@@ -355,7 +366,7 @@ export class Agent {
       backendData: ofFamily(4)?.backendData,
       backendV6Data: ofFamily(6)?.backendData,
     };
-    this.leases.on('error', (err) => this.log.warn({ err: err.message }, 'subnet lease trouble; retrying'));
+    this.leases.on('error', (err) => this.log.warn({ err }, 'subnet lease trouble; retrying'));
     this.leases.on('takenOver', (takeover) => this.reportTakeover(config, takeover));
     let delay = 500;
     for (;;) {
@@ -367,7 +378,7 @@ export class Agent {
         return own;
       } catch (err) {
         if (this.stopping) throw new RegistryStoppedError();
-        this.log.error({ err: (err as Error).message }, 'could not acquire a subnet lease; retrying');
+        this.log.error({ err }, 'could not acquire a subnet lease; retrying');
         await sleep(delay, this.abort.signal);
         delay = Math.min(delay * 2, 30_000);
       }
@@ -412,17 +423,18 @@ export class Agent {
 
   /** Lets tunnel datagrams in only from the current peers, following the leases as they come and go. */
   private async startIngressAllowList(config: NetworkConfig, own: Lease): Promise<void> {
-    const port = config.backend.type === 'host-gw' ? undefined : config.backend.port;
-    if (!this.options.ingressAllowList || port === undefined) return;
-    if (isWellKnownPort(port)) {
+    const ports = tunnelPorts(config);
+    if (!this.options.ingressAllowList || ports.length === 0) return;
+    const wellKnown = ports.find(({ port }) => isWellKnownPort(port));
+    if (wellKnown !== undefined) {
       // The allow-list would drop the datagrams of the service that owns the port (DNS, DHCP, NTP, …) from
       // everyone but the peers: the port stays open, as it is on flanneld's hosts.
-      this.log.warn({ port }, 'no ingress allow-list: Backend.Port is below 1024, where well-known services listen');
-      this.readiness.setInfo('ingressAllowList', `off: Backend.Port ${port} is below 1024`);
+      this.log.warn({ port: wellKnown.port }, `no ingress allow-list: ${wellKnown.field} is below 1024, where well-known services listen`);
+      this.readiness.setInfo('ingressAllowList', `off: ${wellKnown.field} ${wellKnown.port} is below 1024`);
       return;
     }
     const allowList = new IngressAllowList({
-      ports: [port],
+      ports: ports.map(({ port }) => port),
       logger: this.log.child({ component: 'ingress' }),
       resyncSeconds: this.options.iptablesResyncSeconds,
     });
@@ -441,11 +453,39 @@ export class Agent {
       scheduled = true;
       setTimeout(() => {
         scheduled = false;
-        allowList.setPeers(peerIPs()).catch((err: Error) => this.log.error({ err: err.message }, 'could not update the ingress allow-list'));
+        allowList.setPeers(peerIPs()).catch((err: Error) => this.log.error({ err }, 'could not update the ingress allow-list'));
       }, 50).unref();
     });
     await allowList.apply(peerIPs());
     allowList.start();
+  }
+
+  /** Probes every peer over the IPv4 overlay (--probe-interval); a host that cannot open the socket runs on without. */
+  private startProbing(config: NetworkConfig, own: Lease): void {
+    const plane = this.planes.find((candidate) => candidate.family === 4);
+    if (this.options.probeIntervalSeconds === 0 || plane === undefined) return;
+    try {
+      this.probing = new PeerProbing({
+        intervalSeconds: this.options.probeIntervalSeconds,
+        maxProbesPerSecond: this.options.probeRate,
+        backend: config.backend.type,
+        mtu: plane.backend.mtu,
+        log: this.log.child({ component: 'probe' }),
+        metrics: this.metrics.probes,
+        leases: this.leaseWatcher.leases,
+      });
+    } catch (err) {
+      this.log.error({ err }, 'not probing peers');
+      return;
+    }
+    const probing = this.probing;
+    probing.setOwn(own);
+    this.leaseWatcher.on('lease', () => probing.leasesChanged());
+    this.leases.on('acquired', (next) => probing.setOwn(next.lease));
+  }
+
+  private peersReport(filter: PeersFilter): PeersReport | undefined {
+    return this.probing?.report(filter);
   }
 
   private wirePlanes(config: NetworkConfig, own: Lease): void {

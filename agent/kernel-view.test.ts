@@ -48,7 +48,7 @@ function fakeKernel(state: { neighbours?: NeighbourInfo[]; fdb?: FdbEntry[]; rou
       if (state.nexthops === 'unsupported') throw new NetlinkError('list nexthops', 95 /* EOPNOTSUPP */);
       return state.nexthops ?? [];
     },
-    listLinks: unused, getLink: unused, createVxlan: unused, deleteLink: unused, setLink: unused, listAddresses: unused,
+    listLinks: unused, getLink: unused, createVxlan: unused, createLink: unused, deleteLink: unused, setLink: unused, listAddresses: unused,
     addAddress: unused, deleteAddress: unused, replaceNeighbour: unused, deleteNeighbour: unused, replaceFdb: unused,
     deleteFdb: unused, addRoute: unused, replaceRoute: unused, deleteRoute: unused, addNexthop: unused, replaceNexthop: unused,
     deleteNexthop: unused, close: unused, destroy: unused,
@@ -143,11 +143,11 @@ describe('agent/kernel-view: the loop\'s picture of the kernel and its planner',
     const { view } = await KernelView.read(fakeKernel({}), DEVICES, 'nexthop');
     view.plan(desired([A, B]), 'all');
     const onlyB = desired([B]);
-    const gone = view.plan(onlyB, { neighbours: new Set([A[1]]), fdb: new Set([A[2]]), routes: new Set([A[0]]) });
+    const gone = view.plan(onlyB, { neighbours: new Set([A[1]]), fdb: new Set([A[2]]), routes: new Set([A[0]]), wireguardPeers: new Set() });
     assert.deepEqual(kinds(gone), { routeDel: 1, nexthopDel: 1, fdbDel: 1, neighbourDel: 1 });
     // B's gateway moves to the public interface (DirectRouting): the route moves, its old nexthop goes last
     const direct = desired([], [[B[0], '203.0.113.5']]);
-    const moved = view.plan(direct, { neighbours: new Set([B[1]]), fdb: new Set([B[2]]), routes: new Set([B[0]]) });
+    const moved = view.plan(direct, { neighbours: new Set([B[1]]), fdb: new Set([B[2]]), routes: new Set([B[0]]), wireguardPeers: new Set() });
     assert.deepEqual(kinds(moved), { fdbDel: 1, neighbourDel: 1, nexthopAdd: 1, routeSet: 1, nexthopDelLast: 1 });
     assert.equal(moved.routeSet[0]!.spec.device, 'public');
   });
@@ -171,7 +171,7 @@ describe('agent/kernel-view: the loop\'s picture of the kernel and its planner',
       { kind: 'route', action: 'new', route: route({ dst: '198.51.100.0/24', gateway: '192.0.2.1', ifindex: PUBLIC, protocol: 4 }) },
     ];
     for (const change of echo) assert.equal(view.observe(change, want), 'ignore', JSON.stringify(change));
-    assert.deepEqual(view.takeDirty(), { neighbours: new Set(), fdb: new Set(), routes: new Set() });
+    assert.deepEqual(view.takeDirty(), { neighbours: new Set(), fdb: new Set(), routes: new Set(), wireguardPeers: new Set() });
 
     assert.equal(view.observe({ kind: 'route', action: 'del', route: route({ dst: spec.dst, ifindex: OVERLAY, nexthopId: id }) }, want), 'dirty');
     assert.equal(view.observe({ kind: 'neighbour', action: 'new', neighbour: neighbour(A[1], '0e:00:00:00:99:99') }, want), 'dirty');

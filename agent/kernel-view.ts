@@ -20,7 +20,7 @@
  * already used in the namespace.
  */
 import type { Family } from '../common/cidr.js';
-import { WEFT_ROUTE_PROTOCOL, type DesiredObjects, type DirtyKeys, type FdbSpec, type NeighbourSpec, type RouteDevice, type RouteSpec } from '../common/dataplane.js';
+import { emptyDirtyKeys, WEFT_ROUTE_PROTOCOL, type DesiredObjects, type DirtyKeys, type FdbSpec, type NeighbourSpec, type RouteDevice, type RouteSpec } from '../common/dataplane.js';
 import type { OverlayState } from './backend.js';
 import { NUD_FAILED, NUD_NOARP, RTPROT_KERNEL, RT_TABLE_MAIN, type Kernel, type KernelChange, type NexthopInfo, type RouteInfo } from './kernel/index.js';
 
@@ -44,6 +44,8 @@ export interface ViewDevices {
   routesOnly?: boolean;
   /** the overlay device as ensureDevices left it: notifications that match it are echoes */
   overlayState?: OverlayState;
+  /** destinations of the routes on the overlay device that ensureDevices keeps (not peers' routes) */
+  deviceRoutes?: readonly string[];
 }
 
 /** A route of weft's as the kernel has it. */
@@ -123,7 +125,7 @@ export class KernelView {
   private readonly idBase: number;
   private nextId: number;
   /** dirty keys that observe() found */
-  readonly dirty: DirtyKeys = { neighbours: new Set(), fdb: new Set(), routes: new Set() };
+  readonly dirty: DirtyKeys = emptyDirtyKeys();
   /** Prefixes weft wants a route to where the main table has a route that is not weft's (read by `read`). */
   readonly foreignRoutes = new Set<string>();
   /** Of those, the ones weft leaves alone: it has no route there, and never replaces another's (kept by `plan`). */
@@ -342,6 +344,8 @@ export class KernelView {
       case 'route': {
         const r = change.route;
         if (r.family !== family || r.table !== RT_TABLE_MAIN) return 'ignore';
+        // the device's own route going is for ensureDevices to repair
+        if (r.ifindex === overlayIndex && this.devices.deviceRoutes?.includes(r.dst) === true) return change.action === 'del' ? 'full' : 'ignore';
         if (r.nexthopId !== null && r.ifindex === null && !this.nexthops.has(r.nexthopId)) {
           // compat mode off and a nexthop we do not know: can't tell whose route this is
           return r.protocol === WEFT_ROUTE_PROTOCOL ? 'full' : 'ignore';
@@ -389,7 +393,7 @@ export class KernelView {
 
   /** Forgets the keys observe() marked dirty, handing them over. */
   takeDirty(): DirtyKeys {
-    const taken: DirtyKeys = { neighbours: new Set(this.dirty.neighbours), fdb: new Set(this.dirty.fdb), routes: new Set(this.dirty.routes) };
+    const taken: DirtyKeys = { ...emptyDirtyKeys(), neighbours: new Set(this.dirty.neighbours), fdb: new Set(this.dirty.fdb), routes: new Set(this.dirty.routes) };
     this.dirty.neighbours.clear();
     this.dirty.fdb.clear();
     this.dirty.routes.clear();
@@ -432,7 +436,7 @@ export class KernelView {
       }
     }
     const { overlayIndex, publicIndex } = this.devices;
-    const onOverlay = overlayIndex !== undefined && ifindex === overlayIndex && route.protocol !== RTPROT_KERNEL;
+    const onOverlay = overlayIndex !== undefined && ifindex === overlayIndex && route.protocol !== RTPROT_KERNEL && this.devices.deviceRoutes?.includes(route.dst) !== true;
     const tagged = route.protocol === WEFT_ROUTE_PROTOCOL && ifindex === publicIndex;
     if (!onOverlay && !tagged) return undefined;
     return {

@@ -3,7 +3,7 @@ import type { Family } from '../common/cidr.js';
 import type { NetworkConfig } from '../common/config.js';
 import { DesiredState, WEFT_ROUTE_PROTOCOL, type DirtyKeys, type RouteDevice } from '../common/dataplane.js';
 import type { Lease } from '../common/lease.js';
-import type { Backend } from './backend.js';
+import type { Backend, DevicePeersResult } from './backend.js';
 import type { PublicInterface } from './host/interfaces.js';
 import { KernelView, opsCount, type PlannedOps, type RouteForm } from './kernel-view.js';
 import { NetlinkError, type Kernel, type KernelChange } from './kernel/index.js';
@@ -21,7 +21,7 @@ export interface ReconcileResult {
   durationMs: number;
   operations: number;
   failures: number;
-  /** Peers programmed (routes in the desired state). */
+  /** Peers programmed (routes and WireGuard peers in the desired state). */
   programmed: number;
   /** Peer routes left out because a route weft does not own has the same prefix. */
   blockedRoutes: number;
@@ -158,7 +158,7 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
         else this.desired.set(event.lease);
       } catch (err) {
         // never into the lease watcher; a full run rebuilds the desired state from every lease
-        this.log.error({ err: (err as Error).message, lease: event.lease.name }, 'could not take a lease change; resyncing');
+        this.log.error({ err, lease: event.lease.name }, 'could not take a lease change; resyncing');
         this.desired = undefined;
         return this.trigger('lease', true);
       }
@@ -184,7 +184,7 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
       seen = view.observe(change, desired.state);
     } catch (err) {
       // never into the monitor; a full run re-reads the kernel
-      this.log.error({ err: (err as Error).message }, 'could not take a kernel change; resyncing');
+      this.log.error({ err }, 'could not take a kernel change; resyncing');
       seen = 'full';
     }
     if (seen === 'ignore') return;
@@ -257,7 +257,7 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
       try {
         failures = (await (full ? this.runFull(trigger) : this.runIncremental(trigger))).failures;
       } catch (err) {
-        this.log.error({ err: (err as Error).message, trigger }, 'reconcile failed');
+        this.log.error({ err, trigger }, 'reconcile failed');
         this.emit('aborted', trigger, err as Error);
       } finally {
         this.runStarted = undefined;
@@ -320,6 +320,7 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
         publicIndex: this.publicInterface.index,
         routesOnly,
         ...(devices.overlayState === undefined ? {} : { overlayState: devices.overlayState }),
+        ...(devices.deviceRoutes === undefined ? {} : { deviceRoutes: devices.deviceRoutes }),
       }, this.routeForm, desired.state.routes);
     } catch (err) {
       this.notedDuringRead = undefined;
@@ -340,7 +341,8 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
     // Notifications from while the dumps ran may be newer than what the dumps saw: the next run sees to them.
     for (const change of noted) view.observe(change, desired.state);
     const failures = await this.apply(ops, overlayIndex);
-    return this.finish(trigger, 'full', started, opsCount(ops), failures);
+    const peers = await this.syncDevicePeers('all');
+    return this.finish(trigger, 'full', started, opsCount(ops) + peers.operations, failures + peers.failures);
   }
 
   private async runIncremental(trigger: ReconcileTrigger): Promise<ReconcileResult> {
@@ -348,13 +350,14 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
     const desired = this.desired!;
     const view = this.view!;
     const leaseKeys = desired.takeDirty();
-    const leasesChanged = leaseKeys.neighbours.size + leaseKeys.fdb.size + leaseKeys.routes.size > 0;
+    const leasesChanged = leaseKeys.neighbours.size + leaseKeys.fdb.size + leaseKeys.routes.size + leaseKeys.wireguardPeers.size > 0;
     const keys = mergeDirty(leaseKeys, view.takeDirty());
     this.reportSkips();
     if (leasesChanged) this.tellBackend(this.inputs().own);
     const ops = view.plan(desired.state, keys);
     const failures = await this.apply(ops, this.overlayIndex);
-    return this.finish(trigger, 'incremental', started, opsCount(ops), failures);
+    const peers = keys.wireguardPeers.size > 0 ? await this.syncDevicePeers(keys.wireguardPeers) : { operations: 0, failures: 0 };
+    return this.finish(trigger, 'incremental', started, opsCount(ops) + peers.operations, failures + peers.failures);
   }
 
   private finish(trigger: ReconcileTrigger, scope: ReconcileResult['scope'], started: number, operations: number, failures: number): ReconcileResult {
@@ -364,7 +367,7 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
       durationMs: performance.now() - started,
       operations,
       failures,
-      programmed: this.desired?.state.routes.size ?? 0,
+      programmed: (this.desired?.state.routes.size ?? 0) + (this.desired?.state.wireguardPeers.size ?? 0),
       blockedRoutes: this.reportBlocked(),
     };
     if (result.operations > 0) {
@@ -374,6 +377,22 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
     }
     this.emit('reconciled', result);
     return result;
+  }
+
+  /** A device that holds peers of its own (WireGuard) is given the desired ones: all of them, or the keys that changed. */
+  private async syncDevicePeers(keys: ReadonlySet<string> | 'all'): Promise<DevicePeersResult> {
+    const table = this.backend.devicePeers;
+    if (table === undefined || this.desired === undefined) return { operations: 0, failures: 0 };
+    try {
+      const result = await table.sync(this.desired.state.wireguardPeers, keys);
+      if (result.operations > result.failures) this.emit('operation', 'device.peer.set', 'ok', result.operations - result.failures);
+      if (result.failures > 0) this.emit('operation', 'device.peer.set', 'error', result.failures);
+      return result;
+    } catch (err) {
+      this.log.warn({ err }, 'could not read or configure the device\'s peers; will retry');
+      this.emit('operation', 'device.peer.get', 'error', 1);
+      return { operations: 1, failures: 1 };
+    }
   }
 
   /**
@@ -449,7 +468,7 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
           }
           failures++;
           step.counts.set(name, (step.counts.get(name) ?? 0) + 1);
-          this.log.warn({ kind: step.kind, err: (err as Error).message }, 'kernel operation failed; will retry');
+          this.log.warn({ kind: step.kind, err }, 'kernel operation failed; will retry');
           outstanding--;
           pump();
         };
@@ -520,5 +539,6 @@ function mergeDirty(a: DirtyKeys, b: DirtyKeys): DirtyKeys {
   for (const key of b.neighbours) a.neighbours.add(key);
   for (const key of b.fdb) a.fdb.add(key);
   for (const key of b.routes) a.routes.add(key);
+  for (const key of b.wireguardPeers) a.wireguardPeers.add(key);
   return a;
 }

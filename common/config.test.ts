@@ -9,6 +9,8 @@ import {
   DEFAULT_UDP_PORT,
   DEFAULT_VNI,
   DEFAULT_VXLAN_PORT,
+  DEFAULT_WIREGUARD_PORT,
+  DEFAULT_WIREGUARD_PORT_V6,
   isSubnetAllowed,
   MAX_CONFIG_BYTES,
   parseNetworkConfig,
@@ -95,7 +97,8 @@ describe('config', () => {
       assert.equal(DEFAULT_VXLAN_PORT, 8472);
       assert.equal(DEFAULT_UDP_PORT, 8285);
       assert.equal(DEFAULT_VNI, 1);
-      assert.deepEqual([...SUPPORTED_BACKENDS].sort(), ['host-gw', 'udp', 'vxlan']);
+      assert.deepEqual([DEFAULT_WIREGUARD_PORT, DEFAULT_WIREGUARD_PORT_V6], [51820, 51821]);
+      assert.deepEqual([...SUPPORTED_BACKENDS].sort(), ['host-gw', 'udp', 'vxlan', 'wireguard']);
     });
 
     it('keeps fields it does not know in raw', () => {
@@ -518,9 +521,9 @@ describe('config', () => {
       rejects({ ...net, Backend: { Type: 'VXLAN' } }, 'Backend.Type', 'Backend.Type "VXLAN" is unknown');
     });
 
-    for (const type of ['ipip', 'wireguard', 'ipsec', 'alloc', 'extension', 'gce', 'aws-vpc', 'ali-vpc', 'tencent-vpc']) {
+    for (const type of ['ipip', 'ipsec', 'alloc', 'extension', 'gce', 'aws-vpc', 'ali-vpc', 'tencent-vpc']) {
       it(`names flannel's ${type} as not supported rather than unknown`, () => {
-        rejects({ ...net, Backend: { Type: type } }, 'Backend.Type', /^Backend\.Type ".*" is not supported by weft \(supported: vxlan, host-gw, udp\)$/);
+        rejects({ ...net, Backend: { Type: type } }, 'Backend.Type', /^Backend\.Type ".*" is not supported by weft \(supported: vxlan, host-gw, udp, wireguard\)$/);
       });
     }
 
@@ -584,6 +587,43 @@ describe('config', () => {
       assert.deepEqual(parse({ ...net, Backend: { Type: 'vxlan', Port: 0 } }).warnings, [], 'Port 0 is the default, 8472');
       assert.equal(isWellKnownPort(1023), true);
       assert.equal(isWellKnownPort(1024), false);
+    });
+
+    it('wireguard: flanneld\'s options and defaults (ListenPort 51820, ListenPortV6 51821, Mode separate, no PSK, no keepalive)', () => {
+      const wireguard = (options: Record<string, unknown>) => parse({ ...net, Backend: { Type: 'wireguard', ...options } }).backend;
+      assert.deepEqual(wireguard({}), {
+        type: 'wireguard', listenPort: 51820, listenPortV6: 51821, psk: undefined, persistentKeepaliveInterval: 0, mode: 'separate', mtu: undefined,
+      });
+      const psk = 'yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=';
+      assert.deepEqual(wireguard({ ListenPort: 4000, ListenPortV6: 4001, PSK: psk, PersistentKeepaliveInterval: 25, Mode: 'auto', MTU: 1400 }), {
+        type: 'wireguard', listenPort: 4000, listenPortV6: 4001, psk, persistentKeepaliveInterval: 25, mode: 'auto', mtu: 1400,
+      });
+      // Go's encoding/json matches field names case-insensitively, as for every other option
+      assert.equal((wireguard({ listenport: 4000, mode: 'ipv6' }) as { listenPort: number }).listenPort, 4000);
+      assert.equal((wireguard({ PSK: '' }) as { psk: unknown }).psk, undefined);
+      for (const mode of ['separate', 'auto', 'ipv4', 'ipv6']) assert.equal((wireguard({ Mode: mode }) as { mode: string }).mode, mode);
+    });
+
+    it('wireguard: bad options are refused naming the key; a bad PSK is not echoed', () => {
+      const wg = (options: Record<string, unknown>) => ({ ...net, Backend: { Type: 'wireguard', ...options } });
+      // flanneld refuses an empty or unknown Mode ("no valid Mode configured")
+      rejects(wg({ Mode: '' }), 'Backend.Mode', 'Backend.Mode "" is not one of separate, auto, ipv4, ipv6');
+      rejects(wg({ Mode: 'both' }), 'Backend.Mode', 'Backend.Mode "both" is not one of separate, auto, ipv4, ipv6');
+      rejects(wg({ ListenPort: 65536 }), 'Backend.ListenPort', 'Backend.ListenPort 65536 is outside 0-65535');
+      rejects(wg({ ListenPortV6: '51821' }), 'Backend.ListenPortV6', 'Backend.ListenPortV6 "51821" is not an integer');
+      // flanneld reads the interval as a whole number of seconds; "25s" does not parse there either
+      rejects(wg({ PersistentKeepaliveInterval: '25s' }), 'Backend.PersistentKeepaliveInterval', /is not an integer/);
+      rejects(wg({ PersistentKeepaliveInterval: 65536 }), 'Backend.PersistentKeepaliveInterval', /is outside 0-65535/);
+      rejects(wg({ MTU: 147 }), 'Backend.MTU', 'Backend.MTU 147 is outside 148-65535');
+      const secret = 'not-a-key-but-secret-all-the-same';
+      try {
+        parse(wg({ PSK: secret }));
+        assert.fail('a bad PSK was accepted');
+      } catch (err) {
+        assert.ok(err instanceof InvalidConfigError);
+        assert.equal(err.field, 'Backend.PSK');
+        assert.doesNotMatch(err.message, /secret/);
+      }
     });
 
     it('host-gw takes no options', () => {

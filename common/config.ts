@@ -40,16 +40,43 @@ export interface UdpBackendConfig {
   mtu: number | undefined;
 }
 
-export type BackendConfig = VxlanBackendConfig | HostGwBackendConfig | UdpBackendConfig;
+/**
+ * flanneld's WireGuard Mode: `separate` runs one device per address family, each peer reached over that
+ * family; the others run one device for both families, the peer's endpoint being its IPv4 address (`ipv4`),
+ * its IPv6 address (`ipv6`) or, for `auto`, IPv4 unless only IPv6 is public on both sides.
+ */
+export type WireguardMode = 'separate' | 'auto' | 'ipv4' | 'ipv6';
+export const WIREGUARD_MODES: readonly WireguardMode[] = ['separate', 'auto', 'ipv4', 'ipv6'];
+
+export interface WireguardBackendConfig {
+  type: 'wireguard';
+  /** UDP port of the IPv4 device (separate) or of the one device (the other modes). */
+  listenPort: number;
+  /** UDP port of the IPv6 device (separate mode). */
+  listenPortV6: number;
+  /** Base64 pre-shared key every peer gets, or undefined. A secret: never logged or shown. */
+  psk: string | undefined;
+  /** Seconds between keepalives to each peer; 0 = off. */
+  persistentKeepaliveInterval: number;
+  mode: WireguardMode;
+  /** As VxlanBackendConfig's: the underlay MTU the 80 bytes of WireGuard overhead are taken from. */
+  mtu: number | undefined;
+}
+
+export type BackendConfig = VxlanBackendConfig | HostGwBackendConfig | UdpBackendConfig | WireguardBackendConfig;
 export type BackendType = BackendConfig['type'];
 
-export const SUPPORTED_BACKENDS: readonly BackendType[] = ['vxlan', 'host-gw', 'udp'];
+export const SUPPORTED_BACKENDS: readonly BackendType[] = ['vxlan', 'host-gw', 'udp', 'wireguard'];
 /** Backends flannel knows that weft does not implement: named as unsupported rather than unknown. */
-const FLANNEL_ONLY_BACKENDS = ['ipip', 'wireguard', 'ipsec', 'alloc', 'extension', 'gce', 'aws-vpc', 'ali-vpc', 'tencent-vpc'];
+const FLANNEL_ONLY_BACKENDS = ['ipip', 'ipsec', 'alloc', 'extension', 'gce', 'aws-vpc', 'ali-vpc', 'tencent-vpc'];
 
 export const DEFAULT_VXLAN_PORT = 8472;
 export const DEFAULT_UDP_PORT = 8285;
 export const DEFAULT_VNI = 1;
+export const DEFAULT_WIREGUARD_PORT = 51820;
+export const DEFAULT_WIREGUARD_PORT_V6 = 51821;
+/** WireGuard's overhead as flanneld counts it: outer IPv6 header (the larger), UDP, WireGuard header and tag. */
+export const WIREGUARD_OVERHEAD = 80;
 /** flanneld before v0.24 reads a peer's VNI as a 16-bit number and skips a peer whose VNI does not fit. */
 export const MAX_FLANNEL_VNI = 0xffff;
 /** Backend.MTU is the underlay's: the largest encapsulation (VXLAN over IPv6, 70 bytes) must leave IPv4's minimum, 68. */
@@ -271,6 +298,32 @@ function parseUserspace(value: string | undefined): UserspaceMode {
   throw new InvalidConfigError('Backend.Userspace', `Backend.Userspace "${value}" is not one of auto, always, never`);
 }
 
+/** A WireGuard key as `wg` writes it: 32 bytes in standard base64 (44 characters). */
+export function isWireguardKey(text: string): boolean {
+  return /^[A-Za-z0-9+/]{43}=$/.test(text);
+}
+
+function parseWireguard(backend: JsonObject): WireguardBackendConfig {
+  const mode = readString(backend, 'Mode', 'Backend.Mode') ?? 'separate';
+  if (!(WIREGUARD_MODES as readonly string[]).includes(mode)) {
+    throw new InvalidConfigError('Backend.Mode', `Backend.Mode ${show(mode)} is not one of ${WIREGUARD_MODES.join(', ')}`);
+  }
+  const psk = readString(backend, 'PSK', 'Backend.PSK');
+  // The value is a secret: the message names the key, never the value.
+  if (psk !== undefined && psk !== '' && !isWireguardKey(psk)) {
+    throw new InvalidConfigError('Backend.PSK', 'Backend.PSK is not a WireGuard key (32 bytes in base64, as `wg genpsk` writes)');
+  }
+  return {
+    type: 'wireguard',
+    listenPort: readInt(backend, 'ListenPort', 'Backend.ListenPort', 0, 65535) || DEFAULT_WIREGUARD_PORT,
+    listenPortV6: readInt(backend, 'ListenPortV6', 'Backend.ListenPortV6', 0, 65535) || DEFAULT_WIREGUARD_PORT_V6,
+    psk: psk === '' ? undefined : psk,
+    persistentKeepaliveInterval: readInt(backend, 'PersistentKeepaliveInterval', 'Backend.PersistentKeepaliveInterval', 0, 65535) ?? 0,
+    mode: mode as WireguardMode,
+    mtu: readInt(backend, 'MTU', 'Backend.MTU', WIREGUARD_OVERHEAD + 68, 65535),
+  };
+}
+
 function parseBackend(obj: JsonObject, warnings: string[]): BackendConfig {
   const rawBackend = field(obj, 'Backend');
   if (rawBackend === undefined) {
@@ -310,6 +363,8 @@ function parseBackend(obj: JsonObject, warnings: string[]): BackendConfig {
         port: readInt(rawBackend, 'Port', 'Backend.Port', 0, 65535) || DEFAULT_UDP_PORT,
         mtu: readInt(rawBackend, 'MTU', 'Backend.MTU', MIN_UNDERLAY_MTU, 65535),
       };
+    case 'wireguard':
+      return parseWireguard(rawBackend);
     default:
       if (FLANNEL_ONLY_BACKENDS.includes(type)) {
         throw new InvalidConfigError(
@@ -374,13 +429,31 @@ export function parseNetworkConfig(text: string): NetworkConfig {
   const ipv6 = enableIPv6 ? parseFamily(raw, IPV6_KEYS, warnings) : undefined;
   const backend = parseBackend(raw, warnings);
   checkDeviceNames(backend, ipv4 !== undefined, ipv6 !== undefined);
-  if (backend.type !== 'host-gw' && isWellKnownPort(backend.port)) {
+  for (const { field, port } of tunnelPorts({ ipv4, ipv6, backend })) {
+    if (!isWellKnownPort(port)) continue;
     warnings.push(
-      `Backend.Port ${backend.port} is below 1024, where well-known services listen (DNS 53, DHCP 67/68, NTP 123, …): ` +
+      `${field} ${port} is below 1024, where well-known services listen (DNS 53, DHCP 67/68, NTP 123, …): ` +
         'the tunnel shares the port with such a service, and weftd leaves the port without its ingress allow-list',
     );
   }
   return { ipv4, ipv6, backend, warnings, raw };
+}
+
+/** The UDP ports the overlay's datagrams arrive on (none for host-gw), with the config field that sets each. */
+export function tunnelPorts(config: Pick<NetworkConfig, 'ipv4' | 'ipv6' | 'backend'>): { field: string; port: number }[] {
+  const backend = config.backend;
+  switch (backend.type) {
+    case 'host-gw':
+      return [];
+    case 'wireguard': {
+      const v4 = { field: 'Backend.ListenPort', port: backend.listenPort };
+      const v6 = { field: 'Backend.ListenPortV6', port: backend.listenPortV6 };
+      if (backend.mode !== 'separate') return [v4];
+      return [...(config.ipv4 === undefined ? [] : [v4]), ...(config.ipv6 === undefined ? [] : [v6])];
+    }
+    default:
+      return [{ field: 'Backend.Port', port: backend.port }];
+  }
 }
 
 /** Refuses a VNI whose device names (weft.<VNI>, its capture end weft.<VNI>.c, weft-v6.<VNI>) Linux cannot hold. */

@@ -25,6 +25,15 @@ const DIRECT = parseNetworkConfig('{"Network":"198.18.0.0/16","Backend":{"Type":
 const HOSTGW = parseNetworkConfig('{"Network":"198.18.0.0/16","Backend":{"Type":"host-gw"}}');
 const UDP = parseNetworkConfig('{"Network":"198.18.0.0/16","Backend":{"Type":"udp"}}');
 const LOCAL = [Prefix.parse('192.0.2.0/24')];
+const WIREGUARD = parseNetworkConfig('{"Network":"198.18.0.0/16","Backend":{"Type":"wireguard"}}');
+const KEY_A = 'xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=';
+const KEY_B = 'HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=';
+const KEY_C = 'TrMvSoP4jYQlY6RIzBgbssQqY3vxI2Pi+y71lOWWXX0=';
+const OWN_KEY = 'gN65BkIKy1eCE9pP1wdc8ROUtkHLF2PfAqYdyYBz6EA=';
+
+function wgLease(name: string, publicIP: string | undefined, publicKey: string, extra: Record<string, unknown> = {}): Lease {
+  return decodeLease(name, JSON.stringify({ PublicIP: publicIP, BackendType: 'wireguard', BackendData: { PublicKey: publicKey, Port: 51820 }, ...extra }), false);
+}
 
 function input(overrides: Partial<DesiredInput>): DesiredInput {
   return {
@@ -98,6 +107,73 @@ describe('desired data-plane state', function () {
     assert.match(reasons[5]!, /VtepMAC 0a:00:00:00:00:09 is already used/);
   });
 
+  it('wireguard (Mode separate): one peer per lease, endpoint PublicIP:Port, AllowedIPs its subnet, no kernel objects', function () {
+    const own = wgLease('198.18.1.0-24', '192.0.2.11', OWN_KEY);
+    const peers = [
+      wgLease('198.18.2.0-24', '192.0.2.12', KEY_A),
+      // flanneld before the Port field writes only the key: the network's ListenPort
+      decodeLease('198.18.3.0-24', JSON.stringify({ PublicIP: '203.0.113.5', BackendType: 'wireguard', BackendData: { PublicKey: KEY_B } }), false),
+      decodeLease('198.18.4.0-24', JSON.stringify({ PublicIP: '192.0.2.14', BackendType: 'wireguard', BackendData: { PublicKey: KEY_C, Port: 4000 } }), false),
+    ];
+    const { state, skipped } = desiredFamilyState(input({ config: WIREGUARD, own, peers }));
+    assert.deepEqual(skipped, []);
+    assert.deepEqual([...state.wireguardPeers.values()], [
+      { publicKey: KEY_A, endpoint: '192.0.2.12:51820', allowedIPs: ['198.18.2.0/24'] },
+      { publicKey: KEY_B, endpoint: '203.0.113.5:51820', allowedIPs: ['198.18.3.0/24'] },
+      { publicKey: KEY_C, endpoint: '192.0.2.14:4000', allowedIPs: ['198.18.4.0/24'] },
+    ]);
+    assert.equal(state.routes.size + state.neighbours.size + state.fdb.size, 0);
+    const custom = parseNetworkConfig('{"Network":"198.18.0.0/16","Backend":{"Type":"wireguard","ListenPort":4444}}');
+    assert.equal(desiredFamilyState(input({ config: custom, own, peers: [peers[1]!] })).state.wireguardPeers.get(KEY_B)!.endpoint, '203.0.113.5:4444');
+  });
+
+  it('wireguard: skips a lease without a valid key or port, one with our key, and the later of two with one key, saying why', function () {
+    const own = wgLease('198.18.1.0-24', '192.0.2.11', OWN_KEY);
+    const bad = (data: unknown) => decodeLease('198.18.9.0-24', JSON.stringify({ PublicIP: '192.0.2.19', BackendType: 'wireguard', BackendData: data }), false);
+    const peers = [
+      bad(undefined), bad({ PublicKey: 'short' }), bad({ PublicKey: KEY_A, Port: 70000 }), bad({ PublicKey: KEY_A, Port: '51820' }),
+      wgLease('198.18.2.0-24', '192.0.2.12', OWN_KEY),
+      wgLease('198.18.3.0-24', '192.0.2.13', KEY_B),
+      wgLease('198.18.4.0-24', '192.0.2.14', KEY_B),
+      lease('198.18.5.0-24', '192.0.2.15', 'vxlan', '0a:00:00:00:00:05'),
+    ];
+    const { state, skipped } = desiredFamilyState(input({ config: WIREGUARD, own, peers }));
+    assert.deepEqual([...state.wireguardPeers.keys()], [KEY_B]);
+    assert.equal(state.wireguardPeers.get(KEY_B)!.endpoint, '192.0.2.13:51820');
+    assert.deepEqual(skipped.map(({ reason }) => reason), [
+      '198.18.9.0-24: BackendData is missing',
+      '198.18.9.0-24: BackendData.PublicKey "short" is not a WireGuard public key',
+      '198.18.9.0-24: BackendData.Port 70000 is not a UDP port',
+      '198.18.9.0-24: BackendData.Port "51820" is not a UDP port',
+      `uses our own public key ${OWN_KEY}`,
+      `WireGuard public key ${KEY_B} is already used by the peer at 192.0.2.13:51820`,
+      'uses backend vxlan, not wireguard',
+    ]);
+  });
+
+  it('wireguard dual stack: Mode separate gives each family its peers and port; the other modes one device for both', function () {
+    const dual = (mode: string) => parseNetworkConfig(JSON.stringify({
+      Network: '198.18.0.0/16', EnableIPv6: true, IPv6Network: '2001:db8:100::/48', Backend: { Type: 'wireguard', Mode: mode },
+    }));
+    const value = (ip: string, ipv6: string, key: string, port6 = 51821) => JSON.stringify({
+      PublicIP: ip, PublicIPv6: ipv6, BackendType: 'wireguard', BackendData: { PublicKey: key, Port: 51820 }, BackendV6Data: { PublicKey: key, Port: port6 },
+    });
+    const own = decodeLease('198.18.1.0-24&2001:db8:100:1::-64', value('192.0.2.11', '2001:db8:0:1::11', OWN_KEY), false);
+    const peer = decodeLease('198.18.2.0-24&2001:db8:100:2::-64', value('192.0.2.12', '2001:db8:0:1::12', KEY_A), false);
+    const plan = (mode: string, family: 4 | 6) => desiredFamilyState({
+      family, config: dual(mode), own, peers: [peer], localPrefixes: family === 4 ? LOCAL : [Prefix.parse('2001:db8:0:1::/64')],
+    }).state.wireguardPeers.get(KEY_A);
+    assert.deepEqual(plan('separate', 4), { publicKey: KEY_A, endpoint: '192.0.2.12:51820', allowedIPs: ['198.18.2.0/24'] });
+    assert.deepEqual(plan('separate', 6), { publicKey: KEY_A, endpoint: '[2001:db8:0:1::12]:51821', allowedIPs: ['2001:db8:100:2::/64'] });
+    // one device: the IPv4 plane holds the peer with both subnets; the IPv6 plane programs nothing itself
+    const both = ['198.18.2.0/24', '2001:db8:100:2::/64'];
+    assert.deepEqual(plan('ipv4', 4), { publicKey: KEY_A, endpoint: '192.0.2.12:51820', allowedIPs: both });
+    assert.deepEqual(plan('ipv6', 4), { publicKey: KEY_A, endpoint: '[2001:db8:0:1::12]:51821', allowedIPs: both });
+    // auto: IPv4 unless the peer's IPv4 address is private (RFC 1918) and its IPv6 one is not
+    assert.deepEqual(plan('auto', 4), { publicKey: KEY_A, endpoint: '192.0.2.12:51820', allowedIPs: both });
+    for (const mode of ['ipv4', 'ipv6', 'auto']) assert.equal(plan(mode, 6), undefined);
+  });
+
   it('diffs actual against desired into the minimal add, replace and remove operations', function () {
     const desired = desiredFamilyState(input({
       peers: [lease('198.18.2.0-24', '192.0.2.12', 'vxlan', '0a:00:00:00:00:02'), lease('198.18.3.0-24', '192.0.2.13', 'vxlan', '0a:00:00:00:00:03')],
@@ -141,7 +217,8 @@ describe('desired state kept one lease at a time (DesiredState)', function () {
     assert.deepEqual(sorted(incremental.state.neighbours), sorted(reference.state.neighbours));
     assert.deepEqual(sorted(incremental.state.fdb), sorted(reference.state.fdb));
     assert.deepEqual(sorted(incremental.state.routes), sorted(reference.state.routes));
-    for (const kind of ['neighbours', 'fdb', 'routes'] as const) {
+    assert.deepEqual(sorted(incremental.state.wireguardPeers), sorted(reference.state.wireguardPeers));
+    for (const kind of ['neighbours', 'fdb', 'routes', 'wireguardPeers'] as const) {
       assert.equal(incremental.state[kind].size, reference.state[kind].size, `${kind}.size`);
       for (const [key, value] of reference.state[kind]) assert.deepEqual(incremental.state[kind].get(key), value);
     }
@@ -179,6 +256,35 @@ describe('desired state kept one lease at a time (DesiredState)', function () {
         assertSame(incremental, peers, context);
       }
       // and built in one go from the same map
+      assertSame(new DesiredState(context, peers.values()), peers, context);
+    }), { numRuns: 300 });
+  });
+
+  it('wireguard: equals desiredFamilyState after every change, a public key staying with its first claimant', function () {
+    const keys = [KEY_A, KEY_B, KEY_C, OWN_KEY, 'not-a-key'];
+    const op = fc.record({
+      remove: fc.boolean(),
+      subnet: fc.constantFrom('198.18.2.0-24', '198.18.3.0-24', '198.18.4.0-24', '198.18.1.0-24', '198.18.5.0-24'),
+      ip: fc.constantFrom('192.0.2.12', '192.0.2.13', '203.0.113.5', '192.0.2.11'),
+      key: fc.constantFrom(...keys),
+    });
+    fc.assert(fc.property(fc.array(op, { maxLength: 40 }), (ops) => {
+      const context = { family: 4 as const, config: WIREGUARD, own: wgLease('198.18.1.0-24', '192.0.2.11', OWN_KEY), localPrefixes: LOCAL };
+      const peers = new Map<string, Lease>();
+      const incremental = new DesiredState(context);
+      for (const step of ops) {
+        if (step.remove) {
+          peers.delete(step.subnet);
+          incremental.delete(step.subnet);
+        } else {
+          const next = wgLease(step.subnet, step.ip, step.key);
+          peers.set(step.subnet, next);
+          incremental.set(next);
+        }
+        assertSame(incremental, peers, context);
+        const dirty = incremental.takeDirty();
+        for (const key of dirty.wireguardPeers) assert.ok(keys.includes(key));
+      }
       assertSame(new DesiredState(context, peers.values()), peers, context);
     }), { numRuns: 300 });
   });

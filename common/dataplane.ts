@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Family, IpAddress, Prefix } from './cidr.js';
-import type { BackendConfig, NetworkConfig } from './config.js';
-import { leaseBackend, parseVxlanBackendData, type Lease } from './lease.js';
+import type { BackendConfig, NetworkConfig, WireguardBackendConfig } from './config.js';
+import { leaseBackend, parseVxlanBackendData, parseWireguardBackendData, type Lease } from './lease.js';
 import { diffSnapshots } from './snapshot-diff.js';
 
 /**
@@ -30,6 +30,16 @@ export interface RouteSpec {
   onlink: boolean;
 }
 
+/** A peer of weft's WireGuard device; the PSK and keepalive are the network's, the same for every peer. */
+export interface WireguardPeerSpec {
+  /** base64, as in the lease */
+  publicKey: string;
+  /** "192.0.2.11:51820" or "[2001:db8:0:1::11]:51821" */
+  endpoint: string;
+  /** the peer's subnets, e.g. ["198.18.5.0/24"] */
+  allowedIPs: readonly string[];
+}
+
 /** The kernel objects weft wants for one address family, keyed the way the kernel identifies them. */
 export interface FamilyState {
   /** Permanent neighbours on the overlay device, by IP. */
@@ -38,6 +48,8 @@ export interface FamilyState {
   fdb: Map<string, FdbSpec>;
   /** Routes to remote subnets, by destination prefix. */
   routes: Map<string, RouteSpec>;
+  /** Peers of the WireGuard device, by public key. */
+  wireguardPeers: Map<string, WireguardPeerSpec>;
 }
 
 export interface SkippedLease {
@@ -60,7 +72,7 @@ export interface DesiredInput {
 }
 
 export function emptyFamilyState(): FamilyState {
-  return { neighbours: new Map(), fdb: new Map(), routes: new Map() };
+  return { neighbours: new Map(), fdb: new Map(), routes: new Map(), wireguardPeers: new Map() };
 }
 
 function subnetOf(lease: Lease, family: Family): Prefix | undefined {
@@ -111,7 +123,7 @@ export type PeerContext = Omit<DesiredInput, 'peers'>;
  * not worth a warning).
  */
 export type PeerPlan =
-  | { kind: 'program'; neighbour?: NeighbourSpec; fdb?: FdbSpec; route?: RouteSpec }
+  | { kind: 'program'; neighbour?: NeighbourSpec; fdb?: FdbSpec; route?: RouteSpec; wireguardPeer?: WireguardPeerSpec }
   | { kind: 'skip'; reason: string; quiet: boolean };
 
 /** The objects one peer lease asks for: a pure function of the context and that lease alone. */
@@ -128,6 +140,7 @@ export function peerPlan(context: PeerContext, peer: Lease): PeerPlan {
   }
   // flannel's udp backend: weft's userspace path forwards, the peer needs only its route onto the overlay device.
   if (backend.type === 'udp') return { kind: 'program', route: { dst, gateway: subnet.network.toString(), device: 'overlay', onlink: true } };
+  if (backend.type === 'wireguard') return wireguardPlan(context, peer, backend);
   if (backend.type !== 'vxlan') return { kind: 'program' };
   let vtepMac: string;
   try {
@@ -146,8 +159,81 @@ export function peerPlan(context: PeerContext, peer: Lease): PeerPlan {
   };
 }
 
+/**
+ * The family whose device holds the WireGuard peers: each family's own with Mode separate, else the one
+ * device, which weft makes in the first enabled family's plane.
+ */
+export function wireguardDeviceFamily(config: NetworkConfig, family: Family, backend: WireguardBackendConfig): Family {
+  return backend.mode === 'separate' ? family : config.ipv4 !== undefined ? 4 : 6;
+}
+
+/** The port a WireGuard device of this network listens on, for `family`'s device (Mode separate) or the one device. */
+export function wireguardListenPort(backend: WireguardBackendConfig, family: Family): number {
+  return backend.mode === 'separate' && family === 6 ? backend.listenPortV6 : backend.listenPort;
+}
+
+/** RFC 1918 (flannel's IsPrivate for IPv4) or fc00::/7. */
+function isPrivate(ip: IpAddress): boolean {
+  const text = ip.toString();
+  if (ip.family === 6) return /^f[cd]/i.test(text);
+  const [a, b] = text.split('.').map(Number) as [number, number];
+  return a === 10 || (a === 172 && (b & 0xf0) === 16) || (a === 192 && b === 168);
+}
+
+/** The family of a peer's endpoint on the one device (flanneld's modes auto, ipv4, ipv6). */
+function endpointFamily(context: PeerContext, peer: Lease, backend: WireguardBackendConfig): Family {
+  if (backend.mode === 'ipv4') return 4;
+  if (backend.mode === 'ipv6') return 6;
+  const { publicIP, publicIPv6 } = peer.attrs;
+  const own = context.own.attrs;
+  if (publicIPv6 === undefined) return 4;
+  if (publicIP !== undefined && !isPrivate(publicIP) && own.publicIP !== undefined) return 4;
+  if (!isPrivate(publicIPv6) && own.publicIPv6 !== undefined && !isPrivate(own.publicIPv6)) return 6;
+  return publicIP === undefined ? 6 : 4;
+}
+
+function backendDataOf(lease: Lease, family: Family): Record<string, unknown> | undefined {
+  return family === 4 ? lease.attrs.backendData : lease.attrs.backendV6Data;
+}
+
+/**
+ * A WireGuard peer as flanneld configures it: endpoint `PublicIP:Port` (the lease's Port, else the network's
+ * listen port), AllowedIPs the peer's subnet of the device's family or, on the one device of the modes other
+ * than separate, its subnets of both families. The plane of a family whose peers live on the other family's
+ * device programs nothing itself.
+ */
+function wireguardPlan(context: PeerContext, peer: Lease, backend: WireguardBackendConfig): PeerPlan {
+  const { family, config } = context;
+  if (wireguardDeviceFamily(config, family, backend) !== family) return { kind: 'program' };
+  const via = backend.mode === 'separate' ? family : endpointFamily(context, peer, backend);
+  const field = via === 4 ? 'BackendData' : 'BackendV6Data';
+  let data;
+  try {
+    data = parseWireguardBackendData(backendDataOf(peer, via) ?? backendDataOf(peer, via === 4 ? 6 : 4), peer.name, field);
+  } catch (err) {
+    return { kind: 'skip', reason: (err as Error).message, quiet: false };
+  }
+  const ownData = backendDataOf(context.own, via) ?? backendDataOf(context.own, via === 4 ? 6 : 4);
+  if (ownData !== undefined && ownData.PublicKey === data.publicKey) return { kind: 'skip', reason: `uses our own public key ${data.publicKey}`, quiet: false };
+  const address = publicIpOf(peer, via);
+  if (address === undefined) return { kind: 'skip', reason: `has no IPv${via} public IP to reach it at (Backend.Mode ${backend.mode})`, quiet: false };
+  const port = data.port ?? wireguardListenPort(backend, via);
+  const endpoint = via === 4 ? `${address}:${port}` : `[${address}]:${port}`;
+  const allowedIPs = [subnetOf(peer, family)!.toString()];
+  if (backend.mode !== 'separate' && family === 4 && config.ipv6 !== undefined) {
+    // the IPv6 subnet rides on this device too, if the IPv6 plane would take it
+    const v6 = subnetOf(peer, 6);
+    if (v6 !== undefined && rejectPeer({ ...context, family: 6 }, peer, backend) === undefined) allowedIPs.push(v6.toString());
+  }
+  return { kind: 'program', wireguardPeer: { publicKey: data.publicKey, endpoint, allowedIPs } };
+}
+
 function vtepClash(mac: string, holder: FdbSpec): string {
   return `VtepMAC ${mac} is already used by the peer at ${holder.dst}`;
+}
+
+function publicKeyClash(key: string, holder: WireguardPeerSpec): string {
+  return `WireGuard public key ${key} is already used by the peer at ${holder.endpoint}`;
 }
 
 /**
@@ -171,22 +257,30 @@ export function desiredFamilyState(input: DesiredInput): { state: FamilyState; s
       skipped.push({ lease: peer, reason: vtepClash(plan.fdb!.mac, clash) });
       continue;
     }
+    // Nor a WireGuard public key: the device has one peer per key.
+    const keyHolder = plan.wireguardPeer === undefined ? undefined : state.wireguardPeers.get(plan.wireguardPeer.publicKey);
+    if (keyHolder !== undefined) {
+      skipped.push({ lease: peer, reason: publicKeyClash(plan.wireguardPeer!.publicKey, keyHolder) });
+      continue;
+    }
     if (plan.neighbour !== undefined) state.neighbours.set(plan.neighbour.ip, plan.neighbour);
     if (plan.fdb !== undefined) state.fdb.set(plan.fdb.mac, plan.fdb);
     if (plan.route !== undefined) state.routes.set(plan.route.dst, plan.route);
+    if (plan.wireguardPeer !== undefined) state.wireguardPeers.set(plan.wireguardPeer.publicKey, plan.wireguardPeer);
   }
   return { state, skipped };
 }
 
-/** Keys of desired objects that may have changed: neighbour IPs, FDB MACs, route destinations. */
+/** Keys of desired objects that may have changed: neighbour IPs, FDB MACs, route destinations, WireGuard public keys. */
 export interface DirtyKeys {
   neighbours: Set<string>;
   fdb: Set<string>;
   routes: Set<string>;
+  wireguardPeers: Set<string>;
 }
 
 export function emptyDirtyKeys(): DirtyKeys {
-  return { neighbours: new Set(), fdb: new Set(), routes: new Set() };
+  return { neighbours: new Set(), fdb: new Set(), routes: new Set(), wireguardPeers: new Set() };
 }
 
 interface PeerEntry {
@@ -207,6 +301,7 @@ const enum Kind {
   Neighbour = 1,
   Fdb = 2,
   Route = 4,
+  WireguardPeer = 8,
 }
 
 /** Who claims each key: one peer (the usual case, kept without an array) or several. */
@@ -323,6 +418,7 @@ export interface DesiredObjects {
   neighbours: ReadonlyMap<string, NeighbourSpec>;
   fdb: ReadonlyMap<string, FdbSpec>;
   routes: ReadonlyMap<string, RouteSpec>;
+  wireguardPeers: ReadonlyMap<string, WireguardPeerSpec>;
 }
 
 /**
@@ -338,9 +434,11 @@ export class DesiredState {
   private readonly macClaims: Claims = new Map();
   private readonly neighbourClaims: Claims = new Map();
   private readonly routeClaims: Claims = new Map();
+  private readonly publicKeyClaims: Claims = new Map();
   private readonly neighbours = new ClaimedObjects(this.neighbourClaims, Kind.Neighbour, (plan) => plan.neighbour!);
   private readonly fdb = new ClaimedObjects(this.macClaims, Kind.Fdb, (plan) => plan.fdb!);
   private readonly routes = new ClaimedObjects(this.routeClaims, Kind.Route, (plan) => plan.route!);
+  private readonly wireguardPeers = new ClaimedObjects(this.publicKeyClaims, Kind.WireguardPeer, (plan) => plan.wireguardPeer!);
   private readonly skips = new Map<string, SkippedLease>();
   private dirty = emptyDirtyKeys();
   /** scratch for one set() / delete(): the keys it touched */
@@ -352,7 +450,7 @@ export class DesiredState {
     readonly context: PeerContext,
     peers: Iterable<Lease> = [],
   ) {
-    this.state = { neighbours: this.neighbours, fdb: this.fdb, routes: this.routes };
+    this.state = { neighbours: this.neighbours, fdb: this.fdb, routes: this.routes, wireguardPeers: this.wireguardPeers };
     for (const lease of peers) {
       const plan = peerPlan(context, lease);
       const entry: PeerEntry = { name: lease.name, seq: ++this.seq, lease, plan, wins: 0 };
@@ -364,14 +462,21 @@ export class DesiredState {
       if (plan.fdb !== undefined) claim(this.macClaims, plan.fdb.mac, entry);
       if (plan.neighbour !== undefined) claim(this.neighbourClaims, plan.neighbour.ip, entry);
       if (plan.route !== undefined) claim(this.routeClaims, plan.route.dst, entry);
+      if (plan.wireguardPeer !== undefined) claim(this.publicKeyClaims, plan.wireguardPeer.publicKey, entry);
       const holder = plan.fdb === undefined ? undefined : this.fdb.winner(plan.fdb.mac);
       if (holder !== undefined) {
         this.skips.set(lease.name, { lease, reason: vtepClash(plan.fdb!.mac, (holder.plan as ProgramPlan).fdb!) });
         continue;
       }
+      const keyHolder = plan.wireguardPeer === undefined ? undefined : this.wireguardPeers.winner(plan.wireguardPeer.publicKey);
+      if (keyHolder !== undefined) {
+        this.skips.set(lease.name, { lease, reason: publicKeyClash(plan.wireguardPeer!.publicKey, (keyHolder.plan as ProgramPlan).wireguardPeer!) });
+        continue;
+      }
       if (plan.neighbour !== undefined) this.neighbours.crown(plan.neighbour.ip, entry);
       if (plan.fdb !== undefined) this.fdb.crown(plan.fdb.mac, entry);
       if (plan.route !== undefined) this.routes.crown(plan.route.dst, entry);
+      if (plan.wireguardPeer !== undefined) this.wireguardPeers.crown(plan.wireguardPeer.publicKey, entry);
     }
   }
 
@@ -441,6 +546,10 @@ export class DesiredState {
       claim(this.routeClaims, plan.route.dst, entry);
       touched.routes.add(plan.route.dst);
     }
+    if (plan.wireguardPeer !== undefined) {
+      claim(this.publicKeyClaims, plan.wireguardPeer.publicKey, entry);
+      touched.wireguardPeers.add(plan.wireguardPeer.publicKey);
+    }
   }
 
   private release(entry: PeerEntry, touched: DirtyKeys): void {
@@ -449,6 +558,7 @@ export class DesiredState {
     this.neighbours.forfeit(entry);
     this.fdb.forfeit(entry);
     this.routes.forfeit(entry);
+    this.wireguardPeers.forfeit(entry);
     if (plan.fdb !== undefined) {
       unclaim(this.macClaims, plan.fdb.mac, entry);
       touched.fdb.add(plan.fdb.mac);
@@ -461,22 +571,27 @@ export class DesiredState {
       unclaim(this.routeClaims, plan.route.dst, entry);
       touched.routes.add(plan.route.dst);
     }
+    if (plan.wireguardPeer !== undefined) {
+      unclaim(this.publicKeyClaims, plan.wireguardPeer.publicKey, entry);
+      touched.wireguardPeers.add(plan.wireguardPeer.publicKey);
+    }
   }
 
-  /** The peer a VtepMAC belongs to: the first claimant in the peers' order. */
-  private macHolder(mac: string): PeerEntry | undefined {
-    const held = this.macClaims.get(mac);
+  /** The peer a VtepMAC or a WireGuard public key belongs to: the first claimant in the peers' order. */
+  private holder(claims: Claims, key: string): PeerEntry | undefined {
+    const held = claims.get(key);
     if (held === undefined || !Array.isArray(held)) return held;
     let holder = held[0]!;
     for (const entry of held) if (entry.seq < holder.seq) holder = entry;
     return holder;
   }
 
-  /** A peer is programmed unless refused or clashing with an earlier peer's VtepMAC. */
+  /** A peer is programmed unless refused or clashing with an earlier peer's VtepMAC or public key. */
   private active(entry: PeerEntry): boolean {
     const { plan } = entry;
     if (plan.kind === 'skip') return false;
-    return plan.fdb === undefined || this.macHolder(plan.fdb.mac) === entry;
+    if (plan.wireguardPeer !== undefined && this.holder(this.publicKeyClaims, plan.wireguardPeer.publicKey) !== entry) return false;
+    return plan.fdb === undefined || this.holder(this.macClaims, plan.fdb.mac) === entry;
   }
 
   /** The last active claimant in the peers' order. */
@@ -489,7 +604,7 @@ export class DesiredState {
   private settle(touched: DirtyKeys): void {
     // A VtepMAC changing hands switches its claimants on or off, and with them their neighbours and routes.
     for (const mac of touched.fdb) {
-      const holder = this.macHolder(mac);
+      const holder = this.holder(this.macClaims, mac);
       this.dirty.fdb.add(mac);
       this.fdb.crown(mac, holder);
       if (holder === undefined) continue;
@@ -510,9 +625,22 @@ export class DesiredState {
       this.dirty.routes.add(dst);
       this.routes.crown(dst, this.lastActive(claimants(this.routeClaims, dst)));
     }
+    // A public key, like a VtepMAC, stays with its first claimant; the others are skipped.
+    for (const key of touched.wireguardPeers) {
+      const holder = this.holder(this.publicKeyClaims, key);
+      this.dirty.wireguardPeers.add(key);
+      this.wireguardPeers.crown(key, holder);
+      if (holder === undefined) continue;
+      const peer = (holder.plan as ProgramPlan).wireguardPeer!;
+      for (const entry of claimants(this.publicKeyClaims, key)) {
+        if (entry === holder) this.skips.delete(entry.name);
+        else this.skips.set(entry.name, { lease: entry.lease, reason: publicKeyClash(key, peer) });
+      }
+    }
     touched.neighbours.clear();
     touched.fdb.clear();
     touched.routes.clear();
+    touched.wireguardPeers.clear();
   }
 }
 

@@ -8,6 +8,7 @@ import { decodeLease } from './lease.js';
 
 const CONFIG = parseNetworkConfig('{"Network":"198.18.0.0/16","SubnetMax":"198.18.200.0","Backend":{"Type":"vxlan"}}');
 const DUAL = parseNetworkConfig('{"Network":"198.18.0.0/16","EnableIPv6":true,"IPv6Network":"2001:db8:100::/48","Backend":{"Type":"vxlan"}}');
+const WIREGUARD = parseNetworkConfig('{"Network":"198.18.0.0/16","Backend":{"Type":"wireguard"}}');
 
 function version(name: string, createRevision: number, publicIP: string, mac: string, extra: Record<string, unknown> = {}): LeaseVersion {
   const value = { PublicIP: publicIP, BackendType: 'vxlan', BackendData: { VNI: 1, VtepMAC: mac }, ...extra };
@@ -69,6 +70,24 @@ describe('lease arbiter: which leases every host uses', () => {
       BackendData: { VNI: 1, VtepMAC: '0a:00:00:00:00:10' }, BackendV6Data: { VNI: 1, VtepMAC: '0a:00:00:00:00:08' },
     }), false);
     assert.equal(arbitrate(DUAL, [first, { lease: v6, createRevision: 5n }]).ignored.length, 0);
+  });
+
+  it('gives a WireGuard public key to the older key: a copied key is ignored on every host, whatever order it came in', () => {
+    const wireguard = (name: string, revision: number, ip: string, key: string): LeaseVersion => ({
+      lease: decodeLease(name, JSON.stringify({ PublicIP: ip, BackendType: 'wireguard', BackendData: { PublicKey: key, Port: 51820 } }), false),
+      createRevision: BigInt(revision),
+    });
+    const key = 'yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=';
+    const owner = wireguard('198.18.11.0-24', 3, '198.19.0.11', key);
+    const copy = wireguard('198.18.12.0-24', 8, '198.19.0.12', key);
+    const other = wireguard('198.18.13.0-24', 9, '198.19.0.13', 'aAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=');
+    for (const order of [[owner, copy, other], [copy, other, owner]]) {
+      const { accepted, ignored } = arbitrate(WIREGUARD, order);
+      assert.deepEqual(accepted.map((lease) => lease.name).sort(), ['198.18.11.0-24', '198.18.13.0-24']);
+      assert.deepEqual(ignored.map(({ lease, reason, detail }) => [lease.name, reason, detail]), [
+        ['198.18.12.0-24', 'public-key-conflict', `public key ${key} belongs to 198.18.11.0-24: its key is older`],
+      ]);
+    }
   });
 
   it('ends with the same leases used and ignored as a fresh listing, after any sequence of writes and deletes', () => {

@@ -11,12 +11,14 @@
  * - two vxlan leases with the same VtepMAC in one family: the one whose public IP and VNI derive that MAC
  *   (weft's stableVtepMac) keeps it, else the key created first, since a derived MAC can be written into a
  *   lease before its host exists;
+ * - two wireguard leases with the same public key in one family (a WireGuard device takes one peer per key):
+ *   the key created first keeps it;
  * - a lease loses all or nothing: one that loses a subnet or a MAC is ignored whole.
  */
 import type { Family, Prefix } from './cidr.js';
 import type { FamilyConfig, NetworkConfig } from './config.js';
 import { stableVtepMac } from './dataplane.js';
-import { parseVxlanBackendData, type Lease } from './lease.js';
+import { parseVxlanBackendData, parseWireguardBackendData, type Lease } from './lease.js';
 
 /** A decoded lease and the etcd revision its key was created at (a key deleted and written again gets a new one). */
 export interface LeaseVersion {
@@ -24,8 +26,8 @@ export interface LeaseVersion {
   createRevision: bigint;
 }
 
-export type IgnoreReason = 'invalid-subnet' | 'subnet-conflict' | 'vtep-mac-conflict';
-const IGNORE_REASONS: readonly IgnoreReason[] = ['invalid-subnet', 'subnet-conflict', 'vtep-mac-conflict'];
+export type IgnoreReason = 'invalid-subnet' | 'subnet-conflict' | 'vtep-mac-conflict' | 'public-key-conflict';
+const IGNORE_REASONS: readonly IgnoreReason[] = ['invalid-subnet', 'subnet-conflict', 'vtep-mac-conflict', 'public-key-conflict'];
 
 export interface IgnoredLease {
   lease: Lease;
@@ -81,13 +83,20 @@ function unclaim<K>(claims: Claims<K>, key: K, version: LeaseVersion): void {
   }
 }
 
-/** The VtepMAC a vxlan lease announces for `family`, with whether its public IP and VNI derive it. */
-function vtepOf(lease: Lease, family: Family): { mac: string; derived: boolean } | undefined {
-  if (lease.attrs.backendType !== 'vxlan') return undefined;
-  const publicIP = family === 4 ? lease.attrs.publicIP : lease.attrs.publicIPv6;
+/**
+ * What names a lease's tunnel end for `family`, which no two leases may share: a vxlan lease's VtepMAC (with
+ * whether its public IP and VNI derive it), a wireguard lease's public key.
+ */
+function tunnelIdOf(lease: Lease, family: Family): { id: string; kind: 'VtepMAC' | 'public key'; derived: boolean } | undefined {
+  const data = family === 4 ? lease.attrs.backendData : lease.attrs.backendV6Data;
   try {
-    const data = parseVxlanBackendData(family === 4 ? lease.attrs.backendData : lease.attrs.backendV6Data, lease.name);
-    return { mac: data.vtepMac, derived: publicIP !== undefined && stableVtepMac(publicIP, data.vni) === data.vtepMac };
+    if (lease.attrs.backendType === 'wireguard') {
+      return { id: `key:${parseWireguardBackendData(data, lease.name).publicKey}`, kind: 'public key', derived: false };
+    }
+    if (lease.attrs.backendType !== 'vxlan') return undefined;
+    const publicIP = family === 4 ? lease.attrs.publicIP : lease.attrs.publicIPv6;
+    const vxlan = parseVxlanBackendData(data, lease.name);
+    return { id: `mac:${vxlan.vtepMac}`, kind: 'VtepMAC', derived: publicIP !== undefined && stableVtepMac(publicIP, vxlan.vni) === vxlan.vtepMac };
   } catch {
     return undefined; // the data plane refuses it on its own
   }
@@ -121,7 +130,8 @@ export class LeaseArbiter {
   readonly ignored = new Map<string, IgnoredLease>();
   private readonly versions = new Map<string, LeaseVersion>();
   private readonly subnets: Record<Family, Claims<bigint>> = { 4: new Map(), 6: new Map() };
-  private readonly macs: Record<Family, Claims<string>> = { 4: new Map(), 6: new Map() };
+  /** VtepMACs and WireGuard public keys (tunnelIdOf), per family */
+  private readonly tunnelIds: Record<Family, Claims<string>> = { 4: new Map(), 6: new Map() };
 
   constructor(readonly config: NetworkConfig) {}
 
@@ -174,14 +184,14 @@ export class LeaseArbiter {
     });
   }
 
-  /** Calls `fn` for each subnet and VtepMAC `version` claims (of the families the config enables). */
+  /** Calls `fn` for each subnet and tunnel id `version` claims (of the families the config enables). */
   private forEachClaim(version: LeaseVersion, fn: <K>(claims: Claims<K>, key: K) => void): void {
     for (const family of FAMILIES) {
       const subnet = subnetOf(version.lease, family);
       if (planOf(this.config, family) === undefined || subnet === undefined) continue;
       fn(this.subnets[family], subnet.base);
-      const vtep = vtepOf(version.lease, family);
-      if (vtep !== undefined) fn(this.macs[family], vtep.mac);
+      const tunnel = tunnelIdOf(version.lease, family);
+      if (tunnel !== undefined) fn(this.tunnelIds[family], tunnel.id);
     }
   }
 
@@ -223,18 +233,19 @@ export class LeaseArbiter {
       }
     }
     for (const family of FAMILIES) {
-      const vtep = subnetOf(lease, family) === undefined || planOf(this.config, family) === undefined ? undefined : vtepOf(lease, family);
-      if (vtep === undefined) continue;
-      const claimants = members(this.macs[family], vtep.mac);
+      const tunnel = subnetOf(lease, family) === undefined || planOf(this.config, family) === undefined ? undefined : tunnelIdOf(lease, family);
+      if (tunnel === undefined) continue;
+      const claimants = members(this.tunnelIds[family], tunnel.id);
       if (claimants.length < 2) continue;
       let holder: { version: LeaseVersion; derived: boolean } | undefined;
       for (const other of claimants) {
-        const derived = other === version ? vtep.derived : vtepOf(other.lease, family)!.derived;
+        const derived = other === version ? tunnel.derived : tunnelIdOf(other.lease, family)!.derived;
         if (holder === undefined || (derived && !holder.derived) || (derived === holder.derived && older(other, holder.version))) holder = { version: other, derived };
       }
       if (holder!.version !== version) {
         const why = holder!.derived ? 'its public IP derives it' : 'its key is older';
-        return { lease, reason: 'vtep-mac-conflict', detail: `VtepMAC ${vtep.mac} belongs to ${holder!.version.lease.name}: ${why}` };
+        const reason = tunnel.kind === 'VtepMAC' ? 'vtep-mac-conflict' : 'public-key-conflict';
+        return { lease, reason, detail: `${tunnel.kind} ${tunnel.id.slice(4)} belongs to ${holder!.version.lease.name}: ${why}` };
       }
     }
     return undefined;

@@ -11,6 +11,7 @@ import {
   parseLeaseAttrs,
   parseLeaseKey,
   parseVxlanBackendData,
+  parseWireguardBackendData,
   sameLeaseAttrs,
   type LeaseAttrs,
 } from './lease.js';
@@ -306,6 +307,25 @@ describe('lease', () => {
     it('ignores the order of top-level known fields', () => {
       const reordered = '{"BackendData":{"VNI":1,"VtepMAC":"c6:d2:32:6f:8f:44"},"BackendType":"vxlan","PublicIP":"192.168.64.3"}';
       assert.ok(sameLeaseAttrs(a(), parseLeaseAttrs(reordered, KEY)));
+    });
+  });
+
+  describe('parseWireguardBackendData', () => {
+    const KEY_B64 = 'xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=';
+    it("reads flanneld's BackendData; a missing or zero Port means the network's ListenPort", () => {
+      const flanneld = parseLeaseAttrs(`{"PublicIP":"192.0.2.12","PublicIPv6":null,"BackendType":"wireguard","BackendData":{"PublicKey":"${KEY_B64}","Port":51820}}`, KEY);
+      assert.deepEqual(parseWireguardBackendData(flanneld.backendData, KEY), { publicKey: KEY_B64, port: 51820 });
+      assert.deepEqual(parseWireguardBackendData({ PublicKey: KEY_B64 }, KEY), { publicKey: KEY_B64, port: undefined });
+      assert.deepEqual(parseWireguardBackendData({ PublicKey: KEY_B64, Port: 0 }, KEY), { publicKey: KEY_B64, port: undefined });
+    });
+
+    it('rejects missing data, a key that is not one and a port outside 16 bits, naming the field', () => {
+      throwsLease(() => parseWireguardBackendData(undefined, KEY, 'BackendV6Data'), KEY, 'BackendV6Data is missing');
+      throwsLease(() => parseWireguardBackendData({ PublicKey: 'abc' }, KEY), KEY, 'BackendData.PublicKey "abc" is not a WireGuard public key');
+      throwsLease(() => parseWireguardBackendData({}, KEY), KEY, 'BackendData.PublicKey undefined is not a WireGuard public key');
+      throwsLease(() => parseWireguardBackendData({ PublicKey: KEY_B64, Port: 65536 }, KEY), KEY, 'BackendData.Port 65536 is not a UDP port');
+      throwsLease(() => parseWireguardBackendData({ PublicKey: KEY_B64, Port: -1 }, KEY), KEY, 'BackendData.Port -1 is not a UDP port');
+      throwsLease(() => parseWireguardBackendData({ PublicKey: 'x'.repeat(10_000) }, KEY), KEY, /^.{0,200}$/s);
     });
   });
 

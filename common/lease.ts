@@ -25,6 +25,13 @@ export interface VxlanBackendData {
   vtepMac: string;
 }
 
+export interface WireguardBackendData {
+  /** base64, as `wg` writes it */
+  publicKey: string;
+  /** undefined when the lease names none (flanneld before v0.26.6 writes none) or 0: the network's ListenPort then */
+  port: number | undefined;
+}
+
 const IPV4_KEY_PART = /^(\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3})-(\d{1,2})$/;
 const IPV6_KEY_PART = /^([0-9a-fA-F:.]+)-(\d{1,3})$/;
 /** flannel writes an IPv6-only lease with this IPv4 placeholder before the "&". */
@@ -181,6 +188,23 @@ export function parseVxlanBackendData(data: Record<string, unknown> | undefined,
     throw new InvalidLeaseError(key, `${field}.VtepMAC ${JSON.stringify(mac)} is not a MAC address`);
   }
   return { vni, vtepMac: mac.toLowerCase() };
+}
+
+/**
+ * Validates a WireGuard lease's BackendData (or BackendV6Data): `{"PublicKey": "<base64>", "Port": 51820}`.
+ * flanneld reads Port as a 16-bit number and a missing or zero Port as its own listen port.
+ */
+export function parseWireguardBackendData(data: Record<string, unknown> | undefined, key: string, field = 'BackendData'): WireguardBackendData {
+  if (data === undefined) throw new InvalidLeaseError(key, `${field} is missing`);
+  const publicKey = data.PublicKey;
+  if (typeof publicKey !== 'string' || !/^[A-Za-z0-9+/]{43}=$/.test(publicKey)) {
+    throw new InvalidLeaseError(key, `${field}.PublicKey ${JSON.stringify(publicKey)?.slice(0, 64)} is not a WireGuard public key`);
+  }
+  const port = data.Port ?? 0;
+  if (typeof port !== 'number' || !Number.isInteger(port) || port < 0 || port > 0xffff) {
+    throw new InvalidLeaseError(key, `${field}.Port ${JSON.stringify(port)?.slice(0, 64)} is not a UDP port`);
+  }
+  return { publicKey, port: port === 0 ? undefined : port };
 }
 
 /** Two lease values carry the same information (field order and unknown fields included). */

@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 declare -A package_of=(
   [etcd]=etcd-server [etcdctl]=etcd-client [ip]=iproute2 [iptables]=iptables [ip6tables]=iptables
   [iperf3]=iperf3 [ping]=iputils-ping [tcpdump]=tcpdump [sysctl]=procps [openssl]=openssl [nft]=nftables
+  [wireguard-go]=wireguard-go [wg]=wireguard-tools
 )
 # the tests run `vagrant validate` on e2e/vagrant/Vagrantfile (no VM is started), `systemd-analyze verify` on
 # the unit and the docker drop-in, `promtool` on the alert rules (Debian ships it in the prometheus package),

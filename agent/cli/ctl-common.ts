@@ -9,6 +9,7 @@ import { escapeControls } from '../../common/terminal.js';
 import { connectEtcd, NetworkKeys } from '../registry/etcd.js';
 import { listPrefix } from '../registry/kv-mirror.js';
 import { etcdTlsFiles } from './env.js';
+import { checkReadable } from './error-text.js';
 
 /** A refused command: weftctl prints the message and exits 1. */
 export class WeftctlError extends WeftError {
@@ -44,9 +45,11 @@ export function etcdEndpoints(args: EtcdArgs): string[] {
 }
 
 export function openEtcd(args: EtcdArgs, callTimeoutMs?: number): Etcd3 {
+  const files = etcdTlsFiles(args);
+  checkReadable({ 'etcd-cafile': files.caFile, 'etcd-certfile': files.certFile, 'etcd-keyfile': files.keyFile }, 'weftctl');
   return connectEtcd({
     endpoints: etcdEndpoints(args),
-    ...etcdTlsFiles(args),
+    ...files,
     username: args['etcd-username'],
     password: args['etcd-password'],
     ...(callTimeoutMs === undefined ? {} : { callTimeoutMs }),
@@ -147,6 +150,12 @@ export function leasePublicIpv6(lease: Lease): string {
 /** Both public addresses as a table shows them: "198.51.100.3", or joined by a comma for dual stack. */
 export function leasePublicIps(lease: Lease): string {
   return [lease.attrs.publicIP?.toString(), lease.attrs.publicIPv6?.toString()].filter(Boolean).join(',');
+}
+
+/** The WireGuard PublicKey of BackendData, and of BackendV6Data when it differs, joined by a comma ("" for none). */
+export function leasePublicKey(lease: Lease): string {
+  const keys = [lease.attrs.backendData?.PublicKey, lease.attrs.backendV6Data?.PublicKey].filter((key): key is string => typeof key === 'string');
+  return [...new Set(keys)].join(',');
 }
 
 /** The VtepMAC of BackendData, and of BackendV6Data when it differs, joined by a comma ("" for none). */

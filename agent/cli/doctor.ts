@@ -7,7 +7,7 @@
 import type { Etcd3 } from 'etcd3';
 import { hostname } from 'node:os';
 import type { Family } from '../../common/cidr.js';
-import { isWellKnownPort, parseNetworkConfig, type NetworkConfig, type UserspaceMode } from '../../common/config.js';
+import { isWellKnownPort, parseNetworkConfig, tunnelPorts, WIREGUARD_OVERHEAD, type NetworkConfig, type UserspaceMode } from '../../common/config.js';
 import { escapeControls } from '../../common/terminal.js';
 import {
   WEFT_ROUTE_PROTOCOL,
@@ -40,6 +40,8 @@ import { createUdpBackend, UDP_ENCAP_OVERHEAD } from '../udp/udp.js';
 import { UserspaceIpv4OnlyError } from '../userspace/backend.js';
 import { userspaceVxlanBackend } from '../vxlan/mode.js';
 import { VxlanBackend } from '../vxlan/vxlan.js';
+import { wireguardFindings } from '../wireguard/doctor.js';
+import { DEFAULT_WIREGUARD_HOST_OPTIONS, WireguardBackend, type WireguardHostOptions } from '../wireguard/wireguard.js';
 import { ignoredLeases, leaseSubnetText, listLeases, type StoredLease } from './ctl-common.js';
 import { queryAgent } from './status.js';
 
@@ -75,6 +77,8 @@ export interface DoctorOptions {
   ingressAllowList: boolean;
   /** weftd's --vxlan-userspace; undefined: the config's Backend.Userspace. */
   vxlanUserspace: UserspaceMode | undefined;
+  /** weftd's --wireguard-key-file and --wireguard-socket-dir; undefined: the defaults. */
+  wireguard?: WireguardHostOptions | undefined;
   healthzIP: string;
   /** 0: do not ask weftd's /readyz. */
   healthzPort: number;
@@ -86,6 +90,7 @@ export interface DoctorOptions {
 }
 
 const RESTART = 'restart weftd (systemctl restart weftd) and look at its log (journalctl -u weftd)';
+const WIREGUARD_HEALS = 'a running weftd puts it back on its next full reconcile (--resync-interval); if it stays, weftd is not running or failing: systemctl status weftd, journalctl -u weftd';
 const HEALS = 'a running weftd puts it back within seconds (on the kernel event, else on its --resync-interval); if it stays, weftd is not running or failing: systemctl status weftd, journalctl -u weftd';
 
 function message(err: unknown): string {
@@ -518,6 +523,16 @@ async function checkDevice(context: Context, config: NetworkConfig, plane: Plane
     plane.backend = new HostGwBackend(backendContext);
     return;
   }
+  if (config.backend.type === 'wireguard') {
+    plane.backend = new WireguardBackend(backendContext, config.backend);
+    const { findings, device } = await wireguardFindings({
+      kernel: options.kernel, config, backend: config.backend, family, view, own, leases: (context.leases ?? []).map((stored) => stored.lease),
+      host: options.wireguard ?? DEFAULT_WIREGUARD_HOST_OPTIONS, restart: RESTART, heals: WIREGUARD_HEALS, ...(options.runner === undefined ? {} : { runner: options.runner }),
+    });
+    context.findings.push(...findings);
+    plane.overlay = device;
+    return;
+  }
   if (config.backend.type === 'udp') {
     let udp: ReturnType<typeof createUdpBackend>;
     try {
@@ -608,7 +623,7 @@ function checkMtu(context: Context): void {
   const overlays: string[] = [];
   for (const { backend, overlay, view } of planes) {
     const type = backend!.type;
-    const overhead = type === 'vxlan' ? vxlanOverhead(view.address.family) : type === 'udp' ? UDP_ENCAP_OVERHEAD : 0;
+    const overhead = type === 'vxlan' ? vxlanOverhead(view.address.family) : type === 'udp' ? UDP_ENCAP_OVERHEAD : type === 'wireguard' ? WIREGUARD_OVERHEAD : 0;
     const deviceMtu = overlay?.mtu ?? backend!.mtu;
     if (type !== 'host-gw' && deviceMtu + overhead > iface.mtu) {
       add(context, 'mtu', 'fail', `${overlay?.name ?? 'the overlay device'} MTU ${deviceMtu} + ${overhead} bytes of ${type} encapsulation exceeds ${iface.name}'s MTU ${iface.mtu}: full-size packets are dropped`,
@@ -634,6 +649,7 @@ async function checkDataplane(context: Context): Promise<void> {
     const { family, backend, view, routesOnly } = plane;
     if (backend === undefined) continue;
     if (backend.type !== 'host-gw' && plane.overlay === null) continue; // the device finding says it all
+    if (backend.type === 'wireguard') continue; // its peers were compared with the device's
     // weftd programs the leases it does not ignore
     const peers = leases.map((stored) => stored.lease).filter((lease) => !context.ignored.has(lease.name));
     const { state: desired, skipped } = desiredFamilyState({
@@ -735,9 +751,9 @@ async function checkIngress(context: Context): Promise<void> {
     add(context, 'ingress', 'warn', `could not read the nftables table inet weft: ${message(err)}`, 'run weftctl doctor as root on a host with nft (nftables)');
     return;
   }
-  const port = config.backend.port;
-  if (options.ingressAllowList && isWellKnownPort(port)) {
-    const off = `weftd keeps no ingress allow-list: Backend.Port ${port} is below 1024, where a well-known service would lose its datagrams`;
+  const wellKnown = tunnelPorts(config).find(({ port }) => isWellKnownPort(port));
+  if (options.ingressAllowList && wellKnown !== undefined) {
+    const off = `weftd keeps no ingress allow-list: ${wellKnown.field} ${wellKnown.port} is below 1024, where a well-known service would lose its datagrams`;
     if (table === undefined) add(context, 'ingress', 'skip', off);
     else add(context, 'ingress', 'warn', `${off}, yet the nftables table inet weft is there`, 'unless another program keeps it there on purpose: nft delete table inet weft');
     return;

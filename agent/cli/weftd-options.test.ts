@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Netns, netnsAvailable } from '../../test/netns.js';
+import { Netns, requireNetns } from '../../test/netns.js';
 import { parseWeftdOptions, UsageError } from './weftd-options.js';
 
 const WEFTD = fileURLToPath(new URL('./weftd.js', import.meta.url));
@@ -64,6 +64,17 @@ describe('weftd flags', function () {
     const help = spawnSync(process.execPath, [WEFTD, '--help'], { encoding: 'utf8', timeout: 10_000 });
     assert.match(help.stdout, /--vxlan-userspace\s+this host's VXLAN data path, overriding the\s+network\s+config's\s+Backend\.Userspace/);
     assert.match(help.stdout, /\[choices: "auto", "always", "never"\]/);
+  });
+
+  it('WireGuard: the implementation (auto, kernel, userspace), the key file (flag, WEFTD_*, flanneld\'s WIREGUARD_KEY_FILE, /run/flannel/wgkey) and the socket directory', async function () {
+    assert.deepEqual((await parsed([])).wireguard, { implementation: 'auto', keyFile: '/run/flannel/wgkey', socketDir: '/var/run/wireguard' });
+    assert.equal((await parsed(['--wireguard-implementation=userspace'])).wireguard.implementation, 'userspace');
+    assert.equal((await parsed([], { WIREGUARD_KEY_FILE: '/etc/flannel/wgkey' })).wireguard.keyFile, '/etc/flannel/wgkey');
+    assert.equal((await parsed([], { WIREGUARD_KEY_FILE: '/etc/flannel/wgkey', WEFTD_WIREGUARD_KEY_FILE: '/etc/weft/wgkey' })).wireguard.keyFile, '/etc/weft/wgkey');
+    assert.equal((await parsed(['--wireguard-key-file=/k'], { WEFTD_WIREGUARD_KEY_FILE: '/etc/weft/wgkey' })).wireguard.keyFile, '/k');
+    assert.equal((await parsed(['--wireguard-socket-dir=/run/weft/wg'])).wireguard.socketDir, '/run/weft/wg');
+    const err = await usageError(['--wireguard-implementation=fast']);
+    assert.equal(err.flag, 'wireguard-implementation');
   });
 
   it('routes through nexthop objects unless --no-nexthop-objects (or WEFTD_NEXTHOP_OBJECTS=false) says otherwise', async function () {
@@ -127,7 +138,7 @@ describe('weftd flags', function () {
   });
 
   it('logs a warning for each ignored setting when it starts (in a network namespace)', async function () {
-    if (!netnsAvailable()) this.skip();
+    requireNetns(this);
     this.timeout(30_000);
     const ns = Netns.create();
     const dir = mkdtempSync(join(tmpdir(), 'weft-ignored-'));
@@ -155,7 +166,10 @@ describe('weftd flags', function () {
         child.kill('SIGTERM');
         await exited;
       }
-      const records = output.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as { level: number; msg: string; setting?: string });
+      const records = output.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as { level: number; msg: string; setting?: string; version?: string });
+      // its first line, once its modules are loaded and before any work, says what runs (the benchmarks time it)
+      assert.equal(records[0]?.msg, 'weftd starting', output);
+      assert.equal(records[0]?.version, (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version);
       const ignored = records.filter((record) => record.msg.startsWith('ignoring '));
       assert.deepEqual(ignored.map((record) => record.setting), ['--kube-subnet-mgr', 'FLANNELD_KUBE_API_URL'], output);
       assert.ok(ignored.every((record) => record.level === 40), 'warnings');

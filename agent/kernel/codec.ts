@@ -28,6 +28,7 @@ import {
   type NexthopInfo,
   type RouteInfo,
   type VxlanAttrs,
+  type LinkSpec,
   type VxlanSpec,
 } from './types.js';
 
@@ -247,6 +248,14 @@ export function createVxlanPayload(spec: VxlanSpec): Buffer {
   const attrs: ifla.LinkAttrs = { ifname: spec.name, linkinfo };
   if (spec.mtu !== undefined) attrs.mtu = spec.mtu;
   if (spec.mac !== undefined) attrs.address = macToBytes(spec.mac);
+  const data: rt.Link = spec.up ? { flags: { up: true }, change: { up: true } } : {};
+  return streamToBuffer((s) => rt.formatLinkMessage({ kind: 'link', data, attrs }, s));
+}
+
+export function createLinkPayload(spec: LinkSpec): Buffer {
+  const linkinfo = streamToBuffer((s) => s.push(IFLA_INFO_KIND, putString(spec.kind)));
+  const attrs: ifla.LinkAttrs = { ifname: spec.name, linkinfo };
+  if (spec.mtu !== undefined) attrs.mtu = spec.mtu;
   const data: rt.Link = spec.up ? { flags: { up: true }, change: { up: true } } : {};
   return streamToBuffer((s) => rt.formatLinkMessage({ kind: 'link', data, attrs }, s));
 }

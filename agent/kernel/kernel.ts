@@ -16,6 +16,7 @@ import {
   addressPayload,
   canonicalIp,
   canonicalPrefix,
+  createLinkPayload,
   createVxlanPayload,
   fdbDumpPayload,
   fdbPayload,
@@ -55,6 +56,7 @@ import {
   type IpFamily,
   type LinkChanges,
   type LinkInfo,
+  type LinkSpec,
   type NeighbourInfo,
   type NexthopInfo,
   type NexthopSpec,
@@ -74,6 +76,8 @@ export interface Kernel {
   listLinks(): Promise<LinkInfo[]>;
   getLink(nameOrIndex: string | number): Promise<LinkInfo | null>;
   createVxlan(spec: VxlanSpec): Promise<LinkInfo>;
+  /** Creates a link of a kind that needs no attributes of its own (`ip link add NAME type wireguard`). */
+  createLink(spec: LinkSpec): Promise<LinkInfo>;
   deleteLink(index: number): Promise<void>;
   setLink(index: number, changes: LinkChanges): Promise<void>;
 
@@ -218,6 +222,14 @@ export class NetlinkKernel implements Kernel {
       return parts.join(' ');
     };
     await this.sock.write(T.NEWLINK, CREATE_EXCL, payload, describe);
+    const link = await this.getLink(spec.name);
+    if (!link) throw new NetlinkError(describe(), 19 /* ENODEV */, 'device vanished right after creation');
+    return link;
+  }
+
+  async createLink(spec: LinkSpec): Promise<LinkInfo> {
+    const describe = (): string => `create ${spec.kind} ${spec.name}${spec.mtu === undefined ? '' : ` mtu ${spec.mtu}`}`;
+    await this.sock.write(T.NEWLINK, CREATE_EXCL, createLinkPayload(spec), describe);
     const link = await this.getLink(spec.name);
     if (!link) throw new NetlinkError(describe(), 19 /* ENODEV */, 'device vanished right after creation');
     return link;

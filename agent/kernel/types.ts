@@ -100,6 +100,14 @@ export interface VxlanSpec {
   up?: boolean;
 }
 
+/** A link of a kind without attributes of its own, e.g. wireguard. */
+export interface LinkSpec {
+  name: string;
+  kind: string;
+  mtu?: number;
+  up?: boolean;
+}
+
 export interface LinkChanges {
   up?: boolean;
   mtu?: number;

@@ -258,7 +258,7 @@ describe('LeaseWatcher against a real etcd', function () {
     for (const { watcher } of [first, second]) {
       assert.deepEqual([...watcher.leases.keys()].sort(), ['198.18.40.0-24', '198.18.41.0-24']);
       assert.equal(watcher.leases.get('198.18.40.0-24')?.attrs.publicIP?.toString(), '198.19.0.40');
-      assert.deepEqual(Object.fromEntries(watcher.ignoredCounts()), { 'invalid-subnet': 2, 'subnet-conflict': 1, 'vtep-mac-conflict': 0, malformed: 0 });
+      assert.deepEqual(Object.fromEntries(watcher.ignoredCounts()), { 'invalid-subnet': 2, 'subnet-conflict': 1, 'vtep-mac-conflict': 0, 'public-key-conflict': 0, malformed: 0 });
       const hijack = watcher.ignored().find((entry) => entry.lease.name.includes('&'));
       assert.match(hijack?.detail ?? '', /198\.18\.40\.0\/24 is held by 198\.18\.40\.0-24, whose key is older/);
     }

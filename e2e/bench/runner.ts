@@ -26,8 +26,10 @@ export const BENCHMARK_MODULES: readonly string[] = [
   './convergence.js',
   './churn.js',
   './userspace.js',
+  './wireguard.js',
   './wakeup.js',
   './soak.js',
+  './probing.js',
   './cluster.js',
 ];
 

@@ -22,6 +22,7 @@ import {
   type SubnetEnv,
 } from './driver.js';
 import { ChildSet, killTree, labEnv, run, runSync, startBackground } from './process.js';
+import { shippedProgram } from './shipped.js';
 
 /**
  * Underlay L2 segments. Every segment is a bridge in the switch namespace; the router namespace has the `.1` of
@@ -43,6 +44,8 @@ export const IPV6_UNDERLAY = { cidr: '2001:db8:0:1::/64', gateway: '2001:db8:0:1
 
 /** Namespaces are `wlab-<runId>-<role>`. */
 export const NAMESPACE_PREFIX = 'wlab';
+/** IPv6 forwarding of a namespace (absent when the kernel has no IPv6). */
+const IPV6_FORWARDING = '/proc/sys/net/ipv6/conf/all/forwarding';
 const NETNS_DIR = '/run/netns';
 const CGROUP_ROOT = '/sys/fs/cgroup';
 /** Cgroups a lab's processes create (docker hosts' service managers and containers) are `weft-lab-<runId>-…`. */
@@ -64,9 +67,9 @@ export interface NetnsLabOptions {
   ipv6?: boolean;
   /** Root of the weft checkout (holds dist/). Default: derived from this file's location. */
   repoRoot?: string;
-  /** The agent's argv before its arguments. Default [node, <repoRoot>/dist/agent/cli/weftd.js]. */
+  /** The agent's argv before its arguments. Default [node, weftd as it ships (package.json's "bin")]. */
   agentCommand?: readonly string[];
-  /** weftctl's argv before its arguments. Default [node, <repoRoot>/dist/agent/cli/weftctl.js]. */
+  /** weftctl's argv before its arguments. Default [node, weftctl as it ships]. */
   ctlCommand?: readonly string[];
   /** Keep the temp dir (logs, subnet.env, etcd data) after destroy. Default: WEFT_LAB_KEEP=1 in the environment. */
   keepTemp?: boolean;
@@ -410,8 +413,8 @@ export class NetnsLab implements ClusterDriver {
     this.routerNetns = `${this.prefix}-rt`;
 
     const repoRoot = options.repoRoot ?? fileURLToPath(new URL('../../..', import.meta.url));
-    this.agentCommand = options.agentCommand ?? [process.execPath, join(repoRoot, 'dist', 'agent', 'cli', 'weftd.js')];
-    this.ctlCommand = options.ctlCommand ?? [process.execPath, join(repoRoot, 'dist', 'agent', 'cli', 'weftctl.js')];
+    this.agentCommand = options.agentCommand ?? [process.execPath, shippedProgram('weftd', repoRoot)];
+    this.ctlCommand = options.ctlCommand ?? [process.execPath, shippedProgram('weftctl', repoRoot)];
 
     const specs: readonly HostSpec[] = typeof options.hosts === 'number' || options.hosts === undefined
       ? Array.from({ length: options.hosts ?? 3 }, () => ({}))
@@ -502,14 +505,17 @@ export class NetnsLab implements ClusterDriver {
         if (segment === 'a' && host.publicIpv6 !== undefined) lines.push(v6(host.publicIpv6, dev));
       }
       lines.push(`route add default via ${SEGMENTS[host.segments[0]!].gateway}`);
+      // synthetic peers are never contacted: what weftd sends them (its peer probes) dies here
+      lines.push('route add blackhole 198.19.0.0/16');
       if (host.publicIpv6 !== undefined) lines.push(`route add ::/0 via ${IPV6_UNDERLAY.gateway}`);
       return this.ip(host.netns, lines);
     });
     const batches = [this.ip(this.routerNetns, rt), this.ip(this.etcdHost.netns, etcd), ...hostBatches];
-    // The router forwards between segments; hosts never get ip_forward from the lab (weftd sets it).
-    if (this.segments.length > 1) {
-      batches.push(run(['ip', 'netns', 'exec', this.routerNetns, 'sh', '-c', 'echo 1 > /proc/sys/net/ipv4/ip_forward'], this.children, { check: true }).then(() => undefined));
-    }
+    // Forwarding is set here, never inherited (a new namespace copies net.ipv4.ip_forward from the root one):
+    // the router forwards between segments; hosts start with it off in both families (weftd turns it on).
+    const forwarding = (netns: string, value: 0 | 1) => run(['ip', 'netns', 'exec', netns, 'sh', '-c',
+      `echo ${value} > /proc/sys/net/ipv4/ip_forward && { [ ! -e ${IPV6_FORWARDING} ] || echo ${value} > ${IPV6_FORWARDING}; }`], this.children, { check: true }).then(() => undefined);
+    batches.push(forwarding(this.routerNetns, this.segments.length > 1 ? 1 : 0), ...this.hosts.map((host) => forwarding(host.netns, 0)));
     await Promise.all(batches);
     await this.startEtcd();
   }
