@@ -162,8 +162,20 @@ function sumCalls(reports: readonly AgentsReport[], kind: string, from: number, 
   return callHistogram(reports, kind, from, to).reduce((a, b) => a + b, 0);
 }
 
+/** The seconds that had any, as `label: count`. */
 function histogramText(bins: readonly number[], label: (i: number) => string): string {
-  return bins.map((count, i) => `${label(i)}: ${count}`).join(', ');
+  return bins.flatMap((count, i) => (count === 0 ? [] : [`${label(i)}: ${count}`])).join(', ');
+}
+
+/** The outage's re-lists per second, and the listing attempts behind them. */
+export function outageNotes(r: SizeResult): string[] {
+  const pages = r.outage.listPagesPerSecond;
+  return [
+    `${r.agents} agents: lease watcher re-lists per second after the etcd members were restarted (seconds with none left out): ` +
+      `${histogramText(r.outage.relistsPerSecond, (i) => `+${i} s`)}.`,
+    `${r.agents} agents: listing pages requested, agent side, from 2 s before the outage until the end: ${pages.reduce((a, b) => a + b, 0)} ` +
+      `in ${pages.filter((count) => count > 0).length} s, at most ${Math.max(0, ...pages)} in one second (attempts that failed included).`,
+  ];
 }
 
 export interface SizeResult {
@@ -447,9 +459,7 @@ export const benchmark: Benchmark = {
       f('renewal.requests', 'etcd requests per renewal (grant, txn, revoke; all other traffic in the window included)', 'req', r.renewal.requestsPerRenewal);
       f('renewal.default', 'lease renewals/s with the defaults (24 h TTL, renewed 1 h before): N / 82 800 s', '/s', defaultRenewalsPerSecond(n));
 
-      notes.push(`${n} agents: lease watcher re-lists per second after the etcd members were restarted: ${histogramText(r.outage.relistsPerSecond, (i) => `+${i} s`)}.`);
-      notes.push(`${n} agents: listing pages requested per second, agent side, from 2 s before the outage (etcd down for ${plans(context.quick)[0]!.outageMs / 1000} s): ` +
-        `${r.outage.listPagesPerSecond.join(' ')}.`);
+      notes.push(...outageNotes(r));
       if (r.start.timedOut || r.restart.timedOut || r.outage.timedOut) notes.push(`${n} agents: a phase timed out (start ${r.start.timedOut}, restart ${r.restart.timedOut}, outage ${r.outage.timedOut}).`);
       if (!r.outage.stillComplete) notes.push(`${n} agents: after the outage not every agent saw every lease.`);
       if (r.outage.notRelisted > 0) notes.push(`${n} agents: ${r.outage.notRelisted} agents had not listed again when the wait ended.`);
