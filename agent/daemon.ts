@@ -260,7 +260,7 @@ export class Agent {
     for (const { backend } of this.planes) await backend.close?.().catch((err: Error) => this.log.error({ err: err.message }, 'could not stop the data path'));
     this.monitor?.close();
     void this.monitorStarting?.then((monitor) => monitor.close(), () => undefined);
-    for (const { iptables } of this.planes) iptables?.stop();
+    for (const { iptables } of this.planes) void iptables?.stop();
     this.ingress?.stop();
     await this.leaseWatcher.stop();
     await this.configWatcher.stop();

@@ -93,7 +93,7 @@ describe('agent/kernel-view: the loop\'s picture of the kernel and its planner',
     assert.equal(view.form, 'inline');
     const ops = view.plan(desired([A]), 'all');
     assert.deepEqual(kinds(ops), { neighbourSet: 1, fdbSet: 1, routeAdd: 1 });
-    assert.equal(ops.routeAdd[0]!.nexthopId, undefined);
+    assert.equal(ops.routeAdd[0].nexthopId, undefined);
   });
 
   it('reads only what is weft\'s, resolves routes through their nexthop, and drops duplicates and unused nexthops', async function () {
@@ -122,7 +122,7 @@ describe('agent/kernel-view: the loop\'s picture of the kernel and its planner',
     assert.deepEqual(kinds(ops), { routeDel: 1, nexthopDel: 1, neighbourSet: 1, fdbSet: 1, nexthopAdd: 1, routeAdd: 1 });
     assert.deepEqual(ops.nexthopDel, [6]);
     // a fresh id: the base is taken by someone else's nexthop
-    assert.equal(ops.nexthopAdd[0]!.id, WEFT_NEXTHOP_ID_BASE + 1);
+    assert.equal(ops.nexthopAdd[0].id, WEFT_NEXTHOP_ID_BASE + 1);
   });
 
   it('keeps to its own family\'s nexthops: the IPv6 plane of a dual-stack host-gw host leaves the IPv4 plane\'s alone', async function () {
@@ -134,7 +134,7 @@ describe('agent/kernel-view: the loop\'s picture of the kernel and its planner',
     assert.deepEqual(kinds(ops), { nexthopAdd: 1, routeAdd: 1, nexthopDel: 1 });
     assert.deepEqual(ops.nexthopDel, [WEFT_NEXTHOP_ID_BASE_IPV6]);
     // its ids come from its own base, past the ones taken
-    assert.equal(ops.nexthopAdd[0]!.id, WEFT_NEXTHOP_ID_BASE_IPV6 + 1);
+    assert.equal(ops.nexthopAdd[0].id, WEFT_NEXTHOP_ID_BASE_IPV6 + 1);
     // the other plane's new nexthop is nothing to act on
     assert.equal(view.observe({ kind: 'nexthop', action: 'new', nexthop: { ...ipv4, id: WEFT_NEXTHOP_ID_BASE + 1 } }, desired([])), 'ignore');
   });
@@ -149,14 +149,14 @@ describe('agent/kernel-view: the loop\'s picture of the kernel and its planner',
     const direct = desired([], [[B[0], '203.0.113.5']]);
     const moved = view.plan(direct, { neighbours: new Set([B[1]]), fdb: new Set([B[2]]), routes: new Set([B[0]]), wireguardPeers: new Set() });
     assert.deepEqual(kinds(moved), { fdbDel: 1, neighbourDel: 1, nexthopAdd: 1, routeSet: 1, nexthopDelLast: 1 });
-    assert.equal(moved.routeSet[0]!.spec.device, 'public');
+    assert.equal(moved.routeSet[0].spec.device, 'public');
   });
 
   it('takes its own echo as nothing to do and anything else as work', async function () {
     const { view } = await KernelView.read(fakeKernel({}), DEVICES, 'nexthop');
     const want = desired([A]);
     const ops = view.plan(want, 'all');
-    const id = ops.nexthopAdd[0]!.id;
+    const id = ops.nexthopAdd[0].id;
     const spec: RouteSpec = want.routes.get(A[0])!;
     const echo: KernelChange[] = [
       { kind: 'neighbour', action: 'new', neighbour: neighbour(A[1], A[2]) },

@@ -119,7 +119,7 @@ export class KernelView {
    * The one nexthop id routes should use, by gateway, one map per device and onlink flag (see idsFor): keyed
    * by the gateways' own strings, with thousands of peers there is no key string to make per nexthop.
    */
-  private readonly nexthopIds: Map<string, number>[] = [new Map(), new Map(), new Map(), new Map()];
+  private readonly nexthopIds: Map<string, number>[] = [new Map<string, number>(), new Map<string, number>(), new Map<string, number>(), new Map<string, number>()];
   /** nexthop ids in the namespace that are not weft's */
   private readonly foreignIds = new Set<number>();
   private readonly idBase: number;
@@ -450,7 +450,7 @@ export class KernelView {
 
   /** The nexthop ids routes should use, by gateway, for one device and onlink flag. */
   private idsFor(device: RouteDevice, onlink: boolean): Map<string, number> {
-    return this.nexthopIds[(device === 'overlay' ? 0 : 2) + (onlink ? 1 : 0)]!;
+    return this.nexthopIds[(device === 'overlay' ? 0 : 2) + (onlink ? 1 : 0)];
   }
 
   /** Takes the nexthop into the view if it is weft's; says whether it is. */

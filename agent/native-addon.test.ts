@@ -54,7 +54,7 @@ describe("weft's native addon", () => {
         assert.equal(next.received(), 1, `round ${round}: the new receiver still receives`);
       }
       // unref() of a live receiver, twice, then stop() twice
-      const live = others[0]!;
+      const live = others[0];
       assert.equal(addon.unref(live.handle), 0);
       assert.equal(addon.unref(live.handle), 0);
     } finally {

@@ -38,7 +38,7 @@ export async function reconcileTwice(arg: ReconcileArg): Promise<{ first: Reconc
     await reconciler.trigger('start');
     await reconciler.trigger('timer');
     await reconciler.stop();
-    return { first: results[0]!, second: results[1]!, mac: backend.backendData?.VtepMAC };
+    return { first: results[0], second: results[1], mac: backend.backendData?.VtepMAC };
   } finally {
     await kernel.close();
   }
@@ -129,7 +129,7 @@ export async function eventPath(arg: EventsArg): Promise<{
     const reconciler = new Reconciler({ kernel, backend, family: 4, publicInterface, log, resyncIntervalMs: 600_000, retryDelayMs: 600_000 });
     monitor.on('change', (change) => reconciler.kernelChanged(change));
     const toLease = (lease: LeaseText) => decodeLease(lease.name, lease.value, false);
-    const peers = new Map([[arg.peers[0]!.name, toLease(arg.peers[0]!)]]);
+    const peers = new Map([[arg.peers[0].name, toLease(arg.peers[0])]]);
     reconciler.update({ config, own: toLease(arg.own), peers });
     const results: ReconcileResult[] = [];
     reconciler.on('reconciled', (result) => results.push(result));
@@ -152,20 +152,20 @@ export async function eventPath(arg: EventsArg): Promise<{
     };
     await reconciler.trigger('start');
     await settle('start', false);
-    const sh = (...args: string[]) => execFileSync(args[0]!, args.slice(1), { stdio: 'ignore' });
+    const sh = (...args: string[]) => execFileSync(args[0], args.slice(1), { stdio: 'ignore' });
     const event = (kind: 'added' | 'changed' | 'removed', lease: LeaseText) => {
       const decoded = toLease(lease);
       if (kind === 'removed') peers.delete(lease.name);
       else peers.set(lease.name, decoded);
       void reconciler.leaseChanged({ kind, lease: decoded });
     };
-    event('added', arg.peers[1]!);
+    event('added', arg.peers[1]);
     await settle('add', true);
-    event('changed', arg.peers[2]!); // same subnet as peers[1], another host
+    event('changed', arg.peers[2]); // same subnet as peers[1], another host
     await settle('change', true);
-    event('removed', arg.peers[0]!);
+    event('removed', arg.peers[0]);
     await settle('remove', true);
-    const survivor = toLease(arg.peers[2]!);
+    const survivor = toLease(arg.peers[2]);
     const subnet = survivor.subnets.ipv4!.toString();
     const gateway = survivor.subnets.ipv4!.network.toString();
     sh('ip', 'route', 'del', subnet);
@@ -175,7 +175,7 @@ export async function eventPath(arg: EventsArg): Promise<{
     sh('ip', 'nexthop', 'flush', 'proto', '157');
     await settle('nexthops flushed by hand', true);
     await reconciler.trigger('timer');
-    const final = results[results.length - 1]!;
+    const final = results[results.length - 1];
     await reconciler.stop();
     return { steps, final };
   } finally {
@@ -236,8 +236,8 @@ export async function foreignRoute(arg: EventsArg & { foreign: string[] }): Prom
     reconciler.on('reconciled', (result) => results.push(result));
     execFileSync('ip', ['route', 'add', ...arg.foreign]);
     await reconciler.trigger('start');
-    const first = results[0]!;
-    const dst = arg.foreign[0]!;
+    const first = results[0];
+    const dst = arg.foreign[0];
     const whileBlocked = execFileSync('ip', ['route', 'show', dst], { encoding: 'utf8' }).trim();
     execFileSync('ip', ['route', 'del', dst]);
     const deadline = Date.now() + 10_000;

@@ -53,12 +53,12 @@ describe('reconcile loop with the VXLAN backend against the kernel', function ()
     assert.equal(result.second.operations, 0, 'the second run finds the kernel as desired');
 
     const [device] = ns().ipJson<{ mtu: number; address: string; operstate: string; linkinfo: { info_data: { port: number; id: number; learning: boolean } } }[]>('-d', 'link', 'show', 'weft.1');
-    assert.equal(device!.linkinfo.info_data.port, 8472);
-    assert.equal(device!.linkinfo.info_data.learning, false);
-    assert.equal(device!.mtu, 1450);
-    assert.equal(device!.address, result.mac);
+    assert.equal(device.linkinfo.info_data.port, 8472);
+    assert.equal(device.linkinfo.info_data.learning, false);
+    assert.equal(device.mtu, 1450);
+    assert.equal(device.address, result.mac);
     const addresses = ns().ipJson<{ addr_info: { local: string; prefixlen: number; family: string }[] }[]>('addr', 'show', 'weft.1');
-    assert.deepEqual(addresses[0]!.addr_info.filter((a) => a.family === 'inet').map((a) => `${a.local}/${a.prefixlen}`), ['198.18.1.0/32']);
+    assert.deepEqual(addresses[0].addr_info.filter((a) => a.family === 'inet').map((a) => `${a.local}/${a.prefixlen}`), ['198.18.1.0/32']);
 
     const neighbours = ns().ipJson<{ dst: string; lladdr: string; state: string[] }[]>('neigh', 'show', 'dev', 'weft.1');
     assert.deepEqual(neighbours.map((n) => `${n.dst} ${n.lladdr} ${n.state.join(',')}`).sort(), [
@@ -83,16 +83,16 @@ describe('reconcile loop with the VXLAN backend against the kernel', function ()
     const config = '{"Network":"198.18.0.0/16","Backend":{"Type":"vxlan","VNI":7,"Port":4790,"MTU":1400,"GBP":true,"Learning":true}}';
     const first = await run(ns(), 'reconcileTwice', { config, iface: 'pub0', own, peers: [peerA] });
     const [device] = ns().ipJson<{ mtu: number; address: string; linkinfo: { info_data: { port: number; id: number; learning: boolean; gbp?: boolean } } }[]>('-d', 'link', 'show', 'weft.7');
-    assert.equal(device!.linkinfo.info_data.id, 7);
-    assert.equal(device!.linkinfo.info_data.port, 4790);
-    assert.equal(device!.linkinfo.info_data.learning, true);
-    assert.equal(device!.linkinfo.info_data.gbp, true);
-    assert.equal(device!.mtu, 1350, 'Backend.MTU is the underlay MTU, as in flanneld: the device gets it − 50');
+    assert.equal(device.linkinfo.info_data.id, 7);
+    assert.equal(device.linkinfo.info_data.port, 4790);
+    assert.equal(device.linkinfo.info_data.learning, true);
+    assert.equal(device.linkinfo.info_data.gbp, true);
+    assert.equal(device.mtu, 1350, 'Backend.MTU is the underlay MTU, as in flanneld: the device gets it − 50');
     // As after a reboot: the device is gone; it comes back with the same MAC, so peers' entries stay right.
     ns().ip('link', 'del', 'weft.7');
     const second = await run(ns(), 'reconcileTwice', { config, iface: 'pub0', own, peers: [peerA] });
     assert.equal(second.mac, first.mac);
-    assert.equal(ns().ipJson<{ address: string }[]>('link', 'show', 'weft.7')[0]!.address, first.mac);
+    assert.equal(ns().ipJson<{ address: string }[]>('link', 'show', 'weft.7')[0].address, first.mac);
     assert.equal(second.first.operations, 4, 'the peer is programmed again on the new device (neighbour, FDB, nexthop, route)');
   });
 
@@ -173,14 +173,14 @@ describe('reconcile loop: event path, drift repair and route forms (real kernel,
       config: '{"Network":"198.18.0.0/16","Backend":{"Type":"vxlan"}}', iface: 'pub0', own, peers: [own, peerA, peerB],
     });
     assert.deepEqual(forms.map((f) => f.form), ['inline', 'nexthop', 'inline']);
-    assert.deepEqual(forms[0]!.kernel.routes, ['198.18.2.0/24 via 198.18.2.0 onlink inline', '198.18.3.0/24 via 198.18.3.0 onlink inline']);
-    assert.deepEqual(forms[0]!.kernel.nexthops, []);
-    assert.deepEqual(forms[1]!.kernel.routes, ['198.18.2.0/24 via 198.18.2.0 onlink nhid', '198.18.3.0/24 via 198.18.3.0 onlink nhid']);
-    assert.deepEqual(forms[1]!.kernel.nexthops, ['198.18.2.0 onlink proto 157', '198.18.3.0 onlink proto 157']);
-    assert.equal(forms[1]!.operations, 4, 'two nexthops added, two routes replaced in place');
-    assert.deepEqual(forms[2]!.kernel.routes, forms[0]!.kernel.routes);
-    assert.deepEqual(forms[2]!.kernel.nexthops, []);
-    assert.equal(forms[2]!.operations, 4, 'two routes replaced, two nexthops deleted');
+    assert.deepEqual(forms[0].kernel.routes, ['198.18.2.0/24 via 198.18.2.0 onlink inline', '198.18.3.0/24 via 198.18.3.0 onlink inline']);
+    assert.deepEqual(forms[0].kernel.nexthops, []);
+    assert.deepEqual(forms[1].kernel.routes, ['198.18.2.0/24 via 198.18.2.0 onlink nhid', '198.18.3.0/24 via 198.18.3.0 onlink nhid']);
+    assert.deepEqual(forms[1].kernel.nexthops, ['198.18.2.0 onlink proto 157', '198.18.3.0 onlink proto 157']);
+    assert.equal(forms[1].operations, 4, 'two nexthops added, two routes replaced in place');
+    assert.deepEqual(forms[2].kernel.routes, forms[0].kernel.routes);
+    assert.deepEqual(forms[2].kernel.nexthops, []);
+    assert.equal(forms[2].operations, 4, 'two routes replaced, two nexthops deleted');
     for (const form of forms) assert.equal(form.kernel.neighbours.length, 2);
   });
 

@@ -443,14 +443,14 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
       let outstanding = 0;
       const pump = (): void => {
         while (outstanding < APPLY_WINDOW && current < steps.length) {
-          const step = steps[current]!;
+          const step = steps[current];
           if (next >= step.items.length) {
             current++;
             next = 0;
             continue;
           }
           outstanding++;
-          step.start(step.items[next++]!).then(step.ok, step.failed);
+          step.start(step.items[next++]).then(step.ok, step.failed);
         }
         if (current >= steps.length && outstanding === 0) resolve();
       };

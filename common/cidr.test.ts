@@ -220,10 +220,10 @@ describe('cidr', () => {
         fc.property(spelling, ({ groups, pad, upper, compress, dotted }) => {
           const words = groups.map((g, i) => {
             const hex = g.toString(16);
-            return '0'.repeat(Math.min(pad[i]!, 4 - hex.length)) + hex;
+            return '0'.repeat(Math.min(pad[i], 4 - hex.length)) + hex;
           });
           const parts: string[] = dotted
-            ? [...words.slice(0, 6), `${groups[6]! >> 8}.${groups[6]! & 255}.${groups[7]! >> 8}.${groups[7]! & 255}`]
+            ? [...words.slice(0, 6), `${groups[6] >> 8}.${groups[6] & 255}.${groups[7] >> 8}.${groups[7] & 255}`]
             : words;
           // compress one run of zero groups (of any length >= 1) among the hex words, if there is one
           const zeroRuns: [number, number][] = [];
@@ -234,7 +234,7 @@ describe('cidr', () => {
           }
           let text: string;
           if (zeroRuns.length > 0 && compress % 3 !== 0) {
-            const [start, end] = zeroRuns[compress % zeroRuns.length]!;
+            const [start, end] = zeroRuns[compress % zeroRuns.length];
             text = `${parts.slice(0, start).join(':')}::${parts.slice(end).join(':')}`;
           } else {
             text = parts.join(':');

@@ -490,8 +490,8 @@ describe('config', () => {
       const config = parse(net);
       assert.deepEqual(config.backend, { type: 'udp', port: 8285, mtu: undefined });
       assert.equal(config.warnings.length, 1);
-      assert.match(config.warnings[0]!, /Backend is missing/);
-      assert.match(config.warnings[0]!, /udp/);
+      assert.match(config.warnings[0], /Backend is missing/);
+      assert.match(config.warnings[0], /udp/);
     });
 
     it('refuses a null Backend, as flanneld does (it keeps the literal null, finds no Type and exits), rather than taking udp', () => {
@@ -581,7 +581,7 @@ describe('config', () => {
         const config = parse({ ...net, Backend: { Type: type, Port: port } });
         assert.equal((config.backend as { port: number }).port, port);
         assert.equal(config.warnings.length, 1, `${type} ${port}`);
-        assert.match(config.warnings[0]!, new RegExp(`^Backend\\.Port ${port} is below 1024.*leaves the port without its ingress allow-list`));
+        assert.match(config.warnings[0], new RegExp(`^Backend\\.Port ${port} is below 1024.*leaves the port without its ingress allow-list`));
       }
       assert.deepEqual(parse({ ...net, Backend: { Type: 'vxlan', Port: 1024 } }).warnings, []);
       assert.deepEqual(parse({ ...net, Backend: { Type: 'vxlan', Port: 0 } }).warnings, [], 'Port 0 is the default, 8472');
@@ -659,8 +659,8 @@ describe('config', () => {
       assert.equal(subnetRangeSize(family), 255n);
       const list = [...candidateSubnets(family)];
       assert.equal(list.length, 255);
-      assert.equal(list[0]!.toString(), '10.5.1.0/24');
-      assert.equal(list[254]!.toString(), '10.5.255.0/24');
+      assert.equal(list[0].toString(), '10.5.1.0/24');
+      assert.equal(list[254].toString(), '10.5.255.0/24');
     });
 
     it('respects explicit bounds', () => {
@@ -832,8 +832,8 @@ describe('config', () => {
             .tuple(...entries.map(([name]) => fc.mixedCase(fc.constant(name))), fc.mixedCase(fc.constant('Backend')), fc.mixedCase(fc.constant('Type')))
             .map((names) => {
               const obj: Record<string, unknown> = {};
-              entries.forEach(([, value], k) => (obj[names[k]!] = value));
-              obj[names[4]!] = { [names[5]!]: type };
+              entries.forEach(([, value], k) => (obj[names[k]] = value));
+              obj[names[4]] = { [names[5]]: type };
               return { obj, net, subnetLen, min, max, type };
             });
         });

@@ -321,7 +321,7 @@ function unclaim(claims: Claims, key: string, entry: PeerEntry): void {
   } else if (Array.isArray(held)) {
     const at = held.indexOf(entry);
     if (at >= 0) held.splice(at, 1);
-    if (held.length === 1) claims.set(key, held[0]!);
+    if (held.length === 1) claims.set(key, held[0]);
   }
 }
 
@@ -581,7 +581,7 @@ export class DesiredState {
   private holder(claims: Claims, key: string): PeerEntry | undefined {
     const held = claims.get(key);
     if (held === undefined || !Array.isArray(held)) return held;
-    let holder = held[0]!;
+    let holder = held[0];
     for (const entry of held) if (entry.seq < holder.seq) holder = entry;
     return holder;
   }
@@ -692,7 +692,7 @@ export function countOps(ops: FamilyOps): number {
 export function stableVtepMac(publicIP: IpAddress, vni: number): string {
   const digest = createHash('sha256').update(`weft-vtep:${publicIP.toString()}:${vni}`).digest();
   const bytes = [...digest.subarray(0, 6)];
-  bytes[0] = (bytes[0]! & 0xfe) | 0x02;
+  bytes[0] = (bytes[0] & 0xfe) | 0x02;
   return bytes.map((byte) => byte.toString(16).padStart(2, '0')).join(':');
 }
 

@@ -79,7 +79,7 @@ function unclaim<K>(claims: Claims<K>, key: K, version: LeaseVersion): void {
   } else if (Array.isArray(held)) {
     const at = held.indexOf(version);
     if (at >= 0) held.splice(at, 1);
-    if (held.length === 1) claims.set(key, held[0]!);
+    if (held.length === 1) claims.set(key, held[0]);
   }
 }
 

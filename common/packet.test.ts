@@ -36,16 +36,16 @@ import {
 function referenceChecksum(bytes: readonly number[]): number {
   let sum = 0;
   for (let i = 0; i < bytes.length; i += 2) {
-    sum += (bytes[i]! << 8) + (i + 1 < bytes.length ? bytes[i + 1]! : 0);
+    sum += (bytes[i] << 8) + (i + 1 < bytes.length ? bytes[i + 1] : 0);
     sum = (sum & 0xffff) + (sum >> 16);
   }
   return ~sum & 0xffff;
 }
 
 function transportChecksum(packet: Buffer): number {
-  const headerLength = (packet[0]! & 0x0f) * 4;
+  const headerLength = (packet[0] & 0x0f) * 4;
   const segment = [...packet.subarray(headerLength)];
-  const protocol = packet[9]!;
+  const protocol = packet[9];
   const checksumAt = protocol === 6 ? 16 : 6;
   segment[checksumAt] = 0;
   segment[checksumAt + 1] = 0;
@@ -56,9 +56,9 @@ function transportChecksum(packet: Buffer): number {
 
 /** What a sender with checksum offload leaves in the field: the folded pseudo-header sum, not complemented. */
 function partialChecksum(packet: Buffer): number {
-  const headerLength = (packet[0]! & 0x0f) * 4;
+  const headerLength = (packet[0] & 0x0f) * 4;
   const length = packet.length - headerLength;
-  const pseudo = [...packet.subarray(12, 20), 0, packet[9]!, length >> 8, length & 0xff];
+  const pseudo = [...packet.subarray(12, 20), 0, packet[9], length >> 8, length & 0xff];
   return ~referenceChecksum(pseudo) & 0xffff;
 }
 
@@ -106,7 +106,7 @@ const ipv6Packet = fc
   .map(([rest, payload]) => {
     const packet = Buffer.alloc(40 + payload.length);
     Buffer.from(rest).copy(packet, 4);
-    packet[0] = 0x60 | (packet[0]! & 0x0f);
+    packet[0] = 0x60 | (packet[0] & 0x0f);
     packet.writeUInt16BE(payload.length, 4);
     Buffer.from(payload).copy(packet, 40);
     return packet;
@@ -149,7 +149,7 @@ describe('common/packet: VXLAN', () => {
         assert.equal(frame.vni, id);
         assert.equal(frame.dstMac, formatMac(dst));
         assert.equal(frame.srcMac, formatMac(src));
-        assert.equal(frame.etherType, packet[0]! >> 4 === 4 ? ETHERTYPE_IPV4 : ETHERTYPE_IPV6);
+        assert.equal(frame.etherType, packet[0] >> 4 === 4 ? ETHERTYPE_IPV4 : ETHERTYPE_IPV6);
         assert.deepEqual(frame.packet, packet);
       }),
     );
@@ -293,7 +293,7 @@ describe('common/packet: IPv4 fields and checksums', () => {
     fc.assert(
       fc.property(ipv4Spec(fc.constantFrom(6, 17), 20), fc.nat({ max: 30 }), (spec, padding) => {
         const packet = buildIpv4(spec);
-        const at = (packet[0]! & 0x0f) * 4 + (spec.protocol === 6 ? 16 : 6);
+        const at = (packet[0] & 0x0f) * 4 + (spec.protocol === 6 ? 16 : 6);
         const full = transportChecksum(packet);
         packet.writeUInt16BE(full, at);
         assert.ok(transportChecksumValid(packet, 0, packet.length));

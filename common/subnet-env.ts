@@ -110,8 +110,8 @@ export function parseSubnetEnv(text: string, source = 'subnet.env'): SubnetEnv {
     };
     const match = /^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$/.exec(line);
     if (!match) return fail('not a NAME=value assignment');
-    const name = match[1]!;
-    const value = unquote(match[2]!.trim());
+    const name = match[1];
+    const value = unquote(match[2].trim());
     const prefix = (family: Family, hostBits: boolean): Prefix => {
       let parsed: Prefix;
       try {

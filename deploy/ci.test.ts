@@ -16,7 +16,7 @@ describe('CI: .ci/run and the summary line', function () {
 
   it('.ci/run installs every Debian package deploy/ensure-deps.sh installs for the tests', function () {
     const ensure = readFileSync(join(REPO, 'deploy', 'ensure-deps.sh'), 'utf8');
-    const packages = new Set([...ensure.matchAll(/\[[\w-]+\]=([\w.-]+)/g), ...ensure.matchAll(/package_of\[[\w-]+\]=([\w.-]+)/g)].map((match) => match[1]!));
+    const packages = new Set([...ensure.matchAll(/\[[\w-]+\]=([\w.-]+)/g), ...ensure.matchAll(/package_of\[[\w-]+\]=([\w.-]+)/g)].map((match) => match[1]));
     packages.add('libpcap-dev');
     for (const wanted of ['systemd', 'prometheus', 'vagrant', 'python3']) assert.ok(packages.has(wanted), `ensure-deps.sh installs ${wanted} for the tests`);
     const ci = readFileSync(join(REPO, '.ci', 'run'), 'utf8');

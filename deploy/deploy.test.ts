@@ -26,7 +26,7 @@ const WEFTD_JS = join(REPO, 'dist', 'agent', 'cli', 'weftd.js');
 const SYSTEMD_RUNS = existsSync('/run/systemd/system');
 
 function run(argv: readonly string[], options: { cwd?: string } = {}): { code: number; stdout: string; stderr: string } {
-  const result = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8', cwd: options.cwd, timeout: 120_000 });
+  const result = spawnSync(argv[0], argv.slice(1), { encoding: 'utf8', cwd: options.cwd, timeout: 120_000 });
   return { code: result.status ?? -1, stdout: result.stdout ?? '', stderr: result.stderr ?? '' };
 }
 
@@ -41,7 +41,7 @@ function flagOf(variable: string): string {
 
 /** Every WEFTD_* / FLANNELD_* variable in the text, commented out or not. */
 function variablesIn(text: string): string[] {
-  return [...text.matchAll(/\b((?:WEFTD|FLANNELD)_[A-Z0-9_]+)\b/g)].map((match) => match[1]!);
+  return [...text.matchAll(/\b((?:WEFTD|FLANNELD)_[A-Z0-9_]+)\b/g)].map((match) => match[1]);
 }
 
 describe('deploy/: weft-docker-opts (flannel\'s mk-docker-opts.sh)', function () {
@@ -242,12 +242,12 @@ describe('deploy/: unit, environment file, CNI conflist and DaemonSet match the 
 
   it('the CNI conflist feeds the flannel plugin weft\'s subnet.env, and the DaemonSet installs the same one', function () {
     const conflist = JSON.parse(readFileSync(join(DEPLOY, 'cni/10-weft.conflist'), 'utf8')) as { cniVersion: string; plugins: { type: string; subnetFile?: string }[] };
-    assert.equal(conflist.plugins[0]!.type, 'flannel');
-    assert.equal(conflist.plugins[0]!.subnetFile, DEFAULT_SUBNET_ENV_PATH);
+    assert.equal(conflist.plugins[0].type, 'flannel');
+    assert.equal(conflist.plugins[0].subnetFile, DEFAULT_SUBNET_ENV_PATH);
     assert.equal(WEFTD_OPTIONS['subnet-file'].default, DEFAULT_SUBNET_ENV_PATH);
     const documents = yaml.loadAll(readFileSync(join(DEPLOY, 'kubernetes/weft-daemonset.yaml'), 'utf8')) as { kind: string; data?: Record<string, string>; spec?: unknown }[];
     assert.deepEqual(documents.map((document) => document.kind), ['ConfigMap', 'DaemonSet']);
-    assert.deepEqual(JSON.parse(documents[0]!.data!['cni-conf.json']!), conflist);
+    assert.deepEqual(JSON.parse(documents[0].data!['cni-conf.json']), conflist);
   });
 
   it('the DaemonSet runs weftd on the host network with subnet.env, node id and CNI config on the host', function () {
@@ -278,7 +278,7 @@ describe('deploy/: weftd.service under systemd', function () {
     }
     assert.ok(existsSync(WEFTD_JS), 'weft is built');
     const lab = await NetnsLab.create({ hosts: 1 });
-    const host = lab.hosts[0]!;
+    const host = lab.hosts[0];
     const unit = `weft-test-${lab.runId}.service`;
     const unitPath = join('/run/systemd/system', unit);
     const journal = () => run(['journalctl', '--no-pager', '-n', '40', '-u', unit]).stdout;

@@ -57,15 +57,15 @@ async function dockerContainers(lab: NetnsLab, backend: string): Promise<void> {
   }
   console.log(`${await describeCluster(lab, lab.hosts, backend)}\n`);
   for (let i = 0; i < containers.length; i++) {
-    const from = containers[i]!;
-    const to = containers[(i + 1) % containers.length]!;
+    const from = containers[i];
+    const to = containers[(i + 1) % containers.length];
     if (to.host === from.host) continue;
     const pingArgs = ['exec', from.name, 'ping', '-c', '3', to.ip];
     const result = await docker.docker(from.host, pingArgs, { timeoutMs: 30_000 });
     const parsed = parsePing(result.stdout);
     show(from.host, dockerCommandLine(pingArgs), `${parsed.received}/${parsed.transmitted} replies from ${to.name} on ${to.host.name}`);
   }
-  console.log(`\nto type docker commands on a host yourself: ${docker.enterCommand(lab.hosts[0]!)} docker ps   (h1; logs in ${docker.logFile(lab.hosts[0]!)})`);
+  console.log(`\nto type docker commands on a host yourself: ${docker.enterCommand(lab.hosts[0])} docker ps   (h1; logs in ${docker.logFile(lab.hosts[0])})`);
 }
 
 async function main(): Promise<void> {
@@ -97,8 +97,8 @@ async function main(): Promise<void> {
       }
       console.log(`\n${await describeCluster(lab, lab.hosts, args.backend)}\n`);
       for (let i = 0; i < containers.length; i++) {
-        const from = containers[i]!;
-        const to = containers[(i + 1) % containers.length]!;
+        const from = containers[i];
+        const to = containers[(i + 1) % containers.length];
         const result = await ping(lab, from, to.ip, { count: 3, interval: 0.2 });
         console.log(`ping ${from.name} (${from.ip}, ${from.host.name}) -> ${to.ip} (${to.host.name}): ${result.received}/${result.transmitted} replies`);
       }

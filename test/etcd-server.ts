@@ -77,7 +77,7 @@ export class EtcdServer {
       await waitHealthy(this.endpoint, child, 15_000);
     } catch (err) {
       child.kill('SIGKILL');
-      throw new Error(`${(err as Error).message}\n${this.output.slice(-2000)}`);
+      throw new Error(`${(err as Error).message}\n${this.output.slice(-2000)}`, { cause: err });
     }
   }
 

@@ -101,7 +101,7 @@ export class Netns {
       return execFileSync('ip', full, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
     } catch (err) {
       const stderr = (err as { stderr?: string }).stderr ?? '';
-      throw new Error(`${cmd} ${args.join(' ')} (netns ${this.name}) failed: ${stderr.trim() || String(err)}`);
+      throw new Error(`${cmd} ${args.join(' ')} (netns ${this.name}) failed: ${stderr.trim() || String(err)}`, { cause: err });
     }
   }
 

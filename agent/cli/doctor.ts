@@ -340,7 +340,7 @@ function checkLease(context: Context): void {
   const env = context.subnetEnv;
   const named = (lease: Lease): boolean => (env?.subnet !== undefined && (lease.subnets.ipv4?.equals(env.subnet) ?? false))
     || (env?.ipv6Subnet !== undefined && (lease.subnets.ipv6?.equals(env.ipv6Subnet) ?? false));
-  const own = (mine.find(({ lease }) => named(lease)) ?? mine.find(({ lease }) => lease.reservation) ?? mine[0]!).lease;
+  const own = (mine.find(({ lease }) => named(lease)) ?? mine.find(({ lease }) => lease.reservation) ?? mine[0]).lease;
   context.own = own;
   if (mine.length > 1) {
     add(context, 'lease', 'warn', `${mine.length} leases name ${publicAddress}: ${mine.map((stored) => stored.lease.name).join(', ')}; weftd uses one, the others waste subnets`,
@@ -434,7 +434,7 @@ function checkSubnetEnvContent(context: Context): void {
   if (backends.length > 0 && backends.length === planes.length) {
     const mtu = Math.min(...backends.map((backend) => backend.mtu));
     if (env.mtu !== mtu) {
-      add(context, 'subnet.env', 'fail', `${path} has FLANNEL_MTU=${env.mtu ?? '(none)'} but the ${backends[0]!.type} backend gives containers ${mtu}`, rewrite);
+      add(context, 'subnet.env', 'fail', `${path} has FLANNEL_MTU=${env.mtu ?? '(none)'} but the ${backends[0].type} backend gives containers ${mtu}`, rewrite);
     }
   }
   if (context.findings.length === before) {

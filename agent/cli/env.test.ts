@@ -67,9 +67,9 @@ describe('flags and environment as flanneld reads them (no root)', function () {
     );
     assert.deepEqual(argv, ['--ip-masq']);
     assert.deepEqual(ignored.map((entry) => entry.setting), ['--kube-subnet-mgr', '--kube-api-url', '--v', '--iface-can-reach', '--ip-blackhole-route']);
-    assert.match(ignored[0]!.reason, /weft has no Kubernetes subnet manager/);
-    assert.match(ignored[1]!.reason, /--kube-subnet-mgr/);
-    assert.match(ignored[2]!.reason, /--log-level/);
+    assert.match(ignored[0].reason, /weft has no Kubernetes subnet manager/);
+    assert.match(ignored[1].reason, /--kube-subnet-mgr/);
+    assert.match(ignored[2].reason, /--log-level/);
   });
 
   it('sets flags from WEFTD_* before FLANNELD_*, booleans as Go reads them, an empty value as unset', function () {
@@ -106,9 +106,9 @@ describe('flags and environment as flanneld reads them (no root)', function () {
       PATH: '/bin',
     });
     assert.deepEqual(ignored.map((entry) => entry.setting), ['FLANNELD_IPMASQ', 'FLANNELD_KUBE_SUBNET_MGR', 'FLANNELD_LOG_BACKTRACE_AT', 'FLANNELD_NET_CONFIG_PATH', 'WEFTD_BOGUS']);
-    assert.equal(ignored[0]!.reason, 'no flag of flanneld or weftd has this name');
-    assert.equal(ignored[1]!.reason, 'weft has no Kubernetes subnet manager: subnets come from etcd (--etcd-endpoints)');
-    assert.match(ignored[3]!.reason, /Kubernetes subnet manager/);
+    assert.equal(ignored[0].reason, 'no flag of flanneld or weftd has this name');
+    assert.equal(ignored[1].reason, 'weft has no Kubernetes subnet manager: subnets come from etcd (--etcd-endpoints)');
+    assert.match(ignored[3].reason, /Kubernetes subnet manager/);
   });
 
   it('takes a client certificate and key with or without a CA file; one without the other is refused', function () {

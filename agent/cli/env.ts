@@ -99,7 +99,7 @@ export function normalizeArgv(
   const out: string[] = [];
   const dropped: IgnoredSetting[] = [];
   for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
+    const arg = argv[i];
     if (arg === '--') {
       out.push(...argv.slice(i));
       break;
@@ -109,7 +109,7 @@ export function normalizeArgv(
       out.push(arg);
       continue;
     }
-    const name = match[1]!;
+    const name = match[1];
     const value = match[2];
     const flanneldOnly = ignored.get(name);
     if (flanneldOnly !== undefined) {
@@ -129,7 +129,7 @@ export function normalizeArgv(
       continue;
     }
     out.push(value === undefined ? `--${name}` : `--${name}=${value}`);
-    if (kind === 'value' && value === undefined && i + 1 < argv.length) out.push(argv[++i]!);
+    if (kind === 'value' && value === undefined && i + 1 < argv.length) out.push(argv[++i]);
   }
   return { argv: out, ignored: dropped };
 }

@@ -60,7 +60,7 @@ export function sumMetrics(text: string): Map<string, number> {
     if (match === null) continue;
     const value = Number(match[3]);
     if (!Number.isFinite(value)) continue;
-    sums.set(match[1]!, (sums.get(match[1]!) ?? 0) + value);
+    sums.set(match[1], (sums.get(match[1]) ?? 0) + value);
   }
   return sums;
 }

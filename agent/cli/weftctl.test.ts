@@ -58,7 +58,7 @@ describe('weftctl against a real etcd', function () {
     const bad = await weftctl('config', 'set', '--network', '198.18.0.0/16', '--subnet-len', '33');
     assert.equal(bad.code, 1);
     assert.match(bad.stderr, /SubnetLen 33 is longer than 32/);
-    assert.deepEqual(JSON.parse((await weftctl('config', 'get')).stdout).Backend, { Type: 'vxlan' }, 'nothing written on a bad value');
+    assert.deepEqual((JSON.parse((await weftctl('config', 'get')).stdout) as { Backend: unknown }).Backend, { Type: 'vxlan' }, 'nothing written on a bad value');
   });
 
   it('refuses to change Network or Backend.Type under live leases unless --force', async function () {
@@ -74,7 +74,7 @@ describe('weftctl against a real etcd', function () {
 
   it('refuses a tunnel port below 1024 unless --force, naming Backend.Port; refuses a device name Linux cannot hold', async function () {
     for (const [backend, port] of [['vxlan', '53'], ['udp', '123']]) {
-      const refused = await weftctl('config', 'set', '--network', '198.18.0.0/16', '--backend', backend!, '--port', port!);
+      const refused = await weftctl('config', 'set', '--network', '198.18.0.0/16', '--backend', backend, '--port', port);
       assert.equal(refused.code, 1, refused.stderr);
       assert.match(refused.stderr, new RegExp(`refusing to write the config: Backend\\.Port ${port} is below 1024.*Use --force`));
       assert.equal(await client.get(`${prefix}/config`).string(), null, 'nothing written');
@@ -82,7 +82,7 @@ describe('weftctl against a real etcd', function () {
     const forced = await weftctl('config', 'set', '--network', '198.18.0.0/16', '--port', '53', '--force');
     assert.equal(forced.code, 0, forced.stderr);
     assert.match(forced.stderr, /warning: Backend\.Port 53 is below 1024/);
-    assert.deepEqual(JSON.parse((await weftctl('config', 'get')).stdout).Backend, { Type: 'vxlan', Port: 53 });
+    assert.deepEqual((JSON.parse((await weftctl('config', 'get')).stdout) as { Backend: unknown }).Backend, { Type: 'vxlan', Port: 53 });
     assert.equal((await weftctl('config', 'set', '--network', '198.18.0.0/16', '--port', '1024')).code, 0);
 
     const file = join(mkdtempSync(join(tmpdir(), 'weftctl-')), 'config.json');
@@ -109,9 +109,9 @@ describe('weftctl against a real etcd', function () {
     const table = await weftctl('leases', 'ls');
     assert.equal(table.code, 0, table.stderr);
     const lines = table.stdout.trim().split('\n');
-    assert.match(lines[0]!, /^SUBNET\s+PUBLIC IP\s+BACKEND\s+VTEP MAC\s+EXPIRES\s+STATUS$/);
-    assert.match(lines[1]!, /^198\.18\.5\.0\/24\s+192\.0\.2\.11\s+vxlan\s+0a:00:00:00:00:05\s+(59m\d\ds|1h00m)\s+in use$/);
-    assert.match(lines[2]!, /^198\.18\.9\.0\/24\s+192\.0\.2\.19\s+vxlan\s+-\s+reserved\s+in use$/);
+    assert.match(lines[0], /^SUBNET\s+PUBLIC IP\s+BACKEND\s+VTEP MAC\s+EXPIRES\s+STATUS$/);
+    assert.match(lines[1], /^198\.18\.5\.0\/24\s+192\.0\.2\.11\s+vxlan\s+0a:00:00:00:00:05\s+(59m\d\ds|1h00m)\s+in use$/);
+    assert.match(lines[2], /^198\.18\.9\.0\/24\s+192\.0\.2\.19\s+vxlan\s+-\s+reserved\s+in use$/);
     const json = JSON.parse((await weftctl('leases', 'ls', '-o', 'json')).stdout) as { subnet: string; reserved: boolean }[];
     assert.deepEqual(json.map((row) => [row.subnet, row.reserved]), [['198.18.5.0/24', false], ['198.18.9.0/24', true]]);
 
@@ -198,7 +198,7 @@ describe('weftctl against a real etcd', function () {
     // flanneld's udp backend writes no BackendType
     assert.equal(await client.get(`${prefix}/subnets/198.18.9.0-24`).string(), '{"PublicIP":"192.0.2.19","PublicIPv6":null}');
     const table = (await weftctl('leases', 'ls')).stdout.trim().split('\n');
-    assert.match(table[1]!, /^198\.18\.9\.0\/24\s+192\.0\.2\.19\s+udp\s+-\s+reserved\s+in use$/);
+    assert.match(table[1], /^198\.18\.9\.0\/24\s+192\.0\.2\.19\s+udp\s+-\s+reserved\s+in use$/);
   });
 
   it('refuses to reserve without a network config, which decides the key form', async function () {
@@ -229,19 +229,20 @@ describe('weftctl against a real etcd', function () {
         'config get': await weftctl('config', 'get'),
       };
       for (const [command, { stdout, stderr }] of Object.entries(outputs)) {
+        // eslint-disable-next-line no-control-regex -- the test looks for control characters
         assert.doesNotMatch(stdout + stderr, /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e]/, command);
       }
       for (const command of ['leases ls', 'status'] as const) {
         const lines = outputs[command].stdout.trimEnd().split('\n');
         assert.equal(lines.length, 3, `${command}: a header and one line per lease, no forged line:\n${outputs[command].stdout}`);
-        assert.match(lines[2]!, /^198\.18\.6\.0\/24/);
+        assert.match(lines[2], /^198\.18\.6\.0\/24/);
       }
       assert.match(outputs['leases ls'].stdout, /vxlan\\u001b\[2J\\u001b\]0;pwned\\u0007\\u000d\\u000a198\.18\.99\.0\/24/);
       // JSON reads the escapes as the characters they stand for
       const rows = JSON.parse(outputs['leases ls -o json'].stdout) as { backend: string; vtepMac: string }[];
-      assert.equal(rows[0]!.backend, `vxlan${hostile}`);
-      assert.equal(rows[0]!.vtepMac, hostile);
-      assert.equal((JSON.parse(outputs['status -o json'].stdout) as { agent?: { info?: Record<string, unknown> } }[])[1]!.agent?.info?.backend, hostile);
+      assert.equal(rows[0].backend, `vxlan${hostile}`);
+      assert.equal(rows[0].vtepMac, hostile);
+      assert.equal((JSON.parse(outputs['status -o json'].stdout) as { agent?: { info?: Record<string, unknown> } }[])[1].agent?.info?.backend, hostile);
       assert.equal((JSON.parse(outputs['config get'].stdout) as Record<string, unknown>)[`Comment${hostile}`], hostile);
     } finally {
       await agent.destroy();
@@ -264,7 +265,7 @@ describe('weftctl against a real etcd', function () {
       ['198.18.6.0/24', 'vtep-mac-conflict'],
     ]);
     const table = (await weftctl('leases', 'ls')).stdout.trim().split('\n');
-    assert.match(table[3]!, /\s+ignored: 198\.18\.5\.0\/24 is held by 198\.18\.5\.0-24, whose key is older$/);
+    assert.match(table[3], /\s+ignored: 198\.18\.5\.0\/24 is held by 198\.18\.5\.0-24, whose key is older$/);
     const status = JSON.parse((await weftctl('status', '-o', 'json')).stdout) as { subnet: string; expectedPeers: number; problems: string[] }[];
     assert.deepEqual(status.map((row) => [row.expectedPeers, row.problems.length]), [[0, 1], [0, 0], [0, 1], [0, 1]]);
   });
@@ -278,8 +279,8 @@ describe('weftctl against a real etcd', function () {
     await client.put(`${prefix}/subnets/198.18.5.0-24&2001:db8:100:5::-64`).value(value).lease(etcdLease);
     await client.put(`${prefix}/subnets/0.0.0.0-0&2001:db8:100:6::-64`).value(JSON.stringify({ PublicIP: null, PublicIPv6: '2001:db8:0:1::12', BackendType: 'vxlan', BackendV6Data: { VNI: 1, VtepMAC: '0a:00:00:00:00:16' } })).lease(etcdLease);
     const table = (await weftctl('leases', 'ls')).stdout.trim().split('\n');
-    assert.match(table[1]!, /^2001:db8:100:6::\/64\s+2001:db8:0:1::12\s+vxlan\s+0a:00:00:00:00:16\s+\S+\s+in use$/);
-    assert.match(table[2]!, /^198\.18\.5\.0\/24,2001:db8:100:5::\/64\s+192\.0\.2\.11,2001:db8:0:1::11\s+vxlan\s+0a:00:00:00:00:05,0a:00:00:00:00:15\s+\S+\s+in use$/);
+    assert.match(table[1], /^2001:db8:100:6::\/64\s+2001:db8:0:1::12\s+vxlan\s+0a:00:00:00:00:16\s+\S+\s+in use$/);
+    assert.match(table[2], /^198\.18\.5\.0\/24,2001:db8:100:5::\/64\s+192\.0\.2\.11,2001:db8:0:1::11\s+vxlan\s+0a:00:00:00:00:05,0a:00:00:00:00:15\s+\S+\s+in use$/);
     const json = JSON.parse((await weftctl('leases', 'ls', '-o', 'json')).stdout) as { subnet: string; publicIP: string; publicIPv6: string }[];
     assert.deepEqual(json.map((row) => [row.subnet, row.publicIP, row.publicIPv6]), [
       ['2001:db8:100:6::/64', '2001:db8:0:1::12', '2001:db8:0:1::12'],
@@ -329,10 +330,10 @@ describe('weftctl against a real etcd', function () {
       readiness.setReady('dataplane', false, 'netlink failing');
       const json = await run({ FLANNELD_ETCD_ENDPOINTS: etcd.endpoint, WEFTD_ETCD_PREFIX: prefix, WEFTD_HEALTHZ_PORT: String(port) }, ['--environment-file=', 'status', '-o', 'json']);
       const rows = JSON.parse(json.stdout) as { subnet: string; agent: { ready: boolean; peers: number; info: Record<string, unknown> }; problems: string[] }[];
-      assert.equal(rows[0]!.agent.ready, false);
-      assert.equal(rows[0]!.agent.peers, 1);
-      assert.deepEqual(rows[0]!.agent.info, { backend: 'vxlan' });
-      assert.deepEqual(rows[0]!.problems, ['not ready: dataplane']);
+      assert.equal(rows[0].agent.ready, false);
+      assert.equal(rows[0].agent.peers, 1);
+      assert.deepEqual(rows[0].agent.info, { backend: 'vxlan' });
+      assert.deepEqual(rows[0].problems, ['not ready: dataplane']);
     } finally {
       await server.destroy();
     }
@@ -380,10 +381,10 @@ describe('weftctl against a real etcd', function () {
   it("reads flanneld-style command lines and variables: one-dash flags, Go's booleans", async function () {
     const set = await run({}, ['-environment-file=', `-etcd-endpoints=${etcd.endpoint}`, `-etcd-prefix=${prefix}`, 'config', 'set', '-network', '198.18.0.0/16', '-direct-routing=T']);
     assert.equal(set.code, 0, set.stderr);
-    assert.deepEqual(JSON.parse((await weftctl('config', 'get')).stdout).Backend, { Type: 'vxlan', DirectRouting: true });
+    assert.deepEqual((JSON.parse((await weftctl('config', 'get')).stdout) as { Backend: unknown }).Backend, { Type: 'vxlan', DirectRouting: true });
     const off = await weftctl('config', 'set', '--network', '198.18.0.0/16', '--direct-routing=0');
     assert.equal(off.code, 0, off.stderr);
-    assert.deepEqual(JSON.parse((await weftctl('config', 'get')).stdout).Backend, { Type: 'vxlan', DirectRouting: false });
+    assert.deepEqual((JSON.parse((await weftctl('config', 'get')).stdout) as { Backend: unknown }).Backend, { Type: 'vxlan', DirectRouting: false });
     const bad = await weftctl('config', 'set', '--network', '198.18.0.0/16', '--direct-routing=yes');
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /^weftctl: --direct-routing: "yes" is not a boolean/);
@@ -401,7 +402,7 @@ describe('weftctl against a real etcd', function () {
       const help = await weftctl(...command, '--help');
       // one entry per option: its line (two spaces in, six when some flag has a short alias) and the continuation lines (which may hold the [boolean])
       const entries = help.stdout.split(/\n(?= {2}(?:-\w, | {4})?--[a-z])/);
-      const booleans = entries.filter((entry) => entry.includes('[boolean]')).map((entry) => /--([a-z][a-z0-9-]*)/.exec(entry)![1]!)
+      const booleans = entries.filter((entry) => entry.includes('[boolean]')).map((entry) => /--([a-z][a-z0-9-]*)/.exec(entry)![1])
         .filter((flag) => flag !== 'help' && flag !== 'version');
       assert.ok(command[0] !== 'doctor' || booleans.includes('ip-masq'), help.stdout);
       for (const flag of booleans) {

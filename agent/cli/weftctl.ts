@@ -287,7 +287,7 @@ function commands(parser: Argv<EtcdArgs>): Argv<EtcdArgs> {
         print(`${formatTable([
           ['SUBNET', 'PUBLIC IP', 'BACKEND', 'VTEP MAC', ...(withKeys ? ['PUBLIC KEY'] : []), 'EXPIRES', 'STATUS'],
           ...rows.map((row, i) => [
-            row.subnet, leasePublicIps(leases[i]!.lease), row.backend || '-', row.vtepMac || '-', ...(withKeys ? [row.publicKey || '-'] : []),
+            row.subnet, leasePublicIps(leases[i].lease), row.backend || '-', row.vtepMac || '-', ...(withKeys ? [row.publicKey || '-'] : []),
             row.reserved ? 'reserved' : formatRemaining(row.ttlSeconds ?? 0),
             row.ignored === null ? 'in use' : `ignored: ${row.ignored.detail}`,
           ]),
@@ -439,7 +439,7 @@ class CommandLineError extends Error {}
 /** --environment-file's value on the command line, or undefined when not given. */
 function envFileArgument(argv: readonly string[]): string | undefined {
   for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
+    const arg = argv[i];
     if (arg.startsWith('--environment-file=')) return arg.slice('--environment-file='.length);
     if (arg === '--environment-file') return argv[i + 1] ?? '';
   }

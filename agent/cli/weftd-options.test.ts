@@ -170,7 +170,7 @@ describe('weftd flags', function () {
       const ignored = records.filter((record) => record.msg.startsWith('ignoring '));
       assert.deepEqual(ignored.map((record) => record.setting), ['--kube-subnet-mgr', 'FLANNELD_KUBE_API_URL'], output);
       assert.ok(ignored.every((record) => record.level === 40), 'warnings');
-      assert.match(ignored[0]!.msg, /^ignoring --kube-subnet-mgr: weft has no Kubernetes subnet manager/);
+      assert.match(ignored[0].msg, /^ignoring --kube-subnet-mgr: weft has no Kubernetes subnet manager/);
     } finally {
       ns.destroy();
       rmSync(dir, { recursive: true, force: true });

@@ -4,7 +4,7 @@ import type { UserspaceMode } from '../../common/config.js';
 import { DEFAULT_NODE_ID_FILE } from '../host/node-id.js';
 import { LOG_LEVELS } from '../log.js';
 import { DEFAULT_WIREGUARD_KEY_FILE } from '../wireguard/keys.js';
-import { WIREGUARD_IMPLEMENTATIONS, type WireguardHostOptions, type WireguardImplementation } from '../wireguard/wireguard.js';
+import { WIREGUARD_IMPLEMENTATIONS, type WireguardHostOptions } from '../wireguard/wireguard.js';
 import { WIREGUARD_SOCKET_DIR } from '../wireguard/wireguard-go.js';
 import {
   ETCD_OPTIONS,
@@ -138,10 +138,10 @@ export async function parseWeftdOptions(argv: string[], env: NodeJS.ProcessEnv =
     .fail((message, err) => {
       if (err !== undefined) throw err;
       const unknown = /^Unknown arguments?: (.+)$/.exec(message);
-      if (unknown !== undefined && unknown !== null) throw new UsageError(unknown[1]!.split(', ')[0]!, 'unknown flag');
+      if (unknown !== undefined && unknown !== null) throw new UsageError(unknown[1].split(', ')[0], 'unknown flag');
       // A value outside a flag's choices: "Invalid values:\n  Argument: vxlan-userspace, Given: …, Choices: …".
       const invalid = /Argument: ([\w-]+), (Given: .*)$/m.exec(message);
-      if (invalid !== null) throw new UsageError(invalid[1]!, invalid[2]!);
+      if (invalid !== null) throw new UsageError(invalid[1], invalid[2]);
       throw new UsageError(/--?([\w-]+)/.exec(message)?.[1] ?? 'flags', message);
     })
     .parseAsync();
@@ -204,7 +204,7 @@ export async function parseWeftdOptions(argv: string[], env: NodeJS.ProcessEnv =
     vxlanUserspace: args['vxlan-userspace'],
     ignored,
     wireguard: {
-      implementation: args['wireguard-implementation'] as WireguardImplementation,
+      implementation: args['wireguard-implementation'],
       // flanneld's variable, below weft's own flag and WEFTD_WIREGUARD_KEY_FILE
       keyFile: args['wireguard-key-file'] ?? env.WIREGUARD_KEY_FILE ?? DEFAULT_WIREGUARD_KEY_FILE,
       socketDir: args['wireguard-socket-dir'],

@@ -217,7 +217,7 @@ function missingFrom(list: readonly string[], other: readonly string[]): string[
   const missing: string[] = [];
   let j = 0;
   for (const ip of list) {
-    while (j < other.length && other[j]! < ip) j++;
+    while (j < other.length && other[j] < ip) j++;
     if (other[j] !== ip) missing.push(ip);
   }
   return missing;

@@ -46,10 +46,10 @@ describe('public interface selection', function () {
         ]),
       );
       assert.equal(links.length, 2);
-      assert.equal(links[0]!.mac, undefined);
-      assert.equal(links[0]!.loopback, true);
-      assert.equal(links[1]!.mac, 'aa:bb:cc:00:11:22');
-      assert.deepEqual(links[1]!.addresses.map((a) => `${a.address} ${a.prefix} ${a.scope} ${a.dadFailed}`), ['192.0.2.7 192.0.2.0/24 global false', '2001:db8:0:1::7 2001:db8:0:1::/64 global true']);
+      assert.equal(links[0].mac, undefined);
+      assert.equal(links[0].loopback, true);
+      assert.equal(links[1].mac, 'aa:bb:cc:00:11:22');
+      assert.deepEqual(links[1].addresses.map((a) => `${a.address} ${a.prefix} ${a.scope} ${a.dadFailed}`), ['192.0.2.7 192.0.2.0/24 global false', '2001:db8:0:1::7 2001:db8:0:1::/64 global true']);
       assert.deepEqual(parseIpAddr(''), []);
     });
 
@@ -89,9 +89,9 @@ describe('public interface selection', function () {
       const iface = await select();
       const [link] = ns().ipJson<{ ifindex: number; address: string }[]>('link', 'show', 'pub0');
       assert.equal(iface.name, 'pub0');
-      assert.equal(iface.index, link!.ifindex);
+      assert.equal(iface.index, link.ifindex);
       assert.equal(iface.mtu, 1400);
-      assert.equal(iface.mac, link!.address);
+      assert.equal(iface.mac, link.address);
       assert.deepEqual(summary(iface), { name: 'pub0', address: '192.0.2.10', prefix: '192.0.2.0/24', publicAddress: '192.0.2.10', ipv6: undefined });
       assert.equal(iface.ipv4?.address.toString(), '192.0.2.10');
     });

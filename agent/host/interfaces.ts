@@ -210,7 +210,7 @@ export async function selectPublicInterface(selection: InterfaceSelection = {}):
       perFamily[family] = { address: entry.address, prefix: entry.prefix, publicAddress: publicIps[family] ?? entry.address };
     }
     if (!(link.mtu > 0)) return 'interface reports no MTU';
-    const primary = perFamily[families[0]!]!;
+    const primary = perFamily[families[0]]!;
     return {
       name: link.name,
       index: link.index,
@@ -264,7 +264,7 @@ export async function selectPublicInterface(selection: InterfaceSelection = {}):
       if (typeof result !== 'string') return result;
     }
   }
-  const family = families[0]!;
+  const family = families[0];
   const route = await defaultRouteInterface(family, runner);
   if (!route) throw new InterfaceError(family === 4 ? 'no default route: give --iface' : 'no default IPv6 route: give --iface');
   const link = byName.get(route.dev);

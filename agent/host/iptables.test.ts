@@ -76,7 +76,7 @@ describe('iptables rules', function () {
           '! -s 198.18.0.0/16 -d 198.18.0.0/16 -m comment --comment weft masq -j MASQUERADE --random-fully',
         ],
       );
-      assert.ok(masqChainSpec(NETWORK6, SUBNET6, false).rules[2]!.join(' ').includes('! -d ff00::/8'));
+      assert.ok(masqChainSpec(NETWORK6, SUBNET6, false).rules[2].join(' ').includes('! -d ff00::/8'));
       assert.ok(!masqChainSpec(NETWORK, SUBNET, false).rules.some((rule) => rule.includes('--random-fully')));
     });
 
@@ -272,14 +272,14 @@ describe('iptables rules', function () {
       byHand('nat', '-D POSTROUTING 1', `-F ${MASQ_CHAIN}`);
       await waitFor(() => restored.length > 0, 'a resync');
       assert.deepEqual(await rules.check(), { ok: true, problems: [] });
-      assert.ok(restored[0]!.includes('nat POSTROUTING: no jump to WEFT-POSTRTG'));
+      assert.ok(restored[0].includes('nat POSTROUTING: no jump to WEFT-POSTRTG'));
       const warning = warnings(records).find((record) => record.msg.includes('restoring'));
       assert.ok(warning, 'a warning about the restore');
       assert.ok((warning.problems as string[]).some((problem) => problem.startsWith('nat WEFT-POSTRTG: missing rule')));
       // the whole chain deleted by hand comes back too
       byHand('filter', '-D FORWARD 1', `-F ${FORWARD_CHAIN}`, `-X ${FORWARD_CHAIN}`);
       await waitFor(() => restored.length > 1, 'a second resync');
-      assert.ok(restored[1]!.includes('filter WEFT-FORWARD: chain missing'));
+      assert.ok(restored[1].includes('filter WEFT-FORWARD: chain missing'));
       await rules.stop();
       const count = restored.length;
       ns().exec('iptables', ['-t', 'nat', '-D', 'POSTROUTING', '1']);
@@ -372,7 +372,7 @@ describe('iptables rules', function () {
         const counts: Record<string, number> = {};
         for (const line of outside.exec('iptables', ['-S', 'INPUT', '-v']).split('\n')) {
           const match = /^-A INPUT -s ([\d.]+)\/32 .* -c (\d+) \d+$/.exec(line);
-          if (match) counts[match[1]!] = Number(match[2]);
+          if (match) counts[match[1]] = Number(match[2]);
         }
         return counts;
       };

@@ -86,10 +86,10 @@ export function tokenizeRule(line: string): string[] {
   const tokens: string[] = [];
   let i = 0;
   while (i < line.length) {
-    while (i < line.length && /\s/.test(line[i]!)) i++;
+    while (i < line.length && /\s/.test(line[i])) i++;
     if (i >= line.length) break;
     let token = '';
-    while (i < line.length && !/\s/.test(line[i]!)) {
+    while (i < line.length && !/\s/.test(line[i])) {
       if (line[i] === '"') {
         i++;
         while (i < line.length && line[i] !== '"') {
@@ -216,7 +216,7 @@ export function parseIptablesVersion(text: string): [number, number, number] | u
 
 function versionAtLeast(version: readonly number[], minimum: readonly number[]): boolean {
   for (let i = 0; i < minimum.length; i++) {
-    if (version[i]! !== minimum[i]!) return version[i]! > minimum[i]!;
+    if (version[i] !== minimum[i]) return version[i] > minimum[i];
   }
   return true;
 }
@@ -436,7 +436,7 @@ export class IptablesRules {
         for (const rule of rules) {
           if (!spec.rules.some((r) => sameRule(r, rule))) problems.push(`${where}: unexpected rule: ${ruleLine(`-A ${spec.chain}`, rule)}`);
         }
-        if (problems.length === before && !(rules.length === spec.rules.length && rules.every((rule, i) => sameRule(rule, spec.rules[i]!)))) {
+        if (problems.length === before && !(rules.length === spec.rules.length && rules.every((rule, i) => sameRule(rule, spec.rules[i])))) {
           problems.push(`${where}: rules out of order`);
         }
       }
@@ -444,7 +444,7 @@ export class IptablesRules {
       const canonical = jumps.filter((rule) => sameRule(rule, spec.jump)).length;
       if (jumps.length === 0) problems.push(`${spec.table} ${spec.hook}: no jump to ${spec.chain}`);
       else if (jumps.length > 1) problems.push(`${spec.table} ${spec.hook}: ${jumps.length} jumps to ${spec.chain} (want 1)`);
-      else if (canonical === 0) problems.push(`${spec.table} ${spec.hook}: jump to ${spec.chain} differs: ${ruleLine(`-A ${spec.hook}`, jumps[0]!)}`);
+      else if (canonical === 0) problems.push(`${spec.table} ${spec.hook}: jump to ${spec.chain} differs: ${ruleLine(`-A ${spec.hook}`, jumps[0])}`);
     }
     for (const [table, chain] of [['filter', FORWARD_CHAIN], ['nat', MASQ_CHAIN]] as const) {
       if (wanted.some((spec) => spec.chain === chain)) continue;

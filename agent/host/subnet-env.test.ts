@@ -150,7 +150,7 @@ describe('subnet.env file (agent/host/subnet-env)', function () {
     const path = join(dir, 'subnet.env');
     const variants = [content, { ...content, subnet: p('198.18.53.0/24'), mtu: 1400, ipMasq: true }];
     const texts = new Set(variants.map((v) => formatSubnetEnv(v)));
-    await writeSubnetEnv(path, variants[0]!);
+    await writeSubnetEnv(path, variants[0]);
     let writing = true;
     let reads = 0;
     const reader = (async () => {
@@ -161,7 +161,7 @@ describe('subnet.env file (agent/host/subnet-env)', function () {
       }
     })();
     const writers: Promise<void>[] = [];
-    for (let i = 0; i < 100; i++) writers.push(writeSubnetEnv(path, variants[i % 2]!));
+    for (let i = 0; i < 100; i++) writers.push(writeSubnetEnv(path, variants[i % 2]));
     await Promise.all(writers);
     writing = false;
     await reader;

@@ -12,7 +12,7 @@ export const IPV6_FORWARD = 'net.ipv6.conf.all.forwarding';
 
 /** "net.ipv4.ip_forward" → "<root>/net/ipv4/ip_forward" (names may also be given with slashes). */
 export function sysctlPath(name: string, root = '/proc/sys'): string {
-  if (!/^[A-Za-z0-9_.\/-]+$/.test(name) || name.split(/[./]/).some((part) => part === '' || part === '..')) {
+  if (!/^[A-Za-z0-9_./-]+$/.test(name) || name.split(/[./]/).some((part) => part === '' || part === '..')) {
     throw new SysctlError(name, 'not a sysctl name');
   }
   return join(root, name.includes('/') ? name : name.replace(/\./g, '/'));

@@ -132,11 +132,11 @@ export async function addresses(arg: { name: string; cidrs: string[] }) {
     const link = await mustGet(k, arg.name);
     await Promise.all(arg.cidrs.map((c) => k.addAddress(link.index, c)));
     const afterAdd = await k.listAddresses(link.index);
-    const duplicate = await errorOf(k.addAddress(link.index, arg.cidrs[0]!));
+    const duplicate = await errorOf(k.addAddress(link.index, arg.cidrs[0]));
     const invalid = await errorOf(k.addAddress(link.index, '198.18.5.0/40'));
-    await k.deleteAddress(link.index, arg.cidrs[0]!);
+    await k.deleteAddress(link.index, arg.cidrs[0]);
     const afterDelete = await k.listAddresses(link.index);
-    const deleteAgain = await errorOf(k.deleteAddress(link.index, arg.cidrs[0]!));
+    const deleteAgain = await errorOf(k.deleteAddress(link.index, arg.cidrs[0]));
     return { afterAdd, duplicate, invalid, afterDelete, deleteAgain, allV4: await k.listAddresses(undefined, 4) };
   });
 }
@@ -148,7 +148,7 @@ export async function neighbours(arg: { name: string; entries: { ip: string; mac
     const link = await mustGet(k, arg.name);
     await Promise.all(arg.entries.map((e) => k.replaceNeighbour(link.index, e.ip, e.mac)));
     const afterAdd = await k.listNeighbours(link.index);
-    const first = arg.entries[0]!;
+    const first = arg.entries[0];
     await k.replaceNeighbour(link.index, first.ip, arg.replaceMac); // replace, not EEXIST
     const afterReplace = await k.listNeighbours(link.index);
     await k.deleteNeighbour(link.index, first.ip);
@@ -169,7 +169,7 @@ export async function fdb(arg: { name: string; entries: { mac: string; dst: stri
     const link = await mustGet(k, arg.name);
     await Promise.all(arg.entries.map((e) => k.replaceFdb(link.index, e.mac, e.dst)));
     const afterAdd = await k.listFdb(link.index);
-    const first = arg.entries[0]!;
+    const first = arg.entries[0];
     await k.replaceFdb(link.index, first.mac, arg.replaceDst);
     const afterReplace = await k.listFdb(link.index);
     await k.deleteFdb(link.index, first.mac, arg.replaceDst);

@@ -149,7 +149,7 @@ function settle(request: () => Promise<void>): Promise<void> {
   try {
     return request();
   } catch (err) {
-    return Promise.reject(err);
+    return Promise.reject(err instanceof Error ? err : new Error(String(err)));
   }
 }
 

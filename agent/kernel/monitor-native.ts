@@ -113,7 +113,7 @@ export class NativeKernelMonitor extends EventEmitter<MonitorEvents> implements 
         lost = true;
         continue;
       }
-      const datagram = this.buffer.subarray(i * SLOT_SIZE, i * SLOT_SIZE + meta[i * 4]!);
+      const datagram = this.buffer.subarray(i * SLOT_SIZE, i * SLOT_SIZE + meta[i * 4]);
       if (this.backlog.holding) this.keep(datagram);
       else this.emitChanges(datagram);
     }

@@ -322,7 +322,7 @@ export class RtnlSocket {
   }
 
   private sendBatch(batch: Pending[]): void {
-    const last = batch[batch.length - 1]!;
+    const last = batch[batch.length - 1];
     for (const p of batch) {
       if (!p.dump && (p.ack || p === last)) writeU16(p.msg, readU16(p.msg, 6) | Flags.ACK, 6);
       p.batch = batch;

@@ -39,13 +39,13 @@ describe('ConfigWatcher against a real etcd', function () {
     let resolved = undefined as NetworkConfig | undefined;
     const waiting = watcher.waitForValid().then((config) => (resolved = config));
     await waitFor(() => warnings(records).length === 1, 'the missing-config line');
-    assert.match(warnings(records)[0]!.msg, /missing/);
+    assert.match(warnings(records)[0].msg, /missing/);
     await sleep(300);
     assert.equal(warnings(records).length, 1, 'no repeated lines while nothing changes');
 
     await client.put(keys.config).value('{"Network":"198.18.0.0/16","SubnetLen":33,"Backend":{"Type":"vxlan"}}');
     await waitFor(() => warnings(records).length === 2, 'the invalid-config line');
-    assert.match(String(warnings(records)[1]!.err), /SubnetLen 33 is longer than 32/);
+    assert.match(String(warnings(records)[1].err), /SubnetLen 33 is longer than 32/);
     await client.put(keys.config).value('not json');
     await waitFor(() => warnings(records).length === 3, 'the second invalid-config line');
     assert.equal(resolved, undefined, 'never acts on an invalid config');

@@ -83,7 +83,7 @@ describe('LeaseWatcher against a real etcd', function () {
     await waitFor(() => events.length >= 2, 'the change event');
     await sleep(200);
     assert.deepEqual(events.map((e) => e.kind), ['added', 'changed']);
-    const change = events[1]!;
+    const change = events[1];
     assert.ok(change.kind === 'changed');
     assert.equal(change.previous.attrs.backendData?.VtepMAC, '0a:00:00:00:03:01');
     assert.equal(macOf(watcher, '198.18.3.0-24'), '0a:00:00:00:03:02');
@@ -167,8 +167,8 @@ describe('LeaseWatcher against a real etcd', function () {
     // small enough for the size limit, too deep for the depth limit
     const shallower = nested.replace(DEEP, '['.repeat(1000) + ']'.repeat(1000));
     for (const [name, value] of [['198.18.32.0-24', nested], ['198.18.33.0-24', shallower]]) {
-      await put(name!, value!);
-      await put(name!, value!);
+      await put(name, value);
+      await put(name, value);
     }
     await put('198.18.34.0-24', leaseValue('198.19.0.34', '0a:00:00:00:34:01'));
     await waitFor(() => watcher.leases.has('198.18.34.0-24'), 'the lease written after the nested ones');

@@ -136,7 +136,7 @@ describe('SubnetLeaseManager against a real etcd', function () {
     const stored = await client.getAll().prefix(keys.subnets).strings();
     assert.equal(Object.keys(stored).length, 50);
     for (const own of leases) {
-      const attrs = parseLeaseAttrs(stored[keys.lease(own.lease.name)]!, own.lease.name);
+      const attrs = parseLeaseAttrs(stored[keys.lease(own.lease.name)], own.lease.name);
       assert.equal(attrs.publicIP?.toString(), own.lease.attrs.publicIP?.toString());
     }
   });
@@ -320,7 +320,7 @@ describe('SubnetLeaseManager against a real etcd', function () {
     const subnets = parseLeaseKey(own.lease.name);
     assert.equal(subnets.ipv4?.length, 24);
     assert.equal(subnets.ipv6?.length, 64);
-    assert.ok(dual.ipv6!.network.contains(subnets.ipv6!));
+    assert.ok(dual.ipv6!.network.contains(subnets.ipv6));
     assert.match(own.lease.name, /^198\.18\.\d+\.0-24&2001:db8:100:[0-9a-f]+::-64$/);
   });
 });

@@ -379,7 +379,7 @@ export class SubnetLeaseManager extends EventEmitter<SubnetLeaseEvents> {
     if (pool.length === 0) {
       throw new NoFreeSubnetError(`${plan.subnetMin}..${plan.subnetMax} of ${plan.network}`, taken.size - reserved, reserved);
     }
-    return pool[Math.floor(this.random() * pool.length)]!;
+    return pool[Math.floor(this.random() * pool.length)];
   }
 
   private async create(subnets: LeaseSubnets, request: LeaseRequest, etcdLeaseId: string): Promise<OwnLease | undefined> {

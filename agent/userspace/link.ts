@@ -115,7 +115,8 @@ async function withRtnl<T>(use: (sock: RtnlSocket) => Promise<T>): Promise<T> {
 async function linkFlags(sock: RtnlSocket, index: number): Promise<number | undefined> {
   try {
     const messages = await sock.get(rt.MessageType.GETLINK, ifinfomsg(index, 0, 0), () => `show link ${index}`);
-    const message = messages.find((m) => m.type === rt.MessageType.NEWLINK && m.data.length >= IFINFOMSG_LENGTH);
+    const newLink: number = rt.MessageType.NEWLINK;
+    const message = messages.find((m) => m.type === newLink && m.data.length >= IFINFOMSG_LENGTH);
     return message === undefined ? undefined : readU32(message.data, 8);
   } catch (err) {
     if (err instanceof NetlinkError && err.errnoName === 'ENODEV') return undefined;

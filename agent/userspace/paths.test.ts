@@ -38,7 +38,7 @@ const ip = (text: string): number[] => text.split('.').map(Number);
 
 function checksum(bytes: Uint8Array, start: number, end: number, initial = 0): number {
   let sum = initial;
-  for (let i = start; i < end; i += 2) sum += (bytes[i]! << 8) + (i + 1 < end ? bytes[i + 1]! : 0);
+  for (let i = start; i < end; i += 2) sum += (bytes[i] << 8) + (i + 1 < end ? bytes[i + 1] : 0);
   while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
   return ~sum & 0xffff;
 }
@@ -91,7 +91,7 @@ const vxlan = (packet: Buffer, options: { vni?: number; dstMac?: string; srcMac?
 function moved(before: PathCounters, after: PathCounters): string {
   const changed = Object.keys(after.drops).filter((reason) => after.drops[reason] !== before.drops[reason]);
   if (after.packets !== before.packets) changed.push('forwarded');
-  return changed.length === 1 ? changed[0]! : changed.length === 0 ? '' : `+${changed.join('+')}`;
+  return changed.length === 1 ? changed[0] : changed.length === 0 ? '' : `+${changed.join('+')}`;
 }
 
 /** A frame the receive path handed to the kernel: its Ethernet header and the IP packet behind it. */
@@ -202,7 +202,7 @@ describe('userspace receive path', () => {
     const { rx, delivered } = receiver();
     rx.onDatagram(vxlan(ipv4('198.18.2.5', '198.18.1.7', 6, tcp(100), { partial: true })), '192.0.2.12');
     assert.equal(delivered.length, 1);
-    assert.ok(transportChecksumValid(delivered[0]!.packet, 0, delivered[0]!.packet.length));
+    assert.ok(transportChecksumValid(delivered[0].packet, 0, delivered[0].packet.length));
   });
 
   it('splits a TSO frame into segments of at most the MTU, each in a frame to the overlay device', () => {
@@ -266,7 +266,7 @@ describe('userspace receive path, batches from recvmmsg', () => {
     joined.copy(rx.batch, at);
     rx.batchMeta[slot * 4] = joined.length;
     rx.batchMeta[slot * 4 + 1] = source.split('.').reduce((value, part) => value * 256 + Number(part), 0) | 0;
-    rx.batchMeta[slot * 4 + 2] = datagrams.length > 1 ? datagrams[0]!.length : 0;
+    rx.batchMeta[slot * 4 + 2] = datagrams.length > 1 ? datagrams[0].length : 0;
     rx.batchMeta[slot * 4 + 3] = options.truncated === true ? 1 : 0;
   }
 
@@ -287,7 +287,7 @@ describe('userspace receive path, batches from recvmmsg', () => {
     assert.equal(delivered.length, 6);
     assert.equal(rx.snapshot().packets, 6);
     assert.equal(rx.snapshot().drops.inner_src, 1);
-    assert.equal(delivered[2]!.packet.length, 40 + 910);
+    assert.equal(delivered[2].packet.length, 40 + 910);
     for (const { packet, dstMac } of delivered) {
       assert.equal(dstMac, OUR_MAC);
       assert.equal(packet.readUInt32BE(16), 0xc6120107);
@@ -320,13 +320,13 @@ describe('userspace receive path, batches from recvmmsg', () => {
           for (const [at, value] of edits) copy[at % copy.length] = value;
           put(rx, 0, new Array<Buffer>(count).fill(copy), '192.0.2.12');
           // a length that does not divide into segments of the announced size
-          rx.batchMeta[0] = Math.max(0, rx.batchMeta[0]! + lengthSkew);
+          rx.batchMeta[0] = Math.max(0, rx.batchMeta[0] + lengthSkew);
           const before = rx.snapshot();
           rx.onBatch(1);
           const after = rx.snapshot();
-          const movedBy = after.packets - before.packets + RX_DROP_REASONS.reduce((sum, reason) => sum + after.drops[reason]! - before.drops[reason]!, 0);
-          const segment = rx.batchMeta[2]!;
-          const length = rx.batchMeta[0]!;
+          const movedBy = after.packets - before.packets + RX_DROP_REASONS.reduce((sum, reason) => sum + after.drops[reason] - before.drops[reason], 0);
+          const segment = rx.batchMeta[2];
+          const length = rx.batchMeta[0];
           assert.equal(movedBy, segment > 0 && length > segment ? Math.ceil(length / segment) : 1);
         },
       ),
@@ -388,7 +388,7 @@ describe('userspace transmit path', () => {
   it('finishes partial checksums and splits TSO frames', () => {
     const { tx, sent } = transmitter();
     capture(tx, ipv4('198.18.1.7', '198.18.2.5', 6, tcp(10), { partial: true }));
-    assert.ok(transportChecksumValid(sent[0]!.datagram, 22, sent[0]!.datagram.length - 22));
+    assert.ok(transportChecksumValid(sent[0].datagram, 22, sent[0].datagram.length - 22));
     capture(tx, ipv4('198.18.1.7', '198.18.2.5', 6, tcp(4000), { partial: true }));
     const segments = sent.slice(1);
     assert.equal(segments.length, 3);
@@ -450,8 +450,8 @@ describe('userspace transmit path', () => {
     const got: Buffer[] = [];
     const handle = addon.receive(receiving, buffer, RECEIVE_SLOT_SIZE, RECEIVE_SLOTS, meta, (count) => {
       for (let i = 0; i < count; i++) {
-        const length = meta[i * 4]!;
-        const segment = meta[i * 4 + 2]! || length;
+        const length = meta[i * 4];
+        const segment = meta[i * 4 + 2] || length;
         for (let offset = 0; offset < length; offset += segment) {
           got.push(Buffer.from(buffer.subarray(i * RECEIVE_SLOT_SIZE + offset, i * RECEIVE_SLOT_SIZE + Math.min(length, offset + segment))));
         }

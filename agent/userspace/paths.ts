@@ -248,7 +248,7 @@ export class TxPath {
     const device = this.config.captureDevice;
     if (this.native !== undefined && this.captureDescriptors.length === 1) {
       const { udp } = this.native;
-      const fd = this.captureDescriptors[0]!;
+      const fd = this.captureDescriptors[0];
       return {
         send(buffer, offset, length) {
           const sent = udp.sendFrame(fd, buffer, offset, length);
@@ -271,7 +271,7 @@ export class TxPath {
         prefix = Buffer.alloc(0);
       }
       let table = byLength.get(net.length);
-      if (table === undefined) byLength.set(net.length, (table = new Map()));
+      if (table === undefined) byLength.set(net.length, (table = new Map<number, TxPeer>()));
       table.set(net.network, { address: peer.publicIP, addressNumber: ipv4Number(peer.publicIP), prefix });
     }
     this.tables = [...byLength.entries()]
@@ -307,7 +307,7 @@ export class TxPath {
   private lookup(destination: number): TxPeer | undefined {
     const tables = this.tables;
     for (let i = 0; i < tables.length; i++) {
-      const table = tables[i]!;
+      const table = tables[i];
       const peer = table.peers.get((destination & table.mask) >>> 0);
       if (peer !== undefined) return peer;
     }
@@ -324,7 +324,7 @@ export class TxPath {
         drops.oversize++;
         return;
       }
-      if (bytes < ETHERNET_HEADER_LENGTH + 1 || ((frame[12]! << 8) | frame[13]!) !== ETHERTYPE_IPV4) {
+      if (bytes < ETHERNET_HEADER_LENGTH + 1 || ((frame[12] << 8) | frame[13]) !== ETHERTYPE_IPV4) {
         drops.not_ipv4++;
         return;
       }
@@ -635,7 +635,7 @@ export class RxPath {
       senders.add(address);
       const net = toNet(peer.subnet);
       let table = byLength.get(net.length);
-      if (table === undefined) byLength.set(net.length, (table = new Map()));
+      if (table === undefined) byLength.set(net.length, (table = new Map<number, RxOwner>()));
       table.set(net.network, { address, mac });
     }
     this.senders = senders;
@@ -663,7 +663,7 @@ export class RxPath {
   private owner(source: number): RxOwner | undefined {
     const owners = this.owners;
     for (let i = 0; i < owners.length; i++) {
-      const table = owners[i]!;
+      const table = owners[i];
       const owner = table.peers.get((source & table.mask) >>> 0);
       if (owner !== undefined) return owner;
     }
@@ -711,9 +711,9 @@ export class RxPath {
     const buffer = this.batch;
     for (let i = 0; i < count; i++) {
       try {
-        const length = meta[i * 4]!;
-        const source = meta[i * 4 + 1]! >>> 0;
-        const segment = meta[i * 4 + 2]!;
+        const length = meta[i * 4];
+        const source = meta[i * 4 + 1] >>> 0;
+        const segment = meta[i * 4 + 2];
         const start = i * RECEIVE_SLOT_SIZE;
         const datagrams = segment > 0 && length > segment ? Math.ceil(length / segment) : 1;
         if (meta[i * 4 + 3] !== 0) {
@@ -770,7 +770,7 @@ export class RxPath {
         }
         ip = start;
       }
-      if (message[ip]! >> 4 !== 4) {
+      if (message[ip] >> 4 !== 4) {
         drops.not_ipv4++;
         return;
       }

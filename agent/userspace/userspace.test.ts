@@ -48,7 +48,7 @@ describe('vxlan backend data path choice', function () {
     assert.deepEqual(userspace.backendData, kernel.backendData);
     assert.equal(userspace.mtu, 1450);
     assert.equal(kernel.mtu, 1450);
-    assert.equal((userspace as UserspaceBackend).deviceName, 'weft.4');
+    assert.equal((userspace).deviceName, 'weft.4');
     assert.ok(createVxlanBackend(ctx, options, 'auto', 'Backend.Userspace') instanceof AutoVxlanBackend);
   });
 

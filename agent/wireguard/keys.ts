@@ -58,8 +58,8 @@ export class WireguardKeys {
   /** A fresh key, clamped as `wg genkey` makes it. */
   static generate(): WireguardKeys {
     const secret = randomBytes(32);
-    secret[0]! &= 248;
-    secret[31] = (secret[31]! & 127) | 64;
+    secret[0] &= 248;
+    secret[31] = (secret[31] & 127) | 64;
     return new WireguardKeys(secret);
   }
 

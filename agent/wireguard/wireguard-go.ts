@@ -77,7 +77,7 @@ export class WireguardGo {
     mkdirSync(socketDir, { recursive: true, mode: 0o755 });
     this.dismissOrphan();
     const argv = inSocketDir(socketDir, [this.options.command ?? 'wireguard-go', '-f', device]);
-    const child = spawn(argv[0]!, argv.slice(1), {
+    const child = spawn(argv[0], argv.slice(1), {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', WG_PROCESS_FOREGROUND: '1', LOG_LEVEL: 'error' },
     });
@@ -96,8 +96,8 @@ export class WireguardGo {
         if (pending.length > MAX_LINE) pending = pending.slice(0, MAX_LINE);
       });
     };
-    forward(child.stdout!);
-    forward(child.stderr!);
+    forward(child.stdout);
+    forward(child.stderr);
     this.exited = new Promise((done) => {
       child.on('error', (err) => {
         log.error({ device, err: err.message }, 'cannot run wireguard-go');

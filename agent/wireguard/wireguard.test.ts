@@ -110,7 +110,7 @@ describe('wireguard-go in a namespace', function () {
   // Registered before useNetns' hook, so that it runs first: a scenario that timed out leaves its
   // wireguard-go behind, which must not outlive the namespace.
   afterEach(function () {
-    for (const name of spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout.split('\n').map((line) => line.split(' ')[0]!)) {
+    for (const name of spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout.split('\n').map((line) => line.split(' ')[0])) {
       if (!name.startsWith(`weft-wg-${process.pid}-`)) continue;
       for (const pid of spawnSync('ip', ['netns', 'pids', name], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean)) {
         try {

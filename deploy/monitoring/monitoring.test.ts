@@ -39,12 +39,12 @@ function selectorsOf(expr: string): Selectors {
   const tokens = text.match(/"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|\{[^}]*\}|\[[^\]]*\]|[a-zA-Z_:][a-zA-Z0-9_:]*|\S/g) ?? [];
   const metrics = new Map<string, Set<string>>();
   const grouping = new Set<string>();
-  const labelsIn = (block: string) => [...block.matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)\s*(?:=~|!~|!=|=)/g)].map((match) => match[1]!);
+  const labelsIn = (block: string) => [...block.matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)\s*(?:=~|!~|!=|=)/g)].map((match) => match[1]);
   for (let i = 0; i < tokens.length; i++) {
-    const token = tokens[i]!;
+    const token = tokens[i];
     const next = tokens[i + 1];
     if (GROUPING.has(token) && next === '(') {
-      for (i += 2; i < tokens.length && tokens[i] !== ')'; i++) if (/^[a-zA-Z_]/.test(tokens[i]!)) grouping.add(tokens[i]!);
+      for (i += 2; i < tokens.length && tokens[i] !== ')'; i++) if (/^[a-zA-Z_]/.test(tokens[i])) grouping.add(tokens[i]);
       continue;
     }
     // a function or an aggregation (`sum(…)`, `sum by (…) (…)`)
@@ -62,9 +62,9 @@ function exposition(text: string): Map<string, Set<string>> {
   for (const line of text.split('\n')) {
     const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? \S+$/.exec(line);
     if (match === null) continue;
-    const labels = series.get(match[1]!) ?? new Set<string>();
-    for (const [, label] of (match[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="/g)) labels.add(label!);
-    series.set(match[1]!, labels);
+    const labels = series.get(match[1]) ?? new Set<string>();
+    for (const [, label] of (match[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="/g)) labels.add(label);
+    series.set(match[1], labels);
   }
   return series;
 }
@@ -102,7 +102,7 @@ function expressions(): { where: string; expr: string }[] {
   for (const variable of board.templating.list) {
     const query = typeof variable.query === 'string' ? variable.query : variable.query?.query;
     const labelValues = query === undefined ? null : /^label_values\((\w+), *(\w+)\)$/.exec(query);
-    if (labelValues !== null) found.push({ where: `dashboard variable $${variable.name}`, expr: `${labelValues[1]!}{${labelValues[2]!}=""}` });
+    if (labelValues !== null) found.push({ where: `dashboard variable $${variable.name}`, expr: `${labelValues[1]}{${labelValues[2]}=""}` });
   }
   const rules = yaml.load(readFileSync(RULES, 'utf8')) as { groups: { rules: { alert: string; expr: string }[] }[] };
   for (const group of rules.groups) for (const rule of group.rules) found.push({ where: `alert ${rule.alert}`, expr: rule.expr });
@@ -165,7 +165,7 @@ describe('deploy/monitoring: Grafana dashboard and Prometheus alert rules', func
       if (!netnsAvailable()) this.skip();
       lab = await NetnsLab.create({ hosts: 3 });
       await seedNetworkConfig(lab);
-      const [h1, h2] = [lab.hosts[0]!, lab.hosts[1]!];
+      const [h1, h2] = [lab.hosts[0], lab.hosts[1]];
       // h1 forwards in userspace, so that the userspace path's metrics are there as well
       await lab.startAgent(h1, ['--healthz-port=9910', '--vxlan-userspace=always']);
       await lab.startAgent(h2, []);
@@ -189,7 +189,7 @@ describe('deploy/monitoring: Grafana dashboard and Prometheus alert rules', func
     });
 
     it('counts failed reconcile runs (weft_reconcile_failures_total, WeftReconcileFailing) until their cause is gone', async function () {
-      const h3 = lab!.hosts[2]!;
+      const h3 = lab!.hosts[2];
       // flanneld's device left behind holds VNI 1 on port 8472: weftd cannot make weft.1
       const blocked = await lab!.exec(h3, `ip link add flannel.1 type vxlan id 1 dstport 8472 dev ${h3.iface} local ${h3.publicIp}`);
       assert.equal(blocked.code, 0, blocked.stderr);

@@ -13,7 +13,7 @@ const TARGET_SECONDS: Record<number, number> = { 2000: 0.75, 10000: 3 };
  */
 function timeModuleLoading(command: readonly string[]): number {
   const started = process.hrtime.bigint();
-  const run = spawnSync(command[0]!, [...command.slice(1), '--version'], { stdio: 'ignore' });
+  const run = spawnSync(command[0], [...command.slice(1), '--version'], { stdio: 'ignore' });
   if (run.status !== 0) throw new Error(`${command.join(' ')} --version exited with ${run.status ?? run.signal}`);
   return Number(process.hrtime.bigint() - started) / 1e6;
 }
@@ -61,10 +61,10 @@ export const benchmark: Benchmark = {
           const steps = [() => weft('nexthop'), async () => batch('nexthop'), () => weft('inline'), async () => batch('inline')];
           if (r % 2 === 1) steps.reverse();
           for (const step of steps) await step();
-          const last = size.weft[size.weft.length - 1]!;
+          const last = size.weft[size.weft.length - 1];
           context.log(`  n=${peers} run ${r + 1}: weft ${last.totalMs.toFixed(0)} ms (programming ${last.programmingMs.toFixed(0)} ms, ` +
-            `${(last.rssKb / 1024).toFixed(0)} MB), ip -batch ${size.batch[size.batch.length - 1]!.totalMs.toFixed(0)} ms; ` +
-            `inline form: weft ${size.weftInline[size.weftInline.length - 1]!.totalMs.toFixed(0)} ms, ip -batch ${size.batchInline[size.batchInline.length - 1]!.totalMs.toFixed(0)} ms`);
+            `${(last.rssKb / 1024).toFixed(0)} MB), ip -batch ${size.batch[size.batch.length - 1].totalMs.toFixed(0)} ms; ` +
+            `inline form: weft ${size.weftInline[size.weftInline.length - 1].totalMs.toFixed(0)} ms, ip -batch ${size.batchInline[size.batchInline.length - 1].totalMs.toFixed(0)} ms`);
         }
         await bench.probe('unseed', { etcd: bench.etcd, leaseId: seeded.leaseId }, 60_000);
         all.push(size);
@@ -83,7 +83,7 @@ function report(all: SizeRuns[], loadingMs: number[]): BenchmarkResult {
     const n = size.peers;
     const seconds = TARGET_SECONDS[n];
     const id = `cold-start.n${n}`;
-    const ratio = (a: readonly number[], b: readonly number[]) => a.map((value, i) => value / b[i]!);
+    const ratio = (a: readonly number[], b: readonly number[]) => a.map((value, i) => value / b[i]);
     const weftTotal = size.weft.map((run) => run.totalMs);
     const weftProgramming = size.weft.map((run) => run.programmingMs);
     const batchTotal = size.batch.map((run) => run.totalMs);

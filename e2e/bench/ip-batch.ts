@@ -21,7 +21,7 @@ export interface BatchTiming {
 }
 
 function run(argv: string[], input?: string): void {
-  const result = spawnSync(argv[0]!, argv.slice(1), { input: input ?? '', encoding: 'utf8', timeout: 120_000 });
+  const result = spawnSync(argv[0], argv.slice(1), { input: input ?? '', encoding: 'utf8', timeout: 120_000 });
   if (result.status !== 0) throw new Error(`${argv.join(' ')} failed (${result.status}): ${result.stderr}`);
 }
 

@@ -69,7 +69,7 @@ class Observer {
           } else {
             const [kind, added, peer, at] = line.split(' ');
             this.events++;
-            this.onEvent(KIND_OF[kind!]!, added === '1', Number(peer), BigInt(at!));
+            this.onEvent(KIND_OF[kind], added === '1', Number(peer), BigInt(at));
           }
         }
       });
@@ -169,7 +169,7 @@ function startAgent(spec: AgentSpec): RunningAgent {
   let child: ChildProcess;
   const startedAt = process.hrtime.bigint();
   try {
-    child = spawn(spec.command[0]!, [...spec.command.slice(1), ...spec.args], { stdio: ['ignore', fd, fd] });
+    child = spawn(spec.command[0], [...spec.command.slice(1), ...spec.args], { stdio: ['ignore', fd, fd] });
   } finally {
     closeSync(fd);
   }
@@ -275,7 +275,7 @@ async function kernelCounts(kernel: NetlinkKernel, device: string): Promise<{ ne
   const link = await kernel.getLink(device);
   if (link === null) return { neighbours: 0, fdb: 0, routes: 0, nexthopRoutes: 0 };
   const [neighbours, fdb, routes] = await Promise.all([kernel.listNeighbours(link.index, 4), kernel.listFdb(link.index), kernel.listRoutes({ family: 4, protocol: WEFT_PROTOCOL })]);
-  const synthetic = routes.filter((route) => route.dst.endsWith('/30') && peerOfAddress(ipValue(route.dst.split('/')[0]!)) >= 0);
+  const synthetic = routes.filter((route) => route.dst.endsWith('/30') && peerOfAddress(ipValue(route.dst.split('/')[0])) >= 0);
   return {
     neighbours: neighbours.filter((n) => n.permanent && peerOfAddress(ipValue(n.ip)) >= 0).length,
     fdb: fdb.filter((f) => f.self && f.mac.startsWith('02:19:00:')).length,
@@ -545,7 +545,7 @@ export async function churn(arg: ChurnArg): Promise<ChurnRun> {
         etcdErrors++;
       }));
       live.push(joiner.index);
-      const leaver = syntheticPeer(live[head++]!);
+      const leaver = syntheticPeer(live[head++]);
       const leave: (typeof leaves)[number] = { index: leaver.index, sent: process.hrtime.bigint() };
       leaves.push(leave);
       inflight.push(client.kv.deleteRange({ key: Buffer.from(leaseKey(leaver)) }).then(() => {
@@ -568,14 +568,14 @@ export async function churn(arg: ChurnArg): Promise<ChurnRun> {
     const putMs = [...joins, ...leaves].filter((op) => op.acked !== undefined).map((op) => msBetween(op.sent, op.acked!));
     const slowest: ChurnRun['slowest'] = [];
     const note = (op: { index: number; sent: bigint; acked?: bigint }, added: boolean, lag: number) => {
-      if (slowest.length >= 5 && lag <= slowest[slowest.length - 1]!.lagMs) return;
+      if (slowest.length >= 5 && lag <= slowest[slowest.length - 1].lagMs) return;
       const times = (added ? timesOf.added : timesOf.deleted).get(op.index) ?? [];
       slowest.push({
         peer: syntheticPeer(op.index).name,
         op: added ? 'join' : 'leave',
         lagMs: lag,
         putMs: op.acked === undefined ? NaN : msBetween(op.sent, op.acked),
-        objectsMs: Object.fromEntries(OBJECT_KINDS.map((kind, i) => [kind, times[i] === undefined || op.acked === undefined ? NaN : msBetween(op.acked, times[i]!)])),
+        objectsMs: Object.fromEntries(OBJECT_KINDS.map((kind, i) => [kind, times[i] === undefined || op.acked === undefined ? NaN : msBetween(op.acked, times[i])])),
       });
       slowest.sort((a, b) => b.lagMs - a.lagMs);
       slowest.length = Math.min(slowest.length, 5);

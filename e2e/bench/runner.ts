@@ -68,7 +68,7 @@ const REPO_ROOT = fileURLToPath(new URL('../../..', import.meta.url));
 
 function version(argv: string[]): string {
   try {
-    return execFileSync(argv[0]!, argv.slice(1), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).split('\n')[0]!.trim();
+    return execFileSync(argv[0], argv.slice(1), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).split('\n')[0].trim();
   } catch {
     return 'unknown';
   }
@@ -110,12 +110,12 @@ export async function runBenchmarks(options: RunOptions = {}): Promise<BenchRepo
     log(`== ${benchmark.title}`);
     const t0 = performance.now();
     const ranAt = new Date().toISOString();
-    const loadBefore = Math.round(loadavg()[0]! * 100) / 100;
+    const loadBefore = Math.round(loadavg()[0] * 100) / 100;
     try {
       const result = await benchmark.run({ quick, runs, repoRoot: REPO_ROOT, log: (line) => log(`   ${line}`) });
       result.ranAt = ranAt;
       result.seconds = Math.round((performance.now() - t0) / 1000);
-      result.loadAverage = [loadBefore, Math.round(loadavg()[0]! * 100) / 100];
+      result.loadAverage = [loadBefore, Math.round(loadavg()[0] * 100) / 100];
       results.push(result);
       for (const f of result.figures) log(`   ${describeFigure(f)}`);
       for (const note of result.notes) log(`   note: ${note}`);

@@ -66,7 +66,7 @@ export interface SoakOptions {
    * in Chrome DevTools' Memory tab. Set WEFT_SOAK_HEAP_SNAPSHOTS=<dir> to have the test and benchmark do it.
    */
   heapSnapshotDir?: string;
-  log(line: string): void;
+  log: (line: string) => void;
 }
 
 export interface MemoryFigure {
@@ -205,7 +205,7 @@ export function desiredObjects(leases: readonly { key: string; value: string }[]
     if (lease.PublicIP === ownPublicIp) continue;
     const mac = lease.BackendData?.VtepMAC;
     if (lease.BackendType !== 'vxlan' || mac === undefined || lease.PublicIP === undefined) throw new Error(`unexpected lease ${key} = ${value} in the soak`);
-    const gateway = match[1]!;
+    const gateway = match[1];
     peers++;
     objects.add(`neigh ${gateway} ${mac}`);
     objects.add(`fdb ${mac} ${lease.PublicIP}`);
@@ -287,7 +287,7 @@ function sleep(ms: number): Promise<void> {
 /** Runs the soak in `lab` (one host is used: the first). Stops the agent it started, whatever happens. */
 export async function runSoak(lab: NetnsLab, options: SoakOptions): Promise<SoakResult> {
   const { log } = options;
-  const host = lab.hosts[0]!;
+  const host = lab.hosts[0];
   const netns = lab.namespaceOf(host);
   const etcd = lab.etcdEndpoint;
   await seedNetworkConfig(lab, BENCH_NETWORK_CONFIG);

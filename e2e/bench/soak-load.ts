@@ -195,7 +195,7 @@ export async function collectGarbage(arg: CollectGarbageArg): Promise<{ ms: numb
         }
         // server frames are unmasked; the answer is one text frame
         while (buffer.length >= 2) {
-          let length = buffer[1]! & 0x7f;
+          let length = buffer[1] & 0x7f;
           let offset = 2;
           if (length === 126) {
             if (buffer.length < 4) return;
@@ -229,6 +229,6 @@ function frame(text: string): Buffer {
   const payload = Buffer.from(text);
   const mask = Buffer.from([0x5a, 0x3c, 0x96, 0xe1]);
   const header = payload.length < 126 ? Buffer.from([0x81, 0x80 | payload.length]) : Buffer.from([0x81, 0x80 | 126, payload.length >> 8, payload.length & 255]);
-  const body = Buffer.from(payload.map((byte, i) => byte ^ mask[i % 4]!));
+  const body = Buffer.from(payload.map((byte, i) => byte ^ mask[i % 4]));
   return Buffer.concat([header, mask, body]);
 }

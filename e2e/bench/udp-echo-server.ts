@@ -33,7 +33,7 @@ function serveAddon(listenPort: number, replyPort: number): void {
   const meta = new Int32Array(SLOTS * 4);
   const receiver = udp.receive(fd, buffer, SLOT_BYTES, SLOTS, meta, (count) => {
     if (count < 0) throw new Error(`udp-echo-server: receive: errno ${-count}`);
-    for (let i = 0; i < count; i++) udp.send(fd, buffer, i * SLOT_BYTES, meta[i * 4]!, 0, meta[i * 4 + 1]! >>> 0, replyPort);
+    for (let i = 0; i < count; i++) udp.send(fd, buffer, i * SLOT_BYTES, meta[i * 4], 0, meta[i * 4 + 1] >>> 0, replyPort);
   }, RECEIVE_BATCHES_PER_EVENT);
   if (typeof receiver === 'number') throw new Error(`udp-echo-server: receive: errno ${-receiver}`);
   process.stdout.write('ready\n');

@@ -64,7 +64,7 @@ async function measure(context: BenchContext, spec: PathSpec, seconds: number, p
   const lab = await NetnsLab.create({ hosts: 2, repoRoot: context.repoRoot });
   try {
     await seedNetworkConfig(lab, { Network: '198.18.0.0/16', Backend: { Type: spec.backend } });
-    const [h1, h2] = [lab.hosts[0]!, lab.hosts[1]!];
+    const [h1, h2] = [lab.hosts[0], lab.hosts[1]];
     await lab.startAgent(h1, [`--vxlan-userspace=${spec.modes[0]}`], spec.env);
     await lab.startAgent(h2, [`--vxlan-userspace=${spec.modes[1]}`], spec.env);
     await waitForSubnetEnv(lab, h1, { timeoutMs: 60_000 });
@@ -89,7 +89,7 @@ async function measure(context: BenchContext, spec: PathSpec, seconds: number, p
         retransmits: json.end.sum_sent?.retransmits ?? 0,
         rttMs,
         workerCpuSeconds: cpuAfter - cpuBefore,
-        loadAverage: loadavg()[0]!,
+        loadAverage: loadavg()[0],
       };
     } finally {
       await daemon.stop('SIGTERM');
@@ -125,7 +125,7 @@ export const benchmark: Benchmark = {
     const of = (path: PathName) => runs.filter((run) => run.path === path);
     const mbps = (path: PathName) => of(path).map((run) => run.mbps);
     const rtt = (path: PathName) => of(path).map((run) => percentile(run.rttMs, 50));
-    const ratio = (a: number[], b: number[]) => a.map((value, i) => value / b[i]!);
+    const ratio = (a: number[], b: number[]) => a.map((value, i) => value / b[i]);
     const figures: Figure[] = [];
     for (const spec of PATHS) {
       figures.push(figure({

@@ -65,7 +65,8 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
 function compileEcho(repoRoot: string, dir: string): string {
   const binary = join(dir, 'udp-echo');
   const compiled = spawnSync('cc', ['-O2', '-Wall', '-o', binary, join(repoRoot, 'e2e', 'bench', 'udp-echo.c')], { encoding: 'utf8' });
-  if ((compiled.error as NodeJS.ErrnoException | undefined)?.code === 'ENOENT') throw new CompilerMissingError();
+  const error: NodeJS.ErrnoException | undefined = compiled.error;
+  if (error?.code === 'ENOENT') throw new CompilerMissingError();
   if (compiled.error !== undefined) throw compiled.error;
   if (compiled.status !== 0) throw new Error(`cc e2e/bench/udp-echo.c failed (exit ${compiled.status}):\n${compiled.stderr}`);
   return binary;
@@ -150,12 +151,12 @@ export async function benchWakeups(context: BenchContext, options: { rounds: num
             ? await pingRoundTrips(lab, client, options.warmup, options.count)
             : await echoRoundTrips(lab, client, binary, spec.port, options.warmup, options.count);
           if (rttUs.length === 0) throw new Error(`${spec.label}: no answer to ${options.count} round trips`);
-          runs.push({ responder: spec.name, round, rttUs, lost: options.count - rttUs.length, loadAverage: loadavg()[0]! });
+          runs.push({ responder: spec.name, round, rttUs, lost: options.count - rttUs.length, loadAverage: loadavg()[0] });
         }
         context.log(`round ${round}: ${responders.map((spec) => {
           const run = runs.find((candidate) => candidate.round === round && candidate.responder === spec.name)!;
           return `${spec.name} p50 ${percentile(run.rttUs, 50).toFixed(0)} µs p99 ${percentile(run.rttUs, 99).toFixed(0)} µs${run.lost > 0 ? ` (${run.lost} lost)` : ''}`;
-        }).join(', ')}; load ${loadavg()[0]!.toFixed(1)}`);
+        }).join(', ')}; load ${loadavg()[0].toFixed(1)}`);
       }
       return runs;
     } finally {
@@ -182,7 +183,7 @@ export const benchmark: Benchmark = {
     const perRound = (responder: Responder, p: number) => runs.filter((run) => run.responder === responder).map((run) => percentile(run.rttUs, p));
     const overC = (responder: Responder) => {
       const c = perRound('c', 50);
-      return perRound(responder, 50).map((value, i) => value - c[i]!);
+      return perRound(responder, 50).map((value, i) => value - c[i]);
     };
     const figures: Figure[] = [];
     for (const p of [50, 99]) {

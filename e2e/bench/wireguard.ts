@@ -76,7 +76,7 @@ async function manualPair(lab: NetnsLab, [h1, h2]: [LabHost, LabHost]): Promise<
 async function measure(context: BenchContext, path: PathName, seconds: number, pings: number): Promise<PathRun> {
   const lab = await NetnsLab.create({ hosts: 2, repoRoot: context.repoRoot });
   try {
-    const [h1, h2] = [lab.hosts[0]!, lab.hosts[1]!];
+    const [h1, h2] = [lab.hosts[0], lab.hosts[1]];
     if (path === 'manual-wireguard') {
       await manualPair(lab, [h1, h2]);
     } else {
@@ -102,7 +102,7 @@ async function measure(context: BenchContext, path: PathName, seconds: number, p
       const run = await lab.exec(client, `iperf3 -c ${server.ip} -t ${seconds} -J`, { timeoutMs: (seconds + 30) * 1000 });
       const json = JSON.parse(run.stdout) as { error?: string; end?: { sum_received?: { bits_per_second: number }; sum_sent?: { retransmits?: number } } };
       if (json.error !== undefined || json.end?.sum_received === undefined) throw new Error(`${path}: iperf3: ${json.error ?? run.stderr}`);
-      return { path, mbps: json.end.sum_received.bits_per_second / 1e6, retransmits: json.end.sum_sent?.retransmits ?? 0, rttMs, loadAverage: loadavg()[0]! };
+      return { path, mbps: json.end.sum_received.bits_per_second / 1e6, retransmits: json.end.sum_sent?.retransmits ?? 0, rttMs, loadAverage: loadavg()[0] };
     } finally {
       await daemon.stop('SIGTERM');
     }
@@ -129,7 +129,7 @@ export const benchmark: Benchmark = {
     const of = (path: PathName) => runs.filter((run) => run.path === path);
     const mbps = (path: PathName) => of(path).map((run) => run.mbps);
     const rtt = (path: PathName) => of(path).map((run) => percentile(run.rttMs, 50));
-    const ratio = (a: number[], b: number[]) => a.map((value, i) => value / b[i]!);
+    const ratio = (a: number[], b: number[]) => a.map((value, i) => value / b[i]);
     const figures: Figure[] = [];
     for (const { name, label } of PATHS) figures.push(figure({ id: `wireguard.tcp.${name}`, label: `iperf3 TCP, ${label}`, unit: 'Mbit/s', samples: mbps(name) }));
     for (const { name, label } of PATHS) figures.push(figure({ id: `wireguard.rtt.${name}`, label: `ping RTT p50, ${label}`, unit: 'ms', samples: rtt(name) }));

@@ -159,7 +159,7 @@ export function parseSubnetEnv(text: string): SubnetEnv | undefined {
   for (const line of text.split('\n')) {
     const match = /^\s*(?:export\s+)?([A-Z0-9_]+)=(.*?)\s*$/.exec(line);
     if (match === null) continue;
-    raw[match[1]!] = match[2]!.replace(/^(['"])(.*)\1$/, '$2');
+    raw[match[1]] = match[2].replace(/^(['"])(.*)\1$/, '$2');
   }
   const network = raw.FLANNEL_NETWORK || undefined;
   const subnet = raw.FLANNEL_SUBNET || undefined;

@@ -100,12 +100,12 @@ export class TlsEtcdCluster {
   }
 
   async waitHealthy(indexes: readonly number[]): Promise<void> {
-    const endpoints = indexes.map((index) => this.endpoints[index]!);
+    const endpoints = indexes.map((index) => this.endpoints[index]);
     await waitFor(async () => (await this.etcdctl('endpoint health --command-timeout=1s', endpoints)).code === 0, 'the etcd members to be healthy', 30_000, 200);
   }
 
   private async startMember(index: number, state: 'new' | 'existing'): Promise<void> {
-    const ip = MEMBER_IPS[index]!;
+    const ip = MEMBER_IPS[index];
     const name = `m${index + 1}`;
     const logFile = join(this.dir, `${name}.log`);
     const fd = openSync(logFile, 'a');

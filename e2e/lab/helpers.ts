@@ -171,7 +171,7 @@ export interface SubnetLeaseEntry extends EtcdEntry {
 export async function listSubnetLeases(driver: ClusterDriver, prefix = NETWORK_PREFIX): Promise<SubnetLeaseEntry[]> {
   const entries = await etcdGet(driver, `${prefix}/subnets/`, { prefix: true });
   return entries.map((entry) => {
-    const name = entry.key.slice(`${prefix}/subnets/`.length).split('&')[0]!;
+    const name = entry.key.slice(`${prefix}/subnets/`.length).split('&')[0];
     let attrs: SubnetLeaseEntry['attrs'];
     try {
       attrs = JSON.parse(entry.value) as SubnetLeaseEntry['attrs'];

@@ -44,7 +44,7 @@ function alive(pid: number): boolean {
 }
 
 function netnsList(): string[] {
-  return spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout.split('\n').map((line) => line.split(' ')[0]!).filter(Boolean);
+  return spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout.split('\n').map((line) => line.split(' ')[0]).filter(Boolean);
 }
 
 describe('lab address helpers and parsers (no root)', function () {
@@ -130,7 +130,7 @@ describe('NetnsLab (network namespaces, needs root)', function () {
   it('lets hosts ping each other and the gateway on the underlay', async function () {
     const pairs = lab.hosts.flatMap((from) => [...lab.hosts.filter((to) => to !== from).map((to) => to.publicIp), '192.0.2.1', '192.0.2.2'].map((to) => ({ from, to })));
     const results = await Promise.all(pairs.map(({ from, to }) => ping(lab, from, to, { count: 2, interval: 0.05 })));
-    results.forEach((result, index) => assert.equal(result.lossPercent, 0, `${pairs[index]!.from.name} → ${pairs[index]!.to}\n${result.output}`));
+    results.forEach((result, index) => assert.equal(result.lossPercent, 0, `${pairs[index].from.name} → ${pairs[index].to}\n${result.output}`));
   });
 
   it('serves etcd to the hosts at 192.0.2.2:2379', async function () {
@@ -143,11 +143,11 @@ describe('NetnsLab (network namespaces, needs root)', function () {
   it('seeds, reads and deletes keys with etcdctl, keeping etcd leases visible', async function () {
     await seedNetworkConfig(lab);
     const [config] = await etcdGet(lab, '/coreos.com/network/config');
-    assert.deepEqual(JSON.parse(config!.value), LAB_NETWORK_CONFIG);
-    assert.equal(config!.leaseId, undefined);
+    assert.deepEqual(JSON.parse(config.value), LAB_NETWORK_CONFIG);
+    assert.equal(config.leaseId, undefined);
 
     const grant = await lab.etcdctl(['lease', 'grant', '600'], { check: true });
-    const leaseId = /lease ([0-9a-f]+) granted/.exec(grant.stdout)![1]!;
+    const leaseId = /lease ([0-9a-f]+) granted/.exec(grant.stdout)![1];
     const value = JSON.stringify({ PublicIP: '192.0.2.12', PublicIPv6: null, BackendType: 'vxlan', BackendData: { VNI: 1, VtepMAC: '02:00:00:00:00:12' } });
     await lab.etcdctl(['put', '--lease', leaseId, '/coreos.com/network/subnets/198.18.9.0-24', value], { check: true });
     await etcdPut(lab, '/coreos.com/network/subnets/198.18.10.0-24', JSON.stringify({ PublicIP: '192.0.2.13', BackendType: 'host-gw' }));
@@ -185,25 +185,25 @@ describe('NetnsLab (network namespaces, needs root)', function () {
       assert.match(route.stdout, /default via 198\.18\.5\.1/);
       assert.match((await container.exec('ip -o link show', { check: true })).stdout, /mtu 1450 /);
     }
-    assert.equal((await ping(lab, containers[0]!, containers[1]!.ip, { count: 2, interval: 0.05 })).lossPercent, 0);
+    assert.equal((await ping(lab, containers[0], containers[1].ip, { count: 2, interval: 0.05 })).lossPercent, 0);
     const bridge = await lab.exec(host, 'ip -o addr show type bridge', { check: true });
     assert.match(bridge.stdout, /inet 198\.18\.5\.1\/24/);
     assert.match((await lab.exec(host, 'ip -o link show type bridge', { check: true })).stdout, /mtu 1450 /);
 
     const [third] = await lab.addContainers(host, 1);
-    assert.equal(third!.ip, '198.18.5.4');
+    assert.equal(third.ip, '198.18.5.4');
     assert.equal(host.containers.length, 3);
 
     // Without the agent nothing leaves the host: ip_forward stays 0.
-    assert.equal((await ping(lab, third!, '198.18.6.2', { count: 1, deadline: 1 })).received, 0);
+    assert.equal((await ping(lab, third, '198.18.6.2', { count: 1, deadline: 1 })).received, 0);
 
     writeFileSync(lab.subnetFile(host), 'FLANNEL_NETWORK=198.18.0.0/16\nFLANNEL_SUBNET=198.18.8.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n');
     await assert.rejects(lab.addContainers(host, 1), /removeContainers first/);
     await lab.removeContainers(host);
     assert.deepEqual(lab.namespaces().filter((ns) => ns.startsWith(`${host.netns}c`)), []);
     const [fresh] = await lab.addContainers(host, 1);
-    assert.equal(fresh!.ip, '198.18.8.2');
-    assert.equal((await ping(lab, fresh!, '198.18.8.1', { count: 1 })).lossPercent, 0);
+    assert.equal(fresh.ip, '198.18.8.2');
+    assert.equal((await ping(lab, fresh, '198.18.8.1', { count: 1 })).lossPercent, 0);
   });
 
   it('starts an agent in the host namespace with the lab flags, logs its output and stops it', async function () {
@@ -218,11 +218,11 @@ describe('NetnsLab (network namespaces, needs root)', function () {
     const started = await waitFor(() => agent.log().split('\n').find((line) => line.startsWith('{')), 'agent output');
     const report = JSON.parse(started) as { addresses: string[]; etcd: string };
     assert.ok(report.addresses.includes(host.publicIp), 'the agent runs in its host namespace');
-    assert.ok(!report.addresses.includes(lab.hosts[0]!.publicIp));
+    assert.ok(!report.addresses.includes(lab.hosts[0].publicIp));
     assert.equal(report.etcd, lab.etcdEndpoint);
 
     const [container] = await lab.addContainers(host, 1);
-    assert.equal(container!.ip, '198.18.12.2');
+    assert.equal(container.ip, '198.18.12.2');
 
     assert.deepEqual(await lab.stopAgent(host), { code: 0, signal: null });
     assert.match(agent.log(), /fake-weftd: SIGTERM/);
@@ -239,13 +239,13 @@ describe('NetnsLab (network namespaces, needs root)', function () {
   });
 
   it('keeps a 10 ms ping flowing in the background and sees an underlay outage', async function () {
-    const stream = startPing(lab, 'h1', lab.hosts[2]!.publicIp);
+    const stream = startPing(lab, 'h1', lab.hosts[2].publicIp);
     await waitFor(() => stream.progress().received >= 20, '20 replies');
     const before = await stream.stop();
     assert.equal(before.lossPercent, 0, before.output);
     assert.ok(before.transmitted >= 20);
 
-    const during = startPing(lab, 'h1', lab.hosts[2]!.publicIp);
+    const during = startPing(lab, 'h1', lab.hosts[2].publicIp);
     await waitFor(() => during.progress().received >= 5, 'first replies');
     await lab.setUnderlay('h3', false);
     await new Promise((resolve) => setTimeout(resolve, 300));
@@ -262,11 +262,11 @@ describe('NetnsLab (network namespaces, needs root)', function () {
 
   it('fetches HTTP from inside a host (for healthz, readyz and metrics)', async function () {
     const [h1, h2] = lab.hosts;
-    const server = lab.background(h1!, `node -e ${shellQuote(`require('http').createServer((q, r) => r.end('ok ' + q.url)).listen(8471, '${h1!.publicIp}', () => console.log('listening'))`)}`);
+    const server = lab.background(h1, `node -e ${shellQuote(`require('http').createServer((q, r) => r.end('ok ' + q.url)).listen(8471, '${h1.publicIp}', () => console.log('listening'))`)}`);
     try {
       await waitFor(() => server.output().stdout.includes('listening'), 'test server');
-      assert.deepEqual(await httpGet(lab, h2!, `http://${h1!.publicIp}:8471/healthz`), { status: 200, body: 'ok /healthz' });
-      const refused = await httpGet(lab, h2!, `http://${h1!.publicIp}:8472/healthz`);
+      assert.deepEqual(await httpGet(lab, h2, `http://${h1.publicIp}:8471/healthz`), { status: 200, body: 'ok /healthz' });
+      const refused = await httpGet(lab, h2, `http://${h1.publicIp}:8472/healthz`);
       assert.equal(refused.status, 0);
       assert.match(refused.body, /ECONNREFUSED/);
     } finally {
@@ -297,17 +297,17 @@ describe('NetnsLab (network namespaces, needs root)', function () {
     const routed = await NetnsLab.create({ hosts: [{ segments: ['a'] }, { segments: ['b'] }, { segments: ['a', 'c'] }], ipv6: true });
     try {
       const [h1, h2, h3] = routed.hosts;
-      assert.deepEqual([h1!.publicIp, h2!.publicIp, h3!.publicIp], ['192.0.2.11', '198.51.100.12', '192.0.2.13']);
-      assert.deepEqual([h1!.publicIpv6, h2!.publicIpv6, h3!.publicIpv6], ['2001:db8:0:1::11', undefined, '2001:db8:0:1::13']);
-      assert.match((await routed.exec(h2!, 'ip route show default', { check: true })).stdout, /via 198\.51\.100\.1 /);
+      assert.deepEqual([h1.publicIp, h2.publicIp, h3.publicIp], ['192.0.2.11', '198.51.100.12', '192.0.2.13']);
+      assert.deepEqual([h1.publicIpv6, h2.publicIpv6, h3.publicIpv6], ['2001:db8:0:1::11', undefined, '2001:db8:0:1::13']);
+      assert.match((await routed.exec(h2, 'ip route show default', { check: true })).stdout, /via 198\.51\.100\.1 /);
       // h1 reaches h2 only through the router: not directly connected (host-gw cannot work there).
-      assert.match((await routed.exec(h1!, 'ip -o route get 198.51.100.12', { check: true })).stdout, /via 192\.0\.2\.1 /);
-      assert.equal((await ping(routed, h1!, h2!.publicIp, { count: 2, interval: 0.05 })).lossPercent, 0);
-      assert.equal((await routed.exec(h2!, `ETCDCTL_API=3 etcdctl --endpoints ${routed.etcdEndpoint} endpoint health`)).code, 0);
+      assert.match((await routed.exec(h1, 'ip -o route get 198.51.100.12', { check: true })).stdout, /via 192\.0\.2\.1 /);
+      assert.equal((await ping(routed, h1, h2.publicIp, { count: 2, interval: 0.05 })).lossPercent, 0);
+      assert.equal((await routed.exec(h2, `ETCDCTL_API=3 etcdctl --endpoints ${routed.etcdEndpoint} endpoint health`)).code, 0);
       // h3 is on a and c.
-      assert.match((await routed.exec(h3!, 'ip -4 -o addr show', { check: true })).stdout, /203\.0\.113\.13\/24/);
-      assert.equal((await ping(routed, h3!, h1!.publicIpv6!, { count: 2, interval: 0.05 })).lossPercent, 0);
-      assert.equal((await routed.exec(h1!, 'cat /proc/sys/net/ipv4/ip_forward')).stdout.trim(), '0');
+      assert.match((await routed.exec(h3, 'ip -4 -o addr show', { check: true })).stdout, /203\.0\.113\.13\/24/);
+      assert.equal((await ping(routed, h3, h1.publicIpv6!, { count: 2, interval: 0.05 })).lossPercent, 0);
+      assert.equal((await routed.exec(h1, 'cat /proc/sys/net/ipv4/ip_forward')).stdout.trim(), '0');
     } finally {
       await routed.destroy();
     }
@@ -317,9 +317,9 @@ describe('NetnsLab (network namespaces, needs root)', function () {
     const host = lab.host('h3');
     writeFileSync(lab.subnetFile(host), 'FLANNEL_NETWORK=198.18.0.0/16\nFLANNEL_SUBNET=198.18.20.1/24\nFLANNEL_IPV6_NETWORK=2001:db8:100::/48\nFLANNEL_IPV6_SUBNET=2001:db8:100:20::1/64\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n');
     const [c1, c2] = await lab.addContainers(host, 2);
-    assert.equal(c1!.ipv6, '2001:db8:100:20::2');
-    assert.equal((await ping(lab, c1!, '2001:db8:100:20::1', { count: 1 })).lossPercent, 0);
-    assert.equal((await ping(lab, c1!, c2!.ipv6!, { count: 1 })).lossPercent, 0);
+    assert.equal(c1.ipv6, '2001:db8:100:20::2');
+    assert.equal((await ping(lab, c1, '2001:db8:100:20::1', { count: 1 })).lossPercent, 0);
+    assert.equal((await ping(lab, c1, c2.ipv6!, { count: 1 })).lossPercent, 0);
   });
 
   it('destroy() removes every namespace, process and temp file, and is safe twice and after partial damage', async function () {

@@ -354,11 +354,11 @@ export class NetnsLab implements ClusterDriver {
     const byRun = new Map<string, string[]>();
     for (const name of listNamespaces()) {
       const match = new RegExp(`^${NAMESPACE_PREFIX}-([a-z0-9]{1,6})-`).exec(name);
-      if (match !== null) byRun.set(match[1]!, [...(byRun.get(match[1]!) ?? []), name]);
+      if (match !== null) byRun.set(match[1], [...(byRun.get(match[1]) ?? []), name]);
     }
     const dirs = readdirSync(tmpdir()).filter((entry) => /^weft-lab-[a-z0-9]{1,6}-/.test(entry));
     for (const dir of dirs) {
-      const runId = /^weft-lab-([a-z0-9]{1,6})-/.exec(dir)![1]!;
+      const runId = /^weft-lab-([a-z0-9]{1,6})-/.exec(dir)![1];
       if (!byRun.has(runId)) byRun.set(runId, []);
     }
     const removed: string[] = [];
@@ -432,7 +432,7 @@ export class NetnsLab implements ClusterDriver {
     const hosts = specs.map((spec, position) => {
       const index = position + 1;
       const segments = spec.segments ?? ['a'];
-      const primary = segments[0]!;
+      const primary = segments[0];
       const name = `h${index}`;
       const dir = join(this.tempDir, name);
       mkdirSync(dir);
@@ -501,7 +501,7 @@ export class NetnsLab implements ClusterDriver {
         lines.push(`addr add ${ipv4Host(prefix, 10 + host.index)}/${prefix.length} dev ${dev}`, `link set ${dev} up`);
         if (segment === 'a' && host.publicIpv6 !== undefined) lines.push(v6(host.publicIpv6, dev));
       }
-      lines.push(`route add default via ${SEGMENTS[host.segments[0]!].gateway}`);
+      lines.push(`route add default via ${SEGMENTS[host.segments[0]].gateway}`);
       if (host.publicIpv6 !== undefined) lines.push(`route add ::/0 via ${IPV6_UNDERLAY.gateway}`);
       return this.ip(host.netns, lines);
     });

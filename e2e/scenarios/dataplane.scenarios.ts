@@ -30,13 +30,13 @@ export function dataplaneScenarios(factory: DriverFactory): void {
         const containers = await startCluster(lab, { backend, containers: 2 });
         assert.deepEqual(await meshFailures(lab, containers), []);
         for (const host of lab.hosts) assert.equal(await peersProgrammed(lab, host, backend), 2, `${host.name} programs both peers`);
-        const ready = await httpGet(lab, lab.hosts[0]!, `http://127.0.0.1:${HEALTHZ_PORT}/readyz`);
+        const ready = await httpGet(lab, lab.hosts[0], `http://127.0.0.1:${HEALTHZ_PORT}/readyz`);
         assert.equal(ready.status, 200, ready.body);
-        const forwarding = await lab.exec(lab.hosts[0]!, 'cat /proc/sys/net/ipv4/ip_forward');
+        const forwarding = await lab.exec(lab.hosts[0], 'cat /proc/sys/net/ipv4/ip_forward');
         assert.equal(forwarding.stdout.trim(), '1');
-        const rules = await lab.exec(lab.hosts[0]!, 'iptables -S WEFT-FORWARD');
+        const rules = await lab.exec(lab.hosts[0], 'iptables -S WEFT-FORWARD');
         assert.match(rules.stdout, /-A WEFT-FORWARD -s 198\.18\.0\.0\/16 .*-j ACCEPT/);
-        const text = await metrics(lab, lab.hosts[0]!);
+        const text = await metrics(lab, lab.hosts[0]);
         for (const name of ['weft_peers', 'weft_reconcile_runs_total', 'weft_reconcile_duration_seconds_count', 'weft_netlink_operations_total',
           'weft_watch_resyncs_total', 'weft_lease_expiry_timestamp_seconds', 'weft_etcd_reachable']) {
           assert.match(text, new RegExp(`^${name}(\\{| )`, 'm'), `/metrics has ${name}`);
@@ -65,7 +65,7 @@ export function dataplaneScenarios(factory: DriverFactory): void {
     it('keeps a 10 ms ping flowing while an agent is killed with SIGKILL and restarted, and keeps its subnet', async function () {
       const lab = await create(this, 2);
       const [a, b] = (await startCluster(lab)) as [LabContainer, LabContainer];
-      const h1 = lab.hosts[0]!;
+      const h1 = lab.hosts[0];
       const before = await lab.readSubnetEnv(h1);
       const macBefore = (await leaseOf(lab, h1.publicIp))?.attrs?.BackendData;
       assert.deepEqual(await meshFailures(lab, [a, b]), [], 'the containers reach each other before the kill');
@@ -87,7 +87,7 @@ export function dataplaneScenarios(factory: DriverFactory): void {
     it("removes a revoked peer's neighbour, FDB entry and route on every host within 2 s", async function () {
       const lab = await create(this, 3);
       await startCluster(lab);
-      const [h1, h2, h3] = [lab.hosts[0]!, lab.hosts[1]!, lab.hosts[2]!];
+      const [h1, h2, h3] = [lab.hosts[0], lab.hosts[1], lab.hosts[2]];
       const gone = await leaseOf(lab, h3.publicIp);
       assert.ok(gone?.leaseId);
       const subnet = gone.subnet;
@@ -112,12 +112,12 @@ export function dataplaneScenarios(factory: DriverFactory): void {
     it('restores a route, an FDB entry and a neighbour deleted by hand within 2 s each', async function () {
       const lab = await create(this, 2);
       const [a, b] = (await startCluster(lab)) as [LabContainer, LabContainer];
-      const [h1, h2] = [lab.hosts[0]!, lab.hosts[1]!];
+      const [h1, h2] = [lab.hosts[0], lab.hosts[1]];
       const peerSubnet = subnetOfEnv((await lab.readSubnetEnv(h2))!.subnet!);
       const peerGateway = peerSubnet.replace(/\/\d+$/, '');
       const fdbLine = (await kernelState(lab, h1)).fdb.split('\n').find((line) => line.includes(`dst ${h2.publicIp}`));
       assert.ok(fdbLine, 'h1 has an FDB entry for h2');
-      const mac = fdbLine.split(' ')[0]!;
+      const mac = fdbLine.split(' ')[0];
       const breakages: [string, (state: Awaited<ReturnType<typeof kernelState>>) => boolean][] = [
         [`ip route del ${peerSubnet}`, (state) => state.routes.includes(peerSubnet)],
         [`bridge fdb del ${mac} dev weft.1 dst ${h2.publicIp}`, (state) => state.fdb.includes(`${mac} dst ${h2.publicIp}`)],
@@ -133,7 +133,7 @@ export function dataplaneScenarios(factory: DriverFactory): void {
 
     it('waits for the network config, answering /readyz 503 until the data plane and subnet.env are ready', async function () {
       const lab = await create(this, 2);
-      const h1 = lab.hosts[0]!;
+      const h1 = lab.hosts[0];
       await lab.startAgent(h1, agentArgs());
       const notReady = await waitFor(async () => {
         const response = await httpGet(lab, h1, `http://127.0.0.1:${HEALTHZ_PORT}/readyz`);
@@ -154,10 +154,10 @@ export function dataplaneScenarios(factory: DriverFactory): void {
     it('keeps pings flowing through a 20 s etcd outage and picks up a host that joined meanwhile', async function () {
       const lab = await create(this, 3);
       await seedAndStart(lab, lab.hosts.slice(0, 2));
-      const [a, b] = [...(await lab.addContainers(lab.hosts[0]!, 1)), ...(await lab.addContainers(lab.hosts[1]!, 1))] as [LabContainer, LabContainer];
+      const [a, b] = [...(await lab.addContainers(lab.hosts[0], 1)), ...(await lab.addContainers(lab.hosts[1], 1))] as [LabContainer, LabContainer];
       const pinger = startPing(lab, a, b.ip, { interval: 0.05 });
       await lab.stopEtcd();
-      const h3 = lab.hosts[2]!;
+      const h3 = lab.hosts[2];
       await lab.startAgent(h3, agentArgs());
       await sleep(20_000);
       await lab.startEtcd();
@@ -166,7 +166,7 @@ export function dataplaneScenarios(factory: DriverFactory): void {
       assert.equal(result.transmitted - result.received, 0, 'no ping lost during the outage');
       await waitForSubnetEnv(lab, h3, { timeoutMs: 30_000 });
       const [c] = await lab.addContainers(h3, 1);
-      await waitFor(async () => (await meshFailures(lab, [a, b, c!])).length === 0, 'a full mesh including the new host', 15_000, 200);
+      await waitFor(async () => (await meshFailures(lab, [a, b, c])).length === 0, 'a full mesh including the new host', 15_000, 200);
       const leases = await etcdGet(lab, '/coreos.com/network/subnets/', { prefix: true });
       assert.equal(leases.length, 3);
     });

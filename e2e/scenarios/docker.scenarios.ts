@@ -86,7 +86,7 @@ async function assertTcpEveryPair(docker: DockerHosts, containers: readonly Dock
 /** `ip` addresses of docker0 on the host, as "198.18.5.1/24". */
 async function bridgeAddresses(driver: ClusterDriver, host: LabHost): Promise<string[]> {
   const shown = await driver.exec(host, 'ip -o -4 addr show dev docker0', { check: true });
-  return [...shown.stdout.matchAll(/ inet (\S+)/g)].map((match) => match[1]!);
+  return [...shown.stdout.matchAll(/ inet (\S+)/g)].map((match) => match[1]);
 }
 
 /** dockerd's command line is Debian's ExecStart with the drop-in's $DOCKER_OPTS split into words, as systemd does. */
@@ -195,7 +195,7 @@ export function dockerScenarios(factory: DockerClusterFactory): void {
     it('restarting dockerd keeps weft and the other hosts untouched; restarting weftd loses no container packet', async function () {
       const cluster = await create(this, 2);
       const { driver, docker } = cluster;
-      const [h1, h2] = [driver.hosts[0]!, driver.hosts[1]!];
+      const [h1, h2] = [driver.hosts[0], driver.hosts[1]];
       const states = await startDockerCluster(cluster, { Network: NETWORK, Backend: { Type: 'vxlan' } }, () => []);
       const [c1, c2] = (await runOneContainerEach(docker, states)) as [DockerContainer, DockerContainer];
       await waitFor(async () => (await dockerMeshFailures(docker, [c1, c2])).length === 0, 'the containers to reach each other', 20_000, 200);
@@ -203,12 +203,12 @@ export function dockerScenarios(factory: DockerClusterFactory): void {
       const agentPid = driver.agent(h1)!.pid;
 
       // dockerd on h1 restarts (its containers with it): docker0 keeps its address, so h2's container never loses h1.
-      const gateway1 = states[0]!.env.subnet!.split('/')[0]!;
+      const gateway1 = states[0].env.subnet!.split('/')[0];
       const toBridge = backgroundPing(docker, c2, gateway1);
       await sleep(1000);
       const restarted = await docker.systemctl(h1, ['restart', 'docker.service'], { timeoutMs: 120_000 });
       assert.equal(restarted.code, 0, restarted.stderr);
-      await assertDockerdOptions(docker, states[0]!);
+      await assertDockerdOptions(docker, states[0]);
       const c1Again = { ...c1, ip: await waitFor(() => containerIp(docker, h1, c1.name).catch(() => undefined), `${c1.name} to run again`, 30_000, 200) };
       await waitFor(async () => (await dockerMeshFailures(docker, [c1Again, c2])).length === 0, 'the containers to reach each other after the dockerd restart', 20_000, 200);
       const bridgePing = await toBridge.stop();
@@ -231,15 +231,15 @@ export function dockerScenarios(factory: DockerClusterFactory): void {
       assert.ok(acrossPing.transmitted > 100, `sent ${acrossPing.transmitted}`);
       assert.equal(acrossPing.transmitted - acrossPing.received, 0, `${c2.name} -> ${c1.name} during h1's weftd restart: ${describeLoss(acrossPing)}`);
       assert.equal((await docker.docker(h1, ['inspect', '--format', '{{.State.StartedAt}}', c1.name], { check: true })).stdout, started, `${c1.name} kept running`);
-      assert.equal((await waitForSubnetEnv(driver, h1)).subnet, states[0]!.env.subnet, 'the same subnet after the restart');
-      assert.deepEqual(await bridgeAddresses(driver, h1), [states[0]!.env.subnet]);
+      assert.equal((await waitForSubnetEnv(driver, h1)).subnet, states[0].env.subnet, 'the same subnet after the restart');
+      assert.deepEqual(await bridgeAddresses(driver, h1), [states[0].env.subnet]);
       await assertTcpEveryPair(docker, [c1Again, c2]);
     });
 
     it('--ip-masq both ways: exactly one of weft and docker masquerades a container leaving the overlay', async function () {
       const cluster = await create(this, 2);
       const { driver, docker } = cluster;
-      const h1 = driver.hosts[0]!;
+      const h1 = driver.hosts[0];
       // h1: weftd --ip-masq, so weft-docker-opts gives docker --ip-masq=false; h2: weftd without, docker --ip-masq=true.
       // docker masquerades through iptables only: both dockerds run with their firewall rules on, as on a real host.
       const states = await startDockerCluster(cluster, { Network: NETWORK, Backend: { Type: 'vxlan' } }, (host) => (host === h1 ? ['--ip-masq'] : []), { iptables: true });

@@ -58,7 +58,7 @@ describe('e2e: docker hosts in the namespace lab leave nothing behind', function
   it('destroy() ends every daemon and container of the docker hosts and removes their cgroups and files', async function () {
     const lab = await NetnsLab.create({ hosts: 1 });
     try {
-      const h1 = lab.hosts[0]!;
+      const h1 = lab.hosts[0];
       const docker = new NetnsDocker(lab);
       await seedNetworkConfig(lab);
       await lab.startAgent(h1);

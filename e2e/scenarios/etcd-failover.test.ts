@@ -15,7 +15,7 @@ describe('e2e: a 3-member etcd cluster with TLS, and its failures', function () 
     const seeded = await etcd.etcdctl(`put /coreos.com/network/config '${JSON.stringify({ Network: '198.18.0.0/16', Backend: { Type: 'vxlan' } })}'`);
     assert.equal(seeded.code, 0, seeded.stderr);
     const args = agentArgs({ agentArgs: etcd.agentFlags });
-    const [h1, h2, h3] = [lab.hosts[0]!, lab.hosts[1]!, lab.hosts[2]!];
+    const [h1, h2, h3] = [lab.hosts[0], lab.hosts[1], lab.hosts[2]];
     for (const host of [h1, h2]) await lab.startAgent(host, args);
     for (const host of [h1, h2]) await waitForSubnetEnv(lab, host);
     const containers: LabContainer[] = [...(await lab.addContainers(h1, 1)), ...(await lab.addContainers(h2, 1))];
@@ -31,7 +31,7 @@ describe('e2e: a 3-member etcd cluster with TLS, and its failures', function () 
     await etcd.waitHealthy([0, 1, 2]);
 
     // Every member down for 30 s: the data plane does not depend on etcd.
-    const pinger = startPing(lab, containers[0]!, containers[2]!.ip, { interval: 0.05 });
+    const pinger = startPing(lab, containers[0], containers[2].ip, { interval: 0.05 });
     await Promise.all([0, 1, 2].map((index) => etcd.stopMember(index)));
     await sleep(30_000);
     const unreachable = metricValue(await metrics(lab, h1), 'weft_etcd_reachable');

@@ -30,7 +30,7 @@ function escape(text: string): string {
 describe('e2e: flanneld and weftd hosts in one network', function () {
   this.timeout(240_000);
   const track = useLabs(netnsFactory);
-  let fixtures: BackgroundCommand[] = [];
+  const fixtures: BackgroundCommand[] = [];
 
   afterEach(async function () {
     await Promise.all(fixtures.splice(0).map((fixture) => fixture.stop('SIGTERM', 2_000)));
@@ -74,7 +74,7 @@ describe('e2e: flanneld and weftd hosts in one network', function () {
 
   /** h4 moves from the fixture to weftd and keeps its subnet; the mesh holds with its old containers. */
   async function moveToWeftd(lab: NetnsLab, containers: readonly LabContainer[], device: string | undefined): Promise<void> {
-    const h4 = lab.hosts[3]!;
+    const h4 = lab.hosts[3];
     const before = await leaseOf(lab, h4.publicIp);
     assert.ok(before !== undefined && !('WeftNodeID' in (before.attrs ?? {})), 'h4 starts with a lease written by flanneld');
     await fixtures.at(-1)!.stop('SIGTERM');
@@ -84,7 +84,7 @@ describe('e2e: flanneld and weftd hosts in one network', function () {
     const after = await leaseOf(lab, h4.publicIp);
     assert.equal(after?.key, before.key, 'weftd reuses the subnet flanneld held for this host');
     assert.match(after?.value ?? '', /"WeftNodeID":/);
-    assert.equal((await lab.readSubnetEnv(h4))?.subnet, `${before.subnet.split('/')[0]!.replace(/\.0$/, '.1')}/${before.subnet.split('/')[1]}`);
+    assert.equal((await lab.readSubnetEnv(h4))?.subnet, `${before.subnet.split('/')[0].replace(/\.0$/, '.1')}/${before.subnet.split('/')[1]}`);
     await assertMesh(lab, containers);
   }
 

@@ -66,7 +66,7 @@ describe('e2e: hostile or broken etcd content never crashes, hijacks or starves 
 
   it('a hostile writer leaves the agents alive and the mesh intact, and a new host leases and meshes within 10 s', async function () {
     const lab = await track(NetnsLab.create({ hosts: 4 }));
-    const [h1, h2, h3, h4] = [lab.hosts[0]!, lab.hosts[1]!, lab.hosts[2]!, lab.hosts[3]!];
+    const [h1, h2, h3, h4] = [lab.hosts[0], lab.hosts[1], lab.hosts[2], lab.hosts[3]];
     await seedNetworkConfig(lab);
     const containers = await startHosts(lab, [h1, h2, h3]);
     assert.deepEqual(await meshFailures(lab, containers), [], 'the mesh before');
@@ -134,10 +134,10 @@ describe('e2e: hostile or broken etcd content never crashes, hijacks or starves 
     assert.match(env.subnet ?? '', /^198\.18\.\d+\.1\/24$/, 'a /24 of the network: the /16 key blocks nothing');
     const [c4] = await lab.addContainers(h4, 1);
     await waitFor(async () => {
-      const results = await Promise.all(containers.flatMap((other) => [ping(lab, c4!, other.ip, { count: 1, deadline: 1 }), ping(lab, other, c4!.ip, { count: 1, deadline: 1 })]));
+      const results = await Promise.all(containers.flatMap((other) => [ping(lab, c4, other.ip, { count: 1, deadline: 1 }), ping(lab, other, c4.ip, { count: 1, deadline: 1 })]));
       return results.every((result) => result.received === 1);
     }, 'the new host to be meshed with every other within 10 s of its start', deadline(), 100);
-    assert.deepEqual(await meshFailures(lab, [...containers, c4!]), []);
+    assert.deepEqual(await meshFailures(lab, [...containers, c4]), []);
 
     // operators see what is ignored, and why
     const doctor = await lab.exec(h1, lab.weftctlCommand(['doctor', `--subnet-file=${lab.subnetFile(h1)}`, '-o', 'json']), { timeoutMs: 60_000 });
@@ -156,14 +156,14 @@ describe('e2e: hostile or broken etcd content never crashes, hijacks or starves 
 
     for (const [i, poller] of pollers.entries()) {
       const { stdout } = await poller.stop('SIGKILL');
-      assert.ok(stdout.length > polledBefore[i]! && !stdout.includes('x'), `/healthz answered throughout: ${stdout}`);
+      assert.ok(stdout.length > polledBefore[i] && !stdout.includes('x'), `/healthz answered throughout: ${stdout}`);
     }
     for (const host of [h1, h2, h3, h4]) assert.equal(lab.agent(host)!.exit, undefined, `${host.name} is alive`);
   });
 
   it('survives a fast-check fuzz of keys and values: every agent stays up and its data plane unchanged', async function () {
     const lab = await track(NetnsLab.create({ hosts: 3 }));
-    const [h1, h2, writer] = [lab.hosts[0]!, lab.hosts[1]!, lab.hosts[2]!];
+    const [h1, h2, writer] = [lab.hosts[0], lab.hosts[1], lab.hosts[2]];
     await seedNetworkConfig(lab);
     const containers = await startHosts(lab, [h1, h2]);
     const before = { h1: await kernelState(lab, h1), h2: await kernelState(lab, h2) };

@@ -28,11 +28,11 @@ describe('e2e: IPv6, dual stack and IPv6-only', function () {
         assert.match(String(lease.attrs?.PublicIPv6), /^2001:db8:0:1::/);
         if (backend === 'vxlan') assert.match(String((lease.attrs?.BackendV6Data as { VtepMAC?: string } | undefined)?.VtepMAC), /^[0-9a-f:]{17}$/);
       }
-      const forwarding = await lab.exec(lab.hosts[0]!, 'cat /proc/sys/net/ipv6/conf/all/forwarding');
+      const forwarding = await lab.exec(lab.hosts[0], 'cat /proc/sys/net/ipv6/conf/all/forwarding');
       assert.equal(forwarding.stdout.trim(), '1');
-      const rules = await lab.exec(lab.hosts[0]!, 'ip6tables -S WEFT-FORWARD');
+      const rules = await lab.exec(lab.hosts[0], 'ip6tables -S WEFT-FORWARD');
       assert.match(rules.stdout, /2001:db8:100::\/48/);
-      if (backend === 'vxlan') assert.match((await kernelState(lab, lab.hosts[0]!, 'weft-v6.1')).neighbours, /2001:db8:100:/);
+      if (backend === 'vxlan') assert.match((await kernelState(lab, lab.hosts[0], 'weft-v6.1')).neighbours, /2001:db8:100:/);
     });
   }
 

@@ -13,7 +13,7 @@ function ipBytes(ip: string): number[] {
 
 function checksum(buffer: Buffer): number {
   let sum = 0;
-  for (let i = 0; i < buffer.length; i += 2) sum += (buffer[i]! << 8) | (buffer[i + 1] ?? 0);
+  for (let i = 0; i < buffer.length; i += 2) sum += (buffer[i] << 8) | (buffer[i + 1] ?? 0);
   while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
   return ~sum & 0xffff;
 }
@@ -38,7 +38,7 @@ describe('e2e: reliability and security in a namespace lab', function () {
   async function echoRequestsReceived(lab: NetnsLab, container: LabContainer): Promise<number> {
     const lines = (await lab.exec(container, 'cat /proc/net/snmp')).stdout.split('\n').filter((line) => line.startsWith('Icmp: '));
     const [names, values] = lines.map((line) => line.split(/\s+/).slice(1));
-    return Number(values![names!.indexOf('InEchos')]);
+    return Number(values[names.indexOf('InEchos')]);
   }
 
   async function sendFrom(lab: NetnsLab, from: LabHost, to: string, payload: Buffer, count: number): Promise<void> {
@@ -50,38 +50,38 @@ describe('e2e: reliability and security in a namespace lab', function () {
 
   it('lets VXLAN frames in only from peers: a non-peer on the underlay reaches no container', async function () {
     const lab = await track(NetnsLab.create({ hosts: 3 }));
-    const [h1, h2, outsider] = [lab.hosts[0]!, lab.hosts[1]!, lab.hosts[2]!];
+    const [h1, h2, outsider] = [lab.hosts[0], lab.hosts[1], lab.hosts[2]];
     await seedNetworkConfig(lab);
     await lab.startAgent(h1, agentArgs());
     await lab.startAgent(h2, agentArgs({ agentArgs: ['--no-ingress-allow-list'] }));
     for (const host of [h1, h2]) await waitForSubnetEnv(lab, host);
     const [c1] = await lab.addContainers(h1, 1);
     const [c2] = await lab.addContainers(h2, 1);
-    assert.deepEqual(await meshFailures(lab, [c1!, c2!]), [], 'peers still reach each other');
+    assert.deepEqual(await meshFailures(lab, [c1, c2]), [], 'peers still reach each other');
 
     const macOf = async (host: LabHost) => (await leaseOf(lab, host.publicIp))!.attrs!.BackendData as { VtepMAC: string };
     // Spoofed as coming from the other host's container, as an attacker would.
-    const toH1 = craftedVxlanEcho((await macOf(h1)).VtepMAC, c2!.ip, c1!.ip);
-    const toH2 = craftedVxlanEcho((await macOf(h2)).VtepMAC, c1!.ip, c2!.ip);
+    const toH1 = craftedVxlanEcho((await macOf(h1)).VtepMAC, c2.ip, c1.ip);
+    const toH2 = craftedVxlanEcho((await macOf(h2)).VtepMAC, c1.ip, c2.ip);
     // Counted since the table was made: h2's own first datagrams may have come before h1 let it in.
     const dropped = async (): Promise<number> => {
       const counters = await lab.exec(h1, 'nft -j list chain inet weft input');
       return (JSON.parse(counters.stdout) as { nftables: { rule?: { expr: { counter?: { packets: number } }[] } }[] }).nftables
-        .flatMap((entry) => entry.rule?.expr ?? []).flatMap((expr) => (expr.counter === undefined ? [] : [expr.counter.packets]))[0]!;
+        .flatMap((entry) => entry.rule?.expr ?? []).flatMap((expr) => (expr.counter === undefined ? [] : [expr.counter.packets]))[0];
     };
     const droppedBefore = await dropped();
-    const before = { c1: await echoRequestsReceived(lab, c1!), c2: await echoRequestsReceived(lab, c2!) };
+    const before = { c1: await echoRequestsReceived(lab, c1), c2: await echoRequestsReceived(lab, c2) };
     await sendFrom(lab, outsider, h1.publicIp, toH1, 20);
     await sendFrom(lab, outsider, h2.publicIp, toH2, 20);
     await sleep(300);
-    assert.equal(await echoRequestsReceived(lab, c1!), before.c1, `nothing reached h1's container; h1 ruleset:\n${(await lab.exec(h1, 'nft list ruleset')).stdout}`);
-    assert.ok((await echoRequestsReceived(lab, c2!)) >= before.c2 + 20, 'without the allow-list (h2) the same frames do reach the container');
+    assert.equal(await echoRequestsReceived(lab, c1), before.c1, `nothing reached h1's container; h1 ruleset:\n${(await lab.exec(h1, 'nft list ruleset')).stdout}`);
+    assert.ok((await echoRequestsReceived(lab, c2)) >= before.c2 + 20, 'without the allow-list (h2) the same frames do reach the container');
     assert.equal(await dropped() - droppedBefore, 20, 'the kernel counted the 20 refused datagrams');
   });
 
   it('starts a second host with the same public IP on a free subnet, saying so, and never touches the first one\'s lease', async function () {
     const lab = await track(NetnsLab.create({ hosts: 2 }));
-    const [h1, h2] = [lab.hosts[0]!, lab.hosts[1]!];
+    const [h1, h2] = [lab.hosts[0], lab.hosts[1]];
     await seedNetworkConfig(lab);
     await lab.startAgent(h1, agentArgs());
     await waitForSubnetEnv(lab, h1);
@@ -99,7 +99,7 @@ describe('e2e: reliability and security in a namespace lab', function () {
   it('re-acquires after `weftctl lease revoke` of a live host, and its peers follow', async function () {
     const lab = await track(NetnsLab.create({ hosts: 2 }));
     const containers = await startCluster(lab);
-    const [h1, h2] = [lab.hosts[0]!, lab.hosts[1]!];
+    const [h1, h2] = [lab.hosts[0], lab.hosts[1]];
     const held = await leaseOf(lab, h1.publicIp);
     const revoke = await lab.exec(h2, `node ${WEFTCTL} --etcd-endpoints=${lab.etcdEndpoint} lease revoke ${held!.subnet}`);
     assert.equal(revoke.code, 0, revoke.stderr);
@@ -114,7 +114,7 @@ describe('e2e: reliability and security in a namespace lab', function () {
   it('keeps the last valid config when it turns invalid, and never programs a lease that claims our IP or overlaps our subnet', async function () {
     const lab = await track(NetnsLab.create({ hosts: 2 }));
     const containers = await startCluster(lab);
-    const [h1] = [lab.hosts[0]!];
+    const [h1] = [lab.hosts[0]];
     await etcdPut(lab, '/coreos.com/network/config', '{"Network":"198.18.0.0/16","SubnetLen":40}');
     const own = (await leaseOf(lab, h1.publicIp))!;
     const [a, b, c] = own.subnet.split('.');
@@ -135,7 +135,7 @@ describe('e2e: reliability and security in a namespace lab', function () {
 
   it('waits, saying why on /readyz, while the Network holds its public IP; weftctl on the host refuses that config and a port below 1024 unless --force; such a port gets no allow-list', async function () {
     const lab = await track(NetnsLab.create({ hosts: 1 }));
-    const h1 = lab.hosts[0]!;
+    const h1 = lab.hosts[0];
     const weftctl = (args: string) => lab.exec(h1, `node ${WEFTCTL} --etcd-endpoints=${lab.etcdEndpoint} --environment-file= ${args}`);
     // The underlay's own range as the overlay: h1's public IP lies in it.
     await etcdPut(lab, '/coreos.com/network/config', JSON.stringify({ Network: '192.0.2.0/24', SubnetLen: 26, Backend: { Type: 'vxlan' } }));
@@ -177,7 +177,7 @@ describe('e2e: reliability and security in a namespace lab', function () {
 
   it('keeps etcd settings out of the processes it starts: the data-path worker and the kernel monitor', async function () {
     const lab = await track(NetnsLab.create({ hosts: 1 }));
-    const h1 = lab.hosts[0]!;
+    const h1 = lab.hosts[0];
     await seedNetworkConfig(lab);
     // Settings weftd ignores or that are harmless here (the default prefix), as stand-ins for a password and key paths.
     const etcd = { ETCDCTL_PASSWORD: 'weft-test-secret', ETCD_PEER_KEY_FILE: '/nonexistent/peer-key.pem', WEFTD_ETCD_PREFIX: '/coreos.com/network' };
@@ -203,10 +203,10 @@ describe('e2e: reliability and security in a namespace lab', function () {
   it('keeps the data plane and the lease on SIGTERM; --release-on-exit removes the lease, device and rules', async function () {
     const lab = await track(NetnsLab.create({ hosts: 3 }));
     const containers = await startCluster(lab, { agentArgs: [] });
-    const [h1, h2, h3] = [lab.hosts[0]!, lab.hosts[1]!, lab.hosts[2]!];
+    const [h1, h2, h3] = [lab.hosts[0], lab.hosts[1], lab.hosts[2]];
     // the agents come up one after the other: the pair must reach each other before the stop is the test's cause
     assert.deepEqual(await meshFailures(lab, containers.slice(0, 2)), [], 'the containers reach each other before the stop');
-    const pinger = startPing(lab, containers[0]!, containers[1]!.ip, { interval: 0.02 });
+    const pinger = startPing(lab, containers[0], containers[1].ip, { interval: 0.02 });
     const exit = await lab.stopAgent(h1, 'SIGTERM');
     assert.equal(exit?.code, 0, `exit ${JSON.stringify(exit)}; log:\n${lab.agent(h1)!.log().slice(-3000)}`);
     await sleep(1000);

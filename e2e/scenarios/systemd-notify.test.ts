@@ -28,7 +28,7 @@ describe('e2e: weftd speaks systemd\'s notification protocol (no systemd needed)
   it('sends READY=1 only once subnet.env is written, from its main process, then watchdog pings, and STOPPING=1 on SIGTERM', async function () {
     if (!netnsAvailable()) this.skip();
     lab = await NetnsLab.create({ hosts: 1 });
-    const host = lab.hosts[0]!;
+    const host = lab.hosts[0];
     listener = await NotifyListener.start(join(lab.tempDir, 'notify.sock'), lab.subnetFile(host));
     const messages = listener.messages;
     const agent = await lab.startAgent(host, ['--healthz-port=9910'], { NOTIFY_SOCKET: listener.address, WATCHDOG_USEC: '3000000' });

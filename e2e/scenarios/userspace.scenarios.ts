@@ -99,7 +99,7 @@ async function sendSpoofed(driver: ClusterDriver, from: LabHost, source: string,
 async function echoRequestsReceived(driver: ClusterDriver, container: LabContainer): Promise<number> {
   const lines = (await driver.exec(container, 'cat /proc/net/snmp')).stdout.split('\n').filter((line) => line.startsWith('Icmp: '));
   const [names, values] = lines.map((line) => line.split(/\s+/).slice(1));
-  return Number(values![names!.indexOf('InEchos')]);
+  return Number(values[names.indexOf('InEchos')]);
 }
 
 /** An IPv4 ICMP echo request with valid checksums. */
@@ -115,7 +115,7 @@ function echoPacket(src: string, dst: string, sequence: number): Buffer {
 
 function internetChecksum(bytes: Buffer): number {
   let sum = 0;
-  for (let i = 0; i < bytes.length; i += 2) sum += (bytes[i]! << 8) | (bytes[i + 1] ?? 0);
+  for (let i = 0; i < bytes.length; i += 2) sum += (bytes[i] << 8) | (bytes[i + 1] ?? 0);
   while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
   return ~sum & 0xffff;
 }
@@ -201,7 +201,7 @@ async function iperfEveryPair(driver: ClusterDriver, containers: readonly LabCon
   const lines: string[] = [];
   for (let i = 0; i < containers.length; i++) {
     for (let j = i + 1; j < containers.length; j++) {
-      const [a, b] = [containers[i]!, containers[j]!];
+      const [a, b] = [containers[i], containers[j]];
       const result = await iperfBidir(driver, a, b, { seconds: 2, port: 5201 + i * 10 + j });
       lines.push(`${a.host.name}->${b.host.name} ${result.forward.toFixed(0)} Mbit/s, ${b.host.name}->${a.host.name} ${result.reverse.toFixed(0)} Mbit/s`);
       if (!(result.forward > 1 && result.reverse > 1)) assert.fail(`TCP flows both ways between ${a.name} and ${b.name}: ${lines.at(-1)}\n${await diagnostics(driver)}`);
@@ -226,7 +226,7 @@ export function userspaceScenarios(factory: DriverFactory): void {
 
     it('mixed cluster: a userspace host and two kernel-VXLAN hosts ping and carry TCP both ways between every pair', async function () {
       const lab = await create(this, 3);
-      const [h1, h2, h3] = [lab.hosts[0]!, lab.hosts[1]!, lab.hosts[2]!];
+      const [h1, h2, h3] = [lab.hosts[0], lab.hosts[1], lab.hosts[2]];
       const containers = await startHosts(lab, VXLAN_CONFIG, [['--vxlan-userspace=always'], [], ['--vxlan-userspace=never']]);
       await assertMesh(lab, containers);
       const text = await metrics(lab, h1);
@@ -258,7 +258,7 @@ export function userspaceScenarios(factory: DriverFactory): void {
       const always = ['--vxlan-userspace=always'];
       const containers = await startHosts(lab, { Network: '198.18.0.0/16', Backend: { Type: 'vxlan', Userspace: 'always' } }, [[], always, []]);
       for (const host of lab.hosts) assert.equal(metricValue(await metrics(lab, host), 'weft_data_path{backend="vxlan",path="userspace"}'), 1, host.name);
-      assert.equal((await readyInfo(lab, lab.hosts[0]!)).dataPathReason, 'Backend.Userspace "always"');
+      assert.equal((await readyInfo(lab, lab.hosts[0])).dataPathReason, 'Backend.Userspace "always"');
       await assertMesh(lab, containers);
       await iperfEveryPair(lab, containers);
     });
@@ -266,7 +266,7 @@ export function userspaceScenarios(factory: DriverFactory): void {
     it("udp backend: flannel's udp format on port 8285, leases as flanneld's udp backend writes them (no BackendType, no BackendData), MTU 1472", async function () {
       const lab = await create(this, 3);
       const containers = await startHosts(lab, { Network: '198.18.0.0/16', Backend: { Type: 'udp' } }, [[], [], []]);
-      const h1 = lab.hosts[0]!;
+      const h1 = lab.hosts[0];
       const lease = await leaseOf(lab, h1.publicIp);
       assert.equal(lease?.attrs?.BackendType, undefined);
       assert.equal(lease?.attrs?.BackendData, undefined);
@@ -286,7 +286,7 @@ export function userspaceScenarios(factory: DriverFactory): void {
 
     it('drops and counts bad datagrams during a live iperf3 flow, which goes on, and the agent stays up', async function () {
       const lab = await create(this, 3);
-      const [h1, h2, outsider] = [lab.hosts[0]!, lab.hosts[1]!, lab.hosts[2]!];
+      const [h1, h2, outsider] = [lab.hosts[0], lab.hosts[1], lab.hosts[2]];
       // No ingress allow-list on h1: what the userspace path itself refuses is under test (nftables would drop the outsider's frames first).
       const [c1, c2] = await startHosts(lab, VXLAN_CONFIG, [['--vxlan-userspace=always', '--no-ingress-allow-list'], ['--vxlan-userspace=never']]) as [LabContainer, LabContainer];
       await assertMesh(lab, [c1, c2]);
@@ -294,9 +294,9 @@ export function userspaceScenarios(factory: DriverFactory): void {
       const h2Mac = parseMac(await vtepMac(lab, h2));
       const h1Subnet = (await lab.readSubnetEnv(h1))!.subnet!;
       const h2Subnet = (await lab.readSubnetEnv(h2))!.subnet!;
-      const [a, b, c] = ipv4(h1Subnet.split('/')[0]!);
-      const [, , c2third] = ipv4(h2Subnet.split('/')[0]!);
-      const foreign = `198.18.${(c2third! + 1) % 256 === c ? (c2third! + 2) % 256 : (c2third! + 1) % 256}.7`;
+      const [a, b, c] = ipv4(h1Subnet.split('/')[0]);
+      const [, , c2third] = ipv4(h2Subnet.split('/')[0]);
+      const foreign = `198.18.${(c2third + 1) % 256 === c ? (c2third + 2) % 256 : (c2third + 1) % 256}.7`;
       const frame = (packet: Buffer, dstMac = mac): Buffer => encodeVxlan({ vni: 1, dstMac, srcMac: h2Mac, packet });
       const valid = frame(udpPacket(c2.ip, c1.ip));
       const expected = new Map<string, number>();
@@ -308,7 +308,7 @@ export function userspaceScenarios(factory: DriverFactory): void {
       // Random bytes (VNI flag cleared, so that no random datagram can pass for VXLAN) and truncated headers, from a peer.
       add(h2, 'vni_flag', Array.from({ length: 40 }, (_, i) => {
         const bytes = randomBytes(22 + i * 7);
-        bytes[0] = bytes[0]! & ~0x08;
+        bytes[0] = bytes[0] & ~0x08;
         return bytes;
       }));
       add(h2, 'short', Array.from({ length: 22 }, (_, length) => valid.subarray(0, length)).concat([valid.subarray(0, 22 + 19)]));
@@ -319,7 +319,7 @@ export function userspaceScenarios(factory: DriverFactory): void {
       add(outsider, 'unknown_peer', Array.from({ length: 25 }, () => valid));
       // From a peer, but with an inner source outside that peer's subnet, or an inner destination outside ours.
       add(h2, 'inner_src', Array.from({ length: 25 }, () => frame(udpPacket(foreign, c1.ip))));
-      add(h2, 'inner_dst', Array.from({ length: 10 }, () => frame(udpPacket(c2.ip, `${a}.${b}.${(c! + 128) % 256}.9`))));
+      add(h2, 'inner_dst', Array.from({ length: 10 }, () => frame(udpPacket(c2.ip, `${a}.${b}.${(c + 128) % 256}.9`))));
 
       const before = await dropCounters(lab, h1);
       const agentPid = lab.agent(h1)!.pid;
@@ -346,7 +346,7 @@ export function userspaceScenarios(factory: DriverFactory): void {
 
     it("refuses a forged datagram with a real peer's PublicIP as its source and another peer's inner source, even past an oversized lease of that peer", async function () {
       const lab = await create(this, 4);
-      const [h1, h2, h3, forger] = [lab.hosts[0]!, lab.hosts[1]!, lab.hosts[2]!, lab.hosts[3]!];
+      const [h1, h2, h3, forger] = [lab.hosts[0], lab.hosts[1], lab.hosts[2], lab.hosts[3]];
       // Each host's subnet is reserved beforehand, so that a /23 can cover h2's and h3's and leave h1's out.
       await seedNetworkConfig(lab, VXLAN_CONFIG);
       for (const [host, third] of [[h1, 1], [h2, 2], [h3, 3]] as const) {
@@ -385,7 +385,7 @@ export function userspaceScenarios(factory: DriverFactory): void {
 
     it('delivers into the overlay device, so received packets pass PREROUTING and FORWARD (not OUTPUT) as with kernel VXLAN, and obey the FORWARD chain', async function () {
       const lab = await create(this, 2);
-      const [h1, h2] = [lab.hosts[0]!, lab.hosts[1]!];
+      const [h1, h2] = [lab.hosts[0], lab.hosts[1]];
       const [c1, c2] = await startHosts(lab, VXLAN_CONFIG, [['--vxlan-userspace=always'], ['--vxlan-userspace=never']]) as [LabContainer, LabContainer];
       await assertMesh(lab, [c1, c2]);
       const chains = ['raw/PREROUTING', 'mangle/PREROUTING', 'mangle/INPUT', 'filter/INPUT', 'mangle/FORWARD', 'filter/FORWARD', 'raw/OUTPUT', 'mangle/OUTPUT', 'filter/OUTPUT', 'mangle/POSTROUTING'];
@@ -414,12 +414,12 @@ export function userspaceScenarios(factory: DriverFactory): void {
       assert.equal((await lab.exec(h1, `iptables -I FORWARD 1 -i weft.1 -s ${c2.ip} -d ${c1.ip} -j DROP`)).code, 0);
       assert.equal((await ping(lab, c2, c1.ip, { count: 5, interval: 0.05 })).received, 0);
       assert.equal(await echoRequestsReceived(lab, c1), echoes, 'the dropped requests never reached the container');
-      assert.ok((await firstRuleCounts(lab, h1, ['filter/FORWARD']))['filter/FORWARD']! >= 5, 'counted by the dropping rule');
+      assert.ok((await firstRuleCounts(lab, h1, ['filter/FORWARD']))['filter/FORWARD'] >= 5, 'counted by the dropping rule');
     });
 
     it('recreates the overlay veth deleted by hand and restarts the data-path worker; a killed worker comes back too', async function () {
       const lab = await create(this, 2);
-      const h1 = lab.hosts[0]!;
+      const h1 = lab.hosts[0];
       const containers = await startHosts(lab, VXLAN_CONFIG, [['--vxlan-userspace=always'], []]);
       await assertMesh(lab, containers);
       const deleted = await lab.exec(h1, 'ip link del weft.1');

@@ -60,7 +60,7 @@ export function weftctlScenarios(factory: DriverFactory): void {
       const table = await weftctl(cluster, h1, ['status', `--healthz-port=${HEALTHZ_PORT}`]);
       assert.equal(table.code, 0, table.stderr);
       const lines = table.stdout.trim().split('\n');
-      assert.match(lines[0]!, /^SUBNET\s+PUBLIC IP\s+BACKEND\s+EXPIRES\s+AGENT\s+PEERS\s+PROBLEMS$/);
+      assert.match(lines[0], /^SUBNET\s+PUBLIC IP\s+BACKEND\s+EXPIRES\s+AGENT\s+PEERS\s+PROBLEMS$/);
       assert.equal(lines.length, 4);
       for (const line of lines.slice(1)) assert.match(line, /^198\.18\.\d+\.0\/24\s+\S+\s+vxlan\s+\S+\s+ready\s+2\/2\s+-$/);
 
@@ -71,7 +71,7 @@ export function weftctlScenarios(factory: DriverFactory): void {
       const h3Row = (JSON.parse(down.stdout) as StatusRow[]).find((row) => row.publicIP === h3.publicIp);
       assert.equal(h3Row?.agent?.reachable, false);
       assert.match(h3Row?.problems.join() ?? '', new RegExp(`agent unreachable at http://${h3.publicIp.replace(/\./g, '\\.')}:${HEALTHZ_PORT}`));
-      assert.match(down.stderr, new RegExp(`1 of 3 hosts have problems: ${h3Row!.subnet.replace(/\./g, '\\.')} \\(${h3.publicIp.replace(/\./g, '\\.')}\\)`));
+      assert.match(down.stderr, new RegExp(`1 of 3 hosts have problems: ${h3Row.subnet.replace(/\./g, '\\.')} \\(${h3.publicIp.replace(/\./g, '\\.')}\\)`));
     });
 
     it('doctor passes on a healthy node, finds a route deleted by hand with its fix, and passes once weftd put it back', async function () {

@@ -20,8 +20,8 @@ describe('e2e: weftctl doctor, status and leases ls on a dual-stack cluster in t
     const lab = await track(NetnsLab.create({ hosts: 2, ipv6: true }));
     const cluster = lab;
     await startCluster(cluster, { config: { Network: '198.18.0.0/16', EnableIPv6: true, IPv6Network: '2001:db8:100::/48', Backend: { Type: 'vxlan' } } });
-    const h1: LabHost = cluster.hosts[0]!;
-    const h2: LabHost = cluster.hosts[1]!;
+    const h1: LabHost = cluster.hosts[0];
+    const h2: LabHost = cluster.hosts[1];
     const weftctl = (args: readonly string[]) => cluster.exec(h1, cluster.weftctlCommand(args), { timeoutMs: 60_000 });
     const doctor = (...extra: string[]) => weftctl(['doctor', `--subnet-file=${cluster.subnetFile(h1)}`, ...extra]);
     const health = `--healthz-port=${HEALTHZ_PORT}`;
@@ -87,11 +87,11 @@ describe('e2e: weftctl doctor, status and leases ls on a dual-stack cluster in t
     const findings = JSON.parse((await doctor('-o', 'json')).stdout) as { check: string; severity: string; fix?: string }[];
     const failed = findings.filter((finding) => finding.severity === 'fail');
     assert.deepEqual(failed.map((finding) => finding.check), ['route']);
-    const byHand = /by hand: (ip route replace .*)$/.exec(failed[0]!.fix ?? '')?.[1];
+    const byHand = /by hand: (ip route replace .*)$/.exec(failed[0].fix ?? '')?.[1];
     assert.equal(byHand, `ip route replace ${want} proto 157`);
 
     // the fix as printed repairs it
-    const fixed = await cluster.exec(h1, byHand!);
+    const fixed = await cluster.exec(h1, byHand);
     assert.equal(fixed.code, 0, fixed.stderr);
     const clean = await doctor();
     assert.equal(clean.code, 0, clean.stdout);
@@ -106,7 +106,7 @@ describe('e2e: weftctl doctor, status and leases ls on a dual-stack cluster in t
     const lab = await track(NetnsLab.create({ hosts: 2, ipv6: true }));
     const cluster = lab;
     await startCluster(cluster, { config: { EnableIPv4: false, EnableIPv6: true, IPv6Network: '2001:db8:100::/48', Backend: { Type: 'vxlan' } } });
-    const h1: LabHost = cluster.hosts[0]!;
+    const h1: LabHost = cluster.hosts[0];
     const doctor = () => cluster.exec(h1, cluster.weftctlCommand(['doctor', `--subnet-file=${cluster.subnetFile(h1)}`, `--healthz-port=${HEALTHZ_PORT}`]), { timeoutMs: 60_000 });
     let healthy = await doctor();
     for (let attempt = 0; attempt < 10 && healthy.code !== 0; attempt++) {

@@ -91,7 +91,7 @@ describe('e2e: the wireguard backend (wireguard-go)', function () {
       assert.match(String(data.PublicKey), /^[A-Za-z0-9+/]{43}=$/);
       assert.equal(data.Port, 51820);
     }
-    const h0 = lab.hosts[0]!;
+    const h0 = lab.hosts[0];
     assert.match((await lab.exec(h0, 'ip -d link show weft-wg', { check: true })).stdout, /tun/);
     assert.match((await lab.exec(h0, 'ip route show dev weft-wg', { check: true })).stdout, /198\.18\.0\.0\/16 .*scope link/);
     assert.match((await lab.exec(h0, 'ip link show weft-wg', { check: true })).stdout, /mtu 1420/);
@@ -115,7 +115,7 @@ describe('e2e: the wireguard backend (wireguard-go)', function () {
       "const transport = Buffer.concat([Buffer.from([4, 0, 0, 0]), Buffer.alloc(12), ip, Buffer.alloc(16)]);",
       "let n = 0; const send = () => { for (const p of [ip, transport]) s.send(p, 51820, process.argv[1]); if (++n < 20) setTimeout(send, 50); else s.close(); }; send();",
     ].join('\n');
-    await lab.execIn(lab.etcdHost.netns, `node -e ${shellQuote(forge)} ${lab.hosts[1]!.publicIp}`, { check: true });
+    await lab.execIn(lab.etcdHost.netns, `node -e ${shellQuote(forge)} ${lab.hosts[1].publicIp}`, { check: true });
     await new Promise((done) => setTimeout(done, 1500));
     const sniffed = await sniff.stop('SIGTERM');
     assert.doesNotMatch(sniffed.stdout, /198\.18\.200\.9/, 'a forged packet reached the container');
@@ -157,8 +157,8 @@ describe('e2e: the wireguard backend (wireguard-go)', function () {
     const lab = await track(NetnsLab.create({ hosts: 3 }));
     const containers = await startWireguardCluster(lab, { Network: '198.18.0.0/16', Backend: { Type: 'wireguard', PersistentKeepaliveInterval: 25 } });
     assert.deepEqual(await meshFailures(lab, containers), []);
-    const h0 = lab.hosts[0]!;
-    const h1 = lab.hosts[1]!;
+    const h0 = lab.hosts[0];
+    const h1 = lab.hosts[1];
     const keyOf = (host: LabHost): string => readFileSync(join(hostDir(lab, host), 'wgkey'), 'utf8').trim();
     const peersOf = async (host: LabHost): Promise<string> => wg(lab, host, 'show weft-wg dump');
     const h1Public = (await wg(lab, h1, 'show weft-wg public-key')).trim();
@@ -191,7 +191,7 @@ describe('e2e: the wireguard backend (wireguard-go)', function () {
     }, 'a new wireguard-go on h0 to carry the mesh', 30_000);
 
     // weftd killed: its wireguard-go is orphaned; the next weftd dismisses it and starts its own
-    const h2 = lab.hosts[2]!;
+    const h2 = lab.hosts[2];
     const orphan = await ownWireguardGo(h2);
     assert.match(orphan, /^\d+$/);
     await lab.stopAgent(h2, 'SIGKILL');
@@ -229,7 +229,7 @@ describe('e2e: the wireguard backend (wireguard-go)', function () {
       assert.equal(v6.Port, 51821);
       assert.equal(v4.PublicKey, v6.PublicKey);
     }
-    const h0 = lab.hosts[0]!;
+    const h0 = lab.hosts[0];
     assert.match(await wg(lab, h0, 'show weft-wg-v6 dump'), /\[2001:db8:0:1::[0-9a-f]+\]:51821\t2001:db8:100:[0-9a-f]+::\/64/);
     assert.match((await lab.exec(h0, 'ip -6 route show dev weft-wg-v6', { check: true })).stdout, /2001:db8:100::\/48/);
   });
@@ -241,7 +241,7 @@ describe('e2e: the wireguard backend (wireguard-go)', function () {
     });
     assert.deepEqual(await meshFailures(lab, containers, { family: 4 }), []);
     assert.deepEqual(await meshFailures(lab, containers, { family: 6 }), []);
-    const h0 = lab.hosts[0]!;
+    const h0 = lab.hosts[0];
     assert.equal((await lab.exec(h0, 'ip link show weft-wg-v6')).code, 1, 'no second device');
     const dump = await wg(lab, h0, 'show weft-wg dump');
     assert.match(dump, /\[2001:db8:0:1::[0-9a-f]+\]:51820\t198\.18\.\d+\.0\/24,2001:db8:100:[0-9a-f]+::\/64\t/);

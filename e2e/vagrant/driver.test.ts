@@ -54,7 +54,7 @@ describe('e2e/vagrant: the driver over a fake vagrant', function () {
 
   /** The remote commands (`vagrant ssh <vm> -c <command>`) sent to `vm`. */
   function remote(vm: string): string[] {
-    return calls().filter((call) => call.argv[0] === 'ssh' && call.argv[1] === vm).map((call) => call.argv[3]!);
+    return calls().filter((call) => call.argv[0] === 'ssh' && call.argv[1] === vm).map((call) => call.argv[3]);
   }
 
   let rules: Rule[];
@@ -173,15 +173,15 @@ describe('e2e/vagrant: the driver over a fake vagrant', function () {
 
       assert.deepEqual(await driver.readSubnetEnv('h1').then((env) => env?.subnet), '198.18.5.1/24');
       const [c1, c2] = await driver.addContainers('h1', 2);
-      assert.deepEqual([c1!.name, c1!.ip, c2!.ip], ['h1c1', '198.18.5.2', '198.18.5.3']);
+      assert.deepEqual([c1.name, c1.ip, c2.ip], ['h1c1', '198.18.5.2', '198.18.5.3']);
       const built = remote('weft1').find((command) => command.includes('ip netns add wvag1-h1c1'))!;
-      const batch = Buffer.from(/printf %s '?([A-Za-z0-9+/=]+)'? \| base64 -d/.exec(built)![1]!, 'base64').toString();
+      const batch = Buffer.from(/printf %s '?([A-Za-z0-9+/=]+)'? \| base64 -d/.exec(built)![1], 'base64').toString();
       assert.match(batch, /^link add cag1h1 type bridge\nlink set cag1h1 mtu 1450\naddr add 198\.18\.5\.1\/24 dev cag1h1\n/);
       assert.match(batch, /link add vag1h1c2 mtu 1450 type veth peer name eag1h1c2 mtu 1450 netns wvag1-h1c2\n/);
-      await c1!.exec('ping -c 1 198.18.6.2');
+      await c1.exec('ping -c 1 198.18.6.2');
       assert.equal(remote('weft1').at(-1), "sudo -n ip netns exec wvag1-h1c1 sh -c 'ping -c 1 198.18.6.2'");
 
-      const ping = driver.background(c2!, 'ping 198.18.6.2');
+      const ping = driver.background(c2, 'ping 198.18.6.2');
       await new Promise((resolve) => setTimeout(resolve, 300));
       const result = await ping.stop();
       assert.match(result.stdout, /icmp_seq=1/);
@@ -279,7 +279,7 @@ describe('e2e/vagrant: the driver over a fake vagrant', function () {
     it('goes ahead when every running VM runs this build', async function () {
       answer(installed('weft1', local()), installed('weft2', local()));
       assert.deepEqual(await prepareVagrantCluster({ report }), ['weft1', 'weft2']);
-      assert.ok(!calls().some((call) => ['rsync', 'provision'].includes(call.argv[0]!)), 'nothing re-provisioned');
+      assert.ok(!calls().some((call) => ['rsync', 'provision'].includes(call.argv[0])), 'nothing re-provisioned');
       assert.deepEqual(lines, []);
     });
 
@@ -289,7 +289,7 @@ describe('e2e/vagrant: the driver over a fake vagrant', function () {
         { match: `^ssh weft2 -c cat ${INSTALLED_BUILD_INFO}`, stdoutFile: answerFile },
         { match: '^provision weft2$', touch: answerFile, content: JSON.stringify({ source: local() }) });
       assert.deepEqual(await prepareVagrantCluster({ report, sync: true }), ['weft1', 'weft2']);
-      const steps = calls().filter((call) => ['rsync', 'provision'].includes(call.argv[0]!)).map((call) => call.argv.join(' '));
+      const steps = calls().filter((call) => ['rsync', 'provision'].includes(call.argv[0])).map((call) => call.argv.join(' '));
       assert.deepEqual(steps, ['rsync weft2', 'provision weft2']);
       assert.match(lines.join('\n'), /^weft2 runs a weft built from other sources than this checkout: syncing the checkout and re-provisioning \(vagrant rsync weft2; vagrant provision weft2\)/);
     });

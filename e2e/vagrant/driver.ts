@@ -147,7 +147,7 @@ export function parseVagrantStatus(text: string): { name: string; state: string 
 export function machineReadableError(text: string): string | undefined {
   const line = text.split('\n').find((candidate) => candidate.split(',')[3] === 'error');
   if (line === undefined) return undefined;
-  return line.split(',').slice(4).join(',').split('\\n')[0]!.replace(/%!\(VAGRANT_COMMA\)/g, ',').trim();
+  return line.split(',').slice(4).join(',').split('\\n')[0].replace(/%!\(VAGRANT_COMMA\)/g, ',').trim();
 }
 
 async function listRunning(vagrant: Vagrant): Promise<string[]> {
@@ -616,7 +616,7 @@ export class VagrantDriver implements ClusterDriver {
     }
     const envSubnet = env.subnet;
     const subnet = parseIpv4Prefix(envSubnet);
-    const gateway = envSubnet.split('/')[0]!;
+    const gateway = envSubnet.split('/')[0];
     const bridge = host.bridge?.name ?? `c${this.runId}${host.name}`;
     const lines: string[] = [];
     const namespaces: string[] = [];
