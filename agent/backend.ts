@@ -4,7 +4,7 @@ import type { Lease } from '../common/lease.js';
 import type { PathCounters } from './userspace/protocol.js';
 import type { WireguardHostOptions } from './wireguard/wireguard.js';
 import type { PublicInterface } from './host/interfaces.js';
-import type { Kernel } from './kernel/index.js';
+import type { Kernel, OverlayState } from './kernel/index.js';
 import type { Logger } from './log.js';
 
 export interface BackendContext {
@@ -38,15 +38,6 @@ export interface BackendDevices {
    * whole network): not peers' routes, left alone by the reconcile loop, and a full run when one goes.
    */
   deviceRoutes?: readonly string[];
-}
-
-export interface OverlayState {
-  up: boolean;
-  mtu: number;
-  /** null for a device without one (TUN) */
-  mac: string | null;
-  /** the addresses ensureDevices keeps on the device ("198.18.5.0/32") */
-  addresses: readonly string[];
 }
 
 /** Who forwards the overlay traffic: the kernel (a VXLAN device, plain routes) or weft's own processes. */

@@ -228,7 +228,7 @@ export class Agent {
       });
       monitor.on('error', (err) => this.log.error({ err: err.message }, 'kernel monitor failed; relying on the periodic resync'));
       // while a full run programs (thousands of peers at start), its echoes wait rather than compete with it
-      for (const { reconciler } of this.planes) reconciler.on('busy', (busy) => (busy ? monitor.hold() : monitor.release()));
+      for (const { reconciler } of this.planes) reconciler.on('busy', (busy) => (busy ? monitor.pause() : monitor.resume()));
     };
     // The first reconcile does not wait for the monitor: if it starts before the monitor is listening, one
     // more full run once it is covers whatever changed in between.

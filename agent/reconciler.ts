@@ -5,8 +5,7 @@ import { DesiredState, WEFT_ROUTE_PROTOCOL, type DirtyKeys, type RouteDevice } f
 import type { Lease } from '../common/lease.js';
 import type { Backend, DevicePeersResult } from './backend.js';
 import type { PublicInterface } from './host/interfaces.js';
-import { KernelView, opsCount, type PlannedOps, type RouteForm } from './kernel-view.js';
-import { NetlinkError, type Kernel, type KernelChange } from './kernel/index.js';
+import { KernelView, NetlinkError, opsCount, type Kernel, type KernelChange, type PlannedOps, type RouteForm } from './kernel/index.js';
 import type { Logger } from './log.js';
 
 export type ReconcileTrigger = 'lease' | 'kernel' | 'timer' | 'start' | 'retry';
@@ -31,7 +30,7 @@ export interface ReconcilerEvents {
   reconciled: [ReconcileResult];
   /**
    * A full run starts (true) or ends (false). Kernel notifications may be held back meanwhile (most are the
-   * echo of the run's own requests); the run itself covers what they report (KernelMonitor.hold / release).
+   * echo of the run's own requests); the run itself covers what they report (KernelMonitor.pause / resume).
    */
   busy: [boolean];
   /** Kernel operations of one run: kind is e.g. "route.set", result "ok" or the errno name; `count` of them. */

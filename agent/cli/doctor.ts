@@ -30,8 +30,7 @@ import { chainRemovalCommands, IptablesRules, readTable, type TableState } from 
 import { familyView, selectPublicInterface, type PublicInterface } from '../host/interfaces.js';
 import { readSubnetEnv } from '../host/subnet-env.js';
 import { IPV4_FORWARD, IPV6_FORWARD, readSysctl } from '../host/sysctl.js';
-import { KernelView } from '../kernel-view.js';
-import { RT_SCOPE_LINK, vxlanMismatches, type Kernel, type LinkInfo } from '../kernel/index.js';
+import { KernelView, RT_SCOPE_LINK, vxlanMismatches, type Kernel, type LinkInfo } from '../kernel/index.js';
 import { createLogger } from '../log.js';
 import type { NetworkKeys } from '../registry/etcd.js';
 import { NODE_ID_FIELD } from '../registry/subnet-lease.js';

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
-import { IpAddress } from '../../common/cidr.js';
 import { scenarioRunner, useNetns } from '../../test/netns.js';
 import { createCommandRunner, type CommandRunner } from './command.js';
 import { InterfaceError } from './errors.js';
 import type * as Scenarios from './interfaces.scenarios.js';
-import { defaultRouteInterface, isDirectlyConnected, parseIpAddr, readOnLinkPrefixes, selectPublicInterface, type InterfaceSelection, type PublicInterface } from './interfaces.js';
+import { defaultRouteInterface, parseIpAddr } from '../kernel/interfaces.js';
+import { selectPublicInterface, type InterfaceSelection, type PublicInterface } from './interfaces.js';
 
 const run = scenarioRunner<typeof Scenarios>(new URL('./interfaces.scenarios.js', import.meta.url));
 
@@ -150,25 +150,12 @@ describe('public interface selection', function () {
       await assert.rejects(select({ publicIp: '2001:db8::1' }), interfaceError('--public-ip 2001:db8::1: not an IPv4 address'));
     });
 
-    it('knows which addresses are directly connected', async function () {
-      const prefixes = await readOnLinkPrefixes(runner);
-      for (const p of ['192.0.2.0/24', '198.51.100.0/24', '2001:db8:0:1::/64']) assert.ok(prefixes.some((prefix) => prefix.toString() === p), p);
-      assert.ok(!prefixes.some((prefix) => prefix.toString().startsWith('127.')));
-      assert.equal(await isDirectlyConnected(IpAddress.parse('192.0.2.77'), { runner }), true);
-      assert.equal(await isDirectlyConnected(IpAddress.parse('2001:db8:0:1::77'), { runner }), true);
-      assert.equal(await isDirectlyConnected(IpAddress.parse('203.0.113.5'), { runner }), false);
-      assert.equal(await isDirectlyConnected(IpAddress.parse('198.51.100.20'), { prefixes }), true);
-      ns().ip('link', 'set', 'sec0', 'down');
-      assert.equal(await isDirectlyConnected(IpAddress.parse('198.51.100.20'), { runner }), false);
-    });
-
     it('works with the default runner from a process inside the namespace', async function () {
       const result = await run(ns(), 'select', { ipv6: true });
       assert.equal(result.name, 'pub0');
       assert.equal(result.mtu, 1400);
       assert.equal(result.address, '192.0.2.10');
       assert.equal(result.ipv6, '2001:db8:0:1::10');
-      assert.deepEqual(await run(ns(), 'directlyConnected', ['192.0.2.1', '198.51.100.1', '203.0.113.1']), [true, true, false]);
     });
   });
 });

@@ -10,34 +10,13 @@
  * --public-ip / --public-ipv6 override the address announced in the lease (publicAddress), for hosts behind
  * NAT; `address` stays the interface's own (the VXLAN local address).
  *
- * Everything is read with `ip -j` through the injectable runner, so it works for a process inside a network
- * namespace and for tests that point the runner at one.
+ * The interfaces are read by agent/kernel/interfaces.ts (`ip -j` through the injectable runner, so that it
+ * works for a process inside a network namespace and for tests that point the runner at one).
  */
 import { IpAddress, Prefix, type Family } from '../../common/cidr.js';
-import { createCommandRunner, runChecked, type CommandRunner } from './command.js';
+import { defaultRouteInterface, listInterfaces, type InterfaceInfo } from '../kernel/interfaces.js';
+import { createCommandRunner, type CommandRunner } from './command.js';
 import { InterfaceError } from './errors.js';
-
-export interface LinkAddress {
-  address: IpAddress;
-  /** The on-link prefix (address masked to its prefix length). */
-  prefix: Prefix;
-  /** "global", "link", "host", … */
-  scope: string;
-  /** True for IPv6 addresses that failed duplicate address detection. */
-  dadFailed: boolean;
-}
-
-export interface LinkInfo {
-  name: string;
-  index: number;
-  mtu: number;
-  /** The hardware address for Ethernet-like links, undefined otherwise. */
-  mac: string | undefined;
-  /** Administratively up. */
-  up: boolean;
-  loopback: boolean;
-  addresses: LinkAddress[];
-}
 
 export interface InterfaceAddress {
   /** The address on the interface. */
@@ -75,87 +54,6 @@ export interface InterfaceSelection {
   /** Default false. */
   ipv6?: boolean;
   runner?: CommandRunner;
-}
-
-interface IpAddrJson {
-  ifindex?: number;
-  ifname?: string;
-  flags?: string[];
-  mtu?: number;
-  link_type?: string;
-  address?: string;
-  addr_info?: { family?: string; local?: string; prefixlen?: number; scope?: string; dadfailed?: boolean }[];
-}
-
-interface IpRouteJson {
-  dst?: string;
-  dev?: string;
-  prefsrc?: string;
-  metric?: number;
-  nexthops?: { dev?: string }[];
-}
-
-function parseJson<T>(text: string, what: string): T[] {
-  const trimmed = text.trim();
-  if (trimmed === '') return [];
-  const value: unknown = JSON.parse(trimmed);
-  if (!Array.isArray(value)) throw new InterfaceError(`${what}: expected a JSON array`);
-  return value as T[];
-}
-
-/** Parses `ip -j addr show`. */
-export function parseIpAddr(text: string): LinkInfo[] {
-  return parseJson<IpAddrJson>(text, 'ip -j addr show').flatMap((link): LinkInfo[] => {
-    if (typeof link.ifname !== 'string' || typeof link.ifindex !== 'number') return [];
-    const addresses: LinkAddress[] = [];
-    for (const info of link.addr_info ?? []) {
-      if ((info.family !== 'inet' && info.family !== 'inet6') || typeof info.local !== 'string' || typeof info.prefixlen !== 'number') continue;
-      let address: IpAddress;
-      try {
-        address = IpAddress.parse(info.local);
-      } catch {
-        continue;
-      }
-      addresses.push({ address, prefix: Prefix.of(address, info.prefixlen), scope: info.scope ?? 'global', dadFailed: info.dadfailed === true });
-    }
-    const mac = typeof link.address === 'string' && /^([0-9a-f]{2}:){5}[0-9a-f]{2}$/i.test(link.address) && link.link_type !== 'loopback' ? link.address.toLowerCase() : undefined;
-    return [
-      {
-        name: link.ifname,
-        index: link.ifindex,
-        mtu: link.mtu ?? 0,
-        mac,
-        up: (link.flags ?? []).includes('UP'),
-        loopback: link.link_type === 'loopback' || (link.flags ?? []).includes('LOOPBACK'),
-        addresses,
-      },
-    ];
-  });
-}
-
-/** Every link with its addresses, in ifindex order. */
-export async function listInterfaces(runner: CommandRunner = createCommandRunner()): Promise<LinkInfo[]> {
-  return parseIpAddr(await runChecked(runner, ['ip', '-j', 'addr', 'show'])).sort((a, b) => a.index - b.index);
-}
-
-/** The device of the main table's default route with the lowest metric (first nexthop for multipath). */
-export async function defaultRouteInterface(family: Family, runner: CommandRunner = createCommandRunner()): Promise<{ dev: string; prefsrc: IpAddress | undefined } | undefined> {
-  const routes = parseJson<IpRouteJson>(await runChecked(runner, ['ip', '-j', `-${family}`, 'route', 'show', 'default']), 'ip -j route show default');
-  let best: { dev: string; prefsrc: IpAddress | undefined; metric: number } | undefined;
-  for (const route of routes) {
-    const dev = route.dev ?? route.nexthops?.find((hop) => hop.dev !== undefined)?.dev;
-    if (dev === undefined) continue;
-    const metric = route.metric ?? 0;
-    if (best !== undefined && best.metric <= metric) continue;
-    let prefsrc: IpAddress | undefined;
-    try {
-      prefsrc = route.prefsrc === undefined ? undefined : IpAddress.parse(route.prefsrc);
-    } catch {
-      prefsrc = undefined;
-    }
-    best = { dev, prefsrc, metric };
-  }
-  return best && { dev: best.dev, prefsrc: best.prefsrc };
 }
 
 function parseAddress(flag: string, text: string, family?: Family): IpAddress {
@@ -196,10 +94,10 @@ export async function selectPublicInterface(selection: InterfaceSelection = {}):
   });
   const links = await listInterfaces(runner);
   const byName = new Map(links.map((link) => [link.name, link]));
-  const holding = (address: IpAddress): LinkInfo | undefined => links.find((link) => link.addresses.some((a) => a.address.equals(address)));
+  const holding = (address: IpAddress): InterfaceInfo | undefined => links.find((link) => link.addresses.some((a) => a.address.equals(address)));
 
   /** The interface with one address per enabled family, or why it does not qualify. */
-  const build = (link: LinkInfo, pinned: Pinned): PublicInterface | string => {
+  const build = (link: InterfaceInfo, pinned: Pinned): PublicInterface | string => {
     const perFamily: Partial<Record<Family, InterfaceAddress>> = {};
     for (const family of families) {
       const want = pinned[family];
@@ -240,7 +138,7 @@ export async function selectPublicInterface(selection: InterfaceSelection = {}):
     }
     for (const { source, regex } of regexes) {
       // flannel matches addresses first, then names
-      const candidates: [LinkInfo, Pinned][] = [];
+      const candidates: [InterfaceInfo, Pinned][] = [];
       for (const link of links) {
         for (const a of link.addresses) if (families.includes(a.address.family) && regex.test(a.address.toString())) candidates.push([link, { [a.address.family]: a.address }]);
       }
@@ -279,29 +177,6 @@ export async function selectPublicInterface(selection: InterfaceSelection = {}):
 export function underlayAddresses(selected: PublicInterface): IpAddress[] {
   const all = [selected.ipv4?.address, selected.ipv4?.publicAddress, selected.ipv6?.address, selected.ipv6?.publicAddress];
   return all.filter((address, i): address is IpAddress => address !== undefined && all.findIndex((other) => other?.equals(address) === true) === i);
-}
-
-/** The on-link prefixes of every interface that is up (loopback and single-address /32, /128 excluded). */
-export async function readOnLinkPrefixes(runner: CommandRunner = createCommandRunner()): Promise<Prefix[]> {
-  const prefixes: Prefix[] = [];
-  for (const link of await listInterfaces(runner)) {
-    if (!link.up || link.loopback) continue;
-    for (const a of link.addresses) {
-      if (a.dadFailed || a.prefix.length === a.prefix.bits || a.scope === 'host') continue;
-      if (!prefixes.some((p) => p.equals(a.prefix))) prefixes.push(a.prefix);
-    }
-  }
-  return prefixes;
-}
-
-/**
- * True when `ip` lies inside one of the host's on-link prefixes, i.e. a peer with that public IP is reachable
- * without a router (host-gw, VXLAN DirectRouting). Pass `prefixes` (from readOnLinkPrefixes) to check many
- * peers against one reading.
- */
-export async function isDirectlyConnected(ip: IpAddress, options: { runner?: CommandRunner; prefixes?: readonly Prefix[] } = {}): Promise<boolean> {
-  const prefixes = options.prefixes ?? (await readOnLinkPrefixes(options.runner));
-  return prefixes.some((prefix) => prefix.contains(ip));
 }
 
 /** The interface as one address family sees it: that family's address, on-link prefix and public address. */

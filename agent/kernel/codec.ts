@@ -11,6 +11,7 @@ import { endianness } from 'node:os';
 import { AttrStream, ifla, putString, putU32, rt } from 'netlink';
 import { InvalidCidrError, WeftError } from '../../common/errors.js';
 import { IpAddress, ipv4Value } from '../../common/cidr.js';
+import { parseMac } from '../../common/packet.js';
 import {
   AF_BRIDGE,
   AF_INET,
@@ -114,14 +115,6 @@ export function canonicalIp(text: string): string {
   return bytesToIp(ipToBytes(text).bytes);
 }
 
-const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
-
-export function macToBytes(text: string): Buffer {
-  if (!MAC_RE.test(text)) throw new WeftError('WEFT_INVALID_MAC', `"${text}" is not a MAC address`);
-  const bytes = Buffer.allocUnsafe(6);
-  for (let i = 0; i < 6; i++) bytes[i] = parseInt(text.slice(i * 3, i * 3 + 2), 16);
-  return bytes;
-}
 
 const HEX_BYTE = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
 
@@ -247,7 +240,7 @@ export function createVxlanPayload(spec: VxlanSpec): Buffer {
   });
   const attrs: ifla.LinkAttrs = { ifname: spec.name, linkinfo };
   if (spec.mtu !== undefined) attrs.mtu = spec.mtu;
-  if (spec.mac !== undefined) attrs.address = macToBytes(spec.mac);
+  if (spec.mac !== undefined) attrs.address = parseMac(spec.mac);
   const data: rt.Link = spec.up ? { flags: { up: true }, change: { up: true } } : {};
   return streamToBuffer((s) => rt.formatLinkMessage({ kind: 'link', data, attrs }, s));
 }
@@ -268,7 +261,7 @@ export function setLinkPayload(index: number, changes: LinkChanges): Buffer {
   }
   const attrs: ifla.LinkAttrs = {};
   if (changes.mtu !== undefined) attrs.mtu = changes.mtu;
-  if (changes.mac !== undefined) attrs.address = macToBytes(changes.mac);
+  if (changes.mac !== undefined) attrs.address = parseMac(changes.mac);
   return streamToBuffer((s) => rt.formatLinkMessage({ kind: 'link', data, attrs }, s));
 }
 
@@ -373,7 +366,7 @@ const NDMSG_LEN = 12;
 
 export function neighbourPayload(index: number, ip: string, mac: string | null): Buffer {
   const { family, bytes } = ipToBytes(ip);
-  const lladdr = mac === null ? undefined : macToBytes(mac);
+  const lladdr = mac === null ? undefined : parseMac(mac);
   const b = zeroed(NDMSG_LEN + attrSize(bytes) + attrSize(lladdr));
   b[0] = afOf(family);
   writeS32(b, index, 4);
@@ -391,7 +384,7 @@ export function neighbourDumpPayload(af: number, index: number | undefined): Buf
 }
 
 export function fdbPayload(index: number, mac: string, dst: string | null, add: boolean): Buffer {
-  const lladdr = macToBytes(mac);
+  const lladdr = parseMac(mac);
   const remote = dst === null ? undefined : ipToBytes(dst).bytes;
   const b = zeroed(NDMSG_LEN + attrSize(lladdr) + attrSize(remote));
   b[0] = AF_BRIDGE;

@@ -315,11 +315,11 @@ export async function monitorIgnoresOwnRequests(arg: { name: string; proto: numb
 }
 
 /**
- * Holds the monitor (twice, as nested holds), makes `count` neighbours, and releases: nothing may come
- * before the last release, and then every notification, in the order of the changes. `child`: the monitor
+ * Pauses the monitor (twice, as nested pauses), makes `count` neighbours, and resumes: nothing may come
+ * before the last resume, and then every notification, in the order of the changes. `child`: the monitor
  * without the addon.
  */
-export async function monitorHold(arg: { name: string; count: number; child: boolean }): Promise<{ beforeRelease: number; ips: string[]; expected: string[] }> {
+export async function monitorPause(arg: { name: string; count: number; child: boolean }): Promise<{ beforeResume: number; ips: string[]; expected: string[] }> {
   if (arg.child) process.env['WEFT_KERNEL_MONITOR'] = 'child';
   const monitor = await openMonitor({ groups: ['neighbour'] });
   const ips: string[] = [];
@@ -328,18 +328,18 @@ export async function monitorHold(arg: { name: string; count: number; child: boo
   });
   const expected = Array.from({ length: arg.count }, (_, i) => `198.18.${i >> 8}.${i & 255}`);
   try {
-    monitor.hold();
-    monitor.hold();
+    monitor.pause();
+    monitor.pause();
     await withKernel(async (k) => {
       const dev = (await mustGet(k, arg.name)).index;
       for (const ip of expected) await k.replaceNeighbour(dev, ip, '0e:00:00:00:00:02');
     });
     await new Promise((r) => setTimeout(r, 500));
-    monitor.release();
+    monitor.resume();
     await new Promise((r) => setTimeout(r, 100));
-    const beforeRelease = ips.length;
-    monitor.release();
-    return { beforeRelease, ips, expected };
+    const beforeResume = ips.length;
+    monitor.resume();
+    return { beforeResume, ips, expected };
   } finally {
     monitor.close();
   }

@@ -281,10 +281,10 @@ describe('agent/kernel: rtnetlink shim (real kernel, in a network namespace)', f
         assert.deepEqual(seen, [`route new 198.18.4.0/24 proto ${PROTO}`, `route del 198.18.3.0/24 proto ${PROTO}`]);
       });
 
-      it(`${child ? 'in a child process' : 'in this process'}: holds notifications back until the last release, then delivers every one in order`, async function () {
+      it(`${child ? 'in a child process' : 'in this process'}: keeps notifications back until the last resume, then delivers every one in order`, async function () {
         if (!child && !('addon' in loadNativeAddon())) this.skip();
-        const r = await run(ns(), 'monitorHold', { name: DEV, count: 2000, child }, { timeoutMs: 60_000 });
-        assert.equal(r.beforeRelease, 0);
+        const r = await run(ns(), 'monitorPause', { name: DEV, count: 2000, child }, { timeoutMs: 60_000 });
+        assert.equal(r.beforeResume, 0);
         assert.deepEqual(r.ips, r.expected);
       });
     }

@@ -11,7 +11,8 @@ import { WeftError } from '../../common/errors.js';
 import type { Lease } from '../../common/lease.js';
 import type { Backend, BackendContext, BackendDevices, UserspaceCounters } from '../backend.js';
 import { ensureNetworkAddress } from '../vxlan/vxlan.js';
-import { OVERLAY_FEATURES, ensureCapturePair, setFeatures } from './link.js';
+import { ensureCapturePair, setFeatures } from '../kernel/index.js';
+import { OVERLAY_FEATURES, OVERLAY_GSO_MAX_SIZE } from './overlay-device.js';
 import type { Encapsulation, WireNet, WirePeer } from './protocol.js';
 import { DataPathWorker } from './supervisor.js';
 
@@ -91,6 +92,7 @@ export class UserspaceBackend implements Backend {
       peerName: this.options.captureName,
       mtu: this.mtu,
       mac: this.options.mac,
+      gsoMaxSize: OVERLAY_GSO_MAX_SIZE,
     });
     if (created) log.info({ device: this.deviceName, capture: this.options.captureName, mtu: this.mtu, mac: this.options.mac }, 'created the overlay veth pair');
     if (created || this.featuresSetOn !== near.index) {

@@ -9,6 +9,7 @@
  * The addon returns -errno instead of throwing; only wrong argument types throw.
  */
 import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { constants } from 'node:os';
 import { loadNativeAddon, type NativeAddon } from '../native-addon.js';
 
 /** What the data path uses of the addon. */
@@ -50,11 +51,8 @@ export function loadUdpNative(): { native: UdpNative } | { error: string } {
   return 'addon' in loaded ? { native: loaded.addon } : loaded;
 }
 
-/** errno values the data path tells apart. */
-export const EAGAIN = 11;
-export const ENOBUFS = 105;
-export const EINVAL = 22;
-export const EIO = 5;
+/** errno values the data path tells apart (the addon returns them negated). */
+export const { EAGAIN, ENOBUFS, EINVAL, EIO } = constants.errno;
 
 /** Largest UDP payload in one send (IPv4), and the kernel's segment limit for one UDP GSO send. */
 export const MAX_UDP_PAYLOAD = 65_507;

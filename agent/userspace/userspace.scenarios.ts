@@ -9,7 +9,8 @@ import { selectPublicInterface } from '../host/interfaces.js';
 import { NetlinkError, openKernel, type Kernel } from '../kernel/index.js';
 import { createLogger } from '../log.js';
 import { AutoVxlanBackend } from '../vxlan/mode.js';
-import { OVERLAY_FEATURES, ensureCapturePair, setFeatures } from './link.js';
+import { ensureCapturePair, setFeatures } from '../kernel/index.js';
+import { OVERLAY_FEATURES, OVERLAY_GSO_MAX_SIZE } from './overlay-device.js';
 
 export interface PairRun {
   created: boolean[];
@@ -22,7 +23,7 @@ export interface PairRun {
 export async function capturePair(arg: { breakWith: string[][] }): Promise<PairRun> {
   const kernel = openKernel();
   try {
-    const spec = { name: 'weft.1', peerName: 'weft.1.c', mtu: 1450, mac: '02:00:00:00:00:01' };
+    const spec = { name: 'weft.1', peerName: 'weft.1.c', mtu: 1450, mac: '02:00:00:00:00:01', gsoMaxSize: OVERLAY_GSO_MAX_SIZE };
     const first = await ensureCapturePair(kernel, spec);
     const unset = await setFeatures(first.near.index, OVERLAY_FEATURES);
     const { spawnSync } = await import('node:child_process');
@@ -39,7 +40,7 @@ export async function replaceVxlan(): Promise<{ created: boolean; kind: string |
   const kernel = openKernel();
   try {
     await kernel.createVxlan({ name: 'weft.1', vni: 1, port: 8472 });
-    const pair = await ensureCapturePair(kernel, { name: 'weft.1', peerName: 'weft.1.c', mtu: 1450, mac: '02:00:00:00:00:01' });
+    const pair = await ensureCapturePair(kernel, { name: 'weft.1', peerName: 'weft.1.c', mtu: 1450, mac: '02:00:00:00:00:01', gsoMaxSize: OVERLAY_GSO_MAX_SIZE });
     return { created: pair.created, kind: pair.near.kind };
   } finally {
     await kernel.close();

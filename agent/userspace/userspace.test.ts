@@ -10,7 +10,8 @@ import { createLogger } from '../log.js';
 import { createUdpBackend } from '../udp/udp.js';
 import { AutoVxlanBackend, createVxlanBackend, kernelVxlanUnavailable } from '../vxlan/mode.js';
 import { VxlanBackend, VxlanDeviceError } from '../vxlan/vxlan.js';
-import { vethPayload } from './link.js';
+import { vethPayload } from '../kernel/veth.js';
+import { OVERLAY_GSO_MAX_SIZE } from './overlay-device.js';
 import { UserspaceBackend, UserspaceIpv4OnlyError } from './backend.js';
 import type * as Scenarios from './userspace.scenarios.js';
 
@@ -95,7 +96,7 @@ describe('vxlan backend data path choice', function () {
 
 describe('overlay veth pair', function () {
   it('encodes `ip link add … type veth peer name …` with the near end ARP off', function () {
-    const payload = vethPayload({ name: 'weft.1', peerName: 'weft.1.c', mtu: 1450, mac: '02:00:00:00:00:01' });
+    const payload = vethPayload({ name: 'weft.1', peerName: 'weft.1.c', mtu: 1450, mac: '02:00:00:00:00:01', gsoMaxSize: OVERLAY_GSO_MAX_SIZE });
     const flags = payload.readUInt32LE(8);
     assert.equal(flags & 0x80, 0x80, 'IFF_NOARP');
     assert.equal(flags & 0x1, 0, 'not up in the request: the kernel opens the peer before linking it');

@@ -3,9 +3,9 @@
  * reconcile loop's tests (reconciler.test.ts) run the same code against the real kernel.
  */
 import assert from 'node:assert/strict';
-import { emptyFamilyState, type FamilyState, type RouteSpec } from '../common/dataplane.js';
-import { KernelView, WEFT_NEXTHOP_ID_BASE, WEFT_NEXTHOP_ID_BASE_IPV6, opsCount, type PlannedOps, type ViewDevices } from './kernel-view.js';
-import { NetlinkError, type FdbEntry, type Kernel, type KernelChange, type NeighbourInfo, type NexthopInfo, type RouteInfo } from './kernel/index.js';
+import { emptyFamilyState, type FamilyState, type RouteSpec } from '../../common/dataplane.js';
+import { KernelView, WEFT_NEXTHOP_ID_BASE, WEFT_NEXTHOP_ID_BASE_IPV6, opsCount, type PlannedOps, type ViewDevices } from './view.js';
+import { NetlinkError, type FdbEntry, type Kernel, type KernelChange, type NeighbourInfo, type NexthopInfo, type RouteInfo } from './index.js';
 
 const OVERLAY = 7;
 const PUBLIC = 2;
@@ -76,7 +76,7 @@ function kinds(ops: PlannedOps): Record<string, number> {
   return out;
 }
 
-describe('agent/kernel-view: the loop\'s picture of the kernel and its planner', function () {
+describe('agent/kernel/view: the loop\'s picture of the kernel and its planner', function () {
   it('plans neighbour, FDB entry, nexthop and route per peer on an empty device, then nothing', async function () {
     const { view } = await KernelView.read(fakeKernel({}), DEVICES, 'nexthop');
     const want = desired([A, B]);

@@ -19,10 +19,10 @@
  * family; ids are allocated from WEFT_NEXTHOP_ID_BASE (IPv6: WEFT_NEXTHOP_ID_BASE_IPV6) up, skipping every id
  * already used in the namespace.
  */
-import type { Family } from '../common/cidr.js';
-import { emptyDirtyKeys, WEFT_ROUTE_PROTOCOL, type DesiredObjects, type DirtyKeys, type FdbSpec, type NeighbourSpec, type RouteDevice, type RouteSpec } from '../common/dataplane.js';
-import type { OverlayState } from './backend.js';
-import { NUD_FAILED, NUD_NOARP, RTPROT_KERNEL, RT_TABLE_MAIN, type Kernel, type KernelChange, type NexthopInfo, type RouteInfo } from './kernel/index.js';
+import type { Family } from '../../common/cidr.js';
+import { emptyDirtyKeys, WEFT_ROUTE_PROTOCOL, type DesiredObjects, type DirtyKeys, type FdbSpec, type NeighbourSpec, type RouteDevice, type RouteSpec } from '../../common/dataplane.js';
+import type { Kernel } from './kernel.js';
+import { NUD_FAILED, NUD_NOARP, RTPROT_KERNEL, RT_TABLE_MAIN, type KernelChange, type NexthopInfo, type RouteInfo } from './types.js';
 
 /** How routes are installed: through nexthop objects, or with the gateway in the route (flannel's form). */
 export type RouteForm = 'nexthop' | 'inline';
@@ -34,6 +34,16 @@ export const WEFT_NEXTHOP_ID_BASE = 1_570_000_000;
  * from one base they would pick the same free id.
  */
 export const WEFT_NEXTHOP_ID_BASE_IPV6 = 1_580_000_000;
+
+/** The overlay device as a backend's ensureDevices leaves it: notifications that match it are the echo of that set-up. */
+export interface OverlayState {
+  up: boolean;
+  mtu: number;
+  /** null for a device without one (TUN) */
+  mac: string | null;
+  /** the addresses ensureDevices keeps on the device ("198.18.5.0/32") */
+  addresses: readonly string[];
+}
 
 export interface ViewDevices {
   family: Family;
