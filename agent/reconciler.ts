@@ -7,6 +7,7 @@ import type { Backend, DevicePeersResult } from './backend.js';
 import type { PublicInterface } from './host/interfaces.js';
 import { KernelView, NetlinkError, opsCount, type Kernel, type KernelChange, type PlannedOps, type RouteForm } from './kernel/index.js';
 import type { Logger } from './log.js';
+import { plan } from './plan.js';
 
 export type ReconcileTrigger = 'lease' | 'kernel' | 'timer' | 'start' | 'retry';
 
@@ -335,7 +336,8 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
     this.view = view;
     // Lease events that came in while reading are part of desired.state already, and everything is planned.
     desired.takeDirty();
-    const ops = view.plan(desired.state, 'all', duplicates);
+    const ops = plan(desired.state, view, 'all', duplicates);
+    view.assume(ops, desired.state, 'all');
     this.tellBackend(own);
     // Notifications from while the dumps ran may be newer than what the dumps saw: the next run sees to them.
     for (const change of noted) view.observe(change, desired.state);
@@ -353,7 +355,8 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
     const keys = mergeDirty(leaseKeys, view.takeDirty());
     this.reportSkips();
     if (leasesChanged) this.tellBackend(this.inputs().own);
-    const ops = view.plan(desired.state, keys);
+    const ops = plan(desired.state, view, keys);
+    view.assume(ops, desired.state, keys);
     const failures = await this.apply(ops, this.overlayIndex);
     const peers = keys.wireguardPeers.size > 0 ? await this.syncDevicePeers(keys.wireguardPeers) : { operations: 0, failures: 0 };
     return this.finish(trigger, 'incremental', started, opsCount(ops) + peers.operations, failures + peers.failures);

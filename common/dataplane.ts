@@ -2,7 +2,6 @@ import { createHash } from 'node:crypto';
 import type { Family, IpAddress, Prefix } from './cidr.js';
 import type { BackendConfig, NetworkConfig, WireguardBackendConfig } from './config.js';
 import { leaseBackend, parseVxlanBackendData, parseWireguardBackendData, type Lease } from './lease.js';
-import { diffSnapshots } from './snapshot-diff.js';
 
 /**
  * Route protocol number weft tags its routes with (`ip route ... proto 157`), so that it can tell its
@@ -40,28 +39,16 @@ export interface WireguardPeerSpec {
   allowedIPs: readonly string[];
 }
 
-/** The kernel objects weft wants for one address family, keyed the way the kernel identifies them. */
-export interface FamilyState {
-  /** Permanent neighbours on the overlay device, by IP. */
-  neighbours: Map<string, NeighbourSpec>;
-  /** Permanent FDB entries on the overlay device, by MAC. */
-  fdb: Map<string, FdbSpec>;
-  /** Routes to remote subnets, by destination prefix. */
-  routes: Map<string, RouteSpec>;
-  /** Peers of the WireGuard device, by public key. */
-  wireguardPeers: Map<string, WireguardPeerSpec>;
-}
-
 export interface SkippedLease {
   lease: Lease;
   reason: string;
 }
 
-export interface DesiredInput {
+/** Everything a peer lease is judged against. */
+export interface PeerContext {
   family: Family;
   config: NetworkConfig;
   own: Lease;
-  peers: Iterable<Lease>;
   /** On-link prefixes of the public interface: peers inside them are directly reachable (host-gw, DirectRouting). */
   localPrefixes: readonly Prefix[];
   /**
@@ -69,10 +56,6 @@ export interface DesiredInput {
    * kernel neighbour or FDB entry (and so no VtepMAC clash check, which guards the FDB).
    */
   routesOnly?: boolean;
-}
-
-export function emptyFamilyState(): FamilyState {
-  return { neighbours: new Map(), fdb: new Map(), routes: new Map(), wireguardPeers: new Map() };
 }
 
 function subnetOf(lease: Lease, family: Family): Prefix | undefined {
@@ -114,13 +97,9 @@ function rejectPeer(input: PeerContext, peer: Lease, backend: BackendConfig): st
   return undefined;
 }
 
-/** Everything a peer lease is judged against: a DesiredInput without the peers. */
-export type PeerContext = Omit<DesiredInput, 'peers'>;
-
 /**
- * What one peer lease asks for on its own, before clashes with other peers are settled (see
- * desiredFamilyState): the objects to program, or why it is refused (`quiet` for our own lease, which is
- * not worth a warning).
+ * What one peer lease asks for on its own, before clashes with other peers are settled (see DesiredState):
+ * the objects to program, or why it is refused (`quiet` for our own lease, which is not worth a warning).
  */
 export type PeerPlan =
   | { kind: 'program'; neighbour?: NeighbourSpec; fdb?: FdbSpec; route?: RouteSpec; wireguardPeer?: WireguardPeerSpec }
@@ -234,41 +213,6 @@ function vtepClash(mac: string, holder: FdbSpec): string {
 
 function publicKeyClash(key: string, holder: WireguardPeerSpec): string {
   return `WireGuard public key ${key} is already used by the peer at ${holder.endpoint}`;
-}
-
-/**
- * The desired kernel state for one family: a pure function of the config, our lease and the peers'.
- * Clashes are settled in the order of `peers`: a VtepMAC stays with the first peer that claims it (one FDB
- * entry can point at one host only; the later claimants are skipped whole), and of two peers that want the
- * same neighbour or route, the later one's wins.
- */
-export function desiredFamilyState(input: DesiredInput): { state: FamilyState; skipped: SkippedLease[] } {
-  const state = emptyFamilyState();
-  const skipped: SkippedLease[] = [];
-  for (const peer of input.peers) {
-    const plan = peerPlan(input, peer);
-    if (plan.kind === 'skip') {
-      if (!plan.quiet) skipped.push({ lease: peer, reason: plan.reason });
-      continue;
-    }
-    // Two peers must never share a VtepMAC: one FDB entry can point at one host only.
-    const clash = plan.fdb === undefined ? undefined : state.fdb.get(plan.fdb.mac);
-    if (clash !== undefined) {
-      skipped.push({ lease: peer, reason: vtepClash(plan.fdb!.mac, clash) });
-      continue;
-    }
-    // Nor a WireGuard public key: the device has one peer per key.
-    const keyHolder = plan.wireguardPeer === undefined ? undefined : state.wireguardPeers.get(plan.wireguardPeer.publicKey);
-    if (keyHolder !== undefined) {
-      skipped.push({ lease: peer, reason: publicKeyClash(plan.wireguardPeer!.publicKey, keyHolder) });
-      continue;
-    }
-    if (plan.neighbour !== undefined) state.neighbours.set(plan.neighbour.ip, plan.neighbour);
-    if (plan.fdb !== undefined) state.fdb.set(plan.fdb.mac, plan.fdb);
-    if (plan.route !== undefined) state.routes.set(plan.route.dst, plan.route);
-    if (plan.wireguardPeer !== undefined) state.wireguardPeers.set(plan.wireguardPeer.publicKey, plan.wireguardPeer);
-  }
-  return { state, skipped };
 }
 
 /** Keys of desired objects that may have changed: neighbour IPs, FDB MACs, route destinations, WireGuard public keys. */
@@ -413,7 +357,7 @@ class ClaimedObjects<T> implements ReadonlyMap<string, T> {
   }
 }
 
-/** Read access to the objects of one family that weft wants, by key: a FamilyState, or DesiredState's. */
+/** Read access to the objects of one family that weft wants, by key (DesiredState.state). */
 export interface DesiredObjects {
   neighbours: ReadonlyMap<string, NeighbourSpec>;
   fdb: ReadonlyMap<string, FdbSpec>;
@@ -422,11 +366,15 @@ export interface DesiredObjects {
 }
 
 /**
- * desiredFamilyState kept up to date one lease at a time, for the reconcile loop's event path: `set` and
- * `delete` cost O(1) (plus the peers that clash with the one changed) instead of a pass over every peer,
- * and report which objects may have changed. Peers are ordered the way a Map orders its keys (a changed
- * lease keeps its place, a removed and re-added one goes last), so fed the lease watcher's events in
- * order, `state` and `skipped()` equal desiredFamilyState over the watcher's map at every step.
+ * The kernel objects weft wants for one address family: a pure function of the config, our lease and the
+ * peers' leases, built in one pass and then kept up to date one lease at a time for the reconcile loop's
+ * event path: `set` and `delete` cost O(1) (plus the peers that clash with the one changed) instead of a
+ * pass over every peer, and report which objects may have changed. Clashes are settled in the peers' order:
+ * a VtepMAC or a WireGuard public key stays with the first peer that claims it (one FDB entry can point at
+ * one host only; the later claimants are skipped whole), and of two peers that want the same neighbour or
+ * route, the later one's wins. Peers are ordered the way a Map orders its keys (a changed lease keeps its
+ * place, a removed and re-added one goes last), so fed the lease watcher's events in order, `state` and
+ * `skipped()` equal a DesiredState built anew from the watcher's map at every step.
  */
 export class DesiredState {
   readonly state: DesiredObjects;
@@ -445,7 +393,7 @@ export class DesiredState {
   private readonly touched = emptyDirtyKeys();
   private seq = 0;
 
-  /** Builds the state for `peers` in one pass (as desiredFamilyState does); nothing is dirty afterwards. */
+  /** Builds the state for `peers` in one pass; nothing is dirty afterwards. */
   constructor(
     readonly context: PeerContext,
     peers: Iterable<Lease> = [],
@@ -642,47 +590,6 @@ export class DesiredState {
     touched.routes.clear();
     touched.wireguardPeers.clear();
   }
-}
-
-export interface ObjectOps<T> {
-  add: T[];
-  replace: T[];
-  remove: T[];
-}
-
-export interface FamilyOps {
-  neighbours: ObjectOps<NeighbourSpec>;
-  fdb: ObjectOps<FdbSpec>;
-  routes: ObjectOps<RouteSpec>;
-}
-
-function diffObjects<T>(actual: ReadonlyMap<string, T>, desired: ReadonlyMap<string, T>, same: (a: T, b: T) => boolean): ObjectOps<T> {
-  const ops: ObjectOps<T> = { add: [], replace: [], remove: [] };
-  for (const change of diffSnapshots(actual, desired, same)) {
-    if (change.kind === 'added') ops.add.push(change.value);
-    else if (change.kind === 'changed') ops.replace.push(change.value);
-    else ops.remove.push(change.previous);
-  }
-  return ops;
-}
-
-const sameNeighbour = (a: NeighbourSpec, b: NeighbourSpec) => a.mac === b.mac;
-const sameFdb = (a: FdbSpec, b: FdbSpec) => a.dst === b.dst;
-const sameRoute = (a: RouteSpec, b: RouteSpec) => a.gateway === b.gateway && a.device === b.device && a.onlink === b.onlink;
-
-/** The minimal operations that turn `actual` (weft's objects as read from the kernel) into `desired`. */
-export function diffFamilyState(actual: FamilyState, desired: FamilyState): FamilyOps {
-  return {
-    neighbours: diffObjects(actual.neighbours, desired.neighbours, sameNeighbour),
-    fdb: diffObjects(actual.fdb, desired.fdb, sameFdb),
-    routes: diffObjects(actual.routes, desired.routes, sameRoute),
-  };
-}
-
-export function countOps(ops: FamilyOps): number {
-  let total = 0;
-  for (const kind of [ops.neighbours, ops.fdb, ops.routes]) total += kind.add.length + kind.replace.length + kind.remove.length;
-  return total;
 }
 
 /**

@@ -1,8 +1,8 @@
 /**
  * `weftctl doctor`: checks one node against what etcd says it should be, the way weftd itself would build
- * it — the desired kernel state comes from common/dataplane.ts, the device spec from the vxlan backend, the
- * firewall comparison from IptablesRules.check(), the actual state from the kernel shim's dumps — and prints
- * every finding with how to fix it.
+ * it — the data plane by weftd's own plan as a dry run (agent/dry-run.ts: the operations weftd would make),
+ * the device spec from the backend, the firewall comparison from IptablesRules.check() — and prints every
+ * finding with how to fix it.
  */
 import type { Etcd3 } from 'etcd3';
 import { hostname } from 'node:os';
@@ -11,12 +11,9 @@ import { isWellKnownPort, parseNetworkConfig, tunnelPorts, WIREGUARD_OVERHEAD, t
 import { escapeControls } from '../../common/terminal.js';
 import {
   WEFT_ROUTE_PROTOCOL,
-  desiredFamilyState,
-  diffFamilyState,
-  emptyFamilyState,
   vxlanOverhead,
-  type FamilyOps,
-  type FamilyState,
+  type DesiredObjects,
+  type RouteDevice,
   type RouteSpec,
   type SkippedLease,
 } from '../../common/dataplane.js';
@@ -30,7 +27,8 @@ import { chainRemovalCommands, IptablesRules, readTable, type TableState } from 
 import { familyView, selectPublicInterface, type PublicInterface } from '../host/interfaces.js';
 import { readSubnetEnv } from '../host/subnet-env.js';
 import { IPV4_FORWARD, IPV6_FORWARD, readSysctl } from '../host/sysctl.js';
-import { KernelView, RT_SCOPE_LINK, vxlanMismatches, type Kernel, type LinkInfo } from '../kernel/index.js';
+import { dryRun, type DryRun } from '../dry-run.js';
+import { RT_SCOPE_LINK, vxlanMismatches, type Kernel, type LinkInfo, type ViewRoute } from '../kernel/index.js';
 import { createLogger } from '../log.js';
 import type { NetworkKeys } from '../registry/etcd.js';
 import { NODE_ID_FIELD } from '../registry/subnet-lease.js';
@@ -74,6 +72,8 @@ export interface DoctorOptions {
   forwardRules: boolean;
   /** weftd's --ingress-allow-list (default on). */
   ingressAllowList: boolean;
+  /** weftd's --nexthop-objects (default true). */
+  nexthopObjects?: boolean;
   /** weftd's --vxlan-userspace; undefined: the config's Backend.Userspace. */
   vxlanUserspace: UserspaceMode | undefined;
   /** weftd's --wireguard-key-file and --wireguard-socket-dir; undefined: the defaults. */
@@ -98,26 +98,6 @@ function message(err: unknown): string {
 
 // ---------------------------------------------------------------------------------- data plane
 
-/**
- * weft's objects as the kernel has them, read by the reconcile loop's own reader (KernelView.read: one dump
- * per kind, nexthop objects resolved), as a FamilyState to diff against the desired one.
- */
-export async function readActualState(
-  kernel: Kernel,
-  family: Family,
-  overlayIndex: number | undefined,
-  publicIndex: number,
-  routesOnly = false,
-  wanted: ReadonlyMap<string, RouteSpec> = new Map(),
-): Promise<{ state: FamilyState; duplicates: string[]; foreignRoutes: ReadonlySet<string> }> {
-  const { view, duplicates } = await KernelView.read(kernel, { family, overlayIndex, publicIndex, ...(routesOnly ? { routesOnly } : {}) }, 'nexthop', wanted);
-  const state = emptyFamilyState();
-  for (const [ip, entry] of view.neighbours) state.neighbours.set(ip, entry);
-  for (const [mac, entry] of view.fdb) state.fdb.set(mac, entry);
-  for (const [dst, route] of view.routes) state.routes.set(dst, route.spec);
-  return { state, duplicates: duplicates.map((route) => route.spec.dst), foreignRoutes: view.foreignRoutes };
-}
-
 export interface DeviceNames {
   /** weft's overlay device (weft.<VNI>, weft-v6.<VNI>, a userspace path's veth); undefined for host-gw. */
   overlay: string | undefined;
@@ -127,70 +107,81 @@ export interface DeviceNames {
   label?: string;
 }
 
-function routeText(route: RouteSpec, names: DeviceNames): string {
-  const dev = route.device === 'overlay' ? (names.overlay ?? 'the overlay device') : names.public;
-  return `${route.dst} via ${route.gateway} dev ${dev}${route.onlink ? ' onlink' : ''}`;
+/** A route as `ip route` would take it: `<dst> via <gw> dev <dev> [onlink]`, or `<dst> nhid <id>`. */
+function routeText(spec: RouteSpec, nexthopId: number | undefined, names: DeviceNames): string {
+  const dev = spec.device === 'overlay' ? (names.overlay ?? 'the overlay device') : names.public;
+  return `${spec.dst} via ${spec.gateway} dev ${dev}${spec.onlink ? ' onlink' : ''}${nexthopId === undefined ? '' : ` nhid ${nexthopId}`}`;
+}
+
+/** The command that makes a route as weftd would: through its nexthop object, or with the gateway inline. */
+function routeCommand(verb: 'add' | 'replace', route: ViewRoute, names: DeviceNames): string {
+  const how = route.nexthopId === undefined ? routeText(route.spec, undefined, names) : `${route.spec.dst} nhid ${route.nexthopId}`;
+  return `ip route ${verb} ${how} proto ${WEFT_ROUTE_PROTOCOL}`;
 }
 
 /**
- * Findings for the difference between the kernel and the leases: `ops` is diffFamilyState(actual, desired),
- * so `add` is what is missing, `replace` what differs and `remove` what no lease asks for.
+ * Findings for the operations weftd would make (the plan of a dry run): one failure per operation, saying
+ * what is wrong and the command that does what weftd would do; none (one ok line) when weftd would change
+ * nothing. Peers weftd does not program are warnings.
  */
-export function dataplaneFindings(
-  ops: FamilyOps,
-  actual: FamilyState,
-  desired: FamilyState,
-  skipped: readonly SkippedLease[],
-  names: DeviceNames,
-  foreignRoutes: ReadonlySet<string> = new Set(),
-): Finding[] {
+export function planFindings(run: Pick<DryRun, 'ops' | 'view'> & { desired: DesiredObjects }, skipped: readonly SkippedLease[], names: DeviceNames): Finding[] {
+  const { ops, view, desired } = run;
   const findings: Finding[] = [];
   const dev = names.overlay ?? '';
-  const peerOf = (gateway: string): string => {
-    for (const entry of desired.fdb.values()) if (desired.neighbours.get(gateway)?.mac === entry.mac) return ` (peer ${entry.dst})`;
-    return '';
+  const fail = (check: string, message: string, byHand: string): void => {
+    findings.push({ check, severity: 'fail', message, fix: `${HEALS}; by hand: ${byHand}` });
   };
-  for (const route of ops.routes.add) {
-    if (foreignRoutes.has(route.dst)) {
-      findings.push({ check: 'route', severity: 'fail', message: `${route.dst} is held by a route weft does not own: weft leaves it alone, and the lease's host is unreachable from here`,
-        fix: `ip route show ${route.dst} tells whose it is; remove it if it is stale (weftd then adds ${routeText(route, names)} within seconds), or revoke the lease if the prefix belongs to that route` });
-      continue;
-    }
-    findings.push({ check: 'route', severity: 'fail', message: `${route.dst} is missing: the lease wants ${routeText(route, names)}`,
-      fix: `${HEALS}; by hand: ip route replace ${routeText(route, names)} proto ${WEFT_ROUTE_PROTOCOL}` });
+  const peerOf = (gateway: string): string => {
+    const mac = desired.neighbours.get(gateway)?.mac;
+    const entry = mac === undefined ? undefined : desired.fdb.get(mac);
+    return entry === undefined ? '' : ` (peer ${entry.dst})`;
+  };
+  const deviceName = (device: RouteDevice): string => (device === 'overlay' ? dev : names.public);
+  for (const dst of ops.blocked) {
+    const want = desired.routes.get(dst)!;
+    findings.push({ check: 'route', severity: 'fail', message: `${dst} is held by a route weft does not own: weft leaves it alone, and the lease's host is unreachable from here`,
+      fix: `ip route show ${dst} tells whose it is; remove it if it is stale (weftd then adds ${routeText(want, undefined, names)} within seconds), or revoke the lease if the prefix belongs to that route` });
   }
-  for (const route of ops.routes.replace) {
-    const have = actual.routes.get(route.dst)!;
-    findings.push({ check: 'route', severity: 'fail', message: `${route.dst} is ${routeText(have, names)} but the lease wants ${routeText(route, names)}`,
-      fix: `${HEALS}; by hand: ip route replace ${routeText(route, names)} proto ${WEFT_ROUTE_PROTOCOL}` });
+  for (const route of ops.routeDel) {
+    const { dst } = route.spec;
+    const text = routeText(route.spec, route.nexthopId, names);
+    const how = `ip route del ${dst} ${route.nexthopId === undefined ? `dev ${deviceName(route.spec.device)}` : `nhid ${route.nexthopId}`} proto ${route.protocol}`;
+    if (view.routes.get(dst) !== route) fail('route', `${text} is a second route of weft's to ${dst} (left by a backend change?)`, how);
+    else fail('route', `${text} is left over: no lease asks for it`, how);
   }
-  for (const route of ops.routes.remove) {
-    findings.push({ check: 'route', severity: 'fail', message: `${routeText(route, names)} is left over: no lease asks for it`,
-      fix: `${HEALS}; by hand: ip route del ${route.dst} dev ${route.device === 'overlay' ? dev : names.public}` });
+  for (const id of [...ops.nexthopDel, ...ops.nexthopDelLast]) {
+    fail('nexthop', `nexthop ${id} is left over: no route of weft's uses it`, `ip nexthop del id ${id}`);
   }
-  for (const entry of ops.fdb.add) {
-    findings.push({ check: 'fdb', severity: 'fail', message: `${entry.mac} (VtepMAC of ${entry.dst}) is missing on ${dev}`,
-      fix: `${HEALS}; by hand: bridge fdb replace ${entry.mac} dev ${dev} dst ${entry.dst} self permanent` });
+  for (const entry of ops.fdbDel) {
+    fail('fdb', `${entry.mac} dst ${entry.dst} on ${dev} is left over: no lease has this VtepMAC`, `bridge fdb del ${entry.mac} dev ${dev} self`);
   }
-  for (const entry of ops.fdb.replace) {
-    findings.push({ check: 'fdb', severity: 'fail', message: `${entry.mac} on ${dev} points at ${actual.fdb.get(entry.mac)!.dst} but the lease says ${entry.dst}`,
-      fix: `${HEALS}; by hand: bridge fdb replace ${entry.mac} dev ${dev} dst ${entry.dst} self permanent` });
+  for (const entry of ops.neighbourDel) {
+    fail('neighbour', `${entry.ip} lladdr ${entry.mac} on ${dev} is left over: no lease has this subnet`, `ip neigh del ${entry.ip} dev ${dev}`);
   }
-  for (const entry of ops.fdb.remove) {
-    findings.push({ check: 'fdb', severity: 'fail', message: `${entry.mac} dst ${entry.dst} on ${dev} is left over: no lease has this VtepMAC`,
-      fix: `${HEALS}; by hand: bridge fdb del ${entry.mac} dev ${dev} self` });
+  for (const entry of ops.neighbourSet) {
+    const have = view.neighbours.get(entry.ip);
+    const byHand = `ip neigh replace ${entry.ip} lladdr ${entry.mac} dev ${dev} nud permanent`;
+    if (have === undefined) fail('neighbour', `${entry.ip}${peerOf(entry.ip)} is missing on ${dev}: the lease wants lladdr ${entry.mac}`, byHand);
+    else fail('neighbour', `${entry.ip} on ${dev} has lladdr ${have.mac || '(none)'} but the lease says ${entry.mac}`, byHand);
   }
-  for (const entry of ops.neighbours.add) {
-    findings.push({ check: 'neighbour', severity: 'fail', message: `${entry.ip}${peerOf(entry.ip)} is missing on ${dev}: the lease wants lladdr ${entry.mac}`,
-      fix: `${HEALS}; by hand: ip neigh replace ${entry.ip} lladdr ${entry.mac} dev ${dev} nud permanent` });
+  for (const entry of ops.fdbSet) {
+    const have = view.fdb.get(entry.mac);
+    const byHand = `bridge fdb replace ${entry.mac} dev ${dev} dst ${entry.dst} self permanent`;
+    if (have === undefined) fail('fdb', `${entry.mac} (VtepMAC of ${entry.dst}) is missing on ${dev}`, byHand);
+    else fail('fdb', `${entry.mac} on ${dev} points at ${have.dst} but the lease says ${entry.dst}`, byHand);
   }
-  for (const entry of ops.neighbours.replace) {
-    findings.push({ check: 'neighbour', severity: 'fail', message: `${entry.ip} on ${dev} has lladdr ${actual.neighbours.get(entry.ip)!.mac || '(none)'} but the lease says ${entry.mac}`,
-      fix: `${HEALS}; by hand: ip neigh replace ${entry.ip} lladdr ${entry.mac} dev ${dev} nud permanent` });
+  for (const nexthop of ops.nexthopAdd) {
+    const text = `${nexthop.gateway} dev ${deviceName(nexthop.device)}${nexthop.onlink ? ' onlink' : ''}`;
+    fail('nexthop', `nexthop ${nexthop.id} via ${text} is missing: the routes through ${nexthop.gateway} want it`,
+      `ip nexthop add id ${nexthop.id} via ${text} proto ${WEFT_ROUTE_PROTOCOL}`);
   }
-  for (const entry of ops.neighbours.remove) {
-    findings.push({ check: 'neighbour', severity: 'fail', message: `${entry.ip} lladdr ${entry.mac} on ${dev} is left over: no lease has this subnet`,
-      fix: `${HEALS}; by hand: ip neigh del ${entry.ip} dev ${dev}` });
+  for (const route of ops.routeAdd) {
+    fail('route', `${route.spec.dst} is missing: the lease wants ${routeText(route.spec, route.nexthopId, names)}`, routeCommand('add', route, names));
+  }
+  for (const route of ops.routeSet) {
+    const have = view.routes.get(route.spec.dst)!;
+    fail('route', `${route.spec.dst} is ${routeText(have.spec, have.nexthopId, names)} but weftd wants ${routeText(route.spec, route.nexthopId, names)}`,
+      routeCommand('replace', route, names));
   }
   for (const { lease, reason } of skipped) {
     findings.push({ check: 'peer', severity: 'warn', message: `lease ${lease.name} is not programmed here${names.label === undefined ? '' : ` for ${names.label}`}: it ${reason}`,
@@ -198,7 +189,7 @@ export function dataplaneFindings(
   }
   if (findings.every((finding) => finding.severity !== 'fail')) {
     findings.unshift({ check: 'dataplane', severity: 'ok',
-      message: `${names.label === undefined ? '' : `${names.label}: `}${desired.routes.size} routes, ${desired.fdb.size} FDB entries and ${desired.neighbours.size} neighbours match the peers' leases` });
+      message: `${names.label === undefined ? '' : `${names.label}: `}${desired.routes.size} routes, ${desired.fdb.size} FDB entries and ${desired.neighbours.size} neighbours match the peers' leases: weftd would change nothing` });
   }
   return findings;
 }
@@ -641,6 +632,7 @@ function checkMtu(context: Context): void {
   }
 }
 
+/** weftd's own plan as a dry run, per family: the operations weftd would make are the findings. */
 async function checkDataplane(context: Context): Promise<void> {
   const { config, own, iface, leases, options } = context;
   if (config === undefined || own === undefined || iface === undefined || leases === undefined) return;
@@ -649,19 +641,15 @@ async function checkDataplane(context: Context): Promise<void> {
     if (backend === undefined) continue;
     if (backend.type !== 'host-gw' && plane.overlay === null) continue; // the device finding says it all
     if (backend.type === 'wireguard') continue; // its peers were compared with the device's
-    // weftd programs the leases it does not ignore
-    const peers = leases.map((stored) => stored.lease).filter((lease) => !context.ignored.has(lease.name));
-    const { state: desired, skipped } = desiredFamilyState({
-      family, config, own, peers, localPrefixes: [view.prefix], ...(routesOnly ? { routesOnly } : {}),
+    const run = await dryRun({
+      kernel: options.kernel, family, config, own, publicInterface: view, overlayIndex: plane.overlay?.index, routesOnly,
+      // weftd programs the leases it does not ignore
+      peers: leases.map((stored) => stored.lease).filter((lease) => !context.ignored.has(lease.name)),
+      routeForm: options.nexthopObjects === false ? 'inline' : 'nexthop',
     });
-    const { state: actual, duplicates, foreignRoutes } = await readActualState(options.kernel, family, plane.overlay?.index, view.index, routesOnly, desired.routes);
-    const ops = diffFamilyState(actual, desired);
     const label = familyLabel(context, family);
     const names = { overlay: plane.overlay?.name, public: view.name, ...(label === undefined ? {} : { label }) };
-    context.findings.push(...dataplaneFindings(ops, actual, desired, skipped, names, foreignRoutes));
-    for (const dst of duplicates) {
-      add(context, 'route', 'fail', `${dst} has a second route of weft's (left by a backend change?)`, `${HEALS}; by hand: ip route show ${dst} and delete the one that is not wanted`);
-    }
+    context.findings.push(...planFindings({ ops: run.ops, view: run.view, desired: run.desired.state }, run.desired.skipped(), names));
   }
 }
 

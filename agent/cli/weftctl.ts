@@ -363,6 +363,7 @@ function commands(parser: Argv<EtcdArgs>): Argv<EtcdArgs> {
         .option('iptables-forward-rules', WEFTD_OPTIONS['iptables-forward-rules'])
         .option('ingress-allow-list', WEFTD_OPTIONS['ingress-allow-list'])
         .option('vxlan-userspace', WEFTD_OPTIONS['vxlan-userspace'])
+        .option('nexthop-objects', WEFTD_OPTIONS['nexthop-objects'])
         .option('wireguard-key-file', WEFTD_OPTIONS['wireguard-key-file'])
         .option('wireguard-socket-dir', WEFTD_OPTIONS['wireguard-socket-dir'])
         .option('healthz-ip', WEFTD_OPTIONS['healthz-ip'])
@@ -390,6 +391,7 @@ function commands(parser: Argv<EtcdArgs>): Argv<EtcdArgs> {
             forwardRules: args['iptables-forward-rules'],
             ingressAllowList: args['ingress-allow-list'],
             vxlanUserspace: args['vxlan-userspace'],
+            nexthopObjects: args['nexthop-objects'],
             wireguard: {
               implementation: 'auto',
               keyFile: args['wireguard-key-file'] ?? process.env.WIREGUARD_KEY_FILE ?? DEFAULT_WIREGUARD_KEY_FILE,

@@ -1,11 +1,10 @@
 /**
- * The reconcile loop's picture of weft's objects in the kernel, and the planner that turns the difference
- * between desired state and that picture into kernel operations.
+ * The reconcile loop's picture of weft's objects in the kernel, and the kernel operations a plan is made of.
  *
- * A full run reads the picture from dumps (`KernelView.read`) and plans every key; between full runs the
- * picture is kept by the planner itself (it records what each planned operation will leave behind) and by
- * kernel notifications (`KernelView.observe`), so that an event path can plan only the keys that changed.
- * Any failed operation makes the loop fall back to a full run, which re-reads everything.
+ * A full run reads the picture from dumps (`KernelView.read`); between full runs it is kept current by the
+ * runs' own operations (`assume`, once agent/plan.ts has planned them) and by kernel notifications
+ * (`observe`), so that an event path can plan only the keys that changed. Any failed operation makes the
+ * loop fall back to a full run, which re-reads everything.
  *
  * Route form. flannel installs `<subnet> via <subnet .0> dev flannel.1 onlink`, one route per peer, each
  * with its own gateway. The kernel hashes a route's nexthop information (fib_info) by device, protocol,
@@ -69,7 +68,7 @@ export interface ViewRoute {
   metric: number | undefined;
 }
 
-interface ViewNexthop {
+export interface ViewNexthop {
   id: number;
   device: RouteDevice;
   gateway: string;
@@ -99,10 +98,16 @@ export interface PlannedOps {
    */
   nexthopDel: number[];
   nexthopDelLast: number[];
+  /** Not kernel operations: prefixes newly left alone for another's route, and those no longer left alone. */
+  blocked: string[];
+  unblocked: string[];
 }
 
 export function emptyOps(): PlannedOps {
-  return { routeDel: [], nexthopDel: [], fdbDel: [], neighbourDel: [], neighbourSet: [], fdbSet: [], nexthopAdd: [], routeAdd: [], routeSet: [], nexthopDelLast: [] };
+  return {
+    routeDel: [], nexthopDel: [], fdbDel: [], neighbourDel: [], neighbourSet: [], fdbSet: [], nexthopAdd: [], routeAdd: [], routeSet: [], nexthopDelLast: [],
+    blocked: [], unblocked: [],
+  };
 }
 
 export function opsCount(ops: PlannedOps): number {
@@ -113,7 +118,7 @@ export function opsCount(ops: PlannedOps): number {
 /** What a kernel notification means for the loop. */
 export type Observation = 'ignore' | 'dirty' | 'full';
 
-const sameRouteSpec = (a: RouteSpec, b: RouteSpec): boolean =>
+export const sameRouteSpec = (a: RouteSpec, b: RouteSpec): boolean =>
   a.gateway === b.gateway && a.device === b.device && a.onlink === b.onlink;
 
 /** Errors that mean the kernel has no nexthop objects. */
@@ -133,12 +138,13 @@ export class KernelView {
   /** nexthop ids in the namespace that are not weft's */
   private readonly foreignIds = new Set<number>();
   private readonly idBase: number;
+  /** where the search for a free nexthop id starts */
   private nextId: number;
   /** dirty keys that observe() found */
   readonly dirty: DirtyKeys = emptyDirtyKeys();
   /** Prefixes weft wants a route to where the main table has a route that is not weft's (read by `read`). */
   readonly foreignRoutes = new Set<string>();
-  /** Of those, the ones weft leaves alone: it has no route there, and never replaces another's (kept by `plan`). */
+  /** Of those, the ones weft leaves alone: it has no route there, and never replaces another's (kept by `assume`). */
   readonly blocked = new Set<string>();
 
   private constructor(
@@ -206,86 +212,76 @@ export class KernelView {
   }
 
   /**
-   * Plans the operations that make the kernel match `desired` for the given keys (every key of both sides
-   * for 'all'), and records their outcome in the view as if they succeeded.
+   * Records the outcome of `ops` (planned by agent/plan.ts against this view) as if every operation
+   * succeeded; a failure makes the loop re-read the kernel. Of the planned `keys` (every key for 'all'), an
+   * object the kernel has as wanted is then recorded as the desired object itself, not the copy a dump made:
+   * after a full run re-read thousands of them, the view shares them with the desired state again.
    */
-  plan(desired: DesiredObjects, keys: DirtyKeys | 'all', duplicates: readonly ViewRoute[] = []): PlannedOps {
-    const ops = emptyOps();
-    const { overlayIndex } = this.devices;
+  assume(ops: PlannedOps, desired: DesiredObjects, keys: DirtyKeys | 'all'): void {
+    for (const entry of ops.neighbourDel) this.neighbours.delete(entry.ip);
+    for (const entry of ops.neighbourSet) this.neighbours.set(entry.ip, entry);
+    for (const entry of ops.fdbDel) this.fdb.delete(entry.mac);
+    for (const entry of ops.fdbSet) this.fdb.set(entry.mac, entry);
+    for (const nexthop of ops.nexthopAdd) {
+      this.nexthops.set(nexthop.id, nexthop);
+      this.idsFor(nexthop.device, nexthop.onlink).set(nexthop.gateway, nexthop.id);
+      this.nextId = nexthop.id;
+    }
+    // a duplicate route is not in the view: only the route the view holds is forgotten
+    for (const route of ops.routeDel) if (this.routes.get(route.spec.dst) === route) this.deleteRoute(route.spec.dst);
+    for (const list of [ops.routeAdd, ops.routeSet]) {
+      for (const route of list) {
+        this.deleteRoute(route.spec.dst);
+        this.setRoute(route);
+      }
+    }
+    for (const id of ops.nexthopDel) this.forgetNexthop(id);
+    for (const id of ops.nexthopDelLast) this.forgetNexthop(id);
+    for (const dst of ops.blocked) this.blocked.add(dst);
+    for (const dst of ops.unblocked) this.blocked.delete(dst);
     const all = keys === 'all';
-    const neighbourKeys = all ? everyKey(desired.neighbours, this.neighbours) : keys.neighbours;
-    const fdbKeys = all ? everyKey(desired.fdb, this.fdb) : keys.fdb;
-    const routeKeys = all ? everyKey(desired.routes, this.routes) : keys.routes;
-    ops.routeDel.push(...duplicates);
-    // An object the kernel has as wanted is recorded as the desired object itself, not the copy a dump made:
-    // after a full run re-read thousands of them, the view shares them with the desired state again.
-    if (overlayIndex !== undefined && this.devices.routesOnly !== true) {
-      for (const ip of neighbourKeys) {
-        const want = desired.neighbours.get(ip);
-        const have = this.neighbours.get(ip);
-        if (want !== undefined && (have === undefined || have.mac !== want.mac)) {
-          ops.neighbourSet.push(want);
-          this.neighbours.set(ip, want);
-        } else if (want === undefined && have !== undefined) {
-          ops.neighbourDel.push(have);
-          this.neighbours.delete(ip);
-        } else if (want !== undefined && have !== want) {
-          this.neighbours.set(ip, want);
-        }
-      }
-      for (const mac of fdbKeys) {
-        const want = desired.fdb.get(mac);
-        const have = this.fdb.get(mac);
-        if (want !== undefined && (have === undefined || have.dst !== want.dst)) {
-          ops.fdbSet.push(want);
-          this.fdb.set(mac, want);
-        } else if (want === undefined && have !== undefined) {
-          ops.fdbDel.push(have);
-          this.fdb.delete(mac);
-        } else if (want !== undefined && have !== want) {
-          this.fdb.set(mac, want);
-        }
-      }
+    for (const ip of all ? desired.neighbours.keys() : keys.neighbours) {
+      const want = desired.neighbours.get(ip);
+      const have = this.neighbours.get(ip);
+      if (want !== undefined && have !== undefined && have !== want && have.mac === want.mac) this.neighbours.set(ip, want);
     }
-    const released: number[] = [];
-    const moved: number[] = [];
-    for (const dst of routeKeys) {
-      let want = desired.routes.get(dst);
-      if (want !== undefined && want.device === 'overlay' && overlayIndex === undefined) want = undefined;
+    for (const mac of all ? desired.fdb.keys() : keys.fdb) {
+      const want = desired.fdb.get(mac);
+      const have = this.fdb.get(mac);
+      if (want !== undefined && have !== undefined && have !== want && have.dst === want.dst) this.fdb.set(mac, want);
+    }
+    for (const dst of all ? desired.routes.keys() : keys.routes) {
+      const want = desired.routes.get(dst);
       const have = this.routes.get(dst);
-      if (want === undefined) {
-        this.blocked.delete(dst);
-        if (have === undefined) continue;
-        ops.routeDel.push(have);
-        this.deleteRoute(dst, released);
-        continue;
-      }
-      if (have === undefined && this.foreignRoutes.has(dst)) {
-        this.blocked.add(dst);
-        continue;
-      }
-      this.blocked.delete(dst);
-      let nexthopId: number | undefined;
-      if (this.form === 'nexthop') nexthopId = this.nexthopFor(want, ops);
-      if (have !== undefined && sameRouteSpec(have.spec, want) && have.nexthopId === nexthopId) {
-        have.spec = want;
-        continue;
-      }
-      const route: ViewRoute = { spec: want, nexthopId, protocol: WEFT_ROUTE_PROTOCOL, ifindex: this.indexOf(want.device), metric: undefined };
-      (have === undefined ? ops.routeAdd : ops.routeSet).push(route);
-      this.deleteRoute(dst, moved);
-      this.setRoute(route);
+      if (want !== undefined && have !== undefined && have.spec !== want && sameRouteSpec(have.spec, want)) have.spec = want;
     }
-    // Nexthops no route uses any more, and in a full run every nexthop of ours that no route uses.
-    const unused = new Set(released);
-    if (all) for (const nexthop of this.nexthops.values()) if (nexthop.users === undefined) unused.add(nexthop.id);
-    for (const id of [...unused, ...moved]) {
-      const nexthop = this.nexthops.get(id);
-      if (nexthop === undefined || nexthop.users !== undefined) continue;
-      (unused.has(id) ? ops.nexthopDel : ops.nexthopDelLast).push(id);
-      this.forgetNexthop(id);
-    }
-    return ops;
+  }
+
+  /** The id of the nexthop routes via `gateway` on `device` should use (the lowest of weft's), if there is one. */
+  nexthopIdFor(device: RouteDevice, onlink: boolean, gateway: string): number | undefined {
+    return this.idsFor(device, onlink).get(gateway);
+  }
+
+  /** Whether a nexthop id is in use in the namespace, by weft or another. */
+  nexthopIdTaken(id: number): boolean {
+    return this.nexthops.has(id) || this.foreignIds.has(id);
+  }
+
+  /** Where the search for a free nexthop id starts, and where it wraps to. */
+  get nexthopIdCursor(): { next: number; base: number } {
+    return { next: this.nextId, base: this.idBase };
+  }
+
+  /** How many of the view's routes use nexthop `id`; undefined when it is not one of weft's. */
+  nexthopUsers(id: number): number | undefined {
+    const users = this.nexthops.get(id)?.users;
+    if (!this.nexthops.has(id)) return undefined;
+    return users === undefined ? 0 : typeof users === 'string' ? 1 : users.size;
+  }
+
+  /** weft's nexthops that no route uses. */
+  *unusedNexthops(): Generator<number> {
+    for (const nexthop of this.nexthops.values()) if (nexthop.users === undefined) yield nexthop.id;
   }
 
   /**
@@ -369,8 +365,7 @@ export class KernelView {
         const known = this.routes.get(r.dst);
         if (change.action === 'new' && same && known !== undefined && sameRouteSpec(known.spec, own.spec) && known.nexthopId === own.nexthopId) return 'ignore';
         // A nexthop this leaves unused stays until a plan reuses it or a full run removes it.
-        const released: number[] = [];
-        this.deleteRoute(r.dst, released);
+        this.deleteRoute(r.dst);
         if (change.action === 'del') return this.mark(this.dirty.routes, r.dst, want !== undefined);
         this.setRoute(own);
         return this.mark(this.dirty.routes, r.dst, !same);
@@ -499,22 +494,6 @@ export class KernelView {
     }
   }
 
-  /** The nexthop id a route should use, planning its creation when there is none. */
-  private nexthopFor(route: RouteSpec, ops: PlannedOps): number {
-    const ids = this.idsFor(route.device, route.onlink);
-    const existing = ids.get(route.gateway);
-    if (existing !== undefined) return existing;
-    while (this.nexthops.has(this.nextId) || this.foreignIds.has(this.nextId)) {
-      this.nextId = this.nextId >= 0xffffffff ? this.idBase : this.nextId + 1;
-    }
-    const id = this.nextId;
-    const nexthop: ViewNexthop = { id, device: route.device, gateway: route.gateway, onlink: route.onlink, users: undefined };
-    this.nexthops.set(id, nexthop);
-    ids.set(route.gateway, id);
-    ops.nexthopAdd.push(nexthop);
-    return id;
-  }
-
   private setRoute(route: ViewRoute): void {
     const dst = route.spec.dst;
     this.routes.set(dst, route);
@@ -526,8 +505,8 @@ export class KernelView {
     else if (users !== dst) nexthop.users = new Set([users, dst]);
   }
 
-  /** Forgets the route to `dst`; a nexthop of weft's that no route uses any more goes into `released`. */
-  private deleteRoute(dst: string, released: number[]): void {
+  /** Forgets the route to `dst` (and its use of a nexthop). */
+  private deleteRoute(dst: string): void {
     const route = this.routes.get(dst);
     if (route === undefined) return;
     this.routes.delete(dst);
@@ -536,16 +515,5 @@ export class KernelView {
     const users = nexthop.users;
     if (users === dst) nexthop.users = undefined;
     else if (typeof users === 'object' && users.delete(dst) && users.size === 0) nexthop.users = undefined;
-    else return;
-    released.push(nexthop.id);
   }
-}
-
-/**
- * Every key of `desired`, then every other key `have` holds when it gets there, each once (without a set of
- * them all: thousands). The planner may change `have` meanwhile: a Map's iterator takes that in its stride.
- */
-function* everyKey(desired: ReadonlyMap<string, unknown>, have: ReadonlyMap<string, unknown>): Generator<string> {
-  yield* desired.keys();
-  for (const key of have.keys()) if (!desired.has(key)) yield key;
 }

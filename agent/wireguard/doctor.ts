@@ -8,7 +8,7 @@ import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Family } from '../../common/cidr.js';
 import { WIREGUARD_OVERHEAD, type NetworkConfig, type WireguardBackendConfig } from '../../common/config.js';
-import { desiredFamilyState, wireguardDeviceFamily, wireguardListenPort } from '../../common/dataplane.js';
+import { DesiredState, wireguardDeviceFamily, wireguardListenPort } from '../../common/dataplane.js';
 import type { Lease } from '../../common/lease.js';
 import type { PublicInterface } from '../host/interfaces.js';
 import { createCommandRunner, type CommandRunner } from '../host/command.js';
@@ -119,7 +119,7 @@ export async function wireguardFindings(input: WireguardDoctorInput): Promise<{ 
 /** The device's peers against the peers the leases ask for (as weftd programs them). */
 function peerFindings(input: WireguardDoctorInput, state: DeviceState, findings: WireguardFinding[], name: string): void {
   const { config, family, view, own, leases, backend } = input;
-  const { state: desired } = desiredFamilyState({ family, config, own: own!, peers: leases, localPrefixes: [view.prefix] });
+  const desired = new DesiredState({ family, config, own: own!, localPrefixes: [view.prefix] }, leases).state;
   const psk = backend.psk === undefined ? undefined : keyToHex(backend.psk);
   const before = findings.length;
   for (const [key, want] of desired.wireguardPeers) {

@@ -106,8 +106,8 @@ export function weftctlScenarios(factory: DriverFactory): void {
       const broken = await doctor(cluster, h1, health);
       assert.equal(broken.code, 1, broken.stdout);
       const quoted = peerSubnet.replace(/[./]/g, '\\$&');
-      assert.match(broken.stdout, new RegExp(`^FAIL\\s+route\\s+${quoted} is missing: the lease wants ${quoted} via ${peerGateway.replace(/\./g, '\\.')} dev weft\\.1 onlink$`, 'm'));
-      assert.match(broken.stdout, new RegExp(`fix: .*ip route replace ${quoted} via ${peerGateway.replace(/\./g, '\\.')} dev weft\\.1 onlink proto 157`));
+      assert.match(broken.stdout, new RegExp(`^FAIL\\s+route\\s+${quoted} is missing: the lease wants ${quoted} via ${peerGateway.replace(/\./g, '\\.')} dev weft\\.1 onlink nhid \\d+$`, 'm'));
+      assert.match(broken.stdout, new RegExp(`fix: .*ip route add ${quoted} nhid \\d+ proto 157`));
       assert.match(broken.stdout, new RegExp(`^FAIL\\s+ingress\\s+peer ${h2.publicIp.replace(/\./g, '\\.')} is not in the ingress allow-list: its VXLAN datagrams are dropped$`, 'm'));
       assert.match(broken.stdout, /^FAIL\s+weftd\s+weftd does not answer at http:\/\/127\.0\.0\.1:9910/m);
       assert.match(broken.stdout, /^ok\s+iptables\s/m, 'only what is broken is reported');
@@ -120,6 +120,23 @@ export function weftctlScenarios(factory: DriverFactory): void {
       await waitFor(async () => (await httpGet(cluster, h1, `http://127.0.0.1:${HEALTHZ_PORT}/readyz`)).status === 200, 'the restarted agent to be ready', 20_000, 100);
       const again = await doctor(cluster, h1, health);
       assert.equal(again.code, 0, again.stdout);
+
+      // doctor and weftd agree: a route through another nexthop of weft's for the same gateway (the packet
+      // path is the same) is one weftd rewrites, so doctor reports it; once weftd has run, doctor says ok
+      await cluster.stopAgent(h1);
+      const rogue = 1_570_009_999;
+      const moved = await cluster.exec(h1, `ip nexthop add id ${rogue} via ${peerGateway} dev weft.1 onlink proto 157 && ip route replace ${peerSubnet} nhid ${rogue} proto 157`);
+      assert.equal(moved.code, 0, moved.stderr);
+      const rewritten = await doctor(cluster, h1);
+      assert.equal(rewritten.code, 1, rewritten.stdout);
+      assert.match(rewritten.stdout, new RegExp(`^FAIL\\s+route\\s+${quoted} is ${quoted} via ${peerGateway.replace(/\./g, '\\.')} dev weft\\.1 onlink nhid ${rogue} but weftd wants .* nhid (?!${rogue})\\d+$`, 'm'));
+      assert.match(rewritten.stdout, new RegExp(`^FAIL\\s+nexthop\\s+nexthop ${rogue} is left over`, 'm'));
+      await cluster.startAgent(h1, agentArgs());
+      await waitFor(async () => (await httpGet(cluster, h1, `http://127.0.0.1:${HEALTHZ_PORT}/readyz`)).status === 200, 'the restarted agent to be ready', 20_000, 100);
+      const agreed = await doctor(cluster, h1, health);
+      assert.equal(agreed.code, 0, agreed.stdout);
+      const route = await cluster.exec(h1, `ip route show ${peerSubnet}`);
+      assert.doesNotMatch(route.stdout, new RegExp(`nhid ${rogue}\\b`), 'weftd moved the route off the other nexthop');
 
       // etcd down: doctor says so and still checks what it can from subnet.env
       await cluster.stopEtcd();

@@ -81,17 +81,18 @@ describe('e2e: weftctl doctor, status and leases ls on a dual-stack cluster in t
     const broken = await doctor();
     assert.equal(broken.code, 1, broken.stdout);
     const want = `${peer6} via ${peer6.network} dev weft-v6.1 onlink`;
-    assert.match(broken.stdout, new RegExp(`^FAIL\\s+route\\s+${quote(peer6.toString())} is missing: the lease wants ${quote(want)}$`, 'm'), broken.stdout);
+    assert.match(broken.stdout, new RegExp(`^FAIL\\s+route\\s+${quote(peer6.toString())} is missing: the lease wants ${quote(want)} nhid \\d+$`, 'm'), broken.stdout);
     assert.match(broken.stdout, /^ok\s+dataplane\s+IPv4: 1 routes/m, 'the IPv4 plane is untouched');
     assert.match(broken.stdout, /^1 problem found/m, broken.stdout);
     const findings = JSON.parse((await doctor('-o', 'json')).stdout) as { check: string; severity: string; fix?: string }[];
     const failed = findings.filter((finding) => finding.severity === 'fail');
     assert.deepEqual(failed.map((finding) => finding.check), ['route']);
-    const byHand = /by hand: (ip route replace .*)$/.exec(failed[0].fix ?? '')?.[1];
-    assert.equal(byHand, `ip route replace ${want} proto 157`);
+    // weftd would add the route through the nexthop object it keeps for the peer's gateway
+    const byHand = /by hand: (ip route add .*)$/.exec(failed[0].fix ?? '')?.[1];
+    assert.match(byHand ?? '', new RegExp(`^ip route add ${quote(peer6.toString())} nhid \\d+ proto 157$`));
 
     // the fix as printed repairs it
-    const fixed = await cluster.exec(h1, byHand);
+    const fixed = await cluster.exec(h1, byHand!);
     assert.equal(fixed.code, 0, fixed.stderr);
     const clean = await doctor();
     assert.equal(clean.code, 0, clean.stdout);

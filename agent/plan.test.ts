@@ -1,13 +1,23 @@
 /**
- * KernelView without a kernel: what it reads as weft's, what it plans, and how it takes notifications. The
- * reconcile loop's tests (reconciler.test.ts) run the same code against the real kernel.
+ * KernelView and the planner without a kernel: what the view reads as weft's, what plan() makes of it, what
+ * the view assumes afterwards, and how it takes notifications. The reconcile loop's tests
+ * (reconciler.test.ts) run the same code against the real kernel.
  */
 import assert from 'node:assert/strict';
-import { emptyFamilyState, type FamilyState, type RouteSpec } from '../../common/dataplane.js';
-import { KernelView, WEFT_NEXTHOP_ID_BASE, WEFT_NEXTHOP_ID_BASE_IPV6, opsCount, type PlannedOps, type ViewDevices } from './view.js';
-import { NetlinkError, type FdbEntry, type Kernel, type KernelChange, type NeighbourInfo, type NexthopInfo, type RouteInfo } from './index.js';
+import type { DesiredObjects, DirtyKeys, RouteSpec } from '../common/dataplane.js';
+import { OVERLAY, desired, fakeKernel, fdb, neighbour, nexthop, route } from '../test/fake-kernel.js';
+import {
+  KernelView,
+  WEFT_NEXTHOP_ID_BASE,
+  WEFT_NEXTHOP_ID_BASE_IPV6,
+  opsCount,
+  type KernelChange,
+  type PlannedOps,
+  type ViewDevices,
+  type ViewRoute,
+} from './kernel/index.js';
+import { plan } from './plan.js';
 
-const OVERLAY = 7;
 const PUBLIC = 2;
 const DEVICES: ViewDevices = {
   family: 4,
@@ -16,59 +26,15 @@ const DEVICES: ViewDevices = {
   overlayState: { up: true, mtu: 1450, mac: '02:00:00:00:00:01', addresses: ['198.18.1.0/32'] },
 };
 
-function route(fields: Partial<RouteInfo> & { dst: string }): RouteInfo {
-  return {
-    family: 4, gateway: null, ifindex: null, onlink: false, flags: 0, protocol: 157, scope: 0, table: 254, type: 1,
-    metric: null, prefsrc: null, multipath: false, nexthopId: null, ...fields,
-  };
-}
-
-function nexthop(fields: Partial<NexthopInfo> & { id: number }): NexthopInfo {
-  return { family: 4, gateway: null, ifindex: null, onlink: false, protocol: 157, blackhole: false, group: false, fdb: false, ...fields };
-}
-
-function neighbour(ip: string, mac: string | null, state = 0x80): NeighbourInfo {
-  return { index: OVERLAY, family: 4, ip, mac, state, flags: 0, permanent: (state & 0x80) !== 0 };
-}
-
-function fdb(mac: string, dst: string): FdbEntry {
-  return { index: OVERLAY, mac, dst, vni: null, port: null, state: 0x80, flags: 2, permanent: true, self: true, masterIndex: null };
-}
-
-/** A kernel that only answers the dumps KernelView.read makes. */
-function fakeKernel(state: { neighbours?: NeighbourInfo[]; fdb?: FdbEntry[]; routes?: RouteInfo[]; nexthops?: NexthopInfo[] | 'unsupported' }): Kernel {
-  const unused = (): never => {
-    throw new Error('not used by KernelView.read');
-  };
-  return {
-    listNeighbours: async () => state.neighbours ?? [],
-    listFdb: async () => state.fdb ?? [],
-    listRoutes: async () => state.routes ?? [],
-    listNexthops: async () => {
-      if (state.nexthops === 'unsupported') throw new NetlinkError('list nexthops', 95 /* EOPNOTSUPP */);
-      return state.nexthops ?? [];
-    },
-    listLinks: unused, getLink: unused, createVxlan: unused, createLink: unused, deleteLink: unused, setLink: unused, listAddresses: unused,
-    addAddress: unused, deleteAddress: unused, replaceNeighbour: unused, deleteNeighbour: unused, replaceFdb: unused,
-    deleteFdb: unused, addRoute: unused, replaceRoute: unused, deleteRoute: unused, addNexthop: unused, replaceNexthop: unused,
-    deleteNexthop: unused, close: unused, destroy: unused,
-  };
-}
-
-/** The desired state for vxlan peers given as [subnet, gateway, mac, public IP]. */
-function desired(peers: [string, string, string, string][], direct: [string, string][] = []): FamilyState {
-  const state = emptyFamilyState();
-  for (const [dst, gateway, mac, publicIP] of peers) {
-    state.neighbours.set(gateway, { ip: gateway, mac });
-    state.fdb.set(mac, { mac, dst: publicIP });
-    state.routes.set(dst, { dst, gateway, device: 'overlay', onlink: true });
-  }
-  for (const [dst, publicIP] of direct) state.routes.set(dst, { dst, gateway: publicIP, device: 'public', onlink: false });
-  return state;
-}
-
 const A: [string, string, string, string] = ['198.18.2.0/24', '198.18.2.0', '0a:00:00:00:00:02', '192.0.2.12'];
 const B: [string, string, string, string] = ['198.18.3.0/24', '198.18.3.0', '0a:00:00:00:00:03', '203.0.113.5'];
+
+/** plan() and, as the reconcile loop does, the view's record of its outcome. */
+function planned(view: KernelView, want: DesiredObjects, keys: DirtyKeys | 'all', duplicates: readonly ViewRoute[] = []): PlannedOps {
+  const ops = plan(want, view, keys, duplicates);
+  view.assume(ops, want, keys);
+  return ops;
+}
 
 function kinds(ops: PlannedOps): Record<string, number> {
   const out: Record<string, number> = {};
@@ -76,22 +42,35 @@ function kinds(ops: PlannedOps): Record<string, number> {
   return out;
 }
 
-describe('agent/kernel/view: the loop\'s picture of the kernel and its planner', function () {
+describe('agent/plan and agent/kernel/view: the planner and the loop\'s picture of the kernel', function () {
   it('plans neighbour, FDB entry, nexthop and route per peer on an empty device, then nothing', async function () {
     const { view } = await KernelView.read(fakeKernel({}), DEVICES, 'nexthop');
     const want = desired([A, B]);
-    const ops = view.plan(want, 'all');
+    const ops = planned(view, want, 'all');
     assert.deepEqual(kinds(ops), { neighbourSet: 2, fdbSet: 2, nexthopAdd: 2, routeAdd: 2 });
     assert.deepEqual(ops.nexthopAdd.map((n) => [n.id, n.gateway, n.onlink]), [[WEFT_NEXTHOP_ID_BASE, '198.18.2.0', true], [WEFT_NEXTHOP_ID_BASE + 1, '198.18.3.0', true]]);
     assert.deepEqual(ops.routeAdd.map((r) => [r.spec.dst, r.nexthopId]), [['198.18.2.0/24', WEFT_NEXTHOP_ID_BASE], ['198.18.3.0/24', WEFT_NEXTHOP_ID_BASE + 1]]);
-    assert.equal(opsCount(view.plan(want, 'all')), 0, 'the view records what the plan does');
+    assert.equal(opsCount(planned(view, want, 'all')), 0, 'the view records what the plan does');
+  });
+
+  it('plans without changing the view: the same plan twice, until the view assumes it', async function () {
+    const nh = nexthop({ id: 9, gateway: '198.18.2.0', ifindex: OVERLAY, onlink: true });
+    const { view } = await KernelView.read(fakeKernel({ nexthops: [nh], routes: [route({ dst: A[0], nexthopId: 9 })] }), DEVICES, 'nexthop');
+    const want = desired([A, B]);
+    const first = plan(want, view, 'all');
+    const second = plan(want, view, 'all');
+    assert.deepEqual(second, first);
+    assert.equal(view.routes.size, 1);
+    assert.equal(view.neighbours.size, 0);
+    view.assume(first, want, 'all');
+    assert.equal(opsCount(plan(want, view, 'all')), 0);
   });
 
   it('falls back to inline routes when the kernel has no nexthop objects', async function () {
     const { view, nexthopsSupported } = await KernelView.read(fakeKernel({ nexthops: 'unsupported' }), DEVICES, 'nexthop');
     assert.equal(nexthopsSupported, false);
     assert.equal(view.form, 'inline');
-    const ops = view.plan(desired([A]), 'all');
+    const ops = planned(view, desired([A]), 'all');
     assert.deepEqual(kinds(ops), { neighbourSet: 1, fdbSet: 1, routeAdd: 1 });
     assert.equal(ops.routeAdd[0].nexthopId, undefined);
   });
@@ -118,7 +97,7 @@ describe('agent/kernel/view: the loop\'s picture of the kernel and its planner',
       [{ dst: '198.18.2.0/24', gateway: '198.18.2.0', device: 'overlay', onlink: true }, 5],
     ]);
     assert.equal(duplicates.length, 1);
-    const ops = view.plan(desired([A, B]), 'all', duplicates);
+    const ops = planned(view, desired([A, B]), 'all', duplicates);
     assert.deepEqual(kinds(ops), { routeDel: 1, nexthopDel: 1, neighbourSet: 1, fdbSet: 1, nexthopAdd: 1, routeAdd: 1 });
     assert.deepEqual(ops.nexthopDel, [6]);
     // a fresh id: the base is taken by someone else's nexthop
@@ -130,7 +109,7 @@ describe('agent/kernel/view: the loop\'s picture of the kernel and its planner',
     const ipv4 = nexthop({ id: WEFT_NEXTHOP_ID_BASE, gateway: '192.0.2.12', ifindex: PUBLIC });
     const unusedIpv6 = nexthop({ id: WEFT_NEXTHOP_ID_BASE_IPV6, family: 6, gateway: '2001:db8:0:1::13', ifindex: PUBLIC });
     const { view } = await KernelView.read(fakeKernel({ nexthops: [ipv4, unusedIpv6] }), devices, 'nexthop');
-    const ops = view.plan(desired([], [['2001:db8:100:2::/64', '2001:db8:0:1::12']]), 'all');
+    const ops = planned(view, desired([], [['2001:db8:100:2::/64', '2001:db8:0:1::12']]), 'all');
     assert.deepEqual(kinds(ops), { nexthopAdd: 1, routeAdd: 1, nexthopDel: 1 });
     assert.deepEqual(ops.nexthopDel, [WEFT_NEXTHOP_ID_BASE_IPV6]);
     // its ids come from its own base, past the ones taken
@@ -141,13 +120,13 @@ describe('agent/kernel/view: the loop\'s picture of the kernel and its planner',
 
   it('plans only the keys it is given, and deletes a nexthop after its route, or after the route that moved off it', async function () {
     const { view } = await KernelView.read(fakeKernel({}), DEVICES, 'nexthop');
-    view.plan(desired([A, B]), 'all');
+    planned(view, desired([A, B]), 'all');
     const onlyB = desired([B]);
-    const gone = view.plan(onlyB, { neighbours: new Set([A[1]]), fdb: new Set([A[2]]), routes: new Set([A[0]]), wireguardPeers: new Set() });
+    const gone = planned(view, onlyB, { neighbours: new Set([A[1]]), fdb: new Set([A[2]]), routes: new Set([A[0]]), wireguardPeers: new Set() });
     assert.deepEqual(kinds(gone), { routeDel: 1, nexthopDel: 1, fdbDel: 1, neighbourDel: 1 });
     // B's gateway moves to the public interface (DirectRouting): the route moves, its old nexthop goes last
     const direct = desired([], [[B[0], '203.0.113.5']]);
-    const moved = view.plan(direct, { neighbours: new Set([B[1]]), fdb: new Set([B[2]]), routes: new Set([B[0]]), wireguardPeers: new Set() });
+    const moved = planned(view, direct, { neighbours: new Set([B[1]]), fdb: new Set([B[2]]), routes: new Set([B[0]]), wireguardPeers: new Set() });
     assert.deepEqual(kinds(moved), { fdbDel: 1, neighbourDel: 1, nexthopAdd: 1, routeSet: 1, nexthopDelLast: 1 });
     assert.equal(moved.routeSet[0].spec.device, 'public');
   });
@@ -155,7 +134,7 @@ describe('agent/kernel/view: the loop\'s picture of the kernel and its planner',
   it('takes its own echo as nothing to do and anything else as work', async function () {
     const { view } = await KernelView.read(fakeKernel({}), DEVICES, 'nexthop');
     const want = desired([A]);
-    const ops = view.plan(want, 'all');
+    const ops = planned(view, want, 'all');
     const id = ops.nexthopAdd[0].id;
     const spec: RouteSpec = want.routes.get(A[0])!;
     const echo: KernelChange[] = [
@@ -178,7 +157,7 @@ describe('agent/kernel/view: the loop\'s picture of the kernel and its planner',
     assert.equal(view.observe({ kind: 'fdb', action: 'del', fdb: fdb(A[2], A[3]) }, want), 'dirty');
     const dirty = view.takeDirty();
     assert.deepEqual([...dirty.routes, ...dirty.neighbours, ...dirty.fdb], [A[0], A[1], A[2]]);
-    assert.deepEqual(kinds(view.plan(want, dirty)), { neighbourSet: 1, fdbSet: 1, routeAdd: 1 });
+    assert.deepEqual(kinds(planned(view, want, dirty)), { neighbourSet: 1, fdbSet: 1, routeAdd: 1 });
 
     // someone deletes the nexthop: the kernel drops its routes without a word, so they are dirty
     assert.equal(view.observe({ kind: 'nexthop', action: 'del', nexthop: nexthop({ id, gateway: A[1], ifindex: OVERLAY, onlink: true }) }, want), 'dirty');
@@ -194,7 +173,7 @@ describe('agent/kernel/view: the loop\'s picture of the kernel and its planner',
     const want = desired([A, B]);
     const { view } = await KernelView.read(fakeKernel({ routes: [foreign] }), DEVICES, 'nexthop', want.routes);
     assert.deepEqual([...view.foreignRoutes], [A[0]]);
-    const ops = view.plan(want, 'all');
+    const ops = planned(view, want, 'all');
     assert.deepEqual(ops.routeAdd.map((r) => r.spec.dst), [B[0]], 'no route to the other\'s prefix, not even a create');
     assert.deepEqual(ops.nexthopAdd.map((n) => n.gateway), [B[1]]);
     assert.deepEqual([...view.blocked], [A[0]]);
@@ -202,14 +181,14 @@ describe('agent/kernel/view: the loop\'s picture of the kernel and its planner',
     assert.equal(view.observe({ kind: 'route', action: 'del', route: foreign }, want), 'full');
     assert.equal(view.observe({ kind: 'route', action: 'new', route: route({ dst: B[0], gateway: '192.0.2.1', ifindex: PUBLIC, protocol: 4 }) }, want), 'full');
     const { view: after } = await KernelView.read(fakeKernel({}), DEVICES, 'nexthop', want.routes);
-    assert.deepEqual(after.plan(want, 'all').routeAdd.map((r) => r.spec.dst), [A[0], B[0]]);
+    assert.deepEqual(planned(after, want, 'all').routeAdd.map((r) => r.spec.dst), [A[0], B[0]]);
     assert.equal(after.blocked.size, 0);
   });
 
   it('replaces only routes of its own and creates the others exclusively', async function () {
     const ours = route({ dst: A[0], gateway: '198.18.2.99', ifindex: OVERLAY, onlink: true });
     const { view } = await KernelView.read(fakeKernel({ routes: [ours] }), DEVICES, 'inline', desired([A, B]).routes);
-    const ops = view.plan(desired([A, B]), 'all');
+    const ops = planned(view, desired([A, B]), 'all');
     assert.deepEqual(ops.routeSet.map((r) => r.spec.dst), [A[0]]);
     assert.deepEqual(ops.routeAdd.map((r) => r.spec.dst), [B[0]]);
   });
