@@ -5,8 +5,10 @@
  * (agent/native-addon.ts). Run by `npm run build` after tsc. Uses the node-gyp that npm bundles and the
  * headers of the running Node (no download).
  *
- * A failure is reported and the build goes on (exit 0): the data path then uses Node's dgram, slower
- * (docs/userspace.md), and the kernel monitor a child process. WEFT_NATIVE_REQUIRED=1 makes a failure fatal.
+ * In CI (CI set in the environment, as .ci/run sets it) or with WEFT_NATIVE_REQUIRED=1, a failure fails the
+ * build (exit 1): CI tests the addon, never the fallback. Elsewhere a failure (no C compiler, say) is reported
+ * and the build goes on (exit 0): the data path then uses Node's dgram, slower (docs/userspace.md), and the
+ * kernel monitor a child process.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -24,9 +26,16 @@ function nodeGyp() {
   return candidates.find((path) => existsSync(path));
 }
 
+const ci = process.env.CI !== undefined && process.env.CI !== '' && process.env.CI !== 'false';
+const required = ci ? 'CI' : process.env.WEFT_NATIVE_REQUIRED === '1' ? 'WEFT_NATIVE_REQUIRED=1' : undefined;
+
 function fail(message) {
-  console.error(`weft: native addon not built (${message}); the userspace data path will use dgram, the kernel monitor a child process`);
-  process.exit(process.env.WEFT_NATIVE_REQUIRED === '1' ? 1 : 0);
+  if (required !== undefined) {
+    console.error(`weft: error: native addon not built (${message}); ${required} requires it, so the build fails`);
+    process.exit(1);
+  }
+  console.error(`weft: warning: native addon not built (${message}); falling back: the userspace data path will use dgram, the kernel monitor a child process`);
+  process.exit(0);
 }
 
 if (process.platform !== 'linux') fail(`${process.platform} is not Linux`);

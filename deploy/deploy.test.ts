@@ -117,7 +117,7 @@ describe('deploy/: install.sh into a temporary root', function () {
   let root: string;
 
   before(function () {
-    if (!existsSync(join(REPO, 'dist', 'agent', 'cli', 'weftd.js'))) this.skip();
+    assert.ok(existsSync(WEFTD_JS), `${WEFTD_JS} is built (npm run build)`);
     root = mkdtempSync(join(tmpdir(), 'weft-install-'));
   });
 

@@ -14,6 +14,7 @@
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { requireOrSkip } from './requirements.js';
 
 const CHILD = fileURLToPath(new URL('./netns-child.js', import.meta.url));
 export const RESULT_MARKER = '@@WEFT_NETNS_RESULT@@';
@@ -35,6 +36,16 @@ export function netnsAvailable(): boolean {
       spawnSync('ip', ['netns', 'list'], { stdio: 'ignore' }).status === 0;
   }
   return available;
+}
+
+/** What namespaces need, when this process lacks it. */
+export function netnsUnavailable(): string | undefined {
+  return netnsAvailable() ? undefined : 'needs root and iproute2 to create network namespaces';
+}
+
+/** Skips (outside CI) or fails (in CI) the running test or suite when namespaces cannot be created here. */
+export function requireNetns(context: Mocha.Context): void {
+  requireOrSkip(context, netnsUnavailable());
 }
 
 /** An error reported by the child, with the fields of the original error that survive JSON. */
@@ -190,12 +201,12 @@ export function scenarioRunner<M>(module: URL) {
 
 /**
  * Registers mocha hooks giving each test of the enclosing describe() a fresh namespace, removed after the
- * test whatever its outcome. Skips the tests when namespaces cannot be created (not root).
+ * test whatever its outcome. Skips the tests (fails them in CI) when namespaces cannot be created (not root).
  */
 export function useNetns(prefix = 'weft-t'): () => Netns {
   let current: Netns | null = null;
   beforeEach(function () {
-    if (!netnsAvailable()) this.skip();
+    requireNetns(this);
     current = Netns.create(prefix);
   });
   afterEach(() => {

@@ -61,15 +61,35 @@ describe('weftctl against a real etcd', function () {
     assert.deepEqual((JSON.parse((await weftctl('config', 'get')).stdout) as { Backend: unknown }).Backend, { Type: 'vxlan' }, 'nothing written on a bad value');
   });
 
-  it('refuses to change Network or Backend.Type under live leases unless --force', async function () {
-    await weftctl('config', 'set', '--network', '198.18.0.0/16');
+  it('refuses to change Network, SubnetLen or Backend.Type under live leases unless --force; reservations do not count, other changes go through', async function () {
+    const read = async () => client.get(`${prefix}/config`).string();
+    const seeded = await weftctl('config', 'set', '--network', '198.18.0.0/16');
+    assert.equal(seeded.code, 0, seeded.stderr);
+    // a reservation is no live host
+    await client.put(`${prefix}/subnets/198.18.9.0-24`).value('{"PublicIP":"192.0.2.13","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0a:00:00:00:00:09"}}');
+    const reserved = await weftctl('config', 'set', '--network', '198.18.0.0/16', '--backend', 'host-gw');
+    assert.equal(reserved.code, 0, reserved.stderr);
+    assert.equal((await weftctl('config', 'set', '--network', '198.18.0.0/16')).code, 0);
+    const original = await read();
+
     const etcdLease = (await client.leaseClient.leaseGrant({ TTL: 60 })).ID;
     await client.put(`${prefix}/subnets/198.18.5.0-24`).value('{"PublicIP":"192.0.2.11","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0a:00:00:00:00:05"}}').lease(etcdLease);
-    const refused = await weftctl('config', 'set', '--network', '198.18.0.0/16', '--backend', 'host-gw');
-    assert.equal(refused.code, 1);
-    assert.match(refused.stderr, /1 hosts hold leases; use --force/);
-    const forced = await weftctl('config', 'set', '--network', '198.18.0.0/16', '--backend', 'host-gw', '--force');
+    for (const [field, flags] of [
+      ['Network', ['--network', '198.18.0.0/17']],
+      ['SubnetLen', ['--network', '198.18.0.0/16', '--subnet-len', '25']],
+      ['Backend.Type', ['--network', '198.18.0.0/16', '--backend', 'host-gw']],
+    ] as const) {
+      const refused = await weftctl('config', 'set', ...flags);
+      assert.equal(refused.code, 1, `${field}: ${refused.stderr}`);
+      assert.match(refused.stderr, /refusing to change Network, SubnetLen or Backend\.Type while 1 hosts hold leases; use --force/, field);
+      assert.equal(await read(), original, `${field}: nothing written`);
+    }
+    const other = await weftctl('config', 'set', '--network', '198.18.0.0/16', '--subnet-len', '24', '--subnet-min', '198.18.10.0');
+    assert.equal(other.code, 0, other.stderr);
+    assert.deepEqual(JSON.parse((await read())!), { Network: '198.18.0.0/16', SubnetLen: 24, SubnetMin: '198.18.10.0', Backend: { Type: 'vxlan' } });
+    const forced = await weftctl('config', 'set', '--network', '198.18.0.0/17', '--backend', 'host-gw', '--force');
     assert.equal(forced.code, 0, forced.stderr);
+    assert.deepEqual(JSON.parse((await read())!), { Network: '198.18.0.0/17', Backend: { Type: 'host-gw' } });
   });
 
   it('refuses a tunnel port below 1024 unless --force, naming Backend.Port; refuses a device name Linux cannot hold', async function () {

@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Netns, netnsAvailable } from '../../test/netns.js';
+import { Netns, requireNetns } from '../../test/netns.js';
 import { parseWeftdOptions, UsageError } from './weftd-options.js';
 
 const WEFTD = fileURLToPath(new URL('./weftd.js', import.meta.url));
@@ -138,7 +138,7 @@ describe('weftd flags', function () {
   });
 
   it('logs a warning for each ignored setting when it starts (in a network namespace)', async function () {
-    if (!netnsAvailable()) this.skip();
+    requireNetns(this);
     this.timeout(30_000);
     const ns = Netns.create();
     const dir = mkdtempSync(join(tmpdir(), 'weft-ignored-'));

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { IpAddress } from '../../common/cidr.js';
-import { Netns, netnsAvailable } from '../../test/netns.js';
+import { Netns, requireNetns } from '../../test/netns.js';
 import { createCommandRunner } from './command.js';
 import { IngressAllowList } from './ingress.js';
 
@@ -18,7 +18,7 @@ describe('ingress allow-list (nftables) in namespaces', function () {
   let stranger: Netns;
 
   beforeEach(function () {
-    if (!netnsAvailable()) this.skip();
+    requireNetns(this);
     host = Netns.create('weft-ig');
     peer = Netns.create('weft-ig');
     stranger = Netns.create('weft-ig');

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { Prefix } from '../../common/cidr.js';
 import { captureLogger, warnings } from '../../test/log-capture.js';
-import { Netns, netnsAvailable, useNetns } from '../../test/netns.js';
+import { Netns, requireNetns, useNetns } from '../../test/netns.js';
 import { waitFor } from '../../test/wait.js';
 import { createCommandRunner, type CommandResult, type CommandRunner } from './command.js';
 import { CommandError, IptablesError } from './errors.js';
@@ -334,7 +334,7 @@ describe('iptables rules', function () {
     const spaces: Netns[] = [];
 
     beforeEach(function () {
-      if (!netnsAvailable()) this.skip();
+      requireNetns(this);
     });
 
     afterEach(function () {

@@ -65,6 +65,11 @@ describe('sysctl', function () {
   describe('in a fresh network namespace', function () {
     const ns = useNetns();
 
+    // A new namespace copies net.ipv4.ip_forward from the root one: start from off, whatever the machine has.
+    beforeEach(function () {
+      ns().exec('sh', ['-c', 'echo 0 > /proc/sys/net/ipv4/ip_forward && echo 0 > /proc/sys/net/ipv6/conf/all/forwarding']);
+    });
+
     it('turns on IPv4 and IPv6 forwarding there and leaves the host alone', async function () {
       const host = { v4: await readSysctl(IPV4_FORWARD), v6: await readSysctl(IPV6_FORWARD) };
       const first = await run(ns(), 'forwarding', { ipv4: true, ipv6: true });
@@ -79,8 +84,10 @@ describe('sysctl', function () {
     });
 
     it('enables only IPv4 by default', async function () {
-      const { result } = await run(ns(), 'forwarding', { ipv4: true, ipv6: false });
-      assert.deepEqual(Object.keys(result), [IPV4_FORWARD]);
+      const { before, result } = await run(ns(), 'forwarding', null);
+      assert.deepEqual(before, { [IPV4_FORWARD]: '0', [IPV6_FORWARD]: '0' });
+      assert.deepEqual(result, { [IPV4_FORWARD]: { before: '0', after: '1' } });
+      assert.equal(ns().exec('cat', ['/proc/sys/net/ipv4/ip_forward']).trim(), '1');
       assert.equal(ns().exec('cat', ['/proc/sys/net/ipv6/conf/all/forwarding']).trim(), '0');
     });
   });

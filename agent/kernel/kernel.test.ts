@@ -4,8 +4,8 @@
  * what `ip -j` / `bridge -j` report. Needs root; skipped otherwise.
  */
 import assert from 'node:assert/strict';
+import { requireNativeAddon } from '../../test/native.js';
 import { scenarioRunner, useNetns, type Netns } from '../../test/netns.js';
-import { loadNativeAddon } from '../native-addon.js';
 import type * as Scenarios from './kernel.scenarios.js';
 import { NUD_PERMANENT, RTNH_F_ONLINK, RTPROT_BOOT, RT_TABLE_MAIN } from './types.js';
 
@@ -254,7 +254,7 @@ describe('agent/kernel: rtnetlink shim (real kernel, in a network namespace)', f
     });
 
     it('in this process (addon): survives an overrun during a flood of changes, reports it, keeps reporting', async function () {
-      if (!('addon' in loadNativeAddon())) this.skip();
+      requireNativeAddon(this);
       const r = await run(ns(), 'monitorFlood', { name: DEV, count: 1000, proto: PROTO, child: false }, { timeoutMs: 60_000 });
       assert.equal(r.inProcess, true);
       assert.deepEqual(r.failures, []);
@@ -274,7 +274,7 @@ describe('agent/kernel: rtnetlink shim (real kernel, in a network namespace)', f
 
     for (const child of [false, true]) {
       it(`${child ? 'in a child process' : 'in this process'}: leaves out the echoes of the shim's own requests, not others' changes`, async function () {
-        if (!child && !('addon' in loadNativeAddon())) this.skip();
+        if (!child) requireNativeAddon(this);
         const r = await run(ns(), 'monitorIgnoresOwnRequests', { name: DEV, proto: PROTO, child });
         assert.equal(r.inProcess, !child);
         const seen = r.seen.map((s) => `${s.kind} ${s.action} ${s.key}`);
@@ -282,7 +282,7 @@ describe('agent/kernel: rtnetlink shim (real kernel, in a network namespace)', f
       });
 
       it(`${child ? 'in a child process' : 'in this process'}: keeps notifications back until the last resume, then delivers every one in order`, async function () {
-        if (!child && !('addon' in loadNativeAddon())) this.skip();
+        if (!child) requireNativeAddon(this);
         const r = await run(ns(), 'monitorPause', { name: DEV, count: 2000, child }, { timeoutMs: 60_000 });
         assert.equal(r.beforeResume, 0);
         assert.deepEqual(r.ips, r.expected);

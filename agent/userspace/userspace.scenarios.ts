@@ -13,23 +13,19 @@ import { ensureCapturePair, setFeatures } from '../kernel/index.js';
 import { OVERLAY_FEATURES, OVERLAY_GSO_MAX_SIZE } from './overlay-device.js';
 
 export interface PairRun {
-  created: boolean[];
+  created: boolean;
   /** features that did not take */
   unset: string[];
   nearIndex: number;
 }
 
-/** Creates the pair, breaks it (MTU, ARP on, down), ensures it again, then replaces a VXLAN device of the same name. */
-export async function capturePair(arg: { breakWith: string[][] }): Promise<PairRun> {
+/** Ensures the pair (and sets its offloads on creation): run once to create it, again after breaking it. */
+export async function capturePair(): Promise<PairRun> {
   const kernel = openKernel();
   try {
-    const spec = { name: 'weft.1', peerName: 'weft.1.c', mtu: 1450, mac: '02:00:00:00:00:01', gsoMaxSize: OVERLAY_GSO_MAX_SIZE };
-    const first = await ensureCapturePair(kernel, spec);
-    const unset = await setFeatures(first.near.index, OVERLAY_FEATURES);
-    const { spawnSync } = await import('node:child_process');
-    for (const args of arg.breakWith) spawnSync('ip', args, { stdio: 'ignore' });
-    const second = await ensureCapturePair(kernel, spec);
-    return { created: [first.created, second.created], unset, nearIndex: second.near.index };
+    const pair = await ensureCapturePair(kernel, { name: 'weft.1', peerName: 'weft.1.c', mtu: 1450, mac: '02:00:00:00:00:01', gsoMaxSize: OVERLAY_GSO_MAX_SIZE });
+    const unset = pair.created ? await setFeatures(pair.near.index, OVERLAY_FEATURES) : [];
+    return { created: pair.created, unset, nearIndex: pair.near.index };
   } finally {
     await kernel.close();
   }

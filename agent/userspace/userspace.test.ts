@@ -111,21 +111,39 @@ describe('overlay veth pair', function () {
     this.timeout(60_000);
     const ns = useNetns();
 
-    it('creates the pair, sets its offloads, repairs MTU, ARP and state in place, and is idempotent', async function () {
-      const result = await run(ns(), 'capturePair', {
-        breakWith: [['link', 'set', 'weft.1', 'mtu', '1400'], ['link', 'set', 'weft.1', 'arp', 'on'], ['link', 'set', 'weft.1.c', 'down']],
-      });
-      assert.deepEqual(result.created, [true, false]);
-      assert.deepEqual(result.unset, []);
-      const [near] = ns().ipJson<{ ifname: string; mtu: number; flags: string[]; address: string; link: string }[]>('link', 'show', 'weft.1');
-      assert.equal(near?.mtu, 1450);
-      assert.equal(near?.address, '02:00:00:00:00:01');
-      assert.ok(near?.flags.includes('NOARP') && near.flags.includes('UP'), JSON.stringify(near));
-      assert.equal(near?.link, 'weft.1.c');
+    it('creates the pair, sets its offloads, repairs MTU, MAC, ARP and state in place, and is idempotent', async function () {
+      type Link = { ifindex: number; ifname: string; mtu: number; flags: string[]; address: string; link: string };
+      const link = (name: string): Link => ns().ipJson<Link[]>('link', 'show', name)[0]!;
+      const first = await run(ns(), 'capturePair', null);
+      assert.equal(first.created, true);
+      assert.deepEqual(first.unset, []);
       const [detail] = ns().ipJson<{ gso_max_size?: number }[]>('-d', 'link', 'show', 'weft.1');
       assert.equal(detail?.gso_max_size, 60_000);
-      const [far] = ns().ipJson<{ flags: string[] }[]>('link', 'show', 'weft.1.c');
-      assert.ok(far?.flags.includes('UP'));
+      assert.equal((await run(ns(), 'capturePair', null)).created, false, 'nothing to do the second time');
+
+      // each break is checked to have happened (Netns.ip throws when a command fails, and the state is read back)
+      for (const args of [['weft.1', 'mtu', '1400'], ['weft.1', 'address', '02:00:00:00:00:99'], ['weft.1', 'arp', 'on'], ['weft.1', 'down'], ['weft.1.c', 'mtu', '1300'], ['weft.1.c', 'down']]) {
+        ns().ip('link', 'set', ...args);
+      }
+      const broken = { near: link('weft.1'), far: link('weft.1.c') };
+      assert.equal(broken.near.mtu, 1400);
+      assert.equal(broken.near.address, '02:00:00:00:00:99');
+      assert.ok(!broken.near.flags.includes('NOARP') && !broken.near.flags.includes('UP'), JSON.stringify(broken.near));
+      assert.equal(broken.far.mtu, 1300);
+      assert.ok(!broken.far.flags.includes('UP'), JSON.stringify(broken.far));
+
+      const second = await run(ns(), 'capturePair', null);
+      assert.equal(second.created, false, 'repaired, not made anew');
+      assert.equal(second.nearIndex, first.nearIndex);
+      const near = link('weft.1');
+      assert.equal(near.ifindex, first.nearIndex);
+      assert.equal(near.mtu, 1450);
+      assert.equal(near.address, '02:00:00:00:00:01');
+      assert.ok(near.flags.includes('NOARP') && near.flags.includes('UP'), JSON.stringify(near));
+      assert.equal(near.link, 'weft.1.c');
+      const far = link('weft.1.c');
+      assert.equal(far.mtu, 1450);
+      assert.ok(far.flags.includes('UP'), JSON.stringify(far));
     });
 
     it('replaces a kernel VXLAN device that has its name (the other mode left it)', async function () {

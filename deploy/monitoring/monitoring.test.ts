@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { netnsAvailable } from '../../test/netns.js';
+import { requireNetns } from '../../test/netns.js';
 import { waitFor } from '../../test/wait.js';
 import { httpGet, NetnsLab, seedNetworkConfig, waitForSubnetEnv } from '../../e2e/lab/index.js';
 
@@ -162,7 +162,7 @@ describe('deploy/monitoring: Grafana dashboard and Prometheus alert rules', func
     let scraped: Map<string, Set<string>>;
 
     before(async function () {
-      if (!netnsAvailable()) this.skip();
+      requireNetns(this);
       lab = await NetnsLab.create({ hosts: 3 });
       await seedNetworkConfig(lab);
       const [h1, h2] = [lab.hosts[0], lab.hosts[1]];

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { netnsAvailable } from '../../test/netns.js';
+import { requireNetns } from '../../test/netns.js';
 import { execFileSync } from 'node:child_process';
 import { NAMESPACE_PREFIX } from '../lab/index.js';
 import { BENCHMARK_MODULES, renderMarkdown, runBenchmarks, writeReport } from './runner.js';
@@ -18,7 +18,7 @@ describe('e2e/bench: benchmark smoke run (toy sizes, no timing assertions)', fun
   this.timeout(300_000);
 
   before(function () {
-    if (!netnsAvailable()) this.skip();
+    requireNetns(this);
   });
 
   it('computes percentiles by nearest rank', function () {

@@ -3,6 +3,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
+import { requireOrSkip } from '../../test/requirements.js';
 import { waitFor } from '../../test/wait.js';
 import { ipv6Host, parseIpv4Prefix, ipv4Host } from './addr.js';
 import { parseSubnetEnv, shellQuote } from './driver.js';
@@ -25,9 +26,11 @@ import { NetnsLab } from './netns-lab.js';
 const fakeAgent = fileURLToPath(new URL('./fixtures/fake-weftd.js', import.meta.url));
 const labChild = fileURLToPath(new URL('./fixtures/lab-child.js', import.meta.url));
 
-function canRunLab(): boolean {
-  if (process.getuid?.() !== 0) return false;
-  return ['ip', 'etcd', 'etcdctl', 'ping'].every((command) => spawnSync('sh', ['-c', `command -v ${command} || PATH=$PATH:/usr/sbin:/sbin command -v ${command}`]).status === 0);
+/** What the lab needs and this machine lacks, if anything. */
+function labUnmet(): string | undefined {
+  if (process.getuid?.() !== 0) return 'needs root';
+  const missing = ['ip', 'etcd', 'etcdctl', 'ping'].filter((command) => spawnSync('sh', ['-c', `command -v ${command} || PATH=$PATH:/usr/sbin:/sbin command -v ${command}`]).status !== 0);
+  return missing.length === 0 ? undefined : `needs ${missing.join(', ')} (deploy/ensure-deps.sh installs them)`;
 }
 
 function rootLinks(): string[] {
@@ -89,7 +92,7 @@ describe('NetnsLab (network namespaces, needs root)', function () {
   let createMs: number;
 
   before(async function () {
-    if (!canRunLab()) this.skip();
+    requireOrSkip(this, labUnmet());
     linksBefore = rootLinks();
     const start = Date.now();
     lab = await NetnsLab.create({ hosts: 3, agentCommand: [process.execPath, fakeAgent] });
@@ -194,8 +197,22 @@ describe('NetnsLab (network namespaces, needs root)', function () {
     assert.equal(third.ip, '198.18.5.4');
     assert.equal(host.containers.length, 3);
 
-    // Without the agent nothing leaves the host: ip_forward stays 0.
-    assert.equal((await ping(lab, third, '198.18.6.2', { count: 1, deadline: 1 })).received, 0);
+    // Without the agent nothing leaves the host: ip_forward stays 0. h2 routes the containers' subnet back to h1,
+    // so the ping would be answered the moment h1 forwarded it (checked by turning forwarding on for a moment).
+    const h2 = lab.host('h2');
+    await lab.exec(h2, `ip route add 198.18.5.0/24 via ${host.publicIp}`, { check: true });
+    try {
+      assert.equal((await lab.exec(host, 'cat /proc/sys/net/ipv4/ip_forward', { check: true })).stdout.trim(), '0');
+      assert.equal((await ping(lab, third, h2.publicIp, { count: 1, deadline: 1 })).received, 0, 'h1 does not forward');
+      await lab.exec(host, 'echo 1 > /proc/sys/net/ipv4/ip_forward', { check: true });
+      try {
+        assert.equal((await ping(lab, third, h2.publicIp, { count: 1, deadline: 2 })).received, 1, 'answered once h1 forwards');
+      } finally {
+        await lab.exec(host, 'echo 0 > /proc/sys/net/ipv4/ip_forward', { check: true });
+      }
+    } finally {
+      await lab.exec(h2, 'ip route del 198.18.5.0/24', { check: true });
+    }
 
     writeFileSync(lab.subnetFile(host), 'FLANNEL_NETWORK=198.18.0.0/16\nFLANNEL_SUBNET=198.18.8.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n');
     await assert.rejects(lab.addContainers(host, 1), /removeContainers first/);
@@ -332,7 +349,7 @@ describe('NetnsLab (network namespaces, needs root)', function () {
     const pids = [agent.pid, sleeper.pid, stream.pid];
     assert.ok(pids.every(alive));
     // Partial damage: a namespace already gone, etcd already dead.
-    spawnSync('ip', ['netns', 'del', `${doomed.prefix}-h2`]);
+    assert.equal(spawnSync('ip', ['netns', 'del', `${doomed.prefix}-h2`]).status, 0);
     await doomed.stopEtcd();
     await Promise.all([doomed.destroy(), doomed.destroy()]);
     await doomed.destroy();

@@ -43,6 +43,8 @@ export const IPV6_UNDERLAY = { cidr: '2001:db8:0:1::/64', gateway: '2001:db8:0:1
 
 /** Namespaces are `wlab-<runId>-<role>`. */
 export const NAMESPACE_PREFIX = 'wlab';
+/** IPv6 forwarding of a namespace (absent when the kernel has no IPv6). */
+const IPV6_FORWARDING = '/proc/sys/net/ipv6/conf/all/forwarding';
 const NETNS_DIR = '/run/netns';
 const CGROUP_ROOT = '/sys/fs/cgroup';
 /** Cgroups a lab's processes create (docker hosts' service managers and containers) are `weft-lab-<runId>-…`. */
@@ -506,10 +508,11 @@ export class NetnsLab implements ClusterDriver {
       return this.ip(host.netns, lines);
     });
     const batches = [this.ip(this.routerNetns, rt), this.ip(this.etcdHost.netns, etcd), ...hostBatches];
-    // The router forwards between segments; hosts never get ip_forward from the lab (weftd sets it).
-    if (this.segments.length > 1) {
-      batches.push(run(['ip', 'netns', 'exec', this.routerNetns, 'sh', '-c', 'echo 1 > /proc/sys/net/ipv4/ip_forward'], this.children, { check: true }).then(() => undefined));
-    }
+    // Forwarding is set here, never inherited (a new namespace copies net.ipv4.ip_forward from the root one):
+    // the router forwards between segments; hosts start with it off in both families (weftd turns it on).
+    const forwarding = (netns: string, value: 0 | 1) => run(['ip', 'netns', 'exec', netns, 'sh', '-c',
+      `echo ${value} > /proc/sys/net/ipv4/ip_forward && { [ ! -e ${IPV6_FORWARDING} ] || echo ${value} > ${IPV6_FORWARDING}; }`], this.children, { check: true }).then(() => undefined);
+    batches.push(forwarding(this.routerNetns, this.segments.length > 1 ? 1 : 0), ...this.hosts.map((host) => forwarding(host.netns, 0)));
     await Promise.all(batches);
     await this.startEtcd();
   }

@@ -70,12 +70,15 @@ export async function meshFailures(driver: ClusterDriver, containers: readonly L
   return results.filter((failure): failure is string => failure !== undefined);
 }
 
-/** The kernel objects weft programmed on a host, as `ip` shows them (for asserting on peers' state). */
+/**
+ * The kernel objects weft programmed on a host, as `ip` shows them (for asserting on peers' state). Rejects when
+ * a command fails (the device is missing, say): an empty listing always means the kernel holds no such entry.
+ */
 export async function kernelState(driver: ClusterDriver, host: LabHost, device = 'weft.1'): Promise<{ routes: string; neighbours: string; fdb: string }> {
-  const run = async (command: string) => (await driver.exec(host, command)).stdout;
+  const run = async (command: string) => (await driver.exec(host, command, { check: true })).stdout;
   return {
     routes: await run('ip route show proto 157'),
-    neighbours: await run(`ip neigh show dev ${device} 2>/dev/null`),
-    fdb: await run(`bridge fdb show dev ${device} 2>/dev/null`),
+    neighbours: await run(`ip neigh show dev ${device}`),
+    fdb: await run(`bridge fdb show dev ${device}`),
   };
 }

@@ -1,7 +1,7 @@
 /** The data-plane scenarios, for any ClusterDriver (see suite.ts). */
 import assert from 'node:assert/strict';
 import { sleep, waitFor } from '../../test/wait.js';
-import { etcdGet, httpGet, leaseOf, startPing, waitForSubnetEnv, type ClusterDriver, type LabContainer, type LabHost } from '../lab/index.js';
+import { etcdGet, httpGet, leaseOf, seedNetworkConfig, startPing, waitForSubnetEnv, type ClusterDriver, type LabContainer, type LabHost } from '../lab/index.js';
 import { agentArgs, HEALTHZ_PORT, kernelState, meshFailures, metrics, metricValue, peersProgrammed, startCluster } from './cluster.js';
 import { requireHosts, useLabs, type DriverFactory } from './suite.js';
 
@@ -84,18 +84,28 @@ export function dataplaneScenarios(factory: DriverFactory): void {
       assert.deepEqual((await leaseOf(lab, h1.publicIp))?.attrs?.BackendData, macBefore, 'the same VtepMAC after the restart');
     });
 
-    it("removes a revoked peer's neighbour, FDB entry and route on every host within 2 s", async function () {
+    it("removes a revoked peer's neighbour, FDB entry and route on every host within 2 s, and the other hosts still reach each other", async function () {
       const lab = await create(this, 3);
-      await startCluster(lab);
+      const containers = await startCluster(lab);
       const [h1, h2, h3] = [lab.hosts[0], lab.hosts[1], lab.hosts[2]];
       const gone = await leaseOf(lab, h3.publicIp);
       assert.ok(gone?.leaseId);
       const subnet = gone.subnet;
       const gateway = subnet.replace(/\/\d+$/, '');
+      const mac = (gone.attrs?.BackendData as { VtepMAC?: string } | undefined)?.VtepMAC;
+      assert.ok(mac, JSON.stringify(gone.attrs));
+      const escape = (text: string) => text.replace(/\./g, '\\.');
+      const route = new RegExp(`^${escape(subnet)} (nhid \\d+ )?via ${escape(gateway)} `, 'm');
+      const neighbour = new RegExp(`^${escape(gateway)} lladdr ${mac} PERMANENT`, 'm');
+      const fdb = new RegExp(`^${mac} dst ${escape(h3.publicIp)} `, 'm');
       for (const host of [h1, h2]) {
         const state = await kernelState(lab, host);
-        assert.match(state.routes, new RegExp(`^${subnet.replace(/\./g, '\\.')} (nhid \\d+ )?via ${gateway}`, 'm'));
+        assert.match(state.routes, route, `${host.name} routes h3's subnet`);
+        assert.match(state.neighbours, neighbour, `${host.name} has h3's neighbour`);
+        assert.match(state.fdb, fdb, `${host.name} has h3's FDB entry`);
       }
+      const survivors = containers.filter((container) => container.host !== h3);
+      assert.equal(survivors.length, 2);
       // The host is gone for good (not restarting), then its lease is revoked, as expiry would.
       lab.agent(h3)!.kill('SIGKILL');
       await lab.agent(h3)!.exited;
@@ -104,9 +114,17 @@ export function dataplaneScenarios(factory: DriverFactory): void {
       for (const host of [h1, h2]) {
         await waitFor(async () => {
           const state = await kernelState(lab, host);
-          return !state.routes.includes(subnet) && !state.neighbours.includes(`${gateway} `) && !state.fdb.includes(`dst ${h3.publicIp}`);
+          return !route.test(state.routes) && !neighbour.test(state.neighbours) && !fdb.test(state.fdb);
         }, `${host.name} to drop ${subnet}`, HEAL_DEADLINE_MS, 50);
       }
+      // only h3's entries went: h1 and h2 still program each other, and their containers reach each other
+      for (const [host, peer] of [[h1, h2], [h2, h1]] as const) {
+        const peerSubnet = subnetOfEnv((await lab.readSubnetEnv(peer))!.subnet!);
+        const state = await kernelState(lab, host);
+        assert.ok(state.routes.includes(peerSubnet), `${host.name} still routes ${peer.name}'s ${peerSubnet}:\n${state.routes}`);
+        assert.ok(state.fdb.includes(`dst ${peer.publicIp} `), `${host.name} still has ${peer.name}'s FDB entry:\n${state.fdb}`);
+      }
+      assert.deepEqual(await meshFailures(lab, survivors), []);
     });
 
     it('restores a route, an FDB entry and a neighbour deleted by hand within 2 s each', async function () {
@@ -174,7 +192,7 @@ export function dataplaneScenarios(factory: DriverFactory): void {
 }
 
 async function seedAndStart(lab: ClusterDriver, hosts: readonly LabHost[]): Promise<void> {
-  await lab.etcdctl(['put', '/coreos.com/network/config', JSON.stringify({ Network: '198.18.0.0/16', Backend: { Type: 'vxlan' } })]);
+  await seedNetworkConfig(lab, { Network: '198.18.0.0/16', Backend: { Type: 'vxlan' } });
   for (const host of hosts) await lab.startAgent(host, agentArgs());
   for (const host of hosts) await waitForSubnetEnv(lab, host);
 }

@@ -158,12 +158,13 @@ async function waitReady(driver: ClusterDriver, host: LabHost): Promise<void> {
 async function masqueradeCounters(driver: ClusterDriver, host: LabHost): Promise<{ docker: number | undefined; weft: number | undefined; weftChain: boolean }> {
   const postrouting = (await driver.exec(host, 'iptables -w -t nat -L POSTROUTING -n -v -x', { check: true })).stdout;
   const dockerRule = postrouting.split('\n').find((line) => /\bMASQUERADE\b/.test(line) && !/weft/.test(line));
-  const weftChain = await driver.exec(host, 'iptables -w -t nat -L WEFT-POSTRTG -n -v -x');
-  const weftRule = weftChain.stdout.split('\n').find((line) => /\bMASQUERADE\b/.test(line) && line.includes(`${NETWORK} `) && line.includes('!224.0.0.0/4'));
+  const weftChain = /^-N WEFT-POSTRTG$/m.test((await driver.exec(host, 'iptables -w -t nat -S', { check: true })).stdout);
+  const weftRules = weftChain ? (await driver.exec(host, 'iptables -w -t nat -L WEFT-POSTRTG -n -v -x', { check: true })).stdout : '';
+  const weftRule = weftRules.split('\n').find((line) => /\bMASQUERADE\b/.test(line) && line.includes(`${NETWORK} `) && line.includes('!224.0.0.0/4'));
   return {
     docker: dockerRule === undefined ? undefined : Number(dockerRule.trim().split(/\s+/)[0]),
     weft: weftRule === undefined ? undefined : Number(weftRule.trim().split(/\s+/)[0]),
-    weftChain: weftChain.code === 0,
+    weftChain,
   };
 }
 

@@ -8,7 +8,7 @@
  * the rate actually achieved on this machine is reported in the title and the log, whatever it was.
  */
 import assert from 'node:assert/strict';
-import { netnsAvailable } from '../../test/netns.js';
+import { requireNetns } from '../../test/netns.js';
 import { runSoak } from '../bench/soak-driver.js';
 import { NetnsLab } from '../lab/index.js';
 
@@ -20,7 +20,7 @@ describe('e2e: soak — one agent under peer churn', function () {
   let lab: NetnsLab | undefined;
 
   before(function () {
-    if (!netnsAvailable()) this.skip();
+    requireNetns(this);
   });
 
   afterEach(async function () {

@@ -3,7 +3,8 @@
  * (e2e/scenarios/*.test.ts, part of `npm test`) and the Vagrant VMs (e2e/vagrant/vagrant.e2e.ts, `npm run e2e:vagrant`).
  */
 import type { ClusterDriver } from '../lab/index.js';
-import { netnsAvailable } from '../../test/netns.js';
+import { netnsUnavailable } from '../../test/netns.js';
+import { requireOrSkip } from '../../test/requirements.js';
 import { NetnsLab } from '../lab/index.js';
 import { dockerUnavailable, NetnsDocker, type DockerHosts } from '../lab/docker.js';
 
@@ -22,29 +23,23 @@ export interface DriverFactory {
 export const netnsFactory: DriverFactory = {
   name: 'namespace lab',
   maxHosts: 99,
-  unavailable: () => (netnsAvailable() ? undefined : 'needs root and iproute2 to create network namespaces'),
+  unavailable: netnsUnavailable,
   create: ({ hosts }) => NetnsLab.create({ hosts }),
 };
 
-/** Skips the running test when the factory cannot give `hosts` hosts. */
+/** Skips the running test (fails it in CI) when the factory cannot give `hosts` hosts. */
 export function requireHosts(context: Mocha.Context, factory: Pick<DriverFactory, 'name' | 'maxHosts'>, hosts: number): void {
-  if (hosts > factory.maxHosts) {
-    process.stderr.write(`      (skipped: needs ${hosts} hosts, the ${factory.name} has ${factory.maxHosts})\n`);
-    context.skip();
-  }
+  requireOrSkip(context, hosts > factory.maxHosts ? `needs ${hosts} hosts, the ${factory.name} has ${factory.maxHosts}` : undefined);
 }
 
-/** A `before` hook that skips the whole suite, saying why, when the driver cannot run here. */
+/** A `before` hook that skips the whole suite (fails it in CI), saying why, when the driver cannot run here. */
 export function skipUnlessAvailable(context: Mocha.Context, factory: Pick<DriverFactory, 'name' | 'unavailable'>): void {
   const why = factory.unavailable();
-  if (why !== undefined) {
-    process.stderr.write(`      (skipped: the ${factory.name} ${why})\n`);
-    context.skip();
-  }
+  requireOrSkip(context, why === undefined ? undefined : `the ${factory.name} ${why}`);
 }
 
 /**
- * The hooks every scenario suite needs, registered in the calling describe(): skip the suite (saying why) when
+ * The hooks every scenario suite needs, registered in the calling describe(): skip the suite (saying why; in CI, fail it) when
  * the driver cannot run here, and destroy every lab a test made once the test is over, also when it failed.
  * Returns what tests pass their lab's creation through.
  */

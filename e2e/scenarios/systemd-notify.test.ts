@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { netnsAvailable } from '../../test/netns.js';
+import { requireNetns } from '../../test/netns.js';
 import { NotifyListener } from '../../test/notify-listener.js';
 import { sleep } from '../../test/wait.js';
 import { NetnsLab, seedNetworkConfig } from '../lab/index.js';
@@ -26,7 +26,7 @@ describe('e2e: weftd speaks systemd\'s notification protocol (no systemd needed)
   });
 
   it('sends READY=1 only once subnet.env is written, from its main process, then watchdog pings, and STOPPING=1 on SIGTERM', async function () {
-    if (!netnsAvailable()) this.skip();
+    requireNetns(this);
     lab = await NetnsLab.create({ hosts: 1 });
     const host = lab.hosts[0];
     listener = await NotifyListener.start(join(lab.tempDir, 'notify.sock'), lab.subnetFile(host));

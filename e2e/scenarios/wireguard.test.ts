@@ -11,6 +11,7 @@ import { inSocketDir } from '../../agent/wireguard/wireguard-go.js';
 import { httpGet, listSubnetLeases, NetnsLab, seedNetworkConfig, shellQuote, waitForSubnetEnv, type LabContainer, type LabHost } from '../lab/index.js';
 import { agentArgs, HEALTHZ_PORT, meshFailures, metrics, metricValue } from './cluster.js';
 import { netnsFactory, useLabs } from './suite.js';
+import { waitFor as waitUntil } from '../../test/wait.js';
 
 const RESYNC_SECONDS = 5;
 const MARKER = 'weft-wireguard-cleartext-marker';
@@ -45,12 +46,9 @@ async function startWireguardCluster(lab: NetnsLab, config: object, extra: (host
   return containers;
 }
 
-async function waitFor(check: () => Promise<boolean>, what: string, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((done) => setTimeout(done, 200));
-  }
+/** test/wait's waitFor, with this suite's patience: handshakes and wireguard-go restarts take a while. */
+function waitFor<T>(check: () => T | Promise<T>, what: string, timeoutMs = 20_000): Promise<Exclude<T, false | undefined>> {
+  return waitUntil(check, what, timeoutMs, 200);
 }
 
 /** Every container serves MARKER over HTTP; every other container fetches it. Returns the failures. */
@@ -208,8 +206,11 @@ describe('e2e: the wireguard backend (wireguard-go)', function () {
     await lab.startAgent(h1, [...agentArgs(), ...wireguardArgs(lab, h1)]);
     await waitForSubnetEnv(lab, h1);
     await waitFor(async () => existsSync(join(hostDir(lab, h1), 'wgkey')) && keyOf(h1) !== before, 'a new key on h1');
-    const rotated = (await wg(lab, h1, 'show weft-wg public-key')).trim();
-    assert.notEqual(rotated, h1Public);
+    // subnet.env is the old one: the new weftd's device may not answer yet
+    const rotated = await waitFor(async () => {
+      const key = (await wg(lab, h1, 'show weft-wg public-key').catch(() => '')).trim();
+      return key === '' || key === h1Public ? undefined : key;
+    }, 'h1\'s device to carry a new key');
     await waitFor(async () => (await peersOf(h0)).includes(rotated) && !(await peersOf(h0)).includes(h1Public), 'h0 to take h1\'s new key');
     assert.deepEqual(await meshFailures(lab, containers), []);
   });

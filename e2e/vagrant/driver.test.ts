@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildInfo } from '../../agent/build-info.js';
+import { requireOrSkip } from '../../test/requirements.js';
 import { prepareVagrantCluster, VagrantDriver, VagrantSetupError, VAGRANT_DIR, machineReadableError, parseVagrantStatus } from './driver.js';
 
 const FAKE = fileURLToPath(new URL('./fixtures/fake-vagrant.js', import.meta.url));
@@ -313,10 +314,8 @@ describe('e2e/vagrant: the Vagrantfile', function () {
   let home: string;
 
   before(function () {
-    if (spawnSync('sh', ['-c', 'command -v vagrant'], { stdio: 'ignore' }).status !== 0) {
-      process.stderr.write('      (skipped: the vagrant binary is not installed; deploy/ensure-deps.sh test installs Debian\'s vagrant package)\n');
-      this.skip();
-    }
+    const installed = spawnSync('sh', ['-c', 'command -v vagrant'], { stdio: 'ignore' }).status === 0;
+    requireOrSkip(this, installed ? undefined : 'needs the vagrant binary (deploy/ensure-deps.sh test installs Debian\'s vagrant package)');
     home = mkdtempSync(join(tmpdir(), 'weft-vagrant-home-'));
   });
 

@@ -388,10 +388,12 @@ export class VagrantDriver implements ClusterDriver {
       throw new VagrantSetupError(`${vm} has no address in ${network}: is it on the Vagrantfile's private network (WEFT_VAGRANT_SUBNET the same as at vagrant up)?`);
     };
     const hostVms = running.slice(0, wanted);
-    const hosts = await Promise.all(hostVms.map(async (vm, i) => {
-      const { address, iface } = await privateAddress(vm);
-      return new VmHost(`h${i + 1}`, vm, address, iface);
-    }));
+    // asked side by side, reported in the VMs' order: the first VM's problem is the one named, whatever answers first
+    const answers = await Promise.allSettled(hostVms.map(privateAddress));
+    const hosts = answers.map((answer, i) => {
+      if (answer.status === 'rejected') throw answer.reason;
+      return new VmHost(`h${i + 1}`, hostVms[i]!, answer.value.address, answer.value.iface);
+    });
     const etcdHost = hosts.find((host) => host.vm === etcdVm);
     const etcd = etcdHost === undefined ? await privateAddress(etcdVm) : { address: etcdHost.publicIp, iface: etcdHost.iface };
     const runId = options.runId ?? randomBytes(4).readUInt32BE(0).toString(36).slice(-5);
