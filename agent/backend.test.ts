@@ -4,7 +4,7 @@ import { parseNetworkConfig } from '../common/config.js';
 import type { PublicInterface } from './host/interfaces.js';
 import type { Kernel } from './kernel/index.js';
 import { createLogger } from './log.js';
-import { createBackend } from './daemon.js';
+import { createBackend } from './backends.js';
 
 function publicInterface(address: string, prefix: string, mtu: number): PublicInterface {
   const ip = IpAddress.parse(address);

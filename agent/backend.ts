@@ -1,8 +1,7 @@
-import type { BackendType, NetworkConfig, UserspaceMode } from '../common/config.js';
+import type { BackendType, NetworkConfig, UserspaceMode, WireguardHostOptions } from '../common/config.js';
 import type { DesiredObjects } from '../common/dataplane.js';
 import type { Lease } from '../common/lease.js';
 import type { PathCounters } from './userspace/protocol.js';
-import type { WireguardHostOptions } from './wireguard/wireguard.js';
 import type { PublicInterface } from './host/interfaces.js';
 import type { Kernel, OverlayState } from './kernel/index.js';
 import type { Logger } from './log.js';

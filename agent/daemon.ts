@@ -1,9 +1,9 @@
 import type { Etcd3 } from 'etcd3';
 import type { Family } from '../common/cidr.js';
 import { isWellKnownPort, tunnelPorts, underlayAddressClash, type NetworkConfig } from '../common/config.js';
-import { WeftError } from '../common/errors.js';
 import { leaseBackendTypeFor, type Lease, type LeaseSubnets } from '../common/lease.js';
-import type { Backend, BackendContext } from './backend.js';
+import type { Backend } from './backend.js';
+import { createBackend } from './backends.js';
 import type { WeftdOptions } from './cli/weftd-options.js';
 import { IngressAllowList } from './host/ingress.js';
 import { IptablesRules } from './host/iptables.js';
@@ -11,7 +11,6 @@ import { loadNodeId } from './host/node-id.js';
 import { familyView, selectPublicInterface, underlayAddresses, type PublicInterface } from './host/interfaces.js';
 import { readSubnetEnv, writeSubnetEnv } from './host/subnet-env.js';
 import { enableForwarding } from './host/sysctl.js';
-import { HostGwBackend } from './hostgw/hostgw.js';
 import { HealthServer, Readiness } from './http.js';
 import { openKernel, openMonitor, type KernelMonitor, type NetlinkKernel } from './kernel/index.js';
 import type { Logger } from './log.js';
@@ -22,45 +21,6 @@ import { connectEtcd, NetworkKeys } from './registry/etcd.js';
 import { RegistryStoppedError } from './registry/errors.js';
 import { LeaseWatcher } from './registry/lease-watcher.js';
 import { SubnetLeaseManager, type LeaseTakeover, type OwnLease } from './registry/subnet-lease.js';
-import { createUdpBackend } from './udp/udp.js';
-import { createVxlanBackend } from './vxlan/mode.js';
-import { WireguardBackend } from './wireguard/wireguard.js';
-
-/** The config names a backend this build of weft cannot run. */
-export class UnsupportedBackendError extends WeftError {
-  constructor(type: string) {
-    super('WEFT_UNSUPPORTED_BACKEND', `Backend.Type "${type}" is not available in this version of weftd (use vxlan, host-gw or udp)`);
-  }
-}
-
-export function createBackend(context: BackendContext): Backend {
-  const backend = context.config.backend;
-  switch (backend.type) {
-    case 'vxlan': {
-      const override = context.vxlanUserspace;
-      return createVxlanBackend(context, backend, override ?? backend.userspace, override === undefined ? 'Backend.Userspace' : '--vxlan-userspace');
-    }
-    case 'host-gw':
-      return new HostGwBackend(context);
-    case 'udp':
-      return createUdpBackend(context, backend);
-    case 'wireguard':
-      return new WireguardBackend(context, backend);
-    default:
-      // Unreachable while every type the config parser accepts is implemented.
-      throw new UnsupportedBackendError((backend as { type: string }).type);
-  }
-}
-
-/** Why this build cannot run the config's backend, or undefined when it can. */
-function unsupportedBackend(config: NetworkConfig): string | undefined {
-  try {
-    createBackend({ config } as BackendContext);
-  } catch (err) {
-    if (err instanceof UnsupportedBackendError) return err.message;
-  }
-  return undefined;
-}
 
 interface FamilyPlane {
   family: Family;
@@ -305,8 +265,8 @@ export class Agent {
   }
 
   /**
-   * Waits for a valid config that this agent can run: a backend it has, and a Network (IPv6Network) that
-   * leaves the public interface's addresses outside. Says why it waits in the log (once per config) and on
+   * Waits for a valid config that this agent can run: a Network (IPv6Network) that leaves the public
+   * interface's addresses outside (the config parser accepts only the backends weft has). Says why it waits in the log (once per config) and on
    * /readyz (the lease check), never exits.
    */
   private async waitForUsableConfig(): Promise<{ config: NetworkConfig; publicInterface: PublicInterface }> {
@@ -317,23 +277,18 @@ export class Agent {
     this.configWatcher.on('invalid', (err) => waiting(err.message));
     let config = await this.configWatcher.waitForValid(this.abort.signal);
     for (;;) {
-      let problem = unsupportedBackend(config);
-      if (problem === undefined) {
-        const families = enabledFamilies(config);
-        const publicInterface = await selectPublicInterface({
-          iface: this.options.iface,
-          ifaceRegex: this.options.ifaceRegex.map((regex) => regex.source),
-          publicIp: this.options.publicIP?.toString(),
-          publicIpv6: this.options.publicIPv6?.toString(),
-          ipv4: families.includes(4),
-          ipv6: families.includes(6),
-        });
-        problem = underlayAddressClash(config, underlayAddresses(publicInterface));
-        if (problem === undefined) return { config, publicInterface };
-        this.log.error({ err: problem, iface: publicInterface.name }, 'waiting for a network config that leaves this host\'s underlay addresses outside the overlay');
-      } else {
-        this.log.error({ err: problem }, 'waiting for a config with a supported backend');
-      }
+      const families = enabledFamilies(config);
+      const publicInterface = await selectPublicInterface({
+        iface: this.options.iface,
+        ifaceRegex: this.options.ifaceRegex.map((regex) => regex.source),
+        publicIp: this.options.publicIP?.toString(),
+        publicIpv6: this.options.publicIPv6?.toString(),
+        ipv4: families.includes(4),
+        ipv6: families.includes(6),
+      });
+      const problem = underlayAddressClash(config, underlayAddresses(publicInterface));
+      if (problem === undefined) return { config, publicInterface };
+      this.log.error({ err: problem, iface: publicInterface.name }, 'waiting for a network config that leaves this host\'s underlay addresses outside the overlay');
       waiting(problem);
       config = await new Promise<NetworkConfig>((resolve, reject) => {
         this.configWatcher.once('config', resolve);

@@ -8,7 +8,7 @@ import { selectPublicInterface } from './host/interfaces.js';
 import { openKernel } from './kernel/index.js';
 import { createLogger } from './log.js';
 import { Reconciler, type ReconcileResult } from './reconciler.js';
-import { createBackend } from './daemon.js';
+import { createBackend } from './backends.js';
 
 export interface LeaseText {
   name: string;

@@ -511,3 +511,14 @@ export function isSubnetAllowed(plan: FamilyConfig, subnet: Prefix): boolean {
 export function subnetRangeSize(plan: FamilyConfig): bigint {
   return plan.network.indexOf(plan.subnetMax) - plan.network.indexOf(plan.subnetMin) + 1n;
 }
+
+export type WireguardImplementation = 'auto' | 'kernel' | 'userspace';
+export const WIREGUARD_IMPLEMENTATIONS: readonly WireguardImplementation[] = ['auto', 'kernel', 'userspace'];
+
+/** This host's WireGuard settings (weftd's --wireguard-* flags), beside the network's Backend options. */
+export interface WireguardHostOptions {
+  implementation: WireguardImplementation;
+  keyFile: string;
+  /** where wireguard-go's UAPI sockets are */
+  socketDir: string;
+}

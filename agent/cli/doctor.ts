@@ -7,7 +7,7 @@
 import type { Etcd3 } from 'etcd3';
 import { hostname } from 'node:os';
 import type { Family } from '../../common/cidr.js';
-import { isWellKnownPort, parseNetworkConfig, tunnelPorts, WIREGUARD_OVERHEAD, type NetworkConfig, type UserspaceMode } from '../../common/config.js';
+import { isWellKnownPort, parseNetworkConfig, tunnelPorts, WIREGUARD_OVERHEAD, type NetworkConfig, type UserspaceMode, type WireguardHostOptions } from '../../common/config.js';
 import { escapeControls } from '../../common/terminal.js';
 import {
   WEFT_ROUTE_PROTOCOL,
@@ -38,7 +38,7 @@ import { UserspaceIpv4OnlyError } from '../userspace/backend.js';
 import { userspaceVxlanBackend } from '../vxlan/mode.js';
 import { VxlanBackend } from '../vxlan/vxlan.js';
 import { wireguardFindings } from '../wireguard/doctor.js';
-import { DEFAULT_WIREGUARD_HOST_OPTIONS, WireguardBackend, type WireguardHostOptions } from '../wireguard/wireguard.js';
+import { DEFAULT_WIREGUARD_HOST_OPTIONS, WireguardBackend } from '../wireguard/wireguard.js';
 import { ignoredLeases, leaseSubnetText, listLeases, type StoredLease } from './ctl-common.js';
 import { queryAgent } from './status.js';
 

@@ -1,10 +1,9 @@
 import yargs from 'yargs';
 import { IpAddress } from '../../common/cidr.js';
-import type { UserspaceMode } from '../../common/config.js';
+import { WIREGUARD_IMPLEMENTATIONS, type UserspaceMode, type WireguardHostOptions } from '../../common/config.js';
 import { DEFAULT_NODE_ID_FILE } from '../host/node-id.js';
 import { LOG_LEVELS } from '../log.js';
 import { DEFAULT_WIREGUARD_KEY_FILE } from '../wireguard/keys.js';
-import { WIREGUARD_IMPLEMENTATIONS, type WireguardHostOptions } from '../wireguard/wireguard.js';
 import { WIREGUARD_SOCKET_DIR } from '../wireguard/wireguard-go.js';
 import {
   ETCD_OPTIONS,

@@ -10,7 +10,7 @@ import type { BackendType } from '../../common/config.js';
 import { WeftError } from '../../common/errors.js';
 import type { Lease } from '../../common/lease.js';
 import type { Backend, BackendContext, BackendDevices, UserspaceCounters } from '../backend.js';
-import { ensureNetworkAddress } from '../vxlan/vxlan.js';
+import { ensureNetworkAddress } from '../overlay-address.js';
 import { ensureCapturePair, setFeatures } from '../kernel/index.js';
 import { OVERLAY_FEATURES, OVERLAY_GSO_MAX_SIZE } from './overlay-device.js';
 import type { Encapsulation, WireNet, WirePeer } from './protocol.js';

@@ -113,7 +113,7 @@ describe('overlay veth pair', function () {
 
     it('creates the pair, sets its offloads, repairs MTU, MAC, ARP and state in place, and is idempotent', async function () {
       type Link = { ifindex: number; ifname: string; mtu: number; flags: string[]; address: string; link: string };
-      const link = (name: string): Link => ns().ipJson<Link[]>('link', 'show', name)[0]!;
+      const link = (name: string): Link => ns().ipJson<Link[]>('link', 'show', name)[0];
       const first = await run(ns(), 'capturePair', null);
       assert.equal(first.created, true);
       assert.deepEqual(first.unset, []);

@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Family } from '../../common/cidr.js';
-import { WIREGUARD_OVERHEAD, type NetworkConfig, type WireguardBackendConfig } from '../../common/config.js';
+import { WIREGUARD_OVERHEAD, type NetworkConfig, type WireguardBackendConfig, type WireguardHostOptions } from '../../common/config.js';
 import { DesiredState, wireguardDeviceFamily, wireguardListenPort } from '../../common/dataplane.js';
 import type { Lease } from '../../common/lease.js';
 import type { PublicInterface } from '../host/interfaces.js';
@@ -16,7 +16,7 @@ import { RT_SCOPE_LINK, type Kernel, type LinkInfo } from '../kernel/index.js';
 import { keyToHex, loadOrCreateKeys } from './keys.js';
 import { UapiClient, type DeviceState } from './uapi.js';
 import { WgToolControl } from './wg-tool.js';
-import { wireguardDeviceName, type WireguardHostOptions } from './wireguard.js';
+import { wireguardDeviceName } from './wireguard.js';
 
 export interface WireguardFinding {
   check: string;

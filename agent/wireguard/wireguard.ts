@@ -11,30 +11,19 @@
  * kernel WireGuard with `wg` (see wg-tool.ts).
  */
 import type { Family, Prefix } from '../../common/cidr.js';
-import { WIREGUARD_OVERHEAD, type WireguardBackendConfig } from '../../common/config.js';
+import { WIREGUARD_OVERHEAD, type WireguardBackendConfig, type WireguardHostOptions } from '../../common/config.js';
 import { wireguardDeviceFamily, wireguardListenPort } from '../../common/dataplane.js';
 import { WeftError } from '../../common/errors.js';
 import type { Lease } from '../../common/lease.js';
 import type { Backend, BackendContext, BackendDevices, DataPath } from '../backend.js';
 import { createCommandRunner } from '../host/command.js';
 import { NetlinkError, RT_SCOPE_LINK, type LinkInfo } from '../kernel/index.js';
-import { ensureNetworkAddress } from '../vxlan/vxlan.js';
+import { ensureNetworkAddress } from '../overlay-address.js';
 import { DEFAULT_WIREGUARD_KEY_FILE, keyToHex, loadOrCreateKeys, type WireguardKeys } from './keys.js';
 import { WireguardPeerTable, type WireguardControl } from './peers.js';
 import { UapiClient } from './uapi.js';
 import { WgToolControl } from './wg-tool.js';
 import { WIREGUARD_SOCKET_DIR, WireguardGo } from './wireguard-go.js';
-
-export type WireguardImplementation = 'auto' | 'kernel' | 'userspace';
-export const WIREGUARD_IMPLEMENTATIONS: readonly WireguardImplementation[] = ['auto', 'kernel', 'userspace'];
-
-/** This host's WireGuard settings (weftd's flags). */
-export interface WireguardHostOptions {
-  implementation: WireguardImplementation;
-  keyFile: string;
-  /** where wireguard-go's UAPI sockets are (wireguard-go.ts) */
-  socketDir: string;
-}
 
 export const DEFAULT_WIREGUARD_HOST_OPTIONS: WireguardHostOptions = {
   implementation: 'auto',

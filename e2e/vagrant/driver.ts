@@ -392,7 +392,7 @@ export class VagrantDriver implements ClusterDriver {
     const answers = await Promise.allSettled(hostVms.map(privateAddress));
     const hosts = answers.map((answer, i) => {
       if (answer.status === 'rejected') throw answer.reason;
-      return new VmHost(`h${i + 1}`, hostVms[i]!, answer.value.address, answer.value.iface);
+      return new VmHost(`h${i + 1}`, hostVms[i], answer.value.address, answer.value.iface);
     });
     const etcdHost = hosts.find((host) => host.vm === etcdVm);
     const etcd = etcdHost === undefined ? await privateAddress(etcdVm) : { address: etcdHost.publicIp, iface: etcdHost.iface };
