@@ -233,14 +233,14 @@ interface PeerEntry {
   seq: number;
   lease: Lease;
   plan: PeerPlan;
-  /** The kinds (bits of Kind) whose object at this peer's key is the one wanted: the keys this peer won. */
-  wins: number;
+  /** The kinds of object this peer is the winner of at its key (see hasWon / setWon). */
+  wins: KindSet;
 }
 
 /** A peer plan that programs something. */
 type ProgramPlan = Extract<PeerPlan, { kind: 'program' }>;
 
-/** The kinds of object as bits of PeerEntry.wins. */
+/** The kinds of object a peer may claim. */
 const enum Kind {
   Neighbour = 1,
   Fdb = 2,
@@ -248,30 +248,76 @@ const enum Kind {
   WireguardPeer = 8,
 }
 
-/** Who claims each key: one peer (the usual case, kept without an array) or several. */
-type Claims = Map<string, PeerEntry | PeerEntry[]>;
+/** A set of Kinds, one bit each: a number per peer instead of four booleans. */
+type KindSet = number;
 
-function claim(claims: Claims, key: string, entry: PeerEntry): void {
-  const held = claims.get(key);
-  if (held === undefined) claims.set(key, entry);
-  else if (Array.isArray(held)) held.push(entry);
-  else claims.set(key, [held, entry]);
+function hasWon(entry: PeerEntry, kind: Kind): boolean {
+  return (entry.wins & kind) !== 0;
 }
 
-function unclaim(claims: Claims, key: string, entry: PeerEntry): void {
-  const held = claims.get(key);
-  if (held === entry) {
-    claims.delete(key);
-  } else if (Array.isArray(held)) {
-    const at = held.indexOf(entry);
-    if (at >= 0) held.splice(at, 1);
-    if (held.length === 1) claims.set(key, held[0]);
+function setWon(entry: PeerEntry, kind: Kind, won: boolean): void {
+  entry.wins = won ? entry.wins | kind : entry.wins & ~kind;
+}
+
+/**
+ * Who claims each key of one kind: the peers that want an object there. One peer per key is the usual
+ * case and is kept without an array (at 10 000 peers, 10 000 arrays fewer); a key several peers claim
+ * keeps them in an array, in the order they claimed it.
+ */
+class ClaimTable {
+  private readonly byKey = new Map<string, PeerEntry | PeerEntry[]>();
+
+  add(key: string, entry: PeerEntry): void {
+    const held = this.byKey.get(key);
+    if (held === undefined) this.byKey.set(key, entry);
+    else if (Array.isArray(held)) held.push(entry);
+    else this.byKey.set(key, [held, entry]);
+  }
+
+  remove(key: string, entry: PeerEntry): void {
+    const held = this.byKey.get(key);
+    if (held === entry) {
+      this.byKey.delete(key);
+    } else if (Array.isArray(held)) {
+      const at = held.indexOf(entry);
+      if (at >= 0) held.splice(at, 1);
+      if (held.length === 1) this.byKey.set(key, held[0]);
+    }
+  }
+
+  /** The peers claiming `key`, in the order they claimed it. */
+  claimants(key: string): readonly PeerEntry[] {
+    const held = this.byKey.get(key);
+    return held === undefined ? [] : Array.isArray(held) ? held : [held];
+  }
+
+  /** The claimant of `key` first in the peers' order (lowest seq). */
+  earliest(key: string): PeerEntry | undefined {
+    const held = this.byKey.get(key);
+    if (held === undefined || !Array.isArray(held)) return held;
+    let earliest = held[0];
+    for (const entry of held) if (entry.seq < earliest.seq) earliest = entry;
+    return earliest;
+  }
+
+  /** The claimant of `key` that has won `kind` there. */
+  winner(key: string, kind: Kind): PeerEntry | undefined {
+    const held = this.byKey.get(key);
+    return held === undefined ? undefined : winnerAmong(held, kind);
+  }
+
+  /** Every key that has a winner of `kind`, with it. */
+  *winners(kind: Kind): Generator<[string, PeerEntry]> {
+    for (const [key, held] of this.byKey) {
+      const winner = winnerAmong(held, kind);
+      if (winner !== undefined) yield [key, winner];
+    }
   }
 }
 
-function claimants(claims: Claims, key: string): readonly PeerEntry[] {
-  const held = claims.get(key);
-  return held === undefined ? [] : Array.isArray(held) ? held : [held];
+function winnerAmong(held: PeerEntry | PeerEntry[], kind: Kind): PeerEntry | undefined {
+  if (!Array.isArray(held)) return hasWon(held, kind) ? held : undefined;
+  return held.find((entry) => hasWon(entry, kind));
 }
 
 /**
@@ -283,7 +329,7 @@ class ClaimedObjects<T> implements ReadonlyMap<string, T> {
   private won = 0;
 
   constructor(
-    private readonly claims: Claims,
+    private readonly claims: ClaimTable,
     private readonly kind: Kind,
     private readonly objectOf: (plan: ProgramPlan) => T,
   ) {}
@@ -294,13 +340,13 @@ class ClaimedObjects<T> implements ReadonlyMap<string, T> {
 
   /** Marks `winner` (or nobody) as the winner of `key` among its claimants. */
   crown(key: string, winner: PeerEntry | undefined): void {
-    for (const entry of claimants(this.claims, key)) {
-      const won = (entry.wins & this.kind) !== 0;
+    for (const entry of this.claims.claimants(key)) {
+      const won = hasWon(entry, this.kind);
       if (entry === winner && !won) {
-        entry.wins |= this.kind;
+        setWon(entry, this.kind, true);
         this.won++;
       } else if (entry !== winner && won) {
-        entry.wins &= ~this.kind;
+        setWon(entry, this.kind, false);
         this.won--;
       }
     }
@@ -308,15 +354,14 @@ class ClaimedObjects<T> implements ReadonlyMap<string, T> {
 
   /** Takes back what `entry` won, as it gives up its claims: its keys have no winner until crowned again. */
   forfeit(entry: PeerEntry): void {
-    if ((entry.wins & this.kind) === 0) return;
-    entry.wins &= ~this.kind;
+    if (!hasWon(entry, this.kind)) return;
+    setWon(entry, this.kind, false);
     this.won--;
   }
 
   /** The claimant of `key` marked as its winner. */
   winner(key: string): PeerEntry | undefined {
-    const held = this.claims.get(key);
-    return held === undefined ? undefined : this.winnerOf(held);
+    return this.claims.winner(key, this.kind);
   }
 
   get(key: string): T | undefined {
@@ -329,10 +374,7 @@ class ClaimedObjects<T> implements ReadonlyMap<string, T> {
   }
 
   *entries(): MapIterator<[string, T]> {
-    for (const [key, held] of this.claims) {
-      const winner = this.winnerOf(held);
-      if (winner !== undefined) yield [key, this.objectOf(winner.plan as ProgramPlan)];
-    }
+    for (const [key, winner] of this.claims.winners(this.kind)) yield [key, this.objectOf(winner.plan as ProgramPlan)];
   }
 
   *keys(): MapIterator<string> {
@@ -349,11 +391,6 @@ class ClaimedObjects<T> implements ReadonlyMap<string, T> {
 
   forEach(callback: (value: T, key: string, map: ReadonlyMap<string, T>) => void, thisArg?: unknown): void {
     for (const [key, value] of this.entries()) callback.call(thisArg, value, key, this);
-  }
-
-  private winnerOf(held: PeerEntry | PeerEntry[]): PeerEntry | undefined {
-    if (!Array.isArray(held)) return (held.wins & this.kind) !== 0 ? held : undefined;
-    return held.find((entry) => (entry.wins & this.kind) !== 0);
   }
 }
 
@@ -379,10 +416,10 @@ export interface DesiredObjects {
 export class DesiredState {
   readonly state: DesiredObjects;
   private readonly peers = new Map<string, PeerEntry>();
-  private readonly macClaims: Claims = new Map();
-  private readonly neighbourClaims: Claims = new Map();
-  private readonly routeClaims: Claims = new Map();
-  private readonly publicKeyClaims: Claims = new Map();
+  private readonly macClaims: ClaimTable = new ClaimTable();
+  private readonly neighbourClaims: ClaimTable = new ClaimTable();
+  private readonly routeClaims: ClaimTable = new ClaimTable();
+  private readonly publicKeyClaims: ClaimTable = new ClaimTable();
   private readonly neighbours = new ClaimedObjects(this.neighbourClaims, Kind.Neighbour, (plan) => plan.neighbour!);
   private readonly fdb = new ClaimedObjects(this.macClaims, Kind.Fdb, (plan) => plan.fdb!);
   private readonly routes = new ClaimedObjects(this.routeClaims, Kind.Route, (plan) => plan.route!);
@@ -407,10 +444,10 @@ export class DesiredState {
         if (!plan.quiet) this.skips.set(lease.name, { lease, reason: plan.reason });
         continue;
       }
-      if (plan.fdb !== undefined) claim(this.macClaims, plan.fdb.mac, entry);
-      if (plan.neighbour !== undefined) claim(this.neighbourClaims, plan.neighbour.ip, entry);
-      if (plan.route !== undefined) claim(this.routeClaims, plan.route.dst, entry);
-      if (plan.wireguardPeer !== undefined) claim(this.publicKeyClaims, plan.wireguardPeer.publicKey, entry);
+      if (plan.fdb !== undefined) this.macClaims.add(plan.fdb.mac, entry);
+      if (plan.neighbour !== undefined) this.neighbourClaims.add(plan.neighbour.ip, entry);
+      if (plan.route !== undefined) this.routeClaims.add(plan.route.dst, entry);
+      if (plan.wireguardPeer !== undefined) this.publicKeyClaims.add(plan.wireguardPeer.publicKey, entry);
       const holder = plan.fdb === undefined ? undefined : this.fdb.winner(plan.fdb.mac);
       if (holder !== undefined) {
         this.skips.set(lease.name, { lease, reason: vtepClash(plan.fdb!.mac, (holder.plan as ProgramPlan).fdb!) });
@@ -438,10 +475,10 @@ export class DesiredState {
     const previous = this.peers.get(lease.name);
     const plan = peerPlan(this.context, lease);
     const touched = this.touched;
-    if (previous !== undefined) this.release(previous, touched);
+    if (previous !== undefined) this.dropClaims(previous, touched);
     const entry: PeerEntry = { name: lease.name, seq: previous?.seq ?? ++this.seq, lease, plan, wins: 0 };
     this.peers.set(lease.name, entry);
-    this.hold(entry, touched);
+    this.takeClaims(entry, touched);
     this.settle(touched);
   }
 
@@ -449,7 +486,7 @@ export class DesiredState {
     const previous = this.peers.get(name);
     if (previous === undefined) return;
     const touched = this.touched;
-    this.release(previous, touched);
+    this.dropClaims(previous, touched);
     this.peers.delete(name);
     this.skips.delete(name);
     this.settle(touched);
@@ -474,7 +511,8 @@ export class DesiredState {
     return dirty;
   }
 
-  private hold(entry: PeerEntry, touched: DirtyKeys): void {
+  /** Enters the claims of `entry`'s plan (or its skip). */
+  private takeClaims(entry: PeerEntry, touched: DirtyKeys): void {
     const { plan } = entry;
     if (plan.kind === 'skip') {
       if (plan.quiet) this.skips.delete(entry.name);
@@ -483,24 +521,25 @@ export class DesiredState {
     }
     this.skips.delete(entry.name);
     if (plan.fdb !== undefined) {
-      claim(this.macClaims, plan.fdb.mac, entry);
+      this.macClaims.add(plan.fdb.mac, entry);
       touched.fdb.add(plan.fdb.mac);
     }
     if (plan.neighbour !== undefined) {
-      claim(this.neighbourClaims, plan.neighbour.ip, entry);
+      this.neighbourClaims.add(plan.neighbour.ip, entry);
       touched.neighbours.add(plan.neighbour.ip);
     }
     if (plan.route !== undefined) {
-      claim(this.routeClaims, plan.route.dst, entry);
+      this.routeClaims.add(plan.route.dst, entry);
       touched.routes.add(plan.route.dst);
     }
     if (plan.wireguardPeer !== undefined) {
-      claim(this.publicKeyClaims, plan.wireguardPeer.publicKey, entry);
+      this.publicKeyClaims.add(plan.wireguardPeer.publicKey, entry);
       touched.wireguardPeers.add(plan.wireguardPeer.publicKey);
     }
   }
 
-  private release(entry: PeerEntry, touched: DirtyKeys): void {
+  /** Withdraws the claims of `entry`'s plan and what it won. */
+  private dropClaims(entry: PeerEntry, touched: DirtyKeys): void {
     const { plan } = entry;
     if (plan.kind === 'skip') return;
     this.neighbours.forfeit(entry);
@@ -508,30 +547,26 @@ export class DesiredState {
     this.routes.forfeit(entry);
     this.wireguardPeers.forfeit(entry);
     if (plan.fdb !== undefined) {
-      unclaim(this.macClaims, plan.fdb.mac, entry);
+      this.macClaims.remove(plan.fdb.mac, entry);
       touched.fdb.add(plan.fdb.mac);
     }
     if (plan.neighbour !== undefined) {
-      unclaim(this.neighbourClaims, plan.neighbour.ip, entry);
+      this.neighbourClaims.remove(plan.neighbour.ip, entry);
       touched.neighbours.add(plan.neighbour.ip);
     }
     if (plan.route !== undefined) {
-      unclaim(this.routeClaims, plan.route.dst, entry);
+      this.routeClaims.remove(plan.route.dst, entry);
       touched.routes.add(plan.route.dst);
     }
     if (plan.wireguardPeer !== undefined) {
-      unclaim(this.publicKeyClaims, plan.wireguardPeer.publicKey, entry);
+      this.publicKeyClaims.remove(plan.wireguardPeer.publicKey, entry);
       touched.wireguardPeers.add(plan.wireguardPeer.publicKey);
     }
   }
 
   /** The peer a VtepMAC or a WireGuard public key belongs to: the first claimant in the peers' order. */
-  private holder(claims: Claims, key: string): PeerEntry | undefined {
-    const held = claims.get(key);
-    if (held === undefined || !Array.isArray(held)) return held;
-    let holder = held[0];
-    for (const entry of held) if (entry.seq < holder.seq) holder = entry;
-    return holder;
+  private holder(claims: ClaimTable, key: string): PeerEntry | undefined {
+    return claims.earliest(key);
   }
 
   /** A peer is programmed unless refused or clashing with an earlier peer's VtepMAC or public key. */
@@ -557,7 +592,7 @@ export class DesiredState {
       this.fdb.crown(mac, holder);
       if (holder === undefined) continue;
       const fdb = (holder.plan as ProgramPlan).fdb!;
-      for (const entry of claimants(this.macClaims, mac)) {
+      for (const entry of this.macClaims.claimants(mac)) {
         const plan = entry.plan as ProgramPlan;
         if (plan.neighbour !== undefined) touched.neighbours.add(plan.neighbour.ip);
         if (plan.route !== undefined) touched.routes.add(plan.route.dst);
@@ -567,11 +602,11 @@ export class DesiredState {
     }
     for (const ip of touched.neighbours) {
       this.dirty.neighbours.add(ip);
-      this.neighbours.crown(ip, this.lastActive(claimants(this.neighbourClaims, ip)));
+      this.neighbours.crown(ip, this.lastActive(this.neighbourClaims.claimants(ip)));
     }
     for (const dst of touched.routes) {
       this.dirty.routes.add(dst);
-      this.routes.crown(dst, this.lastActive(claimants(this.routeClaims, dst)));
+      this.routes.crown(dst, this.lastActive(this.routeClaims.claimants(dst)));
     }
     // A public key, like a VtepMAC, stays with its first claimant; the others are skipped.
     for (const key of touched.wireguardPeers) {
@@ -580,7 +615,7 @@ export class DesiredState {
       this.wireguardPeers.crown(key, holder);
       if (holder === undefined) continue;
       const peer = (holder.plan as ProgramPlan).wireguardPeer!;
-      for (const entry of claimants(this.publicKeyClaims, key)) {
+      for (const entry of this.publicKeyClaims.claimants(key)) {
         if (entry === holder) this.skips.delete(entry.name);
         else this.skips.set(entry.name, { lease: entry.lease, reason: publicKeyClash(key, peer) });
       }
