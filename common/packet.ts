@@ -1,5 +1,5 @@
 /**
- * The wire formats of the userspace data path (design.md §1), pure and allocation-free on the per-packet
+ * The wire formats of the userspace data path (VXLAN, RFC 7348, and flannel's udp format), pure and allocation-free on the per-packet
  * path:
  *
  * - VXLAN (RFC 7348): UDP payload = 8-byte header (flags 0x08 = VNI valid, 3 reserved bytes, 24-bit VNI,

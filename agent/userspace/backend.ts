@@ -1,5 +1,5 @@
 /**
- * A backend whose packets weft moves itself (design.md §2, the userspace path): the overlay device is the
+ * A backend whose packets weft moves itself (the userspace path, docs/userspace.md): the overlay device is the
  * near end of a veth pair, the reconcile loop routes remote subnets onto it (routes only: no neighbour or
  * FDB entries), and a worker process carries the traffic (worker.ts): it captures what the kernel routed
  * into the pair and sends it to the peers, and takes the peers' datagrams and hands the inner packets back
