@@ -1,6 +1,7 @@
 import type { Etcd3 } from 'etcd3';
 import type { Family } from '../common/cidr.js';
 import { isWellKnownPort, tunnelPorts, underlayAddressClash, type NetworkConfig } from '../common/config.js';
+import type { PeersReport } from '../common/reachability.js';
 import { leaseBackendTypeFor, type Lease, type LeaseSubnets } from '../common/lease.js';
 import type { Backend } from './backend.js';
 import { createBackend } from './backends.js';
@@ -11,7 +12,8 @@ import { loadNodeId } from './host/node-id.js';
 import { familyView, selectPublicInterface, underlayAddresses, type PublicInterface } from './host/interfaces.js';
 import { readSubnetEnv, writeSubnetEnv } from './host/subnet-env.js';
 import { enableForwarding } from './host/sysctl.js';
-import { HealthServer, Readiness } from './http.js';
+import { PeerProbing } from './health/peer-health.js';
+import { HealthServer, Readiness, type PeersFilter } from './http.js';
 import { openKernel, openMonitor, type KernelMonitor, type NetlinkKernel } from './kernel/index.js';
 import type { Logger } from './log.js';
 import { WeftMetrics } from './metrics.js';
@@ -49,7 +51,7 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
  * flows on while weftd restarts) unless `releaseOnExit` is set.
  */
 export class Agent {
-  readonly metrics = new WeftMetrics();
+  readonly metrics: WeftMetrics;
   readonly readiness = new Readiness();
   private readonly abort = new AbortController();
   private readonly log: Logger;
@@ -71,12 +73,14 @@ export class Agent {
   /** Undefined until the lease watcher has talked to etcd. */
   private etcdReachable: boolean | undefined;
   private peersProgrammed = 0;
+  private probing: PeerProbing | undefined;
 
   constructor(
     private readonly options: WeftdOptions,
     logger: Logger,
   ) {
     this.log = logger;
+    this.metrics = new WeftMetrics({ perPeerProbes: options.probeMetricsPerPeer });
     this.client = connectEtcd(options.etcd);
     this.keys = new NetworkKeys(options.etcd.prefix);
     this.configWatcher = new ConfigWatcher({ client: this.client, keys: this.keys, logger: logger.child({ component: 'config' }) });
@@ -130,6 +134,7 @@ export class Agent {
         port: this.options.healthzPort,
         readiness: this.readiness,
         metrics: this.metrics,
+        peers: (filter) => this.peersReport(filter),
         logger: this.log,
       });
       this.log.info({ url: this.http.url }, 'serving /healthz, /readyz and /metrics');
@@ -178,6 +183,7 @@ export class Agent {
       this.planes.push({ family, backend, reconciler, iptables: undefined });
     }
     this.wirePlanes(config, own.lease);
+    this.startProbing(config, own.lease);
     const wire = (monitor: KernelMonitor): void => {
       this.monitor = monitor;
       monitor.on('change', (change) => {
@@ -186,7 +192,7 @@ export class Agent {
       monitor.on('overrun', () => {
         for (const { reconciler } of this.planes) void reconciler.trigger('kernel', true);
       });
-      monitor.on('error', (err) => this.log.error({ err: err.message }, 'kernel monitor failed; relying on the periodic resync'));
+      monitor.on('error', (err) => this.log.error({ err }, 'kernel monitor failed; relying on the periodic resync'));
       // while a full run programs (thousands of peers at start), its echoes wait rather than compete with it
       for (const { reconciler } of this.planes) reconciler.on('busy', (busy) => (busy ? monitor.pause() : monitor.resume()));
     };
@@ -216,8 +222,9 @@ export class Agent {
     if (this.stopping) return;
     this.abort.abort();
     this.log.info({ release: this.options.releaseOnExit }, 'stopping');
+    this.probing?.stop();
     await Promise.all(this.planes.map(({ reconciler }) => reconciler.stop()));
-    for (const { backend } of this.planes) await backend.close?.().catch((err: Error) => this.log.error({ err: err.message }, 'could not stop the data path'));
+    for (const { backend } of this.planes) await backend.close?.().catch((err: Error) => this.log.error({ err }, 'could not stop the data path'));
     this.monitor?.close();
     void this.monitorStarting?.then((monitor) => monitor.close(), () => undefined);
     for (const { iptables } of this.planes) void iptables?.stop();
@@ -225,12 +232,12 @@ export class Agent {
     await this.leaseWatcher.stop();
     await this.configWatcher.stop();
     if (this.options.releaseOnExit) {
-      await this.leases.release().catch((err: Error) => this.log.error({ err: err.message }, 'could not release the lease'));
+      await this.leases.release().catch((err: Error) => this.log.error({ err }, 'could not release the lease'));
       for (const { backend, iptables } of this.planes) {
-        await backend.teardown().catch((err: Error) => this.log.error({ err: err.message }, 'could not remove the devices'));
-        await iptables?.remove().catch((err: Error) => this.log.error({ err: err.message }, 'could not remove the iptables rules'));
+        await backend.teardown().catch((err: Error) => this.log.error({ err }, 'could not remove the devices'));
+        await iptables?.remove().catch((err: Error) => this.log.error({ err }, 'could not remove the iptables rules'));
       }
-      await this.ingress?.remove().catch((err: Error) => this.log.error({ err: err.message }, 'could not remove the ingress allow-list'));
+      await this.ingress?.remove().catch((err: Error) => this.log.error({ err }, 'could not remove the ingress allow-list'));
     } else {
       await this.leases.stop();
     }
@@ -303,7 +310,7 @@ export class Agent {
       const previous = await readSubnetEnv(this.options.subnetFile);
       if (previous?.subnet !== undefined) hint = { ipv4: previous.subnet, ipv6: previous.ipv6Subnet };
     } catch (err) {
-      this.log.warn({ file: this.options.subnetFile, err: (err as Error).message }, 'ignoring the old subnet.env');
+      this.log.warn({ file: this.options.subnetFile, err }, 'ignoring the old subnet.env');
     }
     const ofFamily = (family: Family) => backends.find((entry) => entry.family === family)?.backend;
     const request = {
@@ -314,7 +321,7 @@ export class Agent {
       backendData: ofFamily(4)?.backendData,
       backendV6Data: ofFamily(6)?.backendData,
     };
-    this.leases.on('error', (err) => this.log.warn({ err: err.message }, 'subnet lease trouble; retrying'));
+    this.leases.on('error', (err) => this.log.warn({ err }, 'subnet lease trouble; retrying'));
     this.leases.on('takenOver', (takeover) => this.reportTakeover(config, takeover));
     let delay = 500;
     for (;;) {
@@ -326,7 +333,7 @@ export class Agent {
         return own;
       } catch (err) {
         if (this.stopping) throw new RegistryStoppedError();
-        this.log.error({ err: (err as Error).message }, 'could not acquire a subnet lease; retrying');
+        this.log.error({ err }, 'could not acquire a subnet lease; retrying');
         await sleep(delay, this.abort.signal);
         delay = Math.min(delay * 2, 30_000);
       }
@@ -401,11 +408,39 @@ export class Agent {
       scheduled = true;
       setTimeout(() => {
         scheduled = false;
-        allowList.setPeers(peerIPs()).catch((err: Error) => this.log.error({ err: err.message }, 'could not update the ingress allow-list'));
+        allowList.setPeers(peerIPs()).catch((err: Error) => this.log.error({ err }, 'could not update the ingress allow-list'));
       }, 50).unref();
     });
     await allowList.apply(peerIPs());
     allowList.start();
+  }
+
+  /** Probes every peer over the IPv4 overlay (--probe-interval); a host that cannot open the socket runs on without. */
+  private startProbing(config: NetworkConfig, own: Lease): void {
+    const plane = this.planes.find((candidate) => candidate.family === 4);
+    if (this.options.probeIntervalSeconds === 0 || plane === undefined) return;
+    try {
+      this.probing = new PeerProbing({
+        intervalSeconds: this.options.probeIntervalSeconds,
+        maxProbesPerSecond: this.options.probeRate,
+        backend: config.backend.type,
+        mtu: plane.backend.mtu,
+        log: this.log.child({ component: 'probe' }),
+        metrics: this.metrics.probes,
+        leases: this.leaseWatcher.leases,
+      });
+    } catch (err) {
+      this.log.error({ err }, 'not probing peers');
+      return;
+    }
+    const probing = this.probing;
+    probing.setOwn(own);
+    this.leaseWatcher.on('lease', () => probing.leasesChanged());
+    this.leases.on('acquired', (next) => probing.setOwn(next.lease));
+  }
+
+  private peersReport(filter: PeersFilter): PeersReport | undefined {
+    return this.probing?.report(filter);
   }
 
   private wirePlanes(config: NetworkConfig, own: Lease): void {

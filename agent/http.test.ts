@@ -5,6 +5,10 @@ import { Gauge } from 'prom-client';
 import { WeftError } from '../common/errors.js';
 import { HealthServer, MAX_CONNECTIONS, MAX_HEADER_BYTES, Readiness, type ReadinessReport } from './http.js';
 import { WeftMetrics } from './metrics.js';
+import { createLogger } from './log.js';
+import { openIcmpSocket } from './health/icmp-socket.js';
+import { PeerProber } from './health/prober.js';
+import { parsePeersReport } from '../common/reachability.js';
 
 interface Reply {
   status: number;
@@ -200,5 +204,36 @@ describe('HTTP endpoint (/healthz, /readyz, /metrics)', function () {
       HealthServer.listen({ host: '127.0.0.1', port: server!.port, readiness, metrics }),
       (err: unknown) => err instanceof WeftError && err.code === 'WEFT_HTTP_LISTEN' && err.message.startsWith(`cannot listen on 127.0.0.1:${server!.port}:`),
     );
+  });
+
+  it('answers /peers with the prober\'s report, filtered by ?state=problem and ?lease=; 404 while probing is off; 400 for a bad query', async function () {
+    assert.equal((await call(server!, '/peers')).status, 404);
+    // a prober with no source address sends nothing: its peers stay unknown
+    const prober = new PeerProber({ transport: openIcmpSocket(), log: createLogger('silent'), intervalMs: 10_000, maxProbesPerSecond: 500 });
+    try {
+      prober.setPeers([
+        { lease: '198.18.6.0-24', publicIP: '192.0.2.12', address: '198.18.6.0' },
+        { lease: '198.18.7.0-24', publicIP: '192.0.2.13', address: '198.18.7.0' },
+      ]);
+      await server!.close();
+      server = await HealthServer.listen({ host: '127.0.0.1', port: 0, readiness, metrics, peers: (filter) => prober.report(filter) });
+      const all = await call(server, '/peers');
+      assert.equal(all.status, 200);
+      assert.equal(all.headers['content-type'], 'application/json');
+      const report = parsePeersReport(all.body);
+      assert.ok(typeof report !== 'string', String(report));
+      assert.deepEqual(report.peers.map((peer) => [peer.lease, peer.state]), [['198.18.6.0-24', 'unknown'], ['198.18.7.0-24', 'unknown']]);
+      assert.deepEqual(report.counts, { unknown: 2, ok: 0, mtu: 0, unreachable: 0 });
+      assert.equal(report.source, null);
+      const named = parsePeersReport((await call(server, '/peers?lease=198.18.7.0-24,198.18.99.0-24')).body);
+      assert.deepEqual(typeof named === 'string' ? named : named.peers.map((peer) => peer.lease), ['198.18.7.0-24']);
+      const problems = parsePeersReport((await call(server, '/peers?state=problem')).body);
+      assert.equal(typeof problems === 'string' ? problems : problems.peers.length, 2, 'unknown is not ok');
+      assert.equal((await call(server, '/peers?state=ok')).status, 400);
+      assert.equal((await call(server, '/peers?bogus=1')).status, 400);
+      assert.equal((await call(server, `/peers?lease=${'a'.repeat(101)}`)).status, 400);
+    } finally {
+      prober.stop();
+    }
   });
 });

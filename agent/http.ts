@@ -5,6 +5,8 @@
  *   GET /readyz   200 when lease, dataplane and subnetEnv are all ready, else 503; JSON body either way
  *                 with the checks that are not ready and free-form info fields (backend mode, …)
  *   GET /metrics  the Prometheus text format of the agent's registry
+ *   GET /peers    the peer prober's report (JSON): every peer's probe state, last RTT and since when;
+ *                 ?state=problem for the peers that are not ok, ?lease=<name>,<name> for those named
  *
  * close() stops accepting, lets requests in flight finish (up to drainTimeoutMs) and ends keep-alive
  * connections; destroy() drops every connection at once.
@@ -18,6 +20,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { WeftError } from '../common/errors.js';
+import type { PeersReport } from '../common/reachability.js';
 import type { Logger } from './log.js';
 import type { WeftMetrics } from './metrics.js';
 
@@ -83,6 +86,16 @@ export class Readiness {
   }
 }
 
+/** Which peers /peers reports: those not ok, and/or those named by lease. */
+export interface PeersFilter {
+  problems?: boolean;
+  leases?: ReadonlySet<string>;
+}
+
+/** Bounds on what a /peers query may name. */
+const MAX_QUERY_LEASES = 1000;
+const MAX_LEASE_NAME = 100;
+
 export interface HttpServerOptions {
   /** --healthz-ip (default 0.0.0.0). */
   host?: string;
@@ -90,6 +103,8 @@ export interface HttpServerOptions {
   port: number;
   readiness: Readiness;
   metrics: WeftMetrics;
+  /** The peer prober's report; undefined (or returning undefined) while probing is off. */
+  peers?: (filter: PeersFilter) => PeersReport | undefined;
   logger?: Logger;
   /** How long close() waits for requests in flight before dropping them (default 5 s). */
   drainTimeoutMs?: number;
@@ -172,8 +187,9 @@ function send(res: ServerResponse, status: number, contentType: string, body: st
 }
 
 async function handle(req: IncomingMessage, res: ServerResponse, options: HttpServerOptions): Promise<void> {
-  const path = new URL(req.url ?? '/', 'http://localhost').pathname;
-  const known = path === '/healthz' || path === '/readyz' || path === '/metrics';
+  const url = new URL(req.url ?? '/', 'http://localhost');
+  const path = url.pathname;
+  const known = path === '/healthz' || path === '/readyz' || path === '/metrics' || path === '/peers';
   if (!known) {
     send(res, 404, 'text/plain; charset=utf-8', 'not found\n');
     return;
@@ -199,7 +215,33 @@ async function handle(req: IncomingMessage, res: ServerResponse, options: HttpSe
       send(res, report.ready ? 200 : 503, 'application/json', `${JSON.stringify(report)}\n`, head);
       return;
     }
+    case '/peers': {
+      const filter = peersFilter(url.searchParams);
+      if (typeof filter === 'string') {
+        send(res, 400, 'text/plain; charset=utf-8', `${filter}\n`, head);
+        return;
+      }
+      const report = options.peers?.(filter);
+      if (report === undefined) send(res, 404, 'text/plain; charset=utf-8', 'peer probing is off (weftd --probe-interval=0, or no IPv4 overlay)\n', head);
+      else send(res, 200, 'application/json', `${JSON.stringify(report)}\n`, head);
+      return;
+    }
     default:
       send(res, 200, options.metrics.contentType, await options.metrics.text(), head);
   }
+}
+
+/** The /peers query (?state=problem, ?lease=a,b), bounded; a string says what is wrong with it. */
+function peersFilter(params: URLSearchParams): PeersFilter | string {
+  const filter: PeersFilter = {};
+  for (const key of params.keys()) if (key !== 'state' && key !== 'lease') return `unknown query parameter ${JSON.stringify(key.slice(0, MAX_LEASE_NAME))} (state=problem, lease=<name>,…)`;
+  const state = params.get('state');
+  if (state !== null) {
+    if (state !== 'problem') return 'state: only state=problem (the peers that are not ok) is known';
+    filter.problems = true;
+  }
+  const leases = params.getAll('lease').flatMap((value) => value.split(',')).filter((name) => name !== '');
+  if (leases.length > MAX_QUERY_LEASES || leases.some((name) => name.length > MAX_LEASE_NAME)) return `lease: at most ${MAX_QUERY_LEASES} names of at most ${MAX_LEASE_NAME} characters`;
+  if (params.has('lease')) filter.leases = new Set(leases);
+  return filter;
 }

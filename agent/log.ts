@@ -4,9 +4,32 @@ export type { Logger };
 
 export const LOG_LEVELS: readonly Level[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'];
 
-/** JSON lines on stderr (or `destination`), one logger per process with child loggers per component. */
+/** The fields of an error that are logged besides type, message and stack: what says why, never a secret. */
+const ERROR_FIELDS = ['code', 'errno', 'errnoName', 'syscall', 'path', 'dest', 'address', 'port', 'signal', 'details', 'key', 'field', 'flag'] as const;
+
+/**
+ * An error as logged under `err`: its type, message, stack, code and the other fields of ERROR_FIELDS, and
+ * its causes. Only those: an error object may carry anything (a request's options, credentials).
+ */
+export function serializeError(err: unknown, depth = 0): unknown {
+  if (typeof err !== 'object' || err === null) return err;
+  const source = err as Record<string, unknown>;
+  const out: Record<string, unknown> = {
+    type: err instanceof Error ? err.name : typeof source.type === 'string' ? source.type : 'Error',
+    message: typeof source.message === 'string' ? source.message : String(err),
+  };
+  if (typeof source.stack === 'string') out.stack = source.stack;
+  for (const field of ERROR_FIELDS) {
+    const value = source[field];
+    if (typeof value === 'string' || typeof value === 'number') out[field] = value;
+  }
+  if (source.cause !== undefined && depth < 4) out.cause = serializeError(source.cause, depth + 1);
+  return out;
+}
+
+/** JSON lines on stderr (or `destination`), one logger per process with child loggers per component; errors go under `err`. */
 export function createLogger(level: Level | 'silent' = 'info', destination?: DestinationStream): Logger {
-  const options = { level, base: { name: 'weft' } };
+  const options = { level, base: { name: 'weft' }, serializers: { err: (err: unknown) => serializeError(err) } };
   return destination === undefined ? pino(options, fdDestination(2)) : pino(options, destination);
 }
 

@@ -5,6 +5,7 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { UserspaceCounters } from './backend.js';
 import { buildInfo } from './build-info.js';
+import { ProbeMetrics } from './health/metrics.js';
 import { RX_DROP_REASONS, TX_DROP_REASONS } from './userspace/protocol.js';
 
 /** Where the userspace data path's counters come from (the backend's worker); undefined: nothing to report. */
@@ -15,6 +16,8 @@ export type ReconcileTrigger = 'lease' | 'kernel' | 'timer' | 'startup' | (strin
 export interface MetricsOptions {
   /** Also export prom-client's process_* and nodejs_* metrics (default true). */
   defaultMetrics?: boolean;
+  /** The peer probes' metrics with a series per peer (weftd's --probe-metrics-per-peer). */
+  perPeerProbes?: boolean;
 }
 
 export class WeftMetrics {
@@ -42,6 +45,8 @@ export class WeftMetrics {
   readonly leasesIgnored: Gauge<'reason'>;
   /** Peer routes left out because a route weft does not own has the same prefix, by address family. */
   readonly routesBlocked: Gauge<'family'>;
+  /** The peer prober's: peers by state, probe RTT, probes sent. */
+  readonly probes: ProbeMetrics;
   private userspaceSource: UserspaceSource | undefined;
   private ignoredSource: (() => ReadonlyMap<string, number>) | undefined;
   /** One fetch from the worker serves every userspace metric of one scrape. */
@@ -116,6 +121,7 @@ export class WeftMetrics {
         this.inc(counters.restarts);
       },
     });
+    this.probes = new ProbeMetrics(this.registry, options.perPeerProbes ?? false);
     const build = buildInfo();
     new Gauge({
       name: 'weft_build_info',

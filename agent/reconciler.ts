@@ -158,7 +158,7 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
         else this.desired.set(event.lease);
       } catch (err) {
         // never into the lease watcher; a full run rebuilds the desired state from every lease
-        this.log.error({ err: (err as Error).message, lease: event.lease.name }, 'could not take a lease change; resyncing');
+        this.log.error({ err, lease: event.lease.name }, 'could not take a lease change; resyncing');
         this.desired = undefined;
         return this.trigger('lease', true);
       }
@@ -184,7 +184,7 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
       seen = view.observe(change, desired.state);
     } catch (err) {
       // never into the monitor; a full run re-reads the kernel
-      this.log.error({ err: (err as Error).message }, 'could not take a kernel change; resyncing');
+      this.log.error({ err }, 'could not take a kernel change; resyncing');
       seen = 'full';
     }
     if (seen === 'ignore') return;
@@ -257,7 +257,7 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
       try {
         failures = (await (full ? this.runFull(trigger) : this.runIncremental(trigger))).failures;
       } catch (err) {
-        this.log.error({ err: (err as Error).message, trigger }, 'reconcile failed');
+        this.log.error({ err, trigger }, 'reconcile failed');
         this.emit('aborted', trigger, err as Error);
       } finally {
         this.runStarted = undefined;
@@ -391,7 +391,7 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
       if (result.failures > 0) this.emit('operation', 'device.peer.set', 'error', result.failures);
       return result;
     } catch (err) {
-      this.log.warn({ err: (err as Error).message }, 'could not read or configure the device\'s peers; will retry');
+      this.log.warn({ err }, 'could not read or configure the device\'s peers; will retry');
       this.emit('operation', 'device.peer.get', 'error', 1);
       return { operations: 1, failures: 1 };
     }
@@ -470,7 +470,7 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
           }
           failures++;
           step.counts.set(name, (step.counts.get(name) ?? 0) + 1);
-          this.log.warn({ kind: step.kind, err: (err as Error).message }, 'kernel operation failed; will retry');
+          this.log.warn({ kind: step.kind, err }, 'kernel operation failed; will retry');
           outstanding--;
           pump();
         };

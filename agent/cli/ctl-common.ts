@@ -9,6 +9,7 @@ import { escapeControls } from '../../common/terminal.js';
 import { connectEtcd, NetworkKeys } from '../registry/etcd.js';
 import { listPrefix } from '../registry/kv-mirror.js';
 import { etcdTlsFiles } from './env.js';
+import { checkReadable } from './error-text.js';
 
 /** A refused command: weftctl prints the message and exits 1. */
 export class WeftctlError extends WeftError {
@@ -44,9 +45,11 @@ export function etcdEndpoints(args: EtcdArgs): string[] {
 }
 
 export function openEtcd(args: EtcdArgs, callTimeoutMs?: number): Etcd3 {
+  const files = etcdTlsFiles(args);
+  checkReadable({ 'etcd-cafile': files.caFile, 'etcd-certfile': files.certFile, 'etcd-keyfile': files.keyFile }, 'weftctl');
   return connectEtcd({
     endpoints: etcdEndpoints(args),
-    ...etcdTlsFiles(args),
+    ...files,
     username: args['etcd-username'],
     password: args['etcd-password'],
     ...(callTimeoutMs === undefined ? {} : { callTimeoutMs }),

@@ -1,11 +1,14 @@
 /**
  * `weftctl status`: the cluster as etcd and the agents see it. Every lease is listed; with the agents'
  * health port (--healthz-port, or WEFTD_HEALTHZ_PORT from the node's environment file) each lease's host is
- * asked for /readyz and /metrics at <PublicIP>:<port>, and what it answers is joined to its lease.
+ * asked for /readyz, /metrics and /peers at <PublicIP>:<port>, and what it answers is joined to its lease.
+ * The hosts' probe reports together say which directions between two hosts lose packets over the overlay,
+ * and whether all of them or only the full-size ones (common/reachability.ts).
  */
 import { formatTable } from '../../common/table.js';
 import type { IgnoredLease } from '../../common/lease-arbiter.js';
 import { leaseBackend, type Lease } from '../../common/lease.js';
+import { brokenPaths, parsePeersReport, type HostProbes, type PathVerdict, type PeerReport, type PeersReport } from '../../common/reachability.js';
 import type { ReadinessReport } from '../http.js';
 import { formatRemaining, leasePublicIp, leasePublicIpv6, leaseSubnetText, leaseVtepMac, type StoredLease } from './ctl-common.js';
 
@@ -28,9 +31,13 @@ export interface AgentReport {
   leaseExpiry?: number;
   /** weft_reconcile_runs_total, all triggers. */
   reconcileRuns?: number;
+  /** /peers?state=problem: the prober's report of the peers that are not ok (absent while probing is off). */
+  probes?: PeersReport;
 }
 
 export interface StatusRow {
+  /** The lease's name, e.g. "198.18.5.0-24" (the probe reports name peers by it). */
+  lease: string;
   /** "198.18.5.0/24", "198.18.5.0/24,2001:db8:100:5::/64" (dual stack) or the IPv6 subnet alone. */
   subnet: string;
   /** The address its agent is asked at: PublicIP, or PublicIPv6 for an IPv6-only lease. */
@@ -47,6 +54,8 @@ export interface StatusRow {
   expectedPeers: number;
   /** Undefined when no health port was given. */
   agent: AgentReport | undefined;
+  /** Directions from this host to others that the probes say lose packets (lost, mtu) or cannot tell yet (unknown). */
+  paths: PathVerdict[];
   /** What is wrong with this host, in words; empty when nothing is. */
   problems: string[];
 }
@@ -111,7 +120,66 @@ export async function queryAgent(url: string, timeoutMs: number): Promise<AgentR
   } catch (err) {
     report.error = `/metrics: ${describeFetchError(err)}`;
   }
+  try {
+    const peers = await get('/peers?state=problem');
+    // 404: probing is off on that host (or it is a weft without probing)
+    if (peers.status === 200) {
+      const parsed = parsePeersReport(peers.body);
+      if (typeof parsed === 'string') report.error = parsed;
+      else report.probes = parsed;
+    } else if (peers.status !== 404) {
+      report.error = `/peers answered HTTP ${peers.status}`;
+    }
+  } catch (err) {
+    report.error = `/peers: ${describeFetchError(err)}`;
+  }
   return report;
+}
+
+/** Asks one agent for its records of the peers named; an empty map when it cannot be asked. Never rejects. */
+async function queryRecords(url: string, leases: readonly string[], timeoutMs: number): Promise<Map<string, PeerReport>> {
+  const records = new Map<string, PeerReport>();
+  for (let at = 0; at < leases.length; at += 200) {
+    const names = leases.slice(at, at + 200).map(encodeURIComponent).join(',');
+    try {
+      const response = await fetch(`${url}/peers?lease=${names}`, { signal: AbortSignal.timeout(timeoutMs) });
+      const parsed = parsePeersReport(await response.text());
+      if (response.status !== 200 || typeof parsed === 'string') continue;
+      for (const record of parsed.peers) records.set(record.lease, record);
+    } catch {
+      // the pair's verdict says the records are missing
+    }
+  }
+  return records;
+}
+
+/**
+ * Every direction between two hosts that a probe report says is not ok, with its verdict. A host's report
+ * lists only the peers it has trouble with: the other side's record of each such pair is asked for.
+ */
+async function probePaths(rows: readonly Omit<StatusRow, 'problems' | 'paths'>[], timeoutMs: number): Promise<PathVerdict[]> {
+  const hosts = rows.map((row): HostProbes & { url: string | undefined; records: Map<string, PeerReport> } => ({
+    lease: row.lease,
+    publicIP: row.publicIP,
+    report: row.agent?.probes,
+    records: new Map((row.agent?.probes?.peers ?? []).map((record) => [record.lease, record])),
+    url: row.agent?.probes === undefined ? undefined : row.agent.url,
+  }));
+  const byLease = new Map(hosts.map((host) => [host.lease, host]));
+  const wanted = new Map<string, Set<string>>();
+  for (const host of hosts) {
+    for (const record of host.records.values()) {
+      const other = byLease.get(record.lease);
+      if (record.state === 'ok' || other?.url === undefined || other.records.has(host.lease)) continue;
+      if (!wanted.has(other.lease)) wanted.set(other.lease, new Set());
+      wanted.get(other.lease)!.add(host.lease);
+    }
+  }
+  await Promise.all([...wanted].map(async ([lease, names]) => {
+    const host = byLease.get(lease)!;
+    for (const [name, record] of await queryRecords(host.url!, [...names], timeoutMs)) host.records.set(name, record);
+  }));
+  return brokenPaths(hosts);
 }
 
 /**
@@ -159,6 +227,9 @@ function problemsOf(row: Omit<StatusRow, 'problems'>): string[] {
     problems.push(`programs ${agent.peers} of ${row.expectedPeers} peers (see its log for "not programming a peer lease")`);
   }
   if (agent.error !== undefined) problems.push(agent.error);
+  for (const path of row.paths) {
+    if (path.state === 'lost' || path.state === 'mtu') problems.push(`${path.detail}${path.since === null ? '' : ` (since ${path.since})`}`);
+  }
   return problems;
 }
 
@@ -181,12 +252,14 @@ export async function collectStatus(
   ignored: ReadonlyMap<string, IgnoredLease> = new Map(),
 ): Promise<StatusRow[]> {
   const all = leases.map((stored) => stored.lease).filter((lease) => !ignored.has(lease.name));
-  return Promise.all(leases.map(async ({ lease }, i) => {
+  const rows = await Promise.all(leases.map(async ({ lease }, i) => {
     const publicIP = leasePublicIp(lease);
     const unused = ignored.get(lease.name);
     const asked = options.healthzPort > 0 && publicIP !== '' && unused === undefined;
     const agent = asked ? await queryAgent(agentUrl(publicIP, options.healthzPort), options.timeoutMs) : undefined;
-    const row = {
+    return {
+      lease: lease.name,
+      unused,
       subnet: leaseSubnetText(lease),
       publicIP,
       publicIPv6: leasePublicIpv6(lease),
@@ -197,8 +270,12 @@ export async function collectStatus(
       expectedPeers: unused === undefined ? expectedPeers(lease, all, options.networkBackend) : 0,
       agent,
     };
-    return { ...row, problems: unused === undefined ? problemsOf(row) : [`every weftd ignores this lease: ${unused.detail}`] };
   }));
+  const paths = await probePaths(rows, options.timeoutMs);
+  return rows.map(({ unused, ...row }) => {
+    const withPaths = { ...row, paths: paths.filter((path) => path.from === row.lease) };
+    return { ...withPaths, problems: unused === undefined ? problemsOf(withPaths) : [`every weftd ignores this lease: ${unused.detail}`] };
+  });
 }
 
 function agentState(agent: AgentReport | undefined): string {
@@ -206,6 +283,37 @@ function agentState(agent: AgentReport | undefined): string {
   if (!agent.reachable) return 'unreachable';
   if (agent.ready === undefined) return 'unknown';
   return agent.ready ? 'ready' : 'not ready';
+}
+
+/** At most this many hosts get the reachability matrix in the table output (every broken path is listed). */
+const MATRIX_HOSTS = 16;
+const PATH_CELL: Record<PathVerdict['state'], string> = { ok: 'ok', lost: 'LOST', mtu: 'MTU', unknown: '?' };
+
+/**
+ * The directions between the hosts whose agents report probes: a matrix (row: from, column: to) for a
+ * small cluster, and a line for each direction that loses packets, saying why. Empty when no agent probes.
+ */
+export function formatReachability(rows: readonly StatusRow[]): string {
+  const probing = rows.filter((row) => row.agent?.probes !== undefined);
+  if (probing.length === 0) return '';
+  const name = (lease: string) => rows.find((row) => row.lease === lease)?.publicIP ?? lease;
+  const lines: string[] = [];
+  if (rows.length <= MATRIX_HOSTS) {
+    const cell = (from: StatusRow, to: StatusRow): string => {
+      if (from === to) return '-';
+      const verdict = from.paths.find((path) => path.to === to.lease);
+      if (verdict !== undefined) return PATH_CELL[verdict.state];
+      return from.agent?.probes !== undefined || to.agent?.probes !== undefined ? 'ok' : '?';
+    };
+    lines.push('', '', 'REACHABILITY over the overlay, row to column (ok; LOST: no packet arrives; MTU: only small packets arrive; ?: not known)');
+    lines.push(formatTable([['FROM \\ TO', ...rows.map((row) => row.publicIP)], ...rows.map((from) => [from.publicIP, ...rows.map((to) => cell(from, to))])]));
+  }
+  const broken = rows.flatMap((row) => row.paths.filter((path) => path.state === 'lost' || path.state === 'mtu'));
+  lines.push('', broken.length === 0 ? 'no broken paths' : `BROKEN PATHS (${broken.length})`);
+  for (const path of broken) {
+    lines.push(`${name(path.from)} → ${name(path.to)}: ${path.state === 'mtu' ? 'MTU' : 'no reply'}: ${path.detail}${path.since === null ? '' : ` (since ${path.since})`}`);
+  }
+  return lines.join('\n');
 }
 
 export function formatStatus(rows: readonly StatusRow[]): string {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -23,10 +23,11 @@ describe('weftctl against a real etcd', function () {
     return run({ FLANNELD_ETCD_ENDPOINTS: etcd.endpoint, WEFTD_ETCD_PREFIX: prefix }, ['--environment-file=', ...args]);
   }
 
-  /** weftctl with exactly this environment (and PATH). */
-  function run(env: Record<string, string>, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  /** weftctl with exactly this environment (and PATH), run through `wrapper` (e.g. setpriv) when given. */
+  function run(env: Record<string, string>, args: string[], wrapper: string[] = []): Promise<{ code: number | null; stdout: string; stderr: string }> {
     return new Promise((resolve) => {
-      const child = spawn(process.execPath, [WEFTCTL, ...args], { env: { PATH: process.env.PATH, ...env } });
+      const argv = [...wrapper, process.execPath, WEFTCTL, ...args];
+      const child = spawn(argv[0]!, argv.slice(1), { env: { PATH: process.env.PATH, ...env } });
       let stdout = '';
       let stderr = '';
       child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
@@ -418,7 +419,7 @@ describe('weftctl against a real etcd', function () {
   });
 
   it('reads every boolean flag of every command as Go does', async function () {
-    for (const command of [['config', 'get'], ['leases', 'ls'], ['lease', 'revoke', '198.18.5.0/24'], ['status'], ['doctor']]) {
+    for (const command of [['config', 'get'], ['config', 'set'], ['leases', 'ls'], ['lease', 'revoke', '198.18.5.0/24'], ['status'], ['doctor']]) {
       const help = await weftctl(...command, '--help');
       // one entry per option: its line (two spaces in, six when some flag has a short alias) and the continuation lines (which may hold the [boolean])
       const entries = help.stdout.split(/\n(?= {2}(?:-\w, | {4})?--[a-z])/);
@@ -430,6 +431,68 @@ describe('weftctl against a real etcd', function () {
         assert.equal(result.code, 2, `weftctl ${command.join(' ')} --${flag}=maybe: ${result.stdout}`);
         assert.match(result.stderr, new RegExp(`^weftctl: --${flag}: "maybe" is not a boolean`));
       }
+    }
+  });
+
+  it('prints -o table, json or yaml on every read command: config get, leases ls, status', async function () {
+    const { parse } = await import('yaml');
+    await weftctl('config', 'set', '--network', '198.18.0.0/16', '--vni', '7');
+    const etcdLease = (await client.leaseClient.leaseGrant({ TTL: 3600 })).ID;
+    await client.put(`${prefix}/subnets/198.18.5.0-24`).value('{"PublicIP":"192.0.2.11","BackendType":"vxlan","BackendData":{"VNI":7,"VtepMAC":"0a:00:00:00:00:05"}}').lease(etcdLease);
+    const stored = { Network: '198.18.0.0/16', Backend: { Type: 'vxlan', VNI: 7 } };
+    // config get: JSON as stored by default and with -o json, a key/value table, YAML
+    assert.deepEqual(JSON.parse((await weftctl('config', 'get')).stdout), stored);
+    assert.deepEqual(JSON.parse((await weftctl('config', 'get', '-o', 'json')).stdout), stored);
+    assert.deepEqual(parse((await weftctl('config', 'get', '-o', 'yaml')).stdout), stored);
+    const table = await weftctl('config', 'get', '--output=table');
+    assert.equal(table.code, 0, table.stderr);
+    assert.match(table.stdout, /^KEY\s+VALUE\nNetwork\s+198\.18\.0\.0\/16\nBackend\.Type\s+vxlan\nBackend\.VNI\s+7\n$/);
+    const leases = parse((await weftctl('leases', 'ls', '-o', 'yaml')).stdout) as { subnet: string; vtepMac: string }[];
+    assert.deepEqual(leases.map((row) => [row.subnet, row.vtepMac]), [['198.18.5.0/24', '0a:00:00:00:00:05']]);
+    const status = parse((await weftctl('status', '-o', 'yaml')).stdout) as { lease: string; expectedPeers: number }[];
+    assert.deepEqual(status.map((row) => row.lease), ['198.18.5.0-24']);
+    const bad = await weftctl('leases', 'ls', '-o', 'xml');
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /Choices: "table", "json", "yaml"/);
+  });
+
+  it('a bare noun prints its help; lease and leases are one noun for every verb', async function () {
+    for (const noun of ['config', 'lease', 'leases']) {
+      const help = await weftctl(noun);
+      assert.equal(help.code, 0, help.stderr);
+      assert.equal(help.stderr, '');
+      assert.match(help.stdout, noun === 'config' ? /weftctl config get\b[\s\S]*weftctl config set\b/ : /weftctl (lease|leases) ls\b[\s\S]*reserve <subnet>[\s\S]*revoke <subnet>/);
+    }
+    await weftctl('config', 'set', '--network', '198.18.0.0/16');
+    const reserve = await weftctl('leases', 'reserve', '198.18.9.0/24', '--public-ip', '192.0.2.19');
+    assert.equal(reserve.code, 0, reserve.stderr);
+    for (const listing of [['lease', 'ls'], ['leases', 'ls'], ['lease', 'list']]) {
+      assert.match((await weftctl(...listing)).stdout, /^198\.18\.9\.0\/24\s+192\.0\.2\.19\s/m, listing.join(' '));
+    }
+    const revoke = await weftctl('leases', 'revoke', '198.18.9.0/24');
+    assert.equal(revoke.code, 0, revoke.stderr);
+    assert.equal(revoke.stdout, 'revoked 198.18.9.0-24\n');
+    const unknown = await weftctl('lease', 'bogus');
+    assert.equal(unknown.code, 2);
+    assert.match(unknown.stderr, /Unknown argument: bogus/);
+  });
+
+  it('names the flag whose file cannot be read, and says to use sudo when only root may read it', async function () {
+    const missing = await weftctl('config', 'get', '--etcd-cafile=/nonexistent/ca.crt');
+    assert.equal(missing.code, 2);
+    assert.equal(missing.stderr, 'weftctl: --etcd-cafile: cannot read /nonexistent/ca.crt: no such file (ENOENT)\n');
+    const dir = mkdtempSync(join(tmpdir(), 'weftctl-key-'));
+    try {
+      const key = join(dir, 'client.key');
+      writeFileSync(key, 'not a key\n', { mode: 0o600 });
+      writeFileSync(join(dir, 'client.crt'), 'not a certificate\n', { mode: 0o644 });
+      chmodSync(dir, 0o755);
+      // as nobody, as an operator without sudo would
+      const denied = await run({ PATH: process.env.PATH ?? '' }, ['--environment-file=', `--etcd-endpoints=${etcd.endpoint}`, `--etcd-certfile=${join(dir, 'client.crt')}`, `--etcd-keyfile=${key}`, 'config', 'get'], ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups']);
+      assert.equal(denied.code, 2, denied.stderr);
+      assert.match(denied.stderr, new RegExp(`^weftctl: --etcd-keyfile: cannot read ${key.replace(/[./]/g, '\\$&')}: permission denied \\(EACCES\\): weftctl reads it as the user it runs as; run it as root \\(sudo weftctl …\\)`));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 

@@ -30,9 +30,11 @@ import {
   type EtcdArgs,
 } from './ctl-common.js';
 import { formatFindings, runDoctor } from './doctor.js';
+import { rootHint } from './error-text.js';
+import { keyValueTable, outputOption, render } from './output.js';
 import { DEFAULT_ENV_FILE, readEnvFile } from './env-file.js';
 import { ETCD_OPTIONS, flagKinds, flagsFromEnvironment, normalizeArgv, UsageError, type FlagKind } from './env.js';
-import { collectStatus, formatStatus } from './status.js';
+import { collectStatus, formatReachability, formatStatus } from './status.js';
 import { WEFTD_OPTIONS } from './weftd-options.js';
 import { DEFAULT_WIREGUARD_KEY_FILE } from '../wireguard/keys.js';
 
@@ -193,41 +195,61 @@ async function underlayRisk(config: NetworkConfig, node: NodeInterfaceArgs): Pro
   return clash === undefined ? undefined : `${clash}; weftd on this host would refuse the config`;
 }
 
-function commands(parser: Argv<EtcdArgs>): Argv<EtcdArgs> {
-  return parser
-    .command('config <action>', 'read or write the network config', (sub) =>
-      sub
-        .positional('action', { choices: ['get', 'set'] as const, demandOption: true })
-        .option('file', { type: 'string', describe: 'set: the config JSON from this file (- for stdin)' })
-        .option('network', { type: 'string', describe: 'set: the overlay IPv4 CIDR' })
-        .option('subnet-len', { type: 'number', describe: 'set: prefix length of each host subnet' })
-        .option('subnet-min', { type: 'string', describe: 'set: the first IPv4 subnet handed out' })
-        .option('subnet-max', { type: 'string', describe: 'set: the last IPv4 subnet handed out' })
-        .option('enable-ipv4', { type: 'boolean', describe: 'set: an IPv4 overlay (default true; false with --ipv6-network for IPv6 only)' })
-        .option('enable-ipv6', { type: 'boolean', describe: 'set: an IPv6 overlay (default: true when --ipv6-network is given)' })
-        .option('ipv6-network', { type: 'string', describe: 'set: the overlay IPv6 CIDR (dual stack, or IPv6 only with --enable-ipv4=false)' })
-        .option('ipv6-subnet-len', { type: 'number', describe: 'set: prefix length of each host IPv6 subnet' })
-        .option('ipv6-subnet-min', { type: 'string', describe: 'set: the first IPv6 subnet handed out' })
-        .option('ipv6-subnet-max', { type: 'string', describe: 'set: the last IPv6 subnet handed out' })
-        .option('backend', { type: 'string', default: 'vxlan', describe: 'set: vxlan, host-gw, udp or wireguard' })
-        .option('vni', { type: 'number', describe: 'set: VXLAN network identifier' })
-        .option('port', { type: 'number', describe: 'set: VXLAN UDP port' })
-        .option('direct-routing', { type: 'boolean', describe: 'set: route directly to peers on the same subnet' })
-        .option('force', { type: 'boolean', default: false, describe: 'set: write a risky config: Network, SubnetLen or Backend.Type changed under live leases, a Backend.Port below 1024, a Network holding this host\'s underlay address' })
-        .option('iface', { ...WEFTD_OPTIONS.iface, describe: 'set: weftd\'s --iface on this host, to check the config against its address' })
-        .option('iface-regex', { ...WEFTD_OPTIONS['iface-regex'], describe: 'set: weftd\'s --iface-regex on this host' })
-        .option('public-ip', { ...WEFTD_OPTIONS['public-ip'], describe: 'set: weftd\'s --public-ip on this host' })
-        .option('public-ipv6', { ...WEFTD_OPTIONS['public-ipv6'], describe: 'set: weftd\'s --public-ipv6 on this host' })
-        .example('$0 config set --network 10.5.0.0/16 --backend vxlan', 'seed a new network')
-        .example('$0 config set --network 10.5.0.0/16 --ipv6-network 2001:db8:100::/48', 'a dual-stack network')
-        .example('$0 config get', 'print the config as stored'),
+/** A noun's handler when no verb follows (`weftctl config`): its help, on stdout. */
+function helpOf(noun: () => Argv<EtcdArgs> | undefined): () => void {
+  return () => noun()?.showHelp('log');
+}
+
+function configCommands(sub: Argv<EtcdArgs>): Argv<EtcdArgs> {
+  return sub
+    .command('get', 'print the network config as stored (JSON by default; -o table or yaml)', (get) =>
+      get
+        .option('output', outputOption('json'))
+        .example('$0 config get', 'the config as stored in etcd')
+        .example('$0 config get -o table', 'one line per field'),
       async (args) => withEtcd(args, async (client, keys) => {
         const current = await client.get(keys.config).string();
-        if (args.action === 'get') {
-          if (current === null) throw new WeftctlError(`no config at ${keys.config}; seed one with: weftctl config set --network <cidr>`);
+        if (current === null) throw new WeftctlError(`no config at ${keys.config}; seed one with: weftctl config set --network <cidr>`);
+        if (args.output === 'json') {
+          // as stored, byte for byte: what flanneld and etcdctl see
           print(`${current}\n`);
           return;
         }
+        let stored: unknown;
+        try {
+          stored = JSON.parse(current);
+        } catch (err) {
+          throw new WeftctlError(`${keys.config} is not JSON (${(err as Error).message}); -o json prints it as stored`);
+        }
+        const object = typeof stored === 'object' && stored !== null && !Array.isArray(stored) ? (stored as Record<string, unknown>) : { value: stored };
+        print(render(args.output, stored, () => keyValueTable(object)));
+      }))
+    .command('set', 'write the network config (validated; Backend written explicitly, vxlan by default)', (set) =>
+      set
+        .option('file', { type: 'string', describe: 'the config JSON from this file (- for stdin)' })
+        .option('network', { type: 'string', describe: 'the overlay IPv4 CIDR' })
+        .option('subnet-len', { type: 'number', describe: 'prefix length of each host subnet' })
+        .option('subnet-min', { type: 'string', describe: 'the first IPv4 subnet handed out' })
+        .option('subnet-max', { type: 'string', describe: 'the last IPv4 subnet handed out' })
+        .option('enable-ipv4', { type: 'boolean', describe: 'an IPv4 overlay (default true; false with --ipv6-network for IPv6 only)' })
+        .option('enable-ipv6', { type: 'boolean', describe: 'an IPv6 overlay (default: true when --ipv6-network is given)' })
+        .option('ipv6-network', { type: 'string', describe: 'the overlay IPv6 CIDR (dual stack, or IPv6 only with --enable-ipv4=false)' })
+        .option('ipv6-subnet-len', { type: 'number', describe: 'prefix length of each host IPv6 subnet' })
+        .option('ipv6-subnet-min', { type: 'string', describe: 'the first IPv6 subnet handed out' })
+        .option('ipv6-subnet-max', { type: 'string', describe: 'the last IPv6 subnet handed out' })
+        .option('backend', { type: 'string', default: 'vxlan', describe: 'vxlan, host-gw, udp or wireguard' })
+        .option('vni', { type: 'number', describe: 'VXLAN network identifier' })
+        .option('port', { type: 'number', describe: 'VXLAN UDP port' })
+        .option('direct-routing', { type: 'boolean', describe: 'route directly to peers on the same subnet' })
+        .option('force', { type: 'boolean', default: false, describe: 'write a risky config: Network, SubnetLen or Backend.Type changed under live leases, a Backend.Port below 1024, a Network holding this host\'s underlay address' })
+        .option('iface', { ...WEFTD_OPTIONS.iface, describe: 'weftd\'s --iface on this host, to check the config against its address' })
+        .option('iface-regex', { ...WEFTD_OPTIONS['iface-regex'], describe: 'weftd\'s --iface-regex on this host' })
+        .option('public-ip', { ...WEFTD_OPTIONS['public-ip'], describe: 'weftd\'s --public-ip on this host' })
+        .option('public-ipv6', { ...WEFTD_OPTIONS['public-ipv6'], describe: 'weftd\'s --public-ipv6 on this host' })
+        .example('$0 config set --network 10.5.0.0/16 --backend vxlan', 'seed a new network')
+        .example('$0 config set --network 10.5.0.0/16 --ipv6-network 2001:db8:100::/48', 'a dual-stack network'),
+      async (args) => withEtcd(args, async (client, keys) => {
+        const current = await client.get(keys.config).string();
         const text = buildConfig(args);
         const next = parseNetworkConfig(text);
         if (next.backend.type === 'vxlan' && next.backend.vni > MAX_FLANNEL_VNI) {
@@ -255,10 +277,14 @@ function commands(parser: Argv<EtcdArgs>): Argv<EtcdArgs> {
         }
         await client.put(keys.config).value(JSON.stringify(next.raw));
         print(`wrote ${keys.config}\n`);
-      }))
-    .command('leases ls', 'list the subnet leases', (sub) =>
-      sub
-        .option('output', { alias: 'o', choices: ['table', 'json'] as const, default: 'table' as const })
+      }));
+}
+
+function leaseCommands(sub: Argv<EtcdArgs>): Argv<EtcdArgs> {
+  return sub
+    .command(['ls', 'list'], 'list the subnet leases', (ls) =>
+      ls
+        .option('output', outputOption())
         .example('$0 leases ls -o json', 'machine-readable'),
       async (args) => withEtcd(args, async (client, keys) => {
         const config = await readConfig(client, keys);
@@ -278,44 +304,27 @@ function commands(parser: Argv<EtcdArgs>): Argv<EtcdArgs> {
           reserved: lease.reservation,
           ignored: ignored.has(lease.name) ? { reason: ignored.get(lease.name)!.reason, detail: ignored.get(lease.name)!.detail } : null,
         }));
-        if (args.output === 'json') {
-          print(`${JSON.stringify(rows, null, 2)}\n`);
-          return;
-        }
         // WireGuard leases carry a public key: a column for it when any lease has one
         const withKeys = rows.some((row) => row.publicKey !== '');
-        print(`${formatTable([
+        print(render(args.output, rows, () => formatTable([
           ['SUBNET', 'PUBLIC IP', 'BACKEND', 'VTEP MAC', ...(withKeys ? ['PUBLIC KEY'] : []), 'EXPIRES', 'STATUS'],
           ...rows.map((row, i) => [
             row.subnet, leasePublicIps(leases[i].lease), row.backend || '-', row.vtepMac || '-', ...(withKeys ? [row.publicKey || '-'] : []),
             row.reserved ? 'reserved' : formatRemaining(row.ttlSeconds ?? 0),
             row.ignored === null ? 'in use' : `ignored: ${row.ignored.detail}`,
           ]),
-        ])}\n`);
+        ])));
       }))
-    .command('lease <action> <subnet>', 'reserve or revoke one subnet lease', (sub) =>
-      sub
-        .positional('action', { choices: ['reserve', 'revoke'] as const, demandOption: true })
+    .command('reserve <subnet>', 'reserve a subnet for a host: a lease without expiry', (reserve) =>
+      reserve
         .positional('subnet', { type: 'string', demandOption: true, describe: 'e.g. 10.5.52.0/24 (the IPv6 subnet in an IPv6-only network)' })
-        .option('public-ip', { type: 'string', describe: 'reserve: the host the subnet is reserved for (its IPv4 address)' })
-        .option('ipv6-subnet', { type: 'string', describe: 'reserve, dual stack: the IPv6 subnet that goes with <subnet> in one key' })
-        .option('public-ipv6', { type: 'string', describe: 'reserve, dual stack and IPv6 only: the host\'s IPv6 address' })
-        .option('backend', { type: 'string', choices: SUPPORTED_BACKENDS, describe: 'reserve: the BackendType to write (default: the config\'s Backend.Type)' })
+        .option('public-ip', { type: 'string', describe: 'the host the subnet is reserved for (its IPv4 address)' })
+        .option('ipv6-subnet', { type: 'string', describe: 'dual stack: the IPv6 subnet that goes with <subnet> in one key' })
+        .option('public-ipv6', { type: 'string', describe: 'dual stack and IPv6 only: the host\'s IPv6 address' })
+        .option('backend', { type: 'string', choices: SUPPORTED_BACKENDS, describe: 'the BackendType to write (default: the config\'s Backend.Type)' })
         .example('$0 lease reserve 10.5.52.0/24 --public-ip 198.51.100.3', 'pin a subnet to a host')
-        .example('$0 lease reserve 10.5.52.0/24 --ipv6-subnet 2001:db8:100:34::/64 --public-ip 198.51.100.3 --public-ipv6 2001:db8::3', 'the same in a dual-stack network')
-        .example('$0 lease revoke 10.5.52.0/24', 'delete a lease (its host acquires a new one); a dual-stack lease by either subnet'),
+        .example('$0 lease reserve 10.5.52.0/24 --ipv6-subnet 2001:db8:100:34::/64 --public-ip 198.51.100.3 --public-ipv6 2001:db8::3', 'the same in a dual-stack network'),
       async (args) => withEtcd(args, async (client, keys) => {
-        if (args.action === 'revoke') {
-          const subnet = parseFlag('subnet', args.subnet, (text) => Prefix.parse(text));
-          const name = formatLeaseKey(subnet.family === 4 ? { ipv4: subnet, ipv6: undefined } : { ipv4: undefined, ipv6: subnet });
-          // a dual-stack lease ("10.5.52.0-24&2001:db8:100:34::-64") is found by either of its subnets
-          const found = (await client.get(keys.lease(name)).string()) !== null ? name
-            : (await listLeases(client, keys)).find(({ lease }) => (subnet.family === 4 ? lease.subnets.ipv4 : lease.subnets.ipv6)?.equals(subnet) ?? false)?.lease.name;
-          const deleted = found === undefined ? 0 : Number((await client.delete().key(keys.lease(found))).deleted);
-          if (deleted === 0) throw new WeftctlError(`no lease ${name}`);
-          print(`revoked ${found}\n`);
-          return;
-        }
         const config = await requireConfig(client, keys, 'a reservation takes its key form (IPv4, IPv6 or both) from it');
         const { subnets, attrs } = reservation(config, args);
         const name = formatLeaseKey(subnets);
@@ -328,11 +337,42 @@ function commands(parser: Argv<EtcdArgs>): Argv<EtcdArgs> {
         if (!created.succeeded) throw new WeftctlError(`${name} is already leased or reserved; revoke it first`);
         print(`reserved ${name} for ${[attrs.publicIP, attrs.publicIPv6].filter((ip) => ip !== undefined).join(' and ')}\n`);
       }))
+    .command('revoke <subnet>', 'delete one lease (its host acquires a new one)', (revoke) =>
+      revoke
+        .positional('subnet', { type: 'string', demandOption: true, describe: 'e.g. 10.5.52.0/24; a dual-stack lease by either subnet' })
+        .example('$0 lease revoke 10.5.52.0/24', 'delete a lease (its host acquires a new one); a dual-stack lease by either subnet'),
+      async (args) => withEtcd(args, async (client, keys) => {
+        const subnet = parseFlag('subnet', args.subnet, (text) => Prefix.parse(text));
+        const name = formatLeaseKey(subnet.family === 4 ? { ipv4: subnet, ipv6: undefined } : { ipv4: undefined, ipv6: subnet });
+        // a dual-stack lease ("10.5.52.0-24&2001:db8:100:34::-64") is found by either of its subnets
+        const found = (await client.get(keys.lease(name)).string()) !== null ? name
+          : (await listLeases(client, keys)).find(({ lease }) => (subnet.family === 4 ? lease.subnets.ipv4 : lease.subnets.ipv6)?.equals(subnet) ?? false)?.lease.name;
+        const deleted = found === undefined ? 0 : Number((await client.delete().key(keys.lease(found))).deleted);
+        if (deleted === 0) throw new WeftctlError(`no lease ${name}`);
+        print(`revoked ${found}\n`);
+      }));
+}
+
+function commands(parser: Argv<EtcdArgs>): Argv<EtcdArgs> {
+  let configNoun: Argv<EtcdArgs> | undefined;
+  let leaseNoun: Argv<EtcdArgs> | undefined;
+  return parser
+    .command('config', 'read or write the network config: config get, config set', (sub) =>
+      (configNoun = configCommands(sub)
+        .example('$0 config set --network 10.5.0.0/16 --backend vxlan', 'seed a new network')
+        .example('$0 config get -o yaml', 'print the config as YAML')),
+    helpOf(() => configNoun))
+    .command(['lease', 'leases'], 'list, reserve or revoke subnet leases: lease ls, lease reserve, lease revoke (lease and leases alike)', (sub) =>
+      (leaseNoun = leaseCommands(sub)
+        .example('$0 leases ls', 'list the subnet leases')
+        .example('$0 lease reserve 10.5.52.0/24 --public-ip 198.51.100.3', 'pin a subnet to a host')
+        .example('$0 lease revoke 10.5.52.0/24', 'delete a lease')),
+    helpOf(() => leaseNoun))
     .command('status', 'the cluster: every lease, joined with what its host\'s weftd reports on /readyz and /metrics', (sub) =>
       sub
         .option('healthz-port', { type: 'number', default: 0, describe: 'the port the agents serve /readyz and /metrics on (their --healthz-port); 0 lists the leases only' })
         .option('timeout', { type: 'number', default: 2, describe: 'seconds to wait for each agent' })
-        .option('output', { alias: 'o', choices: ['table', 'json'] as const, default: 'table' as const })
+        .option('output', outputOption())
         .example('$0 status --healthz-port 9910', 'ask each lease\'s host at <PublicIP>:9910')
         .example('$0 status -o json', 'machine-readable; the port comes from WEFTD_HEALTHZ_PORT in /etc/weft/weftd.env when set there')
         .epilogue('Exits 1 when a host has a problem: its agent is unreachable or not ready, cannot reach etcd, or programs fewer peers than there are leases.'),
@@ -346,7 +386,7 @@ function commands(parser: Argv<EtcdArgs>): Argv<EtcdArgs> {
         const rows = await collectStatus(leases, await remainingSeconds(client, leases), {
           healthzPort: port, timeoutMs: args.timeout * 1000, networkBackend: config?.backend.type,
         }, ignored);
-        print(args.output === 'json' ? `${JSON.stringify(rows, null, 2)}\n` : `${rows.length === 0 ? `no leases under ${keys.subnets}` : formatStatus(rows)}\n`);
+        print(render(args.output, rows, () => (rows.length === 0 ? `no leases under ${keys.subnets}` : `${formatStatus(rows)}${formatReachability(rows)}`)));
         if (port === 0 && args.output === 'table') printError('weftctl: agents not asked: give --healthz-port (their --healthz-port)\n');
         const troubled = rows.filter((row) => row.problems.length > 0);
         if (troubled.length > 0) throw new WeftctlError(`${troubled.length} of ${rows.length} hosts have problems: ${troubled.map((row) => `${row.subnet} (${row.publicIP})`).join(', ')}`);
@@ -368,7 +408,7 @@ function commands(parser: Argv<EtcdArgs>): Argv<EtcdArgs> {
         .option('wireguard-socket-dir', WEFTD_OPTIONS['wireguard-socket-dir'])
         .option('healthz-ip', WEFTD_OPTIONS['healthz-ip'])
         .option('healthz-port', { ...WEFTD_OPTIONS['healthz-port'], describe: 'weftd\'s --healthz-port, to check its /readyz (0 = do not)' })
-        .option('output', { alias: 'o', choices: ['text', 'json'] as const, default: 'text' as const })
+        .option('output', outputOption())
         .example('sudo $0 doctor', 'on a node: reads weftd\'s flags from /etc/weft/weftd.env')
         .example('sudo $0 doctor --iface eth1 --healthz-port 9910 -o json', 'with weftd\'s flags given explicitly')
         .epilogue('Give doctor the flags weftd runs with (the environment file does that on an installed node). Exits 1 when anything is wrong.'),
@@ -400,7 +440,7 @@ function commands(parser: Argv<EtcdArgs>): Argv<EtcdArgs> {
             healthzIP: args['healthz-ip'],
             healthzPort: args['healthz-port'],
           });
-          print(args.output === 'json' ? `${JSON.stringify(findings, null, 2)}\n` : `${formatFindings(findings)}\n`);
+          print(render(args.output, findings, () => formatFindings(findings)));
           const failed = findings.filter((finding) => finding.severity === 'fail');
           if (failed.length > 0) throw new WeftctlError(`${failed.length} problem${failed.length === 1 ? '' : 's'}: ${[...new Set(failed.map((finding) => finding.check))].join(', ')}`);
         } finally {
@@ -478,7 +518,7 @@ async function main(): Promise<void> {
         + 'As for weftd (and flanneld), -flag works as --flag and booleans are 1, t, T, TRUE, true, True or 0, f, F, FALSE, false, False.');
     await commands(parser).parseAsync();
   } catch (err) {
-    printError(`weftctl: ${(err as Error).message}\n`);
+    printError(`weftctl: ${(err as Error).message}${rootHint(err, 'weftctl')}\n`);
     process.exitCode = err instanceof WeftError && !(err instanceof UsageError) ? 1 : 2;
   }
 }

@@ -52,6 +52,12 @@ export interface WeftdOptions {
   ingressAllowList: boolean;
   /** This host's choice of VXLAN data path, overriding the config's Backend.Userspace; undefined: the config's. */
   vxlanUserspace: UserspaceMode | undefined;
+  /** Seconds between two probes of a peer over the overlay; 0: no probing. */
+  probeIntervalSeconds: number;
+  /** At most this many probe packets per second, all peers together. */
+  probeRate: number;
+  /** Probe metrics with a series per peer. */
+  probeMetricsPerPeer: boolean;
   /** flanneld flags and WEFTD_* / FLANNELD_* variables weftd does not use, to warn about. */
   ignored: IgnoredSetting[];
   wireguard: WireguardHostOptions;
@@ -60,7 +66,7 @@ export interface WeftdOptions {
 /** weftd's flags (weftctl reuses the node-level ones for `status` and `doctor`). */
 export const WEFTD_OPTIONS = {
   ...ETCD_OPTIONS,
-  iface: { type: 'string', array: true, default: [] as string[], describe: 'interface (name or IP) for inter-host traffic; repeatable, first match wins' },
+  iface: { type: 'string', array: true, default: [] as string[], describe: 'interface (name or IP) for inter-host traffic; repeatable, first match wins (default: the interface of the default route, the IPv6 one for an IPv6-only network)' },
   'iface-regex': { type: 'string', array: true, default: [] as string[], describe: 'regex matched against interface names and IPs; repeatable' },
   'public-ip': { type: 'string', describe: 'IPv4 address other hosts reach this one at (default: the interface address)' },
   'public-ipv6': { type: 'string', describe: 'IPv6 address other hosts reach this one at' },
@@ -92,6 +98,9 @@ export const WEFTD_OPTIONS = {
   },
   'wireguard-key-file': { type: 'string', describe: `this host's WireGuard private key, made on first start (default: $WIREGUARD_KEY_FILE as for flanneld, else ${DEFAULT_WIREGUARD_KEY_FILE})` },
   'wireguard-socket-dir': { type: 'string', default: WIREGUARD_SOCKET_DIR, describe: 'where wireguard-go\'s UAPI sockets are (another directory runs wireguard-go in a private mount namespace)' },
+  'probe-interval': { type: 'number', default: 10, describe: 'seconds between two probes of each peer over the overlay, spread over the interval (0 = no probing; see /peers and weftctl status)' },
+  'probe-rate': { type: 'number', default: 500, describe: 'at most this many probe packets per second, all peers together: with many peers a round takes longer than --probe-interval' },
+  'probe-metrics-per-peer': { type: 'boolean', default: false, describe: 'label the probe RTT histogram and a probe state gauge by peer (a series per peer)' },
 } as const;
 
 function positive(flag: string, value: number, { integer = false, min = 0 } = {}): number {
@@ -170,6 +179,8 @@ export async function parseWeftdOptions(argv: string[], env: NodeJS.ProcessEnv =
   }
   const healthzPort = positive('healthz-port', args['healthz-port'], { integer: true });
   if (healthzPort > 65535) throw new UsageError('healthz-port', `${healthzPort} is not a port number`);
+  const probeInterval = positive('probe-interval', args['probe-interval']);
+  if (probeInterval > 0 && probeInterval < 0.5) throw new UsageError('probe-interval', `${probeInterval} is below 0.5 seconds (0 turns probing off)`);
   const healthzIP = args['healthz-ip'];
   address('healthz-ip', healthzIP, healthzIP.includes(':') ? 6 : 4);
 
@@ -201,6 +212,9 @@ export async function parseWeftdOptions(argv: string[], env: NodeJS.ProcessEnv =
     nodeIdFile: args['node-id-file'],
     ingressAllowList: args['ingress-allow-list'],
     vxlanUserspace: args['vxlan-userspace'],
+    probeIntervalSeconds: probeInterval,
+    probeRate: positive('probe-rate', args['probe-rate'], { min: 1 }),
+    probeMetricsPerPeer: args['probe-metrics-per-peer'],
     ignored,
     wireguard: {
       implementation: args['wireguard-implementation'],

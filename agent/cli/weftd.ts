@@ -5,6 +5,7 @@ import { Agent } from '../daemon.js';
 import { SystemdNotifier, SystemdNotifyError } from '../host/systemd-notify.js';
 import { createLogger } from '../log.js';
 import { RegistryStoppedError } from '../registry/errors.js';
+import { checkReadable, rootHint } from './error-text.js';
 import { parseWeftdOptions, UsageError } from './weftd-options.js';
 
 /** How long a SIGTERM may take before weftd exits anyway. */
@@ -14,6 +15,10 @@ async function main(): Promise<void> {
   let options;
   try {
     options = await parseWeftdOptions(process.argv.slice(2));
+    if (options !== undefined) {
+      const { caFile, certFile, keyFile } = options.etcd;
+      checkReadable({ 'etcd-cafile': caFile, 'etcd-certfile': certFile, 'etcd-keyfile': keyFile }, 'weftd');
+    }
   } catch (err) {
     if (err instanceof UsageError) {
       process.stderr.write(`weftd: ${err.message}\nRun weftd --help for the flags.\n`);
@@ -30,7 +35,7 @@ async function main(): Promise<void> {
     notifier = SystemdNotifier.fromEnvironment(log.child({ component: 'systemd' }));
   } catch (err) {
     if (!(err instanceof SystemdNotifyError)) throw err;
-    log.fatal({ err: err.message, code: err.code }, 'weftd failed to start');
+    log.fatal({ err }, 'weftd failed to start');
     process.exit(1);
   }
   const agent = new Agent(options, log);
@@ -58,7 +63,7 @@ async function main(): Promise<void> {
     agent.stop().then(
       () => process.exit(0),
       (err: Error) => {
-        log.error({ err: err.message }, 'shutdown failed');
+        log.error({ err }, 'shutdown failed');
         process.exit(1);
       },
     );
@@ -83,8 +88,9 @@ async function main(): Promise<void> {
   } catch (err) {
     clearInterval(starting);
     if (err instanceof RegistryStoppedError || agent.stopping) return;
-    log.fatal({ err: (err as Error).message, code: (err as { code?: string }).code }, 'weftd failed to start');
-    notifier?.status(`failed to start: ${(err as Error).message}`);
+    const hint = rootHint(err, 'weftd');
+    log.fatal({ err }, `weftd failed to start${hint}`);
+    notifier?.status(`failed to start: ${(err as Error).message}${hint}`);
     await agent.stop().catch(() => undefined);
     process.exit(1);
   }

@@ -108,7 +108,7 @@ export class IngressAllowList {
         if (await this.check()) return;
         this.log?.warn({ table: `inet ${INGRESS_TABLE}` }, 'the ingress allow-list was changed or removed; restoring it');
         await this.writeTable();
-      }).catch((err: Error) => this.log?.error({ err: err.message }, 'could not check the ingress allow-list'));
+      }).catch((err: Error) => this.log?.error({ err }, 'could not check the ingress allow-list'));
     }, this.resyncMs);
     this.timer.unref();
   }

@@ -8,8 +8,8 @@ export const DEFAULT_NODE_ID_FILE = '/var/lib/weft/node-id';
 const NODE_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 export class NodeIdError extends WeftError {
-  constructor(path: string, reason: string) {
-    super('WEFT_NODE_ID', `${path}: ${reason}`);
+  constructor(path: string, reason: string, cause?: unknown) {
+    super('WEFT_NODE_ID', `${path}: ${reason}`, { cause });
   }
 }
 
@@ -20,7 +20,7 @@ async function readNodeId(path: string): Promise<string | undefined> {
     text = (await readFile(path, 'utf8')).trim();
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new NodeIdError(path, (err as Error).message);
+    throw new NodeIdError(path, (err as Error).message, err);
   }
   if (!NODE_ID.test(text)) throw new NodeIdError(path, `"${text.slice(0, 40)}" is not a node ID (a UUID); delete the file to get a new one`);
   return text;

@@ -45,7 +45,7 @@ describe('ConfigWatcher against a real etcd', function () {
 
     await client.put(keys.config).value('{"Network":"198.18.0.0/16","SubnetLen":33,"Backend":{"Type":"vxlan"}}');
     await waitFor(() => warnings(records).length === 2, 'the invalid-config line');
-    assert.match(String(warnings(records)[1].err), /SubnetLen 33 is longer than 32/);
+    assert.match(String((warnings(records)[1]!.err as { message?: string } | undefined)?.message), /SubnetLen 33 is longer than 32/);
     await client.put(keys.config).value('not json');
     await waitFor(() => warnings(records).length === 3, 'the second invalid-config line');
     assert.equal(resolved, undefined, 'never acts on an invalid config');
@@ -68,7 +68,7 @@ describe('ConfigWatcher against a real etcd', function () {
     await client.put(keys.config).value('{"Network":"198.18.0.0/29","Backend":{"Type":"vxlan"}}');
     await waitFor(() => seen.length === 2, 'the invalid event');
     assert.equal(watcher.current?.backend.type, 'vxlan');
-    assert.ok(warnings(records).some((record) => /198\.18\.0\.0\/29 is smaller than \/28/.test(String(record.err))));
+    assert.ok(warnings(records).some((record) => /198\.18\.0\.0\/29 is smaller than \/28/.test(String((record.err as { message?: string } | undefined)?.message))));
     await client.delete().key(keys.config);
     await waitFor(() => warnings(records).some((record) => /deleted/.test(record.msg)), 'the deletion line');
     assert.equal(watcher.current?.backend.type, 'vxlan');

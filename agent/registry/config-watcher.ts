@@ -115,7 +115,7 @@ export class ConfigWatcher extends EventEmitter<ConfigWatcherEvents> {
     if (outcome instanceof WeftError) {
       this.invalidLog.write(
         'error',
-        { key: this.key, err: outcome.message },
+        { key: this.key, err: outcome },
         this.valid === undefined ? 'network config is invalid; waiting for a valid one' : 'network config is invalid; keeping the last valid config',
       );
       this.emit('invalid', outcome);

@@ -119,7 +119,7 @@ export class KvMirror<T> extends EventEmitter<KvMirrorEvents<T>> {
         // One line per outage, not one per retry.
         const level = this.unreachableLogged ? 'debug' : 'warn';
         this.unreachableLogged = true;
-        this.log[level]({ err: (err as Error).message, key: this.key }, 'etcd list failed; retrying until it answers');
+        this.log[level]({ err, key: this.key }, 'etcd list failed; retrying until it answers');
         this.emit('reachable', false);
         await this.sleep(delay);
         delay = Math.min(delay * 2, this.maxBackoffMs);
@@ -161,7 +161,7 @@ export class KvMirror<T> extends EventEmitter<KvMirrorEvents<T>> {
     watcher.on('connected', () => this.emit('reachable', true));
     const disrupted = (why: string) => (err?: Error) => {
       if (this.watcher !== watcher || this.stopped) return;
-      this.log.info({ key: this.key, why, err: err?.message }, 'watch disrupted; listing again');
+      this.log.info({ key: this.key, why, err }, 'watch disrupted; listing again');
       void this.resync(why);
     };
     watcher.on('disconnected', disrupted('watch disconnected'));
@@ -200,7 +200,7 @@ export class KvMirror<T> extends EventEmitter<KvMirrorEvents<T>> {
     try {
       return this.codec.decode(this.key + name, name, kv);
     } catch (err) {
-      this.log.error({ key: excerpt(this.key + name), err: (err as Error).message }, 'could not take a key from etcd; skipping it');
+      this.log.error({ key: excerpt(this.key + name), err }, 'could not take a key from etcd; skipping it');
       return undefined;
     }
   }
@@ -217,7 +217,7 @@ export class KvMirror<T> extends EventEmitter<KvMirrorEvents<T>> {
     try {
       this.emit('change', change);
     } catch (err) {
-      this.log.error({ key: excerpt(change.key), err: (err as Error).message }, 'could not apply a change from etcd; skipping it');
+      this.log.error({ key: excerpt(change.key), err }, 'could not apply a change from etcd; skipping it');
     }
   }
 

@@ -235,7 +235,7 @@ export class SubnetLeaseManager extends EventEmitter<SubnetLeaseEvents> {
       try {
         leases.push({ lease: decodeLeaseValue(name, kv.value, String(kv.lease) === '0'), kv });
       } catch (err) {
-        this.warnings.write('warn', { key: excerpt(kv.key.toString()), err: (err as Error).message }, 'ignoring a malformed lease');
+        this.warnings.write('warn', { key: excerpt(kv.key.toString()), err }, 'ignoring a malformed lease');
       }
     }
     return leases;
@@ -409,7 +409,7 @@ export class SubnetLeaseManager extends EventEmitter<SubnetLeaseEvents> {
     try {
       await this.client.leaseClient.leaseRevoke({ ID: etcdLeaseId });
     } catch (err) {
-      this.log.debug({ etcdLeaseId, err: (err as Error).message }, 'could not revoke an etcd lease; it will expire');
+      this.log.debug({ etcdLeaseId, err }, 'could not revoke an etcd lease; it will expire');
     }
   }
 

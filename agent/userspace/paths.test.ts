@@ -1,3 +1,4 @@
+import dgram from 'node:dgram';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import {
@@ -256,6 +257,24 @@ describe('userspace receive path', () => {
       }),
       { numRuns: 3000 },
     );
+  });
+});
+
+describe('userspace receive path, its socket', () => {
+  it('names the errno when the tunnel port is taken (EADDRINUSE, not its number)', async function () {
+    const taken = dgram.createSocket('udp4');
+    await new Promise<void>((resolve) => taken.bind(0, '127.0.0.1', resolve));
+    try {
+      const rx = new RxPath({ ...config('vxlan'), localAddress: '127.0.0.1', port: taken.address().port }, () => undefined);
+      await assert.rejects(rx.start(), (err: Error & { code?: string }) => {
+        assert.equal(err.code, 'WEFT_USERSPACE_BIND');
+        assert.match(err.message, new RegExp(`^cannot bind UDP 127\\.0\\.0\\.1:${taken.address().port}: .*EADDRINUSE`));
+        assert.doesNotMatch(err.message, /errno 98/);
+        return true;
+      });
+    } finally {
+      taken.close();
+    }
   });
 });
 

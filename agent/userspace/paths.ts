@@ -47,6 +47,7 @@ import {
   writeTcpSegment,
 } from '../../common/packet.js';
 import { WeftError } from '../../common/errors.js';
+import { errnoName } from '../kernel/errors.js';
 import { loadCap, type CapHandle } from './native.js';
 import {
   EAGAIN,
@@ -71,6 +72,8 @@ import {
   type WireNet,
   type WirePeer,
   type WorkerConfig,
+  type LogFields,
+  type WireError,
 } from './protocol.js';
 
 /** A data-path socket or capture could not be opened. */
@@ -80,7 +83,7 @@ export class DataPathError extends WeftError {
   }
 }
 
-export type Report = (level: 'info' | 'warn' | 'error', message: string, fields?: Record<string, string | number>) => void;
+export type Report = (level: 'info' | 'warn' | 'error', message: string, fields?: LogFields) => void;
 
 /** What the transmit path needs of its UDP socket (a dgram socket; tests pass a fake). */
 export interface DatagramSender {
@@ -119,6 +122,17 @@ function toNet(wire: WireNet): Ipv4Net {
   return new Ipv4Net(wire.network, wire.length);
 }
 
+/** An error as the worker reports it to weftd's log (structured, as the log's `err` serializer keeps it). */
+function wireError(err: unknown): WireError {
+  const fields = err as Partial<Error> & { code?: unknown };
+  return {
+    type: err instanceof Error ? err.name : 'Error',
+    message: typeof fields.message === 'string' ? fields.message : String(err),
+    ...(typeof fields.stack === 'string' ? { stack: fields.stack } : {}),
+    ...(typeof fields.code === 'string' ? { code: fields.code } : {}),
+  };
+}
+
 /** Reports the first occurrence of each kind of unexpected error, then every 1000th. */
 class ErrorNotes {
   private readonly seen = new Map<string, number>();
@@ -127,7 +141,7 @@ class ErrorNotes {
   note(kind: string, err: unknown): void {
     const count = (this.seen.get(kind) ?? 0) + 1;
     this.seen.set(kind, count);
-    if (count === 1 || count % 1000 === 0) this.report('warn', `${kind}: ${(err as Error).message ?? String(err)}`, { kind, count });
+    if (count === 1 || count % 1000 === 0) this.report('warn', `${kind} failed`, { kind, count, err: wireError(err) });
   }
 }
 
@@ -195,7 +209,7 @@ export class TxPath {
     if ('native' in loaded) {
       // Sent from our PublicIP (peers accept datagrams from our lease's PublicIP only), any source port.
       const fd = loaded.native.open(ipv4Number(this.config.localAddress), 0, this.config.socketBufferBytes, 0, 0);
-      if (fd < 0) throw new DataPathError('WEFT_USERSPACE_BIND', `cannot bind UDP ${this.config.localAddress}:0: errno ${-fd}`);
+      if (fd < 0) throw new DataPathError('WEFT_USERSPACE_BIND', `cannot bind UDP ${this.config.localAddress}:0: ${errnoName(-fd)}`);
       this.attachNative(loaded.native, fd);
     } else {
       const socket = dgram.createSocket({
@@ -471,7 +485,7 @@ export class TxPath {
       // The kernel does not take UDP GSO here (no checksum offload on the route's device, an old kernel):
       // from now on one datagram per system call.
       this.gso = false;
-      this.report('warn', `UDP GSO refused (errno ${-sent}): sending one datagram per system call`, { errno: -sent });
+      this.report('warn', `UDP GSO refused (${errnoName(-sent)}): sending one datagram per system call`, { errno: errnoName(-sent) });
       for (let offset = 0; offset < bytes; offset += size) {
         const length = Math.min(size, bytes - offset);
         this.account(udp.send(fd, this.scratch, offset, length, 0, peer.addressNumber, port), 1, length - peer.prefix.length);
@@ -489,7 +503,7 @@ export class TxPath {
       this.drops.queue_full += count;
     } else {
       this.drops.send_error += count;
-      this.errors.note('send', new Error(`sendmsg: errno ${-result}`));
+      this.errors.note('send', Object.assign(new Error(`sendmsg: ${errnoName(-result)}`), { code: errnoName(-result) }));
     }
   }
 
@@ -588,12 +602,12 @@ export class RxPath {
         gro = false;
         fd = udp.open(address, this.config.port, 0, this.config.socketBufferBytes, 0);
       }
-      if (fd < 0) throw new DataPathError('WEFT_USERSPACE_BIND', `cannot bind UDP ${this.config.localAddress}:${this.config.port}: errno ${-fd}`);
+      if (fd < 0) throw new DataPathError('WEFT_USERSPACE_BIND', `cannot bind UDP ${this.config.localAddress}:${this.config.port}: ${errnoName(-fd)}`);
       this.batch = Buffer.alloc(RECEIVE_SLOTS * RECEIVE_SLOT_SIZE);
       const receiver = udp.receive(fd, this.batch, RECEIVE_SLOT_SIZE, RECEIVE_SLOTS, this.batchMeta, (count) => this.onBatch(count), RECEIVE_BATCHES_PER_EVENT);
       if (typeof receiver === 'number') {
         udp.close(fd);
-        throw new DataPathError('WEFT_USERSPACE_BIND', `cannot poll UDP ${this.config.localAddress}:${this.config.port}: errno ${-receiver}`);
+        throw new DataPathError('WEFT_USERSPACE_BIND', `cannot poll UDP ${this.config.localAddress}:${this.config.port}: ${errnoName(-receiver)}`);
       }
       this.native = { udp, fd, receiver, gro };
     } else {
@@ -704,7 +718,7 @@ export class RxPath {
    */
   onBatch(count: number): void {
     if (count < 0) {
-      this.errors.note('socket', new Error(`recvmmsg: errno ${-count}`));
+      this.errors.note('socket', Object.assign(new Error(`recvmmsg: ${errnoName(-count)}`), { code: errnoName(-count) }));
       return;
     }
     const meta = this.batchMeta;

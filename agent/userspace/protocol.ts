@@ -118,4 +118,15 @@ export type WorkerMessage =
   | { t: 'ready' }
   | { t: 'failed'; code: string; message: string }
   | { t: 'stats'; id: number | null; counters: DataPathCounters }
-  | { t: 'log'; level: 'info' | 'warn' | 'error'; message: string; fields: Record<string, string | number> };
+  | { t: 'log'; level: 'info' | 'warn' | 'error'; message: string; fields: LogFields };
+
+/** An error crossing from the worker to weftd's log, with what the log keeps of one. */
+export interface WireError {
+  type: string;
+  message: string;
+  stack?: string;
+  code?: string;
+}
+
+/** The fields of a worker's log line; an error goes under `err`. */
+export type LogFields = Record<string, string | number | WireError>;

@@ -124,7 +124,7 @@ export class DataPathWorker {
 
   private send(message: ParentMessage): void {
     const child = this.running?.child;
-    if (child?.connected) child.send(message, (err) => err && this.log.debug({ err: err.message }, 'worker message not sent'));
+    if (child?.connected) child.send(message, (err) => err && this.log.debug({ err }, 'worker message not sent'));
   }
 
   private requestCounters(): Promise<DataPathCounters | undefined> {
@@ -208,7 +208,7 @@ export class DataPathWorker {
         const delay = this.restartDelay;
         this.restartDelay = Math.min(MAX_RESTART_DELAY_MS, this.restartDelay * 2);
         this.restartTimer = setTimeout(() => {
-          this.ensureRunning().catch((err: Error) => this.log.warn({ err: err.message, retryMs: this.restartDelay }, 'data-path worker did not start; retrying'));
+          this.ensureRunning().catch((err: Error) => this.log.warn({ err, retryMs: this.restartDelay }, 'data-path worker did not start; retrying'));
         }, delay);
         this.restartTimer.unref();
       });

@@ -83,7 +83,7 @@ export class WireguardPeerTable implements DevicePeers {
     try {
       await this.control.set({ peers: changes });
     } catch (err) {
-      this.log.warn({ err: (err as Error).message, peers: changes.length }, 'could not configure the WireGuard peers; will retry');
+      this.log.warn({ err, peers: changes.length }, 'could not configure the WireGuard peers; will retry');
       return { operations: changes.length, failures: changes.length };
     }
     for (const [key, peer] of after) {

@@ -100,7 +100,7 @@ export class WireguardGo {
     forward(child.stderr);
     this.exited = new Promise((done) => {
       child.on('error', (err) => {
-        log.error({ device, err: err.message }, 'cannot run wireguard-go');
+        log.error({ device, err }, 'cannot run wireguard-go');
         done();
       });
       child.on('exit', (code, signal) => {

@@ -29,6 +29,7 @@ export const BENCHMARK_MODULES: readonly string[] = [
   './wireguard.js',
   './wakeup.js',
   './soak.js',
+  './probing.js',
 ];
 
 export interface MachineInfo {
