@@ -221,7 +221,7 @@ describe('HTTP endpoint (/healthz, /readyz, /metrics)', function () {
       assert.equal(all.status, 200);
       assert.equal(all.headers['content-type'], 'application/json');
       const report = parsePeersReport(all.body);
-      assert.ok(typeof report !== 'string', String(report));
+      assert.ok(typeof report !== 'string', JSON.stringify(report));
       assert.deepEqual(report.peers.map((peer) => [peer.lease, peer.state]), [['198.18.6.0-24', 'unknown'], ['198.18.7.0-24', 'unknown']]);
       assert.deepEqual(report.counts, { unknown: 2, ok: 0, mtu: 0, unreachable: 0 });
       assert.equal(report.source, null);

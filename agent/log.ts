@@ -16,6 +16,8 @@ export function serializeError(err: unknown, depth = 0): unknown {
   const source = err as Record<string, unknown>;
   const out: Record<string, unknown> = {
     type: err instanceof Error ? err.name : typeof source.type === 'string' ? source.type : 'Error',
+    // an error-like object's own toString may say why; a plain one prints as [object Object] either way
+    // eslint-disable-next-line @typescript-eslint/no-base-to-string
     message: typeof source.message === 'string' ? source.message : String(err),
   };
   if (typeof source.stack === 'string') out.stack = source.stack;

@@ -72,10 +72,10 @@ describe('common/reachability: which way between two hosts loses packets', funct
     const body = report(7, [record(B, 'ok', { heard: { instance: 2, small: 1, full: null, at: NOW } })]);
     assert.deepEqual(parsePeersReport(JSON.stringify(body)), body);
     assert.equal(parsePeersReport('not json'), '/peers did not answer JSON');
-    assert.match(String(parsePeersReport(JSON.stringify({ ...body, peers: [{ ...body.peers[0], publicIP: '\u001b[31mx' }] }))), /peers\[0\] is malformed/);
-    assert.match(String(parsePeersReport(JSON.stringify({ ...body, peers: [{ ...body.peers[0], since: 'yesterday' }] }))), /peers\[0\] is malformed/);
-    assert.match(String(parsePeersReport(JSON.stringify({ ...body, peers: [{ ...body.peers[0], state: 'fine' }] }))), /peers\[0\] is malformed/);
-    assert.match(String(parsePeersReport(JSON.stringify({ ...body, instance: -1 }))), /instance/);
-    assert.match(String(parsePeersReport(JSON.stringify({ ...body, peers: {} }))), /peers is not a list/);
+    assert.match(JSON.stringify(parsePeersReport(JSON.stringify({ ...body, peers: [{ ...body.peers[0], publicIP: '\u001b[31mx' }] }))), /peers\[0\] is malformed/);
+    assert.match(JSON.stringify(parsePeersReport(JSON.stringify({ ...body, peers: [{ ...body.peers[0], since: 'yesterday' }] }))), /peers\[0\] is malformed/);
+    assert.match(JSON.stringify(parsePeersReport(JSON.stringify({ ...body, peers: [{ ...body.peers[0], state: 'fine' }] }))), /peers\[0\] is malformed/);
+    assert.match(JSON.stringify(parsePeersReport(JSON.stringify({ ...body, instance: -1 }))), /instance/);
+    assert.match(JSON.stringify(parsePeersReport(JSON.stringify({ ...body, peers: {} }))), /peers is not a list/);
   });
 });

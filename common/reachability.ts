@@ -135,7 +135,7 @@ function carries(a: HostProbes, b: HostProbes, size: Size): { carries: boolean |
 /** The earliest `since` of the two hosts' records of each other that are not ok. */
 function sinceOf(...records: (PeerReport | 'ok' | undefined)[]): string | null {
   const times = records.filter((record): record is PeerReport => record !== undefined && record !== 'ok' && record.state !== 'ok').map((record) => record.since);
-  return times.length === 0 ? null : times.sort()[0]!;
+  return times.length === 0 ? null : times.sort()[0];
 }
 
 /** The state of the path from `a` to `b`. */

@@ -27,7 +27,7 @@ describe('weftctl against a real etcd', function () {
   function run(env: Record<string, string>, args: string[], wrapper: string[] = []): Promise<{ code: number | null; stdout: string; stderr: string }> {
     return new Promise((resolve) => {
       const argv = [...wrapper, process.execPath, WEFTCTL, ...args];
-      const child = spawn(argv[0]!, argv.slice(1), { env: { PATH: process.env.PATH, ...env } });
+      const child = spawn(argv[0], argv.slice(1), { env: { PATH: process.env.PATH, ...env } });
       let stdout = '';
       let stderr = '';
       child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));

@@ -59,8 +59,8 @@ const require = createRequire(import.meta.url);
 
 /** Opens the raw ICMP socket; throws ProbeSocketError (saying that it needs root) when the kernel refuses. */
 export function openIcmpSocket(): ProbeTransport {
-  const { createSocket } = require('raw-socket') as RawSocketModule;
-  const socket = createSocket({ protocol: IPPROTO_ICMP, bufferSize: 65535 });
+  const rawSocket = require('raw-socket') as RawSocketModule;
+  const socket = rawSocket.createSocket({ protocol: IPPROTO_ICMP, bufferSize: 65535 });
   const listeners: ((packet: Buffer) => void)[] = [];
   const errorListeners: ((err: Error) => void)[] = [];
   try {

@@ -217,7 +217,7 @@ export class PeerProber extends EventEmitter<ProberEvents> {
     // never more than one round's worth at once (after a stall, say)
     this.credit = Math.min(this.credit + (this.order.length * elapsed) / this.roundMs, this.order.length);
     for (; this.credit >= 1; this.credit--) {
-      const peer = this.order[this.cursor % this.order.length]!;
+      const peer = this.order[this.cursor % this.order.length];
       this.cursor = (this.cursor + 1) % this.order.length;
       this.probe(peer, now);
     }
@@ -275,8 +275,8 @@ export class PeerProber extends EventEmitter<ProberEvents> {
   }
 
   private expire(now: number): void {
-    while (this.deadlineHead < this.deadlines.length && this.deadlines[this.deadlineHead]!.at <= now) {
-      const { peer, size, round } = this.deadlines[this.deadlineHead++]!;
+    while (this.deadlineHead < this.deadlines.length && this.deadlines[this.deadlineHead].at <= now) {
+      const { peer, size, round } = this.deadlines[this.deadlineHead++];
       if (peer.pending[size]?.round === round && this.peers.get(peer.target.lease) === peer) this.lost(peer, size, round);
     }
     if (this.deadlineHead > 1024 && this.deadlineHead * 2 > this.deadlines.length) {

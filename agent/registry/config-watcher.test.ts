@@ -45,7 +45,7 @@ describe('ConfigWatcher against a real etcd', function () {
 
     await client.put(keys.config).value('{"Network":"198.18.0.0/16","SubnetLen":33,"Backend":{"Type":"vxlan"}}');
     await waitFor(() => warnings(records).length === 2, 'the invalid-config line');
-    assert.match(String((warnings(records)[1]!.err as { message?: string } | undefined)?.message), /SubnetLen 33 is longer than 32/);
+    assert.match(String((warnings(records)[1].err as { message?: string } | undefined)?.message), /SubnetLen 33 is longer than 32/);
     await client.put(keys.config).value('not json');
     await waitFor(() => warnings(records).length === 3, 'the second invalid-config line');
     assert.equal(resolved, undefined, 'never acts on an invalid config');

@@ -51,7 +51,7 @@ describe('etcd user/password authentication', function () {
     const started = watcher.start();
     try {
       await waitFor(() => warnings(records).length > 0, 'a warning');
-      assert.match(String((warnings(records)[0]!.err as { message?: string } | undefined)?.message), /authentication failed|invalid user ID or password/);
+      assert.match(String((warnings(records)[0].err as { message?: string } | undefined)?.message), /authentication failed|invalid user ID or password/);
     } finally {
       await watcher.stop();
       await started;

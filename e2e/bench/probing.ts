@@ -41,7 +41,7 @@ export const benchmark: Benchmark = {
     const off: Window[] = [];
     await withBenchLab(context, async (bench) => {
       const { lab } = bench;
-      const host = lab.hosts[0]!;
+      const host = lab.hosts[0];
       await bench.probe('seed', { etcd: bench.etcd, from: 0, count: peers }, 120_000);
       // the lab routes 198.19.0.0/16 into a blackhole on every host: nothing reaches the synthetic peers
       const blackhole = await lab.exec(host, 'ip route show type blackhole 198.19.0.0/16', { check: true });
@@ -96,7 +96,7 @@ export const benchmark: Benchmark = {
       figures: [
         figure({
           id: 'probing.cost', label: `probing ${peers} peers: CPU (on − off)`, unit: '% of a core',
-          samples: on.map((window, i) => percent(window) - percent(off[i]!)), target: { op: '<=', value: 1, source: 'issue 15' },
+          samples: on.map((window, i) => percent(window) - percent(off[i])), target: { op: '<=', value: 1, source: 'issue 15' },
         }),
         figure({ id: 'probing.on', label: 'weftd CPU, probing on', unit: '% of a core', samples: on.map(percent) }),
         figure({ id: 'probing.off', label: 'weftd CPU, probing off', unit: '% of a core', samples: off.map(percent) }),

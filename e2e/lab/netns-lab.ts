@@ -503,7 +503,7 @@ export class NetnsLab implements ClusterDriver {
         lines.push(`addr add ${ipv4Host(prefix, 10 + host.index)}/${prefix.length} dev ${dev}`, `link set ${dev} up`);
         if (segment === 'a' && host.publicIpv6 !== undefined) lines.push(v6(host.publicIpv6, dev));
       }
-      lines.push(`route add default via ${SEGMENTS[host.segments[0]!].gateway}`);
+      lines.push(`route add default via ${SEGMENTS[host.segments[0]].gateway}`);
       // synthetic peers are never contacted: what weftd sends them (its peer probes) dies here
       lines.push('route add blackhole 198.19.0.0/16');
       if (host.publicIpv6 !== undefined) lines.push(`route add ::/0 via ${IPV6_UNDERLAY.gateway}`);

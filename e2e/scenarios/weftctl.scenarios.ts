@@ -61,8 +61,8 @@ export function weftctlScenarios(factory: DriverFactory): void {
       assert.equal(table.code, 0, table.stderr);
       // the hosts' table, then the reachability over the overlay
       const [hostTable, reachability] = table.stdout.trim().split('\n\n');
-      const lines = hostTable!.split('\n');
-      assert.match(lines[0]!, /^SUBNET\s+PUBLIC IP\s+BACKEND\s+EXPIRES\s+AGENT\s+PEERS\s+PROBLEMS$/);
+      const lines = hostTable.split('\n');
+      assert.match(lines[0], /^SUBNET\s+PUBLIC IP\s+BACKEND\s+EXPIRES\s+AGENT\s+PEERS\s+PROBLEMS$/);
       assert.match(reachability ?? '', /^REACHABILITY over the overlay/);
       assert.equal(lines.length, 4);
       for (const line of lines.slice(1)) assert.match(line, /^198\.18\.\d+\.0\/24\s+\S+\s+vxlan\s+\S+\s+ready\s+2\/2\s+-$/);
