@@ -1,11 +1,12 @@
 import { EventEmitter } from 'node:events';
 import type { Family } from '../common/cidr.js';
 import type { NetworkConfig } from '../common/config.js';
-import { DesiredState, WEFT_ROUTE_PROTOCOL, type DirtyKeys, type RouteDevice } from '../common/dataplane.js';
+import { DesiredState, WEFT_ROUTE_PROTOCOL, type DirtyKeys } from '../common/dataplane.js';
 import type { Lease } from '../common/lease.js';
 import type { Backend, DevicePeersResult } from './backend.js';
 import type { PublicInterface } from './host/interfaces.js';
-import { KernelView, NetlinkError, opsCount, type Kernel, type KernelChange, type PlannedOps, type RouteForm } from './kernel/index.js';
+import { KernelView, opsCount, type Kernel, type KernelChange, type PlannedOps, type RouteForm } from './kernel/index.js';
+import { applyPlan } from './apply.js';
 import type { Logger } from './log.js';
 import { plan } from './plan.js';
 
@@ -59,17 +60,6 @@ export interface ReconcilerOptions {
   /** Install routes through nexthop objects (default, where the kernel has them) or with inline gateways. */
   routeForm?: RouteForm;
 }
-
-/**
- * Requests one run keeps outstanding at most: one batch of the kernel shim (256 messages to a sendmsg). The
- * kernel applies a batch before sendmsg returns, so waiting for its answer before making the next costs no
- * throughput; and requests that live no longer than that mostly die in V8's young generation, where a
- * window of thousands kept each alive long enough to be promoted and to swell the old one.
- */
-const APPLY_WINDOW = 256;
-
-/** Deleting something already gone is not a failure. */
-const GONE = new Set(['ENOENT', 'ESRCH', 'ENODEV']);
 
 /**
  * The data plane as a reconcile loop: desired state (a pure function of our lease, the peers' leases
@@ -341,7 +331,7 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
     this.tellBackend(own);
     // Notifications from while the dumps ran may be newer than what the dumps saw: the next run sees to them.
     for (const change of noted) view.observe(change, desired.state);
-    const failures = await this.apply(ops, overlayIndex);
+    const failures = await this.apply(ops);
     const peers = await this.syncDevicePeers('all');
     return this.finish(trigger, 'full', started, opsCount(ops) + peers.operations, failures + peers.failures);
   }
@@ -357,7 +347,7 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
     if (leasesChanged) this.tellBackend(this.inputs().own);
     const ops = plan(desired.state, view, keys);
     view.assume(ops, desired.state, keys);
-    const failures = await this.apply(ops, this.overlayIndex);
+    const failures = await this.apply(ops);
     const peers = keys.wireguardPeers.size > 0 ? await this.syncDevicePeers(keys.wireguardPeers) : { operations: 0, failures: 0 };
     return this.finish(trigger, 'incremental', started, opsCount(ops) + peers.operations, failures + peers.failures);
   }
@@ -428,113 +418,12 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
     this.reportedSkips = current;
   }
 
-  /**
-   * Sends the planned operations in the order that keeps each step valid: removals (routes, then the
-   * nexthops only they used, FDB entries, neighbours), then neighbours and FDB entries, the nexthops routes
-   * need, the routes, and last the nexthops that routes moved away from. The kernel shim pipelines them and
-   * the kernel applies them in that order. At most APPLY_WINDOW are outstanding at a time, which bounds the
-   * memory a run over thousands of peers takes without slowing it (see APPLY_WINDOW).
-   */
-  private async apply(ops: PlannedOps, overlayIndex: number | undefined): Promise<number> {
-    const steps = this.steps(ops, overlayIndex).filter((step) => step.items.length > 0);
-    if (steps.length === 0) return 0;
-    let failures = 0;
-    await new Promise<void>((resolve) => {
-      let current = 0;
-      let next = 0;
-      let outstanding = 0;
-      const pump = (): void => {
-        while (outstanding < APPLY_WINDOW && current < steps.length) {
-          const step = steps[current];
-          if (next >= step.items.length) {
-            current++;
-            next = 0;
-            continue;
-          }
-          outstanding++;
-          step.start(step.items[next++]).then(step.ok, step.failed);
-        }
-        if (current >= steps.length && outstanding === 0) resolve();
-      };
-      for (const step of steps) {
-        step.ok = () => {
-          step.counts.set('ok', (step.counts.get('ok') ?? 0) + 1);
-          outstanding--;
-          pump();
-        };
-        step.failed = (err: unknown) => {
-          const name = err instanceof NetlinkError ? err.errnoName : 'error';
-          if (step.removal && GONE.has(name)) {
-            step.ok();
-            return;
-          }
-          failures++;
-          step.counts.set(name, (step.counts.get(name) ?? 0) + 1);
-          this.log.warn({ kind: step.kind, err }, 'kernel operation failed; will retry');
-          outstanding--;
-          pump();
-        };
-      }
-      pump();
-    });
-    for (const step of steps) for (const [result, n] of step.counts) this.emit('operation', step.kind, result, n);
+  /** Sends `ops` (agent/apply.ts) and reports each kind's results as `operation` events; returns the failures. */
+  private async apply(ops: PlannedOps): Promise<number> {
+    const { failures, tally } = await applyPlan(this.kernel, this.view!, ops, (kind, err) => this.log.warn({ kind, err }, 'kernel operation failed; will retry'));
+    for (const { kind, result, count } of tally) this.emit('operation', kind, result, count);
     return failures;
   }
-
-  /**
-   * The kernel requests of a plan, one step per kind in the order they must reach the kernel: removals
-   * (routes, the nexthops only they used, FDB entries, neighbours), then neighbours and FDB entries, the
-   * nexthops routes need, the routes, and last the nexthops routes moved away from.
-   */
-  private steps(ops: PlannedOps, overlayIndex: number | undefined): ApplyStep[] {
-    const kernel = this.kernel;
-    const view = this.view!;
-    const step = <T>(kind: string, removal: boolean, items: readonly T[], start: (item: T) => Promise<void>): ApplyStep =>
-      ({ kind, removal, items, start: start as (item: unknown) => Promise<void>, counts: new Map(), ok: () => undefined, failed: () => undefined });
-    const steps: ApplyStep[] = [
-      step('route.del', true, ops.routeDel, (route) => {
-        const exactly = { dst: route.spec.dst, protocol: route.protocol, ...(route.metric === undefined ? {} : { metric: route.metric }) };
-        return route.nexthopId !== undefined
-          ? kernel.deleteRoute({ ...exactly, nexthopId: route.nexthopId })
-          : kernel.deleteRoute({ ...exactly, ifindex: route.ifindex });
-      }),
-      step('nexthop.del', true, ops.nexthopDel, (id) => kernel.deleteNexthop(id)),
-    ];
-    if (overlayIndex !== undefined) {
-      steps.push(
-        step('fdb.del', true, ops.fdbDel, (entry) => kernel.deleteFdb(overlayIndex, entry.mac)),
-        step('neighbour.del', true, ops.neighbourDel, (entry) => kernel.deleteNeighbour(overlayIndex, entry.ip)),
-        step('neighbour.set', false, ops.neighbourSet, (entry) => kernel.replaceNeighbour(overlayIndex, entry.ip, entry.mac)),
-        step('fdb.set', false, ops.fdbSet, (entry) => kernel.replaceFdb(overlayIndex, entry.mac, entry.dst)),
-      );
-    }
-    const placed = <T extends { device: RouteDevice }>(items: readonly T[]) => items.filter((item) => view.indexOf(item.device) !== undefined);
-    steps.push(
-      step('nexthop.add', false, placed(ops.nexthopAdd), (nexthop) =>
-        kernel.addNexthop({ id: nexthop.id, gateway: nexthop.gateway, ifindex: view.indexOf(nexthop.device)!, onlink: nexthop.onlink, protocol: WEFT_ROUTE_PROTOCOL })),
-      step('route.add', false, ops.routeAdd.filter((route) => view.indexOf(route.spec.device) !== undefined), ({ spec, nexthopId }) =>
-        nexthopId !== undefined
-          ? kernel.addRoute({ dst: spec.dst, nexthopId, protocol: WEFT_ROUTE_PROTOCOL })
-          : kernel.addRoute({ dst: spec.dst, gateway: spec.gateway, ifindex: view.indexOf(spec.device)!, onlink: spec.onlink, protocol: WEFT_ROUTE_PROTOCOL })),
-      step('route.set', false, ops.routeSet.filter((route) => view.indexOf(route.spec.device) !== undefined), ({ spec, nexthopId }) =>
-        nexthopId !== undefined
-          ? kernel.replaceRoute({ dst: spec.dst, nexthopId, protocol: WEFT_ROUTE_PROTOCOL })
-          : kernel.replaceRoute({ dst: spec.dst, gateway: spec.gateway, ifindex: view.indexOf(spec.device)!, onlink: spec.onlink, protocol: WEFT_ROUTE_PROTOCOL })),
-      step('nexthop.del', true, ops.nexthopDelLast, (id) => kernel.deleteNexthop(id)),
-    );
-    return steps;
-  }
-}
-
-/** One kind of request of a run: its items, how to send one, and its tally by result. */
-interface ApplyStep {
-  kind: string;
-  removal: boolean;
-  items: readonly unknown[];
-  start: (item: unknown) => Promise<void>;
-  counts: Map<string, number>;
-  ok: () => void;
-  failed: (err: unknown) => void;
 }
 
 function mergeDirty(a: DirtyKeys, b: DirtyKeys): DirtyKeys {
