@@ -1,7 +1,7 @@
 import type { BackendType, NetworkConfig, UserspaceMode, WireguardHostOptions } from '../common/config.js';
 import type { DesiredObjects } from '../common/dataplane.js';
 import type { Lease } from '../common/lease.js';
-import type { PathCounters } from './userspace/protocol.js';
+import type { UserspacePath } from './userspace/path.js';
 import type { PublicInterface } from './host/interfaces.js';
 import type { Kernel, OverlayState } from './kernel/index.js';
 import type { Logger } from './log.js';
@@ -42,14 +42,6 @@ export interface BackendDevices {
 /** Who forwards the overlay traffic: the kernel (a VXLAN device, plain routes) or weft's own processes. */
 export type DataPath = 'kernel' | 'userspace';
 
-/** What a userspace data path has carried and dropped, per direction. */
-export interface UserspaceCounters {
-  tx: PathCounters;
-  rx: PathCounters;
-  /** Times a data-path worker died and was restarted. */
-  restarts: number;
-}
-
 /**
  * One way of carrying overlay traffic between hosts. The peers' neighbours, FDB entries and routes are
  * the reconcile loop's business (common/dataplane.ts); a backend owns its devices and its lease data.
@@ -69,13 +61,8 @@ export interface Backend {
   readonly dataPathReason?: string | undefined;
   /** Settles what can be settled before the lease is known (vxlan "auto" picks its data path here). */
   prepare?(): Promise<void>;
-  /**
-   * Userspace data paths: the peers the reconcile loop programs (the leases it did not skip), after every
-   * computation of the desired state. The backend encapsulates for and accepts from these only.
-   */
-  updatePeers?(own: Lease, peers: readonly Lease[]): void;
-  /** Userspace data paths: packets and drops so far, for /metrics. */
-  userspaceCounters?(): Promise<UserspaceCounters | undefined>;
+  /** The userspace data path a backend forwards through, when it does (dataPath 'userspace'). */
+  readonly userspace?: UserspacePath | undefined;
   /** Stops the backend's own processes (not its devices) when the agent stops. */
   close?(): Promise<void>;
   /** Backends whose device holds peers of its own (WireGuard): the reconcile loop keeps them as the desired state says. */

@@ -254,8 +254,9 @@ export class Agent {
     this.readiness.setInfo('dataPath', dataPath);
     this.readiness.setInfo('dataPathReason', dataPathReason);
     this.metrics.dataPath.set({ backend: backend.type, path: dataPath }, 1);
-    if (dataPath === 'userspace' && backend.userspaceCounters !== undefined) {
-      this.metrics.setUserspaceSource(() => backend.userspaceCounters!());
+    const path = backend.userspace;
+    if (path !== undefined) {
+      this.metrics.setUserspaceSource(() => path.counters());
     }
   }
 

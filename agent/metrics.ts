@@ -3,7 +3,7 @@
  * agents in one process (tests) do not collide.
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { UserspaceCounters } from './backend.js';
+import type { UserspaceCounters } from './userspace/path.js';
 import { buildInfo } from './build-info.js';
 import { ProbeMetrics } from './health/metrics.js';
 import { RX_DROP_REASONS, TX_DROP_REASONS } from './userspace/protocol.js';

@@ -75,7 +75,7 @@ export interface ReconcilerOptions {
  * state (someone deleted or changed an object of weft's) is repaired by the next incremental run.
  *
  * Backends: ensureDevices' `routesOnly` makes vxlan peers routes only (no neighbours or FDB entries, and
- * weft owns none on the device); a userspace data path's `updatePeers` hears the programmed leases after
+ * weft owns none on the device); a userspace data path (`backend.userspace`) hears the programmed leases after
  * every change of the desired state; `overlayState` lets the kernel's echo of the device set-up pass
  * without a full run.
  */
@@ -392,8 +392,9 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
    * to make, and the event path must not be.
    */
   private tellBackend(own: Lease): void {
-    if (this.backend.updatePeers === undefined || this.backend.dataPath !== 'userspace' || this.desired === undefined) return;
-    this.backend.updatePeers(own, this.desired.programmedLeases());
+    const path = this.backend.userspace;
+    if (path === undefined || this.desired === undefined) return;
+    path.updatePeers(own, this.desired.programmedLeases());
   }
 
   /** Logs the peer routes newly left out for another's route (and those no longer), once each; returns how many are. */

@@ -9,7 +9,8 @@
 import type { BackendType } from '../../common/config.js';
 import { WeftError } from '../../common/errors.js';
 import type { Lease } from '../../common/lease.js';
-import type { Backend, BackendContext, BackendDevices, UserspaceCounters } from '../backend.js';
+import type { Backend, BackendContext, BackendDevices } from '../backend.js';
+import type { UserspaceCounters, UserspacePath } from './path.js';
 import { ensureNetworkAddress } from '../overlay-address.js';
 import { ensureCapturePair, setFeatures } from '../kernel/index.js';
 import { OVERLAY_FEATURES, OVERLAY_GSO_MAX_SIZE } from './overlay-device.js';
@@ -46,13 +47,14 @@ function wireNet(lease: Lease): WireNet | null {
   return subnet === undefined ? null : { network: Number(subnet.base), length: subnet.length };
 }
 
-export class UserspaceBackend implements Backend {
+export class UserspaceBackend implements Backend, UserspacePath {
   readonly type: UserspaceBackendOptions['type'];
   readonly dataPath = 'userspace' as const;
   dataPathReason: string | undefined = undefined;
   readonly backendData: Record<string, unknown> | undefined;
   readonly mtu: number;
   readonly deviceName: string;
+  readonly userspace: UserspacePath = this;
   private readonly worker: DataPathWorker;
   /** The overlay device whose features were set last. */
   private featuresSetOn: number | undefined;
@@ -130,7 +132,7 @@ export class UserspaceBackend implements Backend {
     this.worker.setPeers(own4, wire);
   }
 
-  async userspaceCounters(): Promise<UserspaceCounters> {
+  async counters(): Promise<UserspaceCounters> {
     const { tx, rx } = await this.worker.counters();
     return { tx, rx, restarts: this.worker.restarts };
   }

@@ -79,7 +79,7 @@ export async function autoChoice(arg: { iface: string; refuse?: number }): Promi
     const own = decodeLease('198.18.1.0-24', JSON.stringify({ PublicIP: publicInterface.publicAddress.toString(), BackendType: 'vxlan', BackendData: backend.backendData }), false);
     const devices = await backend.ensureDevices(own);
     const link = await real.getLink('weft.1');
-    const counters = await backend.userspaceCounters();
+    const counters = await backend.userspace?.counters();
     const { spawnSync } = await import('node:child_process');
     const udp = spawnSync('ss', ['-uln'], { encoding: 'utf8' }).stdout;
     return {

@@ -7,7 +7,8 @@
 import { captureDeviceName, type UserspaceMode, type VxlanBackendConfig } from '../../common/config.js';
 import { stableVtepMac } from '../../common/dataplane.js';
 import type { Lease } from '../../common/lease.js';
-import type { Backend, BackendContext, BackendDevices, DataPath, UserspaceCounters } from '../backend.js';
+import type { Backend, BackendContext, BackendDevices, DataPath } from '../backend.js';
+import type { UserspacePath } from '../userspace/path.js';
 import { NetlinkError } from '../kernel/index.js';
 import { UserspaceBackend, UserspaceIpv4OnlyError } from '../userspace/backend.js';
 import { VxlanBackend } from './vxlan.js';
@@ -89,12 +90,8 @@ export class AutoVxlanBackend implements Backend {
     return this.chosen!.ensureDevices(own);
   }
 
-  updatePeers(own: Lease, peers: readonly Lease[]): void {
-    this.chosen?.updatePeers?.(own, peers);
-  }
-
-  async userspaceCounters(): Promise<UserspaceCounters | undefined> {
-    return this.chosen?.userspaceCounters?.();
+  get userspace(): UserspacePath | undefined {
+    return this.chosen?.userspace;
   }
 
   async close(): Promise<void> {
