@@ -1,5 +1,5 @@
 import type { BackendType, NetworkConfig, UserspaceMode, WireguardHostOptions } from '../common/config.js';
-import type { DesiredObjects } from '../common/dataplane.js';
+import type { DesiredObjects, PeerObjects } from '../common/dataplane.js';
 import type { Lease } from '../common/lease.js';
 import type { UserspacePath } from './userspace/path.js';
 import type { PublicInterface } from './host/interfaces.js';
@@ -52,6 +52,8 @@ export interface Backend {
   readonly backendData: Record<string, unknown> | undefined;
   /** MTU for the containers' interfaces (subnet.env FLANNEL_MTU). */
   readonly mtu: number;
+  /** The kernel objects this backend wants for a peer (its desired.ts); the reconcile loop keeps them. */
+  readonly peerObjects: PeerObjects;
   /** Creates, repairs or adopts the backend's devices for our lease. Idempotent; runs on every reconcile. */
   ensureDevices(own: Lease): Promise<BackendDevices>;
   /** Removes the devices this backend created (on --release-on-exit). */

@@ -5,7 +5,7 @@
  */
 import type { Family } from '../common/cidr.js';
 import type { NetworkConfig } from '../common/config.js';
-import { DesiredState } from '../common/dataplane.js';
+import { DesiredState, type PeerObjects } from '../common/dataplane.js';
 import type { Lease } from '../common/lease.js';
 import type { PublicInterface } from './host/interfaces.js';
 import { KernelView, type Kernel, type PlannedOps, type RouteForm, type ViewRoute } from './kernel/index.js';
@@ -25,6 +25,8 @@ export interface DryRunInput {
   routesOnly: boolean;
   /** weftd's --nexthop-objects */
   routeForm: RouteForm;
+  /** the backend's objects for a peer */
+  peerObjects: PeerObjects;
 }
 
 export interface DryRun {
@@ -37,7 +39,7 @@ export interface DryRun {
 
 export async function dryRun(input: DryRunInput): Promise<DryRun> {
   const { kernel, family, config, own, publicInterface, overlayIndex, routesOnly } = input;
-  const desired = new DesiredState({ family, config, own, localPrefixes: [publicInterface.prefix], routesOnly }, input.peers);
+  const desired = new DesiredState({ family, config, own, localPrefixes: [publicInterface.prefix], routesOnly }, input.peerObjects, input.peers);
   const { view, duplicates } = await KernelView.read(
     kernel,
     { family, overlayIndex, publicIndex: publicInterface.index, routesOnly },

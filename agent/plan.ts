@@ -15,8 +15,8 @@
  * inline form (the view's `form`). One nexthop per gateway: the lowest id of weft's for it; routes on
  * another are moved to it and the other goes. New ids are the first free ones from the view's cursor.
  */
-import { WEFT_ROUTE_PROTOCOL, type DesiredObjects, type DirtyKeys, type RouteDevice, type RouteSpec } from '../common/dataplane.js';
-import { emptyOps, sameRouteSpec, type KernelView, type PlannedOps, type ViewNexthop, type ViewRoute } from './kernel/index.js';
+import { WEFT_ROUTE_PROTOCOL, type DesiredObjects, type DirtyKeys, type RouteSpec } from '../common/dataplane.js';
+import { GatewayTable, emptyOps, sameRouteSpec, type KernelView, type PlannedOps, type ViewNexthop, type ViewRoute } from './kernel/index.js';
 
 /**
  * The operations that make the kernel match `desired` for `keys` (every key of both sides for 'all'), in
@@ -75,8 +75,8 @@ export function plan(desired: DesiredObjects, view: KernelView, keys: DirtyKeys 
  * use each once the plan is applied, so that the nexthops no route uses any more are deleted.
  */
 class NexthopPlan {
-  /** new nexthops by gateway, one map per device and onlink flag (as the view keeps its own) */
-  private readonly added: Map<string, ViewNexthop>[] = [new Map<string, ViewNexthop>(), new Map<string, ViewNexthop>(), new Map<string, ViewNexthop>(), new Map<string, ViewNexthop>()];
+  /** new nexthops by gateway */
+  private readonly added = new GatewayTable<ViewNexthop>();
   private readonly addedIds = new Set<number>();
   /** change in the number of routes using a nexthop */
   private readonly usersDelta = new Map<number, number>();
@@ -99,14 +99,13 @@ class NexthopPlan {
   idFor(route: RouteSpec): number {
     const existing = this.view.nexthopIdFor(route.device, route.onlink, route.gateway);
     if (existing !== undefined) return existing;
-    const added = this.addedFor(route.device, route.onlink);
-    const planned = added.get(route.gateway);
+    const planned = this.added.get(route.device, route.onlink, route.gateway);
     if (planned !== undefined) return planned.id;
     while (this.view.nexthopIdTaken(this.cursor) || this.addedIds.has(this.cursor)) {
       this.cursor = this.cursor >= 0xffffffff ? this.base : this.cursor + 1;
     }
     const nexthop: ViewNexthop = { id: this.cursor, device: route.device, gateway: route.gateway, onlink: route.onlink, users: undefined };
-    added.set(route.gateway, nexthop);
+    this.added.set(route.device, route.onlink, route.gateway, nexthop);
     this.addedIds.add(nexthop.id);
     this.ops.nexthopAdd.push(nexthop);
     return nexthop.id;
@@ -143,10 +142,6 @@ class NexthopPlan {
   /** Routes using nexthop `id` once the plan is applied. */
   private users(id: number): number {
     return (this.view.nexthopUsers(id) ?? 0) + (this.usersDelta.get(id) ?? 0);
-  }
-
-  private addedFor(device: RouteDevice, onlink: boolean): Map<string, ViewNexthop> {
-    return this.added[(device === 'overlay' ? 0 : 2) + (onlink ? 1 : 0)];
   }
 }
 

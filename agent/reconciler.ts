@@ -297,6 +297,7 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
     this.view = undefined;
     const desired = new DesiredState(
       { family: this.family, config, own, localPrefixes: [this.publicInterface.prefix], routesOnly },
+      this.backend.peerObjects,
       this.peers.values(),
     );
     this.desired = desired;

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Family, IpAddress, Prefix } from './cidr.js';
-import type { BackendConfig, NetworkConfig, WireguardBackendConfig } from './config.js';
-import { leaseBackend, parseVxlanBackendData, parseWireguardBackendData, type Lease } from './lease.js';
+import type { NetworkConfig } from './config.js';
+import { leaseBackend, type Lease } from './lease.js';
 
 /**
  * Route protocol number weft tags its routes with (`ip route ... proto 157`), so that it can tell its
@@ -66,16 +66,18 @@ function publicIpOf(lease: Lease, family: Family): IpAddress | undefined {
   return family === 4 ? lease.attrs.publicIP : lease.attrs.publicIPv6;
 }
 
-function isDirect(ip: IpAddress, localPrefixes: readonly Prefix[]): boolean {
+/** Whether `ip` is on one of the public interface's on-link prefixes: reachable without a router. */
+export function isDirect(ip: IpAddress, localPrefixes: readonly Prefix[]): boolean {
   return localPrefixes.some((prefix) => prefix.contains(ip));
 }
 
 /**
- * Why a peer lease cannot be programmed for `family`, or undefined when it can. A lease that is ours,
- * claims our public IP or overlaps our subnet is never programmed: it would hijack our own traffic.
+ * Why a peer lease cannot be programmed for `family` by any backend, or undefined when it can. A lease that
+ * is ours, claims our public IP or overlaps our subnet is never programmed: it would hijack our own traffic.
  */
-function rejectPeer(input: PeerContext, peer: Lease, backend: BackendConfig): string | undefined {
+export function rejectPeer(input: PeerContext, peer: Lease): string | undefined {
   const { family, config, own } = input;
+  const backend = config.backend;
   const plan = family === 4 ? config.ipv4 : config.ipv6;
   const subnet = subnetOf(peer, family);
   const ownSubnet = subnetOf(own, family);
@@ -91,9 +93,6 @@ function rejectPeer(input: PeerContext, peer: Lease, backend: BackendConfig): st
   if (peerBackend !== backend.type) {
     return peerBackend === '' ? `names no BackendType (a flanneld udp lease), not ${backend.type}` : `uses backend ${peerBackend}, not ${backend.type}`;
   }
-  if (backend.type === 'host-gw' && !isDirect(publicIP, input.localPrefixes)) {
-    return `public IP ${publicIP} is not on a directly connected subnet; host-gw needs L2 adjacency (use vxlan)`;
-  }
   return undefined;
 }
 
@@ -105,106 +104,25 @@ export type PeerPlan =
   | { kind: 'program'; neighbour?: NeighbourSpec; fdb?: FdbSpec; route?: RouteSpec; wireguardPeer?: WireguardPeerSpec }
   | { kind: 'skip'; reason: string; quiet: boolean };
 
-/** The objects one peer lease asks for: a pure function of the context and that lease alone. */
-export function peerPlan(context: PeerContext, peer: Lease): PeerPlan {
-  const { family, config } = context;
-  const backend = config.backend;
-  const reason = rejectPeer(context, peer, backend);
+/** A peer lease that passed the checks every backend shares, with its subnet and public IP of the family. */
+export interface AcceptedPeer {
+  lease: Lease;
+  subnet: Prefix;
+  publicIP: IpAddress;
+}
+
+/**
+ * The objects one backend wants in the kernel for an accepted peer (each backend folder's desired.ts): a
+ * pure function of the context and that lease alone.
+ */
+export type PeerObjects = (context: PeerContext, peer: AcceptedPeer) => PeerPlan;
+
+/** The objects one peer lease asks for: the shared checks, then the backend's `objectsOf`. */
+export function peerPlan(context: PeerContext, peer: Lease, objectsOf: PeerObjects): PeerPlan {
+  const reason = rejectPeer(context, peer);
   if (reason !== undefined) return { kind: 'skip', reason, quiet: peer.name === context.own.name };
-  const subnet = subnetOf(peer, family)!;
-  const publicIP = publicIpOf(peer, family)!.toString();
-  const dst = subnet.toString();
-  if (backend.type === 'host-gw' || (backend.type === 'vxlan' && backend.directRouting && isDirect(publicIpOf(peer, family)!, context.localPrefixes))) {
-    return { kind: 'program', route: { dst, gateway: publicIP, device: 'public', onlink: false } };
-  }
-  // flannel's udp backend: weft's userspace path forwards, the peer needs only its route onto the overlay device.
-  if (backend.type === 'udp') return { kind: 'program', route: { dst, gateway: subnet.network.toString(), device: 'overlay', onlink: true } };
-  if (backend.type === 'wireguard') return wireguardPlan(context, peer, backend);
-  if (backend.type !== 'vxlan') return { kind: 'program' };
-  let vtepMac: string;
-  try {
-    const data = family === 4 ? peer.attrs.backendData : peer.attrs.backendV6Data;
-    vtepMac = parseVxlanBackendData(data, peer.name, family === 4 ? 'BackendData' : 'BackendV6Data').vtepMac;
-  } catch (err) {
-    return { kind: 'skip', reason: (err as Error).message, quiet: false };
-  }
-  const gateway = subnet.network.toString();
-  if (context.routesOnly === true) return { kind: 'program', route: { dst, gateway, device: 'overlay', onlink: true } };
-  return {
-    kind: 'program',
-    neighbour: { ip: gateway, mac: vtepMac },
-    fdb: { mac: vtepMac, dst: publicIP },
-    route: { dst, gateway, device: 'overlay', onlink: true },
-  };
-}
-
-/**
- * The family whose device holds the WireGuard peers: each family's own with Mode separate, else the one
- * device, which weft makes in the first enabled family's plane.
- */
-export function wireguardDeviceFamily(config: NetworkConfig, family: Family, backend: WireguardBackendConfig): Family {
-  return backend.mode === 'separate' ? family : config.ipv4 !== undefined ? 4 : 6;
-}
-
-/** The port a WireGuard device of this network listens on, for `family`'s device (Mode separate) or the one device. */
-export function wireguardListenPort(backend: WireguardBackendConfig, family: Family): number {
-  return backend.mode === 'separate' && family === 6 ? backend.listenPortV6 : backend.listenPort;
-}
-
-/** RFC 1918 (flannel's IsPrivate for IPv4) or fc00::/7. */
-function isPrivate(ip: IpAddress): boolean {
-  const text = ip.toString();
-  if (ip.family === 6) return /^f[cd]/i.test(text);
-  const [a, b] = text.split('.').map(Number) as [number, number];
-  return a === 10 || (a === 172 && (b & 0xf0) === 16) || (a === 192 && b === 168);
-}
-
-/** The family of a peer's endpoint on the one device (flanneld's modes auto, ipv4, ipv6). */
-function endpointFamily(context: PeerContext, peer: Lease, backend: WireguardBackendConfig): Family {
-  if (backend.mode === 'ipv4') return 4;
-  if (backend.mode === 'ipv6') return 6;
-  const { publicIP, publicIPv6 } = peer.attrs;
-  const own = context.own.attrs;
-  if (publicIPv6 === undefined) return 4;
-  if (publicIP !== undefined && !isPrivate(publicIP) && own.publicIP !== undefined) return 4;
-  if (!isPrivate(publicIPv6) && own.publicIPv6 !== undefined && !isPrivate(own.publicIPv6)) return 6;
-  return publicIP === undefined ? 6 : 4;
-}
-
-function backendDataOf(lease: Lease, family: Family): Record<string, unknown> | undefined {
-  return family === 4 ? lease.attrs.backendData : lease.attrs.backendV6Data;
-}
-
-/**
- * A WireGuard peer as flanneld configures it: endpoint `PublicIP:Port` (the lease's Port, else the network's
- * listen port), AllowedIPs the peer's subnet of the device's family or, on the one device of the modes other
- * than separate, its subnets of both families. The plane of a family whose peers live on the other family's
- * device programs nothing itself.
- */
-function wireguardPlan(context: PeerContext, peer: Lease, backend: WireguardBackendConfig): PeerPlan {
-  const { family, config } = context;
-  if (wireguardDeviceFamily(config, family, backend) !== family) return { kind: 'program' };
-  const via = backend.mode === 'separate' ? family : endpointFamily(context, peer, backend);
-  const field = via === 4 ? 'BackendData' : 'BackendV6Data';
-  let data;
-  try {
-    data = parseWireguardBackendData(backendDataOf(peer, via) ?? backendDataOf(peer, via === 4 ? 6 : 4), peer.name, field);
-  } catch (err) {
-    return { kind: 'skip', reason: (err as Error).message, quiet: false };
-  }
-  const ownData = backendDataOf(context.own, via) ?? backendDataOf(context.own, via === 4 ? 6 : 4);
-  if (ownData !== undefined && ownData.PublicKey === data.publicKey) return { kind: 'skip', reason: `uses our own public key ${data.publicKey}`, quiet: false };
-  const address = publicIpOf(peer, via);
-  if (address === undefined) return { kind: 'skip', reason: `has no IPv${via} public IP to reach it at (Backend.Mode ${backend.mode})`, quiet: false };
-  const port = data.port ?? wireguardListenPort(backend, via);
-  const endpoint = via === 4 ? `${address}:${port}` : `[${address}]:${port}`;
-  const allowedIPs = [subnetOf(peer, family)!.toString()];
-  if (backend.mode !== 'separate' && family === 4 && config.ipv6 !== undefined) {
-    // the IPv6 subnet rides on this device too, if the IPv6 plane would take it
-    const v6 = subnetOf(peer, 6);
-    if (v6 !== undefined && rejectPeer({ ...context, family: 6 }, peer, backend) === undefined) allowedIPs.push(v6.toString());
-  }
-  return { kind: 'program', wireguardPeer: { publicKey: data.publicKey, endpoint, allowedIPs } };
+  const { family } = context;
+  return objectsOf(context, { lease: peer, subnet: subnetOf(peer, family)!, publicIP: publicIpOf(peer, family)! });
 }
 
 function vtepClash(mac: string, holder: FdbSpec): string {
@@ -433,11 +351,13 @@ export class DesiredState {
   /** Builds the state for `peers` in one pass; nothing is dirty afterwards. */
   constructor(
     readonly context: PeerContext,
+    /** the backend's objects for a peer */
+    private readonly objectsOf: PeerObjects,
     peers: Iterable<Lease> = [],
   ) {
     this.state = { neighbours: this.neighbours, fdb: this.fdb, routes: this.routes, wireguardPeers: this.wireguardPeers };
     for (const lease of peers) {
-      const plan = peerPlan(context, lease);
+      const plan = peerPlan(context, lease, objectsOf);
       const entry: PeerEntry = { name: lease.name, seq: ++this.seq, lease, plan, wins: 0 };
       this.peers.set(lease.name, entry);
       if (plan.kind === 'skip') {
@@ -473,7 +393,7 @@ export class DesiredState {
   /** Adds a lease or takes a new version of it. */
   set(lease: Lease): void {
     const previous = this.peers.get(lease.name);
-    const plan = peerPlan(this.context, lease);
+    const plan = peerPlan(this.context, lease, this.objectsOf);
     const touched = this.touched;
     if (previous !== undefined) this.dropClaims(previous, touched);
     const entry: PeerEntry = { name: lease.name, seq: previous?.seq ?? ++this.seq, lease, plan, wins: 0 };

@@ -7,11 +7,10 @@
 import type { Etcd3 } from 'etcd3';
 import { hostname } from 'node:os';
 import type { Family } from '../../common/cidr.js';
-import { isWellKnownPort, parseNetworkConfig, tunnelPorts, WIREGUARD_OVERHEAD, type NetworkConfig, type UserspaceMode, type WireguardHostOptions } from '../../common/config.js';
+import { isWellKnownPort, parseNetworkConfig, tunnelPorts, type NetworkConfig, type UserspaceMode, type WireguardHostOptions } from '../../common/config.js';
 import { escapeControls } from '../../common/terminal.js';
 import {
   WEFT_ROUTE_PROTOCOL,
-  vxlanOverhead,
   type DesiredObjects,
   type RouteDevice,
   type RouteSpec,
@@ -20,7 +19,8 @@ import {
 import type { IgnoredLease } from '../../common/lease-arbiter.js';
 import { leaseBackend, type Lease } from '../../common/lease.js';
 import { gatewayCidr, type SubnetEnv } from '../../common/subnet-env.js';
-import type { Backend } from '../backend.js';
+import { checkBackendDevice } from '../backends.js';
+import { HEALS, RESTART, type DeviceCheck, type Finding, type Severity } from '../doctor-check.js';
 import { createCommandRunner, type CommandRunner } from '../host/command.js';
 import { readIngressAllowList } from '../host/ingress.js';
 import { chainRemovalCommands, IptablesRules, readTable, type TableState } from '../host/iptables.js';
@@ -28,30 +28,13 @@ import { familyView, selectPublicInterface, type PublicInterface } from '../host
 import { readSubnetEnv } from '../host/subnet-env.js';
 import { IPV4_FORWARD, IPV6_FORWARD, readSysctl } from '../host/sysctl.js';
 import { dryRun, type DryRun } from '../dry-run.js';
-import { RT_SCOPE_LINK, vxlanMismatches, type Kernel, type LinkInfo, type ViewRoute } from '../kernel/index.js';
-import { createLogger } from '../log.js';
+import type { Kernel, ViewRoute } from '../kernel/index.js';
 import type { NetworkKeys } from '../registry/etcd.js';
 import { NODE_ID_FIELD } from '../registry/subnet-lease.js';
-import { HostGwBackend } from '../hostgw/hostgw.js';
-import { createUdpBackend, UDP_ENCAP_OVERHEAD } from '../udp/udp.js';
-import { UserspaceIpv4OnlyError } from '../userspace/backend.js';
-import { userspaceVxlanBackend } from '../vxlan/mode.js';
-import { VxlanBackend } from '../vxlan/vxlan.js';
-import { wireguardFindings } from '../wireguard/doctor.js';
-import { DEFAULT_WIREGUARD_HOST_OPTIONS, WireguardBackend } from '../wireguard/wireguard.js';
 import { ignoredLeases, leaseSubnetText, listLeases, type StoredLease } from './ctl-common.js';
 import { queryAgent } from './status.js';
 
-export type Severity = 'ok' | 'warn' | 'fail' | 'skip';
-
-export interface Finding {
-  /** What was checked: etcd, config, interface, lease, subnet.env, ip_forward, device, mtu, dataplane, route, fdb, neighbour, peer, iptables, ip6tables, flanneld, ingress, weftd. */
-  check: string;
-  severity: Severity;
-  message: string;
-  /** How to fix it (for warn and fail). */
-  fix?: string;
-}
+export type { Finding, Severity } from '../doctor-check.js';
 
 export interface DoctorOptions {
   client: Etcd3;
@@ -87,10 +70,6 @@ export interface DoctorOptions {
   sysctlRoot?: string;
   timeoutMs?: number;
 }
-
-const RESTART = 'restart weftd (systemctl restart weftd) and look at its log (journalctl -u weftd)';
-const WIREGUARD_HEALS = 'a running weftd puts it back on its next full reconcile (--resync-interval); if it stays, weftd is not running or failing: systemctl status weftd, journalctl -u weftd';
-const HEALS = 'a running weftd puts it back within seconds (on the kernel event, else on its --resync-interval); if it stays, weftd is not running or failing: systemctl status weftd, journalctl -u weftd';
 
 function message(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
@@ -197,14 +176,10 @@ export function planFindings(run: Pick<DryRun, 'ops' | 'view'> & { desired: Desi
 // ---------------------------------------------------------------------------------------- checks
 
 /** One address family's data plane, as weftd runs one per enabled family (weft.<VNI>, weft-v6.<VNI>). */
-interface Plane {
+interface Plane extends DeviceCheck {
   family: Family;
   /** The public interface as this family sees it (familyView: that family's address, prefix, public address). */
   view: PublicInterface;
-  backend: Backend | undefined;
-  overlay: LinkInfo | null | undefined;
-  /** The overlay device is a userspace path's veth: routes only, no neighbours or FDB entries of weft's. */
-  routesOnly: boolean;
 }
 
 interface Context {
@@ -309,7 +284,7 @@ async function checkInterface(context: Context): Promise<void> {
     return;
   }
   const chosen = context.iface;
-  context.planes = families.map((family) => ({ family, view: familyView(chosen, family), backend: undefined, overlay: undefined, routesOnly: false }));
+  context.planes = families.map((family) => ({ family, view: familyView(chosen, family), backend: undefined, overlay: undefined, routesOnly: false, overhead: 0 }));
   const addresses = [chosen.ipv4, chosen.ipv6].filter((entry) => entry !== undefined)
     .map((entry) => `${entry.address}${entry.publicAddress.equals(entry.address) ? '' : `, announced as ${entry.publicAddress}`}`);
   add(context, 'interface', 'ok', `${chosen.name} ${addresses.join('; ')}, MTU ${chosen.mtu}`);
@@ -452,156 +427,18 @@ async function checkForwarding(context: Context): Promise<void> {
   }
 }
 
-/** The userspace data path's overlay device: the near end of a veth pair (`<name>.c` is the capture end). */
-async function checkUserspaceDevice(context: Context, plane: Plane, links: readonly LinkInfo[], name: string, mtu: number, mac: string | undefined): Promise<void> {
-  const { own } = context;
-  plane.routesOnly = true;
-  const link = links.find((candidate) => candidate.name === name) ?? null;
-  plane.overlay = link;
-  if (link === null) {
-    add(context, 'device', 'fail', `${name} does not exist (the userspace data path's veth)`, `weftd creates it: ${RESTART}`);
-    return;
-  }
-  const before = context.findings.length;
-  if (link.kind !== 'veth') add(context, 'device', 'fail', `${name} is a ${link.kind ?? 'plain'} device, want the near end of a veth pair`, `ip link del ${name}, then ${RESTART}`);
-  if (!links.some((candidate) => candidate.name === `${name}.c`)) add(context, 'device', 'fail', `${name}.c, the capture end of ${name}, does not exist`, `weftd creates the pair: ${RESTART}`);
-  if (!link.up) add(context, 'device', 'fail', `${name} is down`, `${HEALS}; by hand: ip link set ${name} up`);
-  if (link.mtu !== mtu) add(context, 'device', 'fail', `${name} mtu is ${link.mtu}, want ${mtu}`, `${HEALS}; by hand: ip link set ${name} mtu ${mtu}`);
-  if (mac !== undefined && link.mac !== mac) add(context, 'device', 'fail', `${name} has MAC ${link.mac ?? '(none)'}, want the VtepMAC ${mac}`, `weftd sets it: ${RESTART}`);
-  await checkOverlayAddress(context, link, own, plane.family);
-  if (context.findings.length === before) {
-    add(context, 'device', 'ok', `${name}: userspace data path (veth pair with ${name}.c), MTU ${link.mtu}${mac === undefined ? '' : `, VtepMAC ${link.mac}`}, up`);
-  }
-}
-
-/**
- * The lease's network address as a host address (.0/32, or ::/128) and no other address of the family on
- * the overlay device, as the backends' ensureNetworkAddress keeps it (link-local addresses are the kernel's).
- */
-async function checkOverlayAddress(context: Context, link: LinkInfo, own: Lease | undefined, family: Family): Promise<void> {
-  const subnet = own === undefined ? undefined : subnetOf(own, family);
-  if (subnet === undefined) return;
-  const want = `${subnet.network}/${subnet.bits}`;
-  const addresses = (await context.options.kernel.listAddresses(link.index, family))
-    .filter((address) => address.scope !== RT_SCOPE_LINK).map((address) => address.cidr);
-  if (!addresses.includes(want) || addresses.length !== 1) {
-    add(context, 'device', 'fail', `${link.name} has IPv${family} addresses [${addresses.join(', ')}], want exactly ${want}`,
-      `${HEALS}; by hand: ip -${family} addr flush dev ${link.name} scope global; ip addr add ${want} dev ${link.name}`);
-  }
-}
-
 async function checkDevices(context: Context): Promise<void> {
   const { config, iface, options } = context;
   if (config === undefined || iface === undefined) return;
   const links = config.backend.type === 'host-gw' ? [] : await options.kernel.listLinks();
-  for (const plane of context.planes) await checkDevice(context, config, plane, links);
-}
-
-async function checkDevice(context: Context, config: NetworkConfig, plane: Plane, links: readonly LinkInfo[]): Promise<void> {
-  const { own, options } = context;
-  const { view, family } = plane;
-  const backendContext = { kernel: options.kernel, log: createLogger('silent'), config, publicInterface: view };
-  // weftd refuses to start an IPv6 plane on the userspace path: say so with its words
-  const ipv4Only = (err: unknown): boolean => {
-    if (!(err instanceof UserspaceIpv4OnlyError)) return false;
-    add(context, 'device', 'fail', `weftd cannot run this node's IPv6 plane: ${err.message}`,
-      'weftd does not start like this: give the IPv6 plane kernel VXLAN as the message says, or turn IPv6 off in the config (EnableIPv6)');
-    plane.overlay = null;
-    return true;
-  };
-  if (config.backend.type === 'host-gw') {
-    plane.backend = new HostGwBackend(backendContext);
-    return;
-  }
-  if (config.backend.type === 'wireguard') {
-    plane.backend = new WireguardBackend(backendContext, config.backend);
-    const { findings, device } = await wireguardFindings({
-      kernel: options.kernel, config, backend: config.backend, family, view, own, leases: (context.leases ?? []).map((stored) => stored.lease),
-      host: options.wireguard ?? DEFAULT_WIREGUARD_HOST_OPTIONS, restart: RESTART, heals: WIREGUARD_HEALS, ...(options.runner === undefined ? {} : { runner: options.runner }),
+  for (const plane of context.planes) {
+    const checked = await checkBackendDevice({
+      kernel: options.kernel, config, family: plane.family, view: plane.view, own: context.own, links,
+      leases: (context.leases ?? []).map((stored) => stored.lease), vxlanUserspace: options.vxlanUserspace,
+      wireguard: options.wireguard, runner: options.runner,
+      add: (check, severity, text, fix) => add(context, check, severity, text, fix),
     });
-    context.findings.push(...findings);
-    plane.overlay = device;
-    return;
-  }
-  if (config.backend.type === 'udp') {
-    let udp: ReturnType<typeof createUdpBackend>;
-    try {
-      udp = createUdpBackend(backendContext, config.backend);
-    } catch (err) {
-      if (ipv4Only(err)) return;
-      throw err;
-    }
-    plane.backend = udp;
-    await checkUserspaceDevice(context, plane, links, udp.deviceName, udp.mtu, undefined);
-    return;
-  }
-  const vxlan = config.backend;
-  const backend = new VxlanBackend(backendContext, vxlan);
-  plane.backend = backend;
-  const name = backend.deviceName;
-  const vtepMac = typeof backend.backendData.VtepMAC === 'string' ? backend.backendData.VtepMAC : undefined;
-  const mode = options.vxlanUserspace ?? vxlan.userspace;
-  if (family === 6 && mode === 'always') {
-    try {
-      userspaceVxlanBackend(backendContext, vxlan);
-    } catch (err) {
-      if (ipv4Only(err)) return;
-      throw err;
-    }
-  }
-  const link = links.find((candidate) => candidate.name === name) ?? null;
-  if (link !== null && link.kind === 'veth') {
-    // the userspace data path (Backend.Userspace always, or auto without kernel VXLAN)
-    if (mode === 'never') {
-      add(context, 'device', 'fail', `${name} is the userspace path's veth but Userspace is "never" (kernel VXLAN wanted)`, `ip link del ${name}, then ${RESTART}`);
-    }
-    await checkUserspaceDevice(context, plane, links, name, backend.mtu, vtepMac);
-    return;
-  }
-  if (mode === 'always') {
-    if (link === null) {
-      add(context, 'device', 'fail', `${name} does not exist (the userspace data path's veth: Userspace is "always")`, `weftd creates it: ${RESTART}`);
-      plane.overlay = null;
-      return;
-    }
-    add(context, 'device', 'fail', `Userspace is "always" but ${name} is a ${link.kind ?? 'plain'} device, not the userspace path's veth`, `ip link del ${name}, then ${RESTART}`);
-  }
-  // weft.<VNI> and weft-v6.<VNI> share VNI and port: the kernel tells them apart by the local address's family
-  const sameUnderlay = (local: string | null | undefined): boolean => local === null || local === undefined || local.includes(':') === (family === 6);
-  const clash = links.filter((candidate) => candidate.name !== name && candidate.vxlan !== null && candidate.vxlan.vni === vxlan.vni
-    && candidate.vxlan.port === vxlan.port && sameUnderlay(candidate.vxlan.local));
-  for (const other of clash) {
-    add(context, 'device', 'fail', `${other.name} also uses VNI ${vxlan.vni} on UDP port ${vxlan.port}: the kernel delivers the port's packets to one device only`,
-      `delete it if it is a leftover of flanneld (ip link del ${other.name}), then ${RESTART}`);
-  }
-  plane.overlay = link;
-  if (link === null) {
-    add(context, 'device', 'fail', `${name} does not exist`, `weftd creates it: ${RESTART}`);
-    return;
-  }
-  const before = context.findings.length;
-  const spec = backend.spec;
-  const actual: Record<string, unknown> = {
-    kind: link.kind, vni: link.vxlan?.vni, port: link.vxlan?.port, local: link.vxlan?.local, parentIndex: link.vxlan?.parentIndex,
-    learning: link.vxlan?.learning, gbp: link.vxlan?.gbp, mtu: link.mtu, mac: link.mac,
-  };
-  const wanted: Record<string, unknown> = { ...spec, kind: 'vxlan', parentIndex: `${view.index} (${view.name})` };
-  for (const field of vxlanMismatches(link, spec)) {
-    const fix = field === 'mtu' || field === 'mac'
-      ? `${HEALS}; by hand: ip link set ${name} ${field === 'mtu' ? `mtu ${backend.mtu}` : `address ${vtepMac}`}`
-      : `weftd recreates a device that does not match the config: ${RESTART} (or ip link del ${name} and let weftd create it)`;
-    add(context, 'device', 'fail', `${name} ${field} is ${JSON.stringify(actual[field])}, want ${JSON.stringify(wanted[field])}`, fix);
-  }
-  if (!link.up) add(context, 'device', 'fail', `${name} is down`, `${HEALS}; by hand: ip link set ${name} up`);
-  const leaseData = family === 4 ? own?.attrs.backendData : own?.attrs.backendV6Data;
-  const leaseMac = leaseData?.VtepMAC;
-  if (typeof leaseMac === 'string' && link.mac !== null && leaseMac.toLowerCase() !== link.mac) {
-    add(context, 'device', 'fail', `the lease announces ${family === 4 ? 'VtepMAC' : 'BackendV6Data.VtepMAC'} ${leaseMac} but ${name} has ${link.mac}: peers' frames are addressed to the wrong MAC`,
-      `weftd re-announces its VtepMAC when it starts: ${RESTART}`);
-  }
-  await checkOverlayAddress(context, link, own, family);
-  if (context.findings.length === before) {
-    add(context, 'device', 'ok', `${name}: VNI ${vxlan.vni}, port ${vxlan.port}, local ${view.address} on ${view.name}, MTU ${link.mtu}, VtepMAC ${link.mac}, up`);
+    Object.assign(plane, checked);
   }
 }
 
@@ -611,9 +448,8 @@ function checkMtu(context: Context): void {
   const before = context.findings.length;
   const limits: number[] = [];
   const overlays: string[] = [];
-  for (const { backend, overlay, view } of planes) {
+  for (const { backend, overlay, view, overhead } of planes) {
     const type = backend!.type;
-    const overhead = type === 'vxlan' ? vxlanOverhead(view.address.family) : type === 'udp' ? UDP_ENCAP_OVERHEAD : type === 'wireguard' ? WIREGUARD_OVERHEAD : 0;
     const deviceMtu = overlay?.mtu ?? backend!.mtu;
     if (type !== 'host-gw' && deviceMtu + overhead > iface.mtu) {
       add(context, 'mtu', 'fail', `${overlay?.name ?? 'the overlay device'} MTU ${deviceMtu} + ${overhead} bytes of ${type} encapsulation exceeds ${iface.name}'s MTU ${iface.mtu}: full-size packets are dropped`,
@@ -646,6 +482,7 @@ async function checkDataplane(context: Context): Promise<void> {
       // weftd programs the leases it does not ignore
       peers: leases.map((stored) => stored.lease).filter((lease) => !context.ignored.has(lease.name)),
       routeForm: options.nexthopObjects === false ? 'inline' : 'nexthop',
+      peerObjects: backend.peerObjects,
     });
     const label = familyLabel(context, family);
     const names = { overlay: plane.overlay?.name, public: view.name, ...(label === undefined ? {} : { label }) };

@@ -1,6 +1,7 @@
 import type { Lease } from '../../common/lease.js';
 import { Prefix } from '../../common/cidr.js';
 import type { Backend, BackendContext, BackendDevices } from '../backend.js';
+import { hostGwPeerObjects } from './desired.js';
 
 /**
  * host-gw: no device of its own; every peer's subnet is routed via the peer's public IP on the public
@@ -14,6 +15,7 @@ export class HostGwBackend implements Backend {
   readonly type = 'host-gw' as const;
   readonly dataPath = 'kernel' as const;
   readonly backendData = undefined;
+  readonly peerObjects = hostGwPeerObjects;
   readonly mtu: number;
 
   constructor(private readonly context: BackendContext) {

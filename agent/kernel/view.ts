@@ -73,8 +73,58 @@ export interface ViewNexthop {
   device: RouteDevice;
   gateway: string;
   onlink: boolean;
-  /** destinations of the routes using it: one (the usual case, kept without a Set), several, or none */
-  users: string | Set<string> | undefined;
+  /** the routes using it */
+  users: RouteUsers;
+}
+
+/**
+ * The destinations of the routes using a nexthop: none, one (the usual case: the destination string itself,
+ * no Set per nexthop among thousands), or several. Read and changed only through the functions below.
+ */
+export type RouteUsers = string | Set<string> | undefined;
+
+export function usersCount(users: RouteUsers): number {
+  return users === undefined ? 0 : typeof users === 'string' ? 1 : users.size;
+}
+
+export function usersList(users: RouteUsers): string[] {
+  return users === undefined ? [] : typeof users === 'string' ? [users] : [...users];
+}
+
+function withUser(users: RouteUsers, dst: string): RouteUsers {
+  if (users === undefined) return dst;
+  if (typeof users !== 'string') return users.add(dst);
+  return users === dst ? users : new Set([users, dst]);
+}
+
+function withoutUser(users: RouteUsers, dst: string): RouteUsers {
+  if (users === dst) return undefined;
+  if (typeof users === 'object' && users.delete(dst) && users.size === 0) return undefined;
+  return users;
+}
+
+/**
+ * Something per gateway, for each of the four (route device, onlink) pairs: four maps keyed by the gateways'
+ * own strings, so that with thousands of peers no key string is made per entry.
+ */
+export class GatewayTable<T> {
+  private readonly maps = [new Map<string, T>(), new Map<string, T>(), new Map<string, T>(), new Map<string, T>()] as const;
+
+  get(device: RouteDevice, onlink: boolean, gateway: string): T | undefined {
+    return this.of(device, onlink).get(gateway);
+  }
+
+  set(device: RouteDevice, onlink: boolean, gateway: string, value: T): void {
+    this.of(device, onlink).set(gateway, value);
+  }
+
+  delete(device: RouteDevice, onlink: boolean, gateway: string): void {
+    this.of(device, onlink).delete(gateway);
+  }
+
+  private of(device: RouteDevice, onlink: boolean): Map<string, T> {
+    return this.maps[(device === 'overlay' ? 0 : 2) + (onlink ? 1 : 0)];
+  }
 }
 
 /** The kernel operations one run sends, in the order they must reach the kernel. */
@@ -130,11 +180,8 @@ export class KernelView {
   readonly routes = new Map<string, ViewRoute>();
   /** weft's nexthops by id */
   private readonly nexthops = new Map<number, ViewNexthop>();
-  /**
-   * The one nexthop id routes should use, by gateway, one map per device and onlink flag (see idsFor): keyed
-   * by the gateways' own strings, with thousands of peers there is no key string to make per nexthop.
-   */
-  private readonly nexthopIds: Map<string, number>[] = [new Map<string, number>(), new Map<string, number>(), new Map<string, number>(), new Map<string, number>()];
+  /** The one nexthop id routes via a gateway should use (the lowest of weft's for it). */
+  private readonly nexthopIds = new GatewayTable<number>();
   /** nexthop ids in the namespace that are not weft's */
   private readonly foreignIds = new Set<number>();
   private readonly idBase: number;
@@ -224,7 +271,7 @@ export class KernelView {
     for (const entry of ops.fdbSet) this.fdb.set(entry.mac, entry);
     for (const nexthop of ops.nexthopAdd) {
       this.nexthops.set(nexthop.id, nexthop);
-      this.idsFor(nexthop.device, nexthop.onlink).set(nexthop.gateway, nexthop.id);
+      this.nexthopIds.set(nexthop.device, nexthop.onlink, nexthop.gateway, nexthop.id);
       this.nextId = nexthop.id;
     }
     // a duplicate route is not in the view: only the route the view holds is forgotten
@@ -259,7 +306,7 @@ export class KernelView {
 
   /** The id of the nexthop routes via `gateway` on `device` should use (the lowest of weft's), if there is one. */
   nexthopIdFor(device: RouteDevice, onlink: boolean, gateway: string): number | undefined {
-    return this.idsFor(device, onlink).get(gateway);
+    return this.nexthopIds.get(device, onlink, gateway);
   }
 
   /** Whether a nexthop id is in use in the namespace, by weft or another. */
@@ -274,9 +321,8 @@ export class KernelView {
 
   /** How many of the view's routes use nexthop `id`; undefined when it is not one of weft's. */
   nexthopUsers(id: number): number | undefined {
-    const users = this.nexthops.get(id)?.users;
-    if (!this.nexthops.has(id)) return undefined;
-    return users === undefined ? 0 : typeof users === 'string' ? 1 : users.size;
+    const nexthop = this.nexthops.get(id);
+    return nexthop === undefined ? undefined : usersCount(nexthop.users);
   }
 
   /** weft's nexthops that no route uses. */
@@ -360,7 +406,7 @@ export class KernelView {
         // someone else's route to a prefix weft wants came or went: a full run sees whether weft may route it
         if (own === undefined) return desired.routes.has(r.dst) || this.foreignRoutes.has(r.dst) ? 'full' : 'ignore';
         const want = desired.routes.get(r.dst);
-        const expected = want === undefined || this.form !== 'nexthop' ? undefined : this.idsFor(want.device, want.onlink).get(want.gateway);
+        const expected = want === undefined || this.form !== 'nexthop' ? undefined : this.nexthopIds.get(want.device, want.onlink, want.gateway);
         const same = want !== undefined && sameRouteSpec(own.spec, want) && own.nexthopId === expected;
         const known = this.routes.get(r.dst);
         if (change.action === 'new' && same && known !== undefined && sameRouteSpec(known.spec, own.spec) && known.nexthopId === own.nexthopId) return 'ignore';
@@ -377,7 +423,7 @@ export class KernelView {
           this.foreignIds.delete(n.id);
           if (known === undefined) return 'ignore';
           // The kernel removed every route using it, silently: they need adding again.
-          const users = known.users === undefined ? [] : typeof known.users === 'string' ? [known.users] : [...known.users];
+          const users = usersList(known.users);
           for (const dst of users) {
             this.routes.delete(dst);
             this.dirty.routes.add(dst);
@@ -453,11 +499,6 @@ export class KernelView {
     };
   }
 
-  /** The nexthop ids routes should use, by gateway, for one device and onlink flag. */
-  private idsFor(device: RouteDevice, onlink: boolean): Map<string, number> {
-    return this.nexthopIds[(device === 'overlay' ? 0 : 2) + (onlink ? 1 : 0)];
-  }
-
   /** Takes the nexthop into the view if it is weft's; says whether it is. */
   private adoptNexthop(n: NexthopInfo): boolean {
     if (!this.isOwnFamilyNexthop(n) || n.group || n.blackhole || n.fdb || n.gateway === null) return false;
@@ -465,9 +506,8 @@ export class KernelView {
     if (device === undefined) return false;
     this.nexthops.set(n.id, { id: n.id, device, gateway: n.gateway, onlink: n.onlink, users: undefined });
     // one id per gateway: the lowest; routes on another one are moved to it and the other goes
-    const ids = this.idsFor(device, n.onlink);
-    const current = ids.get(n.gateway);
-    if (current === undefined || n.id < current) ids.set(n.gateway, n.id);
+    const current = this.nexthopIds.get(device, n.onlink, n.gateway);
+    if (current === undefined || n.id < current) this.nexthopIds.set(device, n.onlink, n.gateway, n.id);
     return true;
   }
 
@@ -483,13 +523,13 @@ export class KernelView {
     const nexthop = this.nexthops.get(id);
     if (nexthop === undefined) return;
     this.nexthops.delete(id);
-    const ids = this.idsFor(nexthop.device, nexthop.onlink);
-    if (ids.get(nexthop.gateway) === id) {
-      ids.delete(nexthop.gateway);
+    const { device, onlink, gateway } = nexthop;
+    if (this.nexthopIds.get(device, onlink, gateway) === id) {
+      this.nexthopIds.delete(device, onlink, gateway);
       for (const other of this.nexthops.values()) {
-        if (other.gateway !== nexthop.gateway || other.device !== nexthop.device || other.onlink !== nexthop.onlink) continue;
-        const current = ids.get(other.gateway);
-        if (current === undefined || other.id < current) ids.set(other.gateway, other.id);
+        if (other.gateway !== gateway || other.device !== device || other.onlink !== onlink) continue;
+        const current = this.nexthopIds.get(device, onlink, gateway);
+        if (current === undefined || other.id < current) this.nexthopIds.set(device, onlink, gateway, other.id);
       }
     }
   }
@@ -499,10 +539,7 @@ export class KernelView {
     this.routes.set(dst, route);
     const nexthop = route.nexthopId === undefined ? undefined : this.nexthops.get(route.nexthopId);
     if (nexthop === undefined) return;
-    const users = nexthop.users;
-    if (users === undefined) nexthop.users = dst;
-    else if (typeof users !== 'string') users.add(dst);
-    else if (users !== dst) nexthop.users = new Set([users, dst]);
+    nexthop.users = withUser(nexthop.users, dst);
   }
 
   /** Forgets the route to `dst` (and its use of a nexthop). */
@@ -512,8 +549,6 @@ export class KernelView {
     this.routes.delete(dst);
     const nexthop = route.nexthopId === undefined ? undefined : this.nexthops.get(route.nexthopId);
     if (nexthop === undefined) return;
-    const users = nexthop.users;
-    if (users === dst) nexthop.users = undefined;
-    else if (typeof users === 'object' && users.delete(dst) && users.size === 0) nexthop.users = undefined;
+    nexthop.users = withoutUser(nexthop.users, dst);
   }
 }

@@ -8,6 +8,7 @@
  */
 import type { BackendType } from '../../common/config.js';
 import { WeftError } from '../../common/errors.js';
+import type { PeerObjects } from '../../common/dataplane.js';
 import type { Lease } from '../../common/lease.js';
 import type { Backend, BackendContext, BackendDevices } from '../backend.js';
 import type { UserspaceCounters, UserspacePath } from './path.js';
@@ -29,6 +30,8 @@ export interface UserspaceBackendOptions {
   mac: string;
   encapsulation: Encapsulation;
   backendData: Record<string, unknown> | undefined;
+  /** the backend's objects for a peer (routes only: the path takes no neighbours or FDB entries) */
+  peerObjects: PeerObjects;
   /** SO_SNDBUF / SO_RCVBUF of the data-path sockets (default 4 MiB). */
   socketBufferBytes?: number;
   /** libpcap's ring buffer (default 32 MiB: libpcap gives every frame a 64 KiB slot, TSO frames need them). */
@@ -53,6 +56,7 @@ export class UserspaceBackend implements Backend, UserspacePath {
   dataPathReason: string | undefined = undefined;
   readonly backendData: Record<string, unknown> | undefined;
   readonly mtu: number;
+  readonly peerObjects: PeerObjects;
   readonly deviceName: string;
   readonly userspace: UserspacePath = this;
   private readonly worker: DataPathWorker;
@@ -73,6 +77,7 @@ export class UserspaceBackend implements Backend, UserspacePath {
     this.type = options.type;
     this.backendData = options.backendData;
     this.mtu = options.mtu;
+    this.peerObjects = options.peerObjects;
     this.deviceName = options.deviceName;
     const config = {
       encapsulation: options.encapsulation,

@@ -11,6 +11,7 @@ import type { Backend, BackendContext, BackendDevices, DataPath } from '../backe
 import type { UserspacePath } from '../userspace/path.js';
 import { NetlinkError } from '../kernel/index.js';
 import { UserspaceBackend, UserspaceIpv4OnlyError } from '../userspace/backend.js';
+import { vxlanPeerObjects } from './desired.js';
 import { VxlanBackend } from './vxlan.js';
 
 /** Errors that say this kernel will not make a VXLAN device here (no module, a locked-down or sandboxed kernel). */
@@ -34,6 +35,7 @@ export function userspaceVxlanBackend(context: BackendContext, options: VxlanBac
     mac,
     encapsulation: { kind: 'vxlan', vni: options.vni, localMac: mac },
     backendData: kernel.backendData,
+    peerObjects: vxlanPeerObjects,
   });
 }
 
@@ -43,6 +45,7 @@ export function userspaceVxlanBackend(context: BackendContext, options: VxlanBac
  */
 export class AutoVxlanBackend implements Backend {
   readonly type = 'vxlan' as const;
+  readonly peerObjects = vxlanPeerObjects;
   readonly backendData: Record<string, unknown>;
   readonly mtu: number;
   private readonly kernel: VxlanBackend;

@@ -6,6 +6,7 @@ import type { Lease } from '../../common/lease.js';
 import { isNetlinkErrno, vxlanMismatches, type LinkInfo, type VxlanSpec } from '../kernel/index.js';
 import { ensureNetworkAddress } from '../overlay-address.js';
 import type { Backend, BackendContext, BackendDevices } from '../backend.js';
+import { vxlanPeerObjects } from './desired.js';
 
 export class VxlanDeviceError extends WeftError {
   constructor(message: string, cause?: unknown) {
@@ -23,6 +24,7 @@ export class VxlanBackend implements Backend {
   dataPathReason: string | undefined = undefined;
   readonly backendData: Record<string, unknown>;
   readonly mtu: number;
+  readonly peerObjects = vxlanPeerObjects;
   readonly deviceName: string;
   private readonly family: Family;
   /** The device as this backend creates it (weftctl doctor compares the kernel's with it). */

@@ -8,7 +8,8 @@ import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Family } from '../../common/cidr.js';
 import { WIREGUARD_OVERHEAD, type NetworkConfig, type WireguardBackendConfig, type WireguardHostOptions } from '../../common/config.js';
-import { DesiredState, wireguardDeviceFamily, wireguardListenPort } from '../../common/dataplane.js';
+import { DesiredState } from '../../common/dataplane.js';
+import { wireguardDeviceFamily, wireguardListenPort, wireguardPeerObjects } from './desired.js';
 import type { Lease } from '../../common/lease.js';
 import type { PublicInterface } from '../host/interfaces.js';
 import { createCommandRunner, type CommandRunner } from '../host/command.js';
@@ -16,7 +17,9 @@ import { RT_SCOPE_LINK, type Kernel, type LinkInfo } from '../kernel/index.js';
 import { keyToHex, loadOrCreateKeys } from './keys.js';
 import { UapiClient, type DeviceState } from './uapi.js';
 import { WgToolControl } from './wg-tool.js';
-import { wireguardDeviceName } from './wireguard.js';
+import { DEFAULT_WIREGUARD_HOST_OPTIONS, WireguardBackend, wireguardDeviceName } from './wireguard.js';
+import { HEALS_ON_RESYNC, RESTART, type DeviceCheck, type DeviceCheckInput } from '../doctor-check.js';
+import { createLogger } from '../log.js';
 
 export interface WireguardFinding {
   check: string;
@@ -119,7 +122,7 @@ export async function wireguardFindings(input: WireguardDoctorInput): Promise<{ 
 /** The device's peers against the peers the leases ask for (as weftd programs them). */
 function peerFindings(input: WireguardDoctorInput, state: DeviceState, findings: WireguardFinding[], name: string): void {
   const { config, family, view, own, leases, backend } = input;
-  const desired = new DesiredState({ family, config, own: own!, localPrefixes: [view.prefix] }, leases).state;
+  const desired = new DesiredState({ family, config, own: own!, localPrefixes: [view.prefix] }, wireguardPeerObjects, leases).state;
   const psk = backend.psk === undefined ? undefined : keyToHex(backend.psk);
   const before = findings.length;
   for (const [key, want] of desired.wireguardPeers) {
@@ -142,4 +145,16 @@ function peerFindings(input: WireguardDoctorInput, state: DeviceState, findings:
     const shaken = [...state.peers.values()].filter((peer) => peer.lastHandshake > 0).length;
     findings.push({ check: 'peer', severity: 'ok', message: `${name}: ${desired.wireguardPeers.size} peers as the leases say (${shaken} with a handshake)` });
   }
+}
+
+/** doctor's check of the wireguard backend: its key file, device, address, route, listen port, key and peers. */
+export async function checkWireguardDevice(input: DeviceCheckInput, options: WireguardBackendConfig): Promise<DeviceCheck> {
+  const { kernel, config, family, view, own } = input;
+  const backend = new WireguardBackend({ kernel, log: createLogger('silent'), config, publicInterface: view }, options);
+  const { findings, device } = await wireguardFindings({
+    kernel, config, backend: options, family, view, own, leases: input.leases, host: input.wireguard ?? DEFAULT_WIREGUARD_HOST_OPTIONS, restart: RESTART, heals: HEALS_ON_RESYNC,
+    ...(input.runner === undefined ? {} : { runner: input.runner }),
+  });
+  for (const finding of findings) input.add(finding.check, finding.severity, finding.message, finding.fix);
+  return { backend, overlay: device, routesOnly: false, overhead: WIREGUARD_OVERHEAD };
 }

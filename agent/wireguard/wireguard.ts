@@ -12,13 +12,13 @@
  */
 import type { Family, Prefix } from '../../common/cidr.js';
 import { WIREGUARD_OVERHEAD, type WireguardBackendConfig, type WireguardHostOptions } from '../../common/config.js';
-import { wireguardDeviceFamily, wireguardListenPort } from '../../common/dataplane.js';
 import { WeftError } from '../../common/errors.js';
 import type { Lease } from '../../common/lease.js';
 import type { Backend, BackendContext, BackendDevices, DataPath } from '../backend.js';
 import { createCommandRunner } from '../host/command.js';
 import { NetlinkError, RT_SCOPE_LINK, type LinkInfo } from '../kernel/index.js';
 import { ensureNetworkAddress } from '../overlay-address.js';
+import { wireguardDeviceFamily, wireguardListenPort, wireguardPeerObjects } from './desired.js';
 import { DEFAULT_WIREGUARD_KEY_FILE, keyToHex, loadOrCreateKeys, type WireguardKeys } from './keys.js';
 import { WireguardPeerTable, type WireguardControl } from './peers.js';
 import { UapiClient } from './uapi.js';
@@ -53,6 +53,7 @@ export function wireguardBackendData(publicKey: string, backend: WireguardBacken
 export class WireguardBackend implements Backend {
   readonly type = 'wireguard' as const;
   readonly mtu: number;
+  readonly peerObjects = wireguardPeerObjects;
   readonly deviceName: string;
   readonly devicePeers: WireguardPeerTable | undefined;
   private readonly family: Family;

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { IpAddress, Prefix } from './cidr.js';
-import { parseNetworkConfig } from './config.js';
+import { IpAddress, Prefix } from '../common/cidr.js';
+import { parseNetworkConfig } from '../common/config.js';
 import {
   DesiredState,
   peerPlan,
@@ -13,8 +13,9 @@ import {
   type RouteSpec,
   type SkippedLease,
   type WireguardPeerSpec,
-} from './dataplane.js';
-import { decodeLease, type Lease } from './lease.js';
+} from '../common/dataplane.js';
+import { decodeLease, type Lease } from '../common/lease.js';
+import { peerObjectsFor } from './backends.js';
 
 type DesiredInput = PeerContext & { peers: Iterable<Lease> };
 
@@ -34,7 +35,7 @@ function desiredFamilyState(input: DesiredInput): { state: FamilyState; skipped:
   const state: FamilyState = { neighbours: new Map(), fdb: new Map(), routes: new Map(), wireguardPeers: new Map() };
   const skipped: SkippedLease[] = [];
   for (const peer of input.peers) {
-    const plan = peerPlan(input, peer);
+    const plan = peerPlan(input, peer, peerObjectsFor(input.config));
     if (plan.kind === 'skip') {
       if (!plan.quiet) skipped.push({ lease: peer, reason: plan.reason });
       continue;
@@ -60,7 +61,7 @@ function desiredFamilyState(input: DesiredInput): { state: FamilyState; skipped:
 /** DesiredState built in one pass, as plain maps. */
 function built(input: DesiredInput): { state: FamilyState; skipped: SkippedLease[] } {
   const { peers, ...context } = input;
-  const desired = new DesiredState(context, peers);
+  const desired = new DesiredState(context, peerObjectsFor(context.config), peers);
   const { neighbours, fdb, routes, wireguardPeers } = desired.state;
   return { state: { neighbours: new Map(neighbours), fdb: new Map(fdb), routes: new Map(routes), wireguardPeers: new Map(wireguardPeers) }, skipped: desired.skipped() };
 }
@@ -274,7 +275,7 @@ describe('desired state kept one lease at a time (DesiredState)', function () {
     fc.assert(fc.property(fc.constantFrom(VXLAN, DIRECT, HOSTGW), fc.array(op, { maxLength: 40 }), (config, ops) => {
       const context = { family: 4 as const, config, own: input({}).own, localPrefixes: LOCAL };
       const peers = new Map<string, Lease>();
-      const incremental = new DesiredState(context);
+      const incremental = new DesiredState(context, peerObjectsFor(context.config));
       for (const step of ops) {
         // the lease watcher's map: a change keeps its place, a removal and a new add goes last
         if (step.remove) {
@@ -288,7 +289,7 @@ describe('desired state kept one lease at a time (DesiredState)', function () {
         assertSame(incremental, peers, context);
       }
       // and built in one go from the same map
-      assertSame(new DesiredState(context, peers.values()), peers, context);
+      assertSame(new DesiredState(context, peerObjectsFor(context.config), peers.values()), peers, context);
     }), { numRuns: 300 });
   });
 
@@ -303,7 +304,7 @@ describe('desired state kept one lease at a time (DesiredState)', function () {
     fc.assert(fc.property(fc.array(op, { maxLength: 40 }), (ops) => {
       const context = { family: 4 as const, config: WIREGUARD, own: wgLease('198.18.1.0-24', '192.0.2.11', OWN_KEY), localPrefixes: LOCAL };
       const peers = new Map<string, Lease>();
-      const incremental = new DesiredState(context);
+      const incremental = new DesiredState(context, peerObjectsFor(context.config));
       for (const step of ops) {
         if (step.remove) {
           peers.delete(step.subnet);
@@ -317,13 +318,13 @@ describe('desired state kept one lease at a time (DesiredState)', function () {
         const dirty = incremental.takeDirty();
         for (const key of dirty.wireguardPeers) assert.ok(keys.includes(key));
       }
-      assertSame(new DesiredState(context, peers.values()), peers, context);
+      assertSame(new DesiredState(context, peerObjectsFor(context.config), peers.values()), peers, context);
     }), { numRuns: 300 });
   });
 
   it('reports the keys a change may touch, and only those', function () {
     const context = { family: 4 as const, config: VXLAN, own: input({}).own, localPrefixes: LOCAL };
-    const incremental = new DesiredState(context, [lease('198.18.2.0-24', '192.0.2.12', 'vxlan', '0a:00:00:00:00:02')]);
+    const incremental = new DesiredState(context, peerObjectsFor(context.config), [lease('198.18.2.0-24', '192.0.2.12', 'vxlan', '0a:00:00:00:00:02')]);
     incremental.takeDirty();
     incremental.set(lease('198.18.3.0-24', '192.0.2.13', 'vxlan', '0a:00:00:00:00:03'));
     const dirty = incremental.takeDirty();
