@@ -14,12 +14,16 @@ import {
   isSubnetAllowed,
   MAX_CONFIG_BYTES,
   parseNetworkConfig,
-  subnetRangeSize,
   SUPPORTED_BACKENDS,
   type FamilyConfig,
   type NetworkConfig,
 } from './config.js';
 import { InvalidConfigError, WeftError } from './errors.js';
+
+/** How many subnets the range SubnetMin..SubnetMax holds. */
+function subnetRangeSize(plan: FamilyConfig): bigint {
+  return plan.network.indexOf(plan.subnetMax) - plan.network.indexOf(plan.subnetMin) + 1n;
+}
 
 function parse(config: Record<string, unknown>): NetworkConfig {
   return parseNetworkConfig(JSON.stringify(config));

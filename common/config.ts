@@ -507,11 +507,6 @@ export function isSubnetAllowed(plan: FamilyConfig, subnet: Prefix): boolean {
   );
 }
 
-/** How many subnets the range SubnetMin..SubnetMax holds. */
-export function subnetRangeSize(plan: FamilyConfig): bigint {
-  return plan.network.indexOf(plan.subnetMax) - plan.network.indexOf(plan.subnetMin) + 1n;
-}
-
 export type WireguardImplementation = 'auto' | 'kernel' | 'userspace';
 export const WIREGUARD_IMPLEMENTATIONS: readonly WireguardImplementation[] = ['auto', 'kernel', 'userspace'];
 

@@ -8,13 +8,8 @@ import {
   ETHERTYPE_IPV6,
   Ipv4Net,
   MAX_VNI,
-  PacketDecodeError,
   VXLAN_ENCAP_LENGTH,
   completePartialChecksum,
-  decodeUdp,
-  decodeVxlan,
-  encodeUdp,
-  encodeVxlan,
   formatIpv4,
   formatMac,
   ipv4Destination,
@@ -29,6 +24,7 @@ import {
   vxlanProblem,
   type DecodeProblem,
 } from './packet.js';
+import { PacketDecodeError, decodeUdp, decodeVxlan, encodeUdp, encodeVxlan } from '../test/wire.js';
 
 // ---- reference implementations, written independently of packet.ts ----
 

@@ -5,7 +5,8 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { encodeVxlan, parseMac } from '../../common/packet.js';
+import { parseMac } from '../../common/packet.js';
+import { encodeVxlan } from '../../test/wire.js';
 import { sleep, waitFor } from '../../test/wait.js';
 import { etcdPut, httpGet, leaseOf, ping, seedNetworkConfig, shellQuote, waitForSubnetEnv, type ClusterDriver, type LabContainer, type LabHost } from '../lab/index.js';
 import { agentArgs, HEALTHZ_PORT, kernelState, meshFailures, metrics, metricValue } from './cluster.js';
