@@ -1,5 +1,5 @@
 /**
- * Synthetic peers for the benchmarks (design §3): overlay subnets are /30s of 198.18.0.0/16 from 198.18.1.0
+ * Synthetic peers for the benchmarks: overlay subnets are /30s of 198.18.0.0/16 from 198.18.1.0
  * up (the agent under test leases 198.18.0.4/30, see BENCH_AGENT_SUBNET_ENV), public IPs come from
  * 198.19.0.0/16 and are never contacted: a VXLAN FDB entry sends nothing unless traffic is routed to its
  * subnet, and what weftd routes there (its peer probes) is encapsulated towards 198.19.0.0/16, which every lab

@@ -165,7 +165,7 @@ export function renderMarkdown(report: BenchReport): string {
     `**Machine:** ${m.cpuModel}, ${m.cores} cores, ${m.memoryGiB} GiB, Linux ${m.kernel}, Node ${m.node}, ${m.iproute2}, ${m.etcd}. ` +
       `Load average at start ${m.loadAverageAtStart.join(' / ')}, at end ${m.loadAverageAtEnd.join(' / ')}.`,
     '',
-    'Everything runs in network namespaces on this one machine (design §3 addresses): an etcd host and an agent host joined by a',
+    'Everything runs in network namespaces on this one machine (documentation and benchmark address ranges only): an etcd host and an agent host joined by a',
     'veth "switch", as in the e2e lab. Each figure is the median of several runs, with the smallest and largest run; a comparison',
     '(×) is a ratio taken side by side within each run, then summarised the same way. Tests never assert on these numbers.',
     '',

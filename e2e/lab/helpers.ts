@@ -4,7 +4,7 @@ import { shellQuote, type ClusterDriver, type ExecTarget, type LabHost, type Sub
 
 /** flannel's default etcd prefix. */
 export const NETWORK_PREFIX = '/coreos.com/network';
-/** The network config the scenarios seed (overlay 198.18.0.0/16, see design §3). */
+/** The network config the scenarios seed (overlay 198.18.0.0/16, the documentation and benchmark ranges the lab uses). */
 export const LAB_NETWORK_CONFIG = { Network: '198.18.0.0/16', Backend: { Type: 'vxlan' } } as const;
 
 // ---- ping ----
