@@ -62,9 +62,10 @@ export interface ReconcilerOptions {
 }
 
 /**
- * The data plane as a reconcile loop: desired state (a pure function of our lease, the peers' leases
- * and the config) is compared with the kernel's actual state and only the difference is applied. Runs
- * never overlap, and triggers that arrive during a run coalesce into one more run.
+ * The data plane as a reconcile loop: the desired state (DesiredState: a pure function of our lease, the
+ * peers' leases, the config and the backend's objects per peer) is compared with the kernel's actual state
+ * (KernelView) by plan() (agent/plan.ts), the view assumes the plan, and applyPlan (agent/apply.ts) sends
+ * only the difference. Runs never overlap, and triggers that arrive during a run coalesce into one more run.
  *
  * Two kinds of run. A full run (at start, on the resync timer, after a failure, after a kernel change it
  * cannot attribute, e.g. to a device) checks the devices, rebuilds the desired state from every lease,
