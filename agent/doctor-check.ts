@@ -59,6 +59,8 @@ export interface DeviceCheck {
   routesOnly: boolean;
   /** bytes the backend's encapsulation adds to a packet */
   overhead: number;
+  /** routes on the overlay device the backend keeps itself, not peers' (BackendDevices.deviceRoutes) */
+  deviceRoutes?: readonly string[];
 }
 
 /**

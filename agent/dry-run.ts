@@ -21,8 +21,10 @@ export interface DryRunInput {
   publicInterface: PublicInterface;
   /** weft's overlay device; undefined for backends without one */
   overlayIndex: number | undefined;
-  /** the overlay device takes routes only (the userspace path's veth) */
+  /** the overlay device takes routes only (the userspace path's veth, WireGuard) */
   routesOnly: boolean;
+  /** routes on the overlay device the backend keeps itself (BackendDevices.deviceRoutes) */
+  deviceRoutes?: readonly string[] | undefined;
   /** weftd's --nexthop-objects */
   routeForm: RouteForm;
   /** the backend's objects for a peer */
@@ -42,7 +44,7 @@ export async function dryRun(input: DryRunInput): Promise<DryRun> {
   const desired = new DesiredState({ family, config, own, localPrefixes: [publicInterface.prefix], routesOnly }, input.peerObjects, input.peers);
   const { view, duplicates } = await KernelView.read(
     kernel,
-    { family, overlayIndex, publicIndex: publicInterface.index, routesOnly },
+    { family, overlayIndex, publicIndex: publicInterface.index, routesOnly, ...(input.deviceRoutes === undefined ? {} : { deviceRoutes: input.deviceRoutes }) },
     input.routeForm,
     desired.state.routes,
   );

@@ -430,7 +430,7 @@ async function checkForwarding(context: Context): Promise<void> {
 async function checkDevices(context: Context): Promise<void> {
   const { config, iface, options } = context;
   if (config === undefined || iface === undefined) return;
-  const links = config.backend.type === 'host-gw' ? [] : await options.kernel.listLinks();
+  const links = await options.kernel.listLinks();
   for (const plane of context.planes) {
     const checked = await checkBackendDevice({
       kernel: options.kernel, config, family: plane.family, view: plane.view, own: context.own, links,
@@ -451,12 +451,12 @@ function checkMtu(context: Context): void {
   for (const { backend, overlay, view, overhead } of planes) {
     const type = backend!.type;
     const deviceMtu = overlay?.mtu ?? backend!.mtu;
-    if (type !== 'host-gw' && deviceMtu + overhead > iface.mtu) {
+    if (overlay !== undefined && deviceMtu + overhead > iface.mtu) {
       add(context, 'mtu', 'fail', `${overlay?.name ?? 'the overlay device'} MTU ${deviceMtu} + ${overhead} bytes of ${type} encapsulation exceeds ${iface.name}'s MTU ${iface.mtu}: full-size packets are dropped`,
         `lower Backend.MTU (the underlay's MTU, as in flanneld) to ${iface.mtu} or less, or remove it (weft then gives the device ${iface.mtu - overhead}), or raise ${iface.name}'s MTU, then ${RESTART}`);
     }
-    limits.push(type === 'host-gw' ? iface.mtu : deviceMtu);
-    if (type !== 'host-gw') overlays.push(planes.length > 1 ? `${overlay?.name ?? `IPv${view.address.family} overlay`} ${deviceMtu}` : `overlay ${deviceMtu}`);
+    limits.push(overlay === undefined ? iface.mtu : deviceMtu);
+    if (overlay !== undefined) overlays.push(planes.length > 1 ? `${overlay?.name ?? `IPv${view.address.family} overlay`} ${deviceMtu}` : `overlay ${deviceMtu}`);
   }
   const containerMtu = subnetEnv?.mtu;
   const limit = Math.min(...limits);
@@ -475,10 +475,9 @@ async function checkDataplane(context: Context): Promise<void> {
   for (const plane of context.planes) {
     const { family, backend, view, routesOnly } = plane;
     if (backend === undefined) continue;
-    if (backend.type !== 'host-gw' && plane.overlay === null) continue; // the device finding says it all
-    if (backend.type === 'wireguard') continue; // its peers were compared with the device's
+    if (plane.overlay === null) continue; // the device finding says it all
     const run = await dryRun({
-      kernel: options.kernel, family, config, own, publicInterface: view, overlayIndex: plane.overlay?.index, routesOnly,
+      kernel: options.kernel, family, config, own, publicInterface: view, overlayIndex: plane.overlay?.index, routesOnly, deviceRoutes: plane.deviceRoutes,
       // weftd programs the leases it does not ignore
       peers: leases.map((stored) => stored.lease).filter((lease) => !context.ignored.has(lease.name)),
       routeForm: options.nexthopObjects === false ? 'inline' : 'nexthop',
@@ -567,7 +566,7 @@ async function checkFlanneldLeftovers(context: Context): Promise<void> {
 
 async function checkIngress(context: Context): Promise<void> {
   const { options, config, own, leases } = context;
-  if (config === undefined || config.backend.type === 'host-gw') return;
+  if (config === undefined || tunnelPorts(config).length === 0) return; // no tunnel port (host-gw), no allow-list
   let table: Awaited<ReturnType<typeof readIngressAllowList>>;
   try {
     table = await readIngressAllowList(options.runner);

@@ -156,5 +156,7 @@ export async function checkWireguardDevice(input: DeviceCheckInput, options: Wir
     ...(input.runner === undefined ? {} : { runner: input.runner }),
   });
   for (const finding of findings) input.add(finding.check, finding.severity, finding.message, finding.fix);
-  return { backend, overlay: device, routesOnly: false, overhead: WIREGUARD_OVERHEAD };
+  // as ensureDevices says: the device takes no neighbours or FDB entries, and its route for the network is its own
+  const network = (family === 4 ? config.ipv4 : config.ipv6)?.network.toString();
+  return { backend, overlay: device, routesOnly: true, overhead: WIREGUARD_OVERHEAD, deviceRoutes: network === undefined ? [] : [network] };
 }
