@@ -1,22 +1,16 @@
 /**
  * The one place that maps a backend type (the config's Backend.Type) to its implementation: the backend
- * weftd runs, and doctor's check of its device. Each backend lives in its own folder (agent/vxlan,
+ * weftd runs (with its objects per peer, Backend.peerObjects), and doctor's check of its device. Each backend lives in its own folder (agent/vxlan,
  * agent/hostgw, agent/udp, agent/wireguard); the config parser accepts exactly these types.
  */
-import type { NetworkConfig } from '../common/config.js';
-import type { PeerObjects } from '../common/dataplane.js';
 import type { Backend, BackendContext } from './backend.js';
 import type { DeviceCheck, DeviceCheckInput } from './doctor-check.js';
-import { hostGwPeerObjects } from './hostgw/desired.js';
 import { checkHostGwDevice } from './hostgw/doctor.js';
 import { HostGwBackend } from './hostgw/hostgw.js';
-import { udpPeerObjects } from './udp/desired.js';
 import { checkUdpDevice } from './udp/doctor.js';
 import { createUdpBackend } from './udp/udp.js';
-import { vxlanPeerObjects } from './vxlan/desired.js';
 import { checkVxlanDevice } from './vxlan/doctor.js';
 import { createVxlanBackend } from './vxlan/mode.js';
-import { wireguardPeerObjects } from './wireguard/desired.js';
 import { checkWireguardDevice } from './wireguard/doctor.js';
 import { WireguardBackend } from './wireguard/wireguard.js';
 
@@ -48,19 +42,5 @@ export function checkBackendDevice(input: DeviceCheckInput): Promise<DeviceCheck
       return checkUdpDevice(input, backend);
     case 'wireguard':
       return checkWireguardDevice(input, backend);
-  }
-}
-
-/** The kernel objects the config's backend wants for a peer (the backend's desired.ts). */
-export function peerObjectsFor(config: NetworkConfig): PeerObjects {
-  switch (config.backend.type) {
-    case 'vxlan':
-      return vxlanPeerObjects;
-    case 'host-gw':
-      return hostGwPeerObjects;
-    case 'udp':
-      return udpPeerObjects;
-    case 'wireguard':
-      return wireguardPeerObjects;
   }
 }

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { IpAddress, Prefix } from '../common/cidr.js';
-import { parseNetworkConfig } from '../common/config.js';
+import { parseNetworkConfig, type NetworkConfig } from '../common/config.js';
 import {
   DesiredState,
   peerPlan,
@@ -10,12 +10,21 @@ import {
   type FdbSpec,
   type NeighbourSpec,
   type PeerContext,
+  type PeerObjects,
   type RouteSpec,
   type SkippedLease,
   type WireguardPeerSpec,
 } from '../common/dataplane.js';
 import { decodeLease, type Lease } from '../common/lease.js';
-import { peerObjectsFor } from './backends.js';
+import { hostGwPeerObjects } from './hostgw/desired.js';
+import { udpPeerObjects } from './udp/desired.js';
+import { vxlanPeerObjects } from './vxlan/desired.js';
+import { wireguardPeerObjects } from './wireguard/desired.js';
+
+/** The objects each backend wants per peer, as its Backend.peerObjects gives them. */
+function peerObjectsFor(config: NetworkConfig): PeerObjects {
+  return { vxlan: vxlanPeerObjects, 'host-gw': hostGwPeerObjects, udp: udpPeerObjects, wireguard: wireguardPeerObjects }[config.backend.type];
+}
 
 type DesiredInput = PeerContext & { peers: Iterable<Lease> };
 

@@ -83,11 +83,11 @@ export interface ViewNexthop {
  */
 export type RouteUsers = string | Set<string> | undefined;
 
-export function usersCount(users: RouteUsers): number {
+function usersCount(users: RouteUsers): number {
   return users === undefined ? 0 : typeof users === 'string' ? 1 : users.size;
 }
 
-export function usersList(users: RouteUsers): string[] {
+function usersList(users: RouteUsers): string[] {
   return users === undefined ? [] : typeof users === 'string' ? [users] : [...users];
 }
 
