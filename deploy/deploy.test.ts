@@ -15,13 +15,14 @@ import { Prefix } from '../common/cidr.js';
 import { DEFAULT_SUBNET_ENV_PATH, writeSubnetEnv } from '../agent/host/subnet-env.js';
 import { WEFTD_OPTIONS } from '../agent/cli/weftd-options.js';
 import { DEFAULT_ENV_FILE, parseEnvFile } from '../agent/cli/env-file.js';
-import { NetnsLab, seedNetworkConfig } from '../e2e/lab/index.js';
+import { NetnsLab, seedNetworkConfig, shippedProgram } from '../e2e/lab/index.js';
+import { EtcdServer } from '../test/etcd-server.js';
 import { sleep } from '../test/wait.js';
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
 const DEPLOY = join(REPO, 'deploy');
 const DOCKER_OPTS = join(DEPLOY, 'docker', 'weft-docker-opts.sh');
-const WEFTD_JS = join(REPO, 'dist', 'agent', 'cli', 'weftd.js');
+const WEFTD_JS = shippedProgram('weftd');
 /** sd_booted(3): systemd is PID 1 here. */
 const SYSTEMD_RUNS = existsSync('/run/systemd/system');
 
@@ -130,21 +131,22 @@ describe('deploy/: install.sh into a temporary root', function () {
     assert.equal(result.code, 0, result.stderr);
     assert.match(result.stdout, new RegExp(`installed weft \\d+\\.\\d+\\.\\d+ into ${root.replace(/[.]/g, '\\.')}`));
     const lib = join(root, 'usr/local/lib/weft');
-    for (const file of ['dist/agent/cli/weftd.js', 'dist/agent/cli/weftctl.js', 'dist/common/config.js', 'package.json', 'node_modules/etcd3/package.json', 'node_modules/netlink/package.json']) {
+    for (const file of ['dist/bin/weftd.js', 'dist/bin/weftctl.js', 'dist/bin/monitor-child.js', 'dist/bin/worker.js', 'dist/proto/rpc.proto', 'package.json', 'node_modules/netlink/package.json', 'node_modules/cap/package.json']) {
       assert.ok(existsSync(join(lib, file)), `${file} installed`);
     }
-    assert.ok(!existsSync(join(lib, 'node_modules/mocha')), 'dev dependencies pruned');
-    assert.ok(!existsSync(join(lib, 'dist/e2e')) && !existsSync(join(lib, 'dist/agent/cli/weftctl.test.js')), 'no tests or lab installed');
+    assert.ok(!existsSync(join(lib, 'node_modules/mocha')) && !existsSync(join(lib, 'node_modules/esbuild')), 'dev dependencies pruned');
+    assert.ok(!existsSync(join(lib, 'dist/e2e')) && !existsSync(join(lib, 'dist/agent')) && !existsSync(join(lib, 'dist/common')), 'tsc\'s per-module output, tests and lab not installed');
 
     // the installed tree runs on its own
-    const help = run([process.execPath, join(lib, 'dist/agent/cli/weftctl.js'), '--environment-file=', 'doctor', '--help']);
+    const help = run([process.execPath, join(lib, 'dist/bin/weftctl.js'), '--environment-file=', 'doctor', '--help']);
     assert.equal(help.code, 0, help.stderr);
     assert.match(help.stdout, /weftctl doctor/);
-    const weftdHelp = run([process.execPath, join(lib, 'dist/agent/cli/weftd.js'), '--help']);
+    const weftdHelp = run([process.execPath, join(lib, 'dist/bin/weftd.js'), '--help']);
     assert.equal(weftdHelp.code, 0, weftdHelp.stderr);
+    assert.equal(run([process.execPath, join(lib, 'dist/bin/weftd.js'), '--version']).stdout, `${(JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { version: string }).version}\n`);
 
     assert.equal(readFileSync(join(root, 'usr/local/bin/weftd'), 'utf8'),
-      '#!/bin/sh\n# installed by weft\'s deploy/install.sh\nexec node "/usr/local/lib/weft/dist/agent/cli/weftd.js" "$@"\n');
+      '#!/bin/sh\n# installed by weft\'s deploy/install.sh\nexec node "/usr/local/lib/weft/dist/bin/weftd.js" "$@"\n');
     for (const tool of ['weftd', 'weftctl', 'weft-docker-opts']) {
       assert.equal(statSync(join(root, 'usr/local/bin', tool)).mode & 0o777, 0o755, `${tool} is executable`);
     }
@@ -157,9 +159,23 @@ describe('deploy/: install.sh into a temporary root', function () {
     for (const file of ['cni/10-weft.conflist', 'kubernetes/weft-daemonset.yaml', 'monitoring/weft-dashboard.json', 'monitoring/weft-alerts.yml']) {
       assert.ok(existsSync(join(root, 'usr/local/share/weft', file)), file);
     }
-    // weft_build_info and the Vagrant driver read the build's facts from beside dist/agent
+    // weft_build_info and the Vagrant driver read the build's facts from beside dist/bin
     assert.deepEqual(JSON.parse(readFileSync(join(lib, 'dist/build-info.json'), 'utf8')), JSON.parse(readFileSync(join(REPO, 'dist/build-info.json'), 'utf8')));
     assert.ok(existsSync(join(root, 'usr/local/share/doc/weft/README.md')));
+  });
+
+  it('the installed weftctl talks to a real etcd: the bundle finds its chunks and etcd\'s .proto files in the installed tree', async function () {
+    const etcd = await EtcdServer.start();
+    try {
+      const weftctl = (...args: string[]) => run([process.execPath, join(root, 'usr/local/lib/weft/dist/bin/weftctl.js'), '--environment-file=', `--etcd-endpoints=${etcd.endpoint}`, ...args]);
+      const set = weftctl('config', 'set', '--network', '198.18.0.0/16');
+      assert.equal(set.code, 0, set.stderr);
+      const get = weftctl('config', 'get');
+      assert.equal(get.code, 0, get.stderr);
+      assert.equal((JSON.parse(get.stdout) as { Network: string }).Network, '198.18.0.0/16');
+    } finally {
+      await etcd.destroy();
+    }
   });
 
   it('upgrades in place and keeps the settings', function () {
@@ -178,7 +194,7 @@ describe('deploy/: install.sh into a temporary root', function () {
     mkdirSync(empty);
     const unbuilt = run(['bash', join(DEPLOY, 'install.sh'), '--destdir', join(root, 'x'), '--source', empty]);
     assert.equal(unbuilt.code, 1);
-    assert.match(unbuilt.stderr, /dist\/agent\/cli\/weftd\.js is missing: build weft first \(npm ci && npm run build\)/);
+    assert.match(unbuilt.stderr, /dist\/bin\/weftd\.js is missing: build weft first \(npm ci && npm run build\)/);
     const unknown = run(['bash', join(DEPLOY, 'install.sh'), '--frobnicate']);
     assert.equal(unknown.code, 2);
     assert.match(unknown.stderr, /unknown argument: --frobnicate/);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs a built weft (npm ci && npm run build) with its systemd unit:
 #
-#   <prefix>/lib/weft/                 dist/agent, dist/common, package.json and the production node_modules
+#   <prefix>/lib/weft/                 dist/bin (the bundled programs), dist/proto (etcd's), package.json,
+#                                      weft's addon and the production node_modules (for the native ones)
 #   <prefix>/bin/weftd, weftctl        wrappers that run them with node
 #   <prefix>/bin/weft-docker-opts      subnet.env → dockerd --bip/--mtu (deploy/docker/weft-docker-opts.sh)
 #   /etc/systemd/system/weftd.service  the unit (deploy/weftd.service)
@@ -61,7 +62,7 @@ if [ -n "$destdir" ]; then
   mkdir -p "$destdir"
   destdir=$(cd "$destdir" && pwd)
 fi
-for built in dist/agent/cli/weftd.js dist/agent/cli/weftctl.js node_modules package.json package-lock.json; do
+for built in dist/bin/weftd.js dist/bin/weftctl.js dist/proto/rpc.proto node_modules package.json package-lock.json; do
   [ -e "$source_dir/$built" ] || fail "$source_dir/$built is missing: build weft first (npm ci && npm run build)"
 done
 node_bin=$(command -v node || true)
@@ -82,9 +83,8 @@ stage=$root$libdir.new
 rm -rf "$stage"
 mkdir -p "$stage/dist"
 cp -a "$source_dir/package.json" "$source_dir/package-lock.json" "$stage/"
-for part in agent common; do
-  cp -a "$source_dir/dist/$part" "$stage/dist/"
-done
+# the programs as npm run build bundles them, and the .proto files etcd's client reads from beside them
+cp -a "$source_dir/dist/bin" "$source_dir/dist/proto" "$stage/dist/"
 # version, commit and source fingerprint of the build (weft_build_info; the Vagrant driver compares them)
 if [ -f "$source_dir/dist/build-info.json" ]; then cp -a "$source_dir/dist/build-info.json" "$stage/dist/"; fi
 # weft's addon (npm run build makes it when a compiler is there; without it the userspace path uses dgram and the kernel monitor a child process)
@@ -92,7 +92,6 @@ if [ -f "$source_dir/build/Release/weft_native.node" ]; then
   mkdir -p "$stage/build/Release"
   cp -a "$source_dir/build/Release/weft_native.node" "$stage/build/Release/"
 fi
-find "$stage/dist" \( -name '*.test.js' -o -name '*.test.js.map' -o -name '*.scenarios.js' -o -name '*.scenarios.js.map' \) -delete
 cp -a "$source_dir/node_modules" "$stage/"
 if command -v npm >/dev/null 2>&1; then
   (cd "$stage" && npm prune --omit=dev --offline --no-audit --no-fund >/dev/null 2>&1) \
@@ -110,7 +109,7 @@ for tool in weftd weftctl; do
   cat > "$root$bindir/$tool.tmp" <<WRAPPER
 #!/bin/sh
 # installed by weft's deploy/install.sh
-exec node "$libdir/dist/agent/cli/$tool.js" "\$@"
+exec node "$libdir/dist/bin/$tool.js" "\$@"
 WRAPPER
   chmod 0755 "$root$bindir/$tool.tmp"
   mv -f "$root$bindir/$tool.tmp" "$root$bindir/$tool"

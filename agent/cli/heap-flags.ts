@@ -15,6 +15,7 @@ setFlagsFromString('--heap-growing-percent=15');
  * burst (the initial listing, the first full reconcile) makes it grow to the maximum, which stays resident.
  * Keeping it at its initial size (2 × 1 MB) keeps some 25 MB off weftd's RSS at 10 000 peers;
  * the extra scavenges cost no measurable time. Both flags are read when V8 decides, so setting them
- * at run time works; weftd.ts imports this module before any other, so it applies to loading the modules too.
+ * at run time works; weftd.ts imports this module first and the agent's modules only after its flags, so it
+ * applies to loading those too (in the bundle, dist/bin, the chunks weftd's flags need load before it).
  */
 setFlagsFromString('--semi-space-growth-factor=1');

@@ -7,6 +7,7 @@ import { Prefix, IpAddress } from '../../common/cidr.js';
 import { isSubnetAllowed, isWellKnownPort, MAX_FLANNEL_VNI, parseNetworkConfig, SUPPORTED_BACKENDS, tunnelPorts, underlayAddressClash, type NetworkConfig } from '../../common/config.js';
 import { WeftError } from '../../common/errors.js';
 import { formatLeaseAttrs, formatLeaseKey, leaseBackend, leaseBackendTypeFor, type LeaseAttrs, type LeaseSubnets } from '../../common/lease.js';
+import { buildInfo } from '../build-info.js';
 import { selectPublicInterface, underlayAddresses } from '../host/interfaces.js';
 import { openKernel } from '../kernel/index.js';
 import { NetworkKeys } from '../registry/etcd.js';
@@ -499,6 +500,7 @@ async function main(): Promise<void> {
     const fromEnv = flagsFromEnvironment(fromEnvKinds, argv, env);
     const parser = yargs([...fromEnv, ...argv])
       .scriptName('weftctl')
+      .version(buildInfo().version)
       .usage('$0 <command>\n\nSeeds weft\'s network config in etcd, manages subnet leases (flannel\'s etcd schema) and checks a cluster and its nodes.')
       .options(ETCD_OPTIONS)
       .option('environment-file', { type: 'string', describe: `read WEFTD_* / FLANNELD_* settings from this file (default ${DEFAULT_ENV_FILE} when it exists; "" for none)` })

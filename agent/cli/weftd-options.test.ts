@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -166,7 +166,10 @@ describe('weftd flags', function () {
         child.kill('SIGTERM');
         await exited;
       }
-      const records = output.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as { level: number; msg: string; setting?: string });
+      const records = output.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as { level: number; msg: string; setting?: string; version?: string });
+      // its first line, once its modules are loaded and before any work, says what runs (the benchmarks time it)
+      assert.equal(records[0]?.msg, 'weftd starting', output);
+      assert.equal(records[0]?.version, (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version);
       const ignored = records.filter((record) => record.msg.startsWith('ignoring '));
       assert.deepEqual(ignored.map((record) => record.setting), ['--kube-subnet-mgr', 'FLANNELD_KUBE_API_URL'], output);
       assert.ok(ignored.every((record) => record.level === 40), 'warnings');

@@ -1,6 +1,7 @@
 import yargs from 'yargs';
 import { IpAddress } from '../../common/cidr.js';
 import { WIREGUARD_IMPLEMENTATIONS, type UserspaceMode, type WireguardHostOptions } from '../../common/config.js';
+import { buildInfo } from '../build-info.js';
 import { DEFAULT_NODE_ID_FILE } from '../host/node-id.js';
 import { LOG_LEVELS } from '../log.js';
 import { DEFAULT_WIREGUARD_KEY_FILE } from '../wireguard/keys.js';
@@ -136,6 +137,7 @@ export async function parseWeftdOptions(argv: string[], env: NodeJS.ProcessEnv =
   const ignored = [...command.ignored, ...ignoredEnvironment(kinds, env)];
   const parse = () => yargs([...flagsFromEnvironment(kinds, command.argv, env), ...command.argv])
     .scriptName('weftd')
+    .version(buildInfo().version)
     .usage('$0 [flags]\n\nThe weft agent: leases this host a subnet from etcd and routes the overlay to every other host.')
     .options(WEFTD_OPTIONS)
     .strict()

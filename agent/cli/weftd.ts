@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // first: V8's heap settings, before the other modules run (ES modules run in import order)
 import './heap-flags.js';
-import { Agent } from '../daemon.js';
+import { buildInfo } from '../build-info.js';
 import { SystemdNotifier, SystemdNotifyError } from '../host/systemd-notify.js';
 import { createLogger } from '../log.js';
 import { RegistryStoppedError } from '../registry/errors.js';
@@ -27,7 +27,11 @@ async function main(): Promise<void> {
     throw err;
   }
   if (options === undefined) return;
+  // The agent's modules (etcd's client, netlink, the backends) load for a run only, not for --help or --version.
+  const { Agent } = await import('../daemon.js');
   const log = createLogger(options.logLevel);
+  const build = buildInfo();
+  log.info({ version: build.version, revision: build.revision, node: process.version }, 'weftd starting');
   for (const { setting, reason } of options.ignored) log.warn({ setting }, `ignoring ${setting}: ${reason}`);
   // before anything starts a child: the notifier takes systemd's variables out of the environment
   let notifier: SystemdNotifier | undefined;

@@ -1,15 +1,6 @@
 import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import type * as Cockatiel from 'cockatiel';
-import type * as EtcdClient from 'etcd3';
-import type { Etcd3, IOptions } from 'etcd3';
-
-// Both packages are CommonJS. Imported from an ES module, node first scans their sources (and every module
-// they re-export) for the names they export; loaded with require() they skip that scan, about 80 ms of
-// weftd's start. They are the same module instances an `import` elsewhere gets.
-const requireCjs = createRequire(import.meta.url);
-const { Etcd3: Etcd3Client, GRPCResourceExhastedError, isRecoverableError } = requireCjs('etcd3') as typeof EtcdClient;
-const { ConsecutiveBreaker, ExponentialBackoff, circuitBreaker, handleWhen, retry } = requireCjs('cockatiel') as typeof Cockatiel;
+import { ConsecutiveBreaker, ExponentialBackoff, circuitBreaker, handleWhen, retry } from 'cockatiel';
+import { Etcd3 as Etcd3Client, GRPCResourceExhastedError, isRecoverableError, type Etcd3, type IOptions } from 'etcd3';
 
 export const DEFAULT_PREFIX = '/coreos.com/network';
 

@@ -9,8 +9,10 @@
  * Only what the benchmarks need is decoded from the notifications: route (IPv4, main table, weft's protocol),
  * neighbour (IPv4) and FDB (AF_BRIDGE) additions and deletions, mapped back to the synthetic peer they belong to.
  */
-import { spawn, type ChildProcess, type ChildProcessByStdio } from 'node:child_process';
-import { appendFileSync, closeSync, openSync } from 'node:fs';
+import { spawn, spawnSync, type ChildProcess, type ChildProcessByStdio } from 'node:child_process';
+import { appendFileSync, closeSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { Etcd3, type IRequestOp } from 'etcd3';
@@ -160,13 +162,19 @@ interface RunningAgent {
   child: ChildProcess;
   pid: number;
   startedAt: bigint;
+  /** Date.now() at the spawn, to compare with the times in weftd's log lines */
+  startedAtEpochMs: number;
+  /** where this run's lines start in the log file */
+  logOffset: number;
   exited: Promise<void>;
 }
 
 function startAgent(spec: AgentSpec): RunningAgent {
   appendFileSync(spec.logFile, `=== ${new Date().toISOString()} (${Date.now()}) probe starts ${[...spec.command, ...spec.args].join(' ')}\n`);
+  const logOffset = statSync(spec.logFile).size;
   const fd = openSync(spec.logFile, 'a');
   let child: ChildProcess;
+  const startedAtEpochMs = Date.now();
   const startedAt = process.hrtime.bigint();
   try {
     child = spawn(spec.command[0], [...spec.command.slice(1), ...spec.args], { stdio: ['ignore', fd, fd] });
@@ -175,7 +183,33 @@ function startAgent(spec: AgentSpec): RunningAgent {
   }
   if (child.pid === undefined) throw new Error(`could not start ${spec.command.join(' ')}`);
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  return { child, pid: child.pid, startedAt, exited };
+  return { child, pid: child.pid, startedAt, startedAtEpochMs, logOffset, exited };
+}
+
+/** What weftd's log says about one run: when each message was first logged, and the memory its 'ready' line reports. */
+export interface AgentLogTimeline {
+  /** message → ms from the spawn to its first line (pino's time, ms resolution) */
+  firstMs: Record<string, number>;
+  /** the 'ready' line's process.memoryUsage(), MB */
+  ready?: { rssMB: number; heapMB: number; heapTotalMB: number; externalMB: number };
+}
+
+function agentLogTimeline(spec: AgentSpec, agent: RunningAgent): AgentLogTimeline {
+  const timeline: AgentLogTimeline = { firstMs: {} };
+  for (const line of readFileSync(spec.logFile).subarray(agent.logOffset).toString('utf8').split('\n')) {
+    let entry: { time?: unknown; msg?: unknown; rssMB?: unknown; heapMB?: unknown; heapTotalMB?: unknown; externalMB?: unknown };
+    try {
+      entry = JSON.parse(line) as typeof entry;
+    } catch {
+      continue;
+    }
+    if (typeof entry.time !== 'number' || typeof entry.msg !== 'string') continue;
+    timeline.firstMs[entry.msg] ??= entry.time - agent.startedAtEpochMs;
+    if (entry.msg === 'ready' && timeline.ready === undefined) {
+      timeline.ready = { rssMB: Number(entry.rssMB), heapMB: Number(entry.heapMB), heapTotalMB: Number(entry.heapTotalMB), externalMB: Number(entry.externalMB) };
+    }
+  }
+  return timeline;
 }
 
 async function stopAgent(agent: RunningAgent): Promise<void> {
@@ -242,6 +276,95 @@ export async function unseed(arg: { etcd: string; leaseId: string }): Promise<vo
   }
 }
 
+// ------------------------------------------------------------------------------------------ start-up
+
+export interface StartTimesArg {
+  /** weftd as it ships, and weftd from tsc's per-module output: argv before the flags */
+  shipped: string[];
+  modules: string[];
+  /** flags for a run that loads everything and then only waits: an etcd endpoint where nothing listens */
+  args: string[];
+  rounds: number;
+}
+
+/** Start-up alone, side by side in each round (the order rotating, so that a drift in load favours none); ms. */
+export interface StartTimes {
+  /** `node -e 0` */
+  node: number[];
+  /** `weftd --version` as it ships: node starting, loading weftd, reading its flags */
+  version: number[];
+  /** the same from tsc's per-module output */
+  versionModules: number[];
+  /** spawned → 'weftd starting' logged (every module a run uses is loaded then; no work done yet), as it ships */
+  loaded: number[];
+  /** the same from tsc's per-module output */
+  loadedModules: number[];
+  /** the CPU time (user + system) of the same runs: less at the mercy of the machine's load than the wall time */
+  cpu: { node: number[]; version: number[]; versionModules: number[]; loaded: number[]; loadedModules: number[] };
+}
+
+/** Preloaded (node -r) into the processes that exit by themselves: reports their CPU time on fd 3 as they exit. */
+const CPU_AT_EXIT = "process.on('exit', () => { const u = process.cpuUsage(); require('node:fs').writeSync(3, String((u.user + u.system) / 1000)); });\n";
+
+function timeExit(argv: readonly string[], preload: string): { wallMs: number; cpuMs: number } {
+  const started = process.hrtime.bigint();
+  const run = spawnSync(argv[0], ['-r', preload, ...argv.slice(1)], { stdio: ['ignore', 'ignore', 'ignore', 'pipe'] });
+  const wallMs = msBetween(started, process.hrtime.bigint());
+  if (run.status !== 0) throw new Error(`${argv.join(' ')} exited with ${run.status ?? run.signal}`);
+  return { wallMs, cpuMs: Number(run.output[3]?.toString()) };
+}
+
+/** Spawns weftd, and kills it once it logs 'weftd starting': ms from the spawn to that line's timestamp, and its CPU time then. */
+async function timeLoaded(argv: readonly string[]): Promise<{ wallMs: number; cpuMs: number }> {
+  const startedAtEpochMs = Date.now();
+  const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
+  try {
+    return await new Promise((resolve, reject) => {
+      let text = '';
+      child.stderr.setEncoding('utf8');
+      child.stderr.on('data', (chunk: string) => {
+        text += chunk;
+        const line = text.split('\n').find((candidate) => candidate.includes('"msg":"weftd starting"'));
+        if (line !== undefined) resolve({ wallMs: (JSON.parse(line) as { time: number }).time - startedAtEpochMs, cpuMs: cpuMs(child.pid!) ?? NaN });
+      });
+      child.once('exit', (code, signal) => reject(new Error(`${argv.join(' ')} exited (${code ?? signal}) before 'weftd starting': ${text.slice(-500)}`)));
+    });
+  } finally {
+    child.kill('SIGKILL');
+    if (child.exitCode === null && child.signalCode === null) await new Promise((resolve) => child.once('exit', resolve));
+  }
+}
+
+export async function startTimes(arg: StartTimesArg): Promise<StartTimes> {
+  const dir = mkdtempSync(join(tmpdir(), 'weft-bench-start-'));
+  const preload = join(dir, 'cpu-at-exit.cjs');
+  writeFileSync(preload, CPU_AT_EXIT);
+  try {
+    const steps: [Exclude<keyof StartTimes, 'cpu'>, () => { wallMs: number; cpuMs: number } | Promise<{ wallMs: number; cpuMs: number }>][] = [
+      ['node', () => timeExit([process.execPath, '-e', '0'], preload)],
+      ['version', () => timeExit([...arg.shipped, '--version'], preload)],
+      ['versionModules', () => timeExit([...arg.modules, '--version'], preload)],
+      ['loaded', () => timeLoaded([...arg.shipped, ...arg.args])],
+      ['loadedModules', () => timeLoaded([...arg.modules, ...arg.args])],
+    ];
+    const times: StartTimes = {
+      node: [], version: [], versionModules: [], loaded: [], loadedModules: [],
+      cpu: { node: [], version: [], versionModules: [], loaded: [], loadedModules: [] },
+    };
+    for (let round = 0; round < arg.rounds; round++) {
+      for (let i = 0; i < steps.length; i++) {
+        const [name, step] = steps[(round + i) % steps.length];
+        const { wallMs, cpuMs: cpu } = await step();
+        times[name].push(wallMs);
+        times.cpu[name].push(cpu);
+      }
+    }
+    return times;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 // ----------------------------------------------------------------------------------------- cold start
 
 export interface ColdStartArg {
@@ -269,6 +392,8 @@ export interface ColdStartRun {
   verified: { neighbours: number; fdb: number; routes: number };
   /** which route form weft used */
   nexthopRoutes: number;
+  /** the phases weftd logs ('weftd starting' once its modules are loaded, 'using the public interface' once etcd gave it the config, ...) */
+  log: AgentLogTimeline;
 }
 
 async function kernelCounts(kernel: NetlinkKernel, device: string): Promise<{ neighbours: number; fdb: number; routes: number; nexthopRoutes: number }> {
@@ -340,6 +465,7 @@ export async function coldStart(arg: ColdStartArg): Promise<ColdStartRun> {
       overruns: observer.overruns,
       verified: { neighbours: counts.neighbours, fdb: counts.fdb, routes: counts.routes },
       nexthopRoutes: counts.nexthopRoutes,
+      log: agentLogTimeline(arg.agent, agent),
     };
   } finally {
     await stopAgent(agent);

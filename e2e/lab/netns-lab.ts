@@ -22,6 +22,7 @@ import {
   type SubnetEnv,
 } from './driver.js';
 import { ChildSet, killTree, labEnv, run, runSync, startBackground } from './process.js';
+import { shippedProgram } from './shipped.js';
 
 /**
  * Underlay L2 segments. Every segment is a bridge in the switch namespace; the router namespace has the `.1` of
@@ -66,9 +67,9 @@ export interface NetnsLabOptions {
   ipv6?: boolean;
   /** Root of the weft checkout (holds dist/). Default: derived from this file's location. */
   repoRoot?: string;
-  /** The agent's argv before its arguments. Default [node, <repoRoot>/dist/agent/cli/weftd.js]. */
+  /** The agent's argv before its arguments. Default [node, weftd as it ships (package.json's "bin")]. */
   agentCommand?: readonly string[];
-  /** weftctl's argv before its arguments. Default [node, <repoRoot>/dist/agent/cli/weftctl.js]. */
+  /** weftctl's argv before its arguments. Default [node, weftctl as it ships]. */
   ctlCommand?: readonly string[];
   /** Keep the temp dir (logs, subnet.env, etcd data) after destroy. Default: WEFT_LAB_KEEP=1 in the environment. */
   keepTemp?: boolean;
@@ -412,8 +413,8 @@ export class NetnsLab implements ClusterDriver {
     this.routerNetns = `${this.prefix}-rt`;
 
     const repoRoot = options.repoRoot ?? fileURLToPath(new URL('../../..', import.meta.url));
-    this.agentCommand = options.agentCommand ?? [process.execPath, join(repoRoot, 'dist', 'agent', 'cli', 'weftd.js')];
-    this.ctlCommand = options.ctlCommand ?? [process.execPath, join(repoRoot, 'dist', 'agent', 'cli', 'weftctl.js')];
+    this.agentCommand = options.agentCommand ?? [process.execPath, shippedProgram('weftd', repoRoot)];
+    this.ctlCommand = options.ctlCommand ?? [process.execPath, shippedProgram('weftctl', repoRoot)];
 
     const specs: readonly HostSpec[] = typeof options.hosts === 'number' || options.hosts === undefined
       ? Array.from({ length: options.hosts ?? 3 }, () => ({}))

@@ -1,11 +1,10 @@
 import assert from 'node:assert/strict';
-import { fileURLToPath } from 'node:url';
 import { sleep, waitFor } from '../../test/wait.js';
-import { etcdGet, etcdPut, httpGet, leaseOf, NetnsLab, seedNetworkConfig, startPing, waitForSubnetEnv, type LabContainer, type LabHost } from '../lab/index.js';
+import { etcdGet, etcdPut, httpGet, leaseOf, NetnsLab, seedNetworkConfig, shippedProgram, startPing, waitForSubnetEnv, type LabContainer, type LabHost } from '../lab/index.js';
 import { netnsFactory, useLabs } from './suite.js';
 import { agentArgs, HEALTHZ_PORT, kernelState, meshFailures, startCluster } from './cluster.js';
 
-const WEFTCTL = fileURLToPath(new URL('../../agent/cli/weftctl.js', import.meta.url));
+const WEFTCTL = shippedProgram('weftctl');
 
 function ipBytes(ip: string): number[] {
   return ip.split('.').map(Number);

@@ -5,13 +5,12 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { requireNetns } from '../../test/netns.js';
 import { NotifyListener } from '../../test/notify-listener.js';
 import { sleep } from '../../test/wait.js';
-import { NetnsLab, seedNetworkConfig } from '../lab/index.js';
+import { NetnsLab, seedNetworkConfig, shippedProgram } from '../lab/index.js';
 
-const WEFTD = fileURLToPath(new URL('../../agent/cli/weftd.js', import.meta.url));
+const WEFTD = shippedProgram('weftd');
 
 describe('e2e: weftd speaks systemd\'s notification protocol (no systemd needed)', function () {
   this.timeout(90_000);
