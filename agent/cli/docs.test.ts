@@ -84,3 +84,18 @@ describe('docs: what the operator docs name exists in the code (no root)', funct
     }
   });
 });
+
+describe('docs/architecture.md: the two trips through the code', function () {
+  it('names, at every step, a file that exists and defines the function or method named beside it', function () {
+    const text = read('docs/architecture.md');
+    const trips = text.slice(text.indexOf('## Two trips through the code'), text.indexOf('## The reconcile loop'));
+    const steps = [...trips.matchAll(/^\d+\. `([\w/.-]+\.ts)` `(\w+)(?:\.(\w+))?`/gm)];
+    assert.equal(steps.length, 12, 'six steps for the lease, six for the route');
+    for (const [, file, name, member] of steps) {
+      const source = read(file);
+      const defines = (word: string, kinds: string) => new RegExp(`(?:${kinds})\\s+${word}\\b|^\\s+(?:private |async |static |readonly )*${word}\\s*[(<]`, 'm').test(source);
+      assert.ok(defines(name, 'function|class|const|interface'), `${file} defines ${name}`);
+      if (member !== undefined) assert.ok(defines(member, 'function'), `${file} defines ${name}.${member}`);
+    }
+  });
+});
