@@ -52,6 +52,11 @@ export interface Backend {
   readonly backendData: Record<string, unknown> | undefined;
   /** MTU for the containers' interfaces (subnet.env FLANNEL_MTU). */
   readonly mtu: number;
+  /**
+   * Whether flanneld hosts of this backend answer health probes: they hold their subnet's network address
+   * (flannel.<VNI>, flannel0). When not (host-gw), only weft hosts, whose lease names a WeftNodeID, are probed.
+   */
+  readonly flannelPeersAnswerProbes: boolean;
   /** The kernel objects this backend wants for a peer (its desired.ts); the reconcile loop keeps them. */
   readonly peerObjects: PeerObjects;
   /** Creates, repairs or adopts the backend's devices for our lease. Idempotent; runs on every reconcile. */

@@ -183,7 +183,7 @@ export class Agent {
       this.planes.push({ family, backend, reconciler, iptables: undefined });
     }
     this.wirePlanes(config, own.lease);
-    this.startProbing(config, own.lease);
+    this.startProbing(own.lease);
     const wire = (monitor: KernelMonitor): void => {
       this.monitor = monitor;
       monitor.on('change', (change) => {
@@ -417,14 +417,14 @@ export class Agent {
   }
 
   /** Probes every peer over the IPv4 overlay (--probe-interval); a host that cannot open the socket runs on without. */
-  private startProbing(config: NetworkConfig, own: Lease): void {
+  private startProbing(own: Lease): void {
     const plane = this.planes.find((candidate) => candidate.family === 4);
     if (this.options.probeIntervalSeconds === 0 || plane === undefined) return;
     try {
       this.probing = new PeerProbing({
         intervalSeconds: this.options.probeIntervalSeconds,
         maxProbesPerSecond: this.options.probeRate,
-        backend: config.backend.type,
+        flannelPeersAnswerProbes: plane.backend.flannelPeersAnswerProbes,
         mtu: plane.backend.mtu,
         log: this.log.child({ component: 'probe' }),
         metrics: this.metrics.probes,

@@ -13,6 +13,8 @@ import { hostGwPeerObjects } from './desired.js';
  */
 export class HostGwBackend implements Backend {
   readonly type = 'host-gw' as const;
+  /** a flanneld host-gw host holds no address in its subnet */
+  readonly flannelPeersAnswerProbes = false;
   readonly dataPath = 'kernel' as const;
   readonly backendData = undefined;
   readonly peerObjects = hostGwPeerObjects;

@@ -52,6 +52,7 @@ function wireNet(lease: Lease): WireNet | null {
 
 export class UserspaceBackend implements Backend, UserspacePath {
   readonly type: UserspaceBackendOptions['type'];
+  readonly flannelPeersAnswerProbes = true;
   readonly dataPath = 'userspace' as const;
   dataPathReason: string | undefined = undefined;
   readonly backendData: Record<string, unknown> | undefined;

@@ -45,6 +45,7 @@ export function userspaceVxlanBackend(context: BackendContext, options: VxlanBac
  */
 export class AutoVxlanBackend implements Backend {
   readonly type = 'vxlan' as const;
+  readonly flannelPeersAnswerProbes = true;
   readonly peerObjects = vxlanPeerObjects;
   readonly backendData: Record<string, unknown>;
   readonly mtu: number;

@@ -20,6 +20,7 @@ export class VxlanDeviceError extends WeftError {
  */
 export class VxlanBackend implements Backend {
   readonly type = 'vxlan' as const;
+  readonly flannelPeersAnswerProbes = true;
   readonly dataPath = 'kernel' as const;
   dataPathReason: string | undefined = undefined;
   readonly backendData: Record<string, unknown>;

@@ -52,6 +52,7 @@ export function wireguardBackendData(publicKey: string, backend: WireguardBacken
 
 export class WireguardBackend implements Backend {
   readonly type = 'wireguard' as const;
+  readonly flannelPeersAnswerProbes = true;
   readonly mtu: number;
   readonly peerObjects = wireguardPeerObjects;
   readonly deviceName: string;
