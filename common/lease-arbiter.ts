@@ -42,8 +42,36 @@ export type LeaseChange =
   | { kind: 'changed'; lease: Lease; previous: Lease }
   | { kind: 'removed'; lease: Lease };
 
-/** Who claims one subnet or MAC: one lease (the usual case, kept without an array) or several. */
-type Claims<K> = Map<K, LeaseVersion | LeaseVersion[]>;
+/**
+ * Who claims each subnet or tunnel id: per key one lease (the usual case, kept without an array: thousands
+ * of keys) or several.
+ */
+class ClaimMap<K> {
+  private readonly byKey = new Map<K, LeaseVersion | LeaseVersion[]>();
+
+  claimants(key: K): readonly LeaseVersion[] {
+    const held = this.byKey.get(key);
+    return held === undefined ? [] : Array.isArray(held) ? held : [held];
+  }
+
+  add(key: K, version: LeaseVersion): void {
+    const held = this.byKey.get(key);
+    if (held === undefined) this.byKey.set(key, version);
+    else if (Array.isArray(held)) held.push(version);
+    else this.byKey.set(key, [held, version]);
+  }
+
+  remove(key: K, version: LeaseVersion): void {
+    const held = this.byKey.get(key);
+    if (held === version) {
+      this.byKey.delete(key);
+    } else if (Array.isArray(held)) {
+      const at = held.indexOf(version);
+      if (at >= 0) held.splice(at, 1);
+      if (held.length === 1) this.byKey.set(key, held[0]);
+    }
+  }
+}
 
 const FAMILIES: readonly Family[] = [4, 6];
 
@@ -58,29 +86,6 @@ function planOf(config: NetworkConfig, family: Family): FamilyConfig | undefined
 /** Ordered by age: the key created first, then the lower key name. */
 function older(a: LeaseVersion, b: LeaseVersion): boolean {
   return a.createRevision !== b.createRevision ? a.createRevision < b.createRevision : a.lease.name < b.lease.name;
-}
-
-function members<K>(claims: Claims<K>, key: K): readonly LeaseVersion[] {
-  const held = claims.get(key);
-  return held === undefined ? [] : Array.isArray(held) ? held : [held];
-}
-
-function claim<K>(claims: Claims<K>, key: K, version: LeaseVersion): void {
-  const held = claims.get(key);
-  if (held === undefined) claims.set(key, version);
-  else if (Array.isArray(held)) held.push(version);
-  else claims.set(key, [held, version]);
-}
-
-function unclaim<K>(claims: Claims<K>, key: K, version: LeaseVersion): void {
-  const held = claims.get(key);
-  if (held === version) {
-    claims.delete(key);
-  } else if (Array.isArray(held)) {
-    const at = held.indexOf(version);
-    if (at >= 0) held.splice(at, 1);
-    if (held.length === 1) claims.set(key, held[0]);
-  }
 }
 
 /**
@@ -129,9 +134,9 @@ export class LeaseArbiter {
   /** The leases that are not, by name, and why. */
   readonly ignored = new Map<string, IgnoredLease>();
   private readonly versions = new Map<string, LeaseVersion>();
-  private readonly subnets: Record<Family, Claims<bigint>> = { 4: new Map(), 6: new Map() };
+  private readonly subnets: Record<Family, ClaimMap<bigint>> = { 4: new ClaimMap(), 6: new ClaimMap() };
   /** VtepMACs and WireGuard public keys (tunnelIdOf), per family */
-  private readonly tunnelIds: Record<Family, Claims<string>> = { 4: new Map(), 6: new Map() };
+  private readonly tunnelIds: Record<Family, ClaimMap<string>> = { 4: new ClaimMap(), 6: new ClaimMap() };
 
   constructor(readonly config: NetworkConfig) {}
 
@@ -139,9 +144,9 @@ export class LeaseArbiter {
   set(version: LeaseVersion): LeaseChange[] {
     const affected = new Set<LeaseVersion>([version]);
     const previous = this.versions.get(version.lease.name);
-    if (previous !== undefined) this.release(previous, affected);
+    if (previous !== undefined) this.dropClaims(previous, affected);
     this.versions.set(version.lease.name, version);
-    this.hold(version, affected);
+    this.takeClaims(version, affected);
     return this.settle(affected, []);
   }
 
@@ -149,7 +154,7 @@ export class LeaseArbiter {
     const previous = this.versions.get(name);
     if (previous === undefined) return [];
     const affected = new Set<LeaseVersion>();
-    this.release(previous, affected);
+    this.dropClaims(previous, affected);
     this.versions.delete(name);
     this.ignored.delete(name);
     const removed: LeaseChange[] = [];
@@ -168,24 +173,24 @@ export class LeaseArbiter {
     return counts;
   }
 
-  private hold(version: LeaseVersion, affected: Set<LeaseVersion>): void {
+  private takeClaims(version: LeaseVersion, affected: Set<LeaseVersion>): void {
     if (subnetProblem(this.config, version.lease) !== undefined) return;
     this.forEachClaim(version, (claims, key) => {
-      for (const other of members(claims, key)) affected.add(other);
-      claim(claims, key, version);
+      for (const other of claims.claimants(key)) affected.add(other);
+      claims.add(key, version);
     });
   }
 
-  private release(version: LeaseVersion, affected: Set<LeaseVersion>): void {
+  private dropClaims(version: LeaseVersion, affected: Set<LeaseVersion>): void {
     if (subnetProblem(this.config, version.lease) !== undefined) return;
     this.forEachClaim(version, (claims, key) => {
-      unclaim(claims, key, version);
-      for (const other of members(claims, key)) affected.add(other);
+      claims.remove(key, version);
+      for (const other of claims.claimants(key)) affected.add(other);
     });
   }
 
   /** Calls `fn` for each subnet and tunnel id `version` claims (of the families the config enables). */
-  private forEachClaim(version: LeaseVersion, fn: <K>(claims: Claims<K>, key: K) => void): void {
+  private forEachClaim(version: LeaseVersion, fn: <K>(claims: ClaimMap<K>, key: K) => void): void {
     for (const family of FAMILIES) {
       const subnet = subnetOf(version.lease, family);
       if (planOf(this.config, family) === undefined || subnet === undefined) continue;
@@ -227,7 +232,7 @@ export class LeaseArbiter {
       const subnet = subnetOf(lease, family);
       if (planOf(this.config, family) === undefined || subnet === undefined) continue;
       let holder = version;
-      for (const other of members(this.subnets[family], subnet.base)) if (older(other, holder)) holder = other;
+      for (const other of this.subnets[family].claimants(subnet.base)) if (older(other, holder)) holder = other;
       if (holder !== version) {
         return { lease, reason: 'subnet-conflict', detail: `${subnet} is held by ${holder.lease.name}, whose key is older` };
       }
@@ -235,7 +240,7 @@ export class LeaseArbiter {
     for (const family of FAMILIES) {
       const tunnel = subnetOf(lease, family) === undefined || planOf(this.config, family) === undefined ? undefined : tunnelIdOf(lease, family);
       if (tunnel === undefined) continue;
-      const claimants = members(this.tunnelIds[family], tunnel.id);
+      const claimants = this.tunnelIds[family].claimants(tunnel.id);
       if (claimants.length < 2) continue;
       let holder: { version: LeaseVersion; derived: boolean } | undefined;
       for (const other of claimants) {

@@ -165,7 +165,7 @@ export class SubnetLeaseManager extends EventEmitter<SubnetLeaseEvents> {
     this.config = config;
     this.request = request;
     const own = await this.obtain(config, request, hint);
-    await this.hold(own);
+    await this.keep(own);
     this.emit('acquired', own);
     return own;
   }
@@ -414,7 +414,7 @@ export class SubnetLeaseManager extends EventEmitter<SubnetLeaseEvents> {
   }
 
   /** Starts renewing and guarding `own`. */
-  private async hold(own: OwnLease): Promise<void> {
+  private async keep(own: OwnLease): Promise<void> {
     this.own = own;
     await this.guard?.stop();
     const key = this.keys.lease(own.lease.name);
@@ -486,7 +486,7 @@ export class SubnetLeaseManager extends EventEmitter<SubnetLeaseEvents> {
     while (!this.stopped && this.config !== undefined && this.request !== undefined) {
       try {
         const own = await this.obtain(this.config, this.request, previous);
-        await this.hold(own);
+        await this.keep(own);
         this.emit('acquired', own);
         return;
       } catch (err) {
