@@ -11,20 +11,18 @@ import {
   VXLAN_ENCAP_LENGTH,
   completePartialChecksum,
   formatIpv4,
-  formatMac,
   ipv4Destination,
   ipv4HeaderChecksum,
   ipv4Source,
   tcpSegmentCount,
   writeTcpSegment,
   parseMac,
-  transportChecksumValid,
   udpProblem,
   vxlanPrefix,
   vxlanProblem,
   type DecodeProblem,
 } from './packet.js';
-import { PacketDecodeError, decodeUdp, decodeVxlan, encodeUdp, encodeVxlan } from '../test/wire.js';
+import { PacketDecodeError, decodeUdp, decodeVxlan, encodeUdp, encodeVxlan, formatMac, transportChecksumValid } from '../test/wire.js';
 
 // ---- reference implementations, written independently of packet.ts ----
 

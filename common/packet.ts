@@ -44,12 +44,6 @@ export function parseMac(text: string): Buffer {
   return Buffer.from(text.replace(/:/g, ''), 'hex');
 }
 
-export function formatMac(bytes: Uint8Array, offset = 0): string {
-  const parts: string[] = [];
-  for (let i = offset; i < offset + 6; i++) parts.push((bytes[i] ?? 0).toString(16).padStart(2, '0'));
-  return parts.join(':');
-}
-
 // ---------------------------------------------------------------------------------------------------
 // IP headers
 
@@ -312,14 +306,4 @@ export function writeTcpSegment(buf: Uint8Array, offset: number, length: number,
   out[outTcp + 16] = checksum >>> 8;
   out[outTcp + 17] = checksum & 0xff;
   return total;
-}
-
-/** Whether the TCP or UDP checksum of the IPv4 packet at buf[offset, offset + length) verifies. */
-export function transportChecksumValid(buf: Uint8Array, offset: number, length: number): boolean {
-  const protocol = buf[offset + 9];
-  const headerLength = (buf[offset] & 0x0f) * 4;
-  const l4Length = length - headerLength;
-  if (protocol === IPPROTO_UDP && ((buf[offset + headerLength + 6] << 8) | buf[offset + headerLength + 7]) === 0) return true;
-  const sum = sum16(buf, offset + headerLength, offset + length, pseudoHeaderSum(buf, offset, protocol, l4Length));
-  return foldSum(sum) === 0xffff;
 }

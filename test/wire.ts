@@ -1,5 +1,5 @@
 /**
- * Whole-packet VXLAN and flannel-udp codecs for tests: they allocate and throw, unlike the data path's
+ * Whole-packet VXLAN and flannel-udp codecs for tests, and the MAC text and checksum checks they use: they allocate and throw, unlike the data path's
  * in-place checks in common/packet.ts, on which they are built.
  */
 import { WeftError } from '../common/errors.js';
@@ -8,13 +8,36 @@ import {
   ETHERTYPE_IPV6,
   VXLAN_ENCAP_LENGTH,
   VXLAN_HEADER_LENGTH,
-  formatMac,
+  IPPROTO_UDP,
   ipPacketLength,
   udpProblem,
   vxlanPrefix,
   vxlanProblem,
   type DecodeProblem,
 } from '../common/packet.js';
+
+/** "aa:bb:cc:dd:ee:ff" from the 6 bytes at `offset`. */
+export function formatMac(bytes: Uint8Array, offset = 0): string {
+  const parts: string[] = [];
+  for (let i = offset; i < offset + 6; i++) parts.push((bytes[i] ?? 0).toString(16).padStart(2, '0'));
+  return parts.join(':');
+}
+
+/**
+ * Whether the TCP or UDP checksum of the IPv4 packet at buf[offset, offset + length) verifies (a UDP
+ * checksum of 0 means none). Summed word by word here, apart from the data path's own sums, which it checks.
+ */
+export function transportChecksumValid(buf: Uint8Array, offset: number, length: number): boolean {
+  const protocol = buf[offset + 9];
+  const start = offset + (buf[offset] & 0x0f) * 4;
+  const end = offset + length;
+  if (protocol === IPPROTO_UDP && buf[start + 6] === 0 && buf[start + 7] === 0) return true;
+  let sum = protocol + (end - start);
+  for (let i = offset + 12; i < offset + 20; i += 2) sum += (buf[i] << 8) | buf[i + 1];
+  for (let i = start; i < end; i += 2) sum += (buf[i] << 8) | (i + 1 < end ? buf[i + 1] : 0);
+  while (sum > 0xffff) sum = (sum % 0x10000) + Math.floor(sum / 0x10000);
+  return sum === 0xffff;
+}
 
 export interface VxlanFrame {
   vni: number;

@@ -4,13 +4,11 @@ import fc from 'fast-check';
 import {
   ETHERTYPE_IPV4,
   ETHERTYPE_IPV6,
-  formatMac,
   parseMac,
-  transportChecksumValid,
   vxlanPrefix,
 } from '../../common/packet.js';
 import { skipOrFail } from '../../test/requirements.js';
-import { encodeVxlan } from '../../test/wire.js';
+import { encodeVxlan, formatMac, transportChecksumValid } from '../../test/wire.js';
 import { RECEIVE_BATCHES_PER_EVENT, RECEIVE_SLOT_SIZE, RECEIVE_SLOTS, RxPath, TxPath, type DatagramSender } from './paths.js';
 import { loadUdpNative } from './udp-native.js';
 import { RX_DROP_REASONS, TX_DROP_REASONS, type PathCounters, type WirePeer, type WorkerConfig } from './protocol.js';
