@@ -40,7 +40,7 @@ interface FamilyState {
  * public key staying with its first claimant (the later ones skipped whole), a later neighbour or route
  * winning over an earlier one.
  */
-function desiredFamilyState(input: DesiredInput): { state: FamilyState; skipped: SkippedLease[] } {
+function specifiedState(input: DesiredInput): { state: FamilyState; skipped: SkippedLease[] } {
   const state: FamilyState = { neighbours: new Map(), fdb: new Map(), routes: new Map(), wireguardPeers: new Map() };
   const skipped: SkippedLease[] = [];
   for (const peer of input.peers) {
@@ -255,7 +255,7 @@ describe('desired state kept one lease at a time (DesiredState)', function () {
   }
 
   function assertSame(incremental: DesiredState, peers: ReadonlyMap<string, Lease>, context: Omit<DesiredInput, 'peers'>): void {
-    const reference = desiredFamilyState({ ...context, peers: peers.values() });
+    const reference = specifiedState({ ...context, peers: peers.values() });
     assert.deepEqual(sorted(incremental.state.neighbours), sorted(reference.state.neighbours));
     assert.deepEqual(sorted(incremental.state.fdb), sorted(reference.state.fdb));
     assert.deepEqual(sorted(incremental.state.routes), sorted(reference.state.routes));
@@ -268,7 +268,7 @@ describe('desired state kept one lease at a time (DesiredState)', function () {
     assert.deepEqual(skips(incremental.skipped()), skips(reference.skipped));
   }
 
-  it('equals desiredFamilyState over the lease map after every add, change and removal, clashes included', function () {
+  it('equals specifiedState over the lease map after every add, change and removal, clashes included', function () {
     // A small pool of subnets, public IPs and MACs, so that random leases clash on VtepMAC, neighbour and route.
     const subnets = ['198.18.2.0-24', '198.18.3.0-24', '198.18.2.0-25', '198.18.4.0-24', '198.18.1.0-25', '198.51.100.0-24', '198.18.5.0-24'];
     const ips = ['192.0.2.12', '192.0.2.13', '203.0.113.5', '192.0.2.11'];
@@ -302,7 +302,7 @@ describe('desired state kept one lease at a time (DesiredState)', function () {
     }), { numRuns: 300 });
   });
 
-  it('wireguard: equals desiredFamilyState after every change, a public key staying with its first claimant', function () {
+  it('wireguard: equals specifiedState after every change, a public key staying with its first claimant', function () {
     const keys = [KEY_A, KEY_B, KEY_C, OWN_KEY, 'not-a-key'];
     const op = fc.record({
       remove: fc.boolean(),
