@@ -37,7 +37,8 @@ module.exports = {
     {
       name: 'shared-layers-below-backends',
       severity: 'error',
-      comment: 'The layers the backends share (the userspace path, the kernel shim, host effects, etcd) import no backend; their tests may exercise a backend on them.',
+      comment:
+        'The layers the backends share (the userspace path, the kernel shim, host effects, etcd) import no backend; their tests may exercise a backend on them.',
       from: { path: '^agent/(userspace|kernel|host|registry)/', pathNot: '[.](test|scenarios)[.]ts$' },
       to: { path: `^agent/${BACKENDS}/` },
     },

@@ -29,7 +29,12 @@ export interface ApplyResult {
  * the kernel applies them in that order. At most APPLY_WINDOW are outstanding at a time, which bounds the
  * memory a run over thousands of peers takes without slowing it (see APPLY_WINDOW).
  */
-export async function applyPlan(kernel: Kernel, view: KernelView, ops: PlannedOps, failed: (kind: string, err: unknown) => void): Promise<ApplyResult> {
+export async function applyPlan(
+  kernel: Kernel,
+  view: KernelView,
+  ops: PlannedOps,
+  failed: (kind: string, err: unknown) => void,
+): Promise<ApplyResult> {
   const steps = stepsOf(kernel, view, ops).filter((step) => step.items.length > 0);
   const tally: ApplyResult['tally'] = [];
   if (steps.length === 0) return { failures: 0, tally };
@@ -83,8 +88,15 @@ export async function applyPlan(kernel: Kernel, view: KernelView, ops: PlannedOp
  */
 function stepsOf(kernel: Kernel, view: KernelView, ops: PlannedOps): ApplyStep[] {
   const { overlayIndex } = view.devices;
-  const step = <T>(kind: string, removal: boolean, items: readonly T[], start: (item: T) => Promise<void>): ApplyStep =>
-    ({ kind, removal, items, start: start as (item: unknown) => Promise<void>, counts: new Map(), ok: () => undefined, failed: () => undefined });
+  const step = <T>(kind: string, removal: boolean, items: readonly T[], start: (item: T) => Promise<void>): ApplyStep => ({
+    kind,
+    removal,
+    items,
+    start: start as (item: unknown) => Promise<void>,
+    counts: new Map(),
+    ok: () => undefined,
+    failed: () => undefined,
+  });
   const steps: ApplyStep[] = [
     step('route.del', true, ops.routeDel, (route) => {
       const exactly = { dst: route.spec.dst, protocol: route.protocol, ...(route.metric === undefined ? {} : { metric: route.metric }) };
@@ -102,18 +114,48 @@ function stepsOf(kernel: Kernel, view: KernelView, ops: PlannedOps): ApplyStep[]
       step('fdb.set', false, ops.fdbSet, (entry) => kernel.replaceFdb(overlayIndex, entry.mac, entry.dst)),
     );
   }
-  const placed = <T extends { device: RouteDevice }>(items: readonly T[]) => items.filter((item) => view.indexOf(item.device) !== undefined);
+  const placed = <T extends { device: RouteDevice }>(items: readonly T[]) =>
+    items.filter((item) => view.indexOf(item.device) !== undefined);
   steps.push(
     step('nexthop.add', false, placed(ops.nexthopAdd), (nexthop) =>
-      kernel.addNexthop({ id: nexthop.id, gateway: nexthop.gateway, ifindex: view.indexOf(nexthop.device)!, onlink: nexthop.onlink, protocol: WEFT_ROUTE_PROTOCOL })),
-    step('route.add', false, ops.routeAdd.filter((route) => view.indexOf(route.spec.device) !== undefined), ({ spec, nexthopId }) =>
-      nexthopId !== undefined
-        ? kernel.addRoute({ dst: spec.dst, nexthopId, protocol: WEFT_ROUTE_PROTOCOL })
-        : kernel.addRoute({ dst: spec.dst, gateway: spec.gateway, ifindex: view.indexOf(spec.device)!, onlink: spec.onlink, protocol: WEFT_ROUTE_PROTOCOL })),
-    step('route.set', false, ops.routeSet.filter((route) => view.indexOf(route.spec.device) !== undefined), ({ spec, nexthopId }) =>
-      nexthopId !== undefined
-        ? kernel.replaceRoute({ dst: spec.dst, nexthopId, protocol: WEFT_ROUTE_PROTOCOL })
-        : kernel.replaceRoute({ dst: spec.dst, gateway: spec.gateway, ifindex: view.indexOf(spec.device)!, onlink: spec.onlink, protocol: WEFT_ROUTE_PROTOCOL })),
+      kernel.addNexthop({
+        id: nexthop.id,
+        gateway: nexthop.gateway,
+        ifindex: view.indexOf(nexthop.device)!,
+        onlink: nexthop.onlink,
+        protocol: WEFT_ROUTE_PROTOCOL,
+      }),
+    ),
+    step(
+      'route.add',
+      false,
+      ops.routeAdd.filter((route) => view.indexOf(route.spec.device) !== undefined),
+      ({ spec, nexthopId }) =>
+        nexthopId !== undefined
+          ? kernel.addRoute({ dst: spec.dst, nexthopId, protocol: WEFT_ROUTE_PROTOCOL })
+          : kernel.addRoute({
+              dst: spec.dst,
+              gateway: spec.gateway,
+              ifindex: view.indexOf(spec.device)!,
+              onlink: spec.onlink,
+              protocol: WEFT_ROUTE_PROTOCOL,
+            }),
+    ),
+    step(
+      'route.set',
+      false,
+      ops.routeSet.filter((route) => view.indexOf(route.spec.device) !== undefined),
+      ({ spec, nexthopId }) =>
+        nexthopId !== undefined
+          ? kernel.replaceRoute({ dst: spec.dst, nexthopId, protocol: WEFT_ROUTE_PROTOCOL })
+          : kernel.replaceRoute({
+              dst: spec.dst,
+              gateway: spec.gateway,
+              ifindex: view.indexOf(spec.device)!,
+              onlink: spec.onlink,
+              protocol: WEFT_ROUTE_PROTOCOL,
+            }),
+    ),
     step('nexthop.del', true, ops.nexthopDelLast, (id) => kernel.deleteNexthop(id)),
   );
   return steps;

@@ -19,7 +19,12 @@ export function createBackend(context: BackendContext): Backend {
   switch (backend.type) {
     case 'vxlan': {
       const override = context.vxlanUserspace;
-      return createVxlanBackend(context, backend, override ?? backend.userspace, override === undefined ? 'Backend.Userspace' : '--vxlan-userspace');
+      return createVxlanBackend(
+        context,
+        backend,
+        override ?? backend.userspace,
+        override === undefined ? 'Backend.Userspace' : '--vxlan-userspace',
+      );
     }
     case 'host-gw':
       return new HostGwBackend(context);

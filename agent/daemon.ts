@@ -38,10 +38,14 @@ function enabledFamilies(config: NetworkConfig): Family[] {
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     const timer = setTimeout(resolve, ms);
-    signal.addEventListener('abort', () => {
-      clearTimeout(timer);
-      resolve();
-    }, { once: true });
+    signal.addEventListener(
+      'abort',
+      () => {
+        clearTimeout(timer);
+        resolve();
+      },
+      { once: true },
+    );
   });
 }
 
@@ -127,7 +131,10 @@ export class Agent {
     const monitorStarting = openMonitor({ ref: false, ignoreRequestsOf: kernel.portId });
     this.monitorStarting = monitorStarting;
     let monitorUp: KernelMonitor | undefined;
-    monitorStarting.then((monitor) => (monitorUp = monitor), () => undefined); // failure is reported where it is awaited
+    monitorStarting.then(
+      (monitor) => (monitorUp = monitor),
+      () => undefined,
+    ); // failure is reported where it is awaited
     if (this.options.healthzPort > 0) {
       this.http = await HealthServer.listen({
         host: this.options.healthzIP,
@@ -145,12 +152,15 @@ export class Agent {
     this.readiness.setReady('lease', false, 'acquiring a subnet lease');
     const families = enabledFamilies(config);
     this.publicInterface = publicInterface;
-    this.log.info({
-      iface: publicInterface.name,
-      publicIP: publicInterface.ipv4?.publicAddress.toString(),
-      publicIPv6: publicInterface.ipv6?.publicAddress.toString(),
-      mtu: publicInterface.mtu,
-    }, 'using the public interface');
+    this.log.info(
+      {
+        iface: publicInterface.name,
+        publicIP: publicInterface.ipv4?.publicAddress.toString(),
+        publicIPv6: publicInterface.ipv6?.publicAddress.toString(),
+        mtu: publicInterface.mtu,
+      },
+      'using the public interface',
+    );
 
     const backends = families.map((family) => {
       const view = familyView(publicInterface, family);
@@ -203,7 +213,10 @@ export class Agent {
     const monitored = ready !== undefined ? Promise.resolve() : monitorStarting.then(wire);
     const programmed = Promise.all(this.planes.map(({ reconciler }) => reconciler.trigger('start')));
     if (ready === undefined) {
-      void monitored.then(() => Promise.all(this.planes.map(({ reconciler }) => reconciler.trigger('kernel', true))), () => undefined);
+      void monitored.then(
+        () => Promise.all(this.planes.map(({ reconciler }) => reconciler.trigger('kernel', true))),
+        () => undefined,
+      );
     }
     await Promise.all([
       programmed,
@@ -224,9 +237,13 @@ export class Agent {
     this.log.info({ release: this.options.releaseOnExit }, 'stopping');
     this.probing?.stop();
     await Promise.all(this.planes.map(({ reconciler }) => reconciler.stop()));
-    for (const { backend } of this.planes) await backend.close?.().catch((err: Error) => this.log.error({ err }, 'could not stop the data path'));
+    for (const { backend } of this.planes)
+      await backend.close?.().catch((err: Error) => this.log.error({ err }, 'could not stop the data path'));
     this.monitor?.close();
-    void this.monitorStarting?.then((monitor) => monitor.close(), () => undefined);
+    void this.monitorStarting?.then(
+      (monitor) => monitor.close(),
+      () => undefined,
+    );
     for (const { iptables } of this.planes) void iptables?.stop();
     this.ingress?.stop();
     await this.leaseWatcher.stop();
@@ -250,7 +267,10 @@ export class Agent {
   private async chooseDataPath(backend: Backend): Promise<void> {
     await backend.prepare?.();
     const { dataPath, dataPathReason } = backend;
-    this.log.info({ backend: backend.type, dataPath, reason: dataPathReason }, `overlay traffic is forwarded by ${dataPath === 'kernel' ? 'the kernel' : 'weft in userspace'}`);
+    this.log.info(
+      { backend: backend.type, dataPath, reason: dataPathReason },
+      `overlay traffic is forwarded by ${dataPath === 'kernel' ? 'the kernel' : 'weft in userspace'}`,
+    );
     this.readiness.setInfo('dataPath', dataPath);
     this.readiness.setInfo('dataPathReason', dataPathReason);
     this.metrics.dataPath.set({ backend: backend.type, path: dataPath }, 1);
@@ -296,7 +316,10 @@ export class Agent {
       });
       const problem = underlayAddressClash(config, underlayAddresses(publicInterface));
       if (problem === undefined) return { config, publicInterface };
-      this.log.error({ err: problem, iface: publicInterface.name }, 'waiting for a network config that leaves this host\'s underlay addresses outside the overlay');
+      this.log.error(
+        { err: problem, iface: publicInterface.name },
+        "waiting for a network config that leaves this host's underlay addresses outside the overlay",
+      );
       waiting(problem);
       config = await new Promise<NetworkConfig>((resolve, reject) => {
         this.configWatcher.once('config', resolve);
@@ -344,11 +367,12 @@ export class Agent {
   /** Says loudly (log, /readyz until restarted) that another host took our subnet; the lease manager acquires a new one. */
   private reportTakeover(config: NetworkConfig, takeover: LeaseTakeover): void {
     const by = takeover.publicIP === undefined ? 'a host that names no public IP' : `the host at ${takeover.publicIP}`;
-    const who = takeover.nodeId !== undefined
-      ? ` (weft node ${takeover.nodeId})`
-      : config.ipv4 === undefined
-        ? ', which wrote no WeftNodeID: a flanneld host (in an IPv6-only network flanneld takes over the first IPv6-only lease it finds; flanneld and weftd hosts cannot share an IPv6-only network)'
-        : ', which wrote no WeftNodeID (flanneld, or an edit by hand)';
+    const who =
+      takeover.nodeId !== undefined
+        ? ` (weft node ${takeover.nodeId})`
+        : config.ipv4 === undefined
+          ? ', which wrote no WeftNodeID: a flanneld host (in an IPv6-only network flanneld takes over the first IPv6-only lease it finds; flanneld and weftd hosts cannot share an IPv6-only network)'
+          : ', which wrote no WeftNodeID (flanneld, or an edit by hand)';
     const text = `our lease ${takeover.lease} was taken over by ${by}${who}; containers addressed from it lost their network — weftd takes a new subnet, recreate them`;
     this.log.error({ lease: takeover.lease, publicIP: takeover.publicIP, nodeId: takeover.nodeId }, text);
     this.readiness.setInfo('leaseTakenOver', `${text} (at ${new Date().toISOString()})`);
@@ -397,9 +421,10 @@ export class Agent {
     this.ingress = allowList;
     let ownName = own.name;
     this.leases.on('acquired', (next) => (ownName = next.lease.name));
-    const peerIPs = () => [...this.leaseWatcher.leases.values()]
-      .filter((lease) => lease.name !== ownName)
-      .flatMap((lease) => [lease.attrs.publicIP, lease.attrs.publicIPv6].filter((ip) => ip !== undefined));
+    const peerIPs = () =>
+      [...this.leaseWatcher.leases.values()]
+        .filter((lease) => lease.name !== ownName)
+        .flatMap((lease) => [lease.attrs.publicIP, lease.attrs.publicIPv6].filter((ip) => ip !== undefined));
     // Listen before the first write: a peer whose lease arrives while the table is being written must not be missed.
     // Lease changes are gathered for a moment: listing every peer's address is O(peers), and churn brings
     // hundreds of changes a second (the allow-list spaces its own updates further apart still).
@@ -470,11 +495,13 @@ export class Agent {
     this.leases.on('acquired', (next) => {
       this.readiness.setReady('lease', true);
       this.noteExpiry(next);
-      void Promise.all(this.planes.map(async ({ family, reconciler, iptables }) => {
-        reconciler.update({ own: next.lease });
-        await reconciler.trigger('lease');
-        await iptables?.update({ subnet: family === 4 ? next.lease.subnets.ipv4 : next.lease.subnets.ipv6 });
-      })).then(() => this.writeSubnetEnv(next.lease));
+      void Promise.all(
+        this.planes.map(async ({ family, reconciler, iptables }) => {
+          reconciler.update({ own: next.lease });
+          await reconciler.trigger('lease');
+          await iptables?.update({ subnet: family === 4 ? next.lease.subnets.ipv4 : next.lease.subnets.ipv6 });
+        }),
+      ).then(() => this.writeSubnetEnv(next.lease));
     });
     this.configWatcher.on('config', (next) => {
       if (JSON.stringify(next.raw) !== JSON.stringify(config.raw)) {
@@ -497,6 +524,9 @@ export class Agent {
     });
     this.writtenSubnet = text;
     this.readiness.setReady('subnetEnv', true);
-    this.log.info({ file: this.options.subnetFile, subnet: lease.subnets.ipv4?.toString(), ipv6Subnet: lease.subnets.ipv6?.toString() }, 'wrote subnet.env');
+    this.log.info(
+      { file: this.options.subnetFile, subnet: lease.subnets.ipv4?.toString(), ipv6Subnet: lease.subnets.ipv6?.toString() },
+      'wrote subnet.env',
+    );
   }
 }

@@ -72,9 +72,15 @@ export async function checkOverlayAddress(input: DeviceCheckInput, link: LinkInf
   const subnet = own === undefined ? undefined : family === 4 ? own.subnets.ipv4 : own.subnets.ipv6;
   if (subnet === undefined) return;
   const want = `${subnet.network}/${subnet.bits}`;
-  const addresses = (await input.kernel.listAddresses(link.index, family)).filter((address) => address.scope !== RT_SCOPE_LINK).map((address) => address.cidr);
+  const addresses = (await input.kernel.listAddresses(link.index, family))
+    .filter((address) => address.scope !== RT_SCOPE_LINK)
+    .map((address) => address.cidr);
   if (!addresses.includes(want) || addresses.length !== 1) {
-    input.add('device', 'fail', `${link.name} has IPv${family} addresses [${addresses.join(', ')}], want exactly ${want}`,
-      `${HEALS}; by hand: ip -${family} addr flush dev ${link.name} scope global; ip addr add ${want} dev ${link.name}`);
+    input.add(
+      'device',
+      'fail',
+      `${link.name} has IPv${family} addresses [${addresses.join(', ')}], want exactly ${want}`,
+      `${HEALS}; by hand: ip -${family} addr flush dev ${link.name} scope global; ip addr add ${want} dev ${link.name}`,
+    );
   }
 }

@@ -41,10 +41,20 @@ export interface DryRun {
 
 export async function dryRun(input: DryRunInput): Promise<DryRun> {
   const { kernel, family, config, own, publicInterface, overlayIndex, routesOnly } = input;
-  const desired = new DesiredState({ family, config, own, localPrefixes: [publicInterface.prefix], routesOnly }, input.peerObjects, input.peers);
+  const desired = new DesiredState(
+    { family, config, own, localPrefixes: [publicInterface.prefix], routesOnly },
+    input.peerObjects,
+    input.peers,
+  );
   const { view, duplicates } = await KernelView.read(
     kernel,
-    { family, overlayIndex, publicIndex: publicInterface.index, routesOnly, ...(input.deviceRoutes === undefined ? {} : { deviceRoutes: input.deviceRoutes }) },
+    {
+      family,
+      overlayIndex,
+      publicIndex: publicInterface.index,
+      routesOnly,
+      ...(input.deviceRoutes === undefined ? {} : { deviceRoutes: input.deviceRoutes }),
+    },
     input.routeForm,
     desired.state.routes,
   );

@@ -5,7 +5,21 @@ export type { Logger };
 export const LOG_LEVELS: readonly Level[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'];
 
 /** The fields of an error that are logged besides type, message and stack: what says why, never a secret. */
-const ERROR_FIELDS = ['code', 'errno', 'errnoName', 'syscall', 'path', 'dest', 'address', 'port', 'signal', 'details', 'key', 'field', 'flag'] as const;
+const ERROR_FIELDS = [
+  'code',
+  'errno',
+  'errnoName',
+  'syscall',
+  'path',
+  'dest',
+  'address',
+  'port',
+  'signal',
+  'details',
+  'key',
+  'field',
+  'flag',
+] as const;
 
 /**
  * An error as logged under `err`: its type, message, stack, code and the other fields of ERROR_FIELDS, and

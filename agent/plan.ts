@@ -16,13 +16,26 @@
  * another are moved to it and the other goes. New ids are the first free ones from the view's cursor.
  */
 import { WEFT_ROUTE_PROTOCOL, type DesiredObjects, type DirtyKeys, type RouteSpec } from '../common/dataplane.js';
-import { GatewayTable, emptyOps, sameRouteSpec, type KernelView, type PlannedOps, type ViewNexthop, type ViewRoute } from './kernel/index.js';
+import {
+  GatewayTable,
+  emptyOps,
+  sameRouteSpec,
+  type KernelView,
+  type PlannedOps,
+  type ViewNexthop,
+  type ViewRoute,
+} from './kernel/index.js';
 
 /**
  * The operations that make the kernel match `desired` for `keys` (every key of both sides for 'all'), in
  * the groups of PlannedOps. `duplicates` are second routes of weft's to a prefix (KernelView.read): they go.
  */
-export function plan(desired: DesiredObjects, view: KernelView, keys: DirtyKeys | 'all', duplicates: readonly ViewRoute[] = []): PlannedOps {
+export function plan(
+  desired: DesiredObjects,
+  view: KernelView,
+  keys: DirtyKeys | 'all',
+  duplicates: readonly ViewRoute[] = [],
+): PlannedOps {
   const ops = emptyOps();
   const { overlayIndex, routesOnly } = view.devices;
   const all = keys === 'all';
@@ -61,7 +74,13 @@ export function plan(desired: DesiredObjects, view: KernelView, keys: DirtyKeys 
     if (view.blocked.has(dst)) ops.unblocked.push(dst);
     const nexthopId = view.form === 'nexthop' ? nexthops.idFor(want) : undefined;
     if (have !== undefined && sameRouteSpec(have.spec, want) && have.nexthopId === nexthopId) continue;
-    const route: ViewRoute = { spec: want, nexthopId, protocol: WEFT_ROUTE_PROTOCOL, ifindex: view.indexOf(want.device), metric: undefined };
+    const route: ViewRoute = {
+      spec: want,
+      nexthopId,
+      protocol: WEFT_ROUTE_PROTOCOL,
+      ifindex: view.indexOf(want.device),
+      metric: undefined,
+    };
     (have === undefined ? ops.routeAdd : ops.routeSet).push(route);
     if (have !== undefined) nexthops.leave(have, 'moved');
     nexthops.use(route);

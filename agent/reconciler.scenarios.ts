@@ -49,7 +49,9 @@ export async function reconcileTwice(arg: ReconcileArg): Promise<{ first: Reconc
  * (reported as `aborted`); not alive once a run has hung for longer than the bound (a kernel call that never
  * answers, here the backend's device step).
  */
-export async function liveness(arg: ReconcileArg): Promise<{ afterRun: boolean; aborted: string[]; afterAbortedRun: boolean; hangingAtOnce: boolean; hangingLater: boolean }> {
+export async function liveness(
+  arg: ReconcileArg,
+): Promise<{ afterRun: boolean; aborted: string[]; afterAbortedRun: boolean; hangingAtOnce: boolean; hangingLater: boolean }> {
   const config = parseNetworkConfig(arg.config);
   const publicInterface = await selectPublicInterface({ iface: [arg.iface] });
   const kernel = openKernel();
@@ -78,7 +80,9 @@ export async function liveness(arg: ReconcileArg): Promise<{ afterRun: boolean; 
 }
 
 /** What `ip` would list of weft's objects on weft.1, in a form easy to compare. */
-async function snapshot(kernel: ReturnType<typeof openKernel>): Promise<{ neighbours: string[]; fdb: string[]; routes: string[]; nexthops: string[] }> {
+async function snapshot(
+  kernel: ReturnType<typeof openKernel>,
+): Promise<{ neighbours: string[]; fdb: string[]; routes: string[]; nexthops: string[] }> {
   const link = await kernel.getLink('weft.1');
   if (link === null) return { neighbours: [], fdb: [], routes: [], nexthops: [] };
   const [neighbours, fdb, routes, nexthops] = await Promise.all([
@@ -90,12 +94,18 @@ async function snapshot(kernel: ReturnType<typeof openKernel>): Promise<{ neighb
   const byId = new Map(nexthops.map((n) => [n.id, n]));
   return {
     neighbours: neighbours.map((n) => `${n.ip} ${n.mac}${n.permanent ? '' : ' !permanent'}`).sort(),
-    fdb: fdb.filter((f) => f.self).map((f) => `${f.mac} ${f.dst}`).sort(),
-    routes: routes.filter((r) => r.protocol !== 2).map((r) => {
-      const nexthop = r.nexthopId === null ? undefined : byId.get(r.nexthopId);
-      const form = r.nexthopId === null ? 'inline' : nexthop === undefined ? `nhid ${r.nexthopId}?` : 'nhid';
-      return `${r.dst} via ${nexthop?.gateway ?? r.gateway}${(nexthop?.onlink ?? r.onlink) ? ' onlink' : ''} ${form}`;
-    }).sort(),
+    fdb: fdb
+      .filter((f) => f.self)
+      .map((f) => `${f.mac} ${f.dst}`)
+      .sort(),
+    routes: routes
+      .filter((r) => r.protocol !== 2)
+      .map((r) => {
+        const nexthop = r.nexthopId === null ? undefined : byId.get(r.nexthopId);
+        const form = r.nexthopId === null ? 'inline' : nexthop === undefined ? `nhid ${r.nexthopId}?` : 'nhid';
+        return `${r.dst} via ${nexthop?.gateway ?? r.gateway}${(nexthop?.onlink ?? r.onlink) ? ' onlink' : ''} ${form}`;
+      })
+      .sort(),
     nexthops: nexthops.map((n) => `${n.gateway}${n.onlink ? ' onlink' : ''} proto ${n.protocol}`).sort(),
   };
 }
@@ -126,7 +136,15 @@ export async function eventPath(arg: EventsArg): Promise<{
   try {
     const log = createLogger('silent');
     const backend = createBackend({ kernel, log, config, publicInterface });
-    const reconciler = new Reconciler({ kernel, backend, family: 4, publicInterface, log, resyncIntervalMs: 600_000, retryDelayMs: 600_000 });
+    const reconciler = new Reconciler({
+      kernel,
+      backend,
+      family: 4,
+      publicInterface,
+      log,
+      resyncIntervalMs: 600_000,
+      retryDelayMs: 600_000,
+    });
     monitor.on('change', (change) => reconciler.kernelChanged(change));
     const toLease = (lease: LeaseText) => decodeLease(lease.name, lease.value, false);
     const peers = new Map([[arg.peers[0].name, toLease(arg.peers[0])]]);
@@ -137,7 +155,7 @@ export async function eventPath(arg: EventsArg): Promise<{
     const settle = async (step: string, expectRun: boolean) => {
       const before = results.length;
       // runs triggered by notifications come a moment later; wait until the loop has been quiet for a while
-      for (let quiet = 0; quiet < 6; ) {
+      for (let quiet = 0; quiet < 6;) {
         await new Promise((resolve) => setTimeout(resolve, 50));
         quiet = results.length === before && expectRun ? 0 : quiet + 1;
         if (results.length > before) expectRun = false;
@@ -228,7 +246,15 @@ export async function foreignRoute(arg: EventsArg & { foreign: string[] }): Prom
   try {
     const log = createLogger('silent');
     const backend = createBackend({ kernel, log, config, publicInterface });
-    const reconciler = new Reconciler({ kernel, backend, family: 4, publicInterface, log, resyncIntervalMs: 600_000, retryDelayMs: 600_000 });
+    const reconciler = new Reconciler({
+      kernel,
+      backend,
+      family: 4,
+      publicInterface,
+      log,
+      resyncIntervalMs: 600_000,
+      retryDelayMs: 600_000,
+    });
     monitor.on('change', (change) => reconciler.kernelChanged(change));
     const toLease = (lease: LeaseText) => decodeLease(lease.name, lease.value, false);
     reconciler.update({ config, own: toLease(arg.own), peers: new Map(arg.peers.map((peer) => [peer.name, toLease(peer)])) });

@@ -42,10 +42,7 @@ export interface ReconcilerEvents {
 }
 
 /** A peer lease event as the lease watcher emits it. */
-export type PeerLeaseEvent =
-  | { kind: 'added'; lease: Lease }
-  | { kind: 'changed'; lease: Lease }
-  | { kind: 'removed'; lease: Lease };
+export type PeerLeaseEvent = { kind: 'added'; lease: Lease } | { kind: 'changed'; lease: Lease } | { kind: 'removed'; lease: Lease };
 
 export interface ReconcilerOptions {
   kernel: Kernel;
@@ -205,9 +202,13 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
       case 'fdb':
         return change.fdb.index === this.overlayIndex;
       case 'route':
-        return change.route.family === this.family && (
-          change.route.ifindex === this.overlayIndex || change.route.protocol === WEFT_ROUTE_PROTOCOL || change.route.nexthopId !== null
-          || this.desired?.state.routes.has(change.route.dst) === true || this.view?.foreignRoutes.has(change.route.dst) === true
+        return (
+          change.route.family === this.family &&
+          (change.route.ifindex === this.overlayIndex ||
+            change.route.protocol === WEFT_ROUTE_PROTOCOL ||
+            change.route.nexthopId !== null ||
+            this.desired?.state.routes.has(change.route.dst) === true ||
+            this.view?.foreignRoutes.has(change.route.dst) === true)
         );
       case 'nexthop':
         return change.nexthop.protocol === WEFT_ROUTE_PROTOCOL || change.action === 'del';
@@ -306,14 +307,19 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
     this.notedDuringRead = [];
     let read: Awaited<ReturnType<typeof KernelView.read>>;
     try {
-      read = await KernelView.read(this.kernel, {
-        family: this.family,
-        overlayIndex,
-        publicIndex: this.publicInterface.index,
-        routesOnly,
-        ...(devices.overlayState === undefined ? {} : { overlayState: devices.overlayState }),
-        ...(devices.deviceRoutes === undefined ? {} : { deviceRoutes: devices.deviceRoutes }),
-      }, this.routeForm, desired.state.routes);
+      read = await KernelView.read(
+        this.kernel,
+        {
+          family: this.family,
+          overlayIndex,
+          publicIndex: this.publicInterface.index,
+          routesOnly,
+          ...(devices.overlayState === undefined ? {} : { overlayState: devices.overlayState }),
+          ...(devices.deviceRoutes === undefined ? {} : { deviceRoutes: devices.deviceRoutes }),
+        },
+        this.routeForm,
+        desired.state.routes,
+      );
     } catch (err) {
       this.notedDuringRead = undefined;
       throw err;
@@ -354,7 +360,13 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
     return this.finish(trigger, 'incremental', started, opsCount(ops) + peers.operations, failures + peers.failures);
   }
 
-  private finish(trigger: ReconcileTrigger, scope: ReconcileResult['scope'], started: number, operations: number, failures: number): ReconcileResult {
+  private finish(
+    trigger: ReconcileTrigger,
+    scope: ReconcileResult['scope'],
+    started: number,
+    operations: number,
+    failures: number,
+  ): ReconcileResult {
     const result: ReconcileResult = {
       trigger,
       scope,
@@ -365,7 +377,14 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
       blockedRoutes: this.reportBlocked(),
     };
     if (result.operations > 0) {
-      const fields = { trigger, scope, operations: result.operations, failures, peers: result.programmed, ms: Math.round(result.durationMs * 10) / 10 };
+      const fields = {
+        trigger,
+        scope,
+        operations: result.operations,
+        failures,
+        peers: result.programmed,
+        ms: Math.round(result.durationMs * 10) / 10,
+      };
       if (scope === 'full' || failures > 0) this.log.info(fields, 'reconciled');
       else this.log.debug(fields, 'reconciled');
     }
@@ -383,7 +402,7 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
       if (result.failures > 0) this.emit('operation', 'device.peer.set', 'error', result.failures);
       return result;
     } catch (err) {
-      this.log.warn({ err }, 'could not read or configure the device\'s peers; will retry');
+      this.log.warn({ err }, "could not read or configure the device's peers; will retry");
       this.emit('operation', 'device.peer.get', 'error', 1);
       return { operations: 1, failures: 1 };
     }
@@ -423,7 +442,9 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
 
   /** Sends `ops` (agent/apply.ts) and reports each kind's results as `operation` events; returns the failures. */
   private async apply(ops: PlannedOps): Promise<number> {
-    const { failures, tally } = await applyPlan(this.kernel, this.view!, ops, (kind, err) => this.log.warn({ kind, err }, 'kernel operation failed; will retry'));
+    const { failures, tally } = await applyPlan(this.kernel, this.view!, ops, (kind, err) =>
+      this.log.warn({ kind, err }, 'kernel operation failed; will retry'),
+    );
     for (const { kind, result, count } of tally) this.emit('operation', kind, result, count);
     return failures;
   }

@@ -91,7 +91,9 @@ export function rejectPeer(input: PeerContext, peer: Lease): string | undefined 
   if (!plan.network.contains(subnet)) return `is outside the network ${plan.network}`;
   const peerBackend = leaseBackend(peer.attrs, backend.type);
   if (peerBackend !== backend.type) {
-    return peerBackend === '' ? `names no BackendType (a flanneld udp lease), not ${backend.type}` : `uses backend ${peerBackend}, not ${backend.type}`;
+    return peerBackend === ''
+      ? `names no BackendType (a flanneld udp lease), not ${backend.type}`
+      : `uses backend ${peerBackend}, not ${backend.type}`;
   }
   return undefined;
 }
@@ -375,7 +377,10 @@ export class DesiredState {
       }
       const keyHolder = plan.wireguardPeer === undefined ? undefined : this.wireguardPeers.winner(plan.wireguardPeer.publicKey);
       if (keyHolder !== undefined) {
-        this.skips.set(lease.name, { lease, reason: publicKeyClash(plan.wireguardPeer!.publicKey, (keyHolder.plan as ProgramPlan).wireguardPeer!) });
+        this.skips.set(lease.name, {
+          lease,
+          reason: publicKeyClash(plan.wireguardPeer!.publicKey, (keyHolder.plan as ProgramPlan).wireguardPeer!),
+        });
         continue;
       }
       if (plan.neighbour !== undefined) this.neighbours.crown(plan.neighbour.ip, entry);
@@ -415,7 +420,8 @@ export class DesiredState {
   /** The leases that are programmed (neither refused nor clashing), in the peers' order. */
   programmedLeases(): Lease[] {
     const out: Lease[] = [];
-    for (const entry of this.peers.values()) if (this.active(entry) && entry.plan.kind === 'program' && entry.plan.route !== undefined) out.push(entry.lease);
+    for (const entry of this.peers.values())
+      if (this.active(entry) && entry.plan.kind === 'program' && entry.plan.route !== undefined) out.push(entry.lease);
     return out;
   }
 

@@ -38,9 +38,7 @@ export interface IgnoredLease {
 
 /** A change to the set of used leases. */
 export type LeaseChange =
-  | { kind: 'added'; lease: Lease }
-  | { kind: 'changed'; lease: Lease; previous: Lease }
-  | { kind: 'removed'; lease: Lease };
+  { kind: 'added'; lease: Lease } | { kind: 'changed'; lease: Lease; previous: Lease } | { kind: 'removed'; lease: Lease };
 
 /**
  * Who claims each subnet or tunnel id: per key one lease (the usual case, kept without an array: thousands
@@ -101,7 +99,11 @@ function tunnelIdOf(lease: Lease, family: Family): { id: string; kind: 'VtepMAC'
     if (lease.attrs.backendType !== 'vxlan') return undefined;
     const publicIP = family === 4 ? lease.attrs.publicIP : lease.attrs.publicIPv6;
     const vxlan = parseVxlanBackendData(data, lease.name);
-    return { id: `mac:${vxlan.vtepMac}`, kind: 'VtepMAC', derived: publicIP !== undefined && stableVtepMac(publicIP, vxlan.vni) === vxlan.vtepMac };
+    return {
+      id: `mac:${vxlan.vtepMac}`,
+      kind: 'VtepMAC',
+      derived: publicIP !== undefined && stableVtepMac(publicIP, vxlan.vni) === vxlan.vtepMac,
+    };
   } catch {
     return undefined; // the data plane refuses it on its own
   }
@@ -115,13 +117,14 @@ function subnetProblem(config: NetworkConfig, lease: Lease): string | undefined 
     const subnet = subnetOf(lease, family);
     if (plan === undefined || subnet === undefined) continue;
     named++;
-    if (subnet.length !== plan.subnetLen) return `${subnet} is not a /${plan.subnetLen} (the config's ${family === 4 ? 'SubnetLen' : 'IPv6SubnetLen'})`;
+    if (subnet.length !== plan.subnetLen)
+      return `${subnet} is not a /${plan.subnetLen} (the config's ${family === 4 ? 'SubnetLen' : 'IPv6SubnetLen'})`;
     if (!plan.network.contains(subnet)) return `${subnet} is outside the network ${plan.network}`;
     if (subnet.base < plan.subnetMin.base || subnet.base > plan.subnetMax.base) {
       return `${subnet} is outside the range ${plan.subnetMin}..${plan.subnetMax} the config hands out`;
     }
   }
-  return named === 0 ? 'names no subnet of the network\'s address families' : undefined;
+  return named === 0 ? "names no subnet of the network's address families" : undefined;
 }
 
 /**
@@ -238,14 +241,16 @@ export class LeaseArbiter {
       }
     }
     for (const family of FAMILIES) {
-      const tunnel = subnetOf(lease, family) === undefined || planOf(this.config, family) === undefined ? undefined : tunnelIdOf(lease, family);
+      const tunnel =
+        subnetOf(lease, family) === undefined || planOf(this.config, family) === undefined ? undefined : tunnelIdOf(lease, family);
       if (tunnel === undefined) continue;
       const claimants = this.tunnelIds[family].claimants(tunnel.id);
       if (claimants.length < 2) continue;
       let holder: { version: LeaseVersion; derived: boolean } | undefined;
       for (const other of claimants) {
         const derived = other === version ? tunnel.derived : tunnelIdOf(other.lease, family)!.derived;
-        if (holder === undefined || (derived && !holder.derived) || (derived === holder.derived && older(other, holder.version))) holder = { version: other, derived };
+        if (holder === undefined || (derived && !holder.derived) || (derived === holder.derived && older(other, holder.version)))
+          holder = { version: other, derived };
       }
       if (holder!.version !== version) {
         const why = holder!.derived ? 'its public IP derives it' : 'its key is older';

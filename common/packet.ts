@@ -72,8 +72,12 @@ export class Ipv4Net {
   readonly mask: number;
   readonly network: number;
 
-  constructor(network: number, readonly length: number) {
-    if (!Number.isInteger(length) || length < 0 || length > 32) throw new WeftError('WEFT_INVALID_CIDR', `prefix length ${length} is not 0-32`);
+  constructor(
+    network: number,
+    readonly length: number,
+  ) {
+    if (!Number.isInteger(length) || length < 0 || length > 32)
+      throw new WeftError('WEFT_INVALID_CIDR', `prefix length ${length} is not 0-32`);
     this.mask = length === 0 ? 0 : (0xffffffff << (32 - length)) >>> 0;
     this.network = (network & this.mask) >>> 0;
   }
@@ -84,7 +88,7 @@ export class Ipv4Net {
   }
 
   contains(address: number): boolean {
-    return ((address & this.mask) >>> 0) === this.network;
+    return (address & this.mask) >>> 0 === this.network;
   }
 
   toString(): string {
@@ -267,7 +271,15 @@ export function tcpSegmentCount(buf: Uint8Array, offset: number, length: number,
  * IP header checksum, sequence number and TCP checksum are rewritten; CWR stays on the first segment
  * only, FIN and PSH on the last only. The packet's checksums need not be valid (a GSO packet's are not).
  */
-export function writeTcpSegment(buf: Uint8Array, offset: number, length: number, maxLength: number, index: number, out: Uint8Array, outOffset: number): number {
+export function writeTcpSegment(
+  buf: Uint8Array,
+  offset: number,
+  length: number,
+  maxLength: number,
+  index: number,
+  out: Uint8Array,
+  outOffset: number,
+): number {
   const ipHeader = (buf[offset] & 0x0f) * 4;
   const tcp = offset + ipHeader;
   const headers = ipHeader + (buf[tcp + 12] >> 4) * 4;

@@ -99,7 +99,14 @@ function unquote(value: string): string {
  * line; `source` (e.g. the path) prefixes the message.
  */
 export function parseSubnetEnv(text: string, source = 'subnet.env'): SubnetEnv {
-  const env: SubnetEnv = { network: undefined, subnet: undefined, ipv6Network: undefined, ipv6Subnet: undefined, mtu: undefined, ipMasq: undefined };
+  const env: SubnetEnv = {
+    network: undefined,
+    subnet: undefined,
+    ipv6Network: undefined,
+    ipv6Subnet: undefined,
+    mtu: undefined,
+    ipMasq: undefined,
+  };
   const lines = text.split(/\r?\n/);
   lines.forEach((raw, index) => {
     const lineNo = index + 1;

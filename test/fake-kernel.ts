@@ -6,8 +6,20 @@ export const OVERLAY = 7;
 
 export function route(fields: Partial<RouteInfo> & { dst: string }): RouteInfo {
   return {
-    family: 4, gateway: null, ifindex: null, onlink: false, flags: 0, protocol: 157, scope: 0, table: 254, type: 1,
-    metric: null, prefsrc: null, multipath: false, nexthopId: null, ...fields,
+    family: 4,
+    gateway: null,
+    ifindex: null,
+    onlink: false,
+    flags: 0,
+    protocol: 157,
+    scope: 0,
+    table: 254,
+    type: 1,
+    metric: null,
+    prefsrc: null,
+    multipath: false,
+    nexthopId: null,
+    ...fields,
   };
 }
 
@@ -24,7 +36,12 @@ export function fdb(mac: string, dst: string): FdbEntry {
 }
 
 /** A kernel that only answers the dumps KernelView.read makes. */
-export function fakeKernel(state: { neighbours?: NeighbourInfo[]; fdb?: FdbEntry[]; routes?: RouteInfo[]; nexthops?: NexthopInfo[] | 'unsupported' }): Kernel {
+export function fakeKernel(state: {
+  neighbours?: NeighbourInfo[];
+  fdb?: FdbEntry[];
+  routes?: RouteInfo[];
+  nexthops?: NexthopInfo[] | 'unsupported';
+}): Kernel {
   const unused = (): never => {
     throw new Error('not used by KernelView.read');
   };
@@ -36,10 +53,27 @@ export function fakeKernel(state: { neighbours?: NeighbourInfo[]; fdb?: FdbEntry
       if (state.nexthops === 'unsupported') throw new NetlinkError('list nexthops', 95 /* EOPNOTSUPP */);
       return state.nexthops ?? [];
     },
-    listLinks: unused, getLink: unused, createVxlan: unused, createLink: unused, deleteLink: unused, setLink: unused, listAddresses: unused,
-    addAddress: unused, deleteAddress: unused, replaceNeighbour: unused, deleteNeighbour: unused, replaceFdb: unused,
-    deleteFdb: unused, addRoute: unused, replaceRoute: unused, deleteRoute: unused, addNexthop: unused, replaceNexthop: unused,
-    deleteNexthop: unused, close: unused, destroy: unused,
+    listLinks: unused,
+    getLink: unused,
+    createVxlan: unused,
+    createLink: unused,
+    deleteLink: unused,
+    setLink: unused,
+    listAddresses: unused,
+    addAddress: unused,
+    deleteAddress: unused,
+    replaceNeighbour: unused,
+    deleteNeighbour: unused,
+    replaceFdb: unused,
+    deleteFdb: unused,
+    addRoute: unused,
+    replaceRoute: unused,
+    deleteRoute: unused,
+    addNexthop: unused,
+    replaceNexthop: unused,
+    deleteNexthop: unused,
+    close: unused,
+    destroy: unused,
   };
 }
 
@@ -61,4 +95,3 @@ export function desired(peers: [string, string, string, string][], direct: [stri
   for (const [dst, publicIP] of direct) state.routes.set(dst, { dst, gateway: publicIP, device: 'public', onlink: false });
   return state;
 }
-

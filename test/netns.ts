@@ -196,7 +196,9 @@ export function scenarioRunner<M>(module: URL) {
     arg: M[K] extends ScenarioFn ? ArgOf<M[K]> : never,
     options?: RunOptions,
   ): Promise<ResultOf<M[K]>> =>
-    (typeof ns === 'string' ? runInNamespace(ns, module, name, arg, options) : ns.run(module, name, arg, options)) as Promise<ResultOf<M[K]>>;
+    (typeof ns === 'string' ? runInNamespace(ns, module, name, arg, options) : ns.run(module, name, arg, options)) as Promise<
+      ResultOf<M[K]>
+    >;
 }
 
 /**

@@ -91,11 +91,11 @@ function describeVxlan(buf: Buffer, problem: DecodeProblem, options: VxlanDecode
 
 function describeIp(buf: Uint8Array, offset: number): string {
   const version = buf[offset] >> 4;
-  if (version === 4) return `IPv4 header length ${(buf[offset] & 0x0f) * 4}, total length ${(buf[offset + 2] << 8) | buf[offset + 3]}, ${buf.length - offset} bytes`;
+  if (version === 4)
+    return `IPv4 header length ${(buf[offset] & 0x0f) * 4}, total length ${(buf[offset + 2] << 8) | buf[offset + 3]}, ${buf.length - offset} bytes`;
   if (version === 6) return `IPv6 payload length ${(buf[offset + 4] << 8) | buf[offset + 5]}, ${buf.length - offset} bytes`;
   return `IP version ${version}`;
 }
-
 
 export interface VxlanEncodeOptions {
   vni: number;
@@ -107,7 +107,6 @@ export interface VxlanEncodeOptions {
   packet: Uint8Array;
 }
 
-
 /** A whole VXLAN UDP payload (allocates; the data path uses vxlanPrefix instead). */
 export function encodeVxlan(options: VxlanEncodeOptions): Buffer {
   const { packet } = options;
@@ -116,7 +115,6 @@ export function encodeVxlan(options: VxlanEncodeOptions): Buffer {
   const prefix = vxlanPrefix(options.vni, options.dstMac, options.srcMac, version === 4 ? ETHERTYPE_IPV4 : ETHERTYPE_IPV6);
   return Buffer.concat([prefix, packet]);
 }
-
 
 /** Decodes a flannel-udp payload to its IP packet (a view, without trailing bytes); throws PacketDecodeError. */
 export function decodeUdp(payload: Uint8Array): Buffer {
@@ -135,7 +133,6 @@ export function encodeUdp(packet: Uint8Array): Buffer {
   return Buffer.from(packet);
 }
 
-
 const PROBLEM_TEXT: Record<DecodeProblem, string> = {
   short: 'shorter than its headers',
   vni_flag: 'the VXLAN I flag (VNI valid) is clear',
@@ -153,4 +150,3 @@ export class PacketDecodeError extends WeftError {
     this.reason = reason;
   }
 }
-

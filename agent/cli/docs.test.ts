@@ -17,7 +17,23 @@ const DOCS = ['README.md', 'docs/README.md', 'docs/architecture.md', 'docs/etcd-
  * Flags of other programs the docs show in commands (iptables, iptables-restore, systemctl, dockerd, etcdctl, kube-*,
  * npm run demo), and flanneld's flags weftd ignores (and names when it does).
  */
-const OTHER_TOOLS = new Set(['noflush', 'comment', 'mark', 'now', 'bip', 'mtu', 'ipv6', 'fixed-cidr-v6', 'lease', 'allocate-node-cidrs', 'cluster-cidr', 'random-fully', 'docker', 'iptables', ...FLANNELD_ONLY_FLAGS.keys()]);
+const OTHER_TOOLS = new Set([
+  'noflush',
+  'comment',
+  'mark',
+  'now',
+  'bip',
+  'mtu',
+  'ipv6',
+  'fixed-cidr-v6',
+  'lease',
+  'allocate-node-cidrs',
+  'cluster-cidr',
+  'random-fully',
+  'docker',
+  'iptables',
+  ...FLANNELD_ONLY_FLAGS.keys(),
+]);
 
 function read(path: string): string {
   return readFileSync(join(REPO, path), 'utf8');
@@ -31,7 +47,13 @@ function flagsIn(text: string): string[] {
 /** weftctl's flags, read from its source: the global etcd ones and every command's `.option(...)`. */
 function weftctlFlags(): Set<string> {
   const source = read('agent/cli/weftctl.ts');
-  return new Set([...Object.keys(ETCD_OPTIONS), 'environment-file', 'help', 'version', ...[...source.matchAll(/\.option\('([a-z0-9-]+)'/g)].map((match) => match[1])]);
+  return new Set([
+    ...Object.keys(ETCD_OPTIONS),
+    'environment-file',
+    'help',
+    'version',
+    ...[...source.matchAll(/\.option\('([a-z0-9-]+)'/g)].map((match) => match[1]),
+  ]);
 }
 
 /** deploy/install.sh's flags, from its option parser (`--prefix) …`). */
@@ -53,13 +75,16 @@ describe('docs: what the operator docs name exists in the code (no root)', funct
     for (const doc of DOCS) {
       for (const [, variable] of read(doc).matchAll(/\b((?:WEFTD|FLANNELD)_[A-Z0-9_]+)\b/g)) {
         if (variable === 'WEFTD_' || variable === 'FLANNELD_' || variable.endsWith('_FLAG')) continue;
-        const flag = variable.replace(/^(WEFTD|FLANNELD)_/, '').toLowerCase().replace(/_/g, '-');
+        const flag = variable
+          .replace(/^(WEFTD|FLANNELD)_/, '')
+          .toLowerCase()
+          .replace(/_/g, '-');
         assert.ok(flags.has(flag), `${doc}: ${variable} is no weftd flag`);
       }
     }
   });
 
-  it('operations.md\'s table of weftd flags lists every flag and no other', function () {
+  it("operations.md's table of weftd flags lists every flag and no other", function () {
     const text = read('docs/operations.md');
     const rows = text.split('\n').filter((line) => /^\| `--[a-z]/.test(line));
     const listed = rows.flatMap((row) => [...row.split('|')[1].matchAll(/`--([a-z0-9-]+)`/g)].map((match) => match[1]));
@@ -80,7 +105,8 @@ describe('docs: what the operator docs name exists in the code (no root)', funct
     const defined = new Set(new WeftMetrics({ defaultMetrics: false }).registry.getMetricsAsArray().map((metric) => metric.name));
     assert.ok(defined.has('weft_peers'));
     for (const doc of DOCS) {
-      for (const [, metric] of read(doc).matchAll(/\b(weft_[a-z_]+)\b/g)) assert.ok(defined.has(metric), `${doc}: ${metric} is no metric of weftd`);
+      for (const [, metric] of read(doc).matchAll(/\b(weft_[a-z_]+)\b/g))
+        assert.ok(defined.has(metric), `${doc}: ${metric} is no metric of weftd`);
     }
   });
 });
@@ -93,7 +119,8 @@ describe('docs/architecture.md: the two trips through the code', function () {
     assert.equal(steps.length, 12, 'six steps for the lease, six for the route');
     for (const [, file, name, member] of steps) {
       const source = read(file);
-      const defines = (word: string, kinds: string) => new RegExp(`(?:${kinds})\\s+${word}\\b|^\\s+(?:private |async |static |readonly )*${word}\\s*[(<]`, 'm').test(source);
+      const defines = (word: string, kinds: string) =>
+        new RegExp(`(?:${kinds})\\s+${word}\\b|^\\s+(?:private |async |static |readonly )*${word}\\s*[(<]`, 'm').test(source);
       assert.ok(defines(name, 'function|class|const|interface'), `${file} defines ${name}`);
       if (member !== undefined) assert.ok(defines(member, 'function'), `${file} defines ${name}.${member}`);
     }

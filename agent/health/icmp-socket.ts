@@ -74,7 +74,9 @@ export function openIcmpSocket(): ProbeTransport {
   } catch (err) {
     socket.close();
     const message = (err as Error).message;
-    const hint = /not permitted|permission denied/i.test(message) ? ' (a raw socket needs CAP_NET_RAW: run weftd as root, e.g. with sudo)' : '';
+    const hint = /not permitted|permission denied/i.test(message)
+      ? ' (a raw socket needs CAP_NET_RAW: run weftd as root, e.g. with sudo)'
+      : '';
     throw new ProbeSocketError(`cannot open a raw ICMP socket for the peer probes: ${message}${hint}`, err);
   }
   socket.on('message', (packet: Buffer) => {

@@ -25,7 +25,8 @@ function probeTargets(own: Lease, leases: Iterable<Lease>, flannelPeersAnswer: b
   for (const lease of leases) {
     const subnet = lease.subnets.ipv4;
     const publicIP = lease.attrs.publicIP;
-    if (lease.name === own.name || subnet === undefined || publicIP === undefined || (ownIP !== undefined && publicIP.equals(ownIP))) continue;
+    if (lease.name === own.name || subnet === undefined || publicIP === undefined || (ownIP !== undefined && publicIP.equals(ownIP)))
+      continue;
     if (!flannelPeersAnswer && typeof lease.attrs.extra.WeftNodeID !== 'string') continue;
     targets.push({ lease: lease.name, publicIP: publicIP.toString(), address: subnet.network.toString() });
   }

@@ -80,11 +80,12 @@ type Pinned = Partial<Record<Family, IpAddress>>;
 /** Selects the public interface; throws InterfaceError saying why nothing fits. */
 export async function selectPublicInterface(selection: InterfaceSelection = {}): Promise<PublicInterface> {
   const runner = selection.runner ?? createCommandRunner();
-  const families: Family[] = [...(selection.ipv4 ?? true ? [4 as const] : []), ...(selection.ipv6 ? [6 as const] : [])];
+  const families: Family[] = [...((selection.ipv4 ?? true) ? [4 as const] : []), ...(selection.ipv6 ? [6 as const] : [])];
   if (families.length === 0) throw new InterfaceError('neither IPv4 nor IPv6 is enabled');
   const publicIps: Pinned = {};
   if (selection.publicIp !== undefined && selection.publicIp !== '') publicIps[4] = parseAddress('--public-ip', selection.publicIp, 4);
-  if (selection.publicIpv6 !== undefined && selection.publicIpv6 !== '') publicIps[6] = parseAddress('--public-ipv6', selection.publicIpv6, 6);
+  if (selection.publicIpv6 !== undefined && selection.publicIpv6 !== '')
+    publicIps[6] = parseAddress('--public-ipv6', selection.publicIpv6, 6);
   const regexes = (selection.ifaceRegex ?? []).map((source) => {
     try {
       return { source, regex: new RegExp(source) };
@@ -94,7 +95,8 @@ export async function selectPublicInterface(selection: InterfaceSelection = {}):
   });
   const links = await listInterfaces(runner);
   const byName = new Map(links.map((link) => [link.name, link]));
-  const holding = (address: IpAddress): InterfaceInfo | undefined => links.find((link) => link.addresses.some((a) => a.address.equals(address)));
+  const holding = (address: IpAddress): InterfaceInfo | undefined =>
+    links.find((link) => link.addresses.some((a) => a.address.equals(address)));
 
   /** The interface with one address per enabled family, or why it does not qualify. */
   const build = (link: InterfaceInfo, pinned: Pinned): PublicInterface | string => {
@@ -140,7 +142,9 @@ export async function selectPublicInterface(selection: InterfaceSelection = {}):
       // flannel matches addresses first, then names
       const candidates: [InterfaceInfo, Pinned][] = [];
       for (const link of links) {
-        for (const a of link.addresses) if (families.includes(a.address.family) && regex.test(a.address.toString())) candidates.push([link, { [a.address.family]: a.address }]);
+        for (const a of link.addresses)
+          if (families.includes(a.address.family) && regex.test(a.address.toString()))
+            candidates.push([link, { [a.address.family]: a.address }]);
       }
       for (const link of links) if (regex.test(link.name)) candidates.push([link, {}]);
       if (candidates.length === 0) reasons.push(`no interface matches --iface-regex ${JSON.stringify(source)}`);
@@ -176,7 +180,9 @@ export async function selectPublicInterface(selection: InterfaceSelection = {}):
 /** The underlay addresses the host uses on `selected`: per family the interface's address and the public address it announces. */
 export function underlayAddresses(selected: PublicInterface): IpAddress[] {
   const all = [selected.ipv4?.address, selected.ipv4?.publicAddress, selected.ipv6?.address, selected.ipv6?.publicAddress];
-  return all.filter((address, i): address is IpAddress => address !== undefined && all.findIndex((other) => other?.equals(address) === true) === i);
+  return all.filter(
+    (address, i): address is IpAddress => address !== undefined && all.findIndex((other) => other?.equals(address) === true) === i,
+  );
 }
 
 /** The interface as one address family sees it: that family's address, on-link prefix and public address. */

@@ -58,7 +58,7 @@ export interface ForwardingResult {
  * when the value is not already 1 so that a read-only /proc/sys that is already right is fine.
  */
 export async function enableForwarding(options: ForwardingOptions = {}): Promise<ForwardingResult> {
-  const names = [...(options.ipv4 ?? true ? [IPV4_FORWARD] : []), ...(options.ipv6 ? [IPV6_FORWARD] : [])];
+  const names = [...((options.ipv4 ?? true) ? [IPV4_FORWARD] : []), ...(options.ipv6 ? [IPV6_FORWARD] : [])];
   const result: ForwardingResult = {};
   for (const name of names) {
     const before = await readSysctl(name, options.root);

@@ -4,6 +4,11 @@ import { createLogger } from '../log.js';
 import { HostGwBackend } from './hostgw.js';
 
 export async function checkHostGwDevice(input: DeviceCheckInput): Promise<DeviceCheck> {
-  const backend = new HostGwBackend({ kernel: input.kernel, log: createLogger('silent'), config: input.config, publicInterface: input.view });
+  const backend = new HostGwBackend({
+    kernel: input.kernel,
+    log: createLogger('silent'),
+    config: input.config,
+    publicInterface: input.view,
+  });
   return { backend, overlay: undefined, routesOnly: false, overhead: 0 };
 }

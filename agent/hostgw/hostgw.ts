@@ -40,8 +40,9 @@ export class HostGwBackend implements Backend {
     const loopback = await kernel.getLink('lo');
     if (network === undefined || loopback === null) return;
     const wanted = subnet === undefined ? undefined : `${subnet.network}/32`;
-    const present = (await kernel.listAddresses(loopback.index, 4)).filter((address) =>
-      address.prefixLen === 32 && network.contains(Prefix.parse(address.cidr)));
+    const present = (await kernel.listAddresses(loopback.index, 4)).filter(
+      (address) => address.prefixLen === 32 && network.contains(Prefix.parse(address.cidr)),
+    );
     for (const address of present) if (address.cidr !== wanted) await kernel.deleteAddress(loopback.index, address.cidr);
     if (wanted !== undefined && !present.some((address) => address.cidr === wanted)) await kernel.addAddress(loopback.index, wanted);
   }

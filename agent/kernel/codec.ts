@@ -115,12 +115,13 @@ export function canonicalIp(text: string): string {
   return bytesToIp(ipToBytes(text).bytes);
 }
 
-
 const HEX_BYTE = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
 
 export function bytesToMac(bytes: Buffer): string {
   if (bytes.length === 6) {
-    return [HEX_BYTE[bytes[0]], HEX_BYTE[bytes[1]], HEX_BYTE[bytes[2]], HEX_BYTE[bytes[3]], HEX_BYTE[bytes[4]], HEX_BYTE[bytes[5]]].join(':');
+    return [HEX_BYTE[bytes[0]], HEX_BYTE[bytes[1]], HEX_BYTE[bytes[2]], HEX_BYTE[bytes[3]], HEX_BYTE[bytes[4]], HEX_BYTE[bytes[5]]].join(
+      ':',
+    );
   }
   const parts: string[] = [];
   for (const b of bytes) parts.push(HEX_BYTE[b]);
@@ -478,8 +479,14 @@ export interface RouteMessageFields {
 /** An rtmsg with RTA_TABLE, RTA_DST, RTA_GATEWAY, RTA_OIF, RTA_PRIORITY, RTA_NH_ID (those that are set, in that order). */
 export function routePayload(r: RouteMessageFields): Buffer {
   const dst = r.dst.len > 0 ? r.dst.bytes : undefined;
-  const size = RTMSG_LEN + 8 + attrSize(dst) + attrSize(r.gateway) + (r.ifindex !== undefined ? 8 : 0)
-    + (r.metric !== undefined ? 8 : 0) + (r.nexthopId !== undefined ? 8 : 0);
+  const size =
+    RTMSG_LEN +
+    8 +
+    attrSize(dst) +
+    attrSize(r.gateway) +
+    (r.ifindex !== undefined ? 8 : 0) +
+    (r.metric !== undefined ? 8 : 0) +
+    (r.nexthopId !== undefined ? 8 : 0);
   const b = zeroed(size);
   b[0] = afOf(r.family);
   b[1] = r.dst.len;

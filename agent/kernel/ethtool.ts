@@ -24,7 +24,7 @@ export interface FeatureProfile {
 /** Walks netlink attributes: type (without the nested flag) → payload, last one wins. */
 function attributes(buf: Buffer): Map<number, Buffer> {
   const out = new Map<number, Buffer>();
-  for (let at = 0; at + 4 <= buf.length; ) {
+  for (let at = 0; at + 4 <= buf.length;) {
     const length = buf.readUInt16LE(at);
     if (length < 4 || at + length > buf.length) break;
     out.set(buf.readUInt16LE(at + 2) & ~NLA_F_NESTED, buf.subarray(at + 4, at + length));
@@ -43,7 +43,7 @@ function enabledBits(bitset: Buffer): Set<string> {
   const nomask = top.has(ETHTOOL_A_BITSET_NOMASK);
   const bits = top.get(ETHTOOL_A_BITSET_BITS);
   if (bits === undefined) return on;
-  for (let at = 0; at + 4 <= bits.length; ) {
+  for (let at = 0; at + 4 <= bits.length;) {
     const length = bits.readUInt16LE(at);
     if (length < 4 || at + length > bits.length) break;
     if ((bits.readUInt16LE(at + 2) & ~NLA_F_NESTED) === ETHTOOL_A_BITSET_BITS_BIT) {
@@ -69,10 +69,19 @@ export async function setFeatures(index: number, profile: FeatureProfile): Promi
     if (familyId === undefined) throw new CaptureDeviceError('the kernel has no ethtool netlink family');
     const header = attr(ETHTOOL_A_FEATURES_HEADER | NLA_F_NESTED, attr(ETHTOOL_A_HEADER_DEV_INDEX, u32(index)));
     const bit = (name: string, value: boolean) =>
-      attr(ETHTOOL_A_BITSET_BITS_BIT | NLA_F_NESTED, Buffer.concat([attr(ETHTOOL_A_BITSET_BIT_NAME, cString(name)), ...(value ? [attr(ETHTOOL_A_BITSET_BIT_VALUE, Buffer.alloc(0))] : [])]));
+      attr(
+        ETHTOOL_A_BITSET_BITS_BIT | NLA_F_NESTED,
+        Buffer.concat([
+          attr(ETHTOOL_A_BITSET_BIT_NAME, cString(name)),
+          ...(value ? [attr(ETHTOOL_A_BITSET_BIT_VALUE, Buffer.alloc(0))] : []),
+        ]),
+      );
     const bits = [...profile.on.map((name) => bit(name, true)), ...profile.off.map((name) => bit(name, false))];
     const wanted = attr(ETHTOOL_A_FEATURES_WANTED | NLA_F_NESTED, attr(ETHTOOL_A_BITSET_BITS | NLA_F_NESTED, Buffer.concat(bits)));
-    await sock.request(familyId, ETHTOOL_MSG_FEATURES_SET, 1, Buffer.concat([header, wanted]), { flags: Flags.REQUEST | Flags.ACK, timeout: 5000 });
+    await sock.request(familyId, ETHTOOL_MSG_FEATURES_SET, 1, Buffer.concat([header, wanted]), {
+      flags: Flags.REQUEST | Flags.ACK,
+      timeout: 5000,
+    });
     const [replies] = await sock.request(familyId, ETHTOOL_MSG_FEATURES_GET, 1, header, { flags: Flags.REQUEST, timeout: 5000 });
     const active = attributes(replies[0]?.data ?? Buffer.alloc(0)).get(ETHTOOL_A_FEATURES_ACTIVE);
     if (active === undefined) throw new CaptureDeviceError(`ethtool reported no active features for device ${index}`);

@@ -60,16 +60,25 @@ export function parseIpAddr(text: string): InterfaceInfo[] {
     if (typeof link.ifname !== 'string' || typeof link.ifindex !== 'number') return [];
     const addresses: LinkAddress[] = [];
     for (const info of link.addr_info ?? []) {
-      if ((info.family !== 'inet' && info.family !== 'inet6') || typeof info.local !== 'string' || typeof info.prefixlen !== 'number') continue;
+      if ((info.family !== 'inet' && info.family !== 'inet6') || typeof info.local !== 'string' || typeof info.prefixlen !== 'number')
+        continue;
       let address: IpAddress;
       try {
         address = IpAddress.parse(info.local);
       } catch {
         continue;
       }
-      addresses.push({ address, prefix: Prefix.of(address, info.prefixlen), scope: info.scope ?? 'global', dadFailed: info.dadfailed === true });
+      addresses.push({
+        address,
+        prefix: Prefix.of(address, info.prefixlen),
+        scope: info.scope ?? 'global',
+        dadFailed: info.dadfailed === true,
+      });
     }
-    const mac = typeof link.address === 'string' && /^([0-9a-f]{2}:){5}[0-9a-f]{2}$/i.test(link.address) && link.link_type !== 'loopback' ? link.address.toLowerCase() : undefined;
+    const mac =
+      typeof link.address === 'string' && /^([0-9a-f]{2}:){5}[0-9a-f]{2}$/i.test(link.address) && link.link_type !== 'loopback'
+        ? link.address.toLowerCase()
+        : undefined;
     return [
       {
         name: link.ifname,
@@ -90,8 +99,14 @@ export async function listInterfaces(runner: CommandRunner = createCommandRunner
 }
 
 /** The device of the main table's default route with the lowest metric (first nexthop for multipath). */
-export async function defaultRouteInterface(family: Family, runner: CommandRunner = createCommandRunner()): Promise<{ dev: string; prefsrc: IpAddress | undefined } | undefined> {
-  const routes = parseJson<IpRouteJson>(await runChecked(runner, ['ip', '-j', `-${family}`, 'route', 'show', 'default']), 'ip -j route show default');
+export async function defaultRouteInterface(
+  family: Family,
+  runner: CommandRunner = createCommandRunner(),
+): Promise<{ dev: string; prefsrc: IpAddress | undefined } | undefined> {
+  const routes = parseJson<IpRouteJson>(
+    await runChecked(runner, ['ip', '-j', `-${family}`, 'route', 'show', 'default']),
+    'ip -j route show default',
+  );
   let best: { dev: string; prefsrc: IpAddress | undefined; metric: number } | undefined;
   for (const route of routes) {
     const dev = route.dev ?? route.nexthops?.find((hop) => hop.dev !== undefined)?.dev;

@@ -284,7 +284,11 @@ export async function monitorDeletes(arg: { name: string; proto: number }): Prom
  * A monitor told to ignore the shim's requests: weft's own neighbour and route changes are not reported,
  * a route added and one deleted by someone else are. `child`: the monitor without the addon.
  */
-export async function monitorIgnoresOwnRequests(arg: { name: string; proto: number; child: boolean }): Promise<{ seen: Seen[]; inProcess: boolean }> {
+export async function monitorIgnoresOwnRequests(arg: {
+  name: string;
+  proto: number;
+  child: boolean;
+}): Promise<{ seen: Seen[]; inProcess: boolean }> {
   if (arg.child) process.env['WEFT_KERNEL_MONITOR'] = 'child';
   return withKernel(async (k) => {
     const monitor = await openMonitor({ ignoreRequestsOf: k.portId, groups: ['neighbour', 'route'] });
@@ -319,7 +323,11 @@ export async function monitorIgnoresOwnRequests(arg: { name: string; proto: numb
  * before the last resume, and then every notification, in the order of the changes. `child`: the monitor
  * without the addon.
  */
-export async function monitorPause(arg: { name: string; count: number; child: boolean }): Promise<{ beforeResume: number; ips: string[]; expected: string[] }> {
+export async function monitorPause(arg: {
+  name: string;
+  count: number;
+  child: boolean;
+}): Promise<{ beforeResume: number; ips: string[]; expected: string[] }> {
   if (arg.child) process.env['WEFT_KERNEL_MONITOR'] = 'child';
   const monitor = await openMonitor({ groups: ['neighbour'] });
   const ips: string[] = [];
@@ -452,7 +460,9 @@ export async function smallBuffer(arg: { name: string; count: number }) {
   return withKernel(
     async (k) => {
       const dev = (await mustGet(k, arg.name)).index;
-      const ops = Array.from({ length: arg.count }, (_, i) => k.replaceNeighbour(dev, `198.18.${60 + (i >> 8)}.${i & 255}`, '0e:00:00:00:60:00'));
+      const ops = Array.from({ length: arg.count }, (_, i) =>
+        k.replaceNeighbour(dev, `198.18.${60 + (i >> 8)}.${i & 255}`, '0e:00:00:00:60:00'),
+      );
       const errors = (await Promise.all(ops.map((p) => errorOf(p)))).filter((e) => e !== null);
       return { errors: errors.slice(0, 3), listed: (await k.listNeighbours(dev, 4)).length, stats: k.stats() };
     },
@@ -490,7 +500,14 @@ export async function monitorFlood(arg: { name: string; count: number; proto: nu
     const changesBefore = changes;
     execFileSync('ip', ['route', 'del', last.subnet, 'dev', arg.name]);
     const sawDeleteAfterOverrun = await deleted;
-    return { failures: flood.failures, overruns, restarts: monitor.restarts, changesBefore, sawDeleteAfterOverrun, inProcess: monitor instanceof NativeKernelMonitor };
+    return {
+      failures: flood.failures,
+      overruns,
+      restarts: monitor.restarts,
+      changesBefore,
+      sawDeleteAfterOverrun,
+      inProcess: monitor instanceof NativeKernelMonitor,
+    };
   } finally {
     monitor.close();
   }

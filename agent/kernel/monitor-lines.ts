@@ -25,8 +25,24 @@ export function encodeChangeLine(c: KernelChange): string {
   switch (c.kind) {
     case 'route': {
       const r = c.route;
-      return ['r', action, r.family, r.dst, text(r.gateway), num(r.ifindex), bool(r.onlink), r.flags, r.protocol, r.scope, r.table, r.type,
-        num(r.metric), text(r.prefsrc), bool(r.multipath), num(r.nexthopId)].join('\t');
+      return [
+        'r',
+        action,
+        r.family,
+        r.dst,
+        text(r.gateway),
+        num(r.ifindex),
+        bool(r.onlink),
+        r.flags,
+        r.protocol,
+        r.scope,
+        r.table,
+        r.type,
+        num(r.metric),
+        text(r.prefsrc),
+        bool(r.multipath),
+        num(r.nexthopId),
+      ].join('\t');
     }
     case 'neighbour': {
       const n = c.neighbour;
@@ -34,11 +50,36 @@ export function encodeChangeLine(c: KernelChange): string {
     }
     case 'fdb': {
       const f = c.fdb;
-      return ['f', action, f.index, f.mac, text(f.dst), num(f.vni), num(f.port), f.state, f.flags, bool(f.permanent), bool(f.self), num(f.masterIndex)].join('\t');
+      return [
+        'f',
+        action,
+        f.index,
+        f.mac,
+        text(f.dst),
+        num(f.vni),
+        num(f.port),
+        f.state,
+        f.flags,
+        bool(f.permanent),
+        bool(f.self),
+        num(f.masterIndex),
+      ].join('\t');
     }
     case 'nexthop': {
       const h = c.nexthop;
-      return ['h', action, h.id, num(h.family), text(h.gateway), num(h.ifindex), bool(h.onlink), h.protocol, bool(h.blackhole), bool(h.group), bool(h.fdb)].join('\t');
+      return [
+        'h',
+        action,
+        h.id,
+        num(h.family),
+        text(h.gateway),
+        num(h.ifindex),
+        bool(h.onlink),
+        h.protocol,
+        bool(h.blackhole),
+        bool(h.group),
+        bool(h.fdb),
+      ].join('\t');
     }
     default:
       return JSON.stringify({ t: 'change', c });

@@ -128,7 +128,8 @@ export class NativeKernelMonitor extends EventEmitter<MonitorEvents> implements 
       const length = datagram.readUInt32LE(offset);
       const end = offset + ((length + 3) & ~3);
       if (length < NLMSG_HEADER || end > datagram.length + 3) break;
-      if (datagram.readUInt32LE(offset + 12) !== this.ignoredPort) this.backlog.keep(Buffer.from(datagram.subarray(offset, Math.min(end, datagram.length))));
+      if (datagram.readUInt32LE(offset + 12) !== this.ignoredPort)
+        this.backlog.keep(Buffer.from(datagram.subarray(offset, Math.min(end, datagram.length))));
       offset = end;
     }
   }

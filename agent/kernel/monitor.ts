@@ -73,7 +73,11 @@ class ChildKernelMonitor extends EventEmitter<MonitorEvents> implements KernelMo
   private failedStarts = 0;
   private readonly args: string;
 
-  constructor(groups: number[], recvBufferSize: number, private readonly options: MonitorOptions) {
+  constructor(
+    groups: number[],
+    recvBufferSize: number,
+    private readonly options: MonitorOptions,
+  ) {
     super();
     this.args = JSON.stringify({
       groups,

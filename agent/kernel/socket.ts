@@ -255,7 +255,15 @@ export class RtnlSocket {
 
   // -------------------------------------------------------------------------------------------------
 
-  private request(type: number, flags: number, payload: Buffer, describe: Describe, dump: boolean, ack: boolean, each: Pending['each'] = null): Promise<Reply> {
+  private request(
+    type: number,
+    flags: number,
+    payload: Buffer,
+    describe: Describe,
+    dump: boolean,
+    ack: boolean,
+    each: Pending['each'] = null,
+  ): Promise<Reply> {
     if (this.closing) return Promise.reject(new NetlinkClosedError(describe()));
     return new Promise<Reply>((resolve, reject) => this.enqueue(type, flags, payload, describe, dump, ack, resolve, reject, each));
   }

@@ -128,8 +128,12 @@ export async function ensureCapturePair(kernel: Kernel, spec: CapturePairSpec): 
     const stray = await kernel.getLink(spec.peerName);
     if (stray !== null) await kernel.deleteLink(stray.index);
     await withRtnl((sock) =>
-      sock.write(rt.MessageType.NEWLINK, FlagsNew.CREATE | FlagsNew.EXCL, vethPayload(spec), () =>
-        `create veth ${spec.name} peer ${spec.peerName} mtu ${spec.mtu} address ${spec.mac} arp off`),
+      sock.write(
+        rt.MessageType.NEWLINK,
+        FlagsNew.CREATE | FlagsNew.EXCL,
+        vethPayload(spec),
+        () => `create veth ${spec.name} peer ${spec.peerName} mtu ${spec.mtu} address ${spec.mac} arp off`,
+      ),
     );
     near = await kernel.getLink(spec.name);
     far = await kernel.getLink(spec.peerName);

@@ -19,7 +19,16 @@
  * already used in the namespace.
  */
 import type { Family } from '../../common/cidr.js';
-import { emptyDirtyKeys, WEFT_ROUTE_PROTOCOL, type DesiredObjects, type DirtyKeys, type FdbSpec, type NeighbourSpec, type RouteDevice, type RouteSpec } from '../../common/dataplane.js';
+import {
+  emptyDirtyKeys,
+  WEFT_ROUTE_PROTOCOL,
+  type DesiredObjects,
+  type DirtyKeys,
+  type FdbSpec,
+  type NeighbourSpec,
+  type RouteDevice,
+  type RouteSpec,
+} from '../../common/dataplane.js';
 import type { Kernel } from './kernel.js';
 import { NUD_FAILED, NUD_NOARP, RTPROT_KERNEL, RT_TABLE_MAIN, type KernelChange, type NexthopInfo, type RouteInfo } from './types.js';
 
@@ -155,14 +164,34 @@ export interface PlannedOps {
 
 export function emptyOps(): PlannedOps {
   return {
-    routeDel: [], nexthopDel: [], fdbDel: [], neighbourDel: [], neighbourSet: [], fdbSet: [], nexthopAdd: [], routeAdd: [], routeSet: [], nexthopDelLast: [],
-    blocked: [], unblocked: [],
+    routeDel: [],
+    nexthopDel: [],
+    fdbDel: [],
+    neighbourDel: [],
+    neighbourSet: [],
+    fdbSet: [],
+    nexthopAdd: [],
+    routeAdd: [],
+    routeSet: [],
+    nexthopDelLast: [],
+    blocked: [],
+    unblocked: [],
   };
 }
 
 export function opsCount(ops: PlannedOps): number {
-  return ops.routeDel.length + ops.nexthopDel.length + ops.fdbDel.length + ops.neighbourDel.length + ops.neighbourSet.length
-    + ops.fdbSet.length + ops.nexthopAdd.length + ops.routeAdd.length + ops.routeSet.length + ops.nexthopDelLast.length;
+  return (
+    ops.routeDel.length +
+    ops.nexthopDel.length +
+    ops.fdbDel.length +
+    ops.neighbourDel.length +
+    ops.neighbourSet.length +
+    ops.fdbSet.length +
+    ops.nexthopAdd.length +
+    ops.routeAdd.length +
+    ops.routeSet.length +
+    ops.nexthopDelLast.length
+  );
 }
 
 /** What a kernel notification means for the loop. */
@@ -237,9 +266,10 @@ export class KernelView {
       // NOARP entries (multicast, broadcast; IPv6 creates them) are the kernel's own bookkeeping, never weft's.
       for (const entry of await kernel.listNeighbours(overlayIndex, family)) {
         // an entry that is not permanent is not the one weft wants, whatever its MAC: it gets replaced
-        if ((entry.state & NUD_NOARP) === 0) view.neighbours.set(entry.ip, { ip: entry.ip, mac: entry.permanent ? entry.mac ?? '' : '' });
+        if ((entry.state & NUD_NOARP) === 0) view.neighbours.set(entry.ip, { ip: entry.ip, mac: entry.permanent ? (entry.mac ?? '') : '' });
       }
-      for (const entry of await kernel.listFdb(overlayIndex)) if (entry.self) view.fdb.set(entry.mac, { mac: entry.mac, dst: entry.dst ?? '' });
+      for (const entry of await kernel.listFdb(overlayIndex))
+        if (entry.self) view.fdb.set(entry.mac, { mac: entry.mac, dst: entry.dst ?? '' });
     }
     const duplicates: ViewRoute[] = [];
     for (const route of await kernel.listRoutes({ family })) {
@@ -344,7 +374,14 @@ export class KernelView {
         if (link.index !== overlayIndex) return 'ignore';
         const expected = this.devices.overlayState;
         // the device as weft set it up (a notification also comes for carrier and statistics changes)
-        if (change.action === 'new' && expected !== undefined && link.up === expected.up && link.mtu === expected.mtu && link.mac === expected.mac) return 'ignore';
+        if (
+          change.action === 'new' &&
+          expected !== undefined &&
+          link.up === expected.up &&
+          link.mtu === expected.mtu &&
+          link.mac === expected.mac
+        )
+          return 'ignore';
         return 'full';
       }
       case 'address': {
@@ -360,7 +397,8 @@ export class KernelView {
       }
       case 'neighbour': {
         const n = change.neighbour;
-        if (n.index !== overlayIndex || overlayIndex === undefined || n.family !== family || this.devices.routesOnly === true) return 'ignore';
+        if (n.index !== overlayIndex || overlayIndex === undefined || n.family !== family || this.devices.routesOnly === true)
+          return 'ignore';
         if ((n.state & NUD_NOARP) !== 0) return 'ignore'; // the kernel's own (multicast, broadcast), as in read()
         const want = desired.neighbours.get(n.ip);
         if (change.action === 'del') {
@@ -375,7 +413,7 @@ export class KernelView {
         const known = this.neighbours.get(n.ip);
         // the echo of weft's own request: the view says so already, and so does the desired state
         if (n.permanent && known !== undefined && known.mac === n.mac && want !== undefined && want.mac === n.mac) return 'ignore';
-        const have: NeighbourSpec = { ip: n.ip, mac: n.permanent ? n.mac ?? '' : '' };
+        const have: NeighbourSpec = { ip: n.ip, mac: n.permanent ? (n.mac ?? '') : '' };
         this.neighbours.set(n.ip, have);
         return this.mark(this.dirty.neighbours, n.ip, want === undefined || want.mac !== have.mac);
       }
@@ -397,7 +435,8 @@ export class KernelView {
         const r = change.route;
         if (r.family !== family || r.table !== RT_TABLE_MAIN) return 'ignore';
         // the device's own route going is for ensureDevices to repair
-        if (r.ifindex === overlayIndex && this.devices.deviceRoutes?.includes(r.dst) === true) return change.action === 'del' ? 'full' : 'ignore';
+        if (r.ifindex === overlayIndex && this.devices.deviceRoutes?.includes(r.dst) === true)
+          return change.action === 'del' ? 'full' : 'ignore';
         if (r.nexthopId !== null && r.ifindex === null && !this.nexthops.has(r.nexthopId)) {
           // compat mode off and a nexthop we do not know: can't tell whose route this is
           return r.protocol === WEFT_ROUTE_PROTOCOL ? 'full' : 'ignore';
@@ -406,10 +445,18 @@ export class KernelView {
         // someone else's route to a prefix weft wants came or went: a full run sees whether weft may route it
         if (own === undefined) return desired.routes.has(r.dst) || this.foreignRoutes.has(r.dst) ? 'full' : 'ignore';
         const want = desired.routes.get(r.dst);
-        const expected = want === undefined || this.form !== 'nexthop' ? undefined : this.nexthopIds.get(want.device, want.onlink, want.gateway);
+        const expected =
+          want === undefined || this.form !== 'nexthop' ? undefined : this.nexthopIds.get(want.device, want.onlink, want.gateway);
         const same = want !== undefined && sameRouteSpec(own.spec, want) && own.nexthopId === expected;
         const known = this.routes.get(r.dst);
-        if (change.action === 'new' && same && known !== undefined && sameRouteSpec(known.spec, own.spec) && known.nexthopId === own.nexthopId) return 'ignore';
+        if (
+          change.action === 'new' &&
+          same &&
+          known !== undefined &&
+          sameRouteSpec(known.spec, own.spec) &&
+          known.nexthopId === own.nexthopId
+        )
+          return 'ignore';
         // A nexthop this leaves unused stays until a plan reuses it or a full run removes it.
         this.deleteRoute(r.dst);
         if (change.action === 'del') return this.mark(this.dirty.routes, r.dst, want !== undefined);
@@ -444,7 +491,12 @@ export class KernelView {
 
   /** Forgets the keys observe() marked dirty, handing them over. */
   takeDirty(): DirtyKeys {
-    const taken: DirtyKeys = { ...emptyDirtyKeys(), neighbours: new Set(this.dirty.neighbours), fdb: new Set(this.dirty.fdb), routes: new Set(this.dirty.routes) };
+    const taken: DirtyKeys = {
+      ...emptyDirtyKeys(),
+      neighbours: new Set(this.dirty.neighbours),
+      fdb: new Set(this.dirty.fdb),
+      routes: new Set(this.dirty.routes),
+    };
     this.dirty.neighbours.clear();
     this.dirty.fdb.clear();
     this.dirty.routes.clear();
@@ -487,7 +539,11 @@ export class KernelView {
       }
     }
     const { overlayIndex, publicIndex } = this.devices;
-    const onOverlay = overlayIndex !== undefined && ifindex === overlayIndex && route.protocol !== RTPROT_KERNEL && this.devices.deviceRoutes?.includes(route.dst) !== true;
+    const onOverlay =
+      overlayIndex !== undefined &&
+      ifindex === overlayIndex &&
+      route.protocol !== RTPROT_KERNEL &&
+      this.devices.deviceRoutes?.includes(route.dst) !== true;
     const tagged = route.protocol === WEFT_ROUTE_PROTOCOL && ifindex === publicIndex;
     if (!onOverlay && !tagged) return undefined;
     return {

@@ -152,9 +152,7 @@ export class KvMirror<T> extends EventEmitter<KvMirrorEvents<T>> {
 
   private attachWatcher(listRevision: bigint): void {
     const builder = this.client.watch();
-    const watcher = (this.isPrefix ? builder.prefix(this.key) : builder.key(this.key))
-      .startRevision(String(listRevision + 1n))
-      .watcher();
+    const watcher = (this.isPrefix ? builder.prefix(this.key) : builder.key(this.key)).startRevision(String(listRevision + 1n)).watcher();
     this.watcher = watcher;
     watcher.on('put', (kv) => this.applyPut(kv));
     watcher.on('delete', (kv) => this.applyDelete(kv));

@@ -102,10 +102,18 @@ export class UserspaceBackend implements Backend, UserspacePath {
       mac: this.options.mac,
       gsoMaxSize: OVERLAY_GSO_MAX_SIZE,
     });
-    if (created) log.info({ device: this.deviceName, capture: this.options.captureName, mtu: this.mtu, mac: this.options.mac }, 'created the overlay veth pair');
+    if (created)
+      log.info(
+        { device: this.deviceName, capture: this.options.captureName, mtu: this.mtu, mac: this.options.mac },
+        'created the overlay veth pair',
+      );
     if (created || this.featuresSetOn !== near.index) {
       const unset = await setFeatures(near.index, OVERLAY_FEATURES);
-      if (unset.length > 0) log.warn({ device: this.deviceName, features: unset }, 'some offload settings did not take; frames the transmit worker cannot split are dropped (oversize)');
+      if (unset.length > 0)
+        log.warn(
+          { device: this.deviceName, features: unset },
+          'some offload settings did not take; frames the transmit worker cannot split are dropped (oversize)',
+        );
       this.featuresSetOn = near.index;
     }
     await ensureNetworkAddress(kernel, near.index, own);
@@ -123,7 +131,11 @@ export class UserspaceBackend implements Backend, UserspacePath {
       const subnet = peer.subnets.ipv4;
       const publicIP = peer.attrs.publicIP;
       if (subnet === undefined || publicIP === undefined) continue;
-      const entry: WirePeer = { name: peer.name, publicIP: publicIP.toString(), subnet: { network: Number(subnet.base), length: subnet.length } };
+      const entry: WirePeer = {
+        name: peer.name,
+        publicIP: publicIP.toString(),
+        subnet: { network: Number(subnet.base), length: subnet.length },
+      };
       if (this.options.encapsulation.kind === 'vxlan') {
         const mac = peer.attrs.backendData?.VtepMAC;
         if (typeof mac !== 'string') continue;

@@ -9,8 +9,12 @@ import { UserspaceIpv4OnlyError } from './backend.js';
  */
 export function reportIpv4Only(input: DeviceCheckInput, err: unknown): boolean {
   if (!(err instanceof UserspaceIpv4OnlyError)) return false;
-  input.add('device', 'fail', `weftd cannot run this node's IPv6 plane: ${err.message}`,
-    'weftd does not start like this: give the IPv6 plane kernel VXLAN as the message says, or turn IPv6 off in the config (EnableIPv6)');
+  input.add(
+    'device',
+    'fail',
+    `weftd cannot run this node's IPv6 plane: ${err.message}`,
+    'weftd does not start like this: give the IPv6 plane kernel VXLAN as the message says, or turn IPv6 off in the config (EnableIPv6)',
+  );
   return true;
 }
 
@@ -19,7 +23,12 @@ export function reportIpv4Only(input: DeviceCheckInput, err: unknown): boolean {
  * with the MTU, MAC (`mac`, when the path has one to keep) and address weftd gives it. Returns the device,
  * or null when it is missing.
  */
-export async function checkUserspaceDevice(input: DeviceCheckInput, name: string, mtu: number, mac: string | undefined): Promise<LinkInfo | null> {
+export async function checkUserspaceDevice(
+  input: DeviceCheckInput,
+  name: string,
+  mtu: number,
+  mac: string | undefined,
+): Promise<LinkInfo | null> {
   const { links } = input;
   const link = links.find((candidate) => candidate.name === name) ?? null;
   if (link === null) {
@@ -31,14 +40,27 @@ export async function checkUserspaceDevice(input: DeviceCheckInput, name: string
     problems++;
     input.add('device', 'fail', message, fix);
   };
-  if (link.kind !== 'veth') fail(`${name} is a ${link.kind ?? 'plain'} device, want the near end of a veth pair`, `ip link del ${name}, then ${RESTART}`);
-  if (!links.some((candidate) => candidate.name === `${name}.c`)) fail(`${name}.c, the capture end of ${name}, does not exist`, `weftd creates the pair: ${RESTART}`);
+  if (link.kind !== 'veth')
+    fail(`${name} is a ${link.kind ?? 'plain'} device, want the near end of a veth pair`, `ip link del ${name}, then ${RESTART}`);
+  if (!links.some((candidate) => candidate.name === `${name}.c`))
+    fail(`${name}.c, the capture end of ${name}, does not exist`, `weftd creates the pair: ${RESTART}`);
   if (!link.up) fail(`${name} is down`, `${HEALS}; by hand: ip link set ${name} up`);
   if (link.mtu !== mtu) fail(`${name} mtu is ${link.mtu}, want ${mtu}`, `${HEALS}; by hand: ip link set ${name} mtu ${mtu}`);
-  if (mac !== undefined && link.mac !== mac) fail(`${name} has MAC ${link.mac ?? '(none)'}, want the VtepMAC ${mac}`, `weftd sets it: ${RESTART}`);
-  await checkOverlayAddress({ ...input, add: (check, severity, message, fix) => (severity === 'fail' ? fail(message, fix ?? '') : input.add(check, severity, message, fix)) }, link);
+  if (mac !== undefined && link.mac !== mac)
+    fail(`${name} has MAC ${link.mac ?? '(none)'}, want the VtepMAC ${mac}`, `weftd sets it: ${RESTART}`);
+  await checkOverlayAddress(
+    {
+      ...input,
+      add: (check, severity, message, fix) => (severity === 'fail' ? fail(message, fix ?? '') : input.add(check, severity, message, fix)),
+    },
+    link,
+  );
   if (problems === 0) {
-    input.add('device', 'ok', `${name}: userspace data path (veth pair with ${name}.c), MTU ${link.mtu}${mac === undefined ? '' : `, VtepMAC ${link.mac}`}, up`);
+    input.add(
+      'device',
+      'ok',
+      `${name}: userspace data path (veth pair with ${name}.c), MTU ${link.mtu}${mac === undefined ? '' : `, VtepMAC ${link.mac}`}, up`,
+    );
   }
   return link;
 }

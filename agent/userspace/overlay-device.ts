@@ -17,8 +17,17 @@ export const OVERLAY_GSO_MAX_SIZE = 60_000;
 export const OVERLAY_FEATURES: FeatureProfile = {
   on: ['tx-scatter-gather', 'tx-checksum-ip-generic', 'tx-tcp-segmentation', 'tx-tcp-ecn-segmentation', 'tx-tcp-mangleid-segmentation'],
   off: [
-    'tx-tcp6-segmentation', 'tx-udp-segmentation', 'tx-gso-list', 'tx-gso-partial', 'tx-udp_tnl-segmentation', 'tx-udp_tnl-csum-segmentation',
-    'tx-gre-segmentation', 'tx-gre-csum-segmentation', 'tx-ipxip4-segmentation', 'tx-ipxip6-segmentation', 'tx-sctp-segmentation',
+    'tx-tcp6-segmentation',
+    'tx-udp-segmentation',
+    'tx-gso-list',
+    'tx-gso-partial',
+    'tx-udp_tnl-segmentation',
+    'tx-udp_tnl-csum-segmentation',
+    'tx-gre-segmentation',
+    'tx-gre-csum-segmentation',
+    'tx-ipxip4-segmentation',
+    'tx-ipxip6-segmentation',
+    'tx-sctp-segmentation',
     'tx-esp-segmentation',
   ],
 };

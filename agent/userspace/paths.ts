@@ -109,7 +109,8 @@ function literalLookup(
 
 function bind(socket: dgram.Socket, address: string, port: number): Promise<void> {
   return new Promise((resolve, reject) => {
-    const onError = (err: Error): void => reject(new DataPathError('WEFT_USERSPACE_BIND', `cannot bind UDP ${address}:${port}: ${err.message}`, err));
+    const onError = (err: Error): void =>
+      reject(new DataPathError('WEFT_USERSPACE_BIND', `cannot bind UDP ${address}:${port}: ${err.message}`, err));
     socket.once('error', onError);
     socket.bind({ address, port, exclusive: true }, () => {
       socket.off('error', onError);
@@ -236,7 +237,8 @@ export class TxPath {
     this.cap = cap;
     if (this.native !== undefined) {
       this.captureDescriptors = packetSocketDescriptors();
-      if (this.captureDescriptors.length === 0) this.report('warn', 'cannot find the capture socket: frames dropped by a full capture ring are not counted');
+      if (this.captureDescriptors.length === 0)
+        this.report('warn', 'cannot find the capture socket: frames dropped by a full capture ring are not counted');
     }
   }
 
@@ -424,7 +426,12 @@ export class TxPath {
 
   /** The pending GSO train: its peer, datagram size, datagrams, bytes, inner bytes, and whether it is closed (a shorter last one). */
   private train: { peer: TxPeer | undefined; size: number; count: number; bytes: number; packetBytes: number; closed: boolean } = {
-    peer: undefined, size: 0, count: 0, bytes: 0, packetBytes: 0, closed: false,
+    peer: undefined,
+    size: 0,
+    count: 0,
+    bytes: 0,
+    packetBytes: 0,
+    closed: false,
   };
   private flushScheduled = false;
   private readonly flushNow = (): void => {
@@ -440,8 +447,13 @@ export class TxPath {
   private reserve(peer: TxPeer, size: number): number {
     const train = this.train;
     if (train.count > 0) {
-      const joins = train.peer === peer && !train.closed && size <= train.size && train.count < MAX_GSO_SEGMENTS
-        && train.bytes + size <= MAX_UDP_PAYLOAD && this.gso;
+      const joins =
+        train.peer === peer &&
+        !train.closed &&
+        size <= train.size &&
+        train.count < MAX_GSO_SEGMENTS &&
+        train.bytes + size <= MAX_UDP_PAYLOAD &&
+        this.gso;
       if (!joins) this.flush();
     }
     if (train.count === 0) train.peer = peer;
@@ -602,12 +614,27 @@ export class RxPath {
         gro = false;
         fd = udp.open(address, this.config.port, 0, this.config.socketBufferBytes, 0);
       }
-      if (fd < 0) throw new DataPathError('WEFT_USERSPACE_BIND', `cannot bind UDP ${this.config.localAddress}:${this.config.port}: ${errnoName(-fd)}`);
+      if (fd < 0)
+        throw new DataPathError(
+          'WEFT_USERSPACE_BIND',
+          `cannot bind UDP ${this.config.localAddress}:${this.config.port}: ${errnoName(-fd)}`,
+        );
       this.batch = Buffer.alloc(RECEIVE_SLOTS * RECEIVE_SLOT_SIZE);
-      const receiver = udp.receive(fd, this.batch, RECEIVE_SLOT_SIZE, RECEIVE_SLOTS, this.batchMeta, (count) => this.onBatch(count), RECEIVE_BATCHES_PER_EVENT);
+      const receiver = udp.receive(
+        fd,
+        this.batch,
+        RECEIVE_SLOT_SIZE,
+        RECEIVE_SLOTS,
+        this.batchMeta,
+        (count) => this.onBatch(count),
+        RECEIVE_BATCHES_PER_EVENT,
+      );
       if (typeof receiver === 'number') {
         udp.close(fd);
-        throw new DataPathError('WEFT_USERSPACE_BIND', `cannot poll UDP ${this.config.localAddress}:${this.config.port}: ${errnoName(-receiver)}`);
+        throw new DataPathError(
+          'WEFT_USERSPACE_BIND',
+          `cannot poll UDP ${this.config.localAddress}:${this.config.port}: ${errnoName(-receiver)}`,
+        );
       }
       this.native = { udp, fd, receiver, gro };
     } else {
@@ -741,7 +768,8 @@ export class RxPath {
         if (datagrams === 1) {
           this.forward(buffer, start, length, source);
         } else {
-          for (let offset = 0; offset < length; offset += segment) this.forward(buffer, start + offset, Math.min(segment, length - offset), source);
+          for (let offset = 0; offset < length; offset += segment)
+            this.forward(buffer, start + offset, Math.min(segment, length - offset), source);
         }
       } catch (err) {
         this.drops.deliver_error++;

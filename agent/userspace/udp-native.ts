@@ -22,7 +22,11 @@ export type UdpNative = Pick<NativeAddon, 'open' | 'close' | 'send' | 'receive' 
 export function packetSocketDescriptors(): number[] {
   try {
     const inodes = new Set(
-      readFileSync('/proc/net/packet', 'utf8').split('\n').slice(1).map((line) => line.trim().split(/\s+/)[8]).filter((inode) => inode !== undefined && inode !== ''),
+      readFileSync('/proc/net/packet', 'utf8')
+        .split('\n')
+        .slice(1)
+        .map((line) => line.trim().split(/\s+/)[8])
+        .filter((inode) => inode !== undefined && inode !== ''),
     );
     const out: number[] = [];
     for (const name of readdirSync('/proc/self/fd')) {

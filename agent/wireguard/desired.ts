@@ -71,9 +71,11 @@ export const wireguardPeerObjects: PeerObjects = (context, { lease: peer }): Pee
     return { kind: 'skip', reason: (err as Error).message, quiet: false };
   }
   const ownData = backendDataOf(context.own, via) ?? backendDataOf(context.own, via === 4 ? 6 : 4);
-  if (ownData !== undefined && ownData.PublicKey === data.publicKey) return { kind: 'skip', reason: `uses our own public key ${data.publicKey}`, quiet: false };
+  if (ownData !== undefined && ownData.PublicKey === data.publicKey)
+    return { kind: 'skip', reason: `uses our own public key ${data.publicKey}`, quiet: false };
   const address = publicIpOf(peer, via);
-  if (address === undefined) return { kind: 'skip', reason: `has no IPv${via} public IP to reach it at (Backend.Mode ${backend.mode})`, quiet: false };
+  if (address === undefined)
+    return { kind: 'skip', reason: `has no IPv${via} public IP to reach it at (Backend.Mode ${backend.mode})`, quiet: false };
   const port = data.port ?? wireguardListenPort(backend, via);
   const endpoint = via === 4 ? `${address}:${port}` : `[${address}]:${port}`;
   const allowedIPs = [subnetOf(peer, family)!.toString()];

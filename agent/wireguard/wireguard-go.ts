@@ -110,7 +110,10 @@ export class WireguardGo {
     });
     const deadline = Date.now() + START_TIMEOUT_MS;
     while (!existsSync(this.socketPath)) {
-      if (!this.running) throw new WireguardGoError(`wireguard-go for ${device} exited at start (is the wireguard-go package installed? its output is in the log)`);
+      if (!this.running)
+        throw new WireguardGoError(
+          `wireguard-go for ${device} exited at start (is the wireguard-go package installed? its output is in the log)`,
+        );
       if (Date.now() > deadline) {
         await this.stop();
         throw new WireguardGoError(`wireguard-go for ${device} made no socket at ${this.socketPath} within ${START_TIMEOUT_MS / 1000} s`);
@@ -126,7 +129,10 @@ export class WireguardGo {
    */
   dismissOrphan(): boolean {
     if (this.running || !existsSync(this.socketPath)) return false;
-    this.options.log.warn({ device: this.options.device, socket: this.socketPath }, 'removing the socket of a wireguard-go weftd does not supervise (it exits)');
+    this.options.log.warn(
+      { device: this.options.device, socket: this.socketPath },
+      'removing the socket of a wireguard-go weftd does not supervise (it exits)',
+    );
     unlinkSync(this.socketPath);
     return true;
   }

@@ -80,7 +80,10 @@ export class WireguardBackend implements Backend {
     this.ownsDevice = wireguardDeviceFamily(context.config, this.family, options) === this.family;
     this.listenPort = wireguardListenPort(options, this.family);
     this.wireguardGo = new WireguardGo({ device: this.deviceName, socketDir: this.host.socketDir, log: context.log });
-    const settings = { presharedKeyHex: options.psk === undefined ? undefined : keyToHex(options.psk), persistentKeepalive: options.persistentKeepaliveInterval };
+    const settings = {
+      presharedKeyHex: options.psk === undefined ? undefined : keyToHex(options.psk),
+      persistentKeepalive: options.persistentKeepaliveInterval,
+    };
     // The device's peers are read and set through whichever control the implementation has, once known.
     const control: WireguardControl = {
       get: () => this.requireControl().get(),
@@ -109,7 +112,8 @@ export class WireguardBackend implements Backend {
       this.keys = loaded.keys;
       const fields = { file: this.host.keyFile, publicKey: loaded.keys.publicKey };
       if (loaded.created) this.context.log.info(fields, 'made a WireGuard key');
-      if ((loaded.mode & 0o077) !== 0) this.context.log.warn({ ...fields, mode: loaded.mode.toString(8) }, 'the WireGuard key file is readable by others: chmod 600 it');
+      if ((loaded.mode & 0o077) !== 0)
+        this.context.log.warn({ ...fields, mode: loaded.mode.toString(8) }, 'the WireGuard key file is readable by others: chmod 600 it');
     }
     if (this.implementation !== undefined) return;
     if (!this.ownsDevice) {
@@ -124,12 +128,18 @@ export class WireguardBackend implements Backend {
     } else if (implementation !== 'userspace') {
       try {
         await this.ensureKernelLink();
-        this.choose('kernel', `--wireguard-implementation "${implementation}"${implementation === 'auto' ? ': kernel WireGuard works' : ''}`);
+        this.choose(
+          'kernel',
+          `--wireguard-implementation "${implementation}"${implementation === 'auto' ? ': kernel WireGuard works' : ''}`,
+        );
         return;
       } catch (err) {
         const unavailable = err instanceof NetlinkError && KERNEL_UNAVAILABLE.has(err.errnoName);
         if (unavailable && implementation === 'kernel') {
-          throw new WireguardDeviceError(`--wireguard-implementation "kernel": kernel WireGuard is unavailable (${err.message}); load the wireguard module (Linux ≥ 5.6) or use --wireguard-implementation=auto or userspace (wireguard-go)`, err);
+          throw new WireguardDeviceError(
+            `--wireguard-implementation "kernel": kernel WireGuard is unavailable (${err.message}); load the wireguard module (Linux ≥ 5.6) or use --wireguard-implementation=auto or userspace (wireguard-go)`,
+            err,
+          );
         }
         if (!unavailable) throw err;
         this.reason = `--wireguard-implementation "auto": kernel WireGuard is unavailable (${err.message}), wireguard-go on TUN instead`;
@@ -147,7 +157,8 @@ export class WireguardBackend implements Backend {
     let link: LinkInfo | null;
     if (!this.ownsDevice) {
       link = await kernel.getLink(this.deviceName);
-      if (link === null || !link.up) throw new WireguardDeviceError(`${this.deviceName} is not set up yet: the IPv4 plane makes it (Backend.Mode ${this.options.mode})`);
+      if (link === null || !link.up)
+        throw new WireguardDeviceError(`${this.deviceName} is not set up yet: the IPv4 plane makes it (Backend.Mode ${this.options.mode})`);
     } else {
       link = this.implementation === 'kernel' ? await this.ensureKernelLink() : await this.ensureUserspaceLink();
       await this.ensureDeviceKeyAndPort();
@@ -180,9 +191,10 @@ export class WireguardBackend implements Backend {
   private choose(implementation: 'kernel' | 'userspace', reason: string): void {
     this.implementation = implementation;
     this.reason = reason;
-    this.control = implementation === 'userspace'
-      ? new UapiClient(this.wireguardGo.socketPath)
-      : new WgToolControl(this.deviceName, createCommandRunner(), this.host.socketDir);
+    this.control =
+      implementation === 'userspace'
+        ? new UapiClient(this.wireguardGo.socketPath)
+        : new WgToolControl(this.deviceName, createCommandRunner(), this.host.socketDir);
   }
 
   private requireControl(): WireguardControl {
@@ -210,7 +222,7 @@ export class WireguardBackend implements Backend {
     const link = await kernel.getLink(this.deviceName);
     if (link !== null && link.kind === 'wireguard') return link;
     if (link !== null) {
-      log.warn({ device: this.deviceName, kind: link.kind }, 'a device of another kind has the WireGuard device\'s name; replacing it');
+      log.warn({ device: this.deviceName, kind: link.kind }, "a device of another kind has the WireGuard device's name; replacing it");
       await kernel.deleteLink(link.index);
     }
     const created = await kernel.createLink({ name: this.deviceName, kind: 'wireguard', mtu: this.mtu, up: false });
@@ -224,11 +236,15 @@ export class WireguardBackend implements Backend {
     if (!this.wireguardGo.running) {
       // an orphaned wireguard-go (weftd was killed) exits when its socket goes, and takes its device along
       if (this.wireguardGo.dismissOrphan()) {
-        for (let attempt = 0; attempt < 120 && (await kernel.getLink(this.deviceName)) !== null; attempt++) await new Promise((done) => setTimeout(done, 25));
+        for (let attempt = 0; attempt < 120 && (await kernel.getLink(this.deviceName)) !== null; attempt++)
+          await new Promise((done) => setTimeout(done, 25));
       }
       const stale = await kernel.getLink(this.deviceName);
       if (stale !== null) {
-        this.context.log.warn({ device: this.deviceName, kind: stale.kind }, 'a device weftd does not supervise has the WireGuard device\'s name; replacing it');
+        this.context.log.warn(
+          { device: this.deviceName, kind: stale.kind },
+          "a device weftd does not supervise has the WireGuard device's name; replacing it",
+        );
         await kernel.deleteLink(stale.index);
       }
       await this.wireguardGo.start();
@@ -248,7 +264,10 @@ export class WireguardBackend implements Backend {
     const keys = this.keys!;
     if (state.publicKey === keys.publicKey && state.listenPort === this.listenPort) return;
     await control.set({ privateKeyHex: keys.privateKeyHex(), listenPort: this.listenPort, peers: [] });
-    this.context.log.info({ device: this.deviceName, publicKey: keys.publicKey, listenPort: this.listenPort }, 'configured the WireGuard device');
+    this.context.log.info(
+      { device: this.deviceName, publicKey: keys.publicKey, listenPort: this.listenPort },
+      'configured the WireGuard device',
+    );
   }
 
   private async repairLink(link: LinkInfo): Promise<LinkInfo> {

@@ -30,13 +30,21 @@ export const benchmark: Benchmark = {
     let starts: StartTimes | undefined;
     await withBenchLab(context, async (bench) => {
       const subnetFile = bench.lab.subnetFile(bench.lab.hosts[0]);
-      starts = await bench.probe('startTimes', {
-        shipped: bench.agent().command,
-        modules: [process.execPath, join(context.repoRoot, 'dist', 'agent', 'cli', 'weftd.js')],
-        // nothing listens on port 1 of the lab's etcd host: weftd loads everything, then waits for etcd
-        args: [`--etcd-endpoints=http://${ETCD_IP}:1`, `--subnet-file=${subnetFile}`, `--node-id-file=${join(dirname(subnetFile), 'node-id')}`],
-        rounds: context.quick ? 1 : context.runs * 3,
-      }, 300_000);
+      starts = await bench.probe(
+        'startTimes',
+        {
+          shipped: bench.agent().command,
+          modules: [process.execPath, join(context.repoRoot, 'dist', 'agent', 'cli', 'weftd.js')],
+          // nothing listens on port 1 of the lab's etcd host: weftd loads everything, then waits for etcd
+          args: [
+            `--etcd-endpoints=http://${ETCD_IP}:1`,
+            `--subnet-file=${subnetFile}`,
+            `--node-id-file=${join(dirname(subnetFile), 'node-id')}`,
+          ],
+          rounds: context.quick ? 1 : context.runs * 3,
+        },
+        300_000,
+      );
       for (const peers of sizes) {
         const runs = context.quick ? 1 : peers >= 10000 ? Math.max(3, context.runs - 2) : context.runs;
         const seeded = await bench.probe('seed', { etcd: bench.etcd, from: 0, count: peers }, 120_000);
@@ -44,11 +52,15 @@ export const benchmark: Benchmark = {
         const size: SizeRuns = { peers, weft: [], weftInline: [], batch: [], batchInline: [] };
         const timeoutMs = 60_000 + peers * 10;
         const weft = async (form: 'nexthop' | 'inline') => {
-          const run = await bench.probe('coldStart', {
-            agent: bench.agent(form === 'inline' ? ['--no-nexthop-objects'] : []),
-            peers,
-            timeoutMs,
-          }, timeoutMs + 30_000);
+          const run = await bench.probe(
+            'coldStart',
+            {
+              agent: bench.agent(form === 'inline' ? ['--no-nexthop-objects'] : []),
+              peers,
+              timeoutMs,
+            },
+            timeoutMs + 30_000,
+          );
           await bench.wipeDevice();
           (form === 'inline' ? size.weftInline : size.weft).push(run);
           return run;
@@ -64,9 +76,11 @@ export const benchmark: Benchmark = {
           if (r % 2 === 1) steps.reverse();
           for (const step of steps) await step();
           const last = size.weft[size.weft.length - 1];
-          context.log(`  n=${peers} run ${r + 1}: weft ${last.totalMs.toFixed(0)} ms (programming ${last.programmingMs.toFixed(0)} ms, ` +
-            `${(last.rssKb / 1024).toFixed(0)} MB), ip -batch ${size.batch[size.batch.length - 1].totalMs.toFixed(0)} ms; ` +
-            `inline form: weft ${size.weftInline[size.weftInline.length - 1].totalMs.toFixed(0)} ms, ip -batch ${size.batchInline[size.batchInline.length - 1].totalMs.toFixed(0)} ms`);
+          context.log(
+            `  n=${peers} run ${r + 1}: weft ${last.totalMs.toFixed(0)} ms (programming ${last.programmingMs.toFixed(0)} ms, ` +
+              `${(last.rssKb / 1024).toFixed(0)} MB), ip -batch ${size.batch[size.batch.length - 1].totalMs.toFixed(0)} ms; ` +
+              `inline form: weft ${size.weftInline[size.weftInline.length - 1].totalMs.toFixed(0)} ms, ip -batch ${size.batchInline[size.batchInline.length - 1].totalMs.toFixed(0)} ms`,
+          );
         }
         await bench.probe('unseed', { etcd: bench.etcd, leaseId: seeded.leaseId }, 60_000);
         all.push(size);
@@ -87,27 +101,91 @@ function report(all: SizeRuns[], starts: StartTimes): BenchmarkResult {
   const perNodeCpu = (ms: readonly number[]) => ms.map((value, i) => value / starts.cpu.node[i]);
   const figures: Figure[] = [
     figure({ id: 'cold-start.node', label: 'node -e 0: a bare node starting', unit: 's', samples: inSeconds(starts.node) }),
-    figure({ id: 'cold-start.version', label: 'weftd --version as it ships (dist/bin): node starting, loading weftd and reading its flags', unit: 's',
-      samples: inSeconds(starts.version), target: { op: '<=', value: START_TARGET_SECONDS, source: 'issue 16' } }),
-    figure({ id: 'cold-start.version-ratio', label: 'weftd --version as it ships / node -e 0', unit: '×', samples: perNode(starts.version),
-      target: { op: '<=', value: START_TARGET_RATIO, source: 'issue 16' } }),
-    figure({ id: 'cold-start.version-modules', label: 'weftd --version from tsc\'s per-module output (dist/agent/cli/weftd.js)', unit: 's',
-      samples: inSeconds(starts.versionModules) }),
-    figure({ id: 'cold-start.version-modules-ratio', label: 'weftd --version from tsc\'s output / node -e 0', unit: '×', samples: perNode(starts.versionModules) }),
-    figure({ id: 'cold-start.module-loading', label: 'weftd spawned → \'weftd starting\' logged, as it ships: node starting and loading every module of a run', unit: 's',
-      samples: inSeconds(starts.loaded), target: { op: '<=', value: START_TARGET_SECONDS, source: 'issue 16' } }),
-    figure({ id: 'cold-start.module-loading-ratio', label: 'weftd spawned → \'weftd starting\', as it ships / node -e 0', unit: '×', samples: perNode(starts.loaded),
-      target: { op: '<=', value: START_TARGET_RATIO, source: 'issue 16' } }),
-    figure({ id: 'cold-start.module-loading-modules', label: 'weftd spawned → \'weftd starting\', from tsc\'s per-module output (how weftd ran before the bundle; its --version loaded as much)', unit: 's', samples: inSeconds(starts.loadedModules) }),
-    figure({ id: 'cold-start.module-loading-modules-ratio', label: 'weftd spawned → \'weftd starting\', from tsc\'s output / node -e 0', unit: '×', samples: perNode(starts.loadedModules) }),
+    figure({
+      id: 'cold-start.version',
+      label: 'weftd --version as it ships (dist/bin): node starting, loading weftd and reading its flags',
+      unit: 's',
+      samples: inSeconds(starts.version),
+      target: { op: '<=', value: START_TARGET_SECONDS, source: 'issue 16' },
+    }),
+    figure({
+      id: 'cold-start.version-ratio',
+      label: 'weftd --version as it ships / node -e 0',
+      unit: '×',
+      samples: perNode(starts.version),
+      target: { op: '<=', value: START_TARGET_RATIO, source: 'issue 16' },
+    }),
+    figure({
+      id: 'cold-start.version-modules',
+      label: "weftd --version from tsc's per-module output (dist/agent/cli/weftd.js)",
+      unit: 's',
+      samples: inSeconds(starts.versionModules),
+    }),
+    figure({
+      id: 'cold-start.version-modules-ratio',
+      label: "weftd --version from tsc's output / node -e 0",
+      unit: '×',
+      samples: perNode(starts.versionModules),
+    }),
+    figure({
+      id: 'cold-start.module-loading',
+      label: "weftd spawned → 'weftd starting' logged, as it ships: node starting and loading every module of a run",
+      unit: 's',
+      samples: inSeconds(starts.loaded),
+      target: { op: '<=', value: START_TARGET_SECONDS, source: 'issue 16' },
+    }),
+    figure({
+      id: 'cold-start.module-loading-ratio',
+      label: "weftd spawned → 'weftd starting', as it ships / node -e 0",
+      unit: '×',
+      samples: perNode(starts.loaded),
+      target: { op: '<=', value: START_TARGET_RATIO, source: 'issue 16' },
+    }),
+    figure({
+      id: 'cold-start.module-loading-modules',
+      label:
+        "weftd spawned → 'weftd starting', from tsc's per-module output (how weftd ran before the bundle; its --version loaded as much)",
+      unit: 's',
+      samples: inSeconds(starts.loadedModules),
+    }),
+    figure({
+      id: 'cold-start.module-loading-modules-ratio',
+      label: "weftd spawned → 'weftd starting', from tsc's output / node -e 0",
+      unit: '×',
+      samples: perNode(starts.loadedModules),
+    }),
     // the same runs' CPU time, which the other processes on the machine disturb less than the wall time
     figure({ id: 'cold-start.cpu.node', label: 'CPU time: node -e 0', unit: 's', samples: inSeconds(starts.cpu.node) }),
-    figure({ id: 'cold-start.cpu.version', label: 'CPU time: weftd --version as it ships', unit: 's', samples: inSeconds(starts.cpu.version) }),
-    figure({ id: 'cold-start.cpu.version-ratio', label: 'CPU time: weftd --version as it ships / node -e 0', unit: '×', samples: perNodeCpu(starts.cpu.version) }),
-    figure({ id: 'cold-start.cpu.module-loading', label: 'CPU time: weftd until \'weftd starting\', as it ships', unit: 's', samples: inSeconds(starts.cpu.loaded) }),
-    figure({ id: 'cold-start.cpu.module-loading-ratio', label: 'CPU time: weftd until \'weftd starting\', as it ships / node -e 0', unit: '×', samples: perNodeCpu(starts.cpu.loaded) }),
-    figure({ id: 'cold-start.cpu.module-loading-modules-ratio', label: 'CPU time: weftd until \'weftd starting\', from tsc\'s output / node -e 0', unit: '×',
-      samples: perNodeCpu(starts.cpu.loadedModules) }),
+    figure({
+      id: 'cold-start.cpu.version',
+      label: 'CPU time: weftd --version as it ships',
+      unit: 's',
+      samples: inSeconds(starts.cpu.version),
+    }),
+    figure({
+      id: 'cold-start.cpu.version-ratio',
+      label: 'CPU time: weftd --version as it ships / node -e 0',
+      unit: '×',
+      samples: perNodeCpu(starts.cpu.version),
+    }),
+    figure({
+      id: 'cold-start.cpu.module-loading',
+      label: "CPU time: weftd until 'weftd starting', as it ships",
+      unit: 's',
+      samples: inSeconds(starts.cpu.loaded),
+    }),
+    figure({
+      id: 'cold-start.cpu.module-loading-ratio',
+      label: "CPU time: weftd until 'weftd starting', as it ships / node -e 0",
+      unit: '×',
+      samples: perNodeCpu(starts.cpu.loaded),
+    }),
+    figure({
+      id: 'cold-start.cpu.module-loading-modules-ratio',
+      label: "CPU time: weftd until 'weftd starting', from tsc's output / node -e 0",
+      unit: '×',
+      samples: perNodeCpu(starts.cpu.loadedModules),
+    }),
   ];
   const notes: string[] = [];
   for (const size of all) {
@@ -119,50 +197,137 @@ function report(all: SizeRuns[], starts: StartTimes): BenchmarkResult {
     const weftProgramming = size.weft.map((run) => run.programmingMs);
     const batchTotal = size.batch.map((run) => run.totalMs);
     figures.push(
-      figure({ id: `${id}.weft`, label: `N=${n}: weftd start → every peer programmed`, unit: 's', samples: weftTotal.map((ms) => ms / 1000),
-        ...(seconds === undefined ? {} : { target: { op: '<=', value: seconds, source: 'issue 7' } }) }),
-      figure({ id: `${id}.weft-programming`, label: `N=${n}: weft's programming phase (first peer object → last)`, unit: 's', samples: weftProgramming.map((ms) => ms / 1000) }),
+      figure({
+        id: `${id}.weft`,
+        label: `N=${n}: weftd start → every peer programmed`,
+        unit: 's',
+        samples: weftTotal.map((ms) => ms / 1000),
+        ...(seconds === undefined ? {} : { target: { op: '<=', value: seconds, source: 'issue 7' } }),
+      }),
+      figure({
+        id: `${id}.weft-programming`,
+        label: `N=${n}: weft's programming phase (first peer object → last)`,
+        unit: 's',
+        samples: weftProgramming.map((ms) => ms / 1000),
+      }),
       figure({ id: `${id}.ip-batch`, label: `N=${n}: ip -batch, same operations`, unit: 's', samples: batchTotal.map((ms) => ms / 1000) }),
-      figure({ id: `${id}.ratio`, label: `N=${n}: weft whole cold start / ip -batch`, unit: '×', samples: ratio(weftTotal, batchTotal),
-        target: { op: '<=', value: 1.5, source: 'issue 7' } }),
-      figure({ id: `${id}.programming-ratio`, label: `N=${n}: weft programming phase / ip -batch`, unit: '×', samples: ratio(weftProgramming, batchTotal),
-        target: { op: '<=', value: 1.5, source: 'issue 7' } }),
-      figure({ id: `${id}.rss`, label: `N=${n}: weftd peak RSS (main process)`, unit: 'MB', samples: size.weft.map((run) => run.rssKb / 1024),
-        target: { op: '<=', value: 120, source: 'issue 7' } }),
-      figure({ id: `${id}.cpu`, label: `N=${n}: CPU time weftd had used when the last peer was programmed`, unit: 's', samples: size.weft.map((run) => run.cpuMs / 1000) }),
-      figure({ id: `${id}.phase.config`, label: `N=${n}: weftd spawned → config read from etcd ('using the public interface')`, unit: 's',
-        samples: inSeconds(logged(size.weft, 'using the public interface')) }),
-      figure({ id: `${id}.phase.lease`, label: `N=${n}: weftd spawned → own lease held, the leases listed ('holding a subnet lease')`, unit: 's',
-        samples: inSeconds(logged(size.weft, 'holding a subnet lease')) }),
-      figure({ id: `${id}.phase.first-object`, label: `N=${n}: weftd spawned → first peer object in the kernel`, unit: 's', samples: inSeconds(size.weft.map((run) => run.firstObjectMs)) }),
-      figure({ id: `${id}.heap`, label: `N=${n}: weftd's heap used when ready ('ready' line)`, unit: 'MB', samples: size.weft.map((run) => run.log.ready?.heapMB ?? NaN) }),
+      figure({
+        id: `${id}.ratio`,
+        label: `N=${n}: weft whole cold start / ip -batch`,
+        unit: '×',
+        samples: ratio(weftTotal, batchTotal),
+        target: { op: '<=', value: 1.5, source: 'issue 7' },
+      }),
+      figure({
+        id: `${id}.programming-ratio`,
+        label: `N=${n}: weft programming phase / ip -batch`,
+        unit: '×',
+        samples: ratio(weftProgramming, batchTotal),
+        target: { op: '<=', value: 1.5, source: 'issue 7' },
+      }),
+      figure({
+        id: `${id}.rss`,
+        label: `N=${n}: weftd peak RSS (main process)`,
+        unit: 'MB',
+        samples: size.weft.map((run) => run.rssKb / 1024),
+        target: { op: '<=', value: 120, source: 'issue 7' },
+      }),
+      figure({
+        id: `${id}.cpu`,
+        label: `N=${n}: CPU time weftd had used when the last peer was programmed`,
+        unit: 's',
+        samples: size.weft.map((run) => run.cpuMs / 1000),
+      }),
+      figure({
+        id: `${id}.phase.config`,
+        label: `N=${n}: weftd spawned → config read from etcd ('using the public interface')`,
+        unit: 's',
+        samples: inSeconds(logged(size.weft, 'using the public interface')),
+      }),
+      figure({
+        id: `${id}.phase.lease`,
+        label: `N=${n}: weftd spawned → own lease held, the leases listed ('holding a subnet lease')`,
+        unit: 's',
+        samples: inSeconds(logged(size.weft, 'holding a subnet lease')),
+      }),
+      figure({
+        id: `${id}.phase.first-object`,
+        label: `N=${n}: weftd spawned → first peer object in the kernel`,
+        unit: 's',
+        samples: inSeconds(size.weft.map((run) => run.firstObjectMs)),
+      }),
+      figure({
+        id: `${id}.heap`,
+        label: `N=${n}: weftd's heap used when ready ('ready' line)`,
+        unit: 'MB',
+        samples: size.weft.map((run) => run.log.ready?.heapMB ?? NaN),
+      }),
     );
     // Without weft's addon the kernel monitor is a child process; with it, weftd has no child to count.
     if (size.weft.some((run) => run.monitorRssKb !== undefined)) {
       figures.push(
-        figure({ id: `${id}.monitor-rss`, label: `N=${n}: peak RSS of weftd's kernel-monitor child`, unit: 'MB', samples: size.weft.map((run) => (run.monitorRssKb ?? NaN) / 1024) }),
-        figure({ id: `${id}.total-rss`, label: `N=${n}: peak RSS of weftd and its kernel-monitor child together`, unit: 'MB',
-          samples: size.weft.map((run) => (run.rssKb + (run.monitorRssKb ?? NaN)) / 1024) }),
-        figure({ id: `${id}.monitor-cpu`, label: `N=${n}: CPU time of the kernel-monitor child by then`, unit: 's', samples: size.weft.map((run) => run.monitorCpuMs / 1000) }),
+        figure({
+          id: `${id}.monitor-rss`,
+          label: `N=${n}: peak RSS of weftd's kernel-monitor child`,
+          unit: 'MB',
+          samples: size.weft.map((run) => (run.monitorRssKb ?? NaN) / 1024),
+        }),
+        figure({
+          id: `${id}.total-rss`,
+          label: `N=${n}: peak RSS of weftd and its kernel-monitor child together`,
+          unit: 'MB',
+          samples: size.weft.map((run) => (run.rssKb + (run.monitorRssKb ?? NaN)) / 1024),
+        }),
+        figure({
+          id: `${id}.monitor-cpu`,
+          label: `N=${n}: CPU time of the kernel-monitor child by then`,
+          unit: 's',
+          samples: size.weft.map((run) => run.monitorCpuMs / 1000),
+        }),
       );
     } else {
-      notes.push(`N=${n}: weftd ran no child process (its kernel monitor reads netlink in-process through weft's addon), so its RSS and CPU are the whole agent's.`);
+      notes.push(
+        `N=${n}: weftd ran no child process (its kernel monitor reads netlink in-process through weft's addon), so its RSS and CPU are the whole agent's.`,
+      );
     }
     figures.push(
-      figure({ id: `${id}.inline.weft`, label: `N=${n}, flannel's route form (--no-nexthop-objects): weftd cold start`, unit: 's', samples: size.weftInline.map((run) => run.totalMs / 1000) }),
-      figure({ id: `${id}.inline.ip-batch`, label: `N=${n}, flannel's route form: ip -batch`, unit: 's', samples: size.batchInline.map((run) => run.totalMs / 1000) }),
-      figure({ id: `${id}.inline.ratio`, label: `N=${n}, flannel's route form: weft / ip -batch`, unit: '×', samples: ratio(size.weftInline.map((run) => run.totalMs), size.batchInline.map((run) => run.totalMs)) }),
+      figure({
+        id: `${id}.inline.weft`,
+        label: `N=${n}, flannel's route form (--no-nexthop-objects): weftd cold start`,
+        unit: 's',
+        samples: size.weftInline.map((run) => run.totalMs / 1000),
+      }),
+      figure({
+        id: `${id}.inline.ip-batch`,
+        label: `N=${n}, flannel's route form: ip -batch`,
+        unit: 's',
+        samples: size.batchInline.map((run) => run.totalMs / 1000),
+      }),
+      figure({
+        id: `${id}.inline.ratio`,
+        label: `N=${n}, flannel's route form: weft / ip -batch`,
+        unit: '×',
+        samples: ratio(
+          size.weftInline.map((run) => run.totalMs),
+          size.batchInline.map((run) => run.totalMs),
+        ),
+      }),
     );
     const overruns = size.weft.reduce((sum, run) => sum + run.overruns, 0) + size.weftInline.reduce((sum, run) => sum + run.overruns, 0);
-    if (overruns > 0) notes.push(`N=${n}: the observer's notification socket overran ${overruns} time(s); those runs were timed by polling dumps (±5 ms).`);
+    if (overruns > 0)
+      notes.push(`N=${n}: the observer's notification socket overran ${overruns} time(s); those runs were timed by polling dumps (±5 ms).`);
     const inlineUsed = size.weft.filter((run) => run.nexthopRoutes < n).length;
     if (inlineUsed > 0) notes.push(`N=${n}: ${inlineUsed} run(s) did not use nexthop objects for every route (kernel without them?).`);
     const loading = median(logged(size.weft, 'weftd starting')) / 1000;
-    notes.push(`N=${n}: node starting and loading weftd's modules (spawned → 'weftd starting', ${loading.toFixed(2)} s) is ${Math.round((100 * loading * 1000) / median(weftTotal))} % of the whole cold start, ` +
-      `${(loading / (median(batchTotal) / 1000)).toFixed(1)} × what ip -batch takes for everything.`);
+    notes.push(
+      `N=${n}: node starting and loading weftd's modules (spawned → 'weftd starting', ${loading.toFixed(2)} s) is ${Math.round((100 * loading * 1000) / median(weftTotal))} % of the whole cold start, ` +
+        `${(loading / (median(batchTotal) / 1000)).toFixed(1)} × what ip -batch takes for everything.`,
+    );
     if (n === LEAN_TARGETS.peers) {
-      notes.push(`N=${n}, issue 16's targets: whole cold start ≤ ${LEAN_TARGETS.seconds} s (median ${(median(weftTotal) / 1000).toFixed(2)} s), ` +
-        `peak RSS ≤ ${LEAN_TARGETS.rssMB} MB (median ${(median(size.weft.map((run) => run.rssKb)) / 1024).toFixed(0)} MB).`);
+      notes.push(
+        `N=${n}, issue 16's targets: whole cold start ≤ ${LEAN_TARGETS.seconds} s (median ${(median(weftTotal) / 1000).toFixed(2)} s), ` +
+          `peak RSS ≤ ${LEAN_TARGETS.rssMB} MB (median ${(median(size.weft.map((run) => run.rssKb)) / 1024).toFixed(0)} MB).`,
+      );
     }
     const batchSplit = size.batch.map((b) => `${b.neighbourMs.toFixed(0)}/${b.fdbMs.toFixed(0)}/${b.routeMs.toFixed(0)}`).join(', ');
     const inlineSplit = size.batchInline.map((b) => `${b.neighbourMs.toFixed(0)}/${b.fdbMs.toFixed(0)}/${b.routeMs.toFixed(0)}`).join(', ');
@@ -173,26 +338,26 @@ function report(all: SizeRuns[], starts: StartTimes): BenchmarkResult {
     title: 'Cold start with N peers',
     method: [
       'N synthetic peer leases (subnets /30 of 198.18.0.0/16, public IPs in 198.19.0.0/16, never contacted) are in etcd before',
-      'weftd starts on a lab host. A probe process in the host\'s namespace spawns weftd and watches the kernel through an',
+      "weftd starts on a lab host. A probe process in the host's namespace spawns weftd and watches the kernel through an",
       'rtnetlink notification socket of its own (a child that stamps each notification with CLOCK_MONOTONIC as it arrives); the',
-      'time is from the spawn to the notification that completes the last peer\'s neighbour,',
-      'FDB entry and route (checked against dumps afterwards). It includes node\'s start, loading the modules, the etcd',
+      "time is from the spawn to the notification that completes the last peer's neighbour,",
+      "FDB entry and route (checked against dumps afterwards). It includes node's start, loading the modules, the etcd",
       'round trips, iptables and the programming itself. The *programming phase* is from the first peer object to the last.',
-      'weftd runs as it ships (package.json\'s bin: the bundle in dist/bin). Node\'s start and the module loading alone are timed',
+      "weftd runs as it ships (package.json's bin: the bundle in dist/bin). Node's start and the module loading alone are timed",
       'before the runs by the probe on the lab host, side by side in rounds of rotating order: `node -e 0`; `weftd --version`',
-      '(node, weftd and its flags: the agent\'s modules load only for a run); and the time from the spawn to weftd\'s',
-      '\'weftd starting\' line, logged once every module a run uses is loaded and before any work (pino\'s timestamp, ms',
+      "(node, weftd and its flags: the agent's modules load only for a run); and the time from the spawn to weftd's",
+      "'weftd starting' line, logged once every module a run uses is loaded and before any work (pino's timestamp, ms",
       'resolution; weftd is pointed at an etcd port where nothing listens, and killed at that line). The last two both as weftd',
-      'ships and from tsc\'s per-module output (dist/agent/cli/weftd.js), which is how it shipped before the bundle. With each',
+      "ships and from tsc's per-module output (dist/agent/cli/weftd.js), which is how it shipped before the bundle. With each",
       'the CPU time (user + system) it used: reported by the process itself as it exits (a preloaded `node -r` hook), or read',
-      'from /proc at the \'weftd starting\' line (10 ms ticks). The phases',
-      'of the cold-start runs are likewise taken from weftd\'s log lines, and its heap from the \'ready\' line.',
+      "from /proc at the 'weftd starting' line (10 ms ticks). The phases",
+      "of the cold-start runs are likewise taken from weftd's log lines, and its heap from the 'ready' line.",
       'Peak RSS is VmHWM of the weftd process one second after the last peer is programmed; CPU time is utime + stime of the',
-      'weftd process (and separately of its kernel-monitor child, which it has only without weft\'s addon) when the last peer was programmed.',
+      "weftd process (and separately of its kernel-monitor child, which it has only without weft's addon) when the last peer was programmed.",
       'Between runs the VXLAN device is deleted (taking every peer object with it); the host keeps its own lease, as after a reboot.',
       'The baseline, in the same run and alternating order, is `ip -batch` (neighbours, nexthops + routes) and `bridge -batch` (FDB)',
-      'applying the same operations in a fresh namespace with the same VXLAN device, once in weft\'s route form (nexthop objects)',
-      'and once in flannel\'s (`via <gw> onlink` per route); weft is also run with `--no-nexthop-objects` against the latter.',
+      "applying the same operations in a fresh namespace with the same VXLAN device, once in weft's route form (nexthop objects)",
+      "and once in flannel's (`via <gw> onlink` per route); weft is also run with `--no-nexthop-objects` against the latter.",
     ].join(' '),
     figures,
     notes,

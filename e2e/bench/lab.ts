@@ -67,4 +67,3 @@ export async function withBenchLab<T>(context: BenchContext, body: (bench: Bench
 export function labNamespace(lab: NetnsLab, role: string): string {
   return `${lab.prefix}-${role}`;
 }
-

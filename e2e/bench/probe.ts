@@ -170,7 +170,10 @@ interface RunningAgent {
 }
 
 function startAgent(spec: AgentSpec): RunningAgent {
-  appendFileSync(spec.logFile, `=== ${new Date().toISOString()} (${Date.now()}) probe starts ${[...spec.command, ...spec.args].join(' ')}\n`);
+  appendFileSync(
+    spec.logFile,
+    `=== ${new Date().toISOString()} (${Date.now()}) probe starts ${[...spec.command, ...spec.args].join(' ')}\n`,
+  );
   const logOffset = statSync(spec.logFile).size;
   const fd = openSync(spec.logFile, 'a');
   let child: ChildProcess;
@@ -206,7 +209,12 @@ function agentLogTimeline(spec: AgentSpec, agent: RunningAgent): AgentLogTimelin
     if (typeof entry.time !== 'number' || typeof entry.msg !== 'string') continue;
     timeline.firstMs[entry.msg] ??= entry.time - agent.startedAtEpochMs;
     if (entry.msg === 'ready' && timeline.ready === undefined) {
-      timeline.ready = { rssMB: Number(entry.rssMB), heapMB: Number(entry.heapMB), heapTotalMB: Number(entry.heapTotalMB), externalMB: Number(entry.externalMB) };
+      timeline.ready = {
+        rssMB: Number(entry.rssMB),
+        heapMB: Number(entry.heapMB),
+        heapTotalMB: Number(entry.heapTotalMB),
+        externalMB: Number(entry.externalMB),
+      };
     }
   }
   return timeline;
@@ -304,7 +312,8 @@ export interface StartTimes {
 }
 
 /** Preloaded (node -r) into the processes that exit by themselves: reports their CPU time on fd 3 as they exit. */
-const CPU_AT_EXIT = "process.on('exit', () => { const u = process.cpuUsage(); require('node:fs').writeSync(3, String((u.user + u.system) / 1000)); });\n";
+const CPU_AT_EXIT =
+  "process.on('exit', () => { const u = process.cpuUsage(); require('node:fs').writeSync(3, String((u.user + u.system) / 1000)); });\n";
 
 function timeExit(argv: readonly string[], preload: string): { wallMs: number; cpuMs: number } {
   const started = process.hrtime.bigint();
@@ -325,9 +334,12 @@ async function timeLoaded(argv: readonly string[]): Promise<{ wallMs: number; cp
       child.stderr.on('data', (chunk: string) => {
         text += chunk;
         const line = text.split('\n').find((candidate) => candidate.includes('"msg":"weftd starting"'));
-        if (line !== undefined) resolve({ wallMs: (JSON.parse(line) as { time: number }).time - startedAtEpochMs, cpuMs: cpuMs(child.pid!) ?? NaN });
+        if (line !== undefined)
+          resolve({ wallMs: (JSON.parse(line) as { time: number }).time - startedAtEpochMs, cpuMs: cpuMs(child.pid!) ?? NaN });
       });
-      child.once('exit', (code, signal) => reject(new Error(`${argv.join(' ')} exited (${code ?? signal}) before 'weftd starting': ${text.slice(-500)}`)));
+      child.once('exit', (code, signal) =>
+        reject(new Error(`${argv.join(' ')} exited (${code ?? signal}) before 'weftd starting': ${text.slice(-500)}`)),
+      );
     });
   } finally {
     child.kill('SIGKILL');
@@ -340,7 +352,10 @@ export async function startTimes(arg: StartTimesArg): Promise<StartTimes> {
   const preload = join(dir, 'cpu-at-exit.cjs');
   writeFileSync(preload, CPU_AT_EXIT);
   try {
-    const steps: [Exclude<keyof StartTimes, 'cpu'>, () => { wallMs: number; cpuMs: number } | Promise<{ wallMs: number; cpuMs: number }>][] = [
+    const steps: [
+      Exclude<keyof StartTimes, 'cpu'>,
+      () => { wallMs: number; cpuMs: number } | Promise<{ wallMs: number; cpuMs: number }>,
+    ][] = [
       ['node', () => timeExit([process.execPath, '-e', '0'], preload)],
       ['version', () => timeExit([...arg.shipped, '--version'], preload)],
       ['versionModules', () => timeExit([...arg.modules, '--version'], preload)],
@@ -348,7 +363,11 @@ export async function startTimes(arg: StartTimesArg): Promise<StartTimes> {
       ['loadedModules', () => timeLoaded([...arg.modules, ...arg.args])],
     ];
     const times: StartTimes = {
-      node: [], version: [], versionModules: [], loaded: [], loadedModules: [],
+      node: [],
+      version: [],
+      versionModules: [],
+      loaded: [],
+      loadedModules: [],
       cpu: { node: [], version: [], versionModules: [], loaded: [], loadedModules: [] },
     };
     for (let round = 0; round < arg.rounds; round++) {
@@ -396,10 +415,17 @@ export interface ColdStartRun {
   log: AgentLogTimeline;
 }
 
-async function kernelCounts(kernel: NetlinkKernel, device: string): Promise<{ neighbours: number; fdb: number; routes: number; nexthopRoutes: number }> {
+async function kernelCounts(
+  kernel: NetlinkKernel,
+  device: string,
+): Promise<{ neighbours: number; fdb: number; routes: number; nexthopRoutes: number }> {
   const link = await kernel.getLink(device);
   if (link === null) return { neighbours: 0, fdb: 0, routes: 0, nexthopRoutes: 0 };
-  const [neighbours, fdb, routes] = await Promise.all([kernel.listNeighbours(link.index, 4), kernel.listFdb(link.index), kernel.listRoutes({ family: 4, protocol: WEFT_PROTOCOL })]);
+  const [neighbours, fdb, routes] = await Promise.all([
+    kernel.listNeighbours(link.index, 4),
+    kernel.listFdb(link.index),
+    kernel.listRoutes({ family: 4, protocol: WEFT_PROTOCOL }),
+  ]);
   const synthetic = routes.filter((route) => route.dst.endsWith('/30') && peerOfAddress(ipValue(route.dst.split('/')[0])) >= 0);
   return {
     neighbours: neighbours.filter((n) => n.permanent && peerOfAddress(ipValue(n.ip)) >= 0).length,
@@ -448,7 +474,9 @@ export async function coldStart(arg: ColdStartArg): Promise<ColdStartRun> {
     }
     if (observer.overruns > 0 && !overrunSeen) done = process.hrtime.bigint();
     const cpuAtDone = cpuMs(agent.pid) ?? NaN;
-    const monitorCpuAtDone = childrenOf(agent.pid).map((pid) => cpuMs(pid) ?? 0).reduce((a, b) => a + b, 0);
+    const monitorCpuAtDone = childrenOf(agent.pid)
+      .map((pid) => cpuMs(pid) ?? 0)
+      .reduce((a, b) => a + b, 0);
     // Peak RSS includes what follows programming (the resync that the device's own notifications cause).
     await sleep(1000);
     const rssKb = statusKb(agent.pid, 'VmHWM') ?? NaN;
@@ -519,7 +547,15 @@ export async function convergence(arg: ConvergenceArg): Promise<ConvergenceRun> 
   await observer.start();
   const client = connect(arg.etcd);
   const agent = startAgent(arg.agent);
-  const out: ConvergenceRun = { joinFromAckMs: [], joinFromSendMs: [], putMs: [], leaveFromAckMs: [], joinFromWatchMs: [], timeouts: 0, overruns: 0 };
+  const out: ConvergenceRun = {
+    joinFromAckMs: [],
+    joinFromSendMs: [],
+    putMs: [],
+    leaveFromAckMs: [],
+    joinFromWatchMs: [],
+    timeouts: 0,
+    overruns: 0,
+  };
   const watched = new Map<string, bigint>();
   const watcher = await client.watch().prefix(`${BENCH_PREFIX}/subnets/`).create();
   watcher.on('put', (kv) => {
@@ -665,20 +701,30 @@ export async function churn(arg: ChurnArg): Promise<ChurnRun> {
       const joiner = syntheticPeer(arg.base + k);
       const join: (typeof joins)[number] = { index: joiner.index, sent: process.hrtime.bigint() };
       joins.push(join);
-      inflight.push(client.kv.put({ key: Buffer.from(leaseKey(joiner)), value: Buffer.from(leaseValue(joiner)), lease: leaseId }).then(() => {
-        join.acked = process.hrtime.bigint();
-      }, () => {
-        etcdErrors++;
-      }));
+      inflight.push(
+        client.kv.put({ key: Buffer.from(leaseKey(joiner)), value: Buffer.from(leaseValue(joiner)), lease: leaseId }).then(
+          () => {
+            join.acked = process.hrtime.bigint();
+          },
+          () => {
+            etcdErrors++;
+          },
+        ),
+      );
       live.push(joiner.index);
       const leaver = syntheticPeer(live[head++]);
       const leave: (typeof leaves)[number] = { index: leaver.index, sent: process.hrtime.bigint() };
       leaves.push(leave);
-      inflight.push(client.kv.deleteRange({ key: Buffer.from(leaseKey(leaver)) }).then(() => {
-        leave.acked = process.hrtime.bigint();
-      }, () => {
-        etcdErrors++;
-      }));
+      inflight.push(
+        client.kv.deleteRange({ key: Buffer.from(leaseKey(leaver)) }).then(
+          () => {
+            leave.acked = process.hrtime.bigint();
+          },
+          () => {
+            etcdErrors++;
+          },
+        ),
+      );
       if (inflight.length > 256) await Promise.all(inflight.splice(0, 128));
     }
     await Promise.all(inflight);
@@ -701,7 +747,9 @@ export async function churn(arg: ChurnArg): Promise<ChurnRun> {
         op: added ? 'join' : 'leave',
         lagMs: lag,
         putMs: op.acked === undefined ? NaN : msBetween(op.sent, op.acked),
-        objectsMs: Object.fromEntries(OBJECT_KINDS.map((kind, i) => [kind, times[i] === undefined || op.acked === undefined ? NaN : msBetween(op.acked, times[i])])),
+        objectsMs: Object.fromEntries(
+          OBJECT_KINDS.map((kind, i) => [kind, times[i] === undefined || op.acked === undefined ? NaN : msBetween(op.acked, times[i])]),
+        ),
       });
       slowest.sort((a, b) => b.lagMs - a.lagMs);
       slowest.length = Math.min(slowest.length, 5);

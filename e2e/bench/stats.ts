@@ -16,7 +16,14 @@ export function median(values: readonly number[]): number {
 }
 
 /** A figure from its per-run samples: median, min, max, and whether the median meets the target. */
-export function figure(fields: { id: string; label: string; unit: string; samples: readonly number[]; target?: Target; note?: string }): Figure {
+export function figure(fields: {
+  id: string;
+  label: string;
+  unit: string;
+  samples: readonly number[];
+  target?: Target;
+  note?: string;
+}): Figure {
   const samples = [...fields.samples];
   const out: Figure = {
     id: fields.id,

@@ -172,7 +172,11 @@ export function parseSubnetEnv(text: string): SubnetEnv | undefined {
 }
 
 /** Sends `signal` to the agent, waits for its exit, and SIGKILLs it after timeoutMs (stopAgent of every driver). */
-export async function stopAgentHandle(agent: AgentHandle | undefined, signal: NodeJS.Signals, timeoutMs: number): Promise<AgentExit | undefined> {
+export async function stopAgentHandle(
+  agent: AgentHandle | undefined,
+  signal: NodeJS.Signals,
+  timeoutMs: number,
+): Promise<AgentExit | undefined> {
   if (agent === undefined) return undefined;
   if (agent.exit !== undefined) return agent.exit;
   agent.kill(signal);

@@ -1,7 +1,17 @@
 /** The data-plane scenarios, for any ClusterDriver (see suite.ts). */
 import assert from 'node:assert/strict';
 import { sleep, waitFor } from '../../test/wait.js';
-import { etcdGet, httpGet, leaseOf, seedNetworkConfig, startPing, waitForSubnetEnv, type ClusterDriver, type LabContainer, type LabHost } from '../lab/index.js';
+import {
+  etcdGet,
+  httpGet,
+  leaseOf,
+  seedNetworkConfig,
+  startPing,
+  waitForSubnetEnv,
+  type ClusterDriver,
+  type LabContainer,
+  type LabHost,
+} from '../lab/index.js';
 import { agentArgs, HEALTHZ_PORT, kernelState, meshFailures, metrics, metricValue, peersProgrammed, startCluster } from './cluster.js';
 import { requireHosts, useLabs, type DriverFactory } from './suite.js';
 
@@ -17,7 +27,6 @@ export function dataplaneScenarios(factory: DriverFactory): void {
     this.timeout(180_000);
 
     const track = useLabs(factory);
-
 
     async function create(context: Mocha.Context, hosts: number): Promise<ClusterDriver> {
       requireHosts(context, factory, hosts);
@@ -37,8 +46,15 @@ export function dataplaneScenarios(factory: DriverFactory): void {
         const rules = await lab.exec(lab.hosts[0], 'iptables -S WEFT-FORWARD');
         assert.match(rules.stdout, /-A WEFT-FORWARD -s 198\.18\.0\.0\/16 .*-j ACCEPT/);
         const text = await metrics(lab, lab.hosts[0]);
-        for (const name of ['weft_peers', 'weft_reconcile_runs_total', 'weft_reconcile_duration_seconds_count', 'weft_netlink_operations_total',
-          'weft_watch_resyncs_total', 'weft_lease_expiry_timestamp_seconds', 'weft_etcd_reachable']) {
+        for (const name of [
+          'weft_peers',
+          'weft_reconcile_runs_total',
+          'weft_reconcile_duration_seconds_count',
+          'weft_netlink_operations_total',
+          'weft_watch_resyncs_total',
+          'weft_lease_expiry_timestamp_seconds',
+          'weft_etcd_reachable',
+        ]) {
           assert.match(text, new RegExp(`^${name}(\\{| )`, 'm'), `/metrics has ${name}`);
         }
         assert.equal(metricValue(text, 'weft_etcd_reachable'), 1);
@@ -53,10 +69,15 @@ export function dataplaneScenarios(factory: DriverFactory): void {
         const containers = await startCluster(lab, { simultaneous: true });
         const subnets = new Set((await Promise.all(lab.hosts.map((host) => lab.readSubnetEnv(host)))).map((env) => env?.subnet));
         assert.equal(subnets.size, 6, `round ${round}: six distinct subnets`);
-        await waitFor(async () => {
-          const counts = await Promise.all(lab.hosts.map((host) => peersProgrammed(lab, host, 'vxlan')));
-          return counts.every((count) => count === 5);
-        }, `round ${round}: every host programs its 5 peers`, 10_000, 100);
+        await waitFor(
+          async () => {
+            const counts = await Promise.all(lab.hosts.map((host) => peersProgrammed(lab, host, 'vxlan')));
+            return counts.every((count) => count === 5);
+          },
+          `round ${round}: every host programs its 5 peers`,
+          10_000,
+          100,
+        );
         assert.deepEqual(await meshFailures(lab, containers), [], `round ${round}`);
         await lab.destroy();
       }
@@ -75,7 +96,10 @@ export function dataplaneScenarios(factory: DriverFactory): void {
       await lab.agent(h1)!.exited;
       await sleep(1000);
       await lab.startAgent(h1, agentArgs());
-      await waitFor(async () => (await httpGet(lab, h1, `http://127.0.0.1:${HEALTHZ_PORT}/readyz`)).status === 200, 'the restarted agent to be ready');
+      await waitFor(
+        async () => (await httpGet(lab, h1, `http://127.0.0.1:${HEALTHZ_PORT}/readyz`)).status === 200,
+        'the restarted agent to be ready',
+      );
       await sleep(500);
       const result = await pinger.stop();
       assert.ok(result.transmitted > 150, `sent ${result.transmitted}`);
@@ -112,13 +136,21 @@ export function dataplaneScenarios(factory: DriverFactory): void {
       const revoked = await lab.etcdctl(['lease', 'revoke', gone.leaseId]);
       assert.equal(revoked.code, 0, revoked.stderr);
       for (const host of [h1, h2]) {
-        await waitFor(async () => {
-          const state = await kernelState(lab, host);
-          return !route.test(state.routes) && !neighbour.test(state.neighbours) && !fdb.test(state.fdb);
-        }, `${host.name} to drop ${subnet}`, HEAL_DEADLINE_MS, 50);
+        await waitFor(
+          async () => {
+            const state = await kernelState(lab, host);
+            return !route.test(state.routes) && !neighbour.test(state.neighbours) && !fdb.test(state.fdb);
+          },
+          `${host.name} to drop ${subnet}`,
+          HEAL_DEADLINE_MS,
+          50,
+        );
       }
       // only h3's entries went: h1 and h2 still program each other, and their containers reach each other
-      for (const [host, peer] of [[h1, h2], [h2, h1]] as const) {
+      for (const [host, peer] of [
+        [h1, h2],
+        [h2, h1],
+      ] as const) {
         const peerSubnet = subnetOfEnv((await lab.readSubnetEnv(peer))!.subnet!);
         const state = await kernelState(lab, host);
         assert.ok(state.routes.includes(peerSubnet), `${host.name} still routes ${peer.name}'s ${peerSubnet}:\n${state.routes}`);
@@ -163,7 +195,15 @@ export function dataplaneScenarios(factory: DriverFactory): void {
       await sleep(1500);
       assert.equal(await lab.readSubnetEnv(h1), undefined, 'no subnet.env without a config');
       assert.equal(lab.agent(h1)!.exit, undefined, 'still running, not exiting in a loop');
-      assert.equal(lab.agent(h1)!.log().split('\n').filter((line) => line.includes('network config is missing')).length, 1, 'one line, not one per retry');
+      assert.equal(
+        lab
+          .agent(h1)!
+          .log()
+          .split('\n')
+          .filter((line) => line.includes('network config is missing')).length,
+        1,
+        'one line, not one per retry',
+      );
       const containers = await startCluster(lab, { hostsWithAgents: [h1] });
       assert.equal((await httpGet(lab, h1, `http://127.0.0.1:${HEALTHZ_PORT}/readyz`)).status, 200);
       assert.deepEqual(await meshFailures(lab, containers), []);
@@ -172,7 +212,10 @@ export function dataplaneScenarios(factory: DriverFactory): void {
     it('keeps pings flowing through a 20 s etcd outage and picks up a host that joined meanwhile', async function () {
       const lab = await create(this, 3);
       await seedAndStart(lab, lab.hosts.slice(0, 2));
-      const [a, b] = [...(await lab.addContainers(lab.hosts[0], 1)), ...(await lab.addContainers(lab.hosts[1], 1))] as [LabContainer, LabContainer];
+      const [a, b] = [...(await lab.addContainers(lab.hosts[0], 1)), ...(await lab.addContainers(lab.hosts[1], 1))] as [
+        LabContainer,
+        LabContainer,
+      ];
       const pinger = startPing(lab, a, b.ip, { interval: 0.05 });
       await lab.stopEtcd();
       const h3 = lab.hosts[2];
