@@ -28,7 +28,13 @@ describe('ingress allow-list (nftables) in namespaces', function () {
     host.ip('addr', 'add', '198.51.100.11/24', 'dev', 'to-stranger');
     peer.ip('addr', 'add', '192.0.2.12/24', 'dev', 'eth0');
     stranger.ip('addr', 'add', '198.51.100.13/24', 'dev', 'eth0');
-    for (const [ns, dev] of [[host, 'to-peer'], [host, 'to-stranger'], [peer, 'eth0'], [stranger, 'eth0']] as const) ns.ip('link', 'set', dev, 'up');
+    for (const [ns, dev] of [
+      [host, 'to-peer'],
+      [host, 'to-stranger'],
+      [peer, 'eth0'],
+      [stranger, 'eth0'],
+    ] as const)
+      ns.ip('link', 'set', dev, 'up');
   });
 
   afterEach(function () {
@@ -43,7 +49,7 @@ describe('ingress allow-list (nftables) in namespaces', function () {
     sendDatagrams(stranger, '198.51.100.11', 8472, 7);
     sendDatagrams(peer, '192.0.2.11', 8472, 5);
     sendDatagrams(stranger, '198.51.100.11', 8473, 3);
-    assert.deepEqual(await allowList.counters(), { ipv4: 7, ipv6: 0 }, 'only the stranger\'s datagrams to the tunnel port are dropped');
+    assert.deepEqual(await allowList.counters(), { ipv4: 7, ipv6: 0 }, "only the stranger's datagrams to the tunnel port are dropped");
 
     await allowList.setPeers([]);
     sendDatagrams(peer, '192.0.2.11', 8472, 4);

@@ -105,7 +105,9 @@ function readOwnKey(name: string, kv: IKeyValue): OwnKeyVersion {
 
 function sameOwnKey(a: OwnKeyVersion, b: OwnKeyVersion): boolean {
   if (a.etcdLease !== b.etcdLease || a.error !== b.error) return false;
-  return a.lease === undefined || b.lease === undefined ? a.lease === b.lease : formatLeaseAttrs(a.lease.attrs) === formatLeaseAttrs(b.lease.attrs);
+  return a.lease === undefined || b.lease === undefined
+    ? a.lease === b.lease
+    : formatLeaseAttrs(a.lease.attrs) === formatLeaseAttrs(b.lease.attrs);
 }
 
 interface Listing {
@@ -165,7 +167,7 @@ export class SubnetLeaseManager extends EventEmitter<SubnetLeaseEvents> {
     this.config = config;
     this.request = request;
     const own = await this.obtain(config, request, hint);
-    await this.hold(own);
+    await this.keep(own);
     this.emit('acquired', own);
     return own;
   }
@@ -379,7 +381,7 @@ export class SubnetLeaseManager extends EventEmitter<SubnetLeaseEvents> {
     if (pool.length === 0) {
       throw new NoFreeSubnetError(`${plan.subnetMin}..${plan.subnetMax} of ${plan.network}`, taken.size - reserved, reserved);
     }
-    return pool[Math.floor(this.random() * pool.length)]!;
+    return pool[Math.floor(this.random() * pool.length)];
   }
 
   private async create(subnets: LeaseSubnets, request: LeaseRequest, etcdLeaseId: string): Promise<OwnLease | undefined> {
@@ -414,7 +416,7 @@ export class SubnetLeaseManager extends EventEmitter<SubnetLeaseEvents> {
   }
 
   /** Starts renewing and guarding `own`. */
-  private async hold(own: OwnLease): Promise<void> {
+  private async keep(own: OwnLease): Promise<void> {
     this.own = own;
     await this.guard?.stop();
     const key = this.keys.lease(own.lease.name);
@@ -453,9 +455,11 @@ export class SubnetLeaseManager extends EventEmitter<SubnetLeaseEvents> {
       const publicIP = (request.publicIP === undefined ? lease.attrs.publicIPv6 : lease.attrs.publicIP)?.toString();
       const nodeId = lease.attrs.extra[NODE_ID_FIELD];
       this.emit('takenOver', { lease: own.lease.name, publicIP, nodeId: typeof nodeId === 'string' ? nodeId : undefined });
-      this.lose(holder !== undefined
-        ? `our lease ${own.lease.name} was taken by node ${holder}`
-        : `our lease ${own.lease.name} now names public IP ${publicIP ?? '(none)'}`);
+      this.lose(
+        holder !== undefined
+          ? `our lease ${own.lease.name} was taken by node ${holder}`
+          : `our lease ${own.lease.name} now names public IP ${publicIP ?? '(none)'}`,
+      );
       return;
     }
     // Our own renewal, or someone (an operator, weftctl) rewrote the lease and it still names us: adopt it.
@@ -486,7 +490,7 @@ export class SubnetLeaseManager extends EventEmitter<SubnetLeaseEvents> {
     while (!this.stopped && this.config !== undefined && this.request !== undefined) {
       try {
         const own = await this.obtain(this.config, this.request, previous);
-        await this.hold(own);
+        await this.keep(own);
         this.emit('acquired', own);
         return;
       } catch (err) {
@@ -532,7 +536,12 @@ export class SubnetLeaseManager extends EventEmitter<SubnetLeaseEvents> {
       }
       await this.revokeQuietly(own.etcdLeaseId);
       // Not `...own`: the guard may already have adopted this very write.
-      this.own = { lease: own.lease, etcdLeaseId, modRevision: String(response.header.revision), expiresAt: Date.now() + this.ttlSeconds * 1000 };
+      this.own = {
+        lease: own.lease,
+        etcdLeaseId,
+        modRevision: String(response.header.revision),
+        expiresAt: Date.now() + this.ttlSeconds * 1000,
+      };
       this.log.debug({ lease: own.lease.name }, 'renewed the subnet lease');
       this.emit('renewed', this.own);
       this.scheduleRenewal();
