@@ -4,21 +4,33 @@ import { parseNetworkConfig } from '../common/config.js';
 import type { PublicInterface } from './host/interfaces.js';
 import type { Kernel } from './kernel/index.js';
 import { createLogger } from './log.js';
-import { createBackend } from './daemon.js';
+import { createBackend } from './backends.js';
 
 function publicInterface(address: string, prefix: string, mtu: number): PublicInterface {
   const ip = IpAddress.parse(address);
   const entry = { address: ip, prefix: Prefix.parse(prefix), publicAddress: ip };
-  return { name: 'eth1', index: 2, mtu, mac: undefined, ...entry, ipv4: ip.family === 4 ? entry : undefined, ipv6: ip.family === 6 ? entry : undefined };
+  return {
+    name: 'eth1',
+    index: 2,
+    mtu,
+    mac: undefined,
+    ...entry,
+    ipv4: ip.family === 4 ? entry : undefined,
+    ipv6: ip.family === 6 ? entry : undefined,
+  };
 }
 
 /** The MTU weftd gives the containers (FLANNEL_MTU) with this backend config on this interface. */
 function containerMtu(backend: object, iface: PublicInterface, ipv6 = false): number {
-  const config = parseNetworkConfig(JSON.stringify(ipv6
-    ? { EnableIPv4: false, EnableIPv6: true, IPv6Network: '2001:db8:100::/48', Backend: backend }
-    : { Network: '198.18.0.0/16', Backend: backend }));
+  const config = parseNetworkConfig(
+    JSON.stringify(
+      ipv6
+        ? { EnableIPv4: false, EnableIPv6: true, IPv6Network: '2001:db8:100::/48', Backend: backend }
+        : { Network: '198.18.0.0/16', Backend: backend },
+    ),
+  );
   // Userspace "never": the kernel data path, whose MTU needs no kernel to compute.
-  const vxlanUserspace = (backend as { Type: string }).Type === 'vxlan' ? 'never' as const : undefined;
+  const vxlanUserspace = (backend as { Type: string }).Type === 'vxlan' ? ('never' as const) : undefined;
   return createBackend({ kernel: {} as Kernel, log: createLogger('silent'), config, publicInterface: iface, vxlanUserspace }).mtu;
 }
 
@@ -36,7 +48,7 @@ describe('container MTU (subnet.env FLANNEL_MTU) per backend, as flanneld writes
     assert.equal(containerMtu({ Type: 'udp' }, jumbo), 8972);
   });
 
-  it('wireguard: the public interface MTU − 80, Backend.MTU the underlay\'s, as flanneld', function () {
+  it("wireguard: the public interface MTU − 80, Backend.MTU the underlay's, as flanneld", function () {
     assert.equal(containerMtu({ Type: 'wireguard' }, eth1), 1420);
     assert.equal(containerMtu({ Type: 'wireguard' }, jumbo), 8920);
     assert.equal(containerMtu({ Type: 'wireguard', MTU: 1400 }, eth1), 1320);
@@ -47,7 +59,7 @@ describe('container MTU (subnet.env FLANNEL_MTU) per backend, as flanneld writes
     assert.equal(containerMtu({ Type: 'host-gw' }, eth1), 1500);
   });
 
-  it('Backend.MTU is the underlay MTU the encapsulation is taken from, as flanneld (v0.21.3 and later) reads vxlan\'s; udp reads it alike', function () {
+  it("Backend.MTU is the underlay MTU the encapsulation is taken from, as flanneld (v0.21.3 and later) reads vxlan's; udp reads it alike", function () {
     assert.equal(containerMtu({ Type: 'vxlan', MTU: 1400 }, eth1), 1350);
     assert.equal(containerMtu({ Type: 'udp', MTU: 1400 }, eth1), 1372);
   });

@@ -1,10 +1,9 @@
-import type { BackendType, NetworkConfig, UserspaceMode } from '../common/config.js';
-import type { DesiredObjects } from '../common/dataplane.js';
+import type { BackendType, NetworkConfig, UserspaceMode, WireguardHostOptions } from '../common/config.js';
+import type { DesiredObjects, PeerObjects } from '../common/dataplane.js';
 import type { Lease } from '../common/lease.js';
-import type { PathCounters } from './userspace/protocol.js';
-import type { WireguardHostOptions } from './wireguard/wireguard.js';
+import type { UserspacePath } from './userspace/path.js';
 import type { PublicInterface } from './host/interfaces.js';
-import type { Kernel } from './kernel/index.js';
+import type { Kernel, OverlayState } from './kernel/index.js';
 import type { Logger } from './log.js';
 
 export interface BackendContext {
@@ -40,25 +39,8 @@ export interface BackendDevices {
   deviceRoutes?: readonly string[];
 }
 
-export interface OverlayState {
-  up: boolean;
-  mtu: number;
-  /** null for a device without one (TUN) */
-  mac: string | null;
-  /** the addresses ensureDevices keeps on the device ("198.18.5.0/32") */
-  addresses: readonly string[];
-}
-
 /** Who forwards the overlay traffic: the kernel (a VXLAN device, plain routes) or weft's own processes. */
 export type DataPath = 'kernel' | 'userspace';
-
-/** What a userspace data path has carried and dropped, per direction. */
-export interface UserspaceCounters {
-  tx: PathCounters;
-  rx: PathCounters;
-  /** Times a data-path worker died and was restarted. */
-  restarts: number;
-}
 
 /**
  * One way of carrying overlay traffic between hosts. The peers' neighbours, FDB entries and routes are
@@ -70,6 +52,13 @@ export interface Backend {
   readonly backendData: Record<string, unknown> | undefined;
   /** MTU for the containers' interfaces (subnet.env FLANNEL_MTU). */
   readonly mtu: number;
+  /**
+   * Whether flanneld hosts of this backend answer health probes: they hold their subnet's network address
+   * (flannel.<VNI>, flannel0). When not (host-gw), only weft hosts, whose lease names a WeftNodeID, are probed.
+   */
+  readonly flannelPeersAnswerProbes: boolean;
+  /** The kernel objects this backend wants for a peer (its desired.ts); the reconcile loop keeps them. */
+  readonly peerObjects: PeerObjects;
   /** Creates, repairs or adopts the backend's devices for our lease. Idempotent; runs on every reconcile. */
   ensureDevices(own: Lease): Promise<BackendDevices>;
   /** Removes the devices this backend created (on --release-on-exit). */
@@ -79,13 +68,8 @@ export interface Backend {
   readonly dataPathReason?: string | undefined;
   /** Settles what can be settled before the lease is known (vxlan "auto" picks its data path here). */
   prepare?(): Promise<void>;
-  /**
-   * Userspace data paths: the peers the reconcile loop programs (the leases it did not skip), after every
-   * computation of the desired state. The backend encapsulates for and accepts from these only.
-   */
-  updatePeers?(own: Lease, peers: readonly Lease[]): void;
-  /** Userspace data paths: packets and drops so far, for /metrics. */
-  userspaceCounters?(): Promise<UserspaceCounters | undefined>;
+  /** The userspace data path a backend forwards through, when it does (dataPath 'userspace'). */
+  readonly userspace?: UserspacePath | undefined;
   /** Stops the backend's own processes (not its devices) when the agent stops. */
   close?(): Promise<void>;
   /** Backends whose device holds peers of its own (WireGuard): the reconcile loop keeps them as the desired state says. */

@@ -27,7 +27,7 @@ function text(value: unknown): string | undefined {
 function readJson(url: URL): Record<string, unknown> | undefined {
   try {
     const parsed: unknown = JSON.parse(readFileSync(url, 'utf8'));
-    return typeof parsed === 'object' && parsed !== null ? parsed as Record<string, unknown> : undefined;
+    return typeof parsed === 'object' && parsed !== null ? (parsed as Record<string, unknown>) : undefined;
   } catch {
     return undefined;
   }

@@ -1,10 +1,10 @@
 import type { Etcd3 } from 'etcd3';
 import type { Family } from '../common/cidr.js';
 import { isWellKnownPort, tunnelPorts, underlayAddressClash, type NetworkConfig } from '../common/config.js';
-import { WeftError } from '../common/errors.js';
 import type { PeersReport } from '../common/reachability.js';
 import { leaseBackendTypeFor, type Lease, type LeaseSubnets } from '../common/lease.js';
-import type { Backend, BackendContext } from './backend.js';
+import type { Backend } from './backend.js';
+import { createBackend } from './backends.js';
 import type { WeftdOptions } from './cli/weftd-options.js';
 import { IngressAllowList } from './host/ingress.js';
 import { IptablesRules } from './host/iptables.js';
@@ -12,7 +12,6 @@ import { loadNodeId } from './host/node-id.js';
 import { familyView, selectPublicInterface, underlayAddresses, type PublicInterface } from './host/interfaces.js';
 import { readSubnetEnv, writeSubnetEnv } from './host/subnet-env.js';
 import { enableForwarding } from './host/sysctl.js';
-import { HostGwBackend } from './hostgw/hostgw.js';
 import { PeerProbing } from './health/peer-health.js';
 import { HealthServer, Readiness, type PeersFilter } from './http.js';
 import { openKernel, openMonitor, type KernelMonitor, type NetlinkKernel } from './kernel/index.js';
@@ -24,45 +23,6 @@ import { connectEtcd, NetworkKeys } from './registry/etcd.js';
 import { RegistryStoppedError } from './registry/errors.js';
 import { LeaseWatcher } from './registry/lease-watcher.js';
 import { SubnetLeaseManager, type LeaseTakeover, type OwnLease } from './registry/subnet-lease.js';
-import { createUdpBackend } from './udp/udp.js';
-import { createVxlanBackend } from './vxlan/mode.js';
-import { WireguardBackend } from './wireguard/wireguard.js';
-
-/** The config names a backend this build of weft cannot run. */
-export class UnsupportedBackendError extends WeftError {
-  constructor(type: string) {
-    super('WEFT_UNSUPPORTED_BACKEND', `Backend.Type "${type}" is not available in this version of weftd (use vxlan, host-gw or udp)`);
-  }
-}
-
-export function createBackend(context: BackendContext): Backend {
-  const backend = context.config.backend;
-  switch (backend.type) {
-    case 'vxlan': {
-      const override = context.vxlanUserspace;
-      return createVxlanBackend(context, backend, override ?? backend.userspace, override === undefined ? 'Backend.Userspace' : '--vxlan-userspace');
-    }
-    case 'host-gw':
-      return new HostGwBackend(context);
-    case 'udp':
-      return createUdpBackend(context, backend);
-    case 'wireguard':
-      return new WireguardBackend(context, backend);
-    default:
-      // Unreachable while every type the config parser accepts is implemented.
-      throw new UnsupportedBackendError((backend as { type: string }).type);
-  }
-}
-
-/** Why this build cannot run the config's backend, or undefined when it can. */
-function unsupportedBackend(config: NetworkConfig): string | undefined {
-  try {
-    createBackend({ config } as BackendContext);
-  } catch (err) {
-    if (err instanceof UnsupportedBackendError) return err.message;
-  }
-  return undefined;
-}
 
 interface FamilyPlane {
   family: Family;
@@ -78,10 +38,14 @@ function enabledFamilies(config: NetworkConfig): Family[] {
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     const timer = setTimeout(resolve, ms);
-    signal.addEventListener('abort', () => {
-      clearTimeout(timer);
-      resolve();
-    }, { once: true });
+    signal.addEventListener(
+      'abort',
+      () => {
+        clearTimeout(timer);
+        resolve();
+      },
+      { once: true },
+    );
   });
 }
 
@@ -167,7 +131,10 @@ export class Agent {
     const monitorStarting = openMonitor({ ref: false, ignoreRequestsOf: kernel.portId });
     this.monitorStarting = monitorStarting;
     let monitorUp: KernelMonitor | undefined;
-    monitorStarting.then((monitor) => (monitorUp = monitor), () => undefined); // failure is reported where it is awaited
+    monitorStarting.then(
+      (monitor) => (monitorUp = monitor),
+      () => undefined,
+    ); // failure is reported where it is awaited
     if (this.options.healthzPort > 0) {
       this.http = await HealthServer.listen({
         host: this.options.healthzIP,
@@ -185,12 +152,15 @@ export class Agent {
     this.readiness.setReady('lease', false, 'acquiring a subnet lease');
     const families = enabledFamilies(config);
     this.publicInterface = publicInterface;
-    this.log.info({
-      iface: publicInterface.name,
-      publicIP: publicInterface.ipv4?.publicAddress.toString(),
-      publicIPv6: publicInterface.ipv6?.publicAddress.toString(),
-      mtu: publicInterface.mtu,
-    }, 'using the public interface');
+    this.log.info(
+      {
+        iface: publicInterface.name,
+        publicIP: publicInterface.ipv4?.publicAddress.toString(),
+        publicIPv6: publicInterface.ipv6?.publicAddress.toString(),
+        mtu: publicInterface.mtu,
+      },
+      'using the public interface',
+    );
 
     const backends = families.map((family) => {
       const view = familyView(publicInterface, family);
@@ -223,7 +193,7 @@ export class Agent {
       this.planes.push({ family, backend, reconciler, iptables: undefined });
     }
     this.wirePlanes(config, own.lease);
-    this.startProbing(config, own.lease);
+    this.startProbing(own.lease);
     const wire = (monitor: KernelMonitor): void => {
       this.monitor = monitor;
       monitor.on('change', (change) => {
@@ -234,7 +204,7 @@ export class Agent {
       });
       monitor.on('error', (err) => this.log.error({ err }, 'kernel monitor failed; relying on the periodic resync'));
       // while a full run programs (thousands of peers at start), its echoes wait rather than compete with it
-      for (const { reconciler } of this.planes) reconciler.on('busy', (busy) => (busy ? monitor.hold() : monitor.release()));
+      for (const { reconciler } of this.planes) reconciler.on('busy', (busy) => (busy ? monitor.pause() : monitor.resume()));
     };
     // The first reconcile does not wait for the monitor: if it starts before the monitor is listening, one
     // more full run once it is covers whatever changed in between.
@@ -243,7 +213,10 @@ export class Agent {
     const monitored = ready !== undefined ? Promise.resolve() : monitorStarting.then(wire);
     const programmed = Promise.all(this.planes.map(({ reconciler }) => reconciler.trigger('start')));
     if (ready === undefined) {
-      void monitored.then(() => Promise.all(this.planes.map(({ reconciler }) => reconciler.trigger('kernel', true))), () => undefined);
+      void monitored.then(
+        () => Promise.all(this.planes.map(({ reconciler }) => reconciler.trigger('kernel', true))),
+        () => undefined,
+      );
     }
     await Promise.all([
       programmed,
@@ -264,10 +237,14 @@ export class Agent {
     this.log.info({ release: this.options.releaseOnExit }, 'stopping');
     this.probing?.stop();
     await Promise.all(this.planes.map(({ reconciler }) => reconciler.stop()));
-    for (const { backend } of this.planes) await backend.close?.().catch((err: Error) => this.log.error({ err }, 'could not stop the data path'));
+    for (const { backend } of this.planes)
+      await backend.close?.().catch((err: Error) => this.log.error({ err }, 'could not stop the data path'));
     this.monitor?.close();
-    void this.monitorStarting?.then((monitor) => monitor.close(), () => undefined);
-    for (const { iptables } of this.planes) iptables?.stop();
+    void this.monitorStarting?.then(
+      (monitor) => monitor.close(),
+      () => undefined,
+    );
+    for (const { iptables } of this.planes) void iptables?.stop();
     this.ingress?.stop();
     await this.leaseWatcher.stop();
     await this.configWatcher.stop();
@@ -290,12 +267,16 @@ export class Agent {
   private async chooseDataPath(backend: Backend): Promise<void> {
     await backend.prepare?.();
     const { dataPath, dataPathReason } = backend;
-    this.log.info({ backend: backend.type, dataPath, reason: dataPathReason }, `overlay traffic is forwarded by ${dataPath === 'kernel' ? 'the kernel' : 'weft in userspace'}`);
+    this.log.info(
+      { backend: backend.type, dataPath, reason: dataPathReason },
+      `overlay traffic is forwarded by ${dataPath === 'kernel' ? 'the kernel' : 'weft in userspace'}`,
+    );
     this.readiness.setInfo('dataPath', dataPath);
     this.readiness.setInfo('dataPathReason', dataPathReason);
     this.metrics.dataPath.set({ backend: backend.type, path: dataPath }, 1);
-    if (dataPath === 'userspace' && backend.userspaceCounters !== undefined) {
-      this.metrics.setUserspaceSource(() => backend.userspaceCounters!());
+    const path = backend.userspace;
+    if (path !== undefined) {
+      this.metrics.setUserspaceSource(() => path.counters());
     }
   }
 
@@ -312,8 +293,8 @@ export class Agent {
   }
 
   /**
-   * Waits for a valid config that this agent can run: a backend it has, and a Network (IPv6Network) that
-   * leaves the public interface's addresses outside. Says why it waits in the log (once per config) and on
+   * Waits for a valid config that this agent can run: a Network (IPv6Network) that leaves the public
+   * interface's addresses outside (the config parser accepts only the backends weft has). Says why it waits in the log (once per config) and on
    * /readyz (the lease check), never exits.
    */
   private async waitForUsableConfig(): Promise<{ config: NetworkConfig; publicInterface: PublicInterface }> {
@@ -324,23 +305,21 @@ export class Agent {
     this.configWatcher.on('invalid', (err) => waiting(err.message));
     let config = await this.configWatcher.waitForValid(this.abort.signal);
     for (;;) {
-      let problem = unsupportedBackend(config);
-      if (problem === undefined) {
-        const families = enabledFamilies(config);
-        const publicInterface = await selectPublicInterface({
-          iface: this.options.iface,
-          ifaceRegex: this.options.ifaceRegex.map((regex) => regex.source),
-          publicIp: this.options.publicIP?.toString(),
-          publicIpv6: this.options.publicIPv6?.toString(),
-          ipv4: families.includes(4),
-          ipv6: families.includes(6),
-        });
-        problem = underlayAddressClash(config, underlayAddresses(publicInterface));
-        if (problem === undefined) return { config, publicInterface };
-        this.log.error({ err: problem, iface: publicInterface.name }, 'waiting for a network config that leaves this host\'s underlay addresses outside the overlay');
-      } else {
-        this.log.error({ err: problem }, 'waiting for a config with a supported backend');
-      }
+      const families = enabledFamilies(config);
+      const publicInterface = await selectPublicInterface({
+        iface: this.options.iface,
+        ifaceRegex: this.options.ifaceRegex.map((regex) => regex.source),
+        publicIp: this.options.publicIP?.toString(),
+        publicIpv6: this.options.publicIPv6?.toString(),
+        ipv4: families.includes(4),
+        ipv6: families.includes(6),
+      });
+      const problem = underlayAddressClash(config, underlayAddresses(publicInterface));
+      if (problem === undefined) return { config, publicInterface };
+      this.log.error(
+        { err: problem, iface: publicInterface.name },
+        "waiting for a network config that leaves this host's underlay addresses outside the overlay",
+      );
       waiting(problem);
       config = await new Promise<NetworkConfig>((resolve, reject) => {
         this.configWatcher.once('config', resolve);
@@ -388,11 +367,12 @@ export class Agent {
   /** Says loudly (log, /readyz until restarted) that another host took our subnet; the lease manager acquires a new one. */
   private reportTakeover(config: NetworkConfig, takeover: LeaseTakeover): void {
     const by = takeover.publicIP === undefined ? 'a host that names no public IP' : `the host at ${takeover.publicIP}`;
-    const who = takeover.nodeId !== undefined
-      ? ` (weft node ${takeover.nodeId})`
-      : config.ipv4 === undefined
-        ? ', which wrote no WeftNodeID: a flanneld host (in an IPv6-only network flanneld takes over the first IPv6-only lease it finds; flanneld and weftd hosts cannot share an IPv6-only network)'
-        : ', which wrote no WeftNodeID (flanneld, or an edit by hand)';
+    const who =
+      takeover.nodeId !== undefined
+        ? ` (weft node ${takeover.nodeId})`
+        : config.ipv4 === undefined
+          ? ', which wrote no WeftNodeID: a flanneld host (in an IPv6-only network flanneld takes over the first IPv6-only lease it finds; flanneld and weftd hosts cannot share an IPv6-only network)'
+          : ', which wrote no WeftNodeID (flanneld, or an edit by hand)';
     const text = `our lease ${takeover.lease} was taken over by ${by}${who}; containers addressed from it lost their network — weftd takes a new subnet, recreate them`;
     this.log.error({ lease: takeover.lease, publicIP: takeover.publicIP, nodeId: takeover.nodeId }, text);
     this.readiness.setInfo('leaseTakenOver', `${text} (at ${new Date().toISOString()})`);
@@ -441,9 +421,10 @@ export class Agent {
     this.ingress = allowList;
     let ownName = own.name;
     this.leases.on('acquired', (next) => (ownName = next.lease.name));
-    const peerIPs = () => [...this.leaseWatcher.leases.values()]
-      .filter((lease) => lease.name !== ownName)
-      .flatMap((lease) => [lease.attrs.publicIP, lease.attrs.publicIPv6].filter((ip) => ip !== undefined));
+    const peerIPs = () =>
+      [...this.leaseWatcher.leases.values()]
+        .filter((lease) => lease.name !== ownName)
+        .flatMap((lease) => [lease.attrs.publicIP, lease.attrs.publicIPv6].filter((ip) => ip !== undefined));
     // Listen before the first write: a peer whose lease arrives while the table is being written must not be missed.
     // Lease changes are gathered for a moment: listing every peer's address is O(peers), and churn brings
     // hundreds of changes a second (the allow-list spaces its own updates further apart still).
@@ -461,14 +442,14 @@ export class Agent {
   }
 
   /** Probes every peer over the IPv4 overlay (--probe-interval); a host that cannot open the socket runs on without. */
-  private startProbing(config: NetworkConfig, own: Lease): void {
+  private startProbing(own: Lease): void {
     const plane = this.planes.find((candidate) => candidate.family === 4);
     if (this.options.probeIntervalSeconds === 0 || plane === undefined) return;
     try {
       this.probing = new PeerProbing({
         intervalSeconds: this.options.probeIntervalSeconds,
         maxProbesPerSecond: this.options.probeRate,
-        backend: config.backend.type,
+        flannelPeersAnswerProbes: plane.backend.flannelPeersAnswerProbes,
         mtu: plane.backend.mtu,
         log: this.log.child({ component: 'probe' }),
         metrics: this.metrics.probes,
@@ -514,11 +495,13 @@ export class Agent {
     this.leases.on('acquired', (next) => {
       this.readiness.setReady('lease', true);
       this.noteExpiry(next);
-      void Promise.all(this.planes.map(async ({ family, reconciler, iptables }) => {
-        reconciler.update({ own: next.lease });
-        await reconciler.trigger('lease');
-        await iptables?.update({ subnet: family === 4 ? next.lease.subnets.ipv4 : next.lease.subnets.ipv6 });
-      })).then(() => this.writeSubnetEnv(next.lease));
+      void Promise.all(
+        this.planes.map(async ({ family, reconciler, iptables }) => {
+          reconciler.update({ own: next.lease });
+          await reconciler.trigger('lease');
+          await iptables?.update({ subnet: family === 4 ? next.lease.subnets.ipv4 : next.lease.subnets.ipv6 });
+        }),
+      ).then(() => this.writeSubnetEnv(next.lease));
     });
     this.configWatcher.on('config', (next) => {
       if (JSON.stringify(next.raw) !== JSON.stringify(config.raw)) {
@@ -541,6 +524,9 @@ export class Agent {
     });
     this.writtenSubnet = text;
     this.readiness.setReady('subnetEnv', true);
-    this.log.info({ file: this.options.subnetFile, subnet: lease.subnets.ipv4?.toString(), ipv6Subnet: lease.subnets.ipv6?.toString() }, 'wrote subnet.env');
+    this.log.info(
+      { file: this.options.subnetFile, subnet: lease.subnets.ipv4?.toString(), ipv6Subnet: lease.subnets.ipv6?.toString() },
+      'wrote subnet.env',
+    );
   }
 }

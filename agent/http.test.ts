@@ -17,7 +17,12 @@ interface Reply {
 }
 
 /** One request on a fresh connection (no keep-alive pool), so that tests see the server's own behaviour. */
-function call(server: HealthServer, path: string, method = 'GET', options: { headers?: Record<string, string>; body?: string } = {}): Promise<Reply> {
+function call(
+  server: HealthServer,
+  path: string,
+  method = 'GET',
+  options: { headers?: Record<string, string>; body?: string } = {},
+): Promise<Reply> {
   return new Promise((resolve, reject) => {
     const req = request({ host: server.host, port: server.port, path, method, agent: false, headers: options.headers ?? {} }, (res) => {
       let body = '';
@@ -81,7 +86,10 @@ describe('HTTP endpoint (/healthz, /readyz, /metrics)', function () {
     reply = await call(server!, '/readyz');
     report = JSON.parse(reply.body) as ReadinessReport;
     assert.equal(reply.status, 200);
-    assert.deepEqual({ ready: report.ready, notReady: report.notReady, info: report.info }, { ready: true, notReady: [], info: { backend: 'vxlan' } });
+    assert.deepEqual(
+      { ready: report.ready, notReady: report.notReady, info: report.info },
+      { ready: true, notReady: [], info: { backend: 'vxlan' } },
+    );
     assert.equal(readiness.isReady(), true);
 
     readiness.setReady('lease', false, 'lease lost');
@@ -161,7 +169,12 @@ describe('HTTP endpoint (/healthz, /readyz, /metrics)', function () {
     assert.ok(Date.now() - t0 < 1000, 'closed without waiting for the idle connection');
 
     const stuckMetrics = new WeftMetrics({ defaultMetrics: false });
-    new Gauge({ name: 'test_stuck', help: 'never answers', registers: [stuckMetrics.registry], collect: () => new Promise<void>(() => {}) });
+    new Gauge({
+      name: 'test_stuck',
+      help: 'never answers',
+      registers: [stuckMetrics.registry],
+      collect: () => new Promise<void>(() => {}),
+    });
     const slow = await HealthServer.listen({ host: '127.0.0.1', port: 0, readiness, metrics: stuckMetrics, drainTimeoutMs: 200 });
     const stuck = call(slow, '/metrics').catch((err: NodeJS.ErrnoException) => err.code);
     await new Promise((resolve) => setTimeout(resolve, 50));
@@ -175,10 +188,12 @@ describe('HTTP endpoint (/healthz, /readyz, /metrics)', function () {
     const idle: Socket[] = [];
     try {
       for (let i = 0; i < MAX_CONNECTIONS; i++) {
-        idle.push(await new Promise<Socket>((resolve, reject) => {
-          const socket = connect(server!.port, server!.host, () => resolve(socket));
-          socket.on('error', reject);
-        }));
+        idle.push(
+          await new Promise<Socket>((resolve, reject) => {
+            const socket = connect(server!.port, server!.host, () => resolve(socket));
+            socket.on('error', reject);
+          }),
+        );
       }
       await new Promise((resolve) => setTimeout(resolve, 100));
       await assert.rejects(call(server!, '/healthz'), /ECONNRESET|socket hang up/);
@@ -202,14 +217,22 @@ describe('HTTP endpoint (/healthz, /readyz, /metrics)', function () {
   it('reports a port in use as a typed error', async function () {
     await assert.rejects(
       HealthServer.listen({ host: '127.0.0.1', port: server!.port, readiness, metrics }),
-      (err: unknown) => err instanceof WeftError && err.code === 'WEFT_HTTP_LISTEN' && err.message.startsWith(`cannot listen on 127.0.0.1:${server!.port}:`),
+      (err: unknown) =>
+        err instanceof WeftError &&
+        err.code === 'WEFT_HTTP_LISTEN' &&
+        err.message.startsWith(`cannot listen on 127.0.0.1:${server!.port}:`),
     );
   });
 
-  it('answers /peers with the prober\'s report, filtered by ?state=problem and ?lease=; 404 while probing is off; 400 for a bad query', async function () {
+  it("answers /peers with the prober's report, filtered by ?state=problem and ?lease=; 404 while probing is off; 400 for a bad query", async function () {
     assert.equal((await call(server!, '/peers')).status, 404);
     // a prober with no source address sends nothing: its peers stay unknown
-    const prober = new PeerProber({ transport: openIcmpSocket(), log: createLogger('silent'), intervalMs: 10_000, maxProbesPerSecond: 500 });
+    const prober = new PeerProber({
+      transport: openIcmpSocket(),
+      log: createLogger('silent'),
+      intervalMs: 10_000,
+      maxProbesPerSecond: 500,
+    });
     try {
       prober.setPeers([
         { lease: '198.18.6.0-24', publicIP: '192.0.2.12', address: '198.18.6.0' },
@@ -221,8 +244,14 @@ describe('HTTP endpoint (/healthz, /readyz, /metrics)', function () {
       assert.equal(all.status, 200);
       assert.equal(all.headers['content-type'], 'application/json');
       const report = parsePeersReport(all.body);
-      assert.ok(typeof report !== 'string', String(report));
-      assert.deepEqual(report.peers.map((peer) => [peer.lease, peer.state]), [['198.18.6.0-24', 'unknown'], ['198.18.7.0-24', 'unknown']]);
+      assert.ok(typeof report !== 'string', JSON.stringify(report));
+      assert.deepEqual(
+        report.peers.map((peer) => [peer.lease, peer.state]),
+        [
+          ['198.18.6.0-24', 'unknown'],
+          ['198.18.7.0-24', 'unknown'],
+        ],
+      );
       assert.deepEqual(report.counts, { unknown: 2, ok: 0, mtu: 0, unreachable: 0 });
       assert.equal(report.source, null);
       const named = parsePeersReport((await call(server, '/peers?lease=198.18.7.0-24,198.18.99.0-24')).body);

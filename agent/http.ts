@@ -80,7 +80,10 @@ export class Readiness {
   }
 
   report(): ReadinessReport {
-    const checks = Object.fromEntries(READINESS_CHECKS.map((check) => [check, { ...this.checks.get(check)! }])) as Record<ReadinessCheck, CheckState>;
+    const checks = Object.fromEntries(READINESS_CHECKS.map((check) => [check, { ...this.checks.get(check)! }])) as Record<
+      ReadinessCheck,
+      CheckState
+    >;
     const notReady = READINESS_CHECKS.filter((check) => !checks[check].ready);
     return { ready: notReady.length === 0, notReady, checks, info: Object.fromEntries(this.info) };
   }
@@ -128,17 +131,21 @@ export class HealthServer {
   static async listen(options: HttpServerOptions): Promise<HealthServer> {
     const host = options.host ?? '0.0.0.0';
     const state = { draining: false };
-    const server = createServer({ maxHeaderSize: MAX_HEADER_BYTES, requestTimeout: REQUEST_TIMEOUT_MS, headersTimeout: REQUEST_TIMEOUT_MS }, (req, res) => {
-      if (state.draining) res.setHeader('Connection', 'close');
-      handle(req, res, options).catch((err: unknown) => {
-        options.logger?.error({ err, url: req.url }, 'HTTP handler failed');
-        if (!res.headersSent) send(res, 500, 'text/plain; charset=utf-8', 'internal error\n');
-        else res.destroy();
-      });
-    });
+    const server = createServer(
+      { maxHeaderSize: MAX_HEADER_BYTES, requestTimeout: REQUEST_TIMEOUT_MS, headersTimeout: REQUEST_TIMEOUT_MS },
+      (req, res) => {
+        if (state.draining) res.setHeader('Connection', 'close');
+        handle(req, res, options).catch((err: unknown) => {
+          options.logger?.error({ err, url: req.url }, 'HTTP handler failed');
+          if (!res.headersSent) send(res, 500, 'text/plain; charset=utf-8', 'internal error\n');
+          else res.destroy();
+        });
+      },
+    );
     server.maxConnections = options.maxConnections ?? MAX_CONNECTIONS;
     await new Promise<void>((resolve, reject) => {
-      const onError = (err: Error): void => reject(new WeftError('WEFT_HTTP_LISTEN', `cannot listen on ${host}:${options.port}: ${err.message}`, { cause: err }));
+      const onError = (err: Error): void =>
+        reject(new WeftError('WEFT_HTTP_LISTEN', `cannot listen on ${host}:${options.port}: ${err.message}`, { cause: err }));
       server.once('error', onError);
       server.listen(options.port, host, () => {
         server.off('error', onError);
@@ -199,7 +206,10 @@ async function handle(req: IncomingMessage, res: ServerResponse, options: HttpSe
     send(res, 405, 'text/plain; charset=utf-8', 'method not allowed\n');
     return;
   }
-  if ((req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0') || req.headers['transfer-encoding'] !== undefined) {
+  if (
+    (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0') ||
+    req.headers['transfer-encoding'] !== undefined
+  ) {
     // Not read: the connection ends with the answer.
     res.setHeader('Connection', 'close');
     send(res, 413, 'text/plain; charset=utf-8', 'requests take no body\n');
@@ -222,7 +232,8 @@ async function handle(req: IncomingMessage, res: ServerResponse, options: HttpSe
         return;
       }
       const report = options.peers?.(filter);
-      if (report === undefined) send(res, 404, 'text/plain; charset=utf-8', 'peer probing is off (weftd --probe-interval=0, or no IPv4 overlay)\n', head);
+      if (report === undefined)
+        send(res, 404, 'text/plain; charset=utf-8', 'peer probing is off (weftd --probe-interval=0, or no IPv4 overlay)\n', head);
       else send(res, 200, 'application/json', `${JSON.stringify(report)}\n`, head);
       return;
     }
@@ -234,14 +245,20 @@ async function handle(req: IncomingMessage, res: ServerResponse, options: HttpSe
 /** The /peers query (?state=problem, ?lease=a,b), bounded; a string says what is wrong with it. */
 function peersFilter(params: URLSearchParams): PeersFilter | string {
   const filter: PeersFilter = {};
-  for (const key of params.keys()) if (key !== 'state' && key !== 'lease') return `unknown query parameter ${JSON.stringify(key.slice(0, MAX_LEASE_NAME))} (state=problem, lease=<name>,…)`;
+  for (const key of params.keys())
+    if (key !== 'state' && key !== 'lease')
+      return `unknown query parameter ${JSON.stringify(key.slice(0, MAX_LEASE_NAME))} (state=problem, lease=<name>,…)`;
   const state = params.get('state');
   if (state !== null) {
     if (state !== 'problem') return 'state: only state=problem (the peers that are not ok) is known';
     filter.problems = true;
   }
-  const leases = params.getAll('lease').flatMap((value) => value.split(',')).filter((name) => name !== '');
-  if (leases.length > MAX_QUERY_LEASES || leases.some((name) => name.length > MAX_LEASE_NAME)) return `lease: at most ${MAX_QUERY_LEASES} names of at most ${MAX_LEASE_NAME} characters`;
+  const leases = params
+    .getAll('lease')
+    .flatMap((value) => value.split(','))
+    .filter((name) => name !== '');
+  if (leases.length > MAX_QUERY_LEASES || leases.some((name) => name.length > MAX_LEASE_NAME))
+    return `lease: at most ${MAX_QUERY_LEASES} names of at most ${MAX_LEASE_NAME} characters`;
   if (params.has('lease')) filter.leases = new Set(leases);
   return filter;
 }

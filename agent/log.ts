@@ -5,7 +5,21 @@ export type { Logger };
 export const LOG_LEVELS: readonly Level[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'];
 
 /** The fields of an error that are logged besides type, message and stack: what says why, never a secret. */
-const ERROR_FIELDS = ['code', 'errno', 'errnoName', 'syscall', 'path', 'dest', 'address', 'port', 'signal', 'details', 'key', 'field', 'flag'] as const;
+const ERROR_FIELDS = [
+  'code',
+  'errno',
+  'errnoName',
+  'syscall',
+  'path',
+  'dest',
+  'address',
+  'port',
+  'signal',
+  'details',
+  'key',
+  'field',
+  'flag',
+] as const;
 
 /**
  * An error as logged under `err`: its type, message, stack, code and the other fields of ERROR_FIELDS, and
@@ -16,6 +30,8 @@ export function serializeError(err: unknown, depth = 0): unknown {
   const source = err as Record<string, unknown>;
   const out: Record<string, unknown> = {
     type: err instanceof Error ? err.name : typeof source.type === 'string' ? source.type : 'Error',
+    // an error-like object's own toString may say why; a plain one prints as [object Object] either way
+    // eslint-disable-next-line @typescript-eslint/no-base-to-string
     message: typeof source.message === 'string' ? source.message : String(err),
   };
   if (typeof source.stack === 'string') out.stack = source.stack;

@@ -42,7 +42,10 @@ describe('WeftMetrics', function () {
   });
 
   it('says which build runs: weft_build_info with the version, commit and Node.js version npm run build recorded', async function () {
-    const recorded = JSON.parse(readFileSync(new URL('../build-info.json', import.meta.url), 'utf8')) as { version: string; revision: string };
+    const recorded = JSON.parse(readFileSync(new URL('../build-info.json', import.meta.url), 'utf8')) as {
+      version: string;
+      revision: string;
+    };
     const version = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
     assert.equal(recorded.version, version);
     assert.match(recorded.revision, /^([0-9a-f]{40}(-dirty)?|unknown)$/);
@@ -65,7 +68,10 @@ describe('WeftMetrics', function () {
   it('times reconcile runs, also when they throw', async function () {
     const metrics = new WeftMetrics({ defaultMetrics: false });
     assert.equal(await metrics.timeReconcile('timer', async () => 7), 7);
-    await assert.rejects(metrics.timeReconcile('kernel', async () => Promise.reject(new Error('no'))), /no/);
+    await assert.rejects(
+      metrics.timeReconcile('kernel', async () => Promise.reject(new Error('no'))),
+      /no/,
+    );
     const text = await metrics.text();
     assert.match(text, /^weft_reconcile_runs_total\{trigger="timer"\} 1$/m);
     assert.match(text, /^weft_reconcile_runs_total\{trigger="kernel"\} 1$/m);
@@ -99,6 +105,10 @@ describe('WeftMetrics', function () {
     assert.match(await metrics.text(), /^weft_userspace_packets_total\{direction="tx"\} 25$/m, 'a later scrape fetches again');
     assert.equal(fetches, 2);
     metrics.setUserspaceSource(async () => Promise.reject(new Error('worker gone')));
-    assert.match(await metrics.text(), /^weft_userspace_packets_total\{direction="tx"\} 25$/m, 'a failing source keeps the last figures and does not break the scrape');
+    assert.match(
+      await metrics.text(),
+      /^weft_userspace_packets_total\{direction="tx"\} 25$/m,
+      'a failing source keeps the last figures and does not break the scrape',
+    );
   });
 });

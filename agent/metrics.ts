@@ -3,7 +3,7 @@
  * agents in one process (tests) do not collide.
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { UserspaceCounters } from './backend.js';
+import type { UserspaceCounters } from './userspace/path.js';
 import { buildInfo } from './build-info.js';
 import { ProbeMetrics } from './health/metrics.js';
 import { RX_DROP_REASONS, TX_DROP_REASONS } from './userspace/protocol.js';
@@ -56,7 +56,12 @@ export class WeftMetrics {
     this.registry = new Registry();
     const registers = [this.registry];
     this.peers = new Gauge({ name: 'weft_peers', help: 'Peers currently programmed, by backend.', labelNames: ['backend'], registers });
-    this.reconcileRuns = new Counter({ name: 'weft_reconcile_runs_total', help: 'Reconcile runs, by what triggered them.', labelNames: ['trigger'], registers });
+    this.reconcileRuns = new Counter({
+      name: 'weft_reconcile_runs_total',
+      help: 'Reconcile runs, by what triggered them.',
+      labelNames: ['trigger'],
+      registers,
+    });
     this.reconcileFailures = new Counter({
       name: 'weft_reconcile_failures_total',
       help: 'Reconcile runs that left the data plane short of the desired state (a failed kernel operation or an error); retried soon.',
@@ -75,28 +80,44 @@ export class WeftMetrics {
       registers,
     });
     this.watchResyncs = new Counter({ name: 'weft_watch_resyncs_total', help: 'Full resyncs of the etcd lease watch.', registers });
-    this.leaseExpiry = new Gauge({ name: 'weft_lease_expiry_timestamp_seconds', help: 'When the own subnet lease expires (Unix seconds); 0 for a reservation.', registers });
+    this.leaseExpiry = new Gauge({
+      name: 'weft_lease_expiry_timestamp_seconds',
+      help: 'When the own subnet lease expires (Unix seconds); 0 for a reservation.',
+      registers,
+    });
     this.etcdReachable = new Gauge({ name: 'weft_etcd_reachable', help: '1 while etcd answers, 0 otherwise.', registers });
-    this.dataPath = new Gauge({ name: 'weft_data_path', help: 'The data path in use (1): kernel or userspace, by backend.', labelNames: ['backend', 'path'], registers });
+    this.dataPath = new Gauge({
+      name: 'weft_data_path',
+      help: 'The data path in use (1): kernel or userspace, by backend.',
+      labelNames: ['backend', 'path'],
+      registers,
+    });
     const fetch = (): Promise<UserspaceCounters | undefined> => this.fetchUserspace();
     /** A counter by direction whose tx and rx values the userspace worker reports on each scrape. */
-    const directionCounter = (name: string, help: string, of: (side: UserspaceCounters['tx']) => number): Counter<'direction'> => new Counter({
-      name,
-      help,
-      labelNames: ['direction'],
-      registers,
-      async collect() {
-        const counters = await fetch();
-        if (counters === undefined) return;
-        this.reset();
-        this.inc({ direction: 'tx' }, of(counters.tx));
-        this.inc({ direction: 'rx' }, of(counters.rx));
-      },
-    });
-    this.userspacePackets = directionCounter('weft_userspace_packets_total',
-      'Packets the userspace data path forwarded: tx = captured and sent to a peer, rx = received and delivered.', (side) => side.packets);
-    this.userspaceBytes = directionCounter('weft_userspace_bytes_total',
-      'Bytes of inner IP packets the userspace data path forwarded, by direction.', (side) => side.bytes);
+    const directionCounter = (name: string, help: string, of: (side: UserspaceCounters['tx']) => number): Counter<'direction'> =>
+      new Counter({
+        name,
+        help,
+        labelNames: ['direction'],
+        registers,
+        async collect() {
+          const counters = await fetch();
+          if (counters === undefined) return;
+          this.reset();
+          this.inc({ direction: 'tx' }, of(counters.tx));
+          this.inc({ direction: 'rx' }, of(counters.rx));
+        },
+      });
+    this.userspacePackets = directionCounter(
+      'weft_userspace_packets_total',
+      'Packets the userspace data path forwarded: tx = captured and sent to a peer, rx = received and delivered.',
+      (side) => side.packets,
+    );
+    this.userspaceBytes = directionCounter(
+      'weft_userspace_bytes_total',
+      'Bytes of inner IP packets the userspace data path forwarded, by direction.',
+      (side) => side.bytes,
+    );
     this.userspaceDrops = new Counter({
       name: 'weft_userspace_dropped_packets_total',
       help: `Packets the userspace data path dropped, by direction and reason (rx: ${RX_DROP_REASONS.join(', ')}; tx: ${TX_DROP_REASONS.join(', ')}).`,

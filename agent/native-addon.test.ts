@@ -34,7 +34,19 @@ describe("weft's native addon", () => {
     // Outside CI a build without a C compiler falls back (deploy/build-native.mjs says so) and this test is
     // skipped; in CI the build fails first, and a missing addon fails here.
     const addon = requireNativeAddon(this);
-    const functions: (keyof NativeAddon)[] = ['open', 'close', 'send', 'receive', 'unref', 'stop', 'captureDrops', 'sendFrame', 'netlinkOpen', 'netlinkJoin', 'unixDatagram'];
+    const functions: (keyof NativeAddon)[] = [
+      'open',
+      'close',
+      'send',
+      'receive',
+      'unref',
+      'stop',
+      'captureDrops',
+      'sendFrame',
+      'netlinkOpen',
+      'netlinkJoin',
+      'unixDatagram',
+    ];
     for (const name of functions) assert.equal(typeof addon[name], 'function', `${ADDON_PATH} exports ${name}`);
     const fd = addon.open(LOOPBACK, 0, 0, 0, 0);
     assert.ok(fd >= 0, `open: errno ${-fd}`);
@@ -64,7 +76,7 @@ describe("weft's native addon", () => {
         assert.equal(next.received(), 1, `round ${round}: the new receiver still receives`);
       }
       // unref() of a live receiver, twice, then stop() twice
-      const live = others[0]!;
+      const live = others[0];
       assert.equal(addon.unref(live.handle), 0);
       assert.equal(addon.unref(live.handle), 0);
     } finally {

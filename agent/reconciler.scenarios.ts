@@ -8,7 +8,7 @@ import { selectPublicInterface } from './host/interfaces.js';
 import { openKernel } from './kernel/index.js';
 import { createLogger } from './log.js';
 import { Reconciler, type ReconcileResult } from './reconciler.js';
-import { createBackend } from './daemon.js';
+import { createBackend } from './backends.js';
 
 export interface LeaseText {
   name: string;
@@ -38,7 +38,7 @@ export async function reconcileTwice(arg: ReconcileArg): Promise<{ first: Reconc
     await reconciler.trigger('start');
     await reconciler.trigger('timer');
     await reconciler.stop();
-    return { first: results[0]!, second: results[1]!, mac: backend.backendData?.VtepMAC };
+    return { first: results[0], second: results[1], mac: backend.backendData?.VtepMAC };
   } finally {
     await kernel.close();
   }
@@ -49,7 +49,9 @@ export async function reconcileTwice(arg: ReconcileArg): Promise<{ first: Reconc
  * (reported as `aborted`); not alive once a run has hung for longer than the bound (a kernel call that never
  * answers, here the backend's device step).
  */
-export async function liveness(arg: ReconcileArg): Promise<{ afterRun: boolean; aborted: string[]; afterAbortedRun: boolean; hangingAtOnce: boolean; hangingLater: boolean }> {
+export async function liveness(
+  arg: ReconcileArg,
+): Promise<{ afterRun: boolean; aborted: string[]; afterAbortedRun: boolean; hangingAtOnce: boolean; hangingLater: boolean }> {
   const config = parseNetworkConfig(arg.config);
   const publicInterface = await selectPublicInterface({ iface: [arg.iface] });
   const kernel = openKernel();
@@ -78,7 +80,9 @@ export async function liveness(arg: ReconcileArg): Promise<{ afterRun: boolean; 
 }
 
 /** What `ip` would list of weft's objects on weft.1, in a form easy to compare. */
-async function snapshot(kernel: ReturnType<typeof openKernel>): Promise<{ neighbours: string[]; fdb: string[]; routes: string[]; nexthops: string[] }> {
+async function snapshot(
+  kernel: ReturnType<typeof openKernel>,
+): Promise<{ neighbours: string[]; fdb: string[]; routes: string[]; nexthops: string[] }> {
   const link = await kernel.getLink('weft.1');
   if (link === null) return { neighbours: [], fdb: [], routes: [], nexthops: [] };
   const [neighbours, fdb, routes, nexthops] = await Promise.all([
@@ -90,12 +94,18 @@ async function snapshot(kernel: ReturnType<typeof openKernel>): Promise<{ neighb
   const byId = new Map(nexthops.map((n) => [n.id, n]));
   return {
     neighbours: neighbours.map((n) => `${n.ip} ${n.mac}${n.permanent ? '' : ' !permanent'}`).sort(),
-    fdb: fdb.filter((f) => f.self).map((f) => `${f.mac} ${f.dst}`).sort(),
-    routes: routes.filter((r) => r.protocol !== 2).map((r) => {
-      const nexthop = r.nexthopId === null ? undefined : byId.get(r.nexthopId);
-      const form = r.nexthopId === null ? 'inline' : nexthop === undefined ? `nhid ${r.nexthopId}?` : 'nhid';
-      return `${r.dst} via ${nexthop?.gateway ?? r.gateway}${(nexthop?.onlink ?? r.onlink) ? ' onlink' : ''} ${form}`;
-    }).sort(),
+    fdb: fdb
+      .filter((f) => f.self)
+      .map((f) => `${f.mac} ${f.dst}`)
+      .sort(),
+    routes: routes
+      .filter((r) => r.protocol !== 2)
+      .map((r) => {
+        const nexthop = r.nexthopId === null ? undefined : byId.get(r.nexthopId);
+        const form = r.nexthopId === null ? 'inline' : nexthop === undefined ? `nhid ${r.nexthopId}?` : 'nhid';
+        return `${r.dst} via ${nexthop?.gateway ?? r.gateway}${(nexthop?.onlink ?? r.onlink) ? ' onlink' : ''} ${form}`;
+      })
+      .sort(),
     nexthops: nexthops.map((n) => `${n.gateway}${n.onlink ? ' onlink' : ''} proto ${n.protocol}`).sort(),
   };
 }
@@ -126,10 +136,18 @@ export async function eventPath(arg: EventsArg): Promise<{
   try {
     const log = createLogger('silent');
     const backend = createBackend({ kernel, log, config, publicInterface });
-    const reconciler = new Reconciler({ kernel, backend, family: 4, publicInterface, log, resyncIntervalMs: 600_000, retryDelayMs: 600_000 });
+    const reconciler = new Reconciler({
+      kernel,
+      backend,
+      family: 4,
+      publicInterface,
+      log,
+      resyncIntervalMs: 600_000,
+      retryDelayMs: 600_000,
+    });
     monitor.on('change', (change) => reconciler.kernelChanged(change));
     const toLease = (lease: LeaseText) => decodeLease(lease.name, lease.value, false);
-    const peers = new Map([[arg.peers[0]!.name, toLease(arg.peers[0]!)]]);
+    const peers = new Map([[arg.peers[0].name, toLease(arg.peers[0])]]);
     reconciler.update({ config, own: toLease(arg.own), peers });
     const results: ReconcileResult[] = [];
     reconciler.on('reconciled', (result) => results.push(result));
@@ -137,7 +155,7 @@ export async function eventPath(arg: EventsArg): Promise<{
     const settle = async (step: string, expectRun: boolean) => {
       const before = results.length;
       // runs triggered by notifications come a moment later; wait until the loop has been quiet for a while
-      for (let quiet = 0; quiet < 6; ) {
+      for (let quiet = 0; quiet < 6;) {
         await new Promise((resolve) => setTimeout(resolve, 50));
         quiet = results.length === before && expectRun ? 0 : quiet + 1;
         if (results.length > before) expectRun = false;
@@ -152,20 +170,20 @@ export async function eventPath(arg: EventsArg): Promise<{
     };
     await reconciler.trigger('start');
     await settle('start', false);
-    const sh = (...args: string[]) => execFileSync(args[0]!, args.slice(1), { stdio: 'ignore' });
+    const sh = (...args: string[]) => execFileSync(args[0], args.slice(1), { stdio: 'ignore' });
     const event = (kind: 'added' | 'changed' | 'removed', lease: LeaseText) => {
       const decoded = toLease(lease);
       if (kind === 'removed') peers.delete(lease.name);
       else peers.set(lease.name, decoded);
       void reconciler.leaseChanged({ kind, lease: decoded });
     };
-    event('added', arg.peers[1]!);
+    event('added', arg.peers[1]);
     await settle('add', true);
-    event('changed', arg.peers[2]!); // same subnet as peers[1], another host
+    event('changed', arg.peers[2]); // same subnet as peers[1], another host
     await settle('change', true);
-    event('removed', arg.peers[0]!);
+    event('removed', arg.peers[0]);
     await settle('remove', true);
-    const survivor = toLease(arg.peers[2]!);
+    const survivor = toLease(arg.peers[2]);
     const subnet = survivor.subnets.ipv4!.toString();
     const gateway = survivor.subnets.ipv4!.network.toString();
     sh('ip', 'route', 'del', subnet);
@@ -175,7 +193,7 @@ export async function eventPath(arg: EventsArg): Promise<{
     sh('ip', 'nexthop', 'flush', 'proto', '157');
     await settle('nexthops flushed by hand', true);
     await reconciler.trigger('timer');
-    const final = results[results.length - 1]!;
+    const final = results[results.length - 1];
     await reconciler.stop();
     return { steps, final };
   } finally {
@@ -228,7 +246,15 @@ export async function foreignRoute(arg: EventsArg & { foreign: string[] }): Prom
   try {
     const log = createLogger('silent');
     const backend = createBackend({ kernel, log, config, publicInterface });
-    const reconciler = new Reconciler({ kernel, backend, family: 4, publicInterface, log, resyncIntervalMs: 600_000, retryDelayMs: 600_000 });
+    const reconciler = new Reconciler({
+      kernel,
+      backend,
+      family: 4,
+      publicInterface,
+      log,
+      resyncIntervalMs: 600_000,
+      retryDelayMs: 600_000,
+    });
     monitor.on('change', (change) => reconciler.kernelChanged(change));
     const toLease = (lease: LeaseText) => decodeLease(lease.name, lease.value, false);
     reconciler.update({ config, own: toLease(arg.own), peers: new Map(arg.peers.map((peer) => [peer.name, toLease(peer)])) });
@@ -236,8 +262,8 @@ export async function foreignRoute(arg: EventsArg & { foreign: string[] }): Prom
     reconciler.on('reconciled', (result) => results.push(result));
     execFileSync('ip', ['route', 'add', ...arg.foreign]);
     await reconciler.trigger('start');
-    const first = results[0]!;
-    const dst = arg.foreign[0]!;
+    const first = results[0];
+    const dst = arg.foreign[0];
     const whileBlocked = execFileSync('ip', ['route', 'show', dst], { encoding: 'utf8' }).trim();
     execFileSync('ip', ['route', 'del', dst]);
     const deadline = Date.now() + 10_000;

@@ -1,13 +1,14 @@
 import { EventEmitter } from 'node:events';
 import type { Family } from '../common/cidr.js';
 import type { NetworkConfig } from '../common/config.js';
-import { DesiredState, WEFT_ROUTE_PROTOCOL, type DirtyKeys, type RouteDevice } from '../common/dataplane.js';
+import { DesiredState, WEFT_ROUTE_PROTOCOL, type DirtyKeys } from '../common/dataplane.js';
 import type { Lease } from '../common/lease.js';
 import type { Backend, DevicePeersResult } from './backend.js';
 import type { PublicInterface } from './host/interfaces.js';
-import { KernelView, opsCount, type PlannedOps, type RouteForm } from './kernel-view.js';
-import { NetlinkError, type Kernel, type KernelChange } from './kernel/index.js';
+import { KernelView, opsCount, type Kernel, type KernelChange, type PlannedOps, type RouteForm } from './kernel/index.js';
+import { applyPlan } from './apply.js';
 import type { Logger } from './log.js';
+import { plan } from './plan.js';
 
 export type ReconcileTrigger = 'lease' | 'kernel' | 'timer' | 'start' | 'retry';
 
@@ -31,7 +32,7 @@ export interface ReconcilerEvents {
   reconciled: [ReconcileResult];
   /**
    * A full run starts (true) or ends (false). Kernel notifications may be held back meanwhile (most are the
-   * echo of the run's own requests); the run itself covers what they report (KernelMonitor.hold / release).
+   * echo of the run's own requests); the run itself covers what they report (KernelMonitor.pause / resume).
    */
   busy: [boolean];
   /** Kernel operations of one run: kind is e.g. "route.set", result "ok" or the errno name; `count` of them. */
@@ -41,10 +42,7 @@ export interface ReconcilerEvents {
 }
 
 /** A peer lease event as the lease watcher emits it. */
-export type PeerLeaseEvent =
-  | { kind: 'added'; lease: Lease }
-  | { kind: 'changed'; lease: Lease }
-  | { kind: 'removed'; lease: Lease };
+export type PeerLeaseEvent = { kind: 'added'; lease: Lease } | { kind: 'changed'; lease: Lease } | { kind: 'removed'; lease: Lease };
 
 export interface ReconcilerOptions {
   kernel: Kernel;
@@ -61,20 +59,10 @@ export interface ReconcilerOptions {
 }
 
 /**
- * Requests one run keeps outstanding at most: one batch of the kernel shim (256 messages to a sendmsg). The
- * kernel applies a batch before sendmsg returns, so waiting for its answer before making the next costs no
- * throughput; and requests that live no longer than that mostly die in V8's young generation, where a
- * window of thousands kept each alive long enough to be promoted and to swell the old one.
- */
-const APPLY_WINDOW = 256;
-
-/** Deleting something already gone is not a failure. */
-const GONE = new Set(['ENOENT', 'ESRCH', 'ENODEV']);
-
-/**
- * The data plane as a reconcile loop: desired state (a pure function of our lease, the peers' leases
- * and the config) is compared with the kernel's actual state and only the difference is applied. Runs
- * never overlap, and triggers that arrive during a run coalesce into one more run.
+ * The data plane as a reconcile loop: the desired state (DesiredState: a pure function of our lease, the
+ * peers' leases, the config and the backend's objects per peer) is compared with the kernel's actual state
+ * (KernelView) by plan() (agent/plan.ts), the view assumes the plan, and applyPlan (agent/apply.ts) sends
+ * only the difference. Runs never overlap, and triggers that arrive during a run coalesce into one more run.
  *
  * Two kinds of run. A full run (at start, on the resync timer, after a failure, after a kernel change it
  * cannot attribute, e.g. to a device) checks the devices, rebuilds the desired state from every lease,
@@ -85,7 +73,7 @@ const GONE = new Set(['ENOENT', 'ESRCH', 'ENODEV']);
  * state (someone deleted or changed an object of weft's) is repaired by the next incremental run.
  *
  * Backends: ensureDevices' `routesOnly` makes vxlan peers routes only (no neighbours or FDB entries, and
- * weft owns none on the device); a userspace data path's `updatePeers` hears the programmed leases after
+ * weft owns none on the device); a userspace data path (`backend.userspace`) hears the programmed leases after
  * every change of the desired state; `overlayState` lets the kernel's echo of the device set-up pass
  * without a full run.
  */
@@ -214,9 +202,13 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
       case 'fdb':
         return change.fdb.index === this.overlayIndex;
       case 'route':
-        return change.route.family === this.family && (
-          change.route.ifindex === this.overlayIndex || change.route.protocol === WEFT_ROUTE_PROTOCOL || change.route.nexthopId !== null
-          || this.desired?.state.routes.has(change.route.dst) === true || this.view?.foreignRoutes.has(change.route.dst) === true
+        return (
+          change.route.family === this.family &&
+          (change.route.ifindex === this.overlayIndex ||
+            change.route.protocol === WEFT_ROUTE_PROTOCOL ||
+            change.route.nexthopId !== null ||
+            this.desired?.state.routes.has(change.route.dst) === true ||
+            this.view?.foreignRoutes.has(change.route.dst) === true)
         );
       case 'nexthop':
         return change.nexthop.protocol === WEFT_ROUTE_PROTOCOL || change.action === 'del';
@@ -307,6 +299,7 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
     this.view = undefined;
     const desired = new DesiredState(
       { family: this.family, config, own, localPrefixes: [this.publicInterface.prefix], routesOnly },
+      this.backend.peerObjects,
       this.peers.values(),
     );
     this.desired = desired;
@@ -314,14 +307,19 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
     this.notedDuringRead = [];
     let read: Awaited<ReturnType<typeof KernelView.read>>;
     try {
-      read = await KernelView.read(this.kernel, {
-        family: this.family,
-        overlayIndex,
-        publicIndex: this.publicInterface.index,
-        routesOnly,
-        ...(devices.overlayState === undefined ? {} : { overlayState: devices.overlayState }),
-        ...(devices.deviceRoutes === undefined ? {} : { deviceRoutes: devices.deviceRoutes }),
-      }, this.routeForm, desired.state.routes);
+      read = await KernelView.read(
+        this.kernel,
+        {
+          family: this.family,
+          overlayIndex,
+          publicIndex: this.publicInterface.index,
+          routesOnly,
+          ...(devices.overlayState === undefined ? {} : { overlayState: devices.overlayState }),
+          ...(devices.deviceRoutes === undefined ? {} : { deviceRoutes: devices.deviceRoutes }),
+        },
+        this.routeForm,
+        desired.state.routes,
+      );
     } catch (err) {
       this.notedDuringRead = undefined;
       throw err;
@@ -336,11 +334,12 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
     this.view = view;
     // Lease events that came in while reading are part of desired.state already, and everything is planned.
     desired.takeDirty();
-    const ops = view.plan(desired.state, 'all', duplicates);
+    const ops = plan(desired.state, view, 'all', duplicates);
+    view.assume(ops, desired.state, 'all');
     this.tellBackend(own);
     // Notifications from while the dumps ran may be newer than what the dumps saw: the next run sees to them.
     for (const change of noted) view.observe(change, desired.state);
-    const failures = await this.apply(ops, overlayIndex);
+    const failures = await this.apply(ops);
     const peers = await this.syncDevicePeers('all');
     return this.finish(trigger, 'full', started, opsCount(ops) + peers.operations, failures + peers.failures);
   }
@@ -354,13 +353,20 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
     const keys = mergeDirty(leaseKeys, view.takeDirty());
     this.reportSkips();
     if (leasesChanged) this.tellBackend(this.inputs().own);
-    const ops = view.plan(desired.state, keys);
-    const failures = await this.apply(ops, this.overlayIndex);
+    const ops = plan(desired.state, view, keys);
+    view.assume(ops, desired.state, keys);
+    const failures = await this.apply(ops);
     const peers = keys.wireguardPeers.size > 0 ? await this.syncDevicePeers(keys.wireguardPeers) : { operations: 0, failures: 0 };
     return this.finish(trigger, 'incremental', started, opsCount(ops) + peers.operations, failures + peers.failures);
   }
 
-  private finish(trigger: ReconcileTrigger, scope: ReconcileResult['scope'], started: number, operations: number, failures: number): ReconcileResult {
+  private finish(
+    trigger: ReconcileTrigger,
+    scope: ReconcileResult['scope'],
+    started: number,
+    operations: number,
+    failures: number,
+  ): ReconcileResult {
     const result: ReconcileResult = {
       trigger,
       scope,
@@ -371,7 +377,14 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
       blockedRoutes: this.reportBlocked(),
     };
     if (result.operations > 0) {
-      const fields = { trigger, scope, operations: result.operations, failures, peers: result.programmed, ms: Math.round(result.durationMs * 10) / 10 };
+      const fields = {
+        trigger,
+        scope,
+        operations: result.operations,
+        failures,
+        peers: result.programmed,
+        ms: Math.round(result.durationMs * 10) / 10,
+      };
       if (scope === 'full' || failures > 0) this.log.info(fields, 'reconciled');
       else this.log.debug(fields, 'reconciled');
     }
@@ -389,7 +402,7 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
       if (result.failures > 0) this.emit('operation', 'device.peer.set', 'error', result.failures);
       return result;
     } catch (err) {
-      this.log.warn({ err }, 'could not read or configure the device\'s peers; will retry');
+      this.log.warn({ err }, "could not read or configure the device's peers; will retry");
       this.emit('operation', 'device.peer.get', 'error', 1);
       return { operations: 1, failures: 1 };
     }
@@ -400,8 +413,9 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
    * to make, and the event path must not be.
    */
   private tellBackend(own: Lease): void {
-    if (this.backend.updatePeers === undefined || this.backend.dataPath !== 'userspace' || this.desired === undefined) return;
-    this.backend.updatePeers(own, this.desired.programmedLeases());
+    const path = this.backend.userspace;
+    if (path === undefined || this.desired === undefined) return;
+    path.updatePeers(own, this.desired.programmedLeases());
   }
 
   /** Logs the peer routes newly left out for another's route (and those no longer), once each; returns how many are. */
@@ -426,113 +440,14 @@ export class Reconciler extends EventEmitter<ReconcilerEvents> {
     this.reportedSkips = current;
   }
 
-  /**
-   * Sends the planned operations in the order that keeps each step valid: removals (routes, then the
-   * nexthops only they used, FDB entries, neighbours), then neighbours and FDB entries, the nexthops routes
-   * need, the routes, and last the nexthops that routes moved away from. The kernel shim pipelines them and
-   * the kernel applies them in that order. At most APPLY_WINDOW are outstanding at a time, which bounds the
-   * memory a run over thousands of peers takes without slowing it (see APPLY_WINDOW).
-   */
-  private async apply(ops: PlannedOps, overlayIndex: number | undefined): Promise<number> {
-    const steps = this.steps(ops, overlayIndex).filter((step) => step.items.length > 0);
-    if (steps.length === 0) return 0;
-    let failures = 0;
-    await new Promise<void>((resolve) => {
-      let current = 0;
-      let next = 0;
-      let outstanding = 0;
-      const pump = (): void => {
-        while (outstanding < APPLY_WINDOW && current < steps.length) {
-          const step = steps[current]!;
-          if (next >= step.items.length) {
-            current++;
-            next = 0;
-            continue;
-          }
-          outstanding++;
-          step.start(step.items[next++]!).then(step.ok, step.failed);
-        }
-        if (current >= steps.length && outstanding === 0) resolve();
-      };
-      for (const step of steps) {
-        step.ok = () => {
-          step.counts.set('ok', (step.counts.get('ok') ?? 0) + 1);
-          outstanding--;
-          pump();
-        };
-        step.failed = (err: unknown) => {
-          const name = err instanceof NetlinkError ? err.errnoName : 'error';
-          if (step.removal && GONE.has(name)) {
-            step.ok();
-            return;
-          }
-          failures++;
-          step.counts.set(name, (step.counts.get(name) ?? 0) + 1);
-          this.log.warn({ kind: step.kind, err }, 'kernel operation failed; will retry');
-          outstanding--;
-          pump();
-        };
-      }
-      pump();
-    });
-    for (const step of steps) for (const [result, n] of step.counts) this.emit('operation', step.kind, result, n);
+  /** Sends `ops` (agent/apply.ts) and reports each kind's results as `operation` events; returns the failures. */
+  private async apply(ops: PlannedOps): Promise<number> {
+    const { failures, tally } = await applyPlan(this.kernel, this.view!, ops, (kind, err) =>
+      this.log.warn({ kind, err }, 'kernel operation failed; will retry'),
+    );
+    for (const { kind, result, count } of tally) this.emit('operation', kind, result, count);
     return failures;
   }
-
-  /**
-   * The kernel requests of a plan, one step per kind in the order they must reach the kernel: removals
-   * (routes, the nexthops only they used, FDB entries, neighbours), then neighbours and FDB entries, the
-   * nexthops routes need, the routes, and last the nexthops routes moved away from.
-   */
-  private steps(ops: PlannedOps, overlayIndex: number | undefined): ApplyStep[] {
-    const kernel = this.kernel;
-    const view = this.view!;
-    const step = <T>(kind: string, removal: boolean, items: readonly T[], start: (item: T) => Promise<void>): ApplyStep =>
-      ({ kind, removal, items, start: start as (item: unknown) => Promise<void>, counts: new Map(), ok: () => undefined, failed: () => undefined });
-    const steps: ApplyStep[] = [
-      step('route.del', true, ops.routeDel, (route) => {
-        const exactly = { dst: route.spec.dst, protocol: route.protocol, ...(route.metric === undefined ? {} : { metric: route.metric }) };
-        return route.nexthopId !== undefined
-          ? kernel.deleteRoute({ ...exactly, nexthopId: route.nexthopId })
-          : kernel.deleteRoute({ ...exactly, ifindex: route.ifindex });
-      }),
-      step('nexthop.del', true, ops.nexthopDel, (id) => kernel.deleteNexthop(id)),
-    ];
-    if (overlayIndex !== undefined) {
-      steps.push(
-        step('fdb.del', true, ops.fdbDel, (entry) => kernel.deleteFdb(overlayIndex, entry.mac)),
-        step('neighbour.del', true, ops.neighbourDel, (entry) => kernel.deleteNeighbour(overlayIndex, entry.ip)),
-        step('neighbour.set', false, ops.neighbourSet, (entry) => kernel.replaceNeighbour(overlayIndex, entry.ip, entry.mac)),
-        step('fdb.set', false, ops.fdbSet, (entry) => kernel.replaceFdb(overlayIndex, entry.mac, entry.dst)),
-      );
-    }
-    const placed = <T extends { device: RouteDevice }>(items: readonly T[]) => items.filter((item) => view.indexOf(item.device) !== undefined);
-    steps.push(
-      step('nexthop.add', false, placed(ops.nexthopAdd), (nexthop) =>
-        kernel.addNexthop({ id: nexthop.id, gateway: nexthop.gateway, ifindex: view.indexOf(nexthop.device)!, onlink: nexthop.onlink, protocol: WEFT_ROUTE_PROTOCOL })),
-      step('route.add', false, ops.routeAdd.filter((route) => view.indexOf(route.spec.device) !== undefined), ({ spec, nexthopId }) =>
-        nexthopId !== undefined
-          ? kernel.addRoute({ dst: spec.dst, nexthopId, protocol: WEFT_ROUTE_PROTOCOL })
-          : kernel.addRoute({ dst: spec.dst, gateway: spec.gateway, ifindex: view.indexOf(spec.device)!, onlink: spec.onlink, protocol: WEFT_ROUTE_PROTOCOL })),
-      step('route.set', false, ops.routeSet.filter((route) => view.indexOf(route.spec.device) !== undefined), ({ spec, nexthopId }) =>
-        nexthopId !== undefined
-          ? kernel.replaceRoute({ dst: spec.dst, nexthopId, protocol: WEFT_ROUTE_PROTOCOL })
-          : kernel.replaceRoute({ dst: spec.dst, gateway: spec.gateway, ifindex: view.indexOf(spec.device)!, onlink: spec.onlink, protocol: WEFT_ROUTE_PROTOCOL })),
-      step('nexthop.del', true, ops.nexthopDelLast, (id) => kernel.deleteNexthop(id)),
-    );
-    return steps;
-  }
-}
-
-/** One kind of request of a run: its items, how to send one, and its tally by result. */
-interface ApplyStep {
-  kind: string;
-  removal: boolean;
-  items: readonly unknown[];
-  start: (item: unknown) => Promise<void>;
-  counts: Map<string, number>;
-  ok: () => void;
-  failed: (err: unknown) => void;
 }
 
 function mergeDirty(a: DirtyKeys, b: DirtyKeys): DirtyKeys {

@@ -128,7 +128,7 @@ export class IpAddress {
     // run of the same length, e.g. "0:0:1::1:2:3" for ::1:0:0:1:2:3).
     let runStart = -1;
     let runLength = 1;
-    for (let i = 0; i < 8; ) {
+    for (let i = 0; i < 8;) {
       let j = i;
       while (j < 8 && groups[j] === 0) j++;
       if (j - i > runLength) [runStart, runLength] = [i, j - i];

@@ -14,12 +14,16 @@ import {
   isSubnetAllowed,
   MAX_CONFIG_BYTES,
   parseNetworkConfig,
-  subnetRangeSize,
   SUPPORTED_BACKENDS,
   type FamilyConfig,
   type NetworkConfig,
 } from './config.js';
 import { InvalidConfigError, WeftError } from './errors.js';
+
+/** How many subnets the range SubnetMin..SubnetMax holds. */
+function subnetRangeSize(plan: FamilyConfig): bigint {
+  return plan.network.indexOf(plan.subnetMax) - plan.network.indexOf(plan.subnetMin) + 1n;
+}
 
 function parse(config: Record<string, unknown>): NetworkConfig {
   return parseNetworkConfig(JSON.stringify(config));
@@ -248,11 +252,7 @@ describe('config', () => {
     });
 
     it('rejects SubnetMin above SubnetMax', () => {
-      rejects(
-        { ...base, SubnetMin: '10.5.20.0', SubnetMax: '10.5.10.0' },
-        'SubnetMin',
-        'SubnetMin 10.5.20.0 is above SubnetMax 10.5.10.0',
-      );
+      rejects({ ...base, SubnetMin: '10.5.20.0', SubnetMax: '10.5.10.0' }, 'SubnetMin', 'SubnetMin 10.5.20.0 is above SubnetMax 10.5.10.0');
       rejects({ ...base, SubnetMin: '10.5.20.0', SubnetMax: '10.5.0.0' }, 'SubnetMin', /is above SubnetMax/);
     });
   });
@@ -271,7 +271,7 @@ describe('config', () => {
       rejects({ Network: '2001:db8:100::/48', Backend: VXLAN }, 'Network', 'Network 2001:db8:100::/48 is not an IPv4 prefix');
     });
 
-    it('masks host bits off Network and IPv6Network as flanneld does (Go\'s net.ParseCIDR), with a warning', () => {
+    it("masks host bits off Network and IPv6Network as flanneld does (Go's net.ParseCIDR), with a warning", () => {
       const config = parse({ Network: '198.18.1.0/16', EnableIPv6: true, IPv6Network: '2001:db8:100:7::/48', Backend: VXLAN });
       assert.equal(ipv4(config).network.toString(), '198.18.0.0/16');
       assert.equal(ipv4(config).subnetMin.toString(), '198.18.1.0/24');
@@ -298,10 +298,24 @@ describe('config', () => {
         ['0.5.0.0/16', 'the "this network" range 0.0.0.0/8'],
       ];
       for (const [network, range] of table) {
-        rejects({ Network: network, Backend: VXLAN }, 'Network', `Network ${network} overlaps ${range}: those addresses cannot be routed through an overlay`);
+        rejects(
+          { Network: network, Backend: VXLAN },
+          'Network',
+          `Network ${network} overlaps ${range}: those addresses cannot be routed through an overlay`,
+        );
       }
       // next to them, and flannel's usual ranges, are fine
-      for (const network of ['1.0.0.0/8', '126.0.0.0/8', '128.0.0.0/8', '169.253.0.0/16', '169.255.0.0/16', '208.0.0.0/4', '240.0.0.0/8', '10.0.0.0/8', '198.18.0.0/15']) {
+      for (const network of [
+        '1.0.0.0/8',
+        '126.0.0.0/8',
+        '128.0.0.0/8',
+        '169.253.0.0/16',
+        '169.255.0.0/16',
+        '208.0.0.0/4',
+        '240.0.0.0/8',
+        '10.0.0.0/8',
+        '198.18.0.0/15',
+      ]) {
         assert.equal(ipv4(parse({ Network: network, Backend: VXLAN })).network.toString(), network);
       }
     });
@@ -385,7 +399,12 @@ describe('config', () => {
         ['ff02::/16', 'the multicast range ff00::/8'],
         ['8000::/1', 'the link-local range fe80::/10'],
       ];
-      for (const [network, range] of table) rejects(v6({ IPv6Network: network }), 'IPv6Network', `IPv6Network ${network} overlaps ${range}: those addresses cannot be routed through an overlay`);
+      for (const [network, range] of table)
+        rejects(
+          v6({ IPv6Network: network }),
+          'IPv6Network',
+          `IPv6Network ${network} overlaps ${range}: those addresses cannot be routed through an overlay`,
+        );
       assert.equal(ipv6(parse(v6({ IPv6Network: 'fec0::/10' }))).network.toString(), 'fec0::/10');
       assert.equal(ipv6(parse(v6({ IPv6Network: '::100/120' }))).network.toString(), '::100/120');
     });
@@ -404,7 +423,9 @@ describe('config', () => {
     });
 
     it('validates IPv6SubnetMin and IPv6SubnetMax', () => {
-      const family = ipv6(parse(v6({ IPv6Network: '2001:db8:100::/48', IPv6SubnetMin: '2001:db8:100:a::', IPv6SubnetMax: '2001:DB8:100:14::' })));
+      const family = ipv6(
+        parse(v6({ IPv6Network: '2001:db8:100::/48', IPv6SubnetMin: '2001:db8:100:a::', IPv6SubnetMax: '2001:DB8:100:14::' })),
+      );
       assert.equal(family.subnetMin.toString(), '2001:db8:100:a::/64');
       assert.equal(family.subnetMax.toString(), '2001:db8:100:14::/64');
       assert.equal(subnetRangeSize(family), 11n);
@@ -490,8 +511,8 @@ describe('config', () => {
       const config = parse(net);
       assert.deepEqual(config.backend, { type: 'udp', port: 8285, mtu: undefined });
       assert.equal(config.warnings.length, 1);
-      assert.match(config.warnings[0]!, /Backend is missing/);
-      assert.match(config.warnings[0]!, /udp/);
+      assert.match(config.warnings[0], /Backend is missing/);
+      assert.match(config.warnings[0], /udp/);
     });
 
     it('refuses a null Backend, as flanneld does (it keeps the literal null, finds no Type and exits), rather than taking udp', () => {
@@ -523,7 +544,11 @@ describe('config', () => {
 
     for (const type of ['ipip', 'ipsec', 'alloc', 'extension', 'gce', 'aws-vpc', 'ali-vpc', 'tencent-vpc']) {
       it(`names flannel's ${type} as not supported rather than unknown`, () => {
-        rejects({ ...net, Backend: { Type: type } }, 'Backend.Type', /^Backend\.Type ".*" is not supported by weft \(supported: vxlan, host-gw, udp, wireguard\)$/);
+        rejects(
+          { ...net, Backend: { Type: type } },
+          'Backend.Type',
+          /^Backend\.Type ".*" is not supported by weft \(supported: vxlan, host-gw, udp, wireguard\)$/,
+        );
       });
     }
 
@@ -531,7 +556,9 @@ describe('config', () => {
       const vni = (value: number) => parse({ ...net, Backend: { Type: 'vxlan', VNI: value } });
       assert.deepEqual(vni(65535).warnings, []);
       assert.equal((vni(65536).backend as { vni: number }).vni, 65536);
-      assert.deepEqual(vni(65536).warnings, ['Backend.VNI 65536 is above 65535: flanneld before v0.24 reads a peer\'s VNI as a 16-bit number and skips this network\'s hosts']);
+      assert.deepEqual(vni(65536).warnings, [
+        "Backend.VNI 65536 is above 65535: flanneld before v0.24 reads a peer's VNI as a 16-bit number and skips this network's hosts",
+      ]);
     });
 
     it('vxlan options and their bounds', () => {
@@ -564,10 +591,16 @@ describe('config', () => {
     it('refuses a VNI whose device name Linux cannot hold (15 characters): weft-v6.<VNI>, or weft.<VNI>.c', () => {
       const dual = { ...net, EnableIPv6: true, IPv6Network: '2001:db8:100::/48' };
       assert.equal((parse({ ...dual, Backend: { Type: 'vxlan', VNI: 9_999_999 } }).backend as { vni: number }).vni, 9_999_999);
-      rejects({ ...dual, Backend: { Type: 'vxlan', VNI: 10_000_000 } }, 'Backend.VNI',
-        'Backend.VNI 10000000 makes the device name "weft-v6.10000000" 16 characters long; Linux allows 15 (use a VNI below 10000000)');
-      rejects({ EnableIPv4: false, EnableIPv6: true, IPv6Network: '2001:db8:100::/48', Backend: { Type: 'vxlan', VNI: 0xffffff } }, 'Backend.VNI',
-        /^Backend\.VNI 16777215 makes the device name "weft-v6\.16777215" 16 characters long/);
+      rejects(
+        { ...dual, Backend: { Type: 'vxlan', VNI: 10_000_000 } },
+        'Backend.VNI',
+        'Backend.VNI 10000000 makes the device name "weft-v6.10000000" 16 characters long; Linux allows 15 (use a VNI below 10000000)',
+      );
+      rejects(
+        { EnableIPv4: false, EnableIPv6: true, IPv6Network: '2001:db8:100::/48', Backend: { Type: 'vxlan', VNI: 0xffffff } },
+        'Backend.VNI',
+        /^Backend\.VNI 16777215 makes the device name "weft-v6\.16777215" 16 characters long/,
+      );
       // IPv4 alone: weft.16777215.c (the userspace path's capture end) is 15 characters
       assert.equal((parse({ ...net, Backend: { Type: 'vxlan', VNI: 0xffffff } }).backend as { vni: number }).vni, 0xffffff);
       assert.equal(vxlanDeviceName(4, 0xffffff), 'weft.16777215');
@@ -577,11 +610,19 @@ describe('config', () => {
     });
 
     it('warns of a tunnel port below 1024, where well-known services listen', () => {
-      for (const [type, port] of [['vxlan', 53], ['vxlan', 123], ['udp', 67], ['udp', 1023]] as const) {
+      for (const [type, port] of [
+        ['vxlan', 53],
+        ['vxlan', 123],
+        ['udp', 67],
+        ['udp', 1023],
+      ] as const) {
         const config = parse({ ...net, Backend: { Type: type, Port: port } });
         assert.equal((config.backend as { port: number }).port, port);
         assert.equal(config.warnings.length, 1, `${type} ${port}`);
-        assert.match(config.warnings[0]!, new RegExp(`^Backend\\.Port ${port} is below 1024.*leaves the port without its ingress allow-list`));
+        assert.match(
+          config.warnings[0],
+          new RegExp(`^Backend\\.Port ${port} is below 1024.*leaves the port without its ingress allow-list`),
+        );
       }
       assert.deepEqual(parse({ ...net, Backend: { Type: 'vxlan', Port: 1024 } }).warnings, []);
       assert.deepEqual(parse({ ...net, Backend: { Type: 'vxlan', Port: 0 } }).warnings, [], 'Port 0 is the default, 8472');
@@ -589,15 +630,30 @@ describe('config', () => {
       assert.equal(isWellKnownPort(1024), false);
     });
 
-    it('wireguard: flanneld\'s options and defaults (ListenPort 51820, ListenPortV6 51821, Mode separate, no PSK, no keepalive)', () => {
+    it("wireguard: flanneld's options and defaults (ListenPort 51820, ListenPortV6 51821, Mode separate, no PSK, no keepalive)", () => {
       const wireguard = (options: Record<string, unknown>) => parse({ ...net, Backend: { Type: 'wireguard', ...options } }).backend;
       assert.deepEqual(wireguard({}), {
-        type: 'wireguard', listenPort: 51820, listenPortV6: 51821, psk: undefined, persistentKeepaliveInterval: 0, mode: 'separate', mtu: undefined,
+        type: 'wireguard',
+        listenPort: 51820,
+        listenPortV6: 51821,
+        psk: undefined,
+        persistentKeepaliveInterval: 0,
+        mode: 'separate',
+        mtu: undefined,
       });
       const psk = 'yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=';
-      assert.deepEqual(wireguard({ ListenPort: 4000, ListenPortV6: 4001, PSK: psk, PersistentKeepaliveInterval: 25, Mode: 'auto', MTU: 1400 }), {
-        type: 'wireguard', listenPort: 4000, listenPortV6: 4001, psk, persistentKeepaliveInterval: 25, mode: 'auto', mtu: 1400,
-      });
+      assert.deepEqual(
+        wireguard({ ListenPort: 4000, ListenPortV6: 4001, PSK: psk, PersistentKeepaliveInterval: 25, Mode: 'auto', MTU: 1400 }),
+        {
+          type: 'wireguard',
+          listenPort: 4000,
+          listenPortV6: 4001,
+          psk,
+          persistentKeepaliveInterval: 25,
+          mode: 'auto',
+          mtu: 1400,
+        },
+      );
       // Go's encoding/json matches field names case-insensitively, as for every other option
       assert.equal((wireguard({ listenport: 4000, mode: 'ipv6' }) as { listenPort: number }).listenPort, 4000);
       assert.equal((wireguard({ PSK: '' }) as { psk: unknown }).psk, undefined);
@@ -659,8 +715,8 @@ describe('config', () => {
       assert.equal(subnetRangeSize(family), 255n);
       const list = [...candidateSubnets(family)];
       assert.equal(list.length, 255);
-      assert.equal(list[0]!.toString(), '10.5.1.0/24');
-      assert.equal(list[254]!.toString(), '10.5.255.0/24');
+      assert.equal(list[0].toString(), '10.5.1.0/24');
+      assert.equal(list[254].toString(), '10.5.255.0/24');
     });
 
     it('respects explicit bounds', () => {
@@ -747,7 +803,10 @@ describe('config', () => {
       {
         weight: 3,
         arbitrary: fc
-          .tuple(fc.oneof(fc.ipV4(), fc.ipV6(), fc.constantFrom('198.18.0.0', '2001:db8:100::', '0.0.0.0', '::')), fc.integer({ min: 0, max: 130 }))
+          .tuple(
+            fc.oneof(fc.ipV4(), fc.ipV6(), fc.constantFrom('198.18.0.0', '2001:db8:100::', '0.0.0.0', '::')),
+            fc.integer({ min: 0, max: 130 }),
+          )
           .map(([a, n]) => `${a}/${n}`),
       },
       { weight: 1, arbitrary: fc.constantFrom('198.18.1.0', '198.18.0.64', '2001:db8:100:1::', '') },
@@ -756,28 +815,40 @@ describe('config', () => {
     const backendArb = fc.oneof(
       fieldValue,
       fc.dictionary(
-        fc.oneof(key('Type'), key('VNI'), key('Port'), key('MTU'), key('GBP'), key('Learning'), key('DirectRouting'), key('Userspace'), fc.string()),
+        fc.oneof(
+          key('Type'),
+          key('VNI'),
+          key('Port'),
+          key('MTU'),
+          key('GBP'),
+          key('Learning'),
+          key('DirectRouting'),
+          key('Userspace'),
+          fc.string(),
+        ),
         fc.oneof(fieldValue, fc.constantFrom('vxlan', 'host-gw', 'udp', 'wireguard', 'auto', 'never')),
         { maxKeys: 6 },
       ),
     );
-    const configArb = fc.dictionary(
-      fc.oneof(
-        key('Network'),
-        key('SubnetLen'),
-        key('SubnetMin'),
-        key('SubnetMax'),
-        key('EnableIPv4'),
-        key('EnableIPv6'),
-        key('IPv6Network'),
-        key('IPv6SubnetLen'),
-        key('IPv6SubnetMin'),
-        key('IPv6SubnetMax'),
-        fc.string(),
-      ),
-      fieldValue,
-      { maxKeys: 10 },
-    ).chain((obj) => backendArb.map((backend) => ({ ...obj, Backend: backend })));
+    const configArb = fc
+      .dictionary(
+        fc.oneof(
+          key('Network'),
+          key('SubnetLen'),
+          key('SubnetMin'),
+          key('SubnetMax'),
+          key('EnableIPv4'),
+          key('EnableIPv6'),
+          key('IPv6Network'),
+          key('IPv6SubnetLen'),
+          key('IPv6SubnetMin'),
+          key('IPv6SubnetMax'),
+          fc.string(),
+        ),
+        fieldValue,
+        { maxKeys: 10 },
+      )
+      .chain((obj) => backendArb.map((backend) => ({ ...obj, Backend: backend })));
 
     it('throws nothing but InvalidConfigError on objects with the known keys and random values, and what it accepts is consistent', () => {
       fc.assert(
@@ -813,7 +884,13 @@ describe('config', () => {
 
     it('accepts every valid config built from the known keys and reads it back the same, however the keys are cased', () => {
       const arb = fc
-        .tuple(fc.integer({ min: 8, max: 26 }), fc.integer({ min: 0, max: 4 }), fc.nat(), fc.nat(), fc.constantFrom('vxlan', 'host-gw', 'udp'))
+        .tuple(
+          fc.integer({ min: 8, max: 26 }),
+          fc.integer({ min: 0, max: 4 }),
+          fc.nat(),
+          fc.nat(),
+          fc.constantFrom('vxlan', 'host-gw', 'udp'),
+        )
         .chain(([length, extra, i, j, type]) => {
           const net = Prefix.of(IpAddress.parse('198.18.0.0'), length);
           const subnetLen = Math.min(30, net.length + 2 + extra);
@@ -829,11 +906,15 @@ describe('config', () => {
             ['SubnetMax', max.network.toString()],
           ];
           return fc
-            .tuple(...entries.map(([name]) => fc.mixedCase(fc.constant(name))), fc.mixedCase(fc.constant('Backend')), fc.mixedCase(fc.constant('Type')))
+            .tuple(
+              ...entries.map(([name]) => fc.mixedCase(fc.constant(name))),
+              fc.mixedCase(fc.constant('Backend')),
+              fc.mixedCase(fc.constant('Type')),
+            )
             .map((names) => {
               const obj: Record<string, unknown> = {};
-              entries.forEach(([, value], k) => (obj[names[k]!] = value));
-              obj[names[4]!] = { [names[5]!]: type };
+              entries.forEach(([, value], k) => (obj[names[k]] = value));
+              obj[names[4]] = { [names[5]]: type };
               return { obj, net, subnetLen, min, max, type };
             });
         });
@@ -857,20 +938,30 @@ describe('config', () => {
     const MAX_CONFIG_DEPTH = 32;
 
     it('drops a field it does not know that nests deeper than MAX_CONFIG_DEPTH, with a warning, and keeps the rest', () => {
-      const config = parseNetworkConfig(`{"Network":"198.18.0.0/16","Junk":${nested(5000)},"Backend":{"Type":"vxlan"},"Kept":${nested(MAX_CONFIG_DEPTH)}}`);
+      const config = parseNetworkConfig(
+        `{"Network":"198.18.0.0/16","Junk":${nested(5000)},"Backend":{"Type":"vxlan"},"Kept":${nested(MAX_CONFIG_DEPTH)}}`,
+      );
       assert.deepEqual(Object.keys(config.raw), ['Network', 'Backend', 'Kept']);
       assert.deepEqual(config.warnings, ['ignoring the config field "Junk": it nests deeper than 32 levels']);
       assert.doesNotThrow(() => JSON.stringify(config.raw));
     });
 
     it('rejects a field it reads that nests too deep, a config that is too deep itself, and one over MAX_CONFIG_BYTES', () => {
-      const rejects = (text: string, field: string, message: string) => assert.throws(() => parseNetworkConfig(text), (err: unknown) => {
-        assert.ok(err instanceof InvalidConfigError);
-        assert.equal(err.field, field);
-        assert.equal(err.message, message);
-        return true;
-      });
-      rejects(`{"Network":"198.18.0.0/16","Backend":{"Type":"vxlan","X":${nested(5000)}}}`, 'Backend', 'Backend nests deeper than 32 levels');
+      const rejects = (text: string, field: string, message: string) =>
+        assert.throws(
+          () => parseNetworkConfig(text),
+          (err: unknown) => {
+            assert.ok(err instanceof InvalidConfigError);
+            assert.equal(err.field, field);
+            assert.equal(err.message, message);
+            return true;
+          },
+        );
+      rejects(
+        `{"Network":"198.18.0.0/16","Backend":{"Type":"vxlan","X":${nested(5000)}}}`,
+        'Backend',
+        'Backend nests deeper than 32 levels',
+      );
       rejects(`{"Network":"198.18.0.0/16","backend":${nested(40)}}`, 'backend', 'backend nests deeper than 32 levels');
       rejects(nested(5000), 'config', 'config nested deeper than 32 levels is not a JSON object');
       const big = JSON.stringify({ Network: '198.18.0.0/16', Backend: { Type: 'vxlan' }, Pad: 'x'.repeat(MAX_CONFIG_BYTES) });
@@ -878,15 +969,17 @@ describe('config', () => {
     });
 
     it('never throws anything but InvalidConfigError, and what it accepts can be written out again', () => {
-      fc.assert(fc.property(fc.jsonValue(), fc.string(), (value, field) => {
-        try {
-          const config = parseNetworkConfig(JSON.stringify({ Network: '198.18.0.0/16', [field]: value }));
-          JSON.stringify(config.raw);
-          return true;
-        } catch (err) {
-          return err instanceof InvalidConfigError;
-        }
-      }));
+      fc.assert(
+        fc.property(fc.jsonValue(), fc.string(), (value, field) => {
+          try {
+            const config = parseNetworkConfig(JSON.stringify({ Network: '198.18.0.0/16', [field]: value }));
+            JSON.stringify(config.raw);
+            return true;
+          } catch (err) {
+            return err instanceof InvalidConfigError;
+          }
+        }),
+      );
     });
   });
 });

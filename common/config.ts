@@ -172,8 +172,13 @@ interface FamilyKeys {
 }
 
 const IPV4_KEYS: FamilyKeys = {
-  family: 4, network: 'Network', subnetLen: 'SubnetLen', subnetMin: 'SubnetMin', subnetMax: 'SubnetMax',
-  longestSubnet: 30, defaultSubnetLen: 24,
+  family: 4,
+  network: 'Network',
+  subnetLen: 'SubnetLen',
+  subnetMin: 'SubnetMin',
+  subnetMax: 'SubnetMax',
+  longestSubnet: 30,
+  defaultSubnetLen: 24,
 };
 /** Address ranges with a meaning of their own, which an overlay network must not overlap. */
 const SPECIAL_RANGES: Record<Family, readonly { prefix: Prefix; what: string }[]> = {
@@ -198,14 +203,22 @@ function checkSpecialRanges(network: Prefix, name: string): void {
   }
   for (const { prefix, what } of SPECIAL_RANGES[network.family]) {
     if (network.overlaps(prefix)) {
-      throw new InvalidConfigError(name, `${name} ${network} overlaps the ${what} range ${prefix}: those addresses cannot be routed through an overlay`);
+      throw new InvalidConfigError(
+        name,
+        `${name} ${network} overlaps the ${what} range ${prefix}: those addresses cannot be routed through an overlay`,
+      );
     }
   }
 }
 
 const IPV6_KEYS: FamilyKeys = {
-  family: 6, network: 'IPv6Network', subnetLen: 'IPv6SubnetLen', subnetMin: 'IPv6SubnetMin', subnetMax: 'IPv6SubnetMax',
-  longestSubnet: 126, defaultSubnetLen: 64,
+  family: 6,
+  network: 'IPv6Network',
+  subnetLen: 'IPv6SubnetLen',
+  subnetMin: 'IPv6SubnetMin',
+  subnetMax: 'IPv6SubnetMax',
+  longestSubnet: 126,
+  defaultSubnetLen: 64,
 };
 
 function parseFamily(obj: JsonObject, keys: FamilyKeys, warnings: string[]): FamilyConfig {
@@ -254,24 +267,14 @@ function parseFamily(obj: JsonObject, keys: FamilyKeys, warnings: string[]): Fam
 
   const count = network.subnetCount(subnetLen);
   const subnetMin = readBound(obj, keys.subnetMin, keys.network, network, subnetLen) ?? network.nthSubnet(subnetLen, 1);
-  const subnetMax =
-    readBound(obj, keys.subnetMax, keys.network, network, subnetLen) ?? network.nthSubnet(subnetLen, count - 1n);
+  const subnetMax = readBound(obj, keys.subnetMax, keys.network, network, subnetLen) ?? network.nthSubnet(subnetLen, count - 1n);
   if (subnetMin.base > subnetMax.base) {
-    throw new InvalidConfigError(
-      keys.subnetMin,
-      `${keys.subnetMin} ${subnetMin.network} is above ${keys.subnetMax} ${subnetMax.network}`,
-    );
+    throw new InvalidConfigError(keys.subnetMin, `${keys.subnetMin} ${subnetMin.network} is above ${keys.subnetMax} ${subnetMax.network}`);
   }
   return { family: keys.family, network, subnetLen, subnetMin, subnetMax };
 }
 
-function readBound(
-  obj: JsonObject,
-  name: string,
-  networkName: string,
-  network: Prefix,
-  subnetLen: number,
-): Prefix | undefined {
+function readBound(obj: JsonObject, name: string, networkName: string, network: Prefix, subnetLen: number): Prefix | undefined {
   const text = readString(obj, name, name);
   if (text === undefined || text === '') return undefined;
   let address: IpAddress;
@@ -333,7 +336,10 @@ function parseBackend(obj: JsonObject, warnings: string[]): BackendConfig {
   }
   if (rawBackend === null) {
     // flanneld keeps the literal null (a json.RawMessage), finds no Type in it and exits: "unknown backend type".
-    throw new InvalidConfigError('Backend', 'Backend is null: flanneld refuses it (unknown backend type ""); give Backend.Type, or leave Backend out for udp');
+    throw new InvalidConfigError(
+      'Backend',
+      'Backend is null: flanneld refuses it (unknown backend type ""); give Backend.Type, or leave Backend out for udp',
+    );
   }
   if (!isObject(rawBackend)) throw new InvalidConfigError('Backend', `Backend ${show(rawBackend)} is not an object`);
   const type = readString(rawBackend, 'Type', 'Backend.Type');
@@ -342,7 +348,9 @@ function parseBackend(obj: JsonObject, warnings: string[]): BackendConfig {
     case 'vxlan': {
       const vni = readInt(rawBackend, 'VNI', 'Backend.VNI', 0, 0xffffff) ?? DEFAULT_VNI;
       if (vni > MAX_FLANNEL_VNI) {
-        warnings.push(`Backend.VNI ${vni} is above ${MAX_FLANNEL_VNI}: flanneld before v0.24 reads a peer's VNI as a 16-bit number and skips this network's hosts`);
+        warnings.push(
+          `Backend.VNI ${vni} is above ${MAX_FLANNEL_VNI}: flanneld before v0.24 reads a peer's VNI as a 16-bit number and skips this network's hosts`,
+        );
       }
       return {
         type,
@@ -380,8 +388,12 @@ function parseBackend(obj: JsonObject, warnings: string[]): BackendConfig {
 export const MAX_CONFIG_BYTES = 64 * 1024;
 /** The deepest nesting of a config field weft keeps (flannel's nest 2 levels). */
 const MAX_CONFIG_DEPTH = 32;
-const CONFIG_FIELDS = new Set([IPV4_KEYS, IPV6_KEYS].flatMap((keys) => [keys.network, keys.subnetLen, keys.subnetMin, keys.subnetMax])
-  .concat('EnableIPv4', 'EnableIPv6', 'Backend').map((name) => name.toLowerCase()));
+const CONFIG_FIELDS = new Set(
+  [IPV4_KEYS, IPV6_KEYS]
+    .flatMap((keys) => [keys.network, keys.subnetLen, keys.subnetMin, keys.subnetMax])
+    .concat('EnableIPv4', 'EnableIPv6', 'Backend')
+    .map((name) => name.toLowerCase()),
+);
 
 /**
  * The config without the fields weft does not know that nest deeper than MAX_CONFIG_DEPTH (each dropped with
@@ -407,7 +419,8 @@ function boundedFields(obj: JsonObject, warnings: string[]): JsonObject {
 /** Parses and validates flannel's network config JSON (`<prefix>/config`), filling in flannel's defaults. */
 export function parseNetworkConfig(text: string): NetworkConfig {
   const bytes = Buffer.byteLength(text);
-  if (bytes > MAX_CONFIG_BYTES) throw new InvalidConfigError('config', `config is ${bytes} bytes, more than the ${MAX_CONFIG_BYTES} weft reads`);
+  if (bytes > MAX_CONFIG_BYTES)
+    throw new InvalidConfigError('config', `config is ${bytes} bytes, more than the ${MAX_CONFIG_BYTES} weft reads`);
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
@@ -507,7 +520,13 @@ export function isSubnetAllowed(plan: FamilyConfig, subnet: Prefix): boolean {
   );
 }
 
-/** How many subnets the range SubnetMin..SubnetMax holds. */
-export function subnetRangeSize(plan: FamilyConfig): bigint {
-  return plan.network.indexOf(plan.subnetMax) - plan.network.indexOf(plan.subnetMin) + 1n;
+export type WireguardImplementation = 'auto' | 'kernel' | 'userspace';
+export const WIREGUARD_IMPLEMENTATIONS: readonly WireguardImplementation[] = ['auto', 'kernel', 'userspace'];
+
+/** This host's WireGuard settings (weftd's --wireguard-* flags), beside the network's Backend options. */
+export interface WireguardHostOptions {
+  implementation: WireguardImplementation;
+  keyFile: string;
+  /** where wireguard-go's UAPI sockets are */
+  socketDir: string;
 }

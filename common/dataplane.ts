@@ -1,8 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Family, IpAddress, Prefix } from './cidr.js';
-import type { BackendConfig, NetworkConfig, WireguardBackendConfig } from './config.js';
-import { leaseBackend, parseVxlanBackendData, parseWireguardBackendData, type Lease } from './lease.js';
-import { diffSnapshots } from './snapshot-diff.js';
+import type { NetworkConfig } from './config.js';
+import { leaseBackend, type Lease } from './lease.js';
 
 /**
  * Route protocol number weft tags its routes with (`ip route ... proto 157`), so that it can tell its
@@ -40,28 +39,16 @@ export interface WireguardPeerSpec {
   allowedIPs: readonly string[];
 }
 
-/** The kernel objects weft wants for one address family, keyed the way the kernel identifies them. */
-export interface FamilyState {
-  /** Permanent neighbours on the overlay device, by IP. */
-  neighbours: Map<string, NeighbourSpec>;
-  /** Permanent FDB entries on the overlay device, by MAC. */
-  fdb: Map<string, FdbSpec>;
-  /** Routes to remote subnets, by destination prefix. */
-  routes: Map<string, RouteSpec>;
-  /** Peers of the WireGuard device, by public key. */
-  wireguardPeers: Map<string, WireguardPeerSpec>;
-}
-
 export interface SkippedLease {
   lease: Lease;
   reason: string;
 }
 
-export interface DesiredInput {
+/** Everything a peer lease is judged against. */
+export interface PeerContext {
   family: Family;
   config: NetworkConfig;
   own: Lease;
-  peers: Iterable<Lease>;
   /** On-link prefixes of the public interface: peers inside them are directly reachable (host-gw, DirectRouting). */
   localPrefixes: readonly Prefix[];
   /**
@@ -69,10 +56,6 @@ export interface DesiredInput {
    * kernel neighbour or FDB entry (and so no VtepMAC clash check, which guards the FDB).
    */
   routesOnly?: boolean;
-}
-
-export function emptyFamilyState(): FamilyState {
-  return { neighbours: new Map(), fdb: new Map(), routes: new Map(), wireguardPeers: new Map() };
 }
 
 function subnetOf(lease: Lease, family: Family): Prefix | undefined {
@@ -83,16 +66,18 @@ function publicIpOf(lease: Lease, family: Family): IpAddress | undefined {
   return family === 4 ? lease.attrs.publicIP : lease.attrs.publicIPv6;
 }
 
-function isDirect(ip: IpAddress, localPrefixes: readonly Prefix[]): boolean {
+/** Whether `ip` is on one of the public interface's on-link prefixes: reachable without a router. */
+export function isDirect(ip: IpAddress, localPrefixes: readonly Prefix[]): boolean {
   return localPrefixes.some((prefix) => prefix.contains(ip));
 }
 
 /**
- * Why a peer lease cannot be programmed for `family`, or undefined when it can. A lease that is ours,
- * claims our public IP or overlaps our subnet is never programmed: it would hijack our own traffic.
+ * Why a peer lease cannot be programmed for `family` by any backend, or undefined when it can. A lease that
+ * is ours, claims our public IP or overlaps our subnet is never programmed: it would hijack our own traffic.
  */
-function rejectPeer(input: PeerContext, peer: Lease, backend: BackendConfig): string | undefined {
+export function rejectPeer(input: PeerContext, peer: Lease): string | undefined {
   const { family, config, own } = input;
+  const backend = config.backend;
   const plan = family === 4 ? config.ipv4 : config.ipv6;
   const subnet = subnetOf(peer, family);
   const ownSubnet = subnetOf(own, family);
@@ -106,126 +91,40 @@ function rejectPeer(input: PeerContext, peer: Lease, backend: BackendConfig): st
   if (!plan.network.contains(subnet)) return `is outside the network ${plan.network}`;
   const peerBackend = leaseBackend(peer.attrs, backend.type);
   if (peerBackend !== backend.type) {
-    return peerBackend === '' ? `names no BackendType (a flanneld udp lease), not ${backend.type}` : `uses backend ${peerBackend}, not ${backend.type}`;
-  }
-  if (backend.type === 'host-gw' && !isDirect(publicIP, input.localPrefixes)) {
-    return `public IP ${publicIP} is not on a directly connected subnet; host-gw needs L2 adjacency (use vxlan)`;
+    return peerBackend === ''
+      ? `names no BackendType (a flanneld udp lease), not ${backend.type}`
+      : `uses backend ${peerBackend}, not ${backend.type}`;
   }
   return undefined;
 }
 
-/** Everything a peer lease is judged against: a DesiredInput without the peers. */
-export type PeerContext = Omit<DesiredInput, 'peers'>;
-
 /**
- * What one peer lease asks for on its own, before clashes with other peers are settled (see
- * desiredFamilyState): the objects to program, or why it is refused (`quiet` for our own lease, which is
- * not worth a warning).
+ * What one peer lease asks for on its own, before clashes with other peers are settled (see DesiredState):
+ * the objects to program, or why it is refused (`quiet` for our own lease, which is not worth a warning).
  */
 export type PeerPlan =
   | { kind: 'program'; neighbour?: NeighbourSpec; fdb?: FdbSpec; route?: RouteSpec; wireguardPeer?: WireguardPeerSpec }
   | { kind: 'skip'; reason: string; quiet: boolean };
 
-/** The objects one peer lease asks for: a pure function of the context and that lease alone. */
-export function peerPlan(context: PeerContext, peer: Lease): PeerPlan {
-  const { family, config } = context;
-  const backend = config.backend;
-  const reason = rejectPeer(context, peer, backend);
+/** A peer lease that passed the checks every backend shares, with its subnet and public IP of the family. */
+export interface AcceptedPeer {
+  lease: Lease;
+  subnet: Prefix;
+  publicIP: IpAddress;
+}
+
+/**
+ * The objects one backend wants in the kernel for an accepted peer (each backend folder's desired.ts): a
+ * pure function of the context and that lease alone.
+ */
+export type PeerObjects = (context: PeerContext, peer: AcceptedPeer) => PeerPlan;
+
+/** The objects one peer lease asks for: the shared checks, then the backend's `objectsOf`. */
+export function peerPlan(context: PeerContext, peer: Lease, objectsOf: PeerObjects): PeerPlan {
+  const reason = rejectPeer(context, peer);
   if (reason !== undefined) return { kind: 'skip', reason, quiet: peer.name === context.own.name };
-  const subnet = subnetOf(peer, family)!;
-  const publicIP = publicIpOf(peer, family)!.toString();
-  const dst = subnet.toString();
-  if (backend.type === 'host-gw' || (backend.type === 'vxlan' && backend.directRouting && isDirect(publicIpOf(peer, family)!, context.localPrefixes))) {
-    return { kind: 'program', route: { dst, gateway: publicIP, device: 'public', onlink: false } };
-  }
-  // flannel's udp backend: weft's userspace path forwards, the peer needs only its route onto the overlay device.
-  if (backend.type === 'udp') return { kind: 'program', route: { dst, gateway: subnet.network.toString(), device: 'overlay', onlink: true } };
-  if (backend.type === 'wireguard') return wireguardPlan(context, peer, backend);
-  if (backend.type !== 'vxlan') return { kind: 'program' };
-  let vtepMac: string;
-  try {
-    const data = family === 4 ? peer.attrs.backendData : peer.attrs.backendV6Data;
-    vtepMac = parseVxlanBackendData(data, peer.name, family === 4 ? 'BackendData' : 'BackendV6Data').vtepMac;
-  } catch (err) {
-    return { kind: 'skip', reason: (err as Error).message, quiet: false };
-  }
-  const gateway = subnet.network.toString();
-  if (context.routesOnly === true) return { kind: 'program', route: { dst, gateway, device: 'overlay', onlink: true } };
-  return {
-    kind: 'program',
-    neighbour: { ip: gateway, mac: vtepMac },
-    fdb: { mac: vtepMac, dst: publicIP },
-    route: { dst, gateway, device: 'overlay', onlink: true },
-  };
-}
-
-/**
- * The family whose device holds the WireGuard peers: each family's own with Mode separate, else the one
- * device, which weft makes in the first enabled family's plane.
- */
-export function wireguardDeviceFamily(config: NetworkConfig, family: Family, backend: WireguardBackendConfig): Family {
-  return backend.mode === 'separate' ? family : config.ipv4 !== undefined ? 4 : 6;
-}
-
-/** The port a WireGuard device of this network listens on, for `family`'s device (Mode separate) or the one device. */
-export function wireguardListenPort(backend: WireguardBackendConfig, family: Family): number {
-  return backend.mode === 'separate' && family === 6 ? backend.listenPortV6 : backend.listenPort;
-}
-
-/** RFC 1918 (flannel's IsPrivate for IPv4) or fc00::/7. */
-function isPrivate(ip: IpAddress): boolean {
-  const text = ip.toString();
-  if (ip.family === 6) return /^f[cd]/i.test(text);
-  const [a, b] = text.split('.').map(Number) as [number, number];
-  return a === 10 || (a === 172 && (b & 0xf0) === 16) || (a === 192 && b === 168);
-}
-
-/** The family of a peer's endpoint on the one device (flanneld's modes auto, ipv4, ipv6). */
-function endpointFamily(context: PeerContext, peer: Lease, backend: WireguardBackendConfig): Family {
-  if (backend.mode === 'ipv4') return 4;
-  if (backend.mode === 'ipv6') return 6;
-  const { publicIP, publicIPv6 } = peer.attrs;
-  const own = context.own.attrs;
-  if (publicIPv6 === undefined) return 4;
-  if (publicIP !== undefined && !isPrivate(publicIP) && own.publicIP !== undefined) return 4;
-  if (!isPrivate(publicIPv6) && own.publicIPv6 !== undefined && !isPrivate(own.publicIPv6)) return 6;
-  return publicIP === undefined ? 6 : 4;
-}
-
-function backendDataOf(lease: Lease, family: Family): Record<string, unknown> | undefined {
-  return family === 4 ? lease.attrs.backendData : lease.attrs.backendV6Data;
-}
-
-/**
- * A WireGuard peer as flanneld configures it: endpoint `PublicIP:Port` (the lease's Port, else the network's
- * listen port), AllowedIPs the peer's subnet of the device's family or, on the one device of the modes other
- * than separate, its subnets of both families. The plane of a family whose peers live on the other family's
- * device programs nothing itself.
- */
-function wireguardPlan(context: PeerContext, peer: Lease, backend: WireguardBackendConfig): PeerPlan {
-  const { family, config } = context;
-  if (wireguardDeviceFamily(config, family, backend) !== family) return { kind: 'program' };
-  const via = backend.mode === 'separate' ? family : endpointFamily(context, peer, backend);
-  const field = via === 4 ? 'BackendData' : 'BackendV6Data';
-  let data;
-  try {
-    data = parseWireguardBackendData(backendDataOf(peer, via) ?? backendDataOf(peer, via === 4 ? 6 : 4), peer.name, field);
-  } catch (err) {
-    return { kind: 'skip', reason: (err as Error).message, quiet: false };
-  }
-  const ownData = backendDataOf(context.own, via) ?? backendDataOf(context.own, via === 4 ? 6 : 4);
-  if (ownData !== undefined && ownData.PublicKey === data.publicKey) return { kind: 'skip', reason: `uses our own public key ${data.publicKey}`, quiet: false };
-  const address = publicIpOf(peer, via);
-  if (address === undefined) return { kind: 'skip', reason: `has no IPv${via} public IP to reach it at (Backend.Mode ${backend.mode})`, quiet: false };
-  const port = data.port ?? wireguardListenPort(backend, via);
-  const endpoint = via === 4 ? `${address}:${port}` : `[${address}]:${port}`;
-  const allowedIPs = [subnetOf(peer, family)!.toString()];
-  if (backend.mode !== 'separate' && family === 4 && config.ipv6 !== undefined) {
-    // the IPv6 subnet rides on this device too, if the IPv6 plane would take it
-    const v6 = subnetOf(peer, 6);
-    if (v6 !== undefined && rejectPeer({ ...context, family: 6 }, peer, backend) === undefined) allowedIPs.push(v6.toString());
-  }
-  return { kind: 'program', wireguardPeer: { publicKey: data.publicKey, endpoint, allowedIPs } };
+  const { family } = context;
+  return objectsOf(context, { lease: peer, subnet: subnetOf(peer, family)!, publicIP: publicIpOf(peer, family)! });
 }
 
 function vtepClash(mac: string, holder: FdbSpec): string {
@@ -234,41 +133,6 @@ function vtepClash(mac: string, holder: FdbSpec): string {
 
 function publicKeyClash(key: string, holder: WireguardPeerSpec): string {
   return `WireGuard public key ${key} is already used by the peer at ${holder.endpoint}`;
-}
-
-/**
- * The desired kernel state for one family: a pure function of the config, our lease and the peers'.
- * Clashes are settled in the order of `peers`: a VtepMAC stays with the first peer that claims it (one FDB
- * entry can point at one host only; the later claimants are skipped whole), and of two peers that want the
- * same neighbour or route, the later one's wins.
- */
-export function desiredFamilyState(input: DesiredInput): { state: FamilyState; skipped: SkippedLease[] } {
-  const state = emptyFamilyState();
-  const skipped: SkippedLease[] = [];
-  for (const peer of input.peers) {
-    const plan = peerPlan(input, peer);
-    if (plan.kind === 'skip') {
-      if (!plan.quiet) skipped.push({ lease: peer, reason: plan.reason });
-      continue;
-    }
-    // Two peers must never share a VtepMAC: one FDB entry can point at one host only.
-    const clash = plan.fdb === undefined ? undefined : state.fdb.get(plan.fdb.mac);
-    if (clash !== undefined) {
-      skipped.push({ lease: peer, reason: vtepClash(plan.fdb!.mac, clash) });
-      continue;
-    }
-    // Nor a WireGuard public key: the device has one peer per key.
-    const keyHolder = plan.wireguardPeer === undefined ? undefined : state.wireguardPeers.get(plan.wireguardPeer.publicKey);
-    if (keyHolder !== undefined) {
-      skipped.push({ lease: peer, reason: publicKeyClash(plan.wireguardPeer!.publicKey, keyHolder) });
-      continue;
-    }
-    if (plan.neighbour !== undefined) state.neighbours.set(plan.neighbour.ip, plan.neighbour);
-    if (plan.fdb !== undefined) state.fdb.set(plan.fdb.mac, plan.fdb);
-    if (plan.route !== undefined) state.routes.set(plan.route.dst, plan.route);
-    if (plan.wireguardPeer !== undefined) state.wireguardPeers.set(plan.wireguardPeer.publicKey, plan.wireguardPeer);
-  }
-  return { state, skipped };
 }
 
 /** Keys of desired objects that may have changed: neighbour IPs, FDB MACs, route destinations, WireGuard public keys. */
@@ -289,14 +153,14 @@ interface PeerEntry {
   seq: number;
   lease: Lease;
   plan: PeerPlan;
-  /** The kinds (bits of Kind) whose object at this peer's key is the one wanted: the keys this peer won. */
-  wins: number;
+  /** The kinds of object this peer is the winner of at its key (see hasWon / setWon). */
+  wins: KindSet;
 }
 
 /** A peer plan that programs something. */
 type ProgramPlan = Extract<PeerPlan, { kind: 'program' }>;
 
-/** The kinds of object as bits of PeerEntry.wins. */
+/** The kinds of object a peer may claim. */
 const enum Kind {
   Neighbour = 1,
   Fdb = 2,
@@ -304,30 +168,76 @@ const enum Kind {
   WireguardPeer = 8,
 }
 
-/** Who claims each key: one peer (the usual case, kept without an array) or several. */
-type Claims = Map<string, PeerEntry | PeerEntry[]>;
+/** A set of Kinds, one bit each: a number per peer instead of four booleans. */
+type KindSet = number;
 
-function claim(claims: Claims, key: string, entry: PeerEntry): void {
-  const held = claims.get(key);
-  if (held === undefined) claims.set(key, entry);
-  else if (Array.isArray(held)) held.push(entry);
-  else claims.set(key, [held, entry]);
+function hasWon(entry: PeerEntry, kind: Kind): boolean {
+  return (entry.wins & kind) !== 0;
 }
 
-function unclaim(claims: Claims, key: string, entry: PeerEntry): void {
-  const held = claims.get(key);
-  if (held === entry) {
-    claims.delete(key);
-  } else if (Array.isArray(held)) {
-    const at = held.indexOf(entry);
-    if (at >= 0) held.splice(at, 1);
-    if (held.length === 1) claims.set(key, held[0]!);
+function setWon(entry: PeerEntry, kind: Kind, won: boolean): void {
+  entry.wins = won ? entry.wins | kind : entry.wins & ~kind;
+}
+
+/**
+ * Who claims each key of one kind: the peers that want an object there. One peer per key is the usual
+ * case and is kept without an array (at 10 000 peers, 10 000 arrays fewer); a key several peers claim
+ * keeps them in an array, in the order they claimed it.
+ */
+class ClaimTable {
+  private readonly byKey = new Map<string, PeerEntry | PeerEntry[]>();
+
+  add(key: string, entry: PeerEntry): void {
+    const held = this.byKey.get(key);
+    if (held === undefined) this.byKey.set(key, entry);
+    else if (Array.isArray(held)) held.push(entry);
+    else this.byKey.set(key, [held, entry]);
+  }
+
+  remove(key: string, entry: PeerEntry): void {
+    const held = this.byKey.get(key);
+    if (held === entry) {
+      this.byKey.delete(key);
+    } else if (Array.isArray(held)) {
+      const at = held.indexOf(entry);
+      if (at >= 0) held.splice(at, 1);
+      if (held.length === 1) this.byKey.set(key, held[0]);
+    }
+  }
+
+  /** The peers claiming `key`, in the order they claimed it. */
+  claimants(key: string): readonly PeerEntry[] {
+    const held = this.byKey.get(key);
+    return held === undefined ? [] : Array.isArray(held) ? held : [held];
+  }
+
+  /** The claimant of `key` first in the peers' order (lowest seq). */
+  earliest(key: string): PeerEntry | undefined {
+    const held = this.byKey.get(key);
+    if (held === undefined || !Array.isArray(held)) return held;
+    let earliest = held[0];
+    for (const entry of held) if (entry.seq < earliest.seq) earliest = entry;
+    return earliest;
+  }
+
+  /** The claimant of `key` that has won `kind` there. */
+  winner(key: string, kind: Kind): PeerEntry | undefined {
+    const held = this.byKey.get(key);
+    return held === undefined ? undefined : winnerAmong(held, kind);
+  }
+
+  /** Every key that has a winner of `kind`, with it. */
+  *winners(kind: Kind): Generator<[string, PeerEntry]> {
+    for (const [key, held] of this.byKey) {
+      const winner = winnerAmong(held, kind);
+      if (winner !== undefined) yield [key, winner];
+    }
   }
 }
 
-function claimants(claims: Claims, key: string): readonly PeerEntry[] {
-  const held = claims.get(key);
-  return held === undefined ? [] : Array.isArray(held) ? held : [held];
+function winnerAmong(held: PeerEntry | PeerEntry[], kind: Kind): PeerEntry | undefined {
+  if (!Array.isArray(held)) return hasWon(held, kind) ? held : undefined;
+  return held.find((entry) => hasWon(entry, kind));
 }
 
 /**
@@ -339,7 +249,7 @@ class ClaimedObjects<T> implements ReadonlyMap<string, T> {
   private won = 0;
 
   constructor(
-    private readonly claims: Claims,
+    private readonly claims: ClaimTable,
     private readonly kind: Kind,
     private readonly objectOf: (plan: ProgramPlan) => T,
   ) {}
@@ -350,13 +260,13 @@ class ClaimedObjects<T> implements ReadonlyMap<string, T> {
 
   /** Marks `winner` (or nobody) as the winner of `key` among its claimants. */
   crown(key: string, winner: PeerEntry | undefined): void {
-    for (const entry of claimants(this.claims, key)) {
-      const won = (entry.wins & this.kind) !== 0;
+    for (const entry of this.claims.claimants(key)) {
+      const won = hasWon(entry, this.kind);
       if (entry === winner && !won) {
-        entry.wins |= this.kind;
+        setWon(entry, this.kind, true);
         this.won++;
       } else if (entry !== winner && won) {
-        entry.wins &= ~this.kind;
+        setWon(entry, this.kind, false);
         this.won--;
       }
     }
@@ -364,15 +274,14 @@ class ClaimedObjects<T> implements ReadonlyMap<string, T> {
 
   /** Takes back what `entry` won, as it gives up its claims: its keys have no winner until crowned again. */
   forfeit(entry: PeerEntry): void {
-    if ((entry.wins & this.kind) === 0) return;
-    entry.wins &= ~this.kind;
+    if (!hasWon(entry, this.kind)) return;
+    setWon(entry, this.kind, false);
     this.won--;
   }
 
   /** The claimant of `key` marked as its winner. */
   winner(key: string): PeerEntry | undefined {
-    const held = this.claims.get(key);
-    return held === undefined ? undefined : this.winnerOf(held);
+    return this.claims.winner(key, this.kind);
   }
 
   get(key: string): T | undefined {
@@ -385,10 +294,7 @@ class ClaimedObjects<T> implements ReadonlyMap<string, T> {
   }
 
   *entries(): MapIterator<[string, T]> {
-    for (const [key, held] of this.claims) {
-      const winner = this.winnerOf(held);
-      if (winner !== undefined) yield [key, this.objectOf(winner.plan as ProgramPlan)];
-    }
+    for (const [key, winner] of this.claims.winners(this.kind)) yield [key, this.objectOf(winner.plan as ProgramPlan)];
   }
 
   *keys(): MapIterator<string> {
@@ -406,14 +312,9 @@ class ClaimedObjects<T> implements ReadonlyMap<string, T> {
   forEach(callback: (value: T, key: string, map: ReadonlyMap<string, T>) => void, thisArg?: unknown): void {
     for (const [key, value] of this.entries()) callback.call(thisArg, value, key, this);
   }
-
-  private winnerOf(held: PeerEntry | PeerEntry[]): PeerEntry | undefined {
-    if (!Array.isArray(held)) return (held.wins & this.kind) !== 0 ? held : undefined;
-    return held.find((entry) => (entry.wins & this.kind) !== 0);
-  }
 }
 
-/** Read access to the objects of one family that weft wants, by key: a FamilyState, or DesiredState's. */
+/** Read access to the objects of one family that weft wants, by key (DesiredState.state). */
 export interface DesiredObjects {
   neighbours: ReadonlyMap<string, NeighbourSpec>;
   fdb: ReadonlyMap<string, FdbSpec>;
@@ -422,19 +323,23 @@ export interface DesiredObjects {
 }
 
 /**
- * desiredFamilyState kept up to date one lease at a time, for the reconcile loop's event path: `set` and
- * `delete` cost O(1) (plus the peers that clash with the one changed) instead of a pass over every peer,
- * and report which objects may have changed. Peers are ordered the way a Map orders its keys (a changed
- * lease keeps its place, a removed and re-added one goes last), so fed the lease watcher's events in
- * order, `state` and `skipped()` equal desiredFamilyState over the watcher's map at every step.
+ * The kernel objects weft wants for one address family: a pure function of the config, our lease and the
+ * peers' leases, built in one pass and then kept up to date one lease at a time for the reconcile loop's
+ * event path: `set` and `delete` cost O(1) (plus the peers that clash with the one changed) instead of a
+ * pass over every peer, and report which objects may have changed. Clashes are settled in the peers' order:
+ * a VtepMAC or a WireGuard public key stays with the first peer that claims it (one FDB entry can point at
+ * one host only; the later claimants are skipped whole), and of two peers that want the same neighbour or
+ * route, the later one's wins. Peers are ordered the way a Map orders its keys (a changed lease keeps its
+ * place, a removed and re-added one goes last), so fed the lease watcher's events in order, `state` and
+ * `skipped()` equal a DesiredState built anew from the watcher's map at every step.
  */
 export class DesiredState {
   readonly state: DesiredObjects;
   private readonly peers = new Map<string, PeerEntry>();
-  private readonly macClaims: Claims = new Map();
-  private readonly neighbourClaims: Claims = new Map();
-  private readonly routeClaims: Claims = new Map();
-  private readonly publicKeyClaims: Claims = new Map();
+  private readonly macClaims: ClaimTable = new ClaimTable();
+  private readonly neighbourClaims: ClaimTable = new ClaimTable();
+  private readonly routeClaims: ClaimTable = new ClaimTable();
+  private readonly publicKeyClaims: ClaimTable = new ClaimTable();
   private readonly neighbours = new ClaimedObjects(this.neighbourClaims, Kind.Neighbour, (plan) => plan.neighbour!);
   private readonly fdb = new ClaimedObjects(this.macClaims, Kind.Fdb, (plan) => plan.fdb!);
   private readonly routes = new ClaimedObjects(this.routeClaims, Kind.Route, (plan) => plan.route!);
@@ -445,24 +350,26 @@ export class DesiredState {
   private readonly touched = emptyDirtyKeys();
   private seq = 0;
 
-  /** Builds the state for `peers` in one pass (as desiredFamilyState does); nothing is dirty afterwards. */
+  /** Builds the state for `peers` in one pass; nothing is dirty afterwards. */
   constructor(
     readonly context: PeerContext,
+    /** the backend's objects for a peer */
+    private readonly objectsOf: PeerObjects,
     peers: Iterable<Lease> = [],
   ) {
     this.state = { neighbours: this.neighbours, fdb: this.fdb, routes: this.routes, wireguardPeers: this.wireguardPeers };
     for (const lease of peers) {
-      const plan = peerPlan(context, lease);
+      const plan = peerPlan(context, lease, objectsOf);
       const entry: PeerEntry = { name: lease.name, seq: ++this.seq, lease, plan, wins: 0 };
       this.peers.set(lease.name, entry);
       if (plan.kind === 'skip') {
         if (!plan.quiet) this.skips.set(lease.name, { lease, reason: plan.reason });
         continue;
       }
-      if (plan.fdb !== undefined) claim(this.macClaims, plan.fdb.mac, entry);
-      if (plan.neighbour !== undefined) claim(this.neighbourClaims, plan.neighbour.ip, entry);
-      if (plan.route !== undefined) claim(this.routeClaims, plan.route.dst, entry);
-      if (plan.wireguardPeer !== undefined) claim(this.publicKeyClaims, plan.wireguardPeer.publicKey, entry);
+      if (plan.fdb !== undefined) this.macClaims.add(plan.fdb.mac, entry);
+      if (plan.neighbour !== undefined) this.neighbourClaims.add(plan.neighbour.ip, entry);
+      if (plan.route !== undefined) this.routeClaims.add(plan.route.dst, entry);
+      if (plan.wireguardPeer !== undefined) this.publicKeyClaims.add(plan.wireguardPeer.publicKey, entry);
       const holder = plan.fdb === undefined ? undefined : this.fdb.winner(plan.fdb.mac);
       if (holder !== undefined) {
         this.skips.set(lease.name, { lease, reason: vtepClash(plan.fdb!.mac, (holder.plan as ProgramPlan).fdb!) });
@@ -470,7 +377,10 @@ export class DesiredState {
       }
       const keyHolder = plan.wireguardPeer === undefined ? undefined : this.wireguardPeers.winner(plan.wireguardPeer.publicKey);
       if (keyHolder !== undefined) {
-        this.skips.set(lease.name, { lease, reason: publicKeyClash(plan.wireguardPeer!.publicKey, (keyHolder.plan as ProgramPlan).wireguardPeer!) });
+        this.skips.set(lease.name, {
+          lease,
+          reason: publicKeyClash(plan.wireguardPeer!.publicKey, (keyHolder.plan as ProgramPlan).wireguardPeer!),
+        });
         continue;
       }
       if (plan.neighbour !== undefined) this.neighbours.crown(plan.neighbour.ip, entry);
@@ -488,12 +398,12 @@ export class DesiredState {
   /** Adds a lease or takes a new version of it. */
   set(lease: Lease): void {
     const previous = this.peers.get(lease.name);
-    const plan = peerPlan(this.context, lease);
+    const plan = peerPlan(this.context, lease, this.objectsOf);
     const touched = this.touched;
-    if (previous !== undefined) this.release(previous, touched);
+    if (previous !== undefined) this.dropClaims(previous, touched);
     const entry: PeerEntry = { name: lease.name, seq: previous?.seq ?? ++this.seq, lease, plan, wins: 0 };
     this.peers.set(lease.name, entry);
-    this.hold(entry, touched);
+    this.takeClaims(entry, touched);
     this.settle(touched);
   }
 
@@ -501,7 +411,7 @@ export class DesiredState {
     const previous = this.peers.get(name);
     if (previous === undefined) return;
     const touched = this.touched;
-    this.release(previous, touched);
+    this.dropClaims(previous, touched);
     this.peers.delete(name);
     this.skips.delete(name);
     this.settle(touched);
@@ -510,7 +420,8 @@ export class DesiredState {
   /** The leases that are programmed (neither refused nor clashing), in the peers' order. */
   programmedLeases(): Lease[] {
     const out: Lease[] = [];
-    for (const entry of this.peers.values()) if (this.active(entry) && entry.plan.kind === 'program' && entry.plan.route !== undefined) out.push(entry.lease);
+    for (const entry of this.peers.values())
+      if (this.active(entry) && entry.plan.kind === 'program' && entry.plan.route !== undefined) out.push(entry.lease);
     return out;
   }
 
@@ -526,7 +437,8 @@ export class DesiredState {
     return dirty;
   }
 
-  private hold(entry: PeerEntry, touched: DirtyKeys): void {
+  /** Enters the claims of `entry`'s plan (or its skip). */
+  private takeClaims(entry: PeerEntry, touched: DirtyKeys): void {
     const { plan } = entry;
     if (plan.kind === 'skip') {
       if (plan.quiet) this.skips.delete(entry.name);
@@ -535,24 +447,25 @@ export class DesiredState {
     }
     this.skips.delete(entry.name);
     if (plan.fdb !== undefined) {
-      claim(this.macClaims, plan.fdb.mac, entry);
+      this.macClaims.add(plan.fdb.mac, entry);
       touched.fdb.add(plan.fdb.mac);
     }
     if (plan.neighbour !== undefined) {
-      claim(this.neighbourClaims, plan.neighbour.ip, entry);
+      this.neighbourClaims.add(plan.neighbour.ip, entry);
       touched.neighbours.add(plan.neighbour.ip);
     }
     if (plan.route !== undefined) {
-      claim(this.routeClaims, plan.route.dst, entry);
+      this.routeClaims.add(plan.route.dst, entry);
       touched.routes.add(plan.route.dst);
     }
     if (plan.wireguardPeer !== undefined) {
-      claim(this.publicKeyClaims, plan.wireguardPeer.publicKey, entry);
+      this.publicKeyClaims.add(plan.wireguardPeer.publicKey, entry);
       touched.wireguardPeers.add(plan.wireguardPeer.publicKey);
     }
   }
 
-  private release(entry: PeerEntry, touched: DirtyKeys): void {
+  /** Withdraws the claims of `entry`'s plan and what it won. */
+  private dropClaims(entry: PeerEntry, touched: DirtyKeys): void {
     const { plan } = entry;
     if (plan.kind === 'skip') return;
     this.neighbours.forfeit(entry);
@@ -560,30 +473,26 @@ export class DesiredState {
     this.routes.forfeit(entry);
     this.wireguardPeers.forfeit(entry);
     if (plan.fdb !== undefined) {
-      unclaim(this.macClaims, plan.fdb.mac, entry);
+      this.macClaims.remove(plan.fdb.mac, entry);
       touched.fdb.add(plan.fdb.mac);
     }
     if (plan.neighbour !== undefined) {
-      unclaim(this.neighbourClaims, plan.neighbour.ip, entry);
+      this.neighbourClaims.remove(plan.neighbour.ip, entry);
       touched.neighbours.add(plan.neighbour.ip);
     }
     if (plan.route !== undefined) {
-      unclaim(this.routeClaims, plan.route.dst, entry);
+      this.routeClaims.remove(plan.route.dst, entry);
       touched.routes.add(plan.route.dst);
     }
     if (plan.wireguardPeer !== undefined) {
-      unclaim(this.publicKeyClaims, plan.wireguardPeer.publicKey, entry);
+      this.publicKeyClaims.remove(plan.wireguardPeer.publicKey, entry);
       touched.wireguardPeers.add(plan.wireguardPeer.publicKey);
     }
   }
 
   /** The peer a VtepMAC or a WireGuard public key belongs to: the first claimant in the peers' order. */
-  private holder(claims: Claims, key: string): PeerEntry | undefined {
-    const held = claims.get(key);
-    if (held === undefined || !Array.isArray(held)) return held;
-    let holder = held[0]!;
-    for (const entry of held) if (entry.seq < holder.seq) holder = entry;
-    return holder;
+  private holder(claims: ClaimTable, key: string): PeerEntry | undefined {
+    return claims.earliest(key);
   }
 
   /** A peer is programmed unless refused or clashing with an earlier peer's VtepMAC or public key. */
@@ -609,7 +518,7 @@ export class DesiredState {
       this.fdb.crown(mac, holder);
       if (holder === undefined) continue;
       const fdb = (holder.plan as ProgramPlan).fdb!;
-      for (const entry of claimants(this.macClaims, mac)) {
+      for (const entry of this.macClaims.claimants(mac)) {
         const plan = entry.plan as ProgramPlan;
         if (plan.neighbour !== undefined) touched.neighbours.add(plan.neighbour.ip);
         if (plan.route !== undefined) touched.routes.add(plan.route.dst);
@@ -619,11 +528,11 @@ export class DesiredState {
     }
     for (const ip of touched.neighbours) {
       this.dirty.neighbours.add(ip);
-      this.neighbours.crown(ip, this.lastActive(claimants(this.neighbourClaims, ip)));
+      this.neighbours.crown(ip, this.lastActive(this.neighbourClaims.claimants(ip)));
     }
     for (const dst of touched.routes) {
       this.dirty.routes.add(dst);
-      this.routes.crown(dst, this.lastActive(claimants(this.routeClaims, dst)));
+      this.routes.crown(dst, this.lastActive(this.routeClaims.claimants(dst)));
     }
     // A public key, like a VtepMAC, stays with its first claimant; the others are skipped.
     for (const key of touched.wireguardPeers) {
@@ -632,7 +541,7 @@ export class DesiredState {
       this.wireguardPeers.crown(key, holder);
       if (holder === undefined) continue;
       const peer = (holder.plan as ProgramPlan).wireguardPeer!;
-      for (const entry of claimants(this.publicKeyClaims, key)) {
+      for (const entry of this.publicKeyClaims.claimants(key)) {
         if (entry === holder) this.skips.delete(entry.name);
         else this.skips.set(entry.name, { lease: entry.lease, reason: publicKeyClash(key, peer) });
       }
@@ -644,47 +553,6 @@ export class DesiredState {
   }
 }
 
-export interface ObjectOps<T> {
-  add: T[];
-  replace: T[];
-  remove: T[];
-}
-
-export interface FamilyOps {
-  neighbours: ObjectOps<NeighbourSpec>;
-  fdb: ObjectOps<FdbSpec>;
-  routes: ObjectOps<RouteSpec>;
-}
-
-function diffObjects<T>(actual: ReadonlyMap<string, T>, desired: ReadonlyMap<string, T>, same: (a: T, b: T) => boolean): ObjectOps<T> {
-  const ops: ObjectOps<T> = { add: [], replace: [], remove: [] };
-  for (const change of diffSnapshots(actual, desired, same)) {
-    if (change.kind === 'added') ops.add.push(change.value);
-    else if (change.kind === 'changed') ops.replace.push(change.value);
-    else ops.remove.push(change.previous);
-  }
-  return ops;
-}
-
-const sameNeighbour = (a: NeighbourSpec, b: NeighbourSpec) => a.mac === b.mac;
-const sameFdb = (a: FdbSpec, b: FdbSpec) => a.dst === b.dst;
-const sameRoute = (a: RouteSpec, b: RouteSpec) => a.gateway === b.gateway && a.device === b.device && a.onlink === b.onlink;
-
-/** The minimal operations that turn `actual` (weft's objects as read from the kernel) into `desired`. */
-export function diffFamilyState(actual: FamilyState, desired: FamilyState): FamilyOps {
-  return {
-    neighbours: diffObjects(actual.neighbours, desired.neighbours, sameNeighbour),
-    fdb: diffObjects(actual.fdb, desired.fdb, sameFdb),
-    routes: diffObjects(actual.routes, desired.routes, sameRoute),
-  };
-}
-
-export function countOps(ops: FamilyOps): number {
-  let total = 0;
-  for (const kind of [ops.neighbours, ops.fdb, ops.routes]) total += kind.add.length + kind.replace.length + kind.remove.length;
-  return total;
-}
-
 /**
  * A VtepMAC derived from the public IP and VNI: the same after an agent restart or a reboot, so peers
  * never hold a stale MAC, and distinct between hosts. Locally administered, unicast.
@@ -692,7 +560,7 @@ export function countOps(ops: FamilyOps): number {
 export function stableVtepMac(publicIP: IpAddress, vni: number): string {
   const digest = createHash('sha256').update(`weft-vtep:${publicIP.toString()}:${vni}`).digest();
   const bytes = [...digest.subarray(0, 6)];
-  bytes[0] = (bytes[0]! & 0xfe) | 0x02;
+  bytes[0] = (bytes[0] & 0xfe) | 0x02;
   return bytes.map((byte) => byte.toString(16).padStart(2, '0')).join(':');
 }
 

@@ -38,12 +38,38 @@ export interface IgnoredLease {
 
 /** A change to the set of used leases. */
 export type LeaseChange =
-  | { kind: 'added'; lease: Lease }
-  | { kind: 'changed'; lease: Lease; previous: Lease }
-  | { kind: 'removed'; lease: Lease };
+  { kind: 'added'; lease: Lease } | { kind: 'changed'; lease: Lease; previous: Lease } | { kind: 'removed'; lease: Lease };
 
-/** Who claims one subnet or MAC: one lease (the usual case, kept without an array) or several. */
-type Claims<K> = Map<K, LeaseVersion | LeaseVersion[]>;
+/**
+ * Who claims each subnet or tunnel id: per key one lease (the usual case, kept without an array: thousands
+ * of keys) or several.
+ */
+class ClaimMap<K> {
+  private readonly byKey = new Map<K, LeaseVersion | LeaseVersion[]>();
+
+  claimants(key: K): readonly LeaseVersion[] {
+    const held = this.byKey.get(key);
+    return held === undefined ? [] : Array.isArray(held) ? held : [held];
+  }
+
+  add(key: K, version: LeaseVersion): void {
+    const held = this.byKey.get(key);
+    if (held === undefined) this.byKey.set(key, version);
+    else if (Array.isArray(held)) held.push(version);
+    else this.byKey.set(key, [held, version]);
+  }
+
+  remove(key: K, version: LeaseVersion): void {
+    const held = this.byKey.get(key);
+    if (held === version) {
+      this.byKey.delete(key);
+    } else if (Array.isArray(held)) {
+      const at = held.indexOf(version);
+      if (at >= 0) held.splice(at, 1);
+      if (held.length === 1) this.byKey.set(key, held[0]);
+    }
+  }
+}
 
 const FAMILIES: readonly Family[] = [4, 6];
 
@@ -60,29 +86,6 @@ function older(a: LeaseVersion, b: LeaseVersion): boolean {
   return a.createRevision !== b.createRevision ? a.createRevision < b.createRevision : a.lease.name < b.lease.name;
 }
 
-function members<K>(claims: Claims<K>, key: K): readonly LeaseVersion[] {
-  const held = claims.get(key);
-  return held === undefined ? [] : Array.isArray(held) ? held : [held];
-}
-
-function claim<K>(claims: Claims<K>, key: K, version: LeaseVersion): void {
-  const held = claims.get(key);
-  if (held === undefined) claims.set(key, version);
-  else if (Array.isArray(held)) held.push(version);
-  else claims.set(key, [held, version]);
-}
-
-function unclaim<K>(claims: Claims<K>, key: K, version: LeaseVersion): void {
-  const held = claims.get(key);
-  if (held === version) {
-    claims.delete(key);
-  } else if (Array.isArray(held)) {
-    const at = held.indexOf(version);
-    if (at >= 0) held.splice(at, 1);
-    if (held.length === 1) claims.set(key, held[0]!);
-  }
-}
-
 /**
  * What names a lease's tunnel end for `family`, which no two leases may share: a vxlan lease's VtepMAC (with
  * whether its public IP and VNI derive it), a wireguard lease's public key.
@@ -96,7 +99,11 @@ function tunnelIdOf(lease: Lease, family: Family): { id: string; kind: 'VtepMAC'
     if (lease.attrs.backendType !== 'vxlan') return undefined;
     const publicIP = family === 4 ? lease.attrs.publicIP : lease.attrs.publicIPv6;
     const vxlan = parseVxlanBackendData(data, lease.name);
-    return { id: `mac:${vxlan.vtepMac}`, kind: 'VtepMAC', derived: publicIP !== undefined && stableVtepMac(publicIP, vxlan.vni) === vxlan.vtepMac };
+    return {
+      id: `mac:${vxlan.vtepMac}`,
+      kind: 'VtepMAC',
+      derived: publicIP !== undefined && stableVtepMac(publicIP, vxlan.vni) === vxlan.vtepMac,
+    };
   } catch {
     return undefined; // the data plane refuses it on its own
   }
@@ -110,13 +117,14 @@ function subnetProblem(config: NetworkConfig, lease: Lease): string | undefined 
     const subnet = subnetOf(lease, family);
     if (plan === undefined || subnet === undefined) continue;
     named++;
-    if (subnet.length !== plan.subnetLen) return `${subnet} is not a /${plan.subnetLen} (the config's ${family === 4 ? 'SubnetLen' : 'IPv6SubnetLen'})`;
+    if (subnet.length !== plan.subnetLen)
+      return `${subnet} is not a /${plan.subnetLen} (the config's ${family === 4 ? 'SubnetLen' : 'IPv6SubnetLen'})`;
     if (!plan.network.contains(subnet)) return `${subnet} is outside the network ${plan.network}`;
     if (subnet.base < plan.subnetMin.base || subnet.base > plan.subnetMax.base) {
       return `${subnet} is outside the range ${plan.subnetMin}..${plan.subnetMax} the config hands out`;
     }
   }
-  return named === 0 ? 'names no subnet of the network\'s address families' : undefined;
+  return named === 0 ? "names no subnet of the network's address families" : undefined;
 }
 
 /**
@@ -129,9 +137,9 @@ export class LeaseArbiter {
   /** The leases that are not, by name, and why. */
   readonly ignored = new Map<string, IgnoredLease>();
   private readonly versions = new Map<string, LeaseVersion>();
-  private readonly subnets: Record<Family, Claims<bigint>> = { 4: new Map(), 6: new Map() };
+  private readonly subnets: Record<Family, ClaimMap<bigint>> = { 4: new ClaimMap(), 6: new ClaimMap() };
   /** VtepMACs and WireGuard public keys (tunnelIdOf), per family */
-  private readonly tunnelIds: Record<Family, Claims<string>> = { 4: new Map(), 6: new Map() };
+  private readonly tunnelIds: Record<Family, ClaimMap<string>> = { 4: new ClaimMap(), 6: new ClaimMap() };
 
   constructor(readonly config: NetworkConfig) {}
 
@@ -139,9 +147,9 @@ export class LeaseArbiter {
   set(version: LeaseVersion): LeaseChange[] {
     const affected = new Set<LeaseVersion>([version]);
     const previous = this.versions.get(version.lease.name);
-    if (previous !== undefined) this.release(previous, affected);
+    if (previous !== undefined) this.dropClaims(previous, affected);
     this.versions.set(version.lease.name, version);
-    this.hold(version, affected);
+    this.takeClaims(version, affected);
     return this.settle(affected, []);
   }
 
@@ -149,7 +157,7 @@ export class LeaseArbiter {
     const previous = this.versions.get(name);
     if (previous === undefined) return [];
     const affected = new Set<LeaseVersion>();
-    this.release(previous, affected);
+    this.dropClaims(previous, affected);
     this.versions.delete(name);
     this.ignored.delete(name);
     const removed: LeaseChange[] = [];
@@ -168,24 +176,24 @@ export class LeaseArbiter {
     return counts;
   }
 
-  private hold(version: LeaseVersion, affected: Set<LeaseVersion>): void {
+  private takeClaims(version: LeaseVersion, affected: Set<LeaseVersion>): void {
     if (subnetProblem(this.config, version.lease) !== undefined) return;
     this.forEachClaim(version, (claims, key) => {
-      for (const other of members(claims, key)) affected.add(other);
-      claim(claims, key, version);
+      for (const other of claims.claimants(key)) affected.add(other);
+      claims.add(key, version);
     });
   }
 
-  private release(version: LeaseVersion, affected: Set<LeaseVersion>): void {
+  private dropClaims(version: LeaseVersion, affected: Set<LeaseVersion>): void {
     if (subnetProblem(this.config, version.lease) !== undefined) return;
     this.forEachClaim(version, (claims, key) => {
-      unclaim(claims, key, version);
-      for (const other of members(claims, key)) affected.add(other);
+      claims.remove(key, version);
+      for (const other of claims.claimants(key)) affected.add(other);
     });
   }
 
   /** Calls `fn` for each subnet and tunnel id `version` claims (of the families the config enables). */
-  private forEachClaim(version: LeaseVersion, fn: <K>(claims: Claims<K>, key: K) => void): void {
+  private forEachClaim(version: LeaseVersion, fn: <K>(claims: ClaimMap<K>, key: K) => void): void {
     for (const family of FAMILIES) {
       const subnet = subnetOf(version.lease, family);
       if (planOf(this.config, family) === undefined || subnet === undefined) continue;
@@ -227,20 +235,22 @@ export class LeaseArbiter {
       const subnet = subnetOf(lease, family);
       if (planOf(this.config, family) === undefined || subnet === undefined) continue;
       let holder = version;
-      for (const other of members(this.subnets[family], subnet.base)) if (older(other, holder)) holder = other;
+      for (const other of this.subnets[family].claimants(subnet.base)) if (older(other, holder)) holder = other;
       if (holder !== version) {
         return { lease, reason: 'subnet-conflict', detail: `${subnet} is held by ${holder.lease.name}, whose key is older` };
       }
     }
     for (const family of FAMILIES) {
-      const tunnel = subnetOf(lease, family) === undefined || planOf(this.config, family) === undefined ? undefined : tunnelIdOf(lease, family);
+      const tunnel =
+        subnetOf(lease, family) === undefined || planOf(this.config, family) === undefined ? undefined : tunnelIdOf(lease, family);
       if (tunnel === undefined) continue;
-      const claimants = members(this.tunnelIds[family], tunnel.id);
+      const claimants = this.tunnelIds[family].claimants(tunnel.id);
       if (claimants.length < 2) continue;
       let holder: { version: LeaseVersion; derived: boolean } | undefined;
       for (const other of claimants) {
         const derived = other === version ? tunnel.derived : tunnelIdOf(other.lease, family)!.derived;
-        if (holder === undefined || (derived && !holder.derived) || (derived === holder.derived && older(other, holder.version))) holder = { version: other, derived };
+        if (holder === undefined || (derived && !holder.derived) || (derived === holder.derived && older(other, holder.version)))
+          holder = { version: other, derived };
       }
       if (holder!.version !== version) {
         const why = holder!.derived ? 'its public IP derives it' : 'its key is older';

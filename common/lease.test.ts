@@ -32,7 +32,8 @@ function throwsLease(fn: () => unknown, key: string, message?: RegExp | string):
 }
 
 /** flanneld's own lease value for a vxlan host (the format weft must read and write byte for byte). */
-const FLANNELD_VXLAN = '{"PublicIP":"192.168.64.3","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"c6:d2:32:6f:8f:44"}}';
+const FLANNELD_VXLAN =
+  '{"PublicIP":"192.168.64.3","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"c6:d2:32:6f:8f:44"}}';
 /** flanneld's udp backend sets only PublicIP, and BackendType is omitempty: its lease value, exactly. */
 const FLANNELD_UDP = '{"PublicIP":"192.168.64.4","PublicIPv6":null}';
 const KEY = '/coreos.com/network/subnets/10.5.52.0-24';
@@ -47,7 +48,13 @@ const v6Subnet = fc
     fc.integer({ min: 0, max: 128 }),
   )
   .map(([groups, length]) =>
-    Prefix.of(IpAddress.fromValue(6, groups.reduce((acc, g) => (acc << 16n) | BigInt(g), 0n)), length),
+    Prefix.of(
+      IpAddress.fromValue(
+        6,
+        groups.reduce((acc, g) => (acc << 16n) | BigInt(g), 0n),
+      ),
+      length,
+    ),
   );
 
 /** JSON object keys that are neither lease fields nor integer-like (JS puts those first, so order would change). */
@@ -201,10 +208,14 @@ describe('lease', () => {
       assert.deepEqual(decodeLease('10.5.52.0-24', FLANNELD_UDP, false).subnets.ipv4?.toString(), '10.5.52.0/24');
     });
 
-    it('writes a udp host\'s lease as flanneld does: no BackendType, no BackendData', () => {
+    it("writes a udp host's lease as flanneld does: no BackendType, no BackendData", () => {
       const attrs: LeaseAttrs = {
-        publicIP: IpAddress.parse('192.168.64.4'), publicIPv6: undefined, backendType: leaseBackendTypeFor('udp'),
-        backendData: undefined, backendV6Data: undefined, extra: {},
+        publicIP: IpAddress.parse('192.168.64.4'),
+        publicIPv6: undefined,
+        backendType: leaseBackendTypeFor('udp'),
+        backendData: undefined,
+        backendV6Data: undefined,
+        extra: {},
       };
       assert.equal(formatLeaseAttrs(attrs), FLANNELD_UDP);
       assert.equal(leaseBackendTypeFor('vxlan'), 'vxlan');
@@ -253,7 +264,8 @@ describe('lease', () => {
     });
 
     it('keeps unknown fields whose names are special in JavaScript', () => {
-      const text = '{"PublicIP":"192.0.2.3","PublicIPv6":null,"BackendType":"vxlan","__proto__":{"polluted":true},"constructor":1,"toString":"x"}';
+      const text =
+        '{"PublicIP":"192.0.2.3","PublicIPv6":null,"BackendType":"vxlan","__proto__":{"polluted":true},"constructor":1,"toString":"x"}';
       const attrs = parseLeaseAttrs(text, KEY);
       assert.deepEqual(Object.keys(attrs.extra), ['__proto__', 'constructor', 'toString']);
       assert.equal(formatLeaseAttrs(attrs), text);
@@ -262,7 +274,10 @@ describe('lease', () => {
 
     it('moves unknown fields after the known ones, in flanneld field order', () => {
       const text = '{"Owner":"x","BackendType":"host-gw","PublicIP":"192.0.2.3"}';
-      assert.equal(formatLeaseAttrs(parseLeaseAttrs(text, KEY)), '{"PublicIP":"192.0.2.3","PublicIPv6":null,"BackendType":"host-gw","Owner":"x"}');
+      assert.equal(
+        formatLeaseAttrs(parseLeaseAttrs(text, KEY)),
+        '{"PublicIP":"192.0.2.3","PublicIPv6":null,"BackendType":"host-gw","Owner":"x"}',
+      );
     });
 
     it('treats null BackendData as absent', () => {
@@ -313,7 +328,10 @@ describe('lease', () => {
   describe('parseWireguardBackendData', () => {
     const KEY_B64 = 'xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=';
     it("reads flanneld's BackendData; a missing or zero Port means the network's ListenPort", () => {
-      const flanneld = parseLeaseAttrs(`{"PublicIP":"192.0.2.12","PublicIPv6":null,"BackendType":"wireguard","BackendData":{"PublicKey":"${KEY_B64}","Port":51820}}`, KEY);
+      const flanneld = parseLeaseAttrs(
+        `{"PublicIP":"192.0.2.12","PublicIPv6":null,"BackendType":"wireguard","BackendData":{"PublicKey":"${KEY_B64}","Port":51820}}`,
+        KEY,
+      );
       assert.deepEqual(parseWireguardBackendData(flanneld.backendData, KEY), { publicKey: KEY_B64, port: 51820 });
       assert.deepEqual(parseWireguardBackendData({ PublicKey: KEY_B64 }, KEY), { publicKey: KEY_B64, port: undefined });
       assert.deepEqual(parseWireguardBackendData({ PublicKey: KEY_B64, Port: 0 }, KEY), { publicKey: KEY_B64, port: undefined });
@@ -321,9 +339,17 @@ describe('lease', () => {
 
     it('rejects missing data, a key that is not one and a port outside 16 bits, naming the field', () => {
       throwsLease(() => parseWireguardBackendData(undefined, KEY, 'BackendV6Data'), KEY, 'BackendV6Data is missing');
-      throwsLease(() => parseWireguardBackendData({ PublicKey: 'abc' }, KEY), KEY, 'BackendData.PublicKey "abc" is not a WireGuard public key');
+      throwsLease(
+        () => parseWireguardBackendData({ PublicKey: 'abc' }, KEY),
+        KEY,
+        'BackendData.PublicKey "abc" is not a WireGuard public key',
+      );
       throwsLease(() => parseWireguardBackendData({}, KEY), KEY, 'BackendData.PublicKey undefined is not a WireGuard public key');
-      throwsLease(() => parseWireguardBackendData({ PublicKey: KEY_B64, Port: 65536 }, KEY), KEY, 'BackendData.Port 65536 is not a UDP port');
+      throwsLease(
+        () => parseWireguardBackendData({ PublicKey: KEY_B64, Port: 65536 }, KEY),
+        KEY,
+        'BackendData.Port 65536 is not a UDP port',
+      );
       throwsLease(() => parseWireguardBackendData({ PublicKey: KEY_B64, Port: -1 }, KEY), KEY, 'BackendData.Port -1 is not a UDP port');
       throwsLease(() => parseWireguardBackendData({ PublicKey: 'x'.repeat(10_000) }, KEY), KEY, /^.{0,200}$/s);
     });
@@ -352,11 +378,25 @@ describe('lease', () => {
 
     for (const vni of [-1, 1.5, '1', 0x1000000, true]) {
       it(`rejects VNI ${JSON.stringify(vni)}`, () => {
-        throwsLease(() => parseVxlanBackendData({ VNI: vni, VtepMAC: 'c6:d2:32:6f:8f:44' }, KEY), KEY, `BackendData.VNI ${JSON.stringify(vni)} is not a VNI`);
+        throwsLease(
+          () => parseVxlanBackendData({ VNI: vni, VtepMAC: 'c6:d2:32:6f:8f:44' }, KEY),
+          KEY,
+          `BackendData.VNI ${JSON.stringify(vni)} is not a VNI`,
+        );
       });
     }
 
-    for (const mac of [undefined, '', 'c6:d2:32:6f:8f', 'c6:d2:32:6f:8f:44:00', 'c6-d2-32-6f-8f-44', 'c6d2.326f.8f44', 'g6:d2:32:6f:8f:44', 'c6:d2:32:6f:8f:4', 7]) {
+    for (const mac of [
+      undefined,
+      '',
+      'c6:d2:32:6f:8f',
+      'c6:d2:32:6f:8f:44:00',
+      'c6-d2-32-6f-8f-44',
+      'c6d2.326f.8f44',
+      'g6:d2:32:6f:8f:44',
+      'c6:d2:32:6f:8f:4',
+      7,
+    ]) {
       it(`rejects VtepMAC ${JSON.stringify(mac)}`, () => {
         throwsLease(
           () => parseVxlanBackendData({ VNI: 1, VtepMAC: mac }, KEY, 'BackendV6Data'),
@@ -373,7 +413,10 @@ describe('lease', () => {
         fc.bigInt({ min: 1n, max: (1n << 32n) - 1n }).map((v) => IpAddress.fromValue(4, v)),
         { nil: undefined },
       ),
-      publicIPv6: fc.option(v6Subnet.map((p) => p.network), { nil: undefined }),
+      publicIPv6: fc.option(
+        v6Subnet.map((p) => p.network),
+        { nil: undefined },
+      ),
       backendType: fc.oneof(fc.constantFrom('vxlan', 'host-gw', 'udp', 'wireguard', ''), fc.string()),
       backendData: fc.option(jsonObject, { nil: undefined }),
       backendV6Data: fc.option(jsonObject, { nil: undefined }),
@@ -389,7 +432,10 @@ describe('lease', () => {
           assert.equal(back.publicIPv6?.toString(), attrs.publicIPv6?.toString());
           assert.equal(back.backendType, attrs.backendType);
           assert.deepEqual(back.backendData, attrs.backendData === undefined ? undefined : JSON.parse(JSON.stringify(attrs.backendData)));
-          assert.deepEqual(back.backendV6Data, attrs.backendV6Data === undefined ? undefined : JSON.parse(JSON.stringify(attrs.backendV6Data)));
+          assert.deepEqual(
+            back.backendV6Data,
+            attrs.backendV6Data === undefined ? undefined : JSON.parse(JSON.stringify(attrs.backendV6Data)),
+          );
           assert.deepEqual(Object.keys(back.extra), Object.keys(attrs.extra));
           assert.equal(JSON.stringify(back.extra), JSON.stringify(attrs.extra));
           assert.equal(formatLeaseAttrs(back), text);
@@ -493,22 +539,27 @@ describe('lease', () => {
       assert.equal(parseLeaseAttrs(nest(MAX_LEASE_DEPTH), KEY).extra.X !== undefined, true);
       throwsLease(() => parseLeaseAttrs(nest(MAX_LEASE_DEPTH + 1), KEY), KEY, 'value nests deeper than 16 levels');
       throwsLease(() => parseLeaseAttrs(nest(1500), KEY), KEY, 'value nests deeper than 16 levels');
-      fc.assert(fc.property(fc.jsonValue(), fc.string(), (value, field) => {
-        const text = JSON.stringify({ PublicIP: '192.0.2.1', BackendType: 'vxlan', [field]: value });
-        let attrs: LeaseAttrs;
-        try {
-          attrs = parseLeaseAttrs(text, KEY);
-        } catch (err) {
-          return err instanceof InvalidLeaseError;
-        }
-        formatLeaseAttrs(attrs);
-        return true;
-      }));
+      fc.assert(
+        fc.property(fc.jsonValue(), fc.string(), (value, field) => {
+          const text = JSON.stringify({ PublicIP: '192.0.2.1', BackendType: 'vxlan', [field]: value });
+          let attrs: LeaseAttrs;
+          try {
+            attrs = parseLeaseAttrs(text, KEY);
+          } catch (err) {
+            return err instanceof InvalidLeaseError;
+          }
+          formatLeaseAttrs(attrs);
+          return true;
+        }),
+      );
     });
 
     it('names an over-long key by its beginning only', () => {
       const key = `10.5.52.0-24${'x'.repeat(100_000)}`;
-      assert.throws(() => parseLeaseKey(key), (err: unknown) => err instanceof InvalidLeaseError && err.key === key && err.message.length < 400);
+      assert.throws(
+        () => parseLeaseKey(key),
+        (err: unknown) => err instanceof InvalidLeaseError && err.key === key && err.message.length < 400,
+      );
     });
   });
 });

@@ -124,7 +124,8 @@ export function parseLeaseAttrs(text: string, key: string): LeaseAttrs {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
     throw new InvalidLeaseError(key, 'value is not a JSON object');
   }
-  if (jsonDepth(raw, MAX_LEASE_DEPTH) > MAX_LEASE_DEPTH) throw new InvalidLeaseError(key, `value nests deeper than ${MAX_LEASE_DEPTH} levels`);
+  if (jsonDepth(raw, MAX_LEASE_DEPTH) > MAX_LEASE_DEPTH)
+    throw new InvalidLeaseError(key, `value nests deeper than ${MAX_LEASE_DEPTH} levels`);
   const obj = raw as Record<string, unknown>;
   // flanneld reads an absent or null BackendType as "" (its udp backend writes none).
   const backendType = obj.BackendType ?? '';
@@ -194,7 +195,11 @@ export function parseVxlanBackendData(data: Record<string, unknown> | undefined,
  * Validates a WireGuard lease's BackendData (or BackendV6Data): `{"PublicKey": "<base64>", "Port": 51820}`.
  * flanneld reads Port as a 16-bit number and a missing or zero Port as its own listen port.
  */
-export function parseWireguardBackendData(data: Record<string, unknown> | undefined, key: string, field = 'BackendData'): WireguardBackendData {
+export function parseWireguardBackendData(
+  data: Record<string, unknown> | undefined,
+  key: string,
+  field = 'BackendData',
+): WireguardBackendData {
   if (data === undefined) throw new InvalidLeaseError(key, `${field} is missing`);
   const publicKey = data.PublicKey;
   if (typeof publicKey !== 'string' || !/^[A-Za-z0-9+/]{43}=$/.test(publicKey)) {

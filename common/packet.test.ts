@@ -8,27 +8,21 @@ import {
   ETHERTYPE_IPV6,
   Ipv4Net,
   MAX_VNI,
-  PacketDecodeError,
   VXLAN_ENCAP_LENGTH,
   completePartialChecksum,
-  decodeUdp,
-  decodeVxlan,
-  encodeUdp,
-  encodeVxlan,
   formatIpv4,
-  formatMac,
   ipv4Destination,
   ipv4HeaderChecksum,
   ipv4Source,
   tcpSegmentCount,
   writeTcpSegment,
   parseMac,
-  transportChecksumValid,
   udpProblem,
   vxlanPrefix,
   vxlanProblem,
   type DecodeProblem,
 } from './packet.js';
+import { PacketDecodeError, decodeUdp, decodeVxlan, encodeUdp, encodeVxlan, formatMac, transportChecksumValid } from '../test/wire.js';
 
 // ---- reference implementations, written independently of packet.ts ----
 
@@ -36,16 +30,16 @@ import {
 function referenceChecksum(bytes: readonly number[]): number {
   let sum = 0;
   for (let i = 0; i < bytes.length; i += 2) {
-    sum += (bytes[i]! << 8) + (i + 1 < bytes.length ? bytes[i + 1]! : 0);
+    sum += (bytes[i] << 8) + (i + 1 < bytes.length ? bytes[i + 1] : 0);
     sum = (sum & 0xffff) + (sum >> 16);
   }
   return ~sum & 0xffff;
 }
 
 function transportChecksum(packet: Buffer): number {
-  const headerLength = (packet[0]! & 0x0f) * 4;
+  const headerLength = (packet[0] & 0x0f) * 4;
   const segment = [...packet.subarray(headerLength)];
-  const protocol = packet[9]!;
+  const protocol = packet[9];
   const checksumAt = protocol === 6 ? 16 : 6;
   segment[checksumAt] = 0;
   segment[checksumAt + 1] = 0;
@@ -56,9 +50,9 @@ function transportChecksum(packet: Buffer): number {
 
 /** What a sender with checksum offload leaves in the field: the folded pseudo-header sum, not complemented. */
 function partialChecksum(packet: Buffer): number {
-  const headerLength = (packet[0]! & 0x0f) * 4;
+  const headerLength = (packet[0] & 0x0f) * 4;
   const length = packet.length - headerLength;
-  const pseudo = [...packet.subarray(12, 20), 0, packet[9]!, length >> 8, length & 0xff];
+  const pseudo = [...packet.subarray(12, 20), 0, packet[9], length >> 8, length & 0xff];
   return ~referenceChecksum(pseudo) & 0xffff;
 }
 
@@ -92,7 +86,9 @@ function buildIpv4(spec: Ipv4Spec): Buffer {
 const u32 = fc.integer({ min: 0, max: 0xffffffff });
 const ipv4Spec = (protocols: fc.Arbitrary<number>, minPayload = 0): fc.Arbitrary<Ipv4Spec> =>
   fc.record({
-    options: fc.integer({ min: 0, max: 10 }).chain((words) => fc.array(fc.integer({ min: 0, max: 255 }), { minLength: words * 4, maxLength: words * 4 })),
+    options: fc
+      .integer({ min: 0, max: 10 })
+      .chain((words) => fc.array(fc.integer({ min: 0, max: 255 }), { minLength: words * 4, maxLength: words * 4 })),
     protocol: protocols,
     src: u32,
     dst: u32,
@@ -101,16 +97,14 @@ const ipv4Spec = (protocols: fc.Arbitrary<number>, minPayload = 0): fc.Arbitrary
     id: fc.integer({ min: 0, max: 0xffff }),
   });
 const ipv4Packet = ipv4Spec(fc.integer({ min: 0, max: 255 })).map(buildIpv4);
-const ipv6Packet = fc
-  .tuple(fc.uint8Array({ minLength: 36, maxLength: 36 }), fc.uint8Array({ maxLength: 300 }))
-  .map(([rest, payload]) => {
-    const packet = Buffer.alloc(40 + payload.length);
-    Buffer.from(rest).copy(packet, 4);
-    packet[0] = 0x60 | (packet[0]! & 0x0f);
-    packet.writeUInt16BE(payload.length, 4);
-    Buffer.from(payload).copy(packet, 40);
-    return packet;
-  });
+const ipv6Packet = fc.tuple(fc.uint8Array({ minLength: 36, maxLength: 36 }), fc.uint8Array({ maxLength: 300 })).map(([rest, payload]) => {
+  const packet = Buffer.alloc(40 + payload.length);
+  Buffer.from(rest).copy(packet, 4);
+  packet[0] = 0x60 | (packet[0] & 0x0f);
+  packet.writeUInt16BE(payload.length, 4);
+  Buffer.from(payload).copy(packet, 40);
+  return packet;
+});
 const ipPacket = fc.oneof(ipv4Packet, ipv6Packet);
 const mac = fc.uint8Array({ minLength: 6, maxLength: 6 }).map((bytes) => Buffer.from(bytes));
 const vni = fc.integer({ min: 0, max: MAX_VNI });
@@ -149,7 +143,7 @@ describe('common/packet: VXLAN', () => {
         assert.equal(frame.vni, id);
         assert.equal(frame.dstMac, formatMac(dst));
         assert.equal(frame.srcMac, formatMac(src));
-        assert.equal(frame.etherType, packet[0]! >> 4 === 4 ? ETHERTYPE_IPV4 : ETHERTYPE_IPV6);
+        assert.equal(frame.etherType, packet[0] >> 4 === 4 ? ETHERTYPE_IPV4 : ETHERTYPE_IPV6);
         assert.deepEqual(frame.packet, packet);
       }),
     );
@@ -162,7 +156,8 @@ describe('common/packet: VXLAN', () => {
 
   it('rejects short buffers, a clear VNI flag, a wrong VNI, non-IP EtherTypes, other MACs and bad IP headers', () => {
     const good = encodeVxlan({ vni: 1, dstMac: OURS, srcMac: THEIRS, packet: PING });
-    for (let length = 0; length < VXLAN_ENCAP_LENGTH + 20; length++) rejects(() => decodeVxlan(good.subarray(0, length), { vni: 1 }), 'short');
+    for (let length = 0; length < VXLAN_ENCAP_LENGTH + 20; length++)
+      rejects(() => decodeVxlan(good.subarray(0, length), { vni: 1 }), 'short');
     const flags = Buffer.from(good);
     flags[0] = 0xf7;
     rejects(() => decodeVxlan(flags, { vni: 1 }), 'vni_flag');
@@ -216,7 +211,9 @@ describe('common/packet: VXLAN', () => {
   it('refuses to build a frame for a VNI, MAC or packet that cannot be sent', () => {
     assert.throws(() => vxlanPrefix(MAX_VNI + 1, OURS, THEIRS, ETHERTYPE_IPV4), { code: 'WEFT_INVALID_VNI' });
     assert.throws(() => vxlanPrefix(1, OURS.subarray(0, 5), THEIRS, ETHERTYPE_IPV4), { code: 'WEFT_INVALID_MAC' });
-    assert.throws(() => encodeVxlan({ vni: 1, dstMac: OURS, srcMac: THEIRS, packet: Buffer.from([0x50]) }), { code: 'WEFT_INVALID_PACKET' });
+    assert.throws(() => encodeVxlan({ vni: 1, dstMac: OURS, srcMac: THEIRS, packet: Buffer.from([0x50]) }), {
+      code: 'WEFT_INVALID_PACKET',
+    });
     assert.throws(() => parseMac('02:00:00:00:00'), { code: 'WEFT_INVALID_MAC' });
   });
 });
@@ -241,17 +238,23 @@ describe("common/packet: flannel's udp format", () => {
 
   it('throws nothing but PacketDecodeError on any input, and agrees with udpProblem', () => {
     fc.assert(
-      fc.property(fc.oneof(fc.uint8Array({ maxLength: 80 }), ipPacket.map((p) => p.subarray(0, p.length - 1))), (input) => {
-        const problem = udpProblem(input, input.length);
-        assert.equal(udpProblem(Buffer.concat([Buffer.alloc(3), input, Buffer.alloc(40, 0x45)]), input.length, 3), problem);
-        try {
-          decodeUdp(input);
-          assert.equal(problem, undefined);
-        } catch (err) {
-          assert.ok(err instanceof PacketDecodeError, `threw ${String(err)}`);
-          assert.equal(err.reason, problem);
-        }
-      }),
+      fc.property(
+        fc.oneof(
+          fc.uint8Array({ maxLength: 80 }),
+          ipPacket.map((p) => p.subarray(0, p.length - 1)),
+        ),
+        (input) => {
+          const problem = udpProblem(input, input.length);
+          assert.equal(udpProblem(Buffer.concat([Buffer.alloc(3), input, Buffer.alloc(40, 0x45)]), input.length, 3), problem);
+          try {
+            decodeUdp(input);
+            assert.equal(problem, undefined);
+          } catch (err) {
+            assert.ok(err instanceof PacketDecodeError, `threw ${String(err)}`);
+            assert.equal(err.reason, problem);
+          }
+        },
+      ),
       { numRuns: 2000 },
     );
   });
@@ -293,7 +296,7 @@ describe('common/packet: IPv4 fields and checksums', () => {
     fc.assert(
       fc.property(ipv4Spec(fc.constantFrom(6, 17), 20), fc.nat({ max: 30 }), (spec, padding) => {
         const packet = buildIpv4(spec);
-        const at = (packet[0]! & 0x0f) * 4 + (spec.protocol === 6 ? 16 : 6);
+        const at = (packet[0] & 0x0f) * 4 + (spec.protocol === 6 ? 16 : 6);
         const full = transportChecksum(packet);
         packet.writeUInt16BE(full, at);
         assert.ok(transportChecksumValid(packet, 0, packet.length));
@@ -326,8 +329,12 @@ describe('common/packet: IPv4 fields and checksums', () => {
 describe('common/packet: TCP segmentation', () => {
   const tcpPacket = fc
     .record({
-      options: fc.integer({ min: 0, max: 10 }).chain((words) => fc.array(fc.integer({ min: 0, max: 255 }), { minLength: words * 4, maxLength: words * 4 })),
-      ipOptions: fc.integer({ min: 0, max: 4 }).chain((words) => fc.array(fc.integer({ min: 0, max: 255 }), { minLength: words * 4, maxLength: words * 4 })),
+      options: fc
+        .integer({ min: 0, max: 10 })
+        .chain((words) => fc.array(fc.integer({ min: 0, max: 255 }), { minLength: words * 4, maxLength: words * 4 })),
+      ipOptions: fc
+        .integer({ min: 0, max: 4 })
+        .chain((words) => fc.array(fc.integer({ min: 0, max: 255 }), { minLength: words * 4, maxLength: words * 4 })),
       payload: fc.uint8Array({ maxLength: 6000 }),
       seq: u32,
       flags: fc.integer({ min: 0, max: 255 }),
@@ -346,7 +353,10 @@ describe('common/packet: TCP segmentation', () => {
       tcp.writeUInt16BE(512, 14);
       Buffer.from(spec.options).copy(tcp, 20);
       Buffer.from(spec.payload).copy(tcp, 20 + spec.options.length);
-      return { spec, packet: buildIpv4({ options: spec.ipOptions, protocol: 6, src: spec.src, dst: spec.dst, payload: [...tcp], ttl: 63, id: spec.id }) };
+      return {
+        spec,
+        packet: buildIpv4({ options: spec.ipOptions, protocol: 6, src: spec.src, dst: spec.dst, payload: [...tcp], ttl: 63, id: spec.id }),
+      };
     });
 
   it('splits like TSO: payload kept in order, headers and checksums right, flags on the right segments', () => {
@@ -385,7 +395,15 @@ describe('common/packet: TCP segmentation', () => {
   it('refuses what TSO would not split', () => {
     const udp = buildIpv4({ options: [], protocol: 17, src: 1, dst: 2, payload: new Array<number>(3000).fill(1), ttl: 9, id: 1 });
     assert.equal(tcpSegmentCount(udp, 0, udp.length, 1400), 0);
-    const tcp = buildIpv4({ options: [], protocol: 6, src: 1, dst: 2, payload: [...Buffer.alloc(20, 0)].map((_, i) => (i === 12 ? 0x50 : 0)), ttl: 9, id: 1 });
+    const tcp = buildIpv4({
+      options: [],
+      protocol: 6,
+      src: 1,
+      dst: 2,
+      payload: [...Buffer.alloc(20, 0)].map((_, i) => (i === 12 ? 0x50 : 0)),
+      ttl: 9,
+      id: 1,
+    });
     assert.equal(tcpSegmentCount(tcp, 0, tcp.length, 40), 0, 'no room for payload');
     assert.equal(tcpSegmentCount(tcp, 0, tcp.length, 41), 1);
     tcp[6] = 0x20;

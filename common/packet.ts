@@ -1,5 +1,5 @@
 /**
- * The wire formats of the userspace data path (design.md §1), pure and allocation-free on the per-packet
+ * The wire formats of the userspace data path (VXLAN, RFC 7348, and flannel's udp format), pure and allocation-free on the per-packet
  * path:
  *
  * - VXLAN (RFC 7348): UDP payload = 8-byte header (flags 0x08 = VNI valid, 3 reserved bytes, 24-bit VNI,
@@ -8,10 +8,9 @@
  * - flannel's udp backend: the IP packet is the whole UDP payload;
  * - the few IPv4 header fields the anti-spoofing checks read, and the Internet checksum.
  *
- * Two layers. `vxlanProblem` / `udpProblem` / `ipPacketProblem` look at a buffer in place and return what is
- * wrong with it (a DecodeProblem) or undefined: the data path calls them once per packet, they allocate
- * nothing and never throw. `decodeVxlan` / `decodeUdp` are built on them and throw a PacketDecodeError
- * (stable code WEFT_PACKET_DECODE, `reason` = the problem) for callers that want an object.
+ * `vxlanProblem` / `udpProblem` / `ipPacketProblem` look at a buffer in place and return what is wrong with
+ * it (a DecodeProblem) or undefined: the data path calls them once per packet, they allocate nothing and
+ * never throw.
  */
 import type { Prefix } from './cidr.js';
 import { WeftError } from './errors.js';
@@ -34,24 +33,6 @@ export const IPPROTO_UDP = 17;
 export const DECODE_PROBLEMS = ['short', 'vni_flag', 'vni', 'ethertype', 'inner_mac', 'ip_header'] as const;
 export type DecodeProblem = (typeof DECODE_PROBLEMS)[number];
 
-const PROBLEM_TEXT: Record<DecodeProblem, string> = {
-  short: 'shorter than its headers',
-  vni_flag: 'the VXLAN I flag (VNI valid) is clear',
-  vni: 'carries another VNI',
-  ethertype: 'the inner frame is not IPv4 or IPv6',
-  inner_mac: 'the inner frame is not addressed to our VtepMAC',
-  ip_header: 'the inner IP header is malformed',
-};
-
-/** A payload that is not a well-formed VXLAN or flannel-udp packet; `reason` is one of DECODE_PROBLEMS. */
-export class PacketDecodeError extends WeftError {
-  readonly reason: DecodeProblem;
-  constructor(reason: DecodeProblem, detail: string) {
-    super('WEFT_PACKET_DECODE', `${PROBLEM_TEXT[reason]} (${detail})`);
-    this.reason = reason;
-  }
-}
-
 // ---------------------------------------------------------------------------------------------------
 // MAC addresses
 
@@ -63,18 +44,12 @@ export function parseMac(text: string): Buffer {
   return Buffer.from(text.replace(/:/g, ''), 'hex');
 }
 
-export function formatMac(bytes: Uint8Array, offset = 0): string {
-  const parts: string[] = [];
-  for (let i = offset; i < offset + 6; i++) parts.push((bytes[i] ?? 0).toString(16).padStart(2, '0'));
-  return parts.join(':');
-}
-
 // ---------------------------------------------------------------------------------------------------
 // IP headers
 
 /** An unsigned 32-bit integer from 4 bytes, big-endian (network order). */
 export function readU32(buf: Uint8Array, offset: number): number {
-  return ((buf[offset]! << 24) | (buf[offset + 1]! << 16) | (buf[offset + 2]! << 8) | buf[offset + 3]!) >>> 0;
+  return ((buf[offset] << 24) | (buf[offset + 1] << 16) | (buf[offset + 2] << 8) | buf[offset + 3]) >>> 0;
 }
 
 /** The IPv4 source address of the header at `offset`, as an unsigned 32-bit integer. */
@@ -97,8 +72,12 @@ export class Ipv4Net {
   readonly mask: number;
   readonly network: number;
 
-  constructor(network: number, readonly length: number) {
-    if (!Number.isInteger(length) || length < 0 || length > 32) throw new WeftError('WEFT_INVALID_CIDR', `prefix length ${length} is not 0-32`);
+  constructor(
+    network: number,
+    readonly length: number,
+  ) {
+    if (!Number.isInteger(length) || length < 0 || length > 32)
+      throw new WeftError('WEFT_INVALID_CIDR', `prefix length ${length} is not 0-32`);
     this.mask = length === 0 ? 0 : (0xffffffff << (32 - length)) >>> 0;
     this.network = (network & this.mask) >>> 0;
   }
@@ -109,7 +88,7 @@ export class Ipv4Net {
   }
 
   contains(address: number): boolean {
-    return ((address & this.mask) >>> 0) === this.network;
+    return (address & this.mask) >>> 0 === this.network;
   }
 
   toString(): string {
@@ -125,17 +104,17 @@ export class Ipv4Net {
 export function ipPacketProblem(buf: Uint8Array, offset: number, end: number, version?: 4 | 6): DecodeProblem | undefined {
   const available = end - offset;
   if (available < 1) return 'short';
-  const actual = buf[offset]! >> 4;
+  const actual = buf[offset] >> 4;
   if (actual === 4 && (version === undefined || version === 4)) {
     if (available < IPV4_MIN_HEADER) return 'short';
-    const headerLength = (buf[offset]! & 0x0f) * 4;
-    const totalLength = (buf[offset + 2]! << 8) | buf[offset + 3]!;
+    const headerLength = (buf[offset] & 0x0f) * 4;
+    const totalLength = (buf[offset + 2] << 8) | buf[offset + 3];
     if (headerLength < IPV4_MIN_HEADER || totalLength < headerLength || totalLength > available) return 'ip_header';
     return undefined;
   }
   if (actual === 6 && (version === undefined || version === 6)) {
     if (available < IPV6_HEADER_LENGTH) return 'short';
-    const payloadLength = (buf[offset + 4]! << 8) | buf[offset + 5]!;
+    const payloadLength = (buf[offset + 4] << 8) | buf[offset + 5];
     if (IPV6_HEADER_LENGTH + payloadLength > available) return 'ip_header';
     return undefined;
   }
@@ -147,8 +126,8 @@ export function ipPacketProblem(buf: Uint8Array, offset: number, end: number, ve
  * link-layer padding after it.
  */
 export function ipPacketLength(buf: Uint8Array, offset: number): number {
-  if (buf[offset]! >> 4 === 4) return (buf[offset + 2]! << 8) | buf[offset + 3]!;
-  return IPV6_HEADER_LENGTH + ((buf[offset + 4]! << 8) | buf[offset + 5]!);
+  if (buf[offset] >> 4 === 4) return (buf[offset + 2] << 8) | buf[offset + 3];
+  return IPV6_HEADER_LENGTH + ((buf[offset + 4] << 8) | buf[offset + 5]);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -160,81 +139,14 @@ export function ipPacketLength(buf: Uint8Array, offset: number): number {
  */
 export function vxlanProblem(buf: Uint8Array, length: number, vni: number, localMac?: Uint8Array, start = 0): DecodeProblem | undefined {
   if (length < VXLAN_ENCAP_LENGTH) return 'short';
-  if ((buf[start]! & VXLAN_FLAG_VNI) === 0) return 'vni_flag';
-  if (((buf[start + 4]! << 16) | (buf[start + 5]! << 8) | buf[start + 6]!) !== vni) return 'vni';
-  const etherType = (buf[start + 20]! << 8) | buf[start + 21]!;
+  if ((buf[start] & VXLAN_FLAG_VNI) === 0) return 'vni_flag';
+  if (((buf[start + 4] << 16) | (buf[start + 5] << 8) | buf[start + 6]) !== vni) return 'vni';
+  const etherType = (buf[start + 20] << 8) | buf[start + 21];
   if (etherType !== ETHERTYPE_IPV4 && etherType !== ETHERTYPE_IPV6) return 'ethertype';
   if (localMac !== undefined) {
     for (let i = 0; i < 6; i++) if (buf[start + VXLAN_HEADER_LENGTH + i] !== localMac[i]) return 'inner_mac';
   }
   return ipPacketProblem(buf, start + VXLAN_ENCAP_LENGTH, start + length, etherType === ETHERTYPE_IPV4 ? 4 : 6);
-}
-
-export interface VxlanFrame {
-  vni: number;
-  dstMac: string;
-  srcMac: string;
-  etherType: number;
-  /** The inner IP packet (a view of the input, without link-layer padding). */
-  packet: Buffer;
-}
-
-export interface VxlanDecodeOptions {
-  /** The VNI we accept. */
-  vni: number;
-  /** Our VtepMAC: when given, a frame addressed to another MAC is rejected ('inner_mac'). */
-  localMac?: Uint8Array;
-}
-
-/** Decodes a VXLAN UDP payload; throws PacketDecodeError. */
-export function decodeVxlan(payload: Uint8Array, options: VxlanDecodeOptions): VxlanFrame {
-  const buf = Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
-  const problem = vxlanProblem(buf, buf.length, options.vni, options.localMac);
-  if (problem !== undefined) throw new PacketDecodeError(problem, describeVxlan(buf, problem, options));
-  const offset = VXLAN_ENCAP_LENGTH;
-  return {
-    vni: (buf[4]! << 16) | (buf[5]! << 8) | buf[6]!,
-    dstMac: formatMac(buf, VXLAN_HEADER_LENGTH),
-    srcMac: formatMac(buf, VXLAN_HEADER_LENGTH + 6),
-    etherType: (buf[20]! << 8) | buf[21]!,
-    packet: buf.subarray(offset, offset + ipPacketLength(buf, offset)),
-  };
-}
-
-function describeVxlan(buf: Buffer, problem: DecodeProblem, options: VxlanDecodeOptions): string {
-  switch (problem) {
-    case 'short':
-      return buf.length < VXLAN_ENCAP_LENGTH
-        ? `${buf.length} bytes, a VXLAN header and an inner Ethernet header take ${VXLAN_ENCAP_LENGTH}`
-        : `${buf.length - VXLAN_ENCAP_LENGTH} bytes after the inner Ethernet header`;
-    case 'vni_flag':
-      return `flags 0x${buf[0]!.toString(16).padStart(2, '0')}`;
-    case 'vni':
-      return `VNI ${(buf[4]! << 16) | (buf[5]! << 8) | buf[6]!}, expected ${options.vni}`;
-    case 'ethertype':
-      return `EtherType 0x${buf.readUInt16BE(20).toString(16).padStart(4, '0')}`;
-    case 'inner_mac':
-      return `to ${formatMac(buf, VXLAN_HEADER_LENGTH)}, ours is ${formatMac(options.localMac ?? new Uint8Array(6))}`;
-    case 'ip_header':
-      return describeIp(buf, VXLAN_ENCAP_LENGTH);
-  }
-}
-
-function describeIp(buf: Uint8Array, offset: number): string {
-  const version = buf[offset]! >> 4;
-  if (version === 4) return `IPv4 header length ${(buf[offset]! & 0x0f) * 4}, total length ${(buf[offset + 2]! << 8) | buf[offset + 3]!}, ${buf.length - offset} bytes`;
-  if (version === 6) return `IPv6 payload length ${(buf[offset + 4]! << 8) | buf[offset + 5]!}, ${buf.length - offset} bytes`;
-  return `IP version ${version}`;
-}
-
-export interface VxlanEncodeOptions {
-  vni: number;
-  /** The receiving VTEP's VtepMAC. */
-  dstMac: Uint8Array;
-  /** Our VtepMAC. */
-  srcMac: Uint8Array;
-  /** An IPv4 or IPv6 packet; its version picks the EtherType. */
-  packet: Uint8Array;
 }
 
 /**
@@ -255,38 +167,12 @@ export function vxlanPrefix(vni: number, dstMac: Uint8Array, srcMac: Uint8Array,
   return prefix;
 }
 
-/** A whole VXLAN UDP payload (allocates; the data path uses vxlanPrefix instead). */
-export function encodeVxlan(options: VxlanEncodeOptions): Buffer {
-  const { packet } = options;
-  const version = packet.length > 0 ? packet[0]! >> 4 : 0;
-  if (version !== 4 && version !== 6) throw new WeftError('WEFT_INVALID_PACKET', `IP version ${version} cannot be sent over VXLAN`);
-  const prefix = vxlanPrefix(options.vni, options.dstMac, options.srcMac, version === 4 ? ETHERTYPE_IPV4 : ETHERTYPE_IPV6);
-  return Buffer.concat([prefix, packet]);
-}
-
 // ---------------------------------------------------------------------------------------------------
 // flannel's udp backend
 
 /** What is wrong with a flannel-udp UDP payload buf[start, start + length) (it must be one IP packet), or undefined. */
 export function udpProblem(buf: Uint8Array, length: number, start = 0): DecodeProblem | undefined {
   return ipPacketProblem(buf, start, start + length);
-}
-
-/** Decodes a flannel-udp payload to its IP packet (a view, without trailing bytes); throws PacketDecodeError. */
-export function decodeUdp(payload: Uint8Array): Buffer {
-  const buf = Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
-  const problem = udpProblem(buf, buf.length);
-  if (problem !== undefined) {
-    throw new PacketDecodeError(problem, problem === 'short' ? `${buf.length} bytes` : describeIp(buf, 0));
-  }
-  return buf.subarray(0, ipPacketLength(buf, 0));
-}
-
-/** A flannel-udp payload: the IP packet itself (a copy). */
-export function encodeUdp(packet: Uint8Array): Buffer {
-  const problem = udpProblem(packet, packet.length);
-  if (problem !== undefined) throw new WeftError('WEFT_INVALID_PACKET', `not an IP packet: ${PROBLEM_TEXT[problem]}`);
-  return Buffer.from(packet);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -297,12 +183,12 @@ export function sum16(buf: Uint8Array, start: number, end: number, initial = 0):
   let sum = initial;
   let i = start;
   // Four bytes per step; the accumulator stays far below 2^53 for any IP packet.
-  for (; i + 3 < end; i += 4) sum += ((buf[i]! << 8) | buf[i + 1]!) + ((buf[i + 2]! << 8) | buf[i + 3]!);
+  for (; i + 3 < end; i += 4) sum += ((buf[i] << 8) | buf[i + 1]) + ((buf[i + 2] << 8) | buf[i + 3]);
   if (i + 1 < end) {
-    sum += (buf[i]! << 8) | buf[i + 1]!;
+    sum += (buf[i] << 8) | buf[i + 1];
     i += 2;
   }
-  if (i < end) sum += buf[i]! << 8;
+  if (i < end) sum += buf[i] << 8;
   return sum;
 }
 
@@ -314,7 +200,7 @@ export function foldSum(sum: number): number {
 
 /** The IPv4 header checksum field a header at `offset` should carry. */
 export function ipv4HeaderChecksum(buf: Uint8Array, offset: number): number {
-  const headerLength = (buf[offset]! & 0x0f) * 4;
+  const headerLength = (buf[offset] & 0x0f) * 4;
   const sum = sum16(buf, offset, offset + 10) + sum16(buf, offset + 12, offset + headerLength);
   return ~foldSum(sum) & 0xffff;
 }
@@ -331,17 +217,17 @@ function pseudoHeaderSum(buf: Uint8Array, offset: number, protocol: number, l4Le
  * be well-formed (ipPacketProblem); fragments are left alone.
  */
 export function completePartialChecksum(buf: Uint8Array, offset: number, length: number): boolean {
-  if (buf[offset]! >> 4 !== 4) return false;
-  const protocol = buf[offset + 9]!;
+  if (buf[offset] >> 4 !== 4) return false;
+  const protocol = buf[offset + 9];
   if (protocol !== IPPROTO_TCP && protocol !== IPPROTO_UDP) return false;
   // More-fragments set or a fragment offset: the checksum covers the reassembled datagram.
-  if (((buf[offset + 6]! & 0x3f) | buf[offset + 7]!) !== 0) return false;
-  const headerLength = (buf[offset]! & 0x0f) * 4;
+  if (((buf[offset + 6] & 0x3f) | buf[offset + 7]) !== 0) return false;
+  const headerLength = (buf[offset] & 0x0f) * 4;
   const l4 = offset + headerLength;
   const l4Length = length - headerLength;
   const field = l4 + (protocol === IPPROTO_TCP ? 16 : 6);
   if (l4Length < (protocol === IPPROTO_TCP ? 20 : 8)) return false;
-  const stored = (buf[field]! << 8) | buf[field + 1]!;
+  const stored = (buf[field] << 8) | buf[field + 1];
   // UDP over IPv4 may carry no checksum at all.
   if (protocol === IPPROTO_UDP && stored === 0) return false;
   const pseudo = pseudoHeaderSum(buf, offset, protocol, l4Length);
@@ -369,11 +255,11 @@ const TCP_CWR = 0x80;
  * be split (not TCP, a fragment, or headers that leave no room for payload).
  */
 export function tcpSegmentCount(buf: Uint8Array, offset: number, length: number, maxLength: number): number {
-  if (buf[offset]! >> 4 !== 4 || buf[offset + 9] !== IPPROTO_TCP) return 0;
-  if (((buf[offset + 6]! & 0x3f) | buf[offset + 7]!) !== 0) return 0;
-  const ipHeader = (buf[offset]! & 0x0f) * 4;
+  if (buf[offset] >> 4 !== 4 || buf[offset + 9] !== IPPROTO_TCP) return 0;
+  if (((buf[offset + 6] & 0x3f) | buf[offset + 7]) !== 0) return 0;
+  const ipHeader = (buf[offset] & 0x0f) * 4;
   if (length < ipHeader + 20) return 0;
-  const headers = ipHeader + (buf[offset + ipHeader + 12]! >> 4) * 4;
+  const headers = ipHeader + (buf[offset + ipHeader + 12] >> 4) * 4;
   const segmentPayload = maxLength - headers;
   if (headers > length || segmentPayload <= 0) return 0;
   return Math.max(1, Math.ceil((length - headers) / segmentPayload));
@@ -385,10 +271,18 @@ export function tcpSegmentCount(buf: Uint8Array, offset: number, length: number,
  * IP header checksum, sequence number and TCP checksum are rewritten; CWR stays on the first segment
  * only, FIN and PSH on the last only. The packet's checksums need not be valid (a GSO packet's are not).
  */
-export function writeTcpSegment(buf: Uint8Array, offset: number, length: number, maxLength: number, index: number, out: Uint8Array, outOffset: number): number {
-  const ipHeader = (buf[offset]! & 0x0f) * 4;
+export function writeTcpSegment(
+  buf: Uint8Array,
+  offset: number,
+  length: number,
+  maxLength: number,
+  index: number,
+  out: Uint8Array,
+  outOffset: number,
+): number {
+  const ipHeader = (buf[offset] & 0x0f) * 4;
   const tcp = offset + ipHeader;
-  const headers = ipHeader + (buf[tcp + 12]! >> 4) * 4;
+  const headers = ipHeader + (buf[tcp + 12] >> 4) * 4;
   const segmentPayload = maxLength - headers;
   const payload = length - headers;
   const start = index * segmentPayload;
@@ -399,7 +293,7 @@ export function writeTcpSegment(buf: Uint8Array, offset: number, length: number,
   const total = headers + chunk;
   out[outOffset + 2] = total >>> 8;
   out[outOffset + 3] = total & 0xff;
-  const id = (((buf[offset + 4]! << 8) | buf[offset + 5]!) + index) & 0xffff;
+  const id = (((buf[offset + 4] << 8) | buf[offset + 5]) + index) & 0xffff;
   out[outOffset + 4] = id >>> 8;
   out[outOffset + 5] = id & 0xff;
   out[outOffset + 10] = 0;
@@ -413,7 +307,7 @@ export function writeTcpSegment(buf: Uint8Array, offset: number, length: number,
   out[outTcp + 5] = (seq >>> 16) & 0xff;
   out[outTcp + 6] = (seq >>> 8) & 0xff;
   out[outTcp + 7] = seq & 0xff;
-  let flags = buf[tcp + 13]!;
+  let flags = buf[tcp + 13];
   if (index > 0) flags &= ~TCP_CWR;
   if (!last) flags &= ~(TCP_FIN | TCP_PSH);
   out[outTcp + 13] = flags;
@@ -424,14 +318,4 @@ export function writeTcpSegment(buf: Uint8Array, offset: number, length: number,
   out[outTcp + 16] = checksum >>> 8;
   out[outTcp + 17] = checksum & 0xff;
   return total;
-}
-
-/** Whether the TCP or UDP checksum of the IPv4 packet at buf[offset, offset + length) verifies. */
-export function transportChecksumValid(buf: Uint8Array, offset: number, length: number): boolean {
-  const protocol = buf[offset + 9]!;
-  const headerLength = (buf[offset]! & 0x0f) * 4;
-  const l4Length = length - headerLength;
-  if (protocol === IPPROTO_UDP && ((buf[offset + headerLength + 6]! << 8) | buf[offset + headerLength + 7]!) === 0) return true;
-  const sum = sum16(buf, offset + headerLength, offset + length, pseudoHeaderSum(buf, offset, protocol, l4Length));
-  return foldSum(sum) === 0xffff;
 }

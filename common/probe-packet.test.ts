@@ -27,8 +27,8 @@ function echoReply(request: Buffer): Buffer {
   return reply;
 }
 
-describe('common/probe-packet: weft\'s ICMP probes', function () {
-  it('writes an IPv4 echo request with don\'t-fragment set, valid checksums and the length asked for', function () {
+describe("common/probe-packet: weft's ICMP probes", function () {
+  it("writes an IPv4 echo request with don't-fragment set, valid checksums and the length asked for", function () {
     const packet = encodeProbe({ ...fields, size: 'full', length: 1450 });
     assert.equal(packet.length, 1450);
     assert.equal(packet[0], 0x45);
@@ -37,24 +37,49 @@ describe('common/probe-packet: weft\'s ICMP probes', function () {
     assert.equal(packet[9], 1, 'ICMP');
     assert.equal(ipv4HeaderChecksum(packet, 0), packet.readUInt16BE(10));
     assert.equal(packet[20], 8, 'echo request');
-    assert.deepEqual(decodeProbe(packet), { kind: 'request', source: fields.source, destination: fields.destination, identifier: 0x1234, instance: 0xdeadbeef, round: 70_000, size: 'full', length: 1450 });
+    assert.deepEqual(decodeProbe(packet), {
+      kind: 'request',
+      source: fields.source,
+      destination: fields.destination,
+      identifier: 0x1234,
+      instance: 0xdeadbeef,
+      round: 70_000,
+      size: 'full',
+      length: 1450,
+    });
   });
 
-  it('reads the kernel\'s echo reply as the answer to the probe', function () {
+  it("reads the kernel's echo reply as the answer to the probe", function () {
     const reply = decodeProbe(echoReply(encodeProbe(fields)));
-    assert.deepEqual(reply, { kind: 'reply', source: fields.destination, destination: fields.source, identifier: 0x1234, instance: 0xdeadbeef, round: 70_000, size: 'small', length: SMALL_PROBE_BYTES });
+    assert.deepEqual(reply, {
+      kind: 'reply',
+      source: fields.destination,
+      destination: fields.source,
+      identifier: 0x1234,
+      instance: 0xdeadbeef,
+      round: 70_000,
+      size: 'small',
+      length: SMALL_PROBE_BYTES,
+    });
   });
 
   it('round-trips every field', function () {
-    fc.assert(fc.property(
-      fc.record({
-        source: fc.nat(0xffffffff), destination: fc.nat(0xffffffff), identifier: fc.nat(0xffff), instance: fc.nat(0xffffffff),
-        round: fc.nat(0xffffffff), size: fc.constantFrom('small' as const, 'full' as const), length: fc.integer({ min: MIN_PROBE_BYTES, max: 9000 }),
-      }),
-      (probe) => {
-        assert.deepEqual(decodeProbe(encodeProbe(probe)), { kind: 'request', ...probe });
-      },
-    ));
+    fc.assert(
+      fc.property(
+        fc.record({
+          source: fc.nat(0xffffffff),
+          destination: fc.nat(0xffffffff),
+          identifier: fc.nat(0xffff),
+          instance: fc.nat(0xffffffff),
+          round: fc.nat(0xffffffff),
+          size: fc.constantFrom('small' as const, 'full' as const),
+          length: fc.integer({ min: MIN_PROBE_BYTES, max: 9000 }),
+        }),
+        (probe) => {
+          assert.deepEqual(decodeProbe(encodeProbe(probe)), { kind: 'request', ...probe });
+        },
+      ),
+    );
   });
 
   it('refuses what is not a well-formed weft probe, without throwing', function () {
@@ -72,15 +97,19 @@ describe('common/probe-packet: weft\'s ICMP probes', function () {
     assert.equal(decodeProbe(broken((copy) => copy.writeUInt16BE(2000, 2))), undefined, 'longer than received');
     assert.equal(decodeProbe(broken((copy) => (copy[0] = 0x65))), undefined, 'IPv6 version');
     assert.throws(() => encodeProbe({ ...fields, length: MIN_PROBE_BYTES - 1 }), RangeError);
-    fc.assert(fc.property(fc.uint8Array({ minLength: 0, maxLength: 200 }), (bytes) => {
-      decodeProbe(bytes);
-    }));
-    fc.assert(fc.property(fc.nat(SMALL_PROBE_BYTES - 1), fc.nat(255), (at, value) => {
-      const copy = Buffer.from(packet);
-      copy[at] = value;
-      const decoded = decodeProbe(copy);
-      // a shorter total length can still check out: the padding it cuts off is zeros
-      if (decoded !== undefined) assert.ok(decoded.length >= MIN_PROBE_BYTES && decoded.length <= SMALL_PROBE_BYTES);
-    }));
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 0, maxLength: 200 }), (bytes) => {
+        decodeProbe(bytes);
+      }),
+    );
+    fc.assert(
+      fc.property(fc.nat(SMALL_PROBE_BYTES - 1), fc.nat(255), (at, value) => {
+        const copy = Buffer.from(packet);
+        copy[at] = value;
+        const decoded = decodeProbe(copy);
+        // a shorter total length can still check out: the padding it cuts off is zeros
+        if (decoded !== undefined) assert.ok(decoded.length >= MIN_PROBE_BYTES && decoded.length <= SMALL_PROBE_BYTES);
+      }),
+    );
   });
 });

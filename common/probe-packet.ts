@@ -87,22 +87,22 @@ export function encodeProbe(fields: ProbeFields): Buffer {
  * is not a well-formed, unfragmented echo request or reply carrying weft's probe payload — never throws.
  */
 export function decodeProbe(packet: Uint8Array, length = packet.length): ProbeMessage | undefined {
-  if (length < MIN_PROBE_BYTES || length > packet.length || packet[0]! >> 4 !== 4) return undefined;
-  const headerLength = (packet[0]! & 0x0f) * 4;
-  const total = (packet[2]! << 8) | packet[3]!;
+  if (length < MIN_PROBE_BYTES || length > packet.length || packet[0] >> 4 !== 4) return undefined;
+  const headerLength = (packet[0] & 0x0f) * 4;
+  const total = (packet[2] << 8) | packet[3];
   if (headerLength < IPV4_HEADER || total > length || total < headerLength + ICMP_HEADER + PAYLOAD_HEADER) return undefined;
-  if (packet[9] !== PROTOCOL_ICMP || (((packet[6]! << 8) | packet[7]!) & 0x3fff) !== 0) return undefined;
+  if (packet[9] !== PROTOCOL_ICMP || (((packet[6] << 8) | packet[7]) & 0x3fff) !== 0) return undefined;
   const icmp = headerLength;
   const type = packet[icmp];
   if ((type !== ICMP_ECHO_REPLY && type !== ICMP_ECHO_REQUEST) || packet[icmp + 1] !== 0) return undefined;
   if (foldSum(sum16(packet, icmp, total)) !== 0xffff) return undefined;
   const payload = icmp + ICMP_HEADER;
-  if (readU32(packet, payload) !== MAGIC || packet[payload + 4] !== VERSION || packet[payload + 5]! > 1) return undefined;
+  if (readU32(packet, payload) !== MAGIC || packet[payload + 4] !== VERSION || packet[payload + 5] > 1) return undefined;
   return {
     kind: type === ICMP_ECHO_REPLY ? 'reply' : 'request',
     source: readU32(packet, 12),
     destination: readU32(packet, 16),
-    identifier: (packet[icmp + 4]! << 8) | packet[icmp + 5]!,
+    identifier: (packet[icmp + 4] << 8) | packet[icmp + 5],
     instance: readU32(packet, payload + 8),
     round: readU32(packet, payload + 12),
     size: packet[payload + 5] === 1 ? 'full' : 'small',

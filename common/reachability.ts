@@ -127,15 +127,18 @@ function carries(a: HostProbes, b: HostProbes, size: Size): { carries: boolean |
   const bLost = lostSince(ofA, size);
   if (bLost !== null && a.report !== undefined) {
     const heard = heardRound(ofB, b.report?.instance, size);
-    if (heard !== null && heard >= bLost) return { carries: false, why: `${a.publicIP} hears ${b.publicIP}'s probes but ${b.publicIP} gets none of its answers` };
+    if (heard !== null && heard >= bLost)
+      return { carries: false, why: `${a.publicIP} hears ${b.publicIP}'s probes but ${b.publicIP} gets none of its answers` };
   }
   return { carries: undefined, why: '' };
 }
 
 /** The earliest `since` of the two hosts' records of each other that are not ok. */
 function sinceOf(...records: (PeerReport | 'ok' | undefined)[]): string | null {
-  const times = records.filter((record): record is PeerReport => record !== undefined && record !== 'ok' && record.state !== 'ok').map((record) => record.since);
-  return times.length === 0 ? null : times.sort()[0]!;
+  const times = records
+    .filter((record): record is PeerReport => record !== undefined && record !== 'ok' && record.state !== 'ok')
+    .map((record) => record.since);
+  return times.length === 0 ? null : times.sort()[0];
 }
 
 /** The state of the path from `a` to `b`. */
@@ -143,25 +146,39 @@ export function pathVerdict(a: HostProbes, b: HostProbes): PathVerdict {
   const ofB = recordOf(a, b);
   const ofA = recordOf(b, a);
   const since = sinceOf(ofB, ofA);
-  const verdict = (state: PathState, detail: string): PathVerdict => ({ from: a.lease, to: b.lease, state, detail, since: state === 'ok' ? null : since });
+  const verdict = (state: PathState, detail: string): PathVerdict => ({
+    from: a.lease,
+    to: b.lease,
+    state,
+    detail,
+    since: state === 'ok' ? null : since,
+  });
   if (ofB === undefined && ofA === undefined) return verdict('unknown', 'neither host reports probes');
   const small = carries(a, b, 'small');
-  if (small.carries === false) return verdict('lost', `no packets from ${a.publicIP} arrive at ${b.publicIP} over the overlay: ${small.why}`);
+  if (small.carries === false)
+    return verdict('lost', `no packets from ${a.publicIP} arrive at ${b.publicIP} over the overlay: ${small.why}`);
   const full = carries(a, b, 'full');
   const fullBytes = a.report?.sizes.full ?? b.report?.sizes.full;
   const sizeText = fullBytes === undefined ? 'full-size packets' : `${fullBytes}-byte packets`;
   if (small.carries === true && full.carries === false) {
-    return verdict('mtu', `only small packets from ${a.publicIP} arrive at ${b.publicIP} over the overlay, ${sizeText} are lost (an MTU black hole): ${full.why}`);
+    return verdict(
+      'mtu',
+      `only small packets from ${a.publicIP} arrive at ${b.publicIP} over the overlay, ${sizeText} are lost (an MTU black hole): ${full.why}`,
+    );
   }
   if (small.carries === true && full.carries === true) return verdict('ok', '');
   // A gets no answer from B, and B's records cannot say which way is lost
-  const missing = b.report === undefined ? `${b.publicIP}'s /peers could not be read` : `${b.publicIP} has no record of ${a.publicIP}'s probes`;
+  const missing =
+    b.report === undefined ? `${b.publicIP}'s /peers could not be read` : `${b.publicIP} has no record of ${a.publicIP}'s probes`;
   const state = ofB === undefined || ofB === 'ok' ? undefined : ofB.state;
   if (small.carries === undefined && state === 'unreachable') {
     return verdict('lost', `${a.publicIP} gets no answer from ${b.publicIP} over the overlay; which way is lost is unknown (${missing})`);
   }
   if (full.carries === undefined && state === 'mtu') {
-    return verdict('mtu', `${a.publicIP} gets no answer to ${sizeText} from ${b.publicIP} over the overlay; which way is lost is unknown (${missing})`);
+    return verdict(
+      'mtu',
+      `${a.publicIP} gets no answer to ${sizeText} from ${b.publicIP} over the overlay; which way is lost is unknown (${missing})`,
+    );
   }
   return verdict('unknown', 'not probed long enough to tell');
 }
@@ -190,23 +207,50 @@ export function brokenPaths(hosts: readonly HostProbes[]): PathVerdict[] {
 export const MAX_REPORTED_PEERS = 100_000;
 
 const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
-const isRound = (value: unknown): value is number | null => value === null || (Number.isInteger(value) && (value as number) >= 0 && (value as number) <= 0xffffffff);
+const isRound = (value: unknown): value is number | null =>
+  value === null || (Number.isInteger(value) && (value as number) >= 0 && (value as number) <= 0xffffffff);
 /** The only texts a report holds: ISO times, lease names and addresses (nothing to escape when printed). */
-const isTime = (value: unknown): value is string => typeof value === 'string' && /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z$/.test(value);
+const isTime = (value: unknown): value is string =>
+  typeof value === 'string' && /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z$/.test(value);
 const isName = (value: unknown): value is string => typeof value === 'string' && value.length <= 100 && /^[0-9A-Za-z:.&-]+$/.test(value);
 
 function peerRecord(value: unknown): PeerReport | undefined {
   if (!isObject(value)) return undefined;
   const { lease, publicIP, address, state, since, rttSeconds, lastReply, round, smallLostSince, fullLostSince, heard } = value;
-  if (!isName(lease) || !isName(publicIP) || !isName(address) || !isTime(since) || !(PEER_STATES as readonly unknown[]).includes(state)) return undefined;
-  if (!(rttSeconds === null || (typeof rttSeconds === 'number' && Number.isFinite(rttSeconds))) || !(lastReply === null || isTime(lastReply))) return undefined;
+  if (!isName(lease) || !isName(publicIP) || !isName(address) || !isTime(since) || !(PEER_STATES as readonly unknown[]).includes(state))
+    return undefined;
+  if (
+    !(rttSeconds === null || (typeof rttSeconds === 'number' && Number.isFinite(rttSeconds))) ||
+    !(lastReply === null || isTime(lastReply))
+  )
+    return undefined;
   if (!isRound(round) || round === null || !isRound(smallLostSince) || !isRound(fullLostSince)) return undefined;
   let heardRecord: PeerReport['heard'] = null;
   if (heard !== null) {
-    if (!isObject(heard) || !isRound(heard.instance) || heard.instance === null || !isRound(heard.small) || !isRound(heard.full) || !isTime(heard.at)) return undefined;
+    if (
+      !isObject(heard) ||
+      !isRound(heard.instance) ||
+      heard.instance === null ||
+      !isRound(heard.small) ||
+      !isRound(heard.full) ||
+      !isTime(heard.at)
+    )
+      return undefined;
     heardRecord = { instance: heard.instance, small: heard.small, full: heard.full, at: heard.at };
   }
-  return { lease, publicIP, address, state: state as PeerState, since, rttSeconds, lastReply, round, smallLostSince, fullLostSince, heard: heardRecord };
+  return {
+    lease,
+    publicIP,
+    address,
+    state: state as PeerState,
+    since,
+    rttSeconds,
+    lastReply,
+    round,
+    smallLostSince,
+    fullLostSince,
+    heard: heardRecord,
+  };
 }
 
 /** Reads a /peers body an agent sent (untrusted): the report, or what is wrong with it. */
@@ -219,7 +263,14 @@ export function parsePeersReport(text: string): PeersReport | string {
   }
   if (!isObject(body)) return '/peers did not answer a JSON object';
   const { now, instance, source, roundSeconds, sizes, counts, peers } = body;
-  if (!isTime(now) || !isRound(instance) || instance === null || !(source === null || isName(source)) || typeof roundSeconds !== 'number' || !Number.isFinite(roundSeconds)) {
+  if (
+    !isTime(now) ||
+    !isRound(instance) ||
+    instance === null ||
+    !(source === null || isName(source)) ||
+    typeof roundSeconds !== 'number' ||
+    !Number.isFinite(roundSeconds)
+  ) {
     return '/peers: now, instance, source or roundSeconds is missing or malformed';
   }
   if (!isObject(sizes) || !Number.isInteger(sizes.small) || !Number.isInteger(sizes.full)) return '/peers: sizes is malformed';

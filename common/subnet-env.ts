@@ -99,7 +99,14 @@ function unquote(value: string): string {
  * line; `source` (e.g. the path) prefixes the message.
  */
 export function parseSubnetEnv(text: string, source = 'subnet.env'): SubnetEnv {
-  const env: SubnetEnv = { network: undefined, subnet: undefined, ipv6Network: undefined, ipv6Subnet: undefined, mtu: undefined, ipMasq: undefined };
+  const env: SubnetEnv = {
+    network: undefined,
+    subnet: undefined,
+    ipv6Network: undefined,
+    ipv6Subnet: undefined,
+    mtu: undefined,
+    ipMasq: undefined,
+  };
   const lines = text.split(/\r?\n/);
   lines.forEach((raw, index) => {
     const lineNo = index + 1;
@@ -110,8 +117,8 @@ export function parseSubnetEnv(text: string, source = 'subnet.env'): SubnetEnv {
     };
     const match = /^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$/.exec(line);
     if (!match) return fail('not a NAME=value assignment');
-    const name = match[1]!;
-    const value = unquote(match[2]!.trim());
+    const name = match[1];
+    const value = unquote(match[2].trim());
     const prefix = (family: Family, hostBits: boolean): Prefix => {
       let parsed: Prefix;
       try {

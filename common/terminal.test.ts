@@ -15,6 +15,7 @@ describe('escapeControls', () => {
     fc.assert(
       fc.property(fc.string({ unit: 'binary' }), (text) => {
         const escaped = escapeControls(text);
+        // eslint-disable-next-line no-control-regex -- the test looks for control characters
         assert.doesNotMatch(escaped, /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/);
         const json = JSON.stringify({ text });
         assert.deepEqual(JSON.parse(escapeControls(json, { layout: true })), { text });

@@ -3,8 +3,10 @@
  * and newline can forge lines), DEL, C1 controls (U+009B is a one-character escape-sequence introducer on
  * some terminals) and the bidirectional-text controls, which reorder what is shown.
  */
+/* eslint-disable no-control-regex -- these patterns exist to find control characters */
 const CONTROLS = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
 const CONTROLS_BUT_LAYOUT = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+/* eslint-enable no-control-regex */
 
 function escape(character: string): string {
   return `\\u${character.charCodeAt(0).toString(16).padStart(4, '0')}`;

@@ -14,7 +14,17 @@ import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 /** What deploy/install.sh installs or builds from, and what provisions a Vagrant VM; tests excluded. */
-const SOURCES = ['agent', 'common', 'native', 'deploy', 'e2e/vagrant/provision.sh', 'package.json', 'package-lock.json', 'binding.gyp', 'tsconfig.json'];
+const SOURCES = [
+  'agent',
+  'common',
+  'native',
+  'deploy',
+  'e2e/vagrant/provision.sh',
+  'package.json',
+  'package-lock.json',
+  'binding.gyp',
+  'tsconfig.json',
+];
 const EXCLUDED = /\.(test|scenarios)\.ts$/;
 
 function files(path) {
@@ -31,7 +41,11 @@ function files(path) {
 function sourceHash() {
   const hash = createHash('sha256');
   for (const file of SOURCES.flatMap(files).sort()) {
-    hash.update(`${file}\0${createHash('sha256').update(readFileSync(join(root, file))).digest('hex')}\n`);
+    hash.update(
+      `${file}\0${createHash('sha256')
+        .update(readFileSync(join(root, file)))
+        .digest('hex')}\n`,
+    );
   }
   return hash.digest('hex');
 }

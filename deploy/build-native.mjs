@@ -34,7 +34,9 @@ function fail(message) {
     console.error(`weft: error: native addon not built (${message}); ${required} requires it, so the build fails`);
     process.exit(1);
   }
-  console.error(`weft: warning: native addon not built (${message}); falling back: the userspace data path will use dgram, the kernel monitor a child process`);
+  console.error(
+    `weft: warning: native addon not built (${message}); falling back: the userspace data path will use dgram, the kernel monitor a child process`,
+  );
   process.exit(0);
 }
 

@@ -85,8 +85,11 @@ const result = await esbuild.build({
 const protoDir = join(root, 'dist', 'proto');
 const etcdProto = join(dirname(require.resolve('etcd3/package.json')), 'proto');
 mkdirSync(protoDir, { recursive: true });
-for (const file of readdirSync(etcdProto).filter((name) => name.endsWith('.proto'))) copyFileSync(join(etcdProto, file), join(protoDir, file));
+for (const file of readdirSync(etcdProto).filter((name) => name.endsWith('.proto')))
+  copyFileSync(join(etcdProto, file), join(protoDir, file));
 for (const program of PROGRAMS) chmodSync(join(out, `${program}.js`), 0o755);
 
-const bytes = Object.entries(result.metafile.outputs).filter(([file]) => file.endsWith('.js')).reduce((sum, [, output]) => sum + output.bytes, 0);
+const bytes = Object.entries(result.metafile.outputs)
+  .filter(([file]) => file.endsWith('.js'))
+  .reduce((sum, [, output]) => sum + output.bytes, 0);
 console.log(`weft: bundled ${Object.keys(ENTRY_POINTS).join(', ')} into dist/bin (${(bytes / 2 ** 20).toFixed(1)} MiB of JavaScript)`);

@@ -17,9 +17,12 @@ describe('CI: .ci/run and the summary line', function () {
 
   it('.ci/run installs every Debian package deploy/ensure-deps.sh installs for the tests', function () {
     const ensure = readFileSync(join(REPO, 'deploy', 'ensure-deps.sh'), 'utf8');
-    const packages = new Set([...ensure.matchAll(/\[[\w-]+\]=([\w.-]+)/g), ...ensure.matchAll(/package_of\[[\w-]+\]=([\w.-]+)/g)].map((match) => match[1]!));
+    const packages = new Set(
+      [...ensure.matchAll(/\[[\w-]+\]=([\w.-]+)/g), ...ensure.matchAll(/package_of\[[\w-]+\]=([\w.-]+)/g)].map((match) => match[1]),
+    );
     packages.add('libpcap-dev');
-    for (const wanted of ['systemd', 'prometheus', 'vagrant', 'python3']) assert.ok(packages.has(wanted), `ensure-deps.sh installs ${wanted} for the tests`);
+    for (const wanted of ['systemd', 'prometheus', 'vagrant', 'python3'])
+      assert.ok(packages.has(wanted), `ensure-deps.sh installs ${wanted} for the tests`);
     const ci = readFileSync(join(REPO, '.ci', 'run'), 'utf8');
     const install = /apt-get install[^\n]*\\\n((?:[^\n]*\\\n)*[^\n]*)/.exec(ci)?.[1] ?? '';
     const installed = new Set(install.split(/\s+/).filter((word) => /^[a-z][\w.-]+$/.test(word)));
@@ -58,7 +61,7 @@ describe('CI: .ci/run and the summary line', function () {
     it('fails the build in CI, saying why', function () {
       const failed = build({ CI: 'true' });
       assert.equal(failed.code, 1, failed.stderr);
-      assert.match(failed.stderr, /gyp ERR! stack Error: not found: make/, 'node-gyp\'s own output is shown');
+      assert.match(failed.stderr, /gyp ERR! stack Error: not found: make/, "node-gyp's own output is shown");
       assert.match(failed.stderr, /^weft: error: native addon not built \(node-gyp exited with 1\); CI requires it, so the build fails$/m);
       assert.equal(build({ WEFT_NATIVE_REQUIRED: '1' }).code, 1);
     });
@@ -67,7 +70,10 @@ describe('CI: .ci/run and the summary line', function () {
       for (const CI of ['', 'false']) {
         const fallback = build({ CI });
         assert.equal(fallback.code, 0, fallback.stderr);
-        assert.match(fallback.stderr, /^weft: warning: native addon not built \(node-gyp exited with 1\); falling back: the userspace data path will use dgram, the kernel monitor a child process$/m);
+        assert.match(
+          fallback.stderr,
+          /^weft: warning: native addon not built \(node-gyp exited with 1\); falling back: the userspace data path will use dgram, the kernel monitor a child process$/m,
+        );
       }
     });
   });
@@ -77,30 +83,36 @@ describe('CI: .ci/run and the summary line', function () {
 
     before(function () {
       dir = mkdtempSync(join(tmpdir(), 'weft-summary-'));
-      writeFileSync(join(dir, 'spec.mjs'), [
-        "describe('suite', function () {",
-        "  it('passes', function () {});",
-        "  it('needs something absent', function () { this.skip(); });",
-        "  it('is pending, without a function');",
-        "  it.skip('is skipped with it.skip', function () {});",
-        "  describe.skip('skipped with describe.skip', function () { it('one', function () {}); });",
-        "  describe('skipped by its before hook', function () { before(function () { this.skip(); }); it('one', function () {}); it('two', function () {}); });",
-        "  describe('skipped by its beforeEach hook', function () { beforeEach(function () { this.skip(); }); it('one', function () {}); });",
-        "  it('also ends like the declared one; not run here: PID 1 is not systemd', function () { this.skip(); });",
-        '});',
-        "describe('deploy/: weftd.service under systemd', function () {",
-        "  it('starts for real: as the declared one; not run here: PID 1 is not systemd', function () { this.skip(); });",
-        '});',
-        '',
-      ].join('\n'));
-      writeFileSync(join(dir, 'declared.mjs'), [
-        "describe('deploy/: weftd.service under systemd', function () {",
-        "  it('passes', function () {});",
-        "  it('fails', function () { throw new Error('no'); });",
-        "  it('starts for real: as the declared one; not run here: PID 1 is not systemd', function () { this.skip(); });",
-        '});',
-        '',
-      ].join('\n'));
+      writeFileSync(
+        join(dir, 'spec.mjs'),
+        [
+          "describe('suite', function () {",
+          "  it('passes', function () {});",
+          "  it('needs something absent', function () { this.skip(); });",
+          "  it('is pending, without a function');",
+          "  it.skip('is skipped with it.skip', function () {});",
+          "  describe.skip('skipped with describe.skip', function () { it('one', function () {}); });",
+          "  describe('skipped by its before hook', function () { before(function () { this.skip(); }); it('one', function () {}); it('two', function () {}); });",
+          "  describe('skipped by its beforeEach hook', function () { beforeEach(function () { this.skip(); }); it('one', function () {}); });",
+          "  it('also ends like the declared one; not run here: PID 1 is not systemd', function () { this.skip(); });",
+          '});',
+          "describe('deploy/: weftd.service under systemd', function () {",
+          "  it('starts for real: as the declared one; not run here: PID 1 is not systemd', function () { this.skip(); });",
+          '});',
+          '',
+        ].join('\n'),
+      );
+      writeFileSync(
+        join(dir, 'declared.mjs'),
+        [
+          "describe('deploy/: weftd.service under systemd', function () {",
+          "  it('passes', function () {});",
+          "  it('fails', function () { throw new Error('no'); });",
+          "  it('starts for real: as the declared one; not run here: PID 1 is not systemd', function () { this.skip(); });",
+          '});',
+          '',
+        ].join('\n'),
+      );
     });
 
     after(function () {
@@ -108,11 +120,22 @@ describe('CI: .ci/run and the summary line', function () {
     });
 
     function mocha(spec: string, env: Record<string, string>): { code: number | null; lines: string[] } {
-      const result = spawnSync(process.execPath, [join(REPO, 'node_modules', 'mocha', 'bin', 'mocha.js'), '--no-config', '--exit', '--reporter', join(REPO, 'test', 'summary-reporter.cjs'), join(dir, spec)], {
-        encoding: 'utf8',
-        env: { ...process.env, CI: '', ...env },
-        timeout: 30_000,
-      });
+      const result = spawnSync(
+        process.execPath,
+        [
+          join(REPO, 'node_modules', 'mocha', 'bin', 'mocha.js'),
+          '--no-config',
+          '--exit',
+          '--reporter',
+          join(REPO, 'test', 'summary-reporter.cjs'),
+          join(dir, spec),
+        ],
+        {
+          encoding: 'utf8',
+          env: { ...process.env, CI: '', ...env },
+          timeout: 30_000,
+        },
+      );
       return { code: result.status, lines: result.stdout.trimEnd().split('\n') };
     }
 
@@ -131,8 +154,16 @@ describe('CI: .ci/run and the summary line', function () {
       const { code, lines } = mocha('spec.mjs', { CI: 'true' });
       assert.equal(lines.at(-1), '1 passed, 8 failed');
       assert.equal(code, 8, 'mocha exits with the failures the summary counts');
-      for (const title of undeclared) assert.ok(lines.includes(`skipped, not declared (counts as failed in CI): ${title}`), `${title}\n${lines.join('\n')}`);
-      assert.ok(lines.some((line) => line.startsWith('skipped (declared): deploy/: weftd.service under systemd starts for real: as the declared one; not run here: PID 1 is not systemd (starting weftd.service for real needs systemd')), lines.join('\n'));
+      for (const title of undeclared)
+        assert.ok(lines.includes(`skipped, not declared (counts as failed in CI): ${title}`), `${title}\n${lines.join('\n')}`);
+      assert.ok(
+        lines.some((line) =>
+          line.startsWith(
+            'skipped (declared): deploy/: weftd.service under systemd starts for real: as the declared one; not run here: PID 1 is not systemd (starting weftd.service for real needs systemd',
+          ),
+        ),
+        lines.join('\n'),
+      );
       assert.equal(lines.at(-2), '9 skipped');
     });
 

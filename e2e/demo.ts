@@ -9,10 +9,18 @@
  */
 import { formatTable } from '../common/table.js';
 import yargs from 'yargs';
-import { NetnsLab, parsePing, ping, seedNetworkConfig, waitForSubnetEnv, type ClusterDriver, type LabContainer, type LabHost } from './lab/index.js';
+import {
+  NetnsLab,
+  parsePing,
+  ping,
+  seedNetworkConfig,
+  waitForSubnetEnv,
+  type ClusterDriver,
+  type LabContainer,
+  type LabHost,
+} from './lab/index.js';
 import { dockerCommandLine, dockerUnavailable, NetnsDocker } from './lab/docker.js';
 import { peersProgrammed, HEALTHZ_PORT } from './scenarios/cluster.js';
-
 
 async function describeCluster(lab: ClusterDriver, hosts: readonly LabHost[], backend: string): Promise<string> {
   const rows = [['HOST', 'PUBLIC IP', 'SUBNET', 'BACKEND', 'PEERS PROGRAMMED']];
@@ -57,15 +65,17 @@ async function dockerContainers(lab: NetnsLab, backend: string): Promise<void> {
   }
   console.log(`${await describeCluster(lab, lab.hosts, backend)}\n`);
   for (let i = 0; i < containers.length; i++) {
-    const from = containers[i]!;
-    const to = containers[(i + 1) % containers.length]!;
+    const from = containers[i];
+    const to = containers[(i + 1) % containers.length];
     if (to.host === from.host) continue;
     const pingArgs = ['exec', from.name, 'ping', '-c', '3', to.ip];
     const result = await docker.docker(from.host, pingArgs, { timeoutMs: 30_000 });
     const parsed = parsePing(result.stdout);
     show(from.host, dockerCommandLine(pingArgs), `${parsed.received}/${parsed.transmitted} replies from ${to.name} on ${to.host.name}`);
   }
-  console.log(`\nto type docker commands on a host yourself: ${docker.enterCommand(lab.hosts[0]!)} docker ps   (h1; logs in ${docker.logFile(lab.hosts[0]!)})`);
+  console.log(
+    `\nto type docker commands on a host yourself: ${docker.enterCommand(lab.hosts[0])} docker ps   (h1; logs in ${docker.logFile(lab.hosts[0])})`,
+  );
 }
 
 async function main(): Promise<void> {
@@ -74,7 +84,11 @@ async function main(): Promise<void> {
     .option('hosts', { type: 'number', default: 3, describe: 'how many hosts' })
     .option('backend', { choices: ['vxlan', 'host-gw'] as const, default: 'vxlan' as const })
     .option('once', { type: 'boolean', default: false, describe: 'exit after the ping instead of waiting for Ctrl-C' })
-    .option('docker', { type: 'boolean', default: false, describe: "run dockerd on every host (systemd with weft's drop-in) and ping between `docker run` containers" })
+    .option('docker', {
+      type: 'boolean',
+      default: false,
+      describe: "run dockerd on every host (systemd with weft's drop-in) and ping between `docker run` containers",
+    })
     .strict()
     .parseAsync();
 
@@ -82,7 +96,9 @@ async function main(): Promise<void> {
     const why = dockerUnavailable();
     if (why !== undefined) throw new Error(`--docker ${why}`);
   }
-  console.log(`weft demo: ${args.hosts} hosts, backend ${args.backend}, etcd in its own namespace${args.docker ? ', docker on every host' : ''}`);
+  console.log(
+    `weft demo: ${args.hosts} hosts, backend ${args.backend}, etcd in its own namespace${args.docker ? ', docker on every host' : ''}`,
+  );
   const lab = await NetnsLab.create({ hosts: args.hosts });
   try {
     await seedNetworkConfig(lab, { Network: '198.18.0.0/16', Backend: { Type: args.backend } });
@@ -97,13 +113,17 @@ async function main(): Promise<void> {
       }
       console.log(`\n${await describeCluster(lab, lab.hosts, args.backend)}\n`);
       for (let i = 0; i < containers.length; i++) {
-        const from = containers[i]!;
-        const to = containers[(i + 1) % containers.length]!;
+        const from = containers[i];
+        const to = containers[(i + 1) % containers.length];
         const result = await ping(lab, from, to.ip, { count: 3, interval: 0.2 });
-        console.log(`ping ${from.name} (${from.ip}, ${from.host.name}) -> ${to.ip} (${to.host.name}): ${result.received}/${result.transmitted} replies`);
+        console.log(
+          `ping ${from.name} (${from.ip}, ${from.host.name}) -> ${to.ip} (${to.host.name}): ${result.received}/${result.transmitted} replies`,
+        );
       }
     }
-    console.log(`\nagent logs: ${lab.tempDir}/h<i>/weftd.log; each agent serves http://127.0.0.1:${HEALTHZ_PORT}/metrics and /readyz inside its host namespace`);
+    console.log(
+      `\nagent logs: ${lab.tempDir}/h<i>/weftd.log; each agent serves http://127.0.0.1:${HEALTHZ_PORT}/metrics and /readyz inside its host namespace`,
+    );
     console.log(`namespaces: ${lab.namespaces().join(' ')}`);
     if (!args.once) {
       console.log('\nrunning; press Ctrl-C to remove the cluster');

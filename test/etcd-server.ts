@@ -58,15 +58,24 @@ export class EtcdServer {
     const child = spawn(
       'etcd',
       [
-        '--name', 'weft-test',
-        '--data-dir', this.dataDir,
-        '--listen-client-urls', this.endpoint,
-        '--advertise-client-urls', this.endpoint,
-        '--listen-peer-urls', peer,
-        '--initial-advertise-peer-urls', peer,
-        '--initial-cluster', `weft-test=${peer}`,
-        '--logger', 'zap',
-        '--log-level', 'error',
+        '--name',
+        'weft-test',
+        '--data-dir',
+        this.dataDir,
+        '--listen-client-urls',
+        this.endpoint,
+        '--advertise-client-urls',
+        this.endpoint,
+        '--listen-peer-urls',
+        peer,
+        '--initial-advertise-peer-urls',
+        peer,
+        '--initial-cluster',
+        `weft-test=${peer}`,
+        '--logger',
+        'zap',
+        '--log-level',
+        'error',
       ],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
@@ -77,7 +86,7 @@ export class EtcdServer {
       await waitHealthy(this.endpoint, child, 15_000);
     } catch (err) {
       child.kill('SIGKILL');
-      throw new Error(`${(err as Error).message}\n${this.output.slice(-2000)}`);
+      throw new Error(`${(err as Error).message}\n${this.output.slice(-2000)}`, { cause: err });
     }
   }
 

@@ -112,7 +112,7 @@ export class Netns {
       return execFileSync('ip', full, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
     } catch (err) {
       const stderr = (err as { stderr?: string }).stderr ?? '';
-      throw new Error(`${cmd} ${args.join(' ')} (netns ${this.name}) failed: ${stderr.trim() || String(err)}`);
+      throw new Error(`${cmd} ${args.join(' ')} (netns ${this.name}) failed: ${stderr.trim() || String(err)}`, { cause: err });
     }
   }
 
@@ -196,7 +196,9 @@ export function scenarioRunner<M>(module: URL) {
     arg: M[K] extends ScenarioFn ? ArgOf<M[K]> : never,
     options?: RunOptions,
   ): Promise<ResultOf<M[K]>> =>
-    (typeof ns === 'string' ? runInNamespace(ns, module, name, arg, options) : ns.run(module, name, arg, options)) as Promise<ResultOf<M[K]>>;
+    (typeof ns === 'string' ? runInNamespace(ns, module, name, arg, options) : ns.run(module, name, arg, options)) as Promise<
+      ResultOf<M[K]>
+    >;
 }
 
 /**

@@ -50,8 +50,8 @@ export class NotifyListener {
     let stderr = '';
     let listening = false;
     let buffered = '';
-    child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    child.stdout!.on('data', (chunk: Buffer) => {
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    child.stdout.on('data', (chunk: Buffer) => {
       buffered += chunk.toString();
       const lines = buffered.split('\n');
       buffered = lines.pop()!;
@@ -61,10 +61,15 @@ export class NotifyListener {
           listening = true;
           continue;
         }
-        const fields = Object.fromEntries(parsed.text.split('\n').filter((field) => field !== '').map((field) => {
-          const equals = field.indexOf('=');
-          return [field.slice(0, equals), field.slice(equals + 1)];
-        }));
+        const fields = Object.fromEntries(
+          parsed.text
+            .split('\n')
+            .filter((field) => field !== '')
+            .map((field) => {
+              const equals = field.indexOf('=');
+              return [field.slice(0, equals), field.slice(equals + 1)];
+            }),
+        );
         listener.messages.push({ pid: parsed.pid, text: parsed.text, fields, watchedExists: parsed.watchedExists, at: parsed.at });
       }
     });

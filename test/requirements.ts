@@ -12,7 +12,10 @@ export function inCI(): boolean {
 
 /** Skips the running test or suite outside CI and fails it in CI; `unmet` says what it needs and lacks. */
 export function skipOrFail(context: Mocha.Context, unmet: string): never {
-  if (inCI()) throw new Error(`${unmet}: CI must provide it (.ci/run installs what npm test needs); a skip in CI is a failure unless declared in test/declared-skips.cjs`);
+  if (inCI())
+    throw new Error(
+      `${unmet}: CI must provide it (.ci/run installs what npm test needs); a skip in CI is a failure unless declared in test/declared-skips.cjs`,
+    );
   process.stderr.write(`      (skipped: ${unmet})\n`);
   context.skip();
 }

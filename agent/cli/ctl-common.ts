@@ -41,7 +41,10 @@ export interface EtcdArgs {
 }
 
 export function etcdEndpoints(args: EtcdArgs): string[] {
-  return args['etcd-endpoints'].split(',').map((endpoint) => endpoint.trim()).filter((endpoint) => endpoint !== '');
+  return args['etcd-endpoints']
+    .split(',')
+    .map((endpoint) => endpoint.trim())
+    .filter((endpoint) => endpoint !== '');
 }
 
 export function openEtcd(args: EtcdArgs, callTimeoutMs?: number): Etcd3 {
@@ -61,7 +64,8 @@ export async function withEtcd<T>(args: EtcdArgs, fn: (client: Etcd3, keys: Netw
   try {
     return await fn(client, new NetworkKeys(args['etcd-prefix']));
   } catch (err) {
-    if (err instanceof EtcdError || err instanceof GRPCGenericError || err instanceof ClientRuntimeError) throw new WeftctlError(`etcd at ${etcdEndpoints(args).join(',')}: ${err.message.trim()}`);
+    if (err instanceof EtcdError || err instanceof GRPCGenericError || err instanceof ClientRuntimeError)
+      throw new WeftctlError(`etcd at ${etcdEndpoints(args).join(',')}: ${err.message.trim()}`);
     throw err;
   } finally {
     client.close();
@@ -77,7 +81,11 @@ export interface StoredLease {
 }
 
 /** Every decodable lease under the prefix, in key order; undecodable ones are reported through `skip`. */
-export async function listLeases(client: Etcd3, keys: NetworkKeys, skip: (key: string, reason: string) => void = defaultSkip): Promise<StoredLease[]> {
+export async function listLeases(
+  client: Etcd3,
+  keys: NetworkKeys,
+  skip: (key: string, reason: string) => void = defaultSkip,
+): Promise<StoredLease[]> {
   const listing = await listPrefix(client, keys.subnets);
   const leases: StoredLease[] = [];
   for (const kv of listing.kvs) {
@@ -111,7 +119,10 @@ export async function readConfig(client: Etcd3, keys: NetworkKeys): Promise<Netw
 /** The leases every weftd ignores (LeaseArbiter), by name; none without a config to judge them by. */
 export function ignoredLeases(config: NetworkConfig | undefined, leases: readonly StoredLease[]): Map<string, IgnoredLease> {
   if (config === undefined) return new Map();
-  const { ignored } = arbitrate(config, leases.map(({ lease, createRevision }) => ({ lease, createRevision })));
+  const { ignored } = arbitrate(
+    config,
+    leases.map(({ lease, createRevision }) => ({ lease, createRevision })),
+  );
   return new Map(ignored.map((entry) => [entry.lease.name, entry]));
 }
 
@@ -121,8 +132,11 @@ function defaultSkip(key: string, reason: string): void {
 
 /** Seconds left of each lease (undefined for reservations), in the order given. */
 export function remainingSeconds(client: Etcd3, leases: readonly StoredLease[]): Promise<(number | undefined)[]> {
-  return Promise.all(leases.map(async ({ etcdLeaseId }) =>
-    etcdLeaseId === '0' ? undefined : Number((await client.leaseClient.leaseTimeToLive({ ID: etcdLeaseId })).TTL)));
+  return Promise.all(
+    leases.map(async ({ etcdLeaseId }) =>
+      etcdLeaseId === '0' ? undefined : Number((await client.leaseClient.leaseTimeToLive({ ID: etcdLeaseId })).TTL),
+    ),
+  );
 }
 
 export function formatRemaining(seconds: number): string {
@@ -154,12 +168,16 @@ export function leasePublicIps(lease: Lease): string {
 
 /** The WireGuard PublicKey of BackendData, and of BackendV6Data when it differs, joined by a comma ("" for none). */
 export function leasePublicKey(lease: Lease): string {
-  const keys = [lease.attrs.backendData?.PublicKey, lease.attrs.backendV6Data?.PublicKey].filter((key): key is string => typeof key === 'string');
+  const keys = [lease.attrs.backendData?.PublicKey, lease.attrs.backendV6Data?.PublicKey].filter(
+    (key): key is string => typeof key === 'string',
+  );
   return [...new Set(keys)].join(',');
 }
 
 /** The VtepMAC of BackendData, and of BackendV6Data when it differs, joined by a comma ("" for none). */
 export function leaseVtepMac(lease: Lease): string {
-  const macs = [lease.attrs.backendData?.VtepMAC, lease.attrs.backendV6Data?.VtepMAC].filter((mac): mac is string => typeof mac === 'string');
+  const macs = [lease.attrs.backendData?.VtepMAC, lease.attrs.backendV6Data?.VtepMAC].filter(
+    (mac): mac is string => typeof mac === 'string',
+  );
   return [...new Set(macs)].join(',');
 }

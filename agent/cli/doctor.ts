@@ -1,60 +1,41 @@
 /**
  * `weftctl doctor`: checks one node against what etcd says it should be, the way weftd itself would build
- * it — the desired kernel state comes from common/dataplane.ts, the device spec from the vxlan backend, the
- * firewall comparison from IptablesRules.check(), the actual state from the kernel shim's dumps — and prints
- * every finding with how to fix it.
+ * it — the data plane by weftd's own plan as a dry run (agent/dry-run.ts: the operations weftd would make),
+ * the device spec from the backend, the firewall comparison from IptablesRules.check() — and prints every
+ * finding with how to fix it.
  */
 import type { Etcd3 } from 'etcd3';
 import { hostname } from 'node:os';
 import type { Family } from '../../common/cidr.js';
-import { isWellKnownPort, parseNetworkConfig, tunnelPorts, WIREGUARD_OVERHEAD, type NetworkConfig, type UserspaceMode } from '../../common/config.js';
-import { escapeControls } from '../../common/terminal.js';
 import {
-  WEFT_ROUTE_PROTOCOL,
-  desiredFamilyState,
-  diffFamilyState,
-  emptyFamilyState,
-  vxlanOverhead,
-  type FamilyOps,
-  type FamilyState,
-  type RouteSpec,
-  type SkippedLease,
-} from '../../common/dataplane.js';
+  isWellKnownPort,
+  parseNetworkConfig,
+  tunnelPorts,
+  type NetworkConfig,
+  type UserspaceMode,
+  type WireguardHostOptions,
+} from '../../common/config.js';
+import { escapeControls } from '../../common/terminal.js';
+import { WEFT_ROUTE_PROTOCOL, type DesiredObjects, type RouteDevice, type RouteSpec, type SkippedLease } from '../../common/dataplane.js';
 import type { IgnoredLease } from '../../common/lease-arbiter.js';
 import { leaseBackend, type Lease } from '../../common/lease.js';
 import { gatewayCidr, type SubnetEnv } from '../../common/subnet-env.js';
-import type { Backend } from '../backend.js';
+import { checkBackendDevice } from '../backends.js';
+import { HEALS, RESTART, type DeviceCheck, type Finding, type Severity } from '../doctor-check.js';
 import { createCommandRunner, type CommandRunner } from '../host/command.js';
 import { readIngressAllowList } from '../host/ingress.js';
 import { chainRemovalCommands, IptablesRules, readTable, type TableState } from '../host/iptables.js';
 import { familyView, selectPublicInterface, type PublicInterface } from '../host/interfaces.js';
 import { readSubnetEnv } from '../host/subnet-env.js';
 import { IPV4_FORWARD, IPV6_FORWARD, readSysctl } from '../host/sysctl.js';
-import { KernelView } from '../kernel-view.js';
-import { RT_SCOPE_LINK, vxlanMismatches, type Kernel, type LinkInfo } from '../kernel/index.js';
-import { createLogger } from '../log.js';
+import { dryRun, type DryRun } from '../dry-run.js';
+import type { Kernel, ViewRoute } from '../kernel/index.js';
 import type { NetworkKeys } from '../registry/etcd.js';
 import { NODE_ID_FIELD } from '../registry/subnet-lease.js';
-import { HostGwBackend } from '../hostgw/hostgw.js';
-import { createUdpBackend, UDP_ENCAP_OVERHEAD } from '../udp/udp.js';
-import { UserspaceIpv4OnlyError } from '../userspace/backend.js';
-import { userspaceVxlanBackend } from '../vxlan/mode.js';
-import { VxlanBackend } from '../vxlan/vxlan.js';
-import { wireguardFindings } from '../wireguard/doctor.js';
-import { DEFAULT_WIREGUARD_HOST_OPTIONS, WireguardBackend, type WireguardHostOptions } from '../wireguard/wireguard.js';
 import { ignoredLeases, leaseSubnetText, listLeases, type StoredLease } from './ctl-common.js';
 import { queryAgent } from './status.js';
 
-export type Severity = 'ok' | 'warn' | 'fail' | 'skip';
-
-export interface Finding {
-  /** What was checked: etcd, config, interface, lease, subnet.env, ip_forward, device, mtu, dataplane, route, fdb, neighbour, peer, iptables, ip6tables, flanneld, ingress, weftd. */
-  check: string;
-  severity: Severity;
-  message: string;
-  /** How to fix it (for warn and fail). */
-  fix?: string;
-}
+export type { Finding, Severity } from '../doctor-check.js';
 
 export interface DoctorOptions {
   client: Etcd3;
@@ -75,6 +56,8 @@ export interface DoctorOptions {
   forwardRules: boolean;
   /** weftd's --ingress-allow-list (default on). */
   ingressAllowList: boolean;
+  /** weftd's --nexthop-objects (default true). */
+  nexthopObjects?: boolean;
   /** weftd's --vxlan-userspace; undefined: the config's Backend.Userspace. */
   vxlanUserspace: UserspaceMode | undefined;
   /** weftd's --wireguard-key-file and --wireguard-socket-dir; undefined: the defaults. */
@@ -89,35 +72,11 @@ export interface DoctorOptions {
   timeoutMs?: number;
 }
 
-const RESTART = 'restart weftd (systemctl restart weftd) and look at its log (journalctl -u weftd)';
-const WIREGUARD_HEALS = 'a running weftd puts it back on its next full reconcile (--resync-interval); if it stays, weftd is not running or failing: systemctl status weftd, journalctl -u weftd';
-const HEALS = 'a running weftd puts it back within seconds (on the kernel event, else on its --resync-interval); if it stays, weftd is not running or failing: systemctl status weftd, journalctl -u weftd';
-
 function message(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
 // ---------------------------------------------------------------------------------- data plane
-
-/**
- * weft's objects as the kernel has them, read by the reconcile loop's own reader (KernelView.read: one dump
- * per kind, nexthop objects resolved), as a FamilyState to diff against the desired one.
- */
-export async function readActualState(
-  kernel: Kernel,
-  family: Family,
-  overlayIndex: number | undefined,
-  publicIndex: number,
-  routesOnly = false,
-  wanted: ReadonlyMap<string, RouteSpec> = new Map(),
-): Promise<{ state: FamilyState; duplicates: string[]; foreignRoutes: ReadonlySet<string> }> {
-  const { view, duplicates } = await KernelView.read(kernel, { family, overlayIndex, publicIndex, ...(routesOnly ? { routesOnly } : {}) }, 'nexthop', wanted);
-  const state = emptyFamilyState();
-  for (const [ip, entry] of view.neighbours) state.neighbours.set(ip, entry);
-  for (const [mac, entry] of view.fdb) state.fdb.set(mac, entry);
-  for (const [dst, route] of view.routes) state.routes.set(dst, route.spec);
-  return { state, duplicates: duplicates.map((route) => route.spec.dst), foreignRoutes: view.foreignRoutes };
-}
 
 export interface DeviceNames {
   /** weft's overlay device (weft.<VNI>, weft-v6.<VNI>, a userspace path's veth); undefined for host-gw. */
@@ -128,78 +87,123 @@ export interface DeviceNames {
   label?: string;
 }
 
-function routeText(route: RouteSpec, names: DeviceNames): string {
-  const dev = route.device === 'overlay' ? (names.overlay ?? 'the overlay device') : names.public;
-  return `${route.dst} via ${route.gateway} dev ${dev}${route.onlink ? ' onlink' : ''}`;
+/** A route as `ip route` would take it: `<dst> via <gw> dev <dev> [onlink]`, or `<dst> nhid <id>`. */
+function routeText(spec: RouteSpec, nexthopId: number | undefined, names: DeviceNames): string {
+  const dev = spec.device === 'overlay' ? (names.overlay ?? 'the overlay device') : names.public;
+  return `${spec.dst} via ${spec.gateway} dev ${dev}${spec.onlink ? ' onlink' : ''}${nexthopId === undefined ? '' : ` nhid ${nexthopId}`}`;
+}
+
+/** The command that makes a route as weftd would: through its nexthop object, or with the gateway inline. */
+function routeCommand(verb: 'add' | 'replace', route: ViewRoute, names: DeviceNames): string {
+  const how = route.nexthopId === undefined ? routeText(route.spec, undefined, names) : `${route.spec.dst} nhid ${route.nexthopId}`;
+  return `ip route ${verb} ${how} proto ${WEFT_ROUTE_PROTOCOL}`;
 }
 
 /**
- * Findings for the difference between the kernel and the leases: `ops` is diffFamilyState(actual, desired),
- * so `add` is what is missing, `replace` what differs and `remove` what no lease asks for.
+ * Findings for the operations weftd would make (the plan of a dry run): one failure per operation, saying
+ * what is wrong and the command that does what weftd would do; none (one ok line) when weftd would change
+ * nothing. Peers weftd does not program are warnings.
  */
-export function dataplaneFindings(
-  ops: FamilyOps,
-  actual: FamilyState,
-  desired: FamilyState,
+export function planFindings(
+  run: Pick<DryRun, 'ops' | 'view'> & { desired: DesiredObjects },
   skipped: readonly SkippedLease[],
   names: DeviceNames,
-  foreignRoutes: ReadonlySet<string> = new Set(),
 ): Finding[] {
+  const { ops, view, desired } = run;
   const findings: Finding[] = [];
   const dev = names.overlay ?? '';
-  const peerOf = (gateway: string): string => {
-    for (const entry of desired.fdb.values()) if (desired.neighbours.get(gateway)?.mac === entry.mac) return ` (peer ${entry.dst})`;
-    return '';
+  const fail = (check: string, message: string, byHand: string): void => {
+    findings.push({ check, severity: 'fail', message, fix: `${HEALS}; by hand: ${byHand}` });
   };
-  for (const route of ops.routes.add) {
-    if (foreignRoutes.has(route.dst)) {
-      findings.push({ check: 'route', severity: 'fail', message: `${route.dst} is held by a route weft does not own: weft leaves it alone, and the lease's host is unreachable from here`,
-        fix: `ip route show ${route.dst} tells whose it is; remove it if it is stale (weftd then adds ${routeText(route, names)} within seconds), or revoke the lease if the prefix belongs to that route` });
-      continue;
-    }
-    findings.push({ check: 'route', severity: 'fail', message: `${route.dst} is missing: the lease wants ${routeText(route, names)}`,
-      fix: `${HEALS}; by hand: ip route replace ${routeText(route, names)} proto ${WEFT_ROUTE_PROTOCOL}` });
+  const peerOf = (gateway: string): string => {
+    const mac = desired.neighbours.get(gateway)?.mac;
+    const entry = mac === undefined ? undefined : desired.fdb.get(mac);
+    return entry === undefined ? '' : ` (peer ${entry.dst})`;
+  };
+  const deviceName = (device: RouteDevice): string => (device === 'overlay' ? dev : names.public);
+  for (const dst of ops.blocked) {
+    const want = desired.routes.get(dst)!;
+    findings.push({
+      check: 'route',
+      severity: 'fail',
+      message: `${dst} is held by a route weft does not own: weft leaves it alone, and the lease's host is unreachable from here`,
+      fix: `ip route show ${dst} tells whose it is; remove it if it is stale (weftd then adds ${routeText(want, undefined, names)} within seconds), or revoke the lease if the prefix belongs to that route`,
+    });
   }
-  for (const route of ops.routes.replace) {
-    const have = actual.routes.get(route.dst)!;
-    findings.push({ check: 'route', severity: 'fail', message: `${route.dst} is ${routeText(have, names)} but the lease wants ${routeText(route, names)}`,
-      fix: `${HEALS}; by hand: ip route replace ${routeText(route, names)} proto ${WEFT_ROUTE_PROTOCOL}` });
+  for (const route of ops.routeDel) {
+    const { dst } = route.spec;
+    const text = routeText(route.spec, route.nexthopId, names);
+    const how = `ip route del ${dst} ${route.nexthopId === undefined ? `dev ${deviceName(route.spec.device)}` : `nhid ${route.nexthopId}`} proto ${route.protocol}`;
+    if (view.routes.get(dst) !== route) fail('route', `${text} is a second route of weft's to ${dst} (left by a backend change?)`, how);
+    else fail('route', `${text} is left over: no lease asks for it`, how);
   }
-  for (const route of ops.routes.remove) {
-    findings.push({ check: 'route', severity: 'fail', message: `${routeText(route, names)} is left over: no lease asks for it`,
-      fix: `${HEALS}; by hand: ip route del ${route.dst} dev ${route.device === 'overlay' ? dev : names.public}` });
+  for (const id of [...ops.nexthopDel, ...ops.nexthopDelLast]) {
+    fail('nexthop', `nexthop ${id} is left over: no route of weft's uses it`, `ip nexthop del id ${id}`);
   }
-  for (const entry of ops.fdb.add) {
-    findings.push({ check: 'fdb', severity: 'fail', message: `${entry.mac} (VtepMAC of ${entry.dst}) is missing on ${dev}`,
-      fix: `${HEALS}; by hand: bridge fdb replace ${entry.mac} dev ${dev} dst ${entry.dst} self permanent` });
+  for (const entry of ops.fdbDel) {
+    fail(
+      'fdb',
+      `${entry.mac} dst ${entry.dst} on ${dev} is left over: no lease has this VtepMAC`,
+      `bridge fdb del ${entry.mac} dev ${dev} self`,
+    );
   }
-  for (const entry of ops.fdb.replace) {
-    findings.push({ check: 'fdb', severity: 'fail', message: `${entry.mac} on ${dev} points at ${actual.fdb.get(entry.mac)!.dst} but the lease says ${entry.dst}`,
-      fix: `${HEALS}; by hand: bridge fdb replace ${entry.mac} dev ${dev} dst ${entry.dst} self permanent` });
+  for (const entry of ops.neighbourDel) {
+    fail(
+      'neighbour',
+      `${entry.ip} lladdr ${entry.mac} on ${dev} is left over: no lease has this subnet`,
+      `ip neigh del ${entry.ip} dev ${dev}`,
+    );
   }
-  for (const entry of ops.fdb.remove) {
-    findings.push({ check: 'fdb', severity: 'fail', message: `${entry.mac} dst ${entry.dst} on ${dev} is left over: no lease has this VtepMAC`,
-      fix: `${HEALS}; by hand: bridge fdb del ${entry.mac} dev ${dev} self` });
+  for (const entry of ops.neighbourSet) {
+    const have = view.neighbours.get(entry.ip);
+    const byHand = `ip neigh replace ${entry.ip} lladdr ${entry.mac} dev ${dev} nud permanent`;
+    if (have === undefined)
+      fail('neighbour', `${entry.ip}${peerOf(entry.ip)} is missing on ${dev}: the lease wants lladdr ${entry.mac}`, byHand);
+    else fail('neighbour', `${entry.ip} on ${dev} has lladdr ${have.mac || '(none)'} but the lease says ${entry.mac}`, byHand);
   }
-  for (const entry of ops.neighbours.add) {
-    findings.push({ check: 'neighbour', severity: 'fail', message: `${entry.ip}${peerOf(entry.ip)} is missing on ${dev}: the lease wants lladdr ${entry.mac}`,
-      fix: `${HEALS}; by hand: ip neigh replace ${entry.ip} lladdr ${entry.mac} dev ${dev} nud permanent` });
+  for (const entry of ops.fdbSet) {
+    const have = view.fdb.get(entry.mac);
+    const byHand = `bridge fdb replace ${entry.mac} dev ${dev} dst ${entry.dst} self permanent`;
+    if (have === undefined) fail('fdb', `${entry.mac} (VtepMAC of ${entry.dst}) is missing on ${dev}`, byHand);
+    else fail('fdb', `${entry.mac} on ${dev} points at ${have.dst} but the lease says ${entry.dst}`, byHand);
   }
-  for (const entry of ops.neighbours.replace) {
-    findings.push({ check: 'neighbour', severity: 'fail', message: `${entry.ip} on ${dev} has lladdr ${actual.neighbours.get(entry.ip)!.mac || '(none)'} but the lease says ${entry.mac}`,
-      fix: `${HEALS}; by hand: ip neigh replace ${entry.ip} lladdr ${entry.mac} dev ${dev} nud permanent` });
+  for (const nexthop of ops.nexthopAdd) {
+    const text = `${nexthop.gateway} dev ${deviceName(nexthop.device)}${nexthop.onlink ? ' onlink' : ''}`;
+    fail(
+      'nexthop',
+      `nexthop ${nexthop.id} via ${text} is missing: the routes through ${nexthop.gateway} want it`,
+      `ip nexthop add id ${nexthop.id} via ${text} proto ${WEFT_ROUTE_PROTOCOL}`,
+    );
   }
-  for (const entry of ops.neighbours.remove) {
-    findings.push({ check: 'neighbour', severity: 'fail', message: `${entry.ip} lladdr ${entry.mac} on ${dev} is left over: no lease has this subnet`,
-      fix: `${HEALS}; by hand: ip neigh del ${entry.ip} dev ${dev}` });
+  for (const route of ops.routeAdd) {
+    fail(
+      'route',
+      `${route.spec.dst} is missing: the lease wants ${routeText(route.spec, route.nexthopId, names)}`,
+      routeCommand('add', route, names),
+    );
+  }
+  for (const route of ops.routeSet) {
+    const have = view.routes.get(route.spec.dst)!;
+    fail(
+      'route',
+      `${route.spec.dst} is ${routeText(have.spec, have.nexthopId, names)} but weftd wants ${routeText(route.spec, route.nexthopId, names)}`,
+      routeCommand('replace', route, names),
+    );
   }
   for (const { lease, reason } of skipped) {
-    findings.push({ check: 'peer', severity: 'warn', message: `lease ${lease.name} is not programmed here${names.label === undefined ? '' : ` for ${names.label}`}: it ${reason}`,
-      fix: 'fix or revoke the lease (weftctl lease revoke <subnet>), or the config, so that every host can reach every other' });
+    findings.push({
+      check: 'peer',
+      severity: 'warn',
+      message: `lease ${lease.name} is not programmed here${names.label === undefined ? '' : ` for ${names.label}`}: it ${reason}`,
+      fix: 'fix or revoke the lease (weftctl lease revoke <subnet>), or the config, so that every host can reach every other',
+    });
   }
   if (findings.every((finding) => finding.severity !== 'fail')) {
-    findings.unshift({ check: 'dataplane', severity: 'ok',
-      message: `${names.label === undefined ? '' : `${names.label}: `}${desired.routes.size} routes, ${desired.fdb.size} FDB entries and ${desired.neighbours.size} neighbours match the peers' leases` });
+    findings.unshift({
+      check: 'dataplane',
+      severity: 'ok',
+      message: `${names.label === undefined ? '' : `${names.label}: `}${desired.routes.size} routes, ${desired.fdb.size} FDB entries and ${desired.neighbours.size} neighbours match the peers' leases: weftd would change nothing`,
+    });
   }
   return findings;
 }
@@ -207,14 +211,10 @@ export function dataplaneFindings(
 // ---------------------------------------------------------------------------------------- checks
 
 /** One address family's data plane, as weftd runs one per enabled family (weft.<VNI>, weft-v6.<VNI>). */
-interface Plane {
+interface Plane extends DeviceCheck {
   family: Family;
   /** The public interface as this family sees it (familyView: that family's address, prefix, public address). */
   view: PublicInterface;
-  backend: Backend | undefined;
-  overlay: LinkInfo | null | undefined;
-  /** The overlay device is a userspace path's veth: routes only, no neighbours or FDB entries of weft's. */
-  routesOnly: boolean;
 }
 
 interface Context {
@@ -254,32 +254,63 @@ async function checkEtcd(context: Context): Promise<void> {
   let text: string | null;
   try {
     text = await client.get(keys.config).string();
-    context.leases = await listLeases(client, keys, (key, reason) => add(context, 'lease', 'warn', `${key} cannot be read: ${reason}`,
-      'every weftd skips it; delete or rewrite it with etcdctl'));
+    context.leases = await listLeases(client, keys, (key, reason) =>
+      add(context, 'lease', 'warn', `${key} cannot be read: ${reason}`, 'every weftd skips it; delete or rewrite it with etcdctl'),
+    );
   } catch (err) {
-    add(context, 'etcd', 'fail', `cannot reach etcd at ${endpoints}: ${message(err)}`,
-      `check --etcd-endpoints and the TLS flags (WEFTD_ETCD_* in the environment file), and that etcd is up: etcdctl --endpoints=${endpoints} endpoint health`);
+    add(
+      context,
+      'etcd',
+      'fail',
+      `cannot reach etcd at ${endpoints}: ${message(err)}`,
+      `check --etcd-endpoints and the TLS flags (WEFTD_ETCD_* in the environment file), and that etcd is up: etcdctl --endpoints=${endpoints} endpoint health`,
+    );
     return;
   }
   add(context, 'etcd', 'ok', `${endpoints} answers; ${context.leases.length} leases under ${keys.subnets}`);
   if (text === null) {
-    add(context, 'config', 'fail', `no network config at ${keys.config}`, 'seed one: weftctl config set --network <cidr> (check --etcd-prefix if one was meant to be there)');
+    add(
+      context,
+      'config',
+      'fail',
+      `no network config at ${keys.config}`,
+      'seed one: weftctl config set --network <cidr> (check --etcd-prefix if one was meant to be there)',
+    );
     return;
   }
   try {
     const config = parseNetworkConfig(text);
     context.config = config;
-    const plans = [config.ipv4, config.ipv6].filter((plan) => plan !== undefined)
+    const plans = [config.ipv4, config.ipv6]
+      .filter((plan) => plan !== undefined)
       .map((plan) => `${plan.network}, ${plan.family === 4 ? 'SubnetLen' : 'IPv6SubnetLen'} ${plan.subnetLen}`);
     add(context, 'config', 'ok', `${plans.join('; ')}, backend ${config.backend.type}`);
-    for (const warning of config.warnings) add(context, 'config', 'warn', warning, 'rewrite the config as the warning says with weftctl config set (it writes an explicit Backend and refuses a VNI flanneld cannot read)');
+    for (const warning of config.warnings)
+      add(
+        context,
+        'config',
+        'warn',
+        warning,
+        'rewrite the config as the warning says with weftctl config set (it writes an explicit Backend and refuses a VNI flanneld cannot read)',
+      );
     context.ignored = ignoredLeases(config, context.leases);
     for (const { lease, detail } of context.ignored.values()) {
-      add(context, 'lease', 'warn', `every weftd ignores the lease ${lease.name}: ${detail}`,
-        `if no host should hold it, delete exactly that key: etcdctl del '${keys.lease(lease.name)}'`);
+      add(
+        context,
+        'lease',
+        'warn',
+        `every weftd ignores the lease ${lease.name}: ${detail}`,
+        `if no host should hold it, delete exactly that key: etcdctl del '${keys.lease(lease.name)}'`,
+      );
     }
   } catch (err) {
-    add(context, 'config', 'fail', `${keys.config} is not a usable config: ${message(err)}`, 'fix it with weftctl config set (it validates before writing)');
+    add(
+      context,
+      'config',
+      'fail',
+      `${keys.config} is not a usable config: ${message(err)}`,
+      'fix it with weftctl config set (it validates before writing)',
+    );
   }
 }
 
@@ -292,17 +323,23 @@ async function checkSubnetEnvFile(context: Context): Promise<void> {
     return;
   }
   if (context.subnetEnv === undefined) {
-    add(context, 'subnet.env', 'fail', `${path} does not exist`,
-      `weftd writes it once it holds a lease and the data plane is programmed: ${RESTART}; if weftd writes it elsewhere, give weftctl the same --subnet-file`);
+    add(
+      context,
+      'subnet.env',
+      'fail',
+      `${path} does not exist`,
+      `weftd writes it once it holds a lease and the data plane is programmed: ${RESTART}; if weftd writes it elsewhere, give weftctl the same --subnet-file`,
+    );
   }
 }
 
 /** The families to check, as weftd picks them (the config's), else what subnet.env was written for. */
 function chooseFamilies(context: Context): void {
   const { config, subnetEnv: env } = context;
-  const families: Family[] = config !== undefined
-    ? [...(config.ipv4 === undefined ? [] : [4 as const]), ...(config.ipv6 === undefined ? [] : [6 as const])]
-    : [...(env?.subnet === undefined ? [] : [4 as const]), ...(env?.ipv6Subnet === undefined ? [] : [6 as const])];
+  const families: Family[] =
+    config !== undefined
+      ? [...(config.ipv4 === undefined ? [] : [4 as const]), ...(config.ipv6 === undefined ? [] : [6 as const])]
+      : [...(env?.subnet === undefined ? [] : [4 as const]), ...(env?.ipv6Subnet === undefined ? [] : [6 as const])];
   context.families = families.length === 0 ? [4] : families;
 }
 
@@ -311,16 +348,35 @@ async function checkInterface(context: Context): Promise<void> {
   const { families } = context;
   try {
     context.iface = await selectPublicInterface({
-      iface, ifaceRegex, publicIp, publicIpv6, ipv4: families.includes(4), ipv6: families.includes(6), ...(runner === undefined ? {} : { runner }),
+      iface,
+      ifaceRegex,
+      publicIp,
+      publicIpv6,
+      ipv4: families.includes(4),
+      ipv6: families.includes(6),
+      ...(runner === undefined ? {} : { runner }),
     });
   } catch (err) {
-    add(context, 'interface', 'fail', `no public interface: ${message(err)}`,
-      'give weftctl the --iface / --iface-regex / --public-ip / --public-ipv6 weftd runs with (they are read from the environment file, WEFTD_IFACE=…)');
+    add(
+      context,
+      'interface',
+      'fail',
+      `no public interface: ${message(err)}`,
+      'give weftctl the --iface / --iface-regex / --public-ip / --public-ipv6 weftd runs with (they are read from the environment file, WEFTD_IFACE=…)',
+    );
     return;
   }
   const chosen = context.iface;
-  context.planes = families.map((family) => ({ family, view: familyView(chosen, family), backend: undefined, overlay: undefined, routesOnly: false }));
-  const addresses = [chosen.ipv4, chosen.ipv6].filter((entry) => entry !== undefined)
+  context.planes = families.map((family) => ({
+    family,
+    view: familyView(chosen, family),
+    backend: undefined,
+    overlay: undefined,
+    routesOnly: false,
+    overhead: 0,
+  }));
+  const addresses = [chosen.ipv4, chosen.ipv6]
+    .filter((entry) => entry !== undefined)
     .map((entry) => `${entry.address}${entry.publicAddress.equals(entry.address) ? '' : `, announced as ${entry.publicAddress}`}`);
   add(context, 'interface', 'ok', `${chosen.name} ${addresses.join('; ')}, MTU ${chosen.mtu}`);
 }
@@ -333,53 +389,98 @@ function checkLease(context: Context): void {
   const publicAddress = byIpv4 ? iface.ipv4!.publicAddress : iface.ipv6!.publicAddress;
   const mine = leases.filter(({ lease }) => (byIpv4 ? lease.attrs.publicIP : lease.attrs.publicIPv6)?.equals(publicAddress) ?? false);
   if (mine.length === 0) {
-    add(context, 'lease', 'fail', `no lease names this host's public IP ${publicAddress}`,
-      `weftd acquires one within seconds of starting: ${RESTART}; if weftd announces another address, give weftctl its --iface / --public-ip${byIpv4 ? '' : 'v6'}`);
+    add(
+      context,
+      'lease',
+      'fail',
+      `no lease names this host's public IP ${publicAddress}`,
+      `weftd acquires one within seconds of starting: ${RESTART}; if weftd announces another address, give weftctl its --iface / --public-ip${byIpv4 ? '' : 'v6'}`,
+    );
     return;
   }
   const env = context.subnetEnv;
-  const named = (lease: Lease): boolean => (env?.subnet !== undefined && (lease.subnets.ipv4?.equals(env.subnet) ?? false))
-    || (env?.ipv6Subnet !== undefined && (lease.subnets.ipv6?.equals(env.ipv6Subnet) ?? false));
-  const own = (mine.find(({ lease }) => named(lease)) ?? mine.find(({ lease }) => lease.reservation) ?? mine[0]!).lease;
+  const named = (lease: Lease): boolean =>
+    (env?.subnet !== undefined && (lease.subnets.ipv4?.equals(env.subnet) ?? false)) ||
+    (env?.ipv6Subnet !== undefined && (lease.subnets.ipv6?.equals(env.ipv6Subnet) ?? false));
+  const own = (mine.find(({ lease }) => named(lease)) ?? mine.find(({ lease }) => lease.reservation) ?? mine[0]).lease;
   context.own = own;
   if (mine.length > 1) {
-    add(context, 'lease', 'warn', `${mine.length} leases name ${publicAddress}: ${mine.map((stored) => stored.lease.name).join(', ')}; weftd uses one, the others waste subnets`,
-      'revoke the ones this host does not use: weftctl lease revoke <subnet>');
+    add(
+      context,
+      'lease',
+      'warn',
+      `${mine.length} leases name ${publicAddress}: ${mine.map((stored) => stored.lease.name).join(', ')}; weftd uses one, the others waste subnets`,
+      'revoke the ones this host does not use: weftctl lease revoke <subnet>',
+    );
   }
   const backend = leaseBackend(own.attrs, config?.backend.type);
   const ignored = context.ignored.get(own.name);
   if (ignored !== undefined) {
-    add(context, 'lease', 'fail', `this host's lease ${own.name} is ignored by every weftd: ${ignored.detail}`,
-      `revoke it (weftctl lease revoke ${leaseSubnetText(own).split(',')[0]}) and ${RESTART}: weftd then takes a subnet nobody holds`);
+    add(
+      context,
+      'lease',
+      'fail',
+      `this host's lease ${own.name} is ignored by every weftd: ${ignored.detail}`,
+      `revoke it (weftctl lease revoke ${leaseSubnetText(own).split(',')[0]}) and ${RESTART}: weftd then takes a subnet nobody holds`,
+    );
   } else {
-    add(context, 'lease', 'ok', `${leaseSubnetText(own) || own.name}${own.reservation ? ' (a reservation)' : ''}, backend ${backend || '(none)'}`);
+    add(
+      context,
+      'lease',
+      'ok',
+      `${leaseSubnetText(own) || own.name}${own.reservation ? ' (a reservation)' : ''}, backend ${backend || '(none)'}`,
+    );
   }
   if (config !== undefined) {
     if (backend !== config.backend.type) {
-      add(context, 'lease', 'fail', `the lease says backend ${backend || '(none)'} but the config says ${config.backend.type}`,
-        `weftd reads the config when it starts: ${RESTART} (on every host, after a backend change)`);
+      add(
+        context,
+        'lease',
+        'fail',
+        `the lease says backend ${backend || '(none)'} but the config says ${config.backend.type}`,
+        `weftd reads the config when it starts: ${RESTART} (on every host, after a backend change)`,
+      );
     }
     for (const family of [4, 6] as const) {
       const plan = planOf(config, family);
       const subnet = subnetOf(own, family);
       const replace = `weftd replaces a lease that does not fit the config when it starts: ${RESTART}`;
       if (plan === undefined && subnet !== undefined) {
-        add(context, 'lease', 'fail', `the lease has the IPv${family} subnet ${subnet} but the config does not enable IPv${family}`, replace);
+        add(
+          context,
+          'lease',
+          'fail',
+          `the lease has the IPv${family} subnet ${subnet} but the config does not enable IPv${family}`,
+          replace,
+        );
       } else if (plan !== undefined && subnet === undefined) {
         add(context, 'lease', 'fail', `the lease ${own.name} has no IPv${family} subnet but the config enables IPv${family}`, replace);
       } else if (plan !== undefined && subnet !== undefined && !plan.network.contains(subnet)) {
-        add(context, 'lease', 'fail', `the lease ${subnet} is outside the network ${plan.network}`, `revoke it (weftctl lease revoke ${subnet}) and ${RESTART}`);
+        add(
+          context,
+          'lease',
+          'fail',
+          `the lease ${subnet} is outside the network ${plan.network}`,
+          `revoke it (weftctl lease revoke ${subnet}) and ${RESTART}`,
+        );
       }
     }
   }
   if (byIpv4 && iface.ipv6 !== undefined && !(own.attrs.publicIPv6?.equals(iface.ipv6.publicAddress) ?? false)) {
-    add(context, 'lease', 'fail', `the lease announces PublicIPv6 ${own.attrs.publicIPv6?.toString() ?? '(none)'} but this host's is ${iface.ipv6.publicAddress}: peers send its IPv6 overlay traffic elsewhere`,
-      `weftd rewrites its lease when it starts: ${RESTART}; if weftd announces another address, give weftctl its --public-ipv6`);
+    add(
+      context,
+      'lease',
+      'fail',
+      `the lease announces PublicIPv6 ${own.attrs.publicIPv6?.toString() ?? '(none)'} but this host's is ${iface.ipv6.publicAddress}: peers send its IPv6 overlay traffic elsewhere`,
+      `weftd rewrites its lease when it starts: ${RESTART}; if weftd announces another address, give weftctl its --public-ipv6`,
+    );
   }
 }
 
-const IPV6_ONLY_FLANNELD = 'in an IPv6-only network flanneld takes over the first IPv6-only lease it finds, whoever holds it: flanneld and weftd hosts cannot share one';
-const TAKEN_OVER_FIX = 'run weftd (or only flanneld) on every host of an IPv6-only network; recreate this host\'s containers (their old subnet belongs to another host now); weftd reports this until it restarts';
+const IPV6_ONLY_FLANNELD =
+  'in an IPv6-only network flanneld takes over the first IPv6-only lease it finds, whoever holds it: flanneld and weftd hosts cannot share one';
+const TAKEN_OVER_FIX =
+  "run weftd (or only flanneld) on every host of an IPv6-only network; recreate this host's containers (their old subnet belongs to another host now); weftd reports this until it restarts";
 
 /**
  * Another host rewrote this host's lease (flanneld does in IPv6-only networks): subnet.env still names a
@@ -388,22 +489,37 @@ const TAKEN_OVER_FIX = 'run weftd (or only flanneld) on every host of an IPv6-on
 function checkTakeover(context: Context): void {
   const { leases, iface, config, subnetEnv: env } = context;
   if (leases === undefined || iface === undefined) return;
-  const ours = (lease: Lease) => (lease.attrs.publicIP !== undefined && iface.ipv4 !== undefined && lease.attrs.publicIP.equals(iface.ipv4.publicAddress))
-    || (lease.attrs.publicIP === undefined && lease.attrs.publicIPv6 !== undefined && iface.ipv6 !== undefined && lease.attrs.publicIPv6.equals(iface.ipv6.publicAddress));
+  const ours = (lease: Lease) =>
+    (lease.attrs.publicIP !== undefined && iface.ipv4 !== undefined && lease.attrs.publicIP.equals(iface.ipv4.publicAddress)) ||
+    (lease.attrs.publicIP === undefined &&
+      lease.attrs.publicIPv6 !== undefined &&
+      iface.ipv6 !== undefined &&
+      lease.attrs.publicIPv6.equals(iface.ipv6.publicAddress));
   for (const { lease } of leases) {
-    const named = (env?.subnet !== undefined && (lease.subnets.ipv4?.equals(env.subnet) ?? false))
-      || (env?.ipv6Subnet !== undefined && (lease.subnets.ipv6?.equals(env.ipv6Subnet) ?? false));
+    const named =
+      (env?.subnet !== undefined && (lease.subnets.ipv4?.equals(env.subnet) ?? false)) ||
+      (env?.ipv6Subnet !== undefined && (lease.subnets.ipv6?.equals(env.ipv6Subnet) ?? false));
     if (!named || ours(lease)) continue;
     const other = (lease.attrs.publicIP ?? lease.attrs.publicIPv6)?.toString() ?? '(no public IP)';
     const flanneld = lease.attrs.extra[NODE_ID_FIELD] === undefined && config !== undefined && config.ipv4 === undefined;
-    add(context, 'lease', 'fail', `this host's subnet ${leaseSubnetText(lease)} (subnet.env) is now leased to the host at ${other}${flanneld ? `, which wrote no WeftNodeID: a flanneld host (${IPV6_ONLY_FLANNELD})` : ''}`,
-      TAKEN_OVER_FIX);
+    add(
+      context,
+      'lease',
+      'fail',
+      `this host's subnet ${leaseSubnetText(lease)} (subnet.env) is now leased to the host at ${other}${flanneld ? `, which wrote no WeftNodeID: a flanneld host (${IPV6_ONLY_FLANNELD})` : ''}`,
+      TAKEN_OVER_FIX,
+    );
   }
   if (config === undefined || config.ipv4 !== undefined) return;
   const flanneldHosts = leases.filter(({ lease }) => !lease.reservation && lease.attrs.extra[NODE_ID_FIELD] === undefined && !ours(lease));
   if (flanneldHosts.length > 0) {
-    add(context, 'lease', 'warn', `${flanneldHosts.map(({ lease }) => lease.attrs.publicIPv6?.toString() ?? lease.name).join(', ')} wrote leases without WeftNodeID (flanneld): ${IPV6_ONLY_FLANNELD}`,
-      'move those hosts to weftd (docs/operations.md, migrating from flanneld)');
+    add(
+      context,
+      'lease',
+      'warn',
+      `${flanneldHosts.map(({ lease }) => lease.attrs.publicIPv6?.toString() ?? lease.name).join(', ')} wrote leases without WeftNodeID (flanneld): ${IPV6_ONLY_FLANNELD}`,
+      'move those hosts to weftd (docs/operations.md, migrating from flanneld)',
+    );
   }
 }
 
@@ -420,10 +536,22 @@ function checkSubnetEnvContent(context: Context): void {
     const leased = own === undefined ? undefined : subnetOf(own, family);
     const plan = config === undefined ? undefined : planOf(config, family);
     if (leased !== undefined && !(envSubnet?.equals(leased) ?? false)) {
-      add(context, 'subnet.env', 'fail', `${path} has ${subnetVar}=${envSubnet === undefined ? '(none)' : gatewayCidr(envSubnet)} but the lease is ${leased}`, rewrite);
+      add(
+        context,
+        'subnet.env',
+        'fail',
+        `${path} has ${subnetVar}=${envSubnet === undefined ? '(none)' : gatewayCidr(envSubnet)} but the lease is ${leased}`,
+        rewrite,
+      );
     }
     if (plan !== undefined && !(envNetwork?.equals(plan.network) ?? false)) {
-      add(context, 'subnet.env', 'fail', `${path} has ${networkVar}=${envNetwork?.toString() ?? '(none)'} but the config says ${plan.network}`, rewrite);
+      add(
+        context,
+        'subnet.env',
+        'fail',
+        `${path} has ${networkVar}=${envNetwork?.toString() ?? '(none)'} but the config says ${plan.network}`,
+        rewrite,
+      );
     }
     if (config !== undefined && plan === undefined && (envNetwork !== undefined || envSubnet !== undefined)) {
       add(context, 'subnet.env', 'fail', `${path} has ${networkVar} and ${subnetVar} but the config does not enable IPv${family}`, rewrite);
@@ -434,12 +562,20 @@ function checkSubnetEnvContent(context: Context): void {
   if (backends.length > 0 && backends.length === planes.length) {
     const mtu = Math.min(...backends.map((backend) => backend.mtu));
     if (env.mtu !== mtu) {
-      add(context, 'subnet.env', 'fail', `${path} has FLANNEL_MTU=${env.mtu ?? '(none)'} but the ${backends[0]!.type} backend gives containers ${mtu}`, rewrite);
+      add(
+        context,
+        'subnet.env',
+        'fail',
+        `${path} has FLANNEL_MTU=${env.mtu ?? '(none)'} but the ${backends[0].type} backend gives containers ${mtu}`,
+        rewrite,
+      );
     }
   }
   if (context.findings.length === before) {
     const subnets = [
-      ...(env.subnet !== undefined || env.ipv6Subnet === undefined ? [`FLANNEL_SUBNET=${env.subnet === undefined ? '-' : gatewayCidr(env.subnet)}`] : []),
+      ...(env.subnet !== undefined || env.ipv6Subnet === undefined
+        ? [`FLANNEL_SUBNET=${env.subnet === undefined ? '-' : gatewayCidr(env.subnet)}`]
+        : []),
       ...(env.ipv6Subnet === undefined ? [] : [`FLANNEL_IPV6_SUBNET=${gatewayCidr(env.ipv6Subnet)}`]),
     ];
     add(context, 'subnet.env', 'ok', `${path}: ${subnets.join(' ')} FLANNEL_MTU=${env.mtu ?? '-'} FLANNEL_IPMASQ=${env.ipMasq ?? '-'}`);
@@ -453,8 +589,13 @@ async function checkForwarding(context: Context): Promise<void> {
       const value = await readSysctl(name, context.options.sysctlRoot);
       if (value === '1') add(context, 'ip_forward', 'ok', `${name} = 1`);
       else {
-        add(context, 'ip_forward', 'fail', `${name} = ${value}: this host does not forward the containers' ${family === 4 ? 'IPv4' : 'IPv6'} packets`,
-          `sysctl -w ${name}=1 (weftd sets it when it starts; something turned it off since — look in /etc/sysctl.d and at other network tools)`);
+        add(
+          context,
+          'ip_forward',
+          'fail',
+          `${name} = ${value}: this host does not forward the containers' ${family === 4 ? 'IPv4' : 'IPv6'} packets`,
+          `sysctl -w ${name}=1 (weftd sets it when it starts; something turned it off since — look in /etc/sysctl.d and at other network tools)`,
+        );
       }
     } catch (err) {
       add(context, 'ip_forward', 'warn', message(err), 'run weftctl doctor where /proc/sys is readable');
@@ -462,156 +603,25 @@ async function checkForwarding(context: Context): Promise<void> {
   }
 }
 
-/** The userspace data path's overlay device: the near end of a veth pair (`<name>.c` is the capture end). */
-async function checkUserspaceDevice(context: Context, plane: Plane, links: readonly LinkInfo[], name: string, mtu: number, mac: string | undefined): Promise<void> {
-  const { own } = context;
-  plane.routesOnly = true;
-  const link = links.find((candidate) => candidate.name === name) ?? null;
-  plane.overlay = link;
-  if (link === null) {
-    add(context, 'device', 'fail', `${name} does not exist (the userspace data path's veth)`, `weftd creates it: ${RESTART}`);
-    return;
-  }
-  const before = context.findings.length;
-  if (link.kind !== 'veth') add(context, 'device', 'fail', `${name} is a ${link.kind ?? 'plain'} device, want the near end of a veth pair`, `ip link del ${name}, then ${RESTART}`);
-  if (!links.some((candidate) => candidate.name === `${name}.c`)) add(context, 'device', 'fail', `${name}.c, the capture end of ${name}, does not exist`, `weftd creates the pair: ${RESTART}`);
-  if (!link.up) add(context, 'device', 'fail', `${name} is down`, `${HEALS}; by hand: ip link set ${name} up`);
-  if (link.mtu !== mtu) add(context, 'device', 'fail', `${name} mtu is ${link.mtu}, want ${mtu}`, `${HEALS}; by hand: ip link set ${name} mtu ${mtu}`);
-  if (mac !== undefined && link.mac !== mac) add(context, 'device', 'fail', `${name} has MAC ${link.mac ?? '(none)'}, want the VtepMAC ${mac}`, `weftd sets it: ${RESTART}`);
-  await checkOverlayAddress(context, link, own, plane.family);
-  if (context.findings.length === before) {
-    add(context, 'device', 'ok', `${name}: userspace data path (veth pair with ${name}.c), MTU ${link.mtu}${mac === undefined ? '' : `, VtepMAC ${link.mac}`}, up`);
-  }
-}
-
-/**
- * The lease's network address as a host address (.0/32, or ::/128) and no other address of the family on
- * the overlay device, as the backends' ensureNetworkAddress keeps it (link-local addresses are the kernel's).
- */
-async function checkOverlayAddress(context: Context, link: LinkInfo, own: Lease | undefined, family: Family): Promise<void> {
-  const subnet = own === undefined ? undefined : subnetOf(own, family);
-  if (subnet === undefined) return;
-  const want = `${subnet.network}/${subnet.bits}`;
-  const addresses = (await context.options.kernel.listAddresses(link.index, family))
-    .filter((address) => address.scope !== RT_SCOPE_LINK).map((address) => address.cidr);
-  if (!addresses.includes(want) || addresses.length !== 1) {
-    add(context, 'device', 'fail', `${link.name} has IPv${family} addresses [${addresses.join(', ')}], want exactly ${want}`,
-      `${HEALS}; by hand: ip -${family} addr flush dev ${link.name} scope global; ip addr add ${want} dev ${link.name}`);
-  }
-}
-
 async function checkDevices(context: Context): Promise<void> {
   const { config, iface, options } = context;
   if (config === undefined || iface === undefined) return;
-  const links = config.backend.type === 'host-gw' ? [] : await options.kernel.listLinks();
-  for (const plane of context.planes) await checkDevice(context, config, plane, links);
-}
-
-async function checkDevice(context: Context, config: NetworkConfig, plane: Plane, links: readonly LinkInfo[]): Promise<void> {
-  const { own, options } = context;
-  const { view, family } = plane;
-  const backendContext = { kernel: options.kernel, log: createLogger('silent'), config, publicInterface: view };
-  // weftd refuses to start an IPv6 plane on the userspace path: say so with its words
-  const ipv4Only = (err: unknown): boolean => {
-    if (!(err instanceof UserspaceIpv4OnlyError)) return false;
-    add(context, 'device', 'fail', `weftd cannot run this node's IPv6 plane: ${err.message}`,
-      'weftd does not start like this: give the IPv6 plane kernel VXLAN as the message says, or turn IPv6 off in the config (EnableIPv6)');
-    plane.overlay = null;
-    return true;
-  };
-  if (config.backend.type === 'host-gw') {
-    plane.backend = new HostGwBackend(backendContext);
-    return;
-  }
-  if (config.backend.type === 'wireguard') {
-    plane.backend = new WireguardBackend(backendContext, config.backend);
-    const { findings, device } = await wireguardFindings({
-      kernel: options.kernel, config, backend: config.backend, family, view, own, leases: (context.leases ?? []).map((stored) => stored.lease),
-      host: options.wireguard ?? DEFAULT_WIREGUARD_HOST_OPTIONS, restart: RESTART, heals: WIREGUARD_HEALS, ...(options.runner === undefined ? {} : { runner: options.runner }),
+  const links = await options.kernel.listLinks();
+  for (const plane of context.planes) {
+    const checked = await checkBackendDevice({
+      kernel: options.kernel,
+      config,
+      family: plane.family,
+      view: plane.view,
+      own: context.own,
+      links,
+      leases: (context.leases ?? []).map((stored) => stored.lease),
+      vxlanUserspace: options.vxlanUserspace,
+      wireguard: options.wireguard,
+      runner: options.runner,
+      add: (check, severity, text, fix) => add(context, check, severity, text, fix),
     });
-    context.findings.push(...findings);
-    plane.overlay = device;
-    return;
-  }
-  if (config.backend.type === 'udp') {
-    let udp: ReturnType<typeof createUdpBackend>;
-    try {
-      udp = createUdpBackend(backendContext, config.backend);
-    } catch (err) {
-      if (ipv4Only(err)) return;
-      throw err;
-    }
-    plane.backend = udp;
-    await checkUserspaceDevice(context, plane, links, udp.deviceName, udp.mtu, undefined);
-    return;
-  }
-  const vxlan = config.backend;
-  const backend = new VxlanBackend(backendContext, vxlan);
-  plane.backend = backend;
-  const name = backend.deviceName;
-  const vtepMac = typeof backend.backendData.VtepMAC === 'string' ? backend.backendData.VtepMAC : undefined;
-  const mode = options.vxlanUserspace ?? vxlan.userspace;
-  if (family === 6 && mode === 'always') {
-    try {
-      userspaceVxlanBackend(backendContext, vxlan);
-    } catch (err) {
-      if (ipv4Only(err)) return;
-      throw err;
-    }
-  }
-  const link = links.find((candidate) => candidate.name === name) ?? null;
-  if (link !== null && link.kind === 'veth') {
-    // the userspace data path (Backend.Userspace always, or auto without kernel VXLAN)
-    if (mode === 'never') {
-      add(context, 'device', 'fail', `${name} is the userspace path's veth but Userspace is "never" (kernel VXLAN wanted)`, `ip link del ${name}, then ${RESTART}`);
-    }
-    await checkUserspaceDevice(context, plane, links, name, backend.mtu, vtepMac);
-    return;
-  }
-  if (mode === 'always') {
-    if (link === null) {
-      add(context, 'device', 'fail', `${name} does not exist (the userspace data path's veth: Userspace is "always")`, `weftd creates it: ${RESTART}`);
-      plane.overlay = null;
-      return;
-    }
-    add(context, 'device', 'fail', `Userspace is "always" but ${name} is a ${link.kind ?? 'plain'} device, not the userspace path's veth`, `ip link del ${name}, then ${RESTART}`);
-  }
-  // weft.<VNI> and weft-v6.<VNI> share VNI and port: the kernel tells them apart by the local address's family
-  const sameUnderlay = (local: string | null | undefined): boolean => local === null || local === undefined || local.includes(':') === (family === 6);
-  const clash = links.filter((candidate) => candidate.name !== name && candidate.vxlan !== null && candidate.vxlan.vni === vxlan.vni
-    && candidate.vxlan.port === vxlan.port && sameUnderlay(candidate.vxlan.local));
-  for (const other of clash) {
-    add(context, 'device', 'fail', `${other.name} also uses VNI ${vxlan.vni} on UDP port ${vxlan.port}: the kernel delivers the port's packets to one device only`,
-      `delete it if it is a leftover of flanneld (ip link del ${other.name}), then ${RESTART}`);
-  }
-  plane.overlay = link;
-  if (link === null) {
-    add(context, 'device', 'fail', `${name} does not exist`, `weftd creates it: ${RESTART}`);
-    return;
-  }
-  const before = context.findings.length;
-  const spec = backend.spec;
-  const actual: Record<string, unknown> = {
-    kind: link.kind, vni: link.vxlan?.vni, port: link.vxlan?.port, local: link.vxlan?.local, parentIndex: link.vxlan?.parentIndex,
-    learning: link.vxlan?.learning, gbp: link.vxlan?.gbp, mtu: link.mtu, mac: link.mac,
-  };
-  const wanted: Record<string, unknown> = { ...spec, kind: 'vxlan', parentIndex: `${view.index} (${view.name})` };
-  for (const field of vxlanMismatches(link, spec)) {
-    const fix = field === 'mtu' || field === 'mac'
-      ? `${HEALS}; by hand: ip link set ${name} ${field === 'mtu' ? `mtu ${backend.mtu}` : `address ${vtepMac}`}`
-      : `weftd recreates a device that does not match the config: ${RESTART} (or ip link del ${name} and let weftd create it)`;
-    add(context, 'device', 'fail', `${name} ${field} is ${JSON.stringify(actual[field])}, want ${JSON.stringify(wanted[field])}`, fix);
-  }
-  if (!link.up) add(context, 'device', 'fail', `${name} is down`, `${HEALS}; by hand: ip link set ${name} up`);
-  const leaseData = family === 4 ? own?.attrs.backendData : own?.attrs.backendV6Data;
-  const leaseMac = leaseData?.VtepMAC;
-  if (typeof leaseMac === 'string' && link.mac !== null && leaseMac.toLowerCase() !== link.mac) {
-    add(context, 'device', 'fail', `the lease announces ${family === 4 ? 'VtepMAC' : 'BackendV6Data.VtepMAC'} ${leaseMac} but ${name} has ${link.mac}: peers' frames are addressed to the wrong MAC`,
-      `weftd re-announces its VtepMAC when it starts: ${RESTART}`);
-  }
-  await checkOverlayAddress(context, link, own, family);
-  if (context.findings.length === before) {
-    add(context, 'device', 'ok', `${name}: VNI ${vxlan.vni}, port ${vxlan.port}, local ${view.address} on ${view.name}, MTU ${link.mtu}, VtepMAC ${link.mac}, up`);
+    Object.assign(plane, checked);
   }
 }
 
@@ -621,48 +631,63 @@ function checkMtu(context: Context): void {
   const before = context.findings.length;
   const limits: number[] = [];
   const overlays: string[] = [];
-  for (const { backend, overlay, view } of planes) {
+  for (const { backend, overlay, view, overhead } of planes) {
     const type = backend!.type;
-    const overhead = type === 'vxlan' ? vxlanOverhead(view.address.family) : type === 'udp' ? UDP_ENCAP_OVERHEAD : type === 'wireguard' ? WIREGUARD_OVERHEAD : 0;
     const deviceMtu = overlay?.mtu ?? backend!.mtu;
-    if (type !== 'host-gw' && deviceMtu + overhead > iface.mtu) {
-      add(context, 'mtu', 'fail', `${overlay?.name ?? 'the overlay device'} MTU ${deviceMtu} + ${overhead} bytes of ${type} encapsulation exceeds ${iface.name}'s MTU ${iface.mtu}: full-size packets are dropped`,
-        `lower Backend.MTU (the underlay's MTU, as in flanneld) to ${iface.mtu} or less, or remove it (weft then gives the device ${iface.mtu - overhead}), or raise ${iface.name}'s MTU, then ${RESTART}`);
+    if (overlay !== undefined && deviceMtu + overhead > iface.mtu) {
+      add(
+        context,
+        'mtu',
+        'fail',
+        `${overlay?.name ?? 'the overlay device'} MTU ${deviceMtu} + ${overhead} bytes of ${type} encapsulation exceeds ${iface.name}'s MTU ${iface.mtu}: full-size packets are dropped`,
+        `lower Backend.MTU (the underlay's MTU, as in flanneld) to ${iface.mtu} or less, or remove it (weft then gives the device ${iface.mtu - overhead}), or raise ${iface.name}'s MTU, then ${RESTART}`,
+      );
     }
-    limits.push(type === 'host-gw' ? iface.mtu : deviceMtu);
-    if (type !== 'host-gw') overlays.push(planes.length > 1 ? `${overlay?.name ?? `IPv${view.address.family} overlay`} ${deviceMtu}` : `overlay ${deviceMtu}`);
+    limits.push(overlay === undefined ? iface.mtu : deviceMtu);
+    if (overlay !== undefined)
+      overlays.push(planes.length > 1 ? `${overlay?.name ?? `IPv${view.address.family} overlay`} ${deviceMtu}` : `overlay ${deviceMtu}`);
   }
   const containerMtu = subnetEnv?.mtu;
   const limit = Math.min(...limits);
   if (containerMtu !== undefined && containerMtu > limit) {
-    add(context, 'mtu', 'fail', `containers get FLANNEL_MTU=${containerMtu} but the path allows ${limit}: their large packets are dropped`, `${RESTART}; then recreate the containers so that they take the new MTU`);
+    add(
+      context,
+      'mtu',
+      'fail',
+      `containers get FLANNEL_MTU=${containerMtu} but the path allows ${limit}: their large packets are dropped`,
+      `${RESTART}; then recreate the containers so that they take the new MTU`,
+    );
   }
   if (context.findings.length === before) {
     add(context, 'mtu', 'ok', `${[`${iface.name} ${iface.mtu}`, ...overlays].join(', ')}, containers ${containerMtu ?? '-'}`);
   }
 }
 
+/** weftd's own plan as a dry run, per family: the operations weftd would make are the findings. */
 async function checkDataplane(context: Context): Promise<void> {
   const { config, own, iface, leases, options } = context;
   if (config === undefined || own === undefined || iface === undefined || leases === undefined) return;
   for (const plane of context.planes) {
     const { family, backend, view, routesOnly } = plane;
     if (backend === undefined) continue;
-    if (backend.type !== 'host-gw' && plane.overlay === null) continue; // the device finding says it all
-    if (backend.type === 'wireguard') continue; // its peers were compared with the device's
-    // weftd programs the leases it does not ignore
-    const peers = leases.map((stored) => stored.lease).filter((lease) => !context.ignored.has(lease.name));
-    const { state: desired, skipped } = desiredFamilyState({
-      family, config, own, peers, localPrefixes: [view.prefix], ...(routesOnly ? { routesOnly } : {}),
+    if (plane.overlay === null) continue; // the device finding says it all
+    const run = await dryRun({
+      kernel: options.kernel,
+      family,
+      config,
+      own,
+      publicInterface: view,
+      overlayIndex: plane.overlay?.index,
+      routesOnly,
+      deviceRoutes: plane.deviceRoutes,
+      // weftd programs the leases it does not ignore
+      peers: leases.map((stored) => stored.lease).filter((lease) => !context.ignored.has(lease.name)),
+      routeForm: options.nexthopObjects === false ? 'inline' : 'nexthop',
+      peerObjects: backend.peerObjects,
     });
-    const { state: actual, duplicates, foreignRoutes } = await readActualState(options.kernel, family, plane.overlay?.index, view.index, routesOnly, desired.routes);
-    const ops = diffFamilyState(actual, desired);
     const label = familyLabel(context, family);
     const names = { overlay: plane.overlay?.name, public: view.name, ...(label === undefined ? {} : { label }) };
-    context.findings.push(...dataplaneFindings(ops, actual, desired, skipped, names, foreignRoutes));
-    for (const dst of duplicates) {
-      add(context, 'route', 'fail', `${dst} has a second route of weft's (left by a backend change?)`, `${HEALS}; by hand: ip route show ${dst} and delete the one that is not wanted`);
-    }
+    context.findings.push(...planFindings({ ops: run.ops, view: run.view, desired: run.desired.state }, run.desired.skipped(), names));
   }
 }
 
@@ -673,7 +698,8 @@ async function checkIptables(context: Context): Promise<void> {
 async function checkIptablesFamily(context: Context, family: Family): Promise<void> {
   const { options, config, own, subnetEnv } = context;
   const check = family === 4 ? 'iptables' : 'ip6tables';
-  const network = (config === undefined ? undefined : planOf(config, family)?.network) ?? (family === 4 ? subnetEnv?.network : subnetEnv?.ipv6Network);
+  const network =
+    (config === undefined ? undefined : planOf(config, family)?.network) ?? (family === 4 ? subnetEnv?.network : subnetEnv?.ipv6Network);
   const subnet = (own === undefined ? undefined : subnetOf(own, family)) ?? (family === 4 ? subnetEnv?.subnet : subnetEnv?.ipv6Subnet);
   if (network === undefined || subnet === undefined) {
     add(context, check, 'skip', `not checked: neither etcd nor subnet.env tell the IPv${family} network and this host's subnet`);
@@ -681,7 +707,11 @@ async function checkIptablesFamily(context: Context, family: Family): Promise<vo
   }
   const ipMasq = options.ipMasq ?? subnetEnv?.ipMasq ?? false;
   const rules = new IptablesRules({
-    family, network, subnet, ipMasq, forwardRules: options.forwardRules,
+    family,
+    network,
+    subnet,
+    ipMasq,
+    forwardRules: options.forwardRules,
     ...(options.ipMasqRandomFullyDisable === true ? { randomFully: false } : {}),
     ...(options.runner === undefined ? {} : { runner: options.runner }),
   });
@@ -692,14 +722,20 @@ async function checkIptablesFamily(context: Context, family: Family): Promise<vo
     add(context, check, 'warn', `could not read the rules: ${message(err)}`, `run weftctl doctor as root on a host with ${check}`);
     return;
   }
-  const enabled = [options.forwardRules ? 'WEFT-FORWARD' : '', ipMasq ? 'WEFT-POSTRTG' : ''].filter(Boolean).join(' and ') || 'no chains (both disabled)';
+  const enabled =
+    [options.forwardRules ? 'WEFT-FORWARD' : '', ipMasq ? 'WEFT-POSTRTG' : ''].filter(Boolean).join(' and ') || 'no chains (both disabled)';
   if (result.ok) {
     add(context, check, 'ok', `${enabled} as weftd writes ${enabled.includes(' and ') ? 'them' : 'it'}`);
     return;
   }
   for (const problem of result.problems) {
-    add(context, check, 'fail', problem,
-      `weftd rewrites its chains every --iptables-resync seconds; if they stay wrong, weftd is not running, or was started with other --ip-masq / --iptables-forward-rules than weftctl was given, or another tool keeps rewriting the ${family === 4 ? 'firewall' : 'IPv6 firewall (ip6tables)'}`);
+    add(
+      context,
+      check,
+      'fail',
+      problem,
+      `weftd rewrites its chains every --iptables-resync seconds; if they stay wrong, weftd is not running, or was started with other --ip-masq / --iptables-forward-rules than weftctl was given, or another tool keeps rewriting the ${family === 4 ? 'firewall' : 'IPv6 firewall (ip6tables)'}`,
+    );
   }
 }
 
@@ -730,9 +766,13 @@ async function checkFlanneldLeftovers(context: Context): Promise<void> {
       for (const chain of [...state.chains].filter((name) => FLANNELD_CHAIN.test(name)).sort()) {
         const removal = chainRemovalCommands(family, table, chain, state);
         const jumps = removal.length - 2;
-        add(context, 'flanneld', 'warn',
+        add(
+          context,
+          'flanneld',
+          'warn',
           `${command} ${table} chain ${chain} is left over from flanneld${jumps > 0 ? ` and still jumped to (${jumps} rule${jumps === 1 ? '' : 's'}): its rules apply besides weft's` : ''}`,
-          `${IF_FLANNELD_IS_GONE}: ${removal.map(shellCommand).join(' && ')}`);
+          `${IF_FLANNELD_IS_GONE}: ${removal.map(shellCommand).join(' && ')}`,
+        );
       }
     }
   }
@@ -743,48 +783,95 @@ async function checkFlanneldLeftovers(context: Context): Promise<void> {
 
 async function checkIngress(context: Context): Promise<void> {
   const { options, config, own, leases } = context;
-  if (config === undefined || config.backend.type === 'host-gw') return;
+  if (config === undefined || tunnelPorts(config).length === 0) return; // no tunnel port (host-gw), no allow-list
   let table: Awaited<ReturnType<typeof readIngressAllowList>>;
   try {
     table = await readIngressAllowList(options.runner);
   } catch (err) {
-    add(context, 'ingress', 'warn', `could not read the nftables table inet weft: ${message(err)}`, 'run weftctl doctor as root on a host with nft (nftables)');
+    add(
+      context,
+      'ingress',
+      'warn',
+      `could not read the nftables table inet weft: ${message(err)}`,
+      'run weftctl doctor as root on a host with nft (nftables)',
+    );
     return;
   }
   const wellKnown = tunnelPorts(config).find(({ port }) => isWellKnownPort(port));
   if (options.ingressAllowList && wellKnown !== undefined) {
     const off = `weftd keeps no ingress allow-list: ${wellKnown.field} ${wellKnown.port} is below 1024, where a well-known service would lose its datagrams`;
     if (table === undefined) add(context, 'ingress', 'skip', off);
-    else add(context, 'ingress', 'warn', `${off}, yet the nftables table inet weft is there`, 'unless another program keeps it there on purpose: nft delete table inet weft');
+    else
+      add(
+        context,
+        'ingress',
+        'warn',
+        `${off}, yet the nftables table inet weft is there`,
+        'unless another program keeps it there on purpose: nft delete table inet weft',
+      );
     return;
   }
   if (!options.ingressAllowList) {
     if (table !== undefined) {
-      add(context, 'ingress', 'warn', 'the ingress allow-list (nftables table inet weft) is there although --ingress-allow-list is off',
-        'if weftd runs with --ingress-allow-list=false, remove it: nft delete table inet weft; else give weftctl the same flag');
+      add(
+        context,
+        'ingress',
+        'warn',
+        'the ingress allow-list (nftables table inet weft) is there although --ingress-allow-list is off',
+        'if weftd runs with --ingress-allow-list=false, remove it: nft delete table inet weft; else give weftctl the same flag',
+      );
     }
     return;
   }
   if (table === undefined) {
-    add(context, 'ingress', 'warn', 'the ingress allow-list (nftables table inet weft) is missing: the tunnel port accepts datagrams from anyone',
-      `weftd puts it back every --iptables-resync seconds; ${RESTART}`);
+    add(
+      context,
+      'ingress',
+      'warn',
+      'the ingress allow-list (nftables table inet weft) is missing: the tunnel port accepts datagrams from anyone',
+      `weftd puts it back every --iptables-resync seconds; ${RESTART}`,
+    );
     return;
   }
   if (own === undefined || leases === undefined) return;
   // weftd allows the public addresses of every other lease it does not ignore
-  const wanted = [...new Set(leases.filter((stored) => stored.lease.name !== own.name && !context.ignored.has(stored.lease.name))
-    .flatMap((stored) => [stored.lease.attrs.publicIP, stored.lease.attrs.publicIPv6])
-    .filter((ip) => ip !== undefined).map((ip) => ip.toString()))].sort();
+  const wanted = [
+    ...new Set(
+      leases
+        .filter((stored) => stored.lease.name !== own.name && !context.ignored.has(stored.lease.name))
+        .flatMap((stored) => [stored.lease.attrs.publicIP, stored.lease.attrs.publicIPv6])
+        .filter((ip) => ip !== undefined)
+        .map((ip) => ip.toString()),
+    ),
+  ].sort();
   const missing = wanted.filter((ip) => !table.peers.includes(ip));
   const extra = table.peers.filter((ip) => !wanted.includes(ip));
   for (const ip of missing) {
-    add(context, 'ingress', 'fail', `peer ${ip} is not in the ingress allow-list: its VXLAN datagrams are dropped`, `weftd updates the list on every lease event and checks it every --iptables-resync seconds: ${RESTART}`);
+    add(
+      context,
+      'ingress',
+      'fail',
+      `peer ${ip} is not in the ingress allow-list: its VXLAN datagrams are dropped`,
+      `weftd updates the list on every lease event and checks it every --iptables-resync seconds: ${RESTART}`,
+    );
   }
   for (const ip of extra) {
-    add(context, 'ingress', 'warn', `${ip} is in the ingress allow-list but no lease names it`, `weftd removes it on its next update: ${RESTART}`);
+    add(
+      context,
+      'ingress',
+      'warn',
+      `${ip} is in the ingress allow-list but no lease names it`,
+      `weftd removes it on its next update: ${RESTART}`,
+    );
   }
   if (table.rules !== 2) {
-    add(context, 'ingress', 'fail', `the ingress allow-list has ${table.rules} rules, want 2 (one per family)`, `weftd rewrites the table when it finds it changed: ${RESTART}`);
+    add(
+      context,
+      'ingress',
+      'fail',
+      `the ingress allow-list has ${table.rules} rules, want 2 (one per family)`,
+      `weftd rewrites the table when it finds it changed: ${RESTART}`,
+    );
   }
   if (missing.length === 0 && extra.length === 0 && table.rules === 2) {
     add(context, 'ingress', 'ok', `the tunnel port accepts the ${wanted.length} peers' addresses only (nftables table inet weft)`);
@@ -794,20 +881,48 @@ async function checkIngress(context: Context): Promise<void> {
 async function checkAgent(context: Context): Promise<void> {
   const { healthzPort, healthzIP, timeoutMs } = context.options;
   if (healthzPort <= 0) {
-    add(context, 'weftd', 'skip', 'not asked: give --healthz-port (or WEFTD_HEALTHZ_PORT in the environment file) to check weftd\'s /readyz');
+    add(
+      context,
+      'weftd',
+      'skip',
+      "not asked: give --healthz-port (or WEFTD_HEALTHZ_PORT in the environment file) to check weftd's /readyz",
+    );
     return;
   }
   const host = healthzIP === '0.0.0.0' || healthzIP === '' ? '127.0.0.1' : healthzIP === '::' ? '::1' : healthzIP;
   const url = `http://${host.includes(':') ? `[${host}]` : host}:${healthzPort}`;
   const report = await queryAgent(url, timeoutMs ?? 2000);
   if (!report.reachable) {
-    add(context, 'weftd', 'fail', `weftd does not answer at ${url} (${report.error ?? 'no answer'})`, 'is it running? systemctl status weftd; journalctl -u weftd');
+    add(
+      context,
+      'weftd',
+      'fail',
+      `weftd does not answer at ${url} (${report.error ?? 'no answer'})`,
+      'is it running? systemctl status weftd; journalctl -u weftd',
+    );
   } else if (report.ready === undefined) {
-    add(context, 'weftd', 'fail', `${url}: ${report.error ?? 'no readiness report'}`, 'check --healthz-port: another program answers there');
+    add(
+      context,
+      'weftd',
+      'fail',
+      `${url}: ${report.error ?? 'no readiness report'}`,
+      'check --healthz-port: another program answers there',
+    );
   } else if (!report.ready) {
-    add(context, 'weftd', 'fail', `weftd at ${url} is not ready: ${(report.notReady ?? []).join(', ')}`, 'journalctl -u weftd says why (lease: etcd or config trouble; dataplane: kernel operations failing; subnetEnv: not written yet)');
+    add(
+      context,
+      'weftd',
+      'fail',
+      `weftd at ${url} is not ready: ${(report.notReady ?? []).join(', ')}`,
+      'journalctl -u weftd says why (lease: etcd or config trouble; dataplane: kernel operations failing; subnetEnv: not written yet)',
+    );
   } else {
-    add(context, 'weftd', 'ok', `ready at ${url}${report.peers === undefined ? '' : `, ${report.peers} peers programmed`}${report.etcdReachable === false ? ', but it cannot reach etcd' : ''}`);
+    add(
+      context,
+      'weftd',
+      'ok',
+      `ready at ${url}${report.peers === undefined ? '' : `, ${report.peers} peers programmed`}${report.etcdReachable === false ? ', but it cannot reach etcd' : ''}`,
+    );
   }
   const takeover = report.info?.leaseTakenOver;
   if (typeof takeover === 'string') add(context, 'lease', 'fail', `weftd reports: ${takeover}`, TAKEN_OVER_FIX);
@@ -816,7 +931,16 @@ async function checkAgent(context: Context): Promise<void> {
 /** Runs every check; the findings come in the order they were made. */
 export async function runDoctor(options: DoctorOptions): Promise<Finding[]> {
   const context: Context = {
-    options, findings: [], config: undefined, leases: undefined, ignored: new Map(), subnetEnv: undefined, families: [4], iface: undefined, own: undefined, planes: [],
+    options,
+    findings: [],
+    config: undefined,
+    leases: undefined,
+    ignored: new Map(),
+    subnetEnv: undefined,
+    families: [4],
+    iface: undefined,
+    own: undefined,
+    planes: [],
   };
   const guard = async (check: string, fn: () => Promise<void> | void): Promise<void> => {
     try {
@@ -852,12 +976,16 @@ export function formatFindings(findings: readonly Finding[]): string {
   // A finding's text may quote etcd or the kernel: one line each, whatever it holds.
   for (const finding of findings) {
     lines.push(`${LABEL[finding.severity].padEnd(4)}  ${finding.check.padEnd(width)}  ${escapeControls(finding.message)}`);
-    if (finding.fix !== undefined && (finding.severity === 'fail' || finding.severity === 'warn')) lines.push(`${' '.repeat(width + 8)}fix: ${escapeControls(finding.fix)}`);
+    if (finding.fix !== undefined && (finding.severity === 'fail' || finding.severity === 'warn'))
+      lines.push(`${' '.repeat(width + 8)}fix: ${escapeControls(finding.fix)}`);
   }
   const failed = findings.filter((finding) => finding.severity === 'fail').length;
   const warned = findings.filter((finding) => finding.severity === 'warn').length;
-  lines.push('', failed === 0
-    ? `no problems found${warned > 0 ? ` (${warned} warning${warned === 1 ? '' : 's'})` : ''}`
-    : `${failed} problem${failed === 1 ? '' : 's'} found${warned > 0 ? `, ${warned} warning${warned === 1 ? '' : 's'}` : ''}`);
+  lines.push(
+    '',
+    failed === 0
+      ? `no problems found${warned > 0 ? ` (${warned} warning${warned === 1 ? '' : 's'})` : ''}`
+      : `${failed} problem${failed === 1 ? '' : 's'} found${warned > 0 ? `, ${warned} warning${warned === 1 ? '' : 's'}` : ''}`,
+  );
   return lines.join('\n');
 }

@@ -24,13 +24,13 @@ export function parseEnvFile(text: string, source = 'environment file'): Record<
     if (line === '' || line.startsWith('#') || line.startsWith(';')) return;
     const match = /^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)$/.exec(line);
     if (match === null) throw new EnvFileError(`${source} line ${index + 1}: ${JSON.stringify(raw)} is not a NAME=value line`);
-    let value = match[2]!;
+    let value = match[2];
     const quote = value[0];
     if ((quote === '"' || quote === "'") && value.length >= 2 && value.endsWith(quote)) {
       value = value.slice(1, -1);
       if (quote === '"') value = value.replace(/\\(["\\$`])/g, '$1');
     }
-    env[match[1]!] = value;
+    env[match[1]] = value;
   });
   return env;
 }

@@ -19,7 +19,10 @@ export class UsageError extends WeftError {
 export const ETCD_OPTIONS = {
   'etcd-endpoints': { type: 'string', default: 'http://127.0.0.1:2379', describe: 'comma-separated list of etcd endpoints' },
   'etcd-prefix': { type: 'string', default: '/coreos.com/network', describe: 'etcd prefix of the network config and leases' },
-  'etcd-cafile': { type: 'string', describe: 'CA certificate to verify etcd servers (default: Node.js\'s CA store, which NODE_EXTRA_CA_CERTS adds to)' },
+  'etcd-cafile': {
+    type: 'string',
+    describe: "CA certificate to verify etcd servers (default: Node.js's CA store, which NODE_EXTRA_CA_CERTS adds to)",
+  },
   'etcd-certfile': { type: 'string', describe: 'client certificate for etcd (TLS; with --etcd-keyfile)' },
   'etcd-keyfile': { type: 'string', describe: 'client key for etcd (TLS; with --etcd-certfile)' },
   'etcd-username': { type: 'string', describe: 'etcd user name for authentication' },
@@ -54,9 +57,9 @@ export interface FlanneldOnlyFlag {
   reason: string;
 }
 
-const KUBE_ONLY = 'it belongs to flanneld\'s Kubernetes subnet manager (--kube-subnet-mgr), which weft does not have';
-const CLIENT_SERVER = 'flanneld\'s old client/server mode (before v0.8) does not exist in weft: every weftd talks to etcd itself';
-const KLOG = 'flanneld\'s log verbosity; weftd logs at --log-level';
+const KUBE_ONLY = "it belongs to flanneld's Kubernetes subnet manager (--kube-subnet-mgr), which weft does not have";
+const CLIENT_SERVER = "flanneld's old client/server mode (before v0.8) does not exist in weft: every weftd talks to etcd itself";
+const KLOG = "flanneld's log verbosity; weftd logs at --log-level";
 
 /** flanneld's flags (of v0.7 to v0.28) that weftd does not have. */
 export const FLANNELD_ONLY_FLAGS: ReadonlyMap<string, FlanneldOnlyFlag> = new Map<string, FlanneldOnlyFlag>([
@@ -66,7 +69,10 @@ export const FLANNELD_ONLY_FLAGS: ReadonlyMap<string, FlanneldOnlyFlag> = new Ma
   ['kubeconfig-file', { kind: 'value', reason: KUBE_ONLY }],
   ['net-config-path', { kind: 'value', reason: `${KUBE_ONLY}; the network config comes from etcd` }],
   ['set-node-network-unavailable', { kind: 'boolean', reason: KUBE_ONLY }],
-  ['iface-can-reach', { kind: 'value', reason: 'weft picks the public interface by --iface, --iface-regex, --public-ip or the default route' }],
+  [
+    'iface-can-reach',
+    { kind: 'value', reason: 'weft picks the public interface by --iface, --iface-regex, --public-ip or the default route' },
+  ],
   ['ip-blackhole-route', { kind: 'boolean', reason: 'weft adds no blackhole route for its own subnet' }],
   ['listen', { kind: 'value', reason: CLIENT_SERVER }],
   ['remote', { kind: 'value', reason: CLIENT_SERVER }],
@@ -99,7 +105,7 @@ export function normalizeArgv(
   const out: string[] = [];
   const dropped: IgnoredSetting[] = [];
   for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
+    const arg = argv[i];
     if (arg === '--') {
       out.push(...argv.slice(i));
       break;
@@ -109,7 +115,7 @@ export function normalizeArgv(
       out.push(arg);
       continue;
     }
-    const name = match[1]!;
+    const name = match[1];
     const value = match[2];
     const flanneldOnly = ignored.get(name);
     if (flanneldOnly !== undefined) {
@@ -129,7 +135,7 @@ export function normalizeArgv(
       continue;
     }
     out.push(value === undefined ? `--${name}` : `--${name}=${value}`);
-    if (kind === 'value' && value === undefined && i + 1 < argv.length) out.push(argv[++i]!);
+    if (kind === 'value' && value === undefined && i + 1 < argv.length) out.push(argv[++i]);
   }
   return { argv: out, ignored: dropped };
 }
@@ -167,7 +173,12 @@ export function flagsFromEnvironment(kinds: ReadonlyMap<string, FlagKind>, argv:
 /** The non-empty WEFTD_* and FLANNELD_* variables of `env` that set none of the flags of `kinds`, and why. */
 export function ignoredEnvironment(kinds: ReadonlyMap<string, FlagKind>, env: NodeJS.ProcessEnv): IgnoredSetting[] {
   const read = new Set([...kinds.keys()].flatMap((flag) => [envName('WEFTD', flag), envName('FLANNELD', flag)]));
-  const flanneldOnly = new Map([...FLANNELD_ONLY_FLAGS].flatMap(([flag, entry]) => [[envName('WEFTD', flag), entry], [envName('FLANNELD', flag), entry]]));
+  const flanneldOnly = new Map(
+    [...FLANNELD_ONLY_FLAGS].flatMap(([flag, entry]) => [
+      [envName('WEFTD', flag), entry],
+      [envName('FLANNELD', flag), entry],
+    ]),
+  );
   const ignored: IgnoredSetting[] = [];
   for (const variable of Object.keys(env).sort()) {
     if (!/^(WEFTD|FLANNELD)_./.test(variable) || (env[variable] ?? '') === '' || read.has(variable)) continue;
@@ -187,10 +198,16 @@ export interface EtcdTlsFiles {
  * The etcd TLS flags as flanneld takes them: an empty value is none, and a client certificate and its key
  * come together, with or without a CA file (without one the server is verified against the default CA store).
  */
-export function etcdTlsFiles(args: { 'etcd-cafile'?: string | undefined; 'etcd-certfile'?: string | undefined; 'etcd-keyfile'?: string | undefined }): EtcdTlsFiles {
+export function etcdTlsFiles(args: {
+  'etcd-cafile'?: string | undefined;
+  'etcd-certfile'?: string | undefined;
+  'etcd-keyfile'?: string | undefined;
+}): EtcdTlsFiles {
   const file = (value: string | undefined) => (value === '' ? undefined : value);
   const files = { caFile: file(args['etcd-cafile']), certFile: file(args['etcd-certfile']), keyFile: file(args['etcd-keyfile']) };
-  if (files.certFile !== undefined && files.keyFile === undefined) throw new UsageError('etcd-keyfile', 'missing: --etcd-certfile needs the key of its certificate');
-  if (files.keyFile !== undefined && files.certFile === undefined) throw new UsageError('etcd-certfile', 'missing: --etcd-keyfile needs the certificate it is the key of');
+  if (files.certFile !== undefined && files.keyFile === undefined)
+    throw new UsageError('etcd-keyfile', 'missing: --etcd-certfile needs the key of its certificate');
+  if (files.keyFile !== undefined && files.certFile === undefined)
+    throw new UsageError('etcd-certfile', 'missing: --etcd-keyfile needs the certificate it is the key of');
   return files;
 }

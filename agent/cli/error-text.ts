@@ -47,7 +47,9 @@ export function checkReadable(files: Readonly<Record<string, string | undefined>
       accessSync(path, constants.R_OK);
     } catch (err) {
       const errno = errnoOf(err) ?? 'EIO';
-      const hint = PERMISSION.has(errno) ? `: ${program} reads it as the user it runs as; run it as root (sudo ${program} …) or make the file readable` : '';
+      const hint = PERMISSION.has(errno)
+        ? `: ${program} reads it as the user it runs as; run it as root (sudo ${program} …) or make the file readable`
+        : '';
       throw new UsageError(flag, `cannot read ${path}: ${FILE_ERRORS[errno] ?? (err as Error).message} (${errno})${hint}`);
     }
   }

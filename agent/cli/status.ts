@@ -8,7 +8,14 @@
 import { formatTable } from '../../common/table.js';
 import type { IgnoredLease } from '../../common/lease-arbiter.js';
 import { leaseBackend, type Lease } from '../../common/lease.js';
-import { brokenPaths, parsePeersReport, type HostProbes, type PathVerdict, type PeerReport, type PeersReport } from '../../common/reachability.js';
+import {
+  brokenPaths,
+  parsePeersReport,
+  type HostProbes,
+  type PathVerdict,
+  type PeerReport,
+  type PeersReport,
+} from '../../common/reachability.js';
 import type { ReadinessReport } from '../http.js';
 import { formatRemaining, leasePublicIp, leasePublicIpv6, leaseSubnetText, leaseVtepMac, type StoredLease } from './ctl-common.js';
 
@@ -69,7 +76,7 @@ export function sumMetrics(text: string): Map<string, number> {
     if (match === null) continue;
     const value = Number(match[3]);
     if (!Number.isFinite(value)) continue;
-    sums.set(match[1]!, (sums.get(match[1]!) ?? 0) + value);
+    sums.set(match[1], (sums.get(match[1]) ?? 0) + value);
   }
   return sums;
 }
@@ -140,7 +147,10 @@ export async function queryAgent(url: string, timeoutMs: number): Promise<AgentR
 async function queryRecords(url: string, leases: readonly string[], timeoutMs: number): Promise<Map<string, PeerReport>> {
   const records = new Map<string, PeerReport>();
   for (let at = 0; at < leases.length; at += 200) {
-    const names = leases.slice(at, at + 200).map(encodeURIComponent).join(',');
+    const names = leases
+      .slice(at, at + 200)
+      .map(encodeURIComponent)
+      .join(',');
     try {
       const response = await fetch(`${url}/peers?lease=${names}`, { signal: AbortSignal.timeout(timeoutMs) });
       const parsed = parsePeersReport(await response.text());
@@ -175,10 +185,12 @@ async function probePaths(rows: readonly Omit<StatusRow, 'problems' | 'paths'>[]
       wanted.get(other.lease)!.add(host.lease);
     }
   }
-  await Promise.all([...wanted].map(async ([lease, names]) => {
-    const host = byLease.get(lease)!;
-    for (const [name, record] of await queryRecords(host.url!, [...names], timeoutMs)) host.records.set(name, record);
-  }));
+  await Promise.all(
+    [...wanted].map(async ([lease, names]) => {
+      const host = byLease.get(lease)!;
+      for (const [name, record] of await queryRecords(host.url!, [...names], timeoutMs)) host.records.set(name, record);
+    }),
+  );
   return brokenPaths(hosts);
 }
 
@@ -195,11 +207,13 @@ function expectedPeers(lease: Lease, all: readonly Lease[], networkBackend: stri
     const own = publicIP(lease);
     return all.filter((other) => {
       const address = publicIP(other);
-      return other.name !== lease.name
-        && leaseBackend(other.attrs, networkBackend) === backend
-        && subnet(other) !== undefined
-        && address !== undefined
-        && !(own !== undefined && address.equals(own));
+      return (
+        other.name !== lease.name &&
+        leaseBackend(other.attrs, networkBackend) === backend &&
+        subnet(other) !== undefined &&
+        address !== undefined &&
+        !(own !== undefined && address.equals(own))
+      );
     }).length;
   };
   return Math.max(count(4), count(6));
@@ -228,7 +242,8 @@ function problemsOf(row: Omit<StatusRow, 'problems'>): string[] {
   }
   if (agent.error !== undefined) problems.push(agent.error);
   for (const path of row.paths) {
-    if (path.state === 'lost' || path.state === 'mtu') problems.push(`${path.detail}${path.since === null ? '' : ` (since ${path.since})`}`);
+    if (path.state === 'lost' || path.state === 'mtu')
+      problems.push(`${path.detail}${path.since === null ? '' : ` (since ${path.since})`}`);
   }
   return problems;
 }
@@ -252,25 +267,27 @@ export async function collectStatus(
   ignored: ReadonlyMap<string, IgnoredLease> = new Map(),
 ): Promise<StatusRow[]> {
   const all = leases.map((stored) => stored.lease).filter((lease) => !ignored.has(lease.name));
-  const rows = await Promise.all(leases.map(async ({ lease }, i) => {
-    const publicIP = leasePublicIp(lease);
-    const unused = ignored.get(lease.name);
-    const asked = options.healthzPort > 0 && publicIP !== '' && unused === undefined;
-    const agent = asked ? await queryAgent(agentUrl(publicIP, options.healthzPort), options.timeoutMs) : undefined;
-    return {
-      lease: lease.name,
-      unused,
-      subnet: leaseSubnetText(lease),
-      publicIP,
-      publicIPv6: leasePublicIpv6(lease),
-      backend: leaseBackend(lease.attrs, options.networkBackend),
-      vtepMac: leaseVtepMac(lease),
-      ttlSeconds: remaining[i],
-      reserved: lease.reservation,
-      expectedPeers: unused === undefined ? expectedPeers(lease, all, options.networkBackend) : 0,
-      agent,
-    };
-  }));
+  const rows = await Promise.all(
+    leases.map(async ({ lease }, i) => {
+      const publicIP = leasePublicIp(lease);
+      const unused = ignored.get(lease.name);
+      const asked = options.healthzPort > 0 && publicIP !== '' && unused === undefined;
+      const agent = asked ? await queryAgent(agentUrl(publicIP, options.healthzPort), options.timeoutMs) : undefined;
+      return {
+        lease: lease.name,
+        unused,
+        subnet: leaseSubnetText(lease),
+        publicIP,
+        publicIPv6: leasePublicIpv6(lease),
+        backend: leaseBackend(lease.attrs, options.networkBackend),
+        vtepMac: leaseVtepMac(lease),
+        ttlSeconds: remaining[i],
+        reserved: lease.reservation,
+        expectedPeers: unused === undefined ? expectedPeers(lease, all, options.networkBackend) : 0,
+        agent,
+      };
+    }),
+  );
   const paths = await probePaths(rows, options.timeoutMs);
   return rows.map(({ unused, ...row }) => {
     const withPaths = { ...row, paths: paths.filter((path) => path.from === row.lease) };
@@ -305,13 +322,24 @@ export function formatReachability(rows: readonly StatusRow[]): string {
       if (verdict !== undefined) return PATH_CELL[verdict.state];
       return from.agent?.probes !== undefined || to.agent?.probes !== undefined ? 'ok' : '?';
     };
-    lines.push('', '', 'REACHABILITY over the overlay, row to column (ok; LOST: no packet arrives; MTU: only small packets arrive; ?: not known)');
-    lines.push(formatTable([['FROM \\ TO', ...rows.map((row) => row.publicIP)], ...rows.map((from) => [from.publicIP, ...rows.map((to) => cell(from, to))])]));
+    lines.push(
+      '',
+      '',
+      'REACHABILITY over the overlay, row to column (ok; LOST: no packet arrives; MTU: only small packets arrive; ?: not known)',
+    );
+    lines.push(
+      formatTable([
+        ['FROM \\ TO', ...rows.map((row) => row.publicIP)],
+        ...rows.map((from) => [from.publicIP, ...rows.map((to) => cell(from, to))]),
+      ]),
+    );
   }
   const broken = rows.flatMap((row) => row.paths.filter((path) => path.state === 'lost' || path.state === 'mtu'));
   lines.push('', broken.length === 0 ? 'no broken paths' : `BROKEN PATHS (${broken.length})`);
   for (const path of broken) {
-    lines.push(`${name(path.from)} → ${name(path.to)}: ${path.state === 'mtu' ? 'MTU' : 'no reply'}: ${path.detail}${path.since === null ? '' : ` (since ${path.since})`}`);
+    lines.push(
+      `${name(path.from)} → ${name(path.to)}: ${path.state === 'mtu' ? 'MTU' : 'no reply'}: ${path.detail}${path.since === null ? '' : ` (since ${path.since})`}`,
+    );
   }
   return lines.join('\n');
 }

@@ -41,17 +41,25 @@ describe('weftd flags', function () {
     assert.equal(options.releaseOnExit, false);
   });
 
-  it('reads flags, repeatable --iface, WEFTD_* and flanneld\'s FLANNELD_* variables, weft\'s own winning', async function () {
+  it("reads flags, repeatable --iface, WEFTD_* and flanneld's FLANNELD_* variables, weft's own winning", async function () {
     const options = await parsed(
       ['--iface=eth1', '--iface', '192.0.2.11', '--etcd-endpoints=http://192.0.2.2:2379,http://192.0.2.3:2379', '--ip-masq'],
-      { FLANNELD_PUBLIC_IP: '192.0.2.50', FLANNELD_SUBNET_FILE: '/tmp/flannel.env', WEFTD_SUBNET_FILE: '/tmp/weft.env', FLANNELD_IFACE_REGEX: 'eth.*' },
+      {
+        FLANNELD_PUBLIC_IP: '192.0.2.50',
+        FLANNELD_SUBNET_FILE: '/tmp/flannel.env',
+        WEFTD_SUBNET_FILE: '/tmp/weft.env',
+        FLANNELD_IFACE_REGEX: 'eth.*',
+      },
     );
     assert.deepEqual(options.iface, ['eth1', '192.0.2.11']);
     assert.deepEqual(options.etcd.endpoints, ['http://192.0.2.2:2379', 'http://192.0.2.3:2379']);
     assert.equal(options.ipMasq, true);
     assert.equal(options.publicIP?.toString(), '192.0.2.50');
     assert.equal(options.subnetFile, '/tmp/weft.env');
-    assert.deepEqual(options.ifaceRegex.map((regex) => regex.source), ['eth.*']);
+    assert.deepEqual(
+      options.ifaceRegex.map((regex) => regex.source),
+      ['eth.*'],
+    );
   });
 
   it('--vxlan-userspace overrides Backend.Userspace for this host only; unset, the config decides', async function () {
@@ -66,11 +74,18 @@ describe('weftd flags', function () {
     assert.match(help.stdout, /\[choices: "auto", "always", "never"\]/);
   });
 
-  it('WireGuard: the implementation (auto, kernel, userspace), the key file (flag, WEFTD_*, flanneld\'s WIREGUARD_KEY_FILE, /run/flannel/wgkey) and the socket directory', async function () {
-    assert.deepEqual((await parsed([])).wireguard, { implementation: 'auto', keyFile: '/run/flannel/wgkey', socketDir: '/var/run/wireguard' });
+  it("WireGuard: the implementation (auto, kernel, userspace), the key file (flag, WEFTD_*, flanneld's WIREGUARD_KEY_FILE, /run/flannel/wgkey) and the socket directory", async function () {
+    assert.deepEqual((await parsed([])).wireguard, {
+      implementation: 'auto',
+      keyFile: '/run/flannel/wgkey',
+      socketDir: '/var/run/wireguard',
+    });
     assert.equal((await parsed(['--wireguard-implementation=userspace'])).wireguard.implementation, 'userspace');
     assert.equal((await parsed([], { WIREGUARD_KEY_FILE: '/etc/flannel/wgkey' })).wireguard.keyFile, '/etc/flannel/wgkey');
-    assert.equal((await parsed([], { WIREGUARD_KEY_FILE: '/etc/flannel/wgkey', WEFTD_WIREGUARD_KEY_FILE: '/etc/weft/wgkey' })).wireguard.keyFile, '/etc/weft/wgkey');
+    assert.equal(
+      (await parsed([], { WIREGUARD_KEY_FILE: '/etc/flannel/wgkey', WEFTD_WIREGUARD_KEY_FILE: '/etc/weft/wgkey' })).wireguard.keyFile,
+      '/etc/weft/wgkey',
+    );
     assert.equal((await parsed(['--wireguard-key-file=/k'], { WEFTD_WIREGUARD_KEY_FILE: '/etc/weft/wgkey' })).wireguard.keyFile, '/k');
     assert.equal((await parsed(['--wireguard-socket-dir=/run/weft/wg'])).wireguard.socketDir, '/run/weft/wg');
     const err = await usageError(['--wireguard-implementation=fast']);
@@ -84,13 +99,28 @@ describe('weftd flags', function () {
   });
 
   it("reads flanneld's command lines: one-dash flags, Go's booleans", async function () {
-    const options = await parsed(['-etcd-endpoints=http://192.0.2.2:2379', '-ip-masq', '-iptables-forward-rules=false', '-iface', 'eth1', '-subnet-file=/tmp/s.env']);
+    const options = await parsed([
+      '-etcd-endpoints=http://192.0.2.2:2379',
+      '-ip-masq',
+      '-iptables-forward-rules=false',
+      '-iface',
+      'eth1',
+      '-subnet-file=/tmp/s.env',
+    ]);
     assert.deepEqual(options.etcd.endpoints, ['http://192.0.2.2:2379']);
     assert.equal(options.ipMasq, true);
     assert.equal(options.iptablesForwardRules, false);
     assert.deepEqual(options.iface, ['eth1']);
     assert.equal(options.subnetFile, '/tmp/s.env');
-    for (const [text, value] of [['1', true], ['t', true], ['TRUE', true], ['True', true], ['0', false], ['F', false], ['FALSE', false]] as const) {
+    for (const [text, value] of [
+      ['1', true],
+      ['t', true],
+      ['TRUE', true],
+      ['True', true],
+      ['0', false],
+      ['F', false],
+      ['FALSE', false],
+    ] as const) {
       assert.equal((await parsed([`--ip-masq=${text}`])).ipMasq, value, `--ip-masq=${text}`);
       assert.equal((await parsed([`-ip-masq=${text}`])).ipMasq, value, `-ip-masq=${text}`);
     }
@@ -125,14 +155,18 @@ describe('weftd flags', function () {
     });
     assert.equal(options.ipMasq, true);
     assert.deepEqual(options.iface, ['eth1']);
-    assert.deepEqual(options.ignored.map((entry) => entry.setting), [
-      '--kube-subnet-mgr', '--kubeconfig-file', '--v', 'FLANNELD_IPMASQ', 'FLANNELD_IP_BLACKHOLE_ROUTE', 'FLANNELD_KUBE_SUBNET_MGR',
-    ]);
-    assert.match(options.ignored.find((entry) => entry.setting === 'FLANNELD_KUBE_SUBNET_MGR')!.reason, /weft has no Kubernetes subnet manager/);
+    assert.deepEqual(
+      options.ignored.map((entry) => entry.setting),
+      ['--kube-subnet-mgr', '--kubeconfig-file', '--v', 'FLANNELD_IPMASQ', 'FLANNELD_IP_BLACKHOLE_ROUTE', 'FLANNELD_KUBE_SUBNET_MGR'],
+    );
+    assert.match(
+      options.ignored.find((entry) => entry.setting === 'FLANNELD_KUBE_SUBNET_MGR')!.reason,
+      /weft has no Kubernetes subnet manager/,
+    );
     assert.deepEqual((await parsed([], { FLANNELD_IFACE: 'eth1' })).ignored, []);
   });
 
-  it('turns --random-fully off with flanneld\'s --ip-masq-fully-random-disable', async function () {
+  it("turns --random-fully off with flanneld's --ip-masq-fully-random-disable", async function () {
     assert.equal((await parsed([])).ipMasqRandomFullyDisable, false);
     assert.equal((await parsed([], { FLANNELD_IP_MASQ_FULLY_RANDOM_DISABLE: 'true' })).ipMasqRandomFullyDisable, true);
   });
@@ -144,11 +178,24 @@ describe('weftd flags', function () {
     const dir = mkdtempSync(join(tmpdir(), 'weft-ignored-'));
     try {
       // etcd never answers on the namespace's own loopback: weftd logs its warnings, then waits for it
-      const child = spawn('ip', ['netns', 'exec', ns.name, process.execPath, WEFTD, '-kube-subnet-mgr', '--etcd-endpoints=http://127.0.0.1:9',
-        `--node-id-file=${join(dir, 'node-id')}`, `--subnet-file=${join(dir, 'subnet.env')}`], {
-        env: { PATH: process.env.PATH, FLANNELD_KUBE_API_URL: 'https://198.51.100.7:6443' },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
+      const child = spawn(
+        'ip',
+        [
+          'netns',
+          'exec',
+          ns.name,
+          process.execPath,
+          WEFTD,
+          '-kube-subnet-mgr',
+          '--etcd-endpoints=http://127.0.0.1:9',
+          `--node-id-file=${join(dir, 'node-id')}`,
+          `--subnet-file=${join(dir, 'subnet.env')}`,
+        ],
+        {
+          env: { PATH: process.env.PATH, FLANNELD_KUBE_API_URL: 'https://198.51.100.7:6443' },
+          stdio: ['ignore', 'pipe', 'pipe'],
+        },
+      );
       let output = '';
       const exited = new Promise<void>((resolve) => child.once('close', () => resolve()));
       const warned = new Promise<void>((resolve, reject) => {
@@ -166,14 +213,27 @@ describe('weftd flags', function () {
         child.kill('SIGTERM');
         await exited;
       }
-      const records = output.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as { level: number; msg: string; setting?: string; version?: string });
+      const records = output
+        .split('\n')
+        .filter((line) => line.startsWith('{'))
+        .map((line) => JSON.parse(line) as { level: number; msg: string; setting?: string; version?: string });
       // its first line, once its modules are loaded and before any work, says what runs (the benchmarks time it)
       assert.equal(records[0]?.msg, 'weftd starting', output);
-      assert.equal(records[0]?.version, (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version);
+      assert.equal(
+        records[0]?.version,
+        (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version,
+      );
       const ignored = records.filter((record) => record.msg.startsWith('ignoring '));
-      assert.deepEqual(ignored.map((record) => record.setting), ['--kube-subnet-mgr', 'FLANNELD_KUBE_API_URL'], output);
-      assert.ok(ignored.every((record) => record.level === 40), 'warnings');
-      assert.match(ignored[0]!.msg, /^ignoring --kube-subnet-mgr: weft has no Kubernetes subnet manager/);
+      assert.deepEqual(
+        ignored.map((record) => record.setting),
+        ['--kube-subnet-mgr', 'FLANNELD_KUBE_API_URL'],
+        output,
+      );
+      assert.ok(
+        ignored.every((record) => record.level === 40),
+        'warnings',
+      );
+      assert.match(ignored[0].msg, /^ignoring --kube-subnet-mgr: weft has no Kubernetes subnet manager/);
     } finally {
       ns.destroy();
       rmSync(dir, { recursive: true, force: true });
@@ -203,7 +263,11 @@ describe('weftd flags', function () {
   });
 
   it('exits with code 2 and names the flag on a bad value', function () {
-    const result = spawnSync(process.execPath, [WEFTD, '--healthz-port=-1'], { encoding: 'utf8', env: { PATH: process.env.PATH }, timeout: 10_000 });
+    const result = spawnSync(process.execPath, [WEFTD, '--healthz-port=-1'], {
+      encoding: 'utf8',
+      env: { PATH: process.env.PATH },
+      timeout: 10_000,
+    });
     assert.equal(result.status, 2);
     assert.match(result.stderr, /--healthz-port/);
     const help = spawnSync(process.execPath, [WEFTD, '--help'], { encoding: 'utf8', timeout: 10_000 });

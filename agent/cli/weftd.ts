@@ -88,7 +88,10 @@ async function main(): Promise<void> {
     }
     const memory = process.memoryUsage();
     const mb = (bytes: number) => Math.round(bytes / 2 ** 20);
-    log.info({ rssMB: mb(memory.rss), heapMB: mb(memory.heapUsed), heapTotalMB: mb(memory.heapTotal), externalMB: mb(memory.external) }, 'ready');
+    log.info(
+      { rssMB: mb(memory.rss), heapMB: mb(memory.heapUsed), heapTotalMB: mb(memory.heapTotal), externalMB: mb(memory.external) },
+      'ready',
+    );
   } catch (err) {
     clearInterval(starting);
     if (err instanceof RegistryStoppedError || agent.stopping) return;

@@ -59,8 +59,8 @@ const require = createRequire(import.meta.url);
 
 /** Opens the raw ICMP socket; throws ProbeSocketError (saying that it needs root) when the kernel refuses. */
 export function openIcmpSocket(): ProbeTransport {
-  const { createSocket } = require('raw-socket') as RawSocketModule;
-  const socket = createSocket({ protocol: IPPROTO_ICMP, bufferSize: 65535 });
+  const rawSocket = require('raw-socket') as RawSocketModule;
+  const socket = rawSocket.createSocket({ protocol: IPPROTO_ICMP, bufferSize: 65535 });
   const listeners: ((packet: Buffer) => void)[] = [];
   const errorListeners: ((err: Error) => void)[] = [];
   try {
@@ -74,7 +74,9 @@ export function openIcmpSocket(): ProbeTransport {
   } catch (err) {
     socket.close();
     const message = (err as Error).message;
-    const hint = /not permitted|permission denied/i.test(message) ? ' (a raw socket needs CAP_NET_RAW: run weftd as root, e.g. with sudo)' : '';
+    const hint = /not permitted|permission denied/i.test(message)
+      ? ' (a raw socket needs CAP_NET_RAW: run weftd as root, e.g. with sudo)'
+      : '';
     throw new ProbeSocketError(`cannot open a raw ICMP socket for the peer probes: ${message}${hint}`, err);
   }
   socket.on('message', (packet: Buffer) => {

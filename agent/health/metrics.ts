@@ -14,12 +14,15 @@ export class ProbeMetrics {
   readonly probes: Counter<'size' | 'result'>;
   private prober: PeerProber | undefined;
 
-  constructor(registry: Registry, readonly perPeer = false) {
+  constructor(
+    registry: Registry,
+    readonly perPeer = false,
+  ) {
     const registers = [registry];
     const counts = () => this.prober?.counts();
     this.unreachable = new Gauge({
       name: 'weft_peers_unreachable',
-      help: 'Peers that answer none of this host\'s probes over the overlay (no reply to the small probe).',
+      help: "Peers that answer none of this host's probes over the overlay (no reply to the small probe).",
       registers,
       collect() {
         this.set(counts()?.unreachable ?? 0);
@@ -51,7 +54,7 @@ export class ProbeMetrics {
     const states = () => (perPeer ? this.prober?.states() : undefined) ?? [];
     new Gauge({
       name: 'weft_peer_probe_state',
-      help: 'Each peer\'s probe state (1), by peer public IP and state; only with --probe-metrics-per-peer.',
+      help: "Each peer's probe state (1), by peer public IP and state; only with --probe-metrics-per-peer.",
       labelNames: ['peer', 'state'],
       registers,
       collect() {

@@ -8,7 +8,6 @@
  * peer's overlay route (through the VXLAN device, the userspace path, or via the peer's public IP for host-gw)
  * and the answer by the peer's route back, the paths containers' packets take. IPv4 only.
  */
-import type { BackendType } from '../../common/config.js';
 import type { Lease } from '../../common/lease.js';
 import type { PeersReport } from '../../common/reachability.js';
 import type { Logger } from '../log.js';
@@ -17,17 +16,18 @@ import type { ProbeMetrics } from './metrics.js';
 import { PeerProber, type ProbeTarget } from './prober.js';
 
 /**
- * The peers of `own` to probe: every other lease with an IPv4 subnet and public IP. With host-gw only weft
- * hosts (their lease names a WeftNodeID): a flanneld host-gw host holds no address in its subnet to answer.
+ * The peers of `own` to probe: every other lease with an IPv4 subnet and public IP; only weft hosts (their
+ * lease names a WeftNodeID) unless flanneld hosts answer (Backend.flannelPeersAnswerProbes).
  */
-export function probeTargets(own: Lease, leases: Iterable<Lease>, backend: BackendType): ProbeTarget[] {
+function probeTargets(own: Lease, leases: Iterable<Lease>, flannelPeersAnswer: boolean): ProbeTarget[] {
   const targets: ProbeTarget[] = [];
   const ownIP = own.attrs.publicIP;
   for (const lease of leases) {
     const subnet = lease.subnets.ipv4;
     const publicIP = lease.attrs.publicIP;
-    if (lease.name === own.name || subnet === undefined || publicIP === undefined || (ownIP !== undefined && publicIP.equals(ownIP))) continue;
-    if (backend === 'host-gw' && typeof lease.attrs.extra.WeftNodeID !== 'string') continue;
+    if (lease.name === own.name || subnet === undefined || publicIP === undefined || (ownIP !== undefined && publicIP.equals(ownIP)))
+      continue;
+    if (!flannelPeersAnswer && typeof lease.attrs.extra.WeftNodeID !== 'string') continue;
     targets.push({ lease: lease.name, publicIP: publicIP.toString(), address: subnet.network.toString() });
   }
   return targets;
@@ -36,7 +36,8 @@ export function probeTargets(own: Lease, leases: Iterable<Lease>, backend: Backe
 export interface PeerProbingOptions {
   intervalSeconds: number;
   maxProbesPerSecond: number;
-  backend: BackendType;
+  /** Backend.flannelPeersAnswerProbes */
+  flannelPeersAnswerProbes: boolean;
   /** The IPv4 overlay MTU: the full-size probe's length. */
   mtu: number;
   /** Every lease by name, kept current by the lease watcher (read again on each change). */
@@ -93,6 +94,6 @@ export class PeerProbing {
 
   private refresh(): void {
     if (this.own === undefined) return;
-    this.prober.setPeers(probeTargets(this.own, this.options.leases.values(), this.options.backend));
+    this.prober.setPeers(probeTargets(this.own, this.options.leases.values(), this.options.flannelPeersAnswerProbes));
   }
 }

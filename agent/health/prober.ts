@@ -117,7 +117,9 @@ export class PeerProber extends EventEmitter<ProberEvents> {
     this.timeoutMs = options.timeoutMs ?? Math.min(2000, options.intervalMs / 2);
     this.tickMs = options.tickMs ?? 250;
     options.transport.onPacket((packet) => this.receive(packet));
-    options.transport.onError((err) => options.log.error({ err }, 'the peer probes\' socket failed; probes go unanswered until weftd restarts'));
+    options.transport.onError((err) =>
+      options.log.error({ err }, "the peer probes' socket failed; probes go unanswered until weftd restarts"),
+    );
   }
 
   /** This host's overlay address (probes go from it) and MTU (the full-size probe); undefined pauses probing. */
@@ -134,7 +136,10 @@ export class PeerProber extends EventEmitter<ProberEvents> {
       next.set(target.lease, known !== undefined && known.target.address === target.address ? known : new PeerHealth(target));
     }
     const position = this.order[this.cursor % Math.max(1, this.order.length)];
-    this.order = [...this.order.filter((peer) => next.get(peer.target.lease) === peer), ...[...next.values()].filter((peer) => this.peers.get(peer.target.lease) !== peer)];
+    this.order = [
+      ...this.order.filter((peer) => next.get(peer.target.lease) === peer),
+      ...[...next.values()].filter((peer) => this.peers.get(peer.target.lease) !== peer),
+    ];
     const at = position === undefined ? -1 : this.order.indexOf(position);
     this.cursor = at < 0 ? 0 : at;
     for (const peer of this.peers.values()) if (next.get(peer.target.lease) !== peer) this.emit('removed', peer.target);
@@ -178,8 +183,9 @@ export class PeerProber extends EventEmitter<ProberEvents> {
 
   /** The /peers body: every peer, those not ok (`problems`), or those named (`leases`). */
   report(filter: { problems?: boolean; leases?: ReadonlySet<string> } = {}): PeersReport {
-    const chosen = [...this.peers.values()].filter((peer) =>
-      (filter.problems !== true || peer.state !== 'ok') && (filter.leases === undefined || filter.leases.has(peer.target.lease)));
+    const chosen = [...this.peers.values()].filter(
+      (peer) => (filter.problems !== true || peer.state !== 'ok') && (filter.leases === undefined || filter.leases.has(peer.target.lease)),
+    );
     const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
     return {
       now: new Date().toISOString(),
@@ -217,7 +223,7 @@ export class PeerProber extends EventEmitter<ProberEvents> {
     // never more than one round's worth at once (after a stall, say)
     this.credit = Math.min(this.credit + (this.order.length * elapsed) / this.roundMs, this.order.length);
     for (; this.credit >= 1; this.credit--) {
-      const peer = this.order[this.cursor % this.order.length]!;
+      const peer = this.order[this.cursor % this.order.length];
       this.cursor = (this.cursor + 1) % this.order.length;
       this.probe(peer, now);
     }
@@ -233,11 +239,14 @@ export class PeerProber extends EventEmitter<ProberEvents> {
       return;
     }
     const counts = this.counts();
-    this.options.log.warn({
-      unreachable: counts.unreachable,
-      mtu: counts.mtu,
-      peers: failing.slice(0, SUMMARY_PEERS).map((peer) => `${peer.target.publicIP} ${peer.state}`),
-    }, 'peers do not answer probes over the overlay (mtu: only small probes are answered); weftctl status says which way');
+    this.options.log.warn(
+      {
+        unreachable: counts.unreachable,
+        mtu: counts.mtu,
+        peers: failing.slice(0, SUMMARY_PEERS).map((peer) => `${peer.target.publicIP} ${peer.state}`),
+      },
+      'peers do not answer probes over the overlay (mtu: only small probes are answered); weftctl status says which way',
+    );
   }
 
   private probe(peer: PeerHealth, now: number): void {
@@ -275,8 +284,8 @@ export class PeerProber extends EventEmitter<ProberEvents> {
   }
 
   private expire(now: number): void {
-    while (this.deadlineHead < this.deadlines.length && this.deadlines[this.deadlineHead]!.at <= now) {
-      const { peer, size, round } = this.deadlines[this.deadlineHead++]!;
+    while (this.deadlineHead < this.deadlines.length && this.deadlines[this.deadlineHead].at <= now) {
+      const { peer, size, round } = this.deadlines[this.deadlineHead++];
       if (peer.pending[size]?.round === round && this.peers.get(peer.target.lease) === peer) this.lost(peer, size, round);
     }
     if (this.deadlineHead > 1024 && this.deadlineHead * 2 > this.deadlines.length) {
@@ -303,7 +312,8 @@ export class PeerProber extends EventEmitter<ProberEvents> {
     const peer = this.byAddress.get(message.source);
     if (peer === undefined) return;
     if (message.kind === 'request') {
-      if (peer.heard === null || peer.heard.instance !== message.instance) peer.heard = { instance: message.instance, small: null, full: null, at: 0 };
+      if (peer.heard === null || peer.heard.instance !== message.instance)
+        peer.heard = { instance: message.instance, small: null, full: null, at: 0 };
       peer.heard[message.size] = message.round;
       peer.heard.at = Date.now();
       return;
@@ -327,7 +337,8 @@ export class PeerProber extends EventEmitter<ProberEvents> {
 
   private update(peer: PeerHealth): void {
     const answered = peer.lastReply !== null;
-    const state: PeerState = peer.smallMisses >= LOST_AFTER ? 'unreachable' : peer.fullMisses >= LOST_AFTER ? 'mtu' : answered ? 'ok' : 'unknown';
+    const state: PeerState =
+      peer.smallMisses >= LOST_AFTER ? 'unreachable' : peer.fullMisses >= LOST_AFTER ? 'mtu' : answered ? 'ok' : 'unknown';
     if (state === peer.state) return;
     const previous = peer.state;
     peer.state = state;

@@ -28,14 +28,19 @@ describe('host commands', () => {
   it('runs tools without the etcd settings in their environment (password, key and certificate paths), keeping the rest', async () => {
     const result = await createCommandRunner()(['env']);
     assert.equal(result.code, 0, result.stderr);
-    const env = new Map(result.stdout.trim().split('\n').map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]));
+    const env = new Map(
+      result.stdout
+        .trim()
+        .split('\n')
+        .map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]),
+    );
     for (const name of Object.keys(secrets)) assert.equal(env.has(name), false, `${name} reached the tool`);
     for (const [name, value] of Object.entries(kept)) assert.equal(env.get(name), value);
     assert.equal(env.get('LC_ALL'), 'C');
     assert.equal(env.get('PATH'), process.env.PATH);
   });
 
-  it('childEnvironment: the same for weft\'s own helper processes', () => {
+  it("childEnvironment: the same for weft's own helper processes", () => {
     const env = childEnvironment({ EXTRA: '1' });
     for (const name of Object.keys(secrets)) assert.equal(env[name], undefined, name);
     assert.equal(env.WEFTD_IFACE, 'eth1');

@@ -57,7 +57,7 @@ export function createCommandRunner(options: CommandRunnerOptions = {}): Command
         return;
       }
       const full = [...prefix, ...argv];
-      const child = spawn(full[0]!, full.slice(1), {
+      const child = spawn(full[0], full.slice(1), {
         stdio: ['pipe', 'pipe', 'pipe'],
         env: childEnvironment({ LC_ALL: 'C' }),
       });

@@ -13,7 +13,9 @@ import { NftSession, type NftChannel } from './nft-session.js';
  */
 async function processesStartedDuring(body: () => Promise<void>): Promise<string[]> {
   // node's own (undocumented) method, typed here for what the count needs
-  const prototype = ChildProcess.prototype as unknown as { spawn(this: ChildProcess, options: { file: string; args?: string[] }): unknown };
+  const prototype = ChildProcess.prototype as unknown as {
+    spawn: (this: ChildProcess, options: { file: string; args?: string[] }) => unknown;
+  };
   const started: string[] = [];
   const original = prototype.spawn;
   prototype.spawn = function (options) {
@@ -31,7 +33,11 @@ async function processesStartedDuring(body: () => Promise<void>): Promise<string
 /** The nft processes this process runs, by pid. */
 function nftChildren(): number[] {
   try {
-    return execFileSync('pgrep', ['-P', String(process.pid), '-x', 'nft'], { encoding: 'utf8' }).trim().split('\n').filter(Boolean).map(Number);
+    return execFileSync('pgrep', ['-P', String(process.pid), '-x', 'nft'], { encoding: 'utf8' })
+      .trim()
+      .split('\n')
+      .filter(Boolean)
+      .map(Number);
   } catch {
     return [];
   }
@@ -60,7 +66,13 @@ describe('ingress allow-list (nftables) in namespaces', function () {
     host.ip('addr', 'add', '198.51.100.11/24', 'dev', 'to-stranger');
     peer.ip('addr', 'add', '192.0.2.12/24', 'dev', 'eth0');
     stranger.ip('addr', 'add', '198.51.100.13/24', 'dev', 'eth0');
-    for (const [ns, dev] of [[host, 'to-peer'], [host, 'to-stranger'], [peer, 'eth0'], [stranger, 'eth0']] as const) ns.ip('link', 'set', dev, 'up');
+    for (const [ns, dev] of [
+      [host, 'to-peer'],
+      [host, 'to-stranger'],
+      [peer, 'eth0'],
+      [stranger, 'eth0'],
+    ] as const)
+      ns.ip('link', 'set', dev, 'up');
   });
 
   afterEach(function () {
@@ -75,7 +87,7 @@ describe('ingress allow-list (nftables) in namespaces', function () {
     sendDatagrams(stranger, '198.51.100.11', 8472, 7);
     sendDatagrams(peer, '192.0.2.11', 8472, 5);
     sendDatagrams(stranger, '198.51.100.11', 8473, 3);
-    assert.deepEqual(await allowList.counters(), { ipv4: 7, ipv6: 0 }, 'only the stranger\'s datagrams to the tunnel port are dropped');
+    assert.deepEqual(await allowList.counters(), { ipv4: 7, ipv6: 0 }, "only the stranger's datagrams to the tunnel port are dropped");
 
     await allowList.setPeers([]);
     sendDatagrams(peer, '192.0.2.11', 8472, 4);
@@ -122,7 +134,8 @@ describe('ingress allow-list (nftables) in namespaces', function () {
       await allowList.apply([]);
       const peers = (count: number) => Array.from({ length: count }, (_, i) => IpAddress.parse(`198.19.0.${i + 1}`));
       /** The addresses in the kernel's peers4 set, read with a separate nft (not through the session). */
-      const inKernel = () => [...host.exec('nft', ['list', 'set', 'inet', 'weft', 'peers4']).matchAll(/198\.19\.0\.\d+/g)].map((m) => m[0]).sort();
+      const inKernel = () =>
+        [...host.exec('nft', ['list', 'set', 'inet', 'weft', 'peers4']).matchAll(/198\.19\.0\.\d+/g)].map((m) => m[0]).sort();
       const expected = (count: number) => peers(count).map(String).sort();
       const [session] = nftChildren();
       assert.ok(session !== undefined, 'an nft process runs');
@@ -145,11 +158,17 @@ describe('ingress allow-list (nftables) in namespaces', function () {
       assert.ok(nft !== undefined, 'an nft process runs');
       process.kill(nft, 'SIGKILL');
       await allowList.setPeers(peers(3));
-      assert.match(host.exec('nft', ['list', 'set', 'inet', 'weft', 'peers4']), /elements = \{ 198\.19\.0\.1, 198\.19\.0\.2,\s+198\.19\.0\.3 \}/);
+      assert.match(
+        host.exec('nft', ['list', 'set', 'inet', 'weft', 'peers4']),
+        /elements = \{ 198\.19\.0\.1, 198\.19\.0\.2,\s+198\.19\.0\.3 \}/,
+      );
       assert.ok(!nftChildren().includes(nft), 'another nft process took over');
 
       host.exec('nft', ['delete', 'table', 'inet', 'weft']);
-      await assert.rejects(allowList.setPeers(peers(1)), (err: unknown) => err instanceof CommandError && /No such file or directory/.test(err.message));
+      await assert.rejects(
+        allowList.setPeers(peers(1)),
+        (err: unknown) => err instanceof CommandError && /No such file or directory/.test(err.message),
+      );
       assert.equal(await allowList.check(), false);
     } finally {
       await allowList.remove();

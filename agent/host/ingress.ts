@@ -138,7 +138,8 @@ export class IngressAllowList {
     try {
       await this.serialize(async () => {
         const result = await this.nft.run(`delete table inet ${INGRESS_TABLE}`);
-        if (result.code !== 0 && !/No such file or directory/.test(result.stderr)) throw nftError(`delete table inet ${INGRESS_TABLE}`, result.stderr);
+        if (result.code !== 0 && !/No such file or directory/.test(result.stderr))
+          throw nftError(`delete table inet ${INGRESS_TABLE}`, result.stderr);
       });
     } finally {
       this.nft.close();
@@ -151,7 +152,9 @@ export class IngressAllowList {
     const counts: number[] = [];
     for (const entry of (JSON.parse(stdout) as NftListing).nftables) {
       if (entry.rule === undefined) continue;
-      const counter = entry.rule.expr.find((expr): expr is { counter: { packets: number } } => typeof expr === 'object' && expr !== null && 'counter' in expr);
+      const counter = entry.rule.expr.find(
+        (expr): expr is { counter: { packets: number } } => typeof expr === 'object' && expr !== null && 'counter' in expr,
+      );
       counts.push(counter?.counter.packets ?? 0);
     }
     return { ipv4: counts[0] ?? 0, ipv6: counts[1] ?? 0 };
@@ -211,7 +214,10 @@ export class IngressAllowList {
           const of = (ips: string[]) => ips.filter((ip) => ip.includes(':') === (family === 6));
           const gone = of(removed);
           const come = of(added);
-          return [...(gone.length === 0 ? [] : [`delete element ${set} { ${gone.join(', ')} }`]), ...(come.length === 0 ? [] : [`add element ${set} { ${come.join(', ')} }`])];
+          return [
+            ...(gone.length === 0 ? [] : [`delete element ${set} { ${gone.join(', ')} }`]),
+            ...(come.length === 0 ? [] : [`add element ${set} { ${come.join(', ')} }`]),
+          ];
         });
         if (script.length === 0) {
           this.written = peers;
@@ -243,7 +249,7 @@ function missingFrom(list: readonly string[], other: readonly string[]): string[
   const missing: string[] = [];
   let j = 0;
   for (const ip of list) {
-    while (j < other.length && other[j]! < ip) j++;
+    while (j < other.length && other[j] < ip) j++;
     if (other[j] !== ip) missing.push(ip);
   }
   return missing;
@@ -253,7 +259,9 @@ function missingFrom(list: readonly string[], other: readonly string[]): string[
  * What the allow-list table holds now, read-only (for `weftctl doctor`): the allowed peer addresses and the
  * number of rules, or undefined when the table does not exist.
  */
-export async function readIngressAllowList(runner: CommandRunner = createCommandRunner()): Promise<{ peers: string[]; rules: number } | undefined> {
+export async function readIngressAllowList(
+  runner: CommandRunner = createCommandRunner(),
+): Promise<{ peers: string[]; rules: number } | undefined> {
   const result = await runner(['nft', '-j', 'list', 'table', 'inet', INGRESS_TABLE]);
   if (result.code !== 0) {
     if (/No such file or directory|does not exist/i.test(result.stderr)) return undefined;

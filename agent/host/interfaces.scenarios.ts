@@ -1,6 +1,5 @@
 /** Run inside a network namespace by interfaces.test.ts: the default runner, no `ip netns exec` prefix. */
-import { IpAddress } from '../../common/cidr.js';
-import { isDirectlyConnected, selectPublicInterface, type InterfaceSelection } from './interfaces.js';
+import { selectPublicInterface, type InterfaceSelection } from './interfaces.js';
 
 export async function select(arg: Omit<InterfaceSelection, 'runner'>): Promise<Record<string, unknown>> {
   const iface = await selectPublicInterface(arg);
@@ -14,8 +13,4 @@ export async function select(arg: Omit<InterfaceSelection, 'runner'>): Promise<R
     publicAddress: iface.publicAddress.toString(),
     ipv6: iface.ipv6?.address.toString(),
   };
-}
-
-export async function directlyConnected(arg: string[]): Promise<boolean[]> {
-  return Promise.all(arg.map((ip) => isDirectlyConnected(IpAddress.parse(ip))));
 }

@@ -10,34 +10,13 @@
  * --public-ip / --public-ipv6 override the address announced in the lease (publicAddress), for hosts behind
  * NAT; `address` stays the interface's own (the VXLAN local address).
  *
- * Everything is read with `ip -j` through the injectable runner, so it works for a process inside a network
- * namespace and for tests that point the runner at one.
+ * The interfaces are read by agent/kernel/interfaces.ts (`ip -j` through the injectable runner, so that it
+ * works for a process inside a network namespace and for tests that point the runner at one).
  */
 import { IpAddress, Prefix, type Family } from '../../common/cidr.js';
-import { createCommandRunner, runChecked, type CommandRunner } from './command.js';
+import { defaultRouteInterface, listInterfaces, type InterfaceInfo } from '../kernel/interfaces.js';
+import { createCommandRunner, type CommandRunner } from './command.js';
 import { InterfaceError } from './errors.js';
-
-export interface LinkAddress {
-  address: IpAddress;
-  /** The on-link prefix (address masked to its prefix length). */
-  prefix: Prefix;
-  /** "global", "link", "host", … */
-  scope: string;
-  /** True for IPv6 addresses that failed duplicate address detection. */
-  dadFailed: boolean;
-}
-
-export interface LinkInfo {
-  name: string;
-  index: number;
-  mtu: number;
-  /** The hardware address for Ethernet-like links, undefined otherwise. */
-  mac: string | undefined;
-  /** Administratively up. */
-  up: boolean;
-  loopback: boolean;
-  addresses: LinkAddress[];
-}
 
 export interface InterfaceAddress {
   /** The address on the interface. */
@@ -77,87 +56,6 @@ export interface InterfaceSelection {
   runner?: CommandRunner;
 }
 
-interface IpAddrJson {
-  ifindex?: number;
-  ifname?: string;
-  flags?: string[];
-  mtu?: number;
-  link_type?: string;
-  address?: string;
-  addr_info?: { family?: string; local?: string; prefixlen?: number; scope?: string; dadfailed?: boolean }[];
-}
-
-interface IpRouteJson {
-  dst?: string;
-  dev?: string;
-  prefsrc?: string;
-  metric?: number;
-  nexthops?: { dev?: string }[];
-}
-
-function parseJson<T>(text: string, what: string): T[] {
-  const trimmed = text.trim();
-  if (trimmed === '') return [];
-  const value: unknown = JSON.parse(trimmed);
-  if (!Array.isArray(value)) throw new InterfaceError(`${what}: expected a JSON array`);
-  return value as T[];
-}
-
-/** Parses `ip -j addr show`. */
-export function parseIpAddr(text: string): LinkInfo[] {
-  return parseJson<IpAddrJson>(text, 'ip -j addr show').flatMap((link): LinkInfo[] => {
-    if (typeof link.ifname !== 'string' || typeof link.ifindex !== 'number') return [];
-    const addresses: LinkAddress[] = [];
-    for (const info of link.addr_info ?? []) {
-      if ((info.family !== 'inet' && info.family !== 'inet6') || typeof info.local !== 'string' || typeof info.prefixlen !== 'number') continue;
-      let address: IpAddress;
-      try {
-        address = IpAddress.parse(info.local);
-      } catch {
-        continue;
-      }
-      addresses.push({ address, prefix: Prefix.of(address, info.prefixlen), scope: info.scope ?? 'global', dadFailed: info.dadfailed === true });
-    }
-    const mac = typeof link.address === 'string' && /^([0-9a-f]{2}:){5}[0-9a-f]{2}$/i.test(link.address) && link.link_type !== 'loopback' ? link.address.toLowerCase() : undefined;
-    return [
-      {
-        name: link.ifname,
-        index: link.ifindex,
-        mtu: link.mtu ?? 0,
-        mac,
-        up: (link.flags ?? []).includes('UP'),
-        loopback: link.link_type === 'loopback' || (link.flags ?? []).includes('LOOPBACK'),
-        addresses,
-      },
-    ];
-  });
-}
-
-/** Every link with its addresses, in ifindex order. */
-export async function listInterfaces(runner: CommandRunner = createCommandRunner()): Promise<LinkInfo[]> {
-  return parseIpAddr(await runChecked(runner, ['ip', '-j', 'addr', 'show'])).sort((a, b) => a.index - b.index);
-}
-
-/** The device of the main table's default route with the lowest metric (first nexthop for multipath). */
-export async function defaultRouteInterface(family: Family, runner: CommandRunner = createCommandRunner()): Promise<{ dev: string; prefsrc: IpAddress | undefined } | undefined> {
-  const routes = parseJson<IpRouteJson>(await runChecked(runner, ['ip', '-j', `-${family}`, 'route', 'show', 'default']), 'ip -j route show default');
-  let best: { dev: string; prefsrc: IpAddress | undefined; metric: number } | undefined;
-  for (const route of routes) {
-    const dev = route.dev ?? route.nexthops?.find((hop) => hop.dev !== undefined)?.dev;
-    if (dev === undefined) continue;
-    const metric = route.metric ?? 0;
-    if (best !== undefined && best.metric <= metric) continue;
-    let prefsrc: IpAddress | undefined;
-    try {
-      prefsrc = route.prefsrc === undefined ? undefined : IpAddress.parse(route.prefsrc);
-    } catch {
-      prefsrc = undefined;
-    }
-    best = { dev, prefsrc, metric };
-  }
-  return best && { dev: best.dev, prefsrc: best.prefsrc };
-}
-
 function parseAddress(flag: string, text: string, family?: Family): IpAddress {
   let address: IpAddress;
   try {
@@ -182,11 +80,12 @@ type Pinned = Partial<Record<Family, IpAddress>>;
 /** Selects the public interface; throws InterfaceError saying why nothing fits. */
 export async function selectPublicInterface(selection: InterfaceSelection = {}): Promise<PublicInterface> {
   const runner = selection.runner ?? createCommandRunner();
-  const families: Family[] = [...(selection.ipv4 ?? true ? [4 as const] : []), ...(selection.ipv6 ? [6 as const] : [])];
+  const families: Family[] = [...((selection.ipv4 ?? true) ? [4 as const] : []), ...(selection.ipv6 ? [6 as const] : [])];
   if (families.length === 0) throw new InterfaceError('neither IPv4 nor IPv6 is enabled');
   const publicIps: Pinned = {};
   if (selection.publicIp !== undefined && selection.publicIp !== '') publicIps[4] = parseAddress('--public-ip', selection.publicIp, 4);
-  if (selection.publicIpv6 !== undefined && selection.publicIpv6 !== '') publicIps[6] = parseAddress('--public-ipv6', selection.publicIpv6, 6);
+  if (selection.publicIpv6 !== undefined && selection.publicIpv6 !== '')
+    publicIps[6] = parseAddress('--public-ipv6', selection.publicIpv6, 6);
   const regexes = (selection.ifaceRegex ?? []).map((source) => {
     try {
       return { source, regex: new RegExp(source) };
@@ -196,10 +95,11 @@ export async function selectPublicInterface(selection: InterfaceSelection = {}):
   });
   const links = await listInterfaces(runner);
   const byName = new Map(links.map((link) => [link.name, link]));
-  const holding = (address: IpAddress): LinkInfo | undefined => links.find((link) => link.addresses.some((a) => a.address.equals(address)));
+  const holding = (address: IpAddress): InterfaceInfo | undefined =>
+    links.find((link) => link.addresses.some((a) => a.address.equals(address)));
 
   /** The interface with one address per enabled family, or why it does not qualify. */
-  const build = (link: LinkInfo, pinned: Pinned): PublicInterface | string => {
+  const build = (link: InterfaceInfo, pinned: Pinned): PublicInterface | string => {
     const perFamily: Partial<Record<Family, InterfaceAddress>> = {};
     for (const family of families) {
       const want = pinned[family];
@@ -210,7 +110,7 @@ export async function selectPublicInterface(selection: InterfaceSelection = {}):
       perFamily[family] = { address: entry.address, prefix: entry.prefix, publicAddress: publicIps[family] ?? entry.address };
     }
     if (!(link.mtu > 0)) return 'interface reports no MTU';
-    const primary = perFamily[families[0]!]!;
+    const primary = perFamily[families[0]]!;
     return {
       name: link.name,
       index: link.index,
@@ -240,9 +140,11 @@ export async function selectPublicInterface(selection: InterfaceSelection = {}):
     }
     for (const { source, regex } of regexes) {
       // flannel matches addresses first, then names
-      const candidates: [LinkInfo, Pinned][] = [];
+      const candidates: [InterfaceInfo, Pinned][] = [];
       for (const link of links) {
-        for (const a of link.addresses) if (families.includes(a.address.family) && regex.test(a.address.toString())) candidates.push([link, { [a.address.family]: a.address }]);
+        for (const a of link.addresses)
+          if (families.includes(a.address.family) && regex.test(a.address.toString()))
+            candidates.push([link, { [a.address.family]: a.address }]);
       }
       for (const link of links) if (regex.test(link.name)) candidates.push([link, {}]);
       if (candidates.length === 0) reasons.push(`no interface matches --iface-regex ${JSON.stringify(source)}`);
@@ -264,7 +166,7 @@ export async function selectPublicInterface(selection: InterfaceSelection = {}):
       if (typeof result !== 'string') return result;
     }
   }
-  const family = families[0]!;
+  const family = families[0];
   const route = await defaultRouteInterface(family, runner);
   if (!route) throw new InterfaceError(family === 4 ? 'no default route: give --iface' : 'no default IPv6 route: give --iface');
   const link = byName.get(route.dev);
@@ -278,30 +180,9 @@ export async function selectPublicInterface(selection: InterfaceSelection = {}):
 /** The underlay addresses the host uses on `selected`: per family the interface's address and the public address it announces. */
 export function underlayAddresses(selected: PublicInterface): IpAddress[] {
   const all = [selected.ipv4?.address, selected.ipv4?.publicAddress, selected.ipv6?.address, selected.ipv6?.publicAddress];
-  return all.filter((address, i): address is IpAddress => address !== undefined && all.findIndex((other) => other?.equals(address) === true) === i);
-}
-
-/** The on-link prefixes of every interface that is up (loopback and single-address /32, /128 excluded). */
-export async function readOnLinkPrefixes(runner: CommandRunner = createCommandRunner()): Promise<Prefix[]> {
-  const prefixes: Prefix[] = [];
-  for (const link of await listInterfaces(runner)) {
-    if (!link.up || link.loopback) continue;
-    for (const a of link.addresses) {
-      if (a.dadFailed || a.prefix.length === a.prefix.bits || a.scope === 'host') continue;
-      if (!prefixes.some((p) => p.equals(a.prefix))) prefixes.push(a.prefix);
-    }
-  }
-  return prefixes;
-}
-
-/**
- * True when `ip` lies inside one of the host's on-link prefixes, i.e. a peer with that public IP is reachable
- * without a router (host-gw, VXLAN DirectRouting). Pass `prefixes` (from readOnLinkPrefixes) to check many
- * peers against one reading.
- */
-export async function isDirectlyConnected(ip: IpAddress, options: { runner?: CommandRunner; prefixes?: readonly Prefix[] } = {}): Promise<boolean> {
-  const prefixes = options.prefixes ?? (await readOnLinkPrefixes(options.runner));
-  return prefixes.some((prefix) => prefix.contains(ip));
+  return all.filter(
+    (address, i): address is IpAddress => address !== undefined && all.findIndex((other) => other?.equals(address) === true) === i,
+  );
 }
 
 /** The interface as one address family sees it: that family's address, on-link prefix and public address. */

@@ -49,9 +49,25 @@ describe('iptables rules', function () {
   describe('pure parts', function () {
     it('tokenizes iptables -S lines with quoted comments', function () {
       assert.deepEqual(tokenizeRule('-A POSTROUTING -m comment --comment "weft masq" -j WEFT-POSTRTG'), [
-        '-A', 'POSTROUTING', '-m', 'comment', '--comment', 'weft masq', '-j', 'WEFT-POSTRTG',
+        '-A',
+        'POSTROUTING',
+        '-m',
+        'comment',
+        '--comment',
+        'weft masq',
+        '-j',
+        'WEFT-POSTRTG',
       ]);
-      assert.deepEqual(tokenizeRule('-A X -m comment --comment "a \\"b\\" \\\\c" -j RETURN'), ['-A', 'X', '-m', 'comment', '--comment', 'a "b" \\c', '-j', 'RETURN']);
+      assert.deepEqual(tokenizeRule('-A X -m comment --comment "a \\"b\\" \\\\c" -j RETURN'), [
+        '-A',
+        'X',
+        '-m',
+        'comment',
+        '--comment',
+        'a "b" \\c',
+        '-j',
+        'RETURN',
+      ]);
       assert.deepEqual(tokenizeRule('  '), []);
     });
 
@@ -76,7 +92,7 @@ describe('iptables rules', function () {
           '! -s 198.18.0.0/16 -d 198.18.0.0/16 -m comment --comment weft masq -j MASQUERADE --random-fully',
         ],
       );
-      assert.ok(masqChainSpec(NETWORK6, SUBNET6, false).rules[2]!.join(' ').includes('! -d ff00::/8'));
+      assert.ok(masqChainSpec(NETWORK6, SUBNET6, false).rules[2].join(' ').includes('! -d ff00::/8'));
       assert.ok(!masqChainSpec(NETWORK, SUBNET, false).rules.some((rule) => rule.includes('--random-fully')));
     });
 
@@ -87,7 +103,10 @@ describe('iptables rules', function () {
   });
 
   describe('with a fake runner', function () {
-    function fakeRunner(answer: (argv: readonly string[], stdin: string | undefined) => CommandResult): { runner: CommandRunner; calls: { argv: readonly string[]; stdin: string | undefined }[] } {
+    function fakeRunner(answer: (argv: readonly string[], stdin: string | undefined) => CommandResult): {
+      runner: CommandRunner;
+      calls: { argv: readonly string[]; stdin: string | undefined }[];
+    } {
       const calls: { argv: readonly string[]; stdin: string | undefined }[] = [];
       return {
         calls,
@@ -100,7 +119,9 @@ describe('iptables rules', function () {
 
     it('leaves out --random-fully before iptables 1.6.2', async function () {
       const { runner, calls } = fakeRunner((argv) =>
-        argv[1] === '--version' ? { code: 0, stdout: 'iptables v1.6.1\n', stderr: '' } : { code: 0, stdout: '-P POSTROUTING ACCEPT\n', stderr: '' },
+        argv[1] === '--version'
+          ? { code: 0, stdout: 'iptables v1.6.1\n', stderr: '' }
+          : { code: 0, stdout: '-P POSTROUTING ACCEPT\n', stderr: '' },
       );
       const rules = new IptablesRules({ family: 4, network: NETWORK, subnet: SUBNET, ipMasq: true, forwardRules: false, runner });
       await rules.apply();
@@ -122,12 +143,19 @@ describe('iptables rules', function () {
         assert.equal(err.code, 'WEFT_IPTABLES');
         assert.equal(err.command, 'iptables-restore -w 5 --noflush');
         assert.equal(err.exitCode, 2);
-        assert.match(err.message, /^iptables-restore -w 5 --noflush: exit 2: iptables-restore: line 3 failed \[input line 3: -A WEFT-FORWARD -s 198.18.0.0\/16/);
+        assert.match(
+          err.message,
+          /^iptables-restore -w 5 --noflush: exit 2: iptables-restore: line 3 failed \[input line 3: -A WEFT-FORWARD -s 198.18.0.0\/16/,
+        );
         return true;
       });
       const { runner: listFails } = fakeRunner(() => ({ code: 4, stdout: '', stderr: "can't initialize ip6tables table `nat'" }));
       const v6 = new IptablesRules({ family: 6, network: NETWORK6, subnet: SUBNET6, randomFully: true, runner: listFails });
-      await assert.rejects(v6.check(), (err: unknown) => err instanceof IptablesError && err.message === "ip6tables -w 5 -t filter -S: exit 4: can't initialize ip6tables table `nat'");
+      await assert.rejects(
+        v6.check(),
+        (err: unknown) =>
+          err instanceof IptablesError && err.message === "ip6tables -w 5 -t filter -S: exit 4: can't initialize ip6tables table `nat'",
+      );
     });
 
     it('refuses prefixes of the wrong family', function () {
@@ -192,16 +220,23 @@ describe('iptables rules', function () {
         [6, 'ip6tables', FLANNELD_MASQ6, NETWORK6, SUBNET6],
       ] as const) {
         // flanneld's rules as flanneld writes them (iptables-restore --noflush), then weft's beside them
-        ns().exec('sh', ['-c', `printf '%s\\n' '*nat' ':FLANNEL-POSTRTG - [0:0]' ${flanneld.map((line) => `'${line}'`).join(' ')} COMMIT | ${command}-restore --noflush`]);
+        ns().exec('sh', [
+          '-c',
+          `printf '%s\\n' '*nat' ':FLANNEL-POSTRTG - [0:0]' ${flanneld.map((line) => `'${line}'`).join(' ')} COMMIT | ${command}-restore --noflush`,
+        ]);
         await make({ family, network, subnet, forwardRules: false }).apply();
         const listed = save(command, 'nat');
         const chain = (name: string) => listed.filter((line) => line.startsWith(`-A ${name} `));
         assert.deepEqual(chain('WEFT-POSTRTG').map(asFlanneld), chain('FLANNEL-POSTRTG'), `${command}: weft's rules are flanneld's`);
         assert.equal(chain('FLANNEL-POSTRTG').length, 5);
-        assert.deepEqual(chain('POSTROUTING'), [
-          '-A POSTROUTING -m comment --comment "weft masq" -j WEFT-POSTRTG',
-          '-A POSTROUTING -m comment --comment "flanneld masq" -j FLANNEL-POSTRTG',
-        ], `${command}: weft's jump inserted before the rules already there`);
+        assert.deepEqual(
+          chain('POSTROUTING'),
+          [
+            '-A POSTROUTING -m comment --comment "weft masq" -j WEFT-POSTRTG',
+            '-A POSTROUTING -m comment --comment "flanneld masq" -j FLANNEL-POSTRTG',
+          ],
+          `${command}: weft's jump inserted before the rules already there`,
+        );
       }
     });
 
@@ -213,7 +248,10 @@ describe('iptables rules', function () {
       const rules = make();
       await rules.apply();
       assert.equal(save('iptables', 'nat')[1], '-A POSTROUTING -m comment --comment "weft masq" -j WEFT-POSTRTG');
-      assert.equal(save('iptables', 'filter').filter((line) => line.startsWith('-A FORWARD'))[0], '-A FORWARD -m comment --comment "weft forward" -j WEFT-FORWARD');
+      assert.equal(
+        save('iptables', 'filter').filter((line) => line.startsWith('-A FORWARD'))[0],
+        '-A FORWARD -m comment --comment "weft forward" -j WEFT-FORWARD',
+      );
       await rules.remove();
       await rules.remove(); // idempotent
       assert.deepEqual(save('iptables', 'nat'), ['-A POSTROUTING -d 203.0.113.0/24 -j ACCEPT']);
@@ -268,18 +306,21 @@ describe('iptables rules', function () {
       rules.start();
       // each hand edit in one transaction, so that a resync sees all of it or none
       const byHand = (table: string, ...lines: string[]): string =>
-        ns().exec('sh', ['-c', `printf '%s\\n' '*${table}' ${lines.map((line) => `'${line}'`).join(' ')} COMMIT | iptables-restore --noflush`]);
+        ns().exec('sh', [
+          '-c',
+          `printf '%s\\n' '*${table}' ${lines.map((line) => `'${line}'`).join(' ')} COMMIT | iptables-restore --noflush`,
+        ]);
       byHand('nat', '-D POSTROUTING 1', `-F ${MASQ_CHAIN}`);
       await waitFor(() => restored.length > 0, 'a resync');
       assert.deepEqual(await rules.check(), { ok: true, problems: [] });
-      assert.ok(restored[0]!.includes('nat POSTROUTING: no jump to WEFT-POSTRTG'));
+      assert.ok(restored[0].includes('nat POSTROUTING: no jump to WEFT-POSTRTG'));
       const warning = warnings(records).find((record) => record.msg.includes('restoring'));
       assert.ok(warning, 'a warning about the restore');
       assert.ok((warning.problems as string[]).some((problem) => problem.startsWith('nat WEFT-POSTRTG: missing rule')));
       // the whole chain deleted by hand comes back too
       byHand('filter', '-D FORWARD 1', `-F ${FORWARD_CHAIN}`, `-X ${FORWARD_CHAIN}`);
       await waitFor(() => restored.length > 1, 'a second resync');
-      assert.ok(restored[1]!.includes('filter WEFT-FORWARD: chain missing'));
+      assert.ok(restored[1].includes('filter WEFT-FORWARD: chain missing'));
       await rules.stop();
       const count = restored.length;
       ns().exec('iptables', ['-t', 'nat', '-D', 'POSTROUTING', '1']);
@@ -353,7 +394,13 @@ describe('iptables rules', function () {
         }
       };
       assert.equal(ping(), false, 'dropped before the rules exist');
-      const rules = new IptablesRules({ family: 4, network: NETWORK, subnet: SUBNET, ipMasq: true, runner: createCommandRunner({ netns: host.name }) });
+      const rules = new IptablesRules({
+        family: 4,
+        network: NETWORK,
+        subnet: SUBNET,
+        ipMasq: true,
+        runner: createCommandRunner({ netns: host.name }),
+      });
       await rules.apply();
       assert.equal(await waitFor(() => ping(), 'ping through forward + masquerade', 5000), true);
       const counters = host.exec('iptables', ['-t', 'nat', '-L', MASQ_CHAIN, '-v', '-n', '-x']);
@@ -372,17 +419,36 @@ describe('iptables rules', function () {
         const counts: Record<string, number> = {};
         for (const line of outside.exec('iptables', ['-S', 'INPUT', '-v']).split('\n')) {
           const match = /^-A INPUT -s ([\d.]+)\/32 .* -c (\d+) \d+$/.exec(line);
-          if (match) counts[match[1]!] = Number(match[2]);
+          if (match) counts[match[1]] = Number(match[2]);
         }
         return counts;
       };
-      const rules = new IptablesRules({ family: 4, network: NETWORK, subnet: SUBNET, ipMasq: true, runner: createCommandRunner({ netns: host.name }) });
+      const rules = new IptablesRules({
+        family: 4,
+        network: NETWORK,
+        subnet: SUBNET,
+        ipMasq: true,
+        runner: createCommandRunner({ netns: host.name }),
+      });
       await rules.apply();
       // each ping is a flow of its own (its own ICMP id), so conntrack decides anew whether to masquerade it
       container.exec('ping', ['-c', '1', '-W', '2', '192.0.2.2']);
       assert.deepEqual(seenFrom(), { '198.18.5.2': 0, '192.0.2.1': 1 }, 'an unmarked packet is masqueraded');
       // what kube-proxy does for a packet it will masquerade itself (KUBE-MARK-MASQ)
-      host.exec('iptables', ['-t', 'mangle', '-A', 'PREROUTING', '-s', '198.18.5.2', '-p', 'icmp', '-j', 'MARK', '--set-xmark', '0x4000/0x4000']);
+      host.exec('iptables', [
+        '-t',
+        'mangle',
+        '-A',
+        'PREROUTING',
+        '-s',
+        '198.18.5.2',
+        '-p',
+        'icmp',
+        '-j',
+        'MARK',
+        '--set-xmark',
+        '0x4000/0x4000',
+      ]);
       container.exec('ping', ['-c', '1', '-W', '2', '192.0.2.2']);
       assert.deepEqual(seenFrom(), { '198.18.5.2': 1, '192.0.2.1': 1 }, 'the marked packet keeps its source address');
       const counters = host.exec('iptables', ['-t', 'nat', '-L', MASQ_CHAIN, '-v', '-n', '-x']);

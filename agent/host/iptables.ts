@@ -86,10 +86,10 @@ export function tokenizeRule(line: string): string[] {
   const tokens: string[] = [];
   let i = 0;
   while (i < line.length) {
-    while (i < line.length && /\s/.test(line[i]!)) i++;
+    while (i < line.length && /\s/.test(line[i])) i++;
     if (i >= line.length) break;
     let token = '';
-    while (i < line.length && !/\s/.test(line[i]!)) {
+    while (i < line.length && !/\s/.test(line[i])) {
       if (line[i] === '"') {
         i++;
         while (i < line.length && line[i] !== '"') {
@@ -177,7 +177,12 @@ export function chainRemovalCommands(family: Family, table: IptablesTable, chain
   const command = [iptablesCommand(family), '-w', '5', '-t', table];
   return [
     ...jumpsTo(state, chain).map(([from, rule]) => [...command, '-D', from, ...rule]),
-    ...(state.chains.has(chain) ? [[...command, '-F', chain], [...command, '-X', chain]] : []),
+    ...(state.chains.has(chain)
+      ? [
+          [...command, '-F', chain],
+          [...command, '-X', chain],
+        ]
+      : []),
   ];
 }
 
@@ -216,7 +221,7 @@ export function parseIptablesVersion(text: string): [number, number, number] | u
 
 function versionAtLeast(version: readonly number[], minimum: readonly number[]): boolean {
   for (let i = 0; i < minimum.length; i++) {
-    if (version[i]! !== minimum[i]!) return version[i]! > minimum[i]!;
+    if (version[i] !== minimum[i]) return version[i] > minimum[i];
   }
   return true;
 }
@@ -326,7 +331,10 @@ export class IptablesRules {
   async remove(): Promise<void> {
     await this.stop();
     await this.exclusive(async () => {
-      for (const [table, chain] of [['filter', FORWARD_CHAIN], ['nat', MASQ_CHAIN]] as const) {
+      for (const [table, chain] of [
+        ['filter', FORWARD_CHAIN],
+        ['nat', MASQ_CHAIN],
+      ] as const) {
         await this.removeChain(table, chain, await this.list(table));
       }
     });
@@ -362,7 +370,12 @@ export class IptablesRules {
       const result = await this.runner([this.iptables, '--version']);
       const version = parseIptablesVersion(result.stdout + result.stderr);
       if (result.code !== 0 || version === undefined) {
-        throw new IptablesError([this.iptables, '--version'], result.code, result.stderr, result.code === 0 ? 'no version in output' : undefined);
+        throw new IptablesError(
+          [this.iptables, '--version'],
+          result.code,
+          result.stderr,
+          result.code === 0 ? 'no version in output' : undefined,
+        );
       }
       this.randomFully = versionAtLeast(version, [1, 6, 2]);
     }
@@ -381,7 +394,11 @@ export class IptablesRules {
       // "Error occurred at line: N" refers to our input: show that line too
       const at = /line:? (\d+)/.exec(result.stderr);
       const line = at ? input[Number(at[1]) - 1] : undefined;
-      throw new IptablesError(argv, result.code, line === undefined ? result.stderr : `${result.stderr.trim()} [input line ${at![1]}: ${line}]`);
+      throw new IptablesError(
+        argv,
+        result.code,
+        line === undefined ? result.stderr : `${result.stderr.trim()} [input line ${at![1]}: ${line}]`,
+      );
     }
   }
 
@@ -404,7 +421,10 @@ export class IptablesRules {
       if (keep < 0) lines.push(ruleLine(`-I ${spec.hook} 1`, spec.jump));
       await this.restoreTable(spec.table, lines);
     }
-    for (const [table, chain] of [['filter', FORWARD_CHAIN], ['nat', MASQ_CHAIN]] as const) {
+    for (const [table, chain] of [
+      ['filter', FORWARD_CHAIN],
+      ['nat', MASQ_CHAIN],
+    ] as const) {
       if (!wanted.some((spec) => spec.chain === chain)) await this.removeChain(table, chain, await state(table));
     }
   }
@@ -436,7 +456,10 @@ export class IptablesRules {
         for (const rule of rules) {
           if (!spec.rules.some((r) => sameRule(r, rule))) problems.push(`${where}: unexpected rule: ${ruleLine(`-A ${spec.chain}`, rule)}`);
         }
-        if (problems.length === before && !(rules.length === spec.rules.length && rules.every((rule, i) => sameRule(rule, spec.rules[i]!)))) {
+        if (
+          problems.length === before &&
+          !(rules.length === spec.rules.length && rules.every((rule, i) => sameRule(rule, spec.rules[i])))
+        ) {
           problems.push(`${where}: rules out of order`);
         }
       }
@@ -444,9 +467,13 @@ export class IptablesRules {
       const canonical = jumps.filter((rule) => sameRule(rule, spec.jump)).length;
       if (jumps.length === 0) problems.push(`${spec.table} ${spec.hook}: no jump to ${spec.chain}`);
       else if (jumps.length > 1) problems.push(`${spec.table} ${spec.hook}: ${jumps.length} jumps to ${spec.chain} (want 1)`);
-      else if (canonical === 0) problems.push(`${spec.table} ${spec.hook}: jump to ${spec.chain} differs: ${ruleLine(`-A ${spec.hook}`, jumps[0]!)}`);
+      else if (canonical === 0)
+        problems.push(`${spec.table} ${spec.hook}: jump to ${spec.chain} differs: ${ruleLine(`-A ${spec.hook}`, jumps[0])}`);
     }
-    for (const [table, chain] of [['filter', FORWARD_CHAIN], ['nat', MASQ_CHAIN]] as const) {
+    for (const [table, chain] of [
+      ['filter', FORWARD_CHAIN],
+      ['nat', MASQ_CHAIN],
+    ] as const) {
       if (wanted.some((spec) => spec.chain === chain)) continue;
       const current = states.get(table)!;
       if (current.chains.has(chain) || jumpsTo(current, chain).length > 0) problems.push(`${table} ${chain}: present although disabled`);

@@ -96,7 +96,9 @@ export class NftSession implements NftChannel {
       const timer = setTimeout(() => {
         if (this.child === child) this.child = undefined;
         child.kill('SIGKILL');
-        pending.settle(new CommandError(['nft', excerpt(line)], undefined, pending.stderr, `no answer from nft within ${this.timeoutMs} ms`));
+        pending.settle(
+          new CommandError(['nft', excerpt(line)], undefined, pending.stderr, `no answer from nft within ${this.timeoutMs} ms`),
+        );
       }, this.timeoutMs);
       const pending: Pending = {
         child,
@@ -117,7 +119,7 @@ export class NftSession implements NftChannel {
   }
 
   private start(): ChildProcessWithoutNullStreams {
-    const child = spawn(this.argv[0]!, this.argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'], env: childEnvironment({ LC_ALL: 'C' }) });
+    const child = spawn(this.argv[0], this.argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'], env: childEnvironment({ LC_ALL: 'C' }) });
     this.child = child;
     // The process and its pipes never keep weftd alive; a line in flight does, through its timer.
     child.unref();

@@ -58,7 +58,10 @@ describe('node identity file', function () {
   it('refuses a file that holds no node ID, naming it', async function () {
     const path = join(dir, 'node-id');
     await writeFile(path, 'not an id\n');
-    await assert.rejects(loadNodeId(path), (err: unknown) => err instanceof NodeIdError && err.code === 'WEFT_NODE_ID' && err.message.includes(path));
+    await assert.rejects(
+      loadNodeId(path),
+      (err: unknown) => err instanceof NodeIdError && err.code === 'WEFT_NODE_ID' && err.message.includes(path),
+    );
     assert.equal(await readFile(path, 'utf8'), 'not an id\n', 'left alone');
   });
 });

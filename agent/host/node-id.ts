@@ -22,7 +22,8 @@ async function readNodeId(path: string): Promise<string | undefined> {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw new NodeIdError(path, (err as Error).message, err);
   }
-  if (!NODE_ID.test(text)) throw new NodeIdError(path, `"${text.slice(0, 40)}" is not a node ID (a UUID); delete the file to get a new one`);
+  if (!NODE_ID.test(text))
+    throw new NodeIdError(path, `"${text.slice(0, 40)}" is not a node ID (a UUID); delete the file to get a new one`);
   return text;
 }
 

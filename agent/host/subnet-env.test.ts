@@ -29,7 +29,10 @@ describe('subnet.env text (common/subnet-env)', function () {
         'FLANNEL_IPV6_SUBNET=2001:db8:100:3::1/64\nFLANNEL_MTU=1400\nFLANNEL_IPMASQ=false\n',
     );
     const v6 = formatSubnetEnv({ ipv6Network: p('2001:db8:100::/48'), ipv6Subnet: p('2001:db8:100:3::/64'), mtu: 1450, ipMasq: false });
-    assert.equal(v6, 'FLANNEL_IPV6_NETWORK=2001:db8:100::/48\nFLANNEL_IPV6_SUBNET=2001:db8:100:3::1/64\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n');
+    assert.equal(
+      v6,
+      'FLANNEL_IPV6_NETWORK=2001:db8:100::/48\nFLANNEL_IPV6_SUBNET=2001:db8:100:3::1/64\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n',
+    );
   });
 
   it('refuses inconsistent content', function () {
@@ -42,7 +45,10 @@ describe('subnet.env text (common/subnet-env)', function () {
       { network: p('198.18.0.0/16'), subnet: p('198.18.1.7/32'), mtu: 1450, ipMasq: false },
     ];
     for (const content of bad) {
-      assert.throws(() => formatSubnetEnv(content), (err: unknown) => err instanceof InvalidSubnetEnvError && err.code === 'WEFT_INVALID_SUBNET_ENV');
+      assert.throws(
+        () => formatSubnetEnv(content),
+        (err: unknown) => err instanceof InvalidSubnetEnvError && err.code === 'WEFT_INVALID_SUBNET_ENV',
+      );
     }
   });
 
@@ -80,7 +86,14 @@ describe('subnet.env text (common/subnet-env)', function () {
       { network: env.network?.toString(), subnet: env.subnet?.toString(), mtu: env.mtu, ipMasq: env.ipMasq, v6: env.ipv6Subnet },
       { network: '198.18.0.0/16', subnet: '198.18.9.0/24', mtu: 1450, ipMasq: true, v6: undefined },
     );
-    assert.deepEqual(parseSubnetEnv(''), { network: undefined, subnet: undefined, ipv6Network: undefined, ipv6Subnet: undefined, mtu: undefined, ipMasq: undefined });
+    assert.deepEqual(parseSubnetEnv(''), {
+      network: undefined,
+      subnet: undefined,
+      ipv6Network: undefined,
+      ipv6Subnet: undefined,
+      mtu: undefined,
+      ipMasq: undefined,
+    });
   });
 
   it('names the line of a malformed file', function () {
@@ -98,7 +111,10 @@ describe('subnet.env text (common/subnet-env)', function () {
       assert.throws(
         () => parseSubnetEnv(text, '/run/flannel/subnet.env'),
         (err: unknown) =>
-          err instanceof InvalidSubnetEnvError && err.line === line && message.test(err.message) && err.message.startsWith(`/run/flannel/subnet.env line ${line}:`),
+          err instanceof InvalidSubnetEnvError &&
+          err.line === line &&
+          message.test(err.message) &&
+          err.message.startsWith(`/run/flannel/subnet.env line ${line}:`),
         text,
       );
     }
@@ -117,14 +133,17 @@ describe('subnet.env file (agent/host/subnet-env)', function () {
     await rm(dir, { recursive: true, force: true });
   });
 
-  it('defaults to flannel\'s path', function () {
+  it("defaults to flannel's path", function () {
     assert.equal(DEFAULT_SUBNET_ENV_PATH, '/run/flannel/subnet.env');
   });
 
   it('creates the directory, writes mode 0644 and reads the subnet back as a hint', async function () {
     const path = join(dir, 'run', 'flannel', 'subnet.env');
     await writeSubnetEnv(path, content);
-    assert.equal(await readFile(path, 'utf8'), 'FLANNEL_NETWORK=198.18.0.0/16\nFLANNEL_SUBNET=198.18.52.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n');
+    assert.equal(
+      await readFile(path, 'utf8'),
+      'FLANNEL_NETWORK=198.18.0.0/16\nFLANNEL_SUBNET=198.18.52.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n',
+    );
     assert.equal((await stat(path)).mode & 0o777, 0o644);
     const env = await readSubnetEnv(path);
     assert.equal(env?.subnet?.toString(), '198.18.52.0/24');
@@ -135,7 +154,10 @@ describe('subnet.env file (agent/host/subnet-env)', function () {
     assert.equal(await readSubnetEnv(join(dir, 'nope.env')), undefined);
     const path = join(dir, 'subnet.env');
     await writeFile(path, 'FLANNEL_NETWORK=198.18.0.0/16\nFLANNEL_SUBNET=banana\n');
-    await assert.rejects(readSubnetEnv(path), (err: unknown) => err instanceof InvalidSubnetEnvError && err.line === 2 && err.message.includes(`${path} line 2`));
+    await assert.rejects(
+      readSubnetEnv(path),
+      (err: unknown) => err instanceof InvalidSubnetEnvError && err.line === 2 && err.message.includes(`${path} line 2`),
+    );
   });
 
   it('leaves the old file and no temp file behind when the content is invalid', async function () {
@@ -150,7 +172,7 @@ describe('subnet.env file (agent/host/subnet-env)', function () {
     const path = join(dir, 'subnet.env');
     const variants = [content, { ...content, subnet: p('198.18.53.0/24'), mtu: 1400, ipMasq: true }];
     const texts = new Set(variants.map((v) => formatSubnetEnv(v)));
-    await writeSubnetEnv(path, variants[0]!);
+    await writeSubnetEnv(path, variants[0]);
     let writing = true;
     let reads = 0;
     const reader = (async () => {
@@ -161,7 +183,7 @@ describe('subnet.env file (agent/host/subnet-env)', function () {
       }
     })();
     const writers: Promise<void>[] = [];
-    for (let i = 0; i < 100; i++) writers.push(writeSubnetEnv(path, variants[i % 2]!));
+    for (let i = 0; i < 100; i++) writers.push(writeSubnetEnv(path, variants[i % 2]));
     await Promise.all(writers);
     writing = false;
     await reader;

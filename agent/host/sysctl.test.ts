@@ -55,9 +55,15 @@ describe('sysctl', function () {
       await symlink('/dev/null', path); // takes any write, reads back empty
       await assert.rejects(
         writeSysctl(IPV4_FORWARD, '1', root),
-        (err: unknown) => err instanceof SysctlError && err.code === 'WEFT_SYSCTL' && /net\.ipv4\.ip_forward: wrote 1 but it reads back as/.test(err.message),
+        (err: unknown) =>
+          err instanceof SysctlError &&
+          err.code === 'WEFT_SYSCTL' &&
+          /net\.ipv4\.ip_forward: wrote 1 but it reads back as/.test(err.message),
       );
-      await assert.rejects(readSysctl(IPV6_FORWARD, root), (err: unknown) => err instanceof SysctlError && err.sysctl === IPV6_FORWARD && /cannot read/.test(err.message));
+      await assert.rejects(
+        readSysctl(IPV6_FORWARD, root),
+        (err: unknown) => err instanceof SysctlError && err.sysctl === IPV6_FORWARD && /cannot read/.test(err.message),
+      );
       await assert.rejects(enableForwarding({ root, ipv4: false, ipv6: true }), SysctlError);
     });
   });

@@ -12,7 +12,7 @@ export const IPV6_FORWARD = 'net.ipv6.conf.all.forwarding';
 
 /** "net.ipv4.ip_forward" → "<root>/net/ipv4/ip_forward" (names may also be given with slashes). */
 export function sysctlPath(name: string, root = '/proc/sys'): string {
-  if (!/^[A-Za-z0-9_.\/-]+$/.test(name) || name.split(/[./]/).some((part) => part === '' || part === '..')) {
+  if (!/^[A-Za-z0-9_./-]+$/.test(name) || name.split(/[./]/).some((part) => part === '' || part === '..')) {
     throw new SysctlError(name, 'not a sysctl name');
   }
   return join(root, name.includes('/') ? name : name.replace(/\./g, '/'));
@@ -58,7 +58,7 @@ export interface ForwardingResult {
  * when the value is not already 1 so that a read-only /proc/sys that is already right is fine.
  */
 export async function enableForwarding(options: ForwardingOptions = {}): Promise<ForwardingResult> {
-  const names = [...(options.ipv4 ?? true ? [IPV4_FORWARD] : []), ...(options.ipv6 ? [IPV6_FORWARD] : [])];
+  const names = [...((options.ipv4 ?? true) ? [IPV4_FORWARD] : []), ...(options.ipv6 ? [IPV6_FORWARD] : [])];
   const result: ForwardingResult = {};
   for (const name of names) {
     const before = await readSysctl(name, options.root);

@@ -45,12 +45,18 @@ describe('systemd notifications (sd_notify) to a real AF_UNIX datagram socket', 
     assert.equal(await notifier.ready('ready: lease 198.18.5.0-24, 2 peers programmed\nsecond line'), true);
     assert.equal(notifier.stopping('stopping (SIGTERM)'), true);
     await listener.waitFor((message) => message.fields.STOPPING === '1', 'STOPPING=1');
-    assert.deepEqual(listener.messages.map((message) => message.text), [
-      'STATUS=not ready: lease (waiting for a usable network config in etcd)\n',
-      'READY=1\nSTATUS=ready: lease 198.18.5.0-24, 2 peers programmed second line\n',
-      'STOPPING=1\nSTATUS=stopping (SIGTERM)\n',
-    ]);
-    assert.ok(listener.messages.every((message) => message.pid === process.pid), 'the sender is this process (NotifyAccess=main)');
+    assert.deepEqual(
+      listener.messages.map((message) => message.text),
+      [
+        'STATUS=not ready: lease (waiting for a usable network config in etcd)\n',
+        'READY=1\nSTATUS=ready: lease 198.18.5.0-24, 2 peers programmed second line\n',
+        'STOPPING=1\nSTATUS=stopping (SIGTERM)\n',
+      ],
+    );
+    assert.ok(
+      listener.messages.every((message) => message.pid === process.pid),
+      'the sender is this process (NotifyAccess=main)',
+    );
   });
 
   it('reaches a socket in the abstract namespace (@name)', async function () {
@@ -62,16 +68,23 @@ describe('systemd notifications (sd_notify) to a real AF_UNIX datagram socket', 
 
   it('pings the watchdog at half of WATCHDOG_USEC only while the agent is alive, and refreshes on every tick', async function () {
     listener = await NotifyListener.start(join(dir, 'notify'));
-    notifier = SystemdNotifier.fromEnvironment(log, { NOTIFY_SOCKET: listener.address, WATCHDOG_USEC: '1000000', WATCHDOG_PID: String(process.pid) });
+    notifier = SystemdNotifier.fromEnvironment(log, {
+      NOTIFY_SOCKET: listener.address,
+      WATCHDOG_USEC: '1000000',
+      WATCHDOG_PID: String(process.pid),
+    });
     assert.equal(notifier!.watchdogMs, 1000);
     let alive = true;
     let ticks = 0;
     notifier!.startWatchdog({ alive: () => alive, tick: () => ticks++ });
     await listener.waitFor(() => listener!.messages.filter((message) => message.text === 'WATCHDOG=1\n').length >= 3, 'three pings');
     const pings = listener.messages.filter((message) => message.text === 'WATCHDOG=1\n');
-    const gaps = pings.slice(1).map((ping, i) => ping.at - pings[i]!.at);
+    const gaps = pings.slice(1).map((ping, i) => ping.at - pings[i].at);
     // every 500 ms: never more often, and always well within the watchdog's 1 s
-    assert.ok(gaps.every((gap) => gap > 0.4 && gap < 0.95), `pings 500 ms apart: ${gaps.join(', ')}`);
+    assert.ok(
+      gaps.every((gap) => gap > 0.4 && gap < 0.95),
+      `pings 500 ms apart: ${gaps.join(', ')}`,
+    );
     alive = false;
     await sleep(100);
     const before = listener.messages.length;
@@ -80,21 +93,32 @@ describe('systemd notifications (sd_notify) to a real AF_UNIX datagram socket', 
     assert.equal(listener.messages.length, before, 'no ping while the agent is not alive');
     assert.ok(ticks >= ticksBefore + 2, 'the ticks go on');
     alive = true;
-    await listener.waitFor((message) => message.text === 'WATCHDOG=1\n' && listener!.messages.indexOf(message) >= before, 'pings again once alive');
+    await listener.waitFor(
+      (message) => message.text === 'WATCHDOG=1\n' && listener!.messages.indexOf(message) >= before,
+      'pings again once alive',
+    );
   });
 
   it('has no watchdog when WATCHDOG_PID names another process', function () {
-    const listenerless = SystemdNotifier.fromEnvironment(log, { NOTIFY_SOCKET: join(dir, 'nobody'), WATCHDOG_USEC: '400000', WATCHDOG_PID: String(process.pid + 1) });
+    const listenerless = SystemdNotifier.fromEnvironment(log, {
+      NOTIFY_SOCKET: join(dir, 'nobody'),
+      WATCHDOG_USEC: '400000',
+      WATCHDOG_PID: String(process.pid + 1),
+    });
     assert.equal(listenerless!.watchdogMs, undefined);
   });
 
   it('refuses unusable variables naming them, and reports a socket nobody listens on without throwing', function () {
-    const refused = (env: NodeJS.ProcessEnv, message: RegExp) => assert.throws(() => SystemdNotifier.fromEnvironment(log, env), (err: unknown) => {
-      assert.ok(err instanceof SystemdNotifyError);
-      assert.equal(err.code, 'WEFT_SYSTEMD_NOTIFY');
-      assert.match(err.message, message);
-      return true;
-    });
+    const refused = (env: NodeJS.ProcessEnv, message: RegExp) =>
+      assert.throws(
+        () => SystemdNotifier.fromEnvironment(log, env),
+        (err: unknown) => {
+          assert.ok(err instanceof SystemdNotifyError);
+          assert.equal(err.code, 'WEFT_SYSTEMD_NOTIFY');
+          assert.match(err.message, message);
+          return true;
+        },
+      );
     refused({ NOTIFY_SOCKET: 'run/notify' }, /^NOTIFY_SOCKET="run\/notify" is neither an absolute path nor an abstract socket name/);
     refused({ NOTIFY_SOCKET: 'vsock:2:1234' }, /^NOTIFY_SOCKET="vsock:2:1234" is neither/);
     refused({ NOTIFY_SOCKET: `/${'x'.repeat(120)}` }, /is longer than a socket address \(108 bytes\)/);

@@ -32,8 +32,10 @@ function notifySocketAddress(value: string): Buffer {
   let address: Buffer;
   if (value.startsWith('/')) address = Buffer.from(value);
   else if (value.startsWith('@') && value.length > 1) address = Buffer.concat([Buffer.from([0]), Buffer.from(value.slice(1))]);
-  else throw new SystemdNotifyError(`NOTIFY_SOCKET=${JSON.stringify(value)} is neither an absolute path nor an abstract socket name (@name)`);
-  if (address.length > SUN_PATH_MAX) throw new SystemdNotifyError(`NOTIFY_SOCKET=${JSON.stringify(value)} is longer than a socket address (${SUN_PATH_MAX} bytes)`);
+  else
+    throw new SystemdNotifyError(`NOTIFY_SOCKET=${JSON.stringify(value)} is neither an absolute path nor an abstract socket name (@name)`);
+  if (address.length > SUN_PATH_MAX)
+    throw new SystemdNotifyError(`NOTIFY_SOCKET=${JSON.stringify(value)} is longer than a socket address (${SUN_PATH_MAX} bytes)`);
   return address;
 }
 
@@ -44,10 +46,12 @@ function notifySocketAddress(value: string): Buffer {
 function watchdogPeriodMs(env: NodeJS.ProcessEnv, pid: number): number | undefined {
   const usec = env.WATCHDOG_USEC;
   if (usec === undefined || usec === '') return undefined;
-  if (!/^[1-9]\d{0,15}$/.test(usec)) throw new SystemdNotifyError(`WATCHDOG_USEC=${JSON.stringify(usec)} is not a positive number of microseconds`);
+  if (!/^[1-9]\d{0,15}$/.test(usec))
+    throw new SystemdNotifyError(`WATCHDOG_USEC=${JSON.stringify(usec)} is not a positive number of microseconds`);
   const watchdogPid = env.WATCHDOG_PID;
   if (watchdogPid !== undefined && watchdogPid !== '') {
-    if (!/^[1-9]\d{0,9}$/.test(watchdogPid)) throw new SystemdNotifyError(`WATCHDOG_PID=${JSON.stringify(watchdogPid)} is not a process id`);
+    if (!/^[1-9]\d{0,9}$/.test(watchdogPid))
+      throw new SystemdNotifyError(`WATCHDOG_PID=${JSON.stringify(watchdogPid)} is not a process id`);
     if (Number(watchdogPid) !== pid) return undefined;
   }
   return Number(usec) / 1000;
@@ -55,7 +59,11 @@ function watchdogPeriodMs(env: NodeJS.ProcessEnv, pid: number): number | undefin
 
 /** One notification: `KEY=value` lines; a value never spans lines (a STATUS text has its newlines flattened). */
 function format(fields: Readonly<Record<string, string>>): Buffer {
-  return Buffer.from(Object.entries(fields).map(([key, value]) => `${key}=${value.replace(/[\r\n]+/g, ' ')}\n`).join(''));
+  return Buffer.from(
+    Object.entries(fields)
+      .map(([key, value]) => `${key}=${value.replace(/[\r\n]+/g, ' ')}\n`)
+      .join(''),
+  );
 }
 
 export interface WatchdogOptions {
@@ -91,7 +99,9 @@ export class SystemdNotifier {
       const watchdogMs = watchdogPeriodMs(env, pid);
       const loaded = loadNativeAddon();
       if (!('addon' in loaded)) {
-        throw new SystemdNotifyError(`NOTIFY_SOCKET is set (systemd Type=notify) but weft's native addon, which sends the notifications, is missing: ${loaded.error}; build it (npm run build needs make and a C compiler) or run weftd as Type=simple`);
+        throw new SystemdNotifyError(
+          `NOTIFY_SOCKET is set (systemd Type=notify) but weft's native addon, which sends the notifications, is missing: ${loaded.error}; build it (npm run build needs make and a C compiler) or run weftd as Type=simple`,
+        );
       }
       const { addon } = loaded;
       return new SystemdNotifier(address, (to, message) => addon.unixDatagram(to, message), watchdogMs, log);
@@ -134,18 +144,21 @@ export class SystemdNotifier {
   startWatchdog(options: WatchdogOptions): void {
     this.stopWatchdog();
     const watchdogMs = this.watchdogMs;
-    this.watchdog = setInterval(() => {
-      if (watchdogMs !== undefined) {
-        if (options.alive()) {
-          this.refusedPing = false;
-          this.notify({ WATCHDOG: '1' });
-        } else if (!this.refusedPing) {
-          this.refusedPing = true;
-          this.log.error({ watchdogMs }, 'the reconcile loop makes no progress: not pinging systemd\'s watchdog');
+    this.watchdog = setInterval(
+      () => {
+        if (watchdogMs !== undefined) {
+          if (options.alive()) {
+            this.refusedPing = false;
+            this.notify({ WATCHDOG: '1' });
+          } else if (!this.refusedPing) {
+            this.refusedPing = true;
+            this.log.error({ watchdogMs }, "the reconcile loop makes no progress: not pinging systemd's watchdog");
+          }
         }
-      }
-      options.tick?.();
-    }, watchdogMs === undefined ? 10_000 : Math.max(1, Math.floor(watchdogMs / 2)));
+        options.tick?.();
+      },
+      watchdogMs === undefined ? 10_000 : Math.max(1, Math.floor(watchdogMs / 2)),
+    );
     this.watchdog.unref();
   }
 

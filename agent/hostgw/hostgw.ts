@@ -1,6 +1,7 @@
 import type { Lease } from '../../common/lease.js';
 import { Prefix } from '../../common/cidr.js';
 import type { Backend, BackendContext, BackendDevices } from '../backend.js';
+import { hostGwPeerObjects } from './desired.js';
 
 /**
  * host-gw: no device of its own; every peer's subnet is routed via the peer's public IP on the public
@@ -12,8 +13,11 @@ import type { Backend, BackendContext, BackendDevices } from '../backend.js';
  */
 export class HostGwBackend implements Backend {
   readonly type = 'host-gw' as const;
+  /** a flanneld host-gw host holds no address in its subnet */
+  readonly flannelPeersAnswerProbes = false;
   readonly dataPath = 'kernel' as const;
   readonly backendData = undefined;
+  readonly peerObjects = hostGwPeerObjects;
   readonly mtu: number;
 
   constructor(private readonly context: BackendContext) {
@@ -36,8 +40,9 @@ export class HostGwBackend implements Backend {
     const loopback = await kernel.getLink('lo');
     if (network === undefined || loopback === null) return;
     const wanted = subnet === undefined ? undefined : `${subnet.network}/32`;
-    const present = (await kernel.listAddresses(loopback.index, 4)).filter((address) =>
-      address.prefixLen === 32 && network.contains(Prefix.parse(address.cidr)));
+    const present = (await kernel.listAddresses(loopback.index, 4)).filter(
+      (address) => address.prefixLen === 32 && network.contains(Prefix.parse(address.cidr)),
+    );
     for (const address of present) if (address.cidr !== wanted) await kernel.deleteAddress(loopback.index, address.cidr);
     if (wanted !== undefined && !present.some((address) => address.cidr === wanted)) await kernel.addAddress(loopback.index, wanted);
   }

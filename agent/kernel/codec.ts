@@ -11,6 +11,7 @@ import { endianness } from 'node:os';
 import { AttrStream, ifla, putString, putU32, rt } from 'netlink';
 import { InvalidCidrError, WeftError } from '../../common/errors.js';
 import { IpAddress, ipv4Value } from '../../common/cidr.js';
+import { parseMac } from '../../common/packet.js';
 import {
   AF_BRIDGE,
   AF_INET,
@@ -114,23 +115,16 @@ export function canonicalIp(text: string): string {
   return bytesToIp(ipToBytes(text).bytes);
 }
 
-const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
-
-export function macToBytes(text: string): Buffer {
-  if (!MAC_RE.test(text)) throw new WeftError('WEFT_INVALID_MAC', `"${text}" is not a MAC address`);
-  const bytes = Buffer.allocUnsafe(6);
-  for (let i = 0; i < 6; i++) bytes[i] = parseInt(text.slice(i * 3, i * 3 + 2), 16);
-  return bytes;
-}
-
 const HEX_BYTE = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
 
 export function bytesToMac(bytes: Buffer): string {
   if (bytes.length === 6) {
-    return [HEX_BYTE[bytes[0]!], HEX_BYTE[bytes[1]!], HEX_BYTE[bytes[2]!], HEX_BYTE[bytes[3]!], HEX_BYTE[bytes[4]!], HEX_BYTE[bytes[5]!]].join(':');
+    return [HEX_BYTE[bytes[0]], HEX_BYTE[bytes[1]], HEX_BYTE[bytes[2]], HEX_BYTE[bytes[3]], HEX_BYTE[bytes[4]], HEX_BYTE[bytes[5]]].join(
+      ':',
+    );
   }
   const parts: string[] = [];
-  for (const b of bytes) parts.push(HEX_BYTE[b]!);
+  for (const b of bytes) parts.push(HEX_BYTE[b]);
   return parts.join(':');
 }
 
@@ -247,7 +241,7 @@ export function createVxlanPayload(spec: VxlanSpec): Buffer {
   });
   const attrs: ifla.LinkAttrs = { ifname: spec.name, linkinfo };
   if (spec.mtu !== undefined) attrs.mtu = spec.mtu;
-  if (spec.mac !== undefined) attrs.address = macToBytes(spec.mac);
+  if (spec.mac !== undefined) attrs.address = parseMac(spec.mac);
   const data: rt.Link = spec.up ? { flags: { up: true }, change: { up: true } } : {};
   return streamToBuffer((s) => rt.formatLinkMessage({ kind: 'link', data, attrs }, s));
 }
@@ -268,7 +262,7 @@ export function setLinkPayload(index: number, changes: LinkChanges): Buffer {
   }
   const attrs: ifla.LinkAttrs = {};
   if (changes.mtu !== undefined) attrs.mtu = changes.mtu;
-  if (changes.mac !== undefined) attrs.address = macToBytes(changes.mac);
+  if (changes.mac !== undefined) attrs.address = parseMac(changes.mac);
   return streamToBuffer((s) => rt.formatLinkMessage({ kind: 'link', data, attrs }, s));
 }
 
@@ -341,13 +335,13 @@ export function addressDumpPayload(family: IpFamily | undefined): Buffer {
 
 export function parseAddress(b: Buffer): AddressInfo | null {
   if (b.length < IFADDRMSG_LEN) return null;
-  const family = familyOfAf(b[0]!);
+  const family = familyOfAf(b[0]);
   if (!family) return null;
   const a = attrsOf(b, IFADDRMSG_LEN);
   const addr = a.get(IFA_LOCAL) ?? a.get(IFA_ADDRESS);
   if (!addr) return null;
   const address = bytesToIp(addr);
-  const prefixLen = b[1]!;
+  const prefixLen = b[1];
   const label = a.get(IFA_LABEL);
   return {
     index: readU32(b, 4),
@@ -355,8 +349,8 @@ export function parseAddress(b: Buffer): AddressInfo | null {
     address,
     prefixLen,
     cidr: `${address}/${prefixLen}`,
-    scope: b[3]!,
-    flags: optU32(a.get(IFA_FLAGS)) ?? b[2]!,
+    scope: b[3],
+    flags: optU32(a.get(IFA_FLAGS)) ?? b[2],
     label: label ? cString(label) : null,
   };
 }
@@ -373,13 +367,13 @@ const NDMSG_LEN = 12;
 
 export function neighbourPayload(index: number, ip: string, mac: string | null): Buffer {
   const { family, bytes } = ipToBytes(ip);
-  const lladdr = mac === null ? undefined : macToBytes(mac);
+  const lladdr = mac === null ? undefined : parseMac(mac);
   const b = zeroed(NDMSG_LEN + attrSize(bytes) + attrSize(lladdr));
   b[0] = afOf(family);
   writeS32(b, index, 4);
   if (mac !== null) writeU16(b, NUD_PERMANENT, 8);
-  let offset = putAttrBytes(b, NDMSG_LEN, NDA_DST, bytes);
-  if (lladdr !== undefined) offset = putAttrBytes(b, offset, NDA_LLADDR, lladdr);
+  const offset = putAttrBytes(b, NDMSG_LEN, NDA_DST, bytes);
+  if (lladdr !== undefined) putAttrBytes(b, offset, NDA_LLADDR, lladdr);
   return b;
 }
 
@@ -391,15 +385,15 @@ export function neighbourDumpPayload(af: number, index: number | undefined): Buf
 }
 
 export function fdbPayload(index: number, mac: string, dst: string | null, add: boolean): Buffer {
-  const lladdr = macToBytes(mac);
+  const lladdr = parseMac(mac);
   const remote = dst === null ? undefined : ipToBytes(dst).bytes;
   const b = zeroed(NDMSG_LEN + attrSize(lladdr) + attrSize(remote));
   b[0] = AF_BRIDGE;
   writeS32(b, index, 4);
   if (add) writeU16(b, NUD_PERMANENT, 8);
   b[10] = NTF_SELF;
-  let offset = putAttrBytes(b, NDMSG_LEN, NDA_LLADDR, lladdr);
-  if (remote !== undefined) offset = putAttrBytes(b, offset, NDA_DST, remote);
+  const offset = putAttrBytes(b, NDMSG_LEN, NDA_LLADDR, lladdr);
+  if (remote !== undefined) putAttrBytes(b, offset, NDA_DST, remote);
   return b;
 }
 
@@ -413,7 +407,7 @@ export function fdbDumpPayload(index: number | undefined): Buffer {
 
 export function parseNeighbour(b: Buffer): NeighbourInfo | null {
   if (b.length < NDMSG_LEN) return null;
-  const family = familyOfAf(b[0]!);
+  const family = familyOfAf(b[0]);
   if (!family) return null;
   const a = attrsOf(b, NDMSG_LEN);
   const dst = a.get(NDA_DST);
@@ -426,7 +420,7 @@ export function parseNeighbour(b: Buffer): NeighbourInfo | null {
     ip: bytesToIp(dst),
     mac: lladdr && lladdr.length > 0 ? bytesToMac(lladdr) : null,
     state,
-    flags: b[10]!,
+    flags: b[10],
     permanent: (state & NUD_PERMANENT) !== 0,
   };
 }
@@ -439,7 +433,7 @@ export function parseFdb(b: Buffer): FdbEntry | null {
   const dst = a.get(NDA_DST);
   const port = a.get(NDA_PORT);
   const state = readU16(b, 8);
-  const flags = b[10]!;
+  const flags = b[10];
   return {
     index: readS32(b, 4),
     mac: bytesToMac(lladdr),
@@ -485,8 +479,14 @@ export interface RouteMessageFields {
 /** An rtmsg with RTA_TABLE, RTA_DST, RTA_GATEWAY, RTA_OIF, RTA_PRIORITY, RTA_NH_ID (those that are set, in that order). */
 export function routePayload(r: RouteMessageFields): Buffer {
   const dst = r.dst.len > 0 ? r.dst.bytes : undefined;
-  const size = RTMSG_LEN + 8 + attrSize(dst) + attrSize(r.gateway) + (r.ifindex !== undefined ? 8 : 0)
-    + (r.metric !== undefined ? 8 : 0) + (r.nexthopId !== undefined ? 8 : 0);
+  const size =
+    RTMSG_LEN +
+    8 +
+    attrSize(dst) +
+    attrSize(r.gateway) +
+    (r.ifindex !== undefined ? 8 : 0) +
+    (r.metric !== undefined ? 8 : 0) +
+    (r.nexthopId !== undefined ? 8 : 0);
   const b = zeroed(size);
   b[0] = afOf(r.family);
   b[1] = r.dst.len;
@@ -501,7 +501,7 @@ export function routePayload(r: RouteMessageFields): Buffer {
   if (r.gateway !== undefined) offset = putAttrBytes(b, offset, RTA_GATEWAY, r.gateway);
   if (r.ifindex !== undefined) offset = putAttrU32(b, offset, RTA_OIF, r.ifindex);
   if (r.metric !== undefined) offset = putAttrU32(b, offset, RTA_PRIORITY, r.metric);
-  if (r.nexthopId !== undefined) offset = putAttrU32(b, offset, RTA_NH_ID, r.nexthopId);
+  if (r.nexthopId !== undefined) putAttrU32(b, offset, RTA_NH_ID, r.nexthopId);
   return b;
 }
 
@@ -511,9 +511,9 @@ export function routeDumpPayload(af: number): Buffer {
 
 export function parseRoute(b: Buffer): RouteInfo | null {
   if (b.length < RTMSG_LEN) return null;
-  const family = familyOfAf(b[0]!);
+  const family = familyOfAf(b[0]);
   if (!family) return null;
-  const dstLen = b[1]!;
+  const dstLen = b[1];
   const flags = readU32(b, 8);
   const a = attrsOf(b, RTMSG_LEN);
   const dst = a.get(RTA_DST);
@@ -526,10 +526,10 @@ export function parseRoute(b: Buffer): RouteInfo | null {
     ifindex: optU32(a.get(RTA_OIF)),
     onlink: (flags & RTNH_F_ONLINK) !== 0,
     flags,
-    protocol: b[5]!,
-    scope: b[6]!,
-    table: optU32(a.get(RTA_TABLE)) ?? b[4]!,
-    type: b[7]!,
+    protocol: b[5],
+    scope: b[6],
+    table: optU32(a.get(RTA_TABLE)) ?? b[4],
+    type: b[7],
     metric: optU32(a.get(RTA_PRIORITY)),
     prefsrc: prefsrc ? bytesToIp(prefsrc) : null,
     multipath: a.has(RTA_MULTIPATH),
@@ -591,11 +591,11 @@ export function parseNexthop(b: Buffer): NexthopInfo | null {
   const gw = a.get(NHA_GATEWAY);
   return {
     id,
-    family: familyOfAf(b[0]!),
+    family: familyOfAf(b[0]),
     gateway: gw ? bytesToIp(gw) : null,
     ifindex: optU32(a.get(NHA_OIF)),
     onlink: (readU32(b, 4) & RTNH_F_ONLINK) !== 0,
-    protocol: b[2]!,
+    protocol: b[2],
     blackhole: a.has(NHA_BLACKHOLE),
     group: a.has(NHA_GROUP),
     fdb: a.has(NHA_FDB),

@@ -45,3 +45,10 @@ export class NetlinkClosedError extends WeftError {
 export function isNetlinkErrno(err: unknown, name: string): err is NetlinkError {
   return err instanceof NetlinkError && err.errnoName === name;
 }
+
+/** Something about a veth pair or a device's features that the kernel would not do. */
+export class CaptureDeviceError extends WeftError {
+  constructor(message: string, cause?: unknown) {
+    super('WEFT_CAPTURE_DEVICE', message, { cause });
+  }
+}

@@ -1,6 +1,10 @@
 export * from './types.js';
-export { NetlinkClosedError, NetlinkError, errnoName, isNetlinkErrno } from './errors.js';
+export { CaptureDeviceError, NetlinkClosedError, NetlinkError, errnoName, isNetlinkErrno } from './errors.js';
 export { NetlinkKernel, openKernel, vxlanMismatches, type Kernel, type KernelOptions } from './kernel.js';
-export { openMonitor, type KernelMonitor, type MonitorEvents, type MonitorGroup, type MonitorOptions } from './monitor.js';
+export { openMonitor } from './monitor.js';
+export type { KernelMonitor, MonitorEvents, MonitorGroup, MonitorOptions } from './monitor-types.js';
 export { canonicalIp, canonicalPrefix, decodeChange } from './codec.js';
 export type { RtnlSocketOptions, RtnlStats } from './socket.js';
+export * from './view.js';
+export { ensureCapturePair, type CapturePair, type CapturePairSpec } from './veth.js';
+export { setFeatures, type FeatureProfile } from './ethtool.js';

@@ -132,11 +132,11 @@ export async function addresses(arg: { name: string; cidrs: string[] }) {
     const link = await mustGet(k, arg.name);
     await Promise.all(arg.cidrs.map((c) => k.addAddress(link.index, c)));
     const afterAdd = await k.listAddresses(link.index);
-    const duplicate = await errorOf(k.addAddress(link.index, arg.cidrs[0]!));
+    const duplicate = await errorOf(k.addAddress(link.index, arg.cidrs[0]));
     const invalid = await errorOf(k.addAddress(link.index, '198.18.5.0/40'));
-    await k.deleteAddress(link.index, arg.cidrs[0]!);
+    await k.deleteAddress(link.index, arg.cidrs[0]);
     const afterDelete = await k.listAddresses(link.index);
-    const deleteAgain = await errorOf(k.deleteAddress(link.index, arg.cidrs[0]!));
+    const deleteAgain = await errorOf(k.deleteAddress(link.index, arg.cidrs[0]));
     return { afterAdd, duplicate, invalid, afterDelete, deleteAgain, allV4: await k.listAddresses(undefined, 4) };
   });
 }
@@ -148,7 +148,7 @@ export async function neighbours(arg: { name: string; entries: { ip: string; mac
     const link = await mustGet(k, arg.name);
     await Promise.all(arg.entries.map((e) => k.replaceNeighbour(link.index, e.ip, e.mac)));
     const afterAdd = await k.listNeighbours(link.index);
-    const first = arg.entries[0]!;
+    const first = arg.entries[0];
     await k.replaceNeighbour(link.index, first.ip, arg.replaceMac); // replace, not EEXIST
     const afterReplace = await k.listNeighbours(link.index);
     await k.deleteNeighbour(link.index, first.ip);
@@ -169,7 +169,7 @@ export async function fdb(arg: { name: string; entries: { mac: string; dst: stri
     const link = await mustGet(k, arg.name);
     await Promise.all(arg.entries.map((e) => k.replaceFdb(link.index, e.mac, e.dst)));
     const afterAdd = await k.listFdb(link.index);
-    const first = arg.entries[0]!;
+    const first = arg.entries[0];
     await k.replaceFdb(link.index, first.mac, arg.replaceDst);
     const afterReplace = await k.listFdb(link.index);
     await k.deleteFdb(link.index, first.mac, arg.replaceDst);
@@ -284,7 +284,11 @@ export async function monitorDeletes(arg: { name: string; proto: number }): Prom
  * A monitor told to ignore the shim's requests: weft's own neighbour and route changes are not reported,
  * a route added and one deleted by someone else are. `child`: the monitor without the addon.
  */
-export async function monitorIgnoresOwnRequests(arg: { name: string; proto: number; child: boolean }): Promise<{ seen: Seen[]; inProcess: boolean }> {
+export async function monitorIgnoresOwnRequests(arg: {
+  name: string;
+  proto: number;
+  child: boolean;
+}): Promise<{ seen: Seen[]; inProcess: boolean }> {
   if (arg.child) process.env['WEFT_KERNEL_MONITOR'] = 'child';
   return withKernel(async (k) => {
     const monitor = await openMonitor({ ignoreRequestsOf: k.portId, groups: ['neighbour', 'route'] });
@@ -315,11 +319,15 @@ export async function monitorIgnoresOwnRequests(arg: { name: string; proto: numb
 }
 
 /**
- * Holds the monitor (twice, as nested holds), makes `count` neighbours, and releases: nothing may come
- * before the last release, and then every notification, in the order of the changes. `child`: the monitor
+ * Pauses the monitor (twice, as nested pauses), makes `count` neighbours, and resumes: nothing may come
+ * before the last resume, and then every notification, in the order of the changes. `child`: the monitor
  * without the addon.
  */
-export async function monitorHold(arg: { name: string; count: number; child: boolean }): Promise<{ beforeRelease: number; ips: string[]; expected: string[] }> {
+export async function monitorPause(arg: {
+  name: string;
+  count: number;
+  child: boolean;
+}): Promise<{ beforeResume: number; ips: string[]; expected: string[] }> {
   if (arg.child) process.env['WEFT_KERNEL_MONITOR'] = 'child';
   const monitor = await openMonitor({ groups: ['neighbour'] });
   const ips: string[] = [];
@@ -328,18 +336,18 @@ export async function monitorHold(arg: { name: string; count: number; child: boo
   });
   const expected = Array.from({ length: arg.count }, (_, i) => `198.18.${i >> 8}.${i & 255}`);
   try {
-    monitor.hold();
-    monitor.hold();
+    monitor.pause();
+    monitor.pause();
     await withKernel(async (k) => {
       const dev = (await mustGet(k, arg.name)).index;
       for (const ip of expected) await k.replaceNeighbour(dev, ip, '0e:00:00:00:00:02');
     });
     await new Promise((r) => setTimeout(r, 500));
-    monitor.release();
+    monitor.resume();
     await new Promise((r) => setTimeout(r, 100));
-    const beforeRelease = ips.length;
-    monitor.release();
-    return { beforeRelease, ips, expected };
+    const beforeResume = ips.length;
+    monitor.resume();
+    return { beforeResume, ips, expected };
   } finally {
     monitor.close();
   }
@@ -452,7 +460,9 @@ export async function smallBuffer(arg: { name: string; count: number }) {
   return withKernel(
     async (k) => {
       const dev = (await mustGet(k, arg.name)).index;
-      const ops = Array.from({ length: arg.count }, (_, i) => k.replaceNeighbour(dev, `198.18.${60 + (i >> 8)}.${i & 255}`, '0e:00:00:00:60:00'));
+      const ops = Array.from({ length: arg.count }, (_, i) =>
+        k.replaceNeighbour(dev, `198.18.${60 + (i >> 8)}.${i & 255}`, '0e:00:00:00:60:00'),
+      );
       const errors = (await Promise.all(ops.map((p) => errorOf(p)))).filter((e) => e !== null);
       return { errors: errors.slice(0, 3), listed: (await k.listNeighbours(dev, 4)).length, stats: k.stats() };
     },
@@ -490,7 +500,14 @@ export async function monitorFlood(arg: { name: string; count: number; proto: nu
     const changesBefore = changes;
     execFileSync('ip', ['route', 'del', last.subnet, 'dev', arg.name]);
     const sawDeleteAfterOverrun = await deleted;
-    return { failures: flood.failures, overruns, restarts: monitor.restarts, changesBefore, sawDeleteAfterOverrun, inProcess: monitor instanceof NativeKernelMonitor };
+    return {
+      failures: flood.failures,
+      overruns,
+      restarts: monitor.restarts,
+      changesBefore,
+      sawDeleteAfterOverrun,
+      inProcess: monitor instanceof NativeKernelMonitor,
+    };
   } finally {
     monitor.close();
   }

@@ -52,8 +52,26 @@ function underlay(ns: Netns): void {
 
 /** flannel's device as `ip` would make it: vxlan id 1 on ve0, nolearning, lease .0 as /32, up. */
 function flannelDevice(ns: Netns): void {
-  ns.ip('link', 'add', DEV, 'address', VTEP_MAC, 'mtu', '1450', 'type', 'vxlan', 'id', '1', 'dstport', '8472',
-    'local', '192.0.2.1', 'dev', 've0', 'nolearning');
+  ns.ip(
+    'link',
+    'add',
+    DEV,
+    'address',
+    VTEP_MAC,
+    'mtu',
+    '1450',
+    'type',
+    'vxlan',
+    'id',
+    '1',
+    'dstport',
+    '8472',
+    'local',
+    '192.0.2.1',
+    'dev',
+    've0',
+    'nolearning',
+  );
   ns.ip('addr', 'add', '198.18.5.0/32', 'dev', DEV);
   ns.ip('link', 'set', DEV, 'up');
 }
@@ -67,8 +85,16 @@ describe('agent/kernel: rtnetlink shim (real kernel, in a network namespace)', f
   describe('links', function () {
     it('creates a VXLAN device with every attribute and reads them back', async function () {
       const spec = {
-        name: DEV, vni: 42, port: 4789, local: '192.0.2.1', parent: 've0',
-        learning: false, gbp: true, mtu: 1400, mac: '0e:77:00:00:00:2a', up: true,
+        name: DEV,
+        vni: 42,
+        port: 4789,
+        local: '192.0.2.1',
+        parent: 've0',
+        learning: false,
+        gbp: true,
+        mtu: 1400,
+        mac: '0e:77:00:00:00:2a',
+        up: true,
       };
       const r = await run(ns(), 'createVxlan', spec);
       assert.deepEqual(r.created, r.byName);
@@ -77,7 +103,10 @@ describe('agent/kernel: rtnetlink shim (real kernel, in a network namespace)', f
       assert.equal(r.missing, null);
       assert.equal(r.duplicate?.code, 'WEFT_NETLINK');
       assert.equal(r.duplicate?.errnoName, 'EEXIST');
-      assert.match(r.duplicate?.message ?? '', /^create vxlan weft\.1 id 42 dstport 4789 local 192\.0\.2\.1 dev ve0 nolearning gbp .*: EEXIST$/);
+      assert.match(
+        r.duplicate?.message ?? '',
+        /^create vxlan weft\.1 id 42 dstport 4789 local 192\.0\.2\.1 dev ve0 nolearning gbp .*: EEXIST$/,
+      );
 
       const l = r.created;
       assert.equal(l.name, DEV);
@@ -121,7 +150,17 @@ describe('agent/kernel: rtnetlink shim (real kernel, in a network namespace)', f
         specs: [
           same,
           { name: DEV, vni: 1 }, // unset optional fields are not compared
-          { ...same, vni: 2, port: 4789, local: '192.0.2.9', parent: 've1', learning: true, gbp: true, mtu: 1400, mac: '0e:00:00:00:00:09' },
+          {
+            ...same,
+            vni: 2,
+            port: 4789,
+            local: '192.0.2.9',
+            parent: 've1',
+            learning: true,
+            gbp: true,
+            mtu: 1400,
+            mac: '0e:00:00:00:00:09',
+          },
         ],
       });
       assert.deepEqual(r.mismatches, [[], [], ['vni', 'port', 'local', 'parentIndex', 'learning', 'gbp', 'mtu', 'mac']]);
@@ -150,7 +189,11 @@ describe('agent/kernel: rtnetlink shim (real kernel, in a network namespace)', f
 
     it('adds, lists and deletes addresses', async function () {
       const r = await run(ns(), 'addresses', { name: DEV, cidrs: ['198.18.6.0/32', '2001:db8:100:6::/128'] });
-      const cidrs = (xs: { cidr: string }[]): string[] => xs.map((a) => a.cidr).filter((c) => !c.startsWith('fe80:')).sort();
+      const cidrs = (xs: { cidr: string }[]): string[] =>
+        xs
+          .map((a) => a.cidr)
+          .filter((c) => !c.startsWith('fe80:'))
+          .sort();
       assert.deepEqual(cidrs(r.afterAdd), ['198.18.5.0/32', '198.18.6.0/32', '2001:db8:100:6::/128']);
       assert.equal(r.duplicate?.errnoName, 'EEXIST');
       assert.equal(r.invalid?.code, 'WEFT_INVALID_CIDR');
@@ -168,9 +211,15 @@ describe('agent/kernel: rtnetlink shim (real kernel, in a network namespace)', f
       ];
       const r = await run(ns(), 'neighbours', { name: DEV, entries, replaceMac: '0e:00:00:00:00:22' });
       const pairs = (xs: { ip: string; mac: string | null; permanent: boolean }[]): string[] =>
-        xs.filter((n) => n.permanent).map((n) => `${n.ip} ${n.mac}`).sort();
+        xs
+          .filter((n) => n.permanent)
+          .map((n) => `${n.ip} ${n.mac}`)
+          .sort();
       assert.deepEqual(pairs(r.afterAdd), entries.map((e) => `${e.ip} ${e.mac}`).sort());
-      assert.ok(r.afterAdd.filter((n) => n.permanent).every((n) => n.state === NUD_PERMANENT), JSON.stringify(r.afterAdd));
+      assert.ok(
+        r.afterAdd.filter((n) => n.permanent).every((n) => n.state === NUD_PERMANENT),
+        JSON.stringify(r.afterAdd),
+      );
       assert.ok(pairs(r.afterReplace).includes('198.18.2.0 0e:00:00:00:00:22'));
       assert.deepEqual(pairs(r.afterDelete), ['198.18.3.0 0e:00:00:00:00:03', '2001:db8:100:2:: 0e:00:00:00:00:02']);
       assert.deepEqual(pairs(r.v6Only), ['2001:db8:100:2:: 0e:00:00:00:00:02']);
@@ -194,7 +243,10 @@ describe('agent/kernel: rtnetlink shim (real kernel, in a network namespace)', f
       assert.equal(r.deleteAgain?.errnoName, 'ENOENT');
 
       const ip = ns().bridgeJson<BridgeFdb[]>('fdb', 'show', 'dev', DEV);
-      assert.deepEqual(ip.map((e) => `${e.mac} ${e.dst}`), ['0e:00:00:00:00:03 198.19.0.3']);
+      assert.deepEqual(
+        ip.map((e) => `${e.mac} ${e.dst}`),
+        ['0e:00:00:00:00:03 198.19.0.3'],
+      );
       assert.equal(ip[0]?.state, 'permanent');
       assert.ok(ip[0]?.flags.includes('self'));
     });
@@ -222,14 +274,23 @@ describe('agent/kernel: rtnetlink shim (real kernel, in a network namespace)', f
       assert.equal(v6.onlink, true);
       assert.deepEqual(r.afterAdd.map((x) => x.dst).sort(), ['198.18.2.0/24', '198.18.3.0/24', '2001:db8:100:2::/64']);
 
-      assert.deepEqual(r.afterReplace.map((x) => `${x.dst} via ${x.gateway}`).sort(), ['198.18.2.0/24 via 198.18.2.0', '198.18.3.0/24 via 198.18.3.1']);
+      assert.deepEqual(r.afterReplace.map((x) => `${x.dst} via ${x.gateway}`).sort(), [
+        '198.18.2.0/24 via 198.18.2.0',
+        '198.18.3.0/24 via 198.18.3.1',
+      ]);
       assert.equal(r.notOurs?.errnoName, 'ESRCH');
-      const left = r.afterDelete.filter((x) => x.family === 4).map((x) => `${x.dst} proto ${x.protocol}`).sort();
+      const left = r.afterDelete
+        .filter((x) => x.family === 4)
+        .map((x) => `${x.dst} proto ${x.protocol}`)
+        .sort();
       assert.deepEqual(left, ['198.18.3.0/24 proto 220', `198.18.4.0/24 proto ${RTPROT_BOOT}`]);
       assert.ok(r.localTable.some((x) => x.dst === '198.18.5.0/32' && x.table === 255));
 
       const ip = ns().ipJson<IpRoute[]>('route', 'show', 'proto', String(PROTO));
-      assert.deepEqual(ip.map((x) => `${x.dst} via ${x.gateway} dev ${x.dev} ${x.flags.join(',')}`), ['198.18.3.0/24 via 198.18.3.1 dev weft.1 onlink']);
+      assert.deepEqual(
+        ip.map((x) => `${x.dst} via ${x.gateway} dev ${x.dev} ${x.flags.join(',')}`),
+        ['198.18.3.0/24 via 198.18.3.1 dev weft.1 onlink'],
+      );
     });
 
     it('rejects what the kernel refuses with a typed NetlinkError naming the errno and the operation', async function () {
@@ -268,7 +329,9 @@ describe('agent/kernel: rtnetlink shim (real kernel, in a network namespace)', f
       assert.equal(r.inProcess, false);
       assert.deepEqual(r.failures, []);
       assert.ok(r.overruns > 0, JSON.stringify(r));
-      console.log(`      monitor: ${r.overruns} overrun(s), ${r.restarts} restart(s), ${r.changesBefore} changes delivered before the delete`);
+      console.log(
+        `      monitor: ${r.overruns} overrun(s), ${r.restarts} restart(s), ${r.changesBefore} changes delivered before the delete`,
+      );
       assert.equal(r.sawDeleteAfterOverrun, true, JSON.stringify(r));
     });
 
@@ -281,10 +344,10 @@ describe('agent/kernel: rtnetlink shim (real kernel, in a network namespace)', f
         assert.deepEqual(seen, [`route new 198.18.4.0/24 proto ${PROTO}`, `route del 198.18.3.0/24 proto ${PROTO}`]);
       });
 
-      it(`${child ? 'in a child process' : 'in this process'}: holds notifications back until the last release, then delivers every one in order`, async function () {
+      it(`${child ? 'in a child process' : 'in this process'}: keeps notifications back until the last resume, then delivers every one in order`, async function () {
         if (!child) requireNativeAddon(this);
-        const r = await run(ns(), 'monitorHold', { name: DEV, count: 2000, child }, { timeoutMs: 60_000 });
-        assert.equal(r.beforeRelease, 0);
+        const r = await run(ns(), 'monitorPause', { name: DEV, count: 2000, child }, { timeoutMs: 60_000 });
+        assert.equal(r.beforeResume, 0);
         assert.deepEqual(r.ips, r.expected);
       });
     }
@@ -311,8 +374,10 @@ describe('agent/kernel: rtnetlink shim (real kernel, in a network namespace)', f
     it('programs 2000 peers (neighbour + FDB + route each) with requests in flight together', async function () {
       const count = 2000;
       const r = await run(ns(), 'bulk', { name: DEV, count, proto: PROTO }, { timeoutMs: 60_000 });
-      console.log(`      ${count} peers (${3 * count} requests) programmed in ${r.elapsedMs.toFixed(0)} ms; ` +
-        `${r.stats.batches} sendmsg batches, up to ${r.stats.maxPending} messages in flight`);
+      console.log(
+        `      ${count} peers (${3 * count} requests) programmed in ${r.elapsedMs.toFixed(0)} ms; ` +
+          `${r.stats.batches} sendmsg batches, up to ${r.stats.maxPending} messages in flight`,
+      );
       assert.deepEqual(r.failures, []);
       assert.deepEqual(r.counts, { neighbours: count, fdb: count, routes: count });
       // the dump queued after the first half saw exactly the first half
@@ -320,11 +385,42 @@ describe('agent/kernel: rtnetlink shim (real kernel, in a network namespace)', f
       assert.ok(r.stats.maxPending > 100, `max in flight ${r.stats.maxPending}`);
       assert.ok(r.stats.batches < r.stats.messages / 10, `${r.stats.batches} batches for ${r.stats.messages} messages`);
       assert.deepEqual(r.sample, {
-        neighbour: { index: (r.sample.neighbour as { index: number }).index, family: 4, ip: '198.18.126.0', mac: '0e:01:00:00:07:d0', state: NUD_PERMANENT, flags: 0, permanent: true },
-        fdb: { index: (r.sample.fdb as { index: number }).index, mac: '0e:01:00:00:07:d0', dst: '198.19.7.208', vni: null, port: null, state: NUD_PERMANENT, flags: 2, permanent: true, self: true, masterIndex: null },
+        neighbour: {
+          index: (r.sample.neighbour as { index: number }).index,
+          family: 4,
+          ip: '198.18.126.0',
+          mac: '0e:01:00:00:07:d0',
+          state: NUD_PERMANENT,
+          flags: 0,
+          permanent: true,
+        },
+        fdb: {
+          index: (r.sample.fdb as { index: number }).index,
+          mac: '0e:01:00:00:07:d0',
+          dst: '198.19.7.208',
+          vni: null,
+          port: null,
+          state: NUD_PERMANENT,
+          flags: 2,
+          permanent: true,
+          self: true,
+          masterIndex: null,
+        },
         route: {
-          family: 4, dst: '198.18.126.0/28', gateway: '198.18.126.0', ifindex: (r.sample.route as { ifindex: number }).ifindex, onlink: true,
-          flags: RTNH_F_ONLINK, protocol: PROTO, scope: 0, table: RT_TABLE_MAIN, type: 1, metric: null, prefsrc: null, multipath: false, nexthopId: null,
+          family: 4,
+          dst: '198.18.126.0/28',
+          gateway: '198.18.126.0',
+          ifindex: (r.sample.route as { ifindex: number }).ifindex,
+          onlink: true,
+          flags: RTNH_F_ONLINK,
+          protocol: PROTO,
+          scope: 0,
+          table: RT_TABLE_MAIN,
+          type: 1,
+          metric: null,
+          prefsrc: null,
+          multipath: false,
+          nexthopId: null,
         },
       });
 
@@ -336,7 +432,10 @@ describe('agent/kernel: rtnetlink shim (real kernel, in a network namespace)', f
     it('keeps call order and its in-flight bound with a tiny window', async function () {
       const r = await run(ns(), 'ordering', { name: DEV, proto: PROTO });
       assert.equal(r.routes.length, 50);
-      assert.ok(r.routes.every((x) => x.gateway?.endsWith('.2')), 'the last request of each round won');
+      assert.ok(
+        r.routes.every((x) => x.gateway?.endsWith('.2')),
+        'the last request of each round won',
+      );
       assert.ok(r.stats.maxPending <= 4, `max in flight ${r.stats.maxPending}`);
       assert.equal(r.stats.messages, 150 + 3); // + getLink and the IPv4 and IPv6 route dumps
     });

@@ -149,7 +149,7 @@ function settle(request: () => Promise<void>): Promise<void> {
   try {
     return request();
   } catch (err) {
-    return Promise.reject(err);
+    return Promise.reject(err instanceof Error ? err : new Error(String(err)));
   }
 }
 
@@ -185,10 +185,15 @@ export class NetlinkKernel implements Kernel {
   // ------------------------------------------------------------------------------------------ links
 
   async listLinks(): Promise<LinkInfo[]> {
-    return this.sock.dump(T.GETLINK, linkHeader(0), () => 'list links', (m) => {
-      const link = m.type === T.NEWLINK ? parseLink(m.data) : null;
-      return link && this.learn(link);
-    });
+    return this.sock.dump(
+      T.GETLINK,
+      linkHeader(0),
+      () => 'list links',
+      (m) => {
+        const link = m.type === T.NEWLINK ? parseLink(m.data) : null;
+        return link && this.learn(link);
+      },
+    );
   }
 
   /** The link with that name or index, or null when there is none. */
@@ -253,10 +258,15 @@ export class NetlinkKernel implements Kernel {
   // -------------------------------------------------------------------------------------- addresses
 
   async listAddresses(index?: number, family?: IpFamily): Promise<AddressInfo[]> {
-    return this.sock.dump(T.GETADDR, addressDumpPayload(family), () => 'list addresses', (m) => {
-      const a = m.type === T.NEWADDR ? parseAddress(m.data) : null;
-      return a && (index === undefined || a.index === index) && (family === undefined || a.family === family) ? a : null;
-    });
+    return this.sock.dump(
+      T.GETADDR,
+      addressDumpPayload(family),
+      () => 'list addresses',
+      (m) => {
+        const a = m.type === T.NEWADDR ? parseAddress(m.data) : null;
+        return a && (index === undefined || a.index === index) && (family === undefined || a.family === family) ? a : null;
+      },
+    );
   }
 
   /** Adds `cidr` (e.g. "198.18.5.0/32") to the link; EEXIST when it is already there. */
@@ -312,7 +322,12 @@ export class NetlinkKernel implements Kernel {
   replaceFdb(index: number, mac: string, dst: string): Promise<void> {
     return settle(() => {
       const payload = fdbPayload(index, mac, dst, true);
-      return this.sock.write(T.NEWNEIGH, CREATE_REPLACE, payload, () => `replace fdb ${mac} dst ${dst} dev ${this.dev(index)} self permanent`);
+      return this.sock.write(
+        T.NEWNEIGH,
+        CREATE_REPLACE,
+        payload,
+        () => `replace fdb ${mac} dst ${dst} dev ${this.dev(index)} self permanent`,
+      );
     });
   }
 
@@ -455,9 +470,13 @@ export class NetlinkKernel implements Kernel {
       onlink: nexthop.onlink ?? false,
       protocol: nexthop.protocol ?? RTPROT_BOOT,
     });
-    return this.sock.write(T.NEWNEXTHOP, flags, payload, () =>
-      `${verb} nexthop id ${nexthop.id} via ${nexthop.gateway} dev ${this.dev(nexthop.ifindex)}${nexthop.onlink ? ' onlink' : ''}` +
-      `${nexthop.protocol !== undefined ? ` proto ${nexthop.protocol}` : ''}`,
+    return this.sock.write(
+      T.NEWNEXTHOP,
+      flags,
+      payload,
+      () =>
+        `${verb} nexthop id ${nexthop.id} via ${nexthop.gateway} dev ${this.dev(nexthop.ifindex)}${nexthop.onlink ? ' onlink' : ''}` +
+        `${nexthop.protocol !== undefined ? ` proto ${nexthop.protocol}` : ''}`,
     );
   }
 

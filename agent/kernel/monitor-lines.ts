@@ -25,8 +25,24 @@ export function encodeChangeLine(c: KernelChange): string {
   switch (c.kind) {
     case 'route': {
       const r = c.route;
-      return ['r', action, r.family, r.dst, text(r.gateway), num(r.ifindex), bool(r.onlink), r.flags, r.protocol, r.scope, r.table, r.type,
-        num(r.metric), text(r.prefsrc), bool(r.multipath), num(r.nexthopId)].join('\t');
+      return [
+        'r',
+        action,
+        r.family,
+        r.dst,
+        text(r.gateway),
+        num(r.ifindex),
+        bool(r.onlink),
+        r.flags,
+        r.protocol,
+        r.scope,
+        r.table,
+        r.type,
+        num(r.metric),
+        text(r.prefsrc),
+        bool(r.multipath),
+        num(r.nexthopId),
+      ].join('\t');
     }
     case 'neighbour': {
       const n = c.neighbour;
@@ -34,11 +50,36 @@ export function encodeChangeLine(c: KernelChange): string {
     }
     case 'fdb': {
       const f = c.fdb;
-      return ['f', action, f.index, f.mac, text(f.dst), num(f.vni), num(f.port), f.state, f.flags, bool(f.permanent), bool(f.self), num(f.masterIndex)].join('\t');
+      return [
+        'f',
+        action,
+        f.index,
+        f.mac,
+        text(f.dst),
+        num(f.vni),
+        num(f.port),
+        f.state,
+        f.flags,
+        bool(f.permanent),
+        bool(f.self),
+        num(f.masterIndex),
+      ].join('\t');
     }
     case 'nexthop': {
       const h = c.nexthop;
-      return ['h', action, h.id, num(h.family), text(h.gateway), num(h.ifindex), bool(h.onlink), h.protocol, bool(h.blackhole), bool(h.group), bool(h.fdb)].join('\t');
+      return [
+        'h',
+        action,
+        h.id,
+        num(h.family),
+        text(h.gateway),
+        num(h.ifindex),
+        bool(h.onlink),
+        h.protocol,
+        bool(h.blackhole),
+        bool(h.group),
+        bool(h.fdb),
+      ].join('\t');
     }
     default:
       return JSON.stringify({ t: 'change', c });
@@ -68,19 +109,19 @@ export function decodeLine(line: string): MonitorLine | undefined {
           action,
           route: {
             family: Number(f[2]) as IpFamily,
-            dst: f[3]!,
-            gateway: optText(f[4]!),
-            ifindex: optNum(f[5]!),
+            dst: f[3],
+            gateway: optText(f[4]),
+            ifindex: optNum(f[5]),
             onlink: f[6] === '1',
             flags: Number(f[7]),
             protocol: Number(f[8]),
             scope: Number(f[9]),
             table: Number(f[10]),
             type: Number(f[11]),
-            metric: optNum(f[12]!),
-            prefsrc: optText(f[13]!),
+            metric: optNum(f[12]),
+            prefsrc: optText(f[13]),
             multipath: f[14] === '1',
-            nexthopId: optNum(f[15]!),
+            nexthopId: optNum(f[15]),
           },
         },
       };
@@ -94,8 +135,8 @@ export function decodeLine(line: string): MonitorLine | undefined {
           neighbour: {
             index: Number(f[2]),
             family: Number(f[3]) as IpFamily,
-            ip: f[4]!,
-            mac: optText(f[5]!),
+            ip: f[4],
+            mac: optText(f[5]),
             state: Number(f[6]),
             flags: Number(f[7]),
             permanent: f[8] === '1',
@@ -111,15 +152,15 @@ export function decodeLine(line: string): MonitorLine | undefined {
           action,
           fdb: {
             index: Number(f[2]),
-            mac: f[3]!,
-            dst: optText(f[4]!),
-            vni: optNum(f[5]!),
-            port: optNum(f[6]!),
+            mac: f[3],
+            dst: optText(f[4]),
+            vni: optNum(f[5]),
+            port: optNum(f[6]),
             state: Number(f[7]),
             flags: Number(f[8]),
             permanent: f[9] === '1',
             self: f[10] === '1',
-            masterIndex: optNum(f[11]!),
+            masterIndex: optNum(f[11]),
           },
         },
       };
@@ -132,9 +173,9 @@ export function decodeLine(line: string): MonitorLine | undefined {
           action,
           nexthop: {
             id: Number(f[2]),
-            family: optNum(f[3]!) as IpFamily | null,
-            gateway: optText(f[4]!),
-            ifindex: optNum(f[5]!),
+            family: optNum(f[3]) as IpFamily | null,
+            gateway: optText(f[4]),
+            ifindex: optNum(f[5]),
             onlink: f[6] === '1',
             protocol: Number(f[7]),
             blackhole: f[8] === '1',

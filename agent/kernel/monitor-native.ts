@@ -5,13 +5,14 @@
  * (monitor.ts falls back to a child process when the addon is not built.)
  */
 import { EventEmitter } from 'node:events';
+import { constants } from 'node:os';
 import { parseMessages } from 'netlink';
 import { WeftError } from '../../common/errors.js';
 import type { NativeAddon, ReceiverHandle } from '../native-addon.js';
 import { decodeChange } from './codec.js';
 import { errnoName } from './errors.js';
-import { HoldBacklog } from './hold-backlog.js';
-import type { KernelMonitor, MonitorEvents } from './monitor.js';
+import { PauseBacklog } from './pause-backlog.js';
+import type { KernelMonitor, MonitorEvents } from './monitor-types.js';
 
 /** A notification is one skb of at most a page or two; a slot holds any of them whole. */
 const SLOT_SIZE = 16 * 1024;
@@ -22,7 +23,7 @@ const SLOTS = 64;
  * would let the socket overrun, which costs a full resync.
  */
 const BATCHES_PER_EVENT = 64;
-const ENOBUFS = 105;
+const { ENOBUFS } = constants.errno;
 const NLMSG_HEADER = 16;
 
 export interface NativeMonitorOptions {
@@ -49,7 +50,7 @@ export class NativeKernelMonitor extends EventEmitter<MonitorEvents> implements 
   private readonly ignoredPort: number;
   private closed = false;
   /** while held: the notifications' bytes, a message per entry, and overruns, in order */
-  private readonly backlog = new HoldBacklog<Buffer | 'overrun'>();
+  private readonly backlog = new PauseBacklog<Buffer | 'overrun'>();
 
   constructor(
     private readonly addon: NativeAddon,
@@ -76,12 +77,12 @@ export class NativeKernelMonitor extends EventEmitter<MonitorEvents> implements 
     this.ignoredPort = options.ignoreRequestsOf ?? -1;
   }
 
-  hold(): void {
-    this.backlog.hold();
+  pause(): void {
+    this.backlog.pause();
   }
 
-  release(): void {
-    this.backlog.release((entry) => {
+  resume(): void {
+    this.backlog.resume((entry) => {
       if (this.closed) return false;
       if (entry === 'overrun') this.emit('overrun');
       else this.emitChanges(entry);
@@ -113,8 +114,8 @@ export class NativeKernelMonitor extends EventEmitter<MonitorEvents> implements 
         lost = true;
         continue;
       }
-      const datagram = this.buffer.subarray(i * SLOT_SIZE, i * SLOT_SIZE + meta[i * 4]!);
-      if (this.backlog.holding) this.keep(datagram);
+      const datagram = this.buffer.subarray(i * SLOT_SIZE, i * SLOT_SIZE + meta[i * 4]);
+      if (this.backlog.paused) this.keep(datagram);
       else this.emitChanges(datagram);
     }
     if (lost) this.overrun();
@@ -127,7 +128,8 @@ export class NativeKernelMonitor extends EventEmitter<MonitorEvents> implements 
       const length = datagram.readUInt32LE(offset);
       const end = offset + ((length + 3) & ~3);
       if (length < NLMSG_HEADER || end > datagram.length + 3) break;
-      if (datagram.readUInt32LE(offset + 12) !== this.ignoredPort) this.backlog.keep(Buffer.from(datagram.subarray(offset, Math.min(end, datagram.length))));
+      if (datagram.readUInt32LE(offset + 12) !== this.ignoredPort)
+        this.backlog.keep(Buffer.from(datagram.subarray(offset, Math.min(end, datagram.length))));
       offset = end;
     }
   }
@@ -154,7 +156,7 @@ export class NativeKernelMonitor extends EventEmitter<MonitorEvents> implements 
   }
 
   private overrun(): void {
-    if (this.backlog.holding) this.backlog.keep('overrun');
+    if (this.backlog.paused) this.backlog.keep('overrun');
     else this.emit('overrun');
   }
 

@@ -23,39 +23,10 @@ import { rt } from 'netlink';
 import { WeftError } from '../../common/errors.js';
 import { childEnvironment } from '../host/command.js';
 import { loadNativeAddon } from '../native-addon.js';
-import { HoldBacklog } from './hold-backlog.js';
+import { PauseBacklog } from './pause-backlog.js';
 import { NativeKernelMonitor } from './monitor-native.js';
 import { decodeLine } from './monitor-lines.js';
-import type { KernelChange } from './types.js';
-
-export type MonitorGroup = 'link' | 'address' | 'neighbour' | 'route' | 'nexthop';
-
-export interface MonitorOptions {
-  /** default: all five (nexthop only where the kernel has nexthop objects) */
-  groups?: MonitorGroup[];
-  /** SO_RCVBUF to ask for (default 4 MiB; for the child process, capped by net.core.rmem_max) */
-  recvBufferSize?: number;
-  /**
-   * A netlink port id (NetlinkKernel.portId) whose requests' notifications are not delivered: weft's own
-   * requests, whose outcome it has from their answers. The kernel stamps a notification with the port of
-   * the socket whose request caused it (links, addresses, neighbours, routes, nexthops); VXLAN FDB
-   * notifications carry 0 whoever asked, and come through.
-   */
-  ignoreRequestsOf?: number;
-  /** keep the process alive while the monitor is open (default true) */
-  ref?: boolean;
-  /** give up opening after this long (default 10 s) */
-  startTimeoutMs?: number;
-}
-
-export interface MonitorEvents {
-  change: [KernelChange];
-  /** notifications were lost: resync from dumps */
-  overrun: [];
-  /** the monitor could not be restarted and is closed */
-  error: [WeftError];
-  close: [];
-}
+import type { KernelMonitor, MonitorEvents, MonitorGroup, MonitorOptions } from './monitor-types.js';
 
 const G = rt.MulticastGroups;
 const GROUPS: Record<MonitorGroup, number[]> = {
@@ -73,21 +44,7 @@ const MAX_RESTARTS = 5;
 const DEFAULT_RECV_BUFFER = 4 * 1024 * 1024;
 
 type Child = ChildProcessByStdio<Writable, Readable, Readable>;
-type Feed = (text: string, holdable: boolean) => void;
-
-/** A subscription to the kernel's change notifications. */
-export interface KernelMonitor extends EventEmitter<MonitorEvents> {
-  /** Number of times the socket was replaced after an overrun or a crash. */
-  readonly restarts: number;
-  /**
-   * Holds notifications back (undecoded) until release(): for a consumer that is busy making thousands of
-   * changes itself, whose echoes it would otherwise decode while it works. Holds nest.
-   */
-  hold(): void;
-  /** Ends a hold: the notifications that came meanwhile are delivered now, in order. */
-  release(): void;
-  close(): void;
-}
+type Feed = (text: string, pausable: boolean) => void;
 
 /** Opens a monitor in the calling process's network namespace; resolves once it is subscribed. */
 export async function openMonitor(options: MonitorOptions = {}): Promise<KernelMonitor> {
@@ -116,7 +73,11 @@ class ChildKernelMonitor extends EventEmitter<MonitorEvents> implements KernelMo
   private failedStarts = 0;
   private readonly args: string;
 
-  constructor(groups: number[], recvBufferSize: number, private readonly options: MonitorOptions) {
+  constructor(
+    groups: number[],
+    recvBufferSize: number,
+    private readonly options: MonitorOptions,
+  ) {
     super();
     this.args = JSON.stringify({
       groups,
@@ -134,17 +95,17 @@ class ChildKernelMonitor extends EventEmitter<MonitorEvents> implements KernelMo
   private lostEvents = false;
 
   /**
-   * What the child wrote during a hold, as it came (one string per read, not one per line: echoes of a full
+   * What the child wrote during a pause, as it came (one string per read, not one per line: echoes of a full
    * run come by the ten thousand), with the line splitter of the child that wrote it.
    */
-  private readonly backlog = new HoldBacklog<{ feed: Feed; text: string }>();
+  private readonly backlog = new PauseBacklog<{ feed: Feed; text: string }>();
 
-  hold(): void {
-    this.backlog.hold();
+  pause(): void {
+    this.backlog.pause();
   }
 
-  release(): void {
-    this.backlog.release(({ feed, text }) => {
+  resume(): void {
+    this.backlog.resume(({ feed, text }) => {
       if (this.closed) return false;
       feed(text, false);
       return true;
@@ -186,13 +147,13 @@ class ChildKernelMonitor extends EventEmitter<MonitorEvents> implements KernelMo
       });
       child.stdin.on('error', () => undefined); // EPIPE when the child is gone
       let partial = '';
-      /** Splits what the child wrote into lines and handles them; under a hold (`holdable`) keeps the rest for release(). */
-      const feed: Feed = (text, holdable) => {
+      /** Splits what the child wrote into lines and handles them; while paused (`pausable`) keeps the rest for resume(). */
+      const feed: Feed = (text, pausable) => {
         const all = partial + text;
         partial = '';
         let start = 0;
         for (;;) {
-          if (holdable && this.backlog.holding && ready) {
+          if (pausable && this.backlog.paused && ready) {
             this.backlog.keep({ feed, text: all.slice(start) });
             return;
           }

@@ -30,6 +30,7 @@
  * - should recvmsg() still report ENOBUFS, every unanswered request fails with errno ENOBUFS: its outcome
  *   is unknown and the caller should re-read the kernel state (the reconcile loop does).
  */
+import { constants } from 'node:os';
 import { Flags, FlagsGet, MessageType, Protocol, RawNetlinkSocket, parseMessages, type NetlinkMessage } from 'netlink';
 import { readS32, readU16, writeU16, writeU32 } from './codec.js';
 import { NetlinkClosedError, NetlinkError } from './errors.js';
@@ -95,7 +96,7 @@ interface Pending {
 
 const HEADER_LEN = 16;
 const NLMSG_ALIGN = (n: number): number => (n + 3) & ~3;
-const ENOBUFS = 105;
+const { ENOBUFS, EIO } = constants.errno;
 const EBUSY = 16;
 
 /** A FIFO with O(1) shift. */
@@ -254,7 +255,15 @@ export class RtnlSocket {
 
   // -------------------------------------------------------------------------------------------------
 
-  private request(type: number, flags: number, payload: Buffer, describe: Describe, dump: boolean, ack: boolean, each: Pending['each'] = null): Promise<Reply> {
+  private request(
+    type: number,
+    flags: number,
+    payload: Buffer,
+    describe: Describe,
+    dump: boolean,
+    ack: boolean,
+    each: Pending['each'] = null,
+  ): Promise<Reply> {
     if (this.closing) return Promise.reject(new NetlinkClosedError(describe()));
     return new Promise<Reply>((resolve, reject) => this.enqueue(type, flags, payload, describe, dump, ack, resolve, reject, each));
   }
@@ -322,7 +331,7 @@ export class RtnlSocket {
   }
 
   private sendBatch(batch: Pending[]): void {
-    const last = batch[batch.length - 1]!;
+    const last = batch[batch.length - 1];
     for (const p of batch) {
       if (!p.dump && (p.ack || p === last)) writeU16(p.msg, readU16(p.msg, 6) | Flags.ACK, 6);
       p.batch = batch;
@@ -400,7 +409,7 @@ export class RtnlSocket {
       this.afterReplies();
       return;
     }
-    const errno = typeof err.errno === 'number' ? Math.abs(err.errno) : 5; /* EIO */
+    const errno = typeof err.errno === 'number' ? Math.abs(err.errno) : EIO;
     const victims = [...this.pending.values(), ...this.queue.drain()];
     this.pending.clear();
     this.closed = true;

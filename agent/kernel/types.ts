@@ -13,36 +13,27 @@ export const AF_BRIDGE = 7;
 
 /** Route tables (RT_TABLE_*). */
 export const RT_TABLE_MAIN = 254;
-export const RT_TABLE_LOCAL = 255;
 
 /** Route protocols (RTPROT_*). Values >= 5 are free for routing daemons; weft picks its own. */
 export const RTPROT_KERNEL = 2;
 export const RTPROT_BOOT = 3;
-export const RTPROT_STATIC = 4;
 
 /** Route scopes (RT_SCOPE_*). */
 export const RT_SCOPE_UNIVERSE = 0;
 export const RT_SCOPE_LINK = 253;
-export const RT_SCOPE_HOST = 254;
 export const RT_SCOPE_NOWHERE = 255;
 
 /** Route types (RTN_*). */
 export const RTN_UNICAST = 1;
-export const RTN_LOCAL = 2;
 
 /** Next-hop flags reported in rtm_flags (RTNH_F_*). */
-export const RTNH_F_DEAD = 1;
 export const RTNH_F_ONLINK = 4;
-export const RTNH_F_LINKDOWN = 16;
 
 /** Neighbour states (NUD_*) and flags (NTF_*). */
-export const NUD_REACHABLE = 0x02;
-export const NUD_STALE = 0x04;
 export const NUD_FAILED = 0x20;
 export const NUD_NOARP = 0x40;
 export const NUD_PERMANENT = 0x80;
 export const NTF_SELF = 0x02;
-export const NTF_MASTER = 0x04;
 
 export interface VxlanAttrs {
   /** IFLA_VXLAN_ID */

@@ -39,13 +39,13 @@ describe('ConfigWatcher against a real etcd', function () {
     let resolved = undefined as NetworkConfig | undefined;
     const waiting = watcher.waitForValid().then((config) => (resolved = config));
     await waitFor(() => warnings(records).length === 1, 'the missing-config line');
-    assert.match(warnings(records)[0]!.msg, /missing/);
+    assert.match(warnings(records)[0].msg, /missing/);
     await sleep(300);
     assert.equal(warnings(records).length, 1, 'no repeated lines while nothing changes');
 
     await client.put(keys.config).value('{"Network":"198.18.0.0/16","SubnetLen":33,"Backend":{"Type":"vxlan"}}');
     await waitFor(() => warnings(records).length === 2, 'the invalid-config line');
-    assert.match(String((warnings(records)[1]!.err as { message?: string } | undefined)?.message), /SubnetLen 33 is longer than 32/);
+    assert.match(String((warnings(records)[1].err as { message?: string } | undefined)?.message), /SubnetLen 33 is longer than 32/);
     await client.put(keys.config).value('not json');
     await waitFor(() => warnings(records).length === 3, 'the second invalid-config line');
     assert.equal(resolved, undefined, 'never acts on an invalid config');
@@ -68,14 +68,21 @@ describe('ConfigWatcher against a real etcd', function () {
     await client.put(keys.config).value('{"Network":"198.18.0.0/29","Backend":{"Type":"vxlan"}}');
     await waitFor(() => seen.length === 2, 'the invalid event');
     assert.equal(watcher.current?.backend.type, 'vxlan');
-    assert.ok(warnings(records).some((record) => /198\.18\.0\.0\/29 is smaller than \/28/.test(String((record.err as { message?: string } | undefined)?.message))));
+    assert.ok(
+      warnings(records).some((record) =>
+        /198\.18\.0\.0\/29 is smaller than \/28/.test(String((record.err as { message?: string } | undefined)?.message)),
+      ),
+    );
     await client.delete().key(keys.config);
     await waitFor(() => warnings(records).some((record) => /deleted/.test(record.msg)), 'the deletion line');
     assert.equal(watcher.current?.backend.type, 'vxlan');
     await client.put(keys.config).value('{"Network":"198.18.0.0/16"}');
     await waitFor(() => seen.length === 3, 'the valid change');
     assert.deepEqual(seen, ['vxlan', 'WEFT_INVALID_CONFIG', 'udp']);
-    assert.ok(warnings(records).some((record) => /Backend is missing/.test(record.msg)), 'the missing Backend is taken as udp, with a warning');
+    assert.ok(
+      warnings(records).some((record) => /Backend is missing/.test(record.msg)),
+      'the missing Backend is taken as udp, with a warning',
+    );
   });
 
   it('reads the config key alone: megabytes under keys it is a prefix of change nothing', async function () {

@@ -27,7 +27,8 @@ interface ConfigVersion {
 }
 
 function readConfig(value: Buffer): NetworkConfig | WeftError {
-  if (value.length > MAX_CONFIG_BYTES) return new InvalidConfigError('config', `config is ${value.length} bytes, more than the ${MAX_CONFIG_BYTES} weft reads`);
+  if (value.length > MAX_CONFIG_BYTES)
+    return new InvalidConfigError('config', `config is ${value.length} bytes, more than the ${MAX_CONFIG_BYTES} weft reads`);
   try {
     return parseNetworkConfig(value.toString());
   } catch (err) {
@@ -116,7 +117,9 @@ export class ConfigWatcher extends EventEmitter<ConfigWatcherEvents> {
       this.invalidLog.write(
         'error',
         { key: this.key, err: outcome },
-        this.valid === undefined ? 'network config is invalid; waiting for a valid one' : 'network config is invalid; keeping the last valid config',
+        this.valid === undefined
+          ? 'network config is invalid; waiting for a valid one'
+          : 'network config is invalid; keeping the last valid config',
       );
       this.emit('invalid', outcome);
       return;

@@ -13,7 +13,10 @@ describe('etcd user/password authentication', function () {
   const keys = new NetworkKeys(`/weft-auth-${process.pid}`);
 
   function etcdctl(...args: string[]): string {
-    return execFileSync('etcdctl', [`--endpoints=${etcd.endpoint}`, ...args], { encoding: 'utf8', env: { ...process.env, ETCDCTL_API: '3' } });
+    return execFileSync('etcdctl', [`--endpoints=${etcd.endpoint}`, ...args], {
+      encoding: 'utf8',
+      env: { ...process.env, ETCDCTL_API: '3' },
+    });
   }
 
   before(async function () {
@@ -51,7 +54,10 @@ describe('etcd user/password authentication', function () {
     const started = watcher.start();
     try {
       await waitFor(() => warnings(records).length > 0, 'a warning');
-      assert.match(String((warnings(records)[0]!.err as { message?: string } | undefined)?.message), /authentication failed|invalid user ID or password/);
+      assert.match(
+        String((warnings(records)[0].err as { message?: string } | undefined)?.message),
+        /authentication failed|invalid user ID or password/,
+      );
     } finally {
       await watcher.stop();
       await started;

@@ -22,9 +22,22 @@ describe('etcd over TLS with client certificates (a real etcd on loopback)', fun
   }
 
   function etcdctl(...args: string[]): string {
-    return execFileSync('etcdctl', [`--endpoints=${endpoint}`, `--cacert=${at('ca.crt')}`, `--cert=${at('client.crt')}`, `--key=${at('client.key')}`, '--command-timeout=2s', ...args], {
-      encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env.PATH, ETCDCTL_API: '3' },
-    });
+    return execFileSync(
+      'etcdctl',
+      [
+        `--endpoints=${endpoint}`,
+        `--cacert=${at('ca.crt')}`,
+        `--cert=${at('client.crt')}`,
+        `--key=${at('client.key')}`,
+        '--command-timeout=2s',
+        ...args,
+      ],
+      {
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: { PATH: process.env.PATH, ETCDCTL_API: '3' },
+      },
+    );
   }
 
   /** weftctl with exactly this environment (and PATH), no environment file. */
@@ -44,29 +57,99 @@ describe('etcd over TLS with client certificates (a real etcd on loopback)', fun
     // a CA, a server certificate for 127.0.0.1 and a client certificate, as an etcd operator makes them
     writeFileSync(at('server.ext'), 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
     writeFileSync(at('client.ext'), 'extendedKeyUsage=clientAuth\n');
-    openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=weft-test-ca', '-keyout', at('ca.key'), '-out', at('ca.crt'));
+    openssl(
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-days',
+      '2',
+      '-subj',
+      '/CN=weft-test-ca',
+      '-keyout',
+      at('ca.key'),
+      '-out',
+      at('ca.crt'),
+    );
     for (const name of ['server', 'client']) {
-      openssl('req', '-newkey', 'rsa:2048', '-nodes', '-subj', `/CN=${name === 'client' ? 'weft' : 'etcd'}`, '-keyout', at(`${name}.key`), '-out', at(`${name}.csr`));
-      openssl('x509', '-req', '-in', at(`${name}.csr`), '-CA', at('ca.crt'), '-CAkey', at('ca.key'), '-CAcreateserial', '-days', '2', '-extfile', at(`${name}.ext`), '-out', at(`${name}.crt`));
+      openssl(
+        'req',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-subj',
+        `/CN=${name === 'client' ? 'weft' : 'etcd'}`,
+        '-keyout',
+        at(`${name}.key`),
+        '-out',
+        at(`${name}.csr`),
+      );
+      openssl(
+        'x509',
+        '-req',
+        '-in',
+        at(`${name}.csr`),
+        '-CA',
+        at('ca.crt'),
+        '-CAkey',
+        at('ca.key'),
+        '-CAcreateserial',
+        '-days',
+        '2',
+        '-extfile',
+        at(`${name}.ext`),
+        '-out',
+        at(`${name}.crt`),
+      );
     }
     const [clientPort, peerPort] = [await freePort(), await freePort()];
     endpoint = `https://127.0.0.1:${clientPort}`;
     const peer = `http://127.0.0.1:${peerPort}`;
-    etcd = spawn('etcd', [
-      '--name', 'weft-tls', '--data-dir', at('data'),
-      '--listen-client-urls', endpoint, '--advertise-client-urls', endpoint,
-      '--listen-peer-urls', peer, '--initial-advertise-peer-urls', peer, '--initial-cluster', `weft-tls=${peer}`,
-      '--client-cert-auth', '--trusted-ca-file', at('ca.crt'), '--cert-file', at('server.crt'), '--key-file', at('server.key'),
-      '--logger', 'zap', '--log-level', 'error',
-    ], { stdio: 'ignore' });
-    await waitFor(() => {
-      try {
-        etcdctl('endpoint', 'health');
-        return true;
-      } catch {
-        return false;
-      }
-    }, 'etcd with TLS to be healthy', 20_000, 100);
+    etcd = spawn(
+      'etcd',
+      [
+        '--name',
+        'weft-tls',
+        '--data-dir',
+        at('data'),
+        '--listen-client-urls',
+        endpoint,
+        '--advertise-client-urls',
+        endpoint,
+        '--listen-peer-urls',
+        peer,
+        '--initial-advertise-peer-urls',
+        peer,
+        '--initial-cluster',
+        `weft-tls=${peer}`,
+        '--client-cert-auth',
+        '--trusted-ca-file',
+        at('ca.crt'),
+        '--cert-file',
+        at('server.crt'),
+        '--key-file',
+        at('server.key'),
+        '--logger',
+        'zap',
+        '--log-level',
+        'error',
+      ],
+      { stdio: 'ignore' },
+    );
+    await waitFor(
+      () => {
+        try {
+          etcdctl('endpoint', 'health');
+          return true;
+        } catch {
+          return false;
+        }
+      },
+      'etcd with TLS to be healthy',
+      20_000,
+      100,
+    );
     etcdctl('put', '/coreos.com/network/config', CONFIG);
   });
 
@@ -80,7 +163,15 @@ describe('etcd over TLS with client certificates (a real etcd on loopback)', fun
   });
 
   it('reads the config with --etcd-cafile, --etcd-certfile and --etcd-keyfile', async function () {
-    const result = await weftctl({}, `--etcd-endpoints=${endpoint}`, `--etcd-cafile=${at('ca.crt')}`, `--etcd-certfile=${at('client.crt')}`, `--etcd-keyfile=${at('client.key')}`, 'config', 'get');
+    const result = await weftctl(
+      {},
+      `--etcd-endpoints=${endpoint}`,
+      `--etcd-cafile=${at('ca.crt')}`,
+      `--etcd-certfile=${at('client.crt')}`,
+      `--etcd-keyfile=${at('client.key')}`,
+      'config',
+      'get',
+    );
     assert.equal(result.code, 0, result.stderr);
     assert.deepEqual(JSON.parse(result.stdout), JSON.parse(CONFIG));
   });
@@ -93,7 +184,11 @@ describe('etcd over TLS with client certificates (a real etcd on loopback)', fun
     assert.equal(result.code, 0, result.stderr);
     assert.deepEqual(JSON.parse(result.stdout), JSON.parse(CONFIG));
     // the same as FLANNELD_* variables of a flanneld unit
-    const fromEnv = await weftctl({ ...trusted, FLANNELD_ETCD_ENDPOINTS: endpoint, FLANNELD_ETCD_CERTFILE: at('client.crt'), FLANNELD_ETCD_KEYFILE: at('client.key') }, 'config', 'get');
+    const fromEnv = await weftctl(
+      { ...trusted, FLANNELD_ETCD_ENDPOINTS: endpoint, FLANNELD_ETCD_CERTFILE: at('client.crt'), FLANNELD_ETCD_KEYFILE: at('client.key') },
+      'config',
+      'get',
+    );
     assert.equal(fromEnv.code, 0, fromEnv.stderr);
 
     // the server requires the certificate: without it the handshake fails; without the CA trusted, so does verification

@@ -16,12 +16,12 @@ describe('retryBackoff: the delays between attempts to reach etcd', () => {
   it('stays within the cap and grows towards it', () => {
     const sequences = Array.from({ length: 300 }, () => delays(12));
     for (const sequence of sequences) for (const delay of sequence) assert.ok(delay >= 0 && delay <= 5000, `delay ${delay}`);
-    const mean = (i: number) => sequences.reduce((sum, sequence) => sum + sequence[i]!, 0) / sequences.length;
+    const mean = (i: number) => sequences.reduce((sum, sequence) => sum + sequence[i], 0) / sequences.length;
     assert.ok(mean(0) < 500, `first delays average ${mean(0)} ms`);
     assert.ok(mean(11) > 2500, `late delays average ${mean(11)} ms`);
   });
 
-  it('draws each agent\'s delays at random, so that agents that failed together do not retry together', () => {
+  it("draws each agent's delays at random, so that agents that failed together do not retry together", () => {
     const agents = 300;
     const sequences = Array.from({ length: agents }, () => delays(8));
     for (let i = 0; i < 8; i++) {

@@ -1,5 +1,13 @@
 import { readFileSync } from 'node:fs';
-import { ConsecutiveBreaker, ExponentialBackoff, circuitBreaker, decorrelatedJitterGenerator, handleWhen, retry, type IBackoffFactory } from 'cockatiel';
+import {
+  ConsecutiveBreaker,
+  ExponentialBackoff,
+  circuitBreaker,
+  decorrelatedJitterGenerator,
+  handleWhen,
+  retry,
+  type IBackoffFactory,
+} from 'cockatiel';
 import { Etcd3 as Etcd3Client, GRPCResourceExhastedError, isRecoverableError, type Etcd3, type IOptions } from 'etcd3';
 
 /**

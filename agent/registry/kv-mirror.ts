@@ -167,9 +167,7 @@ export class KvMirror<T> extends EventEmitter<KvMirrorEvents<T>> {
 
   private attachWatcher(listRevision: bigint): void {
     const builder = this.client.watch();
-    const watcher = (this.isPrefix ? builder.prefix(this.key) : builder.key(this.key))
-      .startRevision(String(listRevision + 1n))
-      .watcher();
+    const watcher = (this.isPrefix ? builder.prefix(this.key) : builder.key(this.key)).startRevision(String(listRevision + 1n)).watcher();
     this.watcher = watcher;
     watcher.on('put', (kv) => this.applyPut(kv));
     watcher.on('delete', (kv) => this.applyDelete(kv));
@@ -292,7 +290,7 @@ const inFlight = new WeakMap<Etcd3, Map<string, Promise<Listing>>>();
  */
 export function listPrefix(client: Etcd3, prefix: string): Promise<Listing> {
   let requests = inFlight.get(client);
-  if (requests === undefined) inFlight.set(client, (requests = new Map()));
+  if (requests === undefined) inFlight.set(client, (requests = new Map<string, Promise<Listing>>()));
   const pending = requests.get(prefix);
   if (pending !== undefined) return pending;
   const request = listPages(client, Buffer.from(prefix)).finally(() => requests.delete(prefix));
@@ -337,8 +335,8 @@ export async function listKey(client: Etcd3, key: string): Promise<Listing> {
 function rangeEndOf(prefix: Buffer): Buffer {
   const end = Buffer.from(prefix);
   for (let i = end.length - 1; i >= 0; i--) {
-    if (end[i]! < 0xff) {
-      end[i]! += 1;
+    if (end[i] < 0xff) {
+      end[i] += 1;
       return end.subarray(0, i + 1);
     }
   }

@@ -72,7 +72,10 @@ describe('LeaseWatcher against a real etcd', function () {
     await put('198.18.2.0-24', leaseValue('198.19.0.2', '0a:00:00:00:01:02'));
     await admin.delete().key(keys.lease('198.18.1.0-24'));
     await waitFor(() => events.length === 3, 'three events');
-    assert.deepEqual(events.map((e) => `${e.kind} ${e.lease.name}`), ['added 198.18.1.0-24', 'added 198.18.2.0-24', 'removed 198.18.1.0-24']);
+    assert.deepEqual(
+      events.map((e) => `${e.kind} ${e.lease.name}`),
+      ['added 198.18.1.0-24', 'added 198.18.2.0-24', 'removed 198.18.1.0-24'],
+    );
   });
 
   it("reports a peer's VtepMAC change as one changed event, and a same-content rewrite as none", async function () {
@@ -82,8 +85,11 @@ describe('LeaseWatcher against a real etcd', function () {
     await put('198.18.3.0-24', leaseValue('198.19.0.3', '0a:00:00:00:03:02'));
     await waitFor(() => events.length >= 2, 'the change event');
     await sleep(200);
-    assert.deepEqual(events.map((e) => e.kind), ['added', 'changed']);
-    const change = events[1]!;
+    assert.deepEqual(
+      events.map((e) => e.kind),
+      ['added', 'changed'],
+    );
+    const change = events[1];
     assert.ok(change.kind === 'changed');
     assert.equal(change.previous.attrs.backendData?.VtepMAC, '0a:00:00:00:03:01');
     assert.equal(macOf(watcher, '198.18.3.0-24'), '0a:00:00:00:03:02');
@@ -107,7 +113,10 @@ describe('LeaseWatcher against a real etcd', function () {
     await put('198.18.8.0-24', leaseValue('198.19.0.8', '0a:00:00:00:08:01'));
     await waitFor(() => watcher.leases.has('198.18.8.0-24'), 'the valid peer added after the bad writes');
     assert.equal(macOf(watcher, '198.18.4.0-24'), '0a:00:00:00:04:01');
-    assert.deepEqual(events.map((e) => `${e.kind} ${e.lease.name}`), ['added 198.18.4.0-24', 'added 198.18.8.0-24']);
+    assert.deepEqual(
+      events.map((e) => `${e.kind} ${e.lease.name}`),
+      ['added 198.18.4.0-24', 'added 198.18.8.0-24'],
+    );
     assert.ok(warnings(records).some((record) => record.key === keys.lease('198.18.4.0-24')));
   });
 
@@ -135,7 +144,10 @@ describe('LeaseWatcher against a real etcd', function () {
     assert.ok(resyncs >= 1);
     assert.deepEqual([...watcher.leases.keys()].sort(), ['198.18.11.0-24', '198.18.12.0-24', '198.18.13.0-24', '198.18.15.0-24']);
     assert.equal(macOf(watcher, '198.18.12.0-24'), '0a:00:00:00:12:02');
-    const afterCut = events.slice(4).map((e) => `${e.kind} ${e.lease.name}`).sort();
+    const afterCut = events
+      .slice(4)
+      .map((e) => `${e.kind} ${e.lease.name}`)
+      .sort();
     assert.deepEqual(afterCut, ['added 198.18.15.0-24', 'changed 198.18.12.0-24', 'removed 198.18.14.0-24']);
 
     // The new watch is live after the resync.
@@ -155,7 +167,10 @@ describe('LeaseWatcher against a real etcd', function () {
     await etcd.run();
     await put('198.18.22.0-24', leaseValue('198.19.0.22', '0a:00:00:00:22:01'));
     await waitFor(() => watcher.leases.has('198.18.22.0-24'), 'the peer added after the restart', 20_000);
-    assert.deepEqual(events.map((e) => `${e.kind} ${e.lease.name}`), ['added 198.18.21.0-24', 'added 198.18.22.0-24']);
+    assert.deepEqual(
+      events.map((e) => `${e.kind} ${e.lease.name}`),
+      ['added 198.18.21.0-24', 'added 198.18.22.0-24'],
+    );
     assert.ok(reachability.includes(false), 'the outage was noticed');
     assert.equal(reachability.at(-1), true);
   });
@@ -167,30 +182,40 @@ describe('LeaseWatcher against a real etcd', function () {
     const hex = (n: number) => n.toString(16).padStart(2, '0');
     const hosts = Array.from({ length: 400 }, (_, i) => i + 1);
     for (let at = 0; at < hosts.length; at += 50) {
-      await Promise.all(hosts.slice(at, at + 50).map((host) =>
-        put(`198.18.${host >> 4}.${(host & 15) * 16}-28`, leaseValue(`198.19.${host >> 8}.${host & 255}`, `0a:00:00:00:${hex(host >> 8)}:${hex(host & 255)}`))));
+      await Promise.all(
+        hosts
+          .slice(at, at + 50)
+          .map((host) =>
+            put(
+              `198.18.${host >> 4}.${(host & 15) * 16}-28`,
+              leaseValue(`198.19.${host >> 8}.${host & 255}`, `0a:00:00:00:${hex(host >> 8)}:${hex(host & 255)}`),
+            ),
+          ),
+      );
     }
     const proxy = await TcpProxy.start(etcd.clientPort);
     cleanups.push(() => proxy.close());
     let cutAt = Infinity;
     /** per watcher: when it asked etcd for a listing of the leases after the cut */
     const listings: number[][] = [];
-    const watchers = await Promise.all(Array.from({ length: 30 }, async (_, w) => {
-      const client = connectEtcd({ endpoints: [proxy.endpoint], callTimeoutMs: 1000 });
-      const times: number[] = (listings[w] = []);
-      const range = client.kv.range.bind(client.kv);
-      client.kv.range = (request, options) => {
-        if (request.range_end !== undefined && performance.now() >= cutAt) times.push(performance.now());
-        return range(request, options);
-      };
-      const watcher = new LeaseWatcher({ client, keys, logger: captureLogger().logger });
-      cleanups.push(async () => {
-        await watcher.stop();
-        client.close();
-      });
-      await watcher.start(config);
-      return watcher;
-    }));
+    const watchers = await Promise.all(
+      Array.from({ length: 30 }, async (_, w) => {
+        const client = connectEtcd({ endpoints: [proxy.endpoint], callTimeoutMs: 1000 });
+        const times: number[] = (listings[w] = []);
+        const range = client.kv.range.bind(client.kv);
+        client.kv.range = (request, options) => {
+          if (request.range_end !== undefined && performance.now() >= cutAt) times.push(performance.now());
+          return range(request, options);
+        };
+        const watcher = new LeaseWatcher({ client, keys, logger: captureLogger().logger });
+        cleanups.push(async () => {
+          await watcher.stop();
+          client.close();
+        });
+        await watcher.start(config);
+        return watcher;
+      }),
+    );
     assert.ok(watchers.every((watcher) => watcher.leases.size === 400));
     let relisted = 0;
     for (const watcher of watchers) watcher.on('synced', () => relisted++);
@@ -199,17 +224,24 @@ describe('LeaseWatcher against a real etcd', function () {
     cutAt = performance.now();
     proxy.cut();
     proxy.restore();
-    await waitFor(() => relisted >= watchers.length && watchers.every((watcher) => watcher.leases.size === 400), 'every watcher to list again', 30_000);
+    await waitFor(
+      () => relisted >= watchers.length && watchers.every((watcher) => watcher.leases.size === 400),
+      'every watcher to list again',
+      30_000,
+    );
     // each watcher's first listing request, in 100 ms bins from the disruption: at most a third of them in any
     // one (without the spread all 30 ask within the same few milliseconds)
     const bins = new Map<number, number>();
     for (const times of listings) {
       assert.ok(times.length > 0, 'every watcher listed again');
-      const bin = Math.floor((times[0]! - cutAt) / 100);
+      const bin = Math.floor((times[0] - cutAt) / 100);
       bins.set(bin, (bins.get(bin) ?? 0) + 1);
     }
     const busiest = Math.max(...bins.values());
-    assert.ok(busiest <= 10, `${busiest} of 30 watchers asked for a listing in the same 100 ms: ${JSON.stringify([...bins].sort((a, b) => a[0] - b[0]))}`);
+    assert.ok(
+      busiest <= 10,
+      `${busiest} of 30 watchers asked for a listing in the same 100 ms: ${JSON.stringify([...bins].sort((a, b) => a[0] - b[0]))}`,
+    );
   });
 
   it('takes a lease nested thousands of levels deep, written twice, as a malformed key and goes on', async function () {
@@ -218,15 +250,24 @@ describe('LeaseWatcher against a real etcd', function () {
     const nested = `{"PublicIP":"198.19.0.32","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0a:00:00:00:32:01"},"X":${DEEP}}`;
     // small enough for the size limit, too deep for the depth limit
     const shallower = nested.replace(DEEP, '['.repeat(1000) + ']'.repeat(1000));
-    for (const [name, value] of [['198.18.32.0-24', nested], ['198.18.33.0-24', shallower]]) {
-      await put(name!, value!);
-      await put(name!, value!);
+    for (const [name, value] of [
+      ['198.18.32.0-24', nested],
+      ['198.18.33.0-24', shallower],
+    ]) {
+      await put(name, value);
+      await put(name, value);
     }
     await put('198.18.34.0-24', leaseValue('198.19.0.34', '0a:00:00:00:34:01'));
     await waitFor(() => watcher.leases.has('198.18.34.0-24'), 'the lease written after the nested ones');
-    assert.deepEqual(events.map((e) => `${e.kind} ${e.lease.name}`), ['added 198.18.31.0-24', 'added 198.18.34.0-24']);
+    assert.deepEqual(
+      events.map((e) => `${e.kind} ${e.lease.name}`),
+      ['added 198.18.31.0-24', 'added 198.18.34.0-24'],
+    );
     const errors = warnings(records).map((record) => `${String(record.key).split('/').at(-1)}: ${String(record.err)}`);
-    assert.ok(errors.includes('198.18.32.0-24: 198.18.32.0-24: value is 10107 bytes, more than the 4096 a lease may have'), errors.join('\n'));
+    assert.ok(
+      errors.includes('198.18.32.0-24: 198.18.32.0-24: value is 10107 bytes, more than the 4096 a lease may have'),
+      errors.join('\n'),
+    );
     assert.ok(errors.includes('198.18.33.0-24: 198.18.33.0-24: value nests deeper than 16 levels'), errors.join('\n'));
     assert.equal(watcher.ignoredCounts().get('malformed'), 2);
   });
@@ -245,10 +286,16 @@ describe('LeaseWatcher against a real etcd', function () {
   it('ignores a second key for a live subnet (a dual-stack form with another host) and a subnet of another length; the older key wins everywhere', async function () {
     await put('198.18.40.0-24', leaseValue('198.19.0.40', '0a:00:00:00:40:01'));
     const first = await watch();
-    await put('198.18.40.0-24&2001:db8:100:28::-64', JSON.stringify({
-      PublicIP: '198.19.0.66', PublicIPv6: '2001:db8:0:1::66', BackendType: 'vxlan',
-      BackendData: { VNI: 1, VtepMAC: '0a:00:00:00:66:01' }, BackendV6Data: { VNI: 1, VtepMAC: '0a:00:00:00:66:02' },
-    }));
+    await put(
+      '198.18.40.0-24&2001:db8:100:28::-64',
+      JSON.stringify({
+        PublicIP: '198.19.0.66',
+        PublicIPv6: '2001:db8:0:1::66',
+        BackendType: 'vxlan',
+        BackendData: { VNI: 1, VtepMAC: '0a:00:00:00:66:01' },
+        BackendV6Data: { VNI: 1, VtepMAC: '0a:00:00:00:66:02' },
+      }),
+    );
     await put('198.18.40.128-25', leaseValue('198.19.0.67', '0a:00:00:00:67:01'));
     await put('198.18.0.0-16', leaseValue('198.19.0.68', '0a:00:00:00:68:01'));
     await put('198.18.41.0-24', leaseValue('198.19.0.41', '0a:00:00:00:41:01'));
@@ -258,17 +305,29 @@ describe('LeaseWatcher against a real etcd', function () {
     for (const { watcher } of [first, second]) {
       assert.deepEqual([...watcher.leases.keys()].sort(), ['198.18.40.0-24', '198.18.41.0-24']);
       assert.equal(watcher.leases.get('198.18.40.0-24')?.attrs.publicIP?.toString(), '198.19.0.40');
-      assert.deepEqual(Object.fromEntries(watcher.ignoredCounts()), { 'invalid-subnet': 2, 'subnet-conflict': 1, 'vtep-mac-conflict': 0, 'public-key-conflict': 0, malformed: 0 });
+      assert.deepEqual(Object.fromEntries(watcher.ignoredCounts()), {
+        'invalid-subnet': 2,
+        'subnet-conflict': 1,
+        'vtep-mac-conflict': 0,
+        'public-key-conflict': 0,
+        malformed: 0,
+      });
       const hijack = watcher.ignored().find((entry) => entry.lease.name.includes('&'));
       assert.match(hijack?.detail ?? '', /198\.18\.40\.0\/24 is held by 198\.18\.40\.0-24, whose key is older/);
     }
-    assert.deepEqual(first.events.map((e) => `${e.kind} ${e.lease.name}`), ['added 198.18.40.0-24', 'added 198.18.41.0-24']);
+    assert.deepEqual(
+      first.events.map((e) => `${e.kind} ${e.lease.name}`),
+      ['added 198.18.40.0-24', 'added 198.18.41.0-24'],
+    );
     assert.ok(warnings(first.records).some((record) => record.msg === 'ignoring a lease' && record.reason === 'subnet-conflict'));
 
     // once the older key is gone, the other one is the only claimant: every host takes it
     await admin.delete().key(keys.lease('198.18.40.0-24'));
     await waitFor(() => first.watcher.leases.has('198.18.40.0-24&2001:db8:100:28::-64'), 'the remaining claimant');
-    assert.deepEqual(first.events.slice(2).map((e) => `${e.kind} ${e.lease.name}`), ['removed 198.18.40.0-24', 'added 198.18.40.0-24&2001:db8:100:28::-64']);
+    assert.deepEqual(
+      first.events.slice(2).map((e) => `${e.kind} ${e.lease.name}`),
+      ['removed 198.18.40.0-24', 'added 198.18.40.0-24&2001:db8:100:28::-64'],
+    );
   });
 
   it('gives a VtepMAC to the lease whose public IP derives it, else to the older key', async function () {
@@ -280,7 +339,10 @@ describe('LeaseWatcher against a real etcd', function () {
     await put('198.18.49.0-24', leaseValue('198.19.0.49', '0a:00:00:00:52:01'));
     const { watcher } = await watch();
     assert.deepEqual([...watcher.leases.keys()].sort(), ['198.18.51.0-24', '198.18.52.0-24']);
-    const details = watcher.ignored().map((entry) => `${entry.lease.name}: ${entry.detail}`).sort();
+    const details = watcher
+      .ignored()
+      .map((entry) => `${entry.lease.name}: ${entry.detail}`)
+      .sort();
     assert.deepEqual(details, [
       '198.18.49.0-24: VtepMAC 0a:00:00:00:52:01 belongs to 198.18.52.0-24: its key is older',
       `198.18.50.0-24: VtepMAC ${derived} belongs to 198.18.51.0-24: its public IP derives it`,

@@ -68,9 +68,10 @@ export class LeaseWatcher extends EventEmitter<LeaseWatcherEvents> {
       prefix: true,
       codec: {
         decode: (_key, name, kv) => this.decode(name, kv),
-        same: (a, b) => isLease(a)
-          ? isLease(b) && a.createRevision === b.createRevision && sameLease(a.lease, b.lease)
-          : !isLease(b) && a.digest === b.digest && a.error === b.error,
+        same: (a, b) =>
+          isLease(a)
+            ? isLease(b) && a.createRevision === b.createRevision && sameLease(a.lease, b.lease)
+            : !isLease(b) && a.digest === b.digest && a.error === b.error,
       },
       logger: options.logger,
       ...(options.maxBackoffMs === undefined ? {} : { maxBackoffMs: options.maxBackoffMs }),
@@ -149,7 +150,11 @@ export class LeaseWatcher extends EventEmitter<LeaseWatcherEvents> {
   private reportIgnored(name: string): void {
     const ignored = this.arbiter!.ignored.get(name);
     if (ignored === undefined) return;
-    this.warnings.write('warn', { key: excerpt(this.keys.lease(name)), reason: ignored.reason, detail: ignored.detail }, 'ignoring a lease');
+    this.warnings.write(
+      'warn',
+      { key: excerpt(this.keys.lease(name)), reason: ignored.reason, detail: ignored.detail },
+      'ignoring a lease',
+    );
   }
 
   private publish(changes: readonly LeaseChange[]): void {

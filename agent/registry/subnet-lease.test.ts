@@ -44,7 +44,12 @@ describe('SubnetLeaseManager against a real etcd', function () {
   }
 
   async function putLease(name: string, publicIP: string, ttl?: number): Promise<void> {
-    const value = JSON.stringify({ PublicIP: publicIP, PublicIPv6: null, BackendType: 'vxlan', BackendData: { VNI: 1, VtepMAC: '0a:00:00:00:00:99' } });
+    const value = JSON.stringify({
+      PublicIP: publicIP,
+      PublicIPv6: null,
+      BackendType: 'vxlan',
+      BackendData: { VNI: 1, VtepMAC: '0a:00:00:00:00:99' },
+    });
     const put = client.put(keys.lease(name)).value(value);
     if (ttl !== undefined) put.lease((await client.leaseClient.leaseGrant({ TTL: ttl })).ID);
     await put;
@@ -86,7 +91,12 @@ describe('SubnetLeaseManager against a real etcd', function () {
   });
 
   it('reuses the lease whose PublicIP is ours, keeping unknown fields and attaching a fresh TTL', async function () {
-    const value = JSON.stringify({ PublicIP: '198.19.0.2', BackendType: 'vxlan', BackendData: { VNI: 1, VtepMAC: '0a:00:00:00:00:02' }, Zone: 'b' });
+    const value = JSON.stringify({
+      PublicIP: '198.19.0.2',
+      BackendType: 'vxlan',
+      BackendData: { VNI: 1, VtepMAC: '0a:00:00:00:00:02' },
+      Zone: 'b',
+    });
     const oldLease = (await client.leaseClient.leaseGrant({ TTL: 30 })).ID;
     await client.put(keys.lease('198.18.77.0-24')).value(value).lease(oldLease);
     const own = await manager({ ttlSeconds: 300, renewMarginSeconds: 10 }).acquire(CONFIG, request('198.19.0.2', '0a:00:00:00:00:03'));
@@ -136,7 +146,7 @@ describe('SubnetLeaseManager against a real etcd', function () {
     const stored = await client.getAll().prefix(keys.subnets).strings();
     assert.equal(Object.keys(stored).length, 50);
     for (const own of leases) {
-      const attrs = parseLeaseAttrs(stored[keys.lease(own.lease.name)]!, own.lease.name);
+      const attrs = parseLeaseAttrs(stored[keys.lease(own.lease.name)], own.lease.name);
       assert.equal(attrs.publicIP?.toString(), own.lease.attrs.publicIP?.toString());
     }
   });
@@ -155,7 +165,7 @@ describe('SubnetLeaseManager against a real etcd', function () {
     own.kv.txn = async (req, options) => {
       if (raced === undefined) {
         // another host creates the very key first
-        raced = keys.leaseName(Buffer.from(req.compare![0]!.key!).toString())!;
+        raced = keys.leaseName(Buffer.from(req.compare![0].key!).toString())!;
         await putLease(raced, '198.19.9.9');
       }
       return txn(req, options);
@@ -163,7 +173,7 @@ describe('SubnetLeaseManager against a real etcd', function () {
     const leaser = new SubnetLeaseManager({ client: own, keys, logger: captureLogger().logger, random: () => 0.999 });
     managers.push(leaser);
     const held = await leaser.acquire(CONFIG, request('198.19.0.10'));
-    assert.equal(raced, '198.18.100.0-24', 'the first pick is among the first 100 free subnets, as flanneld\'s');
+    assert.equal(raced, '198.18.100.0-24', "the first pick is among the first 100 free subnets, as flanneld's");
     assert.equal(held.lease.name, '198.18.201.0-24', 'the second among the first 200 still free');
     assert.equal(listings, 1);
     assert.match((await keyInfo(raced))!.value, /198\.19\.9\.9/, 'the winner keeps its lease');
@@ -309,7 +319,9 @@ describe('SubnetLeaseManager against a real etcd', function () {
   it('takes no key of another length for a lease: a /16 over the whole network or a /25 inside a subnet blocks nothing', async function () {
     await putLease('198.18.0.0-16', '198.19.0.30', 60);
     await putLease('198.18.1.128-25', '198.19.0.31', 60);
-    const small = parseNetworkConfig('{"Network":"198.18.0.0/16","SubnetMin":"198.18.1.0","SubnetMax":"198.18.2.0","Backend":{"Type":"vxlan"}}');
+    const small = parseNetworkConfig(
+      '{"Network":"198.18.0.0/16","SubnetMin":"198.18.1.0","SubnetMax":"198.18.2.0","Backend":{"Type":"vxlan"}}',
+    );
     const own = await manager().acquire(small, request('198.19.0.32'), { ipv4: Prefix.parse('198.18.1.0/24'), ipv6: undefined });
     assert.equal(own.lease.name, '198.18.1.0-24', 'the /25 inside it does not make the subnet taken');
     const next = await manager().acquire(small, request('198.19.0.33'));
@@ -322,13 +334,22 @@ describe('SubnetLeaseManager against a real etcd', function () {
       '{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"2001:db8:100::/48","IPv6SubnetLen":120,"IPv6SubnetMax":"2001:db8:100::f:f000","Backend":{"Type":"vxlan"}}',
     );
     const plan = v6.ipv6!;
-    const value = (n: number) => JSON.stringify({ PublicIP: null, PublicIPv6: `2001:db8:0:1::${(n + 0x1000).toString(16)}`, BackendType: 'vxlan' });
+    const value = (n: number) =>
+      JSON.stringify({ PublicIP: null, PublicIPv6: `2001:db8:0:1::${(n + 0x1000).toString(16)}`, BackendType: 'vxlan' });
     const leased = Array.from({ length: 3000 }, (_, i) => plan.network.nthSubnet(120, i + 1));
     const names = ['0.0.0.0-0&2001:db8:100::-48', ...leased.map((subnet) => `0.0.0.0-0&${subnet.network}-120`)];
     for (let i = 0; i < names.length; i += 100) {
-      await client.kv.txn({ success: names.slice(i, i + 100).map((name, j) => ({ request_put: { key: Buffer.from(keys.lease(name)), value: Buffer.from(value(i + j)) } })) });
+      await client.kv.txn({
+        success: names
+          .slice(i, i + 100)
+          .map((name, j) => ({ request_put: { key: Buffer.from(keys.lease(name)), value: Buffer.from(value(i + j)) } })),
+      });
     }
-    const own = await manager().acquire(v6, { ...request('198.19.0.34'), publicIP: undefined, publicIPv6: IpAddress.parse('2001:db8:0:1::34') });
+    const own = await manager().acquire(v6, {
+      ...request('198.19.0.34'),
+      publicIP: undefined,
+      publicIPv6: IpAddress.parse('2001:db8:0:1::34'),
+    });
     const subnet = parseLeaseKey(own.lease.name).ipv6!;
     assert.equal(subnet.length, 120);
     assert.ok(subnet.base > leased.at(-1)!.base && subnet.base <= plan.subnetMax.base, `${subnet} is past the 3000 leased subnets`);
@@ -338,7 +359,9 @@ describe('SubnetLeaseManager against a real etcd', function () {
     this.timeout(60_000);
     const junk = 'x'.repeat(1.4 * 1024 * 1024);
     for (const name of ['junk-1', 'junk-2', 'junk-3']) await client.put(keys.lease(name)).value(junk);
-    await client.put(keys.lease('198.18.40.0-24')).value('{"PublicIP":"198.19.0.40","BackendType":"vxlan","X":' + '['.repeat(5000) + ']'.repeat(5000) + '}');
+    await client
+      .put(keys.lease('198.18.40.0-24'))
+      .value('{"PublicIP":"198.19.0.40","BackendType":"vxlan","X":' + '['.repeat(5000) + ']'.repeat(5000) + '}');
     const own = await manager().acquire(CONFIG, request('198.19.0.41'));
     assert.notEqual(own.lease.name, '198.18.40.0-24', 'a key whose name is a valid subnet is taken, whatever its value');
     assert.ok(CONFIG.ipv4!.network.contains(own.lease.subnets.ipv4!));
@@ -358,7 +381,14 @@ describe('SubnetLeaseManager against a real etcd', function () {
     const etcdLease = (await client.leaseClient.leaseGrant({ TTL: 60 })).ID;
     await client.put(keys.lease('198.18.44.0-24')).value('{"PublicIP":"198.19.0.22","PublicIPv6":null}').lease(etcdLease);
     const nodeId = '44444444-4444-4444-8444-444444444444';
-    const udpRequest: LeaseRequest = { publicIP: IpAddress.parse('198.19.0.22'), publicIPv6: undefined, backendType: leaseBackendTypeFor('udp'), backendData: undefined, backendV6Data: undefined, nodeId };
+    const udpRequest: LeaseRequest = {
+      publicIP: IpAddress.parse('198.19.0.22'),
+      publicIPv6: undefined,
+      backendType: leaseBackendTypeFor('udp'),
+      backendData: undefined,
+      backendV6Data: undefined,
+      nodeId,
+    };
     const own = await manager().acquire(udp, udpRequest);
     assert.equal(own.lease.name, '198.18.44.0-24', 'the host keeps its subnet');
     // flanneld's bytes, then weft's node ID (flanneld's decoder ignores unknown fields)
@@ -369,11 +399,17 @@ describe('SubnetLeaseManager against a real etcd', function () {
   });
 
   it('says which host took over its IPv6-only lease when flanneld rewrites it (flanneld finds "its" lease by PublicIP 0.0.0.0)', async function () {
-    const v6only = parseNetworkConfig('{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"2001:db8:100::/48","Backend":{"Type":"vxlan"}}');
+    const v6only = parseNetworkConfig(
+      '{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"2001:db8:100::/48","Backend":{"Type":"vxlan"}}',
+    );
     const leaser = manager();
     const own = await leaser.acquire(v6only, {
-      publicIP: undefined, publicIPv6: IpAddress.parse('2001:db8:0:1::24'), backendType: 'vxlan',
-      backendData: undefined, backendV6Data: { VNI: 1, VtepMAC: '0a:00:00:00:00:24' }, nodeId: '55555555-5555-4555-8555-555555555555',
+      publicIP: undefined,
+      publicIPv6: IpAddress.parse('2001:db8:0:1::24'),
+      backendType: 'vxlan',
+      backendData: undefined,
+      backendV6Data: { VNI: 1, VtepMAC: '0a:00:00:00:00:24' },
+      nodeId: '55555555-5555-4555-8555-555555555555',
     });
     assert.match(own.lease.name, /^0\.0\.0\.0-0&2001:db8:100:[0-9a-f]+::-64$/);
     const takenOver = new Promise<LeaseTakeover>((resolve) => leaser.once('takenOver', resolve));
@@ -381,8 +417,11 @@ describe('SubnetLeaseManager against a real etcd', function () {
     const reacquired = new Promise<string>((resolve) => leaser.once('acquired', (next) => resolve(next.lease.name)));
     // what flanneld writes over the first IPv6-only lease it finds, with its own etcd lease
     const flanneldLease = (await client.leaseClient.leaseGrant({ TTL: 60 })).ID;
-    await client.put(keys.lease(own.lease.name))
-      .value('{"PublicIP":"0.0.0.0","PublicIPv6":"2001:db8:0:1::25","BackendType":"vxlan","BackendV6Data":{"VNI":1,"VtepMAC":"c6:d2:32:6f:8f:25"}}')
+    await client
+      .put(keys.lease(own.lease.name))
+      .value(
+        '{"PublicIP":"0.0.0.0","PublicIPv6":"2001:db8:0:1::25","BackendType":"vxlan","BackendV6Data":{"VNI":1,"VtepMAC":"c6:d2:32:6f:8f:25"}}',
+      )
       .lease(flanneldLease);
     assert.deepEqual(await takenOver, { lease: own.lease.name, publicIP: '2001:db8:0:1::25', nodeId: undefined });
     assert.match(await lost, /now names public IP 2001:db8:0:1::25/);
@@ -397,7 +436,7 @@ describe('SubnetLeaseManager against a real etcd', function () {
     const subnets = parseLeaseKey(own.lease.name);
     assert.equal(subnets.ipv4?.length, 24);
     assert.equal(subnets.ipv6?.length, 64);
-    assert.ok(dual.ipv6!.network.contains(subnets.ipv6!));
+    assert.ok(dual.ipv6!.network.contains(subnets.ipv6));
     assert.match(own.lease.name, /^198\.18\.\d+\.0-24&2001:db8:100:[0-9a-f]+::-64$/);
   });
 });

@@ -113,7 +113,9 @@ function readOwnKey(name: string, kv: IKeyValue): OwnKeyVersion {
 
 function sameOwnKey(a: OwnKeyVersion, b: OwnKeyVersion): boolean {
   if (a.etcdLease !== b.etcdLease || a.error !== b.error) return false;
-  return a.lease === undefined || b.lease === undefined ? a.lease === b.lease : formatLeaseAttrs(a.lease.attrs) === formatLeaseAttrs(b.lease.attrs);
+  return a.lease === undefined || b.lease === undefined
+    ? a.lease === b.lease
+    : formatLeaseAttrs(a.lease.attrs) === formatLeaseAttrs(b.lease.attrs);
 }
 
 interface Listing {
@@ -179,7 +181,7 @@ export class SubnetLeaseManager extends EventEmitter<SubnetLeaseEvents> {
     this.config = config;
     this.request = request;
     const own = await this.obtain(config, request, hint);
-    await this.hold(own);
+    await this.keep(own);
     this.emit('acquired', own);
     return own;
   }
@@ -326,7 +328,12 @@ export class SubnetLeaseManager extends EventEmitter<SubnetLeaseEvents> {
         return { lease: { ...lease, attrs }, etcdLeaseId: '0', modRevision, expiresAt: undefined };
       }
       const etcdLeaseId = await this.grant();
-      const modRevision = await this.putGuarded(key, Buffer.from(value), etcdLeaseId, { key, target: 'Mod', result: 'Equal', mod_revision: kv.mod_revision });
+      const modRevision = await this.putGuarded(key, Buffer.from(value), etcdLeaseId, {
+        key,
+        target: 'Mod',
+        result: 'Equal',
+        mod_revision: kv.mod_revision,
+      });
       if (modRevision === undefined) {
         await this.revokeQuietly(etcdLeaseId);
         continue;
@@ -390,14 +397,25 @@ export class SubnetLeaseManager extends EventEmitter<SubnetLeaseEvents> {
    * are of one length and aligned, so the search passes each at most once: linear in the keys, whatever the
    * size of the range (an IPv6 one has billions of candidates).
    */
-  private async chooseSubnets(config: NetworkConfig, { taken, reserved }: TakenSubnets, hint: LeaseSubnets | undefined, poolSize: number): Promise<LeaseSubnets> {
+  private async chooseSubnets(
+    config: NetworkConfig,
+    { taken, reserved }: TakenSubnets,
+    hint: LeaseSubnets | undefined,
+    poolSize: number,
+  ): Promise<LeaseSubnets> {
     return {
       ipv4: config.ipv4 === undefined ? undefined : await this.chooseSubnet(config.ipv4, taken[4], reserved[4], hint?.ipv4, poolSize),
       ipv6: config.ipv6 === undefined ? undefined : await this.chooseSubnet(config.ipv6, taken[6], reserved[6], hint?.ipv6, poolSize),
     };
   }
 
-  private async chooseSubnet(plan: FamilyConfig, taken: ReadonlySet<bigint>, reserved: number, hint: Prefix | undefined, poolSize: number): Promise<Prefix> {
+  private async chooseSubnet(
+    plan: FamilyConfig,
+    taken: ReadonlySet<bigint>,
+    reserved: number,
+    hint: Prefix | undefined,
+    poolSize: number,
+  ): Promise<Prefix> {
     if (hint !== undefined && isSubnetAllowed(plan, hint) && !taken.has(hint.base)) return hint;
     const pool: Prefix[] = [];
     let steps = 0;
@@ -411,14 +429,19 @@ export class SubnetLeaseManager extends EventEmitter<SubnetLeaseEvents> {
     if (pool.length === 0) {
       throw new NoFreeSubnetError(`${plan.subnetMin}..${plan.subnetMax} of ${plan.network}`, taken.size - reserved, reserved);
     }
-    return pool[Math.floor(this.random() * pool.length)]!;
+    return pool[Math.floor(this.random() * pool.length)];
   }
 
   private async create(subnets: LeaseSubnets, request: LeaseRequest, etcdLeaseId: string): Promise<OwnLease | undefined> {
     const name = formatLeaseKey(subnets);
     const key = Buffer.from(this.keys.lease(name));
     const attrs = withRequest(undefined, request);
-    const modRevision = await this.putGuarded(key, Buffer.from(formatLeaseAttrs(attrs)), etcdLeaseId, { key, target: 'Create', result: 'Equal', create_revision: 0 });
+    const modRevision = await this.putGuarded(key, Buffer.from(formatLeaseAttrs(attrs)), etcdLeaseId, {
+      key,
+      target: 'Create',
+      result: 'Equal',
+      create_revision: 0,
+    });
     if (modRevision === undefined) return undefined;
     return {
       lease: { name, subnets, attrs, reservation: false },
@@ -443,7 +466,9 @@ export class SubnetLeaseManager extends EventEmitter<SubnetLeaseEvents> {
     });
     if (response.succeeded) return String(response.header.revision);
     const current = response.responses[0]?.response_range?.kvs[0];
-    return current !== undefined && String(current.lease) === etcdLeaseId && current.value.equals(value) ? String(current.mod_revision) : undefined;
+    return current !== undefined && String(current.lease) === etcdLeaseId && current.value.equals(value)
+      ? String(current.mod_revision)
+      : undefined;
   }
 
   private async grant(): Promise<string> {
@@ -461,7 +486,7 @@ export class SubnetLeaseManager extends EventEmitter<SubnetLeaseEvents> {
   }
 
   /** Starts renewing and guarding `own`. */
-  private async hold(own: OwnLease): Promise<void> {
+  private async keep(own: OwnLease): Promise<void> {
     this.own = own;
     await this.guard?.stop();
     const key = this.keys.lease(own.lease.name);
@@ -500,9 +525,11 @@ export class SubnetLeaseManager extends EventEmitter<SubnetLeaseEvents> {
       const publicIP = (request.publicIP === undefined ? lease.attrs.publicIPv6 : lease.attrs.publicIP)?.toString();
       const nodeId = lease.attrs.extra[NODE_ID_FIELD];
       this.emit('takenOver', { lease: own.lease.name, publicIP, nodeId: typeof nodeId === 'string' ? nodeId : undefined });
-      this.lose(holder !== undefined
-        ? `our lease ${own.lease.name} was taken by node ${holder}`
-        : `our lease ${own.lease.name} now names public IP ${publicIP ?? '(none)'}`);
+      this.lose(
+        holder !== undefined
+          ? `our lease ${own.lease.name} was taken by node ${holder}`
+          : `our lease ${own.lease.name} now names public IP ${publicIP ?? '(none)'}`,
+      );
       return;
     }
     // Our own renewal, or someone (an operator, weftctl) rewrote the lease and it still names us: adopt it.
@@ -533,7 +560,7 @@ export class SubnetLeaseManager extends EventEmitter<SubnetLeaseEvents> {
     while (!this.stopped && this.config !== undefined && this.request !== undefined) {
       try {
         const own = await this.obtain(this.config, this.request, previous);
-        await this.hold(own);
+        await this.keep(own);
         this.emit('acquired', own);
         return;
       } catch (err) {
@@ -565,7 +592,12 @@ export class SubnetLeaseManager extends EventEmitter<SubnetLeaseEvents> {
     try {
       const granted = await this.grant();
       this.renewingOnto = granted;
-      const modRevision = await this.putGuarded(key, Buffer.from(formatLeaseAttrs(own.lease.attrs)), granted, { key, target: 'Mod', result: 'Equal', mod_revision: own.modRevision });
+      const modRevision = await this.putGuarded(key, Buffer.from(formatLeaseAttrs(own.lease.attrs)), granted, {
+        key,
+        target: 'Mod',
+        result: 'Equal',
+        mod_revision: own.modRevision,
+      });
       if (modRevision === undefined || this.own?.lease.name !== own.lease.name) {
         await this.revokeQuietly(granted);
         // The guard reports what happened to the key; check again shortly in case it missed nothing.

@@ -8,6 +8,7 @@ import { captureDeviceName, type UdpBackendConfig } from '../../common/config.js
 import { stableVtepMac } from '../../common/dataplane.js';
 import type { BackendContext } from '../backend.js';
 import { UserspaceBackend } from '../userspace/backend.js';
+import { udpPeerObjects } from './desired.js';
 
 /** Outer IPv4 header + UDP header. */
 export const UDP_ENCAP_OVERHEAD = 28;
@@ -25,6 +26,7 @@ export function createUdpBackend(context: BackendContext, options: UdpBackendCon
     mac: stableVtepMac(publicInterface.publicAddress, options.port),
     encapsulation: { kind: 'udp' },
     backendData: undefined,
+    peerObjects: udpPeerObjects,
   });
   backend.dataPathReason = 'Backend.Type "udp" is forwarded in userspace';
   return backend;

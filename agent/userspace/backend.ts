@@ -1,5 +1,5 @@
 /**
- * A backend whose packets weft moves itself (design.md §2, the userspace path): the overlay device is the
+ * A backend whose packets weft moves itself (the userspace path, docs/userspace.md): the overlay device is the
  * near end of a veth pair, the reconcile loop routes remote subnets onto it (routes only: no neighbour or
  * FDB entries), and a worker process carries the traffic (worker.ts): it captures what the kernel routed
  * into the pair and sends it to the peers, and takes the peers' datagrams and hands the inner packets back
@@ -8,10 +8,13 @@
  */
 import type { BackendType } from '../../common/config.js';
 import { WeftError } from '../../common/errors.js';
+import type { PeerObjects } from '../../common/dataplane.js';
 import type { Lease } from '../../common/lease.js';
-import type { Backend, BackendContext, BackendDevices, UserspaceCounters } from '../backend.js';
-import { ensureNetworkAddress } from '../vxlan/vxlan.js';
-import { OVERLAY_FEATURES, ensureCapturePair, setFeatures } from './link.js';
+import type { Backend, BackendContext, BackendDevices } from '../backend.js';
+import type { UserspaceCounters, UserspacePath } from './path.js';
+import { ensureNetworkAddress } from '../overlay-address.js';
+import { ensureCapturePair, setFeatures } from '../kernel/index.js';
+import { OVERLAY_FEATURES, OVERLAY_GSO_MAX_SIZE } from './overlay-device.js';
 import type { Encapsulation, WireNet, WirePeer } from './protocol.js';
 import { DataPathWorker } from './supervisor.js';
 
@@ -27,6 +30,8 @@ export interface UserspaceBackendOptions {
   mac: string;
   encapsulation: Encapsulation;
   backendData: Record<string, unknown> | undefined;
+  /** the backend's objects for a peer (routes only: the path takes no neighbours or FDB entries) */
+  peerObjects: PeerObjects;
   /** SO_SNDBUF / SO_RCVBUF of the data-path sockets (default 4 MiB). */
   socketBufferBytes?: number;
   /** libpcap's ring buffer (default 32 MiB: libpcap gives every frame a 64 KiB slot, TSO frames need them). */
@@ -45,13 +50,16 @@ function wireNet(lease: Lease): WireNet | null {
   return subnet === undefined ? null : { network: Number(subnet.base), length: subnet.length };
 }
 
-export class UserspaceBackend implements Backend {
+export class UserspaceBackend implements Backend, UserspacePath {
   readonly type: UserspaceBackendOptions['type'];
+  readonly flannelPeersAnswerProbes = true;
   readonly dataPath = 'userspace' as const;
   dataPathReason: string | undefined = undefined;
   readonly backendData: Record<string, unknown> | undefined;
   readonly mtu: number;
+  readonly peerObjects: PeerObjects;
   readonly deviceName: string;
+  readonly userspace: UserspacePath = this;
   private readonly worker: DataPathWorker;
   /** The overlay device whose features were set last. */
   private featuresSetOn: number | undefined;
@@ -70,6 +78,7 @@ export class UserspaceBackend implements Backend {
     this.type = options.type;
     this.backendData = options.backendData;
     this.mtu = options.mtu;
+    this.peerObjects = options.peerObjects;
     this.deviceName = options.deviceName;
     const config = {
       encapsulation: options.encapsulation,
@@ -91,11 +100,20 @@ export class UserspaceBackend implements Backend {
       peerName: this.options.captureName,
       mtu: this.mtu,
       mac: this.options.mac,
+      gsoMaxSize: OVERLAY_GSO_MAX_SIZE,
     });
-    if (created) log.info({ device: this.deviceName, capture: this.options.captureName, mtu: this.mtu, mac: this.options.mac }, 'created the overlay veth pair');
+    if (created)
+      log.info(
+        { device: this.deviceName, capture: this.options.captureName, mtu: this.mtu, mac: this.options.mac },
+        'created the overlay veth pair',
+      );
     if (created || this.featuresSetOn !== near.index) {
       const unset = await setFeatures(near.index, OVERLAY_FEATURES);
-      if (unset.length > 0) log.warn({ device: this.deviceName, features: unset }, 'some offload settings did not take; frames the transmit worker cannot split are dropped (oversize)');
+      if (unset.length > 0)
+        log.warn(
+          { device: this.deviceName, features: unset },
+          'some offload settings did not take; frames the transmit worker cannot split are dropped (oversize)',
+        );
       this.featuresSetOn = near.index;
     }
     await ensureNetworkAddress(kernel, near.index, own);
@@ -113,7 +131,11 @@ export class UserspaceBackend implements Backend {
       const subnet = peer.subnets.ipv4;
       const publicIP = peer.attrs.publicIP;
       if (subnet === undefined || publicIP === undefined) continue;
-      const entry: WirePeer = { name: peer.name, publicIP: publicIP.toString(), subnet: { network: Number(subnet.base), length: subnet.length } };
+      const entry: WirePeer = {
+        name: peer.name,
+        publicIP: publicIP.toString(),
+        subnet: { network: Number(subnet.base), length: subnet.length },
+      };
       if (this.options.encapsulation.kind === 'vxlan') {
         const mac = peer.attrs.backendData?.VtepMAC;
         if (typeof mac !== 'string') continue;
@@ -128,7 +150,7 @@ export class UserspaceBackend implements Backend {
     this.worker.setPeers(own4, wire);
   }
 
-  async userspaceCounters(): Promise<UserspaceCounters> {
+  async counters(): Promise<UserspaceCounters> {
     const { tx, rx } = await this.worker.counters();
     return { tx, rx, restarts: this.worker.restarts };
   }

@@ -1,16 +1,9 @@
 import dgram from 'node:dgram';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import {
-  ETHERTYPE_IPV4,
-  ETHERTYPE_IPV6,
-  encodeVxlan,
-  formatMac,
-  parseMac,
-  transportChecksumValid,
-  vxlanPrefix,
-} from '../../common/packet.js';
+import { ETHERTYPE_IPV4, ETHERTYPE_IPV6, parseMac, vxlanPrefix } from '../../common/packet.js';
 import { skipOrFail } from '../../test/requirements.js';
+import { encodeVxlan, formatMac, transportChecksumValid } from '../../test/wire.js';
 import { RECEIVE_BATCHES_PER_EVENT, RECEIVE_SLOT_SIZE, RECEIVE_SLOTS, RxPath, TxPath, type DatagramSender } from './paths.js';
 import { loadUdpNative } from './udp-native.js';
 import { RX_DROP_REASONS, TX_DROP_REASONS, type PathCounters, type WirePeer, type WorkerConfig } from './protocol.js';
@@ -40,20 +33,24 @@ const ip = (text: string): number[] => text.split('.').map(Number);
 
 function checksum(bytes: Uint8Array, start: number, end: number, initial = 0): number {
   let sum = initial;
-  for (let i = start; i < end; i += 2) sum += (bytes[i]! << 8) + (i + 1 < end ? bytes[i + 1]! : 0);
+  for (let i = start; i < end; i += 2) sum += (bytes[i] << 8) + (i + 1 < end ? bytes[i + 1] : 0);
   while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
   return ~sum & 0xffff;
 }
 
 /** An IPv4 packet; `transport` is the TCP or UDP header plus payload (its checksum field filled in here unless `partial`). */
 function ipv4(src: string, dst: string, protocol: number, transport: Buffer, options: { ttl?: number; partial?: boolean } = {}): Buffer {
-  const packet = Buffer.concat([Buffer.from([0x45, 0, 0, 0, 0, 7, 0x40, 0, options.ttl ?? 64, protocol, 0, 0, ...ip(src), ...ip(dst)]), transport]);
+  const packet = Buffer.concat([
+    Buffer.from([0x45, 0, 0, 0, 0, 7, 0x40, 0, options.ttl ?? 64, protocol, 0, 0, ...ip(src), ...ip(dst)]),
+    transport,
+  ]);
   packet.writeUInt16BE(packet.length, 2);
   packet.writeUInt16BE(checksum(packet, 0, 20), 10);
   if (protocol === 6 || protocol === 17) {
     const at = 20 + (protocol === 6 ? 16 : 6);
     const length = transport.length;
-    const pseudo = ((packet.readUInt16BE(12) + packet.readUInt16BE(14) + packet.readUInt16BE(16) + packet.readUInt16BE(18) + protocol + length));
+    const pseudo =
+      packet.readUInt16BE(12) + packet.readUInt16BE(14) + packet.readUInt16BE(16) + packet.readUInt16BE(18) + protocol + length;
     packet.writeUInt16BE(0, at);
     if (options.partial === true) {
       let sum = pseudo;
@@ -93,7 +90,7 @@ const vxlan = (packet: Buffer, options: { vni?: number; dstMac?: string; srcMac?
 function moved(before: PathCounters, after: PathCounters): string {
   const changed = Object.keys(after.drops).filter((reason) => after.drops[reason] !== before.drops[reason]);
   if (after.packets !== before.packets) changed.push('forwarded');
-  return changed.length === 1 ? changed[0]! : changed.length === 0 ? '' : `+${changed.join('+')}`;
+  return changed.length === 1 ? changed[0] : changed.length === 0 ? '' : `+${changed.join('+')}`;
 }
 
 /** A frame the receive path handed to the kernel: its Ethernet header and the IP packet behind it. */
@@ -104,14 +101,22 @@ interface Delivered {
   packet: Buffer;
 }
 
-function receiver(kind: 'vxlan' | 'udp' = 'vxlan', options: { fail?: Error; peers?: WirePeer[] } = {}): { rx: RxPath; delivered: Delivered[] } {
+function receiver(
+  kind: 'vxlan' | 'udp' = 'vxlan',
+  options: { fail?: Error; peers?: WirePeer[] } = {},
+): { rx: RxPath; delivered: Delivered[] } {
   const rx = new RxPath(config(kind), () => undefined);
   const delivered: Delivered[] = [];
   rx.attachDelivery({
     send(buffer, offset, length) {
       if (options.fail !== undefined) throw options.fail;
       const frame = buffer.subarray(offset, offset + length);
-      delivered.push({ dstMac: formatMac(frame, 0), srcMac: formatMac(frame, 6), etherType: frame.readUInt16BE(12), packet: Buffer.from(frame.subarray(14)) });
+      delivered.push({
+        dstMac: formatMac(frame, 0),
+        srcMac: formatMac(frame, 6),
+        etherType: frame.readUInt16BE(12),
+        packet: Buffer.from(frame.subarray(14)),
+      });
     },
   });
   rx.setPeers(OWN, options.peers ?? [PEER]);
@@ -162,8 +167,17 @@ describe('userspace receive path', () => {
 
   it("takes an inner source from a peer only if that peer's subnet is the most specific one holding it (an oversized lease cannot vouch for another host's subnet)", () => {
     // a second lease of PEER's host that covers THIRD's subnet as well as its own
-    const oversized: WirePeer = { name: '198.18.2.0-23', publicIP: PEER.publicIP, subnet: { network: 0xc6120200, length: 23 }, vtepMac: PEER_MAC };
-    for (const peers of [[PEER, THIRD, oversized], [oversized, THIRD, PEER], [THIRD, oversized]]) {
+    const oversized: WirePeer = {
+      name: '198.18.2.0-23',
+      publicIP: PEER.publicIP,
+      subnet: { network: 0xc6120200, length: 23 },
+      vtepMac: PEER_MAC,
+    };
+    for (const peers of [
+      [PEER, THIRD, oversized],
+      [oversized, THIRD, PEER],
+      [THIRD, oversized],
+    ]) {
       const { rx, delivered } = receiver('vxlan', { peers });
       const spoofed = vxlan(ipv4('198.18.3.5', '198.18.1.7', 17, udp()));
       let before = rx.snapshot();
@@ -180,7 +194,12 @@ describe('userspace receive path', () => {
   });
 
   it('takes nothing from a VXLAN peer without a usable VtepMAC', () => {
-    const { rx } = receiver('vxlan', { peers: [{ ...PEER, vtepMac: 'not a mac' }, { ...THIRD, vtepMac: undefined }] });
+    const { rx } = receiver('vxlan', {
+      peers: [
+        { ...PEER, vtepMac: 'not a mac' },
+        { ...THIRD, vtepMac: undefined },
+      ],
+    });
     rx.onDatagram(vxlan(ipv4('198.18.2.5', '198.18.1.7', 17, udp())), PEER.publicIP);
     rx.onDatagram(vxlan(ipv4('198.18.3.5', '198.18.1.7', 17, udp()), { srcMac: THIRD_MAC }), THIRD.publicIP);
     assert.equal(rx.snapshot().drops.unknown_peer, 2);
@@ -190,7 +209,10 @@ describe('userspace receive path', () => {
     const { rx, delivered } = receiver();
     const packet = ipv4('198.18.2.5', '198.18.1.7', 17, udp(), { ttl: 1 });
     rx.onDatagram(vxlan(packet), '192.0.2.12');
-    assert.deepEqual(delivered.map((frame) => frame.packet), [packet]);
+    assert.deepEqual(
+      delivered.map((frame) => frame.packet),
+      [packet],
+    );
   });
 
   it('counts a refused delivery and goes on', () => {
@@ -204,7 +226,7 @@ describe('userspace receive path', () => {
     const { rx, delivered } = receiver();
     rx.onDatagram(vxlan(ipv4('198.18.2.5', '198.18.1.7', 6, tcp(100), { partial: true })), '192.0.2.12');
     assert.equal(delivered.length, 1);
-    assert.ok(transportChecksumValid(delivered[0]!.packet, 0, delivered[0]!.packet.length));
+    assert.ok(transportChecksumValid(delivered[0].packet, 0, delivered[0].packet.length));
   });
 
   it('splits a TSO frame into segments of at most the MTU, each in a frame to the overlay device', () => {
@@ -226,7 +248,12 @@ describe('userspace receive path', () => {
   });
 
   it("flannel's udp format: the datagram is the packet, delivered behind a header to the overlay device's MAC", () => {
-    const { rx, delivered } = receiver('udp', { peers: [{ ...PEER, vtepMac: undefined }, { ...THIRD, vtepMac: undefined }] });
+    const { rx, delivered } = receiver('udp', {
+      peers: [
+        { ...PEER, vtepMac: undefined },
+        { ...THIRD, vtepMac: undefined },
+      ],
+    });
     const packet = ipv4('198.18.2.5', '198.18.1.7', 17, udp());
     rx.onDatagram(packet, '192.0.2.12');
     assert.deepEqual(delivered, [{ dstMac: UDP_DEVICE_MAC, srcMac: UDP_DEVICE_MAC, etherType: ETHERTYPE_IPV4, packet }]);
@@ -286,7 +313,7 @@ describe('userspace receive path, batches from recvmmsg', () => {
     joined.copy(rx.batch, at);
     rx.batchMeta[slot * 4] = joined.length;
     rx.batchMeta[slot * 4 + 1] = source.split('.').reduce((value, part) => value * 256 + Number(part), 0) | 0;
-    rx.batchMeta[slot * 4 + 2] = datagrams.length > 1 ? datagrams[0]!.length : 0;
+    rx.batchMeta[slot * 4 + 2] = datagrams.length > 1 ? datagrams[0].length : 0;
     rx.batchMeta[slot * 4 + 3] = options.truncated === true ? 1 : 0;
   }
 
@@ -307,7 +334,7 @@ describe('userspace receive path, batches from recvmmsg', () => {
     assert.equal(delivered.length, 6);
     assert.equal(rx.snapshot().packets, 6);
     assert.equal(rx.snapshot().drops.inner_src, 1);
-    assert.equal(delivered[2]!.packet.length, 40 + 910);
+    assert.equal(delivered[2].packet.length, 40 + 910);
     for (const { packet, dstMac } of delivered) {
       assert.equal(dstMac, OUR_MAC);
       assert.equal(packet.readUInt32BE(16), 0xc6120107);
@@ -340,13 +367,14 @@ describe('userspace receive path, batches from recvmmsg', () => {
           for (const [at, value] of edits) copy[at % copy.length] = value;
           put(rx, 0, new Array<Buffer>(count).fill(copy), '192.0.2.12');
           // a length that does not divide into segments of the announced size
-          rx.batchMeta[0] = Math.max(0, rx.batchMeta[0]! + lengthSkew);
+          rx.batchMeta[0] = Math.max(0, rx.batchMeta[0] + lengthSkew);
           const before = rx.snapshot();
           rx.onBatch(1);
           const after = rx.snapshot();
-          const movedBy = after.packets - before.packets + RX_DROP_REASONS.reduce((sum, reason) => sum + after.drops[reason]! - before.drops[reason]!, 0);
-          const segment = rx.batchMeta[2]!;
-          const length = rx.batchMeta[0]!;
+          const movedBy =
+            after.packets - before.packets + RX_DROP_REASONS.reduce((sum, reason) => sum + after.drops[reason] - before.drops[reason], 0);
+          const segment = rx.batchMeta[2];
+          const length = rx.batchMeta[0];
           assert.equal(movedBy, segment > 0 && length > segment ? Math.ceil(length / segment) : 1);
         },
       ),
@@ -361,7 +389,10 @@ interface Sent {
   address: string;
 }
 
-function transmitter(kind: 'vxlan' | 'udp' = 'vxlan', options: { queued?: number; fail?: 'throw' | 'callback' } = {}): { tx: TxPath; sent: Sent[] } {
+function transmitter(
+  kind: 'vxlan' | 'udp' = 'vxlan',
+  options: { queued?: number; fail?: 'throw' | 'callback' } = {},
+): { tx: TxPath; sent: Sent[] } {
   const tx = new TxPath(config(kind), () => undefined);
   const sent: Sent[] = [];
   const sender: DatagramSender = {
@@ -408,7 +439,7 @@ describe('userspace transmit path', () => {
   it('finishes partial checksums and splits TSO frames', () => {
     const { tx, sent } = transmitter();
     capture(tx, ipv4('198.18.1.7', '198.18.2.5', 6, tcp(10), { partial: true }));
-    assert.ok(transportChecksumValid(sent[0]!.datagram, 22, sent[0]!.datagram.length - 22));
+    assert.ok(transportChecksumValid(sent[0].datagram, 22, sent[0].datagram.length - 22));
     capture(tx, ipv4('198.18.1.7', '198.18.2.5', 6, tcp(4000), { partial: true }));
     const segments = sent.slice(1);
     assert.equal(segments.length, 3);
@@ -428,11 +459,14 @@ describe('userspace transmit path', () => {
     cases.push(['oversize', () => capture(tx, ipv4('198.18.1.7', '198.18.2.5', 17, udp(2000)))]);
     cases.push(['oversize', () => capture(tx, ipv4('198.18.1.7', '198.18.2.5', 17, udp()), ETHERTYPE_IPV4, true)]);
     // A TSO frame longer than libpcap's 65535-byte snapshot: cut there, and cap does not say so.
-    cases.push(['oversize', () => {
-      const packet = ipv4('198.18.1.7', '198.18.2.5', 6, tcp(65_535 - 40), { partial: true });
-      Buffer.concat([parseMac(OUR_MAC), parseMac(OUR_MAC), Buffer.from([8, 0]), packet]).copy(tx.captureBuffer, 0, 0, 65_535);
-      tx.handleFrame(65_535, false);
-    }]);
+    cases.push([
+      'oversize',
+      () => {
+        const packet = ipv4('198.18.1.7', '198.18.2.5', 6, tcp(65_535 - 40), { partial: true });
+        Buffer.concat([parseMac(OUR_MAC), parseMac(OUR_MAC), Buffer.from([8, 0]), packet]).copy(tx.captureBuffer, 0, 0, 65_535);
+        tx.handleFrame(65_535, false);
+      },
+    ]);
     for (const [reason, run] of cases) {
       const before = tx.snapshot();
       run();
@@ -468,15 +502,25 @@ describe('userspace transmit path', () => {
     const buffer = Buffer.alloc(RECEIVE_SLOTS * RECEIVE_SLOT_SIZE);
     const meta = new Int32Array(RECEIVE_SLOTS * 4);
     const got: Buffer[] = [];
-    const handle = addon.receive(receiving, buffer, RECEIVE_SLOT_SIZE, RECEIVE_SLOTS, meta, (count) => {
-      for (let i = 0; i < count; i++) {
-        const length = meta[i * 4]!;
-        const segment = meta[i * 4 + 2]! || length;
-        for (let offset = 0; offset < length; offset += segment) {
-          got.push(Buffer.from(buffer.subarray(i * RECEIVE_SLOT_SIZE + offset, i * RECEIVE_SLOT_SIZE + Math.min(length, offset + segment))));
+    const handle = addon.receive(
+      receiving,
+      buffer,
+      RECEIVE_SLOT_SIZE,
+      RECEIVE_SLOTS,
+      meta,
+      (count) => {
+        for (let i = 0; i < count; i++) {
+          const length = meta[i * 4];
+          const segment = meta[i * 4 + 2] || length;
+          for (let offset = 0; offset < length; offset += segment) {
+            got.push(
+              Buffer.from(buffer.subarray(i * RECEIVE_SLOT_SIZE + offset, i * RECEIVE_SLOT_SIZE + Math.min(length, offset + segment))),
+            );
+          }
         }
-      }
-    }, RECEIVE_BATCHES_PER_EVENT);
+      },
+      RECEIVE_BATCHES_PER_EVENT,
+    );
     assert.equal(typeof handle, 'object');
     try {
       const expected = transmitter();
@@ -496,7 +540,10 @@ describe('userspace transmit path', () => {
       assert.equal(native.io, 'native (UDP GSO)');
       assert.equal(segments + 5, expected.sent.length);
       for (let i = 0; i < 100 && got.length < expected.sent.length; i++) await new Promise((resolve) => setTimeout(resolve, 10));
-      assert.deepEqual(got, expected.sent.map(({ datagram }) => datagram));
+      assert.deepEqual(
+        got,
+        expected.sent.map(({ datagram }) => datagram),
+      );
     } finally {
       addon.stop(handle as Exclude<typeof handle, number>);
       addon.close(receiving);
@@ -507,14 +554,19 @@ describe('userspace transmit path', () => {
   it('takes any captured bytes: each frame is sent (every datagram counted) or moves exactly one drop counter, never by an error', () => {
     const { tx, sent } = transmitter();
     const ethernet = (packet: Buffer) => Buffer.concat([parseMac(OUR_MAC), parseMac(OUR_MAC), Buffer.from([0x08, 0x00]), packet]);
-    const good = [ethernet(ipv4('198.18.1.7', '198.18.2.5', 17, udp())), ethernet(ipv4('198.18.1.7', '198.18.2.5', 6, tcp(4000), { partial: true }))];
+    const good = [
+      ethernet(ipv4('198.18.1.7', '198.18.2.5', 17, udp())),
+      ethernet(ipv4('198.18.1.7', '198.18.2.5', 6, tcp(4000), { partial: true })),
+    ];
     const frame = fc.oneof(
       fc.uint8Array({ maxLength: 300 }).map((bytes) => Buffer.from(bytes)),
-      fc.tuple(fc.constantFrom(...good), fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { maxLength: 6 }), fc.nat()).map(([original, edits, cut]) => {
-        const copy = Buffer.from(original);
-        for (const [at, value] of edits) copy[at % 60] = value;
-        return copy.subarray(0, copy.length - (cut % 3 === 0 ? cut % copy.length : 0));
-      }),
+      fc
+        .tuple(fc.constantFrom(...good), fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { maxLength: 6 }), fc.nat())
+        .map(([original, edits, cut]) => {
+          const copy = Buffer.from(original);
+          for (const [at, value] of edits) copy[at % 60] = value;
+          return copy.subarray(0, copy.length - (cut % 3 === 0 ? cut % copy.length : 0));
+        }),
     );
     let forwarded = 0;
     fc.assert(
@@ -533,7 +585,7 @@ describe('userspace transmit path', () => {
         } else {
           // the fake socket never fails: a send_error here is an exception the path caught
           assert.ok((TX_DROP_REASONS as readonly string[]).includes(outcome) && outcome !== 'send_error', `moved "${outcome}"`);
-          assert.equal(after.drops[outcome]! - before.drops[outcome]!, 1);
+          assert.equal(after.drops[outcome] - before.drops[outcome], 1);
           assert.equal(datagrams, 0);
         }
       }),

@@ -109,7 +109,8 @@ function literalLookup(
 
 function bind(socket: dgram.Socket, address: string, port: number): Promise<void> {
   return new Promise((resolve, reject) => {
-    const onError = (err: Error): void => reject(new DataPathError('WEFT_USERSPACE_BIND', `cannot bind UDP ${address}:${port}: ${err.message}`, err));
+    const onError = (err: Error): void =>
+      reject(new DataPathError('WEFT_USERSPACE_BIND', `cannot bind UDP ${address}:${port}: ${err.message}`, err));
     socket.once('error', onError);
     socket.bind({ address, port, exclusive: true }, () => {
       socket.off('error', onError);
@@ -236,7 +237,8 @@ export class TxPath {
     this.cap = cap;
     if (this.native !== undefined) {
       this.captureDescriptors = packetSocketDescriptors();
-      if (this.captureDescriptors.length === 0) this.report('warn', 'cannot find the capture socket: frames dropped by a full capture ring are not counted');
+      if (this.captureDescriptors.length === 0)
+        this.report('warn', 'cannot find the capture socket: frames dropped by a full capture ring are not counted');
     }
   }
 
@@ -262,7 +264,7 @@ export class TxPath {
     const device = this.config.captureDevice;
     if (this.native !== undefined && this.captureDescriptors.length === 1) {
       const { udp } = this.native;
-      const fd = this.captureDescriptors[0]!;
+      const fd = this.captureDescriptors[0];
       return {
         send(buffer, offset, length) {
           const sent = udp.sendFrame(fd, buffer, offset, length);
@@ -285,7 +287,7 @@ export class TxPath {
         prefix = Buffer.alloc(0);
       }
       let table = byLength.get(net.length);
-      if (table === undefined) byLength.set(net.length, (table = new Map()));
+      if (table === undefined) byLength.set(net.length, (table = new Map<number, TxPeer>()));
       table.set(net.network, { address: peer.publicIP, addressNumber: ipv4Number(peer.publicIP), prefix });
     }
     this.tables = [...byLength.entries()]
@@ -321,7 +323,7 @@ export class TxPath {
   private lookup(destination: number): TxPeer | undefined {
     const tables = this.tables;
     for (let i = 0; i < tables.length; i++) {
-      const table = tables[i]!;
+      const table = tables[i];
       const peer = table.peers.get((destination & table.mask) >>> 0);
       if (peer !== undefined) return peer;
     }
@@ -338,7 +340,7 @@ export class TxPath {
         drops.oversize++;
         return;
       }
-      if (bytes < ETHERNET_HEADER_LENGTH + 1 || ((frame[12]! << 8) | frame[13]!) !== ETHERTYPE_IPV4) {
+      if (bytes < ETHERNET_HEADER_LENGTH + 1 || ((frame[12] << 8) | frame[13]) !== ETHERTYPE_IPV4) {
         drops.not_ipv4++;
         return;
       }
@@ -424,7 +426,12 @@ export class TxPath {
 
   /** The pending GSO train: its peer, datagram size, datagrams, bytes, inner bytes, and whether it is closed (a shorter last one). */
   private train: { peer: TxPeer | undefined; size: number; count: number; bytes: number; packetBytes: number; closed: boolean } = {
-    peer: undefined, size: 0, count: 0, bytes: 0, packetBytes: 0, closed: false,
+    peer: undefined,
+    size: 0,
+    count: 0,
+    bytes: 0,
+    packetBytes: 0,
+    closed: false,
   };
   private flushScheduled = false;
   private readonly flushNow = (): void => {
@@ -440,8 +447,13 @@ export class TxPath {
   private reserve(peer: TxPeer, size: number): number {
     const train = this.train;
     if (train.count > 0) {
-      const joins = train.peer === peer && !train.closed && size <= train.size && train.count < MAX_GSO_SEGMENTS
-        && train.bytes + size <= MAX_UDP_PAYLOAD && this.gso;
+      const joins =
+        train.peer === peer &&
+        !train.closed &&
+        size <= train.size &&
+        train.count < MAX_GSO_SEGMENTS &&
+        train.bytes + size <= MAX_UDP_PAYLOAD &&
+        this.gso;
       if (!joins) this.flush();
     }
     if (train.count === 0) train.peer = peer;
@@ -602,12 +614,27 @@ export class RxPath {
         gro = false;
         fd = udp.open(address, this.config.port, 0, this.config.socketBufferBytes, 0);
       }
-      if (fd < 0) throw new DataPathError('WEFT_USERSPACE_BIND', `cannot bind UDP ${this.config.localAddress}:${this.config.port}: ${errnoName(-fd)}`);
+      if (fd < 0)
+        throw new DataPathError(
+          'WEFT_USERSPACE_BIND',
+          `cannot bind UDP ${this.config.localAddress}:${this.config.port}: ${errnoName(-fd)}`,
+        );
       this.batch = Buffer.alloc(RECEIVE_SLOTS * RECEIVE_SLOT_SIZE);
-      const receiver = udp.receive(fd, this.batch, RECEIVE_SLOT_SIZE, RECEIVE_SLOTS, this.batchMeta, (count) => this.onBatch(count), RECEIVE_BATCHES_PER_EVENT);
+      const receiver = udp.receive(
+        fd,
+        this.batch,
+        RECEIVE_SLOT_SIZE,
+        RECEIVE_SLOTS,
+        this.batchMeta,
+        (count) => this.onBatch(count),
+        RECEIVE_BATCHES_PER_EVENT,
+      );
       if (typeof receiver === 'number') {
         udp.close(fd);
-        throw new DataPathError('WEFT_USERSPACE_BIND', `cannot poll UDP ${this.config.localAddress}:${this.config.port}: ${errnoName(-receiver)}`);
+        throw new DataPathError(
+          'WEFT_USERSPACE_BIND',
+          `cannot poll UDP ${this.config.localAddress}:${this.config.port}: ${errnoName(-receiver)}`,
+        );
       }
       this.native = { udp, fd, receiver, gro };
     } else {
@@ -649,7 +676,7 @@ export class RxPath {
       senders.add(address);
       const net = toNet(peer.subnet);
       let table = byLength.get(net.length);
-      if (table === undefined) byLength.set(net.length, (table = new Map()));
+      if (table === undefined) byLength.set(net.length, (table = new Map<number, RxOwner>()));
       table.set(net.network, { address, mac });
     }
     this.senders = senders;
@@ -677,7 +704,7 @@ export class RxPath {
   private owner(source: number): RxOwner | undefined {
     const owners = this.owners;
     for (let i = 0; i < owners.length; i++) {
-      const table = owners[i]!;
+      const table = owners[i];
       const owner = table.peers.get((source & table.mask) >>> 0);
       if (owner !== undefined) return owner;
     }
@@ -725,9 +752,9 @@ export class RxPath {
     const buffer = this.batch;
     for (let i = 0; i < count; i++) {
       try {
-        const length = meta[i * 4]!;
-        const source = meta[i * 4 + 1]! >>> 0;
-        const segment = meta[i * 4 + 2]!;
+        const length = meta[i * 4];
+        const source = meta[i * 4 + 1] >>> 0;
+        const segment = meta[i * 4 + 2];
         const start = i * RECEIVE_SLOT_SIZE;
         const datagrams = segment > 0 && length > segment ? Math.ceil(length / segment) : 1;
         if (meta[i * 4 + 3] !== 0) {
@@ -741,7 +768,8 @@ export class RxPath {
         if (datagrams === 1) {
           this.forward(buffer, start, length, source);
         } else {
-          for (let offset = 0; offset < length; offset += segment) this.forward(buffer, start + offset, Math.min(segment, length - offset), source);
+          for (let offset = 0; offset < length; offset += segment)
+            this.forward(buffer, start + offset, Math.min(segment, length - offset), source);
         }
       } catch (err) {
         this.drops.deliver_error++;
@@ -784,7 +812,7 @@ export class RxPath {
         }
         ip = start;
       }
-      if (message[ip]! >> 4 !== 4) {
+      if (message[ip] >> 4 !== 4) {
         drops.not_ipv4++;
         return;
       }

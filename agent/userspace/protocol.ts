@@ -95,9 +95,7 @@ export interface WirePeer {
 }
 
 export type ParentMessage =
-  | { t: 'start'; config: WorkerConfig }
-  | { t: 'peers'; own: WireNet | null; peers: WirePeer[] }
-  | { t: 'stats'; id: number };
+  { t: 'start'; config: WorkerConfig } | { t: 'peers'; own: WireNet | null; peers: WirePeer[] } | { t: 'stats'; id: number };
 
 /** What both directions have counted. */
 export interface DataPathCounters {

@@ -192,23 +192,35 @@ export class DataPathWorker {
             return;
         }
       });
-      child.on('error', (err) => settle(new WorkerStartError('WEFT_USERSPACE_WORKER', `cannot start the data-path worker: ${err.message}`)));
+      child.on('error', (err) =>
+        settle(new WorkerStartError('WEFT_USERSPACE_WORKER', `cannot start the data-path worker: ${err.message}`)),
+      );
       child.on('exit', (code, signal) => {
-        settle(new WorkerStartError('WEFT_USERSPACE_WORKER', `the data-path worker exited (code ${code}, signal ${signal}) before it was ready${running.stderr ? `: ${running.stderr.trim()}` : ''}`));
+        settle(
+          new WorkerStartError(
+            'WEFT_USERSPACE_WORKER',
+            `the data-path worker exited (code ${code}, signal ${signal}) before it was ready${running.stderr ? `: ${running.stderr.trim()}` : ''}`,
+          ),
+        );
         if (this.running !== running) return;
         this.running = undefined;
         this.retire(running);
         if (this.closed) return;
         const ranFor = Date.now() - running.startedAt;
         if (running.ready) {
-          this.log.error({ code, signal, ranForMs: ranFor, stderr: running.stderr.trim() || undefined }, 'data-path worker died; restarting it');
+          this.log.error(
+            { code, signal, ranForMs: ranFor, stderr: running.stderr.trim() || undefined },
+            'data-path worker died; restarting it',
+          );
         }
         this.restarts++;
         if (ranFor > HEALTHY_AFTER_MS) this.restartDelay = MIN_RESTART_DELAY_MS;
         const delay = this.restartDelay;
         this.restartDelay = Math.min(MAX_RESTART_DELAY_MS, this.restartDelay * 2);
         this.restartTimer = setTimeout(() => {
-          this.ensureRunning().catch((err: Error) => this.log.warn({ err, retryMs: this.restartDelay }, 'data-path worker did not start; retrying'));
+          this.ensureRunning().catch((err: Error) =>
+            this.log.warn({ err, retryMs: this.restartDelay }, 'data-path worker did not start; retrying'),
+          );
         }, delay);
         this.restartTimer.unref();
       });

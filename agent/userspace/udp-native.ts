@@ -9,6 +9,7 @@
  * The addon returns -errno instead of throwing; only wrong argument types throw.
  */
 import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { constants } from 'node:os';
 import { loadNativeAddon, type NativeAddon } from '../native-addon.js';
 
 /** What the data path uses of the addon. */
@@ -21,7 +22,11 @@ export type UdpNative = Pick<NativeAddon, 'open' | 'close' | 'send' | 'receive' 
 export function packetSocketDescriptors(): number[] {
   try {
     const inodes = new Set(
-      readFileSync('/proc/net/packet', 'utf8').split('\n').slice(1).map((line) => line.trim().split(/\s+/)[8]).filter((inode) => inode !== undefined && inode !== ''),
+      readFileSync('/proc/net/packet', 'utf8')
+        .split('\n')
+        .slice(1)
+        .map((line) => line.trim().split(/\s+/)[8])
+        .filter((inode) => inode !== undefined && inode !== ''),
     );
     const out: number[] = [];
     for (const name of readdirSync('/proc/self/fd')) {
@@ -50,11 +55,8 @@ export function loadUdpNative(): { native: UdpNative } | { error: string } {
   return 'addon' in loaded ? { native: loaded.addon } : loaded;
 }
 
-/** errno values the data path tells apart. */
-export const EAGAIN = 11;
-export const ENOBUFS = 105;
-export const EINVAL = 22;
-export const EIO = 5;
+/** errno values the data path tells apart (the addon returns them negated). */
+export const { EAGAIN, ENOBUFS, EINVAL, EIO } = constants.errno;
 
 /** Largest UDP payload in one send (IPv4), and the kernel's segment limit for one UDP GSO send. */
 export const MAX_UDP_PAYLOAD = 65_507;

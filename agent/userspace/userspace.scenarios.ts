@@ -9,7 +9,8 @@ import { selectPublicInterface } from '../host/interfaces.js';
 import { NetlinkError, openKernel, type Kernel } from '../kernel/index.js';
 import { createLogger } from '../log.js';
 import { AutoVxlanBackend } from '../vxlan/mode.js';
-import { OVERLAY_FEATURES, ensureCapturePair, setFeatures } from './link.js';
+import { ensureCapturePair, setFeatures } from '../kernel/index.js';
+import { OVERLAY_FEATURES, OVERLAY_GSO_MAX_SIZE } from './overlay-device.js';
 
 export interface PairRun {
   created: boolean;
@@ -22,7 +23,13 @@ export interface PairRun {
 export async function capturePair(): Promise<PairRun> {
   const kernel = openKernel();
   try {
-    const pair = await ensureCapturePair(kernel, { name: 'weft.1', peerName: 'weft.1.c', mtu: 1450, mac: '02:00:00:00:00:01' });
+    const pair = await ensureCapturePair(kernel, {
+      name: 'weft.1',
+      peerName: 'weft.1.c',
+      mtu: 1450,
+      mac: '02:00:00:00:00:01',
+      gsoMaxSize: OVERLAY_GSO_MAX_SIZE,
+    });
     const unset = pair.created ? await setFeatures(pair.near.index, OVERLAY_FEATURES) : [];
     return { created: pair.created, unset, nearIndex: pair.near.index };
   } finally {
@@ -35,7 +42,13 @@ export async function replaceVxlan(): Promise<{ created: boolean; kind: string |
   const kernel = openKernel();
   try {
     await kernel.createVxlan({ name: 'weft.1', vni: 1, port: 8472 });
-    const pair = await ensureCapturePair(kernel, { name: 'weft.1', peerName: 'weft.1.c', mtu: 1450, mac: '02:00:00:00:00:01' });
+    const pair = await ensureCapturePair(kernel, {
+      name: 'weft.1',
+      peerName: 'weft.1.c',
+      mtu: 1450,
+      mac: '02:00:00:00:00:01',
+      gsoMaxSize: OVERLAY_GSO_MAX_SIZE,
+    });
     return { created: pair.created, kind: pair.near.kind };
   } finally {
     await kernel.close();
@@ -72,13 +85,20 @@ export async function autoChoice(arg: { iface: string; refuse?: number }): Promi
   const kernel = arg.refuse === undefined ? real : refusingVxlan(real, arg.refuse);
   const config = parseNetworkConfig('{"Network":"198.18.0.0/16","Backend":{"Type":"vxlan"}}');
   const publicInterface = await selectPublicInterface({ iface: [arg.iface] });
-  const backend = new AutoVxlanBackend({ kernel, log: createLogger('silent'), config, publicInterface }, config.backend as VxlanBackendConfig);
+  const backend = new AutoVxlanBackend(
+    { kernel, log: createLogger('silent'), config, publicInterface },
+    config.backend as VxlanBackendConfig,
+  );
   try {
     await backend.prepare();
-    const own = decodeLease('198.18.1.0-24', JSON.stringify({ PublicIP: publicInterface.publicAddress.toString(), BackendType: 'vxlan', BackendData: backend.backendData }), false);
+    const own = decodeLease(
+      '198.18.1.0-24',
+      JSON.stringify({ PublicIP: publicInterface.publicAddress.toString(), BackendType: 'vxlan', BackendData: backend.backendData }),
+      false,
+    );
     const devices = await backend.ensureDevices(own);
     const link = await real.getLink('weft.1');
-    const counters = await backend.userspaceCounters();
+    const counters = await backend.userspace?.counters();
     const { spawnSync } = await import('node:child_process');
     const udp = spawnSync('ss', ['-uln'], { encoding: 'utf8' }).stdout;
     return {

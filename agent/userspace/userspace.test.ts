@@ -10,7 +10,8 @@ import { createLogger } from '../log.js';
 import { createUdpBackend } from '../udp/udp.js';
 import { AutoVxlanBackend, createVxlanBackend, kernelVxlanUnavailable } from '../vxlan/mode.js';
 import { VxlanBackend, VxlanDeviceError } from '../vxlan/vxlan.js';
-import { vethPayload } from './link.js';
+import { vethPayload } from '../kernel/veth.js';
+import { OVERLAY_GSO_MAX_SIZE } from './overlay-device.js';
 import { UserspaceBackend, UserspaceIpv4OnlyError } from './backend.js';
 import type * as Scenarios from './userspace.scenarios.js';
 
@@ -31,7 +32,10 @@ const publicInterface: PublicInterface = {
 
 function context(json: string, kernel: Partial<Kernel> = {}): { context: BackendContext; options: VxlanBackendConfig } {
   const config = parseNetworkConfig(json);
-  return { context: { kernel: kernel as Kernel, log: createLogger('silent'), config, publicInterface }, options: config.backend as VxlanBackendConfig };
+  return {
+    context: { kernel: kernel as Kernel, log: createLogger('silent'), config, publicInterface },
+    options: config.backend as VxlanBackendConfig,
+  };
 }
 
 describe('vxlan backend data path choice', function () {
@@ -48,15 +52,16 @@ describe('vxlan backend data path choice', function () {
     assert.deepEqual(userspace.backendData, kernel.backendData);
     assert.equal(userspace.mtu, 1450);
     assert.equal(kernel.mtu, 1450);
-    assert.equal((userspace as UserspaceBackend).deviceName, 'weft.4');
+    assert.equal(userspace.deviceName, 'weft.4');
     assert.ok(createVxlanBackend(ctx, options, 'auto', 'Backend.Userspace') instanceof AutoVxlanBackend);
   });
 
   it('"auto" falls back only when the kernel refuses VXLAN devices, not on a clash', async function () {
-    const refuse = (errno: number) => context('{"Network":"198.18.0.0/16","Backend":{"Type":"vxlan"}}', {
-      getLink: () => Promise.resolve(null),
-      createVxlan: () => Promise.reject(new NetlinkError('create vxlan weft.1', errno)),
-    });
+    const refuse = (errno: number) =>
+      context('{"Network":"198.18.0.0/16","Backend":{"Type":"vxlan"}}', {
+        getLink: () => Promise.resolve(null),
+        createVxlan: () => Promise.reject(new NetlinkError('create vxlan weft.1', errno)),
+      });
     const unsupported = refuse(constants.errno.EOPNOTSUPP);
     const auto = new AutoVxlanBackend(unsupported.context, unsupported.options);
     await auto.prepare();
@@ -72,14 +77,25 @@ describe('vxlan backend data path choice', function () {
   it('refuses an IPv6 data plane: the userspace path carries IPv4 only', async function () {
     const v6 = IpAddress.parse('2001:db8:0:1::11');
     const view: PublicInterface = { ...publicInterface, address: v6, prefix: Prefix.parse('2001:db8:0:1::/64'), publicAddress: v6 };
-    const config = parseNetworkConfig('{"Network":"198.18.0.0/16","EnableIPv6":true,"IPv6Network":"2001:db8:100::/48","Backend":{"Type":"vxlan"}}');
-    const refusing: Partial<Kernel> = { getLink: () => Promise.resolve(null), createVxlan: () => Promise.reject(new NetlinkError('create vxlan weft-v6.1', constants.errno.EPERM)) };
+    const config = parseNetworkConfig(
+      '{"Network":"198.18.0.0/16","EnableIPv6":true,"IPv6Network":"2001:db8:100::/48","Backend":{"Type":"vxlan"}}',
+    );
+    const refusing: Partial<Kernel> = {
+      getLink: () => Promise.resolve(null),
+      createVxlan: () => Promise.reject(new NetlinkError('create vxlan weft-v6.1', constants.errno.EPERM)),
+    };
     const ctx: BackendContext = { kernel: refusing as Kernel, log: createLogger('silent'), config, publicInterface: view };
     const ipv4Only = (err: unknown) => err instanceof UserspaceIpv4OnlyError && err.code === 'WEFT_USERSPACE_IPV4_ONLY';
     assert.throws(() => createVxlanBackend(ctx, config.backend as VxlanBackendConfig, 'always', 'Backend.Userspace'), ipv4Only);
     assert.throws(() => createUdpBackend(ctx, { type: 'udp', port: 8285, mtu: undefined }), ipv4Only);
-    await assert.rejects(new AutoVxlanBackend(ctx, config.backend as VxlanBackendConfig).prepare(), (err: unknown) =>
-      ipv4Only(err) && /^kernel VXLAN is unavailable \(create vxlan weft-v6\.1: EPERM\), and the userspace data path carries IPv4 only/.test((err as Error).message));
+    await assert.rejects(
+      new AutoVxlanBackend(ctx, config.backend as VxlanBackendConfig).prepare(),
+      (err: unknown) =>
+        ipv4Only(err) &&
+        /^kernel VXLAN is unavailable \(create vxlan weft-v6\.1: EPERM\), and the userspace data path carries IPv4 only/.test(
+          (err as Error).message,
+        ),
+    );
     assert.equal(createVxlanBackend(ctx, config.backend as VxlanBackendConfig, 'never', 'Backend.Userspace').dataPath, 'kernel');
   });
 
@@ -95,7 +111,13 @@ describe('vxlan backend data path choice', function () {
 
 describe('overlay veth pair', function () {
   it('encodes `ip link add … type veth peer name …` with the near end ARP off', function () {
-    const payload = vethPayload({ name: 'weft.1', peerName: 'weft.1.c', mtu: 1450, mac: '02:00:00:00:00:01' });
+    const payload = vethPayload({
+      name: 'weft.1',
+      peerName: 'weft.1.c',
+      mtu: 1450,
+      mac: '02:00:00:00:00:01',
+      gsoMaxSize: OVERLAY_GSO_MAX_SIZE,
+    });
     const flags = payload.readUInt32LE(8);
     assert.equal(flags & 0x80, 0x80, 'IFF_NOARP');
     assert.equal(flags & 0x1, 0, 'not up in the request: the kernel opens the peer before linking it');
@@ -112,7 +134,7 @@ describe('overlay veth pair', function () {
 
     it('creates the pair, sets its offloads, repairs MTU, MAC, ARP and state in place, and is idempotent', async function () {
       type Link = { ifindex: number; ifname: string; mtu: number; flags: string[]; address: string; link: string };
-      const link = (name: string): Link => ns().ipJson<Link[]>('link', 'show', name)[0]!;
+      const link = (name: string): Link => ns().ipJson<Link[]>('link', 'show', name)[0];
       const first = await run(ns(), 'capturePair', null);
       assert.equal(first.created, true);
       assert.deepEqual(first.unset, []);
@@ -121,7 +143,14 @@ describe('overlay veth pair', function () {
       assert.equal((await run(ns(), 'capturePair', null)).created, false, 'nothing to do the second time');
 
       // each break is checked to have happened (Netns.ip throws when a command fails, and the state is read back)
-      for (const args of [['weft.1', 'mtu', '1400'], ['weft.1', 'address', '02:00:00:00:00:99'], ['weft.1', 'arp', 'on'], ['weft.1', 'down'], ['weft.1.c', 'mtu', '1300'], ['weft.1.c', 'down']]) {
+      for (const args of [
+        ['weft.1', 'mtu', '1400'],
+        ['weft.1', 'address', '02:00:00:00:00:99'],
+        ['weft.1', 'arp', 'on'],
+        ['weft.1', 'down'],
+        ['weft.1.c', 'mtu', '1300'],
+        ['weft.1.c', 'down'],
+      ]) {
         ns().ip('link', 'set', ...args);
       }
       const broken = { near: link('weft.1'), far: link('weft.1.c') };

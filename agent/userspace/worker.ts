@@ -45,24 +45,33 @@ process.on('message', (message: ParentMessage) => {
       starting = true;
       const created = { tx: new TxPath(message.config, report), rx: new RxPath(message.config, report) };
       // Receive first: a port that is taken is the likeliest failure, and the capture has nothing to set up on failure.
-      created.rx.start().then(() => created.tx.start().catch((err: unknown) => {
-        created.rx.close();
-        throw err;
-      })).then(
-        () => {
-          created.rx.attachDelivery(created.tx.deliverySink());
-          paths = created;
-          applyPeers();
-          const loaded = loadUdpNative();
-          report('info', `data-path UDP I/O: send ${created.tx.io}, receive ${created.rx.io}`, 'error' in loaded ? { nativeAddon: loaded.error } : {});
-          send({ t: 'ready' });
-        },
-        (err: Error & { code?: string }) => {
-          send({ t: 'failed', code: err.code ?? 'WEFT_USERSPACE_START', message: err.message });
-          process.exitCode = 1;
-          process.disconnect();
-        },
-      );
+      created.rx
+        .start()
+        .then(() =>
+          created.tx.start().catch((err: unknown) => {
+            created.rx.close();
+            throw err;
+          }),
+        )
+        .then(
+          () => {
+            created.rx.attachDelivery(created.tx.deliverySink());
+            paths = created;
+            applyPeers();
+            const loaded = loadUdpNative();
+            report(
+              'info',
+              `data-path UDP I/O: send ${created.tx.io}, receive ${created.rx.io}`,
+              'error' in loaded ? { nativeAddon: loaded.error } : {},
+            );
+            send({ t: 'ready' });
+          },
+          (err: Error & { code?: string }) => {
+            send({ t: 'failed', code: err.code ?? 'WEFT_USERSPACE_START', message: err.message });
+            process.exitCode = 1;
+            process.disconnect();
+          },
+        );
       return;
     }
     case 'peers':

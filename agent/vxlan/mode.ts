@@ -7,9 +7,11 @@
 import { captureDeviceName, type UserspaceMode, type VxlanBackendConfig } from '../../common/config.js';
 import { stableVtepMac } from '../../common/dataplane.js';
 import type { Lease } from '../../common/lease.js';
-import type { Backend, BackendContext, BackendDevices, DataPath, UserspaceCounters } from '../backend.js';
+import type { Backend, BackendContext, BackendDevices, DataPath } from '../backend.js';
+import type { UserspacePath } from '../userspace/path.js';
 import { NetlinkError } from '../kernel/index.js';
 import { UserspaceBackend, UserspaceIpv4OnlyError } from '../userspace/backend.js';
+import { vxlanPeerObjects } from './desired.js';
 import { VxlanBackend } from './vxlan.js';
 
 /** Errors that say this kernel will not make a VXLAN device here (no module, a locked-down or sandboxed kernel). */
@@ -33,6 +35,7 @@ export function userspaceVxlanBackend(context: BackendContext, options: VxlanBac
     mac,
     encapsulation: { kind: 'vxlan', vni: options.vni, localMac: mac },
     backendData: kernel.backendData,
+    peerObjects: vxlanPeerObjects,
   });
 }
 
@@ -42,6 +45,8 @@ export function userspaceVxlanBackend(context: BackendContext, options: VxlanBac
  */
 export class AutoVxlanBackend implements Backend {
   readonly type = 'vxlan' as const;
+  readonly flannelPeersAnswerProbes = true;
+  readonly peerObjects = vxlanPeerObjects;
   readonly backendData: Record<string, unknown>;
   readonly mtu: number;
   private readonly kernel: VxlanBackend;
@@ -89,12 +94,8 @@ export class AutoVxlanBackend implements Backend {
     return this.chosen!.ensureDevices(own);
   }
 
-  updatePeers(own: Lease, peers: readonly Lease[]): void {
-    this.chosen?.updatePeers?.(own, peers);
-  }
-
-  async userspaceCounters(): Promise<UserspaceCounters | undefined> {
-    return this.chosen?.userspaceCounters?.();
+  get userspace(): UserspacePath | undefined {
+    return this.chosen?.userspace;
   }
 
   async close(): Promise<void> {

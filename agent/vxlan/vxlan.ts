@@ -3,8 +3,10 @@ import { vxlanDeviceName, type VxlanBackendConfig } from '../../common/config.js
 import { stableVtepMac, vxlanOverhead } from '../../common/dataplane.js';
 import { WeftError } from '../../common/errors.js';
 import type { Lease } from '../../common/lease.js';
-import { isNetlinkErrno, RT_SCOPE_LINK, vxlanMismatches, type Kernel, type LinkInfo, type VxlanSpec } from '../kernel/index.js';
+import { isNetlinkErrno, vxlanMismatches, type LinkInfo, type VxlanSpec } from '../kernel/index.js';
+import { ensureNetworkAddress } from '../overlay-address.js';
 import type { Backend, BackendContext, BackendDevices } from '../backend.js';
+import { vxlanPeerObjects } from './desired.js';
 
 export class VxlanDeviceError extends WeftError {
   constructor(message: string, cause?: unknown) {
@@ -18,10 +20,12 @@ export class VxlanDeviceError extends WeftError {
  */
 export class VxlanBackend implements Backend {
   readonly type = 'vxlan' as const;
+  readonly flannelPeersAnswerProbes = true;
   readonly dataPath = 'kernel' as const;
   dataPathReason: string | undefined = undefined;
   readonly backendData: Record<string, unknown>;
   readonly mtu: number;
+  readonly peerObjects = vxlanPeerObjects;
   readonly deviceName: string;
   private readonly family: Family;
   /** The device as this backend creates it (weftctl doctor compares the kernel's with it). */
@@ -108,17 +112,4 @@ export class VxlanBackend implements Backend {
     await this.context.kernel.setLink(link.index, changes);
     return { ...link, ...changes, up: true };
   }
-}
-
-/**
- * The lease's network address as a host address on the overlay device (flannel's convention: .0/32, or
- * ::/128), and no other address of the family (link-local IPv6 addresses are the kernel's and stay).
- */
-export async function ensureNetworkAddress(kernel: Kernel, index: number, own: Lease, family: Family = 4): Promise<void> {
-  const subnet = family === 4 ? own.subnets.ipv4 : own.subnets.ipv6;
-  if (subnet === undefined) return;
-  const wanted = `${subnet.network}/${subnet.bits}`;
-  const present = (await kernel.listAddresses(index, family)).filter((address) => address.scope !== RT_SCOPE_LINK);
-  for (const address of present) if (address.cidr !== wanted) await kernel.deleteAddress(index, address.cidr);
-  if (!present.some((address) => address.cidr === wanted)) await kernel.addAddress(index, wanted);
 }

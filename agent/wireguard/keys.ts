@@ -58,8 +58,8 @@ export class WireguardKeys {
   /** A fresh key, clamped as `wg genkey` makes it. */
   static generate(): WireguardKeys {
     const secret = randomBytes(32);
-    secret[0]! &= 248;
-    secret[31] = (secret[31]! & 127) | 64;
+    secret[0] &= 248;
+    secret[31] = (secret[31] & 127) | 64;
     return new WireguardKeys(secret);
   }
 
@@ -105,7 +105,10 @@ export async function loadOrCreateKeys(path: string): Promise<LoadedKeys> {
       text = await readFile(path, 'utf8');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || attempt > 0) {
-        throw new WireguardKeyError(`cannot read the WireGuard key file ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, err);
+        throw new WireguardKeyError(
+          `cannot read the WireGuard key file ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+          err,
+        );
       }
       const created = await createKeyFile(path);
       if (created !== undefined) return { keys: created, created: true, mode: (await stat(path)).mode & 0o777 };
@@ -114,7 +117,9 @@ export async function loadOrCreateKeys(path: string): Promise<LoadedKeys> {
     // flanneld writes the key without a newline, `wg genkey` with one; either reads.
     const trimmed = text.trim();
     if (!isWireguardKey(trimmed)) {
-      throw new WireguardKeyError(`the WireGuard key file ${path} does not hold a key (32 bytes in base64, as \`wg genkey\` writes); delete it to have a new one made`);
+      throw new WireguardKeyError(
+        `the WireGuard key file ${path} does not hold a key (32 bytes in base64, as \`wg genkey\` writes); delete it to have a new one made`,
+      );
     }
     return { keys: new WireguardKeys(Buffer.from(trimmed, 'base64')), created: false, mode: (await stat(path)).mode & 0o777 };
   }
@@ -134,7 +139,10 @@ async function createKeyFile(path: string): Promise<WireguardKeys | undefined> {
     }
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'EEXIST') return undefined;
-    throw new WireguardKeyError(`cannot write the WireGuard key file ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, err);
+    throw new WireguardKeyError(
+      `cannot write the WireGuard key file ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+      err,
+    );
   }
   return keys;
 }

@@ -25,7 +25,12 @@ interface KnownPeer {
 }
 
 function known(peer: DevicePeer): KnownPeer {
-  return { endpoint: peer.endpoint, allowedIPs: peer.allowedIPs, presharedKeyHex: peer.presharedKeyHex, persistentKeepalive: peer.persistentKeepalive };
+  return {
+    endpoint: peer.endpoint,
+    allowedIPs: peer.allowedIPs,
+    presharedKeyHex: peer.presharedKeyHex,
+    persistentKeepalive: peer.persistentKeepalive,
+  };
 }
 
 /** Endpoints as the device writes them: an IPv6 address in brackets, lower case. */
@@ -71,9 +76,20 @@ export class WireguardPeerTable implements DevicePeers {
         changes.push({ kind: 'remove', publicKey: key });
         after.set(key, undefined);
       } else if (have === undefined || this.differs(have, want)) {
-        const change: PeerChange = { kind: 'set', publicKey: key, endpoint: want.endpoint, allowedIPs: [...want.allowedIPs].sort(), ...this.settings };
+        const change: PeerChange = {
+          kind: 'set',
+          publicKey: key,
+          endpoint: want.endpoint,
+          allowedIPs: [...want.allowedIPs].sort(),
+          ...this.settings,
+        };
         changes.push(change);
-        after.set(key, { endpoint: want.endpoint, allowedIPs: change.allowedIPs, presharedKeyHex: this.settings.presharedKeyHex, persistentKeepalive: this.settings.persistentKeepalive });
+        after.set(key, {
+          endpoint: want.endpoint,
+          allowedIPs: change.allowedIPs,
+          presharedKeyHex: this.settings.presharedKeyHex,
+          persistentKeepalive: this.settings.persistentKeepalive,
+        });
       }
     }
     if (changes.length === 0) {
@@ -92,15 +108,23 @@ export class WireguardPeerTable implements DevicePeers {
     }
     this.view = view;
     if (this.log.isLevelEnabled('debug')) {
-      this.log.debug({ set: changes.filter((c) => c.kind === 'set').map((c) => c.publicKey), removed: changes.filter((c) => c.kind === 'remove').map((c) => c.publicKey) }, 'configured WireGuard peers');
+      this.log.debug(
+        {
+          set: changes.filter((c) => c.kind === 'set').map((c) => c.publicKey),
+          removed: changes.filter((c) => c.kind === 'remove').map((c) => c.publicKey),
+        },
+        'configured WireGuard peers',
+      );
     }
     return { operations: changes.length, failures: 0 };
   }
 
   private differs(have: KnownPeer, want: WireguardPeerSpec): boolean {
-    return !sameEndpoint(have.endpoint, want.endpoint)
-      || !sameList(have.allowedIPs, [...want.allowedIPs].sort())
-      || have.presharedKeyHex !== this.settings.presharedKeyHex
-      || have.persistentKeepalive !== this.settings.persistentKeepalive;
+    return (
+      !sameEndpoint(have.endpoint, want.endpoint) ||
+      !sameList(have.allowedIPs, [...want.allowedIPs].sort()) ||
+      have.presharedKeyHex !== this.settings.presharedKeyHex ||
+      have.persistentKeepalive !== this.settings.persistentKeepalive
+    );
   }
 }

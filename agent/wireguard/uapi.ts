@@ -34,7 +34,14 @@ export interface DeviceState {
 /** One peer to add, change or remove in a set. */
 export type PeerChange =
   | { kind: 'remove'; publicKey: string }
-  | { kind: 'set'; publicKey: string; endpoint: string; allowedIPs: readonly string[]; presharedKeyHex: string | undefined; persistentKeepalive: number };
+  | {
+      kind: 'set';
+      publicKey: string;
+      endpoint: string;
+      allowedIPs: readonly string[];
+      presharedKeyHex: string | undefined;
+      persistentKeepalive: number;
+    };
 
 export interface DeviceChange {
   /** the private key, hex (from WireguardKeys.privateKeyHex) */
@@ -81,7 +88,14 @@ function parseGet(text: string): DeviceState {
         state.listenPort = Number(value);
         break;
       case 'public_key':
-        peer = { publicKey: keyFromHex(value), presharedKeyHex: undefined, endpoint: undefined, persistentKeepalive: 0, allowedIPs: [], lastHandshake: 0 };
+        peer = {
+          publicKey: keyFromHex(value),
+          presharedKeyHex: undefined,
+          endpoint: undefined,
+          persistentKeepalive: 0,
+          allowedIPs: [],
+          lastHandshake: 0,
+        };
         state.peers.set(peer.publicKey, peer);
         break;
       case 'preshared_key':
@@ -149,7 +163,10 @@ function exchange(socketPath: string, request: string): Promise<string> {
       if (err !== undefined) reject(err);
       else resolve(answer!);
     };
-    const timer = setTimeout(() => finish(new UapiError(`the WireGuard device at ${socketPath} did not answer within ${TIMEOUT_MS / 1000} s`)), TIMEOUT_MS);
+    const timer = setTimeout(
+      () => finish(new UapiError(`the WireGuard device at ${socketPath} did not answer within ${TIMEOUT_MS / 1000} s`)),
+      TIMEOUT_MS,
+    );
     socket.on('connect', () => socket.write(request));
     socket.on('data', (chunk: Buffer) => {
       size += chunk.length;
@@ -163,7 +180,9 @@ function exchange(socketPath: string, request: string): Promise<string> {
       if (tail === '\n\n') finish(undefined, Buffer.concat(chunks).toString('utf8'));
     });
     socket.on('end', () => finish(new UapiError(`the WireGuard device at ${socketPath} closed the connection before answering`)));
-    socket.on('error', (err: NodeJS.ErrnoException) => finish(new UapiError(`cannot reach the WireGuard device at ${socketPath}: ${err.code ?? err.message}`, undefined, err)));
+    socket.on('error', (err: NodeJS.ErrnoException) =>
+      finish(new UapiError(`cannot reach the WireGuard device at ${socketPath}: ${err.code ?? err.message}`, undefined, err)),
+    );
   });
 }
 
@@ -182,6 +201,10 @@ export class UapiClient {
     const answer = await exchange(this.socketPath, formatSet(change));
     const errno = errnoOf(answer);
     // the request holds keys: the message names what was asked, not the text
-    if (errno !== 0) throw new UapiError(`the WireGuard device at ${this.socketPath} refused a change of ${change.peers.length} peer(s) (errno ${errno})`, errno);
+    if (errno !== 0)
+      throw new UapiError(
+        `the WireGuard device at ${this.socketPath} refused a change of ${change.peers.length} peer(s) (errno ${errno})`,
+        errno,
+      );
   }
 }

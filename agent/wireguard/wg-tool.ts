@@ -15,7 +15,11 @@ import type { WireguardControl } from './peers.js';
 function parseDump(text: string): DeviceState {
   const lines = text.split('\n').filter((line) => line !== '');
   const device = lines.shift()?.split('\t') ?? [];
-  const state: DeviceState = { publicKey: device[1] === undefined || device[1] === '(none)' ? undefined : device[1], listenPort: Number(device[2] ?? 0), peers: new Map() };
+  const state: DeviceState = {
+    publicKey: device[1] === undefined || device[1] === '(none)' ? undefined : device[1],
+    listenPort: Number(device[2] ?? 0),
+    peers: new Map(),
+  };
   for (const line of lines) {
     const [publicKey, psk, endpoint, allowed, handshake, , , keepalive] = line.split('\t');
     if (publicKey === undefined) continue;
@@ -58,11 +62,22 @@ export class WgToolControl implements WireguardControl {
         args.push('remove');
         continue;
       }
-      args.push('endpoint', peer.endpoint, 'persistent-keepalive', peer.persistentKeepalive === 0 ? 'off' : String(peer.persistentKeepalive));
+      args.push(
+        'endpoint',
+        peer.endpoint,
+        'persistent-keepalive',
+        peer.persistentKeepalive === 0 ? 'off' : String(peer.persistentKeepalive),
+      );
       args.push('allowed-ips', peer.allowedIPs.join(','));
       if (peer.presharedKeyHex === undefined) args.push('preshared-key', '/dev/null');
       // a [Peer] of addconf sets its AllowedIPs too: without the line they would be emptied
-      else secrets.push('[Peer]', `PublicKey = ${peer.publicKey}`, `PresharedKey = ${keyFromHex(peer.presharedKeyHex)}`, `AllowedIPs = ${peer.allowedIPs.join(', ')}`);
+      else
+        secrets.push(
+          '[Peer]',
+          `PublicKey = ${peer.publicKey}`,
+          `PresharedKey = ${keyFromHex(peer.presharedKeyHex)}`,
+          `AllowedIPs = ${peer.allowedIPs.join(', ')}`,
+        );
     }
     if (args.length > 0) await runChecked(this.run, this.wg(['set', this.device, ...args]));
     if (change.privateKeyHex !== undefined) secrets.unshift('[Interface]', `PrivateKey = ${keyFromHex(change.privateKeyHex)}`);

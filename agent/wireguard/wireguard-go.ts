@@ -77,7 +77,7 @@ export class WireguardGo {
     mkdirSync(socketDir, { recursive: true, mode: 0o755 });
     this.dismissOrphan();
     const argv = inSocketDir(socketDir, [this.options.command ?? 'wireguard-go', '-f', device]);
-    const child = spawn(argv[0]!, argv.slice(1), {
+    const child = spawn(argv[0], argv.slice(1), {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', WG_PROCESS_FOREGROUND: '1', LOG_LEVEL: 'error' },
     });
@@ -96,8 +96,8 @@ export class WireguardGo {
         if (pending.length > MAX_LINE) pending = pending.slice(0, MAX_LINE);
       });
     };
-    forward(child.stdout!);
-    forward(child.stderr!);
+    forward(child.stdout);
+    forward(child.stderr);
     this.exited = new Promise((done) => {
       child.on('error', (err) => {
         log.error({ device, err }, 'cannot run wireguard-go');
@@ -110,7 +110,10 @@ export class WireguardGo {
     });
     const deadline = Date.now() + START_TIMEOUT_MS;
     while (!existsSync(this.socketPath)) {
-      if (!this.running) throw new WireguardGoError(`wireguard-go for ${device} exited at start (is the wireguard-go package installed? its output is in the log)`);
+      if (!this.running)
+        throw new WireguardGoError(
+          `wireguard-go for ${device} exited at start (is the wireguard-go package installed? its output is in the log)`,
+        );
       if (Date.now() > deadline) {
         await this.stop();
         throw new WireguardGoError(`wireguard-go for ${device} made no socket at ${this.socketPath} within ${START_TIMEOUT_MS / 1000} s`);
@@ -126,7 +129,10 @@ export class WireguardGo {
    */
   dismissOrphan(): boolean {
     if (this.running || !existsSync(this.socketPath)) return false;
-    this.options.log.warn({ device: this.options.device, socket: this.socketPath }, 'removing the socket of a wireguard-go weftd does not supervise (it exits)');
+    this.options.log.warn(
+      { device: this.options.device, socket: this.socketPath },
+      'removing the socket of a wireguard-go weftd does not supervise (it exits)',
+    );
     unlinkSync(this.socketPath);
     return true;
   }

@@ -32,7 +32,12 @@ export interface SeenDevice {
 function seen(state: DeviceState): SeenDevice {
   const peers: SeenDevice['peers'] = {};
   for (const [key, peer] of state.peers) {
-    peers[key] = { endpoint: peer.endpoint, allowedIPs: peer.allowedIPs, psk: peer.presharedKeyHex !== undefined, keepalive: peer.persistentKeepalive };
+    peers[key] = {
+      endpoint: peer.endpoint,
+      allowedIPs: peer.allowedIPs,
+      psk: peer.presharedKeyHex !== undefined,
+      keepalive: peer.persistentKeepalive,
+    };
   }
   return { publicKey: state.publicKey, listenPort: state.listenPort, peers };
 }
@@ -71,18 +76,48 @@ export async function controls(arg: { peers: string[]; psk: string }): Promise<C
       privateKeyHex: own.privateKeyHex(),
       listenPort: 51820,
       peers: [
-        { kind: 'set', publicKey: a, endpoint: '192.0.2.12:51820', allowedIPs: ['198.18.2.0/24'], presharedKeyHex: keyToHex(arg.psk), persistentKeepalive: 25 },
-        { kind: 'set', publicKey: b, endpoint: '[2001:db8:0:1::13]:51821', allowedIPs: ['198.18.3.0/24', '2001:db8:100:3::/64'], presharedKeyHex: undefined, persistentKeepalive: 0 },
+        {
+          kind: 'set',
+          publicKey: a,
+          endpoint: '192.0.2.12:51820',
+          allowedIPs: ['198.18.2.0/24'],
+          presharedKeyHex: keyToHex(arg.psk),
+          persistentKeepalive: 25,
+        },
+        {
+          kind: 'set',
+          publicKey: b,
+          endpoint: '[2001:db8:0:1::13]:51821',
+          allowedIPs: ['198.18.3.0/24', '2001:db8:100:3::/64'],
+          presharedKeyHex: undefined,
+          persistentKeepalive: 0,
+        },
       ],
     });
     const viaUapi = seen(await uapi.get());
     const wg = new WgToolControl('wgt0', createCommandRunner(), dir);
     const viaWg = seen(await wg.get());
-    await wg.set({ peers: [
-      { kind: 'remove', publicKey: b },
-      { kind: 'set', publicKey: a, endpoint: '192.0.2.99:4000', allowedIPs: ['198.18.9.0/24'], presharedKeyHex: undefined, persistentKeepalive: 0 },
-      { kind: 'set', publicKey: c, endpoint: '192.0.2.14:51820', allowedIPs: ['198.18.4.0/24'], presharedKeyHex: keyToHex(arg.psk), persistentKeepalive: 5 },
-    ] });
+    await wg.set({
+      peers: [
+        { kind: 'remove', publicKey: b },
+        {
+          kind: 'set',
+          publicKey: a,
+          endpoint: '192.0.2.99:4000',
+          allowedIPs: ['198.18.9.0/24'],
+          presharedKeyHex: undefined,
+          persistentKeepalive: 0,
+        },
+        {
+          kind: 'set',
+          publicKey: c,
+          endpoint: '192.0.2.14:51820',
+          allowedIPs: ['198.18.4.0/24'],
+          presharedKeyHex: keyToHex(arg.psk),
+          persistentKeepalive: 5,
+        },
+      ],
+    });
     const afterWg = seen(await uapi.get());
     // the device's own key and port through wg (the private key on stdin)
     const rekeyed = WireguardKeys.generate();
@@ -103,7 +138,17 @@ export async function controls(arg: { peers: string[]; psk: string }): Promise<C
     const changed = await table.sync(desired, new Set([b]));
     const incremental = { operations: changed.operations, device: seen(await uapi.get()) };
     const idle = await table.sync(desired, 'all');
-    return { ownPublicKey: own.publicKey, viaUapi, viaWg, afterWg, wgDevice, repair, incremental, idle: { operations: idle.operations }, socketPath: go.socketPath };
+    return {
+      ownPublicKey: own.publicKey,
+      viaUapi,
+      viaWg,
+      afterWg,
+      wgDevice,
+      repair,
+      incremental,
+      idle: { operations: idle.operations },
+      socketPath: go.socketPath,
+    };
   } finally {
     await go.stop();
     rmSync(dir, { recursive: true, force: true });
@@ -127,7 +172,11 @@ export interface DeviceRun {
 }
 
 /** The backend's device in a namespace with an underlay veth: wireguard-go, address, route, MTU, key. */
-export async function device(arg: { keyFile: string; socketDir: string; implementation: 'auto' | 'kernel' | 'userspace' }): Promise<DeviceRun> {
+export async function device(arg: {
+  keyFile: string;
+  socketDir: string;
+  implementation: 'auto' | 'kernel' | 'userspace';
+}): Promise<DeviceRun> {
   execFileSync('ip', ['link', 'add', 'eth1', 'mtu', '1500', 'type', 'veth', 'peer', 'name', 'eth1p']);
   execFileSync('ip', ['addr', 'add', '192.0.2.11/24', 'dev', 'eth1']);
   execFileSync('ip', ['link', 'set', 'eth1', 'up']);
@@ -137,20 +186,36 @@ export async function device(arg: { keyFile: string; socketDir: string; implemen
   const config = parseNetworkConfig('{"Network":"198.18.0.0/16","Backend":{"Type":"wireguard","ListenPort":4500}}');
   const kernel = openKernel();
   const backend = new WireguardBackend(
-    { kernel, log: createLogger('silent'), config, publicInterface, wireguard: { implementation: arg.implementation, keyFile: arg.keyFile, socketDir: arg.socketDir } },
+    {
+      kernel,
+      log: createLogger('silent'),
+      config,
+      publicInterface,
+      wireguard: { implementation: arg.implementation, keyFile: arg.keyFile, socketDir: arg.socketDir },
+    },
     config.backend as WireguardBackendConfig,
   );
   try {
     await backend.prepare();
-    const own = decodeLease('198.18.5.0-24', JSON.stringify({ PublicIP: '192.0.2.11', BackendType: 'wireguard', BackendData: backend.backendData }), false);
+    const own = decodeLease(
+      '198.18.5.0-24',
+      JSON.stringify({ PublicIP: '192.0.2.11', BackendType: 'wireguard', BackendData: backend.backendData }),
+      false,
+    );
     const devices = await backend.ensureDevices(own);
     const link = (await kernel.getLink('weft-wg'))!;
     const ip = (args: string[]): string => execFileSync('ip', args, { encoding: 'utf8' });
     const state = await new UapiClient(join(arg.socketDir, 'weft-wg.sock')).get();
     const result = {
-      kind: link.kind, mtu: link.mtu, up: link.up, addresses: ip(['-4', 'addr', 'show', 'dev', 'weft-wg']), routes: ip(['route', 'show', 'dev', 'weft-wg']),
-      listenPort: state.listenPort, publicKeyMatches: state.publicKey === backend.backendData?.PublicKey && devices.overlayIndex === link.index,
-      dataPath: backend.dataPath, reason: backend.dataPathReason,
+      kind: link.kind,
+      mtu: link.mtu,
+      up: link.up,
+      addresses: ip(['-4', 'addr', 'show', 'dev', 'weft-wg']),
+      routes: ip(['route', 'show', 'dev', 'weft-wg']),
+      listenPort: state.listenPort,
+      publicKeyMatches: state.publicKey === backend.backendData?.PublicKey && devices.overlayIndex === link.index,
+      dataPath: backend.dataPath,
+      reason: backend.dataPathReason,
     };
     ip(['route', 'del', '198.18.0.0/16', 'dev', 'weft-wg']);
     ip(['addr', 'flush', 'dev', 'weft-wg']);

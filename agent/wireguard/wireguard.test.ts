@@ -15,7 +15,9 @@ import { inSocketDir } from './wireguard-go.js';
 import type * as Scenarios from './wireguard.scenarios.js';
 
 const run = scenarioRunner<typeof Scenarios>(new URL('./wireguard.scenarios.js', import.meta.url));
-const wireguardGo = spawnSync('wireguard-go', ['--version'], { stdio: 'ignore' }).status === 0 && spawnSync('wg', ['--version'], { stdio: 'ignore' }).status === 0;
+const wireguardGo =
+  spawnSync('wireguard-go', ['--version'], { stdio: 'ignore' }).status === 0 &&
+  spawnSync('wg', ['--version'], { stdio: 'ignore' }).status === 0;
 
 function wgPubkey(privateKey: string): string {
   return spawnSync('wg', ['pubkey'], { input: privateKey, encoding: 'utf8' }).stdout.trim();
@@ -68,7 +70,7 @@ describe('wireguard keys', function () {
     });
   });
 
-  it('converts between the lease\'s base64 and the UAPI\'s hex', function () {
+  it("converts between the lease's base64 and the UAPI's hex", function () {
     const keys = WireguardKeys.generate();
     assert.equal(keyFromHex(keyToHex(keys.publicKey)), keys.publicKey);
     assert.match(keyToHex(keys.publicKey), /^[0-9a-f]{64}$/);
@@ -78,14 +80,24 @@ describe('wireguard keys', function () {
 describe('wireguard lease', function () {
   const KEY = 'xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=';
 
-  it('writes flanneld\'s wireguard lease value byte for byte (IPv4, and dual stack with Mode separate)', function () {
+  it("writes flanneld's wireguard lease value byte for byte (IPv4, and dual stack with Mode separate)", function () {
     // as flanneld v0.26.6 and later marshal its LeaseAttrs and wireguardLeaseAttrs{PublicKey, Port}
     const flanneld = `{"PublicIP":"192.0.2.12","PublicIPv6":null,"BackendType":"wireguard","BackendData":{"PublicKey":"${KEY}","Port":51820}}`;
     const v4 = parseNetworkConfig('{"Network":"198.18.0.0/16","Backend":{"Type":"wireguard"}}').backend as WireguardBackendConfig;
-    const attrs = { publicIP: IpAddress.parse('192.0.2.12'), publicIPv6: undefined, backendType: 'wireguard', backendData: wireguardBackendData(KEY, v4, 4), backendV6Data: undefined, extra: {} };
+    const attrs = {
+      publicIP: IpAddress.parse('192.0.2.12'),
+      publicIPv6: undefined,
+      backendType: 'wireguard',
+      backendData: wireguardBackendData(KEY, v4, 4),
+      backendV6Data: undefined,
+      extra: {},
+    };
     assert.equal(formatLeaseAttrs(attrs), flanneld);
     const dual = `{"PublicIP":"192.0.2.12","PublicIPv6":"2001:db8:0:1::12","BackendType":"wireguard","BackendData":{"PublicKey":"${KEY}","Port":51820},"BackendV6Data":{"PublicKey":"${KEY}","Port":51821}}`;
-    assert.equal(formatLeaseAttrs({ ...attrs, publicIPv6: IpAddress.parse('2001:db8:0:1::12'), backendV6Data: wireguardBackendData(KEY, v4, 6) }), dual);
+    assert.equal(
+      formatLeaseAttrs({ ...attrs, publicIPv6: IpAddress.parse('2001:db8:0:1::12'), backendV6Data: wireguardBackendData(KEY, v4, 6) }),
+      dual,
+    );
     assert.equal(formatLeaseAttrs(parseLeaseAttrs(dual, 'k')), dual);
   });
 });
@@ -100,8 +112,11 @@ describe('wireguard-go socket directory', function () {
   });
 
   it('a UAPI socket that is not there is a UapiError naming the socket', async function () {
-    await assert.rejects(new UapiClient('/nonexistent/weft-wg.sock').get(), (err: Error) =>
-      err instanceof UapiError && err.code === 'WEFT_WIREGUARD_UAPI' && /\/nonexistent\/weft-wg\.sock: ENOENT/.test(err.message));
+    await assert.rejects(
+      new UapiClient('/nonexistent/weft-wg.sock').get(),
+      (err: Error) =>
+        err instanceof UapiError && err.code === 'WEFT_WIREGUARD_UAPI' && /\/nonexistent\/weft-wg\.sock: ENOENT/.test(err.message),
+    );
   });
 });
 
@@ -110,7 +125,9 @@ describe('wireguard-go in a namespace', function () {
   // Registered before useNetns' hook, so that it runs first: a scenario that timed out leaves its
   // wireguard-go behind, which must not outlive the namespace.
   afterEach(function () {
-    for (const name of spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout.split('\n').map((line) => line.split(' ')[0]!)) {
+    for (const name of spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' })
+      .stdout.split('\n')
+      .map((line) => line.split(' ')[0])) {
       if (!name.startsWith(`weft-wg-${process.pid}-`)) continue;
       for (const pid of spawnSync('ip', ['netns', 'pids', name], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean)) {
         try {
@@ -166,7 +183,12 @@ describe('wireguard-go in a namespace', function () {
     // the event path touches the keys it is given only: a stays although no longer desired
     assert.equal(result.incremental.operations, 1);
     assert.deepEqual(Object.keys(result.incremental.device.peers).sort(), [a, b].sort());
-    assert.deepEqual(result.incremental.device.peers[b], { endpoint: '[2001:db8:0:1::13]:4001', allowedIPs: ['198.18.3.0/24'], psk: true, keepalive: 25 });
+    assert.deepEqual(result.incremental.device.peers[b], {
+      endpoint: '[2001:db8:0:1::13]:4001',
+      allowedIPs: ['198.18.3.0/24'],
+      psk: true,
+      keepalive: 25,
+    });
     // the next full run removes a; nothing else
     assert.equal(result.idle.operations, 1);
   });
@@ -175,7 +197,12 @@ describe('wireguard-go in a namespace', function () {
     requireNoKernelWireguard(this);
     const dir = mkdtempSync(join(tmpdir(), 'weft-wgdev-'));
     try {
-      const result = await run(ns(), 'device', { keyFile: join(dir, 'wgkey'), socketDir: join(dir, 'sockets'), implementation: 'auto' }, { timeoutMs: 40_000 });
+      const result = await run(
+        ns(),
+        'device',
+        { keyFile: join(dir, 'wgkey'), socketDir: join(dir, 'sockets'), implementation: 'auto' },
+        { timeoutMs: 40_000 },
+      );
       assert.equal(result.kind, 'tun');
       assert.equal(result.mtu, 1420);
       assert.equal(result.up, true);
@@ -184,7 +211,10 @@ describe('wireguard-go in a namespace', function () {
       assert.equal(result.listenPort, 4500);
       assert.equal(result.publicKeyMatches, true);
       assert.equal(result.dataPath, 'userspace');
-      assert.match(result.reason, /^--wireguard-implementation "auto": kernel WireGuard is unavailable \(.+\), wireguard-go on TUN instead$/);
+      assert.match(
+        result.reason,
+        /^--wireguard-implementation "auto": kernel WireGuard is unavailable \(.+\), wireguard-go on TUN instead$/,
+      );
       assert.match(result.repaired.addresses, /inet 198\.18\.5\.0\/32/);
       assert.match(result.repaired.routes, /^198\.18\.0\.0\/16 scope link/m);
       assert.equal(result.linkAfterClose, false);
@@ -198,11 +228,22 @@ describe('wireguard-go in a namespace', function () {
     requireNoKernelWireguard(this);
     const dir = mkdtempSync(join(tmpdir(), 'weft-wgdev-'));
     try {
-      await assert.rejects(run(ns(), 'device', { keyFile: join(dir, 'wgkey'), socketDir: join(dir, 'sockets'), implementation: 'kernel' }, { timeoutMs: 40_000 }), (err: Error & { code?: string }) => {
-        assert.equal(err.code, 'WEFT_WIREGUARD_DEVICE');
-        assert.match(err.message, /kernel WireGuard is unavailable \(create wireguard weft-wg mtu 1420: E[A-Z]+\); load the wireguard module/);
-        return true;
-      });
+      await assert.rejects(
+        run(
+          ns(),
+          'device',
+          { keyFile: join(dir, 'wgkey'), socketDir: join(dir, 'sockets'), implementation: 'kernel' },
+          { timeoutMs: 40_000 },
+        ),
+        (err: Error & { code?: string }) => {
+          assert.equal(err.code, 'WEFT_WIREGUARD_DEVICE');
+          assert.match(
+            err.message,
+            /kernel WireGuard is unavailable \(create wireguard weft-wg mtu 1420: E[A-Z]+\); load the wireguard module/,
+          );
+          return true;
+        },
+      );
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

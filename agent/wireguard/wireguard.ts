@@ -11,30 +11,19 @@
  * kernel WireGuard with `wg` (see wg-tool.ts).
  */
 import type { Family, Prefix } from '../../common/cidr.js';
-import { WIREGUARD_OVERHEAD, type WireguardBackendConfig } from '../../common/config.js';
-import { wireguardDeviceFamily, wireguardListenPort } from '../../common/dataplane.js';
+import { WIREGUARD_OVERHEAD, type WireguardBackendConfig, type WireguardHostOptions } from '../../common/config.js';
 import { WeftError } from '../../common/errors.js';
 import type { Lease } from '../../common/lease.js';
 import type { Backend, BackendContext, BackendDevices, DataPath } from '../backend.js';
 import { createCommandRunner } from '../host/command.js';
 import { NetlinkError, RT_SCOPE_LINK, type LinkInfo } from '../kernel/index.js';
-import { ensureNetworkAddress } from '../vxlan/vxlan.js';
+import { ensureNetworkAddress } from '../overlay-address.js';
+import { wireguardDeviceFamily, wireguardListenPort, wireguardPeerObjects } from './desired.js';
 import { DEFAULT_WIREGUARD_KEY_FILE, keyToHex, loadOrCreateKeys, type WireguardKeys } from './keys.js';
 import { WireguardPeerTable, type WireguardControl } from './peers.js';
 import { UapiClient } from './uapi.js';
 import { WgToolControl } from './wg-tool.js';
 import { WIREGUARD_SOCKET_DIR, WireguardGo } from './wireguard-go.js';
-
-export type WireguardImplementation = 'auto' | 'kernel' | 'userspace';
-export const WIREGUARD_IMPLEMENTATIONS: readonly WireguardImplementation[] = ['auto', 'kernel', 'userspace'];
-
-/** This host's WireGuard settings (weftd's flags). */
-export interface WireguardHostOptions {
-  implementation: WireguardImplementation;
-  keyFile: string;
-  /** where wireguard-go's UAPI sockets are (wireguard-go.ts) */
-  socketDir: string;
-}
 
 export const DEFAULT_WIREGUARD_HOST_OPTIONS: WireguardHostOptions = {
   implementation: 'auto',
@@ -63,7 +52,9 @@ export function wireguardBackendData(publicKey: string, backend: WireguardBacken
 
 export class WireguardBackend implements Backend {
   readonly type = 'wireguard' as const;
+  readonly flannelPeersAnswerProbes = true;
   readonly mtu: number;
+  readonly peerObjects = wireguardPeerObjects;
   readonly deviceName: string;
   readonly devicePeers: WireguardPeerTable | undefined;
   private readonly family: Family;
@@ -89,7 +80,10 @@ export class WireguardBackend implements Backend {
     this.ownsDevice = wireguardDeviceFamily(context.config, this.family, options) === this.family;
     this.listenPort = wireguardListenPort(options, this.family);
     this.wireguardGo = new WireguardGo({ device: this.deviceName, socketDir: this.host.socketDir, log: context.log });
-    const settings = { presharedKeyHex: options.psk === undefined ? undefined : keyToHex(options.psk), persistentKeepalive: options.persistentKeepaliveInterval };
+    const settings = {
+      presharedKeyHex: options.psk === undefined ? undefined : keyToHex(options.psk),
+      persistentKeepalive: options.persistentKeepaliveInterval,
+    };
     // The device's peers are read and set through whichever control the implementation has, once known.
     const control: WireguardControl = {
       get: () => this.requireControl().get(),
@@ -118,7 +112,8 @@ export class WireguardBackend implements Backend {
       this.keys = loaded.keys;
       const fields = { file: this.host.keyFile, publicKey: loaded.keys.publicKey };
       if (loaded.created) this.context.log.info(fields, 'made a WireGuard key');
-      if ((loaded.mode & 0o077) !== 0) this.context.log.warn({ ...fields, mode: loaded.mode.toString(8) }, 'the WireGuard key file is readable by others: chmod 600 it');
+      if ((loaded.mode & 0o077) !== 0)
+        this.context.log.warn({ ...fields, mode: loaded.mode.toString(8) }, 'the WireGuard key file is readable by others: chmod 600 it');
     }
     if (this.implementation !== undefined) return;
     if (!this.ownsDevice) {
@@ -133,12 +128,18 @@ export class WireguardBackend implements Backend {
     } else if (implementation !== 'userspace') {
       try {
         await this.ensureKernelLink();
-        this.choose('kernel', `--wireguard-implementation "${implementation}"${implementation === 'auto' ? ': kernel WireGuard works' : ''}`);
+        this.choose(
+          'kernel',
+          `--wireguard-implementation "${implementation}"${implementation === 'auto' ? ': kernel WireGuard works' : ''}`,
+        );
         return;
       } catch (err) {
         const unavailable = err instanceof NetlinkError && KERNEL_UNAVAILABLE.has(err.errnoName);
         if (unavailable && implementation === 'kernel') {
-          throw new WireguardDeviceError(`--wireguard-implementation "kernel": kernel WireGuard is unavailable (${err.message}); load the wireguard module (Linux ≥ 5.6) or use --wireguard-implementation=auto or userspace (wireguard-go)`, err);
+          throw new WireguardDeviceError(
+            `--wireguard-implementation "kernel": kernel WireGuard is unavailable (${err.message}); load the wireguard module (Linux ≥ 5.6) or use --wireguard-implementation=auto or userspace (wireguard-go)`,
+            err,
+          );
         }
         if (!unavailable) throw err;
         this.reason = `--wireguard-implementation "auto": kernel WireGuard is unavailable (${err.message}), wireguard-go on TUN instead`;
@@ -156,7 +157,8 @@ export class WireguardBackend implements Backend {
     let link: LinkInfo | null;
     if (!this.ownsDevice) {
       link = await kernel.getLink(this.deviceName);
-      if (link === null || !link.up) throw new WireguardDeviceError(`${this.deviceName} is not set up yet: the IPv4 plane makes it (Backend.Mode ${this.options.mode})`);
+      if (link === null || !link.up)
+        throw new WireguardDeviceError(`${this.deviceName} is not set up yet: the IPv4 plane makes it (Backend.Mode ${this.options.mode})`);
     } else {
       link = this.implementation === 'kernel' ? await this.ensureKernelLink() : await this.ensureUserspaceLink();
       await this.ensureDeviceKeyAndPort();
@@ -189,9 +191,10 @@ export class WireguardBackend implements Backend {
   private choose(implementation: 'kernel' | 'userspace', reason: string): void {
     this.implementation = implementation;
     this.reason = reason;
-    this.control = implementation === 'userspace'
-      ? new UapiClient(this.wireguardGo.socketPath)
-      : new WgToolControl(this.deviceName, createCommandRunner(), this.host.socketDir);
+    this.control =
+      implementation === 'userspace'
+        ? new UapiClient(this.wireguardGo.socketPath)
+        : new WgToolControl(this.deviceName, createCommandRunner(), this.host.socketDir);
   }
 
   private requireControl(): WireguardControl {
@@ -219,7 +222,7 @@ export class WireguardBackend implements Backend {
     const link = await kernel.getLink(this.deviceName);
     if (link !== null && link.kind === 'wireguard') return link;
     if (link !== null) {
-      log.warn({ device: this.deviceName, kind: link.kind }, 'a device of another kind has the WireGuard device\'s name; replacing it');
+      log.warn({ device: this.deviceName, kind: link.kind }, "a device of another kind has the WireGuard device's name; replacing it");
       await kernel.deleteLink(link.index);
     }
     const created = await kernel.createLink({ name: this.deviceName, kind: 'wireguard', mtu: this.mtu, up: false });
@@ -233,11 +236,15 @@ export class WireguardBackend implements Backend {
     if (!this.wireguardGo.running) {
       // an orphaned wireguard-go (weftd was killed) exits when its socket goes, and takes its device along
       if (this.wireguardGo.dismissOrphan()) {
-        for (let attempt = 0; attempt < 120 && (await kernel.getLink(this.deviceName)) !== null; attempt++) await new Promise((done) => setTimeout(done, 25));
+        for (let attempt = 0; attempt < 120 && (await kernel.getLink(this.deviceName)) !== null; attempt++)
+          await new Promise((done) => setTimeout(done, 25));
       }
       const stale = await kernel.getLink(this.deviceName);
       if (stale !== null) {
-        this.context.log.warn({ device: this.deviceName, kind: stale.kind }, 'a device weftd does not supervise has the WireGuard device\'s name; replacing it');
+        this.context.log.warn(
+          { device: this.deviceName, kind: stale.kind },
+          "a device weftd does not supervise has the WireGuard device's name; replacing it",
+        );
         await kernel.deleteLink(stale.index);
       }
       await this.wireguardGo.start();
@@ -257,7 +264,10 @@ export class WireguardBackend implements Backend {
     const keys = this.keys!;
     if (state.publicKey === keys.publicKey && state.listenPort === this.listenPort) return;
     await control.set({ privateKeyHex: keys.privateKeyHex(), listenPort: this.listenPort, peers: [] });
-    this.context.log.info({ device: this.deviceName, publicKey: keys.publicKey, listenPort: this.listenPort }, 'configured the WireGuard device');
+    this.context.log.info(
+      { device: this.deviceName, publicKey: keys.publicKey, listenPort: this.listenPort },
+      'configured the WireGuard device',
+    );
   }
 
   private async repairLink(link: LinkInfo): Promise<LinkInfo> {

@@ -23,7 +23,21 @@ const yaml = require('js-yaml') as { load(text: string): unknown };
 /** Labels Prometheus adds to every scraped series, and the one series it makes itself per target. */
 const TARGET_LABELS = new Set(['job', 'instance']);
 const SCRAPE_SERIES = new Map([['up', new Set<string>()]]);
-const PROMQL_KEYWORDS = new Set(['and', 'or', 'unless', 'by', 'without', 'on', 'ignoring', 'group_left', 'group_right', 'offset', 'bool', 'inf', 'nan']);
+const PROMQL_KEYWORDS = new Set([
+  'and',
+  'or',
+  'unless',
+  'by',
+  'without',
+  'on',
+  'ignoring',
+  'group_left',
+  'group_right',
+  'offset',
+  'bool',
+  'inf',
+  'nan',
+]);
 const GROUPING = new Set(['by', 'without', 'on', 'ignoring', 'group_left', 'group_right']);
 
 interface Selectors {
@@ -39,12 +53,12 @@ function selectorsOf(expr: string): Selectors {
   const tokens = text.match(/"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|\{[^}]*\}|\[[^\]]*\]|[a-zA-Z_:][a-zA-Z0-9_:]*|\S/g) ?? [];
   const metrics = new Map<string, Set<string>>();
   const grouping = new Set<string>();
-  const labelsIn = (block: string) => [...block.matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)\s*(?:=~|!~|!=|=)/g)].map((match) => match[1]!);
+  const labelsIn = (block: string) => [...block.matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)\s*(?:=~|!~|!=|=)/g)].map((match) => match[1]);
   for (let i = 0; i < tokens.length; i++) {
-    const token = tokens[i]!;
+    const token = tokens[i];
     const next = tokens[i + 1];
     if (GROUPING.has(token) && next === '(') {
-      for (i += 2; i < tokens.length && tokens[i] !== ')'; i++) if (/^[a-zA-Z_]/.test(tokens[i]!)) grouping.add(tokens[i]!);
+      for (i += 2; i < tokens.length && tokens[i] !== ')'; i++) if (/^[a-zA-Z_]/.test(tokens[i])) grouping.add(tokens[i]);
       continue;
     }
     // a function or an aggregation (`sum(…)`, `sum by (…) (…)`)
@@ -62,9 +76,9 @@ function exposition(text: string): Map<string, Set<string>> {
   for (const line of text.split('\n')) {
     const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? \S+$/.exec(line);
     if (match === null) continue;
-    const labels = series.get(match[1]!) ?? new Set<string>();
-    for (const [, label] of (match[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="/g)) labels.add(label!);
-    series.set(match[1]!, labels);
+    const labels = series.get(match[1]) ?? new Set<string>();
+    for (const [, label] of (match[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="/g)) labels.add(label);
+    series.set(match[1], labels);
   }
   return series;
 }
@@ -97,12 +111,14 @@ function expressions(): { where: string; expr: string }[] {
   const board = dashboard();
   const found: { where: string; expr: string }[] = [];
   for (const panel of panelsOf(board.panels)) {
-    for (const target of panel.targets ?? []) if (target.expr !== undefined) found.push({ where: `dashboard panel "${panel.title}"`, expr: target.expr });
+    for (const target of panel.targets ?? [])
+      if (target.expr !== undefined) found.push({ where: `dashboard panel "${panel.title}"`, expr: target.expr });
   }
   for (const variable of board.templating.list) {
     const query = typeof variable.query === 'string' ? variable.query : variable.query?.query;
     const labelValues = query === undefined ? null : /^label_values\((\w+), *(\w+)\)$/.exec(query);
-    if (labelValues !== null) found.push({ where: `dashboard variable $${variable.name}`, expr: `${labelValues[1]!}{${labelValues[2]!}=""}` });
+    if (labelValues !== null)
+      found.push({ where: `dashboard variable $${variable.name}`, expr: `${labelValues[1]}{${labelValues[2]}=""}` });
   }
   const rules = yaml.load(readFileSync(RULES, 'utf8')) as { groups: { rules: { alert: string; expr: string }[] }[] };
   for (const group of rules.groups) for (const rule of group.rules) found.push({ where: `alert ${rule.alert}`, expr: rule.expr });
@@ -112,15 +128,24 @@ function expressions(): { where: string; expr: string }[] {
 function promtool(args: readonly string[]): { code: number | null; output: string } {
   const result = spawnSync('promtool', args, { cwd: MONITORING, encoding: 'utf8', timeout: 60_000 });
   if (result.error !== undefined && (result.error as NodeJS.ErrnoException).code === 'ENOENT') {
-    assert.fail('promtool is not installed: deploy/ensure-deps.sh test installs it (Debian\'s prometheus package)');
+    assert.fail("promtool is not installed: deploy/ensure-deps.sh test installs it (Debian's prometheus package)");
   }
   return { code: result.status, output: `${result.stdout}${result.stderr}` };
 }
 
 describe('deploy/monitoring: Grafana dashboard and Prometheus alert rules', function () {
   it('reads the selectors of PromQL expressions', function () {
-    const { metrics, grouping } = selectorsOf('sum by (instance, direction) (rate(weft_x_total{instance=~"$instance", result!="ok"}[$__rate_interval])) > 0 and on(job) up{job="weft"} == 0 or max without (x) (b)');
-    assert.deepEqual([...metrics].map(([name, labels]) => [name, [...labels]]), [['weft_x_total', ['instance', 'result']], ['up', ['job']], ['b', []]]);
+    const { metrics, grouping } = selectorsOf(
+      'sum by (instance, direction) (rate(weft_x_total{instance=~"$instance", result!="ok"}[$__rate_interval])) > 0 and on(job) up{job="weft"} == 0 or max without (x) (b)',
+    );
+    assert.deepEqual(
+      [...metrics].map(([name, labels]) => [name, [...labels]]),
+      [
+        ['weft_x_total', ['instance', 'result']],
+        ['up', ['job']],
+        ['b', []],
+      ],
+    );
     assert.deepEqual([...grouping], ['instance', 'direction', 'job', 'x']);
     assert.deepEqual([...selectorsOf('histogram_quantile(0.99, sum by (le) (rate(a_bucket[5m]))) - time()').metrics.keys()], ['a_bucket']);
   });
@@ -133,11 +158,16 @@ describe('deploy/monitoring: Grafana dashboard and Prometheus alert rules', func
     assert.equal(tests.code, 0, tests.output);
     // every alert has a unit test that expects it to fire
     const tested = readFileSync(RULE_TESTS, 'utf8');
-    const rules = yaml.load(readFileSync(RULES, 'utf8')) as { groups: { rules: { alert: string; labels?: { severity?: string }; annotations?: Record<string, string> }[] }[] };
+    const rules = yaml.load(readFileSync(RULES, 'utf8')) as {
+      groups: { rules: { alert: string; labels?: { severity?: string }; annotations?: Record<string, string> }[] }[];
+    };
     for (const rule of rules.groups.flatMap((group) => group.rules)) {
       assert.match(tested, new RegExp(`alertname: ${rule.alert}\\n\\s+exp_alerts:`), `${rule.alert} has a test in which it fires`);
       assert.ok(['critical', 'warning'].includes(rule.labels?.severity ?? ''), `${rule.alert} has a severity`);
-      assert.ok(rule.annotations?.summary !== undefined && rule.annotations.description !== undefined, `${rule.alert} has a summary and a description`);
+      assert.ok(
+        rule.annotations?.summary !== undefined && rule.annotations.description !== undefined,
+        `${rule.alert} has a summary and a description`,
+      );
     }
   });
 
@@ -165,16 +195,25 @@ describe('deploy/monitoring: Grafana dashboard and Prometheus alert rules', func
       requireNetns(this);
       lab = await NetnsLab.create({ hosts: 3 });
       await seedNetworkConfig(lab);
-      const [h1, h2] = [lab.hosts[0]!, lab.hosts[1]!];
+      const [h1, h2] = [lab.hosts[0], lab.hosts[1]];
       // h1 forwards in userspace, so that the userspace path's metrics are there as well
       await lab.startAgent(h1, ['--healthz-port=9910', '--vxlan-userspace=always']);
       await lab.startAgent(h2, []);
       await waitForSubnetEnv(lab, h1);
       await waitForSubnetEnv(lab, h2);
-      const text = await waitFor(async () => {
-        const reply = await httpGet(lab!, h1, 'http://127.0.0.1:9910/metrics');
-        return reply.status === 200 && /^weft_peers\{backend="vxlan"\} 1$/m.test(reply.body) && /^weft_userspace_packets_total\{/m.test(reply.body) ? reply.body : undefined;
-      }, 'h1 to program h2 and report its userspace path', 30_000, 200);
+      const text = await waitFor(
+        async () => {
+          const reply = await httpGet(lab!, h1, 'http://127.0.0.1:9910/metrics');
+          return reply.status === 200 &&
+            /^weft_peers\{backend="vxlan"\} 1$/m.test(reply.body) &&
+            /^weft_userspace_packets_total\{/m.test(reply.body)
+            ? reply.body
+            : undefined;
+        },
+        'h1 to program h2 and report its userspace path',
+        30_000,
+        200,
+      );
       scraped = exposition(text);
     });
 
@@ -189,7 +228,7 @@ describe('deploy/monitoring: Grafana dashboard and Prometheus alert rules', func
     });
 
     it('counts failed reconcile runs (weft_reconcile_failures_total, WeftReconcileFailing) until their cause is gone', async function () {
-      const h3 = lab!.hosts[2]!;
+      const h3 = lab!.hosts[2];
       // flanneld's device left behind holds VNI 1 on port 8472: weftd cannot make weft.1
       const blocked = await lab!.exec(h3, `ip link add flannel.1 type vxlan id 1 dstport 8472 dev ${h3.iface} local ${h3.publicIp}`);
       assert.equal(blocked.code, 0, blocked.stderr);

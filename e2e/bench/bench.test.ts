@@ -64,5 +64,4 @@ describe('e2e/bench: benchmark smoke run (toy sizes, no timing assertions)', fun
       rmSync(dir, { recursive: true, force: true });
     }
   });
-
 });

@@ -159,7 +159,12 @@ class SimAgent {
 
   start(ttlSeconds: number | undefined, renewMarginSeconds: number | undefined): void {
     this.abort = new AbortController();
-    const client = connectEtcd({ endpoints: this.options.endpoints, caFile: this.options.caFile, certFile: this.options.certFile, keyFile: this.options.keyFile });
+    const client = connectEtcd({
+      endpoints: this.options.endpoints,
+      caFile: this.options.caFile,
+      certFile: this.options.certFile,
+      keyFile: this.options.keyFile,
+    });
     instrument(client, this.tally);
     const keys = new NetworkKeys(this.options.prefix);
     const log = this.log.child({ agent: this.index });
@@ -207,7 +212,8 @@ class SimAgent {
   }
 
   private checkComplete(): void {
-    if (this.completeAt === undefined && this.leasedAt !== undefined && (this.leaseWatcher?.leases.size ?? 0) >= this.options.total) this.completeAt = now();
+    if (this.completeAt === undefined && this.leasedAt !== undefined && (this.leaseWatcher?.leases.size ?? 0) >= this.options.total)
+      this.completeAt = now();
   }
 
   /** weftd's SIGTERM: stop watching and renewing, keep the lease, close the client. */
@@ -226,7 +232,17 @@ async function main(): Promise<void> {
   const options = JSON.parse(process.argv[2] ?? '') as AgentsOptions;
   const log = createLogger('info', destination({ dest: options.logFile, sync: false }));
   const tally = new Tally();
-  const report: AgentsReport = { calls: {}, relists: [], renewals: [], lost: 0, leaseErrors: 0, acquireErrors: 0, rssBytes: 0, heapUsedBytes: 0, cpuSeconds: 0 };
+  const report: AgentsReport = {
+    calls: {},
+    relists: [],
+    renewals: [],
+    lost: 0,
+    leaseErrors: 0,
+    acquireErrors: 0,
+    rssBytes: 0,
+    heapUsedBytes: 0,
+    cpuSeconds: 0,
+  };
   const agents = Array.from({ length: options.count }, (_, i) => new SimAgent(options.first + i, options, tally, report, log));
   const reply = (id: number, body: object) => process.stdout.write(`${JSON.stringify({ id, ...body })}\n`);
 
@@ -249,9 +265,12 @@ async function main(): Promise<void> {
     switch (command.op) {
       case 'start':
         for (const agent of agents) agent.reset();
-        setTimeout(() => {
-          for (const agent of agents) agent.start(command.ttlSeconds, command.renewMarginSeconds);
-        }, Math.max(0, command.at - now()));
+        setTimeout(
+          () => {
+            for (const agent of agents) agent.start(command.ttlSeconds, command.renewMarginSeconds);
+          },
+          Math.max(0, command.at - now()),
+        );
         reply(command.id, {});
         break;
       case 'wait':
@@ -266,7 +285,13 @@ async function main(): Promise<void> {
       case 'report': {
         const memory = process.memoryUsage();
         const cpu = process.cpuUsage();
-        reply(command.id, { ...report, calls: Object.fromEntries(tally.calls), rssBytes: memory.rss, heapUsedBytes: memory.heapUsed, cpuSeconds: (cpu.user + cpu.system) / 1e6 });
+        reply(command.id, {
+          ...report,
+          calls: Object.fromEntries(tally.calls),
+          rssBytes: memory.rss,
+          heapUsedBytes: memory.heapUsed,
+          cpuSeconds: (cpu.user + cpu.system) / 1e6,
+        });
         break;
       }
       case 'exit':

@@ -63,7 +63,7 @@ class JsonChild {
         return;
       }
       const reply = JSON.parse(line) as { id: number };
-      this.waiting.get(reply.id)?.(reply as Record<string, unknown>);
+      this.waiting.get(reply.id)?.(reply);
       this.waiting.delete(reply.id);
     });
     this.child.on('exit', (code, signal) => {
@@ -109,10 +109,21 @@ function secondsFrom(at: number, times: readonly (number | null)[]): number[] {
 }
 
 function phaseTimes(at: number, answers: readonly WaitAnswer[]): PhaseTimes {
-  const leased = secondsFrom(at, answers.flatMap((answer) => answer.leasedAt));
-  const complete = secondsFrom(at, answers.flatMap((answer) => answer.completeAt));
+  const leased = secondsFrom(
+    at,
+    answers.flatMap((answer) => answer.leasedAt),
+  );
+  const complete = secondsFrom(
+    at,
+    answers.flatMap((answer) => answer.completeAt),
+  );
   const worst = (values: number[]) => (values.some(Number.isNaN) ? NaN : Math.max(...values));
-  return { leasedS: worst(leased), completeS: worst(complete), completeMedianS: median(complete.filter(Number.isFinite)), timedOut: answers.some((answer) => answer.timedOut) };
+  return {
+    leasedS: worst(leased),
+    completeS: worst(complete),
+    completeMedianS: median(complete.filter(Number.isFinite)),
+    timedOut: answers.some((answer) => answer.timedOut),
+  };
 }
 
 interface EtcdWindow {
@@ -139,9 +150,11 @@ function etcdWindow(rounds: readonly ScrapeRound[], from: number, to: number): E
     rangePeakPerSecond: Math.max(0, ...of((sample) => sample.startedTotal.Range ?? 0).map((entry) => entry.perSecond)),
     sentMiB: sum(of((sample) => sample.sentBytesTotal)) / 2 ** 20,
     cpuSeconds: sum(of((sample) => sample.cpuSecondsTotal)),
-    byMethod: Object.fromEntries(['Range', 'Txn', 'Put', 'DeleteRange', 'LeaseGrant', 'LeaseRevoke', 'LeaseTimeToLive', 'LeaseKeepAlive', 'Watch']
-      .map((method) => [method, sum(of((sample) => sample.startedTotal[method] ?? 0))] as const)
-      .filter(([, count]) => count > 0)),
+    byMethod: Object.fromEntries(
+      ['Range', 'Txn', 'Put', 'DeleteRange', 'LeaseGrant', 'LeaseRevoke', 'LeaseTimeToLive', 'LeaseKeepAlive', 'Watch']
+        .map((method) => [method, sum(of((sample) => sample.startedTotal[method] ?? 0))] as const)
+        .filter(([, count]) => count > 0),
+    ),
   };
 }
 
@@ -150,9 +163,9 @@ function callHistogram(reports: readonly AgentsReport[], kind: string, from: num
   const first = Math.floor(from / 1000);
   const bins = new Array<number>(Math.max(0, Math.ceil(to / 1000) - first)).fill(0);
   for (const report of reports) {
-    for (const [second, counts] of Object.entries(report.calls) as [string, CallCounts][]) {
+    for (const [second, counts] of Object.entries<CallCounts>(report.calls)) {
       const bin = Number(second) - first;
-      if (bin >= 0 && bin < bins.length) bins[bin]! += counts[kind] ?? 0;
+      if (bin >= 0 && bin < bins.length) bins[bin] += counts[kind] ?? 0;
     }
   }
   return bins;
@@ -241,21 +254,31 @@ async function runSize(context: BenchContext, plan: Plan): Promise<SizeResult> {
     const seeded = await etcd.etcdctl(`put ${PREFIX}/config '${JSON.stringify(NETWORK_CONFIG)}'`);
     if (seeded.code !== 0) throw new Error(`seeding the config: ${seeded.stderr}`);
     const rounds: ScrapeRound[] = [];
-    const scraper = new JsonChild(lab.etcdHost.netns, join(benchDir, 'etcd-metrics.js'), {
-      endpoints: etcd.endpoints, ...etcd.client, intervalMs: 1000,
-    }, (line) => rounds.push(JSON.parse(line) as ScrapeRound));
+    const scraper = new JsonChild(
+      lab.etcdHost.netns,
+      join(benchDir, 'etcd-metrics.js'),
+      {
+        endpoints: etcd.endpoints,
+        ...etcd.client,
+        intervalMs: 1000,
+      },
+      (line) => rounds.push(JSON.parse(line) as ScrapeRound),
+    );
     children.push(scraper);
 
     const per = Math.ceil(plan.agents / plan.processes);
-    const agents = lab.hosts.map((host, i) => new JsonChild(lab.namespaceOf(host), join(benchDir, 'cluster-agents.js'), {
-      first: i * per,
-      count: Math.max(0, Math.min(per, plan.agents - i * per)),
-      total: plan.agents,
-      endpoints: etcd.endpoints,
-      ...etcd.client,
-      prefix: PREFIX,
-      logFile: join(lab.tempDir, `agents-${i + 1}.log`),
-    }));
+    const agents = lab.hosts.map(
+      (host, i) =>
+        new JsonChild(lab.namespaceOf(host), join(benchDir, 'cluster-agents.js'), {
+          first: i * per,
+          count: Math.max(0, Math.min(per, plan.agents - i * per)),
+          total: plan.agents,
+          endpoints: etcd.endpoints,
+          ...etcd.client,
+          prefix: PREFIX,
+          logFile: join(lab.tempDir, `agents-${i + 1}.log`),
+        }),
+    );
     children.push(...agents);
     const all = <T>(command: Command) => Promise.all(agents.map((process) => process.send<T>(command)));
     const startAll = async (renewal?: { ttlSeconds: number; renewMarginSeconds: number }) => {
@@ -273,7 +296,9 @@ async function runSize(context: BenchContext, plan: Plan): Promise<SizeResult> {
     const first = await startAll();
     const startAgentCpu = (await agentCpu()) - cpuBeforeStart;
     const start = phaseTimes(first.at, first.answers);
-    log(`start: every lease held after ${start.leasedS.toFixed(1)} s, every lease seen by all after ${start.completeS.toFixed(1)} s${start.timedOut ? ' (TIMED OUT)' : ''}`);
+    log(
+      `start: every lease held after ${start.leasedS.toFixed(1)} s, every lease seen by all after ${start.completeS.toFixed(1)} s${start.timedOut ? ' (TIMED OUT)' : ''}`,
+    );
 
     // at rest
     await sleep(plan.restMs);
@@ -283,7 +308,9 @@ async function runSize(context: BenchContext, plan: Plan): Promise<SizeResult> {
     const memory = await all<AgentsReport>({ op: 'report' });
     const agentRss = memory.reduce((sum, report) => sum + report.rssBytes, 0);
     const agentHeap = memory.reduce((sum, report) => sum + report.heapUsedBytes, 0);
-    log(`at rest: ${gauge(restRound, (s) => s.watchStreams)} watch streams, ${gauge(restRound, (s) => s.watchers)} watchers; agents ${(agentRss / 2 ** 20).toFixed(0)} MiB RSS`);
+    log(
+      `at rest: ${gauge(restRound, (s) => s.watchStreams)} watch streams, ${gauge(restRound, (s) => s.watchers)} watchers; agents ${(agentRss / 2 ** 20).toFixed(0)} MiB RSS`,
+    );
 
     // restart: every agent stops (keeping its lease) and starts again at once, now with a short TTL, so that
     // renewals happen within the renewal window that follows
@@ -309,29 +336,40 @@ async function runSize(context: BenchContext, plan: Plan): Promise<SizeResult> {
     await etcd.waitHealthy([0, 1, 2]);
     const healthy = now();
     const relisted = await all<WaitAnswer>({ op: 'wait', until: 'relisted', since: down, timeoutMs: plan.phaseTimeoutMs });
-    const relistTimes = secondsFrom(back, relisted.flatMap((answer) => answer.relistedAt));
+    const relistTimes = secondsFrom(
+      back,
+      relisted.flatMap((answer) => answer.relistedAt),
+    );
     const notRelisted = relistTimes.filter(Number.isNaN).length;
     const recoveredS = notRelisted > 0 ? NaN : Math.max(...relistTimes);
     await sleep(plan.settleMs);
     const afterOutage = now();
     const stillComplete = (await all<WaitAnswer>({ op: 'wait', until: 'complete', timeoutMs: 1000 })).every((answer) => !answer.timedOut);
-    log(`outage: etcd healthy ${((healthy - back) / 1000).toFixed(1)} s after the members' restart; every agent listed again after ${recoveredS.toFixed(1)} s` +
-      `${notRelisted > 0 ? ` (${notRelisted} agents had not listed again after ${plan.phaseTimeoutMs / 1000} s)` : ''}`);
+    log(
+      `outage: etcd healthy ${((healthy - back) / 1000).toFixed(1)} s after the members' restart; every agent listed again after ${recoveredS.toFixed(1)} s` +
+        `${notRelisted > 0 ? ` (${notRelisted} agents had not listed again after ${plan.phaseTimeoutMs / 1000} s)` : ''}`,
+    );
 
     const reports = await all<AgentsReport>({ op: 'report' });
     await Promise.all(agents.map((process) => process.send({ op: 'exit' })));
 
     const renewals = reports.flatMap((report) => report.renewals).filter((t) => t >= renewFrom && t < renewTo);
     const renewalBins = new Array<number>(Math.ceil((renewTo - renewFrom) / 1000)).fill(0);
-    for (const t of renewals) renewalBins[Math.floor((t - renewFrom) / 1000)]! += 1;
+    for (const t of renewals) renewalBins[Math.floor((t - renewFrom) / 1000)] += 1;
     const renewEtcd = etcdWindow(rounds, renewFrom, renewTo);
-    const renewRequests = within(increases(rounds, (s) => s.requestsTotal), renewFrom, renewTo).reduce((sum, entry) => sum + entry.delta, 0);
-    log(`renewal (TTL ${plan.renewTtlSeconds} s, margin ${plan.renewMarginSeconds} s): ${renewals.length} renewals in ${((renewTo - renewFrom) / 1000).toFixed(0)} s; ` +
-      `etcd calls then: ${JSON.stringify(renewEtcd.byMethod)}`);
+    const renewRequests = within(
+      increases(rounds, (s) => s.requestsTotal),
+      renewFrom,
+      renewTo,
+    ).reduce((sum, entry) => sum + entry.delta, 0);
+    log(
+      `renewal (TTL ${plan.renewTtlSeconds} s, margin ${plan.renewMarginSeconds} s): ${renewals.length} renewals in ${((renewTo - renewFrom) / 1000).toFixed(0)} s; ` +
+        `etcd calls then: ${JSON.stringify(renewEtcd.byMethod)}`,
+    );
 
     const relistBins = new Array<number>(Math.max(1, Math.ceil((afterOutage - back) / 1000))).fill(0);
     for (const { at } of reports.flatMap((report) => report.relists)) {
-      if (at >= back && at < afterOutage) relistBins[Math.floor((at - back) / 1000)]! += 1;
+      if (at >= back && at < afterOutage) relistBins[Math.floor((at - back) / 1000)] += 1;
     }
     while (relistBins.length > 1 && relistBins.at(-1) === 0) relistBins.pop();
     const downSeconds = (back - down) / 1000;
@@ -399,7 +437,19 @@ async function runSize(context: BenchContext, plan: Plan): Promise<SizeResult> {
 /** The sizes to simulate: WEFT_BENCH_CLUSTER_SIZES=100,1000,5000 overrides the default 100 and 1000 (a larger machine can run 5000). */
 function plans(quick: boolean): Plan[] {
   if (quick) {
-    return [{ agents: 12, processes: 2, restMs: 3000, outageMs: 5000, settleMs: 2000, renewTtlSeconds: 60, renewMarginSeconds: 55, renewWindowMs: 10_000, phaseTimeoutMs: 60_000 }];
+    return [
+      {
+        agents: 12,
+        processes: 2,
+        restMs: 3000,
+        outageMs: 5000,
+        settleMs: 2000,
+        renewTtlSeconds: 60,
+        renewMarginSeconds: 55,
+        renewWindowMs: 10_000,
+        phaseTimeoutMs: 60_000,
+      },
+    ];
   }
   const common = { processes: 4, restMs: 20_000, outageMs: 30_000, settleMs: 5000, renewWindowMs: 60_000, phaseTimeoutMs: 900_000 };
   const sizes = process.env.WEFT_BENCH_CLUSTER_SIZES?.split(',').map(Number) ?? [100, 1000];
@@ -409,7 +459,12 @@ function plans(quick: boolean): Plan[] {
   // A lease expires only after 10 min without a renewal (the agents of a loaded machine renew late). Each renewal
   // moves the lease key onto a new etcd lease, an event for every agent's watch: 1000 agents renewing every 30 s
   // kept this 2-core machine's simulated agents too busy to restart, so the period grows with the size.
-  return sizes.map((agents) => ({ agents, ...common, renewTtlSeconds: 600, renewMarginSeconds: 600 - Math.max(30, Math.ceil(agents * 0.12)) }));
+  return sizes.map((agents) => ({
+    agents,
+    ...common,
+    renewTtlSeconds: 600,
+    renewMarginSeconds: 600 - Math.max(30, Math.ceil(agents * 0.12)),
+  }));
 }
 
 /** Lease renewals per second with flannel's defaults (24 h TTL, renewed 1 h before expiry) for `agents` hosts. */
@@ -428,7 +483,15 @@ export const benchmark: Benchmark = {
     for (const r of results) {
       const n = r.agents;
       const f = (id: string, label: string, unit: string, value: number, note?: string) =>
-        figures.push(figure({ id: `cluster.n${n}.${id}`, label: `${n} agents: ${label}`, unit, samples: [value], ...(note === undefined ? {} : { note }) }));
+        figures.push(
+          figure({
+            id: `cluster.n${n}.${id}`,
+            label: `${n} agents: ${label}`,
+            unit,
+            samples: [value],
+            ...(note === undefined ? {} : { note }),
+          }),
+        );
       f('start.leased', 'all start at once → every agent holds a lease', 's', r.start.leasedS);
       f('start.complete', 'all start at once → every agent has seen every lease', 's', r.start.completeS);
       f('start.complete-median', 'all start at once → the median agent has seen every lease', 's', r.start.completeMedianS);
@@ -437,7 +500,7 @@ export const benchmark: Benchmark = {
       f('start.etcd-peak', 'etcd requests/s during the start, peak (1 s)', 'req/s', r.start.etcd.peakPerSecond);
       f('start.etcd-sent', 'etcd bytes sent during the start', 'MiB', r.start.etcd.sentMiB);
       f('start.etcd-cpu', 'etcd CPU time during the start, all 3 members', 's', r.start.etcd.cpuSeconds);
-      f('start.agent-cpu', 'the simulated agents\' CPU time during the start, all processes', 's', r.start.agentCpuSeconds);
+      f('start.agent-cpu', "the simulated agents' CPU time during the start, all processes", 's', r.start.agentCpuSeconds);
       f('rest.etcd', 'etcd requests/s at rest', 'req/s', r.rest.etcdPerSecond);
       f('rest.watch-streams', 'watch streams held (etcd_debugging_mvcc_watch_stream_total, all members)', 'streams', r.rest.watchStreams);
       f('rest.watchers', 'watchers (etcd_debugging_mvcc_watcher_total)', 'watchers', r.rest.watchers);
@@ -448,24 +511,44 @@ export const benchmark: Benchmark = {
       f('restart.complete-median', 'all restart at once → the median agent has seen every lease', 's', r.restart.completeMedianS);
       f('restart.etcd-peak', 'etcd requests/s during the restart, peak (1 s)', 'req/s', r.restart.etcd.peakPerSecond);
       f('restart.etcd-cpu', 'etcd CPU time during the restart, all 3 members', 's', r.restart.etcd.cpuSeconds);
-      f('restart.agent-cpu', 'the simulated agents\' CPU time during the restart, all processes', 's', r.restart.agentCpuSeconds);
+      f('restart.agent-cpu', "the simulated agents' CPU time during the restart, all processes", 's', r.restart.agentCpuSeconds);
       f('outage.healthy', 'etcd members restarted after 30 s down → all three healthy (etcdctl)', 's', r.outage.healthyS);
       f('outage.recovered', 'etcd members restarted → every agent has listed again', 's', r.outage.recoveredS);
       f('outage.relist-peak', 'lease re-lists in the busiest second after the outage', 're-lists', r.outage.relistPeakPerSecond);
       f('outage.relist-seconds', 'seconds over which the re-lists spread', 's', r.outage.relistSeconds);
       f('outage.etcd-peak', 'etcd requests/s after the outage, peak (1 s)', 'req/s', r.outage.etcd.peakPerSecond);
-      f('outage.attempts', 'agents\' etcd attempts/s while etcd was down', 'req/s', r.outage.attemptsPerSecondDown);
-      f('renewal.rate', `lease renewals/s with a ${r.renewal.ttlSeconds} s TTL renewed ${r.renewal.marginSeconds} s before expiry`, '/s', r.renewal.perSecond);
-      f('renewal.requests', 'etcd requests per renewal (grant, txn, revoke; all other traffic in the window included)', 'req', r.renewal.requestsPerRenewal);
-      f('renewal.default', 'lease renewals/s with the defaults (24 h TTL, renewed 1 h before): N / 82 800 s', '/s', defaultRenewalsPerSecond(n));
+      f('outage.attempts', "agents' etcd attempts/s while etcd was down", 'req/s', r.outage.attemptsPerSecondDown);
+      f(
+        'renewal.rate',
+        `lease renewals/s with a ${r.renewal.ttlSeconds} s TTL renewed ${r.renewal.marginSeconds} s before expiry`,
+        '/s',
+        r.renewal.perSecond,
+      );
+      f(
+        'renewal.requests',
+        'etcd requests per renewal (grant, txn, revoke; all other traffic in the window included)',
+        'req',
+        r.renewal.requestsPerRenewal,
+      );
+      f(
+        'renewal.default',
+        'lease renewals/s with the defaults (24 h TTL, renewed 1 h before): N / 82 800 s',
+        '/s',
+        defaultRenewalsPerSecond(n),
+      );
 
       notes.push(...outageNotes(r));
-      if (r.start.timedOut || r.restart.timedOut || r.outage.timedOut) notes.push(`${n} agents: a phase timed out (start ${r.start.timedOut}, restart ${r.restart.timedOut}, outage ${r.outage.timedOut}).`);
+      if (r.start.timedOut || r.restart.timedOut || r.outage.timedOut)
+        notes.push(
+          `${n} agents: a phase timed out (start ${r.start.timedOut}, restart ${r.restart.timedOut}, outage ${r.outage.timedOut}).`,
+        );
       if (!r.outage.stillComplete) notes.push(`${n} agents: after the outage not every agent saw every lease.`);
       if (r.outage.notRelisted > 0) notes.push(`${n} agents: ${r.outage.notRelisted} agents had not listed again when the wait ended.`);
       if (r.leasesLost + r.leaseErrors + r.acquireErrors > 0) {
-        notes.push(`${n} agents: over the run ${r.leasesLost} own leases were lost (deleted or expired) and acquired again, ` +
-          `${r.leaseErrors} renewals or re-acquisitions and ${r.acquireErrors} acquisitions failed and were retried.`);
+        notes.push(
+          `${n} agents: over the run ${r.leasesLost} own leases were lost (deleted or expired) and acquired again, ` +
+            `${r.leaseErrors} renewals or re-acquisitions and ${r.acquireErrors} acquisitions failed and were retried.`,
+        );
       }
     }
     notes.push('One run per size (each takes minutes); the machine is shared with other work, see the load average.');
@@ -473,18 +556,18 @@ export const benchmark: Benchmark = {
       name: 'cluster',
       title: TITLE,
       method: [
-        'Each simulated agent is weft\'s registry code wired as weftd wires it — its own etcd3 client (connectEtcd: TLS, one HTTP/2',
+        "Each simulated agent is weft's registry code wired as weftd wires it — its own etcd3 client (connectEtcd: TLS, one HTTP/2",
         'connection per member it talks to), a ConfigWatcher, a LeaseWatcher and a SubnetLeaseManager — without a kernel; the',
         `agents run in ${results[0]?.processes ?? 4} node processes, each in a lab host's namespace, against a 3-member TLS etcd cluster in the lab's`,
         'etcd namespace. Network 198.18.0.0/16 with /29 subnets; public IPs from 198.19.0.0/16, never contacted. Phases: all agents',
-        'start at the same instant on an empty registry (flannel\'s 24 h lease TTL); after 20 s at rest all stop and start again at',
+        "start at the same instant on an empty registry (flannel's 24 h lease TTL); after 20 s at rest all stop and start again at",
         'the same instant, now with a 600 s TTL renewed every 30 s (every N × 0.12 s above 250 agents), and the renewals of 60 s',
-        'from the first renewal on are counted (the agents came back over the restart\'s duration: at 1000 the window holds the',
-        'renewals of part of them); then all three etcd members are killed and restarted 30 s later. etcd\'s figures come from its own /metrics, scraped once a second from every',
+        "from the first renewal on are counted (the agents came back over the restart's duration: at 1000 the window holds the",
+        "renewals of part of them); then all three etcd members are killed and restarted 30 s later. etcd's figures come from its own /metrics, scraped once a second from every",
         'member (grpc_server_started_total for requests, etcd_debugging_mvcc_watch_stream_total and _watcher_total, process and',
-        'database size), a restarted member\'s counters counted from zero; the agents count their own etcd calls per second and',
+        "database size), a restarted member's counters counted from zero; the agents count their own etcd calls per second and",
         'record each re-list of their lease watcher. "Complete" means an agent holds its lease and its lease watcher holds every',
-        'agent\'s lease.',
+        "agent's lease.",
       ].join(' '),
       figures,
       notes,

@@ -34,16 +34,24 @@ export const benchmark: Benchmark = {
     const all: SizeRuns[] = [];
     let starts: StartTimes | undefined;
     await withBenchLab(context, async (bench) => {
-      const subnetFile = bench.lab.subnetFile(bench.lab.hosts[0]!);
-      starts = await bench.probe('startTimes', {
-        shipped: bench.agent().command,
-        modules: [process.execPath, join(context.repoRoot, 'dist', 'agent', 'cli', 'weftd.js')],
-        // nothing listens on port 1 of the lab's etcd host: weftd loads everything, then waits for etcd
-        args: [`--etcd-endpoints=http://${ETCD_IP}:1`, `--subnet-file=${subnetFile}`, `--node-id-file=${join(dirname(subnetFile), 'node-id')}`],
-        dependencies: DEPENDENCIES,
-        repoRoot: context.repoRoot,
-        rounds: context.quick ? 1 : context.runs * 3,
-      }, 300_000);
+      const subnetFile = bench.lab.subnetFile(bench.lab.hosts[0]);
+      starts = await bench.probe(
+        'startTimes',
+        {
+          shipped: bench.agent().command,
+          modules: [process.execPath, join(context.repoRoot, 'dist', 'agent', 'cli', 'weftd.js')],
+          // nothing listens on port 1 of the lab's etcd host: weftd loads everything, then waits for etcd
+          args: [
+            `--etcd-endpoints=http://${ETCD_IP}:1`,
+            `--subnet-file=${subnetFile}`,
+            `--node-id-file=${join(dirname(subnetFile), 'node-id')}`,
+          ],
+          dependencies: DEPENDENCIES,
+          repoRoot: context.repoRoot,
+          rounds: context.quick ? 1 : context.runs * 3,
+        },
+        300_000,
+      );
       for (const peers of sizes) {
         const runs = context.quick ? 1 : peers >= 10000 ? Math.max(3, context.runs - 2) : context.runs;
         const seeded = await bench.probe('seed', { etcd: bench.etcd, from: 0, count: peers }, 120_000);
@@ -51,11 +59,15 @@ export const benchmark: Benchmark = {
         const size: SizeRuns = { peers, weft: [], weftInline: [], batch: [], batchInline: [] };
         const timeoutMs = 60_000 + peers * 10;
         const weft = async (form: 'nexthop' | 'inline') => {
-          const run = await bench.probe('coldStart', {
-            agent: bench.agent(form === 'inline' ? ['--no-nexthop-objects'] : []),
-            peers,
-            timeoutMs,
-          }, timeoutMs + 30_000);
+          const run = await bench.probe(
+            'coldStart',
+            {
+              agent: bench.agent(form === 'inline' ? ['--no-nexthop-objects'] : []),
+              peers,
+              timeoutMs,
+            },
+            timeoutMs + 30_000,
+          );
           await bench.wipeDevice();
           (form === 'inline' ? size.weftInline : size.weft).push(run);
           return run;
@@ -70,10 +82,12 @@ export const benchmark: Benchmark = {
           const steps = [() => weft('nexthop'), async () => batch('nexthop'), () => weft('inline'), async () => batch('inline')];
           if (r % 2 === 1) steps.reverse();
           for (const step of steps) await step();
-          const last = size.weft[size.weft.length - 1]!;
-          context.log(`  n=${peers} run ${r + 1}: weft ${last.totalMs.toFixed(0)} ms (programming ${last.programmingMs.toFixed(0)} ms, ` +
-            `${(last.rssKb / 1024).toFixed(0)} MB), ip -batch ${size.batch[size.batch.length - 1]!.totalMs.toFixed(0)} ms; ` +
-            `inline form: weft ${size.weftInline[size.weftInline.length - 1]!.totalMs.toFixed(0)} ms, ip -batch ${size.batchInline[size.batchInline.length - 1]!.totalMs.toFixed(0)} ms`);
+          const last = size.weft[size.weft.length - 1];
+          context.log(
+            `  n=${peers} run ${r + 1}: weft ${last.totalMs.toFixed(0)} ms (programming ${last.programmingMs.toFixed(0)} ms, ` +
+              `${(last.rssKb / 1024).toFixed(0)} MB), ip -batch ${size.batch[size.batch.length - 1].totalMs.toFixed(0)} ms; ` +
+              `inline form: weft ${size.weftInline[size.weftInline.length - 1].totalMs.toFixed(0)} ms, ip -batch ${size.batchInline[size.batchInline.length - 1].totalMs.toFixed(0)} ms`,
+          );
         }
         await bench.probe('unseed', { etcd: bench.etcd, leaseId: seeded.leaseId }, 60_000);
         all.push(size);
@@ -90,39 +104,118 @@ function logged(runs: readonly ColdStartRun[], message: string): number[] {
 
 function report(all: SizeRuns[], starts: StartTimes): BenchmarkResult {
   const inSeconds = (ms: readonly number[]) => ms.map((value) => value / 1000);
-  const perNode = (ms: readonly number[]) => ms.map((value, i) => value / starts.node[i]!);
-  const perNodeCpu = (ms: readonly number[]) => ms.map((value, i) => value / starts.cpu.node[i]!);
+  const perNode = (ms: readonly number[]) => ms.map((value, i) => value / starts.node[i]);
+  const perNodeCpu = (ms: readonly number[]) => ms.map((value, i) => value / starts.cpu.node[i]);
   const inMB = (kb: readonly number[]) => kb.map((value) => value / 1024);
   const figures: Figure[] = [
     figure({ id: 'cold-start.node', label: 'node -e 0: a bare node starting', unit: 's', samples: inSeconds(starts.node) }),
-    figure({ id: 'cold-start.version', label: 'weftd --version as it ships (dist/bin): node starting, loading weftd and reading its flags', unit: 's',
-      samples: inSeconds(starts.version), target: { op: '<=', value: START_TARGET_SECONDS, source: 'issue 16' } }),
-    figure({ id: 'cold-start.version-ratio', label: 'weftd --version as it ships / node -e 0', unit: '×', samples: perNode(starts.version),
-      target: { op: '<=', value: START_TARGET_RATIO, source: 'issue 16' } }),
-    figure({ id: 'cold-start.version-modules', label: 'weftd --version from tsc\'s per-module output (dist/agent/cli/weftd.js)', unit: 's',
-      samples: inSeconds(starts.versionModules) }),
-    figure({ id: 'cold-start.version-modules-ratio', label: 'weftd --version from tsc\'s output / node -e 0', unit: '×', samples: perNode(starts.versionModules) }),
-    figure({ id: 'cold-start.module-loading', label: 'weftd spawned → \'weftd starting\' logged, as it ships: node starting and loading every module of a run', unit: 's',
-      samples: inSeconds(starts.loaded), target: { op: '<=', value: START_TARGET_SECONDS, source: 'issue 16' } }),
-    figure({ id: 'cold-start.module-loading-ratio', label: 'weftd spawned → \'weftd starting\', as it ships / node -e 0', unit: '×', samples: perNode(starts.loaded),
-      target: { op: '<=', value: START_TARGET_RATIO, source: 'issue 16' } }),
-    figure({ id: 'cold-start.module-loading-modules', label: 'weftd spawned → \'weftd starting\', from tsc\'s per-module output (how weftd ran before the bundle; its --version loaded as much)', unit: 's', samples: inSeconds(starts.loadedModules) }),
-    figure({ id: 'cold-start.module-loading-modules-ratio', label: 'weftd spawned → \'weftd starting\', from tsc\'s output / node -e 0', unit: '×', samples: perNode(starts.loadedModules) }),
+    figure({
+      id: 'cold-start.version',
+      label: 'weftd --version as it ships (dist/bin): node starting, loading weftd and reading its flags',
+      unit: 's',
+      samples: inSeconds(starts.version),
+      target: { op: '<=', value: START_TARGET_SECONDS, source: 'issue 16' },
+    }),
+    figure({
+      id: 'cold-start.version-ratio',
+      label: 'weftd --version as it ships / node -e 0',
+      unit: '×',
+      samples: perNode(starts.version),
+      target: { op: '<=', value: START_TARGET_RATIO, source: 'issue 16' },
+    }),
+    figure({
+      id: 'cold-start.version-modules',
+      label: "weftd --version from tsc's per-module output (dist/agent/cli/weftd.js)",
+      unit: 's',
+      samples: inSeconds(starts.versionModules),
+    }),
+    figure({
+      id: 'cold-start.version-modules-ratio',
+      label: "weftd --version from tsc's output / node -e 0",
+      unit: '×',
+      samples: perNode(starts.versionModules),
+    }),
+    figure({
+      id: 'cold-start.module-loading',
+      label: "weftd spawned → 'weftd starting' logged, as it ships: node starting and loading every module of a run",
+      unit: 's',
+      samples: inSeconds(starts.loaded),
+      target: { op: '<=', value: START_TARGET_SECONDS, source: 'issue 16' },
+    }),
+    figure({
+      id: 'cold-start.module-loading-ratio',
+      label: "weftd spawned → 'weftd starting', as it ships / node -e 0",
+      unit: '×',
+      samples: perNode(starts.loaded),
+      target: { op: '<=', value: START_TARGET_RATIO, source: 'issue 16' },
+    }),
+    figure({
+      id: 'cold-start.module-loading-modules',
+      label:
+        "weftd spawned → 'weftd starting', from tsc's per-module output (how weftd ran before the bundle; its --version loaded as much)",
+      unit: 's',
+      samples: inSeconds(starts.loadedModules),
+    }),
+    figure({
+      id: 'cold-start.module-loading-modules-ratio',
+      label: "weftd spawned → 'weftd starting', from tsc's output / node -e 0",
+      unit: '×',
+      samples: perNode(starts.loadedModules),
+    }),
     // the same runs' CPU time, which the other processes on the machine disturb less than the wall time
     figure({ id: 'cold-start.cpu.node', label: 'CPU time: node -e 0', unit: 's', samples: inSeconds(starts.cpu.node) }),
-    figure({ id: 'cold-start.cpu.version', label: 'CPU time: weftd --version as it ships', unit: 's', samples: inSeconds(starts.cpu.version) }),
-    figure({ id: 'cold-start.cpu.version-ratio', label: 'CPU time: weftd --version as it ships / node -e 0', unit: '×', samples: perNodeCpu(starts.cpu.version) }),
-    figure({ id: 'cold-start.cpu.module-loading', label: 'CPU time: weftd until \'weftd starting\', as it ships', unit: 's', samples: inSeconds(starts.cpu.loaded) }),
-    figure({ id: 'cold-start.cpu.module-loading-ratio', label: 'CPU time: weftd until \'weftd starting\', as it ships / node -e 0', unit: '×', samples: perNodeCpu(starts.cpu.loaded) }),
-    figure({ id: 'cold-start.cpu.module-loading-modules-ratio', label: 'CPU time: weftd until \'weftd starting\', from tsc\'s output / node -e 0', unit: '×',
-      samples: perNodeCpu(starts.cpu.loadedModules) }),
+    figure({
+      id: 'cold-start.cpu.version',
+      label: 'CPU time: weftd --version as it ships',
+      unit: 's',
+      samples: inSeconds(starts.cpu.version),
+    }),
+    figure({
+      id: 'cold-start.cpu.version-ratio',
+      label: 'CPU time: weftd --version as it ships / node -e 0',
+      unit: '×',
+      samples: perNodeCpu(starts.cpu.version),
+    }),
+    figure({
+      id: 'cold-start.cpu.module-loading',
+      label: "CPU time: weftd until 'weftd starting', as it ships",
+      unit: 's',
+      samples: inSeconds(starts.cpu.loaded),
+    }),
+    figure({
+      id: 'cold-start.cpu.module-loading-ratio',
+      label: "CPU time: weftd until 'weftd starting', as it ships / node -e 0",
+      unit: '×',
+      samples: perNodeCpu(starts.cpu.loaded),
+    }),
+    figure({
+      id: 'cold-start.cpu.module-loading-modules-ratio',
+      label: "CPU time: weftd until 'weftd starting', from tsc's output / node -e 0",
+      unit: '×',
+      samples: perNodeCpu(starts.cpu.loadedModules),
+    }),
     // memory before any work: what a bare node takes, what weftd's modules add, and which packages that is
     figure({ id: 'cold-start.rss.node', label: 'peak RSS: node -e 0', unit: 'MB', samples: inMB(starts.peakRssKb.node) }),
-    figure({ id: 'cold-start.rss.version', label: 'peak RSS: weftd --version as it ships', unit: 'MB', samples: inMB(starts.peakRssKb.version) }),
-    figure({ id: 'cold-start.rss.module-loading', label: 'peak RSS: weftd at \'weftd starting\' (every module of a run loaded, no work done), as it ships', unit: 'MB',
-      samples: inMB(starts.peakRssKb.loaded) }),
-    ...DEPENDENCIES.map((name) => figure({ id: `cold-start.rss.dependency.${name}`, label: `peak RSS: a bare node that loaded ${name} alone, over node -e 0`, unit: 'MB',
-      samples: starts.dependencyRssKb[name]!.map((kb, i) => (kb - starts.peakRssKb.node[i]!) / 1024) })),
+    figure({
+      id: 'cold-start.rss.version',
+      label: 'peak RSS: weftd --version as it ships',
+      unit: 'MB',
+      samples: inMB(starts.peakRssKb.version),
+    }),
+    figure({
+      id: 'cold-start.rss.module-loading',
+      label: "peak RSS: weftd at 'weftd starting' (every module of a run loaded, no work done), as it ships",
+      unit: 'MB',
+      samples: inMB(starts.peakRssKb.loaded),
+    }),
+    ...DEPENDENCIES.map((name) =>
+      figure({
+        id: `cold-start.rss.dependency.${name}`,
+        label: `peak RSS: a bare node that loaded ${name} alone, over node -e 0`,
+        unit: 'MB',
+        samples: starts.dependencyRssKb[name].map((kb, i) => (kb - starts.peakRssKb.node[i]) / 1024),
+      }),
+    ),
   ];
   const notes: string[] = [];
   for (const size of all) {
@@ -130,55 +223,142 @@ function report(all: SizeRuns[], starts: StartTimes): BenchmarkResult {
     const seconds = TARGET_SECONDS[n];
     const rssMB = TARGET_RSS_MB[n];
     const id = `cold-start.n${n}`;
-    const ratio = (a: readonly number[], b: readonly number[]) => a.map((value, i) => value / b[i]!);
+    const ratio = (a: readonly number[], b: readonly number[]) => a.map((value, i) => value / b[i]);
     const weftTotal = size.weft.map((run) => run.totalMs);
     const weftProgramming = size.weft.map((run) => run.programmingMs);
     const batchTotal = size.batch.map((run) => run.totalMs);
     figures.push(
-      figure({ id: `${id}.weft`, label: `N=${n}: weftd start → every peer programmed`, unit: 's', samples: weftTotal.map((ms) => ms / 1000),
-        ...(seconds === undefined ? {} : { target: { op: '<=', value: seconds, source: 'issue 16' } }) }),
-      figure({ id: `${id}.weft-programming`, label: `N=${n}: weft's programming phase (first peer object → last)`, unit: 's', samples: weftProgramming.map((ms) => ms / 1000) }),
+      figure({
+        id: `${id}.weft`,
+        label: `N=${n}: weftd start → every peer programmed`,
+        unit: 's',
+        samples: weftTotal.map((ms) => ms / 1000),
+        ...(seconds === undefined ? {} : { target: { op: '<=', value: seconds, source: 'issue 16' } }),
+      }),
+      figure({
+        id: `${id}.weft-programming`,
+        label: `N=${n}: weft's programming phase (first peer object → last)`,
+        unit: 's',
+        samples: weftProgramming.map((ms) => ms / 1000),
+      }),
       figure({ id: `${id}.ip-batch`, label: `N=${n}: ip -batch, same operations`, unit: 's', samples: batchTotal.map((ms) => ms / 1000) }),
-      figure({ id: `${id}.ratio`, label: `N=${n}: weft whole cold start / ip -batch`, unit: '×', samples: ratio(weftTotal, batchTotal),
-        target: { op: '<=', value: 1.5, source: 'issue 7' } }),
-      figure({ id: `${id}.programming-ratio`, label: `N=${n}: weft programming phase / ip -batch`, unit: '×', samples: ratio(weftProgramming, batchTotal),
-        target: { op: '<=', value: 1.5, source: 'issue 16' } }),
-      figure({ id: `${id}.rss`, label: `N=${n}: weftd peak RSS (main process)`, unit: 'MB', samples: size.weft.map((run) => run.rssKb / 1024),
-        ...(rssMB === undefined ? {} : { target: { op: '<=', value: rssMB, source: 'issue 16' } }) }),
-      figure({ id: `${id}.cpu`, label: `N=${n}: CPU time weftd had used when the last peer was programmed`, unit: 's', samples: size.weft.map((run) => run.cpuMs / 1000) }),
-      figure({ id: `${id}.phase.config`, label: `N=${n}: weftd spawned → config read from etcd ('using the public interface')`, unit: 's',
-        samples: inSeconds(logged(size.weft, 'using the public interface')) }),
-      figure({ id: `${id}.phase.lease`, label: `N=${n}: weftd spawned → own lease held, the leases listed ('holding a subnet lease')`, unit: 's',
-        samples: inSeconds(logged(size.weft, 'holding a subnet lease')) }),
-      figure({ id: `${id}.phase.first-object`, label: `N=${n}: weftd spawned → first peer object in the kernel`, unit: 's', samples: inSeconds(size.weft.map((run) => run.firstObjectMs)) }),
-      figure({ id: `${id}.heap`, label: `N=${n}: weftd's heap used when ready ('ready' line)`, unit: 'MB', samples: size.weft.map((run) => run.log.ready?.heapMB ?? NaN) }),
+      figure({
+        id: `${id}.ratio`,
+        label: `N=${n}: weft whole cold start / ip -batch`,
+        unit: '×',
+        samples: ratio(weftTotal, batchTotal),
+        target: { op: '<=', value: 1.5, source: 'issue 7' },
+      }),
+      figure({
+        id: `${id}.programming-ratio`,
+        label: `N=${n}: weft programming phase / ip -batch`,
+        unit: '×',
+        samples: ratio(weftProgramming, batchTotal),
+        target: { op: '<=', value: 1.5, source: 'issue 16' },
+      }),
+      figure({
+        id: `${id}.rss`,
+        label: `N=${n}: weftd peak RSS (main process)`,
+        unit: 'MB',
+        samples: size.weft.map((run) => run.rssKb / 1024),
+        ...(rssMB === undefined ? {} : { target: { op: '<=', value: rssMB, source: 'issue 16' } }),
+      }),
+      figure({
+        id: `${id}.cpu`,
+        label: `N=${n}: CPU time weftd had used when the last peer was programmed`,
+        unit: 's',
+        samples: size.weft.map((run) => run.cpuMs / 1000),
+      }),
+      figure({
+        id: `${id}.phase.config`,
+        label: `N=${n}: weftd spawned → config read from etcd ('using the public interface')`,
+        unit: 's',
+        samples: inSeconds(logged(size.weft, 'using the public interface')),
+      }),
+      figure({
+        id: `${id}.phase.lease`,
+        label: `N=${n}: weftd spawned → own lease held, the leases listed ('holding a subnet lease')`,
+        unit: 's',
+        samples: inSeconds(logged(size.weft, 'holding a subnet lease')),
+      }),
+      figure({
+        id: `${id}.phase.first-object`,
+        label: `N=${n}: weftd spawned → first peer object in the kernel`,
+        unit: 's',
+        samples: inSeconds(size.weft.map((run) => run.firstObjectMs)),
+      }),
+      figure({
+        id: `${id}.heap`,
+        label: `N=${n}: weftd's heap used when ready ('ready' line)`,
+        unit: 'MB',
+        samples: size.weft.map((run) => run.log.ready?.heapMB ?? NaN),
+      }),
     );
     // Without weft's addon the kernel monitor is a child process; with it, weftd has no child to count.
     if (size.weft.some((run) => run.monitorRssKb !== undefined)) {
       figures.push(
-        figure({ id: `${id}.monitor-rss`, label: `N=${n}: peak RSS of weftd's kernel-monitor child`, unit: 'MB', samples: size.weft.map((run) => (run.monitorRssKb ?? NaN) / 1024) }),
-        figure({ id: `${id}.total-rss`, label: `N=${n}: peak RSS of weftd and its kernel-monitor child together`, unit: 'MB',
-          samples: size.weft.map((run) => (run.rssKb + (run.monitorRssKb ?? NaN)) / 1024) }),
-        figure({ id: `${id}.monitor-cpu`, label: `N=${n}: CPU time of the kernel-monitor child by then`, unit: 's', samples: size.weft.map((run) => run.monitorCpuMs / 1000) }),
+        figure({
+          id: `${id}.monitor-rss`,
+          label: `N=${n}: peak RSS of weftd's kernel-monitor child`,
+          unit: 'MB',
+          samples: size.weft.map((run) => (run.monitorRssKb ?? NaN) / 1024),
+        }),
+        figure({
+          id: `${id}.total-rss`,
+          label: `N=${n}: peak RSS of weftd and its kernel-monitor child together`,
+          unit: 'MB',
+          samples: size.weft.map((run) => (run.rssKb + (run.monitorRssKb ?? NaN)) / 1024),
+        }),
+        figure({
+          id: `${id}.monitor-cpu`,
+          label: `N=${n}: CPU time of the kernel-monitor child by then`,
+          unit: 's',
+          samples: size.weft.map((run) => run.monitorCpuMs / 1000),
+        }),
       );
     } else {
-      notes.push(`N=${n}: weftd ran no child process (its kernel monitor reads netlink in-process through weft's addon), so its RSS and CPU are the whole agent's.`);
+      notes.push(
+        `N=${n}: weftd ran no child process (its kernel monitor reads netlink in-process through weft's addon), so its RSS and CPU are the whole agent's.`,
+      );
     }
     figures.push(
-      figure({ id: `${id}.inline.weft`, label: `N=${n}, flannel's route form (--no-nexthop-objects): weftd cold start`, unit: 's', samples: size.weftInline.map((run) => run.totalMs / 1000) }),
-      figure({ id: `${id}.inline.ip-batch`, label: `N=${n}, flannel's route form: ip -batch`, unit: 's', samples: size.batchInline.map((run) => run.totalMs / 1000) }),
-      figure({ id: `${id}.inline.ratio`, label: `N=${n}, flannel's route form: weft / ip -batch`, unit: '×', samples: ratio(size.weftInline.map((run) => run.totalMs), size.batchInline.map((run) => run.totalMs)) }),
+      figure({
+        id: `${id}.inline.weft`,
+        label: `N=${n}, flannel's route form (--no-nexthop-objects): weftd cold start`,
+        unit: 's',
+        samples: size.weftInline.map((run) => run.totalMs / 1000),
+      }),
+      figure({
+        id: `${id}.inline.ip-batch`,
+        label: `N=${n}, flannel's route form: ip -batch`,
+        unit: 's',
+        samples: size.batchInline.map((run) => run.totalMs / 1000),
+      }),
+      figure({
+        id: `${id}.inline.ratio`,
+        label: `N=${n}, flannel's route form: weft / ip -batch`,
+        unit: '×',
+        samples: ratio(
+          size.weftInline.map((run) => run.totalMs),
+          size.batchInline.map((run) => run.totalMs),
+        ),
+      }),
     );
     const overruns = size.weft.reduce((sum, run) => sum + run.overruns, 0) + size.weftInline.reduce((sum, run) => sum + run.overruns, 0);
-    if (overruns > 0) notes.push(`N=${n}: the observer's notification socket overran ${overruns} time(s); those runs were timed by polling dumps (±5 ms).`);
+    if (overruns > 0)
+      notes.push(`N=${n}: the observer's notification socket overran ${overruns} time(s); those runs were timed by polling dumps (±5 ms).`);
     const inlineUsed = size.weft.filter((run) => run.nexthopRoutes < n).length;
     if (inlineUsed > 0) notes.push(`N=${n}: ${inlineUsed} run(s) did not use nexthop objects for every route (kernel without them?).`);
     const loading = median(logged(size.weft, 'weftd starting')) / 1000;
-    notes.push(`N=${n}: node starting and loading weftd's modules (spawned → 'weftd starting', ${loading.toFixed(2)} s) is ${Math.round((100 * loading * 1000) / median(weftTotal))} % of the whole cold start, ` +
-      `${(loading / (median(batchTotal) / 1000)).toFixed(1)} × what ip -batch takes for everything.`);
+    notes.push(
+      `N=${n}: node starting and loading weftd's modules (spawned → 'weftd starting', ${loading.toFixed(2)} s) is ${Math.round((100 * loading * 1000) / median(weftTotal))} % of the whole cold start, ` +
+        `${(loading / (median(batchTotal) / 1000)).toFixed(1)} × what ip -batch takes for everything.`,
+    );
     const atStartMB = median(starts.peakRssKb.loaded) / 1024;
-    notes.push(`N=${n}: ${Math.round((100 * atStartMB * 1024) / median(size.weft.map((run) => run.rssKb)))} % of weftd's peak RSS (${atStartMB.toFixed(0)} MB) is there at 'weftd starting', ` +
-      `before any work: node itself and the modules loaded.`);
+    notes.push(
+      `N=${n}: ${Math.round((100 * atStartMB * 1024) / median(size.weft.map((run) => run.rssKb)))} % of weftd's peak RSS (${atStartMB.toFixed(0)} MB) is there at 'weftd starting', ` +
+        `before any work: node itself and the modules loaded.`,
+    );
     const batchSplit = size.batch.map((b) => `${b.neighbourMs.toFixed(0)}/${b.fdbMs.toFixed(0)}/${b.routeMs.toFixed(0)}`).join(', ');
     const inlineSplit = size.batchInline.map((b) => `${b.neighbourMs.toFixed(0)}/${b.fdbMs.toFixed(0)}/${b.routeMs.toFixed(0)}`).join(', ');
     notes.push(`N=${n}: ip -batch neighbours/FDB/routes in ms per run: nexthop form ${batchSplit}; inline form ${inlineSplit}.`);
@@ -188,28 +368,28 @@ function report(all: SizeRuns[], starts: StartTimes): BenchmarkResult {
     title: 'Cold start with N peers',
     method: [
       'N synthetic peer leases (subnets /30 of 198.18.0.0/16, public IPs in 198.19.0.0/16, never contacted) are in etcd before',
-      'weftd starts on a lab host. A probe process in the host\'s namespace spawns weftd and watches the kernel through an',
+      "weftd starts on a lab host. A probe process in the host's namespace spawns weftd and watches the kernel through an",
       'rtnetlink notification socket of its own (a child that stamps each notification with CLOCK_MONOTONIC as it arrives); the',
-      'time is from the spawn to the notification that completes the last peer\'s neighbour,',
-      'FDB entry and route (checked against dumps afterwards). It includes node\'s start, loading the modules, the etcd',
+      "time is from the spawn to the notification that completes the last peer's neighbour,",
+      "FDB entry and route (checked against dumps afterwards). It includes node's start, loading the modules, the etcd",
       'round trips, iptables and the programming itself. The *programming phase* is from the first peer object to the last.',
-      'weftd runs as it ships (package.json\'s bin: the bundle in dist/bin). Node\'s start and the module loading alone are timed',
+      "weftd runs as it ships (package.json's bin: the bundle in dist/bin). Node's start and the module loading alone are timed",
       'before the runs by the probe on the lab host, side by side in rounds of rotating order: `node -e 0`; `weftd --version`',
-      '(node, weftd and its flags: the agent\'s modules load only for a run); and the time from the spawn to weftd\'s',
-      '\'weftd starting\' line, logged once every module a run uses is loaded and before any work (pino\'s timestamp, ms',
+      "(node, weftd and its flags: the agent's modules load only for a run); and the time from the spawn to weftd's",
+      "'weftd starting' line, logged once every module a run uses is loaded and before any work (pino's timestamp, ms",
       'resolution; weftd is pointed at an etcd port where nothing listens, and killed at that line). The last two both as weftd',
-      'ships and from tsc\'s per-module output (dist/agent/cli/weftd.js), which is how it shipped before the bundle. With each',
+      "ships and from tsc's per-module output (dist/agent/cli/weftd.js), which is how it shipped before the bundle. With each",
       'the CPU time (user + system) it used: reported by the process itself as it exits (a preloaded `node -r` hook), or read',
-      'from /proc at the \'weftd starting\' line (10 ms ticks), and its peak RSS (VmHWM) read the same ways. In each round a bare',
-      'node also loads each package weftd loads for every run alone (its peak RSS over `node -e 0`\'s in the same round):',
+      "from /proc at the 'weftd starting' line (10 ms ticks), and its peak RSS (VmHWM) read the same ways. In each round a bare",
+      "node also loads each package weftd loads for every run alone (its peak RSS over `node -e 0`'s in the same round):",
       'what the memory weftd has before any work is made of. The phases',
-      'of the cold-start runs are likewise taken from weftd\'s log lines, and its heap from the \'ready\' line.',
+      "of the cold-start runs are likewise taken from weftd's log lines, and its heap from the 'ready' line.",
       'Peak RSS is VmHWM of the weftd process one second after the last peer is programmed; CPU time is utime + stime of the',
-      'weftd process (and separately of its kernel-monitor child, which it has only without weft\'s addon) when the last peer was programmed.',
+      "weftd process (and separately of its kernel-monitor child, which it has only without weft's addon) when the last peer was programmed.",
       'Between runs the VXLAN device is deleted (taking every peer object with it); the host keeps its own lease, as after a reboot.',
       'The baseline, in the same run and alternating order, is `ip -batch` (neighbours, nexthops + routes) and `bridge -batch` (FDB)',
-      'applying the same operations in a fresh namespace with the same VXLAN device, once in weft\'s route form (nexthop objects)',
-      'and once in flannel\'s (`via <gw> onlink` per route); weft is also run with `--no-nexthop-objects` against the latter.',
+      "applying the same operations in a fresh namespace with the same VXLAN device, once in weft's route form (nexthop objects)",
+      "and once in flannel's (`via <gw> onlink` per route); weft is also run with `--no-nexthop-objects` against the latter.",
     ].join(' '),
     figures,
     notes,

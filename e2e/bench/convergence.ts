@@ -14,11 +14,17 @@ export const benchmark: Benchmark = {
     await withBenchLab(context, async (bench) => {
       await bench.probe('seed', { etcd: bench.etcd, from: 0, count: base }, 120_000);
       for (let r = 0; r < runs; r++) {
-        const run = await bench.probe('convergence', { agent: bench.agent(), etcd: bench.etcd, base, joins, gapMs: 10, timeoutMs: 10_000 }, 300_000);
+        const run = await bench.probe(
+          'convergence',
+          { agent: bench.agent(), etcd: bench.etcd, base, joins, gapMs: 10, timeoutMs: 10_000 },
+          300_000,
+        );
         await bench.wipeDevice();
         results.push(run);
-        context.log(`convergence run ${r + 1}: p50 ${percentile(run.joinFromAckMs, 50).toFixed(2)} ms, p99 ${percentile(run.joinFromAckMs, 99).toFixed(2)} ms, ` +
-          `max ${Math.max(...run.joinFromAckMs).toFixed(2)} ms over ${run.joinFromAckMs.length} joins (${run.timeouts} timeouts)`);
+        context.log(
+          `convergence run ${r + 1}: p50 ${percentile(run.joinFromAckMs, 50).toFixed(2)} ms, p99 ${percentile(run.joinFromAckMs, 99).toFixed(2)} ms, ` +
+            `max ${Math.max(...run.joinFromAckMs).toFixed(2)} ms over ${run.joinFromAckMs.length} joins (${run.timeouts} timeouts)`,
+        );
       }
     });
     const per = (pick: (run: ConvergenceRun) => number[], p: number | 'max') =>
@@ -29,35 +35,83 @@ export const benchmark: Benchmark = {
     if (timeouts > 0) notes.push(`${timeouts} join(s) or leave(s) did not show in the kernel within 10 s and are not in the percentiles.`);
     const negative = results.reduce((sum, run) => sum + run.joinFromAckMs.filter((ms) => ms < 0).length, 0);
     if (negative > 0) {
-      notes.push(`${negative} join(s) were in the kernel before the probe had read etcd's answer to its put (negative "from ack" times): ` +
-        'etcd notifies watchers and answers the writer at the same moment, and weft was faster than the probe\'s gRPC client.');
+      notes.push(
+        `${negative} join(s) were in the kernel before the probe had read etcd's answer to its put (negative "from ack" times): ` +
+          "etcd notifies watchers and answers the writer at the same moment, and weft was faster than the probe's gRPC client.",
+      );
     }
     return {
       name: 'convergence',
       title: 'Convergence: a new lease to kernel state',
       method: [
         `weftd runs with its defaults (the ingress allow-list on: a join also adds the peer to its nftables set). ${base} peers are programmed; then ${joins} peers join one at a time (a lease put into etcd, the next one 10 ms after`,
-        'the previous one converged) and leave again the same way. One probe process in the agent host\'s namespace does the puts',
+        "the previous one converged) and leave again the same way. One probe process in the agent host's namespace does the puts",
         'and watches the kernel through an rtnetlink notification socket of its own (a child stamping each notification with',
         'CLOCK_MONOTONIC, the clock the probe reads too), so one clock times both ends: a join has converged',
         'when the notifications for its route, neighbour and FDB entry have all arrived. Times are from etcd acknowledging the put',
         '(the lease is committed and watchers are notified at that moment) and, for reference, from sending it and from the',
-        'probe\'s own etcd watch on the same prefix delivering the put (about when weftd receives it: weft\'s own share).',
-        'Each figure is the median over runs of that run\'s percentile, with the runs\' min and max.',
+        "probe's own etcd watch on the same prefix delivering the put (about when weftd receives it: weft's own share).",
+        "Each figure is the median over runs of that run's percentile, with the runs' min and max.",
       ].join(' '),
       figures: [
-        figure({ id: 'convergence.p50', label: 'join: put acknowledged → route, neighbour and FDB in the kernel, p50', unit: 'ms', samples: per(join, 50),
-          target: { op: '<=', value: 0.5, source: 'issue 16' } }),
-        figure({ id: 'convergence.p99', label: 'join, p99', unit: 'ms', samples: per(join, 99), target: { op: '<=', value: 3, source: 'issue 16' } }),
+        figure({
+          id: 'convergence.p50',
+          label: 'join: put acknowledged → route, neighbour and FDB in the kernel, p50',
+          unit: 'ms',
+          samples: per(join, 50),
+          target: { op: '<=', value: 0.5, source: 'issue 16' },
+        }),
+        figure({
+          id: 'convergence.p99',
+          label: 'join, p99',
+          unit: 'ms',
+          samples: per(join, 99),
+          target: { op: '<=', value: 3, source: 'issue 16' },
+        }),
         figure({ id: 'convergence.max', label: 'join, max', unit: 'ms', samples: per(join, 'max') }),
-        figure({ id: 'convergence.from-send.p50', label: 'join: put sent → in the kernel, p50', unit: 'ms', samples: per((run) => run.joinFromSendMs, 50) }),
-        figure({ id: 'convergence.from-send.p99', label: 'join: put sent → in the kernel, p99', unit: 'ms', samples: per((run) => run.joinFromSendMs, 99) }),
-        figure({ id: 'convergence.put.p50', label: 'etcd put round trip (for reference), p50', unit: 'ms', samples: per((run) => run.putMs, 50) }),
-        figure({ id: 'convergence.from-watch.p50', label: "join: a watcher's event → in the kernel (weft's own share), p50", unit: 'ms', samples: per((run) => run.joinFromWatchMs, 50) }),
-        figure({ id: 'convergence.from-watch.p99', label: "join: a watcher's event → in the kernel (weft's own share), p99", unit: 'ms', samples: per((run) => run.joinFromWatchMs, 99) }),
-        figure({ id: 'convergence.leave.p50', label: 'leave: delete acknowledged → all three gone, p50', unit: 'ms', samples: per((run) => run.leaveFromAckMs, 50) }),
+        figure({
+          id: 'convergence.from-send.p50',
+          label: 'join: put sent → in the kernel, p50',
+          unit: 'ms',
+          samples: per((run) => run.joinFromSendMs, 50),
+        }),
+        figure({
+          id: 'convergence.from-send.p99',
+          label: 'join: put sent → in the kernel, p99',
+          unit: 'ms',
+          samples: per((run) => run.joinFromSendMs, 99),
+        }),
+        figure({
+          id: 'convergence.put.p50',
+          label: 'etcd put round trip (for reference), p50',
+          unit: 'ms',
+          samples: per((run) => run.putMs, 50),
+        }),
+        figure({
+          id: 'convergence.from-watch.p50',
+          label: "join: a watcher's event → in the kernel (weft's own share), p50",
+          unit: 'ms',
+          samples: per((run) => run.joinFromWatchMs, 50),
+        }),
+        figure({
+          id: 'convergence.from-watch.p99',
+          label: "join: a watcher's event → in the kernel (weft's own share), p99",
+          unit: 'ms',
+          samples: per((run) => run.joinFromWatchMs, 99),
+        }),
+        figure({
+          id: 'convergence.leave.p50',
+          label: 'leave: delete acknowledged → all three gone, p50',
+          unit: 'ms',
+          samples: per((run) => run.leaveFromAckMs, 50),
+        }),
         figure({ id: 'convergence.leave.p99', label: 'leave, p99', unit: 'ms', samples: per((run) => run.leaveFromAckMs, 99) }),
-        figure({ id: 'convergence.joins', label: 'joins measured per run', unit: 'joins', samples: results.map((run) => run.joinFromAckMs.length) }),
+        figure({
+          id: 'convergence.joins',
+          label: 'joins measured per run',
+          unit: 'joins',
+          samples: results.map((run) => run.joinFromAckMs.length),
+        }),
       ],
       notes,
       details: results,

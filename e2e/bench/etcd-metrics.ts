@@ -51,8 +51,21 @@ export interface ScrapeRound {
 /** One sample from etcd's Prometheus text (etcd 3.4's metric names). */
 export function parseEtcdMetrics(text: string): MemberSample {
   const sample: MemberSample = {
-    startTime: 0, requestsTotal: 0, startedTotal: {}, errorsTotal: 0, watchStreams: 0, watchers: 0, leasesGrantedTotal: 0,
-    leasesRevokedTotal: 0, sentBytesTotal: 0, receivedBytesTotal: 0, cpuSecondsTotal: 0, rssBytes: 0, dbBytes: 0, openFds: 0, slowWatchers: 0,
+    startTime: 0,
+    requestsTotal: 0,
+    startedTotal: {},
+    errorsTotal: 0,
+    watchStreams: 0,
+    watchers: 0,
+    leasesGrantedTotal: 0,
+    leasesRevokedTotal: 0,
+    sentBytesTotal: 0,
+    receivedBytesTotal: 0,
+    cpuSecondsTotal: 0,
+    rssBytes: 0,
+    dbBytes: 0,
+    openFds: 0,
+    slowWatchers: 0,
   };
   const single: Record<string, keyof MemberSample> = {
     process_start_time_seconds: 'startTime',
@@ -75,13 +88,13 @@ export function parseEtcdMetrics(text: string): MemberSample {
     const [, name, labelText = '', valueText] = match;
     const value = Number(valueText);
     if (!Number.isFinite(value)) continue;
-    const field = single[name!];
+    const field = single[name];
     if (field !== undefined) {
       (sample as unknown as Record<string, number>)[field] = value;
       continue;
     }
     if (name !== 'grpc_server_started_total' && name !== 'grpc_server_handled_total') continue;
-    const labels = Object.fromEntries([...labelText.matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1]!, m[2]!]));
+    const labels = Object.fromEntries([...labelText.matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1], m[2]]));
     if (name === 'grpc_server_started_total') {
       sample.requestsTotal += value;
       const method = labels.grpc_method ?? '?';
@@ -120,7 +133,7 @@ export function increases(rounds: readonly ScrapeRound[], counter: (sample: Memb
       delta += restarted ? counter(after) : counter(after) - counter(before);
     });
     if (i === 0) return;
-    const seconds = (round.at - rounds[i - 1]!.at) / 1000;
+    const seconds = (round.at - rounds[i - 1].at) / 1000;
     out.push({ at: round.at, seconds, delta, perSecond: seconds > 0 ? delta / seconds : 0 });
   });
   return out;

@@ -21,7 +21,7 @@ export interface BatchTiming {
 }
 
 function run(argv: string[], input?: string): void {
-  const result = spawnSync(argv[0]!, argv.slice(1), { input: input ?? '', encoding: 'utf8', timeout: 120_000 });
+  const result = spawnSync(argv[0], argv.slice(1), { input: input ?? '', encoding: 'utf8', timeout: 120_000 });
   if (result.status !== 0) throw new Error(`${argv.join(' ')} failed (${result.status}): ${result.stderr}`);
 }
 
@@ -39,16 +39,19 @@ export function ipBatch(netns: string, count: number, form: BatchForm): BatchTim
   const dir = mkdtempSync(join(tmpdir(), 'weft-bench-ipb-'));
   run(['ip', 'netns', 'add', netns]);
   try {
-    run(['ip', '-n', netns, '-batch', '-'], [
-      'link set lo up',
-      'link add pub0 type veth peer name pub1',
-      'addr add 192.0.2.11/24 dev pub0',
-      'link set pub0 up',
-      'link set pub1 up',
-      'link add weft.1 mtu 1450 type vxlan id 1 dstport 8472 local 192.0.2.11 dev pub0 nolearning',
-      'addr add 198.18.0.4/32 dev weft.1',
-      'link set weft.1 up',
-    ].join('\n') + '\n');
+    run(
+      ['ip', '-n', netns, '-batch', '-'],
+      [
+        'link set lo up',
+        'link add pub0 type veth peer name pub1',
+        'addr add 192.0.2.11/24 dev pub0',
+        'link set pub0 up',
+        'link set pub1 up',
+        'link add weft.1 mtu 1450 type vxlan id 1 dstport 8472 local 192.0.2.11 dev pub0 nolearning',
+        'addr add 198.18.0.4/32 dev weft.1',
+        'link set weft.1 up',
+      ].join('\n') + '\n',
+    );
     const neighbours: string[] = [];
     const fdb: string[] = [];
     const routes: string[] = [];

@@ -16,7 +16,7 @@ export interface BenchLab {
   etcd: string;
   /** weftd on the host, with `extra` flags */
   agent(extra?: readonly string[]): AgentSpec;
-  probe: <K extends keyof typeof Probe & string>(
+  probe: <K extends Extract<keyof typeof Probe, string>>(
     name: K,
     arg: Parameters<(typeof Probe)[K] extends (arg: never) => unknown ? (typeof Probe)[K] : never>[0],
     timeoutMs: number,
@@ -31,7 +31,7 @@ export async function withBenchLab<T>(context: BenchContext, body: (bench: Bench
   context.log(`lab ${lab.runId}${process.env.WEFT_LAB_KEEP === '1' ? ` (files kept in ${lab.tempDir})` : ''}`);
   try {
     await seedNetworkConfig(lab, BENCH_NETWORK_CONFIG);
-    const host = lab.hosts[0]!;
+    const host = lab.hosts[0];
     writeFileSync(lab.subnetFile(host), BENCH_AGENT_SUBNET_ENV);
     const netns = lab.namespaceOf(host);
     const bench: BenchLab = {
@@ -52,7 +52,7 @@ export async function withBenchLab<T>(context: BenchContext, body: (bench: Bench
   } catch (err) {
     let log = '';
     try {
-      log = readFileSync(lab.agentLogFile(lab.hosts[0]!), 'utf8');
+      log = readFileSync(lab.agentLogFile(lab.hosts[0]), 'utf8');
     } catch {
       // no agent ran
     }
@@ -67,4 +67,3 @@ export async function withBenchLab<T>(context: BenchContext, body: (bench: Bench
 export function labNamespace(lab: NetnsLab, role: string): string {
   return `${lab.prefix}-${role}`;
 }
-

@@ -37,7 +37,7 @@ function peerIn(b: Buffer, offset: number, type: number, mac: boolean): number {
     if ((readU16(b, offset + 2) & 0x3fff) === type) {
       const at = offset + 4;
       if (!mac) return length === 8 ? peerOfAddress(b.readUInt32BE(at)) : -1;
-      if (length === 10 && b[at] === 0x02 && b[at + 1] === 0x19 && b[at + 2] === 0) return (b[at + 3]! << 16) | (b[at + 4]! << 8) | b[at + 5]!;
+      if (length === 10 && b[at] === 0x02 && b[at + 1] === 0x19 && b[at + 2] === 0) return (b[at + 3] << 16) | (b[at + 4] << 8) | b[at + 5];
       return -1;
     }
     offset += (length + 3) & ~3;

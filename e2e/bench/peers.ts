@@ -1,5 +1,5 @@
 /**
- * Synthetic peers for the benchmarks (design §3): overlay subnets are /30s of 198.18.0.0/16 from 198.18.1.0
+ * Synthetic peers for the benchmarks: overlay subnets are /30s of 198.18.0.0/16 from 198.18.1.0
  * up (the agent under test leases 198.18.0.4/30, see BENCH_AGENT_SUBNET_ENV), public IPs come from
  * 198.19.0.0/16 and are never contacted: a VXLAN FDB entry sends nothing unless traffic is routed to its
  * subnet, and what weftd routes there (its peer probes) is encapsulated towards 198.19.0.0/16, which every lab
@@ -22,7 +22,8 @@ export const BENCH_NETWORK_CONFIG = {
  * The subnet.env the agent under test finds from an earlier run before it starts: it then leases that
  * subnet (still by creating the key, as on a first start), below every synthetic peer that joins later.
  */
-export const BENCH_AGENT_SUBNET_ENV = 'FLANNEL_NETWORK=198.18.0.0/16\nFLANNEL_SUBNET=198.18.0.5/30\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n';
+export const BENCH_AGENT_SUBNET_ENV =
+  'FLANNEL_NETWORK=198.18.0.0/16\nFLANNEL_SUBNET=198.18.0.5/30\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n';
 
 export const BENCH_PREFIX = '/coreos.com/network';
 /** Peers 0 .. MAX_PEERS-1 exist. */
@@ -66,7 +67,12 @@ export function syntheticPeer(index: number): SyntheticPeer {
 
 /** The lease value flanneld would write for the peer. */
 export function leaseValue(peer: SyntheticPeer): string {
-  return JSON.stringify({ PublicIP: peer.publicIP, PublicIPv6: null, BackendType: 'vxlan', BackendData: { VNI: 1, VtepMAC: peer.vtepMac } });
+  return JSON.stringify({
+    PublicIP: peer.publicIP,
+    PublicIPv6: null,
+    BackendType: 'vxlan',
+    BackendData: { VNI: 1, VtepMAC: peer.vtepMac },
+  });
 }
 
 export function leaseKey(peer: SyntheticPeer, prefix = BENCH_PREFIX): string {

@@ -72,7 +72,7 @@ class Observer {
           } else {
             const [kind, added, peer, at] = line.split(' ');
             this.events++;
-            this.onEvent(KIND_OF[kind!]!, added === '1', Number(peer), BigInt(at!));
+            this.onEvent(KIND_OF[kind], added === '1', Number(peer), BigInt(at));
           }
         }
       });
@@ -171,14 +171,17 @@ interface RunningAgent {
 }
 
 function startAgent(spec: AgentSpec): RunningAgent {
-  appendFileSync(spec.logFile, `=== ${new Date().toISOString()} (${Date.now()}) probe starts ${[...spec.command, ...spec.args].join(' ')}\n`);
+  appendFileSync(
+    spec.logFile,
+    `=== ${new Date().toISOString()} (${Date.now()}) probe starts ${[...spec.command, ...spec.args].join(' ')}\n`,
+  );
   const logOffset = statSync(spec.logFile).size;
   const fd = openSync(spec.logFile, 'a');
   let child: ChildProcess;
   const startedAtEpochMs = Date.now();
   const startedAt = process.hrtime.bigint();
   try {
-    child = spawn(spec.command[0]!, [...spec.command.slice(1), ...spec.args], { stdio: ['ignore', fd, fd] });
+    child = spawn(spec.command[0], [...spec.command.slice(1), ...spec.args], { stdio: ['ignore', fd, fd] });
   } finally {
     closeSync(fd);
   }
@@ -207,7 +210,12 @@ function agentLogTimeline(spec: AgentSpec, agent: RunningAgent): AgentLogTimelin
     if (typeof entry.time !== 'number' || typeof entry.msg !== 'string') continue;
     timeline.firstMs[entry.msg] ??= entry.time - agent.startedAtEpochMs;
     if (entry.msg === 'ready' && timeline.ready === undefined) {
-      timeline.ready = { rssMB: Number(entry.rssMB), heapMB: Number(entry.heapMB), heapTotalMB: Number(entry.heapTotalMB), externalMB: Number(entry.externalMB) };
+      timeline.ready = {
+        rssMB: Number(entry.rssMB),
+        heapMB: Number(entry.heapMB),
+        heapTotalMB: Number(entry.heapTotalMB),
+        externalMB: Number(entry.externalMB),
+      };
     }
   }
   return timeline;
@@ -318,7 +326,7 @@ export interface StartTimes {
 const AT_EXIT = [
   "process.on('exit', () => { const fs = require('node:fs'); const u = process.cpuUsage();",
   "const hwm = /VmHWM:\\s+(\\d+)/.exec(fs.readFileSync('/proc/self/status', 'utf8'));",
-  "fs.writeSync(3, `${(u.user + u.system) / 1000} ${hwm === null ? NaN : hwm[1]}`); });\n",
+  'fs.writeSync(3, `${(u.user + u.system) / 1000} ${hwm === null ? NaN : hwm[1]}`); });\n',
 ].join(' ');
 
 interface StartRun {
@@ -329,7 +337,7 @@ interface StartRun {
 
 function timeExit(argv: readonly string[], preload: string): StartRun {
   const started = process.hrtime.bigint();
-  const run = spawnSync(argv[0]!, ['-r', preload, ...argv.slice(1)], { stdio: ['ignore', 'ignore', 'pipe', 'pipe'] });
+  const run = spawnSync(argv[0], ['-r', preload, ...argv.slice(1)], { stdio: ['ignore', 'ignore', 'pipe', 'pipe'] });
   const wallMs = msBetween(started, process.hrtime.bigint());
   if (run.status !== 0) throw new Error(`${argv.join(' ')} exited with ${run.status ?? run.signal}: ${run.stderr?.toString().slice(-500)}`);
   const [cpu, hwm] = (run.output[3]?.toString() ?? '').split(' ');
@@ -339,7 +347,7 @@ function timeExit(argv: readonly string[], preload: string): StartRun {
 /** Spawns weftd, and kills it once it logs 'weftd starting': ms from the spawn to that line's timestamp, its CPU time and peak RSS then. */
 async function timeLoaded(argv: readonly string[]): Promise<StartRun> {
   const startedAtEpochMs = Date.now();
-  const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
   try {
     return await new Promise((resolve, reject) => {
       let text = '';
@@ -348,10 +356,16 @@ async function timeLoaded(argv: readonly string[]): Promise<StartRun> {
         text += chunk;
         const line = text.split('\n').find((candidate) => candidate.includes('"msg":"weftd starting"'));
         if (line !== undefined) {
-          resolve({ wallMs: (JSON.parse(line) as { time: number }).time - startedAtEpochMs, cpuMs: cpuMs(child.pid!) ?? NaN, peakRssKb: statusKb(child.pid!, 'VmHWM') ?? NaN });
+          resolve({
+            wallMs: (JSON.parse(line) as { time: number }).time - startedAtEpochMs,
+            cpuMs: cpuMs(child.pid!) ?? NaN,
+            peakRssKb: statusKb(child.pid!, 'VmHWM') ?? NaN,
+          });
         }
       });
-      child.once('exit', (code, signal) => reject(new Error(`${argv.join(' ')} exited (${code ?? signal}) before 'weftd starting': ${text.slice(-500)}`)));
+      child.once('exit', (code, signal) =>
+        reject(new Error(`${argv.join(' ')} exited (${code ?? signal}) before 'weftd starting': ${text.slice(-500)}`)),
+      );
     });
   } finally {
     child.kill('SIGKILL');
@@ -373,14 +387,18 @@ export async function startTimes(arg: StartTimesArg): Promise<StartTimes> {
       ['loadedModules', () => timeLoaded([...arg.modules, ...arg.args])],
     ];
     const times: StartTimes = {
-      node: [], version: [], versionModules: [], loaded: [], loadedModules: [],
+      node: [],
+      version: [],
+      versionModules: [],
+      loaded: [],
+      loadedModules: [],
       cpu: { node: [], version: [], versionModules: [], loaded: [], loadedModules: [] },
       peakRssKb: { node: [], version: [], versionModules: [], loaded: [], loadedModules: [] },
       dependencyRssKb: Object.fromEntries(arg.dependencies.map((name) => [name, []])),
     };
     for (let round = 0; round < arg.rounds; round++) {
       for (let i = 0; i < steps.length; i++) {
-        const [name, step] = steps[(round + i) % steps.length]!;
+        const [name, step] = steps[(round + i) % steps.length];
         const run = await step();
         times[name].push(run.wallMs);
         times.cpu[name].push(run.cpuMs);
@@ -388,7 +406,7 @@ export async function startTimes(arg: StartTimesArg): Promise<StartTimes> {
       }
       for (const name of arg.dependencies) {
         const entry = pathToFileURL(resolveFromRepo(name)).href;
-        times.dependencyRssKb[name]!.push(timeExit([process.execPath, '-e', `import(${JSON.stringify(entry)})`], preload).peakRssKb);
+        times.dependencyRssKb[name].push(timeExit([process.execPath, '-e', `import(${JSON.stringify(entry)})`], preload).peakRssKb);
       }
     }
     return times;
@@ -428,11 +446,18 @@ export interface ColdStartRun {
   log: AgentLogTimeline;
 }
 
-async function kernelCounts(kernel: NetlinkKernel, device: string): Promise<{ neighbours: number; fdb: number; routes: number; nexthopRoutes: number }> {
+async function kernelCounts(
+  kernel: NetlinkKernel,
+  device: string,
+): Promise<{ neighbours: number; fdb: number; routes: number; nexthopRoutes: number }> {
   const link = await kernel.getLink(device);
   if (link === null) return { neighbours: 0, fdb: 0, routes: 0, nexthopRoutes: 0 };
-  const [neighbours, fdb, routes] = await Promise.all([kernel.listNeighbours(link.index, 4), kernel.listFdb(link.index), kernel.listRoutes({ family: 4, protocol: WEFT_PROTOCOL })]);
-  const synthetic = routes.filter((route) => route.dst.endsWith('/30') && peerOfAddress(ipValue(route.dst.split('/')[0]!)) >= 0);
+  const [neighbours, fdb, routes] = await Promise.all([
+    kernel.listNeighbours(link.index, 4),
+    kernel.listFdb(link.index),
+    kernel.listRoutes({ family: 4, protocol: WEFT_PROTOCOL }),
+  ]);
+  const synthetic = routes.filter((route) => route.dst.endsWith('/30') && peerOfAddress(ipValue(route.dst.split('/')[0])) >= 0);
   return {
     neighbours: neighbours.filter((n) => n.permanent && peerOfAddress(ipValue(n.ip)) >= 0).length,
     fdb: fdb.filter((f) => f.self && f.mac.startsWith('02:19:00:')).length,
@@ -480,7 +505,9 @@ export async function coldStart(arg: ColdStartArg): Promise<ColdStartRun> {
     }
     if (observer.overruns > 0 && !overrunSeen) done = process.hrtime.bigint();
     const cpuAtDone = cpuMs(agent.pid) ?? NaN;
-    const monitorCpuAtDone = childrenOf(agent.pid).map((pid) => cpuMs(pid) ?? 0).reduce((a, b) => a + b, 0);
+    const monitorCpuAtDone = childrenOf(agent.pid)
+      .map((pid) => cpuMs(pid) ?? 0)
+      .reduce((a, b) => a + b, 0);
     // Peak RSS includes what follows programming (the resync that the device's own notifications cause).
     await sleep(1000);
     const rssKb = statusKb(agent.pid, 'VmHWM') ?? NaN;
@@ -551,7 +578,15 @@ export async function convergence(arg: ConvergenceArg): Promise<ConvergenceRun> 
   await observer.start();
   const client = connect(arg.etcd);
   const agent = startAgent(arg.agent);
-  const out: ConvergenceRun = { joinFromAckMs: [], joinFromSendMs: [], putMs: [], leaveFromAckMs: [], joinFromWatchMs: [], timeouts: 0, overruns: 0 };
+  const out: ConvergenceRun = {
+    joinFromAckMs: [],
+    joinFromSendMs: [],
+    putMs: [],
+    leaveFromAckMs: [],
+    joinFromWatchMs: [],
+    timeouts: 0,
+    overruns: 0,
+  };
   const watched = new Map<string, bigint>();
   const watcher = await client.watch().prefix(`${BENCH_PREFIX}/subnets/`).create();
   watcher.on('put', (kv) => {
@@ -697,20 +732,30 @@ export async function churn(arg: ChurnArg): Promise<ChurnRun> {
       const joiner = syntheticPeer(arg.base + k);
       const join: (typeof joins)[number] = { index: joiner.index, sent: process.hrtime.bigint() };
       joins.push(join);
-      inflight.push(client.kv.put({ key: Buffer.from(leaseKey(joiner)), value: Buffer.from(leaseValue(joiner)), lease: leaseId }).then(() => {
-        join.acked = process.hrtime.bigint();
-      }, () => {
-        etcdErrors++;
-      }));
+      inflight.push(
+        client.kv.put({ key: Buffer.from(leaseKey(joiner)), value: Buffer.from(leaseValue(joiner)), lease: leaseId }).then(
+          () => {
+            join.acked = process.hrtime.bigint();
+          },
+          () => {
+            etcdErrors++;
+          },
+        ),
+      );
       live.push(joiner.index);
-      const leaver = syntheticPeer(live[head++]!);
+      const leaver = syntheticPeer(live[head++]);
       const leave: (typeof leaves)[number] = { index: leaver.index, sent: process.hrtime.bigint() };
       leaves.push(leave);
-      inflight.push(client.kv.deleteRange({ key: Buffer.from(leaseKey(leaver)) }).then(() => {
-        leave.acked = process.hrtime.bigint();
-      }, () => {
-        etcdErrors++;
-      }));
+      inflight.push(
+        client.kv.deleteRange({ key: Buffer.from(leaseKey(leaver)) }).then(
+          () => {
+            leave.acked = process.hrtime.bigint();
+          },
+          () => {
+            etcdErrors++;
+          },
+        ),
+      );
       if (inflight.length > 256) await Promise.all(inflight.splice(0, 128));
     }
     await Promise.all(inflight);
@@ -726,14 +771,16 @@ export async function churn(arg: ChurnArg): Promise<ChurnRun> {
     const putMs = [...joins, ...leaves].filter((op) => op.acked !== undefined).map((op) => msBetween(op.sent, op.acked!));
     const slowest: ChurnRun['slowest'] = [];
     const note = (op: { index: number; sent: bigint; acked?: bigint }, added: boolean, lag: number) => {
-      if (slowest.length >= 5 && lag <= slowest[slowest.length - 1]!.lagMs) return;
+      if (slowest.length >= 5 && lag <= slowest[slowest.length - 1].lagMs) return;
       const times = (added ? timesOf.added : timesOf.deleted).get(op.index) ?? [];
       slowest.push({
         peer: syntheticPeer(op.index).name,
         op: added ? 'join' : 'leave',
         lagMs: lag,
         putMs: op.acked === undefined ? NaN : msBetween(op.sent, op.acked),
-        objectsMs: Object.fromEntries(OBJECT_KINDS.map((kind, i) => [kind, times[i] === undefined || op.acked === undefined ? NaN : msBetween(op.acked, times[i]!)])),
+        objectsMs: Object.fromEntries(
+          OBJECT_KINDS.map((kind, i) => [kind, times[i] === undefined || op.acked === undefined ? NaN : msBetween(op.acked, times[i])]),
+        ),
       });
       slowest.sort((a, b) => b.lagMs - a.lagMs);
       slowest.length = Math.min(slowest.length, 5);

@@ -41,7 +41,7 @@ export const benchmark: Benchmark = {
     const off: Window[] = [];
     await withBenchLab(context, async (bench) => {
       const { lab } = bench;
-      const host = lab.hosts[0]!;
+      const host = lab.hosts[0];
       await bench.probe('seed', { etcd: bench.etcd, from: 0, count: peers }, 120_000);
       // the lab routes 198.19.0.0/16 into a blackhole on every host: nothing reaches the synthetic peers
       const blackhole = await lab.exec(host, 'ip route show type blackhole 198.19.0.0/16', { check: true });
@@ -77,8 +77,10 @@ export const benchmark: Benchmark = {
         const [withProbes, without] = first ? [a, b] : [b, a];
         on.push(withProbes);
         off.push(without);
-        context.log(`run ${r + 1}: probing on ${(withProbes.cpuMs / withProbes.seconds / 10).toFixed(2)} % of a core (${(withProbes.probes / withProbes.seconds).toFixed(0)} probes/s), ` +
-          `off ${(without.cpuMs / without.seconds / 10).toFixed(2)} %`);
+        context.log(
+          `run ${r + 1}: probing on ${(withProbes.cpuMs / withProbes.seconds / 10).toFixed(2)} % of a core (${(withProbes.probes / withProbes.seconds).toFixed(0)} probes/s), ` +
+            `off ${(without.cpuMs / without.seconds / 10).toFixed(2)} %`,
+        );
       }
     });
     const percent = (window: Window) => window.cpuMs / window.seconds / 10;
@@ -90,13 +92,16 @@ export const benchmark: Benchmark = {
         'probe is encapsulated and dropped there: no answers, as for peers that are all down) and runs with the default probing',
         `(--probe-interval 10, --probe-rate 500: a round of ${peers} peers takes ${Math.max(10, (peers * 2) / 500)} s), then with probing off`,
         '(--probe-interval=0), the order alternating between runs. Other timers are turned down (--resync-interval=3600,',
-        '--iptables-resync=3600, no ingress allow-list). After the peers are programmed and one probe round has passed, weftd\'s CPU',
+        "--iptables-resync=3600, no ingress allow-list). After the peers are programmed and one probe round has passed, weftd's CPU",
         `time (user + system, /proc) is read over ${windowMs / 1000} s; the cost of probing is the difference between the two.`,
       ].join(' '),
       figures: [
         figure({
-          id: 'probing.cost', label: `probing ${peers} peers: CPU (on − off)`, unit: '% of a core',
-          samples: on.map((window, i) => percent(window) - percent(off[i]!)), target: { op: '<=', value: 1, source: 'issue 15' },
+          id: 'probing.cost',
+          label: `probing ${peers} peers: CPU (on − off)`,
+          unit: '% of a core',
+          samples: on.map((window, i) => percent(window) - percent(off[i])),
+          target: { op: '<=', value: 1, source: 'issue 15' },
         }),
         figure({ id: 'probing.on', label: 'weftd CPU, probing on', unit: '% of a core', samples: on.map(percent) }),
         figure({ id: 'probing.off', label: 'weftd CPU, probing off', unit: '% of a core', samples: off.map(percent) }),

@@ -70,7 +70,9 @@ const REPO_ROOT = fileURLToPath(new URL('../../..', import.meta.url));
 
 function version(argv: string[]): string {
   try {
-    return execFileSync(argv[0]!, argv.slice(1), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).split('\n')[0]!.trim();
+    return execFileSync(argv[0], argv.slice(1), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
+      .split('\n')[0]
+      .trim();
   } catch {
     return 'unknown';
   }
@@ -112,12 +114,12 @@ export async function runBenchmarks(options: RunOptions = {}): Promise<BenchRepo
     log(`== ${benchmark.title}`);
     const t0 = performance.now();
     const ranAt = new Date().toISOString();
-    const loadBefore = Math.round(loadavg()[0]! * 100) / 100;
+    const loadBefore = Math.round(loadavg()[0] * 100) / 100;
     try {
       const result = await benchmark.run({ quick, runs, repoRoot: REPO_ROOT, log: (line) => log(`   ${line}`) });
       result.ranAt = ranAt;
       result.seconds = Math.round((performance.now() - t0) / 1000);
-      result.loadAverage = [loadBefore, Math.round(loadavg()[0]! * 100) / 100];
+      result.loadAverage = [loadBefore, Math.round(loadavg()[0] * 100) / 100];
       results.push(result);
       for (const f of result.figures) log(`   ${describeFigure(f)}`);
       for (const note of result.notes) log(`   note: ${note}`);
@@ -161,32 +163,65 @@ export function renderMarkdown(report: BenchReport): string {
     '# weft benchmarks',
     '',
     `Written by \`${report.command}\` (e2e/bench/runner.ts) on ${report.startedAt.slice(0, 10)}; ${report.durationSeconds} s. ` +
-      'Do not edit: the next run overwrites this file. The same figures, with every run\'s samples, are in benchmarks.json.',
+      "Do not edit: the next run overwrites this file. The same figures, with every run's samples, are in benchmarks.json.",
     '',
     `**Machine:** ${m.cpuModel}, ${m.cores} cores, ${m.memoryGiB} GiB, Linux ${m.kernel}, Node ${m.node}, ${m.iproute2}, ${m.etcd}. ` +
       `Load average at start ${m.loadAverageAtStart.join(' / ')}, at end ${m.loadAverageAtEnd.join(' / ')}.`,
     '',
-    'Everything runs in network namespaces on this one machine (design §3 addresses): an etcd host and an agent host joined by a',
+    'Everything runs in network namespaces on this one machine (documentation and benchmark address ranges only): an etcd host and an agent host joined by a',
     'veth "switch", as in the e2e lab. Each figure is the median of several runs, with the smallest and largest run; a comparison',
     '(×) is a ratio taken side by side within each run, then summarised the same way. Tests never assert on these numbers.',
     '',
   ];
-  if (report.quick) lines.push('**Quick run** (the test suite\'s smoke sizes): these figures say nothing about performance.', '');
+  if (report.quick) lines.push("**Quick run** (the test suite's smoke sizes): these figures say nothing about performance.", '');
   const targeted = report.results.flatMap((result) => result.figures.filter((f) => f.target !== undefined));
   if (targeted.length > 0) {
-    lines.push('## Against the targets', '', row(['figure', 'target', 'median', 'min', 'max', 'met']), row(['---', '---', '---:', '---:', '---:', '---']));
+    lines.push(
+      '## Against the targets',
+      '',
+      row(['figure', 'target', 'median', 'min', 'max', 'met']),
+      row(['---', '---', '---:', '---:', '---:', '---']),
+    );
     for (const f of targeted) {
-      lines.push(row([f.label, targetText(f), `${formatNumber(f.median)} ${f.unit}`, formatNumber(f.min), formatNumber(f.max), f.met ? 'yes' : '**no**']));
+      lines.push(
+        row([
+          f.label,
+          targetText(f),
+          `${formatNumber(f.median)} ${f.unit}`,
+          formatNumber(f.min),
+          formatNumber(f.max),
+          f.met ? 'yes' : '**no**',
+        ]),
+      );
     }
     lines.push('');
   }
   for (const result of report.results) {
-    const when = result.ranAt === undefined ? '' : `*Ran ${result.ranAt.slice(0, 16).replace('T', ' ')} UTC for ${result.seconds ?? '?'} s; ` +
-      `1-minute load average ${result.loadAverage?.[0] ?? '?'} before, ${result.loadAverage?.[1] ?? '?'} after (${m.cores} cores).*`;
-    lines.push(`## ${result.title}`, '', result.method, '', ...(when === '' ? [] : [when, '']), row(['figure', 'median', 'min', 'max', 'runs', 'target']), row(['---', '---:', '---:', '---:', '---:', '---']));
+    const when =
+      result.ranAt === undefined
+        ? ''
+        : `*Ran ${result.ranAt.slice(0, 16).replace('T', ' ')} UTC for ${result.seconds ?? '?'} s; ` +
+          `1-minute load average ${result.loadAverage?.[0] ?? '?'} before, ${result.loadAverage?.[1] ?? '?'} after (${m.cores} cores).*`;
+    lines.push(
+      `## ${result.title}`,
+      '',
+      result.method,
+      '',
+      ...(when === '' ? [] : [when, '']),
+      row(['figure', 'median', 'min', 'max', 'runs', 'target']),
+      row(['---', '---:', '---:', '---:', '---:', '---']),
+    );
     for (const f of result.figures) {
-      lines.push(row([f.label, `${formatNumber(f.median)} ${f.unit}`.trim(), formatNumber(f.min), formatNumber(f.max), String(f.samples.length),
-        f.target === undefined ? '' : `${targetText(f)}${f.met ? '' : ' (not met)'}`]));
+      lines.push(
+        row([
+          f.label,
+          `${formatNumber(f.median)} ${f.unit}`.trim(),
+          formatNumber(f.min),
+          formatNumber(f.max),
+          String(f.samples.length),
+          f.target === undefined ? '' : `${targetText(f)}${f.met ? '' : ' (not met)'}`,
+        ]),
+      );
     }
     lines.push('');
     if (result.notes.length > 0) {
@@ -207,7 +242,10 @@ export function writeReport(report: BenchReport, outDir: string): { markdown: st
   const markdown = join(outDir, 'benchmarks.md');
   const json = join(outDir, 'benchmarks.json');
   writeFileSync(markdown, renderMarkdown(report));
-  writeFileSync(json, `${JSON.stringify(report, (_key, value: unknown) => (typeof value === 'number' && !Number.isFinite(value) ? null : value), 2)}\n`);
+  writeFileSync(
+    json,
+    `${JSON.stringify(report, (_key, value: unknown) => (typeof value === 'number' && !Number.isFinite(value) ? null : value), 2)}\n`,
+  );
   return { markdown, json };
 }
 

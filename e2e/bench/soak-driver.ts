@@ -66,7 +66,7 @@ export interface SoakOptions {
    * in Chrome DevTools' Memory tab. Set WEFT_SOAK_HEAP_SNAPSHOTS=<dir> to have the test and benchmark do it.
    */
   heapSnapshotDir?: string;
-  log(line: string): void;
+  log: (line: string) => void;
 }
 
 export interface MemoryFigure {
@@ -126,10 +126,34 @@ export interface SoakResult {
 
 // --------------------------------------------------------------------------------------- the kernel
 
-interface IpNeighbour { dst?: string; lladdr?: string; state?: string[] }
-interface BridgeFdb { mac?: string; dst?: string; flags?: string[]; state?: string }
-interface IpRoute { dst?: string; gateway?: string; dev?: string; protocol?: string | number; nhid?: number; flags?: string[]; type?: string }
-interface IpNexthop { id: number; gateway?: string; dev?: string; protocol?: string | number; flags?: string[]; group?: unknown }
+interface IpNeighbour {
+  dst?: string;
+  lladdr?: string;
+  state?: string[];
+}
+interface BridgeFdb {
+  mac?: string;
+  dst?: string;
+  flags?: string[];
+  state?: string;
+}
+interface IpRoute {
+  dst?: string;
+  gateway?: string;
+  dev?: string;
+  protocol?: string | number;
+  nhid?: number;
+  flags?: string[];
+  type?: string;
+}
+interface IpNexthop {
+  id: number;
+  gateway?: string;
+  dev?: string;
+  protocol?: string | number;
+  flags?: string[];
+  group?: unknown;
+}
 
 const SECTION = '@@weft-soak@@';
 
@@ -137,7 +161,10 @@ const SECTION = '@@weft-soak@@';
  * weft's objects on the host as `ip`, `bridge` and `nft` show them, one string per object: neighbours, FDB
  * entries and routes on weft.1, weft's nexthops, and the addresses in the ingress allow-list's IPv4 set.
  */
-export async function kernelObjects(lab: NetnsLab, host: LabHost): Promise<{ objects: Set<string>; counts: { neighbours: number; fdb: number; routes: number; allowed: number } }> {
+export async function kernelObjects(
+  lab: NetnsLab,
+  host: LabHost,
+): Promise<{ objects: Set<string>; counts: { neighbours: number; fdb: number; routes: number; allowed: number } }> {
   const command = [
     `ip -j neigh show dev ${DEVICE}`,
     `bridge -j fdb show dev ${DEVICE}`,
@@ -152,7 +179,8 @@ export async function kernelObjects(lab: NetnsLab, host: LabHost): Promise<{ obj
   const fdb = parse<BridgeFdb>(parts[1]);
   const routes = parse<IpRoute>(parts[2]);
   const nexthops = parse<IpNexthop>(parts[3]);
-  const sets = parts[4] === undefined || parts[4] === '' ? [] : (JSON.parse(parts[4]) as { nftables: { set?: { elem?: unknown[] } }[] }).nftables;
+  const sets =
+    parts[4] === undefined || parts[4] === '' ? [] : (JSON.parse(parts[4]) as { nftables: { set?: { elem?: unknown[] } }[] }).nftables;
   const objects = new Set<string>();
   const counts = { neighbours: 0, fdb: 0, routes: 0, allowed: 0 };
   for (const element of sets.flatMap((entry) => entry.set?.elem ?? [])) {
@@ -184,7 +212,8 @@ export async function kernelObjects(lab: NetnsLab, host: LabHost): Promise<{ obj
     counts.routes++;
     objects.add(`route ${r.dst} via ${gateway} dev ${dev}${onlink ? ' onlink' : ''}`);
   }
-  for (const n of weftNexthops.values()) if (!used.has(n.id)) objects.add(`nexthop ${n.id} via ${n.gateway ?? '-'} dev ${n.dev ?? '-'} (no route uses it)`);
+  for (const n of weftNexthops.values())
+    if (!used.has(n.id)) objects.add(`nexthop ${n.id} via ${n.gateway ?? '-'} dev ${n.dev ?? '-'} (no route uses it)`);
   return { objects, counts };
 }
 
@@ -194,7 +223,11 @@ export async function kernelObjects(lab: NetnsLab, host: LabHost): Promise<{ obj
  * `VtepMAC → PublicIP`, a route `<subnet> via <subnet .0> dev weft.1 onlink`, and (unless the agent runs
  * without it) its PublicIP in the ingress allow-list.
  */
-export function desiredObjects(leases: readonly { key: string; value: string }[], ownPublicIp: string, allowList = true): { objects: Set<string>; peers: number } {
+export function desiredObjects(
+  leases: readonly { key: string; value: string }[],
+  ownPublicIp: string,
+  allowList = true,
+): { objects: Set<string>; peers: number } {
   const objects = new Set<string>();
   let peers = 0;
   for (const { key, value } of leases) {
@@ -204,8 +237,9 @@ export function desiredObjects(leases: readonly { key: string; value: string }[]
     const lease = JSON.parse(value) as { PublicIP?: string; BackendType?: string; BackendData?: { VtepMAC?: string } };
     if (lease.PublicIP === ownPublicIp) continue;
     const mac = lease.BackendData?.VtepMAC;
-    if (lease.BackendType !== 'vxlan' || mac === undefined || lease.PublicIP === undefined) throw new Error(`unexpected lease ${key} = ${value} in the soak`);
-    const gateway = match[1]!;
+    if (lease.BackendType !== 'vxlan' || mac === undefined || lease.PublicIP === undefined)
+      throw new Error(`unexpected lease ${key} = ${value} in the soak`);
+    const gateway = match[1];
     peers++;
     objects.add(`neigh ${gateway} ${mac}`);
     objects.add(`fdb ${mac} ${lease.PublicIP}`);
@@ -237,7 +271,10 @@ class RssSampler {
   readonly samples: { at: number; kb: number }[] = [];
   private readonly timer: NodeJS.Timeout;
 
-  constructor(private readonly pid: number, everyMs: number) {
+  constructor(
+    private readonly pid: number,
+    everyMs: number,
+  ) {
     this.timer = setInterval(() => this.sample(), everyMs);
     this.sample();
   }
@@ -287,7 +324,7 @@ function sleep(ms: number): Promise<void> {
 /** Runs the soak in `lab` (one host is used: the first). Stops the agent it started, whatever happens. */
 export async function runSoak(lab: NetnsLab, options: SoakOptions): Promise<SoakResult> {
   const { log } = options;
-  const host = lab.hosts[0]!;
+  const host = lab.hosts[0];
   const netns = lab.namespaceOf(host);
   const etcd = lab.etcdEndpoint;
   await seedNetworkConfig(lab, BENCH_NETWORK_CONFIG);
@@ -316,7 +353,9 @@ export async function runSoak(lab: NetnsLab, options: SoakOptions): Promise<Soak
         const state = await guard(compareState(lab, host, want));
         if (state.equal) return { ms: performance.now() - started, want };
         if (performance.now() - started > options.convergeTimeoutMs) {
-          log(`${what}: the kernel did not match the leases within ${options.convergeTimeoutMs} ms: ${state.missingCount} missing, ${state.extraCount} extra`);
+          log(
+            `${what}: the kernel did not match the leases within ${options.convergeTimeoutMs} ms: ${state.missingCount} missing, ${state.extraCount} extra`,
+          );
           return { ms: undefined, want };
         }
         await sleep(250);
@@ -357,11 +396,15 @@ export async function runSoak(lab: NetnsLab, options: SoakOptions): Promise<Soak
     // so that both memory figures include what it costs
     if (!readFileSync(`/proc/${agent.pid}/cmdline`, 'utf8').includes('weftd')) throw new Error(`pid ${agent.pid} is not weftd`);
     process.kill(agent.pid, 'SIGUSR1');
-    log(`soak: weftd (pid ${agent.pid}) programmed ${initial.want.peers} peers; warm-up churn at ${options.rate}/s for ${options.warmupMs / 1000} s`);
+    log(
+      `soak: weftd (pid ${agent.pid}) programmed ${initial.want.peers} peers; warm-up churn at ${options.rate}/s for ${options.warmupMs / 1000} s`,
+    );
     const leaseId = await runLoad(netns, 'soakGrant', { etcd, ttlSeconds: 3600 }, { timeoutMs: 30_000 });
     const loadArg = { etcd, population: options.population, rate: options.rate, leaseId };
     phase('warm-up');
-    const warmup = await guard(runLoad(netns, 'soakLoad', { ...loadArg, first: 0, durationMs: options.warmupMs }, { timeoutMs: options.warmupMs + 120_000 }));
+    const warmup = await guard(
+      runLoad(netns, 'soakLoad', { ...loadArg, first: 0, durationMs: options.warmupMs }, { timeoutMs: options.warmupMs + 120_000 }),
+    );
     phase('warm-up settle');
     const warm = await converge('after the warm-up');
     if (warm.ms === undefined) throw new Error('the kernel never matched the leases after the warm-up churn');
@@ -370,23 +413,40 @@ export async function runSoak(lab: NetnsLab, options: SoakOptions): Promise<Soak
 
     phase('churn');
     const churnFrom = performance.now();
-    const load = await guard(runLoad(netns, 'soakLoad', { ...loadArg, first: warmup.nextFirst, durationMs: options.durationMs }, { timeoutMs: options.durationMs + 300_000 }));
+    const load = await guard(
+      runLoad(
+        netns,
+        'soakLoad',
+        { ...loadArg, first: warmup.nextFirst, durationMs: options.durationMs },
+        { timeoutMs: options.durationMs + 300_000 },
+      ),
+    );
     const churnTo = performance.now();
-    log(`soak: ${load.joins} joins + ${load.leaves} leaves (${load.scheduled} scheduled, ${load.failed} failed) in ${(load.elapsedMs / 1000).toFixed(1)} s = ${load.achievedRate.toFixed(0)} events/s`);
+    log(
+      `soak: ${load.joins} joins + ${load.leaves} leaves (${load.scheduled} scheduled, ${load.failed} failed) in ${(load.elapsedMs / 1000).toFixed(1)} s = ${load.achievedRate.toFixed(0)} events/s`,
+    );
     phase('churn settle');
     const after = await converge('after the churn');
     const end = await settle('end');
     const final = await compareState(lab, host, after.want);
     const peakRssKb = Math.max(...sampler.between(churnFrom, churnTo + (after.ms ?? 0)));
     const hwmKb = statusKb(agent.pid, 'VmHWM');
-    const heapRatio = start.heapUsedBytes !== undefined && end.heapUsedBytes !== undefined ? end.heapUsedBytes / start.heapUsedBytes : undefined;
-    log(`soak: kernel ${final.equal ? 'equals' : 'DIFFERS from'} the leases (${final.expectedPeers} peers; ${final.missingCount} missing, ${final.extraCount} extra), ` +
-      `converged ${after.ms === undefined ? 'never' : `${after.ms.toFixed(0)} ms`} after the churn; RSS peak during the churn ${(peakRssKb / 1024).toFixed(1)} MiB; end figure: ${memory(end)}; ` +
-      `end/start: RSS ${(end.rssKb / start.rssKb).toFixed(3)}, RSS after GC ${(end.rssAfterGcKb / start.rssAfterGcKb).toFixed(3)}, heap after GC ${heapRatio?.toFixed(3) ?? '?'}`);
+    const heapRatio =
+      start.heapUsedBytes !== undefined && end.heapUsedBytes !== undefined ? end.heapUsedBytes / start.heapUsedBytes : undefined;
+    log(
+      `soak: kernel ${final.equal ? 'equals' : 'DIFFERS from'} the leases (${final.expectedPeers} peers; ${final.missingCount} missing, ${final.extraCount} extra), ` +
+        `converged ${after.ms === undefined ? 'never' : `${after.ms.toFixed(0)} ms`} after the churn; RSS peak during the churn ${(peakRssKb / 1024).toFixed(1)} MiB; end figure: ${memory(end)}; ` +
+        `end/start: RSS ${(end.rssKb / start.rssKb).toFixed(3)}, RSS after GC ${(end.rssAfterGcKb / start.rssAfterGcKb).toFixed(3)}, heap after GC ${heapRatio?.toFixed(3) ?? '?'}`,
+    );
     return {
       options: {
-        population: options.population, rate: options.rate, durationMs: options.durationMs, warmupMs: options.warmupMs,
-        settleMs: options.settleMs, convergeTimeoutMs: options.convergeTimeoutMs, ...(options.agentArgs === undefined ? {} : { agentArgs: options.agentArgs }),
+        population: options.population,
+        rate: options.rate,
+        durationMs: options.durationMs,
+        warmupMs: options.warmupMs,
+        settleMs: options.settleMs,
+        convergeTimeoutMs: options.convergeTimeoutMs,
+        ...(options.agentArgs === undefined ? {} : { agentArgs: options.agentArgs }),
       },
       warmup,
       load,
@@ -413,7 +473,14 @@ export async function runSoak(lab: NetnsLab, options: SoakOptions): Promise<Soak
  * Has node write a heap snapshot (SIGUSR2, see heapSnapshotDir) and names it after `phase`. Node writes it
  * synchronously on the agent's main thread, so once /metrics answers again the file is complete.
  */
-async function heapSnapshot(lab: NetnsLab, host: LabHost, pid: number, dir: string, phase: string, log: (line: string) => void): Promise<void> {
+async function heapSnapshot(
+  lab: NetnsLab,
+  host: LabHost,
+  pid: number,
+  dir: string,
+  phase: string,
+  log: (line: string) => void,
+): Promise<void> {
   const before = new Set(readdirSync(dir));
   process.kill(pid, 'SIGUSR2');
   for (let waited = 0; waited < 120_000; waited += 250) {

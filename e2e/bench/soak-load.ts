@@ -66,15 +66,17 @@ export async function soakLoad(arg: SoakLoadArg): Promise<SoakLoadResult> {
     const start = performance.now();
     let lastAck = start;
     const track = (request: Promise<unknown>, kind: 'joins' | 'leaves'): void => {
-      const done: Promise<void> = request.then(
-        () => {
-          result[kind]++;
-          lastAck = performance.now();
-        },
-        () => {
-          result.failed++;
-        },
-      ).finally(() => inflight.delete(done));
+      const done: Promise<void> = request
+        .then(
+          () => {
+            result[kind]++;
+            lastAck = performance.now();
+          },
+          () => {
+            result.failed++;
+          },
+        )
+        .finally(() => inflight.delete(done));
       inflight.add(done);
     };
     for (let k = 0; k < scheduled; k++) {
@@ -85,7 +87,11 @@ export async function soakLoad(arg: SoakLoadArg): Promise<SoakLoadResult> {
       if (k % 2 === 0) {
         const peer = syntheticPeer(tail);
         tail = (tail + 1) % MAX_PEERS;
-        const put = { key: Buffer.from(leaseKey(peer)), value: Buffer.from(leaseValue(peer)), ...(arg.leaseId === undefined ? {} : { lease: arg.leaseId }) };
+        const put = {
+          key: Buffer.from(leaseKey(peer)),
+          value: Buffer.from(leaseValue(peer)),
+          ...(arg.leaseId === undefined ? {} : { lease: arg.leaseId }),
+        };
         track(client.kv.put(put), 'joins');
       } else {
         const peer = syntheticPeer(head);
@@ -152,7 +158,9 @@ export async function collectGarbage(arg: CollectGarbageArg): Promise<{ ms: numb
   let target: string | undefined;
   while (target === undefined) {
     try {
-      const list = (await (await fetch(`http://127.0.0.1:${arg.port}/json/list`, { signal: AbortSignal.timeout(2000) })).json()) as { webSocketDebuggerUrl?: string }[];
+      const list = (await (await fetch(`http://127.0.0.1:${arg.port}/json/list`, { signal: AbortSignal.timeout(2000) })).json()) as {
+        webSocketDebuggerUrl?: string;
+      }[];
       target = list.find((entry) => entry.webSocketDebuggerUrl !== undefined)?.webSocketDebuggerUrl;
     } catch {
       // not listening yet
@@ -168,7 +176,10 @@ export async function collectGarbage(arg: CollectGarbageArg): Promise<{ ms: numb
   const socket = connect(arg.port, '127.0.0.1');
   try {
     const reply = await new Promise<string>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('the inspector did not answer HeapProfiler.collectGarbage')), Math.max(1000, deadline - Date.now()));
+      const timer = setTimeout(
+        () => reject(new Error('the inspector did not answer HeapProfiler.collectGarbage')),
+        Math.max(1000, deadline - Date.now()),
+      );
       let buffer = Buffer.alloc(0);
       let upgraded = false;
       socket.on('error', (err) => {
@@ -176,8 +187,10 @@ export async function collectGarbage(arg: CollectGarbageArg): Promise<{ ms: numb
         reject(err);
       });
       socket.on('connect', () => {
-        socket.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${arg.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
-          `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\n\r\n`);
+        socket.write(
+          `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${arg.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+            `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+        );
       });
       socket.on('data', (chunk: Buffer) => {
         buffer = Buffer.concat([buffer, chunk]);
@@ -195,7 +208,7 @@ export async function collectGarbage(arg: CollectGarbageArg): Promise<{ ms: numb
         }
         // server frames are unmasked; the answer is one text frame
         while (buffer.length >= 2) {
-          let length = buffer[1]! & 0x7f;
+          let length = buffer[1] & 0x7f;
           let offset = 2;
           if (length === 126) {
             if (buffer.length < 4) return;
@@ -228,7 +241,10 @@ export async function collectGarbage(arg: CollectGarbageArg): Promise<{ ms: numb
 function frame(text: string): Buffer {
   const payload = Buffer.from(text);
   const mask = Buffer.from([0x5a, 0x3c, 0x96, 0xe1]);
-  const header = payload.length < 126 ? Buffer.from([0x81, 0x80 | payload.length]) : Buffer.from([0x81, 0x80 | 126, payload.length >> 8, payload.length & 255]);
-  const body = Buffer.from(payload.map((byte, i) => byte ^ mask[i % 4]!));
+  const header =
+    payload.length < 126
+      ? Buffer.from([0x81, 0x80 | payload.length])
+      : Buffer.from([0x81, 0x80 | 126, payload.length >> 8, payload.length & 255]);
+  const body = Buffer.from(payload.map((byte, i) => byte ^ mask[i % 4]));
   return Buffer.concat([header, mask, body]);
 }

@@ -5,18 +5,25 @@ export function percentile(values: readonly number[], p: number): number {
   if (values.length === 0) return NaN;
   const sorted = [...values].sort((a, b) => a - b);
   const rank = Math.ceil((p / 100) * sorted.length);
-  return sorted[Math.min(sorted.length - 1, Math.max(0, rank - 1))]!;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, rank - 1))];
 }
 
 export function median(values: readonly number[]): number {
   if (values.length === 0) return NaN;
   const sorted = [...values].sort((a, b) => a - b);
   const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 
 /** A figure from its per-run samples: median, min, max, and whether the median meets the target. */
-export function figure(fields: { id: string; label: string; unit: string; samples: readonly number[]; target?: Target; note?: string }): Figure {
+export function figure(fields: {
+  id: string;
+  label: string;
+  unit: string;
+  samples: readonly number[];
+  target?: Target;
+  note?: string;
+}): Figure {
   const samples = [...fields.samples];
   const out: Figure = {
     id: fields.id,

@@ -58,7 +58,7 @@ export interface BenchContext {
   /** root of the checkout (holds dist/) */
   repoRoot: string;
   /** progress lines for the console */
-  log(line: string): void;
+  log: (line: string) => void;
 }
 
 export interface Benchmark {

@@ -19,7 +19,8 @@ const SLOTS = 8;
 
 function port(text: string | undefined, what: string): number {
   const value = Number(text);
-  if (!Number.isInteger(value) || value < 1 || value > 65535) throw new Error(`udp-echo-server: ${what} must be a port number, got ${text}`);
+  if (!Number.isInteger(value) || value < 1 || value > 65535)
+    throw new Error(`udp-echo-server: ${what} must be a port number, got ${text}`);
   return value;
 }
 
@@ -31,10 +32,18 @@ function serveAddon(listenPort: number, replyPort: number): void {
   if (fd < 0) throw new Error(`udp-echo-server: open port ${listenPort}: errno ${-fd}`);
   const buffer = Buffer.alloc(SLOT_BYTES * SLOTS);
   const meta = new Int32Array(SLOTS * 4);
-  const receiver = udp.receive(fd, buffer, SLOT_BYTES, SLOTS, meta, (count) => {
-    if (count < 0) throw new Error(`udp-echo-server: receive: errno ${-count}`);
-    for (let i = 0; i < count; i++) udp.send(fd, buffer, i * SLOT_BYTES, meta[i * 4]!, 0, meta[i * 4 + 1]! >>> 0, replyPort);
-  }, RECEIVE_BATCHES_PER_EVENT);
+  const receiver = udp.receive(
+    fd,
+    buffer,
+    SLOT_BYTES,
+    SLOTS,
+    meta,
+    (count) => {
+      if (count < 0) throw new Error(`udp-echo-server: receive: errno ${-count}`);
+      for (let i = 0; i < count; i++) udp.send(fd, buffer, i * SLOT_BYTES, meta[i * 4], 0, meta[i * 4 + 1] >>> 0, replyPort);
+    },
+    RECEIVE_BATCHES_PER_EVENT,
+  );
   if (typeof receiver === 'number') throw new Error(`udp-echo-server: receive: errno ${-receiver}`);
   process.stdout.write('ready\n');
 }

@@ -23,7 +23,10 @@ import type { Benchmark, BenchContext, BenchmarkResult, Figure } from './types.j
 /** `cc` is not on PATH: this benchmark compiles its C echo server and client when it runs. */
 export class CompilerMissingError extends WeftError {
   constructor() {
-    super('WEFT_BENCH_NO_CC', 'the wakeup benchmark compiles e2e/bench/udp-echo.c with `cc`, which is not on PATH: install gcc (apt-get install gcc)');
+    super(
+      'WEFT_BENCH_NO_CC',
+      'the wakeup benchmark compiles e2e/bench/udp-echo.c with `cc`, which is not on PATH: install gcc (apt-get install gcc)',
+    );
   }
 }
 
@@ -38,7 +41,7 @@ interface ResponderSpec {
 
 const RESPONDERS: readonly ResponderSpec[] = [
   { name: 'c', label: 'C server (epoll)', port: 7001 },
-  { name: 'addon', label: 'Node server on weft\'s UDP addon', port: 7002 },
+  { name: 'addon', label: "Node server on weft's UDP addon", port: 7002 },
   { name: 'dgram', label: 'Node server on dgram', port: 7003 },
   { name: 'kernel', label: 'kernel ICMP echo (ping)' },
 ];
@@ -65,7 +68,8 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
 function compileEcho(repoRoot: string, dir: string): string {
   const binary = join(dir, 'udp-echo');
   const compiled = spawnSync('cc', ['-O2', '-Wall', '-o', binary, join(repoRoot, 'e2e', 'bench', 'udp-echo.c')], { encoding: 'utf8' });
-  if ((compiled.error as NodeJS.ErrnoException | undefined)?.code === 'ENOENT') throw new CompilerMissingError();
+  const error: NodeJS.ErrnoException | undefined = compiled.error;
+  if (error?.code === 'ENOENT') throw new CompilerMissingError();
   if (compiled.error !== undefined) throw compiled.error;
   if (compiled.status !== 0) throw new Error(`cc e2e/bench/udp-echo.c failed (exit ${compiled.status}):\n${compiled.stderr}`);
   return binary;
@@ -76,8 +80,14 @@ async function buildVeth(lab: NetnsLab, children: ChildSet): Promise<{ client: s
   const client = labNamespace(lab, 'wkc');
   const server = labNamespace(lab, 'wks');
   await run(['ip', '-batch', '-'], children, { input: `netns add ${client}\nnetns add ${server}\n`, check: true });
-  const configure = (netns: string, lines: string[]) => run(['ip', '-n', netns, '-batch', '-'], children, { input: `${lines.join('\n')}\n`, check: true });
-  await configure(server, ['link set lo up', `link add wks type veth peer name wkc netns ${client}`, `addr add ${SERVER_ADDRESS}/24 dev wks`, 'link set wks up']);
+  const configure = (netns: string, lines: string[]) =>
+    run(['ip', '-n', netns, '-batch', '-'], children, { input: `${lines.join('\n')}\n`, check: true });
+  await configure(server, [
+    'link set lo up',
+    `link add wks type veth peer name wkc netns ${client}`,
+    `addr add ${SERVER_ADDRESS}/24 dev wks`,
+    'link set wks up',
+  ]);
   await configure(client, ['link set lo up', `addr add ${CLIENT_ADDRESS}/24 dev wkc`, 'link set wkc up']);
   return { client, server };
 }
@@ -92,7 +102,9 @@ async function startServer(netns: string, argv: readonly string[], children: Chi
     if (exited || Date.now() > deadline) {
       await server.stop('SIGKILL');
       const output = server.output();
-      throw new Error(`${argv.join(' ')} ${exited ? 'exited' : 'was not ready after 10 s'}: ${output.stderr.trim() || output.stdout.trim()}`);
+      throw new Error(
+        `${argv.join(' ')} ${exited ? 'exited' : 'was not ready after 10 s'}: ${output.stderr.trim() || output.stdout.trim()}`,
+      );
     }
     await sleep(20);
   }
@@ -101,10 +113,23 @@ async function startServer(netns: string, argv: readonly string[], children: Chi
 
 const roundTripSeconds = (count: number) => (count * INTERVAL_US) / 1e6;
 
-async function echoRoundTrips(lab: NetnsLab, client: string, binary: string, port: number, warmup: number, count: number): Promise<number[]> {
+async function echoRoundTrips(
+  lab: NetnsLab,
+  client: string,
+  binary: string,
+  port: number,
+  warmup: number,
+  count: number,
+): Promise<number[]> {
   const command = [binary, 'client', SERVER_ADDRESS, String(port), String(CLIENT_PORT), String(warmup), String(count), String(INTERVAL_US)];
-  const result = await lab.execIn(client, command.map(shellQuote).join(' '), { check: true, timeoutMs: (roundTripSeconds(warmup + count) + 30) * 1000 });
-  return result.stdout.split('\n').filter((line) => line !== '').map(Number);
+  const result = await lab.execIn(client, command.map(shellQuote).join(' '), {
+    check: true,
+    timeoutMs: (roundTripSeconds(warmup + count) + 30) * 1000,
+  });
+  return result.stdout
+    .split('\n')
+    .filter((line) => line !== '')
+    .map(Number);
 }
 
 async function pingRoundTrips(lab: NetnsLab, client: string, warmup: number, count: number): Promise<number[]> {
@@ -118,7 +143,10 @@ async function pingRoundTrips(lab: NetnsLab, client: string, warmup: number, cou
 }
 
 /** Every responder once per round, the order reversed every other round so that a drift in load favours none. */
-export async function benchWakeups(context: BenchContext, options: { rounds: number; warmup: number; count: number; addon: boolean }): Promise<EchoRun[]> {
+export async function benchWakeups(
+  context: BenchContext,
+  options: { rounds: number; warmup: number; count: number; addon: boolean },
+): Promise<EchoRun[]> {
   const responders = RESPONDERS.filter((spec) => spec.name !== 'addon' || options.addon);
   const dir = mkdtempSync(join(tmpdir(), 'weft-bench-wakeup-'));
   try {
@@ -146,16 +174,21 @@ export async function benchWakeups(context: BenchContext, options: { rounds: num
       for (let round = 1; round <= options.rounds; round++) {
         const order = round % 2 === 0 ? [...responders].reverse() : responders;
         for (const spec of order) {
-          const rttUs = spec.port === undefined
-            ? await pingRoundTrips(lab, client, options.warmup, options.count)
-            : await echoRoundTrips(lab, client, binary, spec.port, options.warmup, options.count);
+          const rttUs =
+            spec.port === undefined
+              ? await pingRoundTrips(lab, client, options.warmup, options.count)
+              : await echoRoundTrips(lab, client, binary, spec.port, options.warmup, options.count);
           if (rttUs.length === 0) throw new Error(`${spec.label}: no answer to ${options.count} round trips`);
-          runs.push({ responder: spec.name, round, rttUs, lost: options.count - rttUs.length, loadAverage: loadavg()[0]! });
+          runs.push({ responder: spec.name, round, rttUs, lost: options.count - rttUs.length, loadAverage: loadavg()[0] });
         }
-        context.log(`round ${round}: ${responders.map((spec) => {
-          const run = runs.find((candidate) => candidate.round === round && candidate.responder === spec.name)!;
-          return `${spec.name} p50 ${percentile(run.rttUs, 50).toFixed(0)} µs p99 ${percentile(run.rttUs, 99).toFixed(0)} µs${run.lost > 0 ? ` (${run.lost} lost)` : ''}`;
-        }).join(', ')}; load ${loadavg()[0]!.toFixed(1)}`);
+        context.log(
+          `round ${round}: ${responders
+            .map((spec) => {
+              const run = runs.find((candidate) => candidate.round === round && candidate.responder === spec.name)!;
+              return `${spec.name} p50 ${percentile(run.rttUs, 50).toFixed(0)} µs p99 ${percentile(run.rttUs, 99).toFixed(0)} µs${run.lost > 0 ? ` (${run.lost} lost)` : ''}`;
+            })
+            .join(', ')}; load ${loadavg()[0].toFixed(1)}`,
+        );
       }
       return runs;
     } finally {
@@ -179,26 +212,38 @@ export const benchmark: Benchmark = {
     const hasAddon = !('error' in addon);
     const runs = await benchWakeups(context, { rounds, warmup, count, addon: hasAddon });
     const ran = RESPONDERS.filter((spec) => spec.name !== 'addon' || hasAddon);
-    const perRound = (responder: Responder, p: number) => runs.filter((run) => run.responder === responder).map((run) => percentile(run.rttUs, p));
+    const perRound = (responder: Responder, p: number) =>
+      runs.filter((run) => run.responder === responder).map((run) => percentile(run.rttUs, p));
     const overC = (responder: Responder) => {
       const c = perRound('c', 50);
-      return perRound(responder, 50).map((value, i) => value - c[i]!);
+      return perRound(responder, 50).map((value, i) => value - c[i]);
     };
     const figures: Figure[] = [];
     for (const p of [50, 99]) {
       for (const spec of ran) {
-        figures.push(figure({
-          id: `wakeup.${spec.name}.p${p}`,
-          label: `${spec.name === 'kernel' ? 'ping' : 'UDP echo'} RTT p${p}, ${spec.label}`,
-          unit: 'µs',
-          samples: perRound(spec.name, p),
-        }));
+        figures.push(
+          figure({
+            id: `wakeup.${spec.name}.p${p}`,
+            label: `${spec.name === 'kernel' ? 'ping' : 'UDP echo'} RTT p${p}, ${spec.label}`,
+            unit: 'µs',
+            samples: perRound(spec.name, p),
+          }),
+        );
       }
     }
     if (hasAddon) {
-      figures.push(figure({ id: 'wakeup.addon-over-c', label: 'echo RTT p50, Node server on the addon − C server: the extra cost of a Node wake-up', unit: 'µs', samples: overC('addon') }));
+      figures.push(
+        figure({
+          id: 'wakeup.addon-over-c',
+          label: 'echo RTT p50, Node server on the addon − C server: the extra cost of a Node wake-up',
+          unit: 'µs',
+          samples: overC('addon'),
+        }),
+      );
     }
-    figures.push(figure({ id: 'wakeup.dgram-over-c', label: 'echo RTT p50, Node server on dgram − C server', unit: 'µs', samples: overC('dgram') }));
+    figures.push(
+      figure({ id: 'wakeup.dgram-over-c', label: 'echo RTT p50, Node server on dgram − C server', unit: 'µs', samples: overC('dgram') }),
+    );
     const addonExtra = median(overC('addon'));
     const dgramExtra = median(overC('dgram'));
     const wakeupExtra = hasAddon ? addonExtra : dgramExtra;
@@ -206,17 +251,22 @@ export const benchmark: Benchmark = {
       `Load average during the runs: median ${median(runs.map((run) => run.loadAverage)).toFixed(1)} (2 cores: anything above ~1 means other work competed with the measured processes).`,
       ...('error' in addon ? [`No addon rows: weft's UDP addon is not used here: ${addon.error}.`] : []),
       'Every round trip wakes the echo server once, and the client is the same C program: in this run the Node server answered ' +
-        (hasAddon ? `${addonExtra.toFixed(0)} µs later than the C server with weft's addon and ${dgramExtra.toFixed(0)} µs later with dgram` : `${dgramExtra.toFixed(0)} µs later than the C server with dgram`) +
+        (hasAddon
+          ? `${addonExtra.toFixed(0)} µs later than the C server with weft's addon and ${dgramExtra.toFixed(0)} µs later with dgram`
+          : `${dgramExtra.toFixed(0)} µs later than the C server with dgram`) +
         ' (median over rounds of the p50 difference): what waking Node and running a JavaScript callback costs over returning from epoll_wait in C.',
       'A ping through two userspace hosts wakes their workers three times (h1 captures the request; h2 receives it and captures the reply in the same turn; ' +
         `h1 receives the reply), so the userspace path's RTT (${hasAddon ? 'userspace.rtt.userspace' : 'userspace.rtt.userspace-dgram'}) carries about ` +
         `3 × ${wakeupExtra.toFixed(0)} = ${(3 * wakeupExtra).toFixed(0)} µs more than C workers doing the same packet work would. ` +
         'The target userspace.rtt.ratio ≤ 3 leaves the three wake-ups, packet work included, 2 × userspace.rtt.kernel in all.',
       'ping stamps each reply when the kernel receives it (SO_TIMESTAMP), as in the userspace bench; the echo client reads its clock after its own wake-up, ' +
-        'so an echo RTT also holds the client\'s wake-up and is not directly comparable with the ping row.',
+        "so an echo RTT also holds the client's wake-up and is not directly comparable with the ping row.",
     ];
     const lost = runs.filter((run) => run.lost > 0);
-    if (lost.length > 0) notes.push(`Unanswered round trips (1 s timeout): ${lost.map((run) => `${run.responder} round ${run.round}: ${run.lost}`).join(', ')}.`);
+    if (lost.length > 0)
+      notes.push(
+        `Unanswered round trips (1 s timeout): ${lost.map((run) => `${run.responder} round ${run.round}: ${run.lost}`).join(', ')}.`,
+      );
     return {
       name: 'wakeup',
       title: 'Wake-up cost of a Node process: UDP echo through C and Node',
@@ -224,14 +274,17 @@ export const benchmark: Benchmark = {
         `Two namespaces of their own joined by a veth (${CLIENT_ADDRESS} and ${SERVER_ADDRESS}), no weft, no bridge. A C client (e2e/bench/udp-echo.c, compiled`,
         `with cc -O2 when the bench runs) sends ${count} UDP datagrams of 64 bytes, after ${warmup} to warm up, one every ${INTERVAL_US / 1000} ms as the userspace bench pings`,
         '(a datagram waits for the previous answer), and times each round trip with CLOCK_MONOTONIC. The echo servers, started once and idle between round trips:',
-        'a C epoll server (epoll_wait, then recvfrom/sendto); a Node server on weft\'s UDP addon as the userspace data path uses it (one JavaScript',
-        'callback per recvmmsg batch, a synchronous send); a Node dgram server (\'message\' event, socket.send). Kernel ping',
+        "a C epoll server (epoll_wait, then recvfrom/sendto); a Node server on weft's UDP addon as the userspace data path uses it (one JavaScript",
+        "callback per recvmmsg batch, a synchronous send); a Node dgram server ('message' event, socket.send). Kernel ping",
         `(${count} at the same interval, same IP packet size) runs over the same veth. Per round every responder once, the order reversed every other round;`,
-        'each figure is the median over rounds of that round\'s p50 or p99, and a difference (−) is taken within each round.',
+        "each figure is the median over rounds of that round's p50 or p99, and a difference (−) is taken within each round.",
       ].join(' '),
       figures,
       notes,
-      details: runs.map((run) => ({ ...run, rttUs: { p50: percentile(run.rttUs, 50), p99: percentile(run.rttUs, 99), count: run.rttUs.length } })),
+      details: runs.map((run) => ({
+        ...run,
+        rttUs: { p50: percentile(run.rttUs, 50), p99: percentile(run.rttUs, 99), count: run.rttUs.length },
+      })),
     };
   },
 };

@@ -27,7 +27,18 @@
  * user types on the host.
  */
 import { spawnSync } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, readSync, closeSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readSync,
+  closeSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { waitFor } from '../../test/wait.js';
@@ -55,7 +66,8 @@ const RUNTIME_DIR = '/run/user/0';
 export function dockerUnavailable(): string | undefined {
   const missing = [DOCKER_CLI, DOCKER_INIT, SYSTEMD, SYSTEMCTL, ...DEBIAN_UNITS, '/etc/docker'].filter((path) => !existsSync(path));
   if (!DOCKERDS.some((path) => existsSync(path))) missing.unshift('dockerd');
-  if (missing.length > 0) return `needs Debian's docker.io and systemd (missing ${missing.join(', ')}; deploy/ensure-deps.sh installs them)`;
+  if (missing.length > 0)
+    return `needs Debian's docker.io and systemd (missing ${missing.join(', ')}; deploy/ensure-deps.sh installs them)`;
   if (!isStaticExecutable(BUSYBOX)) return `needs Debian's busybox-static (${BUSYBOX} is missing or dynamically linked)`;
   return undefined;
 }
@@ -176,7 +188,9 @@ export class NetnsDocker implements DockerHosts {
     mkdirSync(join(root, 'tmp'), { mode: 0o1777 });
     copyFileSync(BUSYBOX, join(root, 'bin', 'busybox'));
     chmodSync(join(root, 'bin', 'busybox'), 0o755);
-    const applets = spawnSync(BUSYBOX, ['--list'], { encoding: 'utf8' }).stdout.split('\n').filter((name) => /^[a-z0-9_.[-]+$/.test(name) && name !== 'busybox');
+    const applets = spawnSync(BUSYBOX, ['--list'], { encoding: 'utf8' })
+      .stdout.split('\n')
+      .filter((name) => /^[a-z0-9_.[-]+$/.test(name) && name !== 'busybox');
     for (const applet of applets) symlinkSync('busybox', join(root, 'bin', applet));
     const tar = join(this.lab.tempDir, 'image', 'busybox.tar');
     const packed = spawnSync('tar', ['-C', root, '-cf', tar, '.'], { encoding: 'utf8' });
@@ -198,13 +212,21 @@ export class NetnsDocker implements DockerHosts {
     chmodSync(join(dir, 'bin', 'weft-docker-opts'), 0o755);
     const dropIn = readFileSync(join(REPO, 'deploy', 'docker', 'docker-weft.conf'), 'utf8').replaceAll('@BINDIR@', join(dir, 'bin'));
     writeFileSync(join(units, 'docker.service.d', 'weft.conf'), dropIn);
-    for (const target of LAB_TARGETS) writeFileSync(join(units, `${target}.target`), `[Unit]\nDescription=${target}.target of the lab's machine\n`);
+    for (const target of LAB_TARGETS)
+      writeFileSync(join(units, `${target}.target`), `[Unit]\nDescription=${target}.target of the lab's machine\n`);
     writeFileSync(join(units, 'weftd.service'), WEFTD_STAND_IN);
-    writeFileSync(join(dir, 'etc', 'daemon.json'), `${JSON.stringify({
-      'storage-driver': 'vfs',
-      iptables: options.iptables ?? false,
-      'cgroup-parent': `/${this.cgroup(host)}/docker`,
-    }, null, 2)}\n`);
+    writeFileSync(
+      join(dir, 'etc', 'daemon.json'),
+      `${JSON.stringify(
+        {
+          'storage-driver': 'vfs',
+          iptables: options.iptables ?? false,
+          'cgroup-parent': `/${this.cgroup(host)}/docker`,
+        },
+        null,
+        2,
+      )}\n`,
+    );
     return dir;
   }
 
@@ -216,18 +238,48 @@ export class NetnsDocker implements DockerHosts {
   private async boot(host: LabHost, options: DockerHostOptions): Promise<Machine> {
     const dir = this.layout(host, options);
     const flannelDir = this.lab.host(host).dir; // holds the host's subnet.env
-    const child = this.lab.spawnInNetns(host, [
-      'unshare', '--pid', '--fork', '--kill-child', '--mount', '--propagation', 'private', '--mount-proc',
-      DOCKER_INIT, '--', 'sh', '-c', MACHINE_SCRIPT, 'sh', dir, this.cgroup(host), flannelDir,
-    ], this.logFile(host));
+    const child = this.lab.spawnInNetns(
+      host,
+      [
+        'unshare',
+        '--pid',
+        '--fork',
+        '--kill-child',
+        '--mount',
+        '--propagation',
+        'private',
+        '--mount-proc',
+        DOCKER_INIT,
+        '--',
+        'sh',
+        '-c',
+        MACHINE_SCRIPT,
+        'sh',
+        dir,
+        this.cgroup(host),
+        flannelDir,
+      ],
+      this.logFile(host),
+    );
     const machine: Machine = { host, init: undefined };
     this.machines.set(host.name, machine);
-    machine.init = await waitFor(() => {
-      if (child.exitCode !== null || child.signalCode !== null) throw new Error(`the machine of ${host.name} exited: ${this.logTail(host)}`);
-      const children = readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8').trim();
-      return children === '' ? undefined : Number(children.split(' ')[0]);
-    }, `the machine of ${host.name} to start`, 10_000, 20);
-    await waitFor(async () => (await this.systemctl(host, ['show-environment'])).code === 0, `the service manager of ${host.name} (log: ${this.logFile(host)})`, 20_000, 50);
+    machine.init = await waitFor(
+      () => {
+        if (child.exitCode !== null || child.signalCode !== null)
+          throw new Error(`the machine of ${host.name} exited: ${this.logTail(host)}`);
+        const children = readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8').trim();
+        return children === '' ? undefined : Number(children.split(' ')[0]);
+      },
+      `the machine of ${host.name} to start`,
+      10_000,
+      20,
+    );
+    await waitFor(
+      async () => (await this.systemctl(host, ['show-environment'])).code === 0,
+      `the service manager of ${host.name} (log: ${this.logFile(host)})`,
+      20_000,
+      50,
+    );
     return machine;
   }
 
@@ -241,7 +293,19 @@ export class NetnsDocker implements DockerHosts {
 
   private machineArgv(machine: Machine, argv: readonly string[]): string[] {
     if (machine.init === undefined) throw new Error(`the machine of ${machine.host.name} is not up`);
-    return ['nsenter', `--target=${machine.init}`, '--mount', '--net', '--pid', '--', 'env', '-i', `PATH=${MACHINE_PATH}`, `XDG_RUNTIME_DIR=${RUNTIME_DIR}`, ...argv];
+    return [
+      'nsenter',
+      `--target=${machine.init}`,
+      '--mount',
+      '--net',
+      '--pid',
+      '--',
+      'env',
+      '-i',
+      `PATH=${MACHINE_PATH}`,
+      `XDG_RUNTIME_DIR=${RUNTIME_DIR}`,
+      ...argv,
+    ];
   }
 
   /** Runs argv on the host's machine. */
@@ -260,7 +324,9 @@ export class NetnsDocker implements DockerHosts {
     const started = await this.systemctl(host, ['start', 'docker.service'], { timeoutMs: 180_000 });
     if (started.code !== 0) {
       const status = await this.systemctl(host, ['status', '--no-pager', '--lines=0', 'docker.service', 'containerd.service']);
-      throw new Error(`systemctl start docker.service on ${host.name}: exit ${started.code}: ${started.stderr}\n${status.stdout}\n${this.logTail(host)}`);
+      throw new Error(
+        `systemctl start docker.service on ${host.name}: exit ${started.code}: ${started.stderr}\n${status.stdout}\n${this.logTail(host)}`,
+      );
     }
     await this.docker(host, ['import', this.buildImage(), this.image], { check: true, timeoutMs: 60_000 });
   }

@@ -159,7 +159,7 @@ export function parseSubnetEnv(text: string): SubnetEnv | undefined {
   for (const line of text.split('\n')) {
     const match = /^\s*(?:export\s+)?([A-Z0-9_]+)=(.*?)\s*$/.exec(line);
     if (match === null) continue;
-    raw[match[1]!] = match[2]!.replace(/^(['"])(.*)\1$/, '$2');
+    raw[match[1]] = match[2].replace(/^(['"])(.*)\1$/, '$2');
   }
   const network = raw.FLANNEL_NETWORK || undefined;
   const subnet = raw.FLANNEL_SUBNET || undefined;
@@ -172,7 +172,11 @@ export function parseSubnetEnv(text: string): SubnetEnv | undefined {
 }
 
 /** Sends `signal` to the agent, waits for its exit, and SIGKILLs it after timeoutMs (stopAgent of every driver). */
-export async function stopAgentHandle(agent: AgentHandle | undefined, signal: NodeJS.Signals, timeoutMs: number): Promise<AgentExit | undefined> {
+export async function stopAgentHandle(
+  agent: AgentHandle | undefined,
+  signal: NodeJS.Signals,
+  timeoutMs: number,
+): Promise<AgentExit | undefined> {
   if (agent === undefined) return undefined;
   if (agent.exit !== undefined) return agent.exit;
   agent.kill(signal);

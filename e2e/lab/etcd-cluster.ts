@@ -27,12 +27,21 @@ async function openssl(lab: NetnsLab, args: string): Promise<void> {
 async function makePki(lab: NetnsLab, dir: string): Promise<{ server: TlsFiles; client: TlsFiles }> {
   mkdirSync(dir, { recursive: true });
   const at = (name: string) => join(dir, name);
-  writeFileSync(at('server.ext'), `subjectAltName=${MEMBER_IPS.map((ip) => `IP:${ip}`).join(',')},IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n`);
+  writeFileSync(
+    at('server.ext'),
+    `subjectAltName=${MEMBER_IPS.map((ip) => `IP:${ip}`).join(',')},IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n`,
+  );
   writeFileSync(at('client.ext'), 'extendedKeyUsage=clientAuth\n');
   await openssl(lab, `req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=weft-test-ca -keyout ${at('ca.key')} -out ${at('ca.crt')}`);
   for (const name of ['server', 'client']) {
-    await openssl(lab, `req -newkey rsa:2048 -nodes -subj /CN=${name === 'client' ? 'weft' : 'etcd'} -keyout ${at(`${name}.key`)} -out ${at(`${name}.csr`)}`);
-    await openssl(lab, `x509 -req -in ${at(`${name}.csr`)} -CA ${at('ca.crt')} -CAkey ${at('ca.key')} -CAcreateserial -days 2 -extfile ${at(`${name}.ext`)} -out ${at(`${name}.crt`)}`);
+    await openssl(
+      lab,
+      `req -newkey rsa:2048 -nodes -subj /CN=${name === 'client' ? 'weft' : 'etcd'} -keyout ${at(`${name}.key`)} -out ${at(`${name}.csr`)}`,
+    );
+    await openssl(
+      lab,
+      `x509 -req -in ${at(`${name}.csr`)} -CA ${at('ca.crt')} -CAkey ${at('ca.key')} -CAcreateserial -days 2 -extfile ${at(`${name}.ext`)} -out ${at(`${name}.crt`)}`,
+    );
   }
   return {
     server: { caFile: at('ca.crt'), certFile: at('server.crt'), keyFile: at('server.key') },
@@ -100,31 +109,66 @@ export class TlsEtcdCluster {
   }
 
   async waitHealthy(indexes: readonly number[]): Promise<void> {
-    const endpoints = indexes.map((index) => this.endpoints[index]!);
-    await waitFor(async () => (await this.etcdctl('endpoint health --command-timeout=1s', endpoints)).code === 0, 'the etcd members to be healthy', 30_000, 200);
+    const endpoints = indexes.map((index) => this.endpoints[index]);
+    await waitFor(
+      async () => (await this.etcdctl('endpoint health --command-timeout=1s', endpoints)).code === 0,
+      'the etcd members to be healthy',
+      30_000,
+      200,
+    );
   }
 
   private async startMember(index: number, state: 'new' | 'existing'): Promise<void> {
-    const ip = MEMBER_IPS[index]!;
+    const ip = MEMBER_IPS[index];
     const name = `m${index + 1}`;
     const logFile = join(this.dir, `${name}.log`);
     const fd = openSync(logFile, 'a');
     try {
       // `ip netns exec` execs etcd in place, so the child's pid is etcd's.
-      this.members[index] = spawn('ip', [
-        'netns', 'exec', this.lab.etcdHost.netns, 'etcd',
-        '--name', name,
-        '--data-dir', join(this.dir, name),
-        '--listen-client-urls', `https://${ip}:2379`,
-        '--advertise-client-urls', `https://${ip}:2379`,
-        '--listen-peer-urls', `https://${ip}:2380`,
-        '--initial-advertise-peer-urls', `https://${ip}:2380`,
-        '--initial-cluster', MEMBER_IPS.map((memberIp, i) => `m${i + 1}=https://${memberIp}:2380`).join(','),
-        '--initial-cluster-state', state,
-        '--client-cert-auth', '--trusted-ca-file', this.server.caFile, '--cert-file', this.server.certFile, '--key-file', this.server.keyFile,
-        '--peer-client-cert-auth', '--peer-trusted-ca-file', this.server.caFile, '--peer-cert-file', this.server.certFile, '--peer-key-file', this.server.keyFile,
-        '--logger', 'zap', '--log-level', 'warn',
-      ], { stdio: ['ignore', fd, fd] });
+      this.members[index] = spawn(
+        'ip',
+        [
+          'netns',
+          'exec',
+          this.lab.etcdHost.netns,
+          'etcd',
+          '--name',
+          name,
+          '--data-dir',
+          join(this.dir, name),
+          '--listen-client-urls',
+          `https://${ip}:2379`,
+          '--advertise-client-urls',
+          `https://${ip}:2379`,
+          '--listen-peer-urls',
+          `https://${ip}:2380`,
+          '--initial-advertise-peer-urls',
+          `https://${ip}:2380`,
+          '--initial-cluster',
+          MEMBER_IPS.map((memberIp, i) => `m${i + 1}=https://${memberIp}:2380`).join(','),
+          '--initial-cluster-state',
+          state,
+          '--client-cert-auth',
+          '--trusted-ca-file',
+          this.server.caFile,
+          '--cert-file',
+          this.server.certFile,
+          '--key-file',
+          this.server.keyFile,
+          '--peer-client-cert-auth',
+          '--peer-trusted-ca-file',
+          this.server.caFile,
+          '--peer-cert-file',
+          this.server.certFile,
+          '--peer-key-file',
+          this.server.keyFile,
+          '--logger',
+          'zap',
+          '--log-level',
+          'warn',
+        ],
+        { stdio: ['ignore', fd, fd] },
+      );
     } finally {
       closeSync(fd);
     }

@@ -4,7 +4,7 @@ import { shellQuote, type ClusterDriver, type ExecTarget, type LabHost, type Sub
 
 /** flannel's default etcd prefix. */
 export const NETWORK_PREFIX = '/coreos.com/network';
-/** The network config the scenarios seed (overlay 198.18.0.0/16, see design §3). */
+/** The network config the scenarios seed (overlay 198.18.0.0/16, the documentation and benchmark ranges the lab uses). */
 export const LAB_NETWORK_CONFIG = { Network: '198.18.0.0/16', Backend: { Type: 'vxlan' } } as const;
 
 // ---- ping ----
@@ -67,7 +67,8 @@ export async function ping(driver: ClusterDriver, from: ExecTarget, toIp: string
   const interval = options.interval ?? 0.2;
   const deadline = options.deadline ?? Math.ceil(count * interval + 2);
   const result = await driver.exec(from, pingCommand(toIp, { count, interval, deadline }), { timeoutMs: (deadline + 5) * 1000 });
-  if (result.code !== 0 && result.code !== 1) throw new Error(`ping ${toIp} failed (exit ${result.code}): ${result.stderr}${result.stdout}`);
+  if (result.code !== 0 && result.code !== 1)
+    throw new Error(`ping ${toIp} failed (exit ${result.code}): ${result.stderr}${result.stdout}`);
   return parsePing(result.stdout);
 }
 
@@ -98,11 +99,17 @@ export function startPing(driver: ClusterDriver, from: ExecTarget, toIp: string,
  * GETs `url` from inside a host or container with Node's fetch (no curl needed; every weft host has node).
  * Resolves with status 0 and the error message when the request fails.
  */
-export async function httpGet(driver: ClusterDriver, from: ExecTarget, url: string, options: { timeoutMs?: number } = {}): Promise<{ status: number; body: string }> {
+export async function httpGet(
+  driver: ClusterDriver,
+  from: ExecTarget,
+  url: string,
+  options: { timeoutMs?: number } = {},
+): Promise<{ status: number; body: string }> {
   const timeoutMs = options.timeoutMs ?? 2_000;
-  const script = `fetch(${JSON.stringify(url)}, { signal: AbortSignal.timeout(${timeoutMs}) })`
-    + '.then(async (r) => console.log(JSON.stringify({ status: r.status, body: await r.text() })))'
-    + '.catch((e) => console.log(JSON.stringify({ status: 0, body: String(e && e.cause ? e.cause : e) })))';
+  const script =
+    `fetch(${JSON.stringify(url)}, { signal: AbortSignal.timeout(${timeoutMs}) })` +
+    '.then(async (r) => console.log(JSON.stringify({ status: r.status, body: await r.text() })))' +
+    '.catch((e) => console.log(JSON.stringify({ status: 0, body: String(e && e.cause ? e.cause : e) })))';
   const result = await driver.exec(from, `node -e ${shellQuote(script)}`, { timeoutMs: timeoutMs + 10_000, check: true });
   return JSON.parse(result.stdout) as { status: number; body: string };
 }
@@ -110,13 +117,22 @@ export async function httpGet(driver: ClusterDriver, from: ExecTarget, url: stri
 // ---- subnet.env ----
 
 /** Waits until the host's subnet.env exists and is complete (and, with `not`, names a subnet other than `not`). */
-export function waitForSubnetEnv(driver: ClusterDriver, host: LabHost | string, options: { timeoutMs?: number; not?: string } = {}): Promise<SubnetEnv> {
+export function waitForSubnetEnv(
+  driver: ClusterDriver,
+  host: LabHost | string,
+  options: { timeoutMs?: number; not?: string } = {},
+): Promise<SubnetEnv> {
   const name = typeof host === 'string' ? host : host.name;
-  return waitFor(async () => {
-    const env = await driver.readSubnetEnv(host);
-    if (env === undefined) return undefined;
-    return options.not === undefined || (env.subnet ?? env.ipv6Subnet) !== options.not ? env : undefined;
-  }, `subnet.env of ${name}`, options.timeoutMs ?? 20_000, 50);
+  return waitFor(
+    async () => {
+      const env = await driver.readSubnetEnv(host);
+      if (env === undefined) return undefined;
+      return options.not === undefined || (env.subnet ?? env.ipv6Subnet) !== options.not ? env : undefined;
+    },
+    `subnet.env of ${name}`,
+    options.timeoutMs ?? 20_000,
+    50,
+  );
 }
 
 // ---- etcd (through etcdctl on the etcd host) ----
@@ -141,7 +157,9 @@ export async function etcdPut(driver: ClusterDriver, key: string, value: string)
 export async function etcdGet(driver: ClusterDriver, key: string, options: { prefix?: boolean } = {}): Promise<EtcdEntry[]> {
   const stdout = await etcdctlChecked(driver, ['get', '-w', 'json', ...(options.prefix === true ? ['--prefix'] : []), '--', key]);
   // Lease ids are int64: keep their digits exact.
-  const parsed = JSON.parse(stdout.replace(/"lease":(\d+)/g, '"lease":"$1"')) as { kvs?: { key: string; value?: string; lease?: string }[] };
+  const parsed = JSON.parse(stdout.replace(/"lease":(\d+)/g, '"lease":"$1"')) as {
+    kvs?: { key: string; value?: string; lease?: string }[];
+  };
   return (parsed.kvs ?? []).map((kv) => ({
     key: Buffer.from(kv.key, 'base64').toString('utf8'),
     value: Buffer.from(kv.value ?? '', 'base64').toString('utf8'),
@@ -156,7 +174,11 @@ export async function etcdDel(driver: ClusterDriver, key: string, options: { pre
 }
 
 /** Writes `<prefix>/config` (default prefix /coreos.com/network). */
-export async function seedNetworkConfig(driver: ClusterDriver, config: object | string = LAB_NETWORK_CONFIG, prefix = NETWORK_PREFIX): Promise<void> {
+export async function seedNetworkConfig(
+  driver: ClusterDriver,
+  config: object | string = LAB_NETWORK_CONFIG,
+  prefix = NETWORK_PREFIX,
+): Promise<void> {
   await etcdPut(driver, `${prefix}/config`, typeof config === 'string' ? config : JSON.stringify(config));
 }
 
@@ -171,7 +193,7 @@ export interface SubnetLeaseEntry extends EtcdEntry {
 export async function listSubnetLeases(driver: ClusterDriver, prefix = NETWORK_PREFIX): Promise<SubnetLeaseEntry[]> {
   const entries = await etcdGet(driver, `${prefix}/subnets/`, { prefix: true });
   return entries.map((entry) => {
-    const name = entry.key.slice(`${prefix}/subnets/`.length).split('&')[0]!;
+    const name = entry.key.slice(`${prefix}/subnets/`.length).split('&')[0];
     let attrs: SubnetLeaseEntry['attrs'];
     try {
       attrs = JSON.parse(entry.value) as SubnetLeaseEntry['attrs'];

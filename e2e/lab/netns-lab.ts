@@ -1,6 +1,19 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { appendFileSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
+import {
+  appendFileSync,
+  closeSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  rmdirSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { constants, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -357,11 +370,11 @@ export class NetnsLab implements ClusterDriver {
     const byRun = new Map<string, string[]>();
     for (const name of listNamespaces()) {
       const match = new RegExp(`^${NAMESPACE_PREFIX}-([a-z0-9]{1,6})-`).exec(name);
-      if (match !== null) byRun.set(match[1]!, [...(byRun.get(match[1]!) ?? []), name]);
+      if (match !== null) byRun.set(match[1], [...(byRun.get(match[1]) ?? []), name]);
     }
     const dirs = readdirSync(tmpdir()).filter((entry) => /^weft-lab-[a-z0-9]{1,6}-/.test(entry));
     for (const dir of dirs) {
-      const runId = /^weft-lab-([a-z0-9]{1,6})-/.exec(dir)![1]!;
+      const runId = /^weft-lab-([a-z0-9]{1,6})-/.exec(dir)![1];
       if (!byRun.has(runId)) byRun.set(runId, []);
     }
     const removed: string[] = [];
@@ -416,13 +429,18 @@ export class NetnsLab implements ClusterDriver {
     this.agentCommand = options.agentCommand ?? [process.execPath, shippedProgram('weftd', repoRoot)];
     this.ctlCommand = options.ctlCommand ?? [process.execPath, shippedProgram('weftctl', repoRoot)];
 
-    const specs: readonly HostSpec[] = typeof options.hosts === 'number' || options.hosts === undefined
-      ? Array.from({ length: options.hosts ?? 3 }, () => ({}))
-      : options.hosts;
+    const specs: readonly HostSpec[] =
+      typeof options.hosts === 'number' || options.hosts === undefined
+        ? Array.from({ length: options.hosts ?? 3 }, () => ({}))
+        : options.hosts;
     if (specs.length < 1 || specs.length > MAX_HOSTS) throw new Error(`a lab has 1-${MAX_HOSTS} hosts, asked for ${specs.length}`);
     specs.forEach((spec, position) => {
       const segments = spec.segments ?? ['a'];
-      if (segments.length === 0 || new Set(segments).size !== segments.length || segments.some((segment) => !Object.hasOwn(SEGMENTS, segment))) {
+      if (
+        segments.length === 0 ||
+        new Set(segments).size !== segments.length ||
+        segments.some((segment) => !Object.hasOwn(SEGMENTS, segment))
+      ) {
         throw new Error(`host ${position + 1}: segments must be distinct names from ${Object.keys(SEGMENTS).join(', ')}`);
       }
     });
@@ -435,7 +453,7 @@ export class NetnsLab implements ClusterDriver {
     const hosts = specs.map((spec, position) => {
       const index = position + 1;
       const segments = spec.segments ?? ['a'];
-      const primary = segments[0]!;
+      const primary = segments[0];
       const name = `h${index}`;
       const dir = join(this.tempDir, name);
       mkdirSync(dir);
@@ -453,7 +471,16 @@ export class NetnsLab implements ClusterDriver {
     this.hosts = hosts;
     const etcdDir = join(this.tempDir, 'etcd');
     mkdirSync(etcdDir);
-    this.etcdHost = new Host('etcd', 0, `${this.prefix}-etcd`, ETCD_IP, this.ipv6 ? IPV6_UNDERLAY.etcd : undefined, `u${id}e`, ['a'], etcdDir);
+    this.etcdHost = new Host(
+      'etcd',
+      0,
+      `${this.prefix}-etcd`,
+      ETCD_IP,
+      this.ipv6 ? IPV6_UNDERLAY.etcd : undefined,
+      `u${id}e`,
+      ['a'],
+      etcdDir,
+    );
     const used = new Set<SegmentName>(['a']);
     for (const host of hosts) for (const segment of host.segments) used.add(segment);
     this.segments = (Object.keys(SEGMENTS) as SegmentName[]).filter((segment) => used.has(segment));
@@ -469,13 +496,20 @@ export class NetnsLab implements ClusterDriver {
   private async build(): Promise<void> {
     const id = this.runId;
     const all = [this.switchNetns, this.routerNetns, this.etcdHost.netns, ...this.hosts.map((host) => host.netns)];
-    await this.ip(undefined, all.map((ns) => `netns add ${ns}`));
+    await this.ip(
+      undefined,
+      all.map((ns) => `netns add ${ns}`),
+    );
 
     // The switch: one bridge per segment; every other namespace's underlay veth is created from here, its peer
     // going straight into the other namespace.
     const sw = ['link set lo up'];
     const port = (name: string, peer: string, peerNetns: string, segment: SegmentName): void => {
-      sw.push(`link add ${name} type veth peer name ${peer} netns ${peerNetns}`, `link set ${name} master b${id}${segment}`, `link set ${name} up`);
+      sw.push(
+        `link add ${name} type veth peer name ${peer} netns ${peerNetns}`,
+        `link set ${name} master b${id}${segment}`,
+        `link set ${name} up`,
+      );
     };
     for (const segment of this.segments) {
       sw.push(`link add b${id}${segment} type bridge`, `link set b${id}${segment} up`);
@@ -494,7 +528,12 @@ export class NetnsLab implements ClusterDriver {
       rt.push(`addr add ${SEGMENTS[segment].gateway}/${prefix.length} dev r${id}${segment}`, `link set r${id}${segment} up`);
       if (segment === 'a' && this.ipv6) rt.push(v6(IPV6_UNDERLAY.gateway, `r${id}a`));
     }
-    const etcd = ['link set lo up', `addr add ${ETCD_IP}/24 dev ${this.etcdHost.iface}`, `link set ${this.etcdHost.iface} up`, `route add default via ${SEGMENTS.a.gateway}`];
+    const etcd = [
+      'link set lo up',
+      `addr add ${ETCD_IP}/24 dev ${this.etcdHost.iface}`,
+      `link set ${this.etcdHost.iface} up`,
+      `route add default via ${SEGMENTS.a.gateway}`,
+    ];
     if (this.ipv6) etcd.push(v6(IPV6_UNDERLAY.etcd, this.etcdHost.iface), `route add ::/0 via ${IPV6_UNDERLAY.gateway}`);
     const hostBatches = this.hosts.map((host) => {
       const lines = ['link set lo up'];
@@ -504,7 +543,7 @@ export class NetnsLab implements ClusterDriver {
         lines.push(`addr add ${ipv4Host(prefix, 10 + host.index)}/${prefix.length} dev ${dev}`, `link set ${dev} up`);
         if (segment === 'a' && host.publicIpv6 !== undefined) lines.push(v6(host.publicIpv6, dev));
       }
-      lines.push(`route add default via ${SEGMENTS[host.segments[0]!].gateway}`);
+      lines.push(`route add default via ${SEGMENTS[host.segments[0]].gateway}`);
       // synthetic peers are never contacted: what weftd sends them (its peer probes) dies here
       lines.push('route add blackhole 198.19.0.0/16');
       if (host.publicIpv6 !== undefined) lines.push(`route add ::/0 via ${IPV6_UNDERLAY.gateway}`);
@@ -513,8 +552,20 @@ export class NetnsLab implements ClusterDriver {
     const batches = [this.ip(this.routerNetns, rt), this.ip(this.etcdHost.netns, etcd), ...hostBatches];
     // Forwarding is set here, never inherited (a new namespace copies net.ipv4.ip_forward from the root one):
     // the router forwards between segments; hosts start with it off in both families (weftd turns it on).
-    const forwarding = (netns: string, value: 0 | 1) => run(['ip', 'netns', 'exec', netns, 'sh', '-c',
-      `echo ${value} > /proc/sys/net/ipv4/ip_forward && { [ ! -e ${IPV6_FORWARDING} ] || echo ${value} > ${IPV6_FORWARDING}; }`], this.children, { check: true }).then(() => undefined);
+    const forwarding = (netns: string, value: 0 | 1) =>
+      run(
+        [
+          'ip',
+          'netns',
+          'exec',
+          netns,
+          'sh',
+          '-c',
+          `echo ${value} > /proc/sys/net/ipv4/ip_forward && { [ ! -e ${IPV6_FORWARDING} ] || echo ${value} > ${IPV6_FORWARDING}; }`,
+        ],
+        this.children,
+        { check: true },
+      ).then(() => undefined);
     batches.push(forwarding(this.routerNetns, this.segments.length > 1 ? 1 : 0), ...this.hosts.map((host) => forwarding(host.netns, 0)));
     await Promise.all(batches);
     await this.startEtcd();
@@ -575,7 +626,11 @@ export class NetnsLab implements ClusterDriver {
     const fd = openSync(logFile, 'a');
     let child: ChildProcess;
     try {
-      child = spawn('nsenter', [`--net=${join(NETNS_DIR, this.namespaceOf(target))}`, ...argv], { stdio: ['ignore', fd, fd], env: labEnv(), detached: true });
+      child = spawn('nsenter', [`--net=${join(NETNS_DIR, this.namespaceOf(target))}`, ...argv], {
+        stdio: ['ignore', fd, fd],
+        env: labEnv(),
+        detached: true,
+      });
     } finally {
       closeSync(fd);
     }
@@ -590,24 +645,31 @@ export class NetnsLab implements ClusterDriver {
   async setUnderlay(hostRef: LabHost | string, up: boolean): Promise<void> {
     this.assertOpen();
     const host = this.host(hostRef);
-    await this.ip(this.switchNetns, host.segments.map((segment) => `link set s${this.runId}${host.name}${segment} ${up ? 'up' : 'down'}`));
+    await this.ip(
+      this.switchNetns,
+      host.segments.map((segment) => `link set s${this.runId}${host.name}${segment} ${up ? 'up' : 'down'}`),
+    );
   }
 
   // ---- etcd ----
 
   /** weftctl against this lab's etcd; `--environment-file=` keeps this machine's /etc/weft/weftd.env (if any) out of it. */
   weftctlCommand(args: readonly string[]): string {
-    const full = [...this.ctlCommand, '--environment-file=', ...(hasFlag(args, '--etcd-endpoints') ? [] : [`--etcd-endpoints=${this.etcdEndpoint}`]), ...args];
+    const full = [
+      ...this.ctlCommand,
+      '--environment-file=',
+      ...(hasFlag(args, '--etcd-endpoints') ? [] : [`--etcd-endpoints=${this.etcdEndpoint}`]),
+      ...args,
+    ];
     return full.map(shellQuote).join(' ');
   }
 
   etcdctl(args: readonly string[], options: ExecOptions = {}): Promise<ExecResult> {
     this.assertOpen();
-    return run(
-      ['ip', 'netns', 'exec', this.etcdHost.netns, 'etcdctl', `--endpoints=${this.etcdEndpoint}`, ...args],
-      this.children,
-      { ...options, env: { ETCDCTL_API: '3', ...options.env } },
-    );
+    return run(['ip', 'netns', 'exec', this.etcdHost.netns, 'etcdctl', `--endpoints=${this.etcdEndpoint}`, ...args], this.children, {
+      ...options,
+      env: { ETCDCTL_API: '3', ...options.env },
+    });
   }
 
   async startEtcd(): Promise<void> {
@@ -620,18 +682,34 @@ export class NetnsLab implements ClusterDriver {
     const fd = openSync(logFile, 'a');
     let child: ChildProcess;
     try {
-      child = spawn('ip', [
-        'netns', 'exec', this.etcdHost.netns, 'etcd',
-        '--name', 'weft-lab',
-        '--data-dir', join(this.etcdHost.dir, 'data'),
-        '--listen-client-urls', client,
-        '--advertise-client-urls', client,
-        '--listen-peer-urls', peer,
-        '--initial-advertise-peer-urls', peer,
-        '--initial-cluster', `weft-lab=${peer}`,
-        '--logger', 'zap',
-        '--log-level', 'warn',
-      ], { stdio: ['ignore', fd, fd], env: labEnv(), detached: true });
+      child = spawn(
+        'ip',
+        [
+          'netns',
+          'exec',
+          this.etcdHost.netns,
+          'etcd',
+          '--name',
+          'weft-lab',
+          '--data-dir',
+          join(this.etcdHost.dir, 'data'),
+          '--listen-client-urls',
+          client,
+          '--advertise-client-urls',
+          client,
+          '--listen-peer-urls',
+          peer,
+          '--initial-advertise-peer-urls',
+          peer,
+          '--initial-cluster',
+          `weft-lab=${peer}`,
+          '--logger',
+          'zap',
+          '--log-level',
+          'warn',
+        ],
+        { stdio: ['ignore', fd, fd], env: labEnv(), detached: true },
+      );
     } finally {
       closeSync(fd);
     }
@@ -696,12 +774,18 @@ export class NetnsLab implements ClusterDriver {
     const fd = openSync(logFile, 'a');
     let child: ChildProcess;
     try {
-      child = spawn('ip', ['netns', 'exec', host.netns, ...this.agentCommand, ...full], { stdio: ['ignore', fd, fd], env: labEnv(env), detached: true });
+      child = spawn('ip', ['netns', 'exec', host.netns, ...this.agentCommand, ...full], {
+        stdio: ['ignore', fd, fd],
+        env: labEnv(env),
+        detached: true,
+      });
     } finally {
       closeSync(fd);
     }
     if (child.pid === undefined) {
-      throw await new Promise<Error>((resolve) => child.once('error', (err) => resolve(new Error(`weftd on ${host.name} did not start: ${err.message}`))));
+      throw await new Promise<Error>((resolve) =>
+        child.once('error', (err) => resolve(new Error(`weftd on ${host.name} did not start: ${err.message}`))),
+      );
     }
     this.children.add(child);
     const agent = new Agent(host, full, child, logFile);
@@ -726,8 +810,13 @@ export class NetnsLab implements ClusterDriver {
     if (host.containers.length + count > MAX_CONTAINERS_PER_HOST) throw new Error(`at most ${MAX_CONTAINERS_PER_HOST} containers per host`);
     const env = await this.readSubnetEnv(host);
     if (env === undefined) throw new Error(`${host.name} has no complete subnet.env at ${this.subnetFile(host)} yet`);
-    if (host.bridge !== undefined && (host.bridge.subnet !== env.subnet || host.bridge.ipv6Subnet !== env.ipv6Subnet || host.bridge.mtu !== env.mtu)) {
-      throw new Error(`${host.name}'s subnet.env now says ${env.subnet} mtu ${env.mtu} but its containers use ${host.bridge.subnet} mtu ${host.bridge.mtu}: removeContainers first`);
+    if (
+      host.bridge !== undefined &&
+      (host.bridge.subnet !== env.subnet || host.bridge.ipv6Subnet !== env.ipv6Subnet || host.bridge.mtu !== env.mtu)
+    ) {
+      throw new Error(
+        `${host.name}'s subnet.env now says ${env.subnet} mtu ${env.mtu} but its containers use ${host.bridge.subnet} mtu ${host.bridge.mtu}: removeContainers first`,
+      );
     }
     const id = this.runId;
     const subnet = env.subnet === undefined ? undefined : parseIpv4Prefix(env.subnet);
@@ -758,11 +847,15 @@ export class NetnsLab implements ClusterDriver {
       );
       const lines = ['link set lo up', `link set ${ifname} up`];
       if (ipv4 !== undefined) lines.push(`addr add ${ipv4}/${subnet!.length} dev ${ifname}`, `route add default via ${gateway}`);
-      if (ipv6 !== undefined) lines.push(`addr add ${ipv6}/${env.ipv6Subnet!.split('/')[1]} dev ${ifname} nodad`, `route add ::/0 via ${gateway6}`);
+      if (ipv6 !== undefined)
+        lines.push(`addr add ${ipv6}/${env.ipv6Subnet!.split('/')[1]} dev ${ifname} nodad`, `route add ::/0 via ${gateway6}`);
       containerBatches.push([netns, lines]);
       created.push(new Container(this, name, host, netns, ifname, (ipv4 ?? ipv6)!, ipv6));
     }
-    await this.ip(undefined, containerBatches.map(([netns]) => `netns add ${netns}`));
+    await this.ip(
+      undefined,
+      containerBatches.map(([netns]) => `netns add ${netns}`),
+    );
     await this.ip(host.netns, hostLines);
     host.bridge = { name: bridge, subnet: env.subnet, ipv6Subnet: env.ipv6Subnet, mtu: env.mtu };
     await Promise.all(containerBatches.map(([netns, lines]) => this.ip(netns, lines)));
@@ -775,7 +868,11 @@ export class NetnsLab implements ClusterDriver {
     const host = this.host(hostRef);
     const namespaces = listNamespaces().filter((name) => name.startsWith(`${host.netns}c`));
     killPids(pidsInNamespaces(namespaces));
-    if (namespaces.length > 0) await this.ip(undefined, namespaces.map((ns) => `netns del ${ns}`));
+    if (namespaces.length > 0)
+      await this.ip(
+        undefined,
+        namespaces.map((ns) => `netns del ${ns}`),
+      );
     if (host.bridge !== undefined) await this.ip(host.netns, [`link del ${host.bridge.name}`]);
     host.containers.length = 0;
     host.bridge = undefined;
@@ -804,7 +901,9 @@ export class NetnsLab implements ClusterDriver {
     await this.children.waitAll(5_000);
     const namespaces = this.namespaces();
     if (namespaces.length > 0) {
-      await run(['ip', '-force', '-batch', '-'], new ChildSet(), { input: namespaces.map((ns) => `netns del ${ns}\n`).join('') }).catch(() => undefined);
+      await run(['ip', '-force', '-batch', '-'], new ChildSet(), { input: namespaces.map((ns) => `netns del ${ns}\n`).join('') }).catch(
+        () => undefined,
+      );
     }
     const cgroupsLeft = await removeCgroups(this.runId, 5_000);
     if (cgroupsLeft.length > 0) process.stderr.write(`weft lab ${this.runId}: could not remove cgroups ${cgroupsLeft.join(' ')}\n`);

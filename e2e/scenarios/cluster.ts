@@ -59,14 +59,20 @@ export async function peersProgrammed(driver: ClusterDriver, host: LabHost, back
 }
 
 /** Every ordered pair of containers on different hosts that cannot ping each other (empty = full mesh). */
-export async function meshFailures(driver: ClusterDriver, containers: readonly LabContainer[], options: { count?: number; family?: 4 | 6 } = {}): Promise<string[]> {
+export async function meshFailures(
+  driver: ClusterDriver,
+  containers: readonly LabContainer[],
+  options: { count?: number; family?: 4 | 6 } = {},
+): Promise<string[]> {
   const pairs = containers.flatMap((from) => containers.filter((to) => to.host !== from.host).map((to) => [from, to] as const));
-  const results = await Promise.all(pairs.map(async ([from, to]) => {
-    const target = options.family === 6 ? to.ipv6 : to.ip;
-    if (target === undefined) return `${to.name} has no IPv${options.family ?? 4} address`;
-    const result = await ping(driver, from, target, { count: options.count ?? 2, interval: 0.05, deadline: 5 });
-    return result.received > 0 ? undefined : `${from.name} (${from.host.name}) -> ${target} (${to.host.name})`;
-  }));
+  const results = await Promise.all(
+    pairs.map(async ([from, to]) => {
+      const target = options.family === 6 ? to.ipv6 : to.ip;
+      if (target === undefined) return `${to.name} has no IPv${options.family ?? 4} address`;
+      const result = await ping(driver, from, target, { count: options.count ?? 2, interval: 0.05, deadline: 5 });
+      return result.received > 0 ? undefined : `${from.name} (${from.host.name}) -> ${target} (${to.host.name})`;
+    }),
+  );
   return results.filter((failure): failure is string => failure !== undefined);
 }
 
@@ -74,7 +80,11 @@ export async function meshFailures(driver: ClusterDriver, containers: readonly L
  * The kernel objects weft programmed on a host, as `ip` shows them (for asserting on peers' state). Rejects when
  * a command fails (the device is missing, say): an empty listing always means the kernel holds no such entry.
  */
-export async function kernelState(driver: ClusterDriver, host: LabHost, device = 'weft.1'): Promise<{ routes: string; neighbours: string; fdb: string }> {
+export async function kernelState(
+  driver: ClusterDriver,
+  host: LabHost,
+  device = 'weft.1',
+): Promise<{ routes: string; neighbours: string; fdb: string }> {
   const run = async (command: string) => (await driver.exec(host, command, { check: true })).stdout;
   return {
     routes: await run('ip route show proto 157'),

@@ -1,7 +1,17 @@
 /** The data-plane scenarios, for any ClusterDriver (see suite.ts). */
 import assert from 'node:assert/strict';
 import { sleep, waitFor } from '../../test/wait.js';
-import { etcdGet, httpGet, leaseOf, seedNetworkConfig, startPing, waitForSubnetEnv, type ClusterDriver, type LabContainer, type LabHost } from '../lab/index.js';
+import {
+  etcdGet,
+  httpGet,
+  leaseOf,
+  seedNetworkConfig,
+  startPing,
+  waitForSubnetEnv,
+  type ClusterDriver,
+  type LabContainer,
+  type LabHost,
+} from '../lab/index.js';
 import { agentArgs, HEALTHZ_PORT, kernelState, meshFailures, metrics, metricValue, peersProgrammed, startCluster } from './cluster.js';
 import { requireHosts, useLabs, type DriverFactory } from './suite.js';
 
@@ -18,7 +28,6 @@ export function dataplaneScenarios(factory: DriverFactory): void {
 
     const track = useLabs(factory);
 
-
     async function create(context: Mocha.Context, hosts: number): Promise<ClusterDriver> {
       requireHosts(context, factory, hosts);
       return track(factory.create({ hosts }));
@@ -30,15 +39,22 @@ export function dataplaneScenarios(factory: DriverFactory): void {
         const containers = await startCluster(lab, { backend, containers: 2 });
         assert.deepEqual(await meshFailures(lab, containers), []);
         for (const host of lab.hosts) assert.equal(await peersProgrammed(lab, host, backend), 2, `${host.name} programs both peers`);
-        const ready = await httpGet(lab, lab.hosts[0]!, `http://127.0.0.1:${HEALTHZ_PORT}/readyz`);
+        const ready = await httpGet(lab, lab.hosts[0], `http://127.0.0.1:${HEALTHZ_PORT}/readyz`);
         assert.equal(ready.status, 200, ready.body);
-        const forwarding = await lab.exec(lab.hosts[0]!, 'cat /proc/sys/net/ipv4/ip_forward');
+        const forwarding = await lab.exec(lab.hosts[0], 'cat /proc/sys/net/ipv4/ip_forward');
         assert.equal(forwarding.stdout.trim(), '1');
-        const rules = await lab.exec(lab.hosts[0]!, 'iptables -S WEFT-FORWARD');
+        const rules = await lab.exec(lab.hosts[0], 'iptables -S WEFT-FORWARD');
         assert.match(rules.stdout, /-A WEFT-FORWARD -s 198\.18\.0\.0\/16 .*-j ACCEPT/);
-        const text = await metrics(lab, lab.hosts[0]!);
-        for (const name of ['weft_peers', 'weft_reconcile_runs_total', 'weft_reconcile_duration_seconds_count', 'weft_netlink_operations_total',
-          'weft_watch_resyncs_total', 'weft_lease_expiry_timestamp_seconds', 'weft_etcd_reachable']) {
+        const text = await metrics(lab, lab.hosts[0]);
+        for (const name of [
+          'weft_peers',
+          'weft_reconcile_runs_total',
+          'weft_reconcile_duration_seconds_count',
+          'weft_netlink_operations_total',
+          'weft_watch_resyncs_total',
+          'weft_lease_expiry_timestamp_seconds',
+          'weft_etcd_reachable',
+        ]) {
           assert.match(text, new RegExp(`^${name}(\\{| )`, 'm'), `/metrics has ${name}`);
         }
         assert.equal(metricValue(text, 'weft_etcd_reachable'), 1);
@@ -53,10 +69,15 @@ export function dataplaneScenarios(factory: DriverFactory): void {
         const containers = await startCluster(lab, { simultaneous: true });
         const subnets = new Set((await Promise.all(lab.hosts.map((host) => lab.readSubnetEnv(host)))).map((env) => env?.subnet));
         assert.equal(subnets.size, 6, `round ${round}: six distinct subnets`);
-        await waitFor(async () => {
-          const counts = await Promise.all(lab.hosts.map((host) => peersProgrammed(lab, host, 'vxlan')));
-          return counts.every((count) => count === 5);
-        }, `round ${round}: every host programs its 5 peers`, 10_000, 100);
+        await waitFor(
+          async () => {
+            const counts = await Promise.all(lab.hosts.map((host) => peersProgrammed(lab, host, 'vxlan')));
+            return counts.every((count) => count === 5);
+          },
+          `round ${round}: every host programs its 5 peers`,
+          10_000,
+          100,
+        );
         assert.deepEqual(await meshFailures(lab, containers), [], `round ${round}`);
         await lab.destroy();
       }
@@ -65,7 +86,7 @@ export function dataplaneScenarios(factory: DriverFactory): void {
     it('keeps a 10 ms ping flowing while an agent is killed with SIGKILL and restarted, and keeps its subnet', async function () {
       const lab = await create(this, 2);
       const [a, b] = (await startCluster(lab)) as [LabContainer, LabContainer];
-      const h1 = lab.hosts[0]!;
+      const h1 = lab.hosts[0];
       const before = await lab.readSubnetEnv(h1);
       const macBefore = (await leaseOf(lab, h1.publicIp))?.attrs?.BackendData;
       assert.deepEqual(await meshFailures(lab, [a, b]), [], 'the containers reach each other before the kill');
@@ -75,7 +96,10 @@ export function dataplaneScenarios(factory: DriverFactory): void {
       await lab.agent(h1)!.exited;
       await sleep(1000);
       await lab.startAgent(h1, agentArgs());
-      await waitFor(async () => (await httpGet(lab, h1, `http://127.0.0.1:${HEALTHZ_PORT}/readyz`)).status === 200, 'the restarted agent to be ready');
+      await waitFor(
+        async () => (await httpGet(lab, h1, `http://127.0.0.1:${HEALTHZ_PORT}/readyz`)).status === 200,
+        'the restarted agent to be ready',
+      );
       await sleep(500);
       const result = await pinger.stop();
       assert.ok(result.transmitted > 150, `sent ${result.transmitted}`);
@@ -87,7 +111,7 @@ export function dataplaneScenarios(factory: DriverFactory): void {
     it("removes a revoked peer's neighbour, FDB entry and route on every host within 2 s, and the other hosts still reach each other", async function () {
       const lab = await create(this, 3);
       const containers = await startCluster(lab);
-      const [h1, h2, h3] = [lab.hosts[0]!, lab.hosts[1]!, lab.hosts[2]!];
+      const [h1, h2, h3] = [lab.hosts[0], lab.hosts[1], lab.hosts[2]];
       const gone = await leaseOf(lab, h3.publicIp);
       assert.ok(gone?.leaseId);
       const subnet = gone.subnet;
@@ -112,13 +136,21 @@ export function dataplaneScenarios(factory: DriverFactory): void {
       const revoked = await lab.etcdctl(['lease', 'revoke', gone.leaseId]);
       assert.equal(revoked.code, 0, revoked.stderr);
       for (const host of [h1, h2]) {
-        await waitFor(async () => {
-          const state = await kernelState(lab, host);
-          return !route.test(state.routes) && !neighbour.test(state.neighbours) && !fdb.test(state.fdb);
-        }, `${host.name} to drop ${subnet}`, HEAL_DEADLINE_MS, 50);
+        await waitFor(
+          async () => {
+            const state = await kernelState(lab, host);
+            return !route.test(state.routes) && !neighbour.test(state.neighbours) && !fdb.test(state.fdb);
+          },
+          `${host.name} to drop ${subnet}`,
+          HEAL_DEADLINE_MS,
+          50,
+        );
       }
       // only h3's entries went: h1 and h2 still program each other, and their containers reach each other
-      for (const [host, peer] of [[h1, h2], [h2, h1]] as const) {
+      for (const [host, peer] of [
+        [h1, h2],
+        [h2, h1],
+      ] as const) {
         const peerSubnet = subnetOfEnv((await lab.readSubnetEnv(peer))!.subnet!);
         const state = await kernelState(lab, host);
         assert.ok(state.routes.includes(peerSubnet), `${host.name} still routes ${peer.name}'s ${peerSubnet}:\n${state.routes}`);
@@ -130,12 +162,12 @@ export function dataplaneScenarios(factory: DriverFactory): void {
     it('restores a route, an FDB entry and a neighbour deleted by hand within 2 s each', async function () {
       const lab = await create(this, 2);
       const [a, b] = (await startCluster(lab)) as [LabContainer, LabContainer];
-      const [h1, h2] = [lab.hosts[0]!, lab.hosts[1]!];
+      const [h1, h2] = [lab.hosts[0], lab.hosts[1]];
       const peerSubnet = subnetOfEnv((await lab.readSubnetEnv(h2))!.subnet!);
       const peerGateway = peerSubnet.replace(/\/\d+$/, '');
       const fdbLine = (await kernelState(lab, h1)).fdb.split('\n').find((line) => line.includes(`dst ${h2.publicIp}`));
       assert.ok(fdbLine, 'h1 has an FDB entry for h2');
-      const mac = fdbLine.split(' ')[0]!;
+      const mac = fdbLine.split(' ')[0];
       const breakages: [string, (state: Awaited<ReturnType<typeof kernelState>>) => boolean][] = [
         [`ip route del ${peerSubnet}`, (state) => state.routes.includes(peerSubnet)],
         [`bridge fdb del ${mac} dev weft.1 dst ${h2.publicIp}`, (state) => state.fdb.includes(`${mac} dst ${h2.publicIp}`)],
@@ -151,7 +183,7 @@ export function dataplaneScenarios(factory: DriverFactory): void {
 
     it('waits for the network config, answering /readyz 503 until the data plane and subnet.env are ready', async function () {
       const lab = await create(this, 2);
-      const h1 = lab.hosts[0]!;
+      const h1 = lab.hosts[0];
       await lab.startAgent(h1, agentArgs());
       const notReady = await waitFor(async () => {
         const response = await httpGet(lab, h1, `http://127.0.0.1:${HEALTHZ_PORT}/readyz`);
@@ -163,7 +195,15 @@ export function dataplaneScenarios(factory: DriverFactory): void {
       await sleep(1500);
       assert.equal(await lab.readSubnetEnv(h1), undefined, 'no subnet.env without a config');
       assert.equal(lab.agent(h1)!.exit, undefined, 'still running, not exiting in a loop');
-      assert.equal(lab.agent(h1)!.log().split('\n').filter((line) => line.includes('network config is missing')).length, 1, 'one line, not one per retry');
+      assert.equal(
+        lab
+          .agent(h1)!
+          .log()
+          .split('\n')
+          .filter((line) => line.includes('network config is missing')).length,
+        1,
+        'one line, not one per retry',
+      );
       const containers = await startCluster(lab, { hostsWithAgents: [h1] });
       assert.equal((await httpGet(lab, h1, `http://127.0.0.1:${HEALTHZ_PORT}/readyz`)).status, 200);
       assert.deepEqual(await meshFailures(lab, containers), []);
@@ -172,10 +212,13 @@ export function dataplaneScenarios(factory: DriverFactory): void {
     it('keeps pings flowing through a 20 s etcd outage and picks up a host that joined meanwhile', async function () {
       const lab = await create(this, 3);
       await seedAndStart(lab, lab.hosts.slice(0, 2));
-      const [a, b] = [...(await lab.addContainers(lab.hosts[0]!, 1)), ...(await lab.addContainers(lab.hosts[1]!, 1))] as [LabContainer, LabContainer];
+      const [a, b] = [...(await lab.addContainers(lab.hosts[0], 1)), ...(await lab.addContainers(lab.hosts[1], 1))] as [
+        LabContainer,
+        LabContainer,
+      ];
       const pinger = startPing(lab, a, b.ip, { interval: 0.05 });
       await lab.stopEtcd();
-      const h3 = lab.hosts[2]!;
+      const h3 = lab.hosts[2];
       await lab.startAgent(h3, agentArgs());
       await sleep(20_000);
       await lab.startEtcd();
@@ -184,7 +227,7 @@ export function dataplaneScenarios(factory: DriverFactory): void {
       assert.equal(result.transmitted - result.received, 0, 'no ping lost during the outage');
       await waitForSubnetEnv(lab, h3, { timeoutMs: 30_000 });
       const [c] = await lab.addContainers(h3, 1);
-      await waitFor(async () => (await meshFailures(lab, [a, b, c!])).length === 0, 'a full mesh including the new host', 15_000, 200);
+      await waitFor(async () => (await meshFailures(lab, [a, b, c])).length === 0, 'a full mesh including the new host', 15_000, 200);
       const leases = await etcdGet(lab, '/coreos.com/network/subnets/', { prefix: true });
       assert.equal(leases.length, 3);
     });

@@ -15,7 +15,12 @@ function processes(): { pid: number; started: string; cgroups: string; net: stri
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
     try {
-      out.push({ pid: Number(entry), started: startTime(Number(entry)) ?? '', cgroups: readFileSync(`/proc/${entry}/cgroup`, 'utf8'), net: readlinkSync(`/proc/${entry}/ns/net`) });
+      out.push({
+        pid: Number(entry),
+        started: startTime(Number(entry)) ?? '',
+        cgroups: readFileSync(`/proc/${entry}/cgroup`, 'utf8'),
+        net: readlinkSync(`/proc/${entry}/ns/net`),
+      });
     } catch {
       // exited meanwhile, or a kernel thread
     }
@@ -40,7 +45,11 @@ function cgroupsOfRun(runId: string): string[] {
     const dir = join('/sys/fs/cgroup', hierarchy);
     try {
       if (!statSync(dir).isDirectory()) continue;
-      found.push(...readdirSync(dir).filter((entry) => entry.startsWith(`weft-lab-${runId}-`)).map((entry) => join(dir, entry)));
+      found.push(
+        ...readdirSync(dir)
+          .filter((entry) => entry.startsWith(`weft-lab-${runId}-`))
+          .map((entry) => join(dir, entry)),
+      );
     } catch {
       // not a hierarchy
     }
@@ -58,7 +67,7 @@ describe('e2e: docker hosts in the namespace lab leave nothing behind', function
   it('destroy() ends every daemon and container of the docker hosts and removes their cgroups and files', async function () {
     const lab = await NetnsLab.create({ hosts: 1 });
     try {
-      const h1 = lab.hosts[0]!;
+      const h1 = lab.hosts[0];
       const docker = new NetnsDocker(lab);
       await seedNetworkConfig(lab);
       await lab.startAgent(h1);
@@ -70,12 +79,18 @@ describe('e2e: docker hosts in the namespace lab leave nothing behind', function
       // dockerd, containerd, the shims) or in the run's cgroups (the containers, which have namespaces of their own).
       const machine = processes().filter((proc) => proc.net === hostNet || proc.cgroups.includes(`/weft-lab-${lab.runId}-`));
       const names = machine.map((proc) => readFileSync(`/proc/${proc.pid}/comm`, 'utf8').trim());
-      for (const name of ['docker-init', 'systemd', 'dockerd', 'containerd', 'containerd-shim', 'sleep']) assert.ok(names.includes(name), `${name} runs: ${names.join(' ')}`);
+      for (const name of ['docker-init', 'systemd', 'dockerd', 'containerd', 'containerd-shim', 'sleep'])
+        assert.ok(names.includes(name), `${name} runs: ${names.join(' ')}`);
       assert.ok(cgroupsOfRun(lab.runId).length > 0);
 
       await lab.destroy();
       // Their mounts were in mount namespaces of their own, which end with their last process.
-      await waitFor(() => machine.every((proc) => startTime(proc.pid) !== proc.started), 'every process of the docker host to be gone', 5_000, 50);
+      await waitFor(
+        () => machine.every((proc) => startTime(proc.pid) !== proc.started),
+        'every process of the docker host to be gone',
+        5_000,
+        50,
+      );
       assert.deepEqual(cgroupsOfRun(lab.runId), []);
       assert.ok(!existsSync(lab.tempDir));
       assert.equal(readFileSync('/proc/self/mountinfo', 'utf8').includes(lab.tempDir), false);

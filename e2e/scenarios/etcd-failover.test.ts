@@ -12,10 +12,12 @@ describe('e2e: a 3-member etcd cluster with TLS, and its failures', function () 
   it('carries on when the member it talks to dies, rides out a 30 s outage of all members, and recovers by itself', async function () {
     const lab = await track(NetnsLab.create({ hosts: 3 }));
     const etcd = await TlsEtcdCluster.start(lab);
-    const seeded = await etcd.etcdctl(`put /coreos.com/network/config '${JSON.stringify({ Network: '198.18.0.0/16', Backend: { Type: 'vxlan' } })}'`);
+    const seeded = await etcd.etcdctl(
+      `put /coreos.com/network/config '${JSON.stringify({ Network: '198.18.0.0/16', Backend: { Type: 'vxlan' } })}'`,
+    );
     assert.equal(seeded.code, 0, seeded.stderr);
     const args = agentArgs({ agentArgs: etcd.agentFlags });
-    const [h1, h2, h3] = [lab.hosts[0]!, lab.hosts[1]!, lab.hosts[2]!];
+    const [h1, h2, h3] = [lab.hosts[0], lab.hosts[1], lab.hosts[2]];
     for (const host of [h1, h2]) await lab.startAgent(host, args);
     for (const host of [h1, h2]) await waitForSubnetEnv(lab, host);
     const containers: LabContainer[] = [...(await lab.addContainers(h1, 1)), ...(await lab.addContainers(h2, 1))];
@@ -31,7 +33,7 @@ describe('e2e: a 3-member etcd cluster with TLS, and its failures', function () 
     await etcd.waitHealthy([0, 1, 2]);
 
     // Every member down for 30 s: the data plane does not depend on etcd.
-    const pinger = startPing(lab, containers[0]!, containers[2]!.ip, { interval: 0.05 });
+    const pinger = startPing(lab, containers[0], containers[2].ip, { interval: 0.05 });
     await Promise.all([0, 1, 2].map((index) => etcd.stopMember(index)));
     await sleep(30_000);
     const unreachable = metricValue(await metrics(lab, h1), 'weft_etcd_reachable');
@@ -48,7 +50,12 @@ describe('e2e: a 3-member etcd cluster with TLS, and its failures', function () 
     const put = await etcd.etcdctl(`put /coreos.com/network/subnets/198.18.251.0-24 '${fake}'`);
     assert.equal(put.code, 0, put.stderr);
     for (const host of [h1, h2, h3]) {
-      await waitFor(async () => (await kernelState(lab, host)).routes.includes('198.18.251.0/24'), `${host.name} to program a peer added after the outage`, 30_000, 250);
+      await waitFor(
+        async () => (await kernelState(lab, host)).routes.includes('198.18.251.0/24'),
+        `${host.name} to program a peer added after the outage`,
+        30_000,
+        250,
+      );
     }
   });
 });

@@ -61,7 +61,13 @@ describe('e2e: soak — one agent under peer churn', function () {
     // low-memory collection) is within 10 % of the start figure. The RSS before that collection is reported,
     // not asserted: it is the V8 heap's high-water mark until V8's memory reducer happens to run, and on a
     // loaded machine the churn's backlog (not a leak) decides it; it came back to 0.79–1.11 of the start here.
-    assert.ok(result.end.rssAfterGcKb <= result.start.rssAfterGcKb * 1.1, `RSS after GC ${result.start.rssAfterGcKb} kB → ${result.end.rssAfterGcKb} kB (${measured})${context}`);
-    assert.ok(result.heapRatio !== undefined && result.heapRatio <= 1.1, `heap used after GC ${result.start.heapUsedBytes} → ${result.end.heapUsedBytes} bytes${context}`);
+    assert.ok(
+      result.end.rssAfterGcKb <= result.start.rssAfterGcKb * 1.1,
+      `RSS after GC ${result.start.rssAfterGcKb} kB → ${result.end.rssAfterGcKb} kB (${measured})${context}`,
+    );
+    assert.ok(
+      result.heapRatio !== undefined && result.heapRatio <= 1.1,
+      `heap used after GC ${result.start.heapUsedBytes} → ${result.end.heapUsedBytes} bytes${context}`,
+    );
   });
 });

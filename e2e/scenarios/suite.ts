@@ -43,7 +43,9 @@ export function skipUnlessAvailable(context: Mocha.Context, factory: Pick<Driver
  * the driver cannot run here, and destroy every lab a test made once the test is over, also when it failed.
  * Returns what tests pass their lab's creation through.
  */
-export function useLabs(factory: Pick<DriverFactory, 'name' | 'unavailable'>): <Lab extends { destroy(): Promise<void> }>(creating: Promise<Lab>) => Promise<Lab> {
+export function useLabs(
+  factory: Pick<DriverFactory, 'name' | 'unavailable'>,
+): <Lab extends { destroy(): Promise<void> }>(creating: Promise<Lab>) => Promise<Lab> {
   const labs: { destroy(): Promise<void> }[] = [];
   before(function () {
     skipUnlessAvailable(this, factory);

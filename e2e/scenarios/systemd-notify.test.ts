@@ -12,7 +12,7 @@ import { NetnsLab, seedNetworkConfig, shippedProgram } from '../lab/index.js';
 
 const WEFTD = shippedProgram('weftd');
 
-describe('e2e: weftd speaks systemd\'s notification protocol (no systemd needed)', function () {
+describe("e2e: weftd speaks systemd's notification protocol (no systemd needed)", function () {
   this.timeout(90_000);
   let lab: NetnsLab | undefined;
   let listener: NotifyListener | undefined;
@@ -27,15 +27,21 @@ describe('e2e: weftd speaks systemd\'s notification protocol (no systemd needed)
   it('sends READY=1 only once subnet.env is written, from its main process, then watchdog pings, and STOPPING=1 on SIGTERM', async function () {
     requireNetns(this);
     lab = await NetnsLab.create({ hosts: 1 });
-    const host = lab.hosts[0]!;
+    const host = lab.hosts[0];
     listener = await NotifyListener.start(join(lab.tempDir, 'notify.sock'), lab.subnetFile(host));
     const messages = listener.messages;
     const agent = await lab.startAgent(host, ['--healthz-port=9910'], { NOTIFY_SOCKET: listener.address, WATCHDOG_USEC: '3000000' });
 
     // no network config in etcd yet: weftd waits, says so, and is not ready
-    await listener.waitFor((message) => /^not ready: lease \(waiting for a usable network config in etcd\)/.test(message.fields.STATUS ?? ''), 'a status saying weftd waits for the config');
+    await listener.waitFor(
+      (message) => /^not ready: lease \(waiting for a usable network config in etcd\)/.test(message.fields.STATUS ?? ''),
+      'a status saying weftd waits for the config',
+    );
     await sleep(1500);
-    assert.ok(!messages.some((message) => 'READY' in message.fields || 'WATCHDOG' in message.fields), 'neither READY=1 nor a ping without a config');
+    assert.ok(
+      !messages.some((message) => 'READY' in message.fields || 'WATCHDOG' in message.fields),
+      'neither READY=1 nor a ping without a config',
+    );
 
     await seedNetworkConfig(lab);
     const ready = await listener.waitFor((message) => message.fields.READY === '1', 'READY=1');
@@ -43,14 +49,25 @@ describe('e2e: weftd speaks systemd\'s notification protocol (no systemd needed)
     assert.match(ready.fields.STATUS ?? '', /^ready: lease 198\.18\.\d+\.0-24, 0 peers programmed$/);
     assert.ok((await lab.readSubnetEnv(host))?.subnet !== undefined);
     const readyAt = messages.indexOf(ready);
-    assert.ok(messages.slice(0, readyAt).every((message) => !('WATCHDOG' in message.fields)), 'no ping before READY=1');
+    assert.ok(
+      messages.slice(0, readyAt).every((message) => !('WATCHDOG' in message.fields)),
+      'no ping before READY=1',
+    );
 
     // a ping every 1.5 s; the loop counts as stalled only after a run of 3 s, which a loaded CI machine must not reach
-    await listener.waitFor(() => messages.slice(readyAt).filter((message) => message.fields.WATCHDOG === '1').length >= 3, 'three watchdog pings after READY=1', 30_000);
+    await listener.waitFor(
+      () => messages.slice(readyAt).filter((message) => message.fields.WATCHDOG === '1').length >= 3,
+      'three watchdog pings after READY=1',
+      30_000,
+    );
     await lab.stopAgent(host);
     await listener.waitFor((message) => message.fields.STOPPING === '1', 'STOPPING=1');
     assert.ok(agent.pid > 0);
-    assert.deepEqual([...new Set(messages.map((message) => message.pid))], [agent.pid], 'every message comes from weftd\'s main process (NotifyAccess=main)');
+    assert.deepEqual(
+      [...new Set(messages.map((message) => message.pid))],
+      [agent.pid],
+      "every message comes from weftd's main process (NotifyAccess=main)",
+    );
   });
 
   it('refuses to start on an unusable NOTIFY_SOCKET, naming it', function () {
@@ -60,6 +77,9 @@ describe('e2e: weftd speaks systemd\'s notification protocol (no systemd needed)
       timeout: 30_000,
     });
     assert.equal(result.status, 1, result.stderr);
-    assert.match(result.stderr, /"level":60.*NOTIFY_SOCKET=\\"run\/systemd\/notify\\" is neither an absolute path nor an abstract socket name/);
+    assert.match(
+      result.stderr,
+      /"level":60.*NOTIFY_SOCKET=\\"run\/systemd\/notify\\" is neither an absolute path nor an abstract socket name/,
+    );
   });
 });

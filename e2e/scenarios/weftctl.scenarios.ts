@@ -26,7 +26,6 @@ export function weftctlScenarios(factory: DriverFactory): void {
 
     const track = useLabs(factory);
 
-
     async function create(context: Mocha.Context, hosts: number): Promise<ClusterDriver> {
       requireHosts(context, factory, hosts);
       return track(factory.create({ hosts }));
@@ -40,7 +39,7 @@ export function weftctlScenarios(factory: DriverFactory): void {
       return weftctl(cluster, host, ['doctor', `--subnet-file=${cluster.subnetFile(host)}`, ...extra]);
     }
 
-    it('status joins every lease with its agent\'s /readyz and /metrics, and names a host whose agent is down', async function () {
+    it("status joins every lease with its agent's /readyz and /metrics, and names a host whose agent is down", async function () {
       const cluster = await create(this, 3);
       await startCluster(cluster);
       const [h1, , h3] = cluster.hosts as [LabHost, LabHost, LabHost];
@@ -61,8 +60,8 @@ export function weftctlScenarios(factory: DriverFactory): void {
       assert.equal(table.code, 0, table.stderr);
       // the hosts' table, then the reachability over the overlay
       const [hostTable, reachability] = table.stdout.trim().split('\n\n');
-      const lines = hostTable!.split('\n');
-      assert.match(lines[0]!, /^SUBNET\s+PUBLIC IP\s+BACKEND\s+EXPIRES\s+AGENT\s+PEERS\s+PROBLEMS$/);
+      const lines = hostTable.split('\n');
+      assert.match(lines[0], /^SUBNET\s+PUBLIC IP\s+BACKEND\s+EXPIRES\s+AGENT\s+PEERS\s+PROBLEMS$/);
       assert.match(reachability ?? '', /^REACHABILITY over the overlay/);
       assert.equal(lines.length, 4);
       for (const line of lines.slice(1)) assert.match(line, /^198\.18\.\d+\.0\/24\s+\S+\s+vxlan\s+\S+\s+ready\s+2\/2\s+-$/);
@@ -73,8 +72,14 @@ export function weftctlScenarios(factory: DriverFactory): void {
       assert.equal(down.code, 1, down.stdout);
       const h3Row = (JSON.parse(down.stdout) as StatusRow[]).find((row) => row.publicIP === h3.publicIp);
       assert.equal(h3Row?.agent?.reachable, false);
-      assert.match(h3Row?.problems.join() ?? '', new RegExp(`agent unreachable at http://${h3.publicIp.replace(/\./g, '\\.')}:${HEALTHZ_PORT}`));
-      assert.match(down.stderr, new RegExp(`1 of 3 hosts have problems: ${h3Row!.subnet.replace(/\./g, '\\.')} \\(${h3.publicIp.replace(/\./g, '\\.')}\\)`));
+      assert.match(
+        h3Row?.problems.join() ?? '',
+        new RegExp(`agent unreachable at http://${h3.publicIp.replace(/\./g, '\\.')}:${HEALTHZ_PORT}`),
+      );
+      assert.match(
+        down.stderr,
+        new RegExp(`1 of 3 hosts have problems: ${h3Row.subnet.replace(/\./g, '\\.')} \\(${h3.publicIp.replace(/\./g, '\\.')}\\)`),
+      );
     });
 
     it('doctor passes on a healthy node, finds a route deleted by hand with its fix, and passes once weftd put it back', async function () {
@@ -91,7 +96,20 @@ export function weftctlScenarios(factory: DriverFactory): void {
         healthy = await doctor(cluster, h1, health);
       }
       assert.equal(healthy.code, 0, healthy.stdout + healthy.stderr);
-      for (const check of ['etcd', 'config', 'interface', 'lease', 'ip_forward', 'device', 'subnet.env', 'mtu', 'dataplane', 'iptables', 'ingress', 'weftd']) {
+      for (const check of [
+        'etcd',
+        'config',
+        'interface',
+        'lease',
+        'ip_forward',
+        'device',
+        'subnet.env',
+        'mtu',
+        'dataplane',
+        'iptables',
+        'ingress',
+        'weftd',
+      ]) {
         assert.match(healthy.stdout, new RegExp(`^ok\\s+${check.replace('.', '\\.')}\\s`, 'm'), `${check} is ok:\n${healthy.stdout}`);
       }
       assert.match(healthy.stdout, /^ok\s+device\s+weft\.1: VNI 1, port 8472, /m);
@@ -109,26 +127,80 @@ export function weftctlScenarios(factory: DriverFactory): void {
       const broken = await doctor(cluster, h1, health);
       assert.equal(broken.code, 1, broken.stdout);
       const quoted = peerSubnet.replace(/[./]/g, '\\$&');
-      assert.match(broken.stdout, new RegExp(`^FAIL\\s+route\\s+${quoted} is missing: the lease wants ${quoted} via ${peerGateway.replace(/\./g, '\\.')} dev weft\\.1 onlink$`, 'm'));
-      assert.match(broken.stdout, new RegExp(`fix: .*ip route replace ${quoted} via ${peerGateway.replace(/\./g, '\\.')} dev weft\\.1 onlink proto 157`));
-      assert.match(broken.stdout, new RegExp(`^FAIL\\s+ingress\\s+peer ${h2.publicIp.replace(/\./g, '\\.')} is not in the ingress allow-list: its VXLAN datagrams are dropped$`, 'm'));
+      assert.match(
+        broken.stdout,
+        new RegExp(
+          `^FAIL\\s+route\\s+${quoted} is missing: the lease wants ${quoted} via ${peerGateway.replace(/\./g, '\\.')} dev weft\\.1 onlink nhid \\d+$`,
+          'm',
+        ),
+      );
+      assert.match(broken.stdout, new RegExp(`fix: .*ip route add ${quoted} nhid \\d+ proto 157`));
+      assert.match(
+        broken.stdout,
+        new RegExp(
+          `^FAIL\\s+ingress\\s+peer ${h2.publicIp.replace(/\./g, '\\.')} is not in the ingress allow-list: its VXLAN datagrams are dropped$`,
+          'm',
+        ),
+      );
       assert.match(broken.stdout, /^FAIL\s+weftd\s+weftd does not answer at http:\/\/127\.0\.0\.1:9910/m);
       assert.match(broken.stdout, /^ok\s+iptables\s/m, 'only what is broken is reported');
       assert.match(broken.stdout, /^3 problems found/m);
       assert.match(broken.stderr, /3 problems: route, ingress, weftd/);
       const findings = JSON.parse((await doctor(cluster, h1, '-o', 'json')).stdout) as Finding[];
-      assert.deepEqual(findings.filter((finding) => finding.severity === 'fail').map((finding) => finding.check), ['route', 'ingress']);
+      assert.deepEqual(
+        findings.filter((finding) => finding.severity === 'fail').map((finding) => finding.check),
+        ['route', 'ingress'],
+      );
 
       await cluster.startAgent(h1, agentArgs());
-      await waitFor(async () => (await httpGet(cluster, h1, `http://127.0.0.1:${HEALTHZ_PORT}/readyz`)).status === 200, 'the restarted agent to be ready', 20_000, 100);
+      await waitFor(
+        async () => (await httpGet(cluster, h1, `http://127.0.0.1:${HEALTHZ_PORT}/readyz`)).status === 200,
+        'the restarted agent to be ready',
+        20_000,
+        100,
+      );
       const again = await doctor(cluster, h1, health);
       assert.equal(again.code, 0, again.stdout);
+
+      // doctor and weftd agree: a route through another nexthop of weft's for the same gateway (the packet
+      // path is the same) is one weftd rewrites, so doctor reports it; once weftd has run, doctor says ok
+      await cluster.stopAgent(h1);
+      const rogue = 1_570_009_999;
+      const moved = await cluster.exec(
+        h1,
+        `ip nexthop add id ${rogue} via ${peerGateway} dev weft.1 onlink proto 157 && ip route replace ${peerSubnet} nhid ${rogue} proto 157`,
+      );
+      assert.equal(moved.code, 0, moved.stderr);
+      const rewritten = await doctor(cluster, h1);
+      assert.equal(rewritten.code, 1, rewritten.stdout);
+      assert.match(
+        rewritten.stdout,
+        new RegExp(
+          `^FAIL\\s+route\\s+${quoted} is ${quoted} via ${peerGateway.replace(/\./g, '\\.')} dev weft\\.1 onlink nhid ${rogue} but weftd wants .* nhid (?!${rogue})\\d+$`,
+          'm',
+        ),
+      );
+      assert.match(rewritten.stdout, new RegExp(`^FAIL\\s+nexthop\\s+nexthop ${rogue} is left over`, 'm'));
+      await cluster.startAgent(h1, agentArgs());
+      await waitFor(
+        async () => (await httpGet(cluster, h1, `http://127.0.0.1:${HEALTHZ_PORT}/readyz`)).status === 200,
+        'the restarted agent to be ready',
+        20_000,
+        100,
+      );
+      const agreed = await doctor(cluster, h1, health);
+      assert.equal(agreed.code, 0, agreed.stdout);
+      const route = await cluster.exec(h1, `ip route show ${peerSubnet}`);
+      assert.doesNotMatch(route.stdout, new RegExp(`nhid ${rogue}\\b`), 'weftd moved the route off the other nexthop');
 
       // etcd down: doctor says so and still checks what it can from subnet.env
       await cluster.stopEtcd();
       const offline = await doctor(cluster, h1);
       assert.equal(offline.code, 1, offline.stdout);
-      assert.match(offline.stdout, new RegExp(`^FAIL\\s+etcd\\s+cannot reach etcd at ${cluster.etcdEndpoint.replace(/[./]/g, '\\$&')}`, 'm'));
+      assert.match(
+        offline.stdout,
+        new RegExp(`^FAIL\\s+etcd\\s+cannot reach etcd at ${cluster.etcdEndpoint.replace(/[./]/g, '\\$&')}`, 'm'),
+      );
       assert.match(offline.stdout, /^ok\s+ip_forward\s/m);
       assert.match(offline.stdout, /^ok\s+iptables\s/m);
     });

@@ -94,7 +94,11 @@ class Vagrant {
   ) {}
 
   spawn(args: readonly string[]): ChildProcess {
-    const child = spawn(this.executable, args, { cwd: this.dir, env: { ...process.env, VAGRANT_CWD: this.dir }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(this.executable, args, {
+      cwd: this.dir,
+      env: { ...process.env, VAGRANT_CWD: this.dir },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     this.running.add(child);
     child.once('close', () => this.running.delete(child));
     return child;
@@ -114,7 +118,9 @@ class Vagrant {
       child.once('error', (err) => {
         clearTimeout(timer);
         const missing = (err as NodeJS.ErrnoException).code === 'ENOENT';
-        reject(new Error(missing ? `${this.executable} not found: install Vagrant (see e2e/vagrant/README.md)` : `vagrant: ${err.message}`));
+        reject(
+          new Error(missing ? `${this.executable} not found: install Vagrant (see e2e/vagrant/README.md)` : `vagrant: ${err.message}`),
+        );
       });
       child.once('close', (code, signal) => {
         clearTimeout(timer);
@@ -138,7 +144,8 @@ export function parseVagrantStatus(text: string): { name: string; state: string 
   const machines: { name: string; state: string }[] = [];
   for (const line of text.split('\n')) {
     const [, target, type, data] = line.split(',');
-    if (type === 'state' && target !== undefined && target !== '' && data !== undefined) machines.push({ name: target, state: data.trim() });
+    if (type === 'state' && target !== undefined && target !== '' && data !== undefined)
+      machines.push({ name: target, state: data.trim() });
   }
   return machines;
 }
@@ -147,37 +154,53 @@ export function parseVagrantStatus(text: string): { name: string; state: string 
 export function machineReadableError(text: string): string | undefined {
   const line = text.split('\n').find((candidate) => candidate.split(',')[3] === 'error');
   if (line === undefined) return undefined;
-  return line.split(',').slice(4).join(',').split('\\n')[0]!.replace(/%!\(VAGRANT_COMMA\)/g, ',').trim();
+  return line
+    .split(',')
+    .slice(4)
+    .join(',')
+    .split('\\n')[0]
+    .replace(/%!\(VAGRANT_COMMA\)/g, ',')
+    .trim();
 }
 
 async function listRunning(vagrant: Vagrant): Promise<string[]> {
   const status = await vagrant.run(['status', '--machine-readable'], 60_000);
-  if (status.code !== 0) throw new VagrantSetupError(`vagrant status failed (exit ${status.code}): ${machineReadableError(status.stdout) ?? status.stderr.trim()}`);
-  return parseVagrantStatus(status.stdout).filter((machine) => machine.state === 'running').map((machine) => machine.name);
+  if (status.code !== 0)
+    throw new VagrantSetupError(
+      `vagrant status failed (exit ${status.code}): ${machineReadableError(status.stdout) ?? status.stderr.trim()}`,
+    );
+  return parseVagrantStatus(status.stdout)
+    .filter((machine) => machine.state === 'running')
+    .map((machine) => machine.name);
 }
 
 /** The running VMs, in the Vagrantfile's order; rejects when none runs or the etcd VM does not. */
 async function requireRunning(vagrant: Vagrant, etcdVm: string): Promise<string[]> {
   const running = await listRunning(vagrant);
-  if (running.length === 0) throw new VagrantSetupError(`no Vagrant VM is running in ${vagrant.dir}: cd e2e/vagrant && vagrant up (see e2e/vagrant/README.md)`);
+  if (running.length === 0)
+    throw new VagrantSetupError(`no Vagrant VM is running in ${vagrant.dir}: cd e2e/vagrant && vagrant up (see e2e/vagrant/README.md)`);
   if (!running.includes(etcdVm)) {
-    throw new VagrantSetupError(`${etcdVm}, the VM that runs etcd, is not running (running: ${running.join(', ')}): cd e2e/vagrant && vagrant up ${etcdVm}`);
+    throw new VagrantSetupError(
+      `${etcdVm}, the VM that runs etcd, is not running (running: ${running.join(', ')}): cd e2e/vagrant && vagrant up ${etcdVm}`,
+    );
   }
   return running;
 }
 
 /** The `source` fingerprint of the weft installed on each VM ("none" where there is none). */
 async function installedSources(vagrant: Vagrant, vms: readonly string[]): Promise<Map<string, string>> {
-  const read = await Promise.all(vms.map(async (vm): Promise<[string, string]> => {
-    const result = await vagrant.ssh(vm, `cat ${INSTALLED_BUILD_INFO} 2>/dev/null || true`);
-    if (result.code !== 0) throw new VagrantSetupError(`${vm}: vagrant ssh failed (exit ${result.code}): ${result.stderr.trim()}`);
-    try {
-      const source = (JSON.parse(result.stdout) as { source?: unknown }).source;
-      return [vm, typeof source === 'string' ? source : 'none'];
-    } catch {
-      return [vm, 'none'];
-    }
-  }));
+  const read = await Promise.all(
+    vms.map(async (vm): Promise<[string, string]> => {
+      const result = await vagrant.ssh(vm, `cat ${INSTALLED_BUILD_INFO} 2>/dev/null || true`);
+      if (result.code !== 0) throw new VagrantSetupError(`${vm}: vagrant ssh failed (exit ${result.code}): ${result.stderr.trim()}`);
+      try {
+        const source = (JSON.parse(result.stdout) as { source?: unknown }).source;
+        return [vm, typeof source === 'string' ? source : 'none'];
+      } catch {
+        return [vm, 'none'];
+      }
+    }),
+  );
   return new Map(read);
 }
 
@@ -208,8 +231,13 @@ export async function prepareVagrantCluster(options: PrepareOptions = {}): Promi
   if (behind.length === 0) return running;
   const sync = options.sync ?? process.env.WEFT_VAGRANT_SYNC !== '0';
   const what = `${behind.join(', ')} ${behind.length === 1 ? 'runs' : 'run'} a weft built from other sources than this checkout`;
-  if (!sync) throw new VagrantSetupError(`${what}: cd e2e/vagrant && vagrant rsync && vagrant provision (or unset WEFT_VAGRANT_SYNC to let the run do it)`);
-  report(`${what}: syncing the checkout and re-provisioning (vagrant rsync ${behind.join(' ')}; vagrant provision ${behind.join(' ')}); WEFT_VAGRANT_SYNC=0 fails instead`);
+  if (!sync)
+    throw new VagrantSetupError(
+      `${what}: cd e2e/vagrant && vagrant rsync && vagrant provision (or unset WEFT_VAGRANT_SYNC to let the run do it)`,
+    );
+  report(
+    `${what}: syncing the checkout and re-provisioning (vagrant rsync ${behind.join(' ')}; vagrant provision ${behind.join(' ')}); WEFT_VAGRANT_SYNC=0 fails instead`,
+  );
   for (const step of ['rsync', 'provision']) {
     const result = await vagrant.run([step, ...behind], 60 * 60_000);
     if (result.code !== 0) {
@@ -218,7 +246,10 @@ export async function prepareVagrantCluster(options: PrepareOptions = {}): Promi
     }
   }
   const still = await stale();
-  if (still.length > 0) throw new VagrantSetupError(`${still.join(', ')} still ${still.length === 1 ? 'runs' : 'run'} another build after vagrant provision: run vagrant provision ${still.join(' ')} in e2e/vagrant and read its output`);
+  if (still.length > 0)
+    throw new VagrantSetupError(
+      `${still.join(', ')} still ${still.length === 1 ? 'runs' : 'run'} another build after vagrant provision: run vagrant provision ${still.join(' ')} in e2e/vagrant and read its output`,
+    );
   return running;
 }
 
@@ -266,11 +297,14 @@ class VmContainer implements LabContainer {
 /** Splits the marker lines a wrapper prints from the command's own output. */
 function takeMarker(text: string, marker: string): { value: string | undefined; rest: string } {
   let value: string | undefined;
-  const rest = text.split('\n').filter((line) => {
-    if (!line.startsWith(marker)) return true;
-    value = line.slice(marker.length).trim();
-    return false;
-  }).join('\n');
+  const rest = text
+    .split('\n')
+    .filter((line) => {
+      if (!line.startsWith(marker)) return true;
+      value = line.slice(marker.length).trim();
+      return false;
+    })
+    .join('\n');
   return { value, rest };
 }
 
@@ -368,7 +402,10 @@ export class VagrantDriver implements ClusterDriver {
     const network = options.network ?? vagrantNetwork();
     const running = await requireRunning(vagrant, etcdVm);
     const wanted = options.hosts ?? running.length;
-    if (wanted > running.length) throw new VagrantSetupError(`${wanted} hosts wanted but only ${running.length} VMs run (${running.join(', ')}): WEFT_VAGRANT_HOSTS=${wanted} vagrant up`);
+    if (wanted > running.length)
+      throw new VagrantSetupError(
+        `${wanted} hosts wanted but only ${running.length} VMs run (${running.join(', ')}): WEFT_VAGRANT_HOSTS=${wanted} vagrant up`,
+      );
     const privateAddress = async (vm: string): Promise<{ address: string; iface: string }> => {
       const facts = await vagrant.ssh(vm, 'ip -j -4 addr show');
       if (facts.code !== 0) throw new Error(`${vm}: ip -j -4 addr show failed (exit ${facts.code}): ${facts.stderr.trim()}`);
@@ -385,20 +422,29 @@ export class VagrantDriver implements ClusterDriver {
           }
         }
       }
-      throw new VagrantSetupError(`${vm} has no address in ${network}: is it on the Vagrantfile's private network (WEFT_VAGRANT_SUBNET the same as at vagrant up)?`);
+      throw new VagrantSetupError(
+        `${vm} has no address in ${network}: is it on the Vagrantfile's private network (WEFT_VAGRANT_SUBNET the same as at vagrant up)?`,
+      );
     };
     const hostVms = running.slice(0, wanted);
     // asked side by side, reported in the VMs' order: the first VM's problem is the one named, whatever answers first
     const answers = await Promise.allSettled(hostVms.map(privateAddress));
     const hosts = answers.map((answer, i) => {
       if (answer.status === 'rejected') throw answer.reason;
-      return new VmHost(`h${i + 1}`, hostVms[i]!, answer.value.address, answer.value.iface);
+      return new VmHost(`h${i + 1}`, hostVms[i], answer.value.address, answer.value.iface);
     });
     const etcdHost = hosts.find((host) => host.vm === etcdVm);
     const etcd = etcdHost === undefined ? await privateAddress(etcdVm) : { address: etcdHost.publicIp, iface: etcdHost.iface };
     const runId = options.runId ?? randomBytes(4).readUInt32BE(0).toString(36).slice(-5);
     if (!/^[a-z0-9]{1,5}$/.test(runId)) throw new Error(`runId must be 1-5 characters [a-z0-9], got ${JSON.stringify(runId)}`);
-    const driver = new VagrantDriver(vagrant, hosts, new VmHost('etcd', etcdVm, etcd.address, etcd.iface), runId, options.weftd ?? 'weftd', options.weftctl ?? 'weftctl');
+    const driver = new VagrantDriver(
+      vagrant,
+      hosts,
+      new VmHost('etcd', etcdVm, etcd.address, etcd.iface),
+      runId,
+      options.weftd ?? 'weftd',
+      options.weftctl ?? 'weftctl',
+    );
     try {
       await driver.takeOver();
     } catch (err) {
@@ -435,10 +481,18 @@ export class VagrantDriver implements ClusterDriver {
 
   private remoteCommand(command: string, options: { input?: string; env?: Record<string, string>; netns?: string }): string {
     const env = Object.entries(options.env ?? {}).map(([name, value]) => shellQuote(`${name}=${value}`));
-    const inner = [...(options.netns === undefined ? [] : ['ip', 'netns', 'exec', shellQuote(options.netns)]), ...(env.length > 0 ? ['env', ...env] : []), 'sh', '-c', shellQuote(command)];
+    const inner = [
+      ...(options.netns === undefined ? [] : ['ip', 'netns', 'exec', shellQuote(options.netns)]),
+      ...(env.length > 0 ? ['env', ...env] : []),
+      'sh',
+      '-c',
+      shellQuote(command),
+    ];
     const root = `sudo -n ${inner.join(' ')}`;
     // stdin is not forwarded by every vagrant version: the input travels inside the command
-    return options.input === undefined ? root : `printf %s ${shellQuote(Buffer.from(options.input).toString('base64'))} | base64 -d | ${root}`;
+    return options.input === undefined
+      ? root
+      : `printf %s ${shellQuote(Buffer.from(options.input).toString('base64'))} | base64 -d | ${root}`;
   }
 
   private async remote(vm: string, command: string, options: ExecOptions & { netns?: string } = {}): Promise<ExecResult> {
@@ -510,7 +564,9 @@ export class VagrantDriver implements ClusterDriver {
     });
     this.track(exited);
     const signalRemote = (signal: NodeJS.Signals): Promise<unknown> =>
-      pid === undefined ? Promise.resolve() : this.remote(host.vm, `kill -s ${signal.replace(/^SIG/, '')} ${pid} 2>/dev/null || true`).catch(() => undefined);
+      pid === undefined
+        ? Promise.resolve()
+        : this.remote(host.vm, `kill -s ${signal.replace(/^SIG/, '')} ${pid} 2>/dev/null || true`).catch(() => undefined);
     return {
       pid: child.pid ?? 0,
       exited,
@@ -518,7 +574,10 @@ export class VagrantDriver implements ClusterDriver {
       async stop(signal: NodeJS.Signals = 'SIGINT', timeoutMs = 5_000): Promise<ExecResult> {
         if (child.exitCode === null) await signalRemote(signal);
         let timer: NodeJS.Timeout | undefined;
-        const first = await Promise.race([exited, new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), timeoutMs)))]);
+        const first = await Promise.race([
+          exited,
+          new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), timeoutMs))),
+        ]);
         clearTimeout(timer);
         if (first !== 'timeout') return first;
         await signalRemote('SIGKILL');
@@ -529,7 +588,9 @@ export class VagrantDriver implements ClusterDriver {
   }
 
   weftctlCommand(args: readonly string[]): string {
-    const endpoints = args.some((arg) => arg === '--etcd-endpoints' || arg.startsWith('--etcd-endpoints=')) ? [] : [`--etcd-endpoints=${this.etcdEndpoint}`];
+    const endpoints = args.some((arg) => arg === '--etcd-endpoints' || arg.startsWith('--etcd-endpoints='))
+      ? []
+      : [`--etcd-endpoints=${this.etcdEndpoint}`];
     return [this.weftctl, ...endpoints, ...args].map(shellQuote).join(' ');
   }
 
@@ -574,17 +635,26 @@ export class VagrantDriver implements ClusterDriver {
     this.assertOpen();
     const host = this.host(ref);
     const current = this.agents.get(host.name);
-    if (current !== undefined && current.exit === undefined) throw new Error(`${host.name} (${host.vm}) already runs weftd (pid ${current.pid})`);
+    if (current !== undefined && current.exit === undefined)
+      throw new Error(`${host.name} (${host.vm}) already runs weftd (pid ${current.pid})`);
     const has = (flag: string) => args.some((arg) => arg === flag || arg.startsWith(`${flag}=`));
     const full = [...args];
     if (!has('--iface') && !has('--iface-regex') && !has('--public-ip')) full.unshift(`--iface=${host.publicIp}`);
     if (!has('--subnet-file')) full.unshift(`--subnet-file=${this.subnetFile(host)}`);
     if (!has('--etcd-endpoints')) full.unshift(`--etcd-endpoints=${this.etcdEndpoint}`);
     const agent = [this.weftd, ...full].map(shellQuote).join(' ');
-    const envPart = Object.entries(env).map(([name, value]) => shellQuote(`${name}=${value}`)).join(' ');
+    const envPart = Object.entries(env)
+      .map(([name, value]) => shellQuote(`${name}=${value}`))
+      .join(' ');
     const script = `mkdir -p ${shellQuote(this.runDir)} && { ${envPart === '' ? '' : `env ${envPart} `}${agent} 2>&1 & pid=$!; echo ${AGENT_PID}$pid; wait $pid; echo ${AGENT_EXIT}$?; }`;
     const child = this.vagrant.spawn(['ssh', host.vm, '-c', `sudo -n sh -c ${shellQuote(script)}`]);
-    const handle = new VmAgent(this, host, full, child, `=== ${new Date().toISOString()} ${host.name} (${host.vm}): ${this.weftd} ${full.join(' ')}`);
+    const handle = new VmAgent(
+      this,
+      host,
+      full,
+      child,
+      `=== ${new Date().toISOString()} ${host.name} (${host.vm}): ${this.weftd} ${full.join(' ')}`,
+    );
     this.agents.set(host.name, handle);
     this.track(handle.exited);
     await handle.started;
@@ -612,18 +682,26 @@ export class VagrantDriver implements ClusterDriver {
     if (!Number.isInteger(count) || count < 1) throw new Error(`container count must be a positive integer, got ${count}`);
     if (host.containers.length + count > 99) throw new Error('at most 99 containers per host');
     const env = await this.readSubnetEnv(host);
-    if (env?.subnet === undefined) throw new Error(`${host.name} (${host.vm}) has no complete IPv4 subnet.env at ${this.subnetFile(host)} yet`);
+    if (env?.subnet === undefined)
+      throw new Error(`${host.name} (${host.vm}) has no complete IPv4 subnet.env at ${this.subnetFile(host)} yet`);
     if (host.bridge !== undefined && (host.bridge.subnet !== env.subnet || host.bridge.mtu !== env.mtu)) {
-      throw new Error(`${host.name}'s subnet.env now says ${env.subnet} mtu ${env.mtu} but its containers use ${host.bridge.subnet} mtu ${host.bridge.mtu}: removeContainers first`);
+      throw new Error(
+        `${host.name}'s subnet.env now says ${env.subnet} mtu ${env.mtu} but its containers use ${host.bridge.subnet} mtu ${host.bridge.mtu}: removeContainers first`,
+      );
     }
     const envSubnet = env.subnet;
     const subnet = parseIpv4Prefix(envSubnet);
-    const gateway = envSubnet.split('/')[0]!;
+    const gateway = envSubnet.split('/')[0];
     const bridge = host.bridge?.name ?? `c${this.runId}${host.name}`;
     const lines: string[] = [];
     const namespaces: string[] = [];
     if (host.bridge === undefined) {
-      lines.push(`link add ${bridge} type bridge`, `link set ${bridge} mtu ${env.mtu}`, `addr add ${env.subnet} dev ${bridge}`, `link set ${bridge} up`);
+      lines.push(
+        `link add ${bridge} type bridge`,
+        `link set ${bridge} mtu ${env.mtu}`,
+        `addr add ${env.subnet} dev ${bridge}`,
+        `link set ${bridge} up`,
+      );
     }
     const created: VmContainer[] = [];
     const inside: string[] = [];
@@ -684,11 +762,17 @@ export class VagrantDriver implements ClusterDriver {
   ].join('; ');
 
   private async takeOver(): Promise<void> {
-    await Promise.all(this.hosts.map(async (host) => {
-      const active = await this.exec(host, 'systemctl is-active weftd.service || true');
-      host.serviceWasActive = active.stdout.trim() === 'active';
-      await this.exec(host, `systemctl stop weftd.service 2>/dev/null; ${VagrantDriver.CLEAN_WEFT_STATE}; mkdir -p ${shellQuote(this.runDir)}`, { check: true });
-    }));
+    await Promise.all(
+      this.hosts.map(async (host) => {
+        const active = await this.exec(host, 'systemctl is-active weftd.service || true');
+        host.serviceWasActive = active.stdout.trim() === 'active';
+        await this.exec(
+          host,
+          `systemctl stop weftd.service 2>/dev/null; ${VagrantDriver.CLEAN_WEFT_STATE}; mkdir -p ${shellQuote(this.runDir)}`,
+          { check: true },
+        );
+      }),
+    );
     const saved = await this.etcdctl(['get', '--print-value-only', `${NETWORK_PREFIX}/config`]);
     if (saved.code !== 0) throw new Error(`etcd at ${this.etcdEndpoint} does not answer: ${saved.stderr.trim()}`);
     this.savedConfig = saved.stdout.trim() === '' ? undefined : saved.stdout.replace(/\n$/, '');
@@ -710,18 +794,29 @@ export class VagrantDriver implements ClusterDriver {
         errors.push(`${what}: ${(err as Error).message}`);
       }
     };
-    await Promise.all(this.hosts.map((host) => attempt(`${host.vm}: stop agents and clean up`, async () => {
-      const agent = this.agents.get(host.name);
-      const kill = agent !== undefined && agent.exit === undefined && agent.pid > 0 ? `kill -s KILL ${agent.pid} 2>/dev/null; ` : '';
-      await this.exec(host, `${kill}${this.containerCleanup(host)}; ${VagrantDriver.CLEAN_WEFT_STATE}; rm -rf ${shellQuote(this.runDir)}`, { check: true, timeoutMs: 60_000 });
-    })));
+    await Promise.all(
+      this.hosts.map((host) =>
+        attempt(`${host.vm}: stop agents and clean up`, async () => {
+          const agent = this.agents.get(host.name);
+          const kill = agent !== undefined && agent.exit === undefined && agent.pid > 0 ? `kill -s KILL ${agent.pid} 2>/dev/null; ` : '';
+          await this.exec(
+            host,
+            `${kill}${this.containerCleanup(host)}; ${VagrantDriver.CLEAN_WEFT_STATE}; rm -rf ${shellQuote(this.runDir)}`,
+            { check: true, timeoutMs: 60_000 },
+          );
+        }),
+      ),
+    );
     await attempt('etcd', async () => {
       await this.startEtcd();
       await this.etcdctl(['del', '--prefix', `${NETWORK_PREFIX}/`], { check: true });
       if (this.savedConfig !== undefined) await this.etcdctl(['put', `${NETWORK_PREFIX}/config`, this.savedConfig], { check: true });
     });
-    await Promise.all(this.hosts.filter((host) => host.serviceWasActive).map((host) =>
-      attempt(`${host.vm}: start weftd.service`, () => this.exec(host, 'systemctl start weftd.service', { check: true }))));
+    await Promise.all(
+      this.hosts
+        .filter((host) => host.serviceWasActive)
+        .map((host) => attempt(`${host.vm}: start weftd.service`, () => this.exec(host, 'systemctl start weftd.service', { check: true }))),
+    );
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([Promise.all([...this.pending]), new Promise((resolve) => (timer = setTimeout(resolve, 15_000)))]);
     clearTimeout(timer);

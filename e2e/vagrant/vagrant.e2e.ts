@@ -22,7 +22,7 @@ try {
 if (problem !== undefined) {
   const why = problem;
   describe('e2e on the Vagrant VMs', function () {
-    it('has a running Vagrant cluster with this checkout\'s weft', function () {
+    it("has a running Vagrant cluster with this checkout's weft", function () {
       throw new Error(why);
     });
   });

@@ -1,11 +1,10 @@
 /**
- * The reconcile loop's picture of weft's objects in the kernel, and the planner that turns the difference
- * between desired state and that picture into kernel operations.
+ * The reconcile loop's picture of weft's objects in the kernel, and the kernel operations a plan is made of.
  *
- * A full run reads the picture from dumps (`KernelView.read`) and plans every key; between full runs the
- * picture is kept by the planner itself (it records what each planned operation will leave behind) and by
- * kernel notifications (`KernelView.observe`), so that an event path can plan only the keys that changed.
- * Any failed operation makes the loop fall back to a full run, which re-reads everything.
+ * A full run reads the picture from dumps (`KernelView.read`); between full runs it is kept current by the
+ * runs' own operations (`assume`, once agent/plan.ts has planned them) and by kernel notifications
+ * (`observe`), so that an event path can plan only the keys that changed. Any failed operation makes the
+ * loop fall back to a full run, which re-reads everything.
  *
  * Route form. flannel installs `<subnet> via <subnet .0> dev flannel.1 onlink`, one route per peer, each
  * with its own gateway. The kernel hashes a route's nexthop information (fib_info) by device, protocol,
@@ -19,10 +18,19 @@
  * family; ids are allocated from WEFT_NEXTHOP_ID_BASE (IPv6: WEFT_NEXTHOP_ID_BASE_IPV6) up, skipping every id
  * already used in the namespace.
  */
-import type { Family } from '../common/cidr.js';
-import { emptyDirtyKeys, WEFT_ROUTE_PROTOCOL, type DesiredObjects, type DirtyKeys, type FdbSpec, type NeighbourSpec, type RouteDevice, type RouteSpec } from '../common/dataplane.js';
-import type { OverlayState } from './backend.js';
-import { NUD_FAILED, NUD_NOARP, RTPROT_KERNEL, RT_TABLE_MAIN, type Kernel, type KernelChange, type NexthopInfo, type RouteInfo } from './kernel/index.js';
+import type { Family } from '../../common/cidr.js';
+import {
+  emptyDirtyKeys,
+  WEFT_ROUTE_PROTOCOL,
+  type DesiredObjects,
+  type DirtyKeys,
+  type FdbSpec,
+  type NeighbourSpec,
+  type RouteDevice,
+  type RouteSpec,
+} from '../../common/dataplane.js';
+import type { Kernel } from './kernel.js';
+import { NUD_FAILED, NUD_NOARP, RTPROT_KERNEL, RT_TABLE_MAIN, type KernelChange, type NexthopInfo, type RouteInfo } from './types.js';
 
 /** How routes are installed: through nexthop objects, or with the gateway in the route (flannel's form). */
 export type RouteForm = 'nexthop' | 'inline';
@@ -34,6 +42,16 @@ export const WEFT_NEXTHOP_ID_BASE = 1_570_000_000;
  * from one base they would pick the same free id.
  */
 export const WEFT_NEXTHOP_ID_BASE_IPV6 = 1_580_000_000;
+
+/** The overlay device as a backend's ensureDevices leaves it: notifications that match it are the echo of that set-up. */
+export interface OverlayState {
+  up: boolean;
+  mtu: number;
+  /** null for a device without one (TUN) */
+  mac: string | null;
+  /** the addresses ensureDevices keeps on the device ("198.18.5.0/32") */
+  addresses: readonly string[];
+}
 
 export interface ViewDevices {
   family: Family;
@@ -59,13 +77,63 @@ export interface ViewRoute {
   metric: number | undefined;
 }
 
-interface ViewNexthop {
+export interface ViewNexthop {
   id: number;
   device: RouteDevice;
   gateway: string;
   onlink: boolean;
-  /** destinations of the routes using it: one (the usual case, kept without a Set), several, or none */
-  users: string | Set<string> | undefined;
+  /** the routes using it */
+  users: RouteUsers;
+}
+
+/**
+ * The destinations of the routes using a nexthop: none, one (the usual case: the destination string itself,
+ * no Set per nexthop among thousands), or several. Read and changed only through the functions below.
+ */
+export type RouteUsers = string | Set<string> | undefined;
+
+function usersCount(users: RouteUsers): number {
+  return users === undefined ? 0 : typeof users === 'string' ? 1 : users.size;
+}
+
+function usersList(users: RouteUsers): string[] {
+  return users === undefined ? [] : typeof users === 'string' ? [users] : [...users];
+}
+
+function withUser(users: RouteUsers, dst: string): RouteUsers {
+  if (users === undefined) return dst;
+  if (typeof users !== 'string') return users.add(dst);
+  return users === dst ? users : new Set([users, dst]);
+}
+
+function withoutUser(users: RouteUsers, dst: string): RouteUsers {
+  if (users === dst) return undefined;
+  if (typeof users === 'object' && users.delete(dst) && users.size === 0) return undefined;
+  return users;
+}
+
+/**
+ * Something per gateway, for each of the four (route device, onlink) pairs: four maps keyed by the gateways'
+ * own strings, so that with thousands of peers no key string is made per entry.
+ */
+export class GatewayTable<T> {
+  private readonly maps = [new Map<string, T>(), new Map<string, T>(), new Map<string, T>(), new Map<string, T>()] as const;
+
+  get(device: RouteDevice, onlink: boolean, gateway: string): T | undefined {
+    return this.of(device, onlink).get(gateway);
+  }
+
+  set(device: RouteDevice, onlink: boolean, gateway: string, value: T): void {
+    this.of(device, onlink).set(gateway, value);
+  }
+
+  delete(device: RouteDevice, onlink: boolean, gateway: string): void {
+    this.of(device, onlink).delete(gateway);
+  }
+
+  private of(device: RouteDevice, onlink: boolean): Map<string, T> {
+    return this.maps[(device === 'overlay' ? 0 : 2) + (onlink ? 1 : 0)];
+  }
 }
 
 /** The kernel operations one run sends, in the order they must reach the kernel. */
@@ -89,21 +157,47 @@ export interface PlannedOps {
    */
   nexthopDel: number[];
   nexthopDelLast: number[];
+  /** Not kernel operations: prefixes newly left alone for another's route, and those no longer left alone. */
+  blocked: string[];
+  unblocked: string[];
 }
 
 export function emptyOps(): PlannedOps {
-  return { routeDel: [], nexthopDel: [], fdbDel: [], neighbourDel: [], neighbourSet: [], fdbSet: [], nexthopAdd: [], routeAdd: [], routeSet: [], nexthopDelLast: [] };
+  return {
+    routeDel: [],
+    nexthopDel: [],
+    fdbDel: [],
+    neighbourDel: [],
+    neighbourSet: [],
+    fdbSet: [],
+    nexthopAdd: [],
+    routeAdd: [],
+    routeSet: [],
+    nexthopDelLast: [],
+    blocked: [],
+    unblocked: [],
+  };
 }
 
 export function opsCount(ops: PlannedOps): number {
-  return ops.routeDel.length + ops.nexthopDel.length + ops.fdbDel.length + ops.neighbourDel.length + ops.neighbourSet.length
-    + ops.fdbSet.length + ops.nexthopAdd.length + ops.routeAdd.length + ops.routeSet.length + ops.nexthopDelLast.length;
+  return (
+    ops.routeDel.length +
+    ops.nexthopDel.length +
+    ops.fdbDel.length +
+    ops.neighbourDel.length +
+    ops.neighbourSet.length +
+    ops.fdbSet.length +
+    ops.nexthopAdd.length +
+    ops.routeAdd.length +
+    ops.routeSet.length +
+    ops.nexthopDelLast.length
+  );
 }
 
 /** What a kernel notification means for the loop. */
 export type Observation = 'ignore' | 'dirty' | 'full';
 
-const sameRouteSpec = (a: RouteSpec, b: RouteSpec): boolean =>
+export const sameRouteSpec = (a: RouteSpec, b: RouteSpec): boolean =>
   a.gateway === b.gateway && a.device === b.device && a.onlink === b.onlink;
 
 /** Errors that mean the kernel has no nexthop objects. */
@@ -115,20 +209,18 @@ export class KernelView {
   readonly routes = new Map<string, ViewRoute>();
   /** weft's nexthops by id */
   private readonly nexthops = new Map<number, ViewNexthop>();
-  /**
-   * The one nexthop id routes should use, by gateway, one map per device and onlink flag (see idsFor): keyed
-   * by the gateways' own strings, with thousands of peers there is no key string to make per nexthop.
-   */
-  private readonly nexthopIds: Map<string, number>[] = [new Map(), new Map(), new Map(), new Map()];
+  /** The one nexthop id routes via a gateway should use (the lowest of weft's for it). */
+  private readonly nexthopIds = new GatewayTable<number>();
   /** nexthop ids in the namespace that are not weft's */
   private readonly foreignIds = new Set<number>();
   private readonly idBase: number;
+  /** where the search for a free nexthop id starts */
   private nextId: number;
   /** dirty keys that observe() found */
   readonly dirty: DirtyKeys = emptyDirtyKeys();
   /** Prefixes weft wants a route to where the main table has a route that is not weft's (read by `read`). */
   readonly foreignRoutes = new Set<string>();
-  /** Of those, the ones weft leaves alone: it has no route there, and never replaces another's (kept by `plan`). */
+  /** Of those, the ones weft leaves alone: it has no route there, and never replaces another's (kept by `assume`). */
   readonly blocked = new Set<string>();
 
   private constructor(
@@ -174,9 +266,10 @@ export class KernelView {
       // NOARP entries (multicast, broadcast; IPv6 creates them) are the kernel's own bookkeeping, never weft's.
       for (const entry of await kernel.listNeighbours(overlayIndex, family)) {
         // an entry that is not permanent is not the one weft wants, whatever its MAC: it gets replaced
-        if ((entry.state & NUD_NOARP) === 0) view.neighbours.set(entry.ip, { ip: entry.ip, mac: entry.permanent ? entry.mac ?? '' : '' });
+        if ((entry.state & NUD_NOARP) === 0) view.neighbours.set(entry.ip, { ip: entry.ip, mac: entry.permanent ? (entry.mac ?? '') : '' });
       }
-      for (const entry of await kernel.listFdb(overlayIndex)) if (entry.self) view.fdb.set(entry.mac, { mac: entry.mac, dst: entry.dst ?? '' });
+      for (const entry of await kernel.listFdb(overlayIndex))
+        if (entry.self) view.fdb.set(entry.mac, { mac: entry.mac, dst: entry.dst ?? '' });
     }
     const duplicates: ViewRoute[] = [];
     for (const route of await kernel.listRoutes({ family })) {
@@ -196,86 +289,75 @@ export class KernelView {
   }
 
   /**
-   * Plans the operations that make the kernel match `desired` for the given keys (every key of both sides
-   * for 'all'), and records their outcome in the view as if they succeeded.
+   * Records the outcome of `ops` (planned by agent/plan.ts against this view) as if every operation
+   * succeeded; a failure makes the loop re-read the kernel. Of the planned `keys` (every key for 'all'), an
+   * object the kernel has as wanted is then recorded as the desired object itself, not the copy a dump made:
+   * after a full run re-read thousands of them, the view shares them with the desired state again.
    */
-  plan(desired: DesiredObjects, keys: DirtyKeys | 'all', duplicates: readonly ViewRoute[] = []): PlannedOps {
-    const ops = emptyOps();
-    const { overlayIndex } = this.devices;
+  assume(ops: PlannedOps, desired: DesiredObjects, keys: DirtyKeys | 'all'): void {
+    for (const entry of ops.neighbourDel) this.neighbours.delete(entry.ip);
+    for (const entry of ops.neighbourSet) this.neighbours.set(entry.ip, entry);
+    for (const entry of ops.fdbDel) this.fdb.delete(entry.mac);
+    for (const entry of ops.fdbSet) this.fdb.set(entry.mac, entry);
+    for (const nexthop of ops.nexthopAdd) {
+      this.nexthops.set(nexthop.id, nexthop);
+      this.nexthopIds.set(nexthop.device, nexthop.onlink, nexthop.gateway, nexthop.id);
+      this.nextId = nexthop.id;
+    }
+    // a duplicate route is not in the view: only the route the view holds is forgotten
+    for (const route of ops.routeDel) if (this.routes.get(route.spec.dst) === route) this.deleteRoute(route.spec.dst);
+    for (const list of [ops.routeAdd, ops.routeSet]) {
+      for (const route of list) {
+        this.deleteRoute(route.spec.dst);
+        this.setRoute(route);
+      }
+    }
+    for (const id of ops.nexthopDel) this.forgetNexthop(id);
+    for (const id of ops.nexthopDelLast) this.forgetNexthop(id);
+    for (const dst of ops.blocked) this.blocked.add(dst);
+    for (const dst of ops.unblocked) this.blocked.delete(dst);
     const all = keys === 'all';
-    const neighbourKeys = all ? everyKey(desired.neighbours, this.neighbours) : keys.neighbours;
-    const fdbKeys = all ? everyKey(desired.fdb, this.fdb) : keys.fdb;
-    const routeKeys = all ? everyKey(desired.routes, this.routes) : keys.routes;
-    ops.routeDel.push(...duplicates);
-    // An object the kernel has as wanted is recorded as the desired object itself, not the copy a dump made:
-    // after a full run re-read thousands of them, the view shares them with the desired state again.
-    if (overlayIndex !== undefined && this.devices.routesOnly !== true) {
-      for (const ip of neighbourKeys) {
-        const want = desired.neighbours.get(ip);
-        const have = this.neighbours.get(ip);
-        if (want !== undefined && (have === undefined || have.mac !== want.mac)) {
-          ops.neighbourSet.push(want);
-          this.neighbours.set(ip, want);
-        } else if (want === undefined && have !== undefined) {
-          ops.neighbourDel.push(have);
-          this.neighbours.delete(ip);
-        } else if (want !== undefined && have !== want) {
-          this.neighbours.set(ip, want);
-        }
-      }
-      for (const mac of fdbKeys) {
-        const want = desired.fdb.get(mac);
-        const have = this.fdb.get(mac);
-        if (want !== undefined && (have === undefined || have.dst !== want.dst)) {
-          ops.fdbSet.push(want);
-          this.fdb.set(mac, want);
-        } else if (want === undefined && have !== undefined) {
-          ops.fdbDel.push(have);
-          this.fdb.delete(mac);
-        } else if (want !== undefined && have !== want) {
-          this.fdb.set(mac, want);
-        }
-      }
+    for (const ip of all ? desired.neighbours.keys() : keys.neighbours) {
+      const want = desired.neighbours.get(ip);
+      const have = this.neighbours.get(ip);
+      if (want !== undefined && have !== undefined && have !== want && have.mac === want.mac) this.neighbours.set(ip, want);
     }
-    const released: number[] = [];
-    const moved: number[] = [];
-    for (const dst of routeKeys) {
-      let want = desired.routes.get(dst);
-      if (want !== undefined && want.device === 'overlay' && overlayIndex === undefined) want = undefined;
+    for (const mac of all ? desired.fdb.keys() : keys.fdb) {
+      const want = desired.fdb.get(mac);
+      const have = this.fdb.get(mac);
+      if (want !== undefined && have !== undefined && have !== want && have.dst === want.dst) this.fdb.set(mac, want);
+    }
+    for (const dst of all ? desired.routes.keys() : keys.routes) {
+      const want = desired.routes.get(dst);
       const have = this.routes.get(dst);
-      if (want === undefined) {
-        this.blocked.delete(dst);
-        if (have === undefined) continue;
-        ops.routeDel.push(have);
-        this.deleteRoute(dst, released);
-        continue;
-      }
-      if (have === undefined && this.foreignRoutes.has(dst)) {
-        this.blocked.add(dst);
-        continue;
-      }
-      this.blocked.delete(dst);
-      let nexthopId: number | undefined;
-      if (this.form === 'nexthop') nexthopId = this.nexthopFor(want, ops);
-      if (have !== undefined && sameRouteSpec(have.spec, want) && have.nexthopId === nexthopId) {
-        have.spec = want;
-        continue;
-      }
-      const route: ViewRoute = { spec: want, nexthopId, protocol: WEFT_ROUTE_PROTOCOL, ifindex: this.indexOf(want.device), metric: undefined };
-      (have === undefined ? ops.routeAdd : ops.routeSet).push(route);
-      this.deleteRoute(dst, moved);
-      this.setRoute(route);
+      if (want !== undefined && have !== undefined && have.spec !== want && sameRouteSpec(have.spec, want)) have.spec = want;
     }
-    // Nexthops no route uses any more, and in a full run every nexthop of ours that no route uses.
-    const unused = new Set(released);
-    if (all) for (const nexthop of this.nexthops.values()) if (nexthop.users === undefined) unused.add(nexthop.id);
-    for (const id of [...unused, ...moved]) {
-      const nexthop = this.nexthops.get(id);
-      if (nexthop === undefined || nexthop.users !== undefined) continue;
-      (unused.has(id) ? ops.nexthopDel : ops.nexthopDelLast).push(id);
-      this.forgetNexthop(id);
-    }
-    return ops;
+  }
+
+  /** The id of the nexthop routes via `gateway` on `device` should use (the lowest of weft's), if there is one. */
+  nexthopIdFor(device: RouteDevice, onlink: boolean, gateway: string): number | undefined {
+    return this.nexthopIds.get(device, onlink, gateway);
+  }
+
+  /** Whether a nexthop id is in use in the namespace, by weft or another. */
+  nexthopIdTaken(id: number): boolean {
+    return this.nexthops.has(id) || this.foreignIds.has(id);
+  }
+
+  /** Where the search for a free nexthop id starts, and where it wraps to. */
+  get nexthopIdCursor(): { next: number; base: number } {
+    return { next: this.nextId, base: this.idBase };
+  }
+
+  /** How many of the view's routes use nexthop `id`; undefined when it is not one of weft's. */
+  nexthopUsers(id: number): number | undefined {
+    const nexthop = this.nexthops.get(id);
+    return nexthop === undefined ? undefined : usersCount(nexthop.users);
+  }
+
+  /** weft's nexthops that no route uses. */
+  *unusedNexthops(): Generator<number> {
+    for (const nexthop of this.nexthops.values()) if (nexthop.users === undefined) yield nexthop.id;
   }
 
   /**
@@ -292,7 +374,14 @@ export class KernelView {
         if (link.index !== overlayIndex) return 'ignore';
         const expected = this.devices.overlayState;
         // the device as weft set it up (a notification also comes for carrier and statistics changes)
-        if (change.action === 'new' && expected !== undefined && link.up === expected.up && link.mtu === expected.mtu && link.mac === expected.mac) return 'ignore';
+        if (
+          change.action === 'new' &&
+          expected !== undefined &&
+          link.up === expected.up &&
+          link.mtu === expected.mtu &&
+          link.mac === expected.mac
+        )
+          return 'ignore';
         return 'full';
       }
       case 'address': {
@@ -308,7 +397,8 @@ export class KernelView {
       }
       case 'neighbour': {
         const n = change.neighbour;
-        if (n.index !== overlayIndex || overlayIndex === undefined || n.family !== family || this.devices.routesOnly === true) return 'ignore';
+        if (n.index !== overlayIndex || overlayIndex === undefined || n.family !== family || this.devices.routesOnly === true)
+          return 'ignore';
         if ((n.state & NUD_NOARP) !== 0) return 'ignore'; // the kernel's own (multicast, broadcast), as in read()
         const want = desired.neighbours.get(n.ip);
         if (change.action === 'del') {
@@ -323,7 +413,7 @@ export class KernelView {
         const known = this.neighbours.get(n.ip);
         // the echo of weft's own request: the view says so already, and so does the desired state
         if (n.permanent && known !== undefined && known.mac === n.mac && want !== undefined && want.mac === n.mac) return 'ignore';
-        const have: NeighbourSpec = { ip: n.ip, mac: n.permanent ? n.mac ?? '' : '' };
+        const have: NeighbourSpec = { ip: n.ip, mac: n.permanent ? (n.mac ?? '') : '' };
         this.neighbours.set(n.ip, have);
         return this.mark(this.dirty.neighbours, n.ip, want === undefined || want.mac !== have.mac);
       }
@@ -345,7 +435,8 @@ export class KernelView {
         const r = change.route;
         if (r.family !== family || r.table !== RT_TABLE_MAIN) return 'ignore';
         // the device's own route going is for ensureDevices to repair
-        if (r.ifindex === overlayIndex && this.devices.deviceRoutes?.includes(r.dst) === true) return change.action === 'del' ? 'full' : 'ignore';
+        if (r.ifindex === overlayIndex && this.devices.deviceRoutes?.includes(r.dst) === true)
+          return change.action === 'del' ? 'full' : 'ignore';
         if (r.nexthopId !== null && r.ifindex === null && !this.nexthops.has(r.nexthopId)) {
           // compat mode off and a nexthop we do not know: can't tell whose route this is
           return r.protocol === WEFT_ROUTE_PROTOCOL ? 'full' : 'ignore';
@@ -354,13 +445,20 @@ export class KernelView {
         // someone else's route to a prefix weft wants came or went: a full run sees whether weft may route it
         if (own === undefined) return desired.routes.has(r.dst) || this.foreignRoutes.has(r.dst) ? 'full' : 'ignore';
         const want = desired.routes.get(r.dst);
-        const expected = want === undefined || this.form !== 'nexthop' ? undefined : this.idsFor(want.device, want.onlink).get(want.gateway);
+        const expected =
+          want === undefined || this.form !== 'nexthop' ? undefined : this.nexthopIds.get(want.device, want.onlink, want.gateway);
         const same = want !== undefined && sameRouteSpec(own.spec, want) && own.nexthopId === expected;
         const known = this.routes.get(r.dst);
-        if (change.action === 'new' && same && known !== undefined && sameRouteSpec(known.spec, own.spec) && known.nexthopId === own.nexthopId) return 'ignore';
+        if (
+          change.action === 'new' &&
+          same &&
+          known !== undefined &&
+          sameRouteSpec(known.spec, own.spec) &&
+          known.nexthopId === own.nexthopId
+        )
+          return 'ignore';
         // A nexthop this leaves unused stays until a plan reuses it or a full run removes it.
-        const released: number[] = [];
-        this.deleteRoute(r.dst, released);
+        this.deleteRoute(r.dst);
         if (change.action === 'del') return this.mark(this.dirty.routes, r.dst, want !== undefined);
         this.setRoute(own);
         return this.mark(this.dirty.routes, r.dst, !same);
@@ -372,7 +470,7 @@ export class KernelView {
           this.foreignIds.delete(n.id);
           if (known === undefined) return 'ignore';
           // The kernel removed every route using it, silently: they need adding again.
-          const users = known.users === undefined ? [] : typeof known.users === 'string' ? [known.users] : [...known.users];
+          const users = usersList(known.users);
           for (const dst of users) {
             this.routes.delete(dst);
             this.dirty.routes.add(dst);
@@ -393,7 +491,12 @@ export class KernelView {
 
   /** Forgets the keys observe() marked dirty, handing them over. */
   takeDirty(): DirtyKeys {
-    const taken: DirtyKeys = { ...emptyDirtyKeys(), neighbours: new Set(this.dirty.neighbours), fdb: new Set(this.dirty.fdb), routes: new Set(this.dirty.routes) };
+    const taken: DirtyKeys = {
+      ...emptyDirtyKeys(),
+      neighbours: new Set(this.dirty.neighbours),
+      fdb: new Set(this.dirty.fdb),
+      routes: new Set(this.dirty.routes),
+    };
     this.dirty.neighbours.clear();
     this.dirty.fdb.clear();
     this.dirty.routes.clear();
@@ -436,7 +539,11 @@ export class KernelView {
       }
     }
     const { overlayIndex, publicIndex } = this.devices;
-    const onOverlay = overlayIndex !== undefined && ifindex === overlayIndex && route.protocol !== RTPROT_KERNEL && this.devices.deviceRoutes?.includes(route.dst) !== true;
+    const onOverlay =
+      overlayIndex !== undefined &&
+      ifindex === overlayIndex &&
+      route.protocol !== RTPROT_KERNEL &&
+      this.devices.deviceRoutes?.includes(route.dst) !== true;
     const tagged = route.protocol === WEFT_ROUTE_PROTOCOL && ifindex === publicIndex;
     if (!onOverlay && !tagged) return undefined;
     return {
@@ -448,11 +555,6 @@ export class KernelView {
     };
   }
 
-  /** The nexthop ids routes should use, by gateway, for one device and onlink flag. */
-  private idsFor(device: RouteDevice, onlink: boolean): Map<string, number> {
-    return this.nexthopIds[(device === 'overlay' ? 0 : 2) + (onlink ? 1 : 0)]!;
-  }
-
   /** Takes the nexthop into the view if it is weft's; says whether it is. */
   private adoptNexthop(n: NexthopInfo): boolean {
     if (!this.isOwnFamilyNexthop(n) || n.group || n.blackhole || n.fdb || n.gateway === null) return false;
@@ -460,9 +562,8 @@ export class KernelView {
     if (device === undefined) return false;
     this.nexthops.set(n.id, { id: n.id, device, gateway: n.gateway, onlink: n.onlink, users: undefined });
     // one id per gateway: the lowest; routes on another one are moved to it and the other goes
-    const ids = this.idsFor(device, n.onlink);
-    const current = ids.get(n.gateway);
-    if (current === undefined || n.id < current) ids.set(n.gateway, n.id);
+    const current = this.nexthopIds.get(device, n.onlink, n.gateway);
+    if (current === undefined || n.id < current) this.nexthopIds.set(device, n.onlink, n.gateway, n.id);
     return true;
   }
 
@@ -478,31 +579,15 @@ export class KernelView {
     const nexthop = this.nexthops.get(id);
     if (nexthop === undefined) return;
     this.nexthops.delete(id);
-    const ids = this.idsFor(nexthop.device, nexthop.onlink);
-    if (ids.get(nexthop.gateway) === id) {
-      ids.delete(nexthop.gateway);
+    const { device, onlink, gateway } = nexthop;
+    if (this.nexthopIds.get(device, onlink, gateway) === id) {
+      this.nexthopIds.delete(device, onlink, gateway);
       for (const other of this.nexthops.values()) {
-        if (other.gateway !== nexthop.gateway || other.device !== nexthop.device || other.onlink !== nexthop.onlink) continue;
-        const current = ids.get(other.gateway);
-        if (current === undefined || other.id < current) ids.set(other.gateway, other.id);
+        if (other.gateway !== gateway || other.device !== device || other.onlink !== onlink) continue;
+        const current = this.nexthopIds.get(device, onlink, gateway);
+        if (current === undefined || other.id < current) this.nexthopIds.set(device, onlink, gateway, other.id);
       }
     }
-  }
-
-  /** The nexthop id a route should use, planning its creation when there is none. */
-  private nexthopFor(route: RouteSpec, ops: PlannedOps): number {
-    const ids = this.idsFor(route.device, route.onlink);
-    const existing = ids.get(route.gateway);
-    if (existing !== undefined) return existing;
-    while (this.nexthops.has(this.nextId) || this.foreignIds.has(this.nextId)) {
-      this.nextId = this.nextId >= 0xffffffff ? this.idBase : this.nextId + 1;
-    }
-    const id = this.nextId;
-    const nexthop: ViewNexthop = { id, device: route.device, gateway: route.gateway, onlink: route.onlink, users: undefined };
-    this.nexthops.set(id, nexthop);
-    ids.set(route.gateway, id);
-    ops.nexthopAdd.push(nexthop);
-    return id;
   }
 
   private setRoute(route: ViewRoute): void {
@@ -510,32 +595,16 @@ export class KernelView {
     this.routes.set(dst, route);
     const nexthop = route.nexthopId === undefined ? undefined : this.nexthops.get(route.nexthopId);
     if (nexthop === undefined) return;
-    const users = nexthop.users;
-    if (users === undefined) nexthop.users = dst;
-    else if (typeof users !== 'string') users.add(dst);
-    else if (users !== dst) nexthop.users = new Set([users, dst]);
+    nexthop.users = withUser(nexthop.users, dst);
   }
 
-  /** Forgets the route to `dst`; a nexthop of weft's that no route uses any more goes into `released`. */
-  private deleteRoute(dst: string, released: number[]): void {
+  /** Forgets the route to `dst` (and its use of a nexthop). */
+  private deleteRoute(dst: string): void {
     const route = this.routes.get(dst);
     if (route === undefined) return;
     this.routes.delete(dst);
     const nexthop = route.nexthopId === undefined ? undefined : this.nexthops.get(route.nexthopId);
     if (nexthop === undefined) return;
-    const users = nexthop.users;
-    if (users === dst) nexthop.users = undefined;
-    else if (typeof users === 'object' && users.delete(dst) && users.size === 0) nexthop.users = undefined;
-    else return;
-    released.push(nexthop.id);
+    nexthop.users = withoutUser(nexthop.users, dst);
   }
-}
-
-/**
- * Every key of `desired`, then every other key `have` holds when it gets there, each once (without a set of
- * them all: thousands). The planner may change `have` meanwhile: a Map's iterator takes that in its stride.
- */
-function* everyKey(desired: ReadonlyMap<string, unknown>, have: ReadonlyMap<string, unknown>): Generator<string> {
-  yield* desired.keys();
-  for (const key of have.keys()) if (!desired.has(key)) yield key;
 }
