@@ -4,24 +4,32 @@
  *
  * It lives in an nftables table of its own (`inet weft`) rather than in iptables rules: the peers are a set,
  * so a join or a leave is one atomic set update whatever the cluster's size, and the drop rule's counter
- * says how much was refused.
+ * says how much was refused. Every change goes through one long-lived nft process (NftSession): a peer
+ * joining or leaving starts no process.
  */
 import type { IpAddress } from '../../common/cidr.js';
+import { excerpt } from '../../common/json.js';
 import type { Logger } from '../log.js';
 import { createCommandRunner, runChecked, type CommandRunner } from './command.js';
+import { CommandError } from './errors.js';
+import { NftSession, type NftChannel } from './nft-session.js';
 
 export const INGRESS_TABLE = 'weft';
 
 export interface IngressOptions {
   /** UDP ports to guard (the VXLAN port, the udp backend's port). */
   ports: readonly number[];
-  runner?: CommandRunner;
+  /** Where the nft commands go (default: an NftSession of this process's namespace). The allow-list closes it on stop(). */
+  nft?: NftChannel;
   logger?: Logger;
   /** Seconds between checks that the table is still there and right (default 5). */
   resyncSeconds?: number;
 }
 
-/** Peer set updates are at least this far apart (a peer that just joined may wait that long to be let in). */
+/**
+ * Peer set updates are at least this far apart (a peer that just joined may wait that long to be let in): under
+ * churn, one update carries many joins and leaves, and nft and the kernel do that work once.
+ */
 const MIN_UPDATE_INTERVAL_MS = 200;
 
 /** The parts of `nft -j list` output weft reads: set elements and rules. */
@@ -37,7 +45,7 @@ export interface IngressCounters {
 
 export class IngressAllowList {
   private readonly ports: readonly number[];
-  private readonly runner: CommandRunner;
+  private readonly nft: NftChannel;
   private readonly log: Logger | undefined;
   private readonly resyncMs: number;
   private peers: string[] = [];
@@ -54,7 +62,7 @@ export class IngressAllowList {
 
   constructor(options: IngressOptions) {
     this.ports = options.ports;
-    this.runner = options.runner ?? createCommandRunner();
+    this.nft = options.nft ?? new NftSession();
     this.log = options.logger;
     this.resyncMs = (options.resyncSeconds ?? 5) * 1000;
   }
@@ -68,8 +76,8 @@ export class IngressAllowList {
   /**
    * Replaces the allowed peers in one atomic update; a no-op when they did not change. Updates coalesce:
    * while one is being written at most one more waits, it starts no sooner than MIN_UPDATE_INTERVAL_MS after
-   * the one before and writes whatever the peers are by then, and only what changed. Hundreds of lease
-   * changes a second must not mean hundreds of nft runs: each spawn stalls the agent for milliseconds.
+   * the one before and writes whatever the peers are by then, and only what changed: hundreds of lease
+   * changes a second make a few set updates.
    */
   setPeers(peers: Iterable<IpAddress>): Promise<void> {
     const next = [...new Set([...peers].map((ip) => ip.toString()))].sort();
@@ -87,9 +95,14 @@ export class IngressAllowList {
 
   /** Whether the table, its rules and its sets are as weft last wrote them. */
   async check(): Promise<boolean> {
-    const result = await this.runner(['nft', '-j', 'list', 'table', 'inet', INGRESS_TABLE]);
+    const result = await this.nft.run(`list table inet ${INGRESS_TABLE}`);
     if (result.code !== 0) return false;
-    const listing = JSON.parse(result.stdout) as NftListing;
+    let listing: NftListing;
+    try {
+      listing = JSON.parse(result.stdout) as NftListing;
+    } catch {
+      return false;
+    }
     const elements: string[] = [];
     let rules = 0;
     for (const entry of listing.nftables) {
@@ -113,24 +126,29 @@ export class IngressAllowList {
     this.timer.unref();
   }
 
+  /** Stops the resync and lets the nft process go once the updates in flight are written. */
   stop(): void {
     clearInterval(this.timer);
+    void this.queue.then(() => this.nft.close());
   }
 
   /** Deletes weft's table (and nothing else). */
   async remove(): Promise<void> {
-    this.stop();
-    await this.serialize(async () => {
-      const result = await this.runner(['nft', 'delete', 'table', 'inet', INGRESS_TABLE]);
-      if (result.code !== 0 && !/No such file or directory/.test(result.stderr)) {
-        await runChecked(this.runner, ['nft', 'delete', 'table', 'inet', INGRESS_TABLE]);
-      }
-    });
+    clearInterval(this.timer);
+    try {
+      await this.serialize(async () => {
+        const result = await this.nft.run(`delete table inet ${INGRESS_TABLE}`);
+        if (result.code !== 0 && !/No such file or directory/.test(result.stderr))
+          throw nftError(`delete table inet ${INGRESS_TABLE}`, result.stderr);
+      });
+    } finally {
+      this.nft.close();
+    }
   }
 
   /** Packets the allow-list dropped, read from its rules' counters. */
   async counters(): Promise<IngressCounters> {
-    const stdout = await runChecked(this.runner, ['nft', '-j', 'list', 'chain', 'inet', INGRESS_TABLE, 'input']);
+    const stdout = await this.checked(`list chain inet ${INGRESS_TABLE} input`);
     const counts: number[] = [];
     for (const entry of (JSON.parse(stdout) as NftListing).nftables) {
       if (entry.rule === undefined) continue;
@@ -148,6 +166,13 @@ export class IngressAllowList {
     return next;
   }
 
+  /** Runs one transaction; its stdout, or a CommandError with nft's complaint. */
+  private async checked(line: string): Promise<string> {
+    const result = await this.nft.run(line);
+    if (result.code !== 0) throw nftError(line, result.stderr);
+    return result.stdout;
+  }
+
   private async writeTable(): Promise<void> {
     // What this run writes: setPeers may change this.peers while nft runs, and `written` must say what the
     // kernel holds, or the next set update would skip the difference.
@@ -157,22 +182,20 @@ export class IngressAllowList {
       return ips.length === 0 ? '' : `elements = { ${ips.join(', ')} }`;
     };
     const ports = this.ports.length === 1 ? String(this.ports[0]) : `{ ${this.ports.join(', ')} }`;
-    // Declaring the table first makes the delete succeed on a fresh host; both happen in one transaction.
+    const table = `inet ${INGRESS_TABLE}`;
+    // One line, one transaction. Declaring the table first makes the delete succeed on a fresh host.
     const script = [
-      `add table inet ${INGRESS_TABLE}`,
-      `delete table inet ${INGRESS_TABLE}`,
-      `table inet ${INGRESS_TABLE} {`,
-      `  set peers4 { type ipv4_addr; ${elements(4)} }`,
-      `  set peers6 { type ipv6_addr; ${elements(6)} }`,
-      '  chain input {',
-      '    type filter hook input priority filter - 1; policy accept;',
-      `    udp dport ${ports} ip saddr != @peers4 counter drop comment "weft: not a peer"`,
-      `    udp dport ${ports} ip6 saddr != @peers6 counter drop comment "weft: not a peer"`,
-      '  }',
-      '}',
-    ].join('\n');
+      `add table ${table}`,
+      `delete table ${table}`,
+      `add table ${table}`,
+      `add set ${table} peers4 { type ipv4_addr; ${elements(4)} }`,
+      `add set ${table} peers6 { type ipv6_addr; ${elements(6)} }`,
+      `add chain ${table} input { type filter hook input priority filter - 1; policy accept; }`,
+      `add rule ${table} input udp dport ${ports} ip saddr != @peers4 counter drop comment "weft: not a peer"`,
+      `add rule ${table} input udp dport ${ports} ip6 saddr != @peers6 counter drop comment "weft: not a peer"`,
+    ].join('; ');
     this.written = undefined;
-    await runChecked(this.runner, ['nft', '-f', '-'], { stdin: `${script}\n` });
+    await this.checked(script);
     this.written = peers;
     this.log?.info({ table: `inet ${INGRESS_TABLE}`, ports: this.ports, peers: peers.length }, 'ingress allow-list in place');
   }
@@ -200,7 +223,7 @@ export class IngressAllowList {
           this.written = peers;
           return;
         }
-        const result = await this.runner(['nft', '-f', '-'], { stdin: `${script.join('\n')}\n` });
+        const result = await this.nft.run(script.join('; '));
         if (result.code === 0) {
           this.written = peers;
           return;
@@ -212,9 +235,13 @@ export class IngressAllowList {
       const set = `inet ${INGRESS_TABLE} peers${family}`;
       return [`flush set ${set}`, ...(elements.length === 0 ? [] : [`add element ${set} { ${elements.join(', ')} }`])];
     });
-    await runChecked(this.runner, ['nft', '-f', '-'], { stdin: `${script.join('\n')}\n` });
+    await this.checked(script.join('; '));
     this.written = peers;
   }
+}
+
+function nftError(line: string, stderr: string): CommandError {
+  return new CommandError(['nft', excerpt(line)], 1, stderr);
 }
 
 /** The addresses of `list` that `other` lacks; both sorted as sort() sorts strings. */

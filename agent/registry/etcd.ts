@@ -1,6 +1,23 @@
 import { readFileSync } from 'node:fs';
-import { ConsecutiveBreaker, ExponentialBackoff, circuitBreaker, handleWhen, retry } from 'cockatiel';
+import {
+  ConsecutiveBreaker,
+  ExponentialBackoff,
+  circuitBreaker,
+  decorrelatedJitterGenerator,
+  handleWhen,
+  retry,
+  type IBackoffFactory,
+} from 'cockatiel';
 import { Etcd3 as Etcd3Client, GRPCResourceExhastedError, isRecoverableError, type Etcd3, type IOptions } from 'etcd3';
+
+/**
+ * Delays between retries that grow from `initialDelayMs` to at most `maxDelayMs`, each drawn at random
+ * (cockatiel's decorrelated jitter): the agents of a cluster that lost etcd together do not come back to
+ * it together.
+ */
+export function retryBackoff(initialDelayMs: number, maxDelayMs: number): IBackoffFactory<unknown> {
+  return new ExponentialBackoff({ generator: decorrelatedJitterGenerator, initialDelay: initialDelayMs, maxDelay: maxDelayMs });
+}
 
 export const DEFAULT_PREFIX = '/coreos.com/network';
 
@@ -41,7 +58,7 @@ export function connectEtcd(options: EtcdConnectionOptions): Etcd3 {
     faultHandling: {
       host: () => circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: 1000, breaker: new ConsecutiveBreaker(3) }),
       global: retry(handleWhen(isRecoverableError), { maxAttempts: Math.max(2, options.endpoints.length) }),
-      watchBackoff: new ExponentialBackoff({ initialDelay: 100, maxDelay: 2000 }).next(),
+      watchBackoff: retryBackoff(100, 2000).next(undefined),
     },
   };
   if (options.caFile !== undefined || options.certFile !== undefined || options.keyFile !== undefined) {

@@ -3,7 +3,7 @@ import type { Etcd3, IKeyValue, IRangeResponse, Watcher } from 'etcd3';
 import { excerpt } from '../../common/json.js';
 import { diffSnapshots, type SnapshotChange } from '../../common/snapshot-diff.js';
 import type { Logger } from '../log.js';
-import { isResourceExhausted } from './etcd.js';
+import { isResourceExhausted, retryBackoff } from './etcd.js';
 
 export type KvChange<T> = SnapshotChange<T>;
 
@@ -24,10 +24,23 @@ export interface KvMirrorOptions<T> {
   prefix: boolean;
   codec: KvCodec<T>;
   logger: Logger;
-  /** Delay before the first retry after a failure; doubles up to `maxBackoffMs`. */
+  /**
+   * Delay before the first retry after a failure; the delays grow up to `maxBackoffMs` (default 5 s, as
+   * flanneld's), each drawn at random.
+   */
   initialBackoffMs?: number;
   maxBackoffMs?: number;
 }
+
+const INITIAL_LIST = 'initial list';
+
+/**
+ * After a disruption the mirror lists again after a random delay of up to this much per key it holds (at
+ * most `maxBackoffMs`). A disruption reaches every agent of a cluster at once (an etcd member goes down, etcd
+ * compacts), and each agent's listing is as large as the cluster: spread over a window that grows with the
+ * cluster, the agents' listings do not arrive together. A mirror of one key lists again at once.
+ */
+const RELIST_SPREAD_MS_PER_KEY = 5;
 
 export interface KvMirrorEvents<T> {
   change: [KvChange<T>];
@@ -52,7 +65,7 @@ export class KvMirror<T> extends EventEmitter<KvMirrorEvents<T>> {
   private readonly keyBytes: number;
   private readonly codec: KvCodec<T>;
   private readonly log: Logger;
-  private readonly initialBackoffMs: number;
+  private readonly backoff: ReturnType<typeof retryBackoff>;
   private readonly maxBackoffMs: number;
   private watcher: Watcher | undefined;
   private stopped = false;
@@ -70,8 +83,8 @@ export class KvMirror<T> extends EventEmitter<KvMirrorEvents<T>> {
     this.keyBytes = Buffer.byteLength(options.key);
     this.codec = options.codec;
     this.log = options.logger;
-    this.initialBackoffMs = options.initialBackoffMs ?? 100;
-    this.maxBackoffMs = options.maxBackoffMs ?? 2000;
+    this.maxBackoffMs = options.maxBackoffMs ?? 5000;
+    this.backoff = retryBackoff(options.initialBackoffMs ?? 100, this.maxBackoffMs);
   }
 
   /** Whether the mirror holds `key`. */
@@ -81,7 +94,7 @@ export class KvMirror<T> extends EventEmitter<KvMirrorEvents<T>> {
 
   /** Resolves after the first successful list (retrying until etcd answers or `stop()` is called). */
   start(): Promise<void> {
-    this.firstSync ??= this.resync('initial list');
+    this.firstSync ??= this.resync(INITIAL_LIST);
     return this.firstSync;
   }
 
@@ -108,7 +121,9 @@ export class KvMirror<T> extends EventEmitter<KvMirrorEvents<T>> {
 
   private async runResync(reason: string): Promise<void> {
     await this.detachWatcher();
-    let delay = this.initialBackoffMs;
+    const spread = reason === INITIAL_LIST ? 0 : Math.min(this.maxBackoffMs, this.entries.size * RELIST_SPREAD_MS_PER_KEY);
+    if (spread > 0) await this.sleep(Math.random() * spread);
+    let backoff = this.backoff.next(undefined);
     while (!this.stopped) {
       try {
         const revision = await this.listAndApply(reason);
@@ -121,8 +136,8 @@ export class KvMirror<T> extends EventEmitter<KvMirrorEvents<T>> {
         this.unreachableLogged = true;
         this.log[level]({ err, key: this.key }, 'etcd list failed; retrying until it answers');
         this.emit('reachable', false);
-        await this.sleep(delay);
-        delay = Math.min(delay * 2, this.maxBackoffMs);
+        await this.sleep(backoff.duration);
+        backoff = backoff.next(undefined);
       }
     }
   }

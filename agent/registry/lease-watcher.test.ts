@@ -175,6 +175,75 @@ describe('LeaseWatcher against a real etcd', function () {
     assert.equal(reachability.at(-1), true);
   });
 
+  it('lists again at moments spread over a window after a disruption that reached every watcher at once', async function () {
+    this.timeout(60_000);
+    // 400 leases: each watcher waits a random delay of up to 2 s before it asks etcd for the listing again
+    const config = parseNetworkConfig('{"Network":"198.18.0.0/16","SubnetLen":28,"Backend":{"Type":"vxlan"}}');
+    const hex = (n: number) => n.toString(16).padStart(2, '0');
+    const hosts = Array.from({ length: 400 }, (_, i) => i + 1);
+    for (let at = 0; at < hosts.length; at += 50) {
+      await Promise.all(
+        hosts
+          .slice(at, at + 50)
+          .map((host) =>
+            put(
+              `198.18.${host >> 4}.${(host & 15) * 16}-28`,
+              leaseValue(`198.19.${host >> 8}.${host & 255}`, `0a:00:00:00:${hex(host >> 8)}:${hex(host & 255)}`),
+            ),
+          ),
+      );
+    }
+    const proxy = await TcpProxy.start(etcd.clientPort);
+    cleanups.push(() => proxy.close());
+    let cutAt = Infinity;
+    /** per watcher: when it asked etcd for a listing of the leases after the cut */
+    const listings: number[][] = [];
+    const watchers = await Promise.all(
+      Array.from({ length: 30 }, async (_, w) => {
+        const client = connectEtcd({ endpoints: [proxy.endpoint], callTimeoutMs: 1000 });
+        const times: number[] = (listings[w] = []);
+        const range = client.kv.range.bind(client.kv);
+        client.kv.range = (request, options) => {
+          if (request.range_end !== undefined && performance.now() >= cutAt) times.push(performance.now());
+          return range(request, options);
+        };
+        const watcher = new LeaseWatcher({ client, keys, logger: captureLogger().logger });
+        cleanups.push(async () => {
+          await watcher.stop();
+          client.close();
+        });
+        await watcher.start(config);
+        return watcher;
+      }),
+    );
+    assert.ok(watchers.every((watcher) => watcher.leases.size === 400));
+    let relisted = 0;
+    for (const watcher of watchers) watcher.on('synced', () => relisted++);
+
+    // every watch stream drops at the same instant; etcd answers again at once
+    cutAt = performance.now();
+    proxy.cut();
+    proxy.restore();
+    await waitFor(
+      () => relisted >= watchers.length && watchers.every((watcher) => watcher.leases.size === 400),
+      'every watcher to list again',
+      30_000,
+    );
+    // each watcher's first listing request, in 100 ms bins from the disruption: at most a third of them in any
+    // one (without the spread all 30 ask within the same few milliseconds)
+    const bins = new Map<number, number>();
+    for (const times of listings) {
+      assert.ok(times.length > 0, 'every watcher listed again');
+      const bin = Math.floor((times[0] - cutAt) / 100);
+      bins.set(bin, (bins.get(bin) ?? 0) + 1);
+    }
+    const busiest = Math.max(...bins.values());
+    assert.ok(
+      busiest <= 10,
+      `${busiest} of 30 watchers asked for a listing in the same 100 ms: ${JSON.stringify([...bins].sort((a, b) => a[0] - b[0]))}`,
+    );
+  });
+
   it('takes a lease nested thousands of levels deep, written twice, as a malformed key and goes on', async function () {
     await put('198.18.31.0-24', leaseValue('198.19.0.31', '0a:00:00:00:31:01'));
     const { watcher, events, records } = await watch();

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import type { Etcd3 } from 'etcd3';
+import type { Etcd3, ITxnRequest } from 'etcd3';
 import { IpAddress, Prefix } from '../../common/cidr.js';
 import { parseNetworkConfig, type NetworkConfig } from '../../common/config.js';
 import { leaseBackendTypeFor, parseLeaseAttrs, parseLeaseKey } from '../../common/lease.js';
@@ -149,6 +149,83 @@ describe('SubnetLeaseManager against a real etcd', function () {
       const attrs = parseLeaseAttrs(stored[keys.lease(own.lease.name)], own.lease.name);
       assert.equal(attrs.publicIP?.toString(), own.lease.attrs.publicIP?.toString());
     }
+  });
+
+  it('after losing a create race picks again among twice as many free subnets, without listing every lease again', async function () {
+    const own = connectEtcd({ endpoints: [etcd.endpoint] });
+    clients.push(own);
+    let listings = 0;
+    const range = own.kv.range.bind(own.kv);
+    own.kv.range = (req, options) => {
+      if (req.range_end !== undefined) listings++;
+      return range(req, options);
+    };
+    const txn = own.kv.txn.bind(own.kv);
+    let raced: string | undefined;
+    own.kv.txn = async (req, options) => {
+      if (raced === undefined) {
+        // another host creates the very key first
+        raced = keys.leaseName(Buffer.from(req.compare![0].key!).toString())!;
+        await putLease(raced, '198.19.9.9');
+      }
+      return txn(req, options);
+    };
+    const leaser = new SubnetLeaseManager({ client: own, keys, logger: captureLogger().logger, random: () => 0.999 });
+    managers.push(leaser);
+    const held = await leaser.acquire(CONFIG, request('198.19.0.10'));
+    assert.equal(raced, '198.18.100.0-24', "the first pick is among the first 100 free subnets, as flanneld's");
+    assert.equal(held.lease.name, '198.18.201.0-24', 'the second among the first 200 still free');
+    assert.equal(listings, 1);
+    assert.match((await keyInfo(raced))!.value, /198\.19\.9\.9/, 'the winner keeps its lease');
+  });
+
+  /** A client whose transactions matching `replay` are sent twice, the first answer lost: what the etcd client does when an answer times out. */
+  function replayingClient(replay: (req: ITxnRequest) => boolean): { client: Etcd3; listings: () => number } {
+    const own = connectEtcd({ endpoints: [etcd.endpoint] });
+    clients.push(own);
+    let listings = 0;
+    const range = own.kv.range.bind(own.kv);
+    own.kv.range = (req, options) => {
+      if (req.range_end !== undefined) listings++;
+      return range(req, options);
+    };
+    const txn = own.kv.txn.bind(own.kv);
+    own.kv.txn = async (req, options) => {
+      if (replay(req)) await txn(req, options);
+      return txn(req, options);
+    };
+    return { client: own, listings: () => listings };
+  }
+
+  it('takes a create whose answer was lost (the client sent it again) as its own: one key, no further listing', async function () {
+    let replayed = false;
+    const { client: own, listings } = replayingClient((req) => req.compare?.[0]?.target === 'Create' && !replayed && (replayed = true));
+    const leaser = new SubnetLeaseManager({ client: own, keys, logger: captureLogger().logger });
+    managers.push(leaser);
+    const held = await leaser.acquire(CONFIG, request('198.19.0.20'));
+    assert.equal(replayed, true);
+    const stored = await client.getAll().prefix(keys.subnets).strings();
+    assert.deepEqual(Object.keys(stored), [keys.lease(held.lease.name)], 'one key');
+    assert.equal((await keyInfo(held.lease.name))?.lease, held.etcdLeaseId);
+    assert.equal(listings(), 1);
+  });
+
+  it('keeps its lease through a renewal whose answer was lost (the client sent it again)', async function () {
+    this.timeout(20_000);
+    let replays = 0;
+    const { client: own } = replayingClient((req) => req.compare?.[0]?.target === 'Mod' && replays++ === 0);
+    const leaser = new SubnetLeaseManager({ client: own, keys, logger: captureLogger().logger, ttlSeconds: 3, renewMarginSeconds: 2 });
+    leaser.on('error', () => undefined);
+    managers.push(leaser);
+    const lost: string[] = [];
+    leaser.on('lost', (reason) => lost.push(reason));
+    const held = await leaser.acquire(CONFIG, request('198.19.0.21'));
+    await new Promise<void>((resolve) => leaser.once('renewed', () => resolve()));
+    assert.equal(replays, 1, 'the renewal was sent twice');
+    assert.deepEqual(lost, []);
+    const info = await keyInfo(held.lease.name);
+    assert.equal(info?.lease, leaser.current?.etcdLeaseId, 'the key is on the renewed etcd lease');
+    assert.notEqual(info?.lease, held.etcdLeaseId);
   });
 
   it('reports exhaustion with the range and how many subnets are leased and reserved', async function () {

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { setImmediate as yieldToEvents } from 'node:timers/promises';
-import type { Etcd3, IKeyValue, IRequestOp } from 'etcd3';
+import type { Etcd3, ICompare, IKeyValue } from 'etcd3';
 import type { IpAddress, Prefix } from '../../common/cidr.js';
 import { candidateSubnets, isSubnetAllowed, type FamilyConfig, type NetworkConfig } from '../../common/config.js';
 import { excerpt } from '../../common/json.js';
@@ -79,6 +79,14 @@ export interface SubnetLeaseEvents {
 
 /** flannel picks at random among this many free subnets, which spreads concurrent hosts apart. */
 const RANDOM_POOL = 100;
+/**
+ * After a lost create race the next pick is among twice as many free subnets (up to RANDOM_POOL × 2^5), and
+ * after this many lost races in a row the manager lists the leases again. Hosts that start together all pick
+ * from the same first free subnets: most lose the first race, and with a wider pool they soon stop colliding.
+ * Until then each lost race costs a transaction, not another listing of every lease.
+ */
+const RACES_BEFORE_RELIST = 8;
+const MAX_POOL_DOUBLINGS = 5;
 const DEFAULT_TTL_SECONDS = 24 * 3600;
 const DEFAULT_RENEW_MARGIN_SECONDS = 3600;
 /** setTimeout's longest delay; a longer wait is done in steps. */
@@ -114,6 +122,12 @@ interface Listing {
   kvs: IKeyValue[];
   /** Every lease that decodes, decoded on first use: finding ours by an IPv6 public IP needs them all; choosing a free subnet needs only the keys. */
   all(): { lease: Lease; kv: IKeyValue }[];
+}
+
+/** The subnets of each family a listing shows taken (any key of a subnet the config hands out), and how many of them are reservations. */
+interface TakenSubnets {
+  taken: { 4: Set<bigint>; 6: Set<bigint> };
+  reserved: { 4: number; 6: number };
 }
 
 /**
@@ -197,13 +211,20 @@ export class SubnetLeaseManager extends EventEmitter<SubnetLeaseEvents> {
 
   private async obtain(config: NetworkConfig, request: LeaseRequest, hint: LeaseSubnets | undefined): Promise<OwnLease> {
     let grantedLease: string | undefined;
+    // what the last listing showed taken, plus the subnets lost to other hosts since
+    let taken: TakenSubnets | undefined;
+    let racesLost = 0;
     try {
       for (let attempt = 1; attempt <= this.maxAttempts; attempt++) {
         if (this.stopped) throw new RegistryStoppedError();
-        const listing = await this.list();
-        const reused = await this.reuseOwn(config, request, listing);
-        if (reused !== undefined) return reused;
-        const subnets = await this.chooseSubnets(config, listing, hint);
+        if (taken === undefined) {
+          const listing = await this.list();
+          const reused = await this.reuseOwn(config, request, listing);
+          if (reused !== undefined) return reused;
+          taken = await this.takenSubnets(config, listing);
+        }
+        const pool = RANDOM_POOL * 2 ** Math.min(racesLost, MAX_POOL_DOUBLINGS);
+        const subnets = await this.chooseSubnets(config, taken, hint, pool);
         grantedLease ??= await this.grant();
         const created = await this.create(subnets, request, grantedLease);
         if (created !== undefined) {
@@ -213,6 +234,13 @@ export class SubnetLeaseManager extends EventEmitter<SubnetLeaseEvents> {
         }
         this.log.debug({ subnets: formatLeaseKey(subnets), attempt }, 'another host took the subnet first; trying again');
         hint = undefined;
+        racesLost++;
+        if (racesLost % RACES_BEFORE_RELIST === 0) {
+          taken = undefined;
+        } else {
+          if (subnets.ipv4 !== undefined) taken.taken[4].add(subnets.ipv4.base);
+          if (subnets.ipv6 !== undefined) taken.taken[6].add(subnets.ipv6.base);
+        }
       }
       throw new LeaseContentionError(this.maxAttempts);
     } finally {
@@ -300,11 +328,13 @@ export class SubnetLeaseManager extends EventEmitter<SubnetLeaseEvents> {
         return { lease: { ...lease, attrs }, etcdLeaseId: '0', modRevision, expiresAt: undefined };
       }
       const etcdLeaseId = await this.grant();
-      const response = await this.client.kv.txn({
-        compare: [{ key, target: 'Mod', result: 'Equal', mod_revision: kv.mod_revision }],
-        success: [{ request_put: { key, value: Buffer.from(value), lease: etcdLeaseId } }],
+      const modRevision = await this.putGuarded(key, Buffer.from(value), etcdLeaseId, {
+        key,
+        target: 'Mod',
+        result: 'Equal',
+        mod_revision: kv.mod_revision,
       });
-      if (!response.succeeded) {
+      if (modRevision === undefined) {
         await this.revokeQuietly(etcdLeaseId);
         continue;
       }
@@ -313,7 +343,7 @@ export class SubnetLeaseManager extends EventEmitter<SubnetLeaseEvents> {
       return {
         lease: { ...lease, attrs },
         etcdLeaseId,
-        modRevision: String(response.header.revision),
+        modRevision,
         expiresAt: Date.now() + this.ttlSeconds * 1000,
       };
     }
@@ -334,14 +364,12 @@ export class SubnetLeaseManager extends EventEmitter<SubnetLeaseEvents> {
   }
 
   /**
-   * A free subnet of each enabled family. Only keys whose name is a subnet the config hands out count as
-   * taken, whatever their value (its key exists, a key for the same subnet would clash): a key of another
-   * length (a /16 over the whole network, a /25 inside a subnet) is no lease anyone uses and blocks nothing.
-   * All taken subnets are then of one length and aligned, so the search passes each at most once: linear in
-   * the keys, whatever the size of the range (an IPv6 one has billions of candidates), and it yields to the
-   * event loop as it goes (/healthz answers throughout).
+   * The subnets a listing shows taken. Only keys whose name is a subnet the config hands out count as taken,
+   * whatever their value (its key exists, a key for the same subnet would clash): a key of another length (a
+   * /16 over the whole network, a /25 inside a subnet) is no lease anyone uses and blocks nothing. It yields to
+   * the event loop as it goes (/healthz answers throughout).
    */
-  private async chooseSubnets(config: NetworkConfig, listing: Listing, hint: LeaseSubnets | undefined): Promise<LeaseSubnets> {
+  private async takenSubnets(config: NetworkConfig, listing: Listing): Promise<TakenSubnets> {
     const taken = { 4: new Set<bigint>(), 6: new Set<bigint>() };
     const reserved = { 4: 0, 6: 0 };
     let steps = 0;
@@ -361,22 +389,42 @@ export class SubnetLeaseManager extends EventEmitter<SubnetLeaseEvents> {
         if (String(kv.lease) === '0') reserved[plan.family]++;
       }
     }
+    return { taken, reserved };
+  }
+
+  /**
+   * A free subnet of each enabled family, at random among the first `poolSize` free ones. All taken subnets
+   * are of one length and aligned, so the search passes each at most once: linear in the keys, whatever the
+   * size of the range (an IPv6 one has billions of candidates).
+   */
+  private async chooseSubnets(
+    config: NetworkConfig,
+    { taken, reserved }: TakenSubnets,
+    hint: LeaseSubnets | undefined,
+    poolSize: number,
+  ): Promise<LeaseSubnets> {
     return {
-      ipv4: config.ipv4 === undefined ? undefined : await this.chooseSubnet(config.ipv4, taken[4], reserved[4], hint?.ipv4),
-      ipv6: config.ipv6 === undefined ? undefined : await this.chooseSubnet(config.ipv6, taken[6], reserved[6], hint?.ipv6),
+      ipv4: config.ipv4 === undefined ? undefined : await this.chooseSubnet(config.ipv4, taken[4], reserved[4], hint?.ipv4, poolSize),
+      ipv6: config.ipv6 === undefined ? undefined : await this.chooseSubnet(config.ipv6, taken[6], reserved[6], hint?.ipv6, poolSize),
     };
   }
 
-  private async chooseSubnet(plan: FamilyConfig, taken: ReadonlySet<bigint>, reserved: number, hint: Prefix | undefined): Promise<Prefix> {
+  private async chooseSubnet(
+    plan: FamilyConfig,
+    taken: ReadonlySet<bigint>,
+    reserved: number,
+    hint: Prefix | undefined,
+    poolSize: number,
+  ): Promise<Prefix> {
     if (hint !== undefined && isSubnetAllowed(plan, hint) && !taken.has(hint.base)) return hint;
     const pool: Prefix[] = [];
     let steps = 0;
-    // each candidate is either taken (at most taken.size of them) or goes into the pool (at most RANDOM_POOL)
+    // each candidate is either taken (at most taken.size of them) or goes into the pool (at most poolSize)
     for (const candidate of candidateSubnets(plan)) {
       if (++steps % STEPS_PER_TURN === 0) await yieldToEvents();
       if (taken.has(candidate.base)) continue;
       pool.push(candidate);
-      if (pool.length === RANDOM_POOL) break;
+      if (pool.length === poolSize) break;
     }
     if (pool.length === 0) {
       throw new NoFreeSubnetError(`${plan.subnetMin}..${plan.subnetMax} of ${plan.network}`, taken.size - reserved, reserved);
@@ -388,17 +436,39 @@ export class SubnetLeaseManager extends EventEmitter<SubnetLeaseEvents> {
     const name = formatLeaseKey(subnets);
     const key = Buffer.from(this.keys.lease(name));
     const attrs = withRequest(undefined, request);
-    const response = await this.client.kv.txn({
-      compare: [{ key, target: 'Create', result: 'Equal', create_revision: 0 }],
-      success: [{ request_put: { key, value: Buffer.from(formatLeaseAttrs(attrs)), lease: etcdLeaseId } }],
+    const modRevision = await this.putGuarded(key, Buffer.from(formatLeaseAttrs(attrs)), etcdLeaseId, {
+      key,
+      target: 'Create',
+      result: 'Equal',
+      create_revision: 0,
     });
-    if (!response.succeeded) return undefined;
+    if (modRevision === undefined) return undefined;
     return {
       lease: { name, subnets, attrs, reservation: false },
       etcdLeaseId,
-      modRevision: String(response.header.revision),
+      modRevision,
       expiresAt: Date.now() + this.ttlSeconds * 1000,
     };
+  }
+
+  /**
+   * Puts our key onto `etcdLeaseId` in a transaction guarded by `compare`; the key's mod revision when written,
+   * else undefined. "Written" includes an answer that says the guard failed because an earlier try of this very
+   * transaction was applied: the etcd client tries a call again on another member when the answer to the first
+   * try is lost, and the second try then finds the key changed (or created). The key then holds our value on
+   * the etcd lease granted for this write, which no one else knows: that write is ours.
+   */
+  private async putGuarded(key: Buffer, value: Buffer, etcdLeaseId: string, compare: ICompare): Promise<string | undefined> {
+    const response = await this.client.kv.txn({
+      compare: [compare],
+      success: [{ request_put: { key, value, lease: etcdLeaseId } }],
+      failure: [{ request_range: { key } }],
+    });
+    if (response.succeeded) return String(response.header.revision);
+    const current = response.responses[0]?.response_range?.kvs[0];
+    return current !== undefined && String(current.lease) === etcdLeaseId && current.value.equals(value)
+      ? String(current.mod_revision)
+      : undefined;
   }
 
   private async grant(): Promise<string> {
@@ -519,34 +589,30 @@ export class SubnetLeaseManager extends EventEmitter<SubnetLeaseEvents> {
     const own = this.own;
     if (own === undefined || this.stopped || this.reacquiring !== undefined || this.renewingOnto !== undefined) return;
     const key = Buffer.from(this.keys.lease(own.lease.name));
-    let etcdLeaseId: string | undefined;
     try {
-      etcdLeaseId = await this.grant();
-      this.renewingOnto = etcdLeaseId;
-      const put: IRequestOp = { request_put: { key, value: Buffer.from(formatLeaseAttrs(own.lease.attrs)), lease: etcdLeaseId } };
-      const response = await this.client.kv.txn({
-        compare: [{ key, target: 'Mod', result: 'Equal', mod_revision: own.modRevision }],
-        success: [put],
+      const granted = await this.grant();
+      this.renewingOnto = granted;
+      const modRevision = await this.putGuarded(key, Buffer.from(formatLeaseAttrs(own.lease.attrs)), granted, {
+        key,
+        target: 'Mod',
+        result: 'Equal',
+        mod_revision: own.modRevision,
       });
-      if (!response.succeeded || this.own?.lease.name !== own.lease.name) {
-        await this.revokeQuietly(etcdLeaseId);
+      if (modRevision === undefined || this.own?.lease.name !== own.lease.name) {
+        await this.revokeQuietly(granted);
         // The guard reports what happened to the key; check again shortly in case it missed nothing.
         this.scheduleRenewal(1000);
         return;
       }
       await this.revokeQuietly(own.etcdLeaseId);
       // Not `...own`: the guard may already have adopted this very write.
-      this.own = {
-        lease: own.lease,
-        etcdLeaseId,
-        modRevision: String(response.header.revision),
-        expiresAt: Date.now() + this.ttlSeconds * 1000,
-      };
+      this.own = { lease: own.lease, etcdLeaseId: granted, modRevision, expiresAt: Date.now() + this.ttlSeconds * 1000 };
       this.log.debug({ lease: own.lease.name }, 'renewed the subnet lease');
       this.emit('renewed', this.own);
       this.scheduleRenewal();
     } catch (err) {
-      if (etcdLeaseId !== undefined) await this.revokeQuietly(etcdLeaseId);
+      // The new etcd lease is not revoked: the write may have been applied all the same (its answer lost), and
+      // revoking would delete our key. Then the guard sees our key on it and adopts it; else it expires empty.
       this.emit('error', err as Error);
       const left = (own.expiresAt ?? Date.now()) - Date.now();
       // Keep trying until the lease would expire; the guard takes over if it does.

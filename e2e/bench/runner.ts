@@ -30,6 +30,7 @@ export const BENCHMARK_MODULES: readonly string[] = [
   './wakeup.js',
   './soak.js',
   './probing.js',
+  './cluster.js',
 ];
 
 export interface MachineInfo {
