@@ -363,6 +363,16 @@ function report(all: SizeRuns[], starts: StartTimes): BenchmarkResult {
     const inlineSplit = size.batchInline.map((b) => `${b.neighbourMs.toFixed(0)}/${b.fdbMs.toFixed(0)}/${b.routeMs.toFixed(0)}`).join(', ');
     notes.push(`N=${n}: ip -batch neighbours/FDB/routes in ms per run: nexthop form ${batchSplit}; inline form ${inlineSplit}.`);
   }
+  const nodeMB = median(starts.peakRssKb.node) / 1024;
+  const heaviest = DEPENDENCIES.map((name) => ({ name, mb: median(starts.dependencyRssKb[name]) / 1024 - nodeMB }))
+    .sort((a, b) => b.mb - a.mb)
+    .map(({ name, mb }) => `${name} ${mb.toFixed(0)} MB`);
+  notes.push(
+    `Memory before any work: a bare node peaks at ${nodeMB.toFixed(0)} MB and weftd at 'weftd starting' at ${(median(starts.peakRssKb.loaded) / 1024).toFixed(0)} MB. ` +
+      `Loaded alone, over a bare node: ${heaviest.join(', ')} (each alone also pays for node's module loader, so they overlap). ` +
+      'A peak RSS target below what weftd holds at start can only be met by loading less: a lighter etcd client than etcd3 on gRPC, ' +
+      'and rtnetlink without the netlink package, are where the most is.',
+  );
   return {
     name: 'cold-start',
     title: 'Cold start with N peers',
