@@ -25,7 +25,7 @@ const ERROR_FIELDS = [
  * An error as logged under `err`: its type, message, stack, code and the other fields of ERROR_FIELDS, and
  * its causes. Only those: an error object may carry anything (a request's options, credentials).
  */
-export function serializeError(err: unknown, depth = 0): unknown {
+function serializeError(err: unknown, depth = 0): unknown {
   if (typeof err !== 'object' || err === null) return err;
   const source = err as Record<string, unknown>;
   const out: Record<string, unknown> = {

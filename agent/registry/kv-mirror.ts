@@ -326,7 +326,7 @@ async function listPages(client: Etcd3, prefix: Buffer): Promise<Listing> {
 }
 
 /** The one key `key` (or none), as a Listing. */
-export async function listKey(client: Etcd3, key: string): Promise<Listing> {
+async function listKey(client: Etcd3, key: string): Promise<Listing> {
   const response = await client.kv.range({ key: Buffer.from(key) });
   return { kvs: response.kvs, revision: response.header.revision };
 }

@@ -53,7 +53,7 @@ export function emptyCounters(reasons: readonly string[]): PathCounters {
   return { packets: 0, bytes: 0, drops: Object.fromEntries(reasons.map((reason) => [reason, 0])) };
 }
 
-export function addCounters(into: PathCounters, from: PathCounters): void {
+function addCounters(into: PathCounters, from: PathCounters): void {
   into.packets += from.packets;
   into.bytes += from.bytes;
   for (const [reason, count] of Object.entries(from.drops)) into.drops[reason] = (into.drops[reason] ?? 0) + count;
