@@ -300,8 +300,8 @@ function configCommands(sub: Argv<EtcdArgs>): Argv<EtcdArgs> {
           .option('iface-regex', { ...WEFTD_OPTIONS['iface-regex'], describe: "weftd's --iface-regex on this host" })
           .option('public-ip', { ...WEFTD_OPTIONS['public-ip'], describe: "weftd's --public-ip on this host" })
           .option('public-ipv6', { ...WEFTD_OPTIONS['public-ipv6'], describe: "weftd's --public-ipv6 on this host" })
-          .example('$0 config set --network 10.5.0.0/16 --backend vxlan', 'seed a new network')
-          .example('$0 config set --network 10.5.0.0/16 --ipv6-network 2001:db8:100::/48', 'a dual-stack network'),
+          .example('$0 config set --network 198.18.0.0/16 --backend vxlan', 'seed a new network')
+          .example('$0 config set --network 198.18.0.0/16 --ipv6-network 2001:db8:100::/48', 'a dual-stack network'),
       async (args) =>
         withEtcd(args, async (client, keys) => {
           const current = await client.get(keys.config).string();
@@ -399,7 +399,7 @@ function leaseCommands(sub: Argv<EtcdArgs>): Argv<EtcdArgs> {
           .positional('subnet', {
             type: 'string',
             demandOption: true,
-            describe: 'e.g. 10.5.52.0/24 (the IPv6 subnet in an IPv6-only network)',
+            describe: 'e.g. 198.18.52.0/24 (the IPv6 subnet in an IPv6-only network)',
           })
           .option('public-ip', { type: 'string', describe: 'the host the subnet is reserved for (its IPv4 address)' })
           .option('ipv6-subnet', { type: 'string', describe: 'dual stack: the IPv6 subnet that goes with <subnet> in one key' })
@@ -409,9 +409,9 @@ function leaseCommands(sub: Argv<EtcdArgs>): Argv<EtcdArgs> {
             choices: SUPPORTED_BACKENDS,
             describe: "the BackendType to write (default: the config's Backend.Type)",
           })
-          .example('$0 lease reserve 10.5.52.0/24 --public-ip 198.51.100.3', 'pin a subnet to a host')
+          .example('$0 lease reserve 198.18.52.0/24 --public-ip 198.51.100.3', 'pin a subnet to a host')
           .example(
-            '$0 lease reserve 10.5.52.0/24 --ipv6-subnet 2001:db8:100:34::/64 --public-ip 198.51.100.3 --public-ipv6 2001:db8::3',
+            '$0 lease reserve 198.18.52.0/24 --ipv6-subnet 2001:db8:100:34::/64 --public-ip 198.51.100.3 --public-ipv6 2001:db8::3',
             'the same in a dual-stack network',
           ),
       async (args) =>
@@ -440,13 +440,17 @@ function leaseCommands(sub: Argv<EtcdArgs>): Argv<EtcdArgs> {
       'delete one lease (its host acquires a new one)',
       (revoke) =>
         revoke
-          .positional('subnet', { type: 'string', demandOption: true, describe: 'e.g. 10.5.52.0/24; a dual-stack lease by either subnet' })
-          .example('$0 lease revoke 10.5.52.0/24', 'delete a lease (its host acquires a new one); a dual-stack lease by either subnet'),
+          .positional('subnet', {
+            type: 'string',
+            demandOption: true,
+            describe: 'e.g. 198.18.52.0/24; a dual-stack lease by either subnet',
+          })
+          .example('$0 lease revoke 198.18.52.0/24', 'delete a lease (its host acquires a new one); a dual-stack lease by either subnet'),
       async (args) =>
         withEtcd(args, async (client, keys) => {
           const subnet = parseFlag('subnet', args.subnet, (text) => Prefix.parse(text));
           const name = formatLeaseKey(subnet.family === 4 ? { ipv4: subnet, ipv6: undefined } : { ipv4: undefined, ipv6: subnet });
-          // a dual-stack lease ("10.5.52.0-24&2001:db8:100:34::-64") is found by either of its subnets
+          // a dual-stack lease ("198.18.52.0-24&2001:db8:100:34::-64") is found by either of its subnets
           const found =
             (await client.get(keys.lease(name)).string()) !== null
               ? name
@@ -469,7 +473,7 @@ function commands(parser: Argv<EtcdArgs>): Argv<EtcdArgs> {
       'read or write the network config: config get, config set',
       (sub) =>
         (configNoun = configCommands(sub)
-          .example('$0 config set --network 10.5.0.0/16 --backend vxlan', 'seed a new network')
+          .example('$0 config set --network 198.18.0.0/16 --backend vxlan', 'seed a new network')
           .example('$0 config get -o yaml', 'print the config as YAML')),
       helpOf(() => configNoun),
     )
@@ -479,8 +483,8 @@ function commands(parser: Argv<EtcdArgs>): Argv<EtcdArgs> {
       (sub) =>
         (leaseNoun = leaseCommands(sub)
           .example('$0 leases ls', 'list the subnet leases')
-          .example('$0 lease reserve 10.5.52.0/24 --public-ip 198.51.100.3', 'pin a subnet to a host')
-          .example('$0 lease revoke 10.5.52.0/24', 'delete a lease')),
+          .example('$0 lease reserve 198.18.52.0/24 --public-ip 198.51.100.3', 'pin a subnet to a host')
+          .example('$0 lease revoke 198.18.52.0/24', 'delete a lease')),
       helpOf(() => leaseNoun),
     )
     .command(
@@ -704,7 +708,7 @@ async function main(): Promise<void> {
         if (err !== undefined && err !== null) throw err;
         throw new CommandLineError(`${message}\nRun weftctl --help, or weftctl <command> --help, for the flags and examples.`);
       })
-      .example('$0 config set --network 10.5.0.0/16', 'seed the network config')
+      .example('$0 config set --network 198.18.0.0/16', 'seed the network config')
       .example('$0 leases ls', 'list the subnet leases')
       .example('$0 status --healthz-port 9910', "every lease and its agent's health")
       .example('sudo $0 doctor', 'check this node')
