@@ -31,7 +31,6 @@ export async function reconcileTwice(arg: ReconcileArg): Promise<{ first: Reconc
     const log = createLogger('silent');
     const backend = createBackend({ kernel, log, config, publicInterface });
     const reconciler = new Reconciler({ kernel, backend, family: 4, publicInterface, log, resyncIntervalMs: 60_000 });
-    const toLease = (lease: LeaseText) => decodeLease(lease.name, lease.value, false);
     reconciler.update({ config, own: toLease(arg.own), peers: new Map(arg.peers.map((peer) => [peer.name, toLease(peer)])) });
     const results: ReconcileResult[] = [];
     reconciler.on('reconciled', (result) => results.push(result));
@@ -59,7 +58,6 @@ export async function liveness(
     const log = createLogger('silent');
     const backend = createBackend({ kernel, log, config, publicInterface });
     const reconciler = new Reconciler({ kernel, backend, family: 4, publicInterface, log, resyncIntervalMs: 60_000 });
-    const toLease = (lease: LeaseText) => decodeLease(lease.name, lease.value, false);
     reconciler.update({ config, own: toLease(arg.own), peers: new Map(arg.peers.map((peer) => [peer.name, toLease(peer)])) });
     const aborted: string[] = [];
     reconciler.on('aborted', (trigger, err) => aborted.push(`${trigger}: ${err.message}`));
@@ -77,6 +75,47 @@ export async function liveness(
   } finally {
     await kernel.close();
   }
+}
+
+/**
+ * A vxlan reconcile loop on `iface` that takes the kernel's notifications (so that hand-made damage reaches
+ * it), for `body`; the kernel shim and the monitor are closed afterwards.
+ */
+async function withEventLoop<T>(
+  iface: string,
+  body: (loop: {
+    kernel: ReturnType<typeof openKernel>;
+    reconciler: Reconciler;
+    config: ReturnType<typeof parseNetworkConfig>;
+  }) => Promise<T>,
+): Promise<T> {
+  const { openMonitor } = await import('./kernel/index.js');
+  const config = parseNetworkConfig('{"Network":"198.18.0.0/16","Backend":{"Type":"vxlan"}}');
+  const publicInterface = await selectPublicInterface({ iface: [iface] });
+  const kernel = openKernel();
+  const monitor = await openMonitor();
+  try {
+    const log = createLogger('silent');
+    const backend = createBackend({ kernel, log, config, publicInterface });
+    const reconciler = new Reconciler({
+      kernel,
+      backend,
+      family: 4,
+      publicInterface,
+      log,
+      resyncIntervalMs: 600_000,
+      retryDelayMs: 600_000,
+    });
+    monitor.on('change', (change) => reconciler.kernelChanged(change));
+    return await body({ kernel, reconciler, config });
+  } finally {
+    monitor.close();
+    await kernel.close();
+  }
+}
+
+function toLease(lease: LeaseText) {
+  return decodeLease(lease.name, lease.value, false);
 }
 
 /** What `ip` would list of weft's objects on weft.1, in a form easy to compare. */
@@ -128,25 +167,7 @@ export async function eventPath(arg: EventsArg): Promise<{
   final: ReconcileResult;
 }> {
   const { execFileSync } = await import('node:child_process');
-  const { openMonitor } = await import('./kernel/index.js');
-  const config = parseNetworkConfig('{"Network":"198.18.0.0/16","Backend":{"Type":"vxlan"}}');
-  const publicInterface = await selectPublicInterface({ iface: [arg.iface] });
-  const kernel = openKernel();
-  const monitor = await openMonitor();
-  try {
-    const log = createLogger('silent');
-    const backend = createBackend({ kernel, log, config, publicInterface });
-    const reconciler = new Reconciler({
-      kernel,
-      backend,
-      family: 4,
-      publicInterface,
-      log,
-      resyncIntervalMs: 600_000,
-      retryDelayMs: 600_000,
-    });
-    monitor.on('change', (change) => reconciler.kernelChanged(change));
-    const toLease = (lease: LeaseText) => decodeLease(lease.name, lease.value, false);
+  return withEventLoop(arg.iface, async ({ kernel, reconciler, config }) => {
     const peers = new Map([[arg.peers[0].name, toLease(arg.peers[0])]]);
     reconciler.update({ config, own: toLease(arg.own), peers });
     const results: ReconcileResult[] = [];
@@ -196,10 +217,7 @@ export async function eventPath(arg: EventsArg): Promise<{
     const final = results[results.length - 1];
     await reconciler.stop();
     return { steps, final };
-  } finally {
-    monitor.close();
-    await kernel.close();
-  }
+  });
 }
 
 /** Programs the peers in one route form, then switches to the other, then back. */
@@ -209,7 +227,6 @@ export async function routeForms(arg: ReconcileArg): Promise<{ forms: { form: st
   const kernel = openKernel();
   try {
     const log = createLogger('silent');
-    const toLease = (lease: LeaseText) => decodeLease(lease.name, lease.value, false);
     const forms: { form: string; operations: number; kernel: Snapshot }[] = [];
     for (const form of ['inline', 'nexthop', 'inline'] as const) {
       const backend = createBackend({ kernel, log, config, publicInterface });
@@ -238,25 +255,7 @@ export async function foreignRoute(arg: EventsArg & { foreign: string[] }): Prom
   kernel: Snapshot;
 }> {
   const { execFileSync } = await import('node:child_process');
-  const { openMonitor } = await import('./kernel/index.js');
-  const config = parseNetworkConfig('{"Network":"198.18.0.0/16","Backend":{"Type":"vxlan"}}');
-  const publicInterface = await selectPublicInterface({ iface: [arg.iface] });
-  const kernel = openKernel();
-  const monitor = await openMonitor();
-  try {
-    const log = createLogger('silent');
-    const backend = createBackend({ kernel, log, config, publicInterface });
-    const reconciler = new Reconciler({
-      kernel,
-      backend,
-      family: 4,
-      publicInterface,
-      log,
-      resyncIntervalMs: 600_000,
-      retryDelayMs: 600_000,
-    });
-    monitor.on('change', (change) => reconciler.kernelChanged(change));
-    const toLease = (lease: LeaseText) => decodeLease(lease.name, lease.value, false);
+  return withEventLoop(arg.iface, async ({ kernel, reconciler, config }) => {
     reconciler.update({ config, own: toLease(arg.own), peers: new Map(arg.peers.map((peer) => [peer.name, toLease(peer)])) });
     const results: ReconcileResult[] = [];
     reconciler.on('reconciled', (result) => results.push(result));
@@ -271,8 +270,5 @@ export async function foreignRoute(arg: EventsArg & { foreign: string[] }): Prom
     while (results.at(-1)!.blockedRoutes > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
     await reconciler.stop();
     return { first, whileBlocked, afterDelete: results.at(-1)!, kernel: await snapshot(kernel) };
-  } finally {
-    monitor.close();
-    await kernel.close();
-  }
+  });
 }
