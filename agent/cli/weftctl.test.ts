@@ -6,6 +6,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Etcd3 } from 'etcd3';
 import { EtcdServer, freePort } from '../../test/etcd-server.js';
+import { asReachableByOthers } from '../../test/unprivileged.js';
 import { HealthServer, READINESS_CHECKS, Readiness } from '../http.js';
 import { WeftMetrics } from '../metrics.js';
 import { connectEtcd } from '../registry/etcd.js';
@@ -740,17 +741,19 @@ describe('weftctl against a real etcd', function () {
       writeFileSync(join(dir, 'client.crt'), 'not a certificate\n', { mode: 0o644 });
       chmodSync(dir, 0o755);
       // as nobody, as an operator without sudo would
-      const denied = await run(
-        { PATH: process.env.PATH ?? '' },
-        [
-          '--environment-file=',
-          `--etcd-endpoints=${etcd.endpoint}`,
-          `--etcd-certfile=${join(dir, 'client.crt')}`,
-          `--etcd-keyfile=${key}`,
-          'config',
-          'get',
-        ],
-        ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups'],
+      const denied = await asReachableByOthers(WEFTCTL, () =>
+        run(
+          { PATH: process.env.PATH ?? '' },
+          [
+            '--environment-file=',
+            `--etcd-endpoints=${etcd.endpoint}`,
+            `--etcd-certfile=${join(dir, 'client.crt')}`,
+            `--etcd-keyfile=${key}`,
+            'config',
+            'get',
+          ],
+          ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups'],
+        ),
       );
       assert.equal(denied.code, 2, denied.stderr);
       assert.match(

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { netnsAvailable } from '../../test/netns.js';
+import { asReachableByOthers } from '../../test/unprivileged.js';
 import { NetnsLab, seedNetworkConfig, shellQuote } from '../../e2e/lab/index.js';
 import { createLogger } from '../log.js';
 import { NetlinkError } from '../kernel/index.js';
@@ -85,7 +86,7 @@ describe('weftd: what it says when it cannot start', function () {
         `--subnet-file=${dir}/subnet.env`,
         `--node-id-file=${dir}/node-id`,
       ];
-      const result = await lab.exec(host, argv.map(shellQuote).join(' '), { timeoutMs: 30_000 });
+      const result = await asReachableByOthers(WEFTD, () => lab.exec(host, argv.map(shellQuote).join(' '), { timeoutMs: 30_000 }));
       assert.equal(result.code, 1, result.stdout + result.stderr);
       const fatal = (result.stdout + result.stderr)
         .split('\n')
