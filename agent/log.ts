@@ -43,10 +43,17 @@ function serializeError(err: unknown, depth = 0): unknown {
   return out;
 }
 
-/** JSON lines on stderr (or `destination`), one logger per process with child loggers per component; errors go under `err`. */
+/**
+ * JSON lines on stderr (or `destination`), one logger per process with child loggers per component; errors go under `err`.
+ *
+ * stderr is written synchronously, as node's own console does. Buffered, the lines still unwritten at an exit are
+ * flushed by a loop that retries every 100 ms for as long as the write fails: with the reader of stderr gone (a
+ * restarted journald, a closed pipe) each write fails with EPIPE and the process never exits. Written at once, the
+ * first EPIPE turns the logger off and the process goes on without its log.
+ */
 export function createLogger(level: Level | 'silent' = 'info', destination?: DestinationStream): Logger {
   const options = { level, base: { name: 'weft' }, serializers: { err: (err: unknown) => serializeError(err) } };
-  return destination === undefined ? pino(options, fdDestination(2)) : pino(options, destination);
+  return destination === undefined ? pino(options, fdDestination({ dest: 2, sync: true })) : pino(options, destination);
 }
 
 /**
