@@ -8,7 +8,7 @@
  * only the ones the shim reports are decoded, so an attribute a newer kernel adds cannot break a dump.
  */
 import { endianness } from 'node:os';
-import { AttrStream, ifla, putString, putU32, rt } from 'netlink';
+import { AttrStream, ifla, putString, putU32, rt } from './netlink-parts.js';
 import { InvalidCidrError, WeftError } from '../../common/errors.js';
 import { IpAddress, ipv4Value } from '../../common/cidr.js';
 import { parseMac } from '../../common/packet.js';

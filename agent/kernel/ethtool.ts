@@ -1,5 +1,5 @@
 /** Device features (offloads) through ethtool's generic-netlink family, as `ethtool -K` sets them. */
-import { createGenericNetlink, genl, Flags } from 'netlink';
+import { createGenericNetlink, genl, Flags } from './netlink-parts.js';
 import { CaptureDeviceError } from './errors.js';
 import { attr, cString, NLA_F_NESTED, u32 } from './veth.js';
 

@@ -10,7 +10,7 @@
  * kernel where it supports that (neighbours, FDB) and in the shim otherwise (routes, addresses).
  * Kernel refusals reject with NetlinkError (code WEFT_NETLINK, errnoName EEXIST / ENOENT / ...).
  */
-import { FlagsNew, rt, type NetlinkMessage } from 'netlink';
+import { FlagsNew, rt, type NetlinkMessage } from './netlink-parts.js';
 import {
   addressDumpPayload,
   addressPayload,

@@ -9,7 +9,7 @@
  * than the reader drains it, e.g. while weft itself programs thousands of peers. Here the abort only ends
  * this child; the parent reports an overrun and starts a new one.
  */
-import { Protocol, RawNetlinkSocket, parseMessages } from 'netlink';
+import { Protocol, RawNetlinkSocket, parseMessages } from './netlink-parts.js';
 import { decodeChange } from './codec.js';
 import { encodeChangeLine } from './monitor-lines.js';
 

@@ -6,7 +6,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { constants } from 'node:os';
-import { parseMessages } from 'netlink';
+import { parseMessages } from './netlink-parts.js';
 import { WeftError } from '../../common/errors.js';
 import type { NativeAddon, ReceiverHandle } from '../native-addon.js';
 import { decodeChange } from './codec.js';

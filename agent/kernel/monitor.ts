@@ -19,7 +19,7 @@ import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
 import type { Readable, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import { rt } from 'netlink';
+import { rt } from './netlink-parts.js';
 import { WeftError } from '../../common/errors.js';
 import { childEnvironment } from '../host/command.js';
 import { loadNativeAddon } from '../native-addon.js';

@@ -31,7 +31,7 @@
  *   is unknown and the caller should re-read the kernel state (the reconcile loop does).
  */
 import { constants } from 'node:os';
-import { Flags, FlagsGet, MessageType, Protocol, RawNetlinkSocket, parseMessages, type NetlinkMessage } from 'netlink';
+import { Flags, FlagsGet, MessageType, Protocol, RawNetlinkSocket, parseMessages, type NetlinkMessage } from './netlink-parts.js';
 import { readS32, readU16, writeU16, writeU32 } from './codec.js';
 import { NetlinkClosedError, NetlinkError } from './errors.js';
 

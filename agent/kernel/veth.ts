@@ -6,7 +6,7 @@
  * Requests go over a short-lived rtnetlink socket of their own (a handful of requests at start-up and on
  * repair).
  */
-import { FlagsNew, rt } from 'netlink';
+import { FlagsNew, rt } from './netlink-parts.js';
 import { parseMac } from '../../common/packet.js';
 import { readU32, writeS32, writeU16, writeU32 } from './codec.js';
 import { CaptureDeviceError, NetlinkError } from './errors.js';
