@@ -13,12 +13,13 @@
  * - weft's own (import.meta.url): dist/bin/ is as deep as dist/agent/, so ../../build/Release/weft_native.node,
  *   ../build-info.json and ../../package.json name the same files, and ./monitor-child.js and ./worker.js
  *   are entry points here.
- * - CommonJS packages' __dirname and __filename are the bundle's: etcd3 reads ../proto/rpc.proto, copied to
- *   dist/proto/; netlink's native binding is looked up in its package directory (below).
+ * - CommonJS packages' __dirname and __filename are the bundle's: netlink's native binding is looked up in its
+ *   package directory (below). etcd3 would read ../proto/rpc.proto: the bundle hands it the definitions already
+ *   parsed instead (below), so there is no .proto file to ship.
  * - `cap` is required at run time (agent/userspace/native.ts) from node_modules, as the addon is loaded from
  *   build/Release: native code stays where npm and node-gyp put it.
  */
-import { chmodSync, copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -26,7 +27,6 @@ import * as esbuild from 'esbuild';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const out = join(root, 'dist', 'bin');
-const require = createRequire(join(root, 'package.json'));
 
 /** Output name → tsc's output. */
 const ENTRY_POINTS = {
@@ -63,6 +63,30 @@ const netlinkBinding = {
   },
 };
 
+/**
+ * etcd3 parses etcd's .proto files each time it is loaded (@grpc/proto-loader's loadSync, some 10 ms of every
+ * start). The bundle gives it the same definitions as protobufjs JSON, parsed here by the protobufjs that etcd3's
+ * proto-loader uses, with the option of its loadSync call that acts at parse time (keepCase); proto-loader's
+ * fromJSON builds the package definition from them with the options etcd3 passes.
+ */
+const etcdDefinitions = {
+  name: 'etcd-definitions',
+  setup(build) {
+    build.onLoad({ filter: /[\\/]node_modules[\\/]etcd3[\\/]lib[\\/]connection-pool\.js$/ }, (args) => {
+      const text = readFileSync(args.path, 'utf8');
+      const load = '(0, proto_loader_1.loadSync)(`${__dirname}/../proto/rpc.proto`, {\n    keepCase: true,';
+      if (!text.includes(load)) throw new Error(`${args.path} no longer loads etcd's definitions with ${load}: update deploy/bundle.mjs`);
+      const etcd3 = createRequire(args.path);
+      const protobuf = createRequire(etcd3.resolve('@grpc/proto-loader'))('protobufjs');
+      const definitions = new protobuf.Root().loadSync(join(dirname(args.path), '..', 'proto', 'rpc.proto'), { keepCase: true });
+      return {
+        contents: text.replace(load, `(0, proto_loader_1.fromJSON)(${JSON.stringify(definitions.toJSON())}, {\n    keepCase: true,`),
+        loader: 'js',
+      };
+    });
+  },
+};
+
 rmSync(out, { recursive: true, force: true });
 const result = await esbuild.build({
   absWorkingDir: root,
@@ -76,17 +100,17 @@ const result = await esbuild.build({
   target: 'node20',
   banner: { js: BANNER },
   define: { __dirname: '__weftDirname', __filename: '__weftFilename' },
-  plugins: [netlinkBinding],
+  plugins: [netlinkBinding, etcdDefinitions],
   sourcemap: 'linked',
+  // Node keeps each file's source in memory; without the comments and indentation it is a third smaller, and all
+  // ASCII (one comment with a '±' made node hold a whole chunk as two bytes a character). Names are kept, so
+  // stack traces still name the functions; the source maps point at the original lines.
+  minifyWhitespace: true,
+  legalComments: 'linked',
   metafile: true,
   logLevel: 'warning',
 });
 
-const protoDir = join(root, 'dist', 'proto');
-const etcdProto = join(dirname(require.resolve('etcd3/package.json')), 'proto');
-mkdirSync(protoDir, { recursive: true });
-for (const file of readdirSync(etcdProto).filter((name) => name.endsWith('.proto')))
-  copyFileSync(join(etcdProto, file), join(protoDir, file));
 for (const program of PROGRAMS) chmodSync(join(out, `${program}.js`), 0o755);
 
 const bytes = Object.entries(result.metafile.outputs)

@@ -146,7 +146,6 @@ describe('deploy/: install.sh into a temporary root', function () {
       'dist/bin/weftctl.js',
       'dist/bin/monitor-child.js',
       'dist/bin/worker.js',
-      'dist/proto/rpc.proto',
       'package.json',
       'node_modules/netlink/package.json',
       'node_modules/cap/package.json',
@@ -202,7 +201,7 @@ describe('deploy/: install.sh into a temporary root', function () {
     assert.ok(existsSync(join(root, 'usr/local/share/doc/weft/README.md')));
   });
 
-  it("the installed weftctl talks to a real etcd: the bundle finds its chunks and etcd's .proto files in the installed tree", async function () {
+  it("the installed weftctl talks to a real etcd: the bundle finds its chunks in the installed tree and etcd's definitions inside it", async function () {
     const etcd = await EtcdServer.start();
     try {
       const weftctl = (...args: string[]) =>

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs a built weft (npm ci && npm run build) with its systemd unit:
 #
-#   <prefix>/lib/weft/                 dist/bin (the bundled programs), dist/proto (etcd's), package.json,
+#   <prefix>/lib/weft/                 dist/bin (the bundled programs), package.json,
 #                                      weft's addon and the production node_modules (for the native ones)
 #   <prefix>/bin/weftd, weftctl        wrappers that run them with node
 #   <prefix>/bin/weft-docker-opts      subnet.env → dockerd --bip/--mtu (deploy/docker/weft-docker-opts.sh)
@@ -62,7 +62,7 @@ if [ -n "$destdir" ]; then
   mkdir -p "$destdir"
   destdir=$(cd "$destdir" && pwd)
 fi
-for built in dist/bin/weftd.js dist/bin/weftctl.js dist/proto/rpc.proto node_modules package.json package-lock.json; do
+for built in dist/bin/weftd.js dist/bin/weftctl.js node_modules package.json package-lock.json; do
   [ -e "$source_dir/$built" ] || fail "$source_dir/$built is missing: build weft first (npm ci && npm run build)"
 done
 node_bin=$(command -v node || true)
@@ -83,8 +83,8 @@ stage=$root$libdir.new
 rm -rf "$stage"
 mkdir -p "$stage/dist"
 cp -a "$source_dir/package.json" "$source_dir/package-lock.json" "$stage/"
-# the programs as npm run build bundles them, and the .proto files etcd's client reads from beside them
-cp -a "$source_dir/dist/bin" "$source_dir/dist/proto" "$stage/dist/"
+# the programs as npm run build bundles them
+cp -a "$source_dir/dist/bin" "$stage/dist/"
 # version, commit and source fingerprint of the build (weft_build_info; the Vagrant driver compares them)
 if [ -f "$source_dir/dist/build-info.json" ]; then cp -a "$source_dir/dist/build-info.json" "$stage/dist/"; fi
 # weft's addon (npm run build makes it when a compiler is there; without it the userspace path uses dgram and the kernel monitor a child process)
