@@ -98,10 +98,22 @@ export function prefixToBytes(text: string): PrefixBytes {
   const addr = slash < 0 ? text : text.slice(0, slash);
   const { family, bytes } = ipToBytes(addr);
   const max = family === 4 ? 32 : 128;
-  const lenText = slash < 0 ? String(max) : text.slice(slash + 1);
-  const len = Number(lenText);
-  if (!/^\d{1,3}$/.test(lenText) || len > max) throw new InvalidCidrError(`"${text}" has an invalid prefix length`);
+  const len = slash < 0 ? max : prefixLength(text, slash + 1);
+  if (len < 0 || len > max) throw new InvalidCidrError(`"${text}" has an invalid prefix length`);
   return { family, bytes, len };
+}
+
+/** The decimal number of 1 to 3 digits that ends `text` from `start`, or -1 (by hand: a route is encoded per peer). */
+function prefixLength(text: string, start: number): number {
+  const digits = text.length - start;
+  if (digits < 1 || digits > 3) return -1;
+  let len = 0;
+  for (let i = start; i < text.length; i++) {
+    const c = text.charCodeAt(i) - 48;
+    if (c < 0 || c > 9) return -1;
+    len = len * 10 + c;
+  }
+  return len;
 }
 
 /** Canonical text of a prefix ("198.18.2.0/24", "2001:db8:100::/64"); host bits are kept as given. */
@@ -181,6 +193,60 @@ function putAttrBytes(b: Buffer, offset: number, type: number, data: Buffer): nu
   writeU16(b, type, offset + 2);
   data.copy(b, offset + 4);
   return offset + NLA_ALIGN(4 + data.length);
+}
+
+/**
+ * An address to encode: the IPv4 address as a number (no buffer made for it), or else the parsed IPv6 one.
+ * Throws for a text that is neither.
+ */
+interface AddressToPut {
+  v4: number;
+  v6: IpBytes | undefined;
+}
+
+function addressToPut(ip: string): AddressToPut {
+  const v4 = ipv4Value(ip);
+  return { v4, v6: v4 >= 0 ? undefined : ipToBytes(ip) };
+}
+
+const ipAttrSize = (a: AddressToPut): number => (a.v6 === undefined ? 8 : attrSize(a.v6.bytes));
+
+function putAttrIp(b: Buffer, offset: number, type: number, a: AddressToPut): number {
+  if (a.v6 !== undefined) return putAttrBytes(b, offset, type, a.v6.bytes);
+  writeU16(b, 8, offset);
+  writeU16(b, type, offset + 2);
+  b.writeUInt32BE(a.v4, offset + 4);
+  return offset + 8;
+}
+
+const MAC_ATTR_SIZE = NLA_ALIGN(4 + 6);
+
+/**
+ * An attribute holding the MAC address `mac` ("aa:bb:cc:dd:ee:ff", case-insensitive), parsed into place;
+ * a WeftError WEFT_INVALID_MAC for anything else, as parseMac.
+ */
+function putAttrMac(b: Buffer, offset: number, type: number, mac: string): number {
+  if (mac.length !== 17) throw invalidMac(mac);
+  for (let i = 0; i < 6; i++) {
+    const hi = hexValue(mac.charCodeAt(i * 3));
+    const lo = hexValue(mac.charCodeAt(i * 3 + 1));
+    if (hi < 0 || lo < 0 || (i < 5 && mac.charCodeAt(i * 3 + 2) !== 58)) throw invalidMac(mac);
+    b[offset + 4 + i] = hi * 16 + lo;
+  }
+  writeU16(b, 10, offset);
+  writeU16(b, type, offset + 2);
+  return offset + MAC_ATTR_SIZE;
+}
+
+function hexValue(c: number): number {
+  if (c >= 48 && c <= 57) return c - 48;
+  if (c >= 97 && c <= 102) return c - 87;
+  if (c >= 65 && c <= 70) return c - 55;
+  return -1;
+}
+
+function invalidMac(mac: string): WeftError {
+  return new WeftError('WEFT_INVALID_MAC', `"${mac}" is not a MAC address`);
 }
 
 function putAttrU32(b: Buffer, offset: number, type: number, value: number): number {
@@ -366,14 +432,13 @@ const NDA_MASTER = 9;
 const NDMSG_LEN = 12;
 
 export function neighbourPayload(index: number, ip: string, mac: string | null): Buffer {
-  const { family, bytes } = ipToBytes(ip);
-  const lladdr = mac === null ? undefined : parseMac(mac);
-  const b = zeroed(NDMSG_LEN + attrSize(bytes) + attrSize(lladdr));
-  b[0] = afOf(family);
+  const address = addressToPut(ip);
+  const b = zeroed(NDMSG_LEN + ipAttrSize(address) + (mac === null ? 0 : MAC_ATTR_SIZE));
+  b[0] = afOf(address.v6?.family ?? 4);
   writeS32(b, index, 4);
   if (mac !== null) writeU16(b, NUD_PERMANENT, 8);
-  const offset = putAttrBytes(b, NDMSG_LEN, NDA_DST, bytes);
-  if (lladdr !== undefined) putAttrBytes(b, offset, NDA_LLADDR, lladdr);
+  const offset = putAttrIp(b, NDMSG_LEN, NDA_DST, address);
+  if (mac !== null) putAttrMac(b, offset, NDA_LLADDR, mac);
   return b;
 }
 
@@ -385,15 +450,14 @@ export function neighbourDumpPayload(af: number, index: number | undefined): Buf
 }
 
 export function fdbPayload(index: number, mac: string, dst: string | null, add: boolean): Buffer {
-  const lladdr = parseMac(mac);
-  const remote = dst === null ? undefined : ipToBytes(dst).bytes;
-  const b = zeroed(NDMSG_LEN + attrSize(lladdr) + attrSize(remote));
+  const remote = dst === null ? undefined : addressToPut(dst);
+  const b = zeroed(NDMSG_LEN + MAC_ATTR_SIZE + (remote === undefined ? 0 : ipAttrSize(remote)));
   b[0] = AF_BRIDGE;
   writeS32(b, index, 4);
   if (add) writeU16(b, NUD_PERMANENT, 8);
   b[10] = NTF_SELF;
-  const offset = putAttrBytes(b, NDMSG_LEN, NDA_LLADDR, lladdr);
-  if (remote !== undefined) putAttrBytes(b, offset, NDA_DST, remote);
+  const offset = putAttrMac(b, NDMSG_LEN, NDA_LLADDR, mac);
+  if (remote !== undefined) putAttrIp(b, offset, NDA_DST, remote);
   return b;
 }
 

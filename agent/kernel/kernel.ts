@@ -141,16 +141,12 @@ export function vxlanMismatches(link: LinkInfo, spec: VxlanSpec): string[] {
 }
 
 /**
- * Runs a request builder, turning a synchronous throw (a bad address, say) into a rejection. The hot
- * request methods are plain functions rather than `async` ones: one promise per request instead of two,
- * which matters when a reconcile sends tens of thousands.
+ * A synchronous throw of a request builder (a bad address, say) as a rejection. The hot request methods are
+ * plain functions rather than `async` ones, and catch it themselves rather than through a closure: one
+ * promise per request instead of two, and no closure, which matters when a reconcile sends tens of thousands.
  */
-function settle(request: () => Promise<void>): Promise<void> {
-  try {
-    return request();
-  } catch (err) {
-    return Promise.reject(err instanceof Error ? err : new Error(String(err)));
-  }
+function rejection(err: unknown): Promise<void> {
+  return Promise.reject(err instanceof Error ? err : new Error(String(err)));
 }
 
 export class NetlinkKernel implements Kernel {
@@ -294,17 +290,21 @@ export class NetlinkKernel implements Kernel {
 
   /** Creates or replaces a PERMANENT neighbour entry ip → mac (`ip neigh replace`). */
   replaceNeighbour(index: number, ip: string, mac: string): Promise<void> {
-    return settle(() => {
+    try {
       const payload = neighbourPayload(index, ip, mac);
       return this.sock.write(T.NEWNEIGH, CREATE_REPLACE, payload, () => `replace neighbour ${ip} lladdr ${mac} dev ${this.dev(index)}`);
-    });
+    } catch (err) {
+      return rejection(err);
+    }
   }
 
   deleteNeighbour(index: number, ip: string): Promise<void> {
-    return settle(() => {
+    try {
       const payload = neighbourPayload(index, ip, null);
       return this.sock.write(T.DELNEIGH, 0, payload, () => `delete neighbour ${ip} dev ${this.dev(index)}`);
-    });
+    } catch (err) {
+      return rejection(err);
+    }
   }
 
   // -------------------------------------------------------------------------------------------- FDB
@@ -320,7 +320,7 @@ export class NetlinkKernel implements Kernel {
 
   /** Creates or replaces a PERMANENT `self` entry mac → remote VTEP dst (`bridge fdb replace ... self permanent`). */
   replaceFdb(index: number, mac: string, dst: string): Promise<void> {
-    return settle(() => {
+    try {
       const payload = fdbPayload(index, mac, dst, true);
       return this.sock.write(
         T.NEWNEIGH,
@@ -328,15 +328,19 @@ export class NetlinkKernel implements Kernel {
         payload,
         () => `replace fdb ${mac} dst ${dst} dev ${this.dev(index)} self permanent`,
       );
-    });
+    } catch (err) {
+      return rejection(err);
+    }
   }
 
   /** Deletes the entry for mac (only its remote `dst` when given). */
   deleteFdb(index: number, mac: string, dst?: string): Promise<void> {
-    return settle(() => {
+    try {
       const payload = fdbPayload(index, mac, dst ?? null, false);
       return this.sock.write(T.DELNEIGH, 0, payload, () => `delete fdb ${mac}${dst ? ` dst ${dst}` : ''} dev ${this.dev(index)} self`);
-    });
+    } catch (err) {
+      return rejection(err);
+    }
   }
 
   // ----------------------------------------------------------------------------------------- routes
@@ -361,20 +365,24 @@ export class NetlinkKernel implements Kernel {
 
   /** Adds a route; EEXIST when one to the same prefix (and metric) exists in the table. */
   addRoute(route: RouteSpec): Promise<void> {
-    return settle(() => {
+    try {
       return this.writeRoute('add', CREATE_EXCL, route);
-    });
+    } catch (err) {
+      return rejection(err);
+    }
   }
 
   /** Adds a route or replaces the one to the same prefix (and metric) (`ip route replace`). */
   replaceRoute(route: RouteSpec): Promise<void> {
-    return settle(() => {
+    try {
       return this.writeRoute('replace', CREATE_REPLACE, route);
-    });
+    } catch (err) {
+      return rejection(err);
+    }
   }
 
   deleteRoute(sel: RouteSelector): Promise<void> {
-    return settle(() => {
+    try {
       const dst = prefixToBytes(sel.dst);
       const payload = routePayload({
         family: dst.family,
@@ -389,7 +397,9 @@ export class NetlinkKernel implements Kernel {
         nexthopId: sel.nexthopId,
       });
       return this.sock.write(T.DELROUTE, 0, payload, () => `delete route ${this.describeRoute(sel)}`);
-    });
+    } catch (err) {
+      return rejection(err);
+    }
   }
 
   private writeRoute(verb: string, flags: number, route: RouteSpec): Promise<void> {
@@ -443,21 +453,27 @@ export class NetlinkKernel implements Kernel {
   }
 
   addNexthop(nexthop: NexthopSpec): Promise<void> {
-    return settle(() => {
+    try {
       return this.writeNexthop('add', CREATE_EXCL, nexthop);
-    });
+    } catch (err) {
+      return rejection(err);
+    }
   }
 
   replaceNexthop(nexthop: NexthopSpec): Promise<void> {
-    return settle(() => {
+    try {
       return this.writeNexthop('replace', CREATE_REPLACE, nexthop);
-    });
+    } catch (err) {
+      return rejection(err);
+    }
   }
 
   deleteNexthop(id: number): Promise<void> {
-    return settle(() => {
+    try {
       return this.sock.write(T.DELNEXTHOP, 0, nexthopIdPayload(id), () => `delete nexthop id ${id}`);
-    });
+    } catch (err) {
+      return rejection(err);
+    }
   }
 
   private writeNexthop(verb: string, flags: number, nexthop: NexthopSpec): Promise<void> {

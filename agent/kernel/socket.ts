@@ -32,7 +32,7 @@
  */
 import { constants } from 'node:os';
 import { Flags, FlagsGet, MessageType, Protocol, RawNetlinkSocket, parseMessages, type NetlinkMessage } from './netlink-parts.js';
-import { readS32, readU16, writeU16, writeU32 } from './codec.js';
+import { readS32, writeU16, writeU32 } from './codec.js';
 import { NetlinkClosedError, NetlinkError } from './errors.js';
 
 export interface RtnlSocketOptions {
@@ -79,7 +79,10 @@ export interface Reply {
 
 interface Pending {
   seq: number;
-  msg: Buffer;
+  type: number;
+  /** NLM_F_* bits of the request; NLM_F_REQUEST, and NLM_F_ACK where needed, are added as it is sent */
+  flags: number;
+  payload: Buffer;
   dump: boolean;
   /** ask for an ACK even in the middle of a batch (requests with a data answer) */
   ack: boolean;
@@ -90,12 +93,22 @@ interface Pending {
   each: ((m: NetlinkMessage) => void) | null;
   interrupted: boolean;
   batch: Pending[] | null;
-  resolve: (reply: Reply) => void;
-  reject: (err: Error) => void;
+  /** a GET's or a dump's answer; null for a write, whose answer is only success or an error */
+  resolve: ((reply: Reply) => void) | null;
+  reject: ((err: Error) => void) | null;
+  /** instead of resolve and reject: a write's outcome, null on success */
+  done: ((err: Error | null) => void) | null;
+}
+
+/** A request's outcome is an error. */
+function fail(p: Pending, err: Error): void {
+  if (p.done !== null) p.done(err);
+  else p.reject?.(err);
 }
 
 const HEADER_LEN = 16;
 const NLMSG_ALIGN = (n: number): number => (n + 3) & ~3;
+const NO_PAYLOAD = Buffer.alloc(0);
 const { ENOBUFS, EIO } = constants.errno;
 const EBUSY = 16;
 
@@ -190,7 +203,9 @@ export class RtnlSocket {
    */
   write(type: number, flags: number, payload: Buffer, describe: Describe): Promise<void> {
     if (this.closing) return Promise.reject(new NetlinkClosedError(describe()));
-    return new Promise<void>((resolve, reject) => this.enqueue(type, flags, payload, describe, false, false, () => resolve(), reject));
+    return new Promise<void>((resolve, reject) =>
+      this.enqueue(type, flags, payload, describe, false, false, null, null, (err) => (err === null ? resolve() : reject(err))),
+    );
   }
 
   /** Sends a non-dump GET; resolves with the answer's messages (usually one). */
@@ -249,7 +264,7 @@ export class RtnlSocket {
     this.raw.close();
     const victims = [...this.pending.values(), ...this.queue.drain()];
     this.pending.clear();
-    for (const p of victims) p.reject(new NetlinkClosedError(p.describe()));
+    for (const p of victims) fail(p, new NetlinkClosedError(p.describe()));
     this.notifyDrained();
   }
 
@@ -265,7 +280,7 @@ export class RtnlSocket {
     each: Pending['each'] = null,
   ): Promise<Reply> {
     if (this.closing) return Promise.reject(new NetlinkClosedError(describe()));
-    return new Promise<Reply>((resolve, reject) => this.enqueue(type, flags, payload, describe, dump, ack, resolve, reject, each));
+    return new Promise<Reply>((resolve, reject) => this.enqueue(type, flags, payload, describe, dump, ack, resolve, reject, null, each));
   }
 
   private enqueue(
@@ -275,22 +290,29 @@ export class RtnlSocket {
     describe: Describe,
     dump: boolean,
     ack: boolean,
-    resolve: (reply: Reply) => void,
-    reject: (err: Error) => void,
+    resolve: Pending['resolve'],
+    reject: Pending['reject'],
+    done: Pending['done'],
     each: Pending['each'] = null,
   ): void {
     this.seq = this.seq >= 0xffffffff ? 1 : this.seq + 1;
     const seq = this.seq;
-    const length = HEADER_LEN + payload.length;
-    const msg = Buffer.allocUnsafe(NLMSG_ALIGN(length));
-    if (msg.length > length) msg.fill(0, length);
-    writeU32(msg, length, 0);
-    writeU16(msg, type, 4);
-    writeU16(msg, flags | Flags.REQUEST, 6);
-    writeU32(msg, seq, 8);
-    writeU32(msg, 0, 12); // nlmsg_pid 0: the kernel does not look at it
-    payload.copy(msg, HEADER_LEN);
-    this.queue.push({ seq, msg, dump, ack, describe, messages: null, each, interrupted: false, batch: null, resolve, reject });
+    this.queue.push({
+      seq,
+      type,
+      flags,
+      payload,
+      dump,
+      ack,
+      describe,
+      messages: null,
+      each,
+      interrupted: false,
+      batch: null,
+      resolve,
+      reject,
+      done,
+    });
     this.updateRef();
     this.scheduleFlush();
   }
@@ -312,7 +334,7 @@ export class RtnlSocket {
       if (head.dump) {
         this.queue.shift();
         this.dumpInFlight = true;
-        this.sendBatch([head]);
+        this.sendBatch([head], NLMSG_ALIGN(HEADER_LEN + head.payload.length));
         continue;
       }
       const batch: Pending[] = [];
@@ -321,26 +343,40 @@ export class RtnlSocket {
         const next = this.queue.peek();
         if (!next || next.dump) break;
         if (batch.length >= this.maxBatchMessages || this.pending.size + batch.length >= this.maxInFlight) break;
-        if (batch.length > 0 && bytes + next.msg.length > this.maxBatchBytes) break;
+        const size = NLMSG_ALIGN(HEADER_LEN + next.payload.length);
+        if (batch.length > 0 && bytes + size > this.maxBatchBytes) break;
         this.queue.shift();
         batch.push(next);
-        bytes += next.msg.length;
+        bytes += size;
       }
-      this.sendBatch(batch);
+      this.sendBatch(batch, bytes);
     }
   }
 
-  private sendBatch(batch: Pending[]): void {
+  /** Sends `batch` in one sendmsg: its messages, `bytes` in all, framed one after the other in one buffer. */
+  private sendBatch(batch: Pending[], bytes: number): void {
     const last = batch[batch.length - 1];
+    const data = Buffer.allocUnsafe(bytes);
+    let offset = 0;
     for (const p of batch) {
-      if (!p.dump && (p.ack || p === last)) writeU16(p.msg, readU16(p.msg, 6) | Flags.ACK, 6);
+      const length = HEADER_LEN + p.payload.length;
+      const ack = !p.dump && (p.ack || p === last);
+      writeU32(data, length, offset);
+      writeU16(data, p.type, offset + 4);
+      writeU16(data, p.flags | Flags.REQUEST | (ack ? Flags.ACK : 0), offset + 6);
+      writeU32(data, p.seq, offset + 8);
+      writeU32(data, 0, offset + 12); // nlmsg_pid 0: the kernel does not look at it
+      p.payload.copy(data, offset + HEADER_LEN);
+      const end = offset + NLMSG_ALIGN(length);
+      if (end > offset + length) data.fill(0, offset + length, end);
+      offset = end;
+      p.payload = NO_PAYLOAD; // sent: the answer needs only the sequence number
       p.batch = batch;
       this.pending.set(p.seq, p);
     }
     this.counters.messages += batch.length;
     this.counters.batches += 1;
     if (this.pending.size > this.counters.maxPending) this.counters.maxPending = this.pending.size;
-    const data = batch.length === 1 ? last.msg : Buffer.concat(batch.map((p) => p.msg));
     this.raw.send(data, { port: 0 }, (err) => {
       if (!err) return;
       try {
@@ -394,8 +430,9 @@ export class RtnlSocket {
     this.pending.delete(p.seq);
     p.batch = null;
     if (p.dump) this.dumpInFlight = false;
-    if (err) p.reject(err);
-    else p.resolve({ messages: p.messages ?? [], interrupted: p.interrupted });
+    if (err) fail(p, err);
+    else if (p.done !== null) p.done(null);
+    else p.resolve?.({ messages: p.messages ?? [], interrupted: p.interrupted });
   }
 
   private onSocketError(err: Error & { errno?: number; code?: string }): void {
@@ -419,7 +456,7 @@ export class RtnlSocket {
     } catch {
       // already closed by the native side
     }
-    for (const p of victims) p.reject(new NetlinkError(p.describe(), errno, `socket failed: ${err.message}`));
+    for (const p of victims) fail(p, new NetlinkError(p.describe(), errno, `socket failed: ${err.message}`));
     this.notifyDrained();
   }
 
