@@ -193,7 +193,6 @@ export class Agent {
       this.planes.push({ family, backend, reconciler, iptables: undefined });
     }
     this.wirePlanes(config, own.lease);
-    this.startProbing(own.lease);
     const wire = (monitor: KernelMonitor): void => {
       this.monitor = monitor;
       monitor.on('change', (change) => {
@@ -227,6 +226,8 @@ export class Agent {
       })(),
       this.startIngressAllowList(config, own.lease),
     ]);
+    // once the peers are programmed: probes sent while the first reconcile programs them only compete with it
+    if (!this.stopping) this.startProbing(own.lease);
     await this.writeSubnetEnv(own.lease);
   }
 

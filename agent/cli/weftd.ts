@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// first: V8's heap settings, before the other modules run (ES modules run in import order)
-import './heap-flags.js';
+// first: V8's settings, before the other modules run (ES modules run in import order)
+import './v8-flags.js';
 import { buildInfo } from '../build-info.js';
 import { SystemdNotifier, SystemdNotifyError } from '../host/systemd-notify.js';
 import { createLogger } from '../log.js';

@@ -1,4 +1,4 @@
-/** V8 heap settings for weftd, applied when this module runs (weftd.ts imports it first). */
+/** V8 settings for weftd (its heap, its compiler), applied when this module runs (weftd.ts imports it first). */
 import { setFlagsFromString } from 'node:v8';
 
 /**
@@ -19,3 +19,12 @@ setFlagsFromString('--heap-growing-percent=15');
  * applies to loading those too (in the bundle, dist/bin, the chunks weftd's flags need load before it).
  */
 setFlagsFromString('--semi-space-growth-factor=1');
+/**
+ * No optimising compiler (TurboFan). weftd's work comes in bursts of short-lived code: the start, a re-list. In a
+ * burst V8 optimises the functions that just got hot, on a second thread, and the result is mostly used for
+ * a fraction of a second. With 2000 peers that compiling took 0.2 s of CPU and some 10 MB of peak RSS (compiler
+ * zones, the compiler's own code paged in) and made the start slower, not faster; with 10 000 the interpreted
+ * start is about 0.4 s longer (docs/benchmarks.md). A single lease event runs the same either way. V8 reads the
+ * flag when it decides to optimise, so setting it here, before the agent's modules run, covers all of weftd.
+ */
+setFlagsFromString('--no-opt');
