@@ -20,11 +20,16 @@ setFlagsFromString('--heap-growing-percent=15');
  */
 setFlagsFromString('--semi-space-growth-factor=1');
 /**
- * No optimising compiler (TurboFan). weftd's work comes in bursts of short-lived code: the start, a re-list. In a
- * burst V8 optimises the functions that just got hot, on a second thread, and the result is mostly used for
- * a fraction of a second. With 2000 peers that compiling took 0.2 s of CPU and some 10 MB of peak RSS (compiler
- * zones, the compiler's own code paged in) and made the start slower, not faster; with 10 000 the interpreted
- * start is about 0.4 s longer (docs/benchmarks.md). A single lease event runs the same either way. V8 reads the
- * flag when it decides to optimise, so setting it here, before the agent's modules run, covers all of weftd.
+ * No optimising compiler (TurboFan) while weftd starts. The start is a burst of code that runs for a fraction of a
+ * second: V8 optimises the functions that just got hot, on a second thread, and the result is hardly used. With
+ * 2000 peers that compiling took 0.2 s of CPU and some 10 MB of peak RSS (compiler zones, the compiler's own code
+ * paged in) and made the start slower, not faster. What runs for as long as weftd does (probing, lease events)
+ * is worth optimising: optimiseFromNowOn turns the compiler on once weftd is ready. V8 reads the flag each time it
+ * decides whether to optimise, so setting it at run time works.
  */
-setFlagsFromString('--no-opt');
+setFlagsFromString('--no-turbofan');
+
+/** weftd is ready: hot code is optimised from now on. */
+export function optimiseFromNowOn(): void {
+  setFlagsFromString('--turbofan');
+}

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // first: V8's settings, before the other modules run (ES modules run in import order)
-import './v8-flags.js';
+import { optimiseFromNowOn } from './v8-flags.js';
 import { buildInfo } from '../build-info.js';
 import { SystemdNotifier, SystemdNotifyError } from '../host/systemd-notify.js';
 import { createLogger } from '../log.js';
@@ -79,6 +79,7 @@ async function main(): Promise<void> {
     status();
     await agent.start();
     clearInterval(starting);
+    optimiseFromNowOn();
     if (notifier !== undefined && !agent.stopping) {
       // systemd starts the units ordered after weftd (docker) now: the data plane is programmed and subnet.env written
       lastStatus = agent.statusLine();
