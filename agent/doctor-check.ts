@@ -65,9 +65,14 @@ export interface DeviceCheck {
 
 /**
  * The lease's network address as a host address (.0/32, or ::/128) and no other address of the family on
- * the overlay device, as ensureNetworkAddress keeps it (link-local addresses are the kernel's).
+ * the overlay device, as ensureNetworkAddress keeps it (link-local addresses are the kernel's). A mismatch goes
+ * to `fail`: the device check's own, which counts it among the device's problems.
  */
-export async function checkOverlayAddress(input: DeviceCheckInput, link: LinkInfo): Promise<void> {
+export async function checkOverlayAddress(
+  input: DeviceCheckInput,
+  link: LinkInfo,
+  fail: (message: string, fix: string) => void,
+): Promise<void> {
   const { own, family } = input;
   const subnet = own === undefined ? undefined : family === 4 ? own.subnets.ipv4 : own.subnets.ipv6;
   if (subnet === undefined) return;
@@ -76,9 +81,7 @@ export async function checkOverlayAddress(input: DeviceCheckInput, link: LinkInf
     .filter((address) => address.scope !== RT_SCOPE_LINK)
     .map((address) => address.cidr);
   if (!addresses.includes(want) || addresses.length !== 1) {
-    input.add(
-      'device',
-      'fail',
+    fail(
       `${link.name} has IPv${family} addresses [${addresses.join(', ')}], want exactly ${want}`,
       `${HEALS}; by hand: ip -${family} addr flush dev ${link.name} scope global; ip addr add ${want} dev ${link.name}`,
     );

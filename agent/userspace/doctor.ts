@@ -48,13 +48,7 @@ export async function checkUserspaceDevice(
   if (link.mtu !== mtu) fail(`${name} mtu is ${link.mtu}, want ${mtu}`, `${HEALS}; by hand: ip link set ${name} mtu ${mtu}`);
   if (mac !== undefined && link.mac !== mac)
     fail(`${name} has MAC ${link.mac ?? '(none)'}, want the VtepMAC ${mac}`, `weftd sets it: ${RESTART}`);
-  await checkOverlayAddress(
-    {
-      ...input,
-      add: (check, severity, message, fix) => (severity === 'fail' ? fail(message, fix ?? '') : input.add(check, severity, message, fix)),
-    },
-    link,
-  );
+  await checkOverlayAddress(input, link, fail);
   if (problems === 0) {
     input.add(
       'device',

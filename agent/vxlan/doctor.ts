@@ -115,13 +115,7 @@ export async function checkVxlanDevice(input: DeviceCheckInput, vxlan: VxlanBack
       `weftd re-announces its VtepMAC when it starts: ${RESTART}`,
     );
   }
-  await checkOverlayAddress(
-    {
-      ...input,
-      add: (check, severity, message, fix) => (severity === 'fail' ? fail(message, fix ?? '') : input.add(check, severity, message, fix)),
-    },
-    link,
-  );
+  await checkOverlayAddress(input, link, fail);
   if (problems === 0) {
     input.add(
       'device',
