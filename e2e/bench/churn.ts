@@ -1,6 +1,6 @@
 import { withBenchLab } from './lab.js';
 import type { ChurnRun } from './probe.js';
-import { figure, percentile } from './stats.js';
+import { figure, percentile, perRun } from './stats.js';
 import type { Benchmark, BenchmarkResult } from './types.js';
 
 export const benchmark: Benchmark = {
@@ -33,8 +33,7 @@ export const benchmark: Benchmark = {
       }
     });
     const lags = (run: ChurnRun) => [...run.joinLagMs, ...run.leaveLagMs];
-    const per = (pick: (run: ChurnRun) => number[], p: number | 'max') =>
-      results.map((run) => (p === 'max' ? Math.max(...pick(run)) : percentile(pick(run), p)));
+    const per = (pick: (run: ChurnRun) => number[], p: number | 'max') => perRun(results, pick, p);
     const notes: string[] = [];
     for (const [i, run] of results.entries()) {
       if (!run.finalEqual) {

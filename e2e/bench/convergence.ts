@@ -1,6 +1,6 @@
 import { withBenchLab } from './lab.js';
 import type { ConvergenceRun } from './probe.js';
-import { figure, percentile } from './stats.js';
+import { figure, percentile, perRun } from './stats.js';
 import type { Benchmark, BenchmarkResult } from './types.js';
 
 export const benchmark: Benchmark = {
@@ -27,8 +27,7 @@ export const benchmark: Benchmark = {
         );
       }
     });
-    const per = (pick: (run: ConvergenceRun) => number[], p: number | 'max') =>
-      results.map((run) => (p === 'max' ? Math.max(...pick(run)) : percentile(pick(run), p)));
+    const per = (pick: (run: ConvergenceRun) => number[], p: number | 'max') => perRun(results, pick, p);
     const join = (run: ConvergenceRun) => run.joinFromAckMs;
     const notes: string[] = [];
     const timeouts = results.reduce((sum, run) => sum + run.timeouts, 0);

@@ -8,6 +8,11 @@ export function percentile(values: readonly number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, rank - 1))];
 }
 
+/** Per run, the p-th percentile (or the largest) of what `pick` takes from it: one sample per run for a figure. */
+export function perRun<Run>(runs: readonly Run[], pick: (run: Run) => number[], p: number | 'max'): number[] {
+  return runs.map((run) => (p === 'max' ? Math.max(...pick(run)) : percentile(pick(run), p)));
+}
+
 export function median(values: readonly number[]): number {
   if (values.length === 0) return NaN;
   const sorted = [...values].sort((a, b) => a - b);
