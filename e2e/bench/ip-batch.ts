@@ -2,9 +2,10 @@
  * The baseline for the cold start: iproute2 applying the same kernel operations weft does (one neighbour,
  * one FDB entry and one route per peer, on a VXLAN device set up like weft's) with `ip -batch` and
  * `bridge -batch`, in a namespace of its own. iproute2 sends one request at a time and waits for each
- * answer, which is about as direct as user space gets; what it costs is mostly the kernel's own work.
+ * answer, which is about as direct as user space gets; what it costs is mostly the kernel's own work, which
+ * includes a notification to every listener in the namespace (hence the optional watcher, as weftd is watched).
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,28 +19,54 @@ export interface BatchTiming {
   /** nexthop objects and routes (nexthop form), or routes (inline) */
   routeMs: number;
   totalMs: number;
+  /** with a watcher: the first peer object → the last, as the watcher saw them arrive */
+  observedMs: number | undefined;
 }
 
-function run(argv: string[], input?: string): void {
-  const result = spawnSync(argv[0], argv.slice(1), { input: input ?? '', encoding: 'utf8', timeout: 120_000 });
-  if (result.status !== 0) throw new Error(`${argv.join(' ')} failed (${result.status}): ${result.stderr}`);
+/** Watches the namespace's kernel while the batches run, as the probe watches weftd's. */
+export interface BatchWatcher {
+  /** the namespace is set up; resolves once watching */
+  start(netns: string): Promise<void>;
+  /** the batches have returned: resolves with the first peer object → the last, ms (undefined if it lost some) */
+  finish(): Promise<number | undefined>;
+  close(): void;
 }
 
-function timed(argv: string[]): number {
+/** Runs argv to its end without blocking the event loop (a watcher in this process reads meanwhile). */
+function run(argv: string[], input = ''): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(argv[0], argv.slice(1), { stdio: ['pipe', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 120_000);
+    child.on('error', reject);
+    child.on('close', (status) => {
+      clearTimeout(timer);
+      if (status === 0) resolve();
+      else reject(new Error(`${argv.join(' ')} failed (${status}): ${stderr}`));
+    });
+    // a batch read from a file leaves stdin unread: the process may be gone before the write
+    child.stdin.on('error', () => undefined);
+    child.stdin.end(input);
+  });
+}
+
+async function timed(argv: string[]): Promise<number> {
   const started = process.hrtime.bigint();
-  run(argv);
+  await run(argv);
   return Number(process.hrtime.bigint() - started) / 1e6;
 }
 
 /**
  * Creates namespace `netns` with an underlay veth and a VXLAN device `weft.1` as weft makes it, applies the
- * operations for peers 0..count-1 in `form`, and deletes the namespace again (also on failure).
+ * operations for peers 0..count-1 in `form` (with `watcher` watching, if given), and deletes the namespace
+ * again (also on failure).
  */
-export function ipBatch(netns: string, count: number, form: BatchForm): BatchTiming {
+export async function ipBatch(netns: string, count: number, form: BatchForm, watcher?: BatchWatcher): Promise<BatchTiming> {
   const dir = mkdtempSync(join(tmpdir(), 'weft-bench-ipb-'));
-  run(['ip', 'netns', 'add', netns]);
+  await run(['ip', 'netns', 'add', netns]);
   try {
-    run(
+    await run(
       ['ip', '-n', netns, '-batch', '-'],
       [
         'link set lo up',
@@ -71,11 +98,14 @@ export function ipBatch(netns: string, count: number, form: BatchForm): BatchTim
     writeFileSync(files.neighbours, `${neighbours.join('\n')}\n`);
     writeFileSync(files.fdb, `${fdb.join('\n')}\n`);
     writeFileSync(files.routes, `${[...nexthops, ...routes].join('\n')}\n`);
-    const neighbourMs = timed(['ip', '-n', netns, '-batch', files.neighbours]);
-    const fdbMs = timed(['bridge', '-n', netns, '-batch', files.fdb]);
-    const routeMs = timed(['ip', '-n', netns, '-batch', files.routes]);
-    return { neighbourMs, fdbMs, routeMs, totalMs: neighbourMs + fdbMs + routeMs };
+    await watcher?.start(netns);
+    const neighbourMs = await timed(['ip', '-n', netns, '-batch', files.neighbours]);
+    const fdbMs = await timed(['bridge', '-n', netns, '-batch', files.fdb]);
+    const routeMs = await timed(['ip', '-n', netns, '-batch', files.routes]);
+    const observedMs = await watcher?.finish();
+    return { neighbourMs, fdbMs, routeMs, totalMs: neighbourMs + fdbMs + routeMs, observedMs };
   } finally {
+    watcher?.close();
     spawnSync('ip', ['netns', 'del', netns], { stdio: 'ignore' });
     rmSync(dir, { recursive: true, force: true });
   }

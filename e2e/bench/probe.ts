@@ -18,8 +18,9 @@ import type { Readable, Writable } from 'node:stream';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Etcd3, type IRequestOp } from 'etcd3';
 import { openKernel, type NetlinkKernel } from '../../agent/kernel/index.js';
+import { ipBatch, type BatchForm, type BatchTiming } from './ip-batch.js';
 import { BENCH_NETWORK_CONFIG, BENCH_PREFIX, MAX_PEERS, leaseKey, leaseValue, syntheticPeer } from './peers.js';
-import { childrenOf, cpuMs, statusKb } from './proc.js';
+import { childrenOf, commandOf, cpuMs, statusKb } from './proc.js';
 import { msBetween } from './stats.js';
 
 // ------------------------------------------------------------------------------------------- observer
@@ -50,12 +51,18 @@ class Observer {
   private child: ChildProcessByStdio<Writable, Readable, null> | undefined;
   private closed = false;
 
-  constructor(private readonly onEvent: (kind: ObjectKind, added: boolean, peer: number, at: bigint) => void) {}
+  /** `netns`: watch that namespace instead of the probe's own */
+  constructor(
+    private readonly onEvent: (kind: ObjectKind, added: boolean, peer: number, at: bigint) => void,
+    private readonly netns?: string,
+  ) {}
 
   /** Resolves once subscribed. */
   start(): Promise<void> {
     return new Promise((resolve, reject) => {
-      const child = spawn(process.execPath, [OBSERVER_CHILD], { stdio: ['pipe', 'pipe', 'inherit'] });
+      const argv = [process.execPath, OBSERVER_CHILD];
+      if (this.netns !== undefined) argv.unshift('ip', 'netns', 'exec', this.netns);
+      const child = spawn(argv[0], argv.slice(1), { stdio: ['pipe', 'pipe', 'inherit'] });
       this.child = child;
       child.stdin.on('error', () => undefined);
       let partial = '';
@@ -430,18 +437,31 @@ export interface ColdStartRun {
   programmingMs: number;
   /** weftd spawned → first synthetic-peer object */
   firstObjectMs: number;
-  /** peak RSS (VmHWM) of weftd's main process and of its kernel-monitor child, kB */
+  /** peak RSS (VmHWM) of weftd's main process, and of its child processes together (undefined: it has none), kB */
   rssKb: number;
-  monitorRssKb: number | undefined;
-  /** CPU time weftd's main process and its monitor child had used when the last peer was programmed, ms */
+  childRssKb: number | undefined;
+  /** the child processes' command lines */
+  childCommands: string[];
+  /** CPU time weftd's main process and its child processes had used when the last peer was programmed, ms */
   cpuMs: number;
-  monitorCpuMs: number;
+  childCpuMs: number;
   /** notifications the observer lost (its socket overran); the timing is then from a dump */
   overruns: number;
   /** checked with dumps once the notifications said done */
   verified: { neighbours: number; fdb: number; routes: number };
   /** which route form weft used */
   nexthopRoutes: number;
+  /**
+   * The same weftd once its code is warm: its device deleted a few seconds after the cold start (taking every peer
+   * object with it), times until every peer is programmed again.
+   */
+  heal: {
+    /** device deleted → the last peer's three objects back */
+    totalMs: number;
+    /** first peer object back → last one: the programming phase with warm code */
+    programmingMs: number;
+    overruns: number;
+  };
   /** the phases weftd logs ('weftd starting' once its modules are loaded, 'using the public interface' once etcd gave it the config, ...) */
   log: AgentLogTimeline;
 }
@@ -470,67 +490,149 @@ function ipValue(text: string): number {
   return text.split('.').reduce((value, part) => value * 256 + Number(part), 0);
 }
 
-/** Starts weftd with `peers` synthetic leases in etcd and times it until every peer is programmed. */
-export async function coldStart(arg: ColdStartArg): Promise<ColdStartRun> {
-  const times = new PeerTimes();
-  let first: bigint | undefined;
-  let last: bigint | undefined;
-  const observer = new Observer((kind, added, peer, at) => {
-    if (first === undefined || at < first) first = at;
-    if (added && (last === undefined || at > last)) last = at;
-    times.record(kind, added, peer, at);
+/** The peer objects seen added since it was made: when the first and the last of them arrived. */
+class Programming {
+  readonly times = new PeerTimes();
+  first: bigint | undefined;
+  last: bigint | undefined;
+
+  record(kind: ObjectKind, added: boolean, peer: number, at: bigint): void {
+    if (added) {
+      if (this.first === undefined || at < this.first) this.first = at;
+      if (this.last === undefined || at > this.last) this.last = at;
+    }
+    this.times.record(kind, added, peer, at);
+  }
+}
+
+/**
+ * Waits until the notifications say every peer is programmed (or some were lost), then checks with dumps and,
+ * if anything is missing, polls until it is there. Returns when the last object arrived and the dumps' counts.
+ */
+async function untilProgrammed(
+  programming: Programming,
+  observer: Observer,
+  kernel: NetlinkKernel,
+  agent: RunningAgent,
+  peers: number,
+  timeoutMs: number,
+): Promise<{ done: bigint; counts: Awaited<ReturnType<typeof kernelCounts>> }> {
+  const overrunsBefore = observer.overruns;
+  const exited = agent.exited.then(() => {
+    throw new Error('weftd exited while programming its peers');
   });
+  await Promise.race([
+    programming.times.until(
+      () => programming.times.present.size >= peers || observer.overruns > overrunsBefore,
+      timeoutMs,
+      `${peers} peers programmed`,
+    ),
+    exited,
+  ]);
+  let done = programming.last!;
+  let polled = false;
+  let counts = await kernelCounts(kernel, 'weft.1');
+  const deadline = Date.now() + timeoutMs;
+  while (counts.neighbours < peers || counts.fdb < peers || counts.routes < peers) {
+    polled = true;
+    if (Date.now() > deadline) throw new Error(`programming incomplete: ${JSON.stringify(counts)} of ${peers}`);
+    await sleep(5);
+    counts = await kernelCounts(kernel, 'weft.1');
+    done = process.hrtime.bigint();
+  }
+  if (observer.overruns > overrunsBefore && !polled) done = process.hrtime.bigint();
+  return { done, counts };
+}
+
+/**
+ * Starts weftd with `peers` synthetic leases in etcd and times it until every peer is programmed; then deletes
+ * its device and times it programming them all again.
+ */
+export async function coldStart(arg: ColdStartArg): Promise<ColdStartRun> {
+  let programming = new Programming();
+  const observer = new Observer((kind, added, peer, at) => programming.record(kind, added, peer, at));
   await observer.start();
   const kernel = openKernel();
   const agent = startAgent(arg.agent);
   try {
-    const exited = agent.exited.then(() => {
-      throw new Error(`weftd exited during the cold start; see ${arg.agent.logFile}`);
-    });
-    let overrunSeen = false;
-    await Promise.race([
-      times.until(() => times.present.size >= arg.peers || observer.overruns > 0, arg.timeoutMs, `${arg.peers} peers programmed`),
-      exited,
-    ]);
-    let done = last!;
-    // The notifications say done (or were lost): check with dumps, and if anything is missing wait for it.
-    let counts = await kernelCounts(kernel, 'weft.1');
-    const deadline = Date.now() + arg.timeoutMs;
-    while (counts.neighbours < arg.peers || counts.fdb < arg.peers || counts.routes < arg.peers) {
-      overrunSeen = true;
-      if (Date.now() > deadline) throw new Error(`cold start incomplete: ${JSON.stringify(counts)} of ${arg.peers}`);
-      await sleep(5);
-      counts = await kernelCounts(kernel, 'weft.1');
-      done = process.hrtime.bigint();
-    }
-    if (observer.overruns > 0 && !overrunSeen) done = process.hrtime.bigint();
+    const cold = programming;
+    const { done, counts } = await untilProgrammed(cold, observer, kernel, agent, arg.peers, arg.timeoutMs);
     const cpuAtDone = cpuMs(agent.pid) ?? NaN;
-    const monitorCpuAtDone = childrenOf(agent.pid)
+    const childCpuAtDone = childrenOf(agent.pid)
       .map((pid) => cpuMs(pid) ?? 0)
       .reduce((a, b) => a + b, 0);
     // Peak RSS includes what follows programming (the resync that the device's own notifications cause).
     await sleep(1000);
     const rssKb = statusKb(agent.pid, 'VmHWM') ?? NaN;
-    const monitor = childrenOf(agent.pid)[0];
-    const monitorRssKb = monitor === undefined ? undefined : statusKb(monitor, 'VmHWM');
+    const children = childrenOf(agent.pid);
+    const childRssKb = children.length === 0 ? undefined : children.reduce((sum, pid) => sum + (statusKb(pid, 'VmHWM') ?? 0), 0);
+    const childCommands = children.map(commandOf);
+    const healOverruns = observer.overruns;
+    // weftd has turned its optimising compiler on by now ('ready'); let what it optimises settle
+    await sleep(2000);
+    const device = await kernel.getLink('weft.1');
+    if (device === null) throw new Error('weft.1 is gone before the probe deleted it');
+    programming = new Programming();
+    const deleted = process.hrtime.bigint();
+    await kernel.deleteLink(device.index);
+    const healed = await untilProgrammed(programming, observer, kernel, agent, arg.peers, arg.timeoutMs);
     return {
       totalMs: msBetween(agent.startedAt, done),
-      programmingMs: msBetween(first!, done),
-      firstObjectMs: msBetween(agent.startedAt, first!),
+      programmingMs: msBetween(cold.first!, done),
+      firstObjectMs: msBetween(agent.startedAt, cold.first!),
       rssKb,
-      monitorRssKb,
+      childRssKb,
+      childCommands,
       cpuMs: cpuAtDone,
-      monitorCpuMs: monitorCpuAtDone,
-      overruns: observer.overruns,
+      childCpuMs: childCpuAtDone,
+      overruns: healOverruns,
       verified: { neighbours: counts.neighbours, fdb: counts.fdb, routes: counts.routes },
       nexthopRoutes: counts.nexthopRoutes,
       log: agentLogTimeline(arg.agent, agent),
+      heal: {
+        totalMs: msBetween(deleted, healed.done),
+        programmingMs: msBetween(programming.first!, healed.done),
+        overruns: observer.overruns - healOverruns,
+      },
     };
   } finally {
     await stopAgent(agent);
     observer.close();
     await kernel.close();
   }
+}
+
+export interface WatchedIpBatchArg {
+  netns: string;
+  peers: number;
+  form: BatchForm;
+  timeoutMs: number;
+}
+
+/**
+ * The cold start's baseline under the same instrument as weftd: ip -batch applying the peers' objects while an
+ * observer like the one watching weftd's namespace watches this one (each notification it receives is work for
+ * the kernel and a process on this machine, as in weftd's runs). Its observed time is the first peer object →
+ * the last, as weft's programming phase is timed.
+ */
+export async function watchedIpBatch(arg: WatchedIpBatchArg): Promise<BatchTiming> {
+  const programming = new Programming();
+  let observer: Observer | undefined;
+  return ipBatch(arg.netns, arg.peers, arg.form, {
+    start: async (netns) => {
+      observer = new Observer((kind, added, peer, at) => programming.record(kind, added, peer, at), netns);
+      await observer.start();
+    },
+    finish: async () => {
+      await programming.times.until(
+        () => programming.times.present.size >= arg.peers || observer!.overruns > 0,
+        arg.timeoutMs,
+        `${arg.peers} peers in the ip -batch namespace`,
+      );
+      return observer!.overruns > 0 ? undefined : msBetween(programming.first!, programming.last!);
+    },
+    close: () => observer?.close(),
+  });
 }
 
 // ---------------------------------------------------------------------------------------- convergence

@@ -30,3 +30,12 @@ export function childrenOf(pid: number): number[] {
     return [];
   }
 }
+
+/** A process's command line, its arguments joined by spaces ('' when the process is gone). */
+export function commandOf(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean).join(' ');
+  } catch {
+    return '';
+  }
+}

@@ -79,8 +79,8 @@ export interface MemoryFigure {
   heapTotalBytes: number | undefined;
   externalBytes: number | undefined;
   residentBytes: number | undefined;
-  /** VmRSS of weftd's kernel-monitor child process, kB */
-  monitorRssKb: number | undefined;
+  /** VmRSS of weftd's child processes together (the nft session of the ingress allow-list), kB; undefined: none */
+  childRssKb: number | undefined;
 }
 
 export interface StateComparison {
@@ -377,7 +377,7 @@ export async function runSoak(lab: NetnsLab, options: SoakOptions): Promise<Soak
       const collected = performance.now();
       await guard(sleep(3_000));
       const text = await guard(agentMetrics(lab, host));
-      const monitor = childrenOf(agent.pid)[0];
+      const children = childrenOf(agent.pid);
       if (snapshots !== undefined) await guard(heapSnapshot(lab, host, agent.pid, snapshots, figure, log));
       return {
         rssKb,
@@ -386,7 +386,7 @@ export async function runSoak(lab: NetnsLab, options: SoakOptions): Promise<Soak
         heapTotalBytes: metricValue(text, 'nodejs_heap_size_total_bytes'),
         externalBytes: metricValue(text, 'nodejs_external_memory_bytes'),
         residentBytes: metricValue(text, 'process_resident_memory_bytes'),
-        monitorRssKb: monitor === undefined ? undefined : statusKb(monitor, 'VmRSS'),
+        childRssKb: children.length === 0 ? undefined : children.reduce((sum, pid) => sum + (statusKb(pid, 'VmRSS') ?? 0), 0),
       };
     };
 
