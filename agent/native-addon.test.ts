@@ -45,6 +45,7 @@ describe("weft's native addon", () => {
       'sendFrame',
       'netlinkOpen',
       'netlinkJoin',
+      'netlinkIgnorePort',
       'unixDatagram',
     ];
     for (const name of functions) assert.equal(typeof addon[name], 'function', `${ADDON_PATH} exports ${name}`);

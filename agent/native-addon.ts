@@ -48,6 +48,9 @@ export interface NativeAddon {
   netlinkOpen(receiveBuffer: number): number;
   /** Joins a multicast group (RTNLGRP_*); 0 or -errno. */
   netlinkJoin(fd: number, group: number): number;
+  /** Has the kernel drop the notifications sent on behalf of netlink port `port` (its requests' echoes)
+   * before they reach rtnetlink socket `fd`; 0 or -errno. */
+  netlinkIgnorePort(fd: number, port: number): number;
   /** One datagram to an AF_UNIX datagram socket: `address` is sun_path's bytes (a path, or a NUL and an
    * abstract name); bytes sent or -errno (-EAGAIN when the receiver's queue is full). */
   unixDatagram(address: Buffer, message: Buffer): number;

@@ -24,6 +24,7 @@
 #include <node_api.h>
 #include <uv.h>
 #include <errno.h>
+#include <linux/filter.h>
 #include <linux/if_packet.h>
 #include <linux/netlink.h>
 #include <netinet/in.h>
@@ -397,6 +398,31 @@ static napi_value netlink_join(napi_env env, napi_callback_info info) {
   return int_value(env, setsockopt(fd, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, &group, sizeof group) < 0 ? -errno : 0);
 }
 
+/*
+ * netlinkIgnorePort(fd, port) -> 0 | -errno: a socket filter that drops, in the kernel, every notification
+ * whose sender port (nlmsg_pid) is `port`, i.e. the echoes of that socket's own requests. The kernel then
+ * neither queues them nor wakes the reader for them (a notification is one message per datagram, so the
+ * first header decides).
+ */
+static napi_value netlink_ignore_port(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  int32_t fd;
+  uint32_t port;
+  if (get_args(env, info, 2, argv) || napi_get_value_int32(env, argv[0], &fd) != napi_ok || get_u32(env, argv[1], &port)) {
+    napi_throw_type_error(env, NULL, "weft_native.netlinkIgnorePort: bad arguments");
+    return NULL;
+  }
+  /* classic BPF loads words in network byte order; nlmsg_pid is in host order */
+  struct sock_filter code[] = {
+    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct nlmsghdr, nlmsg_pid)),
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, htonl(port), 0, 1),
+    BPF_STMT(BPF_RET | BPF_K, 0),
+    BPF_STMT(BPF_RET | BPF_K, 0xffffffff),
+  };
+  struct sock_fprog program = { .len = sizeof code / sizeof code[0], .filter = code };
+  return int_value(env, setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &program, sizeof program) < 0 ? -errno : 0);
+}
+
 /* unixDatagram(address, message) -> bytes sent | -errno. `address` is sun_path's bytes as they are: a path
  * (no terminating NUL needed), or a NUL and the name for the abstract namespace. The socket is non-blocking,
  * so a receiver that does not read costs EAGAIN rather than a stalled event loop. */
@@ -484,6 +510,7 @@ static napi_value init(napi_env env, napi_value exports) {
     { "sendFrame", NULL, send_frame, NULL, NULL, NULL, napi_enumerable, NULL },
     { "netlinkOpen", NULL, netlink_open, NULL, NULL, NULL, napi_enumerable, NULL },
     { "netlinkJoin", NULL, netlink_join, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "netlinkIgnorePort", NULL, netlink_ignore_port, NULL, NULL, NULL, napi_enumerable, NULL },
     { "unixDatagram", NULL, unix_datagram, NULL, NULL, NULL, napi_enumerable, NULL },
   };
   napi_define_properties(env, exports, sizeof properties / sizeof properties[0], properties);

@@ -18,6 +18,7 @@ import {
   type RtnlStats,
   type VxlanSpec,
 } from './index.js';
+import { loadNativeAddon, type NativeAddon } from '../native-addon.js';
 import { NativeKernelMonitor } from './monitor-native.js';
 
 export interface ErrorSummary {
@@ -314,6 +315,58 @@ export async function monitorIgnoresOwnRequests(arg: {
       return { seen, inProcess: monitor instanceof NativeKernelMonitor };
     } finally {
       monitor.close();
+    }
+  });
+}
+
+/**
+ * The addon's kernel-side filter alone, on a bare rtnetlink socket in the neighbour group: a neighbour set by
+ * the shim (the filtered port) and one set by `ip` (another port). Returns the sender port of every
+ * notification that reached the socket, and the two ports.
+ */
+export async function addonDropsEchoesInKernel(arg: { name: string }): Promise<{ ports: number[]; shim: number }> {
+  const loaded = loadNativeAddon();
+  if (!('addon' in loaded)) throw new Error(loaded.error);
+  const { addon } = loaded;
+  return withKernel(async (k) => {
+    const fd = addon.netlinkOpen(1 << 20);
+    if (fd < 0) throw new Error(`netlinkOpen: errno ${-fd}`);
+    const slot = 16 * 1024;
+    const buffer = Buffer.alloc(slot * 8);
+    const meta = new Int32Array(8 * 4);
+    const ports: number[] = [];
+    let receiver: ReturnType<NativeAddon['receive']> | undefined;
+    try {
+      if (addon.netlinkJoin(fd, 3 /* RTNLGRP_NEIGH */) < 0) throw new Error('netlinkJoin failed');
+      const filtered = addon.netlinkIgnorePort(fd, k.portId);
+      if (filtered < 0) throw new Error(`netlinkIgnorePort: errno ${-filtered}`);
+      const other = new Promise<void>((resolve) => {
+        receiver = addon.receive(
+          fd,
+          buffer,
+          slot,
+          8,
+          meta,
+          (count) => {
+            for (let i = 0; i < count; i++) {
+              const port = buffer.readUInt32LE(i * slot + 12);
+              ports.push(port);
+              if (port !== k.portId && port !== 0) resolve();
+            }
+          },
+          4,
+        );
+      });
+      if (typeof receiver === 'number') throw new Error(`receive: errno ${-receiver}`);
+      const dev = (await mustGet(k, arg.name)).index;
+      await k.replaceNeighbour(dev, '198.18.5.0', '0e:00:00:00:00:05');
+      execFileSync('ip', ['neigh', 'replace', '198.18.6.0', 'lladdr', '0e:00:00:00:00:06', 'dev', arg.name, 'nud', 'permanent']);
+      // notifications come in order: once the second is in, the first would have been
+      await other;
+      return { ports, shim: k.portId };
+    } finally {
+      if (receiver !== undefined && typeof receiver !== 'number') addon.stop(receiver);
+      addon.close(fd);
     }
   });
 }

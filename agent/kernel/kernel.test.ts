@@ -335,6 +335,13 @@ describe('agent/kernel: rtnetlink shim (real kernel, in a network namespace)', f
       assert.equal(r.sawDeleteAfterOverrun, true, JSON.stringify(r));
     });
 
+    it("in this process (addon): the kernel drops the echoes of the shim's requests before they reach the socket", async function () {
+      requireNativeAddon(this);
+      const r = await run(ns(), 'addonDropsEchoesInKernel', { name: DEV });
+      assert.ok(r.ports.length > 0, JSON.stringify(r));
+      assert.ok(!r.ports.includes(r.shim), `a notification of port ${r.shim} got through: ${JSON.stringify(r)}`);
+    });
+
     for (const child of [false, true]) {
       it(`${child ? 'in a child process' : 'in this process'}: leaves out the echoes of the shim's own requests, not others' changes`, async function () {
         if (!child) requireNativeAddon(this);

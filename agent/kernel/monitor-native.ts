@@ -66,6 +66,13 @@ export class NativeKernelMonitor extends EventEmitter<MonitorEvents> implements 
         throw monitorError(`join rtnetlink group ${group}`, -joined);
       }
     }
+    if (options.ignoreRequestsOf !== undefined) {
+      const filtered = addon.netlinkIgnorePort(fd, options.ignoreRequestsOf);
+      if (filtered < 0) {
+        addon.close(fd);
+        throw monitorError('filter its own requests out of the rtnetlink socket', -filtered);
+      }
+    }
     const receiver = addon.receive(fd, this.buffer, SLOT_SIZE, SLOTS, this.meta, (count) => this.onBatch(count), BATCHES_PER_EVENT);
     if (typeof receiver === 'number') {
       addon.close(fd);
