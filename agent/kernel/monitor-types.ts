@@ -14,7 +14,8 @@ export interface MonitorOptions {
    * A netlink port id (NetlinkKernel.portId) whose requests' notifications are not delivered: weft's own
    * requests, whose outcome it has from their answers. The kernel stamps a notification with the port of
    * the socket whose request caused it (links, addresses, neighbours, routes, nexthops); VXLAN FDB
-   * notifications carry 0 whoever asked, and come through.
+   * notifications carry 0 whoever asked, and come through. With weft's addon the kernel drops them before
+   * they are queued (a socket filter), so programming thousands of peers does not fill the monitor's socket.
    */
   ignoreRequestsOf?: number;
   /** keep the process alive while the monitor is open (default true) */
