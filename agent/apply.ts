@@ -76,6 +76,9 @@ export async function applyPlan(
       };
     }
     pump();
+    // The first window goes now, not after the rest of the task that planned it (a lease event's listeners, the
+    // etcd client's own work). Later requests, made as answers come, go in one batch at the end of their task.
+    kernel.flush();
   });
   for (const step of steps) for (const [result, count] of step.counts) tally.push({ kind: step.kind, result, count });
   return { failures, tally };

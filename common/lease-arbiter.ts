@@ -87,25 +87,35 @@ function older(a: LeaseVersion, b: LeaseVersion): boolean {
 }
 
 /**
- * What names a lease's tunnel end for `family`, which no two leases may share: a vxlan lease's VtepMAC (with
- * whether its public IP and VNI derive it), a wireguard lease's public key.
+ * What names a lease's tunnel end for `family`, which no two leases may share: a vxlan lease's VtepMAC, a
+ * wireguard lease's public key.
  */
-function tunnelIdOf(lease: Lease, family: Family): { id: string; kind: 'VtepMAC' | 'public key'; derived: boolean } | undefined {
+function tunnelIdOf(lease: Lease, family: Family): { id: string; kind: 'VtepMAC' | 'public key' } | undefined {
   const data = family === 4 ? lease.attrs.backendData : lease.attrs.backendV6Data;
   try {
     if (lease.attrs.backendType === 'wireguard') {
-      return { id: `key:${parseWireguardBackendData(data, lease.name).publicKey}`, kind: 'public key', derived: false };
+      return { id: `key:${parseWireguardBackendData(data, lease.name).publicKey}`, kind: 'public key' };
     }
     if (lease.attrs.backendType !== 'vxlan') return undefined;
-    const publicIP = family === 4 ? lease.attrs.publicIP : lease.attrs.publicIPv6;
-    const vxlan = parseVxlanBackendData(data, lease.name);
-    return {
-      id: `mac:${vxlan.vtepMac}`,
-      kind: 'VtepMAC',
-      derived: publicIP !== undefined && stableVtepMac(publicIP, vxlan.vni) === vxlan.vtepMac,
-    };
+    return { id: `mac:${parseVxlanBackendData(data, lease.name).vtepMac}`, kind: 'VtepMAC' };
   } catch {
     return undefined; // the data plane refuses it on its own
+  }
+}
+
+/**
+ * Whether a vxlan lease's public IP and VNI derive its VtepMAC for `family` (stableVtepMac). Asked only when
+ * two leases claim one MAC: it costs a SHA-256, and every lease event would pay it otherwise.
+ */
+function derivesVtepMac(lease: Lease, family: Family): boolean {
+  if (lease.attrs.backendType !== 'vxlan') return false;
+  const publicIP = family === 4 ? lease.attrs.publicIP : lease.attrs.publicIPv6;
+  if (publicIP === undefined) return false;
+  try {
+    const vxlan = parseVxlanBackendData(family === 4 ? lease.attrs.backendData : lease.attrs.backendV6Data, lease.name);
+    return stableVtepMac(publicIP, vxlan.vni) === vxlan.vtepMac;
+  } catch {
+    return false;
   }
 }
 
@@ -248,7 +258,7 @@ export class LeaseArbiter {
       if (claimants.length < 2) continue;
       let holder: { version: LeaseVersion; derived: boolean } | undefined;
       for (const other of claimants) {
-        const derived = other === version ? tunnel.derived : tunnelIdOf(other.lease, family)!.derived;
+        const derived = derivesVtepMac(other.lease, family);
         if (holder === undefined || (derived && !holder.derived) || (derived === holder.derived && older(other, holder.version)))
           holder = { version: other, derived };
       }

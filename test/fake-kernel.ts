@@ -72,6 +72,7 @@ export function fakeKernel(state: {
     addNexthop: unused,
     replaceNexthop: unused,
     deleteNexthop: unused,
+    flush: unused,
     close: unused,
     destroy: unused,
   };

@@ -107,6 +107,13 @@ export interface Kernel {
   /** Deletes a nexthop; the kernel also removes every route that uses it (without RTM_DELROUTE notifications). */
   deleteNexthop(id: number): Promise<void>;
 
+  /**
+   * Sends the requests made so far now. Without it they go at the end of the current task (all the requests of one
+   * synchronous run in one sendmsg); a caller that has made every request it has for the moment calls it so that
+   * the kernel does not wait for whatever else the task still runs.
+   */
+  flush(): void;
+
   /** Waits for outstanding requests, then closes the socket. */
   close(): Promise<void>;
   /** Closes now; outstanding requests fail with NetlinkClosedError. */
@@ -168,6 +175,10 @@ export class NetlinkKernel implements Kernel {
   /** Counters of the request engine (messages, sendmsg batches, most messages in flight at once). */
   stats(): RtnlStats {
     return this.sock.stats();
+  }
+
+  flush(): void {
+    this.sock.flush();
   }
 
   close(): Promise<void> {

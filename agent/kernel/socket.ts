@@ -327,7 +327,12 @@ export class RtnlSocket {
     });
   }
 
-  private flush(): void {
+  /**
+   * Sends what is queued, as far as the in-flight bound and a dump in flight allow (the rest goes as answers
+   * come). Requests are otherwise sent in a microtask (scheduleFlush); a caller that has made all its requests
+   * for the moment sends them at once with this.
+   */
+  flush(): void {
     while (!this.closed && this.queue.length > 0 && this.pending.size < this.maxInFlight) {
       if (this.dumpInFlight) return; // barrier, see above
       const head = this.queue.peek()!;

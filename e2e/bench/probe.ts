@@ -19,7 +19,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Etcd3, type IRequestOp } from 'etcd3';
 import { openKernel, type NetlinkKernel } from '../../agent/kernel/index.js';
 import { ipBatch, type BatchForm, type BatchTiming } from './ip-batch.js';
-import { BENCH_NETWORK_CONFIG, BENCH_PREFIX, MAX_PEERS, leaseKey, leaseValue, syntheticPeer } from './peers.js';
+import { BENCH_NETWORK_CONFIG, BENCH_PREFIX, MAX_PEERS, leaseKey, leaseValue, syntheticPeer, type SyntheticPeer } from './peers.js';
 import { childrenOf, commandOf, cpuMs, statusKb } from './proc.js';
 import { msBetween } from './stats.js';
 
@@ -662,8 +662,41 @@ export interface ConvergenceRun {
    * same prefix as weftd, so this is close to weft's own share (receiving the event to the kernel having it).
    */
   joinFromWatchMs: number[];
+  /**
+   * per join: the kernel floor. Right after the join converged, the probe writes the same four objects for a peer
+   * weftd does not have (neighbour, FDB entry, nexthop, route) on a VXLAN device of its own through weft's kernel
+   * layer, in one sendmsg as weftd does; this is from that sendmsg to the three notifications at the observer: what
+   * the kernel and the observer take of a join, whoever writes it.
+   */
+  floorMs: number[];
+  /** floor writes the kernel refused or whose notifications did not all come within the timeout */
+  floorFailures: number;
   timeouts: number;
   overruns: number;
+}
+
+/**
+ * The kernel floor's objects (ConvergenceRun.floorMs): a VXLAN device weftd does not manage, routes in a table
+ * of their own (weftd reads and repairs the main table only) and nexthop ids far below weft's.
+ */
+const FLOOR = { device: 'floor.1', vni: 4242, port: 4799, table: 100, nexthopBase: 1_000_000 } as const;
+
+/**
+ * Writes floor peer `peer`'s four objects on device `index` in one sendmsg; resolves with the time just before
+ * that sendmsg (after the messages were made), or rejects with the kernel's refusal.
+ */
+async function writeFloor(kernel: NetlinkKernel, index: number, peer: SyntheticPeer): Promise<bigint> {
+  const id = FLOOR.nexthopBase + peer.index;
+  const written = Promise.all([
+    kernel.replaceNeighbour(index, peer.gateway, peer.vtepMac),
+    kernel.replaceFdb(index, peer.vtepMac, peer.publicIP),
+    kernel.addNexthop({ id, gateway: peer.gateway, ifindex: index, onlink: true, protocol: WEFT_PROTOCOL }),
+    kernel.addRoute({ dst: peer.subnet, nexthopId: id, protocol: WEFT_PROTOCOL, table: FLOOR.table }),
+  ]);
+  const sent = process.hrtime.bigint();
+  kernel.flush();
+  await written;
+  return sent;
 }
 
 async function waitForBase(times: PeerTimes, agent: RunningAgent, base: number, timeoutMs: number): Promise<void> {
@@ -686,9 +719,13 @@ export async function convergence(arg: ConvergenceArg): Promise<ConvergenceRun> 
     putMs: [],
     leaveFromAckMs: [],
     joinFromWatchMs: [],
+    floorMs: [],
+    floorFailures: 0,
     timeouts: 0,
     overruns: 0,
   };
+  const kernel = openKernel();
+  let floorIndex: number | undefined;
   const watched = new Map<string, bigint>();
   const watcher = await client.watch().prefix(`${BENCH_PREFIX}/subnets/`).create();
   watcher.on('put', (kv) => {
@@ -698,6 +735,7 @@ export async function convergence(arg: ConvergenceArg): Promise<ConvergenceRun> 
   try {
     await waitForBase(times, agent, arg.base, arg.timeoutMs);
     await sleep(1500); // let the follow-up of the start settle
+    floorIndex = (await kernel.createVxlan({ name: FLOOR.device, vni: FLOOR.vni, port: FLOOR.port, up: true })).index;
     const leaseId = await grant(client, 3600);
     const joined: number[] = [];
     for (let j = 0; j < arg.joins; j++) {
@@ -716,6 +754,15 @@ export async function convergence(arg: ConvergenceArg): Promise<ConvergenceRun> 
         if (seen !== undefined) out.joinFromWatchMs.push(msBetween(seen, done));
       } catch {
         out.timeouts++;
+      }
+      // the floor peers count down from the last synthetic peer: never one in etcd
+      const floorPeer = syntheticPeer(MAX_PEERS - 1 - j);
+      try {
+        const sent = await writeFloor(kernel, floorIndex, floorPeer);
+        await times.until(() => times.complete(floorPeer.index, true, sent) !== undefined, arg.timeoutMs, `floor peer ${floorPeer.name}`);
+        out.floorMs.push(msBetween(sent, times.complete(floorPeer.index, true, sent)!));
+      } catch {
+        out.floorFailures++;
       }
       await sleep(arg.gapMs);
     }
@@ -738,6 +785,9 @@ export async function convergence(arg: ConvergenceArg): Promise<ConvergenceRun> 
   } finally {
     await watcher.cancel().catch(() => undefined);
     await stopAgent(agent);
+    // its neighbours, FDB entries and nexthops go with it, and the routes with the nexthops
+    if (floorIndex !== undefined) await kernel.deleteLink(floorIndex).catch(() => undefined);
+    await kernel.close();
     observer.close();
     client.close();
   }
