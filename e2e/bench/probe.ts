@@ -10,8 +10,8 @@
  * neighbour (IPv4) and FDB (AF_BRIDGE) additions and deletions, mapped back to the synthetic peer they belong to.
  */
 import { spawn, spawnSync, type ChildProcess, type ChildProcessByStdio } from 'node:child_process';
-import { appendFileSync, closeSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import { appendFileSync, closeSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createRequire, SourceMap, type SourceMapPayload } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
@@ -21,6 +21,7 @@ import { openKernel, type NetlinkKernel } from '../../agent/kernel/index.js';
 import { ipBatch, type BatchForm, type BatchTiming } from './ip-batch.js';
 import { BENCH_NETWORK_CONFIG, BENCH_PREFIX, MAX_PEERS, leaseKey, leaseValue, syntheticPeer, type SyntheticPeer } from './peers.js';
 import { childrenOf, commandOf, cpuMs, statusKb } from './proc.js';
+import { isEtcdClientPackage, START_ORIGIN } from './start-origins.js';
 import { msBetween } from './stats.js';
 
 // ------------------------------------------------------------------------------------------- observer
@@ -324,6 +325,8 @@ export interface StartTimes {
   peakRssKb: { node: number[]; version: number[]; versionModules: number[]; loaded: number[]; loadedModules: number[] };
   /** peak RSS (kB) of a bare node that loaded only that package, per dependency */
   dependencyRssKb: Record<string, number[]>;
+  /** weftd as it ships, profiled until 'weftd starting': CPU ms by where it went (StartOrigin), one entry per run */
+  profiles: Record<string, number>[];
 }
 
 /**
@@ -386,7 +389,7 @@ export async function startTimes(arg: StartTimesArg): Promise<StartTimes> {
   writeFileSync(preload, AT_EXIT);
   const resolveFromRepo = createRequire(join(arg.repoRoot, 'package.json')).resolve;
   try {
-    const steps: [Exclude<keyof StartTimes, 'cpu' | 'peakRssKb' | 'dependencyRssKb'>, () => StartRun | Promise<StartRun>][] = [
+    const steps: [Exclude<keyof StartTimes, 'cpu' | 'peakRssKb' | 'dependencyRssKb' | 'profiles'>, () => StartRun | Promise<StartRun>][] = [
       ['node', () => timeExit([process.execPath, '-e', '0'], preload)],
       ['version', () => timeExit([...arg.shipped, '--version'], preload)],
       ['versionModules', () => timeExit([...arg.modules, '--version'], preload)],
@@ -402,6 +405,7 @@ export async function startTimes(arg: StartTimesArg): Promise<StartTimes> {
       cpu: { node: [], version: [], versionModules: [], loaded: [], loadedModules: [] },
       peakRssKb: { node: [], version: [], versionModules: [], loaded: [], loadedModules: [] },
       dependencyRssKb: Object.fromEntries(arg.dependencies.map((name) => [name, []])),
+      profiles: [],
     };
     for (let round = 0; round < arg.rounds; round++) {
       for (let i = 0; i < steps.length; i++) {
@@ -416,10 +420,108 @@ export async function startTimes(arg: StartTimesArg): Promise<StartTimes> {
         times.dependencyRssKb[name].push(timeExit([process.execPath, '-e', `import(${JSON.stringify(entry)})`], preload).peakRssKb);
       }
     }
+    for (let run = 0; run < Math.max(1, Math.ceil(arg.rounds / 3)); run++)
+      times.profiles.push(await profileLoaded([...arg.shipped, ...arg.args], join(dir, `profile-${run}`)));
     return times;
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** Where a CPU profile sample's time went while weftd loads. */
+function startOrigin(frame: CpuProfileFrame, sources: SourceMaps): string {
+  if (frame.url === '') {
+    if (frame.functionName === '(garbage collector)') return START_ORIGIN.gc;
+    if (frame.functionName === '(idle)') return 'idle';
+    return START_ORIGIN.native;
+  }
+  if (frame.url.startsWith('node:')) {
+    // V8 parsing and compiling an ES module's source: the bundle's chunks
+    return frame.functionName === 'compileSourceTextModule' ? START_ORIGIN.compile : START_ORIGIN.node;
+  }
+  const source = sources.original(frame);
+  if (source === undefined) return START_ORIGIN.glue;
+  const at = source.lastIndexOf('node_modules/');
+  if (at < 0) return START_ORIGIN.weft;
+  const [scope, name] = source.slice(at + 'node_modules/'.length).split('/');
+  const pkg = scope.startsWith('@') ? `${scope}/${name}` : scope;
+  return isEtcdClientPackage(pkg) ? START_ORIGIN.etcd : pkg;
+}
+
+interface CpuProfileFrame {
+  functionName: string;
+  url: string;
+  lineNumber: number;
+  columnNumber: number;
+}
+
+interface CpuProfile {
+  nodes: { id: number; callFrame: CpuProfileFrame }[];
+  startTime: number;
+  samples: number[];
+  timeDeltas: number[];
+}
+
+/** The bundle's source maps, read as needed: which original file a frame of dist/bin is in. */
+class SourceMaps {
+  private readonly maps = new Map<string, SourceMap | undefined>();
+
+  original(frame: CpuProfileFrame): string | undefined {
+    const file = fileURLToPath(frame.url);
+    let map = this.maps.get(file);
+    if (!this.maps.has(file)) {
+      try {
+        map = new SourceMap(JSON.parse(readFileSync(`${file}.map`, 'utf8')) as SourceMapPayload);
+      } catch {
+        map = undefined; // not bundled (tsc's output): the path says it
+      }
+      this.maps.set(file, map);
+    }
+    if (map === undefined) return file;
+    const entry = map.findEntry(frame.lineNumber, frame.columnNumber) as { originalSource?: string };
+    return entry.originalSource;
+  }
+}
+
+/**
+ * Runs weftd under V8's CPU profiler (a sample every 0.1 ms) until it logs 'weftd starting', and sums the samples
+ * up to that line by where they went. The profile starts once node has booted (node -e 0 times that part). The
+ * profiler slows what it watches, so these are shares rather than the unprofiled times.
+ */
+async function profileLoaded(argv: readonly string[], dir: string): Promise<Record<string, number>> {
+  const child = spawn(argv[0], ['--cpu-prof', `--cpu-prof-dir=${dir}`, '--cpu-prof-interval=100', ...argv.slice(1)], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let text = '';
+  let startingUs: number | undefined;
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+    text += chunk;
+    if (startingUs !== undefined || !text.includes('"msg":"weftd starting"')) return;
+    startingUs = Number(process.hrtime.bigint() / 1000n);
+    // weftd writes its profile as it exits; its signal handlers are set a moment after that line
+    setTimeout(() => child.kill('SIGTERM'), 500).unref();
+  });
+  const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+  await new Promise((resolve) => child.once('exit', resolve));
+  clearTimeout(timer);
+  if (startingUs === undefined) throw new Error(`${argv.join(' ')} exited before 'weftd starting': ${text.slice(-500)}`);
+  const file = readdirSync(dir).find((name) => name.endsWith('.cpuprofile'));
+  if (file === undefined) throw new Error(`${argv.join(' ')} wrote no CPU profile`);
+  const profile = JSON.parse(readFileSync(join(dir, file), 'utf8')) as CpuProfile;
+  const frames = new Map(profile.nodes.map((node) => [node.id, node.callFrame]));
+  const sources = new SourceMaps();
+  const totals: Record<string, number> = {};
+  // V8 stamps samples with CLOCK_MONOTONIC in µs, the clock of process.hrtime
+  let at = profile.startTime;
+  for (let i = 0; i < profile.samples.length; i++) {
+    at += profile.timeDeltas[i];
+    if (at > startingUs) break;
+    const origin = startOrigin(frames.get(profile.samples[i])!, sources);
+    // a sample stands for the time until the next one
+    totals[origin] = (totals[origin] ?? 0) + (profile.timeDeltas[i + 1] ?? 0) / 1000;
+  }
+  delete totals['idle'];
+  return totals;
 }
 
 // ----------------------------------------------------------------------------------------- cold start
