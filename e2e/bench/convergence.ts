@@ -1,7 +1,11 @@
 import { withBenchLab } from './lab.js';
 import type { ConvergenceRun } from './probe.js';
-import { figure, percentile, perRun } from './stats.js';
+import { figure, median, percentile, perRun } from './stats.js';
 import type { Benchmark, BenchmarkResult } from './types.js';
+
+/** Issue 16: a lease put acknowledged → its route, neighbour and FDB entry in the kernel. */
+const JOIN_TARGET_P50_MS = 0.5;
+const JOIN_TARGET_P99_MS = 3;
 
 export const benchmark: Benchmark = {
   name: 'convergence',
@@ -42,6 +46,22 @@ export const benchmark: Benchmark = {
           "etcd notifies watchers and answers the writer at the same moment, and weft was faster than the probe's gRPC client.",
       );
     }
+    const p50 = median(per(join, 50));
+    const p99 = median(per(join, 99));
+    if (p50 > JOIN_TARGET_P50_MS || p99 > JOIN_TARGET_P99_MS) {
+      const floor50 = median(per((run) => run.floorMs, 50));
+      const floor99 = median(per((run) => run.floorMs, 99));
+      const weft50 = median(per((run) => run.joinFromWatchMs, 50));
+      notes.push(
+        `Join: p50 ${p50.toFixed(2)} ms (target ${JOIN_TARGET_P50_MS}), p99 ${p99.toFixed(2)} ms (target ${JOIN_TARGET_P99_MS}). The kernel ` +
+          `writing the same four objects and notifying them takes ${floor50.toFixed(2)} ms at p50 and ${floor99.toFixed(2)} ms at p99 ` +
+          `whoever writes them; from the probe's own etcd watch delivering the put to the kernel having it takes ${weft50.toFixed(2)} ms ` +
+          "at p50: weftd's etcd client decoding the watch response (grpc-js, protobufjs, etcd3, as in the probe) and weft's handling " +
+          `of the event, ${Math.max(0, weft50 - floor50).toFixed(2)} ms over the floor. Next step: an etcd client that decodes ` +
+          "less per event (etcd's JSON gateway over node's http) and less work per lease event in weftd; for the p99, whatever " +
+          "still holds weftd's event loop when an event arrives (garbage collections, rebuilds over every peer).",
+      );
+    }
     return {
       name: 'convergence',
       title: 'Convergence: a new lease to kernel state',
@@ -65,14 +85,14 @@ export const benchmark: Benchmark = {
           label: 'join: put acknowledged → route, neighbour and FDB in the kernel, p50',
           unit: 'ms',
           samples: per(join, 50),
-          target: { op: '<=', value: 0.5, source: 'issue 16' },
+          target: { op: '<=', value: JOIN_TARGET_P50_MS, source: 'issue 16' },
         }),
         figure({
           id: 'convergence.p99',
           label: 'join, p99',
           unit: 'ms',
           samples: per(join, 99),
-          target: { op: '<=', value: 3, source: 'issue 16' },
+          target: { op: '<=', value: JOIN_TARGET_P99_MS, source: 'issue 16' },
         }),
         figure({ id: 'convergence.max', label: 'join, max', unit: 'ms', samples: per(join, 'max') }),
         figure({
