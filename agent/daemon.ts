@@ -6,7 +6,7 @@ import { leaseBackendTypeFor, type Lease, type LeaseSubnets } from '../common/le
 import type { Backend } from './backend.js';
 import { createBackend } from './backends.js';
 import type { WeftdOptions } from './cli/weftd-options.js';
-import { IngressAllowList } from './host/ingress.js';
+import { IngressAllowList, PeerAddresses } from './host/ingress.js';
 import { IptablesRules } from './host/iptables.js';
 import { loadNodeId } from './host/node-id.js';
 import { familyView, selectPublicInterface, underlayAddresses, type PublicInterface } from './host/interfaces.js';
@@ -420,25 +420,24 @@ export class Agent {
       resyncSeconds: this.options.iptablesResyncSeconds,
     });
     this.ingress = allowList;
-    let ownName = own.name;
-    this.leases.on('acquired', (next) => (ownName = next.lease.name));
-    const peerIPs = () =>
-      [...this.leaseWatcher.leases.values()]
-        .filter((lease) => lease.name !== ownName)
-        .flatMap((lease) => [lease.attrs.publicIP, lease.attrs.publicIPv6].filter((ip) => ip !== undefined));
+    // Each lease event changes the addresses of one lease, in O(1): listing every peer's address on each event
+    // would be O(peers), and churn brings hundreds of events a second (the allow-list spaces its nft writes).
+    const leases = this.leaseWatcher.leases;
+    const peers = new PeerAddresses(own.name);
+    const failed = (err: Error) => this.log.error({ err }, 'could not update the ingress allow-list');
     // Listen before the first write: a peer whose lease arrives while the table is being written must not be missed.
-    // Lease changes are gathered for a moment: listing every peer's address is O(peers), and churn brings
-    // hundreds of changes a second (the allow-list spaces its own updates further apart still).
-    let scheduled = false;
-    this.leaseWatcher.on('lease', () => {
-      if (scheduled) return;
-      scheduled = true;
-      setTimeout(() => {
-        scheduled = false;
-        allowList.setPeers(peerIPs()).catch((err: Error) => this.log.error({ err }, 'could not update the ingress allow-list'));
-      }, 50).unref();
+    this.leaseWatcher.on('lease', (event) => {
+      allowList.changePeers(peers.leaseChanged(event)).catch(failed);
     });
-    await allowList.apply(peerIPs());
+    this.leases.on('acquired', (next) => {
+      allowList.changePeers(peers.ownChanged(next.lease.name, leases)).catch(failed);
+    });
+    // A relist (rare) counts every address again: should a lease event ever be missed (a listener before this
+    // one that throws ends the emit), the next relist puts the allow-list right.
+    this.leaseWatcher.on('synced', () => {
+      allowList.setPeers(peers.reset(leases.values())).catch(failed);
+    });
+    await allowList.apply(peers.reset(leases.values()));
     allowList.start();
   }
 
@@ -462,7 +461,8 @@ export class Agent {
     }
     const probing = this.probing;
     probing.setOwn(own);
-    this.leaseWatcher.on('lease', () => probing.leasesChanged());
+    this.leaseWatcher.on('lease', (event) => probing.leaseChanged(event));
+    this.leaseWatcher.on('synced', () => probing.refresh());
     this.leases.on('acquired', (next) => probing.setOwn(next.lease));
   }
 

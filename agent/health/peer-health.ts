@@ -8,6 +8,7 @@
  * peer's overlay route (through the VXLAN device, the userspace path, or via the peer's public IP for host-gw)
  * and the answer by the peer's route back, the paths containers' packets take. IPv4 only.
  */
+import type { LeaseChange } from '../../common/lease-arbiter.js';
 import type { Lease } from '../../common/lease.js';
 import type { PeersReport } from '../../common/reachability.js';
 import type { Logger } from '../log.js';
@@ -16,21 +17,17 @@ import type { ProbeMetrics } from './metrics.js';
 import { PeerProber, type ProbeTarget } from './prober.js';
 
 /**
- * The peers of `own` to probe: every other lease with an IPv4 subnet and public IP; only weft hosts (their
- * lease names a WeftNodeID) unless flanneld hosts answer (Backend.flannelPeersAnswerProbes).
+ * Whether `lease` is a peer of `own` to probe, and how: every other lease with an IPv4 subnet and public IP;
+ * only weft hosts (their lease names a WeftNodeID) unless flanneld hosts answer (Backend.flannelPeersAnswerProbes).
  */
-function probeTargets(own: Lease, leases: Iterable<Lease>, flannelPeersAnswer: boolean): ProbeTarget[] {
-  const targets: ProbeTarget[] = [];
+function probeTarget(own: Lease, lease: Lease, flannelPeersAnswer: boolean): ProbeTarget | undefined {
+  const subnet = lease.subnets.ipv4;
+  const publicIP = lease.attrs.publicIP;
   const ownIP = own.attrs.publicIP;
-  for (const lease of leases) {
-    const subnet = lease.subnets.ipv4;
-    const publicIP = lease.attrs.publicIP;
-    if (lease.name === own.name || subnet === undefined || publicIP === undefined || (ownIP !== undefined && publicIP.equals(ownIP)))
-      continue;
-    if (!flannelPeersAnswer && typeof lease.attrs.extra.WeftNodeID !== 'string') continue;
-    targets.push({ lease: lease.name, publicIP: publicIP.toString(), address: subnet.network.toString() });
-  }
-  return targets;
+  if (lease.name === own.name || subnet === undefined || publicIP === undefined || (ownIP !== undefined && publicIP.equals(ownIP)))
+    return undefined;
+  if (!flannelPeersAnswer && typeof lease.attrs.extra.WeftNodeID !== 'string') return undefined;
+  return { lease: lease.name, publicIP: publicIP.toString(), address: subnet.network.toString() };
 }
 
 export interface PeerProbingOptions {
@@ -40,7 +37,7 @@ export interface PeerProbingOptions {
   flannelPeersAnswerProbes: boolean;
   /** The IPv4 overlay MTU: the full-size probe's length. */
   mtu: number;
-  /** Every lease by name, kept current by the lease watcher (read again on each change). */
+  /** Every lease by name, kept current by the lease watcher (read whole by refresh). */
   leases: ReadonlyMap<string, Lease>;
   log: Logger;
   metrics: ProbeMetrics;
@@ -50,7 +47,6 @@ export interface PeerProbingOptions {
 export class PeerProbing {
   private readonly prober: PeerProber;
   private own: Lease | undefined;
-  private scheduled = false;
 
   /** Opens the probe socket (throws ProbeSocketError without CAP_NET_RAW) and starts probing. */
   constructor(private readonly options: PeerProbingOptions) {
@@ -71,17 +67,25 @@ export class PeerProbing {
     this.refresh();
   }
 
-  /**
-   * The leases changed. Changes are gathered for a moment: making the list is O(peers), and churn brings
-   * hundreds of lease events a second.
-   */
-  leasesChanged(): void {
-    if (this.scheduled) return;
-    this.scheduled = true;
-    setTimeout(() => {
-      this.scheduled = false;
-      this.refresh();
-    }, 100).unref();
+  /** A lease came, changed or went: O(1), whatever the number of peers (churn brings hundreds of events a second). */
+  leaseChanged(event: LeaseChange): void {
+    const own = this.own;
+    if (own === undefined) return;
+    const target = event.kind === 'removed' ? undefined : probeTarget(own, event.lease, this.options.flannelPeersAnswerProbes);
+    if (target === undefined) this.prober.deletePeer(event.lease.name);
+    else this.prober.setPeer(target);
+  }
+
+  /** Makes the peers again from every lease, O(peers): for rare events (a new own lease, a relist of the leases). */
+  refresh(): void {
+    const own = this.own;
+    if (own === undefined) return;
+    const targets: ProbeTarget[] = [];
+    for (const lease of this.options.leases.values()) {
+      const target = probeTarget(own, lease, this.options.flannelPeersAnswerProbes);
+      if (target !== undefined) targets.push(target);
+    }
+    this.prober.setPeers(targets);
   }
 
   report(filter: { problems?: boolean; leases?: ReadonlySet<string> }): PeersReport {
@@ -90,10 +94,5 @@ export class PeerProbing {
 
   stop(): void {
     this.prober.stop();
-  }
-
-  private refresh(): void {
-    if (this.own === undefined) return;
-    this.prober.setPeers(probeTargets(this.own, this.options.leases.values(), this.options.flannelPeersAnswerProbes));
   }
 }

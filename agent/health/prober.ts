@@ -64,6 +64,9 @@ class PeerHealth {
   fullLostSince: number | null = null;
   pending: Record<ProbeSize, Outstanding | undefined> = { small: undefined, full: undefined };
   heard: { instance: number; small: number | null; full: number | null; at: number } | null = null;
+  /** its neighbours in the round-robin ring */
+  next: PeerHealth = this;
+  previous: PeerHealth = this;
 
   constructor(readonly target: ProbeTarget) {
     this.value = ipv4Value(target.address);
@@ -94,9 +97,13 @@ export class PeerProber extends EventEmitter<ProberEvents> {
   private readonly identifier = randomInt(0, 0x10000);
   private readonly peers = new Map<string, PeerHealth>();
   private readonly byAddress = new Map<number, PeerHealth>();
-  /** Round-robin order of the peers; `cursor` is the next to probe. */
-  private order: PeerHealth[] = [];
-  private cursor = 0;
+  /**
+   * The peers in round-robin order, a ring: `first` is the first of a round (peers that come are added before it,
+   * at the end of the round) and `cursor` the next to probe. A peer comes or goes in O(1) and the others keep their
+   * place.
+   */
+  private first: PeerHealth | undefined;
+  private cursor: PeerHealth | undefined;
   /** Peers owed a probe round (fractions carry over from tick to tick). */
   private credit = 0;
   private readonly deadlines: Deadline[] = [];
@@ -128,27 +135,53 @@ export class PeerProber extends EventEmitter<ProberEvents> {
     this.fullSize = Math.max(MIN_PROBE_BYTES, Math.min(mtu, 65535));
   }
 
-  /** The peers to probe from now on; peers kept keep their state. */
+  /** The peers to probe from now on, O(peers); peers kept keep their state and place. */
   setPeers(targets: readonly ProbeTarget[]): void {
-    const next = new Map<string, PeerHealth>();
-    for (const target of targets) {
-      const known = this.peers.get(target.lease);
-      next.set(target.lease, known !== undefined && known.target.address === target.address ? known : new PeerHealth(target));
+    const wanted = new Map(targets.map((target) => [target.lease, target]));
+    for (const peer of this.peers.values()) if (wanted.get(peer.target.lease)?.address !== peer.target.address) this.drop(peer);
+    for (const target of wanted.values()) this.setPeer(target);
+  }
+
+  /** Probes `target` from now on, in O(1); a peer of its lease with the same address keeps its state and place. */
+  setPeer(target: ProbeTarget): void {
+    const known = this.peers.get(target.lease);
+    if (known !== undefined) {
+      if (known.target.address === target.address) return;
+      this.drop(known);
     }
-    const position = this.order[this.cursor % Math.max(1, this.order.length)];
-    this.order = [
-      ...this.order.filter((peer) => next.get(peer.target.lease) === peer),
-      ...[...next.values()].filter((peer) => this.peers.get(peer.target.lease) !== peer),
-    ];
-    const at = position === undefined ? -1 : this.order.indexOf(position);
-    this.cursor = at < 0 ? 0 : at;
-    for (const peer of this.peers.values()) if (next.get(peer.target.lease) !== peer) this.emit('removed', peer.target);
-    this.peers.clear();
-    this.byAddress.clear();
-    for (const peer of next.values()) {
-      this.peers.set(peer.target.lease, peer);
-      this.byAddress.set(peer.value, peer);
+    const peer = new PeerHealth(target);
+    this.peers.set(target.lease, peer);
+    this.byAddress.set(peer.value, peer);
+    if (this.first === undefined) {
+      this.first = this.cursor = peer;
+    } else {
+      const last = this.first.previous;
+      peer.previous = last;
+      peer.next = this.first;
+      last.next = peer;
+      this.first.previous = peer;
     }
+  }
+
+  /** Stops probing the peer of `lease` (if any), in O(1). */
+  deletePeer(lease: string): void {
+    const known = this.peers.get(lease);
+    if (known !== undefined) this.drop(known);
+  }
+
+  /** Takes `peer` out of the maps and the ring; the probe it was due goes to the one after it. */
+  private drop(peer: PeerHealth): void {
+    this.peers.delete(peer.target.lease);
+    if (this.byAddress.get(peer.value) === peer) this.byAddress.delete(peer.value);
+    if (peer.next === peer) {
+      this.first = this.cursor = undefined;
+    } else {
+      peer.previous.next = peer.next;
+      peer.next.previous = peer.previous;
+      if (this.first === peer) this.first = peer.next;
+      if (this.cursor === peer) this.cursor = peer.next;
+    }
+    this.emit('removed', peer.target);
   }
 
   start(): void {
@@ -166,7 +199,7 @@ export class PeerProber extends EventEmitter<ProberEvents> {
 
   /** Seconds between two rounds of one peer: the interval, or longer when the rate cap says so. */
   get roundMs(): number {
-    const probesPerRound = this.order.length * (this.fullSize > SMALL_PROBE_BYTES ? 2 : 1);
+    const probesPerRound = this.peers.size * (this.fullSize > SMALL_PROBE_BYTES ? 2 : 1);
     return Math.max(this.options.intervalMs, (probesPerRound * 1000) / this.options.maxProbesPerSecond);
   }
 
@@ -216,15 +249,15 @@ export class PeerProber extends EventEmitter<ProberEvents> {
     this.lastTick = now;
     this.expire(now);
     if (this.summaryDue && now - this.lastSummary >= SUMMARY_EVERY_MS) this.logSummary(now);
-    if (this.source === undefined || this.order.length === 0) {
+    if (this.source === undefined || this.peers.size === 0) {
       this.credit = 0;
       return;
     }
     // never more than one round's worth at once (after a stall, say)
-    this.credit = Math.min(this.credit + (this.order.length * elapsed) / this.roundMs, this.order.length);
-    for (; this.credit >= 1; this.credit--) {
-      const peer = this.order[this.cursor % this.order.length];
-      this.cursor = (this.cursor + 1) % this.order.length;
+    this.credit = Math.min(this.credit + (this.peers.size * elapsed) / this.roundMs, this.peers.size);
+    for (; this.credit >= 1 && this.cursor !== undefined; this.credit--) {
+      const peer = this.cursor;
+      this.cursor = peer.next;
       this.probe(peer, now);
     }
   }

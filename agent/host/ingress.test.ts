@@ -1,10 +1,13 @@
 import assert from 'node:assert/strict';
 import { ChildProcess, execFileSync } from 'node:child_process';
+import fc from 'fast-check';
 import { IpAddress } from '../../common/cidr.js';
+import type { LeaseChange } from '../../common/lease-arbiter.js';
+import type { Lease } from '../../common/lease.js';
 import { Netns, requireNetns } from '../../test/netns.js';
 import { waitFor } from '../../test/wait.js';
 import { CommandError } from './errors.js';
-import { IngressAllowList } from './ingress.js';
+import { IngressAllowList, PeerAddresses, type AddressChange } from './ingress.js';
 import { NftSession, type NftChannel } from './nft-session.js';
 
 /**
@@ -174,5 +177,164 @@ describe('ingress allow-list (nftables) in namespaces', function () {
       await allowList.remove();
     }
     await waitFor(() => nftChildren().length === 0, 'remove() to let the nft process go', 5000, 20);
+  });
+});
+
+/** A lease as PeerAddresses reads it: its name and public IPs. */
+function lease(name: string, publicIP?: string, publicIPv6?: string): Lease {
+  return {
+    name,
+    subnets: { ipv4: undefined, ipv6: undefined },
+    attrs: {
+      publicIP: publicIP === undefined ? undefined : IpAddress.parse(publicIP),
+      publicIPv6: publicIPv6 === undefined ? undefined : IpAddress.parse(publicIPv6),
+      backendType: 'vxlan',
+      backendData: undefined,
+      backendV6Data: undefined,
+      extra: {},
+    },
+    reservation: false,
+  };
+}
+
+/** The addresses an allow-list that took every change in turn allows; fails on an address added twice or removed unheld. */
+class AppliedChanges {
+  readonly allowed = new Set<string>();
+  apply({ added, removed }: AddressChange): this {
+    for (const ip of removed) assert.ok(this.allowed.delete(ip.toString()), `${String(ip)} removed while not allowed`);
+    for (const ip of added) {
+      assert.ok(!this.allowed.has(ip.toString()), `${String(ip)} added while allowed`);
+      this.allowed.add(ip.toString());
+    }
+    return this;
+  }
+  sorted(): string[] {
+    return [...this.allowed].sort();
+  }
+}
+
+describe("PeerAddresses: the peers' public IPs, one lease event at a time", function () {
+  it('keeps an address two leases name until neither does, follows a lease to new IPv4 and IPv6 addresses, and leaves out the own lease', function () {
+    const peers = new PeerAddresses('own');
+    const allowed = new AppliedChanges();
+    const event = (kind: 'added' | 'changed' | 'removed', next: Lease): LeaseChange =>
+      kind === 'changed' ? { kind, lease: next, previous: next } : { kind, lease: next };
+    allowed.apply(peers.leaseChanged(event('added', lease('own', '192.0.2.1', '2001:db8::1'))));
+    assert.deepEqual(allowed.sorted(), [], 'the own lease is no peer');
+    allowed.apply(peers.leaseChanged(event('added', lease('a', '192.0.2.10', '2001:db8::10'))));
+    allowed.apply(peers.leaseChanged(event('added', lease('b', '192.0.2.10'))));
+    assert.deepEqual(allowed.sorted(), ['192.0.2.10', '2001:db8::10']);
+    allowed.apply(peers.leaseChanged(event('removed', lease('a', '192.0.2.10', '2001:db8::10'))));
+    assert.deepEqual(allowed.sorted(), ['192.0.2.10'], "b still names a's old IPv4 address");
+    allowed.apply(peers.leaseChanged(event('changed', lease('b', '192.0.2.11', '2001:db8::11'))));
+    assert.deepEqual(allowed.sorted(), ['192.0.2.11', '2001:db8::11'], 'b moved to new addresses');
+    allowed.apply(peers.leaseChanged(event('changed', lease('b', '192.0.2.11', '2001:db8::12'))));
+    assert.deepEqual(allowed.sorted(), ['192.0.2.11', '2001:db8::12'], 'only its IPv6 address changed');
+    allowed.apply(peers.leaseChanged(event('removed', lease('b', '192.0.2.11', '2001:db8::12'))));
+    assert.deepEqual(allowed.sorted(), []);
+  });
+
+  it("takes a new own lease: the old one, still there (taken over), is a peer's; the new one is not", function () {
+    const leases = new Map([lease('old', '192.0.2.1'), lease('new', '192.0.2.2'), lease('c', '192.0.2.3')].map((l) => [l.name, l]));
+    const peers = new PeerAddresses('old');
+    const allowed = new AppliedChanges();
+    allowed.apply({ added: peers.reset(leases.values()), removed: [] });
+    assert.deepEqual(allowed.sorted(), ['192.0.2.2', '192.0.2.3']);
+    allowed.apply(peers.ownChanged('new', leases));
+    assert.deepEqual(allowed.sorted(), ['192.0.2.1', '192.0.2.3']);
+    leases.delete('old');
+    allowed.apply(peers.leaseChanged({ kind: 'removed', lease: lease('old', '192.0.2.1') }));
+    assert.deepEqual(allowed.sorted(), ['192.0.2.3']);
+  });
+
+  it('after any series of lease events, the changes add up to every address of every lease but the own, as a relist counts them', function () {
+    const names = ['198.18.1.0-24', '198.18.2.0-24', '198.18.3.0-24', '198.18.4.0-24'];
+    const step = fc.oneof(
+      fc.record({
+        kind: fc.constant('put' as const),
+        name: fc.constantFrom(...names),
+        v4: fc.option(fc.constantFrom('192.0.2.1', '192.0.2.2', '192.0.2.3'), { nil: undefined }),
+        v6: fc.option(fc.constantFrom('2001:db8::1', '2001:db8::2'), { nil: undefined }),
+      }),
+      fc.record({ kind: fc.constant('delete' as const), name: fc.constantFrom(...names) }),
+      fc.record({ kind: fc.constant('own' as const), name: fc.constantFrom(...names) }),
+    );
+    fc.assert(
+      fc.property(fc.array(step, { maxLength: 40 }), (steps) => {
+        const leases = new Map<string, Lease>();
+        let own = names[0];
+        const peers = new PeerAddresses(own);
+        const allowed = new AppliedChanges();
+        for (const next of steps) {
+          if (next.kind === 'own') {
+            own = next.name;
+            allowed.apply(peers.ownChanged(own, leases));
+          } else if (next.kind === 'delete') {
+            const gone = leases.get(next.name);
+            if (gone === undefined) continue;
+            leases.delete(next.name);
+            allowed.apply(peers.leaseChanged({ kind: 'removed', lease: gone }));
+          } else {
+            const previous = leases.get(next.name);
+            const put = lease(next.name, next.v4, next.v6);
+            leases.set(next.name, put);
+            allowed.apply(
+              peers.leaseChanged(previous === undefined ? { kind: 'added', lease: put } : { kind: 'changed', lease: put, previous }),
+            );
+          }
+          const expected = [
+            ...new Set(
+              [...leases.values()]
+                .filter((l) => l.name !== own)
+                .flatMap((l) => [l.attrs.publicIP, l.attrs.publicIPv6])
+                .filter((ip) => ip !== undefined)
+                .map(String),
+            ),
+          ].sort();
+          assert.deepEqual(allowed.sorted(), expected);
+        }
+        const relisted = new PeerAddresses(own).reset(leases.values()).map(String).sort();
+        assert.deepEqual(relisted, allowed.sorted());
+        assert.deepEqual(peers.reset(leases.values()).map(String).sort(), relisted);
+      }),
+      { numRuns: 500 },
+    );
+  });
+});
+
+describe('ingress allow-list: what reaches nft', function () {
+  /** An nft that takes every line and answers nothing, keeping the lines. */
+  function recordingNft(): NftChannel & { lines: string[] } {
+    const lines: string[] = [];
+    return { lines, run: (line) => (lines.push(line), Promise.resolve({ code: 0, stdout: '', stderr: '' })), close: () => undefined };
+  }
+  const ips = (...texts: string[]) => texts.map((text) => IpAddress.parse(text));
+
+  it('writes only the addresses that changed, IPv4 and IPv6, coalescing the changes that wait', async function () {
+    const nft = recordingNft();
+    const allowList = new IngressAllowList({ ports: [8472], nft });
+    await allowList.apply(ips('192.0.2.1', '192.0.2.2', '192.0.2.3', '2001:db8::1', '2001:db8::2'));
+    assert.match(
+      nft.lines[0] ?? '',
+      /elements = \{ 192\.0\.2\.1, 192\.0\.2\.2, 192\.0\.2\.3 \}.*elements = \{ 2001:db8::1, 2001:db8::2 \}/,
+    );
+
+    await allowList.changePeers({ added: ips('192.0.2.4', '2001:db8::3'), removed: ips('192.0.2.1', '2001:db8::1') });
+    assert.deepEqual(nft.lines.slice(1), [
+      'delete element inet weft peers4 { 192.0.2.1 }; add element inet weft peers4 { 192.0.2.4 }; ' +
+        'delete element inet weft peers6 { 2001:db8::1 }; add element inet weft peers6 { 2001:db8::3 }',
+    ]);
+
+    // while one update waits for its turn, the next changes join it; an address that came and went is not written
+    const first = allowList.changePeers({ added: ips('192.0.2.5'), removed: [] });
+    const second = allowList.changePeers({ added: ips('192.0.2.6'), removed: ips('192.0.2.5', '192.0.2.2') });
+    assert.equal(first, second, 'one update for both');
+    await second;
+    assert.deepEqual(nft.lines.slice(2), ['delete element inet weft peers4 { 192.0.2.2 }; add element inet weft peers4 { 192.0.2.6 }']);
+
+    await allowList.changePeers({ added: ips('192.0.2.3'), removed: ips('192.0.2.9') });
+    assert.equal(nft.lines.length, 3, 'no change, no write');
+    await allowList.setPeers(ips('192.0.2.3', '192.0.2.4', '192.0.2.6', '192.0.2.7', '2001:db8::2', '2001:db8::3'));
+    assert.deepEqual(nft.lines.slice(3), ['add element inet weft peers4 { 192.0.2.7 }'], 'setPeers writes the difference too');
   });
 });

@@ -8,6 +8,8 @@
  * joining or leaving starts no process.
  */
 import type { IpAddress } from '../../common/cidr.js';
+import type { LeaseChange } from '../../common/lease-arbiter.js';
+import type { Lease } from '../../common/lease.js';
 import { excerpt } from '../../common/json.js';
 import type { Logger } from '../log.js';
 import { createCommandRunner, runChecked, type CommandRunner } from './command.js';
@@ -48,12 +50,12 @@ export class IngressAllowList {
   private readonly nft: NftChannel;
   private readonly log: Logger | undefined;
   private readonly resyncMs: number;
-  private peers: string[] = [];
-  /**
-   * the peers as last written to the sets (the sorted array `peers` was then, not a copy); undefined when
-   * unknown (nothing written yet, or a write failed)
-   */
-  private written: readonly string[] | undefined;
+  /** the addresses to allow */
+  private readonly peers = new Set<string>();
+  /** the addresses in the kernel's sets as last written; undefined when unknown (nothing written yet, or a write failed) */
+  private written: Set<string> | undefined;
+  /** the addresses added to or taken from `peers` since the last write took its snapshot: only they can differ from `written` */
+  private touched = new Set<string>();
   /** a sets update queued and not started yet */
   private waiting: Promise<void> | undefined;
   private lastUpdate = 0;
@@ -69,28 +71,32 @@ export class IngressAllowList {
 
   /** Creates (or re-creates) the table with the given peers allowed. */
   apply(peers: Iterable<IpAddress>): Promise<void> {
-    this.peers = [...new Set([...peers].map((ip) => ip.toString()))].sort();
+    this.peers.clear();
+    for (const ip of peers) this.peers.add(ip.toString());
     return this.serialize(() => this.writeTable());
   }
 
+  /** Replaces the allowed peers, in O(peers) (changePeers takes one lease's change); written as changePeers writes. */
+  setPeers(peers: Iterable<IpAddress>): Promise<void> {
+    const next = new Set<string>();
+    for (const ip of peers) next.add(ip.toString());
+    let changed = false;
+    for (const ip of this.peers) if (!next.has(ip)) changed = this.touch(ip, false) || changed;
+    for (const ip of next) changed = this.touch(ip, true) || changed;
+    return changed ? this.schedule() : this.queue;
+  }
+
   /**
-   * Replaces the allowed peers in one atomic update; a no-op when they did not change. Updates coalesce:
-   * while one is being written at most one more waits, it starts no sooner than MIN_UPDATE_INTERVAL_MS after
-   * the one before and writes whatever the peers are by then, and only what changed: hundreds of lease
+   * Allows `added` and no longer `removed`, in O(addresses given); a no-op when that changes nothing. Updates
+   * coalesce: while one is being written at most one more waits, it starts no sooner than MIN_UPDATE_INTERVAL_MS
+   * after the one before and writes whatever the peers are by then, and only what changed: hundreds of lease
    * changes a second make a few set updates.
    */
-  setPeers(peers: Iterable<IpAddress>): Promise<void> {
-    const next = [...new Set([...peers].map((ip) => ip.toString()))].sort();
-    if (next.length === this.peers.length && next.every((ip, i) => ip === this.peers[i])) return this.queue;
-    this.peers = next;
-    this.waiting ??= this.serialize(async () => {
-      const wait = this.lastUpdate + MIN_UPDATE_INTERVAL_MS - Date.now();
-      if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
-      this.waiting = undefined;
-      this.lastUpdate = Date.now();
-      await this.writeSets();
-    });
-    return this.waiting;
+  changePeers({ added, removed }: AddressChange): Promise<void> {
+    let changed = false;
+    for (const ip of removed) changed = this.touch(ip.toString(), false) || changed;
+    for (const ip of added) changed = this.touch(ip.toString(), true) || changed;
+    return changed ? this.schedule() : this.queue;
   }
 
   /** Whether the table, its rules and its sets are as weft last wrote them. */
@@ -109,9 +115,9 @@ export class IngressAllowList {
       for (const element of entry.set?.elem ?? []) if (typeof element === 'string') elements.push(element);
       if (entry.rule !== undefined) rules++;
     }
-    // against what was last written: a newer peer set may be waiting for its turn (setPeers spaces updates)
+    // against what was last written: a newer peer set may be waiting for its turn (updates are spaced)
     const expected = this.written ?? this.peers;
-    return rules === 2 && elements.sort().join(',') === expected.join(',');
+    return rules === 2 && elements.length === expected.size && elements.every((ip) => expected.has(ip));
   }
 
   /** Checks every resyncSeconds and rewrites the table when someone changed or removed it. */
@@ -160,6 +166,26 @@ export class IngressAllowList {
     return { ipv4: counts[0] ?? 0, ipv6: counts[1] ?? 0 };
   }
 
+  /** Whether that changed the peers. */
+  private touch(ip: string, allowed: boolean): boolean {
+    if (allowed === this.peers.has(ip)) return false;
+    if (allowed) this.peers.add(ip);
+    else this.peers.delete(ip);
+    this.touched.add(ip);
+    return true;
+  }
+
+  private schedule(): Promise<void> {
+    this.waiting ??= this.serialize(async () => {
+      const wait = this.lastUpdate + MIN_UPDATE_INTERVAL_MS - Date.now();
+      if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+      this.waiting = undefined;
+      this.lastUpdate = Date.now();
+      await this.writeSets();
+    });
+    return this.waiting;
+  }
+
   private serialize(step: () => Promise<void>): Promise<void> {
     const next = this.queue.then(step);
     this.queue = next.catch(() => undefined);
@@ -173,10 +199,17 @@ export class IngressAllowList {
     return result.stdout;
   }
 
+  /**
+   * The peers as a write is about to send them, sorted. The peers may change while nft runs: what changes from
+   * now on is touched again, and the next write compares it with what this one wrote.
+   */
+  private snapshot(): string[] {
+    this.touched.clear();
+    return [...this.peers].sort();
+  }
+
   private async writeTable(): Promise<void> {
-    // What this run writes: setPeers may change this.peers while nft runs, and `written` must say what the
-    // kernel holds, or the next set update would skip the difference.
-    const peers = this.peers;
+    const peers = this.snapshot();
     const elements = (family: 4 | 6): string => {
       const ips = peers.filter((ip) => ip.includes(':') === (family === 6));
       return ips.length === 0 ? '' : `elements = { ${ips.join(', ')} }`;
@@ -196,22 +229,27 @@ export class IngressAllowList {
     ].join('; ');
     this.written = undefined;
     await this.checked(script);
-    this.written = peers;
+    this.written = new Set(peers);
     this.log?.info({ table: `inet ${INGRESS_TABLE}`, ports: this.ports, peers: peers.length }, 'ingress allow-list in place');
   }
 
   private async writeSets(): Promise<void> {
-    const peers = this.peers;
     const written = this.written;
-    this.written = undefined;
+    const touched = this.touched;
+    this.touched = new Set();
     if (written !== undefined) {
+      const added: string[] = [];
+      const removed: string[] = [];
+      for (const ip of touched) {
+        const allowed = this.peers.has(ip);
+        if (allowed !== written.has(ip)) (allowed ? added : removed).push(ip);
+      }
+      if (added.length + removed.length === 0) return;
       // Only what changed, in one transaction; if the sets are not what we think, the whole of it fails.
-      const added = missingFrom(peers, written);
-      const removed = missingFrom(written, peers);
-      if (added.length + removed.length < peers.length) {
+      if (added.length + removed.length < this.peers.size) {
         const script = [4, 6].flatMap((family) => {
           const set = `inet ${INGRESS_TABLE} peers${family}`;
-          const of = (ips: string[]) => ips.filter((ip) => ip.includes(':') === (family === 6));
+          const of = (ips: string[]) => ips.filter((ip) => ip.includes(':') === (family === 6)).sort();
           const gone = of(removed);
           const come = of(added);
           return [
@@ -219,40 +257,98 @@ export class IngressAllowList {
             ...(come.length === 0 ? [] : [`add element ${set} { ${come.join(', ')} }`]),
           ];
         });
-        if (script.length === 0) {
-          this.written = peers;
-          return;
-        }
+        this.written = undefined;
         const result = await this.nft.run(script.join('; '));
         if (result.code === 0) {
-          this.written = peers;
+          for (const ip of removed) written.delete(ip);
+          for (const ip of added) written.add(ip);
+          this.written = written;
           return;
         }
       }
     }
+    const peers = this.snapshot();
     const script = [4, 6].flatMap((family) => {
       const elements = peers.filter((ip) => ip.includes(':') === (family === 6));
       const set = `inet ${INGRESS_TABLE} peers${family}`;
       return [`flush set ${set}`, ...(elements.length === 0 ? [] : [`add element ${set} { ${elements.join(', ')} }`])];
     });
+    this.written = undefined;
     await this.checked(script.join('; '));
-    this.written = peers;
+    this.written = new Set(peers);
+  }
+}
+
+/** Addresses that came into and went out of a set. */
+export interface AddressChange {
+  added: IpAddress[];
+  removed: IpAddress[];
+}
+
+/**
+ * The public IPs (IPv4 and IPv6) of the peers' leases, every lease but this host's own, each counted once per
+ * lease that names it: two leases may share a public IP (a host's old lease lingers until it expires), and the
+ * address must stay allowed while either names it. A lease event costs O(1), whatever the number of leases.
+ */
+export class PeerAddresses {
+  private readonly byLease = new Map<string, ReadonlyMap<string, IpAddress>>();
+  private readonly counts = new Map<string, { ip: IpAddress; leases: number }>();
+
+  /** `own`: the name of this host's lease. */
+  constructor(private own: string) {}
+
+  /** A lease came, changed or went. */
+  leaseChanged(event: LeaseChange): AddressChange {
+    return this.set(event.lease.name, event.kind === 'removed' ? undefined : event.lease);
+  }
+
+  /** This host holds the lease `own` of `leases` now: the one it held before, if still there (taken over), is a peer's. */
+  ownChanged(own: string, leases: ReadonlyMap<string, Lease>): AddressChange {
+    const previous = this.own;
+    this.own = own;
+    const before = this.set(previous, leases.get(previous));
+    const after = this.set(own, leases.get(own));
+    return { added: [...before.added, ...after.added], removed: [...before.removed, ...after.removed] };
+  }
+
+  /** Counts every lease of `leases` again, O(leases) (after a relist); every address. */
+  reset(leases: Iterable<Lease>): IpAddress[] {
+    this.byLease.clear();
+    this.counts.clear();
+    for (const lease of leases) this.set(lease.name, lease);
+    return [...this.counts.values()].map(({ ip }) => ip);
+  }
+
+  private set(name: string, lease: Lease | undefined): AddressChange {
+    const next = new Map<string, IpAddress>();
+    if (lease !== undefined && name !== this.own)
+      for (const ip of [lease.attrs.publicIP, lease.attrs.publicIPv6]) if (ip !== undefined) next.set(ip.toString(), ip);
+    const previous = this.byLease.get(name);
+    if (next.size === 0) this.byLease.delete(name);
+    else this.byLease.set(name, next);
+    const change: AddressChange = { added: [], removed: [] };
+    for (const [key, ip] of next) {
+      if (previous?.has(key) === true) continue;
+      const count = this.counts.get(key);
+      if (count !== undefined) count.leases++;
+      else {
+        this.counts.set(key, { ip, leases: 1 });
+        change.added.push(ip);
+      }
+    }
+    for (const key of previous?.keys() ?? []) {
+      if (next.has(key)) continue;
+      const count = this.counts.get(key)!;
+      if (--count.leases > 0) continue;
+      this.counts.delete(key);
+      change.removed.push(count.ip);
+    }
+    return change;
   }
 }
 
 function nftError(line: string, stderr: string): CommandError {
   return new CommandError(['nft', excerpt(line)], 1, stderr);
-}
-
-/** The addresses of `list` that `other` lacks; both sorted as sort() sorts strings. */
-function missingFrom(list: readonly string[], other: readonly string[]): string[] {
-  const missing: string[] = [];
-  let j = 0;
-  for (const ip of list) {
-    while (j < other.length && other[j] < ip) j++;
-    if (other[j] !== ip) missing.push(ip);
-  }
-  return missing;
 }
 
 /**
