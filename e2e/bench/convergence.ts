@@ -59,7 +59,7 @@ export const benchmark: Benchmark = {
           "at p50: weftd's etcd client decoding the watch response (grpc-js, protobufjs, etcd3, as in the probe) and weft's handling " +
           `of the event, ${Math.max(0, weft50 - floor50).toFixed(2)} ms over the floor. Next step: an etcd client that decodes ` +
           "less per event (etcd's JSON gateway over node's http) and less work per lease event in weftd; for the p99, whatever " +
-          "still holds weftd's event loop when an event arrives (garbage collections, rebuilds over every peer).",
+          "else holds weftd's event loop when an event arrives (garbage collections among it).",
       );
     }
     return {
