@@ -120,6 +120,7 @@ export async function runBenchmarks(options: RunOptions = {}): Promise<BenchRepo
       result.ranAt = ranAt;
       result.seconds = Math.round((performance.now() - t0) / 1000);
       result.loadAverage = [loadBefore, Math.round(loadavg()[0] * 100) / 100];
+      result.cpuModel = machine.cpuModel;
       results.push(result);
       for (const f of result.figures) log(`   ${describeFigure(f)}`);
       for (const note of result.notes) log(`   note: ${note}`);
@@ -165,7 +166,7 @@ export function renderMarkdown(report: BenchReport): string {
     `Written by \`${report.command}\` (e2e/bench/runner.ts) on ${report.startedAt.slice(0, 10)}; ${report.durationSeconds} s. ` +
       "Do not edit: the next run overwrites this file. The same figures, with every run's samples, are in benchmarks.json.",
     '',
-    `**Machine:** ${m.cpuModel}, ${m.cores} cores, ${m.memoryGiB} GiB, Linux ${m.kernel}, Node ${m.node}, ${m.iproute2}, ${m.etcd}. ` +
+    `**Machine** (of the latest run; each section says the CPU it ran on): ${m.cpuModel}, ${m.cores} cores, ${m.memoryGiB} GiB, Linux ${m.kernel}, Node ${m.node}, ${m.iproute2}, ${m.etcd}. ` +
       `Load average at start ${m.loadAverageAtStart.join(' / ')}, at end ${m.loadAverageAtEnd.join(' / ')}.`,
     '',
     'Everything runs in network namespaces on this one machine (documentation and benchmark address ranges only): an etcd host and an agent host joined by a',
@@ -200,7 +201,7 @@ export function renderMarkdown(report: BenchReport): string {
     const when =
       result.ranAt === undefined
         ? ''
-        : `*Ran ${result.ranAt.slice(0, 16).replace('T', ' ')} UTC for ${result.seconds ?? '?'} s; ` +
+        : `*Ran ${result.ranAt.slice(0, 16).replace('T', ' ')} UTC${result.cpuModel === undefined ? '' : ` on ${result.cpuModel}`} for ${result.seconds ?? '?'} s; ` +
           `1-minute load average ${result.loadAverage?.[0] ?? '?'} before, ${result.loadAverage?.[1] ?? '?'} after (${m.cores} cores).*`;
     lines.push(
       `## ${result.title}`,
@@ -258,7 +259,9 @@ function mergeInto(report: BenchReport, jsonPath: string): void {
     return;
   }
   const ran = new Set(report.results.map((result) => result.name));
-  const merged = [...earlier.results.filter((result) => !ran.has(result.name)), ...report.results];
+  const kept = earlier.results.filter((result) => !ran.has(result.name));
+  for (const result of kept) result.cpuModel ??= earlier.machine.cpuModel;
+  const merged = [...kept, ...report.results];
   const order = (name: string) => {
     const at = earlier.results.findIndex((result) => result.name === name);
     return at < 0 ? Number.MAX_SAFE_INTEGER : at;

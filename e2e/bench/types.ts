@@ -48,6 +48,8 @@ export interface BenchmarkResult {
   ranAt?: string;
   seconds?: number;
   loadAverage?: [before: number, after: number];
+  /** set by the runner: the CPU it ran on (a report merged from partial runs may hold sections of other machines) */
+  cpuModel?: string;
 }
 
 export interface BenchContext {
