@@ -217,18 +217,33 @@ describe("PeerAddresses: the peers' public IPs, one lease event at a time", func
   it('keeps an address two leases name until neither does, follows a lease to new IPv4 and IPv6 addresses, and leaves out the own lease', function () {
     const peers = new PeerAddresses('own');
     const allowed = new AppliedChanges();
-    const event = (kind: 'added' | 'changed' | 'removed', next: Lease): LeaseChange =>
-      kind === 'changed' ? { kind, lease: next, previous: next } : { kind, lease: next };
-    allowed.apply(peers.leaseChanged(event('added', lease('own', '192.0.2.1', '2001:db8::1'))));
+    const held = new Map<string, Lease>();
+    const event = (kind: 'put' | 'removed', next: Lease): LeaseChange => {
+      const previous = held.get(next.name);
+      if (kind === 'removed') held.delete(next.name);
+      else held.set(next.name, next);
+      return kind === 'removed'
+        ? { kind, lease: next }
+        : previous === undefined
+          ? { kind: 'added', lease: next }
+          : { kind: 'changed', lease: next, previous };
+    };
+    allowed.apply(peers.leaseChanged(event('put', lease('own', '192.0.2.1', '2001:db8::1'))));
     assert.deepEqual(allowed.sorted(), [], 'the own lease is no peer');
-    allowed.apply(peers.leaseChanged(event('added', lease('a', '192.0.2.10', '2001:db8::10'))));
-    allowed.apply(peers.leaseChanged(event('added', lease('b', '192.0.2.10'))));
+    allowed.apply(peers.leaseChanged(event('put', lease('a', '192.0.2.10', '2001:db8::10'))));
+    allowed.apply(peers.leaseChanged(event('put', lease('b', '192.0.2.10'))));
     assert.deepEqual(allowed.sorted(), ['192.0.2.10', '2001:db8::10']);
     allowed.apply(peers.leaseChanged(event('removed', lease('a', '192.0.2.10', '2001:db8::10'))));
     assert.deepEqual(allowed.sorted(), ['192.0.2.10'], "b still names a's old IPv4 address");
-    allowed.apply(peers.leaseChanged(event('changed', lease('b', '192.0.2.11', '2001:db8::11'))));
+    allowed.apply(peers.leaseChanged(event('put', lease('b', '192.0.2.11', '2001:db8::11'))));
     assert.deepEqual(allowed.sorted(), ['192.0.2.11', '2001:db8::11'], 'b moved to new addresses');
-    allowed.apply(peers.leaseChanged(event('changed', lease('b', '192.0.2.11', '2001:db8::12'))));
+    const change = peers.leaseChanged(event('put', lease('b', '192.0.2.11', '2001:db8::12')));
+    assert.deepEqual(
+      change.added.map(String).concat(change.removed.map(String)),
+      ['2001:db8::12', '2001:db8::11'],
+      'the kept IPv4 address neither goes nor comes',
+    );
+    allowed.apply(change);
     assert.deepEqual(allowed.sorted(), ['192.0.2.11', '2001:db8::12'], 'only its IPv6 address changed');
     allowed.apply(peers.leaseChanged(event('removed', lease('b', '192.0.2.11', '2001:db8::12'))));
     assert.deepEqual(allowed.sorted(), []);

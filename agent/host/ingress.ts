@@ -288,10 +288,10 @@ export interface AddressChange {
 /**
  * The public IPs (IPv4 and IPv6) of the peers' leases, every lease but this host's own, each counted once per
  * lease that names it: two leases may share a public IP (a host's old lease lingers until it expires), and the
- * address must stay allowed while either names it. A lease event costs O(1), whatever the number of leases.
+ * address must stay allowed while either names it. A lease event costs O(1), whatever the number of leases; only
+ * the counts are kept (a lease event carries the lease as it was).
  */
 export class PeerAddresses {
-  private readonly byLease = new Map<string, ReadonlyMap<string, IpAddress>>();
   private readonly counts = new Map<string, { ip: IpAddress; leases: number }>();
 
   /** `own`: the name of this host's lease. */
@@ -299,36 +299,39 @@ export class PeerAddresses {
 
   /** A lease came, changed or went. */
   leaseChanged(event: LeaseChange): AddressChange {
-    return this.set(event.lease.name, event.kind === 'removed' ? undefined : event.lease);
+    const change: AddressChange = { added: [], removed: [] };
+    if (event.lease.name === this.own) return change;
+    // counted before the old ones are let go: an address the lease keeps does not go and come back
+    if (event.kind !== 'removed') this.count(event.lease, change);
+    if (event.kind !== 'added') this.uncount(event.kind === 'changed' ? event.previous : event.lease, change);
+    return change;
   }
 
   /** This host holds the lease `own` of `leases` now: the one it held before, if still there (taken over), is a peer's. */
   ownChanged(own: string, leases: ReadonlyMap<string, Lease>): AddressChange {
+    const change: AddressChange = { added: [], removed: [] };
     const previous = this.own;
+    if (previous === own) return change;
     this.own = own;
-    const before = this.set(previous, leases.get(previous));
-    const after = this.set(own, leases.get(own));
-    return { added: [...before.added, ...after.added], removed: [...before.removed, ...after.removed] };
+    const before = leases.get(previous);
+    if (before !== undefined) this.count(before, change);
+    const after = leases.get(own);
+    if (after !== undefined) this.uncount(after, change);
+    return change;
   }
 
   /** Counts every lease of `leases` again, O(leases) (after a relist); every address. */
   reset(leases: Iterable<Lease>): IpAddress[] {
-    this.byLease.clear();
     this.counts.clear();
-    for (const lease of leases) this.set(lease.name, lease);
-    return [...this.counts.values()].map(({ ip }) => ip);
+    const change: AddressChange = { added: [], removed: [] };
+    for (const lease of leases) if (lease.name !== this.own) this.count(lease, change);
+    return change.added;
   }
 
-  private set(name: string, lease: Lease | undefined): AddressChange {
-    const next = new Map<string, IpAddress>();
-    if (lease !== undefined && name !== this.own)
-      for (const ip of [lease.attrs.publicIP, lease.attrs.publicIPv6]) if (ip !== undefined) next.set(ip.toString(), ip);
-    const previous = this.byLease.get(name);
-    if (next.size === 0) this.byLease.delete(name);
-    else this.byLease.set(name, next);
-    const change: AddressChange = { added: [], removed: [] };
-    for (const [key, ip] of next) {
-      if (previous?.has(key) === true) continue;
+  private count(lease: Lease, change: AddressChange): void {
+    for (const ip of [lease.attrs.publicIP, lease.attrs.publicIPv6]) {
+      if (ip === undefined) continue;
+      const key = ip.toString();
       const count = this.counts.get(key);
       if (count !== undefined) count.leases++;
       else {
@@ -336,14 +339,17 @@ export class PeerAddresses {
         change.added.push(ip);
       }
     }
-    for (const key of previous?.keys() ?? []) {
-      if (next.has(key)) continue;
-      const count = this.counts.get(key)!;
-      if (--count.leases > 0) continue;
+  }
+
+  private uncount(lease: Lease, change: AddressChange): void {
+    for (const ip of [lease.attrs.publicIP, lease.attrs.publicIPv6]) {
+      if (ip === undefined) continue;
+      const key = ip.toString();
+      const count = this.counts.get(key);
+      if (count === undefined || --count.leases > 0) continue;
       this.counts.delete(key);
       change.removed.push(count.ip);
     }
-    return change;
   }
 }
 
