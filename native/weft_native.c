@@ -74,6 +74,16 @@ static int get_u32(napi_env env, napi_value value, uint32_t *out) {
   return napi_get_value_uint32(env, value, out) == napi_ok ? 0 : -1;
 }
 
+/* The two arguments of a call that takes a file descriptor and a u32; throws (message `what`) and returns -1 if bad. */
+static int get_fd_u32(napi_env env, napi_callback_info info, const char *what, int32_t *fd, uint32_t *value) {
+  napi_value argv[2];
+  if (get_args(env, info, 2, argv) || napi_get_value_int32(env, argv[0], fd) != napi_ok || get_u32(env, argv[1], value)) {
+    napi_throw_type_error(env, NULL, what);
+    return -1;
+  }
+  return 0;
+}
+
 /* open(address: u32 host order, port, sndbuf, rcvbuf, gro: 0|1) -> fd | -errno */
 static napi_value udp_open(napi_env env, napi_callback_info info) {
   napi_value argv[5];
@@ -388,13 +398,9 @@ static napi_value netlink_open(napi_env env, napi_callback_info info) {
 
 /* netlinkJoin(fd, group) -> 0 | -errno */
 static napi_value netlink_join(napi_env env, napi_callback_info info) {
-  napi_value argv[2];
   int32_t fd;
   uint32_t group;
-  if (get_args(env, info, 2, argv) || napi_get_value_int32(env, argv[0], &fd) != napi_ok || get_u32(env, argv[1], &group)) {
-    napi_throw_type_error(env, NULL, "weft_native.netlinkJoin: bad arguments");
-    return NULL;
-  }
+  if (get_fd_u32(env, info, "weft_native.netlinkJoin: bad arguments", &fd, &group)) return NULL;
   return int_value(env, setsockopt(fd, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, &group, sizeof group) < 0 ? -errno : 0);
 }
 
@@ -405,13 +411,9 @@ static napi_value netlink_join(napi_env env, napi_callback_info info) {
  * first header decides).
  */
 static napi_value netlink_ignore_port(napi_env env, napi_callback_info info) {
-  napi_value argv[2];
   int32_t fd;
   uint32_t port;
-  if (get_args(env, info, 2, argv) || napi_get_value_int32(env, argv[0], &fd) != napi_ok || get_u32(env, argv[1], &port)) {
-    napi_throw_type_error(env, NULL, "weft_native.netlinkIgnorePort: bad arguments");
-    return NULL;
-  }
+  if (get_fd_u32(env, info, "weft_native.netlinkIgnorePort: bad arguments", &fd, &port)) return NULL;
   /* classic BPF loads words in network byte order; nlmsg_pid is in host order */
   struct sock_filter code[] = {
     BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct nlmsghdr, nlmsg_pid)),
